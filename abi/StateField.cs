@@ -1,0 +1,34 @@
+namespace Copra.Abi;
+
+/// <summary>
+/// Field ids for GET_STATE / SET_STATE. A field id is a u64:
+/// <code>
+///  63        32 31                 0
+///  +-----------+--------------------+
+///  |   space   |       index        |
+///  +-----------+--------------------+
+/// </code>
+/// space 0 = architectural registers (below), space 1 = MSR (index = MSR number).
+/// </summary>
+public static class StateField
+{
+    // GPRs in x86 encoding order, so a ModRM register number is its field id.
+    public const ulong Rax = 0, Rcx = 1, Rdx = 2, Rbx = 3, Rsp = 4, Rbp = 5, Rsi = 6, Rdi = 7;
+    public const ulong R8 = 8, R9 = 9, R10 = 10, R11 = 11, R12 = 12, R13 = 13, R14 = 14, R15 = 15;
+    public const ulong Rip = 16, Rflags = 17;
+    public const ulong Cr0 = 32, Cr2 = 33, Cr3 = 34, Cr4 = 35, Efer = 36;
+    /// <summary>Segment fields: <c>SegBase + seg*4 + {0 selector, 1 base, 2 limit, 3 attributes}</c>, seg in x86 order ES CS SS DS FS GS.</summary>
+    public const ulong SegBase = 48;
+    public const ulong ExitReason = 80, ExitQualification = 81, ExitGpa = 82, ExitInstructionLength = 83;
+    /// <summary>Pending event to inject: bit 31 valid, bits 7:0 vector, bits 10:8 type.</summary>
+    public const ulong PendingEvent = 84;
+    /// <summary>The whole VMSA page (SNP only): the values pointer names a 4096-byte buffer; count must be 1.</summary>
+    public const ulong VmsaPage = 0xFFFF;
+
+    public const ulong MsrSpace = 1UL << 32;
+    public static ulong Msr(uint index) => MsrSpace | index;
+    public static ulong Seg(int seg, int part) => SegBase + (ulong)(seg * 4 + part);
+
+    public const int Es = 0, Cs = 1, Ss = 2, Ds = 3, Fs = 4, Gs = 5;
+    public const int Selector = 0, Base = 1, Limit = 2, Attributes = 3;
+}

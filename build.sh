@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Copra's one entry point. Verbs: build, test, run, bench, fuzz, aot. Needs only the .NET 10 SDK.
+set -euo pipefail
+cd "$(dirname "$0")"
+export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
+verb="${1:-build}"; shift || true
+case "$verb" in
+  build) dotnet build Copra.slnx -c Release "$@" ;;
+  test)
+    dotnet build Copra.slnx -c Release
+    # Both test projects (tests/ and fuzz/) run; the TRX files feed .ci/run's total.
+    dotnet test Copra.slnx -c Release --no-build --logger "trx" --results-directory "${COPRA_TEST_RESULTS:-artifacts/test-results}" "$@" ;;
+  run) dotnet run --project kernel -c Release -- run "$@" ;;
+  copra) dotnet run --project kernel -c Release -- "$@" ;;
+  bench) dotnet run --project bench -c Release -- "$@" ;;
+  fuzz) dotnet run --project fuzz -c Release -- "$@" ;;
+  aot)
+    # NativeAOT stands in for bflat (which wraps the same compiler and cannot be installed here).
+    dotnet publish kernel -c Release -p:CopraAot=true -o artifacts/aot "$@"
+    echo "native copra: artifacts/aot/copra" ;;
+  *) echo "usage: ./build.sh build|test|run|bench|fuzz|aot [args...]" >&2; exit 2 ;;
+esac
