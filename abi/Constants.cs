@@ -35,7 +35,7 @@ public static class VmCtl
 }
 
 /// <summary>OPEN mode bits and flags (COCONUT's).</summary>
-public static class FileMode
+public static class OpenMode
 {
     public const ulong Read = 1, Write = 2, Append = 4, Trunc = 8, All = 15;
     public const ulong FlagCreate = 1;

@@ -1,0 +1,120 @@
+namespace Copra.Cold;
+
+/// <summary>
+/// A process's handle table: a slot array with a generation per slot, so a stale handle is caught.
+/// <code>
+///  31            16 15             0
+///  +---------------+---------------+
+///  |  generation   |  slot index   |
+///  +---------------+---------------+
+/// </code>
+/// A new handle takes the lowest free slot (0 is the console, which is created with generation 0,
+/// so it is the value 0). Closing a slot bumps its generation, so the old value no longer matches.
+/// Threads of one process share the table; it locks on itself (cold path, uncontended).
+/// </summary>
+public sealed class HandleTable
+{
+    public const int IndexBits = 16;
+    public const uint IndexMask = (1u << IndexBits) - 1;
+    public const int MaxHandles = 1 << IndexBits;
+
+    struct Slot { public KObject? Obj; public ushort Gen; }
+
+    Slot[] _slots = new Slot[16];
+    readonly object _lock = new();
+
+    public static uint Encode(int index, ushort gen) => (uint)gen << IndexBits | (uint)index;
+    public static int IndexOf(uint handle) => (int)(handle & IndexMask);
+
+    /// <summary>Adds at the lowest free slot. Throws EBUSY if the object is exclusive and already has a handle.</summary>
+    public uint Add(KObject obj)
+    {
+        lock (_lock)
+        {
+            int i = 0;
+            while (i < _slots.Length && _slots[i].Obj is not null) i++;
+            if (i == MaxHandles) throw KernelError.NoMem("handle table full");
+            if (!obj.TryAddHandle()) throw KernelError.Busy($"{obj.Kind} already has a handle");
+            if (i == _slots.Length) Array.Resize(ref _slots, Math.Min(_slots.Length * 2, MaxHandles));
+            _slots[i].Obj = obj;
+            return Encode(i, _slots[i].Gen);
+        }
+    }
+
+    /// <summary>Looks a handle up. Any value (garbage included) is accepted; a miss is ENOTFOUND.</summary>
+    public bool TryGet(ulong handle, out KObject obj)
+    {
+        obj = null!;
+        if (handle > uint.MaxValue) return false;
+        uint h = (uint)handle;
+        int i = IndexOf(h);
+        lock (_lock)
+        {
+            if (i >= _slots.Length) return false;
+            ref Slot s = ref _slots[i];
+            if (s.Obj is null || s.Gen != (ushort)(h >> IndexBits)) return false;
+            obj = s.Obj;
+            return true;
+        }
+    }
+
+    public KObject Get(ulong handle) =>
+        TryGet(handle, out var o) ? o : throw KernelError.NotFound($"no handle 0x{handle:x}");
+
+    public T Get<T>(ulong handle) where T : KObject =>
+        Get(handle) as T ?? throw KernelError.NotSupp($"handle 0x{handle:x} is not a {typeof(T).Name}");
+
+    /// <summary>Removes the handle; returns the object (its handle count is not yet dropped) or null.</summary>
+    public KObject? Detach(ulong handle)
+    {
+        if (handle > uint.MaxValue) return null;
+        uint h = (uint)handle;
+        int i = IndexOf(h);
+        lock (_lock)
+        {
+            if (i >= _slots.Length) return null;
+            ref Slot s = ref _slots[i];
+            if (s.Obj is null || s.Gen != (ushort)(h >> IndexBits)) return null;
+            var o = s.Obj;
+            s.Obj = null;
+            s.Gen++;
+            return o;
+        }
+    }
+
+    /// <summary>Puts an object at an exact slot (EXEC's 1..n in the child, the console at 0). The object's handle count is already held.</summary>
+    public uint PlaceAt(int index, KObject obj)
+    {
+        lock (_lock)
+        {
+            while (index >= _slots.Length) Array.Resize(ref _slots, _slots.Length * 2);
+            if (_slots[index].Obj is not null) throw new InvalidOperationException($"slot {index} is taken");
+            _slots[index].Obj = obj;
+            return Encode(index, _slots[index].Gen);
+        }
+    }
+
+    /// <summary>Live handles in slot order, for the process-tree printout and the fuzzers' model check.</summary>
+    public List<(uint Handle, KObject Obj)> Snapshot()
+    {
+        lock (_lock)
+        {
+            var list = new List<(uint, KObject)>();
+            for (int i = 0; i < _slots.Length; i++)
+                if (_slots[i].Obj is { } o) list.Add((Encode(i, _slots[i].Gen), o));
+            return list;
+        }
+    }
+
+    /// <summary>Empties the table (process exit) and returns what it held.</summary>
+    public List<KObject> DetachAll()
+    {
+        lock (_lock)
+        {
+            var list = new List<KObject>();
+            for (int i = 0; i < _slots.Length; i++)
+                if (_slots[i].Obj is { } o) { list.Add(o); _slots[i].Obj = null; _slots[i].Gen++; }
+            return list;
+        }
+    }
+}
