@@ -34,6 +34,9 @@ public abstract class KObject
         return Interlocked.CompareExchange(ref _handles, 1, 0) == 0;
     }
 
+    /// <summary>Takes a handle count for an object the kernel itself places (the console at boot).</summary>
+    public void TryAddHandleForBoot() => Interlocked.Increment(ref _handles);
+
     internal void DropHandle(Process owner)
     {
         if (Interlocked.Decrement(ref _handles) == 0) OnLastHandleClosed(owner);

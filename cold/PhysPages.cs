@@ -37,6 +37,13 @@ public sealed class PhysPages
         if (pa < KernelBase + KernelLength && KernelBase < end) throw KernelError.Perm("range overlaps the kernel's memory");
     }
 
+    /// <summary>True if [pa, pa+length) lies in memory and outside the kernel (for VM memory at boot).</summary>
+    public bool IsGuestRange(ulong pa, ulong length)
+    {
+        ulong end = pa + length;
+        return length > 0 && end >= pa && end <= Bytes && !(pa < KernelBase + KernelLength && KernelBase < end);
+    }
+
     public void AddMapping(ulong pa, ulong length)
     {
         lock (_lock)

@@ -1,0 +1,130 @@
+using System.Runtime.CompilerServices;
+
+namespace Copra.Hot.Lookup;
+
+/// <summary>
+/// Who owns a guest-physical address: sorted, non-overlapping ranges, searched by binary search
+/// behind a per-vCPU last-hit cache (a driver hammering one device hits the cache every time).
+///
+/// Concurrency: registration (cold, rare) builds a new immutable <see cref="Snapshot"/> and
+/// publishes it with one release store; the exit path reads the current snapshot with one acquire
+/// load and never locks. The cache holds an index into a snapshot plus that snapshot's version, so a
+/// stale hit after a re-registration is detected and falls back to the search.
+/// Owners are small positive ints chosen by the caller (0 means "nobody").
+/// </summary>
+public sealed class MmioRangeTable
+{
+    sealed class Snapshot(ulong[] starts, ulong[] ends, int[] owners, int version)
+    {
+        public readonly ulong[] Starts = starts;   // inclusive
+        public readonly ulong[] Ends = ends;       // exclusive
+        public readonly int[] Owners = owners;
+        public readonly int Version = version;
+    }
+
+    Snapshot _snap = new([], [], [], 0);
+    readonly int[] _lastHit;       // per vCPU: index into the snapshot named by _lastVersion
+    readonly int[] _lastVersion;
+    readonly object _writeLock = new();
+
+    public MmioRangeTable(int vcpus)
+    {
+        _lastHit = new int[vcpus];
+        _lastVersion = new int[vcpus];
+        Array.Fill(_lastVersion, -1);
+    }
+
+    public long Hits, Misses;
+
+    public int Count => Volatile.Read(ref _snap).Starts.Length;
+
+    /// <summary>Adds [start, start+length). False if it wraps, is empty, or overlaps a registered range.</summary>
+    public bool TryAdd(ulong start, ulong length, int owner)
+    {
+        if (length == 0 || start + length < start || owner <= 0) return false;
+        ulong end = start + length;
+        lock (_writeLock)
+        {
+            var s = _snap;
+            int i = LowerBound(s.Starts, start);
+            if (i > 0 && s.Ends[i - 1] > start) return false;
+            if (i < s.Starts.Length && s.Starts[i] < end) return false;
+            Publish(Insert(s.Starts, i, start), Insert(s.Ends, i, end), Insert(s.Owners, i, owner), s.Version + 1);
+            return true;
+        }
+    }
+
+    /// <summary>Removes every range of <paramref name="owner"/>; returns how many.</summary>
+    public int RemoveOwner(int owner)
+    {
+        lock (_writeLock)
+        {
+            var s = _snap;
+            var keep = Enumerable.Range(0, s.Starts.Length).Where(i => s.Owners[i] != owner).ToArray();
+            int removed = s.Starts.Length - keep.Length;
+            if (removed > 0)
+                Publish(keep.Select(i => s.Starts[i]).ToArray(), keep.Select(i => s.Ends[i]).ToArray(),
+                        keep.Select(i => s.Owners[i]).ToArray(), s.Version + 1);
+            return removed;
+        }
+    }
+
+    void Publish(ulong[] starts, ulong[] ends, int[] owners, int version) =>
+        Volatile.Write(ref _snap, new Snapshot(starts, ends, owners, version));
+
+    static T[] Insert<T>(T[] a, int i, T v)
+    {
+        var r = new T[a.Length + 1];
+        Array.Copy(a, 0, r, 0, i);
+        r[i] = v;
+        Array.Copy(a, i, r, i + 1, a.Length - i);
+        return r;
+    }
+
+    static int LowerBound(ulong[] a, ulong key)
+    {
+        int lo = 0, hi = a.Length;
+        while (lo < hi) { int mid = (lo + hi) >>> 1; if (a[mid] < key) lo = mid + 1; else hi = mid; }
+        return lo;
+    }
+
+    /// <summary>
+    /// The owner of [gpa, gpa+size) and its range, or 0. An access that starts in a range but runs
+    /// past its end reports the owner with <paramref name="straddles"/> set (the caller refuses it).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public int Lookup(int vcpu, ulong gpa, uint size, out ulong rangeStart, out bool straddles)
+    {
+        var s = Volatile.Read(ref _snap);
+        int i = _lastHit[vcpu];
+        if (_lastVersion[vcpu] == s.Version && gpa - s.Starts[i] < s.Ends[i] - s.Starts[i])
+        {
+            Hits++;
+            rangeStart = s.Starts[i];
+            straddles = gpa + size > s.Ends[i];
+            return s.Owners[i];
+        }
+        return LookupSlow(s, vcpu, gpa, size, out rangeStart, out straddles);
+    }
+
+    int LookupSlow(Snapshot s, int vcpu, ulong gpa, uint size, out ulong rangeStart, out bool straddles)
+    {
+        Misses++;
+        rangeStart = 0; straddles = false;
+        // Last range whose start <= gpa.
+        int lo = 0, hi = s.Starts.Length;
+        while (lo < hi) { int mid = (lo + hi) >>> 1; if (s.Starts[mid] <= gpa) lo = mid + 1; else hi = mid; }
+        int i = lo - 1;
+        if (i < 0 || gpa >= s.Ends[i])
+        {
+            // The access may start below a range and run into it: that is a straddle too.
+            if (lo < s.Starts.Length && gpa + size > s.Starts[lo]) { straddles = true; rangeStart = s.Starts[lo]; return s.Owners[lo]; }
+            return 0;
+        }
+        _lastHit[vcpu] = i;
+        _lastVersion[vcpu] = s.Version;
+        rangeStart = s.Starts[i];
+        straddles = gpa + size > s.Ends[i];
+        return s.Owners[i];
+    }
+}

@@ -1,0 +1,82 @@
+using System.Collections.Concurrent;
+
+namespace Copra.Kernel.Core;
+
+/// <summary>
+/// One simulated CPU. It owns its run queue and its queue of runnable vCPUs: only the host thread
+/// stepping this CPU touches them. Other CPUs reach it through <see cref="Post"/> (the inbox,
+/// multi-producer single-consumer). A step drains the inbox, then runs one user thread until it
+/// blocks, or, with no thread ready, enters one runnable vCPU until its next exit.
+/// Threads are preferred to guests: a ready thread is usually a device model holding a vCPU.
+/// </summary>
+public sealed class Cpu
+{
+    readonly Kernel _k;
+    readonly Queue<KThread> _runQueue = new(64);
+    readonly Queue<int> _vcpus = new(16);
+    readonly ConcurrentQueue<CpuMessage> _inbox = new();
+    int _inboxDepth;
+
+    public Cpu(Kernel k, int index) { _k = k; Index = index; }
+
+    public int Index { get; }
+    /// <summary>Virtual clock in modelled cycles (deterministic driver); the trace is stamped with it.</summary>
+    public long Clock;
+    public KThread? Current { get; private set; }
+    public long Steps, ThreadSlices, GuestRuns, IdleSteps;
+
+    public int InboxDepth => Volatile.Read(ref _inboxDepth);
+    public int RunQueueLength => _runQueue.Count;
+
+    /// <summary>Any thread: queue a message for this CPU.</summary>
+    public void Post(CpuMessage m)
+    {
+        Interlocked.Increment(ref _inboxDepth);
+        _inbox.Enqueue(m);
+    }
+
+    /// <summary>Owner only: make a thread runnable here.</summary>
+    public void EnqueueLocal(KThread t)
+    {
+        t.Cpu = Index;
+        t.State = ThreadState.Runnable;
+        _runQueue.Enqueue(t);
+    }
+
+    /// <summary>Owner only: a vCPU bound to this CPU is ready to enter the guest.</summary>
+    public void EnqueueVcpuLocal(int vcpu) => _vcpus.Enqueue(vcpu);
+
+    public bool HasWork => _runQueue.Count > 0 || _vcpus.Count > 0 || InboxDepth > 0;
+
+    /// <summary>One scheduling step; false when the CPU had nothing to do.</summary>
+    public bool Step()
+    {
+        Steps++;
+        while (_inbox.TryDequeue(out var m))
+        {
+            Interlocked.Decrement(ref _inboxDepth);
+            if (m.Kind == CpuMessageKind.RunThread) { var t = _k.Thread(m.Id); if (t.State != ThreadState.Dead) EnqueueLocal(t); }
+            else _vcpus.Enqueue(m.Id);
+        }
+
+        while (_runQueue.TryDequeue(out var t))
+        {
+            if (t.State == ThreadState.Dead) continue;
+            ThreadSlices++;
+            Current = t;
+            t.State = ThreadState.Running;
+            _k.RunSlice(this, t);
+            Current = null;
+            return true;
+        }
+
+        if (_vcpus.TryDequeue(out int v))
+        {
+            GuestRuns++;
+            _k.RunGuest(this, v);
+            return true;
+        }
+        IdleSteps++;
+        return false;
+    }
+}

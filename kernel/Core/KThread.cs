@@ -1,0 +1,105 @@
+using System.Threading.Tasks.Sources;
+using Copra.Abi;
+using Copra.Cold;
+
+namespace Copra.Kernel.Core;
+
+public enum ThreadState : byte { New, Runnable, Running, Blocked, Dead }
+
+/// <summary>
+/// A user thread: a green thread whose code is an async method and whose blocking syscalls are
+/// awaits on this object (it is the <see cref="IValueTaskSource{T}"/> behind the gate's pending
+/// results, reused for every block, so blocking allocates nothing).
+///
+/// Resumption handshake: a blocked thread may be woken (by any CPU) before the await that blocked
+/// it has registered its continuation (parallel driver: the user code is still finishing its slice
+/// on another host thread). <see cref="_handshake"/> collects the two halves — bit 0 "continuation
+/// registered", bit 1 "woken" — and whichever side completes the pair queues the thread on its
+/// target CPU. The continuation then runs only on that CPU, never inline on the waker.
+/// </summary>
+public sealed class KThread : IValueTaskSource<long>
+{
+    public KThread(int id, Process process, ThreadEntry entry, ulong arg)
+    {
+        Id = id; Process = process; Entry = entry; Arg = arg;
+    }
+
+    public int Id { get; }
+    public Process Process { get; }
+    public ThreadEntry Entry { get; }
+    public ulong Arg { get; }
+    public UserContext Context { get; internal set; } = null!;
+
+    public volatile ThreadState State;
+    /// <summary>The CPU the thread runs on, or will run on when woken.</summary>
+    public int Cpu;
+    /// <summary>The object the thread is blocked on (for the process-tree printout and cleanup).</summary>
+    public object? WaitingOn;
+    public Task? Main;
+
+    Action<object?>? _cont;
+    object? _contState;
+    long _result;
+    short _token;
+    bool _resumed;
+    int _handshake;
+    int _wakeCpu;
+
+    /// <summary>The pending result of a blocking call; the thread is now Blocked.</summary>
+    public ValueTask<long> Block(object waitingOn)
+    {
+        WaitingOn = waitingOn;
+        _resumed = false;
+        State = ThreadState.Blocked;
+        return new ValueTask<long>(this, _token);
+    }
+
+    /// <summary>
+    /// Completes the thread's block with <paramref name="result"/>; it will run next on <paramref name="cpu"/>.
+    /// Returns true when the caller must now queue it there (the handshake completed on this side).
+    /// </summary>
+    public bool Wake(long result, int cpu)
+    {
+        _result = result;
+        _wakeCpu = cpu;
+        WaitingOn = null;
+        return Interlocked.Or(ref _handshake, 2) == 1;
+    }
+
+    /// <summary>The CPU chosen by the last <see cref="Wake"/>.</summary>
+    public int WakeCpu => _wakeCpu;
+
+    /// <summary>Runs the continuation (on the CPU the thread was queued on).</summary>
+    public void Resume()
+    {
+        Volatile.Write(ref _handshake, 0);
+        var c = _cont!; var s = _contState;
+        _cont = null; _contState = null;
+        _resumed = true;
+        c(s);
+    }
+
+    /// <summary>Set by the kernel so <see cref="OnCompleted"/> can queue the thread when it completes the handshake.</summary>
+    internal Action<KThread>? QueueOnWakeCpu;
+
+    ValueTaskSourceStatus IValueTaskSource<long>.GetStatus(short token) =>
+        _resumed ? ValueTaskSourceStatus.Succeeded : ValueTaskSourceStatus.Pending;
+
+    long IValueTaskSource<long>.GetResult(short token)
+    {
+        _token++;
+        _resumed = false;
+        return _result;
+    }
+
+    void IValueTaskSource<long>.OnCompleted(Action<object?> continuation, object? state, short token, ValueTaskSourceOnCompletedFlags flags)
+    {
+        // Flags are ignored on purpose: there is no synchronization context or execution context
+        // to flow inside the kernel; the continuation runs on the CPU that resumes the thread.
+        _cont = continuation;
+        _contState = state;
+        if (Interlocked.Or(ref _handshake, 1) == 2) QueueOnWakeCpu!(this);
+    }
+
+    public override string ToString() => $"t{Id}({Process.Path})";
+}

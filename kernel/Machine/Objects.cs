@@ -1,0 +1,198 @@
+using System.Runtime.InteropServices;
+using Copra.Abi;
+using Copra.Cold;
+using Copra.Hot.Guest;
+using Copra.Hot.Lookup;
+using Copra.Kernel.Core;
+
+namespace Copra.Kernel.Machine;
+
+/// <summary>A window over native kernel or guest memory, for mappings.</summary>
+public sealed class NativeWindow(GuestMemory mem, ulong baseOffset) : IMemoryWindow
+{
+    public Span<byte> Span(ulong offset, int length) => mem.Span(baseOffset + offset, length);
+}
+
+/// <summary>
+/// Pages the kernel shares with user space (run pages, event areas): one native block, handed out
+/// a page at a time, with a free list. Native so the exit path writes them with plain loads/stores.
+/// </summary>
+public sealed class KernelPages : IDisposable
+{
+    readonly Stack<int> _free = new();
+    int _next;
+
+    public KernelPages(int pages) { Memory = new GuestMemory((ulong)pages * Page.Size); Capacity = pages; }
+
+    public GuestMemory Memory { get; }
+    public int Capacity { get; }
+
+    public ulong Alloc()
+    {
+        lock (_free)
+        {
+            int p = _free.Count > 0 ? _free.Pop() : _next < Capacity ? _next++ : throw KernelError.NoMem("kernel page pool exhausted");
+            ulong off = (ulong)p * Page.Size;
+            Memory.Clear(off, Page.Size);
+            return off;
+        }
+    }
+
+    public void Free(ulong offset) { lock (_free) _free.Push((int)(offset / Page.Size)); }
+    public void Dispose() => Memory.Dispose();
+}
+
+/// <summary>Base for objects that own one kernel page user space may map (read/write).</summary>
+public abstract class PageObject : KObject, IMappable
+{
+    protected PageObject(KernelPages pages) { Pages = pages; PageOffset = pages.Alloc(); }
+    protected KernelPages Pages { get; }
+    public ulong PageOffset { get; }
+    public ulong MappableLength => Page.Size;
+    public override IMappable AsMappable() => this;
+
+    public IMemoryWindow Map(Process process, ulong offset, ulong length, bool writable)
+    {
+        if (offset != 0 || length != Page.Size) throw KernelError.Inval("map the whole page: offset 0, length 4096");
+        return new NativeWindow(Pages.Memory, PageOffset);
+    }
+
+    public void Unmapped(Process process, ulong offset, ulong length) { }
+    protected Span<byte> Bytes => Pages.Memory.Span(PageOffset, Page.Size);
+}
+
+/// <summary>
+/// A VM the platform offers (SNP VMPL n, TDX L2 VM n). Exactly one handle at a time. Holds the VM's
+/// device registrations (MMIO ranges, ports), its IRQ routing and its unhandled-exit policy.
+/// </summary>
+public sealed class VmObject : KObject
+{
+    public VmObject(int index, int vcpuBase, int vcpuCount, IReadOnlyList<(ulong Base, ulong Length)> ranges, int maxVcpusTotal)
+    {
+        Index = index; VcpuBase = vcpuBase; VcpuCount = vcpuCount; Ranges = ranges;
+        Mmio = new MmioRangeTable(maxVcpusTotal);
+        Vcpus = new VcpuObject[vcpuCount];
+    }
+
+    public int Index { get; }
+    public int VcpuBase { get; }
+    public int VcpuCount { get; }
+    public IReadOnlyList<(ulong Base, ulong Length)> Ranges { get; }
+    public VcpuObject[] Vcpus { get; }
+    public MmioRangeTable Mmio { get; }
+    public PortTable Ports { get; } = new();
+    /// <summary>Event objects by owner id (index 0 unused): what the lookup tables name.</summary>
+    public readonly List<EventObject?> Owners = [null];
+    public ulong Unhandled = VmCtl.UnhandledForward;
+    public volatile bool Stopped;
+    public override bool Exclusive => true;
+    public override string Kind => "vm";
+    public override string Describe() => $"vm {Index} ({VcpuCount} vCPUs)";
+}
+
+public enum VcpuRun : byte
+{
+    /// <summary>No thread has entered it (or its thread is handling a run-page exit).</summary>
+    Idle,
+    /// <summary>Queued on its CPU to enter the guest.</summary>
+    Runnable,
+    /// <summary>An access is with a device model.</summary>
+    WaitingDevice,
+    /// <summary>After HLT: waits for an interrupt.</summary>
+    Halted,
+    /// <summary>Shut down (triple fault, stop): cannot run again.</summary>
+    Dead,
+}
+
+/// <summary>A vCPU: bound to one CPU, mappable (its run page), and an event source for WAIT_FOR_EVENT.</summary>
+public sealed class VcpuObject(KernelPages pages, VmObject vm, int localIndex, int globalIndex, int cpu) : PageObject(pages)
+{
+    public VmObject Vm { get; } = vm;
+    public int LocalIndex { get; } = localIndex;
+    public int Global { get; } = globalIndex;
+    public int Cpu { get; } = cpu;
+    public KThread? Waiter;
+    public volatile VcpuRun Run;
+    /// <summary>The run-page exit the VMM is handling, completed at its next WAIT_FOR_EVENT.</summary>
+    public RunExit PendingRunExit;
+    /// <summary>Pending interrupt vectors (IRR), 256 bits.</summary>
+    public readonly ulong[] Irr = new ulong[4];
+    public override bool Exclusive => true;
+    public override string Kind => "vcpu";
+    public override string Describe() => $"vcpu {Vm.Index}.{LocalIndex} on cpu {Cpu}";
+    public ref RunPage Page => ref MemoryMarshal.AsRef<RunPage>(Bytes[..RunPage.ByteSize]);
+}
+
+/// <summary>
+/// An MMIO or port range a device model watches. Its page holds the <see cref="EventArea"/>.
+/// One access is in flight at a time; other vCPUs hitting the device queue behind it in FIFO order.
+/// </summary>
+public sealed class EventObject : PageObject
+{
+    public EventObject(KernelPages pages, VmObject vm, EventKind kind, ulong start, ulong length, int ownerId, int maxVcpus) : base(pages)
+    {
+        Vm = vm; EventKind = kind; Start = start; Length = length; OwnerId = ownerId;
+        _queue = new int[maxVcpus];
+    }
+
+    public VmObject Vm { get; }
+    public EventKind EventKind { get; }
+    public ulong Start { get; }
+    public ulong Length { get; }
+    public int OwnerId { get; }
+    public KThread? Waiter;
+    /// <summary>Global vCPU whose access is in the area, or -1.</summary>
+    public int Inflight = -1;
+    public bool Dead;
+    public long Delivered, Completed;
+
+    readonly int[] _queue;
+    int _qHead, _qCount;
+
+    public void Enqueue(int vcpu) { _queue[(_qHead + _qCount) % _queue.Length] = vcpu; _qCount++; }
+    public bool TryDequeue(out int vcpu)
+    {
+        vcpu = -1;
+        if (_qCount == 0) return false;
+        vcpu = _queue[_qHead]; _qHead = (_qHead + 1) % _queue.Length; _qCount--;
+        return true;
+    }
+    public int Queued => _qCount;
+
+    public ref EventArea Area => ref MemoryMarshal.AsRef<EventArea>(Bytes[..EventArea.ByteSize]);
+    public override string Kind => EventKind == EventKind.Mmio ? "mmio-event" : "ioio-event";
+    public override string Describe() => EventKind == EventKind.Mmio
+        ? $"mmio 0x{Start:x}+0x{Length:x} (vm {Vm.Index})"
+        : $"ioio 0x{Start:x}+{Length} (vm {Vm.Index})";
+
+    /// <summary>Set by the kernel: what happens when the last handle goes (unregister, answer in-flight accesses).</summary>
+    public Action<EventObject>? OnClosed;
+    protected override void OnLastHandleClosed(Process lastOwner) => OnClosed?.Invoke(this);
+}
+
+/// <summary>An interrupt line into a VM: EVENT_SIGNAL makes the vector pending and wakes a halted vCPU.</summary>
+public sealed class IrqObject(VmObject vm, byte vector) : KObject
+{
+    public VmObject Vm { get; } = vm;
+    public byte Vector { get; } = vector;
+    public long Signals;
+    public override string Kind => "irq";
+    public override string Describe() => $"irq vector {Vector} (vm {Vm.Index})";
+}
+
+/// <summary>Guest-physical memory without the kernel's own range: MMAP maps page-aligned parts of it.</summary>
+public sealed class PhysMemObject(GuestMemory memory, PhysPages phys) : KObject, IMappable
+{
+    public override string Kind => "physmem";
+    public override IMappable AsMappable() => this;
+    public ulong MappableLength => phys.Bytes;
+
+    public IMemoryWindow Map(Process process, ulong offset, ulong length, bool writable)
+    {
+        phys.CheckRange(offset, length);
+        phys.AddMapping(offset, length);
+        return new NativeWindow(memory, offset);
+    }
+
+    public void Unmapped(Process process, ulong offset, ulong length) => phys.RemoveMapping(offset, length);
+}
