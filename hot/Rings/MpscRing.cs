@@ -24,6 +24,10 @@
 // ready (the known non-linearisability of this design; the inbox tolerates the delay).
 // Per-producer order is preserved: one producer's claims are increasing positions.
 //
+// Slots are {sequence, item} pairs packed densely, not padded: producers on different CPUs may
+// share a line at the tail, but inbox traffic is light and density keeps the consumer's drain
+// sequential. Tail and Head each sit alone on a PaddedIndex.
+//
 // Allocation: the slot array is allocated once in the constructor; no method allocates.
 
 using System.Diagnostics;

@@ -1,5 +1,8 @@
-// Design note — throw sites for hot/Rings, kept out of line so the hot methods that validate
-// arguments stay small enough to inline. Called from constructors and batch entry points only.
+// Design note — the capacity rule every ring in hot/Rings shares, and its throw site.
+// Who calls: ring constructors (once each). Invariant: a ring's capacity is a power of two in
+// [2, 2^30], so a slot index is position & (capacity - 1) and fits an int. No shared state, so
+// no ordering argument. The throw sits in RingThrowHelper, out of line, so validating callers
+// stay small enough to inline.
 
 using System.Diagnostics.CodeAnalysis;
 using System.Numerics;
