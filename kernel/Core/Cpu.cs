@@ -1,4 +1,4 @@
-using System.Collections.Concurrent;
+using Copra.Hot.Rings;
 
 namespace Copra.Kernel.Core;
 
@@ -14,7 +14,9 @@ public sealed class Cpu
     readonly Kernel _k;
     readonly Queue<KThread> _runQueue = new(64);
     readonly Queue<int> _vcpus = new(16);
-    readonly ConcurrentQueue<CpuMessage> _inbox = new();
+    // Each thread and each vCPU has at most one message outstanding (it is queued once per wake),
+    // so a ring of this size cannot fill unless the kernel breaks that invariant.
+    readonly MpscRing<CpuMessage> _inbox = new(1 << 14);
     int _inboxDepth;
 
     public Cpu(Kernel k, int index) { _k = k; Index = index; }
@@ -32,7 +34,7 @@ public sealed class Cpu
     public void Post(CpuMessage m)
     {
         Interlocked.Increment(ref _inboxDepth);
-        _inbox.Enqueue(m);
+        if (!_inbox.TryEnqueue(m)) throw new InvalidOperationException($"cpu {Index} inbox full: a wake-up was queued twice");
     }
 
     /// <summary>Owner only: make a thread runnable here.</summary>

@@ -85,6 +85,14 @@ public sealed class VmObject : KObject
     public readonly List<EventObject?> Owners = [null];
     public ulong Unhandled = VmCtl.UnhandledForward;
     public volatile bool Stopped;
+    /// <summary>True if [gpa, gpa+size) is the VM's own RAM (anything else is a device or nothing).</summary>
+    public bool IsRam(ulong gpa, ulong size)
+    {
+        foreach (var (b, l) in Ranges)
+            if (gpa >= b && gpa - b < l && size <= l - (gpa - b)) return true;
+        return false;
+    }
+
     public override bool Exclusive => true;
     public override string Kind => "vm";
     public override string Describe() => $"vm {Index} ({VcpuCount} vCPUs)";
@@ -158,6 +166,20 @@ public sealed class EventObject : PageObject
         return true;
     }
     public int Queued => _qCount;
+
+    /// <summary>Takes a vCPU out of the queue (VM stop); false if it was not queued.</summary>
+    public bool Remove(int vcpu)
+    {
+        for (int i = 0; i < _qCount; i++)
+        {
+            int at = (_qHead + i) % _queue.Length;
+            if (_queue[at] != vcpu) continue;
+            for (int j = i; j < _qCount - 1; j++) _queue[(_qHead + j) % _queue.Length] = _queue[(_qHead + j + 1) % _queue.Length];
+            _qCount--;
+            return true;
+        }
+        return false;
+    }
 
     public ref EventArea Area => ref MemoryMarshal.AsRef<EventArea>(Bytes[..EventArea.ByteSize]);
     public override string Kind => EventKind == EventKind.Mmio ? "mmio-event" : "ioio-event";

@@ -1,0 +1,286 @@
+using Copra.Abi;
+using Copra.Cold;
+using Copra.Hot.Timing;
+using Copra.Kernel.Exit;
+using Copra.Kernel.Machine;
+
+namespace Copra.Kernel.Core;
+
+/// <summary>
+/// Device models and vCPU threads: delivering an access into an event area, completing it when the
+/// model answers, WAIT_FOR_EVENT on vCPUs and event objects, IRQs, stopping a VM, and what happens
+/// when a model or a VMM dies. Each event object and each vCPU object is its own lock; the two are
+/// never held together (a completion takes the event's lock, drops it, then continues the vCPU).
+/// </summary>
+public sealed partial class Kernel
+{
+    // ---- delivery ----------------------------------------------------------------------------
+
+    void Request(Cpu cpu, int v, int owner, EventKind kind, ulong addr, bool write, ulong data)
+    {
+        var vm = _vcpus[v].Vm;
+        EventObject? e;
+        lock (vm.Owners) e = owner < vm.Owners.Count ? vm.Owners[owner] : null;
+        if (e is null) { Unowned(cpu, v, kind, addr, write, data); return; }
+        _reqKind[v] = kind; _reqAddr[v] = addr; _reqSize[v] = _acc[v].Size; _reqWrite[v] = write; _reqData[v] = data; _reqOwner[v] = owner;
+        lock (_vcpus[v]) { if (_vcpus[v].Run != VcpuRun.Dead) _vcpus[v].Run = VcpuRun.WaitingDevice; }
+        Stats.DeviceRoundTrips++;
+        // The model's answer costs it one syscall (its next WAIT_FOR_EVENT or EVENT_SIGNAL).
+        _modelled[v] += Cost.SyscallCycles;
+        KThread? wake = null;
+        lock (e)
+        {
+            if (e.Dead) { }
+            else if (e.Inflight >= 0) { e.Enqueue(v); return; }
+            else { FillArea(e, v); wake = e.Waiter; e.Waiter = null; }
+        }
+        if (e.Dead) { AnswerLost(cpu, v, e); return; }
+        Trace.Add(cpu, TraceKind.Deliver, v, e.OwnerId);
+        if (wake is not null)
+        {
+            if (wake.Cpu != _vcpus[v].Cpu) { _modelled[v] += Cost.CrossCpuWakeCycles; Stats.CrossCpuWakes++; }
+            WakeThread(wake, 1, _vcpus[v].Cpu);   // the model runs where the exit happened
+        }
+    }
+
+    /// <summary>Writes vCPU <paramref name="v"/>'s request into the area. Caller holds the event's lock.</summary>
+    void FillArea(EventObject e, int v)
+    {
+        ref var a = ref e.Area;
+        ref readonly var d = ref _acc[v];
+        a.Sequence++;
+        a.Kind = _reqKind[v];
+        a.Address = _reqAddr[v];
+        a.Size = _reqSize[v];
+        a.Direction = _reqWrite[v] ? AccessDirection.Write : AccessDirection.Read;
+        a.Data = _reqWrite[v] ? _reqData[v] : 0;
+        a.Vcpu = (uint)_vcpus[v].LocalIndex;
+        a.Cpu = (uint)_vcpus[v].Cpu;
+        a.Rip = State.Rip(v);
+        bool str = d.Kind is Hot.Decode.AccessKind.Movs or Hot.Decode.AccessKind.Stos or Hot.Decode.AccessKind.Ins or Hot.Decode.AccessKind.Outs;
+        a.Flags = (str ? EventFlags.String : 0) | (d.Rep ? EventFlags.Rep : 0);
+        a.Count = str && d.Rep ? (uint)Masked(State.Gpr(v, 1), d.AddressSize) : 1;
+        Volatile.Write(ref a.State, EventState.Pending);   // release: the fields above are visible first
+        e.Inflight = v;
+        e.Delivered++;
+    }
+
+    ValueTask<long> WaitEvent(KThread t, EventObject e)
+    {
+        CompleteIfDone(e);
+        lock (e)
+        {
+            if (e.Waiter is not null && e.Waiter != t) throw KernelError.Busy("another thread waits on this event object");
+            if (e.Inflight >= 0 && e.Area.State == EventState.Pending)
+            {
+                int cpu = _vcpus[e.Inflight].Cpu;
+                if (t.Cpu == cpu) return new ValueTask<long>(1);
+                var block = t.Block(e);      // migrate to the CPU of the exit
+                WakeThread(t, 1, cpu);
+                Trace.Add(CurrentCpu ?? Cpus[t.Cpu], TraceKind.Migrate, t.Id, cpu);
+                return block;
+            }
+            e.Waiter = t;
+            return t.Block(e);
+        }
+    }
+
+    /// <summary>If the model marked its answer done, finish that access and deliver the next queued one.</summary>
+    void CompleteIfDone(EventObject e)
+    {
+        long t0 = (long)Tsc.Read();
+        int v;
+        ulong value;
+        lock (e)
+        {
+            if (e.Inflight < 0 || Volatile.Read(ref e.Area.State) != EventState.Done) return;
+            v = e.Inflight;
+            value = e.Area.Data;
+            e.Area.State = EventState.Idle;
+            e.Inflight = -1;
+            e.Completed++;
+            if (e.TryDequeue(out int next)) FillArea(e, next);
+        }
+        var cpu = CurrentCpu ?? Cpus[_vcpus[v].Cpu];
+        _measured[v] += (long)Tsc.Read() - t0;
+        ContinueAfterDevice(cpu, v, value);
+    }
+
+    /// <summary>The device answered vCPU v's request: resume its element.</summary>
+    void ContinueAfterDevice(Cpu cpu, int v, ulong value)
+    {
+        long t0 = (long)Tsc.Read();
+        lock (_vcpus[v]) { if (_vcpus[v].Run == VcpuRun.WaitingDevice) _vcpus[v].Run = VcpuRun.Runnable; }
+        long rd0 = State.TdReadsTotal;
+        if (_reqWrite[v]) AfterWrite(cpu, v);
+        else AfterRead(cpu, v, value & AllOnes(_reqSize[v]));
+        long reads = State.TdReadsTotal - rd0;
+        Stats.TdReads += reads;
+        _modelled[v] += reads * Cost.TdcallCycles;
+        _measured[v] += (long)Tsc.Read() - t0;
+    }
+
+    /// <summary>A model whose event object is gone: answer everything it held as a bus with no device would.</summary>
+    void DeviceLost(EventObject e)
+    {
+        var waiting = new List<int>();
+        lock (e)
+        {
+            e.Dead = true;
+            if (e.Inflight >= 0) { waiting.Add(e.Inflight); e.Inflight = -1; }
+            while (e.TryDequeue(out int q)) waiting.Add(q);
+            e.Waiter = null;
+        }
+        foreach (int v in waiting)
+            AnswerLost(CurrentCpu ?? Cpus[_vcpus[v].Cpu], v, e);
+    }
+
+    void AnswerLost(Cpu cpu, int v, EventObject e)
+    {
+        Stats.DevicesLost++;
+        var vc = _vcpus[v];
+        lock (vc)
+        {
+            ref var page = ref vc.Page;
+            page.LostAddress = _reqAddr[v];
+            page.LostKind = _reqKind[v];
+            page.LostCount++;
+        }
+        ContinueAfterDevice(cpu, v, ulong.MaxValue);
+    }
+
+    // ---- vCPUs -------------------------------------------------------------------------------
+
+    ValueTask<long> WaitVcpu(KThread t, VcpuObject vc)
+    {
+        int v = vc.Global;
+        lock (vc)
+        {
+            if (vc.Waiter is not null) throw KernelError.Busy("a thread is already in this vCPU");
+            if (vc.Run == VcpuRun.Dead) return new((long)RunExit.Shutdown);
+            if (vc.Vm.Stopped) return new((long)RunExit.Stopped);
+            if (vc.Run != VcpuRun.Idle) throw KernelError.Busy("vCPU is busy");
+            ref var page = ref vc.Page;
+            var next = VcpuRun.Runnable;
+            switch (vc.PendingRunExit)
+            {
+                case RunExit.Cpuid:
+                    State.SetGpr(v, 0, page.CpuidEax); State.SetGpr(v, 3, page.CpuidEbx);
+                    State.SetGpr(v, 1, page.CpuidEcx); State.SetGpr(v, 2, page.CpuidEdx);
+                    State.SetRip(v, State.Rip(v) + 2);
+                    break;
+                case RunExit.MsrRead:
+                    State.SetGpr(v, 0, (uint)page.MsrValue); State.SetGpr(v, 2, page.MsrValue >> 32);
+                    State.SetRip(v, State.Rip(v) + 2);
+                    break;
+                case RunExit.MsrWrite:
+                    State.SetRip(v, State.Rip(v) + 2);
+                    break;
+                case RunExit.Hlt:
+                    State.SetRip(v, State.Rip(v) + 1);
+                    if (!IrqPending(vc)) next = VcpuRun.Halted;
+                    break;
+            }
+            vc.PendingRunExit = RunExit.None;
+            page.ExitReason = RunExit.None;
+            vc.Waiter = t;
+            vc.Run = next;
+            var block = t.Block(vc);
+            t.Cpu = vc.Cpu;   // the thread now lives on the vCPU's CPU
+            if (next == VcpuRun.Runnable) QueueVcpu(vc);
+            return block;
+        }
+    }
+
+    static bool IrqPending(VcpuObject vc) => (vc.Irr[0] | vc.Irr[1] | vc.Irr[2] | vc.Irr[3]) != 0;
+
+    /// <summary>EVENT_SIGNAL on an IRQ object: the vector becomes pending on the VM's vCPU 0; a halted vCPU wakes.</summary>
+    void RaiseIrq(IrqObject irq)
+    {
+        Interlocked.Increment(ref irq.Signals);
+        var vc = irq.Vm.Vcpus[0];
+        bool wake = false;
+        lock (vc)
+        {
+            vc.Irr[irq.Vector >> 6] |= 1UL << (irq.Vector & 63);
+            if (vc.Run == VcpuRun.Halted && vc.Waiter is not null) { vc.Run = VcpuRun.Runnable; wake = true; }
+        }
+        var cpu = CurrentCpu ?? Cpus[vc.Cpu];
+        Trace.Add(cpu, TraceKind.Irq, vc.Global, irq.Vector);
+        if (wake) QueueVcpu(vc);
+    }
+
+    /// <summary>VM_CONTROL stop: every vCPU leaves the guest with Stopped; an access stuck in a silent model is abandoned.</summary>
+    void StopVm(VmObject vm)
+    {
+        vm.Stopped = true;
+        foreach (var vc in vm.Vcpus)
+        {
+            int v = vc.Global;
+            bool abandoned = false;
+            if (vc.Run == VcpuRun.WaitingDevice)
+            {
+                lock (vm.Owners)
+                {
+                    var e = _reqOwner[v] < vm.Owners.Count ? vm.Owners[_reqOwner[v]] : null;
+                    if (e is not null)
+                        lock (e)
+                        {
+                            if (e.Inflight == v) { e.Inflight = -1; e.Area.State = EventState.Idle; if (e.TryDequeue(out int next)) FillArea(e, next); abandoned = true; }
+                            else abandoned = e.Remove(v);
+                        }
+                }
+            }
+            lock (vc)
+            {
+                if (abandoned) { Stats.Aborted++; vc.Run = VcpuRun.Idle; }
+                if (vc.Waiter is not null && vc.Run is VcpuRun.Halted or VcpuRun.Idle)
+                    ReportRunExitLocked(CurrentCpu ?? Cpus[vc.Cpu], vc, RunExit.Stopped);
+            }
+        }
+    }
+
+    /// <summary>A thread died (EXIT, crash, THREAD_EXIT): it no longer waits on anything.</summary>
+    partial void ThreadGone(KThread t)
+    {
+        switch (t.WaitingOn)
+        {
+            case VcpuObject vc:
+                lock (vc) { if (vc.Waiter == t) vc.Waiter = null; }
+                break;
+            case EventObject e:
+                lock (e) { if (e.Waiter == t) e.Waiter = null; }
+                break;
+        }
+    }
+
+    // ---- BATCH -------------------------------------------------------------------------------
+
+    /// <summary>
+    /// BATCH: runs the entries in order in this one kernel entry, one SysCallOut each; user_data is
+    /// copied untouched; an entry's error does not stop the rest; blocking calls are refused (EINVAL);
+    /// results are written only when all entries have run, so nothing counts as done before BATCH returns.
+    /// </summary>
+    internal long RunBatch(KThread t, ulong inVa, ulong outVa, ulong count)
+    {
+        if (count == 0) return 0;
+        if (count > MaxBatch) throw KernelError.Inval($"at most {MaxBatch} entries per BATCH");
+        var input = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, SysCallIn>(SysCallGate.UserSpan(t, inVa, count * SysCallIn.Size, write: false));
+        SysCallGate.UserSpan(t, outVa, count * SysCallOut.Size, write: true);   // checked before anything runs
+        var entries = input.ToArray();   // user memory may change under us; run what was submitted
+        var results = new SysCallOut[count];
+        for (int i = 0; i < entries.Length; i++)
+        {
+            ref readonly var e = ref entries[i];
+            var vt = Gate.Dispatch(t, SysCallRegs.Make(e.Nr, e.A0, e.A1, e.A2, e.A3, e.A4), inBatch: true);
+            results[i] = new SysCallOut { Result = vt.IsCompleted ? vt.Result : Errno.EINVAL, UserData = e.UserData };
+            if (t.State == ThreadState.Dead) break;
+        }
+        if (t.State == ThreadState.Dead) return 0;
+        var output = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, SysCallOut>(SysCallGate.UserSpan(t, outVa, count * SysCallOut.Size, write: true));
+        results.CopyTo(output);
+        return (long)count;
+    }
+
+    public const int MaxBatch = 4096;
+}

@@ -1,0 +1,553 @@
+using System.Runtime.CompilerServices;
+using Copra.Abi;
+using Copra.Hot.Decode;
+using Copra.Hot.Exit;
+using Copra.Hot.Guest;
+using Copra.Hot.Rings;
+using Copra.Hot.State;
+using Copra.Hot.Timing;
+using Copra.Kernel.Exit;
+using Copra.Kernel.Machine;
+
+namespace Copra.Kernel.Core;
+
+/// <summary>
+/// The exit path. Per MMIO/IOIO exit: take the record from the CPU's exit ring, read the mode and
+/// RIP from the state store, fetch through the guest's page tables (per-vCPU code-page cache),
+/// decode, then run the instruction as a sequence of elements. An element is at most one read
+/// followed by at most one write; each side is guest RAM (done at once), a device model (delivered
+/// through its event area; the element resumes when the model answers) or the host (forwarded,
+/// answered at once). String forms repeat the element with REP and DF; the last element advances
+/// RIP and the vCPU re-enters.
+///
+/// Per-vCPU state of an instruction in progress is struct-of-arrays indexed by the global vCPU
+/// index. Everything here runs on the CPU the vCPU is bound to, except a completion signalled
+/// from another CPU, which touches only a stalled vCPU and hands it back through the CPU's inbox.
+/// No allocation in steady state.
+/// </summary>
+public sealed partial class Kernel
+{
+    public IGuestBackend? Backend { get; set; }
+    public InstructionFetcher Fetcher { get; private set; } = null!;
+    public ExitStats Stats { get; } = new();
+    /// <summary>The modelled host behind forwarded exits.</summary>
+    public ModelledHost Host { get; } = new();
+
+    SpscRing<ExitRecord>[] _exitRings = [];
+
+    // Instruction in progress, per vCPU.
+    DecodedAccess[] _acc = [];
+    ExitRecord[] _exit = [];
+    byte[] _phase = [];          // Phase
+    ulong[] _value = [];         // value read in this element
+    ulong[] _writeValue = [];    // value to write in this element
+    ulong[] _segBase = [];       // base of the memory operand's segment
+    ulong[] _esBase = [];        // ES base (string destinations)
+    PagingMode[] _mode = [];
+    ulong[] _cr3 = [];
+    long[] _measured = [];       // TSC ticks spent in kernel code for this exit
+    long[] _modelled = [];       // modelled platform cycles for this exit
+    bool[] _firstElement = [];
+    bool[] _forwarded = [];      // some side of this instruction went to the host
+    // A request to a device, kept per vCPU so it can queue behind another vCPU's.
+    EventKind[] _reqKind = [];
+    ulong[] _reqAddr = [];
+    byte[] _reqSize = [];
+    bool[] _reqWrite = [];
+    ulong[] _reqData = [];
+    int[] _reqOwner = [];
+
+    enum Phase : byte { None, Read, Write }
+
+    void InitExitPath(int vcpus)
+    {
+        int n = Math.Max(1, vcpus);
+        Fetcher = new InstructionFetcher(n);
+        _exitRings = new SpscRing<ExitRecord>[Cpus.Length];
+        for (int i = 0; i < Cpus.Length; i++) _exitRings[i] = new SpscRing<ExitRecord>(64);
+        _acc = new DecodedAccess[n]; _exit = new ExitRecord[n]; _phase = new byte[n]; _value = new ulong[n];
+        _writeValue = new ulong[n]; _segBase = new ulong[n]; _esBase = new ulong[n]; _mode = new PagingMode[n];
+        _cr3 = new ulong[n]; _measured = new long[n]; _modelled = new long[n]; _firstElement = new bool[n]; _forwarded = new bool[n];
+        _reqKind = new EventKind[n]; _reqAddr = new ulong[n]; _reqSize = new byte[n]; _reqWrite = new bool[n];
+        _reqData = new ulong[n]; _reqOwner = new int[n];
+    }
+
+    // ---- entering the guest ------------------------------------------------------------------
+
+    internal void RunGuest(Cpu cpu, int v)
+    {
+        var vc = _vcpus[v];
+        lock (vc)
+        {
+            if (vc.Run != VcpuRun.Runnable) return;   // a stale queue entry: stopped, halted, dead
+            if (vc.Waiter is null) { vc.Run = VcpuRun.Idle; return; }
+            if (vc.Vm.Stopped) { ReportRunExitLocked(cpu, vc, RunExit.Stopped); return; }
+        }
+        if (Backend is null) throw new InvalidOperationException("no guest backend");
+        InjectPendingIrq(vc);
+        long wr0 = State.TdWritesTotal;
+        State.OnEntry(v);
+        long entryTd = State.TdWritesTotal - wr0;
+        Stats.TdWrites += entryTd;
+        cpu.Clock += Cost.ExitCycles + entryTd * Cost.TdcallCycles;
+        Trace.Add(cpu, TraceKind.GuestEnter, v);
+
+        ExitRecord rec = default;
+        Backend.Run(v, ref rec);
+        rec.Vcpu = v;
+        var ring = _exitRings[cpu.Index];
+        if (!ring.TryEnqueue(rec)) throw new InvalidOperationException("exit ring full");
+        while (ring.TryDequeue(out rec)) HandleExit(cpu, rec, entryTd);
+    }
+
+    void InjectPendingIrq(VcpuObject vc)
+    {
+        int v = vc.Global;
+        if ((State.Rflags(v) & RflagsIf) == 0 || State.PendingEvent(v) != 0) return;
+        lock (vc)
+        {
+            for (int w = 3; w >= 0; w--)
+            {
+                if (vc.Irr[w] == 0) continue;
+                int bit = 63 - System.Numerics.BitOperations.LeadingZeroCount(vc.Irr[w]);
+                vc.Irr[w] &= ~(1UL << bit);
+                State.SetPendingEvent(v, PendingEventValid | (uint)(w * 64 + bit));
+                return;
+            }
+        }
+    }
+
+    public const ulong RflagsIf = 1 << 9, RflagsDf = 1 << 10;
+    public const uint PendingEventValid = 1u << 31;
+    public const uint EventTypeException = 3 << 8, EventHasErrorCode = 1 << 11;
+    public const byte VectorUd = 6, VectorGp = 13, VectorPf = 14, VectorVe = 20, VectorVc = 29;
+
+    // ---- taking an exit ----------------------------------------------------------------------
+
+    void HandleExit(Cpu cpu, in ExitRecord rec, long entryTd)
+    {
+        long t0 = (long)Tsc.Read();
+        int v = rec.Vcpu;
+        long rd0 = State.TdReadsTotal;
+        State.OnExit(v);
+        Stats.Taken++;
+        Trace.Add(cpu, TraceKind.Exit, v, (long)rec.Reason);
+        _measured[v] = 0;
+        _modelled[v] = Cost.ExitCycles + entryTd * Cost.TdcallCycles;
+        _exit[v] = rec;
+        var vc = _vcpus[v];
+        switch (rec.Reason)
+        {
+            case ExitReason.Mmio:
+            case ExitReason.Io:
+                if (rec.Reason == ExitReason.Mmio) Stats.Mmio++; else Stats.Io++;
+                BeginAccess(cpu, v);
+                break;
+            case ExitReason.Hlt:
+                Stats.Hlt++;
+                RunPageExit(cpu, vc, RunExit.Hlt, ExitKind.Hlt, t0);
+                break;
+            case ExitReason.Cpuid:
+                Stats.Cpuid++;
+                RunPageExit(cpu, vc, RunExit.Cpuid, ExitKind.Cpuid, t0);
+                break;
+            case ExitReason.MsrRead:
+            case ExitReason.MsrWrite:
+                Stats.Msr++;
+                RunPageExit(cpu, vc, rec.Reason == ExitReason.MsrRead ? RunExit.MsrRead : RunExit.MsrWrite, ExitKind.Msr, t0);
+                break;
+            default:
+                Stats.Shutdown++;
+                lock (vc) { vc.Run = VcpuRun.Dead; }
+                RunPageExit(cpu, vc, RunExit.Shutdown, ExitKind.Other, t0);
+                break;
+        }
+        long reads = State.TdReadsTotal - rd0;
+        Stats.TdReads += reads;
+        _modelled[v] += reads * Cost.TdcallCycles;
+        _measured[v] += (long)Tsc.Read() - t0;
+    }
+
+    void RunPageExit(Cpu cpu, VcpuObject vc, RunExit why, ExitKind kind, long t0)
+    {
+        lock (vc) ReportRunExitLocked(cpu, vc, why);
+        Stats.Record(kind, (long)Tsc.Read() - t0, _modelled[vc.Global]);
+    }
+
+    /// <summary>Fills the run page and wakes the vCPU's thread (on the vCPU's CPU). Caller holds the vCPU's lock.</summary>
+    void ReportRunExitLocked(Cpu cpu, VcpuObject vc, RunExit why)
+    {
+        int v = vc.Global;
+        ref var page = ref vc.Page;
+        page.ExitReason = why;
+        page.Rip = State.Rip(v);
+        page.Sequence++;
+        page.Flags = (State.Rflags(v) & RflagsIf) != 0 ? RunPage.FlagInterruptsEnabled : 0;
+        if (why == RunExit.Cpuid) { page.CpuidLeaf = (uint)State.Gpr(v, 0); page.CpuidSubleaf = (uint)State.Gpr(v, 1); }
+        if (why is RunExit.MsrRead or RunExit.MsrWrite)
+        {
+            page.MsrIndex = (uint)State.Gpr(v, 1);
+            page.MsrValue = why == RunExit.MsrWrite ? (uint)State.Gpr(v, 0) | State.Gpr(v, 2) << 32 : 0;
+        }
+        vc.PendingRunExit = why;
+        if (vc.Run != VcpuRun.Dead) vc.Run = VcpuRun.Idle;
+        Stats.ToVmm++;
+        Trace.Add(cpu, TraceKind.RunPageExit, v, (long)why);
+        var w = vc.Waiter;
+        vc.Waiter = null;
+        if (w is not null) WakeThread(w, (long)why, vc.Cpu);
+    }
+
+    /// <summary>Decode the instruction behind an MMIO/IOIO exit and start its first element.</summary>
+    void BeginAccess(Cpu cpu, int v)
+    {
+        ref readonly var rec = ref _exit[v];
+        ulong cr0 = State.Cr0(v), cr4 = State.Cr4(v), efer = State.Efer(v);
+        var pmode = PagingMode.From(cr0, cr4, efer);
+        ulong csAttr = State.SegAttributes(v, StateField.Cs);
+        bool pe = (cr0 & 1) != 0;
+        var cpuMode = (CpuMode)(SegmentAttributes.CodeBitness((ushort)csAttr, pmode.LongMode, pe) switch { 64 => CpuMode.Bits64, 32 => CpuMode.Bits32, _ => CpuMode.Bits16 });
+        ulong cr3 = State.Cr3(v);
+        _mode[v] = pmode;
+        _cr3[v] = cr3;
+        ulong csBase = cpuMode == CpuMode.Bits64 ? 0 : State.SegBase(v, StateField.Cs);
+        ulong rip = State.Rip(v);
+
+        Span<byte> bytes = stackalloc byte[InstructionFetcher.MaxInstructionLength];
+        var fr = Fetcher.Fetch(v, _memory, pmode, cr3, csBase + rip, bytes, out int got, out var fault);
+        if (got == 0) { InjectWalkFault(cpu, v, fault); return; }
+
+        bool hw = (rec.Flags & ExitFlags.HardwareCompletes) != 0;
+        if (!X86Decoder.TryDecode(bytes[..got], cpuMode, out var d))
+        {
+            if (d.Error == RefuseReason.Truncated && !fault.IsOk) { InjectWalkFault(cpu, v, fault); return; }
+            Stats.IcedFallbacks++;
+            if (!IcedFallback.TryDecode(bytes[..got], cpuMode, out d))
+            {
+                if (!fault.IsOk && got < InstructionFetcher.MaxInstructionLength) { InjectWalkFault(cpu, v, fault); return; }
+                InjectException(cpu, v, VectorUd, null);
+                return;
+            }
+        }
+        _ = fr;
+        _acc[v] = d;
+        bool isPort = d.Kind is AccessKind.In or AccessKind.Out or AccessKind.Ins or AccessKind.Outs;
+        if (isPort != (rec.Reason == ExitReason.Io) || (isPort && !d.PortIsDx && d.Port != rec.Port && rec.Port != 0))
+        {
+            Stats.DecodeMismatch++;
+            InjectException(cpu, v, VectorGp, 0);
+            return;
+        }
+        _segBase[v] = SegmentBaseFor(v, cpuMode, d.Segment);
+        _esBase[v] = cpuMode == CpuMode.Bits64 ? 0 : State.SegBase(v, StateField.Es);
+        _firstElement[v] = true;
+
+        // REP with a zero count does nothing but advance RIP.
+        if (d.Rep && IsString(d.Kind) && !hw && Masked(State.Gpr(v, 1), d.AddressSize) == 0)
+        {
+            FinishInstruction(cpu, v);
+            return;
+        }
+        StartElement(cpu, v);
+    }
+
+    ulong SegmentBaseFor(int v, CpuMode mode, byte seg)
+    {
+        if (mode == CpuMode.Bits64 && seg != StateField.Fs && seg != StateField.Gs) return 0;
+        return State.SegBase(v, seg);
+    }
+
+    static bool IsString(AccessKind k) => k is AccessKind.Movs or AccessKind.Stos or AccessKind.Ins or AccessKind.Outs;
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static ulong Masked(ulong value, byte size) => size switch { 2 => value & 0xFFFF, 4 => value & 0xFFFF_FFFF, _ => value };
+
+    // ---- elements ----------------------------------------------------------------------------
+
+    /// <summary>Where an element reads from or writes to.</summary>
+    enum Side : byte { None, Memory, Port }
+
+    (Side read, Side write) SidesOf(AccessKind k) => k switch
+    {
+        AccessKind.Read or AccessKind.ReadZx or AccessKind.ReadSx or AccessKind.Bt => (Side.Memory, Side.None),
+        AccessKind.Alu or AccessKind.Xchg => (Side.Memory, Side.Memory),
+        AccessKind.Write or AccessKind.WriteImm or AccessKind.Stos => (Side.None, Side.Memory),
+        AccessKind.Movs => (Side.Memory, Side.Memory),
+        AccessKind.In => (Side.Port, Side.None),
+        AccessKind.Out => (Side.None, Side.Port),
+        AccessKind.Ins => (Side.Port, Side.Memory),
+        AccessKind.Outs => (Side.Memory, Side.Port),
+        _ => (Side.None, Side.None),
+    };
+
+    /// <summary>Linear address of the memory side: string forms use rSI (source) / rDI (destination).</summary>
+    ulong LinearOf(int v, bool write)
+    {
+        ref readonly var d = ref _acc[v];
+        switch (d.Kind)
+        {
+            case AccessKind.Movs:
+                return write ? _esBase[v] + Masked(State.Gpr(v, 7), d.AddressSize) : _segBase[v] + Masked(State.Gpr(v, 6), d.AddressSize);
+            case AccessKind.Stos:
+            case AccessKind.Ins:
+                return _esBase[v] + Masked(State.Gpr(v, 7), d.AddressSize);
+            case AccessKind.Outs:
+                return _segBase[v] + Masked(State.Gpr(v, 6), d.AddressSize);
+            default:
+            {
+                ulong next = State.Rip(v) + d.Length;
+                return EffectiveAddress.Compute(d, State.Gprs(v), next, _segBase[v]);
+            }
+        }
+    }
+
+    void StartElement(Cpu cpu, int v)
+    {
+        var (read, _) = SidesOf(_acc[v].Kind);
+        _phase[v] = (byte)Phase.Read;
+        if (read == Side.None) { AfterRead(cpu, v, 0); return; }
+        Access(cpu, v, read, write: false, 0);
+    }
+
+    /// <summary>Performs one side of an element: RAM now, a device model later, or the host now.</summary>
+    void Access(Cpu cpu, int v, Side side, bool write, ulong data)
+    {
+        ref readonly var d = ref _acc[v];
+        ref readonly var rec = ref _exit[v];
+        var vm = _vcpus[v].Vm;
+        uint size = d.Size;
+        if (side == Side.Port)
+        {
+            ushort port = d.PortIsDx ? (ushort)State.Gpr(v, 2) : d.Port;
+            int owner = vm.Ports.Lookup(port);
+            if (owner == 0) { Unowned(cpu, v, EventKind.Ioio, port, write, data); return; }
+            Request(cpu, v, owner, EventKind.Ioio, port, write, data);
+            return;
+        }
+
+        ulong gpa;
+        if ((rec.Flags & ExitFlags.HardwareCompletes) != 0 && IsDeviceSide(d, write, rec))
+            gpa = rec.Gpa;   // the hardware names the element's address
+        else
+        {
+            ulong linear = LinearOf(v, write);
+            var walk = PageWalker.Translate(_memory, _mode[v], _cr3[v], linear, write ? AccessType.Write : AccessType.Read, out gpa);
+            if (!walk.IsOk) { InjectWalkFault(cpu, v, walk); return; }
+            if ((linear & Page.Mask) + size > Page.Size)
+            {
+                // Crosses a page: both halves must be RAM, contiguous or not; a device never spans pages here.
+                if (!vm.IsRam(gpa, Page.Size - (gpa & Page.Mask))) { InjectException(cpu, v, VectorGp, 0); return; }
+                RamSplit(cpu, v, linear, write, data);
+                return;
+            }
+        }
+        if (vm.IsRam(gpa, size))
+        {
+            if (write) { _memory.WriteSized(gpa, (int)size, data); AfterWrite(cpu, v); }
+            else AfterRead(cpu, v, _memory.ReadSized(gpa, (int)size));
+            return;
+        }
+        int mmioOwner = vm.Mmio.Lookup(v, gpa, size, out _, out bool straddles);
+        if (straddles) { InjectException(cpu, v, VectorGp, 0); return; }
+        if (mmioOwner == 0) { Unowned(cpu, v, EventKind.Mmio, gpa, write, data); return; }
+        Request(cpu, v, mmioOwner, EventKind.Mmio, gpa, write, data);
+    }
+
+    static bool IsDeviceSide(in DecodedAccess d, bool write, in ExitRecord rec)
+    {
+        if (d.Kind != AccessKind.Movs) return true;
+        return write == rec.IsWrite;
+    }
+
+    void RamSplit(Cpu cpu, int v, ulong linear, bool write, ulong data)
+    {
+        uint size = _acc[v].Size;
+        ulong value = 0;
+        for (uint i = 0; i < size; i++)
+        {
+            var walk = PageWalker.Translate(_memory, _mode[v], _cr3[v], linear + i, write ? AccessType.Write : AccessType.Read, out ulong g);
+            if (!walk.IsOk) { InjectWalkFault(cpu, v, walk); return; }
+            if (!_vcpus[v].Vm.IsRam(g, 1)) { InjectException(cpu, v, VectorGp, 0); return; }
+            if (write) _memory.WriteU8(g, (byte)(data >> (int)(8 * i)));
+            else value |= (ulong)_memory.ReadU8(g) << (int)(8 * i);
+        }
+        if (write) AfterWrite(cpu, v); else AfterRead(cpu, v, value);
+    }
+
+    /// <summary>An access nobody registered: forward to the host (default) or re-inject #VC/#VE.</summary>
+    void Unowned(Cpu cpu, int v, EventKind kind, ulong addr, bool write, ulong data)
+    {
+        var vm = _vcpus[v].Vm;
+        // Re-injection hands the whole instruction to the guest, so only before anything of it was done.
+        if (vm.Unhandled == VmCtl.UnhandledReinject && _firstElement[v])
+        {
+            byte vector = Config.Platform == PlatformType.Tdp ? VectorVe : VectorVc;
+            Stats.Reinjected++;
+            Trace.Add(cpu, TraceKind.Reinject, v, (long)addr);
+            State.SetPendingEvent(v, PendingEventValid | EventTypeException | vector);
+            EndExit(cpu, v, ExitKind.Reinjected, countCompleted: false);
+            return;
+        }
+        _modelled[v] += Cost.ForwardCycles;
+        Trace.Add(cpu, TraceKind.Forward, v, (long)addr);
+        bool ok = Host.Access(kind, addr, _acc[v].Size, write, data, out ulong value);
+        if (!ok) Stats.ForwardFailures++;   // the guest sees all-ones for a read, a dropped write
+        _forwarded[v] = true;
+        if (write) AfterWrite(cpu, v); else AfterRead(cpu, v, ok ? value : AllOnes(_acc[v].Size));
+    }
+
+    static ulong AllOnes(uint size) => size >= 8 ? ulong.MaxValue : (1UL << (int)(size * 8)) - 1;
+
+    /// <summary>The read side is done (value in hand): compute, then the write side.</summary>
+    void AfterRead(Cpu cpu, int v, ulong value)
+    {
+        ref readonly var d = ref _acc[v];
+        bool hw = (_exit[v].Flags & ExitFlags.HardwareCompletes) != 0;
+        var (_, writeSide) = SidesOf(d.Kind);
+        _value[v] = value;
+        ulong toWrite = 0;
+        bool write = writeSide != Side.None;
+        if (hw)
+        {
+            // KVM finishes the instruction: hand it the read value, or nothing for a write.
+            if (!_exit[v].IsWrite) { Backend!.CompleteAccess(v, value); FinishInstruction(cpu, v); return; }
+            toWrite = _exit[v].Data;
+        }
+        else
+        {
+            var gprs = State.Gprs(v);
+            switch (d.Kind)
+            {
+                case AccessKind.Read: case AccessKind.ReadZx: case AccessKind.ReadSx: case AccessKind.In:
+                    WriteBack.ApplyRead(d, gprs, value);
+                    break;
+                case AccessKind.Bt:
+                {
+                    ulong fl = State.Rflags(v);
+                    WriteBack.Bt(d, gprs, ref fl, value);
+                    State.SetRflags(v, fl);
+                    break;
+                }
+                case AccessKind.Alu:
+                {
+                    ulong fl = State.Rflags(v);
+                    write = WriteBack.Alu(d, gprs, ref fl, value, out toWrite);
+                    State.SetRflags(v, fl);
+                    break;
+                }
+                case AccessKind.Xchg:
+                    toWrite = WriteBack.Xchg(d, gprs, value);
+                    break;
+                case AccessKind.Movs: case AccessKind.Ins: case AccessKind.Outs:
+                    toWrite = value;
+                    break;
+                case AccessKind.Write: case AccessKind.WriteImm: case AccessKind.Out:
+                    toWrite = WriteBack.StoreValue(d, gprs);
+                    break;
+                case AccessKind.Stos:
+                    toWrite = Masked(gprs[0], 8) & AllOnes(d.Size);
+                    break;
+            }
+        }
+        if (!write) { AfterWrite(cpu, v); return; }
+        _phase[v] = (byte)Phase.Write;
+        _writeValue[v] = toWrite;
+        Access(cpu, v, writeSide, write: true, toWrite);
+    }
+
+    /// <summary>The element is done: step string registers, repeat, or finish.</summary>
+    void AfterWrite(Cpu cpu, int v)
+    {
+        ref readonly var d = ref _acc[v];
+        _phase[v] = (byte)Phase.None;
+        _firstElement[v] = false;
+        if ((_exit[v].Flags & ExitFlags.HardwareCompletes) != 0)
+        {
+            Backend!.CompleteAccess(v, 0);
+            FinishInstruction(cpu, v);
+            return;
+        }
+        if (IsString(d.Kind))
+        {
+            long step = (State.Rflags(v) & RflagsDf) != 0 ? -(long)d.Size : d.Size;
+            var gprs = State.Gprs(v);
+            if (d.Kind is AccessKind.Movs or AccessKind.Outs) gprs[6] = Advance(gprs[6], step, d.AddressSize);
+            if (d.Kind is AccessKind.Movs or AccessKind.Stos or AccessKind.Ins) gprs[7] = Advance(gprs[7], step, d.AddressSize);
+            if (d.Rep)
+            {
+                gprs[1] = Advance(gprs[1], -1, d.AddressSize);
+                if (Masked(gprs[1], d.AddressSize) != 0) { StartElement(cpu, v); return; }
+            }
+        }
+        FinishInstruction(cpu, v);
+    }
+
+    /// <summary>Adds to a register at the address size: 16-bit keeps the upper bits, 32-bit zeroes them.</summary>
+    static ulong Advance(ulong reg, long delta, byte size) => size switch
+    {
+        2 => (reg & ~0xFFFFUL) | (ushort)((long)reg + delta),
+        4 => (uint)((long)reg + delta),
+        _ => (ulong)((long)reg + delta),
+    };
+
+    void FinishInstruction(Cpu cpu, int v)
+    {
+        if ((_exit[v].Flags & ExitFlags.HardwareCompletes) == 0)
+            State.SetRip(v, State.Rip(v) + _acc[v].Length);
+        bool forwarded = _forwarded[v];
+        _forwarded[v] = false;
+        if (forwarded) Stats.Forwarded++;
+        EndExit(cpu, v, forwarded ? ExitKind.Forwarded : KindOf(_acc[v], _exit[v]), countCompleted: !forwarded);
+    }
+
+    static ExitKind KindOf(in DecodedAccess d, in ExitRecord rec) => d.Kind switch
+    {
+        AccessKind.In => ExitKind.PortIn,
+        AccessKind.Out => ExitKind.PortOut,
+        AccessKind.Ins or AccessKind.Outs => ExitKind.PortString,
+        AccessKind.Movs or AccessKind.Stos => ExitKind.MmioString,
+        AccessKind.Alu or AccessKind.Xchg or AccessKind.Bt => ExitKind.MmioAlu,
+        AccessKind.Write or AccessKind.WriteImm => ExitKind.MmioWrite,
+        _ => ExitKind.MmioRead,
+    };
+
+    /// <summary>The exit is over: record it and put the vCPU back on its CPU.</summary>
+    void EndExit(Cpu cpu, int v, ExitKind kind, bool countCompleted)
+    {
+        if (countCompleted) Stats.Completed++;
+        Stats.Record(kind, _measured[v], _modelled[v]);
+        Trace.Add(cpu, TraceKind.Complete, v, (long)kind);
+        var vc = _vcpus[v];
+        lock (vc)
+        {
+            if (vc.Run is VcpuRun.Dead or VcpuRun.Idle) return;
+            vc.Run = VcpuRun.Runnable;
+        }
+        QueueVcpu(vc);
+    }
+
+    void QueueVcpu(VcpuObject vc)
+    {
+        var here = CurrentCpu;
+        if (here is not null && here.Index == vc.Cpu) here.EnqueueVcpuLocal(vc.Global);
+        else { Stats.CrossCpuWakes++; Cpus[vc.Cpu].Post(new CpuMessage(CpuMessageKind.RunVcpu, vc.Global)); }
+    }
+
+    void InjectWalkFault(Cpu cpu, int v, in WalkResult fault)
+    {
+        if (fault.Status == WalkStatus.GeneralProtection) { InjectException(cpu, v, VectorGp, 0); return; }
+        State.SetCr2(v, fault.Address);
+        InjectException(cpu, v, VectorPf, fault.ErrorCode);
+    }
+
+    /// <summary>A defined guest-visible outcome for what the kernel cannot or will not do: the exception is pending at the next entry.</summary>
+    void InjectException(Cpu cpu, int v, byte vector, uint? errorCode)
+    {
+        Stats.Faulted++;
+        Trace.Add(cpu, TraceKind.Fault, v, vector);
+        State.SetPendingEvent(v, PendingEventValid | EventTypeException | (errorCode.HasValue ? EventHasErrorCode : 0) | vector);
+        State.SetPendingErrorCode(v, errorCode ?? 0);
+        _forwarded[v] = false;
+        EndExit(cpu, v, ExitKind.Faulted, countCompleted: false);
+    }
+}

@@ -1,0 +1,42 @@
+namespace Copra.User.Programs;
+
+/// <summary>Where the standard programs are installed in the filesystem.</summary>
+public static class Paths
+{
+    public const string Init = "/init";
+    public const string Vmm = "/bin/vmm";
+    public const string Uart = "/bin/uart16550";
+    public const string TestDevice = "/bin/testdev";
+}
+
+/// <summary>The test device's register map (offsets in its 8 KiB MMIO range).</summary>
+public static class TestDeviceRegs
+{
+    public const ulong Id = 0x00, Version = 0x04, Scratch = 0x08, Scratch64 = 0x10, Status = 0x18, Doorbell = 0x1C;
+    public const ulong IrqCount = 0x20, Checksum = 0x24, DoorbellCount = 0x28;
+    public const ulong Window = 0x1000, WindowSize = 0x1000, RangeSize = 0x2000;
+    public const uint IdValue = 0xC0B2_A001, VersionValue = 0x0001_0002;
+    public const uint StatusReady = 1;
+    /// <summary>After a doorbell the device is busy for this many STATUS reads (so a guest's poll loop must really loop).</summary>
+    public const int BusyReads = 2;
+}
+
+/// <summary>Per-VM configuration the kernel writes to /etc/vmN.conf for the VMM.</summary>
+public sealed record VmmConfig(ulong UartPort, ulong TestDeviceBase, ulong IrqVector, bool Reinject)
+{
+    public string Serialize() =>
+        $"uart=0x{UartPort:x}\ntestdev=0x{TestDeviceBase:x}\nirq=0x{IrqVector:x}\nunhandled={(Reinject ? "reinject" : "forward")}\n";
+
+    public static VmmConfig Parse(string text)
+    {
+        var kv = text.Split('\n', StringSplitOptions.RemoveEmptyEntries)
+            .Select(l => l.Split('=', 2)).Where(p => p.Length == 2)
+            .ToDictionary(p => p[0].Trim(), p => p[1].Trim());
+        static ulong Num(string s) => s.StartsWith("0x") ? Convert.ToUInt64(s[2..], 16) : ulong.Parse(s);
+        return new VmmConfig(
+            kv.TryGetValue("uart", out var u) ? Num(u) : 0,
+            kv.TryGetValue("testdev", out var t) ? Num(t) : 0,
+            kv.TryGetValue("irq", out var i) ? Num(i) : 0,
+            kv.TryGetValue("unhandled", out var r) && r == "reinject");
+    }
+}

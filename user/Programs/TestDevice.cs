@@ -1,0 +1,97 @@
+using Copra.Abi;
+
+namespace Copra.User.Programs;
+
+/// <summary>
+/// An MMIO test device (handle 1: its MMIO event object, handle 2: its IRQ object, both received by
+/// EXEC). Registers: identity, version, a 32-bit and a 64-bit scratch register, a status register
+/// whose ready bit drops for a few reads after each doorbell, a doorbell that raises the IRQ, an
+/// IRQ counter, a checksum of the data window, and a 4 KiB data window taking any access size.
+/// </summary>
+public sealed class TestDevice : IUserProgram
+{
+    readonly byte[] _window = new byte[TestDeviceRegs.WindowSize];
+    uint _scratch;
+    ulong _scratch64;
+    int _busy;
+    uint _irqs, _doorbells;
+
+    public async Task Main(IUserContext ctx)
+    {
+        const uint events = 1, irq = 2;
+        ulong area = Sys.Mmap(ctx, events, 0, Page.Size);
+        while (true)
+        {
+            long r = await Sys.WaitForEvent(ctx, events);
+            if (Errno.IsError(r)) break;
+            ref var a = ref Sys.Ref<EventArea>(ctx, area);
+            if (a.State != EventState.Pending) continue;
+            ulong off = a.Address & (TestDeviceRegs.RangeSize - 1);
+            if (a.Direction == AccessDirection.Write)
+            {
+                if (Write(off, (int)a.Size, a.Data)) { _irqs++; Sys.EventSignal(ctx, irq); }
+            }
+            else a.Data = Read(off, (int)a.Size);
+            a.State = EventState.Done;
+        }
+    }
+
+    ulong Read(ulong off, int size)
+    {
+        if (off >= TestDeviceRegs.Window)
+        {
+            ulong v = 0;
+            int o = (int)(off - TestDeviceRegs.Window);
+            for (int i = 0; i < size && o + i < _window.Length; i++) v |= (ulong)_window[o + i] << (8 * i);
+            return v;
+        }
+        return off switch
+        {
+            TestDeviceRegs.Id => TestDeviceRegs.IdValue,
+            TestDeviceRegs.Version => TestDeviceRegs.VersionValue,
+            TestDeviceRegs.Scratch => _scratch,
+            TestDeviceRegs.Scratch64 => _scratch64,
+            TestDeviceRegs.Status => ReadStatus(),
+            TestDeviceRegs.IrqCount => _irqs,
+            TestDeviceRegs.Checksum => Checksum(),
+            TestDeviceRegs.DoorbellCount => _doorbells,
+            _ => 0,
+        };
+    }
+
+    /// <summary>Busy (0) for <see cref="TestDeviceRegs.BusyReads"/> reads after a doorbell, then ready.</summary>
+    ulong ReadStatus()
+    {
+        if (_busy == 0) return TestDeviceRegs.StatusReady;
+        _busy--;
+        return 0;
+    }
+
+    uint Checksum()
+    {
+        uint s = 0;
+        foreach (var b in _window) s += b;
+        return s;
+    }
+
+    /// <summary>Returns true when the write rang the doorbell (raise the IRQ).</summary>
+    bool Write(ulong off, int size, ulong value)
+    {
+        if (off >= TestDeviceRegs.Window)
+        {
+            int o = (int)(off - TestDeviceRegs.Window);
+            for (int i = 0; i < size && o + i < _window.Length; i++) _window[o + i] = (byte)(value >> (8 * i));
+            return false;
+        }
+        switch (off)
+        {
+            case TestDeviceRegs.Scratch: _scratch = (uint)value; return false;
+            case TestDeviceRegs.Scratch64: _scratch64 = value; return false;
+            case TestDeviceRegs.Doorbell:
+                _doorbells++;
+                _busy = TestDeviceRegs.BusyReads;
+                return true;
+            default: return false;
+        }
+    }
+}
