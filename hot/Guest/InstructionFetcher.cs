@@ -1,0 +1,166 @@
+// InstructionFetcher: reads the (at most 15) bytes at the guest's CS:RIP so the
+// decoder can see the instruction that caused an exit.
+//
+// Each vCPU keeps a one-entry software TLB for its code page, struct-of-arrays
+// with the vCPU index as identity: linear page, guest-physical page, and the
+// CR3 and mode key (PagingMode bits | CPL-3 flag in bit 7) it was filled under.
+// A lookup hits only when all of them match, so a CR3 write or a mode change
+// can never hit a stale entry even if the kernel forgets to call Invalidate;
+// the kernel still calls Invalidate on CR3/mode writes it performs, so the
+// entry does not linger.
+//
+// Like a hardware TLB the entry is not snooped: if the guest rewrites a code
+// PTE under the same CR3 and flushes only with INVLPG (which the paravisor does
+// not see), the entry is stale until the next CR3/mode change or Invalidate.
+//
+// An instruction may straddle two pages: the first page comes from the entry
+// (or a walk, which refills it); the second page is looked up in the entry and
+// otherwise walked without refilling, so a loop crossing a page boundary does
+// not thrash the entry. If the second page faults, the bytes of the first page
+// are returned with Partial and the second page's fault; the decoder says
+// whether it needed them (Truncated), and the kernel then injects that #PF.
+//
+// One vCPU is fetched for by one CPU at a time (the vCPU's CPU), so the per-vCPU
+// slots need no synchronisation. No allocation after construction.
+using System.Runtime.CompilerServices;
+
+namespace Copra.Hot.Guest;
+
+/// <summary>Outcome of <see cref="InstructionFetcher.Fetch(int, GuestMemory, in PagingMode, ulong, ulong, Span{byte}, out int, out WalkResult, bool)"/>.</summary>
+public enum FetchResult : byte
+{
+    /// <summary>All requested bytes (min(dest.Length, 15)) were fetched.</summary>
+    Complete = 0,
+    /// <summary>The bytes up to the end of the first page were fetched; the second page faulted (see the fault).</summary>
+    Partial = 1,
+    /// <summary>The first page faulted; nothing was fetched. Inject the fault.</summary>
+    Fault = 2,
+    /// <summary>The code page translated to a guest-physical address outside guest memory; nothing was fetched.</summary>
+    NotBacked = 3,
+    /// <summary>The first page was fetched; the second page translated to an address outside guest memory.</summary>
+    PartialNotBacked = 4,
+}
+
+/// <summary>Per-vCPU instruction fetch with a one-entry code-page cache.</summary>
+public sealed unsafe class InstructionFetcher
+{
+    /// <summary>The architectural maximum instruction length.</summary>
+    public const int MaxInstructionLength = 15;
+    const ulong PageMask = GuestMemory.PageSize - 1;
+    const byte UserKey = 0x80;
+
+    readonly ulong[] _linearPage;
+    readonly ulong[] _gpaPage;
+    readonly ulong[] _cr3;
+    readonly byte[] _key;
+    readonly bool[] _valid;
+    readonly long[] _hits;
+    readonly long[] _misses;
+
+    /// <summary>Creates slots for vCPUs 0..vcpuCount-1, all invalid.</summary>
+    public InstructionFetcher(int vcpuCount)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(vcpuCount);
+        _linearPage = new ulong[vcpuCount];
+        _gpaPage = new ulong[vcpuCount];
+        _cr3 = new ulong[vcpuCount];
+        _key = new byte[vcpuCount];
+        _valid = new bool[vcpuCount];
+        _hits = new long[vcpuCount];
+        _misses = new long[vcpuCount];
+    }
+
+    /// <summary>Number of vCPU slots.</summary>
+    public int VcpuCount => _valid.Length;
+    /// <summary>Per-vCPU count of page translations served from the cache.</summary>
+    public ReadOnlySpan<long> Hits => _hits;
+    /// <summary>Per-vCPU count of page walks (cache misses, including second pages of straddling instructions).</summary>
+    public ReadOnlySpan<long> Misses => _misses;
+
+    /// <summary>Drops vCPU <paramref name="vcpu"/>'s entry. Call on every CR3 or CR0/CR4/EFER write for that vCPU.</summary>
+    public void Invalidate(int vcpu) => _valid[vcpu] = false;
+
+    /// <summary>Drops every entry (e.g. after the guest's memory was rewritten behind its back).</summary>
+    public void InvalidateAll() => Array.Clear(_valid);
+
+    /// <summary>True when vCPU <paramref name="vcpu"/> holds an entry.</summary>
+    public bool IsCached(int vcpu) => _valid[vcpu];
+
+    /// <summary>Fetches for a supervisor-mode (CPL 0-2) instruction.</summary>
+    public FetchResult Fetch(int vcpu, GuestMemory mem, in PagingMode mode, ulong cr3, ulong rip, Span<byte> dest, out int fetched, out WalkResult fault) =>
+        Fetch(vcpu, mem, mode, cr3, rip, dest, out fetched, out fault, user: false);
+
+    /// <summary>
+    /// Fetches up to min(dest.Length, 15) bytes at linear address <paramref name="rip"/> (CS base + RIP; outside long
+    /// mode only the low 32 bits count). <paramref name="user"/> is true when the guest runs at CPL 3.
+    /// <paramref name="fetched"/> is the number of bytes written to dest; <paramref name="fault"/> is the fault to
+    /// inject for Fault and Partial (Ok otherwise).
+    /// </summary>
+    public FetchResult Fetch(int vcpu, GuestMemory mem, in PagingMode mode, ulong cr3, ulong rip, Span<byte> dest,
+        out int fetched, out WalkResult fault, bool user)
+    {
+        fetched = 0;
+        fault = WalkResult.Ok;
+        int want = Math.Min(dest.Length, MaxInstructionLength);
+        if (!mode.LongMode) rip &= 0xFFFF_FFFFUL;
+        byte key = (byte)(mode.Bits | (user ? UserKey : 0));
+        AccessType access = user ? AccessType.Execute | AccessType.User : AccessType.Execute;
+
+        ulong page = rip & ~PageMask;
+        ulong gpaPage;
+        if (Hit(vcpu, page, cr3, key))
+        {
+            _hits[vcpu]++;
+            gpaPage = _gpaPage[vcpu];
+        }
+        else
+        {
+            _misses[vcpu]++;
+            WalkResult r = PageWalker.Translate(mem, mode, cr3, rip, access, out ulong gpa);
+            if (!r.IsOk) { fault = r; return FetchResult.Fault; }
+            gpaPage = gpa & ~PageMask;
+            _linearPage[vcpu] = page;
+            _gpaPage[vcpu] = gpaPage;
+            _cr3[vcpu] = cr3;
+            _key[vcpu] = key;
+            _valid[vcpu] = true;
+        }
+
+        int offset = (int)(rip & PageMask);
+        int first = Math.Min(want, GuestMemory.PageSize - offset);
+        if (!Copy(mem, gpaPage + (ulong)offset, dest[..first])) return FetchResult.NotBacked;
+        fetched = first;
+        if (first == want) return FetchResult.Complete;
+
+        ulong page2 = page + GuestMemory.PageSize;
+        if (!mode.LongMode) page2 &= 0xFFFF_FFFFUL;
+        ulong gpaPage2;
+        if (Hit(vcpu, page2, cr3, key))
+        {
+            _hits[vcpu]++;
+            gpaPage2 = _gpaPage[vcpu];
+        }
+        else
+        {
+            _misses[vcpu]++;
+            WalkResult r2 = PageWalker.Translate(mem, mode, cr3, page2, access, out ulong gpa2);
+            if (!r2.IsOk) { fault = r2; return FetchResult.Partial; }
+            gpaPage2 = gpa2 & ~PageMask;
+        }
+        if (!Copy(mem, gpaPage2, dest[first..want])) return FetchResult.PartialNotBacked;
+        fetched = want;
+        return FetchResult.Complete;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    bool Hit(int vcpu, ulong page, ulong cr3, byte key) =>
+        _valid[vcpu] && _linearPage[vcpu] == page && _cr3[vcpu] == cr3 && _key[vcpu] == key;
+
+    static bool Copy(GuestMemory mem, ulong gpa, Span<byte> dest)
+    {
+        if (!mem.Contains(gpa, (ulong)dest.Length)) return false;
+        // SAFETY: Contains proved [gpa, gpa + dest.Length) lies inside guest memory.
+        new ReadOnlySpan<byte>(mem.Base + gpa, dest.Length).CopyTo(dest);
+        return true;
+    }
+}

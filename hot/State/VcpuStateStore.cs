@@ -1,0 +1,583 @@
+// VcpuStateStore: every vCPU's architectural state, struct-of-arrays with the
+// vCPU index as identity, plus the accounting of what reading and writing that
+// state costs on the platform.
+//
+// The arrays are the platform's copy of the state (the VMSA on SNP, the L2 VMCS
+// on TDX): the model does not keep a second copy. What differs by platform is
+// what an access costs, tracked per vCPU in two masks over the "tracked" fields
+// (every field other than the GPRs, RIP and RFLAGS, one bit each because a
+// TDG.VP.RD/WR moves one field):
+//
+//   valid  the kernel holds the field's current value (it paid for it, or wrote it)
+//   dirty  the kernel changed it and must push it at the next entry
+//
+//   SNP   state is a VMSA page in memory: valid = all ones forever, dirty never set,
+//         nothing is counted.
+//   TDX   GPRs/RIP/RFLAGS come with every exit (free both ways). OnExit(v) clears
+//         valid; the first read of a field that is not valid costs one TDG.VP.RD
+//         and makes it valid; a write makes it valid and dirty without a read;
+//         OnEntry(v) costs one TDG.VP.WR per dirty field and clears dirty.
+//
+// Both platforms run the same instructions (the SNP masks simply never change),
+// so the accessors have no platform branch. The kernel's own exit handling reads
+// through the typed accessors (Cr0(v), Cr3(v), ...) so its TDCALLs are counted
+// like user space's GET_STATE.
+//
+// Concurrency: a vCPU's slots are touched by one CPU at a time (the vCPU's CPU,
+// or the VMM thread holding the stopped vCPU), so nothing is synchronised. The
+// per-vCPU masks and counters, written on every access on TDX, sit in 128-byte
+// slots so two vCPUs on two CPUs never share a cache line for them. Value arrays
+// are dense; neighbours may share lines, which costs only on writes.
+//
+// No allocation after construction.
+using System.Buffers.Binary;
+using System.Numerics;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
+using Copra.Abi;
+using Copra.Hot.Guest;
+
+namespace Copra.Hot.State;
+
+/// <summary>How state access is charged.</summary>
+public enum StateAccessCost : byte
+{
+    /// <summary>SEV-SNP: state is in the VMSA page; reads and writes are memory accesses, not counted.</summary>
+    Snp = 0,
+    /// <summary>TDX partitioned TD: non-GPR fields cost a TDG.VP.RD on first read after an exit and a TDG.VP.WR at entry if written.</summary>
+    Tdx = 1,
+}
+
+/// <summary>Per-vCPU architectural state with TDX field-access accounting.</summary>
+public sealed class VcpuStateStore
+{
+    /// <summary>
+    /// Bit of each tracked field in the valid/dirty masks.
+    /// <code>
+    ///  63        40 39          30  29  28                 5   4    3    2    1    0
+    /// +------------+--------------+----+--------------------+----+----+----+----+----+
+    /// |  (unused)  | MSR slot 9..0| PE | seg 5..0 x part 3..0| EFER| CR4| CR3| CR2| CR0|
+    /// +------------+--------------+----+--------------------+----+----+----+----+----+
+    /// </code>
+    /// seg bit = SegFirst + seg*4 + part (part 0 selector, 1 base, 2 limit, 3 attributes);
+    /// PE = pending event; MSR slots in <see cref="PassThroughMsrs"/> order.
+    /// </summary>
+    public static class Bit
+    {
+        public const int Cr0 = 0, Cr2 = 1, Cr3 = 2, Cr4 = 3, Efer = 4;
+        public const int SegFirst = 5;
+        public const int SegCount = 6 * 4;
+        public const int PendingEvent = SegFirst + SegCount;
+        public const int MsrFirst = PendingEvent + 1;
+        public const int Count = MsrFirst + MsrSlotCount;
+        /// <summary>Every tracked field.</summary>
+        public const ulong All = (1UL << Count) - 1;
+
+        public static int Seg(int seg, int part) => SegFirst + seg * 4 + part;
+    }
+
+    /// <summary>Number of MSRs with their own storage.</summary>
+    public const int MsrSlotCount = 10;
+
+    // Index of each MSR's slot; keep in step with PassThroughMsrs and MsrSlot().
+    const int MsrStar = 0, MsrLstar = 1, MsrCstar = 2, MsrSfmask = 3, MsrKernelGsBase = 4, MsrTscAux = 5;
+    const int MsrSysenterCs = 6, MsrSysenterEsp = 7, MsrSysenterEip = 8, MsrPat = 9;
+
+    /// <summary>MSR numbers.</summary>
+    public static class MsrIndex
+    {
+        public const uint Efer = 0xC000_0080, Star = 0xC000_0081, Lstar = 0xC000_0082, Cstar = 0xC000_0083, Sfmask = 0xC000_0084;
+        public const uint FsBase = 0xC000_0100, GsBase = 0xC000_0101, KernelGsBase = 0xC000_0102, TscAux = 0xC000_0103;
+        public const uint SysenterCs = 0x174, SysenterEsp = 0x175, SysenterEip = 0x176, Pat = 0x277;
+    }
+
+    static readonly uint[] s_passThrough =
+    [
+        MsrIndex.Star, MsrIndex.Lstar, MsrIndex.Cstar, MsrIndex.Sfmask, MsrIndex.KernelGsBase, MsrIndex.TscAux,
+        MsrIndex.SysenterCs, MsrIndex.SysenterEsp, MsrIndex.SysenterEip, MsrIndex.Pat,
+        MsrIndex.Efer, MsrIndex.FsBase, MsrIndex.GsBase,
+    ];
+
+    /// <summary>
+    /// The MSRs that pass through to the guest and are reachable as <c>StateField.Msr(n)</c>: the first
+    /// <see cref="MsrSlotCount"/> have their own slot (syscall MSRs, KERNEL_GS_BASE, TSC_AUX, SYSENTER, PAT — all in
+    /// the VMSA and guest-owned under SNP and TDX); EFER, FS_BASE and GS_BASE are aliases of the EFER field and the
+    /// FS/GS segment bases (the same hardware register). Not included: APIC_BASE and the x2APIC range (the APIC is
+    /// emulated, not state), TSC (the platform owns it), SPEC_CTRL and the like (host-managed).
+    /// </summary>
+    public static ReadOnlySpan<uint> PassThroughMsrs => s_passThrough;
+
+    [StructLayout(LayoutKind.Explicit, Size = 128)]
+    internal struct Accounting
+    {
+        // Fields at 64..95 of a 128-byte slot: whatever the array's base alignment, two slots' fields are
+        // at least 96 bytes apart and never share a 64-byte line.
+        [FieldOffset(64)] public ulong Valid;
+        [FieldOffset(72)] public ulong Dirty;
+        [FieldOffset(80)] public long Reads;
+        [FieldOffset(88)] public long Writes;
+    }
+
+    readonly Accounting[] _acct;
+    readonly ulong _dirtyTrack;     // Bit.All on TDX, 0 on SNP: which writes become dirty
+    readonly ulong _keepOnExit;     // 0 on TDX, Bit.All on SNP: which valid bits survive an exit
+
+    readonly ulong[] _gpr;          // v*16 + r
+    readonly ulong[] _rip, _rflags;
+    readonly ulong[] _cr0, _cr2, _cr3, _cr4, _efer, _pendingEvent;
+    readonly ushort[] _segSelector; // v*6 + s
+    readonly ulong[] _segBase;
+    readonly uint[] _segLimit;
+    readonly ushort[] _segAttributes;
+    readonly ulong[] _msr;          // v*MsrSlotCount + slot
+    readonly ulong[] _exitReason, _exitQualification, _exitGpa, _exitLength;
+
+    /// <summary>Creates zeroed state for vCPUs 0..vcpuCount-1 charged as <paramref name="cost"/>.</summary>
+    public VcpuStateStore(int vcpuCount, StateAccessCost cost)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(vcpuCount);
+        VcpuCount = vcpuCount;
+        Cost = cost;
+        bool tdx = cost == StateAccessCost.Tdx;
+        _dirtyTrack = tdx ? Bit.All : 0;
+        _keepOnExit = tdx ? 0 : Bit.All;
+        _acct = new Accounting[vcpuCount];
+        if (!tdx) for (int v = 0; v < vcpuCount; v++) _acct[v].Valid = Bit.All;
+
+        _gpr = new ulong[vcpuCount * 16];
+        _rip = new ulong[vcpuCount];
+        _rflags = new ulong[vcpuCount];
+        _cr0 = new ulong[vcpuCount];
+        _cr2 = new ulong[vcpuCount];
+        _cr3 = new ulong[vcpuCount];
+        _cr4 = new ulong[vcpuCount];
+        _efer = new ulong[vcpuCount];
+        _pendingEvent = new ulong[vcpuCount];
+        _segSelector = new ushort[vcpuCount * 6];
+        _segBase = new ulong[vcpuCount * 6];
+        _segLimit = new uint[vcpuCount * 6];
+        _segAttributes = new ushort[vcpuCount * 6];
+        _msr = new ulong[vcpuCount * MsrSlotCount];
+        _exitReason = new ulong[vcpuCount];
+        _exitQualification = new ulong[vcpuCount];
+        _exitGpa = new ulong[vcpuCount];
+        _exitLength = new ulong[vcpuCount];
+        for (int v = 0; v < vcpuCount; v++) _rflags[v] = 0x2; // bit 1 is always set
+    }
+
+    /// <summary>Number of vCPUs.</summary>
+    public int VcpuCount { get; }
+    /// <summary>The platform's charging rule.</summary>
+    public StateAccessCost Cost { get; }
+
+    // ---- accounting -------------------------------------------------------------------------
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    void ChargeRead(int v, int bit)
+    {
+        ref Accounting a = ref _acct[v];
+        ulong m = 1UL << bit;
+        if ((a.Valid & m) == 0) { a.Valid |= m; a.Reads++; }
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    void ChargeWrite(int v, int bit)
+    {
+        ref Accounting a = ref _acct[v];
+        ulong m = 1UL << bit;
+        a.Valid |= m;
+        a.Dirty |= m & _dirtyTrack;
+    }
+
+    /// <summary>The vCPU left the guest: on TDX every tracked field becomes stale (GPRs, RIP, RFLAGS came with the exit).</summary>
+    public void OnExit(int v) => _acct[v].Valid &= _keepOnExit;
+
+    /// <summary>The vCPU is about to enter the guest: on TDX one TDG.VP.WR per dirty field. Returns the number charged.</summary>
+    public int OnEntry(int v)
+    {
+        ref Accounting a = ref _acct[v];
+        int n = BitOperations.PopCount(a.Dirty);
+        a.Writes += n;
+        a.Dirty = 0;
+        return n;
+    }
+
+    /// <summary>Per-vCPU TDG.VP.RD count: <c>store.TdReads[v]</c>.</summary>
+    public TdCounter TdReads => new(_acct, writes: false);
+    /// <summary>Per-vCPU TDG.VP.WR count: <c>store.TdWrites[v]</c>.</summary>
+    public TdCounter TdWrites => new(_acct, writes: true);
+    /// <summary>TDG.VP.RD over all vCPUs.</summary>
+    public long TotalTdReads { get { long s = 0; foreach (ref readonly Accounting a in _acct.AsSpan()) s += a.Reads; return s; } }
+    /// <summary>TDG.VP.WR over all vCPUs.</summary>
+    public long TotalTdWrites { get { long s = 0; foreach (ref readonly Accounting a in _acct.AsSpan()) s += a.Writes; return s; } }
+    /// <summary>Tracked fields the kernel currently holds for vCPU v (see <see cref="Bit"/>).</summary>
+    public ulong ValidMask(int v) => _acct[v].Valid;
+    /// <summary>Tracked fields written since the last entry (always 0 on SNP).</summary>
+    public ulong DirtyMask(int v) => _acct[v].Dirty;
+
+    /// <summary>A read-only per-vCPU view of one counter; a struct, so reading it allocates nothing.</summary>
+    public readonly struct TdCounter
+    {
+        readonly Accounting[] _a;
+        readonly bool _writes;
+        internal TdCounter(Accounting[] a, bool writes) { _a = a; _writes = writes; }
+        /// <summary>The count for vCPU v.</summary>
+        public long this[int v] => _writes ? _a[v].Writes : _a[v].Reads;
+    }
+
+    // ---- free fields: GPRs, RIP, RFLAGS, exit information ------------------------------------
+
+    /// <summary>GPR <paramref name="r"/> (x86 encoding order, RAX=0 .. R15=15). Free on both platforms.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public ref ulong Gpr(int v, int r) => ref _gpr[v * 16 + r];
+    /// <summary>All sixteen GPRs of vCPU v.</summary>
+    public Span<ulong> Gprs(int v) => _gpr.AsSpan(v * 16, 16);
+    /// <summary>RIP. Free on both platforms.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public ref ulong Rip(int v) => ref _rip[v];
+    /// <summary>RFLAGS. Free on both platforms.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public ref ulong Rflags(int v) => ref _rflags[v];
+
+    /// <summary>Exit information, delivered with the exit (free): reason, qualification, GPA, instruction length.</summary>
+    public ulong ExitReason(int v) => _exitReason[v];
+    public ulong ExitQualification(int v) => _exitQualification[v];
+    public ulong ExitGpa(int v) => _exitGpa[v];
+    public ulong ExitInstructionLength(int v) => _exitLength[v];
+
+    /// <summary>Platform side: records the exit information of vCPU v (the only writer of those fields).</summary>
+    public void SetExitInfo(int v, ulong reason, ulong qualification, ulong gpa, ulong instructionLength)
+    {
+        _exitReason[v] = reason;
+        _exitQualification[v] = qualification;
+        _exitGpa[v] = gpa;
+        _exitLength[v] = instructionLength;
+    }
+
+    // ---- tracked fields: typed accessors with accounting -------------------------------------
+
+    public ulong Cr0(int v) { ChargeRead(v, Bit.Cr0); return _cr0[v]; }
+    public ulong Cr2(int v) { ChargeRead(v, Bit.Cr2); return _cr2[v]; }
+    public ulong Cr3(int v) { ChargeRead(v, Bit.Cr3); return _cr3[v]; }
+    public ulong Cr4(int v) { ChargeRead(v, Bit.Cr4); return _cr4[v]; }
+    public ulong Efer(int v) { ChargeRead(v, Bit.Efer); return _efer[v]; }
+    /// <summary>Pending event in SVM EVENTINJ form: bits 7:0 vector, 10:8 type, 11 error code valid, 31 valid, 63:32 error code.</summary>
+    public ulong PendingEvent(int v) { ChargeRead(v, Bit.PendingEvent); return _pendingEvent[v]; }
+
+    public void SetCr0(int v, ulong value) { ChargeWrite(v, Bit.Cr0); _cr0[v] = value; }
+    public void SetCr2(int v, ulong value) { ChargeWrite(v, Bit.Cr2); _cr2[v] = value; }
+    public void SetCr3(int v, ulong value) { ChargeWrite(v, Bit.Cr3); _cr3[v] = value; }
+    public void SetCr4(int v, ulong value) { ChargeWrite(v, Bit.Cr4); _cr4[v] = value; }
+    public void SetEfer(int v, ulong value) { ChargeWrite(v, Bit.Efer); _efer[v] = value; }
+    public void SetPendingEvent(int v, ulong value) { ChargeWrite(v, Bit.PendingEvent); _pendingEvent[v] = value; }
+
+    /// <summary>Segment <paramref name="seg"/> (StateField.Es..Gs) selector.</summary>
+    public ushort SegSelector(int v, int seg) { ChargeRead(v, Bit.Seg(seg, StateField.Selector)); return _segSelector[v * 6 + seg]; }
+    public ulong SegBase(int v, int seg) { ChargeRead(v, Bit.Seg(seg, StateField.Base)); return _segBase[v * 6 + seg]; }
+    /// <summary>Byte-granular limit.</summary>
+    public uint SegLimit(int v, int seg) { ChargeRead(v, Bit.Seg(seg, StateField.Limit)); return _segLimit[v * 6 + seg]; }
+    /// <summary>Packed attributes (see <see cref="SegmentAttributes"/>).</summary>
+    public ushort SegAttributes(int v, int seg) { ChargeRead(v, Bit.Seg(seg, StateField.Attributes)); return _segAttributes[v * 6 + seg]; }
+
+    public void SetSegSelector(int v, int seg, ushort value) { ChargeWrite(v, Bit.Seg(seg, StateField.Selector)); _segSelector[v * 6 + seg] = value; }
+    public void SetSegBase(int v, int seg, ulong value) { ChargeWrite(v, Bit.Seg(seg, StateField.Base)); _segBase[v * 6 + seg] = value; }
+    public void SetSegLimit(int v, int seg, uint value) { ChargeWrite(v, Bit.Seg(seg, StateField.Limit)); _segLimit[v * 6 + seg] = value; }
+    public void SetSegAttributes(int v, int seg, ushort value) { ChargeWrite(v, Bit.Seg(seg, StateField.Attributes)); _segAttributes[v * 6 + seg] = (ushort)(value & SegmentAttributes.Mask); }
+
+    /// <summary>The paging mode from CR0, CR4 and EFER (three charged reads on TDX the first time after an exit).</summary>
+    public PagingMode PagingMode(int v) => Guest.PagingMode.From(Cr0(v), Cr4(v), Efer(v));
+
+    // ---- by field id ---------------------------------------------------------------------------
+
+    /// <summary>Reads field <paramref name="field"/> (a <see cref="StateField"/> id) with accounting. False for unknown fields.</summary>
+    public bool TryRead(int v, ulong field, out ulong value)
+    {
+        if (field < 16) { value = _gpr[v * 16 + (int)field]; return true; }
+        switch (field)
+        {
+            case StateField.Rip: value = _rip[v]; return true;
+            case StateField.Rflags: value = _rflags[v]; return true;
+            case StateField.Cr0: value = Cr0(v); return true;
+            case StateField.Cr2: value = Cr2(v); return true;
+            case StateField.Cr3: value = Cr3(v); return true;
+            case StateField.Cr4: value = Cr4(v); return true;
+            case StateField.Efer: value = Efer(v); return true;
+            case >= StateField.SegBase and < StateField.SegBase + 24:
+                value = ReadSeg(v, (int)(field - StateField.SegBase));
+                return true;
+            case StateField.ExitReason: value = _exitReason[v]; return true;
+            case StateField.ExitQualification: value = _exitQualification[v]; return true;
+            case StateField.ExitGpa: value = _exitGpa[v]; return true;
+            case StateField.ExitInstructionLength: value = _exitLength[v]; return true;
+            case StateField.PendingEvent: value = PendingEvent(v); return true;
+        }
+        if ((field & ~0xFFFF_FFFFUL) == StateField.MsrSpace) return TryReadMsr(v, (uint)field, out value);
+        value = 0;
+        return false;
+    }
+
+    /// <summary>
+    /// Writes field <paramref name="field"/> with accounting. False for unknown or read-only fields (the exit
+    /// information) and for values wider than the field (selector 16 bits, limit 32, attributes 12, TSC_AUX 32, pending
+    /// event with bits 30:12 set).
+    /// </summary>
+    public bool TryWrite(int v, ulong field, ulong value)
+    {
+        if (field < 16) { _gpr[v * 16 + (int)field] = value; return true; }
+        switch (field)
+        {
+            case StateField.Rip: _rip[v] = value; return true;
+            case StateField.Rflags: _rflags[v] = value; return true;
+            case StateField.Cr0: SetCr0(v, value); return true;
+            case StateField.Cr2: SetCr2(v, value); return true;
+            case StateField.Cr3: SetCr3(v, value); return true;
+            case StateField.Cr4: SetCr4(v, value); return true;
+            case StateField.Efer: SetEfer(v, value); return true;
+            case >= StateField.SegBase and < StateField.SegBase + 24:
+                return WriteSeg(v, (int)(field - StateField.SegBase), value);
+            case StateField.PendingEvent:
+                if ((value & PendingEventReserved) != 0) return false;
+                SetPendingEvent(v, value);
+                return true;
+        }
+        if ((field & ~0xFFFF_FFFFUL) == StateField.MsrSpace) return TryWriteMsr(v, (uint)field, value);
+        return false;
+    }
+
+    /// <summary>Bits 30:12 of EVENTINJ are reserved.</summary>
+    const ulong PendingEventReserved = 0x7FFF_F000UL;
+
+    /// <summary>The valid/dirty bit that field id <paramref name="field"/> is charged to, or -1 when it is free or unknown.</summary>
+    public static int TrackedBit(ulong field)
+    {
+        switch (field)
+        {
+            case StateField.Cr0: return Bit.Cr0;
+            case StateField.Cr2: return Bit.Cr2;
+            case StateField.Cr3: return Bit.Cr3;
+            case StateField.Cr4: return Bit.Cr4;
+            case StateField.Efer: return Bit.Efer;
+            case >= StateField.SegBase and < StateField.SegBase + 24: return Bit.SegFirst + (int)(field - StateField.SegBase);
+            case StateField.PendingEvent: return Bit.PendingEvent;
+        }
+        if ((field & ~0xFFFF_FFFFUL) != StateField.MsrSpace) return -1;
+        return (uint)field switch
+        {
+            MsrIndex.Efer => Bit.Efer,
+            MsrIndex.FsBase => Bit.Seg(StateField.Fs, StateField.Base),
+            MsrIndex.GsBase => Bit.Seg(StateField.Gs, StateField.Base),
+            _ when MsrSlot((uint)field) is int s and >= 0 => Bit.MsrFirst + s,
+            _ => -1,
+        };
+    }
+
+    ulong ReadSeg(int v, int index)
+    {
+        int seg = index >> 2;
+        return (index & 3) switch
+        {
+            StateField.Selector => SegSelector(v, seg),
+            StateField.Base => SegBase(v, seg),
+            StateField.Limit => SegLimit(v, seg),
+            _ => SegAttributes(v, seg),
+        };
+    }
+
+    bool WriteSeg(int v, int index, ulong value)
+    {
+        int seg = index >> 2;
+        switch (index & 3)
+        {
+            case StateField.Selector:
+                if (value > ushort.MaxValue) return false;
+                SetSegSelector(v, seg, (ushort)value);
+                return true;
+            case StateField.Base:
+                SetSegBase(v, seg, value);
+                return true;
+            case StateField.Limit:
+                if (value > uint.MaxValue) return false;
+                SetSegLimit(v, seg, (uint)value);
+                return true;
+            default:
+                if (value > SegmentAttributes.Mask) return false;
+                SetSegAttributes(v, seg, (ushort)value);
+                return true;
+        }
+    }
+
+    /// <summary>Slot of an MSR with its own storage, or -1.</summary>
+    static int MsrSlot(uint msr) => msr switch
+    {
+        MsrIndex.Star => MsrStar,
+        MsrIndex.Lstar => MsrLstar,
+        MsrIndex.Cstar => MsrCstar,
+        MsrIndex.Sfmask => MsrSfmask,
+        MsrIndex.KernelGsBase => MsrKernelGsBase,
+        MsrIndex.TscAux => MsrTscAux,
+        MsrIndex.SysenterCs => MsrSysenterCs,
+        MsrIndex.SysenterEsp => MsrSysenterEsp,
+        MsrIndex.SysenterEip => MsrSysenterEip,
+        MsrIndex.Pat => MsrPat,
+        _ => -1,
+    };
+
+    /// <summary>Reads a pass-through MSR with accounting. False when the MSR does not pass through.</summary>
+    public bool TryReadMsr(int v, uint msr, out ulong value)
+    {
+        switch (msr)
+        {
+            case MsrIndex.Efer: value = Efer(v); return true;
+            case MsrIndex.FsBase: value = SegBase(v, StateField.Fs); return true;
+            case MsrIndex.GsBase: value = SegBase(v, StateField.Gs); return true;
+        }
+        int slot = MsrSlot(msr);
+        if (slot < 0) { value = 0; return false; }
+        ChargeRead(v, Bit.MsrFirst + slot);
+        value = _msr[v * MsrSlotCount + slot];
+        return true;
+    }
+
+    /// <summary>Writes a pass-through MSR with accounting. False when it does not pass through or the value is too wide.</summary>
+    public bool TryWriteMsr(int v, uint msr, ulong value)
+    {
+        switch (msr)
+        {
+            case MsrIndex.Efer: SetEfer(v, value); return true;
+            case MsrIndex.FsBase: SetSegBase(v, StateField.Fs, value); return true;
+            case MsrIndex.GsBase: SetSegBase(v, StateField.Gs, value); return true;
+        }
+        int slot = MsrSlot(msr);
+        if (slot < 0 || (slot == MsrTscAux && value > uint.MaxValue)) return false;
+        ChargeWrite(v, Bit.MsrFirst + slot);
+        _msr[v * MsrSlotCount + slot] = value;
+        return true;
+    }
+
+    // ---- platform side: no accounting ----------------------------------------------------------
+
+    /// <summary>
+    /// Platform side (backends, initial state): writes a field as the hardware would, without charging the kernel
+    /// and without touching valid/dirty. Same field ids and width rules as <see cref="TryWrite"/>, except the exit
+    /// information fields are writable here.
+    /// </summary>
+    public bool TryPoke(int v, ulong field, ulong value)
+    {
+        ref Accounting a = ref _acct[v];
+        (ulong valid, ulong dirty) = (a.Valid, a.Dirty);
+        bool ok;
+        switch (field)
+        {
+            case StateField.ExitReason: _exitReason[v] = value; return true;
+            case StateField.ExitQualification: _exitQualification[v] = value; return true;
+            case StateField.ExitGpa: _exitGpa[v] = value; return true;
+            case StateField.ExitInstructionLength: _exitLength[v] = value; return true;
+            default: ok = TryWrite(v, field, value); break;
+        }
+        (a.Valid, a.Dirty) = (valid, dirty);
+        return ok;
+    }
+
+    /// <summary>Platform side: reads a field without charging (traces, tests, the KVM backend's own sync).</summary>
+    public bool TryPeek(int v, ulong field, out ulong value)
+    {
+        ref Accounting a = ref _acct[v];
+        (ulong valid, long reads) = (a.Valid, a.Reads);
+        bool ok = TryRead(v, field, out value);
+        (a.Valid, a.Reads) = (valid, reads);
+        return ok;
+    }
+
+    // ---- VMSA page (SNP) -----------------------------------------------------------------------
+
+    /// <summary>
+    /// Writes vCPU v's whole state into <paramref name="page"/> (at least 4096 bytes) in the <see cref="VmsaLayout"/>.
+    /// False on TDX (there is no VMSA) or when the page is too small.
+    /// </summary>
+    public bool TryExportVmsa(int v, Span<byte> page)
+    {
+        if (Cost != StateAccessCost.Snp || page.Length < VmsaLayout.Size) return false;
+        page = page[..VmsaLayout.Size];
+        page.Clear();
+        for (int s = 0; s < 6; s++)
+        {
+            Span<byte> seg = page[VmsaLayout.Segment(s)..];
+            int i = v * 6 + s;
+            BinaryPrimitives.WriteUInt16LittleEndian(seg[VmsaLayout.SegSelector..], _segSelector[i]);
+            BinaryPrimitives.WriteUInt16LittleEndian(seg[VmsaLayout.SegAttributes..], _segAttributes[i]);
+            BinaryPrimitives.WriteUInt32LittleEndian(seg[VmsaLayout.SegLimit..], _segLimit[i]);
+            BinaryPrimitives.WriteUInt64LittleEndian(seg[VmsaLayout.SegBase..], _segBase[i]);
+        }
+        for (int r = 0; r < 16; r++) Put(page, VmsaLayout.Gpr(r), _gpr[v * 16 + r]);
+        Put(page, VmsaLayout.Rip, _rip[v]);
+        Put(page, VmsaLayout.Rflags, _rflags[v]);
+        Put(page, VmsaLayout.Cr0, _cr0[v]);
+        Put(page, VmsaLayout.Cr2, _cr2[v]);
+        Put(page, VmsaLayout.Cr3, _cr3[v]);
+        Put(page, VmsaLayout.Cr4, _cr4[v]);
+        Put(page, VmsaLayout.Efer, _efer[v]);
+        Put(page, VmsaLayout.EventInj, _pendingEvent[v]);
+        int m = v * MsrSlotCount;
+        Put(page, VmsaLayout.Star, _msr[m + MsrStar]);
+        Put(page, VmsaLayout.Lstar, _msr[m + MsrLstar]);
+        Put(page, VmsaLayout.Cstar, _msr[m + MsrCstar]);
+        Put(page, VmsaLayout.Sfmask, _msr[m + MsrSfmask]);
+        Put(page, VmsaLayout.KernelGsBase, _msr[m + MsrKernelGsBase]);
+        Put(page, VmsaLayout.SysenterCs, _msr[m + MsrSysenterCs]);
+        Put(page, VmsaLayout.SysenterEsp, _msr[m + MsrSysenterEsp]);
+        Put(page, VmsaLayout.SysenterEip, _msr[m + MsrSysenterEip]);
+        Put(page, VmsaLayout.GPat, _msr[m + MsrPat]);
+        BinaryPrimitives.WriteUInt32LittleEndian(page[VmsaLayout.TscAux..], (uint)_msr[m + MsrTscAux]);
+        Put(page, VmsaLayout.ExitCode, _exitReason[v]);
+        Put(page, VmsaLayout.ExitInfo1, _exitQualification[v]);
+        Put(page, VmsaLayout.ExitInfo2, _exitGpa[v]);
+        return true;
+    }
+
+    /// <summary>
+    /// Loads vCPU v's state from a <see cref="VmsaLayout"/> page. False (and nothing changed) on TDX, for a short page,
+    /// for attributes wider than 12 bits or a pending event with reserved bits. Exit fields in the page are ignored.
+    /// </summary>
+    public bool TryImportVmsa(int v, ReadOnlySpan<byte> page)
+    {
+        if (Cost != StateAccessCost.Snp || page.Length < VmsaLayout.Size) return false;
+        for (int s = 0; s < 6; s++)
+            if (BinaryPrimitives.ReadUInt16LittleEndian(page[(VmsaLayout.Segment(s) + VmsaLayout.SegAttributes)..]) > SegmentAttributes.Mask)
+                return false;
+        if ((Get(page, VmsaLayout.EventInj) & PendingEventReserved) != 0) return false;
+
+        for (int s = 0; s < 6; s++)
+        {
+            ReadOnlySpan<byte> seg = page[VmsaLayout.Segment(s)..];
+            int i = v * 6 + s;
+            _segSelector[i] = BinaryPrimitives.ReadUInt16LittleEndian(seg[VmsaLayout.SegSelector..]);
+            _segAttributes[i] = BinaryPrimitives.ReadUInt16LittleEndian(seg[VmsaLayout.SegAttributes..]);
+            _segLimit[i] = BinaryPrimitives.ReadUInt32LittleEndian(seg[VmsaLayout.SegLimit..]);
+            _segBase[i] = BinaryPrimitives.ReadUInt64LittleEndian(seg[VmsaLayout.SegBase..]);
+        }
+        for (int r = 0; r < 16; r++) _gpr[v * 16 + r] = Get(page, VmsaLayout.Gpr(r));
+        _rip[v] = Get(page, VmsaLayout.Rip);
+        _rflags[v] = Get(page, VmsaLayout.Rflags);
+        _cr0[v] = Get(page, VmsaLayout.Cr0);
+        _cr2[v] = Get(page, VmsaLayout.Cr2);
+        _cr3[v] = Get(page, VmsaLayout.Cr3);
+        _cr4[v] = Get(page, VmsaLayout.Cr4);
+        _efer[v] = Get(page, VmsaLayout.Efer);
+        _pendingEvent[v] = Get(page, VmsaLayout.EventInj);
+        int m = v * MsrSlotCount;
+        _msr[m + MsrStar] = Get(page, VmsaLayout.Star);
+        _msr[m + MsrLstar] = Get(page, VmsaLayout.Lstar);
+        _msr[m + MsrCstar] = Get(page, VmsaLayout.Cstar);
+        _msr[m + MsrSfmask] = Get(page, VmsaLayout.Sfmask);
+        _msr[m + MsrKernelGsBase] = Get(page, VmsaLayout.KernelGsBase);
+        _msr[m + MsrSysenterCs] = Get(page, VmsaLayout.SysenterCs);
+        _msr[m + MsrSysenterEsp] = Get(page, VmsaLayout.SysenterEsp);
+        _msr[m + MsrSysenterEip] = Get(page, VmsaLayout.SysenterEip);
+        _msr[m + MsrPat] = Get(page, VmsaLayout.GPat);
+        _msr[m + MsrTscAux] = BinaryPrimitives.ReadUInt32LittleEndian(page[VmsaLayout.TscAux..]);
+        return true;
+    }
+
+    static void Put(Span<byte> page, int offset, ulong value) => BinaryPrimitives.WriteUInt64LittleEndian(page[offset..], value);
+    static ulong Get(ReadOnlySpan<byte> page, int offset) => BinaryPrimitives.ReadUInt64LittleEndian(page[offset..]);
+}

@@ -1,0 +1,52 @@
+namespace Copra.Hot.State;
+
+/// <summary>
+/// Byte offsets of the 4096-byte VMSA-like page that GET_STATE/SET_STATE exchange on SNP
+/// (<see cref="Copra.Abi.StateField.VmsaPage"/>). The offsets are those of AMD's SEV-ES save area
+/// (APM vol. 2 table B-4, Linux <c>struct sev_es_save_area</c>) for every field the store keeps;
+/// every other byte is zero on export and ignored on import.
+/// <code>
+///  0x000  ES  CS  SS  DS  FS  GS     6 x 16 B: u16 selector | u16 attributes | u32 limit | u64 base
+///  0x0D0  EFER
+///  0x148  CR4    0x150  CR3    0x158  CR0
+///  0x170  RFLAGS 0x178  RIP    0x1D8  RSP    0x1F8  RAX
+///  0x200  STAR   0x208  LSTAR  0x210  CSTAR  0x218  SFMASK  0x220  KERNEL_GS_BASE
+///  0x228  SYSENTER_CS  0x230  SYSENTER_ESP  0x238  SYSENTER_EIP  0x240  CR2
+///  0x268  G_PAT  0x2EC  TSC_AUX (u32)
+///  0x308  RCX RDX RBX (0x320 unused: RSP lives at 0x1D8) RBP RSI RDI R8 .. R15 (to 0x378)
+///  0x390  EXITINFO1 (qualification)  0x398  EXITINFO2 (GPA)  0x3C0  EXITCODE (reason)   export only
+///  0x3E0  EVENTINJ (pending event)
+/// </code>
+/// Attributes use the packed form of <see cref="SegmentAttributes"/>, which is the VMSA's own.
+/// </summary>
+public static class VmsaLayout
+{
+    public const int Size = 4096;
+    public const int SegmentStride = 16;
+    public const int SegSelector = 0, SegAttributes = 2, SegLimit = 4, SegBase = 8;
+    public const int Efer = 0x0D0;
+    public const int Cr4 = 0x148, Cr3 = 0x150, Cr0 = 0x158;
+    public const int Rflags = 0x170, Rip = 0x178, Rsp = 0x1D8, Rax = 0x1F8;
+    public const int Star = 0x200, Lstar = 0x208, Cstar = 0x210, Sfmask = 0x218, KernelGsBase = 0x220;
+    public const int SysenterCs = 0x228, SysenterEsp = 0x230, SysenterEip = 0x238, Cr2 = 0x240;
+    public const int GPat = 0x268, TscAux = 0x2EC;
+    public const int Rcx = 0x308, Rdx = 0x310, Rbx = 0x318, Rbp = 0x328, Rsi = 0x330, Rdi = 0x338, R8 = 0x340;
+    public const int ExitInfo1 = 0x390, ExitInfo2 = 0x398, ExitCode = 0x3C0, EventInj = 0x3E0;
+
+    /// <summary>Offset of segment <paramref name="seg"/> (x86 order ES CS SS DS FS GS).</summary>
+    public static int Segment(int seg) => seg * SegmentStride;
+
+    /// <summary>Offset of GPR <paramref name="r"/> in x86 encoding order (RAX=0 .. R15=15).</summary>
+    public static int Gpr(int r) => r switch
+    {
+        0 => Rax,
+        1 => Rcx,
+        2 => Rdx,
+        3 => Rbx,
+        4 => Rsp,
+        5 => Rbp,
+        6 => Rsi,
+        7 => Rdi,
+        _ => R8 + (r - 8) * 8,
+    };
+}
