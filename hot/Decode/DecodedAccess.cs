@@ -1,0 +1,111 @@
+namespace Copra.Hot.Decode;
+
+/// <summary>The code-segment mode an instruction is decoded in.</summary>
+public enum CpuMode : byte { Bits16, Bits32, Bits64 }
+
+/// <summary>What the instruction does with its memory or port operand.</summary>
+public enum AccessKind : byte
+{
+    Unsupported,
+    /// <summary>MOV reg, mem (8A/8B/A0/A1).</summary>
+    Read,
+    /// <summary>MOV mem, reg (88/89/A2/A3).</summary>
+    Write,
+    /// <summary>MOV mem, imm (C6 /0, C7 /0).</summary>
+    WriteImm,
+    /// <summary>MOVZX (0F B6/B7).</summary>
+    ReadZx,
+    /// <summary>MOVSX (0F BE/BF) and MOVSXD (63).</summary>
+    ReadSx,
+    Movs, Stos, In, Out, Ins, Outs,
+    /// <summary>AND/OR/XOR/ADD/SUB/CMP/TEST with a memory operand.</summary>
+    Alu,
+    Xchg,
+    Bt,
+}
+
+/// <summary>The arithmetic of an <see cref="AccessKind.Alu"/> access.</summary>
+public enum AluOp : byte { None, And, Or, Xor, Add, Sub, Cmp, Test }
+
+/// <summary>Why an instruction was refused. Every refusal has one; none is a guess.</summary>
+public enum RefuseReason : byte
+{
+    None,
+    /// <summary>The bytes end before the instruction does (fewer than 15 were supplied).</summary>
+    Truncated,
+    /// <summary>The instruction would exceed 15 bytes (#GP on the CPU).</summary>
+    TooLong,
+    /// <summary>The opcode is not one of the MMIO/port-I/O forms (or is undefined).</summary>
+    UnknownOpcode,
+    /// <summary>A memory-operand form whose ModRM names a register (mod = 3): it cannot cause an MMIO exit.</summary>
+    RegisterOperand,
+    /// <summary>The form does not exist in this mode (MOVSXD outside 64-bit mode, where 63 is ARPL).</summary>
+    InvalidInMode,
+    /// <summary>LOCK on a form that does not allow it (#UD on the CPU).</summary>
+    LockInvalid,
+    /// <summary>A recognised opcode whose operation the exit path does not emulate (ADC, SBB, NOT, BTS, C6 /1..7, ...).</summary>
+    UnsupportedOp,
+}
+
+/// <summary>
+/// One decoded MMIO/port-I/O access. Small and blittable so the exit path keeps it on the stack.
+/// Register numbers use x86 numbering (RAX = 0 .. R15 = 15). A legacy high-byte register (AH, CH, DH, BH) is
+/// <see cref="Reg"/> 0..3 with <see cref="RegHigh8"/> set, so <c>gprs[Reg]</c> is always the register that holds it.
+/// </summary>
+public struct DecodedAccess
+{
+    /// <summary>Instruction length in bytes; 0 when refused.</summary>
+    public byte Length;
+    public AccessKind Kind;
+    /// <summary>Bytes accessed in memory or at the port, per element.</summary>
+    public byte Size;
+    /// <summary>Register operand 0..15, -1 if none.</summary>
+    public sbyte Reg;
+    /// <summary>The register operand is AH/CH/DH/BH (only possible without REX).</summary>
+    public bool RegHigh8;
+    /// <summary>Width of the register operand in bytes (MOVZX/MOVSX: the destination width).</summary>
+    public byte RegSize;
+    public bool HasImm;
+    /// <summary>The immediate after the CPU's sign extension to the operand size, as an operand-size value
+    /// (so <c>mov dword [x], -1</c> has 0xFFFFFFFF and <c>mov qword [x], -1</c> has -1). BT: the raw imm8.</summary>
+    public long Imm;
+    /// <summary>F3 or F2 on a string form.</summary>
+    public bool Rep;
+    /// <summary>Effective segment 0..5 = ES, CS, SS, DS, FS, GS of the memory operand (MOVS: the ES destination).</summary>
+    public byte Segment;
+    /// <summary>MOVS: the segment of the rSI source (DS or the override). Every other form: equal to <see cref="Segment"/>.</summary>
+    public byte SrcSegment;
+    /// <summary>Base register, -1 none, 16 = RIP-relative.</summary>
+    public sbyte Base;
+    /// <summary>Index register, -1 none.</summary>
+    public sbyte Index;
+    /// <summary>1, 2, 4 or 8 (1 when there is no index).</summary>
+    public byte Scale;
+    /// <summary>ModRM displacement sign-extended from its encoded width; moffs zero-extended from the address size.</summary>
+    public long Disp;
+    /// <summary>2, 4 or 8.</summary>
+    public byte AddressSize;
+    /// <summary>The mode the bytes were decoded in (linear addresses wrap at 32 bits outside 64-bit mode).</summary>
+    public CpuMode Mode;
+    public bool PortIsDx;
+    public ushort Port;
+    public AluOp Op;
+    /// <summary>ALU: the memory operand is operand 0 (r/m, reg or r/m, imm). CMP and TEST still write nothing.</summary>
+    public bool MemIsDest;
+    public RefuseReason Error;
+
+    /// <summary>True when the form has a memory operand (everything but IN/OUT).</summary>
+    public readonly bool HasMemory => Kind != AccessKind.Unsupported && Kind != AccessKind.In && Kind != AccessKind.Out;
+}
+
+/// <summary>Segment register numbers as used in <see cref="DecodedAccess.Segment"/>.</summary>
+public static class Seg
+{
+    public const byte ES = 0, CS = 1, SS = 2, DS = 3, FS = 4, GS = 5;
+}
+
+/// <summary>Well-known register numbers.</summary>
+public static class Gpr
+{
+    public const sbyte Rax = 0, Rcx = 1, Rdx = 2, Rbx = 3, Rsp = 4, Rbp = 5, Rsi = 6, Rdi = 7, Rip = 16;
+}

@@ -1,0 +1,42 @@
+// Design note — effective and linear addresses of a decoded access.
+//
+// offset = base + index * scale + disp (+ next RIP for RIP-relative), truncated to the address size;
+// linear = segment base + offset, truncated to 32 bits outside 64-bit mode (the CPU's wrap-around).
+// BT with a register bit offset addresses the operand-sized unit holding the bit, which may lie outside
+// the encoded operand (SDM Vol. 2A "BT"): Compute includes that adjustment so the exit path reads the right unit.
+// Callers pass the 16 GPRs in x86 order and the segment base of d.Segment (of d.SrcSegment for the MOVS source).
+// Pure functions: no state, no allocation.
+
+using System.Runtime.CompilerServices;
+
+namespace Copra.Hot.Decode;
+
+/// <summary>Linear addresses of the memory operand(s) of a <see cref="DecodedAccess"/>.</summary>
+public static class EffectiveAddress
+{
+    /// <summary>
+    /// Linear address of the memory operand (for MOVS, STOS and INS the ES:rDI destination; for OUTS the rSI source).
+    /// Caller obligations: <paramref name="gprs"/> holds at least 16 registers; <paramref name="segBase"/> is the base of
+    /// <c>d.Segment</c> (0 for ES/CS/SS/DS in 64-bit mode).
+    /// </summary>
+    public static ulong Compute(in DecodedAccess d, ReadOnlySpan<ulong> gprs, ulong nextRip, ulong segBase)
+    {
+        ulong ea = (ulong)d.Disp;
+        if (d.Base == Gpr.Rip) ea += nextRip;
+        else if (d.Base >= 0) ea += gprs[d.Base];
+        if (d.Index >= 0) ea += gprs[d.Index] * d.Scale;
+        if (d.Kind == AccessKind.Bt && d.Reg >= 0) ea += (ulong)WriteBack.BtByteOffset(in d, gprs);
+        return Linear(in d, ea, segBase);
+    }
+
+    /// <summary>Linear address of the DS:rSI source of MOVS; <paramref name="srcSegBase"/> is the base of <c>d.SrcSegment</c>.</summary>
+    public static ulong ComputeMovsSource(in DecodedAccess d, ReadOnlySpan<ulong> gprs, ulong srcSegBase) =>
+        Linear(in d, gprs[Gpr.Rsi], srcSegBase);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static ulong Linear(in DecodedAccess d, ulong ea, ulong segBase)
+    {
+        ulong linear = segBase + (ea & X86Decoder.SizeMask(d.AddressSize));
+        return d.Mode == CpuMode.Bits64 ? linear : linear & 0xFFFF_FFFFUL;
+    }
+}

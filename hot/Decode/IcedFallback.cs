@@ -1,0 +1,238 @@
+// Design note — the cold-path decoder.
+//
+// Callers: the exit path after X86Decoder refused, and the tests, which use it as a second, independent decoder
+// (Iced decides the instruction; this file only maps Iced's answer onto DecodedAccess). It allocates (an Iced
+// Decoder per call) and is therefore never on the steady-state path. It accepts exactly the instructions the
+// exit path can emulate — including encodings the fast path leaves out on purpose (F6/F7 /1 TEST, 82 in 16/32-bit
+// mode) — and refuses everything else with a reason. Normalisations match X86Decoder's conventions: scale 1
+// without an index, ModRM displacement sign-extended from the address size, RIP-relative displacement relative to
+// the next instruction, null segment prefixes ignored in 64-bit mode.
+
+using Iced.Intel;
+using IcedDecoder = Iced.Intel.Decoder;
+
+namespace Copra.Hot.Decode;
+
+/// <summary>Iced-backed decoder for whatever <see cref="X86Decoder"/> refuses.</summary>
+public static class IcedFallback
+{
+    /// <summary>Decodes with Iced; returns an access only if Iced's instruction is an emulated form.</summary>
+    public static bool TryDecode(ReadOnlySpan<byte> bytes, CpuMode mode, out DecodedAccess d)
+    {
+        d = default;
+        d.Mode = mode;
+        d.Reg = -1;
+        d.Base = -1;
+        d.Index = -1;
+        d.Scale = 1;
+        int n = Math.Min(bytes.Length, X86Decoder.MaxLength);
+        int bitness = mode switch { CpuMode.Bits16 => 16, CpuMode.Bits32 => 32, _ => 64 };
+        var decoder = IcedDecoder.Create(bitness, new ByteArrayCodeReader(bytes[..n].ToArray()), 0, DecoderOptions.None);
+        decoder.Decode(out Instruction ins);
+        if (ins.IsInvalid)
+        {
+            // Why: a 16th byte is never fetched, so running out at 15 means the instruction is too long.
+            return Refuse(ref d, decoder.LastError == DecoderError.NoMoreBytes
+                ? (n >= X86Decoder.MaxLength ? RefuseReason.TooLong : RefuseReason.Truncated)
+                : ins.HasLockPrefix ? RefuseReason.LockInvalid : RefuseReason.UnknownOpcode);
+        }
+
+        AccessKind kind = ClassifyKind(ins, out AluOp op);
+        if (kind == AccessKind.Unsupported) return Refuse(ref d, RefuseReason.UnsupportedOp);
+
+        int memOp = -1;
+        for (int k = 0; k < ins.OpCount; k++)
+        {
+            if (IsMemory(ins.GetOpKind(k))) { memOp = k; break; }
+        }
+        bool portForm = kind is AccessKind.In or AccessKind.Out;
+        if (memOp < 0 && !portForm) return Refuse(ref d, RefuseReason.RegisterOperand);
+
+        // The register operand, if any (DX of INS/OUTS and the port of IN/OUT are not register operands).
+        for (int k = 0; k < ins.OpCount; k++)
+        {
+            if (ins.GetOpKind(k) != OpKind.Register) continue;
+            Register r = ins.GetOpRegister(k);
+            if (!r.IsGPR()) return Refuse(ref d, RefuseReason.UnsupportedOp);
+            if (kind is AccessKind.Ins or AccessKind.Outs) continue;
+            if (portForm && r == Register.DX && k == (kind == AccessKind.In ? 1 : 0)) continue;
+            SetReg(ref d, r);
+        }
+
+        int opSize = d.RegSize;
+        if (memOp >= 0)
+        {
+            d.Size = (byte)ins.MemorySize.GetSize();
+            if (opSize == 0) opSize = d.Size;
+        }
+        else
+        {
+            d.Size = d.RegSize;
+        }
+
+        for (int k = 0; k < ins.OpCount; k++)
+        {
+            OpKind ok = ins.GetOpKind(k);
+            if (ok is OpKind.Immediate8 or OpKind.Immediate16 or OpKind.Immediate32 or OpKind.Immediate8to16
+                or OpKind.Immediate8to32 or OpKind.Immediate8to64 or OpKind.Immediate32to64)
+            {
+                if (portForm)
+                {
+                    d.Port = (ushort)ins.GetImmediate(k);
+                    continue;
+                }
+                d.HasImm = true;
+                // Why: BT's imm8 is a bit number, kept raw; others are operand-size values like X86Decoder's.
+                d.Imm = kind == AccessKind.Bt ? (long)ins.GetImmediate(k) : (long)(ins.GetImmediate(k) & X86Decoder.SizeMask(opSize));
+            }
+        }
+
+        bool is64 = mode == CpuMode.Bits64;
+        if (memOp >= 0) FillMemory(ref d, ins, memOp, kind, is64);
+        else d.AddressSize = (byte)(is64 ? 8 : mode == CpuMode.Bits32 ? 4 : 2);
+
+        d.Kind = kind;
+        d.Op = op;
+        d.MemIsDest = kind == AccessKind.Alu && memOp == 0;
+        d.PortIsDx = kind is AccessKind.Ins or AccessKind.Outs || (portForm && ins.GetOpKind(kind == AccessKind.In ? 1 : 0) == OpKind.Register);
+        d.Rep = kind is AccessKind.Movs or AccessKind.Stos or AccessKind.Ins or AccessKind.Outs && (ins.HasRepPrefix || ins.HasRepnePrefix);
+        d.Length = (byte)ins.Length;
+        return true;
+    }
+
+    static void FillMemory(ref DecodedAccess d, in Instruction ins, int memOp, AccessKind kind, bool is64)
+    {
+        OpKind ok = ins.GetOpKind(memOp);
+        if (ok != OpKind.Memory)
+        {
+            // String forms: the rDI side is ES, the rSI side takes the (non-null) prefix or DS.
+            d.AddressSize = (byte)(ok switch
+            {
+                OpKind.MemorySegSI or OpKind.MemoryESDI => 2,
+                OpKind.MemorySegESI or OpKind.MemoryESEDI => 4,
+                _ => 8,
+            });
+            byte src = NormaliseSegment(ins.MemorySegment, is64, Seg.DS);
+            d.Base = kind == AccessKind.Outs ? Gpr.Rsi : Gpr.Rdi;
+            d.Segment = kind == AccessKind.Outs ? src : Seg.ES;
+            d.SrcSegment = kind == AccessKind.Movs ? src : d.Segment;
+            return;
+        }
+
+        Register b = ins.MemoryBase, x = ins.MemoryIndex;
+        if (b is Register.RIP or Register.EIP)
+        {
+            d.Base = Gpr.Rip;
+            d.AddressSize = (byte)(b == Register.RIP ? 8 : 4);
+            // Iced (decoding at IP 0) reports the target; the encoded displacement is relative to the next RIP.
+            d.Disp = b == Register.RIP ? (long)(ins.MemoryDisplacement64 - (ulong)ins.Length) : (int)(uint)(ins.MemoryDisplacement64 - (ulong)ins.Length);
+        }
+        else
+        {
+            if (b != Register.None) d.Base = (sbyte)(b.GetFullRegister() - Register.RAX);
+            if (x != Register.None)
+            {
+                d.Index = (sbyte)(x.GetFullRegister() - Register.RAX);
+                d.Scale = (byte)ins.MemoryIndexScale;
+            }
+            Register sized = b != Register.None ? b : x;
+            d.AddressSize = (byte)(sized != Register.None ? sized.GetSize() : ins.MemoryDisplSize);
+            ulong disp = ins.MemoryDisplacement64;
+            d.Disp = IsMoffs(ins.Code)
+                ? (long)(disp & X86Decoder.SizeMask(d.AddressSize))
+                : d.AddressSize switch { 2 => (short)disp, 4 => (int)disp, _ => (long)disp };
+        }
+        byte dflt = d.Base is Gpr.Rsp or Gpr.Rbp ? Seg.SS : Seg.DS;
+        d.Segment = NormaliseSegment(ins.MemorySegment, is64, dflt);
+        // Iced's MemorySegment already applies the SS default, so only 64-bit null prefixes need undoing.
+        d.SrcSegment = d.Segment;
+    }
+
+    static byte NormaliseSegment(Register seg, bool is64, byte dflt)
+    {
+        byte s = seg switch
+        {
+            Register.ES => Seg.ES,
+            Register.CS => Seg.CS,
+            Register.SS => Seg.SS,
+            Register.FS => Seg.FS,
+            Register.GS => Seg.GS,
+            _ => Seg.DS,
+        };
+        // Why: in 64-bit mode ES/CS/SS/DS prefixes are null prefixes; Iced still reports them.
+        return is64 && s < Seg.FS ? dflt : s;
+    }
+
+    static AccessKind ClassifyKind(in Instruction ins, out AluOp op)
+    {
+        op = AluOp.None;
+        switch (ins.Mnemonic)
+        {
+            case Mnemonic.Mov:
+                if (IsMemory(ins.Op0Kind)) return ins.Op1Kind == OpKind.Register ? AccessKind.Write : AccessKind.WriteImm;
+                return AccessKind.Read;
+            case Mnemonic.Movzx: return AccessKind.ReadZx;
+            case Mnemonic.Movsx:
+            case Mnemonic.Movsxd: return AccessKind.ReadSx;
+            case Mnemonic.Movsb:
+            case Mnemonic.Movsw:
+            case Mnemonic.Movsq: return AccessKind.Movs;
+            case Mnemonic.Movsd: return ins.Code == Code.Movsd_m32_m32 ? AccessKind.Movs : AccessKind.Unsupported;
+            case Mnemonic.Stosb:
+            case Mnemonic.Stosw:
+            case Mnemonic.Stosd:
+            case Mnemonic.Stosq: return AccessKind.Stos;
+            case Mnemonic.Insb:
+            case Mnemonic.Insw:
+            case Mnemonic.Insd: return AccessKind.Ins;
+            case Mnemonic.Outsb:
+            case Mnemonic.Outsw:
+            case Mnemonic.Outsd: return AccessKind.Outs;
+            case Mnemonic.In: return AccessKind.In;
+            case Mnemonic.Out: return AccessKind.Out;
+            case Mnemonic.Xchg: return AccessKind.Xchg;
+            case Mnemonic.Bt: return AccessKind.Bt;
+            case Mnemonic.And: op = AluOp.And; return AccessKind.Alu;
+            case Mnemonic.Or: op = AluOp.Or; return AccessKind.Alu;
+            case Mnemonic.Xor: op = AluOp.Xor; return AccessKind.Alu;
+            case Mnemonic.Add: op = AluOp.Add; return AccessKind.Alu;
+            case Mnemonic.Sub: op = AluOp.Sub; return AccessKind.Alu;
+            case Mnemonic.Cmp: op = AluOp.Cmp; return AccessKind.Alu;
+            case Mnemonic.Test: op = AluOp.Test; return AccessKind.Alu;
+            default: return AccessKind.Unsupported;
+        }
+    }
+
+    static void SetReg(ref DecodedAccess d, Register r)
+    {
+        if (r is >= Register.AH and <= Register.BH)
+        {
+            d.Reg = (sbyte)(r - Register.AH);
+            d.RegHigh8 = true;
+        }
+        else
+        {
+            d.Reg = (sbyte)(r.GetFullRegister() - Register.RAX);
+        }
+        d.RegSize = (byte)r.GetSize();
+    }
+
+    static bool IsMoffs(Code c) => c is Code.Mov_AL_moffs8 or Code.Mov_AX_moffs16 or Code.Mov_EAX_moffs32 or Code.Mov_RAX_moffs64
+        or Code.Mov_moffs8_AL or Code.Mov_moffs16_AX or Code.Mov_moffs32_EAX or Code.Mov_moffs64_RAX;
+
+    static bool IsMemory(OpKind k) => k is OpKind.Memory or OpKind.MemorySegSI or OpKind.MemorySegESI or OpKind.MemorySegRSI
+        or OpKind.MemoryESDI or OpKind.MemoryESEDI or OpKind.MemoryESRDI;
+
+    static bool Refuse(ref DecodedAccess d, RefuseReason why)
+    {
+        CpuMode mode = d.Mode;
+        d = default;
+        d.Mode = mode;
+        d.Reg = -1;
+        d.Base = -1;
+        d.Index = -1;
+        d.Scale = 1;
+        d.Error = why;
+        return false;
+    }
+}

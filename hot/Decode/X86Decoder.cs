@@ -1,0 +1,277 @@
+// Design note — the fast-path decoder.
+//
+// Callers: the exit path, once per MMIO/port-I/O exit, with up to 15 fetched bytes and the CPU mode read from the
+// state store. Any thread may call it; it reads only immutable tables (OpcodeTable) and writes only its out
+// parameter. It never allocates and never throws: every input ends either in a DecodedAccess or in a refusal
+// with a RefuseReason, never in a guess.
+//
+// Pipeline, as the CPU does it: legacy prefixes (repeated ones allowed, last segment override wins, in 64-bit
+// mode ES/CS/SS/DS overrides are null prefixes) -> REX (64-bit mode only, and only if it is the last prefix) ->
+// opcode (one-byte map or 0F map) -> table entry -> ModRM (+ group row) -> SIB -> displacement -> immediate or
+// moffs. Semantic checks (mod = 3, LOCK) come after the bytes they depend on.
+//
+// Length rule: at most 15 bytes are looked at. Running out of bytes when fewer than 15 were supplied is
+// Truncated; needing a 16th byte is TooLong (the CPU's #GP).
+
+using System.Buffers.Binary;
+using System.Runtime.CompilerServices;
+using static Copra.Hot.Decode.OpcodeTable;
+
+namespace Copra.Hot.Decode;
+
+/// <summary>Table-driven decoder for the instruction forms an MMIO or port-I/O exit can be caused by.</summary>
+public static class X86Decoder
+{
+    /// <summary>The architectural maximum instruction length.</summary>
+    public const int MaxLength = 15;
+
+    /// <summary>
+    /// Decodes the instruction at the start of <paramref name="bytes"/> (only the first 15 bytes are looked at).
+    /// Returns false when the instruction is not an emulated form; then <c>d.Kind == Unsupported</c>,
+    /// <c>d.Length == 0</c> and <c>d.Error</c> says why.
+    /// </summary>
+    public static bool TryDecode(ReadOnlySpan<byte> bytes, CpuMode mode, out DecodedAccess d)
+    {
+        d = default;
+        d.Mode = mode;
+        int limit = bytes.Length < MaxLength ? bytes.Length : MaxLength;
+        // Why: once 15 bytes are available, any further byte needed makes the instruction too long for the CPU.
+        RefuseReason shortOf = bytes.Length >= MaxLength ? RefuseReason.TooLong : RefuseReason.Truncated;
+        bool is64 = mode == CpuMode.Bits64;
+
+        bool opSizePrefix = false, addrSizePrefix = false, lockPrefix = false, repPrefix = false;
+        int segOverride = -1;
+        int rex = 0;
+        int i = 0;
+        ReadOnlySpan<byte> prefixes = Prefixes;
+        int b;
+        while (true)
+        {
+            if (i >= limit) return Refuse(ref d, shortOf);
+            b = bytes[i];
+            int p = prefixes[b];
+            if (p == PNone) break;
+            if (p == PRex)
+            {
+                if (!is64) break; // 40..4F are INC/DEC outside 64-bit mode: an opcode, not a prefix
+                rex = b;
+                i++;
+                continue;
+            }
+            rex = 0; // a REX that is not immediately before the opcode is ignored
+            switch (p)
+            {
+                case POpSize: opSizePrefix = true; break;
+                case PAddrSize: addrSizePrefix = true; break;
+                case PRep:
+                case PRepne: repPrefix = true; break;
+                case PLock: lockPrefix = true; break;
+                default:
+                    int s = p - PSeg;
+                    if (!is64 || s >= Seg.FS) segOverride = s;
+                    break;
+            }
+            i++;
+        }
+
+        i++;
+        ReadOnlySpan<byte> entries = Entries;
+        int e = b * EntrySize;
+        if (entries[e] == KindEscape)
+        {
+            if (i >= limit) return Refuse(ref d, shortOf);
+            e = (Map0F + bytes[i++]) * EntrySize;
+        }
+        int kind = entries[e];
+        int flags = entries[e + 1];
+        int immKind = entries[e + 2];
+        int arg = entries[e + 3];
+        if (kind == (int)AccessKind.Unsupported) return Refuse(ref d, RefuseReason.UnknownOpcode);
+        if (kind == KindUnsupported) return Refuse(ref d, RefuseReason.UnsupportedOp);
+        if ((flags & FOnly64) != 0 && !is64) return Refuse(ref d, RefuseReason.InvalidInMode);
+
+        int opSize;
+        if ((flags & FByte) != 0) opSize = 1;
+        // Why: on IN/OUT/INS/OUTS a REX.W still overrides 66 but cannot reach 8 bytes, so it yields 4 (as Iced and XED do).
+        else if (is64) opSize = (rex & 8) != 0 ? ((flags & FNoRexW) != 0 ? 4 : 8) : opSizePrefix ? 2 : 4;
+        else opSize = (mode == CpuMode.Bits32) != opSizePrefix ? 4 : 2;
+        int addrSize = is64 ? (addrSizePrefix ? 4 : 8) : (mode == CpuMode.Bits32) != addrSizePrefix ? 4 : 2;
+
+        int aluOp = arg;
+        int defaultSeg = Seg.DS;
+        d.Reg = -1;
+        d.Base = -1;
+        d.Index = -1;
+        d.Scale = 1;
+        if ((flags & FModRM) != 0)
+        {
+            if (i >= limit) return Refuse(ref d, shortOf);
+            int modrm = bytes[i++];
+            int mod = modrm >> 6;
+            int regField = (modrm >> 3) & 7;
+            int rm = modrm & 7;
+            if (kind == KindGroup)
+            {
+                int g = (arg * 8 + regField) * 2;
+                kind = Groups[g];
+                if (kind == (int)AccessKind.Unsupported) return Refuse(ref d, RefuseReason.UnsupportedOp);
+                aluOp = Groups[g + 1];
+            }
+            else
+            {
+                d.Reg = (sbyte)(regField | ((rex & 4) << 1));
+            }
+            if (mod == 3) return Refuse(ref d, RefuseReason.RegisterOperand);
+
+            int dispBytes;
+            if (addrSize == 2)
+            {
+                d.Base = Base16[rm];
+                d.Index = Index16[rm];
+                dispBytes = mod == 1 ? 1 : mod == 2 ? 2 : 0;
+                if (mod == 0 && rm == 6) { d.Base = -1; dispBytes = 2; }
+            }
+            else
+            {
+                dispBytes = mod == 1 ? 1 : mod == 2 ? 4 : 0;
+                if (rm == 4)
+                {
+                    if (i >= limit) return Refuse(ref d, shortOf);
+                    int sib = bytes[i++];
+                    int index = ((sib >> 3) & 7) | ((rex & 2) << 2);
+                    if (index != 4)
+                    {
+                        d.Index = (sbyte)index;
+                        d.Scale = (byte)(1 << (sib >> 6));
+                    }
+                    if ((sib & 7) == 5 && mod == 0) dispBytes = 4;
+                    else d.Base = (sbyte)((sib & 7) | ((rex & 1) << 3));
+                }
+                else if (rm == 5 && mod == 0)
+                {
+                    dispBytes = 4;
+                    if (is64) d.Base = Gpr.Rip;
+                }
+                else
+                {
+                    d.Base = (sbyte)(rm | ((rex & 1) << 3));
+                }
+            }
+            // Why: only rSP/rBP themselves (not R12/R13) make the stack segment the default.
+            if (d.Base == Gpr.Rsp || d.Base == Gpr.Rbp) defaultSeg = Seg.SS;
+            if (dispBytes != 0)
+            {
+                if (i + dispBytes > limit) return Refuse(ref d, shortOf);
+                d.Disp = dispBytes switch
+                {
+                    1 => (sbyte)bytes[i],
+                    2 => BinaryPrimitives.ReadInt16LittleEndian(bytes.Slice(i, 2)),
+                    _ => BinaryPrimitives.ReadInt32LittleEndian(bytes.Slice(i, 4)),
+                };
+                i += dispBytes;
+            }
+        }
+        else if ((flags & FString) != 0)
+        {
+            d.Base = (sbyte)arg;
+        }
+
+        // Register operand and access width.
+        int size = opSize;
+        int regSize = opSize;
+        if ((flags & FAcc) != 0) d.Reg = Gpr.Rax;
+        if (kind == (int)AccessKind.ReadZx || kind == (int)AccessKind.ReadSx)
+        {
+            // MOVZX/MOVSX read 1 or 2 bytes; MOVSXD reads 4 only with REX.W, else it is a plain 2/4-byte load.
+            size = arg == 4 ? (opSize == 8 ? 4 : opSize) : arg;
+            aluOp = 0;
+        }
+        if (d.Reg >= 0)
+        {
+            d.RegSize = (byte)regSize;
+            if (regSize == 1 && rex == 0 && d.Reg >= 4)
+            {
+                d.Reg -= 4;
+                d.RegHigh8 = true;
+            }
+        }
+        d.Size = (byte)size;
+
+        // Immediate, moffs or port byte.
+        switch (immKind)
+        {
+            case Imm8:
+                if (i >= limit) return Refuse(ref d, shortOf);
+                d.HasImm = true;
+                d.Imm = bytes[i++];
+                break;
+            case Imm8Sx:
+                if (i >= limit) return Refuse(ref d, shortOf);
+                d.HasImm = true;
+                d.Imm = (long)((ulong)(sbyte)bytes[i++] & SizeMask(opSize));
+                break;
+            case ImmZ:
+                {
+                    int n = opSize == 2 ? 2 : 4;
+                    if (i + n > limit) return Refuse(ref d, shortOf);
+                    d.HasImm = true;
+                    d.Imm = n == 2
+                        ? BinaryPrimitives.ReadUInt16LittleEndian(bytes.Slice(i, 2))
+                        : (long)((ulong)BinaryPrimitives.ReadInt32LittleEndian(bytes.Slice(i, 4)) & SizeMask(opSize));
+                    i += n;
+                    break;
+                }
+            case ImmMoffs:
+                if (i + addrSize > limit) return Refuse(ref d, shortOf);
+                d.Disp = addrSize switch
+                {
+                    2 => BinaryPrimitives.ReadUInt16LittleEndian(bytes.Slice(i, 2)),
+                    4 => BinaryPrimitives.ReadUInt32LittleEndian(bytes.Slice(i, 4)),
+                    _ => BinaryPrimitives.ReadInt64LittleEndian(bytes.Slice(i, 8)),
+                };
+                i += addrSize;
+                break;
+            case ImmPort8:
+                if (i >= limit) return Refuse(ref d, shortOf);
+                d.Port = bytes[i++];
+                break;
+        }
+
+        d.Kind = (AccessKind)kind;
+        d.Op = (AluOp)(kind == (int)AccessKind.Alu ? aluOp : 0);
+        if (lockPrefix && !LockAllowed(d.Kind, d.Op, flags)) return Refuse(ref d, RefuseReason.LockInvalid);
+
+        int seg = segOverride >= 0 ? segOverride : defaultSeg;
+        d.SrcSegment = (byte)seg;
+        // Why: the rDI operand of STOS/INS/MOVS is always ES; an override only moves the rSI side.
+        d.Segment = d.Kind is AccessKind.Stos or AccessKind.Ins or AccessKind.Movs ? Seg.ES : (byte)seg;
+        if (d.Kind != AccessKind.Movs) d.SrcSegment = d.Segment;
+        d.Rep = repPrefix && (flags & FString) != 0;
+        d.PortIsDx = (d.Kind is AccessKind.In or AccessKind.Out && immKind != ImmPort8) || d.Kind is AccessKind.Ins or AccessKind.Outs;
+        d.MemIsDest = d.Kind == AccessKind.Alu && (flags & FMemDest) != 0;
+        d.AddressSize = (byte)addrSize;
+        d.Length = (byte)i;
+        return true;
+    }
+
+    /// <summary>LOCK is legal only on read-modify-write of memory: ADD/OR/AND/SUB/XOR into memory, and XCHG.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static bool LockAllowed(AccessKind kind, AluOp op, int flags) =>
+        kind == AccessKind.Xchg || (kind == AccessKind.Alu && (flags & FMemDest) != 0 && op != AluOp.Cmp && op != AluOp.Test);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    internal static ulong SizeMask(int size) => size >= 8 ? ulong.MaxValue : (1UL << (size * 8)) - 1;
+
+    static bool Refuse(ref DecodedAccess d, RefuseReason why)
+    {
+        CpuMode mode = d.Mode;
+        d = default;
+        d.Mode = mode;
+        d.Reg = -1;
+        d.Base = -1;
+        d.Index = -1;
+        d.Scale = 1;
+        d.Error = why;
+        return false;
+    }
+}
