@@ -132,3 +132,15 @@ public struct DirEnt
     [FieldOffset(264)] public ulong Size;
     public const int ByteSize = 272;
 }
+
+/// <summary>Ordered access to <see cref="EventArea.State"/>: the handshake field both sides poll.</summary>
+public static class EventAreaExtensions
+{
+    /// <summary>Release store: every field written before it is visible to whoever sees the new state.</summary>
+    public static void PublishState(ref this EventArea area, EventState state) =>
+        Volatile.Write(ref System.Runtime.CompilerServices.Unsafe.As<EventState, uint>(ref area.State), (uint)state);
+
+    /// <summary>Acquire load of the state.</summary>
+    public static EventState ReadState(ref this EventArea area) =>
+        (EventState)Volatile.Read(ref System.Runtime.CompilerServices.Unsafe.As<EventState, uint>(ref area.State));
+}

@@ -60,7 +60,7 @@ public sealed partial class Kernel
         bool str = d.Kind is Hot.Decode.AccessKind.Movs or Hot.Decode.AccessKind.Stos or Hot.Decode.AccessKind.Ins or Hot.Decode.AccessKind.Outs;
         a.Flags = (str ? EventFlags.String : 0) | (d.Rep ? EventFlags.Rep : 0);
         a.Count = str && d.Rep ? (uint)Masked(State.Gpr(v, 1), d.AddressSize) : 1;
-        Volatile.Write(ref a.State, EventState.Pending);   // release: the fields above are visible first
+        a.PublishState(EventState.Pending);   // release: the fields above are visible first
         e.Inflight = v;
         e.Delivered++;
     }
@@ -93,7 +93,7 @@ public sealed partial class Kernel
         ulong value;
         lock (e)
         {
-            if (e.Inflight < 0 || Volatile.Read(ref e.Area.State) != EventState.Done) return;
+            if (e.Inflight < 0 || e.Area.ReadState() != EventState.Done) return;
             v = e.Inflight;
             value = e.Area.Data;
             e.Area.State = EventState.Idle;
@@ -111,10 +111,10 @@ public sealed partial class Kernel
     {
         long t0 = (long)Tsc.Read();
         lock (_vcpus[v]) { if (_vcpus[v].Run == VcpuRun.WaitingDevice) _vcpus[v].Run = VcpuRun.Runnable; }
-        long rd0 = State.TdReadsTotal;
+        long rd0 = State.TdReads[v];
         if (_reqWrite[v]) AfterWrite(cpu, v);
         else AfterRead(cpu, v, value & AllOnes(_reqSize[v]));
-        long reads = State.TdReadsTotal - rd0;
+        long reads = State.TdReads[v] - rd0;
         Stats.TdReads += reads;
         _modelled[v] += reads * Cost.TdcallCycles;
         _measured[v] += (long)Tsc.Read() - t0;
@@ -165,19 +165,19 @@ public sealed partial class Kernel
             switch (vc.PendingRunExit)
             {
                 case RunExit.Cpuid:
-                    State.SetGpr(v, 0, page.CpuidEax); State.SetGpr(v, 3, page.CpuidEbx);
-                    State.SetGpr(v, 1, page.CpuidEcx); State.SetGpr(v, 2, page.CpuidEdx);
-                    State.SetRip(v, State.Rip(v) + 2);
+                    State.Gpr(v, 0) = page.CpuidEax; State.Gpr(v, 3) = page.CpuidEbx;
+                    State.Gpr(v, 1) = page.CpuidEcx; State.Gpr(v, 2) = page.CpuidEdx;
+                    State.Rip(v) = State.Rip(v) + 2;
                     break;
                 case RunExit.MsrRead:
-                    State.SetGpr(v, 0, (uint)page.MsrValue); State.SetGpr(v, 2, page.MsrValue >> 32);
-                    State.SetRip(v, State.Rip(v) + 2);
+                    State.Gpr(v, 0) = (uint)page.MsrValue; State.Gpr(v, 2) = page.MsrValue >> 32;
+                    State.Rip(v) = State.Rip(v) + 2;
                     break;
                 case RunExit.MsrWrite:
-                    State.SetRip(v, State.Rip(v) + 2);
+                    State.Rip(v) = State.Rip(v) + 2;
                     break;
                 case RunExit.Hlt:
-                    State.SetRip(v, State.Rip(v) + 1);
+                    State.Rip(v) = State.Rip(v) + 1;
                     if (!IrqPending(vc)) next = VcpuRun.Halted;
                     break;
             }

@@ -85,9 +85,9 @@ public sealed partial class Kernel
         }
         if (Backend is null) throw new InvalidOperationException("no guest backend");
         InjectPendingIrq(vc);
-        long wr0 = State.TdWritesTotal;
+        long wr0 = State.TdWrites[v];
         State.OnEntry(v);
-        long entryTd = State.TdWritesTotal - wr0;
+        long entryTd = State.TdWrites[v] - wr0;
         Stats.TdWrites += entryTd;
         cpu.Clock += Cost.ExitCycles + entryTd * Cost.TdcallCycles;
         Trace.Add(cpu, TraceKind.GuestEnter, v);
@@ -128,7 +128,7 @@ public sealed partial class Kernel
     {
         long t0 = (long)Tsc.Read();
         int v = rec.Vcpu;
-        long rd0 = State.TdReadsTotal;
+        long rd0 = State.TdReads[v];
         State.OnExit(v);
         Stats.Taken++;
         Trace.Add(cpu, TraceKind.Exit, v, (long)rec.Reason);
@@ -162,7 +162,7 @@ public sealed partial class Kernel
                 RunPageExit(cpu, vc, RunExit.Shutdown, ExitKind.Other, t0);
                 break;
         }
-        long reads = State.TdReadsTotal - rd0;
+        long reads = State.TdReads[v] - rd0;
         Stats.TdReads += reads;
         _modelled[v] += reads * Cost.TdcallCycles;
         _measured[v] += (long)Tsc.Read() - t0;
@@ -204,9 +204,9 @@ public sealed partial class Kernel
         ref readonly var rec = ref _exit[v];
         ulong cr0 = State.Cr0(v), cr4 = State.Cr4(v), efer = State.Efer(v);
         var pmode = PagingMode.From(cr0, cr4, efer);
-        ulong csAttr = State.SegAttributes(v, StateField.Cs);
+        ushort csAttr = State.SegAttributes(v, StateField.Cs);
         bool pe = (cr0 & 1) != 0;
-        var cpuMode = (CpuMode)(SegmentAttributes.CodeBitness((ushort)csAttr, pmode.LongMode, pe) switch { 64 => CpuMode.Bits64, 32 => CpuMode.Bits32, _ => CpuMode.Bits16 });
+        var cpuMode = SegmentAttributes.CodeBitness(csAttr, pmode.LongMode, pe) switch { 64 => CpuMode.Bits64, 32 => CpuMode.Bits32, _ => CpuMode.Bits16 };
         ulong cr3 = State.Cr3(v);
         _mode[v] = pmode;
         _cr3[v] = cr3;
@@ -425,14 +425,14 @@ public sealed partial class Kernel
                 {
                     ulong fl = State.Rflags(v);
                     WriteBack.Bt(d, gprs, ref fl, value);
-                    State.SetRflags(v, fl);
+                    State.Rflags(v) = fl;
                     break;
                 }
                 case AccessKind.Alu:
                 {
                     ulong fl = State.Rflags(v);
                     write = WriteBack.Alu(d, gprs, ref fl, value, out toWrite);
-                    State.SetRflags(v, fl);
+                    State.Rflags(v) = fl;
                     break;
                 }
                 case AccessKind.Xchg:
@@ -493,7 +493,7 @@ public sealed partial class Kernel
     void FinishInstruction(Cpu cpu, int v)
     {
         if ((_exit[v].Flags & ExitFlags.HardwareCompletes) == 0)
-            State.SetRip(v, State.Rip(v) + _acc[v].Length);
+            State.Rip(v) = State.Rip(v) + _acc[v].Length;
         bool forwarded = _forwarded[v];
         _forwarded[v] = false;
         if (forwarded) Stats.Forwarded++;
@@ -545,8 +545,8 @@ public sealed partial class Kernel
     {
         Stats.Faulted++;
         Trace.Add(cpu, TraceKind.Fault, v, vector);
-        State.SetPendingEvent(v, PendingEventValid | EventTypeException | (errorCode.HasValue ? EventHasErrorCode : 0) | vector);
-        State.SetPendingErrorCode(v, errorCode ?? 0);
+        // EVENTINJ format (as SVM's): error code in bits 63:32, valid 31, has-error 11, type 10:8, vector 7:0.
+        State.SetPendingEvent(v, (ulong)(errorCode ?? 0) << 32 | PendingEventValid | EventTypeException | (errorCode.HasValue ? EventHasErrorCode : 0) | vector);
         _forwarded[v] = false;
         EndExit(cpu, v, ExitKind.Faulted, countCompleted: false);
     }

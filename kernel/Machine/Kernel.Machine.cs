@@ -251,23 +251,37 @@ public sealed partial class Kernel
         if (count == 1 && fields[0] == Abi.StateField.VmsaPage) return SetVmsa(t, v, valuesVa);
         var values = MemoryMarshal.Cast<byte, ulong>(SysCallGate.UserSpan(t, valuesVa, count * 8, write: false));
         for (int i = 0; i < (int)count; i++)
-            if (!State.IsKnownField(fields[i])) throw KernelError.Inval($"unknown state field 0x{fields[i]:x}");
+            if (!IsWritableField(v.Global, fields[i])) throw KernelError.Inval($"unknown state field 0x{fields[i]:x}");
         for (int i = 0; i < (int)count; i++) State.TryWrite(v.Global, fields[i], values[i]);
         Fetcher.Invalidate(v.Global);   // CR3 or mode may have changed
         return (long)count;
     }
 
+    bool IsWritableField(int v, ulong field) =>
+        field is not (Abi.StateField.ExitReason or Abi.StateField.ExitQualification or Abi.StateField.ExitGpa or Abi.StateField.ExitInstructionLength)
+        && State.TryPeek(v, field, out _);
+
+    void ExportVmsa(int v, Span<byte> page)
+    {
+        if (!State.TryExportVmsa(v, page)) throw KernelError.Inval("VMSA export failed");
+    }
+
+    void ImportVmsa(int v, ReadOnlySpan<byte> page)
+    {
+        if (!State.TryImportVmsa(v, page)) throw KernelError.Inval("malformed VMSA page");
+    }
+
     long GetVmsa(KThread t, VcpuObject v, ulong va)
     {
         if (Config.Platform != PlatformType.Snp) throw KernelError.NotSupp("the VMSA page exists on SNP only");
-        State.ExportVmsa(v.Global, SysCallGate.UserSpan(t, va, Page.Size, write: true));
+        ExportVmsa(v.Global, SysCallGate.UserSpan(t, va, Page.Size, write: true));
         return 1;
     }
 
     long SetVmsa(KThread t, VcpuObject v, ulong va)
     {
         if (Config.Platform != PlatformType.Snp) throw KernelError.NotSupp("the VMSA page exists on SNP only");
-        State.ImportVmsa(v.Global, SysCallGate.UserSpan(t, va, Page.Size, write: false));
+        ImportVmsa(v.Global, SysCallGate.UserSpan(t, va, Page.Size, write: false));
         Fetcher.Invalidate(v.Global);
         return 1;
     }

@@ -32,7 +32,7 @@ public sealed class TestDevice : IUserProgram
                 if (Write(off, (int)a.Size, a.Data)) { _irqs++; Sys.EventSignal(ctx, irq); }
             }
             else a.Data = Read(off, (int)a.Size);
-            a.State = EventState.Done;
+            a.PublishState(EventState.Done);
         }
     }
 

@@ -28,7 +28,7 @@ public sealed class Uart16550 : IUserProgram
             int reg = (int)(a.Address & 7);
             if (a.Direction == AccessDirection.Write) Write(ctx, reg, (byte)a.Data);
             else a.Data = Read(reg);
-            a.State = EventState.Done;   // the next WAIT_FOR_EVENT hands the answer to the kernel
+            a.PublishState(EventState.Done);   // the next WAIT_FOR_EVENT hands the answer to the kernel
         }
     }
 

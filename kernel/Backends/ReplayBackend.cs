@@ -1,0 +1,119 @@
+using Copra.Abi;
+using Copra.Hot.Exit;
+using Copra.Hot.State;
+using Copra.Kernel.Exit;
+
+namespace Copra.Kernel.Backends;
+
+/// <summary>
+/// The replay backend: a synthetic guest whose exiting instructions are real code in guest memory
+/// (assembled with Iced behind real page tables), and whose non-exiting glue (loads of a base
+/// register, a poll loop's test and branch, STI, the loop counter) the backend plays itself. Each
+/// run of a vCPU yields its next exit. Before it does, it checks what the kernel did with the last
+/// one: RIP must have moved to the end of the instruction (or an exception or interrupt must be
+/// pending), and a read's value must be what the step expects. Any other outcome is counted as a
+/// desync or a data mismatch; tests require both to be zero. Reads and writes of vCPU state here are
+/// the hardware's (TryPeek/TryPoke), so they cost no TDCALLs.
+/// </summary>
+public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProgram> programs) : IGuestBackend
+{
+    readonly int[] _step = new int[programs.Count];
+    readonly long[] _iteration = new long[programs.Count];
+    readonly bool[] _issued = new bool[programs.Count];
+
+    public string Name => "replay";
+    public long Desyncs, DataMismatches, ExceptionsSeen, InterruptsSeen;
+    public readonly List<string> Problems = [];
+    public long[] ExceptionsByVector { get; } = new long[32];
+
+    public void Run(int v, ref ExitRecord exit)
+    {
+        var prog = programs[v];
+        if (_issued[v]) Retire(v, prog);
+        if (_step[v] >= prog.Steps.Count) { exit.Reason = ExitReason.Shutdown; return; }
+        var s = prog.Steps[_step[v]];
+        ulong rip = Peek(v, StateField.Rip);
+        if (rip != s.Rip) { Desync(v, $"vcpu {v}: at step '{s.Text}' expected rip 0x{s.Rip:x}, found 0x{rip:x}"); exit.Reason = ExitReason.Shutdown; return; }
+
+        ulong offset = _step[v] >= prog.LoopStart && _step[v] < prog.LoopEnd ? s.Offset(_iteration[v]) : 0;
+        foreach (var (reg, value) in s.Presets) state.Gpr(v, reg) = value + (reg == s.VaryReg ? offset : 0);
+        if (s.SetIf) state.Rflags(v) |= 1UL << 9;
+        if (s.ClearIf) state.Rflags(v) &= ~(1UL << 9);
+        _issued[v] = true;
+        exit.Reason = s.Reason;
+        exit.Gpa = s.Gpa + offset;
+        exit.Port = s.Port;
+        exit.Size = s.Size;
+        exit.Flags = s.Flags;
+        exit.InstructionLength = (byte)s.Length;
+        if (s.Reason is ExitReason.Hlt or ExitReason.Cpuid) { exit.Gpa = 0; }
+    }
+
+    /// <summary>What happened to the issued step: move on, loop, or count a problem.</summary>
+    void Retire(int v, ReplayProgram prog)
+    {
+        _issued[v] = false;
+        var s = prog.Steps[_step[v]];
+        ulong pe = Peek(v, StateField.PendingEvent);
+        if ((pe & (1UL << 31)) != 0)
+        {
+            Poke(v, StateField.PendingEvent, 0);
+            uint type = (uint)(pe >> 8) & 7;
+            if (type == 3)
+            {
+                // The kernel raised an exception instead of completing the instruction. The guest's
+                // handler deals with it (a #VC/#VE handler emulates it; for #PF/#GP/#UD the workload's
+                // handler skips it) and returns after it.
+                ExceptionsSeen++;
+                ExceptionsByVector[pe & 31]++;
+                Advance(v, prog, s);
+                return;
+            }
+            // An interrupt: the ISR runs and returns. It ends a HLT wait; otherwise the step retires as usual.
+            InterruptsSeen++;
+            if (s.Kind == StepKind.WaitIrq) { Advance(v, prog, s); return; }
+        }
+        ulong rip = Peek(v, StateField.Rip);
+        if (s.Kind == StepKind.WaitIrq)
+        {
+            if (rip != s.Rip + (ulong)s.Length) Desync(v, $"vcpu {v}: HLT at 0x{s.Rip:x} resumed at 0x{rip:x}");
+            return;   // halted; the interrupt that ends the wait arrives as a pending event
+        }
+        if (rip != s.Rip + (ulong)s.Length)
+        {
+            Desync(v, $"vcpu {v}: '{s.Text}' at 0x{s.Rip:x} left rip at 0x{rip:x}, expected 0x{s.Rip + (ulong)s.Length:x}");
+            return;
+        }
+        ulong rax = state.Gpr(v, 0);
+        if (s.Kind == StepKind.Poll && (rax & s.PollMask) != s.PollExpect)
+        {
+            state.Rip(v) = s.Rip;   // the guest's jz back to the read
+            return;
+        }
+        if (s.ExpectRax is { } want && (rax & s.ExpectMask) != want)
+        {
+            DataMismatches++;
+            Note($"vcpu {v}: '{s.Text}' read 0x{rax & s.ExpectMask:x}, expected 0x{want:x}");
+        }
+        Advance(v, prog, s);
+    }
+
+    void Advance(int v, ReplayProgram prog, Step s)
+    {
+        int next = _step[v] + 1;
+        if (next == prog.LoopEnd && prog.LoopEnd > prog.LoopStart && ++_iteration[v] < prog.Iterations) next = prog.LoopStart;
+        _step[v] = next;
+        state.Rip(v) = next < prog.Steps.Count ? prog.Steps[next].Rip : s.Next;
+    }
+
+    void Desync(int v, string what) { Desyncs++; Note(what); }
+    void Note(string what) { lock (Problems) if (Problems.Count < 20) Problems.Add(what); }
+
+    ulong Peek(int v, ulong field) => state.TryPeek(v, field, out ulong x) ? x : 0;
+    void Poke(int v, ulong field, ulong value) => state.TryPoke(v, field, value);
+
+    public void CompleteAccess(int vcpu, ulong readValue) =>
+        throw new InvalidOperationException("the replay backend never asks the kernel to hand data back");
+
+    public void Dispose() { }
+}

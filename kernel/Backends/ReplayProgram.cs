@@ -1,0 +1,64 @@
+using Copra.Hot.Exit;
+
+namespace Copra.Kernel.Backends;
+
+public enum StepKind : byte
+{
+    /// <summary>An exiting access (MMIO or port); the kernel completes it.</summary>
+    Access,
+    /// <summary>An access read repeatedly until <c>(RAX &amp; PollMask) == PollExpect</c> (the glue test/jz is the guest's).</summary>
+    Poll,
+    /// <summary>HLT with interrupts enabled: the guest sleeps until an interrupt arrives.</summary>
+    WaitIrq,
+    /// <summary>HLT with interrupts off: the guest is done.</summary>
+    Halt,
+    Cpuid,
+}
+
+/// <summary>
+/// One instruction of a replay guest: where it is, what exit it causes, the registers it needs
+/// (set just before the exit, as the guest's non-exiting code would have), and for a loop body how
+/// those registers vary per iteration (the address pattern).
+/// </summary>
+public sealed class Step
+{
+    public StepKind Kind;
+    public ulong Rip;
+    public int Length;
+    /// <summary>RIP after the step and its glue (the next step's RIP unless a branch goes elsewhere).</summary>
+    public ulong Next;
+    public ExitReason Reason;
+    public ulong Gpa;
+    public ushort Port;
+    public byte Size;
+    public ExitFlags Flags;
+    public (int Reg, ulong Value)[] Presets = [];
+    /// <summary>In a loop body: register <see cref="VaryReg"/> = preset + offset(iteration), and the GPA moves with it.</summary>
+    public int VaryReg = -1;
+    public ulong VaryStride, VarySpan;
+    public bool VaryRandom;
+    public ulong PollMask, PollExpect;
+    /// <summary>After completion, RAX (masked) must equal this, or the replay counts a data mismatch.</summary>
+    public ulong? ExpectRax;
+    public ulong ExpectMask = ulong.MaxValue;
+    public bool SetIf, ClearIf;
+    public string Text = "";
+
+    public ulong Offset(long iteration)
+    {
+        if (VaryReg < 0 || VarySpan == 0) return 0;
+        ulong k = VaryRandom ? Mix((ulong)iteration) : (ulong)iteration;
+        return k * VaryStride % VarySpan;
+    }
+
+    static ulong Mix(ulong x) { x ^= x >> 33; x *= 0xff51afd7ed558ccdUL; x ^= x >> 33; return x; }
+}
+
+/// <summary>A vCPU's program: a prologue, a loop body run <see cref="Iterations"/> times, an epilogue.</summary>
+public sealed class ReplayProgram
+{
+    public List<Step> Steps { get; } = [];
+    public int LoopStart, LoopEnd;   // [LoopStart, LoopEnd) is the body; empty if equal
+    public long Iterations;
+    public ulong EntryRip => Steps.Count > 0 ? Steps[0].Rip : 0;
+}

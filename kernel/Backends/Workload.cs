@@ -1,0 +1,211 @@
+using Copra.Abi;
+using Copra.Hot.Exit;
+using Copra.Hot.Guest;
+using Copra.Hot.State;
+using Iced.Intel;
+using static Iced.Intel.AssemblerRegisters;
+
+namespace Copra.Kernel.Backends;
+
+/// <summary>What a replay guest does: the scenario's "workload" section.</summary>
+public sealed record WorkloadSpec
+{
+    /// <summary>Text vCPU 0 prints through the UART before anything else.</summary>
+    public string Greeting { get; init; } = "Hello from the Copra guest!\n";
+    /// <summary>Run the test-device driver sequence (ID, scratch, MOVZX/MOVSX, REP MOVS, ALU, doorbell + IRQ).</summary>
+    public bool DeviceDriver { get; init; } = true;
+    /// <summary>Touch a port and an MMIO address nobody registered (forwarded, or re-injected).</summary>
+    public bool Unregistered { get; init; } = true;
+    /// <summary>Loop body mix: entries from read, write, write_imm, read_zx, read_sx, alu, port_out, port_in, movs, stos.</summary>
+    public IReadOnlyList<string> Mix { get; init; } = ["read", "write", "write_imm", "read_zx", "port_out"];
+    /// <summary>"sequential" or "random" offsets into the data window.</summary>
+    public string Pattern { get; init; } = "sequential";
+    /// <summary>Loop iterations per vCPU (the run's exit count grows with it).</summary>
+    public long Iterations { get; init; } = 64;
+}
+
+/// <summary>Where things are in a replay VM's memory and on its bus.</summary>
+public sealed record VmLayout(ulong MemBase, ulong MemLength, ulong UartPort, ulong DeviceBase)
+{
+    public ulong Tables => MemBase;                      // 512 KiB of page-table pages
+    public ulong Gdt => MemBase + 0x80000;
+    public ulong Code => MemBase + 0x100000;             // 4 KiB pages
+    public ulong Data => MemBase + 0x200000;             // 2 MiB pages from here
+    public ulong StackTop(int vcpu) => MemBase + MemLength - 0x1000 - (ulong)vcpu * 0x10000;
+    public const ulong HostScratch = Exit.ModelledHost.ScratchBase;
+    public const ushort PostPort = 0x80;
+}
+
+/// <summary>
+/// Builds a replay guest into guest memory: 4-level page tables (4 KiB pages for the low 2 MiB of
+/// the VM, 2 MiB pages above, 4 KiB pages for the device ranges), the GDT, one program per vCPU
+/// assembled with Iced, and the long-mode registers each vCPU starts with.
+/// </summary>
+public sealed class WorkloadBuilder
+{
+    readonly GuestBuilder _gb;
+    readonly VmLayout _l;
+    ulong _rip;
+
+    public WorkloadBuilder(GuestMemory mem, VmLayout layout)
+    {
+        if ((layout.MemBase & 0x1F_FFFF) != 0 || layout.MemLength < 0x40_0000 || (layout.MemLength & 0x1F_FFFF) != 0)
+            throw new ArgumentException("VM memory must be 2 MiB aligned and at least 4 MiB");
+        _gb = new GuestBuilder(mem);
+        _l = layout;
+        var pt = _gb.PageTables(PagingKind.Level4, layout.Tables, 0x80000);
+        pt.Map(layout.MemBase, layout.MemBase, 0x200000, PageSize.Size4K, writable: true, executable: true);
+        pt.Map(layout.MemBase + 0x200000, layout.MemBase + 0x200000, layout.MemLength - 0x200000, PageSize.Size2M, writable: true, executable: false);
+        pt.Map(layout.DeviceBase, layout.DeviceBase, 0x2000, PageSize.Size4K, writable: true, executable: false);
+        pt.Map(VmLayout.HostScratch, VmLayout.HostScratch, 0x1000, PageSize.Size4K, writable: true, executable: false);
+        _gb.WriteGdt(layout.Gdt);
+        Cr3 = pt.Cr3;
+        _rip = layout.Code;
+    }
+
+    public ulong Cr3 { get; }
+
+    public GuestCpuState InitialState(ulong rip, int vcpu) => GuestCpuState.LongMode(Cr3, _l.Gdt, rip, _l.StackTop(vcpu));
+
+    /// <summary>Builds vCPU <paramref name="vcpu"/>'s program.</summary>
+    public ReplayProgram Build(WorkloadSpec w, int vcpu)
+    {
+        var p = new ReplayProgram();
+        ulong dev = _l.DeviceBase;
+        if (vcpu == 0 && _l.UartPort != 0)
+        {
+            ushort thr = (ushort)_l.UartPort, lsr = (ushort)(_l.UartPort + 5);
+            foreach (char c in w.Greeting)
+            {
+                var poll = Emit(p, StepKind.Poll, $"in al, dx (LSR)", a => a.@in(al, dx), a => { a.test(al, 0x20); }, jzBack: true);
+                Port(poll, lsr, 1, write: false); poll.Presets = [(2, lsr)]; poll.PollMask = 0x20; poll.PollExpect = 0x20;
+                var o = Emit(p, StepKind.Access, $"out dx, al ('{Printable(c)}')", a => a.@out(dx, al));
+                Port(o, thr, 1, write: true); o.Presets = [(2, thr), (0, c)];
+            }
+        }
+        if (vcpu == 0 && w.DeviceDriver && dev != 0) DeviceDriver(p, dev);
+        if (vcpu == 0 && w.Unregistered) Unregistered(p);
+
+        p.LoopStart = p.Steps.Count;
+        foreach (var kind in w.Mix) MixStep(p, kind, dev, w.Pattern == "random");
+        p.LoopEnd = p.Steps.Count;
+        p.Iterations = Math.Max(1, w.Iterations);
+        if (vcpu == 0)
+        {
+            var cpuid = Emit(p, StepKind.Cpuid, "cpuid", a => a.cpuid());
+            cpuid.Reason = ExitReason.Cpuid; cpuid.Presets = [(0, 0), (1, 0)]; cpuid.ExpectRax = 0xD;
+        }
+        var halt = Emit(p, StepKind.Halt, "cli; hlt", a => a.hlt());
+        halt.Reason = ExitReason.Hlt; halt.ClearIf = true;
+        return p;
+    }
+
+    static string Printable(char c) => c == '\n' ? "\\n" : c.ToString();
+
+    void DeviceDriver(ReplayProgram p, ulong dev)
+    {
+        Mem(p, "mov eax, [rbx] (ID)", a => a.mov(eax, __dword_ptr[rbx]), dev, 4, false, [(3, dev)], expect: 0xC0B2_A001, mask: 0xFFFF_FFFF);
+        Mem(p, "mov dword [rbx+8], 0x89abcdef", a => a.mov(__dword_ptr[rbx + 8], unchecked((int)0x89ABCDEF)), dev + 8, 4, true, [(3, dev)]);
+        Mem(p, "movzx eax, word [rbx+8]", a => a.movzx(eax, __word_ptr[rbx + 8]), dev + 8, 2, false, [(3, dev), (0, ulong.MaxValue)], expect: 0xCDEF);
+        Mem(p, "movsx rax, byte [rbx+8]", a => a.movsx(rax, __byte_ptr[rbx + 8]), dev + 8, 1, false, [(3, dev)], expect: 0xFFFF_FFFF_FFFF_FFEF);
+        Mem(p, "mov [rbx+0x10], rcx", a => a.mov(__qword_ptr[rbx + 0x10], rcx), dev + 0x10, 8, true, [(3, dev), (1, 0x0123_4567_89AB_CDEF)]);
+        Mem(p, "mov rax, [rbx+0x10]", a => a.mov(rax, __qword_ptr[rbx + 0x10]), dev + 0x10, 8, false, [(3, dev)], expect: 0x0123_4567_89AB_CDEF);
+        Mem(p, "or dword [rbx+8], 0x100", a => a.or(__dword_ptr[rbx + 8], 0x100), dev + 8, 4, false, [(3, dev)]);
+        Mem(p, "mov eax, [rbx+8] (after OR)", a => a.mov(eax, __dword_ptr[rbx + 8]), dev + 8, 4, false, [(3, dev)], expect: 0x89AB_CFEF, mask: 0xFFFF_FFFF);
+        // 64 bytes of a pattern into the data window with REP MOVSD, then the device's checksum of it.
+        ulong src = _l.Data;
+        uint sum = 0;
+        for (int i = 0; i < 64; i++) { byte b = (byte)(i * 7 + 3); _gb.Memory.WriteU8(src + (ulong)i, b); sum += b; }
+        var movs = Emit(p, StepKind.Access, "rep movsd (64 bytes into the window)", a => a.rep.movsd());
+        movs.Reason = ExitReason.Mmio; movs.Gpa = dev + 0x1000; movs.Size = 4; movs.Flags = ExitFlags.Write | ExitFlags.String | ExitFlags.Rep;
+        movs.Presets = [(6, src), (7, dev + 0x1000), (1, 16)];
+        Mem(p, "mov eax, [rbx+0x24] (checksum)", a => a.mov(eax, __dword_ptr[rbx + 0x24]), dev + 0x24, 4, false, [(3, dev)], expect: sum, mask: 0xFFFF_FFFF);
+        // Doorbell: the device raises its IRQ; the guest sleeps in HLT until it arrives, then polls STATUS.
+        Mem(p, "mov dword [rbx+0x1c], 1 (doorbell)", a => a.mov(__dword_ptr[rbx + 0x1C], 1), dev + 0x1C, 4, true, [(3, dev)]);
+        var wait = Emit(p, StepKind.WaitIrq, "sti; hlt (wait for the IRQ)", a => a.hlt());
+        wait.Reason = ExitReason.Hlt; wait.SetIf = true;
+        var poll = Emit(p, StepKind.Poll, "mov eax, [rbx+0x18] (STATUS)", a => a.mov(eax, __dword_ptr[rbx + 0x18]), a => a.test(eax, 1), jzBack: true);
+        poll.Reason = ExitReason.Mmio; poll.Gpa = dev + 0x18; poll.Size = 4; poll.Presets = [(3, dev)]; poll.PollMask = 1; poll.PollExpect = 1;
+        Mem(p, "mov eax, [rbx+0x20] (IRQ count)", a => a.mov(eax, __dword_ptr[rbx + 0x20]), dev + 0x20, 4, false, [(3, dev)], expect: 1, mask: 0xFFFF_FFFF);
+    }
+
+    void Unregistered(ReplayProgram p)
+    {
+        var o = Emit(p, StepKind.Access, "out 0x80, al (POST code, host)", a => a.@out(0x80, al));
+        Port(o, VmLayout.PostPort, 1, write: true); o.Presets = [(0, 0x42)];
+        Mem(p, "mov eax, [rdx] (host scratch)", a => a.mov(eax, __dword_ptr[rdx]), VmLayout.HostScratch, 4, false, [(2, VmLayout.HostScratch)]);
+    }
+
+    void MixStep(ReplayProgram p, string kind, ulong dev, bool random)
+    {
+        ulong win = dev + 0x1000;
+        Step s = kind switch
+        {
+            "read" => Mem(p, "mov eax, [rsi]", a => a.mov(eax, __dword_ptr[rsi]), win, 4, false, [(6, win)]),
+            "write" => Mem(p, "mov [rsi], eax", a => a.mov(__dword_ptr[rsi], eax), win, 4, true, [(6, win), (0, 0x5A5A_0000)]),
+            "write_imm" => Mem(p, "mov dword [rsi], imm", a => a.mov(__dword_ptr[rsi], 0x1234), win, 4, true, [(6, win)]),
+            "read_zx" => Mem(p, "movzx eax, byte [rsi]", a => a.movzx(eax, __byte_ptr[rsi]), win, 1, false, [(6, win)]),
+            "read_sx" => Mem(p, "movsx eax, word [rsi]", a => a.movsx(eax, __word_ptr[rsi]), win, 2, false, [(6, win)]),
+            "alu" => Mem(p, "or dword [rsi], 1", a => a.or(__dword_ptr[rsi], 1), win, 4, false, [(6, win)]),
+            "port_out" => PortStep(p, "out dx, al (UART scratch)", a => a.@out(dx, al), (ushort)(_l.UartPort + 7), true),
+            "port_in" => PortStep(p, "in al, dx (UART LSR)", a => a.@in(al, dx), (ushort)(_l.UartPort + 5), false),
+            "stos" => StringStep(p, "stosd", a => a.stosd(), win, [(7, win), (0, 0xA5A5_A5A5)], 7),
+            "movs" => StringStep(p, "movsd", a => a.movsd(), win, [(6, _l.Data), (7, win)], 7),
+            _ => throw new ArgumentException($"unknown mix entry '{kind}'"),
+        };
+        if (s.Reason == ExitReason.Mmio)
+        {
+            if (s.VaryReg < 0) s.VaryReg = 6;
+            s.VaryStride = 4; s.VarySpan = 0xFF0; s.VaryRandom = random;
+        }
+    }
+
+    Step PortStep(ReplayProgram p, string text, Action<Assembler> insn, ushort port, bool write)
+    {
+        var s = Emit(p, StepKind.Access, text, insn);
+        Port(s, port, 1, write);
+        s.Presets = [(2, port), (0, 0x55)];
+        return s;
+    }
+
+    Step StringStep(ReplayProgram p, string text, Action<Assembler> insn, ulong gpa, (int, ulong)[] presets, int vary)
+    {
+        var s = Emit(p, StepKind.Access, text, insn);
+        s.Reason = ExitReason.Mmio; s.Gpa = gpa; s.Size = 4; s.Flags = ExitFlags.Write | ExitFlags.String; s.Presets = presets; s.VaryReg = vary;
+        return s;
+    }
+
+    Step Mem(ReplayProgram p, string text, Action<Assembler> insn, ulong gpa, byte size, bool write, (int, ulong)[] presets, ulong? expect = null, ulong mask = ulong.MaxValue)
+    {
+        var s = Emit(p, StepKind.Access, text, insn);
+        s.Reason = ExitReason.Mmio; s.Gpa = gpa; s.Size = size; s.Flags = write ? ExitFlags.Write : 0; s.Presets = presets;
+        s.ExpectRax = expect; s.ExpectMask = mask;
+        return s;
+    }
+
+    static void Port(Step s, ushort port, byte size, bool write)
+    {
+        s.Reason = ExitReason.Io; s.Port = port; s.Size = size; s.Flags = write ? ExitFlags.Write : 0;
+    }
+
+    /// <summary>Assembles one exiting instruction (and its glue) at the next code address.</summary>
+    Step Emit(ReplayProgram p, StepKind kind, string text, Action<Assembler> insn, Action<Assembler>? glue = null, bool jzBack = false)
+    {
+        var asm = new Assembler(64);
+        var start = asm.CreateLabel();
+        var after = asm.CreateLabel();
+        asm.Label(ref start);
+        insn(asm);
+        asm.Label(ref after);
+        glue?.Invoke(asm);
+        if (jzBack) asm.jz(start);
+        if (!jzBack && glue is null) asm.nop();   // a label needs an instruction after it
+        var code = _gb.Assemble(_rip, _rip, asm);
+        var s = new Step { Kind = kind, Rip = _rip, Length = (int)(code.LabelAddress(after) - _rip), Text = text };
+        s.Next = s.Rip + (ulong)s.Length;
+        _rip = code.End;
+        if (_rip >= _l.Code + 0x100000) throw new InvalidOperationException("replay program does not fit in its 1 MiB of code");
+        p.Steps.Add(s);
+        return s;
+    }
+}
