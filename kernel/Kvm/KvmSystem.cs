@@ -1,6 +1,8 @@
 // The /dev/kvm handle: API version, capability checks, the vCPU mapping size and the
 // host-supported CPUID table; the factory for VMs. One per process is plenty, but nothing
 // breaks if there are several.
+using System.Runtime.InteropServices;
+
 namespace Copra.Kernel.Kvm;
 
 /// <summary>An open /dev/kvm.</summary>
@@ -57,17 +59,19 @@ public sealed unsafe class KvmSystem : IDisposable
     /// <summary>True when /dev/kvm can be opened and used; otherwise why not.</summary>
     public static bool IsAvailable(out string reason)
     {
-        if (!OperatingSystem.IsLinux() || System.Runtime.InteropServices.RuntimeInformation.ProcessArchitecture
-            != System.Runtime.InteropServices.Architecture.X64)
+        if (!OperatingSystem.IsLinux() || RuntimeInformation.ProcessArchitecture != Architecture.X64)
         {
-            reason = "the KVM backend needs x86-64 Linux";
+            reason = $"not x86-64 Linux, so no {DevicePath}";
             return false;
         }
-        if (!File.Exists(DevicePath))
+        int fd = KvmNative.Open(DevicePath, KvmNative.O_RDWR | KvmNative.O_CLOEXEC);
+        if (fd < 0)
         {
-            reason = $"{DevicePath} missing";
+            int errno = KvmNative.Errno;
+            reason = $"{DevicePath} missing or cannot be opened: errno {errno} ({Marshal.GetPInvokeErrorMessage(errno)})";
             return false;
         }
+        KvmNative.Close(fd);
         try
         {
             using var kvm = Open();
