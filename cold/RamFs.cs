@@ -70,6 +70,11 @@ public sealed class RamFs
             return Find(Split(path), Split(path).Length) as Dir ?? throw KernelError.NotFound($"no directory '{path}'");
     }
 
+    public void MkDirIfMissing(string path)
+    {
+        lock (Lock) { if (Find(Split(path), Split(path).Length) is null) MkDir(path); }
+    }
+
     public void MkDir(string path)
     {
         lock (Lock)

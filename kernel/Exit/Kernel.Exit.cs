@@ -35,6 +35,11 @@ public sealed partial class Kernel
 
     SpscRing<ExitRecord>[] _exitRings = [];
 
+    /// <summary>Called once, at the first exit (the run command snapshots the process tree there).</summary>
+    public Action? OnFirstExit { get; set; }
+    /// <summary>TDCALL counters after boot (the platform's loading of initial state is not the kernel's cost).</summary>
+    public (long Reads, long Writes) StateBaseline { get; set; }
+
     // Instruction in progress, per vCPU.
     DecodedAccess[] _acc = [];
     ExitRecord[] _exit = [];
@@ -130,7 +135,7 @@ public sealed partial class Kernel
         int v = rec.Vcpu;
         long rd0 = State.TdReads[v];
         State.OnExit(v);
-        Stats.Taken++;
+        if (++Stats.Taken == 1) OnFirstExit?.Invoke();
         Trace.Add(cpu, TraceKind.Exit, v, (long)rec.Reason);
         _measured[v] = 0;
         _modelled[v] = Cost.ExitCycles + entryTd * Cost.TdcallCycles;
