@@ -29,13 +29,7 @@ public static class IcedFallback
         int bitness = mode switch { CpuMode.Bits16 => 16, CpuMode.Bits32 => 32, _ => 64 };
         var decoder = IcedDecoder.Create(bitness, new ByteArrayCodeReader(bytes[..n].ToArray()), 0, DecoderOptions.None);
         decoder.Decode(out Instruction ins);
-        if (ins.IsInvalid)
-        {
-            // Why: a 16th byte is never fetched, so running out at 15 means the instruction is too long.
-            return Refuse(ref d, decoder.LastError == DecoderError.NoMoreBytes
-                ? (n >= X86Decoder.MaxLength ? RefuseReason.TooLong : RefuseReason.Truncated)
-                : ins.HasLockPrefix ? RefuseReason.LockInvalid : RefuseReason.UnknownOpcode);
-        }
+        if (ins.IsInvalid) return Refuse(ref d, InvalidReason(bytes[..n], bitness, decoder.LastError, ins.Length));
 
         AccessKind kind = ClassifyKind(ins, out AluOp op);
         if (kind == AccessKind.Unsupported) return Refuse(ref d, RefuseReason.UnsupportedOp);
@@ -98,6 +92,18 @@ public static class IcedFallback
         d.Rep = kind is AccessKind.Movs or AccessKind.Stos or AccessKind.Ins or AccessKind.Outs && (ins.HasRepPrefix || ins.HasRepnePrefix);
         d.Length = (byte)ins.Length;
         return true;
+    }
+
+    static RefuseReason InvalidReason(ReadOnlySpan<byte> bytes, int bitness, DecoderError error, int length)
+    {
+        // Why: Iced reports both a 16th byte and an over-long instruction as invalid; the CPU's answer is #GP.
+        if (bytes.Length >= X86Decoder.MaxLength && (error == DecoderError.NoMoreBytes || length >= X86Decoder.MaxLength))
+            return RefuseReason.TooLong;
+        if (error == DecoderError.NoMoreBytes) return RefuseReason.Truncated;
+        // Re-decode without Iced's validity checks: if that succeeds with LOCK, the LOCK was the problem.
+        var lax = IcedDecoder.Create(bitness, new ByteArrayCodeReader(bytes.ToArray()), 0, DecoderOptions.NoInvalidCheck);
+        lax.Decode(out Instruction again);
+        return !again.IsInvalid && again.HasLockPrefix ? RefuseReason.LockInvalid : RefuseReason.UnknownOpcode;
     }
 
     static void FillMemory(ref DecodedAccess d, in Instruction ins, int memOp, AccessKind kind, bool is64)
