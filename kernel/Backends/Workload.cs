@@ -110,8 +110,8 @@ public sealed class WorkloadBuilder
         Mem(p, "movsx rax, byte [rbx+8]", a => a.movsx(rax, __byte_ptr[rbx + 8]), dev + 8, 1, false, [(3, dev)], expect: 0xFFFF_FFFF_FFFF_FFEF);
         Mem(p, "mov [rbx+0x10], rcx", a => a.mov(__qword_ptr[rbx + 0x10], rcx), dev + 0x10, 8, true, [(3, dev), (1, 0x0123_4567_89AB_CDEF)]);
         Mem(p, "mov rax, [rbx+0x10]", a => a.mov(rax, __qword_ptr[rbx + 0x10]), dev + 0x10, 8, false, [(3, dev)], expect: 0x0123_4567_89AB_CDEF);
-        Mem(p, "or dword [rbx+8], 0x100", a => a.or(__dword_ptr[rbx + 8], 0x100), dev + 8, 4, false, [(3, dev)]);
-        Mem(p, "mov eax, [rbx+8] (after OR)", a => a.mov(eax, __dword_ptr[rbx + 8]), dev + 8, 4, false, [(3, dev)], expect: 0x89AB_CFEF, mask: 0xFFFF_FFFF);
+        Mem(p, "or dword [rbx+8], 0x1000", a => a.or(__dword_ptr[rbx + 8], 0x1000), dev + 8, 4, false, [(3, dev)]);
+        Mem(p, "mov eax, [rbx+8] (after OR)", a => a.mov(eax, __dword_ptr[rbx + 8]), dev + 8, 4, false, [(3, dev)], expect: 0x89AB_DDEF, mask: 0xFFFF_FFFF);
         // 64 bytes of a pattern into the data window with REP MOVSD, then the device's checksum of it.
         ulong src = _l.Data;
         uint sum = 0;

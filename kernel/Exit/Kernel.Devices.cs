@@ -102,14 +102,14 @@ public sealed partial class Kernel
             if (e.TryDequeue(out int next)) FillArea(e, next);
         }
         var cpu = CurrentCpu ?? Cpus[_vcpus[v].Cpu];
-        _measured[v] += (long)Tsc.Read() - t0;
+        _segStart[v] = t0;   // the completion is kernel work of this exit, from the lock on
         ContinueAfterDevice(cpu, v, value);
     }
 
     /// <summary>The device answered vCPU v's request: resume its element.</summary>
     void ContinueAfterDevice(Cpu cpu, int v, ulong value)
     {
-        long t0 = (long)Tsc.Read();
+        if (_segStart[v] == 0) _segStart[v] = (long)Tsc.Read();
         lock (_vcpus[v]) { if (_vcpus[v].Run == VcpuRun.WaitingDevice) _vcpus[v].Run = VcpuRun.Runnable; }
         long rd0 = State.TdReads[v];
         if (_reqWrite[v]) AfterWrite(cpu, v);
@@ -117,7 +117,7 @@ public sealed partial class Kernel
         long reads = State.TdReads[v] - rd0;
         Stats.TdReads += reads;
         _modelled[v] += reads * Cost.TdcallCycles;
-        _measured[v] += (long)Tsc.Read() - t0;
+        CloseSegment(v);
     }
 
     /// <summary>A model whose event object is gone: answer everything it held as a bus with no device would.</summary>

@@ -51,6 +51,7 @@ public sealed partial class Kernel
     PagingMode[] _mode = [];
     ulong[] _cr3 = [];
     long[] _measured = [];       // TSC ticks spent in kernel code for this exit
+    long[] _segStart = [];       // start of the kernel segment now running for this exit, or 0
     long[] _modelled = [];       // modelled platform cycles for this exit
     bool[] _firstElement = [];
     bool[] _forwarded = [];      // some side of this instruction went to the host
@@ -72,7 +73,7 @@ public sealed partial class Kernel
         for (int i = 0; i < Cpus.Length; i++) _exitRings[i] = new SpscRing<ExitRecord>(64);
         _acc = new DecodedAccess[n]; _exit = new ExitRecord[n]; _phase = new byte[n]; _value = new ulong[n];
         _writeValue = new ulong[n]; _segBase = new ulong[n]; _esBase = new ulong[n]; _mode = new PagingMode[n];
-        _cr3 = new ulong[n]; _measured = new long[n]; _modelled = new long[n]; _firstElement = new bool[n]; _forwarded = new bool[n];
+        _cr3 = new ulong[n]; _measured = new long[n]; _segStart = new long[n]; _modelled = new long[n]; _firstElement = new bool[n]; _forwarded = new bool[n];
         _reqKind = new EventKind[n]; _reqAddr = new ulong[n]; _reqSize = new byte[n]; _reqWrite = new bool[n];
         _reqData = new ulong[n]; _reqOwner = new int[n];
     }
@@ -138,6 +139,7 @@ public sealed partial class Kernel
         if (++Stats.Taken == 1) OnFirstExit?.Invoke();
         Trace.Add(cpu, TraceKind.Exit, v, (long)rec.Reason);
         _measured[v] = 0;
+        _segStart[v] = t0;
         _modelled[v] = Cost.ExitCycles + entryTd * Cost.TdcallCycles;
         _exit[v] = rec;
         var vc = _vcpus[v];
@@ -170,13 +172,22 @@ public sealed partial class Kernel
         long reads = State.TdReads[v] - rd0;
         Stats.TdReads += reads;
         _modelled[v] += reads * Cost.TdcallCycles;
-        _measured[v] += (long)Tsc.Read() - t0;
+        CloseSegment(v);
+    }
+
+    /// <summary>Adds the running kernel segment of this exit to its measured time.</summary>
+    void CloseSegment(int v)
+    {
+        if (_segStart[v] == 0) return;
+        _measured[v] += (long)Tsc.Read() - _segStart[v];
+        _segStart[v] = 0;
     }
 
     void RunPageExit(Cpu cpu, VcpuObject vc, RunExit why, ExitKind kind, long t0)
     {
         lock (vc) ReportRunExitLocked(cpu, vc, why);
-        Stats.Record(kind, (long)Tsc.Read() - t0, _modelled[vc.Global]);
+        CloseSegment(vc.Global);
+        Stats.Record(kind, _measured[vc.Global], _modelled[vc.Global]);
     }
 
     /// <summary>Fills the run page and wakes the vCPU's thread (on the vCPU's CPU). Caller holds the vCPU's lock.</summary>
@@ -243,7 +254,7 @@ public sealed partial class Kernel
             InjectException(cpu, v, VectorGp, 0);
             return;
         }
-        _segBase[v] = SegmentBaseFor(v, cpuMode, d.Segment);
+        _segBase[v] = SegmentBaseFor(v, cpuMode, d.SrcSegment);   // MOVS/OUTS read through the (overridable) source segment
         _esBase[v] = cpuMode == CpuMode.Bits64 ? 0 : State.SegBase(v, StateField.Es);
         _firstElement[v] = true;
 
@@ -520,6 +531,7 @@ public sealed partial class Kernel
     void EndExit(Cpu cpu, int v, ExitKind kind, bool countCompleted)
     {
         if (countCompleted) Stats.Completed++;
+        CloseSegment(v);
         Stats.Record(kind, _measured[v], _modelled[v]);
         Trace.Add(cpu, TraceKind.Complete, v, (long)kind);
         var vc = _vcpus[v];

@@ -1,0 +1,22 @@
+
+namespace Copra.Kernel;
+
+public static partial class Cli
+{
+    static partial void DispatchMore(string verb, string[] rest, ref int? result)
+    {
+        result = verb switch
+        {
+            "run" => RunCommand.Run(rest),
+            "decode" => Decode(rest),
+            _ => null,
+        };
+    }
+
+    static int Decode(string[] rest)
+    {
+        var a = new CliArgs(rest);
+        a.RejectUnknown("mode");
+        return DecodeCommand.Run(Console.In, Console.Out, DecodeCommand.ParseMode(a.Get("mode")));
+    }
+}
