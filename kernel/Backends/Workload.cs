@@ -16,7 +16,7 @@ public sealed record WorkloadSpec
     public bool DeviceDriver { get; init; } = true;
     /// <summary>Touch a port and an MMIO address nobody registered (forwarded, or re-injected).</summary>
     public bool Unregistered { get; init; } = true;
-    /// <summary>Loop body mix: entries from read, write, write_imm, read_zx, read_sx, alu, port_out, port_in, movs, stos.</summary>
+    /// <summary>Loop body mix: entries from read, write, write_imm, read_zx, read_sx, alu, port_out, port_in, movs, stos, cpuid.</summary>
     public IReadOnlyList<string> Mix { get; init; } = ["read", "write", "write_imm", "read_zx", "port_out"];
     /// <summary>"sequential" or "random" offsets into the data window.</summary>
     public string Pattern { get; init; } = "sequential";
@@ -151,6 +151,7 @@ public sealed class WorkloadBuilder
             "port_in" => PortStep(p, "in al, dx (UART LSR)", a => a.@in(al, dx), (ushort)(_l.UartPort + 5), false),
             "stos" => StringStep(p, "stosd", a => a.stosd(), win, [(7, win), (0, 0xA5A5_A5A5)], 7),
             "movs" => StringStep(p, "movsd", a => a.movsd(), win, [(6, _l.Data), (7, win)], 7),
+            "cpuid" => CpuidStep(p),
             _ => throw new ArgumentException($"unknown mix entry '{kind}'"),
         };
         if (s.Reason == ExitReason.Mmio)
@@ -158,6 +159,14 @@ public sealed class WorkloadBuilder
             if (s.VaryReg < 0) s.VaryReg = 6;
             s.VaryStride = 4; s.VarySpan = 0xFF0; s.VaryRandom = random;
         }
+    }
+
+    /// <summary>CPUID leaf 0: an exit the VMM answers through the run page (what <c>copra tune</c> loops on).</summary>
+    Step CpuidStep(ReplayProgram p)
+    {
+        var s = Emit(p, StepKind.Cpuid, "cpuid (to the VMM)", a => a.cpuid());
+        s.Reason = ExitReason.Cpuid; s.Presets = [(0, 0), (1, 0)]; s.ExpectRax = 0xD;
+        return s;
     }
 
     Step PortStep(ReplayProgram p, string text, Action<Assembler> insn, ushort port, bool write)

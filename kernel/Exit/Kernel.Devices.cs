@@ -251,6 +251,9 @@ public sealed partial class Kernel
             case EventObject e:
                 lock (e) { if (e.Waiter == t) e.Waiter = null; }
                 break;
+            case Batch.PolledRingObject ring:
+                lock (ring) { if (ring.Waiter == t) ring.Waiter = null; }
+                break;
         }
     }
 
