@@ -37,6 +37,8 @@ public sealed partial class Kernel
 
     /// <summary>Called once, at the first exit (the run command snapshots the process tree there).</summary>
     public Action? OnFirstExit { get; set; }
+    /// <summary>Called at the start of every exit, before the kernel touches any state (<c>copra tune</c> takes its snapshots here).</summary>
+    public Action<int>? OnExitTaken { get; set; }
     /// <summary>TDCALL counters after boot (the platform's loading of initial state is not the kernel's cost).</summary>
     public (long Reads, long Writes) StateBaseline { get; set; }
 
@@ -132,6 +134,7 @@ public sealed partial class Kernel
 
     void HandleExit(Cpu cpu, in ExitRecord rec, long entryTd)
     {
+        OnExitTaken?.Invoke(rec.Vcpu);
         long t0 = (long)Tsc.Read();
         int v = rec.Vcpu;
         long rd0 = State.TdReads[v];

@@ -40,7 +40,7 @@ public sealed class CopraSystem : IDisposable
         Kernel.Install(Paths.TestDevice, () => new TestDevice());
         for (int i = 0; i < sc.Vms.Count; i++)
         {
-            var conf = new VmmConfig(sc.Vms[i].Uart, sc.Vms[i].TestDevice, sc.Vms[i].IrqVector, sc.Unhandled == "reinject");
+            var conf = new VmmConfig(sc.Vms[i].Uart, sc.Vms[i].TestDevice, sc.Vms[i].IrqVector, sc.Unhandled == "reinject", sc.VmmStateFields, sc.VmmBatch);
             Kernel.Fs.MkDirIfMissing("/etc");
             new FileObject(Kernel.Fs, Kernel.Fs.OpenFile($"/etc/vm{i + 1}.conf", true, true), OpenMode.Write).Write(System.Text.Encoding.UTF8.GetBytes(conf.Serialize()));
         }

@@ -22,10 +22,16 @@ public static class TestDeviceRegs
 }
 
 /// <summary>Per-VM configuration the kernel writes to /etc/vmN.conf for the VMM.</summary>
-public sealed record VmmConfig(ulong UartPort, ulong TestDeviceBase, ulong IrqVector, bool Reinject)
+/// <remarks>
+/// <see cref="StateFields"/> and <see cref="Batch"/> turn on the tuning workload: on every exit it handles, each vCPU
+/// thread reads <see cref="StateFields"/> state fields (one GET_STATE each) and writes every fourth back (one SET_STATE
+/// each), submitting those calls <see cref="Batch"/> at a time through BATCH (1 = plain syscalls).
+/// </remarks>
+public sealed record VmmConfig(ulong UartPort, ulong TestDeviceBase, ulong IrqVector, bool Reinject, int StateFields = 0, int Batch = 1)
 {
     public string Serialize() =>
-        $"uart=0x{UartPort:x}\ntestdev=0x{TestDeviceBase:x}\nirq=0x{IrqVector:x}\nunhandled={(Reinject ? "reinject" : "forward")}\n";
+        $"uart=0x{UartPort:x}\ntestdev=0x{TestDeviceBase:x}\nirq=0x{IrqVector:x}\nunhandled={(Reinject ? "reinject" : "forward")}\n" +
+        $"state_fields={StateFields}\nbatch={Batch}\n";
 
     public static VmmConfig Parse(string text)
     {
@@ -37,6 +43,8 @@ public sealed record VmmConfig(ulong UartPort, ulong TestDeviceBase, ulong IrqVe
             kv.TryGetValue("uart", out var u) ? Num(u) : 0,
             kv.TryGetValue("testdev", out var t) ? Num(t) : 0,
             kv.TryGetValue("irq", out var i) ? Num(i) : 0,
-            kv.TryGetValue("unhandled", out var r) && r == "reinject");
+            kv.TryGetValue("unhandled", out var r) && r == "reinject",
+            kv.TryGetValue("state_fields", out var f) ? int.Parse(f) : 0,
+            kv.TryGetValue("batch", out var b) ? int.Parse(b) : 1);
     }
 }
