@@ -29,7 +29,7 @@ public sealed partial class Kernel
 {
     public IGuestBackend? Backend { get; set; }
     public InstructionFetcher Fetcher { get; private set; } = null!;
-    public ExitStats Stats { get; } = new();
+    public ExitStats Stats { get; private set; } = null!;
     /// <summary>The modelled host behind forwarded exits.</summary>
     public ModelledHost Host { get; } = new();
 
@@ -70,6 +70,7 @@ public sealed partial class Kernel
     void InitExitPath(int vcpus)
     {
         int n = Math.Max(1, vcpus);
+        Stats = new ExitStats(Config.SampleCapacity);
         Fetcher = new InstructionFetcher(n);
         _exitRings = new SpscRing<ExitRecord>[Cpus.Length];
         for (int i = 0; i < Cpus.Length; i++) _exitRings[i] = new SpscRing<ExitRecord>(64);

@@ -19,7 +19,7 @@ public sealed class CopraSystem : IDisposable
 {
     public const ulong FirstVmBase = 8UL << 20;
 
-    public CopraSystem(Scenario sc, bool keepTrace = false, Func<Core.Kernel, IReadOnlyList<VmLayout>, Exit.IGuestBackend>? backend = null)
+    public CopraSystem(Scenario sc, bool keepTrace = false, Func<Core.Kernel, IReadOnlyList<VmLayout>, Exit.IGuestBackend>? backend = null, int sampleCapacity = Exit.ExitStats.SampleCapacity)
     {
         Scenario = sc;
         var specs = new List<VmSpec>();
@@ -30,7 +30,7 @@ public sealed class CopraSystem : IDisposable
         Kernel = new Core.Kernel(new KernelConfig
         {
             Cpus = sc.Cpus, Platform = cost.Platform, Seed = sc.Seed, MemoryBytes = at + (2UL << 20),
-            Vms = specs, Cost = cost, KeepTrace = keepTrace,
+            Vms = specs, Cost = cost, KeepTrace = keepTrace, SampleCapacity = sampleCapacity,
         });
         Layouts = specs.Select((s, i) => new VmLayout(s.MemoryBase, s.MemoryLength, sc.Vms[i].Uart, sc.Vms[i].TestDevice)).ToList();
         Kernel.Backend = backend is not null ? backend(Kernel, Layouts) : BuildReplay();
