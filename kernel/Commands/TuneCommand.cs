@@ -222,7 +222,7 @@ public static class TuneCommand
         plt.Title($"copra tune (TDX): cycles per exit vs BATCH size, VMM touching {fields} state field{(fields == 1 ? "" : "s")} per exit");
         plt.XLabel("BATCH size (calls per kernel entry, log scale)");
         plt.YLabel("modelled cycles per exit");
-        plt.Axes.SetLimitsY(0, sel.Max(p => p.CyclesPerExit) * 1.08);
+        plt.Axes.SetLimitsY(0, sel.Max(p => p.CyclesPerExit) * 1.3);   // head room for the legend
         plt.ShowLegend(ScottPlot.Alignment.UpperRight);
         plt.SavePng(path, 1000, 620);
     }
