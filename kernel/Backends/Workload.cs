@@ -59,11 +59,15 @@ public sealed class WorkloadBuilder
         pt.Map(layout.DeviceBase, layout.DeviceBase, 0x2000, PageSize.Size4K, writable: true, executable: false);
         pt.Map(VmLayout.HostScratch, VmLayout.HostScratch, 0x1000, PageSize.Size4K, writable: true, executable: false);
         _gb.WriteGdt(layout.Gdt);
+        Tables = pt;
         Cr3 = pt.Cr3;
         _rip = layout.Code;
     }
 
     public ulong Cr3 { get; }
+    /// <summary>The guest's page tables (fault injection corrupts entries through it).</summary>
+    public PageTableBuilder Tables { get; }
+    public GuestMemory Memory => _gb.Memory;
 
     public GuestCpuState InitialState(ulong rip, int vcpu) => GuestCpuState.LongMode(Cr3, _l.Gdt, rip, _l.StackTop(vcpu));
 
@@ -71,6 +75,7 @@ public sealed class WorkloadBuilder
     public ReplayProgram Build(WorkloadSpec w, int vcpu)
     {
         var p = new ReplayProgram();
+        _rip = (_rip + 0xFFF) & ~0xFFFUL;   // each vCPU's code on its own pages (fault injection corrupts one vCPU's)
         ulong dev = _l.DeviceBase;
         if (vcpu == 0 && _l.UartPort != 0)
         {

@@ -15,6 +15,10 @@ public sealed class TestDevice : IUserProgram
     ulong _scratch64;
     int _busy;
     uint _irqs, _doorbells;
+    long _accesses;
+
+    /// <summary>Fault injection: crash (throw, with the access unanswered) on this access; -1 never.</summary>
+    public long CrashAt { get; init; } = -1;
 
     public async Task Main(IUserContext ctx)
     {
@@ -26,6 +30,7 @@ public sealed class TestDevice : IUserProgram
             if (Errno.IsError(r)) break;
             ref var a = ref Sys.Ref<EventArea>(ctx, area);
             if (a.State != EventState.Pending) continue;
+            if (++_accesses == CrashAt) throw new InvalidOperationException($"injected crash at access {_accesses}");
             ulong off = a.Address & (TestDeviceRegs.RangeSize - 1);
             if (a.Direction == AccessDirection.Write)
             {
