@@ -43,6 +43,8 @@ public sealed record VmLayout(ulong MemBase, ulong MemLength, ulong UartPort, ul
 /// </summary>
 public sealed class WorkloadBuilder
 {
+    const int TestDeviceRegsChecksum = Copra.User.Programs.TestDeviceRegs.ChecksumBytes;
+
     readonly GuestBuilder _gb;
     readonly VmLayout _l;
     ulong _rip;
@@ -143,7 +145,7 @@ public sealed class WorkloadBuilder
 
     void MixStep(ReplayProgram p, string kind, ulong dev, bool random)
     {
-        ulong win = dev + 0x1000;
+        ulong win = dev + 0x1000 + (ulong)TestDeviceRegsChecksum;   // above the checksummed bytes
         Step s = kind switch
         {
             "read" => Mem(p, "mov eax, [rsi]", a => a.mov(eax, __dword_ptr[rsi]), win, 4, false, [(6, win)]),
@@ -161,7 +163,7 @@ public sealed class WorkloadBuilder
         if (s.Reason == ExitReason.Mmio)
         {
             if (s.VaryReg < 0) s.VaryReg = 6;
-            s.VaryStride = 4; s.VarySpan = 0xFF0; s.VaryRandom = random;
+            s.VaryStride = 4; s.VarySpan = 0xEF0; s.VaryRandom = random;
         }
     }
 
