@@ -38,8 +38,10 @@ public sealed class CopraSystem : IDisposable
         Kernel.Install(Paths.Init, () => new Init());
         Kernel.Install(Paths.Vmm, () => new Vmm());
         var f = Faults;
-        Kernel.Install(Paths.Uart, () => new Uart16550 { SilentFrom = f.DeviceSilentFrom > 0 ? f.DeviceSilentFrom : -1 });
-        Kernel.Install(Paths.TestDevice, () => new TestDevice { CrashAt = f.DeviceCrashAt > 0 ? f.DeviceCrashAt : -1 });
+        // Device faults hit the first VM's models only, so the other VMs show what "untouched" means.
+        int uarts = 0, devices = 0;
+        Kernel.Install(Paths.Uart, () => new Uart16550 { SilentFrom = f.DeviceSilentFrom > 0 && uarts++ == 0 ? f.DeviceSilentFrom : -1 });
+        Kernel.Install(Paths.TestDevice, () => new TestDevice { CrashAt = f.DeviceCrashAt > 0 && devices++ == 0 ? f.DeviceCrashAt : -1 });
         Kernel.Host.FailRate = f.HostFailRate;
         if (f.RogueCalls > 0) Kernel.Install(RoguePath, () => new Rogue(f.RogueCalls, sc.Seed));
         for (int i = 0; i < sc.Vms.Count; i++)
