@@ -9,6 +9,7 @@ public static partial class Cli
         {
             "run" => RunCommand.Run(rest),
             "decode" => Decode(rest),
+            "trace" => TraceCommand.Run(rest),
             _ => null,
         };
     }

@@ -36,6 +36,7 @@ public sealed partial class Kernel
         }
         if (e.Dead) { AnswerLost(cpu, v, e); return; }
         Trace.Add(cpu, TraceKind.Deliver, v, e.OwnerId);
+        NarratorFor(v)?.Invoke($"deliver: {e.Describe()} event area seq {e.Area.Sequence}: {(write ? "write" : "read")} 0x{addr:x} size {_reqSize[v]}{(write ? $" data 0x{data:x}" : "")}; {(wake is null ? "no thread waiting yet (it will find it)" : $"waking thread {wake.Id} on cpu {_vcpus[v].Cpu}")}");
         if (wake is not null)
         {
             if (wake.Cpu != _vcpus[v].Cpu) { _modelled[v] += Cost.CrossCpuWakeCycles; Stats.CrossCpuWakes++; }
@@ -106,6 +107,7 @@ public sealed partial class Kernel
             if (e.TryDequeue(out int next)) FillArea(e, next);
         }
         var cpu = CurrentCpu ?? Cpus[_vcpus[v].Cpu];
+        NarratorFor(v)?.Invoke($"the device model answered (state Done, data 0x{value:x}) and called WAIT_FOR_EVENT: completing on cpu {cpu.Index}");
         _segStart[v] = t0;   // the completion is kernel work of this exit, from the lock on
         ContinueAfterDevice(cpu, v, value);
     }
