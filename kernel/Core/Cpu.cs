@@ -61,6 +61,7 @@ public sealed class Cpu
             else _vcpus.Enqueue(m.Id);
         }
 
+        if (_k.Trace.Keep) _k.Trace.AddDisplayOnly(this, TraceKind.QueueDepth, InboxDepth, _runQueue.Count + _vcpus.Count);
         while (_runQueue.TryDequeue(out var t))
         {
             if (t.State == ThreadState.Dead) continue;
