@@ -72,8 +72,8 @@ public static class SysNr
         MmioEvent, IoioEvent, IrqEvent, EventSignal,
     ];
 
-    /// <summary>Calls that may block the caller; BATCH refuses them.</summary>
-    public static bool MayBlock(ulong nr) => nr is WaitForEvent or Exit or ThreadExit or Exec or Batch;
+    /// <summary>Calls BATCH refuses: those that may block or never return, and BATCH itself (no nesting).</summary>
+    public static bool MayBlock(ulong nr) => nr is WaitForEvent or Exit or ThreadExit or Batch;
 
     public static string Name(ulong nr) => nr switch
     {

@@ -92,6 +92,7 @@ public sealed class Cpu
             else _vcpus.Enqueue(m.Id);
         }
 
+        if (_k.Trace.Keep) _k.Trace.AddDisplayOnly(this, TraceKind.QueueDepth, InboxDepth, _runQueue.Count + _vcpus.Count);
         bool polled = RunPollers();
 
         while (_runQueue.TryDequeue(out var t))

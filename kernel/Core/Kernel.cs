@@ -188,6 +188,7 @@ public sealed partial class Kernel : IDisposable
             CrashProcess(cpu, t.Process, e);
             return;
         }
+        Trace.AddDisplayOnly(cpu, TraceKind.ThreadSliceEnd, t.Id, t.Process.Pid);
         if (t.State == ThreadState.Dead) return;
         if (t.Main.IsCompleted)
         {

@@ -15,6 +15,8 @@ public static class TestDeviceRegs
     public const ulong Id = 0x00, Version = 0x04, Scratch = 0x08, Scratch64 = 0x10, Status = 0x18, Doorbell = 0x1C;
     public const ulong IrqCount = 0x20, Checksum = 0x24, DoorbellCount = 0x28;
     public const ulong Window = 0x1000, WindowSize = 0x1000, RangeSize = 0x2000;
+    /// <summary>CHECKSUM covers the window's first 256 bytes; loop traffic stays above them.</summary>
+    public const int ChecksumBytes = 256;
     public const uint IdValue = 0xC0B2_A001, VersionValue = 0x0001_0002;
     public const uint StatusReady = 1;
     /// <summary>After a doorbell the device is busy for this many STATUS reads (so a guest's poll loop must really loop).</summary>
