@@ -142,6 +142,7 @@ public static class TuneCommand
 
     static void Print(TunePoint[] points, long[] tdcalls, long[] fields, long syscall, long? exitFixed)
     {
+        if (Console.IsOutputRedirected) AnsiConsole.Console.Profile.Width = Math.Max(AnsiConsole.Console.Profile.Width, 132);
         AnsiConsole.MarkupLine($"[bold]copra tune[/]: TDX, counts measured by running the kernel ({points[0].Exits:N0} exits per point), cycles modelled:");
         AnsiConsole.MarkupLine($"  cycles_per_exit = exit + tdcalls_per_exit x tdcall + transitions_per_exit x syscall;  exit = {(exitFixed is { } e ? e.ToString("N0") : "2 x tdcall")}, syscall = {syscall:N0}");
 
