@@ -18,7 +18,7 @@ public class ExitPathBench
     ByteArrayCodeReader _reader = null!;
     Decoder _iced = null!;
 
-    [GlobalSetup(Target = nameof(IcedDecodeOfExitInstruction))]
+    [GlobalSetup(Target = nameof(IcedDecodeOfSameInstruction))]
     public void SetupIced()
     {
         _movLoad = MmioMix.MovLoad();
@@ -40,7 +40,7 @@ public class ExitPathBench
     }
 
     [Benchmark(Baseline = true, Description = "Iced decode of mov eax,[rsi] (yardstick)")]
-    public int IcedDecodeOfExitInstruction()
+    public int IcedDecodeOfSameInstruction()
     {
         _reader.Position = 0;
         _iced.IP = 0x1000;
