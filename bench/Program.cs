@@ -4,6 +4,7 @@
 //   ./build.sh bench --filter '*Exit*'           the exit-path table (with the cycles column)
 //   ./build.sh bench --filter '*'                everything (short jobs; about a quarter of an hour on 2 cores)
 //   ./build.sh bench --dry                       every benchmark once, in process (CI: none may rot)
+//   ./build.sh bench --segments                  the kernel's own per-exit TSC segments and modelled cycles (no BenchmarkDotNet)
 //
 // Any other argument goes to BenchmarkSwitcher unchanged (--filter, --list, --job, --inProcess, ...).
 
@@ -16,6 +17,7 @@ public static class Program
 {
     public static int Main(string[] args)
     {
+        if (args.Contains("--segments")) return ExitSegments.Run();
         bool dry = args.Contains("--dry");
         string[] rest = args.Where(a => a != "--dry").ToArray();
         if (dry && !rest.Any(a => a is "--filter" or "-f")) rest = [.. rest, "--filter", "*"];
