@@ -88,8 +88,13 @@ public sealed class VmObject : KObject
     /// <summary>True if [gpa, gpa+size) is the VM's own RAM (anything else is a device or nothing).</summary>
     public bool IsRam(ulong gpa, ulong size)
     {
-        foreach (var (b, l) in Ranges)
+        // Indexed, not foreach: enumerating the IReadOnlyList boxes an enumerator (40 B on every exit).
+        var ranges = Ranges;
+        for (int i = 0; i < ranges.Count; i++)
+        {
+            var (b, l) = ranges[i];
             if (gpa >= b && gpa - b < l && size <= l - (gpa - b)) return true;
+        }
         return false;
     }
 

@@ -1,0 +1,88 @@
+using Copra.Kernel.Backends;
+using Copra.Kernel.Run;
+using Copra.User.Programs;
+
+namespace Copra.Bench;
+
+/// <summary>The exit kinds the exit-path suite times, one per rig.</summary>
+public enum ExitFlavor { MmioRead, MmioWrite, PortOut, Forwarded }
+
+/// <summary>
+/// A whole Copra system (the real kernel, the replay backend, /init, the VMM, the device models) on
+/// one CPU with one vCPU whose workload loops a single exiting instruction practically forever. After
+/// <see cref="Warm"/>, <see cref="StepOneExit"/> drives the deterministic driver until exactly one more
+/// MMIO/IOIO exit has finished (completed by a device model, or forwarded to the modelled host): one
+/// full cycle of guest run → exit → decode → lookup → device-model wake-up and answer → write-back →
+/// RIP advance. The replay guest's own work per exit (setting registers, checking the last result) is
+/// included; it is a few loads and stores.
+/// </summary>
+public sealed class ExitRig : IDisposable
+{
+    public CopraSystem System { get; }
+    public Kernel.Core.Kernel Kernel => System.Kernel;
+    public ExitFlavor Flavor { get; }
+
+    public ExitRig(ExitFlavor flavor, int warmExits = 4096)
+    {
+        Flavor = flavor;
+        string kind = flavor switch
+        {
+            ExitFlavor.MmioRead or ExitFlavor.Forwarded => "read",
+            ExitFlavor.MmioWrite => "write",
+            _ => "port_out",
+        };
+        // Forwarded: no test device, so the loop's MMIO window (device base 0 + 0x1000) belongs to nobody
+        // and every access goes to the modelled host (one GHCB request each).
+        ulong testDevice = flavor == ExitFlavor.Forwarded ? 0 : 0xFEB0_0000;
+        var sc = new Scenario
+        {
+            Platform = "snp",
+            Cpus = 1,
+            Seed = 1,
+            Driver = "deterministic",
+            Unhandled = "forward",
+            Vms = [new VmScenario(Vcpus: 1, MemoryMb: 8, Uart: 0x3F8, TestDevice: testDevice, IrqVector: 0x40)],
+            Workload = new WorkloadSpec { Greeting = "", DeviceDriver = false, Unregistered = false, Mix = [kind], Iterations = long.MaxValue / 2 },
+        };
+        sc.Validate();
+        System = new CopraSystem(sc);
+        Kernel.Spawn(Paths.Init, null, 0);
+        long guard = 0;
+        while (Done < warmExits)
+        {
+            var r = Kernel.RunDeterministic(10_000);
+            if (r.Quiescent || (guard += r.Steps) > 50_000_000)
+                throw new InvalidOperationException($"{flavor}: the system stopped after {Done} exits (internal errors {Kernel.InternalErrors}: {Kernel.LastInternalError?.Message})");
+        }
+        // Stop exactly on an exit boundary.
+        StepOneExit();
+        Check();
+    }
+
+    /// <summary>MMIO/IOIO exits that have finished.</summary>
+    public long Done => Kernel.Stats.Completed + Kernel.Stats.Forwarded;
+
+    /// <summary>Steps the driver until one more exit has finished; returns the steps it took.</summary>
+    public long StepOneExit()
+    {
+        long target = Kernel.Stats.Completed + Kernel.Stats.Forwarded + 1;
+        long steps = 0;
+        while (Kernel.Stats.Completed + Kernel.Stats.Forwarded < target)
+            steps += Kernel.RunDeterministic(1).Steps;
+        return steps;
+    }
+
+    /// <summary>Throws unless every exit so far went the way this rig's flavor says, with no desync.</summary>
+    public void Check()
+    {
+        var s = Kernel.Stats;
+        var replay = System.Replay!;
+        if (replay.Desyncs != 0 || replay.DataMismatches != 0 || Kernel.InternalErrors != 0 || s.Faulted != 0 || s.DecodeMismatch != 0)
+            throw new InvalidOperationException($"{Flavor}: desyncs {replay.Desyncs}, mismatches {replay.DataMismatches}, internal errors {Kernel.InternalErrors}, faulted {s.Faulted}: {string.Join("; ", replay.Problems)}");
+        if (Flavor == ExitFlavor.Forwarded ? s.Completed != 0 : s.Forwarded != 0)
+            throw new InvalidOperationException($"{Flavor}: completed {s.Completed}, forwarded {s.Forwarded}");
+        if (s.IcedFallbacks != 0) throw new InvalidOperationException($"{Flavor}: {s.IcedFallbacks} Iced fallbacks");
+    }
+
+    public void Dispose() => System.Dispose();
+}

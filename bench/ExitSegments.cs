@@ -1,0 +1,42 @@
+using Copra.Hot.Timing;
+using Copra.Kernel.Exit;
+
+namespace Copra.Bench;
+
+/// <summary>
+/// `--segments`: the kernel's own per-exit measurement (ExitStats: TSC ticks spent in kernel code for
+/// each exit, summed over its segments, without the scheduler, the guest backend or the device model)
+/// for each exit-path rig, next to the modelled platform cycles the cost model charged for the same
+/// exits. Complements the BenchmarkDotNet table, which times the whole cycle.
+/// </summary>
+public static class ExitSegments
+{
+    public static int Run(int exits = 20_000)
+    {
+        Console.WriteLine($"TSC {Tsc.Hz / 1e9:F3} GHz ({(Tsc.IsHardware ? "RDTSC" : "Stopwatch")}); {exits} exits per rig after warm-up");
+        Console.WriteLine("| exit | kind | kernel-measured median (cycles) | modelled platform median (cycles) | driver steps per exit |");
+        Console.WriteLine("|---|---|---:|---:|---:|");
+        foreach (var flavor in Enum.GetValues<ExitFlavor>())
+        {
+            using var rig = new ExitRig(flavor);
+            var stats = rig.Kernel.Stats;
+            var kind = flavor switch
+            {
+                ExitFlavor.MmioRead => ExitKind.MmioRead,
+                ExitFlavor.MmioWrite => ExitKind.MmioWrite,
+                ExitFlavor.PortOut => ExitKind.PortOut,
+                _ => ExitKind.Forwarded,
+            };
+            int before = stats.Samples(kind);
+            long steps = 0;
+            for (int i = 0; i < exits; i++) steps += rig.StepOneExit();
+            rig.Check();
+            var measured = stats.Measured[(int)kind].AsSpan(before, stats.Samples(kind) - before);
+            var modelled = stats.Modelled[(int)kind].AsSpan(before, stats.Samples(kind) - before);
+            double ticks = ExitStats.Median(measured);
+            double cycles = Tsc.IsHardware ? ticks : ticks * 2.6e9 / Tsc.Hz;
+            Console.WriteLine($"| {flavor} | {kind} | {cycles:N0} | {ExitStats.Median(modelled):N0} | {steps / (double)exits:F1} |");
+        }
+        return 0;
+    }
+}
