@@ -49,7 +49,7 @@ public sealed partial class Kernel : IDisposable
         Config = config;
         Cpus = new Cpu[config.Cpus];
         for (int i = 0; i < Cpus.Length; i++) Cpus[i] = new Cpu(this, i);
-        Trace = new Trace { Keep = config.KeepTrace };
+        Trace = new Trace(config.Cpus) { Keep = config.KeepTrace };
         Gate = new SysCallGate(this);
         Phys = new PhysPages(config.MemoryBytes, config.KernelBase, config.KernelLength);
         InitMachine();

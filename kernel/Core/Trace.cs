@@ -11,53 +11,87 @@ public enum TraceKind : byte
 }
 
 /// <summary>
-/// The run's trace: every scheduling and exit-path event, folded into an FNV-1a hash so two runs
-/// can be compared byte for byte without storing them. With <see cref="Keep"/> the records are
-/// also retained (in a growable struct array) for <c>copra run --trace</c>. Only the deterministic
-/// driver's hash is reproducible; measured times never enter it.
+/// The run's trace: every scheduling and exit-path event, folded into a hash so two runs can be
+/// compared without storing them. One lane per CPU, written only by the host thread stepping that
+/// CPU, so adding is lock-free: a lane mixes each record a 64-bit word at a time, and the run's hash
+/// folds the lanes in CPU order. In the deterministic driver each lane's sequence is fixed by the
+/// seed, so the hash is too; measured times never enter it. With <see cref="Keep"/> the records are
+/// also retained per lane for <c>copra run --trace</c>.
 /// </summary>
 public sealed class Trace
 {
     public readonly record struct Record(long Clock, int Cpu, TraceKind Kind, long A, long B, long MeasuredTicks);
 
-    const ulong FnvOffset = 14695981039346656037UL, FnvPrime = 1099511628211UL;
-    ulong _hash = FnvOffset;
-    readonly object _lock = new();
-    Record[] _records = [];
-    int _count;
+    sealed class Lane
+    {
+#pragma warning disable CS0169 // padding: keep lanes of different CPUs off each other's cache lines
+        long _p0, _p1, _p2, _p3, _p4, _p5, _p6, _p7;
+#pragma warning restore CS0169
+        public ulong Hash = 0x9E3779B97F4A7C15UL;
+        public long Count;
+        public Record[] Records = [];
+        public int Kept;
+    }
+
+    readonly Lane[] _lanes;
+
+    public Trace(int cpus)
+    {
+        _lanes = new Lane[cpus];
+        for (int i = 0; i < cpus; i++) _lanes[i] = new Lane();
+    }
 
     public bool Keep { get; init; }
-    public long Count { get; private set; }
-    public ulong Hash => _hash;
-    public ReadOnlySpan<Record> Records => _records.AsSpan(0, _count);
 
+    /// <summary>Records hashed, over all CPUs.</summary>
+    public long Count { get { long n = 0; foreach (var l in _lanes) n += l.Count; return n; } }
+
+    /// <summary>The run's hash: the lanes' hashes folded in CPU order.</summary>
+    public ulong Hash
+    {
+        get
+        {
+            ulong h = 14695981039346656037UL;
+            foreach (var l in _lanes) h = Mix(h, l.Hash);
+            return h;
+        }
+    }
+
+    /// <summary>The kept records of one CPU, in the order that CPU made them.</summary>
+    public ReadOnlySpan<Record> RecordsOf(int cpu) => _lanes[cpu].Records.AsSpan(0, _lanes[cpu].Kept);
+
+    public int KeptCount { get { int n = 0; foreach (var l in _lanes) n += l.Kept; return n; } }
+
+    /// <summary>Adds a record to the lane of the CPU this host thread is stepping (<paramref name="cpu"/> outside the drivers).</summary>
     public void Add(Cpu cpu, TraceKind kind, long a = 0, long b = 0, long measuredTicks = 0)
     {
-        lock (_lock)
-        {
-            Count++;
-            Mix((ulong)cpu.Clock); Mix((ulong)cpu.Index); Mix((ulong)kind); Mix((ulong)a); Mix((ulong)b);
-            if (!Keep) return;
-            if (_count == _records.Length) Array.Resize(ref _records, Math.Max(1024, _count * 2));
-            _records[_count++] = new Record(cpu.Clock, cpu.Index, kind, a, b, measuredTicks);
-        }
+        var here = Kernel.CurrentCpu ?? cpu;
+        var lane = _lanes[here.Index];
+        lane.Count++;
+        ulong h = lane.Hash;
+        h = Mix(h, (ulong)here.Clock);
+        h = Mix(h, (ulong)here.Index << 8 | (byte)kind);
+        h = Mix(h, (ulong)a);
+        lane.Hash = Mix(h, (ulong)b);
+        if (Keep) Keep1(lane, new Record(here.Clock, here.Index, kind, a, b, measuredTicks));
     }
 
     /// <summary>A record for the Chrome trace only: kept when <see cref="Keep"/>, never hashed (so --trace does not change the hash).</summary>
     public void AddDisplayOnly(Cpu cpu, TraceKind kind, long a = 0, long b = 0)
     {
         if (!Keep) return;
-        lock (_lock)
-        {
-            if (_count == _records.Length) Array.Resize(ref _records, Math.Max(1024, _count * 2));
-            _records[_count++] = new Record(cpu.Clock, cpu.Index, kind, a, b, 0);
-        }
+        var here = Kernel.CurrentCpu ?? cpu;
+        Keep1(_lanes[here.Index], new Record(here.Clock, here.Index, kind, a, b, 0));
     }
 
-    void Mix(ulong v)
+    static void Keep1(Lane lane, in Record r)
     {
-        for (int i = 0; i < 8; i++) { _hash ^= (byte)(v >> (i * 8)); _hash *= FnvPrime; }
+        if (lane.Kept == lane.Records.Length) Array.Resize(ref lane.Records, Math.Max(1024, lane.Kept * 2));
+        lane.Records[lane.Kept++] = r;
     }
+
+    /// <summary>One 64-bit word into the hash (multiply-rotate; order-sensitive).</summary>
+    static ulong Mix(ulong h, ulong v) => System.Numerics.BitOperations.RotateLeft((h ^ v) * 0x9E3779B97F4A7C15UL, 29) * 0xBF58476D1CE4E5B9UL;
 }
 
 /// <summary>A small, stable PRNG (xorshift64*): the same seed gives the same sequence on every runtime.</summary>

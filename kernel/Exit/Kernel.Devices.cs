@@ -285,19 +285,31 @@ public sealed partial class Kernel
         if (count > MaxBatch) throw KernelError.Inval($"at most {MaxBatch} entries per BATCH");
         var input = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, SysCallIn>(SysCallGate.UserSpan(t, inVa, count * SysCallIn.Size, write: false));
         SysCallGate.UserSpan(t, outVa, count * SysCallOut.Size, write: true);   // checked before anything runs
-        var entries = input.ToArray();   // user memory may change under us; run what was submitted
-        var results = new SysCallOut[count];
-        for (int i = 0; i < entries.Length; i++)
+        int n = (int)count;
+        // Pooled so a batch allocates nothing in steady state. The submission is copied first:
+        // user memory may change under us, and what runs is what was submitted.
+        var entries = System.Buffers.ArrayPool<SysCallIn>.Shared.Rent(n);
+        var results = System.Buffers.ArrayPool<SysCallOut>.Shared.Rent(n);
+        try
         {
-            ref readonly var e = ref entries[i];
-            var vt = Gate.Dispatch(t, SysCallRegs.Make(e.Nr, e.A0, e.A1, e.A2, e.A3, e.A4), inBatch: true);
-            results[i] = new SysCallOut { Result = vt.IsCompleted ? vt.Result : Errno.EINVAL, UserData = e.UserData };
-            if (t.State == ThreadState.Dead) break;
+            input.CopyTo(entries);
+            int done = 0;
+            for (; done < n; done++)
+            {
+                ref readonly var e = ref entries[done];
+                var vt = Gate.Dispatch(t, SysCallRegs.Make(e.Nr, e.A0, e.A1, e.A2, e.A3, e.A4), inBatch: true);
+                results[done] = new SysCallOut { Result = vt.IsCompleted ? vt.Result : Errno.EINVAL, UserData = e.UserData };
+                if (t.State == ThreadState.Dead) return 0;
+            }
+            var output = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, SysCallOut>(SysCallGate.UserSpan(t, outVa, count * SysCallOut.Size, write: true));
+            results.AsSpan(0, n).CopyTo(output);
+            return (long)count;
         }
-        if (t.State == ThreadState.Dead) return 0;
-        var output = System.Runtime.InteropServices.MemoryMarshal.Cast<byte, SysCallOut>(SysCallGate.UserSpan(t, outVa, count * SysCallOut.Size, write: true));
-        results.CopyTo(output);
-        return (long)count;
+        finally
+        {
+            System.Buffers.ArrayPool<SysCallIn>.Shared.Return(entries);
+            System.Buffers.ArrayPool<SysCallOut>.Shared.Return(results);
+        }
     }
 
     public const int MaxBatch = 4096;

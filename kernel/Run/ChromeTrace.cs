@@ -27,7 +27,9 @@ public static class ChromeTrace
         var guestStart = new Dictionary<int, double>();
         var exitStart = new Dictionary<int, double>();
         var sliceStart = new Dictionary<long, double>();
-        foreach (var r in k.Trace.Records)
+        // Each CPU's records in its own order: every span opens and closes on one CPU.
+        for (int cpu = 0; cpu < k.Cpus.Length; cpu++)
+        foreach (var r in k.Trace.RecordsOf(cpu))
         {
             double ts = r.Clock / perUs;
             switch (r.Kind)
