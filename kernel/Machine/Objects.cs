@@ -88,8 +88,12 @@ public sealed class VmObject : KObject
     /// <summary>True if [gpa, gpa+size) is the VM's own RAM (anything else is a device or nothing).</summary>
     public bool IsRam(ulong gpa, ulong size)
     {
-        foreach (var (b, l) in Ranges)
+        // An index loop: foreach over the IReadOnlyList would box an enumerator on every exit.
+        for (int i = 0; i < Ranges.Count; i++)
+        {
+            var (b, l) = Ranges[i];
             if (gpa >= b && gpa - b < l && size <= l - (gpa - b)) return true;
+        }
         return false;
     }
 
