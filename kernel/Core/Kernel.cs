@@ -307,7 +307,7 @@ public sealed partial class Kernel : IDisposable
                     // every CPU idle and no work anywhere, and stop the run early.
                     if (cpu.HasWork)
                     {
-                        if (wasIdle) { Interlocked.Increment(ref activations); Interlocked.Decrement(ref idle); wasIdle = false; }
+                        if (wasIdle) { Interlocked.Decrement(ref idle); Interlocked.Increment(ref activations); wasIdle = false; }
                         cpu.Step();
                         spin = new SpinWait();
                         continue;
@@ -315,7 +315,10 @@ public sealed partial class Kernel : IDisposable
                     if (!wasIdle) { Interlocked.Increment(ref idle); wasIdle = true; }
                     if (Volatile.Read(ref idle) == Cpus.Length)
                     {
-                        // Quiescent only if no CPU woke up while the queues were being looked at.
+                        // Quiescent only if no CPU woke up while the queues were being looked at. A waking CPU
+                        // leaves the idle count, then counts the activation, then dequeues; this side reads the
+                        // activations, the idle count, the queues, the activations: if the queues looked empty
+                        // because a CPU had already dequeued, its activation shows.
                         long seen = Volatile.Read(ref activations);
                         if (Volatile.Read(ref idle) == Cpus.Length && !AnyCpuHasWork() && Volatile.Read(ref activations) == seen)
                             Volatile.Write(ref stop, true);
