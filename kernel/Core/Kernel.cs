@@ -288,7 +288,7 @@ public sealed partial class Kernel : IDisposable
     /// </summary>
     public DriverResult RunParallel(TimeSpan limit)
     {
-        long steps = 0;
+        long steps = 0, activations = 0;
         int idle = 0;
         bool stop = false;
         var deadline = DateTime.UtcNow + limit;
@@ -304,11 +304,28 @@ public sealed partial class Kernel : IDisposable
                 long n = 0;
                 while (!Volatile.Read(ref stop))
                 {
-                    bool worked = cpu.Step();
                     n++;
-                    if (worked) { if (wasIdle) { Interlocked.Decrement(ref idle); wasIdle = false; } spin = new SpinWait(); continue; }
+                    // Leave the idle count *before* stepping, and count the activation: a CPU counted idle
+                    // while it steps (the thread it dequeued is in no queue) would let another CPU see
+                    // every CPU idle and no work anywhere, and stop the run early.
+                    if (cpu.HasWork)
+                    {
+                        if (wasIdle) { Interlocked.Decrement(ref idle); Interlocked.Increment(ref activations); wasIdle = false; }
+                        cpu.Step();
+                        spin = new SpinWait();
+                        continue;
+                    }
                     if (!wasIdle) { Interlocked.Increment(ref idle); wasIdle = true; }
-                    if (Volatile.Read(ref idle) == Cpus.Length && !AnyCpuHasWork()) Volatile.Write(ref stop, true);
+                    if (Volatile.Read(ref idle) == Cpus.Length)
+                    {
+                        // Quiescent only if no CPU woke up while the queues were being looked at. A waking CPU
+                        // leaves the idle count, then counts the activation, then dequeues; this side reads the
+                        // activations, the idle count, the queues, the activations: if the queues looked empty
+                        // because a CPU had already dequeued, its activation shows.
+                        long seen = Volatile.Read(ref activations);
+                        if (Volatile.Read(ref idle) == Cpus.Length && !AnyCpuHasWork() && Volatile.Read(ref activations) == seen)
+                            Volatile.Write(ref stop, true);
+                    }
                     if ((n & 1023) == 0 && DateTime.UtcNow > deadline) Volatile.Write(ref stop, true);
                     spin.SpinOnce(sleep1Threshold: -1);
                 }
