@@ -60,6 +60,17 @@ public sealed class Trace
     /// <summary>The kept records of one CPU, in the order that CPU made them.</summary>
     public ReadOnlySpan<Record> RecordsOf(int cpu) => _lanes[cpu].Records.AsSpan(0, _lanes[cpu].Kept);
 
+    /// <summary>Every kept record, CPU by CPU (a copy: for tests and tools, not the run).</summary>
+    public Record[] Records
+    {
+        get
+        {
+            var all = new List<Record>(KeptCount);
+            foreach (var l in _lanes) all.AddRange(l.Records.AsSpan(0, l.Kept));
+            return all.ToArray();
+        }
+    }
+
     public int KeptCount { get { int n = 0; foreach (var l in _lanes) n += l.Kept; return n; } }
 
     /// <summary>Adds a record to the lane of the CPU this host thread is stepping (<paramref name="cpu"/> outside the drivers).</summary>

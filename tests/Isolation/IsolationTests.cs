@@ -149,7 +149,7 @@ public class IsolationTests
         {
             Vms = Enumerable.Range(0, vms).Select(_ => new VmScenario()).ToList(),
             Driver = driver,
-            Workload = new Kernel.Backends.WorkloadSpec { Iterations = 40 },
+            Workload = new global::Copra.Kernel.Backends.WorkloadSpec { Iterations = 40 },
         }, faults: faults);
 
     [Fact]
@@ -259,7 +259,7 @@ public class IsolationTests
     public void Copra_run_faults_all_json_accounts_every_exit_and_lists_each_fault_with_its_outcome()
     {
         string json = Path.Combine(Path.GetTempPath(), $"copra-faults-{Environment.ProcessId}.json");
-        int rc = Kernel.Cli.Run(["run", "--faults", "all", "--quiet", "--json", json]);
+        int rc = global::Copra.Kernel.Cli.Run(["run", "--faults", "all", "--quiet", "--json", json]);
         using var doc = JsonDocument.Parse(File.ReadAllText(json));
         File.Delete(json);
         Assert.Equal(0, rc);

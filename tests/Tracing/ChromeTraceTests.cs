@@ -2,11 +2,11 @@ using System.Text.Json;
 using Copra.Kernel.Run;
 using Xunit;
 
-namespace Copra.Tests.Run;
+namespace Copra.Tests.Tracing;
 
 public class ChromeTraceTests
 {
-    static Scenario Small => Scenario.Default() with { Workload = new Kernel.Backends.WorkloadSpec { Iterations = 5 } };
+    static Scenario Small => Scenario.Default() with { Workload = new global::Copra.Kernel.Backends.WorkloadSpec { Iterations = 5 } };
 
     [Fact]
     public void Trace_file_has_cpu_and_thread_tracks_guest_and_exit_spans_and_queue_counters()
