@@ -17,25 +17,54 @@ public sealed class ExitStats
     public long Taken, Mmio, Io, Completed, Forwarded, Reinjected, Faulted, Aborted;
     public long ToVmm, Hlt, Cpuid, Msr, Shutdown, DecodeMismatch, IcedFallbacks, DeviceRoundTrips, DevicesLost, ForwardFailures;
     public long TdReads, TdWrites, Transitions, CrossCpuWakes;
+    /// <summary>
+    /// Hardware exits (KVM) whose kernel decode was checked against what the hardware reported, and the
+    /// disagreements by what disagreed (each also counts in <see cref="DecodeMismatch"/>).
+    /// </summary>
+    public long HardwareChecked, MismatchAddress, MismatchSize, MismatchDirection, MismatchData;
     public long AccessesTaken => Mmio + Io;
     public long InFlight => AccessesTaken - Completed - Forwarded - Reinjected - Faulted - Aborted;
 
     public readonly long[] Count = new long[KindCount];
     public readonly long[][] Measured = new long[KindCount][];
     public readonly long[][] Modelled = new long[KindCount][];
+    /// <summary>Per kind: the hardware round trip (TSC around KVM_RUN) of each exit, when the backend is real hardware.</summary>
+    public readonly long[]?[] Hardware = new long[KindCount][];
     readonly int[] _n = new int[KindCount];
+
+    /// <summary>Keep hardware round-trip samples too (the KVM backend turns this on).</summary>
+    public void EnableHardware()
+    {
+        for (int i = 0; i < KindCount; i++) Hardware[i] ??= new long[SampleCapacity];
+    }
+
+    public bool HasHardware => Hardware[0] is not null;
 
     public ExitStats()
     {
         for (int i = 0; i < KindCount; i++) { Measured[i] = new long[SampleCapacity]; Modelled[i] = new long[SampleCapacity]; }
     }
 
-    public void Record(ExitKind kind, long measuredTicks, long modelledCycles)
+    public void Record(ExitKind kind, long measuredTicks, long modelledCycles, long hardwareTicks = 0)
     {
         int k = (int)kind;
         Count[k]++;
         int n = _n[k];
-        if (n < SampleCapacity) { Measured[k][n] = measuredTicks; Modelled[k][n] = modelledCycles; _n[k] = n + 1; }
+        if (n < SampleCapacity)
+        {
+            Measured[k][n] = measuredTicks; Modelled[k][n] = modelledCycles;
+            if (Hardware[k] is { } h) h[n] = hardwareTicks;
+            _n[k] = n + 1;
+        }
+    }
+
+    public double HardwareMedian(ExitKind k) => Hardware[(int)k] is { } h ? Median(h.AsSpan(0, _n[(int)k])) : 0;
+
+    public double HardwareMedianAll()
+    {
+        var all = new List<long>();
+        for (int k = 0; k < KindCount; k++) if (Hardware[k] is { } h) all.AddRange(h.AsSpan(0, _n[k]).ToArray());
+        return Median(all.ToArray());
     }
 
     public int Samples(ExitKind kind) => _n[(int)kind];

@@ -53,6 +53,8 @@ public sealed partial class Kernel
     long[] _measured = [];       // TSC ticks spent in kernel code for this exit
     long[] _segStart = [];       // start of the kernel segment now running for this exit, or 0
     long[] _modelled = [];       // modelled platform cycles for this exit
+    long[] _hardware = [];       // hardware round trip of this exit (KVM: TSC around KVM_RUN), else 0
+    ulong[] _hwRead = [];        // the value the last hardware-completed read returned (checks an ALU's write)
     bool[] _firstElement = [];
     bool[] _forwarded = [];      // some side of this instruction went to the host
     // A request to a device, kept per vCPU so it can queue behind another vCPU's.
@@ -73,7 +75,7 @@ public sealed partial class Kernel
         for (int i = 0; i < Cpus.Length; i++) _exitRings[i] = new SpscRing<ExitRecord>(64);
         _acc = new DecodedAccess[n]; _exit = new ExitRecord[n]; _phase = new byte[n]; _value = new ulong[n];
         _writeValue = new ulong[n]; _segBase = new ulong[n]; _esBase = new ulong[n]; _mode = new PagingMode[n];
-        _cr3 = new ulong[n]; _measured = new long[n]; _segStart = new long[n]; _modelled = new long[n]; _firstElement = new bool[n]; _forwarded = new bool[n];
+        _cr3 = new ulong[n]; _measured = new long[n]; _segStart = new long[n]; _modelled = new long[n]; _hardware = new long[n]; _hwRead = new ulong[n]; _firstElement = new bool[n]; _forwarded = new bool[n];
         _reqKind = new EventKind[n]; _reqAddr = new ulong[n]; _reqSize = new byte[n]; _reqWrite = new bool[n];
         _reqData = new ulong[n]; _reqOwner = new int[n];
     }
@@ -141,6 +143,7 @@ public sealed partial class Kernel
         _measured[v] = 0;
         _segStart[v] = t0;
         _modelled[v] = Cost.ExitCycles + entryTd * Cost.TdcallCycles;
+        _hardware[v] = Backend is IHardwareTimedBackend hwb ? hwb.LastRunTicks(v) : 0;
         _exit[v] = rec;
         var vc = _vcpus[v];
         switch (rec.Reason)
@@ -187,7 +190,7 @@ public sealed partial class Kernel
     {
         lock (vc) ReportRunExitLocked(cpu, vc, why);
         CloseSegment(vc.Global);
-        Stats.Record(kind, _measured[vc.Global], _modelled[vc.Global]);
+        Stats.Record(kind, _measured[vc.Global], _modelled[vc.Global], _hardware[vc.Global]);
     }
 
     /// <summary>Fills the run page and wakes the vCPU's thread (on the vCPU's CPU). Caller holds the vCPU's lock.</summary>
@@ -257,6 +260,7 @@ public sealed partial class Kernel
         _segBase[v] = SegmentBaseFor(v, cpuMode, d.SrcSegment);   // MOVS/OUTS read through the (overridable) source segment
         _esBase[v] = cpuMode == CpuMode.Bits64 ? 0 : State.SegBase(v, StateField.Es);
         _firstElement[v] = true;
+        if (hw) CheckHardware(v);
 
         // REP with a zero count does nothing but advance RIP.
         if (d.Rep && IsString(d.Kind) && !hw && Masked(State.Gpr(v, 1), d.AddressSize) == 0)
@@ -265,6 +269,75 @@ public sealed partial class Kernel
             return;
         }
         StartElement(cpu, v);
+    }
+
+    /// <summary>
+    /// A hardware exit (KVM): checks the kernel's decode against what the hardware reported (address,
+    /// length, direction, data for writes). Disagreements are counted, by kind and in
+    /// <see cref="ExitStats.DecodeMismatch"/>; the access then proceeds with the hardware's values, since the
+    /// hardware finishes the instruction whatever the kernel thinks.
+    /// </summary>
+    void CheckHardware(int v)
+    {
+        ref readonly var d = ref _acc[v];
+        ref readonly var rec = ref _exit[v];
+        Stats.HardwareChecked++;
+        var gprs = State.Gprs(v);
+        ulong ones = AllOnes(d.Size);
+        bool addr = true, size = d.Size == rec.Size, dir, data = true;
+        if (rec.Reason == ExitReason.Io)
+        {
+            bool write = d.Kind is AccessKind.Out or AccessKind.Outs;
+            dir = write == rec.IsWrite;
+            addr = (d.PortIsDx ? (ushort)gprs[2] : d.Port) == rec.Port;
+            if (rec.IsWrite && d.Kind == AccessKind.Out) data = (WriteBack.StoreValue(d, gprs) & ones) == (rec.Data & ones);
+        }
+        else
+        {
+            dir = d.Kind switch
+            {
+                AccessKind.Read or AccessKind.ReadZx or AccessKind.ReadSx or AccessKind.Bt => !rec.IsWrite,
+                AccessKind.Write or AccessKind.WriteImm or AccessKind.Stos => rec.IsWrite,
+                AccessKind.Alu => !rec.IsWrite || d.Op is not (AluOp.Cmp or AluOp.Test),
+                AccessKind.Xchg or AccessKind.Movs => true,
+                _ => false,
+            };
+            ulong linear = LinearOf(v, rec.IsWrite);
+            var walk = PageWalker.Translate(_memory, _mode[v], _cr3[v], linear, rec.IsWrite ? AccessType.Write : AccessType.Read, out ulong gpa);
+            addr = walk.IsOk && gpa == rec.Gpa;
+            if (rec.IsWrite && dir)
+            {
+                ulong expect = 0;
+                bool known = true;
+                Span<ulong> copy = stackalloc ulong[16];
+                gprs.CopyTo(copy);
+                switch (d.Kind)
+                {
+                    case AccessKind.Write: case AccessKind.WriteImm: expect = WriteBack.StoreValue(d, gprs); break;
+                    case AccessKind.Stos: expect = gprs[0]; break;
+                    case AccessKind.Xchg: expect = WriteBack.Xchg(d, copy, _hwRead[v]); break;
+                    case AccessKind.Alu:
+                    {
+                        ulong fl = State.Rflags(v);
+                        known = WriteBack.Alu(d, copy, ref fl, _hwRead[v], out expect);
+                        break;
+                    }
+                    case AccessKind.Movs:
+                    {
+                        var src = PageWalker.Translate(_memory, _mode[v], _cr3[v], LinearOf(v, false), AccessType.Read, out ulong sg);
+                        known = src.IsOk && _vcpus[v].Vm.IsRam(sg, d.Size);
+                        if (known) expect = _memory.ReadSized(sg, d.Size);
+                        break;
+                    }
+                }
+                data = !known || (expect & ones) == (rec.Data & ones);
+            }
+        }
+        if (!addr) Stats.MismatchAddress++;
+        if (!size) Stats.MismatchSize++;
+        if (!dir) Stats.MismatchDirection++;
+        if (!data) Stats.MismatchData++;
+        if (!(addr && size && dir && data)) Stats.DecodeMismatch++;
     }
 
     ulong SegmentBaseFor(int v, CpuMode mode, byte seg)
@@ -321,6 +394,9 @@ public sealed partial class Kernel
     {
         var (read, _) = SidesOf(_acc[v].Kind);
         _phase[v] = (byte)Phase.Read;
+        // The hardware reports each side of an instruction as its own exit (an ALU or MOVS first reads, then
+        // writes): a write exit is only the write side, its data in the record.
+        if ((_exit[v].Flags & ExitFlags.HardwareCompletes) != 0 && _exit[v].IsWrite) read = Side.None;
         if (read == Side.None) { AfterRead(cpu, v, 0); return; }
         Access(cpu, v, read, write: false, 0);
     }
@@ -426,7 +502,7 @@ public sealed partial class Kernel
         if (hw)
         {
             // KVM finishes the instruction: hand it the read value, or nothing for a write.
-            if (!_exit[v].IsWrite) { Backend!.CompleteAccess(v, value); FinishInstruction(cpu, v); return; }
+            if (!_exit[v].IsWrite) { _hwRead[v] = value; Backend!.CompleteAccess(v, value); FinishInstruction(cpu, v); return; }
             toWrite = _exit[v].Data;
         }
         else
@@ -532,7 +608,7 @@ public sealed partial class Kernel
     {
         if (countCompleted) Stats.Completed++;
         CloseSegment(v);
-        Stats.Record(kind, _measured[v], _modelled[v]);
+        Stats.Record(kind, _measured[v], _modelled[v], _hardware[v]);
         Trace.Add(cpu, TraceKind.Complete, v, (long)kind);
         var vc = _vcpus[v];
         lock (vc)
