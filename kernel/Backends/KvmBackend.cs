@@ -38,14 +38,17 @@ public sealed unsafe class KvmBackend : IGuestBackend, IHardwareTimedBackend
     readonly long[] _lastRun;
     readonly ulong[] _runStart;
     readonly KvmExit[] _last;
+    readonly KvmRegs[] _pulled;
+    readonly bool[] _pulledValid;
     // The rewind shown to the kernel for a write exit, and KVM's own values to restore.
     readonly bool[] _rewound;
     readonly ulong[] _shownRip, _shownRsi, _shownRdi, _shownRcx, _realRip, _realRsi, _realRdi, _realRcx;
     // Full cycles (KVM_RUN start to the next KVM_RUN start) per KVM exit kind, for the bare-loop comparison.
     readonly List<long>[] _cycles = [[], [], [], []];
 
+    static readonly bool s_debug = Environment.GetEnvironmentVariable("COPRA_KVM_DEBUG") == "1";
     public string Name => "kvm";
-    public long Exits, InterruptWindows, InterruptsInjected, ExceptionsDropped, LocateFailures, ShutdownExits;
+    public long OutsRewound, RegsLoaded, RegsSkipped, Exits, InterruptWindows, InterruptsInjected, ExceptionsDropped, LocateFailures, ShutdownExits;
     public readonly List<string> Problems = [];
 
     /// <summary>Full cycle kinds: what the bare loop measures.</summary>
@@ -60,6 +63,7 @@ public sealed unsafe class KvmBackend : IGuestBackend, IHardwareTimedBackend
         _vms = new KvmVm[k.Vms.Count];
         _vcpus = new KvmVcpu[n];
         _lastRun = new long[n]; _runStart = new ulong[n]; _last = new KvmExit[n];
+        _pulled = new KvmRegs[n]; _pulledValid = new bool[n];
         _rewound = new bool[n];
         _shownRip = new ulong[n]; _shownRsi = new ulong[n]; _shownRdi = new ulong[n]; _shownRcx = new ulong[n];
         _realRip = new ulong[n]; _realRsi = new ulong[n]; _realRdi = new ulong[n]; _realRcx = new ulong[n];
@@ -129,6 +133,7 @@ public sealed unsafe class KvmBackend : IGuestBackend, IHardwareTimedBackend
         }
         _last[v] = e;
         Exits++;
+        if (s_debug) Console.Error.WriteLine($"[kvm] v{v} {e} rip=0x{cpu.GetRegs().Rip:x}");
         PullState(v, cpu);
         exit = default;
         exit.Vcpu = v;
@@ -148,6 +153,7 @@ public sealed unsafe class KvmBackend : IGuestBackend, IHardwareTimedBackend
                 exit.Size = (byte)e.Size;
                 exit.Data = e.Data;
                 exit.Flags = ExitFlags.HardwareCompletes | (e.IsWrite ? ExitFlags.Write : 0) | (e.Count > 1 ? ExitFlags.String | ExitFlags.Rep : 0);
+                if (e.IsWrite && e.Count == 1) LocateOut(v, e);
                 if (e.Count > 1) Note($"vcpu {v}: a {e.Count}-element string I/O exit; the kernel completes one element (not used by the Copra guests)");
                 break;
             case KvmExitReason.Hlt:
@@ -173,6 +179,7 @@ public sealed unsafe class KvmBackend : IGuestBackend, IHardwareTimedBackend
     {
         var cpu = _vcpus[vcpu];
         ref readonly var e = ref _last[vcpu];
+        if (s_debug) Console.Error.WriteLine($"[kvm] v{vcpu} complete 0x{readValue:x}");
         if (e.IsWrite) return;   // KVM has the data already; the next KVM_RUN finishes the instruction
         if (e.Reason == KvmExitReason.Mmio) cpu.CompleteMmioRead(readValue);
         else if (e.Reason == KvmExitReason.Io && e.Count == 1) cpu.CompleteIn(readValue);
@@ -196,12 +203,17 @@ public sealed unsafe class KvmBackend : IGuestBackend, IHardwareTimedBackend
                 _s.Rip(v) = _realRip[v]; gpr[6] = _realRsi[v]; gpr[7] = _realRdi[v]; gpr[1] = _realRcx[v];
             }
         }
-        cpu.SetRegs(new KvmRegs
+        var regs = new KvmRegs
         {
             Rax = gpr[0], Rcx = gpr[1], Rdx = gpr[2], Rbx = gpr[3], Rsp = gpr[4], Rbp = gpr[5], Rsi = gpr[6], Rdi = gpr[7],
             R8 = gpr[8], R9 = gpr[9], R10 = gpr[10], R11 = gpr[11], R12 = gpr[12], R13 = gpr[13], R14 = gpr[14], R15 = gpr[15],
             Rip = _s.Rip(v), Rflags = _s.Rflags(v),
-        });
+        };
+        // Only what changed since the exit goes back: KVM finishes a pending IN itself at the next KVM_RUN, and
+        // loading the registers it reported (dirty sync regs) ahead of that completion loses the IN's data
+        // (seen on this host: the guest re-read LSR as 0 forever). Unchanged registers need no load anyway.
+        if (_pulledValid[v] && SameRegs(regs, _pulled[v])) { RegsSkipped++; }
+        else { cpu.SetRegs(regs); RegsLoaded++; }
         _s.TryPeek(v, StateField.PendingEvent, out ulong pe);
         if ((pe & Core.Kernel.PendingEventValid) == 0) return;
         _s.TryPoke(v, StateField.PendingEvent, 0);
@@ -214,12 +226,19 @@ public sealed unsafe class KvmBackend : IGuestBackend, IHardwareTimedBackend
         // Exceptions would go through KVM_SET_VCPU_EVENTS, which the P/Invoke layer does not wrap yet. The
         // kernel raises them only for accesses it refuses; the Copra guests make none. Counted and reported.
         ExceptionsDropped++;
+        if (s_debug) Console.Error.WriteLine($"[kvm] v{v} dropped exception 0x{pe:x}");
         Note($"vcpu {v}: exception vector {pe & 0xFF} not injected (KVM_SET_VCPU_EVENTS not wrapped)");
     }
+
+    static bool SameRegs(in KvmRegs a, in KvmRegs b) =>
+        System.Runtime.InteropServices.MemoryMarshal.AsBytes(new ReadOnlySpan<KvmRegs>(in a))
+            .SequenceEqual(System.Runtime.InteropServices.MemoryMarshal.AsBytes(new ReadOnlySpan<KvmRegs>(in b)));
 
     void PullState(int v, KvmVcpu cpu)
     {
         var r = cpu.GetRegs();
+        _pulled[v] = r;
+        _pulledValid[v] = true;
         var gpr = _s.Gprs(v);
         gpr[0] = r.Rax; gpr[1] = r.Rcx; gpr[2] = r.Rdx; gpr[3] = r.Rbx; gpr[4] = r.Rsp; gpr[5] = r.Rbp; gpr[6] = r.Rsi; gpr[7] = r.Rdi;
         gpr[8] = r.R8; gpr[9] = r.R9; gpr[10] = r.R10; gpr[11] = r.R11; gpr[12] = r.R12; gpr[13] = r.R13; gpr[14] = r.R14; gpr[15] = r.R15;
@@ -268,6 +287,42 @@ public sealed unsafe class KvmBackend : IGuestBackend, IHardwareTimedBackend
         if (Candidate(v, mode, cr3, rip, 0, e, bytes, rsi, rdi, rcx, stringOnly: false)) return;
         LocateFailures++;
         Note($"vcpu {v}: no instruction at or before rip 0x{rip:x} matches the MMIO write to 0x{e.Gpa:x} ({e.Size} bytes)");
+    }
+
+    /// <summary>
+    /// For an OUT exit: this host's KVM skips the OUT before exiting to user space (older kernels did so for
+    /// every port; newer ones only for port 0x7E), so RIP may already be past it. Keep RIP if an OUT to the
+    /// reported port with the reported size and data is there; else find the OUT that ends at RIP.
+    /// </summary>
+    void LocateOut(int v, in KvmExit e)
+    {
+        ulong rip = _s.Rip(v);
+        var mode = PagingMode.From(PeekU(v, StateField.Cr0), PeekU(v, StateField.Cr4), PeekU(v, StateField.Efer));
+        ulong cr3 = PeekU(v, StateField.Cr3);
+        Span<byte> bytes = stackalloc byte[15];
+        if (IsOut(v, mode, cr3, rip, 0, e, bytes)) return;
+        for (int len = 1; len <= 15; len++)
+        {
+            if (rip < (ulong)len || !IsOut(v, mode, cr3, rip - (ulong)len, len, e, bytes)) continue;
+            _realRip[v] = rip; _realRsi[v] = _s.Gpr(v, 6); _realRdi[v] = _s.Gpr(v, 7); _realRcx[v] = _s.Gpr(v, 1);
+            _s.Rip(v) = rip - (ulong)len;
+            _shownRip[v] = _s.Rip(v); _shownRsi[v] = _realRsi[v]; _shownRdi[v] = _realRdi[v]; _shownRcx[v] = _realRcx[v];
+            _rewound[v] = true;
+            OutsRewound++;
+            return;
+        }
+        LocateFailures++;
+        Note($"vcpu {v}: no OUT at or before rip 0x{rip:x} matches port 0x{e.Port:x} ({e.Size} bytes)");
+    }
+
+    bool IsOut(int v, in PagingMode mode, ulong cr3, ulong start, int len, in KvmExit e, Span<byte> bytes)
+    {
+        int got = Fetch(mode, cr3, start, len == 0 ? 15 : len, bytes);
+        if (got == 0 || !X86Decoder.TryDecode(bytes[..got], CpuMode.Bits64, out var d)) return false;
+        if ((len != 0 && d.Length != len) || d.Kind != AccessKind.Out || d.Size != e.Size) return false;
+        var regs = _s.Gprs(v);
+        if ((d.PortIsDx ? (ushort)regs[2] : d.Port) != e.Port) return false;
+        return (WriteBack.StoreValue(d, regs) & Ones(d.Size)) == (e.Data & Ones(d.Size));
     }
 
     ulong PeekU(int v, ulong field) => _s.TryPeek(v, field, out ulong x) ? x : 0;
