@@ -18,8 +18,8 @@ public static class KvmGuestLayout
     /// <summary>Where the guest copies the data window back to with REP MOVS (64 bytes).</summary>
     public static ulong CopyBack(VmLayout l) => l.Data + 0x100;
     public static ulong Results(VmLayout l, int vcpu) => l.Data + 0x1000 + (ulong)vcpu * 0x100;
-    /// <summary>The guest's interrupt handler counts its invocations here (per vCPU, 8 bytes).</summary>
-    public static ulong IrqCounter(VmLayout l, int vcpu) => l.Data + 0x2000 + (ulong)vcpu * 8;
+    /// <summary>The guest's interrupt handler (one IDT per VM, so one handler) counts its invocations here (8 bytes).</summary>
+    public static ulong IrqCounter(VmLayout l) => l.Data + 0x2000;
     public static ulong Greeting(VmLayout l) => l.Data + 0x3000;
     public static ulong CodeOf(VmLayout l, int vcpu) => l.Code + (ulong)vcpu * 0x8000;
 
@@ -99,7 +99,7 @@ public sealed class KvmGuestBuilder
         // The IRQ handler: count, return (no APIC here, so no EOI).
         a.Label(ref handler);
         a.push(rax);
-        a.mov(rax, KvmGuestLayout.IrqCounter(_l, vcpu));
+        a.mov(rax, KvmGuestLayout.IrqCounter(_l));
         a.inc(__qword_ptr[rax]);
         a.pop(rax);
         a.iretq();
@@ -176,7 +176,7 @@ public sealed class KvmGuestBuilder
         var woke = a.CreateLabel();
         var poll = a.CreateLabel();
         a.mov(__dword_ptr[rbx + (int)TestDeviceRegs.Doorbell], 1);
-        a.mov(rdx, KvmGuestLayout.IrqCounter(_l, vcpu));
+        a.mov(rdx, KvmGuestLayout.IrqCounter(_l));
         a.Label(ref wait);
         a.cli();
         a.cmp(__qword_ptr[rdx], 0);
