@@ -9,6 +9,7 @@ public static partial class Cli
         {
             "run" => RunCommand.Run(rest),
             "decode" => Decode(rest),
+            "kvmbench" => KvmBenchCommand.Run(rest),
             _ => null,
         };
     }

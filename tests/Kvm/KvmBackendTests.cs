@@ -13,6 +13,7 @@ namespace Copra.Tests.Kvm;
 /// The KVM backend end to end: real guest code under /dev/kvm, its exits through the kernel's exit path
 /// and the same device models as the replay backend. Skipped with a reason where /dev/kvm is missing.
 /// </summary>
+[Collection(nameof(KvmBackendCollection))]
 public sealed class KvmBackendTests
 {
     static CopraSystem Boot(Scenario sc, out DriverResult result)
@@ -125,3 +126,7 @@ public sealed class KvmBackendTests
         finally { File.Delete(json); }
     }
 }
+
+/// <summary>The backend tests time real exits and run the parallel driver: they run alone, not beside other classes.</summary>
+[CollectionDefinition(nameof(KvmBackendCollection), DisableParallelization = true)]
+public sealed class KvmBackendCollection;
