@@ -26,7 +26,8 @@ namespace Copra.Kernel.Backends;
 /// values; at the next entry, if the kernel left those registers as shown, KVM gets its own values back.
 /// The instruction is found by decoding candidates with the kernel's decoder and keeping the shortest one
 /// whose address, size and data match what KVM reported; it affects only what the kernel is shown, never
-/// what the guest executes. Reads and port I/O need none of this: KVM reports them before the instruction.
+/// what the guest executes. This host's KVM also skips an OUT before exiting (<see cref="LocateOut"/>);
+/// reads and IN need none of this: KVM reports them before the instruction. See docs/kvm.md.
 /// </summary>
 public sealed unsafe class KvmBackend : IGuestBackend, IHardwareTimedBackend
 {
