@@ -11,6 +11,7 @@ public static partial class Cli
             "decode" => Decode(rest),
             "tune" => TuneCommand.Run(rest),
             "trace" => TraceCommand.Run(rest),
+            "kvmbench" => KvmBenchCommand.Run(rest),
             _ => null,
         };
     }

@@ -40,11 +40,16 @@ public static class RunCommand
             sc = sc with { Workload = sc.Workload with { Iterations = Math.Max(1, target / perIter) } };
         }
         sc.Validate();
-        if (sc.Backend != "replay") throw new CliException($"backend '{sc.Backend}' is not available (replay)");
+        if (sc.Backend is not ("replay" or "kvm")) throw new CliException($"backend '{sc.Backend}' is not available (replay, kvm)");
+        if (sc.Backend == "kvm" && !Kvm.KvmSystem.IsAvailable(out string why))
+        {
+            Console.Error.WriteLine($"copra: the kvm backend needs /dev/kvm: {why}");
+            return 3;
+        }
         bool quiet = a.Has("quiet");
 
         var faults = a.Get("faults") is { } fs ? FaultSpec.Parse(fs) : new FaultSpec();
-        using var sys = new CopraSystem(sc, keepTrace: a.Has("trace"), faults: faults);
+        using var sys = new CopraSystem(sc, keepTrace: a.Has("trace"), backend: sc.Backend == "kvm" ? KvmFactory(sc) : null, faults: faults);
         var k = sys.Kernel;
         if (!quiet)
             AnsiConsole.MarkupLine($"[bold]copra[/]: platform [green]{sc.Platform}[/], {sc.Cpus} CPU(s), {sc.Vms.Count} VM(s), backend {k.Backend!.Name}, driver {sc.Driver}, seed {sc.Seed}, unhandled {sc.Unhandled}");
@@ -64,11 +69,19 @@ public static class RunCommand
         if (a.Get("json") is { } json) File.WriteAllText(json, Json(sys, result));
         if (a.Get("trace") is { } trace) ChromeTrace.Write(trace, k);
         bool ok = result.Quiescent && st.InFlight == 0 && k.InternalErrors == 0 && (sys.Replay is null || sys.Replay.Desyncs == 0)
-                  && sys.FaultReport().All(f => f.Contained);
+                  && sys.FaultReport().All(f => f.Contained)
+                  && (sys.Kvm is null || (st.DecodeMismatch == 0 && sys.Kvm.ShutdownExits == 0));
         return ok ? 0 : 1;
     }
 
+    /// <summary>The KVM backend for a scenario: real guests built from its workload, one KVM VM per scenario VM.</summary>
+    public static Func<Core.Kernel, IReadOnlyList<Backends.VmLayout>, IGuestBackend> KvmFactory(Scenario sc) =>
+        (k, layouts) => Backends.KvmBackend.Create(k, layouts, sc.Workload, sc.Vms.Select(v => (byte)v.IrqVector).ToList());
+
     static double Cycles(double ticks) => Tsc.IsHardware ? ticks : ticks * 1e-9 * Tsc.Hz;
+
+    static string[] HardwareColumns(double measuredTicks, double hardwareTicks) =>
+        [Cycles(hardwareTicks).ToString("N0"), hardwareTicks > 0 ? $"{measuredTicks / hardwareTicks:P0}" : "-"];
 
     static void Print(CopraSystem sys, DriverResult result)
     {
@@ -88,15 +101,26 @@ public static class RunCommand
             AnsiConsole.Write(root);
         }
         var table = new Table().Title("exits by kind (measured = kernel software, TSC; modelled = platform, cost model)");
+        bool hw = st.HasHardware;
         table.AddColumns("kind", "count", "measured cycles (median)", "modelled platform cycles (median)");
+        if (hw) table.AddColumns("real KVM_RUN round trip, cycles (median)", "kernel share of real");
         for (int i = 0; i < ExitStats.KindCount; i++)
         {
             var kind = (ExitKind)i;
             if (st.Count[i] == 0) continue;
-            table.AddRow(kind.ToString(), st.Count[i].ToString("N0"), Cycles(st.MeasuredMedian(kind)).ToString("N0"), st.ModelledMedian(kind).ToString("N0"));
+            var row = new List<string> { kind.ToString(), st.Count[i].ToString("N0"), Cycles(st.MeasuredMedian(kind)).ToString("N0"), st.ModelledMedian(kind).ToString("N0") };
+            if (hw) row.AddRange(HardwareColumns(st.MeasuredMedian(kind), st.HardwareMedian(kind)));
+            table.AddRow(row.ToArray());
         }
-        table.AddRow("[bold]all[/]", st.Taken.ToString("N0"), Cycles(st.MeasuredMedianAll()).ToString("N0"), st.ModelledMedianAll().ToString("N0"));
+        var all = new List<string> { "[bold]all[/]", st.Taken.ToString("N0"), Cycles(st.MeasuredMedianAll()).ToString("N0"), st.ModelledMedianAll().ToString("N0") };
+        if (hw) all.AddRange(HardwareColumns(st.MeasuredMedianAll(), st.HardwareMedianAll()));
+        table.AddRow(all.ToArray());
         AnsiConsole.Write(table);
+        if (sys.Kvm is { } kv)
+        {
+            AnsiConsole.MarkupLine($"kvm: {kv.Exits:N0} real exits, decode checked {st.HardwareChecked:N0}, [bold]decode disagreements {st.DecodeMismatch}[/] (address {st.MismatchAddress}, size {st.MismatchSize}, direction {st.MismatchDirection}, data {st.MismatchData}), interrupts injected {kv.InterruptsInjected}, shutdowns {kv.ShutdownExits}");
+            foreach (var pr in kv.Problems) AnsiConsole.MarkupLine($"[red]kvm: {Markup.Escape(pr)}[/]");
+        }
         AnsiConsole.MarkupLine($"accesses: {st.AccessesTaken:N0} taken = {st.Completed:N0} completed + {st.Forwarded:N0} forwarded + {st.Reinjected:N0} re-injected + {st.Faulted:N0} faulted + {st.Aborted:N0} aborted; in flight {st.InFlight}");
         AnsiConsole.MarkupLine($"device round trips {st.DeviceRoundTrips:N0}, to VMM {st.ToVmm:N0}, TDCALLs {st.TdReads:N0} reads / {st.TdWrites:N0} writes, decode mismatches {st.DecodeMismatch}, internal errors {k.InternalErrors}");
         if (sys.Replay is { } r && (r.Desyncs > 0 || r.DataMismatches > 0))
@@ -146,6 +170,7 @@ public static class RunCommand
             w.WriteNumber("cpuid", st.Cpuid);
             w.WriteNumber("device_round_trips", st.DeviceRoundTrips);
             w.WriteNumber("decode_mismatches", st.DecodeMismatch);
+            w.WriteNumber("hardware_checked", st.HardwareChecked);
             w.WriteNumber("tdcall_reads", st.TdReads);
             w.WriteNumber("tdcall_writes", st.TdWrites);
             w.WriteNumber("internal_errors", k.InternalErrors);
@@ -164,6 +189,7 @@ public static class RunCommand
                 w.WriteNumber("count", st.Count[i]);
                 w.WriteNumber("measured_median", Cycles(st.MeasuredMedian(kind)));
                 w.WriteNumber("modelled_median", st.ModelledMedian(kind));
+                if (st.HasHardware) w.WriteNumber("hardware_round_trip_median", Cycles(st.HardwareMedian(kind)));
                 w.WriteEndObject();
             }
             w.WriteEndObject();

@@ -4,7 +4,7 @@ namespace Copra.Kernel.Exit;
 public enum ExitKind : byte { MmioRead, MmioWrite, MmioString, MmioAlu, PortIn, PortOut, PortString, Forwarded, Reinjected, Faulted, Hlt, Cpuid, Msr, Other }
 
 /// <summary>
-/// Exit accounting. For MMIO and I/O exits: taken = completed + forwarded + reinjected + faulted +
+/// Exit accounting (counters are updated atomically: the parallel driver's CPUs share them). For MMIO and I/O exits: taken = completed + forwarded + reinjected + faulted +
 /// aborted + in flight, and a finished run has none in flight. Samples are kept per kind in
 /// preallocated arrays (the exit path records without allocating); past the capacity, further
 /// samples are not kept (counts still are).
@@ -17,12 +17,19 @@ public sealed class ExitStats
     public long Taken, Mmio, Io, Completed, Forwarded, Reinjected, Faulted, Aborted;
     public long ToVmm, Hlt, Cpuid, Msr, Shutdown, DecodeMismatch, IcedFallbacks, DeviceRoundTrips, DevicesLost, ForwardFailures;
     public long TdReads, TdWrites, Transitions, CrossCpuWakes;
+    /// <summary>
+    /// Hardware exits (KVM) whose kernel decode was checked against what the hardware reported, and the
+    /// disagreements by what disagreed (each also counts in <see cref="DecodeMismatch"/>).
+    /// </summary>
+    public long HardwareChecked, MismatchAddress, MismatchSize, MismatchDirection, MismatchData;
     public long AccessesTaken => Mmio + Io;
     public long InFlight => AccessesTaken - Completed - Forwarded - Reinjected - Faulted - Aborted;
 
     public readonly long[] Count = new long[KindCount];
     public readonly long[][] Measured = new long[KindCount][];
     public readonly long[][] Modelled = new long[KindCount][];
+    /// <summary>Per kind: the hardware round trip (TSC around KVM_RUN) of each exit, when the backend is real hardware.</summary>
+    public readonly long[]?[] Hardware = new long[KindCount][];
     readonly int[] _n = new int[KindCount];
 
     /// <summary>Keeps up to <paramref name="capacity"/> samples per kind (a sweep that only needs counts keeps few).</summary>
@@ -36,12 +43,39 @@ public sealed class ExitStats
     /// <summary>Samples kept per kind.</summary>
     public int Capacity { get; }
 
-    public void Record(ExitKind kind, long measuredTicks, long modelledCycles)
+    /// <summary>Keep hardware round-trip samples too (the KVM backend turns this on).</summary>
+    public void EnableHardware()
+    {
+        for (int i = 0; i < KindCount; i++) Hardware[i] ??= new long[Capacity];
+    }
+
+    public bool HasHardware => Hardware[0] is not null;
+
+    /// <summary>
+    /// Records one finished exit. CPUs of the parallel driver record concurrently, so the count and
+    /// the sample slot are taken atomically; a slot past the capacity is counted but not kept.
+    /// </summary>
+    public void Record(ExitKind kind, long measuredTicks, long modelledCycles, long hardwareTicks = 0)
     {
         int k = (int)kind;
-        Count[k]++;
-        int n = _n[k];
-        if (n < Capacity) { Measured[k][n] = measuredTicks; Modelled[k][n] = modelledCycles; _n[k] = n + 1; }
+        Interlocked.Increment(ref Count[k]);
+        int n = Interlocked.Increment(ref _slots[k]) - 1;
+        if (n >= Capacity) return;
+        Measured[k][n] = measuredTicks;
+        Modelled[k][n] = modelledCycles;
+        if (Hardware[k] is { } h) h[n] = hardwareTicks;
+        Interlocked.Increment(ref _n[k]);
+    }
+
+    readonly int[] _slots = new int[KindCount];
+
+    public double HardwareMedian(ExitKind k) => Hardware[(int)k] is { } h ? Median(h.AsSpan(0, _n[(int)k])) : 0;
+
+    public double HardwareMedianAll()
+    {
+        var all = new List<long>();
+        for (int k = 0; k < KindCount; k++) if (Hardware[k] is { } h) all.AddRange(h.AsSpan(0, _n[k]).ToArray());
+        return Median(all.ToArray());
     }
 
     public int Samples(ExitKind kind) => _n[(int)kind];

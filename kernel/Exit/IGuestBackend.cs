@@ -20,3 +20,10 @@ public interface IGuestBackend : IDisposable
     /// </summary>
     void CompleteAccess(int vcpu, ulong readValue);
 }
+
+/// <summary>A backend that can say how long the hardware took for the exit it last returned.</summary>
+public interface IHardwareTimedBackend
+{
+    /// <summary>TSC ticks (<see cref="Hot.Timing.Tsc"/>) around the KVM_RUN that produced vCPU <paramref name="vcpu"/>'s last exit.</summary>
+    long LastRunTicks(int vcpu);
+}

@@ -24,7 +24,7 @@ public sealed partial class Kernel
         if (e is null) { Unowned(cpu, v, kind, addr, write, data); return; }
         _reqKind[v] = kind; _reqAddr[v] = addr; _reqSize[v] = _acc[v].Size; _reqWrite[v] = write; _reqData[v] = data; _reqOwner[v] = owner;
         lock (_vcpus[v]) { if (_vcpus[v].Run != VcpuRun.Dead) _vcpus[v].Run = VcpuRun.WaitingDevice; }
-        Stats.DeviceRoundTrips++;
+        Interlocked.Increment(ref Stats.DeviceRoundTrips);
         // The model's answer costs it one syscall (its next WAIT_FOR_EVENT or EVENT_SIGNAL).
         _modelled[v] += Cost.SyscallCycles;
         KThread? wake = null;
@@ -39,7 +39,7 @@ public sealed partial class Kernel
         NarratorFor(v)?.Invoke($"deliver: {e.Describe()} event area seq {e.Area.Sequence}: {(write ? "write" : "read")} 0x{addr:x} size {_reqSize[v]}{(write ? $" data 0x{data:x}" : "")}; {(wake is null ? "no thread waiting yet (it will find it)" : $"waking thread {wake.Id} on cpu {_vcpus[v].Cpu}")}");
         if (wake is not null)
         {
-            if (wake.Cpu != _vcpus[v].Cpu) { _modelled[v] += Cost.CrossCpuWakeCycles; Stats.CrossCpuWakes++; }
+            if (wake.Cpu != _vcpus[v].Cpu) { _modelled[v] += Cost.CrossCpuWakeCycles; Interlocked.Increment(ref Stats.CrossCpuWakes); }
             WakeThread(wake, 1, _vcpus[v].Cpu);   // the model runs where the exit happened
         }
     }
@@ -121,7 +121,7 @@ public sealed partial class Kernel
         if (_reqWrite[v]) AfterWrite(cpu, v);
         else AfterRead(cpu, v, value & AllOnes(_reqSize[v]));
         long reads = State.TdReads[v] - rd0;
-        Stats.TdReads += reads;
+        Interlocked.Add(ref Stats.TdReads, reads);
         _modelled[v] += reads * Cost.TdcallCycles;
         CloseSegment(v);
     }
@@ -143,7 +143,7 @@ public sealed partial class Kernel
 
     void AnswerLost(Cpu cpu, int v, EventObject e)
     {
-        Stats.DevicesLost++;
+        Interlocked.Increment(ref Stats.DevicesLost);
         var vc = _vcpus[v];
         lock (vc)
         {
@@ -248,7 +248,7 @@ public sealed partial class Kernel
             }
             lock (vc)
             {
-                if (abandoned) { Stats.Aborted++; vc.Run = VcpuRun.Idle; }
+                if (abandoned) { Interlocked.Increment(ref Stats.Aborted); vc.Run = VcpuRun.Idle; }
                 if (vc.Waiter is not null && vc.Run is VcpuRun.Halted or VcpuRun.Idle)
                     ReportRunExitLocked(CurrentCpu ?? Cpus[vc.Cpu], vc, RunExit.Stopped);
             }

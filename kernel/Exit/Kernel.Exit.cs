@@ -64,6 +64,8 @@ public sealed partial class Kernel
     long[] _measured = [];       // TSC ticks spent in kernel code for this exit
     long[] _segStart = [];       // start of the kernel segment now running for this exit, or 0
     long[] _modelled = [];       // modelled platform cycles for this exit
+    long[] _hardware = [];       // hardware round trip of this exit (KVM: TSC around KVM_RUN), else 0
+    ulong[] _hwRead = [];        // the value the last hardware-completed read returned (checks an ALU's write)
     bool[] _firstElement = [];
     bool[] _forwarded = [];      // some side of this instruction went to the host
     long[] _tdRead0 = [];        // the vCPU's TDG.VP.RD count when this exit was taken
@@ -86,7 +88,7 @@ public sealed partial class Kernel
         for (int i = 0; i < Cpus.Length; i++) _exitRings[i] = new SpscRing<ExitRecord>(64);
         _acc = new DecodedAccess[n]; _exit = new ExitRecord[n]; _phase = new byte[n]; _value = new ulong[n];
         _writeValue = new ulong[n]; _segBase = new ulong[n]; _esBase = new ulong[n]; _mode = new PagingMode[n];
-        _cr3 = new ulong[n]; _measured = new long[n]; _segStart = new long[n]; _modelled = new long[n]; _firstElement = new bool[n]; _forwarded = new bool[n]; _tdRead0 = new long[n];
+        _cr3 = new ulong[n]; _measured = new long[n]; _segStart = new long[n]; _modelled = new long[n]; _hardware = new long[n]; _hwRead = new ulong[n]; _firstElement = new bool[n]; _forwarded = new bool[n]; _tdRead0 = new long[n];
         _reqKind = new EventKind[n]; _reqAddr = new ulong[n]; _reqSize = new byte[n]; _reqWrite = new bool[n];
         _reqData = new ulong[n]; _reqOwner = new int[n];
     }
@@ -107,7 +109,7 @@ public sealed partial class Kernel
         long wr0 = State.TdWrites[v];
         State.OnEntry(v);
         long entryTd = State.TdWrites[v] - wr0;
-        Stats.TdWrites += entryTd;
+        Interlocked.Add(ref Stats.TdWrites, entryTd);
         cpu.Clock += Cost.ExitCycles + entryTd * Cost.TdcallCycles;
         Trace.Add(cpu, TraceKind.GuestEnter, v);
 
@@ -151,43 +153,45 @@ public sealed partial class Kernel
         long rd0 = State.TdReads[v];
         _tdRead0[v] = rd0;
         State.OnExit(v);
-        if (++Stats.Taken == 1) OnFirstExit?.Invoke();
-        if (Stats.Taken == NarrateExit) _narrated = v;
-        NarratorFor(v)?.Invoke($"exit #{Stats.Taken} on cpu {cpu.Index}: vcpu {v} {rec.Reason} gpa=0x{rec.Gpa:x} port=0x{rec.Port:x} size={rec.Size} flags={rec.Flags}; RIP=0x{State.Rip(v):x} (from the exit ring, {Cost.Name} exit+entry {Cost.ExitCycles} modelled cycles)");
+        long taken = Interlocked.Increment(ref Stats.Taken);
+        if (taken == 1) OnFirstExit?.Invoke();
+        if (taken == NarrateExit) _narrated = v;
+        NarratorFor(v)?.Invoke($"exit #{taken} on cpu {cpu.Index}: vcpu {v} {rec.Reason} gpa=0x{rec.Gpa:x} port=0x{rec.Port:x} size={rec.Size} flags={rec.Flags}; RIP=0x{State.Rip(v):x} (from the exit ring, {Cost.Name} exit+entry {Cost.ExitCycles} modelled cycles)");
         Trace.Add(cpu, TraceKind.Exit, v, (long)rec.Reason);
         _measured[v] = 0;
         _segStart[v] = t0;
         _modelled[v] = Cost.ExitCycles + entryTd * Cost.TdcallCycles;
+        _hardware[v] = Backend is IHardwareTimedBackend hwb ? hwb.LastRunTicks(v) : 0;
         _exit[v] = rec;
         var vc = _vcpus[v];
         switch (rec.Reason)
         {
             case ExitReason.Mmio:
             case ExitReason.Io:
-                if (rec.Reason == ExitReason.Mmio) Stats.Mmio++; else Stats.Io++;
+                if (rec.Reason == ExitReason.Mmio) Interlocked.Increment(ref Stats.Mmio); else Interlocked.Increment(ref Stats.Io);
                 BeginAccess(cpu, v);
                 break;
             case ExitReason.Hlt:
-                Stats.Hlt++;
+                Interlocked.Increment(ref Stats.Hlt);
                 RunPageExit(cpu, vc, RunExit.Hlt, ExitKind.Hlt, t0);
                 break;
             case ExitReason.Cpuid:
-                Stats.Cpuid++;
+                Interlocked.Increment(ref Stats.Cpuid);
                 RunPageExit(cpu, vc, RunExit.Cpuid, ExitKind.Cpuid, t0);
                 break;
             case ExitReason.MsrRead:
             case ExitReason.MsrWrite:
-                Stats.Msr++;
+                Interlocked.Increment(ref Stats.Msr);
                 RunPageExit(cpu, vc, rec.Reason == ExitReason.MsrRead ? RunExit.MsrRead : RunExit.MsrWrite, ExitKind.Msr, t0);
                 break;
             default:
-                Stats.Shutdown++;
+                Interlocked.Increment(ref Stats.Shutdown);
                 lock (vc) { vc.Run = VcpuRun.Dead; }
                 RunPageExit(cpu, vc, RunExit.Shutdown, ExitKind.Other, t0);
                 break;
         }
         long reads = State.TdReads[v] - rd0;
-        Stats.TdReads += reads;
+        Interlocked.Add(ref Stats.TdReads, reads);
         _modelled[v] += reads * Cost.TdcallCycles;
         CloseSegment(v);
     }
@@ -204,7 +208,7 @@ public sealed partial class Kernel
     {
         lock (vc) ReportRunExitLocked(cpu, vc, why);
         CloseSegment(vc.Global);
-        Stats.Record(kind, _measured[vc.Global], _modelled[vc.Global]);
+        Stats.Record(kind, _measured[vc.Global], _modelled[vc.Global], _hardware[vc.Global]);
     }
 
     /// <summary>Fills the run page and wakes the vCPU's thread (on the vCPU's CPU). Caller holds the vCPU's lock.</summary>
@@ -224,7 +228,7 @@ public sealed partial class Kernel
         }
         vc.PendingRunExit = why;
         if (vc.Run != VcpuRun.Dead) vc.Run = VcpuRun.Idle;
-        Stats.ToVmm++;
+        Interlocked.Increment(ref Stats.ToVmm);
         Trace.Add(cpu, TraceKind.RunPageExit, v, (long)why);
         var w = vc.Waiter;
         vc.Waiter = null;
@@ -257,7 +261,7 @@ public sealed partial class Kernel
         if (!X86Decoder.TryDecode(bytes[..got], cpuMode, out var d))
         {
             if (d.Error == RefuseReason.Truncated && !fault.IsOk) { InjectWalkFault(cpu, v, fault); return; }
-            Stats.IcedFallbacks++;
+            Interlocked.Increment(ref Stats.IcedFallbacks);
             if (!IcedFallback.TryDecode(bytes[..got], cpuMode, out d))
             {
                 if (!fault.IsOk && got < InstructionFetcher.MaxInstructionLength) { InjectWalkFault(cpu, v, fault); return; }
@@ -271,13 +275,14 @@ public sealed partial class Kernel
         bool isPort = d.Kind is AccessKind.In or AccessKind.Out or AccessKind.Ins or AccessKind.Outs;
         if (isPort != (rec.Reason == ExitReason.Io) || (isPort && !d.PortIsDx && d.Port != rec.Port && rec.Port != 0))
         {
-            Stats.DecodeMismatch++;
+            Interlocked.Increment(ref Stats.DecodeMismatch);
             InjectException(cpu, v, VectorGp, 0);
             return;
         }
         _segBase[v] = SegmentBaseFor(v, cpuMode, d.SrcSegment);   // MOVS/OUTS read through the (overridable) source segment
         _esBase[v] = cpuMode == CpuMode.Bits64 ? 0 : State.SegBase(v, StateField.Es);
         _firstElement[v] = true;
+        if (hw) CheckHardware(v);
 
         // REP with a zero count does nothing but advance RIP.
         if (d.Rep && IsString(d.Kind) && !hw && Masked(State.Gpr(v, 1), d.AddressSize) == 0)
@@ -286,6 +291,75 @@ public sealed partial class Kernel
             return;
         }
         StartElement(cpu, v);
+    }
+
+    /// <summary>
+    /// A hardware exit (KVM): checks the kernel's decode against what the hardware reported (address,
+    /// length, direction, data for writes). Disagreements are counted, by kind and in
+    /// <see cref="ExitStats.DecodeMismatch"/>; the access then proceeds with the hardware's values, since the
+    /// hardware finishes the instruction whatever the kernel thinks.
+    /// </summary>
+    void CheckHardware(int v)
+    {
+        ref readonly var d = ref _acc[v];
+        ref readonly var rec = ref _exit[v];
+        Interlocked.Increment(ref Stats.HardwareChecked);
+        var gprs = State.Gprs(v);
+        ulong ones = AllOnes(d.Size);
+        bool addr = true, size = d.Size == rec.Size, dir, data = true;
+        if (rec.Reason == ExitReason.Io)
+        {
+            bool write = d.Kind is AccessKind.Out or AccessKind.Outs;
+            dir = write == rec.IsWrite;
+            addr = (d.PortIsDx ? (ushort)gprs[2] : d.Port) == rec.Port;
+            if (rec.IsWrite && d.Kind == AccessKind.Out) data = (WriteBack.StoreValue(d, gprs) & ones) == (rec.Data & ones);
+        }
+        else
+        {
+            dir = d.Kind switch
+            {
+                AccessKind.Read or AccessKind.ReadZx or AccessKind.ReadSx or AccessKind.Bt => !rec.IsWrite,
+                AccessKind.Write or AccessKind.WriteImm or AccessKind.Stos => rec.IsWrite,
+                AccessKind.Alu => !rec.IsWrite || d.Op is not (AluOp.Cmp or AluOp.Test),
+                AccessKind.Xchg or AccessKind.Movs => true,
+                _ => false,
+            };
+            ulong linear = LinearOf(v, rec.IsWrite);
+            var walk = PageWalker.Translate(_memory, _mode[v], _cr3[v], linear, rec.IsWrite ? AccessType.Write : AccessType.Read, out ulong gpa);
+            addr = walk.IsOk && gpa == rec.Gpa;
+            if (rec.IsWrite && dir)
+            {
+                ulong expect = 0;
+                bool known = true;
+                Span<ulong> copy = stackalloc ulong[16];
+                gprs.CopyTo(copy);
+                switch (d.Kind)
+                {
+                    case AccessKind.Write: case AccessKind.WriteImm: expect = WriteBack.StoreValue(d, gprs); break;
+                    case AccessKind.Stos: expect = gprs[0]; break;
+                    case AccessKind.Xchg: expect = WriteBack.Xchg(d, copy, _hwRead[v]); break;
+                    case AccessKind.Alu:
+                    {
+                        ulong fl = State.Rflags(v);
+                        known = WriteBack.Alu(d, copy, ref fl, _hwRead[v], out expect);
+                        break;
+                    }
+                    case AccessKind.Movs:
+                    {
+                        var src = PageWalker.Translate(_memory, _mode[v], _cr3[v], LinearOf(v, false), AccessType.Read, out ulong sg);
+                        known = src.IsOk && _vcpus[v].Vm.IsRam(sg, d.Size);
+                        if (known) expect = _memory.ReadSized(sg, d.Size);
+                        break;
+                    }
+                }
+                data = !known || (expect & ones) == (rec.Data & ones);
+            }
+        }
+        if (!addr) Interlocked.Increment(ref Stats.MismatchAddress);
+        if (!size) Interlocked.Increment(ref Stats.MismatchSize);
+        if (!dir) Interlocked.Increment(ref Stats.MismatchDirection);
+        if (!data) Interlocked.Increment(ref Stats.MismatchData);
+        if (!(addr && size && dir && data)) Interlocked.Increment(ref Stats.DecodeMismatch);
     }
 
     ulong SegmentBaseFor(int v, CpuMode mode, byte seg)
@@ -342,6 +416,9 @@ public sealed partial class Kernel
     {
         var (read, _) = SidesOf(_acc[v].Kind);
         _phase[v] = (byte)Phase.Read;
+        // The hardware reports each side of an instruction as its own exit (an ALU or MOVS first reads, then
+        // writes): a write exit is only the write side, its data in the record.
+        if ((_exit[v].Flags & ExitFlags.HardwareCompletes) != 0 && _exit[v].IsWrite) read = Side.None;
         if (read == Side.None) { AfterRead(cpu, v, 0); return; }
         Access(cpu, v, read, write: false, 0);
     }
@@ -420,7 +497,7 @@ public sealed partial class Kernel
         if (vm.Unhandled == VmCtl.UnhandledReinject && _firstElement[v])
         {
             byte vector = Config.Platform == PlatformType.Tdp ? VectorVe : VectorVc;
-            Stats.Reinjected++;
+            Interlocked.Increment(ref Stats.Reinjected);
             Trace.Add(cpu, TraceKind.Reinject, v, (long)addr);
             State.SetPendingEvent(v, PendingEventValid | EventTypeException | vector);
             EndExit(cpu, v, ExitKind.Reinjected, countCompleted: false);
@@ -430,7 +507,7 @@ public sealed partial class Kernel
         NarratorFor(v)?.Invoke($"nobody registered {kind} 0x{addr:x}: forwarded to the host (+{Cost.ForwardCycles} modelled cycles)");
         Trace.Add(cpu, TraceKind.Forward, v, (long)addr);
         bool ok = Host.Access(kind, addr, _acc[v].Size, write, data, out ulong value);
-        if (!ok) Stats.ForwardFailures++;   // the guest sees all-ones for a read, a dropped write
+        if (!ok) Interlocked.Increment(ref Stats.ForwardFailures);   // the guest sees all-ones for a read, a dropped write
         _forwarded[v] = true;
         if (write) AfterWrite(cpu, v); else AfterRead(cpu, v, ok ? value : AllOnes(_acc[v].Size));
     }
@@ -449,7 +526,7 @@ public sealed partial class Kernel
         if (hw)
         {
             // KVM finishes the instruction: hand it the read value, or nothing for a write.
-            if (!_exit[v].IsWrite) { Backend!.CompleteAccess(v, value); FinishInstruction(cpu, v); return; }
+            if (!_exit[v].IsWrite) { _hwRead[v] = value; Backend!.CompleteAccess(v, value); FinishInstruction(cpu, v); return; }
             toWrite = _exit[v].Data;
         }
         else
@@ -536,7 +613,7 @@ public sealed partial class Kernel
             State.Rip(v) = State.Rip(v) + _acc[v].Length;
         bool forwarded = _forwarded[v];
         _forwarded[v] = false;
-        if (forwarded) Stats.Forwarded++;
+        if (forwarded) Interlocked.Increment(ref Stats.Forwarded);
         EndExit(cpu, v, forwarded ? ExitKind.Forwarded : KindOf(_acc[v], _exit[v]), countCompleted: !forwarded);
     }
 
@@ -554,9 +631,9 @@ public sealed partial class Kernel
     /// <summary>The exit is over: record it and put the vCPU back on its CPU.</summary>
     void EndExit(Cpu cpu, int v, ExitKind kind, bool countCompleted)
     {
-        if (countCompleted) Stats.Completed++;
+        if (countCompleted) Interlocked.Increment(ref Stats.Completed);
         CloseSegment(v);
-        Stats.Record(kind, _measured[v], _modelled[v]);
+        Stats.Record(kind, _measured[v], _modelled[v], _hardware[v]);
         NarratorFor(v)?.Invoke($"done as {kind}: RIP=0x{State.Rip(v):x}; kernel software {_measured[v]} TSC ticks (measured, and inflated here by the narration itself), platform {_modelled[v]} cycles (modelled); vCPU back on cpu {_vcpus[v].Cpu}");
         if (v == _narrated) _narrated = -1;
         Trace.Add(cpu, TraceKind.Complete, v, (long)kind);
@@ -573,7 +650,7 @@ public sealed partial class Kernel
     {
         var here = CurrentCpu;
         if (here is not null && here.Index == vc.Cpu) here.EnqueueVcpuLocal(vc.Global);
-        else { Stats.CrossCpuWakes++; Cpus[vc.Cpu].Post(new CpuMessage(CpuMessageKind.RunVcpu, vc.Global)); }
+        else { Interlocked.Increment(ref Stats.CrossCpuWakes); Cpus[vc.Cpu].Post(new CpuMessage(CpuMessageKind.RunVcpu, vc.Global)); }
     }
 
     void InjectWalkFault(Cpu cpu, int v, in WalkResult fault)
@@ -586,7 +663,7 @@ public sealed partial class Kernel
     /// <summary>A defined guest-visible outcome for what the kernel cannot or will not do: the exception is pending at the next entry.</summary>
     void InjectException(Cpu cpu, int v, byte vector, uint? errorCode)
     {
-        Stats.Faulted++;
+        Interlocked.Increment(ref Stats.Faulted);
         Trace.Add(cpu, TraceKind.Fault, v, vector);
         // EVENTINJ format (as SVM's): error code in bits 63:32, valid 31, has-error 11, type 10:8, vector 7:0.
         State.SetPendingEvent(v, (ulong)(errorCode ?? 0) << 32 | PendingEventValid | EventTypeException | (errorCode.HasValue ? EventHasErrorCode : 0) | vector);

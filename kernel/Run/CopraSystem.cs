@@ -80,6 +80,7 @@ public sealed class CopraSystem : IDisposable
     public Core.Kernel Kernel { get; }
     public IReadOnlyList<VmLayout> Layouts { get; }
     public ReplayBackend? Replay => Kernel.Backend as ReplayBackend;
+    public KvmBackend? Kvm => Kernel.Backend as KvmBackend;
     public IReadOnlyList<ProcessView>? BootTree { get; private set; }
 
     ReplayBackend BuildReplay()

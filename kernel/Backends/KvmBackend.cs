@@ -1,0 +1,392 @@
+using Copra.Abi;
+using Copra.Hot.Decode;
+using Copra.Hot.Exit;
+using Copra.Hot.Guest;
+using Copra.Hot.State;
+using Copra.Hot.Timing;
+using Copra.Kernel.Exit;
+using Copra.Kernel.Kvm;
+
+namespace Copra.Kernel.Backends;
+
+/// <summary>
+/// Real guest code under /dev/kvm. Each Copra VM becomes one KVM VM whose memory is the VM's range of
+/// <see cref="Core.Kernel.Memory"/>, mapped identity (guest-physical = physical); device ranges are
+/// simply unmapped, so accesses there exit as KVM_EXIT_MMIO. Per <see cref="Run"/>: the state store's
+/// GPRs, RIP and RFLAGS go into KVM through the sync-regs area and a pending interrupt through
+/// KVM_INTERRUPT; KVM_RUN (timed with the TSC); the exit becomes an <see cref="ExitRecord"/> flagged
+/// <see cref="ExitFlags.HardwareCompletes"/>; KVM's registers (GPRs, RIP, RFLAGS, CR0/3/4, EFER,
+/// segments) go back into the store with TryPoke (the hardware's doing, not charged).
+///
+/// Where the instruction is. KVM reports an MMIO write after its emulator has finished the instruction:
+/// RIP already points past it (and for one element of an unfinished REP string, RIP stays but RSI/RDI/RCX
+/// have moved). The kernel decodes from RIP, so for write exits the backend shows the store the state as
+/// it was before the instruction: it finds the instruction that ends at RIP (or, for a REP string still
+/// running, the one at RIP), rewinds RIP and the string registers one element, and remembers KVM's real
+/// values; at the next entry, if the kernel left those registers as shown, KVM gets its own values back.
+/// The instruction is found by decoding candidates with the kernel's decoder and keeping the shortest one
+/// whose address, size and data match what KVM reported; it affects only what the kernel is shown, never
+/// what the guest executes. This host's KVM also skips an OUT before exiting (<see cref="LocateOut"/>);
+/// reads and IN need none of this: KVM reports them before the instruction. See docs/kvm.md.
+/// </summary>
+public sealed unsafe class KvmBackend : IGuestBackend, IHardwareTimedBackend
+{
+    readonly Core.Kernel _k;
+    readonly VcpuStateStore _s;
+    readonly KvmSystem _sys;
+    readonly KvmVm[] _vms;
+    readonly KvmVcpu[] _vcpus;
+    readonly long[] _lastRun;
+    readonly ulong[] _runStart;
+    readonly KvmExit[] _last;
+    readonly KvmRegs[] _pulled;
+    readonly bool[] _pulledValid;
+    // The rewind shown to the kernel for a write exit, and KVM's own values to restore.
+    readonly bool[] _rewound;
+    readonly ulong[] _shownRip, _shownRsi, _shownRdi, _shownRcx, _realRip, _realRsi, _realRdi, _realRcx;
+    // Full cycles (KVM_RUN start to the next KVM_RUN start) per KVM exit kind, for the bare-loop comparison.
+    readonly List<long>[] _cycles = [[], [], [], []];
+
+    static readonly bool s_debug = Environment.GetEnvironmentVariable("COPRA_KVM_DEBUG") == "1";
+    public string Name => "kvm";
+    public long OutsRewound, RegsLoaded, RegsSkipped, Exits, InterruptWindows, InterruptsInjected, ExceptionsDropped, LocateFailures, ShutdownExits;
+    public readonly List<string> Problems = [];
+
+    /// <summary>Full cycle kinds: what the bare loop measures.</summary>
+    public enum CycleKind { MmioRead, MmioWrite, PortIn, PortOut }
+
+    KvmBackend(Core.Kernel k, KvmSystem sys)
+    {
+        _k = k;
+        _s = k.State;
+        _sys = sys;
+        int n = k.State.VcpuCount;
+        _vms = new KvmVm[k.Vms.Count];
+        _vcpus = new KvmVcpu[n];
+        _lastRun = new long[n]; _runStart = new ulong[n]; _last = new KvmExit[n];
+        _pulled = new KvmRegs[n]; _pulledValid = new bool[n];
+        _rewound = new bool[n];
+        _shownRip = new ulong[n]; _shownRsi = new ulong[n]; _shownRdi = new ulong[n]; _shownRcx = new ulong[n];
+        _realRip = new ulong[n]; _realRsi = new ulong[n]; _realRdi = new ulong[n]; _realRcx = new ulong[n];
+    }
+
+    /// <summary>
+    /// Builds the KVM guests (<see cref="KvmGuestBuilder"/>) into the kernel's memory, creates one KVM VM per
+    /// Copra VM and its vCPUs, and loads the long-mode start state into both KVM and the state store.
+    /// </summary>
+    public static KvmBackend Create(Core.Kernel k, IReadOnlyList<VmLayout> layouts, WorkloadSpec workload, IReadOnlyList<byte> irqVectors)
+    {
+        var sys = KvmSystem.Open();
+        var b = new KvmBackend(k, sys);
+        try
+        {
+            for (int i = 0; i < k.Vms.Count; i++)
+            {
+                var vm = k.Vms[i];
+                var l = layouts[i];
+                var kvm = sys.CreateVm();
+                b._vms[i] = kvm;
+                kvm.MapMemory((nint)(k.Memory.Base + l.MemBase), l.MemLength, l.MemBase);
+                var gb = new KvmGuestBuilder(k.Memory, l, irqVectors[i]);
+                for (int v = 0; v < vm.VcpuCount; v++)
+                {
+                    int g = vm.VcpuBase + v;
+                    var st = gb.Build(workload, v);
+                    st.ApplyTo(k.State, g);
+                    k.State.OnEntry(g);   // the platform loaded this state; it is not the kernel's to pay for
+                    var cpu = kvm.CreateVcpu((uint)v);
+                    b._vcpus[g] = cpu;
+                    cpu.LoadLongMode(new LongModeState(st.Cr3, st.GdtBase, st.GdtLimit, Gdt.Code64, Gdt.Data, st.IdtBase, st.IdtLimit,
+                        Cr0: st.Cr0, Cr4: st.Cr4, Efer: st.Efer));
+                }
+            }
+            k.StateBaseline = (k.State.TotalTdReads, k.State.TotalTdWrites);
+            k.Stats.EnableHardware();
+            return b;
+        }
+        catch
+        {
+            b.Dispose();
+            throw;
+        }
+    }
+
+    public KvmVcpu Vcpu(int v) => _vcpus[v];
+    public long LastRunTicks(int vcpu) => _lastRun[vcpu];
+    public IReadOnlyList<long> Cycles(CycleKind kind) => _cycles[(int)kind];
+
+    public void Run(int v, ref ExitRecord exit)
+    {
+        var cpu = _vcpus[v];
+        ulong now = Tsc.Read();
+        if (_runStart[v] != 0 && CycleOf(_last[v]) is int ck) _cycles[ck].Add((long)(now - _runStart[v]));
+        _runStart[v] = now;
+        PushState(v, cpu);
+        KvmExit e;
+        while (true)
+        {
+            ulong t0 = Tsc.Read();
+            e = cpu.Run();
+            ulong t1 = Tsc.Read();
+            _lastRun[v] = (long)(t1 - t0);
+            if (e.Reason != KvmExitReason.IrqWindowOpen) break;
+            InterruptWindows++;   // the guest can take the queued interrupt now: KvmVcpu.Run injects it
+        }
+        _last[v] = e;
+        Exits++;
+        if (s_debug) Console.Error.WriteLine($"[kvm] v{v} {e} rip=0x{cpu.GetRegs().Rip:x}");
+        PullState(v, cpu);
+        exit = default;
+        exit.Vcpu = v;
+        switch (e.Reason)
+        {
+            case KvmExitReason.Mmio:
+                exit.Reason = ExitReason.Mmio;
+                exit.Gpa = e.Gpa;
+                exit.Size = (byte)e.Size;
+                exit.Data = e.Data;
+                exit.Flags = ExitFlags.HardwareCompletes | (e.IsWrite ? ExitFlags.Write : 0);
+                if (e.IsWrite) LocateWrite(v, e);
+                break;
+            case KvmExitReason.Io:
+                exit.Reason = ExitReason.Io;
+                exit.Port = e.Port;
+                exit.Size = (byte)e.Size;
+                exit.Data = e.Data;
+                exit.Flags = ExitFlags.HardwareCompletes | (e.IsWrite ? ExitFlags.Write : 0) | (e.Count > 1 ? ExitFlags.String | ExitFlags.Rep : 0);
+                if (e.IsWrite && e.Count == 1) LocateOut(v, e);
+                if (e.Count > 1) Note($"vcpu {v}: a {e.Count}-element string I/O exit; the kernel completes one element (not used by the Copra guests)");
+                break;
+            case KvmExitReason.Hlt:
+                exit.Reason = ExitReason.Hlt;
+                break;
+            default:
+                // Shutdown (triple fault), internal errors, entry failures and anything unexpected end the vCPU.
+                ShutdownExits++;
+                if (e.Reason != KvmExitReason.Shutdown) Note($"vcpu {v}: KVM exit {e} at rip 0x{_s.Rip(v):x}");
+                exit.Reason = ExitReason.Shutdown;
+                break;
+        }
+    }
+
+    static int? CycleOf(in KvmExit e) => e.Reason switch
+    {
+        KvmExitReason.Mmio => e.IsWrite ? (int)CycleKind.MmioWrite : (int)CycleKind.MmioRead,
+        KvmExitReason.Io => e.IsWrite ? (int)CycleKind.PortOut : (int)CycleKind.PortIn,
+        _ => null,
+    };
+
+    public void CompleteAccess(int vcpu, ulong readValue)
+    {
+        var cpu = _vcpus[vcpu];
+        ref readonly var e = ref _last[vcpu];
+        if (s_debug) Console.Error.WriteLine($"[kvm] v{vcpu} complete 0x{readValue:x}");
+        if (e.IsWrite) return;   // KVM has the data already; the next KVM_RUN finishes the instruction
+        if (e.Reason == KvmExitReason.Mmio) cpu.CompleteMmioRead(readValue);
+        else if (e.Reason == KvmExitReason.Io && e.Count == 1) cpu.CompleteIn(readValue);
+        else if (e.Reason == KvmExitReason.Io)
+        {
+            var data = cpu.IoData;
+            for (int i = 0; i < data.Length; i++) data[i] = (byte)(readValue >> (8 * (i % (int)e.Size)));
+        }
+    }
+
+    // ---- state store <-> KVM -----------------------------------------------------------------
+
+    void PushState(int v, KvmVcpu cpu)
+    {
+        var gpr = _s.Gprs(v);
+        if (_rewound[v])
+        {
+            _rewound[v] = false;
+            if (_s.Rip(v) == _shownRip[v] && gpr[6] == _shownRsi[v] && gpr[7] == _shownRdi[v] && gpr[1] == _shownRcx[v])
+            {
+                _s.Rip(v) = _realRip[v]; gpr[6] = _realRsi[v]; gpr[7] = _realRdi[v]; gpr[1] = _realRcx[v];
+            }
+        }
+        var regs = new KvmRegs
+        {
+            Rax = gpr[0], Rcx = gpr[1], Rdx = gpr[2], Rbx = gpr[3], Rsp = gpr[4], Rbp = gpr[5], Rsi = gpr[6], Rdi = gpr[7],
+            R8 = gpr[8], R9 = gpr[9], R10 = gpr[10], R11 = gpr[11], R12 = gpr[12], R13 = gpr[13], R14 = gpr[14], R15 = gpr[15],
+            Rip = _s.Rip(v), Rflags = _s.Rflags(v),
+        };
+        // Only what changed since the exit goes back: KVM finishes a pending IN itself at the next KVM_RUN, and
+        // loading the registers it reported (dirty sync regs) ahead of that completion loses the IN's data
+        // (seen on this host: the guest re-read LSR as 0 forever). Unchanged registers need no load anyway.
+        if (_pulledValid[v] && SameRegs(regs, _pulled[v])) { RegsSkipped++; }
+        else { cpu.SetRegs(regs); RegsLoaded++; }
+        _s.TryPeek(v, StateField.PendingEvent, out ulong pe);
+        if ((pe & Core.Kernel.PendingEventValid) == 0) return;
+        _s.TryPoke(v, StateField.PendingEvent, 0);
+        uint type = (uint)(pe >> 8) & 7;
+        if (type == 0)
+        {
+            if (!cpu.InterruptPending) { cpu.InjectInterrupt((byte)pe); InterruptsInjected++; }
+            return;
+        }
+        // Exceptions would go through KVM_SET_VCPU_EVENTS, which the P/Invoke layer does not wrap yet. The
+        // kernel raises them only for accesses it refuses; the Copra guests make none. Counted and reported.
+        ExceptionsDropped++;
+        if (s_debug) Console.Error.WriteLine($"[kvm] v{v} dropped exception 0x{pe:x}");
+        Note($"vcpu {v}: exception vector {pe & 0xFF} not injected (KVM_SET_VCPU_EVENTS not wrapped)");
+    }
+
+    static bool SameRegs(in KvmRegs a, in KvmRegs b) =>
+        System.Runtime.InteropServices.MemoryMarshal.AsBytes(new ReadOnlySpan<KvmRegs>(in a))
+            .SequenceEqual(System.Runtime.InteropServices.MemoryMarshal.AsBytes(new ReadOnlySpan<KvmRegs>(in b)));
+
+    void PullState(int v, KvmVcpu cpu)
+    {
+        var r = cpu.GetRegs();
+        _pulled[v] = r;
+        _pulledValid[v] = true;
+        var gpr = _s.Gprs(v);
+        gpr[0] = r.Rax; gpr[1] = r.Rcx; gpr[2] = r.Rdx; gpr[3] = r.Rbx; gpr[4] = r.Rsp; gpr[5] = r.Rbp; gpr[6] = r.Rsi; gpr[7] = r.Rdi;
+        gpr[8] = r.R8; gpr[9] = r.R9; gpr[10] = r.R10; gpr[11] = r.R11; gpr[12] = r.R12; gpr[13] = r.R13; gpr[14] = r.R14; gpr[15] = r.R15;
+        _s.Rip(v) = r.Rip;
+        _s.Rflags(v) = r.Rflags;
+        var s = cpu.GetSregs();
+        _s.TryPoke(v, StateField.Cr0, s.Cr0);
+        _s.TryPoke(v, StateField.Cr3, s.Cr3);
+        _s.TryPoke(v, StateField.Cr4, s.Cr4);
+        _s.TryPoke(v, StateField.Efer, s.Efer);
+        Seg(v, StateField.Es, s.Es); Seg(v, StateField.Cs, s.Cs); Seg(v, StateField.Ss, s.Ss);
+        Seg(v, StateField.Ds, s.Ds); Seg(v, StateField.Fs, s.Fs); Seg(v, StateField.Gs, s.Gs);
+    }
+
+    void Seg(int v, int seg, in KvmSegment k)
+    {
+        ushort attr = k.Unusable != 0 ? (ushort)0 : (ushort)(
+            (k.Type & 0xF) << SegmentAttributes.TypeShift | (k.S & 1) << SegmentAttributes.SShift | (k.Dpl & 3) << SegmentAttributes.DplShift |
+            (k.Present & 1) << SegmentAttributes.PShift | (k.Avl & 1) << SegmentAttributes.AvlShift | (k.L & 1) << SegmentAttributes.LShift |
+            (k.Db & 1) << SegmentAttributes.DbShift | (k.G & 1) << SegmentAttributes.GShift);
+        _s.TryPoke(v, StateField.Seg(seg, StateField.Selector), k.Selector);
+        _s.TryPoke(v, StateField.Seg(seg, StateField.Base), k.Base);
+        _s.TryPoke(v, StateField.Seg(seg, StateField.Limit), k.Limit);
+        _s.TryPoke(v, StateField.Seg(seg, StateField.Attributes), attr);
+    }
+
+    // ---- where a write exit's instruction is ---------------------------------------------------
+
+    /// <summary>
+    /// For an MMIO write exit: find the instruction KVM just emulated and show the kernel the registers as
+    /// they were before it (see the class comment). Candidates: a REP string at RIP that is still running,
+    /// then instructions ending at RIP (shortest first), then any write at RIP.
+    /// </summary>
+    void LocateWrite(int v, in KvmExit e)
+    {
+        ulong rip = _s.Rip(v);
+        var gpr = _s.Gprs(v);
+        ulong rsi = gpr[6], rdi = gpr[7], rcx = gpr[1];
+        var mode = PagingMode.From(PeekU(v, StateField.Cr0), PeekU(v, StateField.Cr4), PeekU(v, StateField.Efer));
+        ulong cr3 = PeekU(v, StateField.Cr3);
+        Span<byte> bytes = stackalloc byte[15];
+
+        if (Candidate(v, mode, cr3, rip, 0, e, bytes, rsi, rdi, rcx, stringOnly: true)) return;
+        for (int len = 1; len <= 15; len++)
+            if (rip >= (ulong)len && Candidate(v, mode, cr3, rip - (ulong)len, len, e, bytes, rsi, rdi, rcx, stringOnly: false)) return;
+        if (Candidate(v, mode, cr3, rip, 0, e, bytes, rsi, rdi, rcx, stringOnly: false)) return;
+        LocateFailures++;
+        Note($"vcpu {v}: no instruction at or before rip 0x{rip:x} matches the MMIO write to 0x{e.Gpa:x} ({e.Size} bytes)");
+    }
+
+    /// <summary>
+    /// For an OUT exit: this host's KVM skips the OUT before exiting to user space (older kernels did so for
+    /// every port; newer ones only for port 0x7E), so RIP may already be past it. Keep RIP if an OUT to the
+    /// reported port with the reported size and data is there; else find the OUT that ends at RIP.
+    /// </summary>
+    void LocateOut(int v, in KvmExit e)
+    {
+        ulong rip = _s.Rip(v);
+        var mode = PagingMode.From(PeekU(v, StateField.Cr0), PeekU(v, StateField.Cr4), PeekU(v, StateField.Efer));
+        ulong cr3 = PeekU(v, StateField.Cr3);
+        Span<byte> bytes = stackalloc byte[15];
+        if (IsOut(v, mode, cr3, rip, 0, e, bytes)) return;
+        for (int len = 1; len <= 15; len++)
+        {
+            if (rip < (ulong)len || !IsOut(v, mode, cr3, rip - (ulong)len, len, e, bytes)) continue;
+            _realRip[v] = rip; _realRsi[v] = _s.Gpr(v, 6); _realRdi[v] = _s.Gpr(v, 7); _realRcx[v] = _s.Gpr(v, 1);
+            _s.Rip(v) = rip - (ulong)len;
+            _shownRip[v] = _s.Rip(v); _shownRsi[v] = _realRsi[v]; _shownRdi[v] = _realRdi[v]; _shownRcx[v] = _realRcx[v];
+            _rewound[v] = true;
+            OutsRewound++;
+            return;
+        }
+        LocateFailures++;
+        Note($"vcpu {v}: no OUT at or before rip 0x{rip:x} matches port 0x{e.Port:x} ({e.Size} bytes)");
+    }
+
+    bool IsOut(int v, in PagingMode mode, ulong cr3, ulong start, int len, in KvmExit e, Span<byte> bytes)
+    {
+        int got = Fetch(mode, cr3, start, len == 0 ? 15 : len, bytes);
+        if (got == 0 || !X86Decoder.TryDecode(bytes[..got], CpuMode.Bits64, out var d)) return false;
+        if ((len != 0 && d.Length != len) || d.Kind != AccessKind.Out || d.Size != e.Size) return false;
+        var regs = _s.Gprs(v);
+        if ((d.PortIsDx ? (ushort)regs[2] : d.Port) != e.Port) return false;
+        return (WriteBack.StoreValue(d, regs) & Ones(d.Size)) == (e.Data & Ones(d.Size));
+    }
+
+    ulong PeekU(int v, ulong field) => _s.TryPeek(v, field, out ulong x) ? x : 0;
+
+    bool Candidate(int v, in PagingMode mode, ulong cr3, ulong start, int len, in KvmExit e, Span<byte> bytes, ulong rsi, ulong rdi, ulong rcx, bool stringOnly)
+    {
+        int got = Fetch(mode, cr3, start, len == 0 ? 15 : len, bytes);
+        if (got == 0) return false;
+        if (!X86Decoder.TryDecode(bytes[..got], CpuMode.Bits64, out var d)) return false;
+        if (len != 0 && d.Length != len) return false;
+        if (d.Size != e.Size) return false;
+        bool isString = d.Kind is AccessKind.Movs or AccessKind.Stos;
+        if (stringOnly && !(isString && d.Rep && Mask(rcx, d.AddressSize) != 0)) return false;
+        if (!isString && d.Kind is not (AccessKind.Write or AccessKind.WriteImm or AccessKind.Alu or AccessKind.Xchg)) return false;
+
+        ulong sRsi = rsi, sRdi = rdi, sRcx = rcx, sRip = start;
+        Span<ulong> regs = stackalloc ulong[16];
+        _s.Gprs(v).CopyTo(regs);
+        ulong linear;
+        if (isString)
+        {
+            long step = (_s.Rflags(v) & Core.Kernel.RflagsDf) != 0 ? -(long)d.Size : d.Size;
+            sRdi = rdi - (ulong)step;
+            if (d.Kind == AccessKind.Movs) sRsi = rsi - (ulong)step;
+            if (d.Rep) sRcx = rcx + 1;
+            linear = Mask(sRdi, d.AddressSize);
+        }
+        else
+        {
+            linear = EffectiveAddress.Compute(d, regs, start + d.Length, 0);
+            // Data check where the kernel's own rule gives the value without the read side.
+            if (d.Kind is AccessKind.Write or AccessKind.WriteImm && (WriteBack.StoreValue(d, regs) & Ones(d.Size)) != (e.Data & Ones(d.Size))) return false;
+        }
+        if (!PageWalker.Translate(_k.Memory, mode, cr3, linear, AccessType.Write, out ulong gpa).IsOk || gpa != e.Gpa) return false;
+        if (sRip == _s.Rip(v) && sRsi == rsi && sRdi == rdi && sRcx == rcx) return true;   // nothing to rewind
+
+        var gpr = _s.Gprs(v);
+        _realRip[v] = _s.Rip(v); _realRsi[v] = rsi; _realRdi[v] = rdi; _realRcx[v] = rcx;
+        _s.Rip(v) = sRip; gpr[6] = sRsi; gpr[7] = sRdi; gpr[1] = sRcx;
+        _shownRip[v] = sRip; _shownRsi[v] = sRsi; _shownRdi[v] = sRdi; _shownRcx[v] = sRcx;
+        _rewound[v] = true;
+        return true;
+    }
+
+    static ulong Mask(ulong x, byte size) => size switch { 2 => x & 0xFFFF, 4 => x & 0xFFFF_FFFF, _ => x };
+    static ulong Ones(uint size) => size >= 8 ? ulong.MaxValue : (1UL << (int)(size * 8)) - 1;
+
+    int Fetch(in PagingMode mode, ulong cr3, ulong linear, int count, Span<byte> bytes)
+    {
+        for (int i = 0; i < count; i++)
+        {
+            if (!PageWalker.Translate(_k.Memory, mode, cr3, linear + (ulong)i, AccessType.Execute, out ulong gpa).IsOk) return i;
+            if (!_k.Memory.Contains(gpa, 1)) return i;
+            bytes[i] = _k.Memory.ReadU8(gpa);
+        }
+        return count;
+    }
+
+    void Note(string what) { lock (Problems) if (Problems.Count < 20) Problems.Add(what); }
+
+    public void Dispose()
+    {
+        foreach (var vm in _vms) vm?.Dispose();
+        _sys.Dispose();
+    }
+}

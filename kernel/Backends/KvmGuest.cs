@@ -1,0 +1,267 @@
+using Copra.Hot.Guest;
+using Copra.User.Programs;
+using Iced.Intel;
+using static Iced.Intel.AssemblerRegisters;
+
+namespace Copra.Kernel.Backends;
+
+/// <summary>
+/// Where a KVM guest keeps what it learned, relative to its <see cref="VmLayout"/>: every value the
+/// device driver reads back goes to a result slot in RAM (one 8-byte slot each), so a test or the run
+/// command can check the device's registers as the guest saw them.
+/// </summary>
+public static class KvmGuestLayout
+{
+    public static ulong Idt(VmLayout l) => l.Gdt + 0x1000;
+    /// <summary>The REP MOVS source pattern (64 bytes).</summary>
+    public static ulong Pattern(VmLayout l) => l.Data;
+    /// <summary>Where the guest copies the data window back to with REP MOVS (64 bytes).</summary>
+    public static ulong CopyBack(VmLayout l) => l.Data + 0x100;
+    public static ulong Results(VmLayout l, int vcpu) => l.Data + 0x1000 + (ulong)vcpu * 0x100;
+    /// <summary>The guest's interrupt handler (one IDT per VM, so one handler) counts its invocations here (8 bytes).</summary>
+    public static ulong IrqCounter(VmLayout l) => l.Data + 0x2000;
+    public static ulong Greeting(VmLayout l) => l.Data + 0x3000;
+    public static ulong CodeOf(VmLayout l, int vcpu) => l.Code + (ulong)vcpu * 0x8000;
+
+    /// <summary>Result slots, in the order the driver fills them.</summary>
+    public enum Slot
+    {
+        Id, MovzxScratch, MovsxScratch, Scratch64, ScratchAfterOr, Checksum, DeviceIrqCount, HandlerIrqCount, WindowDword15, Done,
+    }
+
+    public const int PatternBytes = 64;
+    public static byte PatternByte(int i) => (byte)(i * 7 + 3);
+    public static uint PatternChecksum() { uint s = 0; for (int i = 0; i < PatternBytes; i++) s += PatternByte(i); return s; }
+    /// <summary>Written to <see cref="Slot.Done"/> when the program reached its final cli; hlt.</summary>
+    public const ulong DoneMagic = 0xC0B2_D0E5;
+}
+
+/// <summary>
+/// Builds real guest programs for the KVM backend into guest memory: the same page tables and GDT as
+/// the replay workload (<see cref="WorkloadBuilder"/>), an IDT with a gate for the device's IRQ vector,
+/// and per vCPU one straight-line program assembled with Iced. Its semantics are the replay workload's:
+/// vCPU 0 greets through the UART (IN on LSR until THRE, then OUT), drives the test device (ID, scratch,
+/// MOVZX/MOVSX, 64-bit scratch, OR, REP MOVSD into the data window, checksum, doorbell and HLT until the
+/// IRQ, STATUS poll, IRQ count, REP MOVSD back out of the window), touches a port and an MMIO page nobody
+/// registered; every vCPU then runs the loop mix; the program ends with cli; hlt. Here the guest's own
+/// code does what the replay backend plays: branches, loop counters, the poll loops.
+/// </summary>
+public sealed class KvmGuestBuilder
+{
+    readonly GuestMemory _mem;
+    readonly VmLayout _l;
+    readonly WorkloadBuilder _wb;
+    readonly byte _irqVector;
+    readonly GuestBuilder _gb;
+
+    public KvmGuestBuilder(GuestMemory mem, VmLayout layout, byte irqVector)
+    {
+        _mem = mem;
+        _l = layout;
+        _irqVector = irqVector;
+        _wb = new WorkloadBuilder(mem, layout);   // page tables and GDT
+        _gb = new GuestBuilder(mem);
+        for (int i = 0; i < KvmGuestLayout.PatternBytes; i++) mem.WriteU8(KvmGuestLayout.Pattern(layout) + (ulong)i, KvmGuestLayout.PatternByte(i));
+    }
+
+    public ulong Cr3 => _wb.Cr3;
+    public ulong IdtBase => KvmGuestLayout.Idt(_l);
+    public const ushort IdtLimit = 256 * 16 - 1;
+
+    /// <summary>Builds vCPU <paramref name="vcpu"/>'s program and its IRQ handler; returns the start state.</summary>
+    public GuestCpuState Build(WorkloadSpec w, int vcpu)
+    {
+        ulong code = KvmGuestLayout.CodeOf(_l, vcpu);
+        ulong results = KvmGuestLayout.Results(_l, vcpu);
+        ulong dev = _l.DeviceBase;
+        var a = new Assembler(64);
+        var handler = a.CreateLabel();
+        var end = a.CreateLabel();
+
+        a.mov(r15, results);
+        if (vcpu == 0 && _l.UartPort != 0) Greeting(a, w.Greeting);
+        if (vcpu == 0 && w.DeviceDriver && dev != 0) Driver(a, dev, vcpu);
+        if (vcpu == 0 && w.Unregistered)
+        {
+            a.mov(al, 0x42);
+            a.@out((byte)VmLayout.PostPort, al);
+            a.mov(rdx, VmLayout.HostScratch);
+            a.mov(eax, __dword_ptr[rdx]);
+        }
+        Loop(a, w, dev);
+        a.mov(rax, KvmGuestLayout.DoneMagic);
+        a.mov(__qword_ptr[r15 + 8 * (int)KvmGuestLayout.Slot.Done], rax);
+        a.Label(ref end);
+        a.cli();
+        a.hlt();
+        a.jmp(end);
+
+        // The IRQ handler: count, return (no APIC here, so no EOI).
+        a.Label(ref handler);
+        a.push(rax);
+        a.mov(rax, KvmGuestLayout.IrqCounter(_l));
+        a.inc(__qword_ptr[rax]);
+        a.pop(rax);
+        a.iretq();
+
+        var asm = _gb.Assemble(code, code, a);
+        if (asm.End > code + 0x8000) throw new InvalidOperationException("KVM guest program does not fit its 32 KiB");
+        SetGate(_irqVector, asm.LabelAddress(handler));
+        var s = _wb.InitialState(code, vcpu);
+        return s with { IdtBase = IdtBase, IdtLimit = IdtLimit };
+    }
+
+    void Greeting(Assembler a, string text)
+    {
+        ulong at = KvmGuestLayout.Greeting(_l);
+        var bytes = System.Text.Encoding.ASCII.GetBytes(text);
+        _mem.Write(at, bytes);
+        _mem.WriteU8(at + (ulong)bytes.Length, 0);
+        ushort thr = (ushort)_l.UartPort, lsr = (ushort)(_l.UartPort + 5);
+        var next = a.CreateLabel();
+        var poll = a.CreateLabel();
+        var done = a.CreateLabel();
+        a.mov(rsi, at);
+        a.Label(ref next);
+        a.movzx(ecx, __byte_ptr[rsi]);
+        a.test(ecx, ecx);
+        a.jz(done);
+        a.Label(ref poll);
+        a.mov(edx, (uint)lsr);
+        a.@in(al, dx);                 // LSR
+        a.test(al, 0x20);              // THRE
+        a.jz(poll);
+        a.mov(edx, (uint)thr);
+        a.mov(eax, ecx);
+        a.@out(dx, al);                // THR
+        a.inc(rsi);
+        a.jmp(next);
+        a.Label(ref done);
+    }
+
+    static void Save(Assembler a, KvmGuestLayout.Slot slot) => a.mov(__qword_ptr[r15 + 8 * (int)slot], rax);
+
+    void Driver(Assembler a, ulong dev, int vcpu)
+    {
+        a.mov(rbx, dev);
+        a.mov(rax, ulong.MaxValue);
+        a.mov(eax, __dword_ptr[rbx + (int)TestDeviceRegs.Id]);
+        Save(a, KvmGuestLayout.Slot.Id);
+        a.mov(__dword_ptr[rbx + (int)TestDeviceRegs.Scratch], unchecked((int)0x89ABCDEF));
+        a.mov(rax, ulong.MaxValue);
+        a.movzx(eax, __word_ptr[rbx + (int)TestDeviceRegs.Scratch]);
+        Save(a, KvmGuestLayout.Slot.MovzxScratch);
+        a.movsx(rax, __byte_ptr[rbx + (int)TestDeviceRegs.Scratch]);
+        Save(a, KvmGuestLayout.Slot.MovsxScratch);
+        a.mov(rcx, 0x0123_4567_89AB_CDEFUL);
+        a.mov(__qword_ptr[rbx + (int)TestDeviceRegs.Scratch64], rcx);
+        a.xor(eax, eax);
+        a.mov(rax, __qword_ptr[rbx + (int)TestDeviceRegs.Scratch64]);
+        Save(a, KvmGuestLayout.Slot.Scratch64);
+        a.or(__dword_ptr[rbx + (int)TestDeviceRegs.Scratch], 0x1000);
+        a.mov(eax, __dword_ptr[rbx + (int)TestDeviceRegs.Scratch]);
+        Save(a, KvmGuestLayout.Slot.ScratchAfterOr);
+
+        // 64 bytes of the pattern into the data window (16 MMIO write exits), then the device's checksum.
+        a.cld();
+        a.mov(rsi, KvmGuestLayout.Pattern(_l));
+        a.mov(rdi, dev + TestDeviceRegs.Window);
+        a.mov(ecx, KvmGuestLayout.PatternBytes / 4);
+        a.rep.movsd();
+        a.mov(eax, __dword_ptr[rbx + (int)TestDeviceRegs.Checksum]);
+        Save(a, KvmGuestLayout.Slot.Checksum);
+
+        // Doorbell: the device raises its IRQ; sleep in HLT until the handler has run.
+        var wait = a.CreateLabel();
+        var woke = a.CreateLabel();
+        var poll = a.CreateLabel();
+        a.mov(__dword_ptr[rbx + (int)TestDeviceRegs.Doorbell], 1);
+        a.mov(rdx, KvmGuestLayout.IrqCounter(_l));
+        a.Label(ref wait);
+        a.cli();
+        a.cmp(__qword_ptr[rdx], 0);
+        a.jne(woke);
+        a.sti();
+        a.hlt();
+        a.jmp(wait);
+        a.Label(ref woke);
+        a.cli();
+        a.Label(ref poll);
+        a.mov(eax, __dword_ptr[rbx + (int)TestDeviceRegs.Status]);
+        a.test(eax, (int)TestDeviceRegs.StatusReady);
+        a.jz(poll);
+        a.mov(eax, __dword_ptr[rbx + (int)TestDeviceRegs.IrqCount]);
+        Save(a, KvmGuestLayout.Slot.DeviceIrqCount);
+        a.mov(rax, __qword_ptr[rdx]);
+        Save(a, KvmGuestLayout.Slot.HandlerIrqCount);
+
+        // And back out of the window into RAM (16 MMIO read exits), plus one dword read directly.
+        a.mov(rsi, dev + TestDeviceRegs.Window);
+        a.mov(rdi, KvmGuestLayout.CopyBack(_l));
+        a.mov(ecx, KvmGuestLayout.PatternBytes / 4);
+        a.rep.movsd();
+        a.mov(eax, __dword_ptr[rbx + (int)TestDeviceRegs.Window + 60]);
+        Save(a, KvmGuestLayout.Slot.WindowDword15);
+    }
+
+    void Loop(Assembler a, WorkloadSpec w, ulong dev)
+    {
+        if (w.Mix.Count == 0) return;
+        ulong win = dev + TestDeviceRegs.Window;
+        var top = a.CreateLabel();
+        var noWrap = a.CreateLabel();
+        var rng = new Random(7);
+        a.mov(r12, (ulong)Math.Max(1, w.Iterations));
+        a.xor(r13d, r13d);
+        a.mov(r14, win);
+        a.Label(ref top);
+        a.lea(rsi, __[r14 + r13]);
+        foreach (var kind in w.Mix)
+        {
+            switch (kind)
+            {
+                case "read": a.mov(eax, __dword_ptr[rsi]); break;
+                case "write": a.mov(eax, 0x5A5A_0000); a.mov(__dword_ptr[rsi], eax); break;
+                case "write_imm": a.mov(__dword_ptr[rsi], 0x1234); break;
+                case "read_zx": a.movzx(eax, __byte_ptr[rsi]); break;
+                case "read_sx": a.movsx(eax, __word_ptr[rsi]); break;
+                case "alu": a.or(__dword_ptr[rsi], 1); break;
+                case "port_out": a.mov(edx, (uint)(_l.UartPort + 7)); a.mov(al, 0x55); a.@out(dx, al); break;
+                case "port_in": a.mov(edx, (uint)(_l.UartPort + 5)); a.@in(al, dx); break;
+                case "stos": a.mov(rdi, rsi); a.mov(eax, 0xA5A5_A5A5); a.stosd(); break;
+                case "movs":
+                    a.push(rsi); a.mov(rdi, rsi); a.mov(rsi, KvmGuestLayout.Pattern(_l)); a.movsd(); a.pop(rsi); break;
+                default: throw new ArgumentException($"unknown mix entry '{kind}'");
+            }
+        }
+        // Next offset: sequential steps of 4 through 0xFF0 bytes, or a pseudo-random dword (xorshift in r13).
+        if (w.Pattern == "random")
+        {
+            a.imul(r13d, r13d, 1103515245 & 0x7FFF_FFFF);
+            a.add(r13d, 12345 + rng.Next(1, 7) * 4);
+            a.and(r13d, 0xFFC);
+            a.cmp(r13d, 0xFF0);
+            a.jb(noWrap);
+            a.xor(r13d, r13d);
+        }
+        else
+        {
+            a.add(r13d, 4);
+            a.cmp(r13d, 0xFF0);
+            a.jb(noWrap);
+            a.xor(r13d, r13d);
+        }
+        a.Label(ref noWrap);
+        a.dec(r12);
+        a.jnz(top);
+    }
+
+    /// <summary>A 64-bit interrupt gate (present, DPL 0) through the 64-bit code selector.</summary>
+    void SetGate(byte vector, ulong handler)
+    {
+        ulong g = IdtBase + vector * 16UL;
+        ulong low = (handler & 0xFFFF) | (ulong)Gdt.Code64 << 16 | 0x8EUL << 40 | ((handler >> 16) & 0xFFFF) << 48;
+        _mem.WriteU64(g, low);
+        _mem.WriteU64(g + 8, handler >> 32);
+    }
+}

@@ -1,0 +1,132 @@
+using Copra.Kernel;
+using Copra.Kernel.Backends;
+using Copra.Kernel.Core;
+using Copra.Kernel.Exit;
+using Copra.Kernel.Run;
+using Copra.User.Programs;
+using Xunit;
+using Slot = Copra.Kernel.Backends.KvmGuestLayout.Slot;
+
+namespace Copra.Tests.Kvm;
+
+/// <summary>
+/// The KVM backend end to end: real guest code under /dev/kvm, its exits through the kernel's exit path
+/// and the same device models as the replay backend. Skipped with a reason where /dev/kvm is missing.
+/// </summary>
+[Collection(nameof(KvmBackendCollection))]
+public sealed class KvmBackendTests
+{
+    static CopraSystem Boot(Scenario sc, out DriverResult result)
+    {
+        sc = sc with { Backend = "kvm" };
+        var sys = new CopraSystem(sc, backend: RunCommand.KvmFactory(sc));
+        result = sys.Run(maxSteps: 5_000_000);
+        return sys;
+    }
+
+    static Scenario Small(int iterations = 20, params string[] mix) =>
+        Scenario.Default() with { Workload = Scenario.Default().Workload with { Iterations = iterations, Mix = mix.Length > 0 ? mix : Scenario.Default().Workload.Mix } };
+
+    /// <summary>One vCPU: the device's data window is then the driver's alone (a second vCPU's loop writes into it too).</summary>
+    static Scenario OneVcpu() => Small() with { Vms = [Scenario.Default().Vms[0] with { Vcpus = 1 }] };
+
+    static ulong Result(CopraSystem sys, Slot slot, int vcpu = 0) =>
+        sys.Kernel.Memory.ReadU64(KvmGuestLayout.Results(sys.Layouts[0], vcpu) + 8 * (ulong)slot);
+
+    [KvmFact]
+    public void Boots_the_guest_and_prints_the_greeting_through_the_uart()
+    {
+        using var sys = Boot(Small(), out var r);
+        Assert.True(r.Quiescent);
+        Assert.Equal("kvm", sys.Kernel.Backend!.Name);
+        Assert.Equal("Hello from the Copra guest!\n", sys.GuestConsole);
+        Assert.Equal(0, sys.Kvm!.ShutdownExits);
+        Assert.Empty(sys.Kvm.Problems);
+        for (int v = 0; v < sys.Kernel.Vms[0].VcpuCount; v++) Assert.Equal(KvmGuestLayout.DoneMagic, Result(sys, Slot.Done, v));
+    }
+
+    [KvmFact]
+    public void The_guest_reads_back_the_test_device_registers()
+    {
+        using var sys = Boot(OneVcpu(), out _);
+        Assert.Equal(TestDeviceRegs.IdValue, Result(sys, Slot.Id));
+        Assert.Equal(0xCDEFUL, Result(sys, Slot.MovzxScratch));                 // movzx eax, word: upper bits cleared
+        Assert.Equal(0xFFFF_FFFF_FFFF_FFEFUL, Result(sys, Slot.MovsxScratch));  // movsx rax, byte: sign-extended
+        Assert.Equal(0x0123_4567_89AB_CDEFUL, Result(sys, Slot.Scratch64));
+        Assert.Equal(0x89AB_DDEFUL, Result(sys, Slot.ScratchAfterOr));          // or dword [rbx+8], 0x1000
+    }
+
+    [KvmFact]
+    public void Rep_movs_copies_into_and_out_of_the_data_window()
+    {
+        using var sys = Boot(OneVcpu(), out _);
+        Assert.Equal((ulong)KvmGuestLayout.PatternChecksum(), Result(sys, Slot.Checksum));
+        var back = sys.Kernel.Memory.Span(KvmGuestLayout.CopyBack(sys.Layouts[0]), KvmGuestLayout.PatternBytes);
+        for (int i = 0; i < back.Length; i++) Assert.Equal(KvmGuestLayout.PatternByte(i), back[i]);
+        uint dword15 = 0;
+        for (int i = 0; i < 4; i++) dword15 |= (uint)KvmGuestLayout.PatternByte(60 + i) << (8 * i);
+        Assert.Equal(dword15, Result(sys, Slot.WindowDword15));
+        Assert.True(sys.Kernel.Stats.Count[(int)ExitKind.MmioString] >= 2 * KvmGuestLayout.PatternBytes / 4);
+    }
+
+    [KvmFact]
+    public void The_doorbell_irq_reaches_the_guest_handler_while_it_sleeps_in_hlt()
+    {
+        using var sys = Boot(OneVcpu(), out _);
+        Assert.Equal(1UL, Result(sys, Slot.DeviceIrqCount));
+        Assert.Equal(1UL, Result(sys, Slot.HandlerIrqCount));
+        Assert.Equal(1UL, sys.Kernel.Memory.ReadU64(KvmGuestLayout.IrqCounter(sys.Layouts[0])));
+        Assert.True(sys.Kvm!.InterruptsInjected >= 1);
+        Assert.True(sys.Kernel.Stats.Hlt >= 2);   // the wait, and the final cli; hlt of each vCPU
+    }
+
+    [KvmFact]
+    public void The_kernels_decode_agrees_with_every_hardware_exit()
+    {
+        using var sys = Boot(Small(30, "read", "write", "write_imm", "read_zx", "read_sx", "alu", "port_out", "port_in", "stos", "movs"), out var r);
+        var st = sys.Kernel.Stats;
+        Assert.True(r.Quiescent);
+        Assert.Equal(0, st.DecodeMismatch);
+        Assert.Equal(0, st.MismatchAddress + st.MismatchSize + st.MismatchDirection + st.MismatchData);
+        Assert.Equal(st.AccessesTaken, st.HardwareChecked);
+        Assert.Equal(0, st.Faulted);
+        Assert.Equal(0, st.InFlight);
+        Assert.Equal(st.AccessesTaken, st.Completed + st.Forwarded);
+        Assert.Equal(0, sys.Kvm!.LocateFailures);
+        Assert.Equal(0, sys.Kvm.ExceptionsDropped);
+        // Every exit kind carries a real round trip.
+        Assert.True(st.HasHardware);
+        Assert.True(st.HardwareMedian(ExitKind.MmioRead) > 0);
+        Assert.True(st.HardwareMedian(ExitKind.PortOut) > 0);
+    }
+
+    [KvmFact]
+    public void The_parallel_driver_runs_the_kvm_guests_too()
+    {
+        using var sys = Boot(Small() with { Driver = "parallel" }, out var r);
+        Assert.True(r.Quiescent);
+        Assert.Equal("Hello from the Copra guest!\n", sys.GuestConsole);
+        Assert.Equal(0, sys.Kernel.Stats.DecodeMismatch);
+    }
+
+    [KvmFact]
+    public void Run_command_accepts_the_kvm_backend_and_reports_zero_disagreements()
+    {
+        var json = Path.GetTempFileName();
+        try
+        {
+            int rc = RunCommand.Run(["--backend", "kvm", "--exits", "400", "--quiet", "--json", json]);
+            Assert.Equal(0, rc);
+            using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(json));
+            Assert.Equal("kvm", doc.RootElement.GetProperty("backend").GetString());
+            Assert.Equal(0, doc.RootElement.GetProperty("exits").GetProperty("decode_mismatches").GetInt64());
+            Assert.Contains("Hello from the Copra guest!", doc.RootElement.GetProperty("console").GetString());
+            Assert.True(doc.RootElement.GetProperty("cycles").GetProperty("by_kind").GetProperty("MmioRead").GetProperty("hardware_round_trip_median").GetDouble() > 0);
+        }
+        finally { File.Delete(json); }
+    }
+}
+
+/// <summary>The backend tests time real exits and run the parallel driver: they run alone, not beside other classes.</summary>
+[CollectionDefinition(nameof(KvmBackendCollection), DisableParallelization = true)]
+public sealed class KvmBackendCollection;
