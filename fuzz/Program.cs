@@ -110,7 +110,7 @@ public static class Program
                     var sw = Stopwatch.StartNew();
                     int workers = t.ParallelSafe ? jobs : 1;
                     long next = -1;
-                    const int Chunk = 256;
+                    int Chunk = t.ParallelSafe ? 256 : 1;
                     var threads = new Thread[workers];
                     for (int w = 0; w < workers; w++)
                     {
