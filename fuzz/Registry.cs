@@ -14,6 +14,8 @@ public static class Registry
         list.Add(new WriteBackTarget());
         list.Add(new PageWalkTarget());
         list.Add(new RingTarget());
+        list.Add(new SyscallTarget());
+        list.Add(new MemStateTarget());
         return list;
     }
 }
