@@ -47,14 +47,18 @@ public static class Program
             return 2;
         }
 
-        var targets = Registry.Create(mode).Where(t => target == "all" || t.Name == target).ToList();
+        var targets = Registry.Create(mode).Where(t => target == "all" ? t.SweepCount is null : t.Name == target).ToList();
         if (targets.Count == 0)
         {
             Console.Error.WriteLine($"no target '{target}' (try --list)");
             return 2;
         }
         if (replay is ulong seed) return Replay(targets, seed);
-        if (minutes <= 0 && cases <= 0) minutes = 1;
+        if (minutes <= 0 && cases <= 0)
+        {
+            if (targets.All(t => t.SweepCount is not null)) cases = targets.Max(t => t.SweepCount!.Value);
+            else minutes = 1;
+        }
         return Campaign(targets, minutes, cases, baseSeed, jobs);
     }
 
@@ -124,7 +128,7 @@ public static class Program
                                 long end = cases > 0 ? Math.Min(cases, start + Chunk) : start + Chunk;
                                 for (long i = start; i < end; i++)
                                 {
-                                    ulong seed = CaseSeed(baseSeed, i);
+                                    ulong seed = t.SweepCount is long total ? (ulong)(i % total) : CaseSeed(baseSeed, i);
                                     string? m = t.RunSeed(seed);
                                     if (m is not null)
                                     {

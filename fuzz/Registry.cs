@@ -11,6 +11,8 @@ public static class Registry
         var list = new List<IFuzzTarget>();
         foreach (var m in Modes.All)
             if (mode is null || Modes.Bits(m) == mode) list.Add(new DecoderTarget(m));
+        foreach (var m in Modes.All)
+            if (mode is null || Modes.Bits(m) == mode) list.Add(new DecoderSweepTarget(m));
         list.Add(new WriteBackTarget());
         list.Add(new PageWalkTarget());
         list.Add(new RingTarget());

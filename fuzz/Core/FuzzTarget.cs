@@ -22,6 +22,8 @@ public interface IFuzzTarget
     string ShowSeed(ulong seed);
     /// <summary>False when cases use threads of their own (the runner then runs one case at a time).</summary>
     bool ParallelSafe => true;
+    /// <summary>Seeds are indices 0..Count-1 of an exhaustive sweep rather than random seeds.</summary>
+    long? SweepCount => null;
 }
 
 /// <summary>A failing case: what it was, why it failed, how to replay it.</summary>
@@ -44,7 +46,8 @@ public abstract class FuzzTarget<T> : IFuzzTarget
     /// <summary>A measure of case size for "shrinks to a small case" assertions.</summary>
     public virtual int SizeOf(T c) => 0;
 
-    public T Generate(ulong seed) => Generate(new Rng(seed));
+    /// <summary>The case for a seed; an indexed target (an exhaustive sweep) treats the seed as the index.</summary>
+    public virtual T Generate(ulong seed) => Generate(new Rng(seed));
 
     public string? SafeCheck(T c)
     {
@@ -55,6 +58,7 @@ public abstract class FuzzTarget<T> : IFuzzTarget
     public string? RunSeed(ulong seed) => SafeCheck(Generate(seed));
     public string ShowSeed(ulong seed) => Show(Generate(seed));
     public virtual bool ParallelSafe => true;
+    public virtual long? SweepCount => null;
 
     public Failure Minimise(ulong seed, int budget = 2000)
     {

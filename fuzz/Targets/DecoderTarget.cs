@@ -53,7 +53,7 @@ public sealed class DecoderTarget(CpuMode mode, DecoderGen gen = DecoderGen.Mixe
         Expected e = IcedOracle.Expect(c.Bytes, c.Mode);
         if (!ours)
         {
-            if (e.Covered && e.HasMemory && !e.DeliberateGap)
+            if (e.Covered && (e.HasMemory || e.Kind is AccessKind.In or AccessKind.Out) && !e.DeliberateGap)
                 return $"Copra refused ({d.Error}); Iced decoded an emulated form: {e.Text}";
             return null;
         }
