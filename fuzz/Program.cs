@@ -18,6 +18,7 @@ public static class Program
         int? mode = null;
         ulong baseSeed = (ulong)DateTime.UtcNow.Ticks;
         int jobs = Environment.ProcessorCount;
+        string? hex = null;
         try
         {
             for (int i = 0; i < args.Length; i++)
@@ -32,6 +33,7 @@ public static class Program
                     case "--mode": mode = int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
                     case "--seed": baseSeed = ulong.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture); break;
                     case "--jobs": jobs = Math.Max(1, int.Parse(Next(), System.Globalization.CultureInfo.InvariantCulture)); break;
+                    case "--bytes": hex = Next(); break;
                     case "--list":
                         foreach (var t in Registry.Create(null)) Console.WriteLine($"{t.Name,-22} {t.Description}");
                         return 0;
@@ -47,6 +49,7 @@ public static class Program
             return 2;
         }
 
+        if (hex is not null) return DecodeBytes(hex, mode ?? 64);
         var targets = Registry.Create(mode).Where(t => target == "all" ? t.SweepCount is null : t.Name == target).ToList();
         if (targets.Count == 0)
         {
@@ -63,7 +66,22 @@ public static class Program
     }
 
     static void Usage() => Console.Error.WriteLine(
-        "usage: fuzz [--minutes N] [--cases N] [--target NAME|all] [--mode 16|32|64] [--seed BASE] [--jobs N] [--replay SEED] [--list]");
+        "usage: fuzz [--minutes N] [--cases N] [--target NAME|all] [--mode 16|32|64] [--seed BASE] [--jobs N] [--replay SEED] [--list]\n" +
+        "       fuzz --bytes \"66 89 08\" [--mode 16|32|64]   (the decoder differential on bytes typed by hand)");
+
+    /// <summary>The decoder differential on hand-typed bytes: what Copra says, what Iced says, and the verdict.</summary>
+    static int DecodeBytes(string hex, int bits)
+    {
+        var m = Modes.Parse(bits);
+        byte[] bytes = Convert.FromHexString(hex.Replace(" ", "", StringComparison.Ordinal));
+        bool ok = Hot.Decode.X86Decoder.TryDecode(bytes, m, out var d);
+        Console.WriteLine($"mode {bits} bytes {Modes.Hex(bytes)}");
+        Console.WriteLine($"  Copra: {(ok ? Targets.DecoderTarget.Describe(d) : $"refused ({d.Error})")}");
+        Console.WriteLine($"  Iced:  {Targets.IcedOracle.Expect(bytes, m).Text}");
+        string? verdict = new Targets.DecoderTarget(m).Check(new Targets.DecoderCase(m, bytes));
+        Console.WriteLine(verdict is null ? "  agree" : $"  DISAGREE: {verdict}");
+        return verdict is null ? 0 : 1;
+    }
 
     static int Replay(List<IFuzzTarget> targets, ulong seed)
     {

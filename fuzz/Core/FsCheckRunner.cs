@@ -39,7 +39,7 @@ public static class FsCheckRunner
         catch (Exception e) { fsReport = e.Message; }
         if (!failed) return new Outcome<T>(true, default, null, null, fsReport);
         string report = $"{target.Name} failed: {target.Show(last!)}\n  {lastMsg}\n  first failing seed {firstSeed} " +
-            $"(replay: dotnet run --project fuzz -c Release -- --target {target.Name} --replay {firstSeed})";
+            $"(replay: ./build.sh fuzz --target {target.Name}{target.ReplayArgs} --replay {firstSeed})";
         return new Outcome<T>(false, last, report, firstSeed, fsReport);
     }
 

@@ -27,9 +27,9 @@ public interface IFuzzTarget
 }
 
 /// <summary>A failing case: what it was, why it failed, how to replay it.</summary>
-public sealed record Failure(string Target, ulong Seed, string Case, string Message, int ShrinkSteps, int Size)
+public sealed record Failure(string Target, ulong Seed, string Case, string Message, int ShrinkSteps, int Size, string ReplayArgs = "")
 {
-    public string Replay => $"dotnet run --project fuzz -c Release -- --target {Target} --replay {Seed}";
+    public string Replay => $"./build.sh fuzz --target {Target}{ReplayArgs} --replay {Seed}";
     public override string ToString() => $"{Target} seed {Seed}: {Case}\n  {Message}\n  shrunk in {ShrinkSteps} steps (size {Size})\n  replay: {Replay}";
 }
 
@@ -59,13 +59,15 @@ public abstract class FuzzTarget<T> : IFuzzTarget
     public string ShowSeed(ulong seed) => Show(Generate(seed));
     public virtual bool ParallelSafe => true;
     public virtual long? SweepCount => null;
+    /// <summary>Extra runner arguments a replay needs (the decoder's --mode).</summary>
+    public virtual string ReplayArgs => "";
 
     public Failure Minimise(ulong seed, int budget = 2000)
     {
         T c = Generate(seed);
         string? msg = SafeCheck(c) ?? throw new InvalidOperationException($"seed {seed} passes");
         var (small, smallMsg, steps) = ShrinkLoop(c, msg, budget);
-        return new Failure(Name, seed, Show(small), smallMsg, steps, SizeOf(small));
+        return new Failure(Name, seed, Show(small), smallMsg, steps, SizeOf(small), ReplayArgs);
     }
 
     /// <summary>Greedy shrinking: take the first smaller candidate that still fails, until none does.</summary>

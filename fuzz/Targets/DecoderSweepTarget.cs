@@ -36,6 +36,7 @@ public sealed class DecoderSweepTarget(CpuMode mode) : FuzzTarget<DecoderCase>
     public override long? SweepCount => Count;
     public override string? Check(DecoderCase c) => _check.Check(c);
     public override IEnumerable<DecoderCase> Shrink(DecoderCase c) => _check.Shrink(c);
+    public override string ReplayArgs => $" --mode {Modes.Bits(mode)}";
     public override string Show(DecoderCase c) => _check.Show(c);
     public override int SizeOf(DecoderCase c) => c.Bytes.Length;
 }

@@ -31,6 +31,7 @@ public sealed class DecoderTarget(CpuMode mode, DecoderGen gen = DecoderGen.Mixe
         _ => rng.Chance(30) ? InstructionGen.RandomBytes(rng, mode) : InstructionGen.Structured(rng, mode),
     });
 
+    public override string ReplayArgs => $" --mode {Modes.Bits(mode)}";
     public override string Show(DecoderCase c) => $"mode {Modes.Bits(c.Mode)} bytes {Modes.Hex(c.Bytes)}";
     public override int SizeOf(DecoderCase c) => c.Bytes.Length;
 
