@@ -8,7 +8,7 @@ using Xunit;
 
 namespace Copra.Fuzz.Properties;
 
-public class BrokenVariantTests
+public class BrokenVariantTests(Xunit.Abstractions.ITestOutputHelper log)
 {
     [Theory]
     [InlineData(CpuMode.Bits16)]
@@ -22,6 +22,7 @@ public class BrokenVariantTests
         var c = o.Shrunk!;
         Assert.NotNull(t.SafeCheck(c));
         // 0F BE /r plus at most a SIB/displacement: a handful of bytes, and the opcode survives shrinking.
+        log.WriteLine($"shrunk: {t.Show(c)}\n{t.SafeCheck(c)}");
         Assert.True(c.Bytes.Length <= 5, $"not shrunk: {t.Show(c)}");
         Assert.Contains("kind", t.SafeCheck(c)!, StringComparison.Ordinal);
         // And the campaign runner's own shrinker gets there too.
@@ -35,6 +36,7 @@ public class BrokenVariantTests
         var t = new PageWalkTarget(BrokenWalker.IgnoresPageSize, "pagewalk-broken-ps");
         var o = FsCheckRunner.Run(t, 20_000);
         Assert.False(o.Passed, "ignoring PS went unnoticed");
+        log.WriteLine($"shrunk: {t.Show(o.Shrunk!)}\n{t.SafeCheck(o.Shrunk!)}");
         Assert.True(o.Shrunk!.Writes.Length <= 4, $"not shrunk: {t.Show(o.Shrunk)}");
     }
 
@@ -44,6 +46,7 @@ public class BrokenVariantTests
         var t = new RingTarget((k, c) => new DroppingMpscRing(c), "rings-broken-drop", RingKind.Mpsc);
         var o = FsCheckRunner.Run(t, 100);
         Assert.False(o.Passed, "the dropped entry went unnoticed");
+        log.WriteLine($"shrunk: {t.Show(o.Shrunk!)}\n{t.SafeCheck(o.Shrunk!)}");
         Assert.True(o.Shrunk!.Total <= 150, $"not shrunk: {t.Show(o.Shrunk)}");
     }
 
@@ -59,6 +62,7 @@ public class BrokenVariantTests
         }, "writeback-broken-sx");
         var o = FsCheckRunner.Run(t, 20_000);
         Assert.False(o.Passed);
+        log.WriteLine($"shrunk: {t.Show(o.Shrunk!)}\n{t.SafeCheck(o.Shrunk!)}");
         Assert.True(t.SizeOf(o.Shrunk!) <= 2, $"not shrunk: {t.Show(o.Shrunk!)}");
     }
 }

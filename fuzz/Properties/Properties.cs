@@ -20,7 +20,7 @@ public class DecoderProperties
 
     [Theory]
     [MemberData(nameof(Cases))]
-    public void DecoderAgreesWithIced(CpuMode mode, DecoderGen gen) => FsCheckRunner.Assert(new DecoderTarget(mode, gen), 20_000);
+    public void DecoderAgreesWithIced(CpuMode mode, DecoderGen gen) => FsCheckRunner.Assert(new DecoderTarget(mode, gen), 100_000);
 
     /// <summary>The structured generator must actually reach the decoder's accepted forms, not just refusals.</summary>
     [Theory]
@@ -57,7 +57,7 @@ public class WriteBackProperties
 public class PageWalkProperties
 {
     [Fact]
-    public void WalkerMatchesReference() => FsCheckRunner.Assert(new PageWalkTarget(), 20_000);
+    public void WalkerMatchesReference() => FsCheckRunner.Assert(new PageWalkTarget(), 50_000);
 }
 
 public class RingProperties
