@@ -20,6 +20,13 @@ public static class SysNr
     public const ulong Batch = ClassTask | 3;
     public const ulong Exec = ClassTask | 4;
     public const ulong WaitForEvent = ClassTask | 5;
+    /// <summary>
+    /// RING_POLL(entries, cpu): a polled submission/completion ring (io_uring's SQPOLL). Returns a handle to a
+    /// mappable ring object (<see cref="PolledRingLayout"/>); a kernel poller on <c>cpu</c> runs what user space
+    /// publishes in its submission queue without any user/kernel transition. WAIT_FOR_EVENT on the handle blocks
+    /// until a completion is there. Copra's own number (docs/abi.md).
+    /// </summary>
+    public const ulong RingPoll = ClassTask | 6;
     public const ulong Close = ClassTask | 10;
 
     // Class 1: files (COCONUT's numbers).
@@ -58,20 +65,20 @@ public static class SysNr
     /// <summary>Every number the kernel implements, for tests and fuzzers.</summary>
     public static ReadOnlySpan<ulong> All =>
     [
-        Exit, ThreadCreate, ThreadExit, Batch, Exec, WaitForEvent, Close,
+        Exit, ThreadCreate, ThreadExit, Batch, Exec, WaitForEvent, RingPoll, Close,
         Open, Read, Write, Seek, Truncate, Unlink, OpenDir, ReadDir, MkDir, RmDir,
         OpenPhysMem, Mmap, Munmap, SetMemState,
         Capabilities, VmOpen, VmCapabilities, VcpuCreate, GetState, SetState, VmControl,
         MmioEvent, IoioEvent, IrqEvent, EventSignal,
     ];
 
-    /// <summary>Calls that may block the caller; BATCH refuses them.</summary>
-    public static bool MayBlock(ulong nr) => nr is WaitForEvent or Exit or ThreadExit or Exec or Batch;
+    /// <summary>Calls BATCH refuses: those that may block or never return, and BATCH itself (no nesting).</summary>
+    public static bool MayBlock(ulong nr) => nr is WaitForEvent or Exit or ThreadExit or Batch;
 
     public static string Name(ulong nr) => nr switch
     {
         Exit => "EXIT", ThreadCreate => "THREAD_CREATE", ThreadExit => "THREAD_EXIT", Batch => "BATCH",
-        Exec => "EXEC", WaitForEvent => "WAIT_FOR_EVENT", Close => "CLOSE",
+        Exec => "EXEC", WaitForEvent => "WAIT_FOR_EVENT", RingPoll => "RING_POLL", Close => "CLOSE",
         Open => "OPEN", Read => "READ", Write => "WRITE", Seek => "SEEK", Truncate => "TRUNCATE",
         Unlink => "UNLINK", OpenDir => "OPENDIR", ReadDir => "READDIR", MkDir => "MKDIR", RmDir => "RMDIR",
         OpenPhysMem => "OPEN_PHYSMEM", Mmap => "MMAP", Munmap => "MUNMAP", SetMemState => "SET_MEM_STATE",

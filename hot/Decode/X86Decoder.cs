@@ -121,7 +121,8 @@ public static class X86Decoder
             {
                 d.Reg = (sbyte)(regField | ((rex & 4) << 1));
             }
-            if (mod == 3) return Refuse(ref d, RefuseReason.RegisterOperand);
+            // Why: LOCK on a register operand is #UD whatever the opcode, so the CPU would never exit for it.
+            if (mod == 3) return Refuse(ref d, lockPrefix ? RefuseReason.LockInvalid : RefuseReason.RegisterOperand);
 
             int dispBytes;
             if (addrSize == 2)

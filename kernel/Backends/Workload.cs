@@ -16,7 +16,7 @@ public sealed record WorkloadSpec
     public bool DeviceDriver { get; init; } = true;
     /// <summary>Touch a port and an MMIO address nobody registered (forwarded, or re-injected).</summary>
     public bool Unregistered { get; init; } = true;
-    /// <summary>Loop body mix: entries from read, write, write_imm, read_zx, read_sx, alu, port_out, port_in, movs, stos.</summary>
+    /// <summary>Loop body mix: entries from read, write, write_imm, read_zx, read_sx, alu, port_out, port_in, movs, stos, cpuid.</summary>
     public IReadOnlyList<string> Mix { get; init; } = ["read", "write", "write_imm", "read_zx", "port_out"];
     /// <summary>"sequential" or "random" offsets into the data window.</summary>
     public string Pattern { get; init; } = "sequential";
@@ -43,6 +43,8 @@ public sealed record VmLayout(ulong MemBase, ulong MemLength, ulong UartPort, ul
 /// </summary>
 public sealed class WorkloadBuilder
 {
+    const int TestDeviceRegsChecksum = Copra.User.Programs.TestDeviceRegs.ChecksumBytes;
+
     readonly GuestBuilder _gb;
     readonly VmLayout _l;
     ulong _rip;
@@ -59,11 +61,15 @@ public sealed class WorkloadBuilder
         pt.Map(layout.DeviceBase, layout.DeviceBase, 0x2000, PageSize.Size4K, writable: true, executable: false);
         pt.Map(VmLayout.HostScratch, VmLayout.HostScratch, 0x1000, PageSize.Size4K, writable: true, executable: false);
         _gb.WriteGdt(layout.Gdt);
+        Tables = pt;
         Cr3 = pt.Cr3;
         _rip = layout.Code;
     }
 
     public ulong Cr3 { get; }
+    /// <summary>The guest's page tables (fault injection corrupts entries through it).</summary>
+    public PageTableBuilder Tables { get; }
+    public GuestMemory Memory => _gb.Memory;
 
     public GuestCpuState InitialState(ulong rip, int vcpu) => GuestCpuState.LongMode(Cr3, _l.Gdt, rip, _l.StackTop(vcpu));
 
@@ -71,6 +77,7 @@ public sealed class WorkloadBuilder
     public ReplayProgram Build(WorkloadSpec w, int vcpu)
     {
         var p = new ReplayProgram();
+        _rip = (_rip + 0xFFF) & ~0xFFFUL;   // each vCPU's code on its own pages (fault injection corrupts one vCPU's)
         ulong dev = _l.DeviceBase;
         if (vcpu == 0 && _l.UartPort != 0)
         {
@@ -138,7 +145,7 @@ public sealed class WorkloadBuilder
 
     void MixStep(ReplayProgram p, string kind, ulong dev, bool random)
     {
-        ulong win = dev + 0x1000;
+        ulong win = dev + 0x1000 + (ulong)TestDeviceRegsChecksum;   // above the checksummed bytes
         Step s = kind switch
         {
             "read" => Mem(p, "mov eax, [rsi]", a => a.mov(eax, __dword_ptr[rsi]), win, 4, false, [(6, win)]),
@@ -151,13 +158,22 @@ public sealed class WorkloadBuilder
             "port_in" => PortStep(p, "in al, dx (UART LSR)", a => a.@in(al, dx), (ushort)(_l.UartPort + 5), false),
             "stos" => StringStep(p, "stosd", a => a.stosd(), win, [(7, win), (0, 0xA5A5_A5A5)], 7),
             "movs" => StringStep(p, "movsd", a => a.movsd(), win, [(6, _l.Data), (7, win)], 7),
+            "cpuid" => CpuidStep(p),
             _ => throw new ArgumentException($"unknown mix entry '{kind}'"),
         };
         if (s.Reason == ExitReason.Mmio)
         {
             if (s.VaryReg < 0) s.VaryReg = 6;
-            s.VaryStride = 4; s.VarySpan = 0xFF0; s.VaryRandom = random;
+            s.VaryStride = 4; s.VarySpan = 0xEF0; s.VaryRandom = random;
         }
+    }
+
+    /// <summary>CPUID leaf 0: an exit the VMM answers through the run page (what <c>copra tune</c> loops on).</summary>
+    Step CpuidStep(ReplayProgram p)
+    {
+        var s = Emit(p, StepKind.Cpuid, "cpuid (to the VMM)", a => a.cpuid());
+        s.Reason = ExitReason.Cpuid; s.Presets = [(0, 0), (1, 0)]; s.ExpectRax = 0xD;
+        return s;
     }
 
     Step PortStep(ReplayProgram p, string text, Action<Assembler> insn, ushort port, bool write)

@@ -9,6 +9,8 @@ public static partial class Cli
         {
             "run" => RunCommand.Run(rest),
             "decode" => Decode(rest),
+            "tune" => TuneCommand.Run(rest),
+            "trace" => TraceCommand.Run(rest),
             _ => null,
         };
     }

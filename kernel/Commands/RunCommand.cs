@@ -17,7 +17,7 @@ namespace Copra.Kernel;
 public static class RunCommand
 {
     public static readonly string[] Options =
-        ["platform", "cpus", "exits", "seed", "driver", "unhandled", "scenario", "json", "trace", "backend", "quiet", "tdcall"];
+        ["platform", "cpus", "exits", "seed", "driver", "unhandled", "scenario", "json", "trace", "backend", "quiet", "tdcall", "faults"];
 
     public static int Run(string[] args)
     {
@@ -43,7 +43,8 @@ public static class RunCommand
         if (sc.Backend != "replay") throw new CliException($"backend '{sc.Backend}' is not available (replay)");
         bool quiet = a.Has("quiet");
 
-        using var sys = new CopraSystem(sc, keepTrace: a.Has("trace"));
+        var faults = a.Get("faults") is { } fs ? FaultSpec.Parse(fs) : new FaultSpec();
+        using var sys = new CopraSystem(sc, keepTrace: a.Has("trace"), faults: faults);
         var k = sys.Kernel;
         if (!quiet)
             AnsiConsole.MarkupLine($"[bold]copra[/]: platform [green]{sc.Platform}[/], {sc.Cpus} CPU(s), {sc.Vms.Count} VM(s), backend {k.Backend!.Name}, driver {sc.Driver}, seed {sc.Seed}, unhandled {sc.Unhandled}");
@@ -62,7 +63,8 @@ public static class RunCommand
         if (!quiet) Print(sys, result);
         if (a.Get("json") is { } json) File.WriteAllText(json, Json(sys, result));
         if (a.Get("trace") is { } trace) ChromeTrace.Write(trace, k);
-        bool ok = result.Quiescent && st.InFlight == 0 && k.InternalErrors == 0 && (sys.Replay is null || sys.Replay.Desyncs == 0);
+        bool ok = result.Quiescent && st.InFlight == 0 && k.InternalErrors == 0 && (sys.Replay is null || sys.Replay.Desyncs == 0)
+                  && sys.FaultReport().All(f => f.Contained);
         return ok ? 0 : 1;
     }
 
@@ -101,6 +103,14 @@ public static class RunCommand
             foreach (var pr in r.Problems) AnsiConsole.MarkupLine($"[red]replay: {Markup.Escape(pr)}[/]");
         AnsiConsole.MarkupLine($"trace hash [blue]{k.Trace.Hash:x16}[/], {result.Steps:N0} steps, {(result.Quiescent ? "quiescent" : "[red]did not finish[/]")}");
         AnsiConsole.Write(new Panel(Markup.Escape(sys.GuestConsole.TrimEnd())).Header("guest console (UART)"));
+        var report = sys.FaultReport();
+        if (report.Count > 0)
+        {
+            var ft = new Table().Title("injected faults");
+            ft.AddColumns("fault", "injected", "what the system did", "contained");
+            foreach (var f in report) ft.AddRow(f.Fault, f.Injected.ToString("N0"), Markup.Escape(f.Outcome), f.Contained ? "[green]yes[/]" : "[red]no[/]");
+            AnsiConsole.Write(ft);
+        }
         foreach (var p in k.Processes)
             if (k.ConsoleOf(p.Pid) is { Length: > 0 } text && p.Path != User.Programs.Paths.Uart)
                 AnsiConsole.MarkupLine($"[grey]{p.Pid} {Markup.Escape(p.Path)}: {Markup.Escape(text.TrimEnd().Replace("\n", " | "))}[/]");
@@ -167,6 +177,18 @@ public static class RunCommand
                 w.WriteNumber("interrupts", r.InterruptsSeen);
                 w.WriteEndObject();
             }
+            w.WriteStartArray("faults");
+            foreach (var f in sys.FaultReport())
+            {
+                w.WriteStartObject();
+                w.WriteString("fault", f.Fault);
+                w.WriteNumber("injected", f.Injected);
+                w.WriteString("outcome", f.Outcome);
+                w.WriteBoolean("contained", f.Contained);
+                w.WriteEndObject();
+            }
+            w.WriteEndArray();
+            w.WriteNumber("watchdog_stops", sys.WatchdogStops);
             w.WriteStartArray("processes");
             foreach (var p in sys.ProcessTree())
             {

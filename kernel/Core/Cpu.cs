@@ -18,6 +18,8 @@ public sealed class Cpu
     // so a ring of this size cannot fill unless the kernel breaks that invariant.
     readonly MpscRing<CpuMessage> _inbox = new(1 << 14);
     int _inboxDepth;
+    Batch.PolledRingObject[] _pollers = [];
+    readonly object _pollerLock = new();
 
     public Cpu(Kernel k, int index) { _k = k; Index = index; }
 
@@ -48,6 +50,35 @@ public sealed class Cpu
     /// <summary>Owner only: a vCPU bound to this CPU is ready to enter the guest.</summary>
     public void EnqueueVcpuLocal(int vcpu) => _vcpus.Enqueue(vcpu);
 
+    /// <summary>Any thread: this CPU now runs a poller for <paramref name="ring"/> in every step (copy-on-write list).</summary>
+    internal void AddPoller(Batch.PolledRingObject ring)
+    {
+        lock (_pollerLock)
+        {
+            var old = Volatile.Read(ref _pollers);
+            Volatile.Write(ref _pollers, [.. old, ring]);
+        }
+    }
+
+    /// <summary>Polled rings this CPU drains.</summary>
+    public int PollerCount => Volatile.Read(ref _pollers).Length;
+
+    bool RunPollers()
+    {
+        var pollers = Volatile.Read(ref _pollers);
+        if (pollers.Length == 0) return false;
+        bool worked = false, closed = false;
+        foreach (var r in pollers)
+        {
+            if (r.Closed) { closed = true; continue; }
+            worked |= _k.Poll(r);
+        }
+        if (closed)
+            lock (_pollerLock)
+                Volatile.Write(ref _pollers, Volatile.Read(ref _pollers).Where(r => !r.Closed).ToArray());
+        return worked;
+    }
+
     public bool HasWork => _runQueue.Count > 0 || _vcpus.Count > 0 || InboxDepth > 0;
 
     /// <summary>One scheduling step; false when the CPU had nothing to do.</summary>
@@ -60,6 +91,9 @@ public sealed class Cpu
             if (m.Kind == CpuMessageKind.RunThread) { var t = _k.Thread(m.Id); if (t.State != ThreadState.Dead) EnqueueLocal(t); }
             else _vcpus.Enqueue(m.Id);
         }
+
+        if (_k.Trace.Keep) _k.Trace.AddDisplayOnly(this, TraceKind.QueueDepth, InboxDepth, _runQueue.Count + _vcpus.Count);
+        bool polled = RunPollers();
 
         while (_runQueue.TryDequeue(out var t))
         {
@@ -78,6 +112,7 @@ public sealed class Cpu
             _k.RunGuest(this, v);
             return true;
         }
+        if (polled) return true;
         IdleSteps++;
         return false;
     }

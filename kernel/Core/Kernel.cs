@@ -23,6 +23,8 @@ public sealed record KernelConfig
     /// <summary>Overrides the platform's default cost model.</summary>
     public Machine.CostModel? Cost { get; init; }
     public int MaxEventObjects { get; init; } = 256;
+    /// <summary>Measured/modelled samples kept per exit kind (counts are always kept).</summary>
+    public int SampleCapacity { get; init; } = Exit.ExitStats.SampleCapacity;
 }
 
 /// <summary>
@@ -186,6 +188,7 @@ public sealed partial class Kernel : IDisposable
             CrashProcess(cpu, t.Process, e);
             return;
         }
+        Trace.AddDisplayOnly(cpu, TraceKind.ThreadSliceEnd, t.Id, t.Process.Pid);
         if (t.State == ThreadState.Dead) return;
         if (t.Main.IsCompleted)
         {

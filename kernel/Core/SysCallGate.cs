@@ -39,6 +39,7 @@ public sealed partial class SysCallGate(Kernel k)
                 SysNr.Batch => new(Batch(t, r.Rdi, r.Rsi, r.R8)),
                 SysNr.Exec => new(Exec(t, r.Rdi, r.Rsi, r.R8)),
                 SysNr.WaitForEvent => k.WaitForEvent(t, r.Rdi),
+                SysNr.RingPoll => new(k.RingPoll(t, r.Rdi, r.Rsi)),
                 SysNr.Close => new(Close(t, r.Rdi)),
                 SysNr.Open => new(Open(t, r.Rdi, r.Rsi, r.R8)),
                 SysNr.Read => new(Read(t, r.Rdi, r.Rsi, r.R8)),

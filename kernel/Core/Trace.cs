@@ -4,6 +4,10 @@ public enum TraceKind : byte
 {
     ThreadStart, ThreadSlice, ThreadBlock, ThreadWake, ThreadExit, ProcessExit, SysCall,
     GuestEnter, Exit, Deliver, Complete, Forward, Reinject, Fault, Irq, RunPageExit, Migrate,
+    /// <summary>End of a thread's slice (kept only for --trace; not hashed).</summary>
+    ThreadSliceEnd,
+    /// <summary>Inbox depth and run-queue length of a CPU (kept only for --trace; not hashed).</summary>
+    QueueDepth,
 }
 
 /// <summary>
@@ -36,6 +40,17 @@ public sealed class Trace
             if (!Keep) return;
             if (_count == _records.Length) Array.Resize(ref _records, Math.Max(1024, _count * 2));
             _records[_count++] = new Record(cpu.Clock, cpu.Index, kind, a, b, measuredTicks);
+        }
+    }
+
+    /// <summary>A record for the Chrome trace only: kept when <see cref="Keep"/>, never hashed (so --trace does not change the hash).</summary>
+    public void AddDisplayOnly(Cpu cpu, TraceKind kind, long a = 0, long b = 0)
+    {
+        if (!Keep) return;
+        lock (_lock)
+        {
+            if (_count == _records.Length) Array.Resize(ref _records, Math.Max(1024, _count * 2));
+            _records[_count++] = new Record(cpu.Clock, cpu.Index, kind, a, b, 0);
         }
     }
 

@@ -25,17 +25,23 @@ public sealed class ExitStats
     public readonly long[][] Modelled = new long[KindCount][];
     readonly int[] _n = new int[KindCount];
 
-    public ExitStats()
+    /// <summary>Keeps up to <paramref name="capacity"/> samples per kind (a sweep that only needs counts keeps few).</summary>
+    public ExitStats(int capacity = SampleCapacity)
     {
-        for (int i = 0; i < KindCount; i++) { Measured[i] = new long[SampleCapacity]; Modelled[i] = new long[SampleCapacity]; }
+        ArgumentOutOfRangeException.ThrowIfNegative(capacity);
+        Capacity = capacity;
+        for (int i = 0; i < KindCount; i++) { Measured[i] = new long[capacity]; Modelled[i] = new long[capacity]; }
     }
+
+    /// <summary>Samples kept per kind.</summary>
+    public int Capacity { get; }
 
     public void Record(ExitKind kind, long measuredTicks, long modelledCycles)
     {
         int k = (int)kind;
         Count[k]++;
         int n = _n[k];
-        if (n < SampleCapacity) { Measured[k][n] = measuredTicks; Modelled[k][n] = modelledCycles; _n[k] = n + 1; }
+        if (n < Capacity) { Measured[k][n] = measuredTicks; Modelled[k][n] = modelledCycles; _n[k] = n + 1; }
     }
 
     public int Samples(ExitKind kind) => _n[(int)kind];

@@ -32,10 +32,11 @@ public sealed partial class Kernel
         {
             if (e.Dead) { }
             else if (e.Inflight >= 0) { e.Enqueue(v); return; }
-            else { FillArea(e, v); wake = e.Waiter; e.Waiter = null; }
+            else { FillArea(e, v); wake = e.Waiter; e.Waiter = null; if (wake is not null) e.Handed = e.Area.Sequence; }
         }
         if (e.Dead) { AnswerLost(cpu, v, e); return; }
         Trace.Add(cpu, TraceKind.Deliver, v, e.OwnerId);
+        NarratorFor(v)?.Invoke($"deliver: {e.Describe()} event area seq {e.Area.Sequence}: {(write ? "write" : "read")} 0x{addr:x} size {_reqSize[v]}{(write ? $" data 0x{data:x}" : "")}; {(wake is null ? "no thread waiting yet (it will find it)" : $"waking thread {wake.Id} on cpu {_vcpus[v].Cpu}")}");
         if (wake is not null)
         {
             if (wake.Cpu != _vcpus[v].Cpu) { _modelled[v] += Cost.CrossCpuWakeCycles; Stats.CrossCpuWakes++; }
@@ -71,8 +72,12 @@ public sealed partial class Kernel
         lock (e)
         {
             if (e.Waiter is not null && e.Waiter != t) throw KernelError.Busy("another thread waits on this event object");
-            if (e.Inflight >= 0 && e.Area.State == EventState.Pending)
+            // An access the caller has not been handed yet: return it (on the exit's CPU). A model that
+            // waits again without answering what it holds is not re-handed it: it sleeps, and the
+            // vCPU waits (a silent device; VM_CONTROL Stop releases the vCPU).
+            if (e.Inflight >= 0 && e.Area.State == EventState.Pending && e.Area.Sequence != e.Handed)
             {
+                e.Handed = e.Area.Sequence;
                 int cpu = _vcpus[e.Inflight].Cpu;
                 if (t.Cpu == cpu) return new ValueTask<long>(1);
                 var block = t.Block(e);      // migrate to the CPU of the exit
@@ -102,6 +107,7 @@ public sealed partial class Kernel
             if (e.TryDequeue(out int next)) FillArea(e, next);
         }
         var cpu = CurrentCpu ?? Cpus[_vcpus[v].Cpu];
+        NarratorFor(v)?.Invoke($"the device model answered (state Done, data 0x{value:x}) and called WAIT_FOR_EVENT: completing on cpu {cpu.Index}");
         _segStart[v] = t0;   // the completion is kernel work of this exit, from the lock on
         ContinueAfterDevice(cpu, v, value);
     }
@@ -210,6 +216,15 @@ public sealed partial class Kernel
         if (wake) QueueVcpu(vc);
     }
 
+    /// <summary>Stops every VM with a vCPU stuck on a device (the VMM's watchdog; the harness fires it when the system is otherwise idle).</summary>
+    public int StopStuckVms()
+    {
+        int n = 0;
+        foreach (var vm in _vms)
+            if (!vm.Stopped && vm.Vcpus.Any(vc => vc.Run == VcpuRun.WaitingDevice)) { StopVm(vm); n++; }
+        return n;
+    }
+
     /// <summary>VM_CONTROL stop: every vCPU leaves the guest with Stopped; an access stuck in a silent model is abandoned.</summary>
     void StopVm(VmObject vm)
     {
@@ -250,6 +265,9 @@ public sealed partial class Kernel
                 break;
             case EventObject e:
                 lock (e) { if (e.Waiter == t) e.Waiter = null; }
+                break;
+            case Batch.PolledRingObject ring:
+                lock (ring) { if (ring.Waiter == t) ring.Waiter = null; }
                 break;
         }
     }

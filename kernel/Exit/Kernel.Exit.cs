@@ -29,14 +29,25 @@ public sealed partial class Kernel
 {
     public IGuestBackend? Backend { get; set; }
     public InstructionFetcher Fetcher { get; private set; } = null!;
-    public ExitStats Stats { get; } = new();
+    public ExitStats Stats { get; private set; } = null!;
     /// <summary>The modelled host behind forwarded exits.</summary>
     public ModelledHost Host { get; } = new();
 
     SpscRing<ExitRecord>[] _exitRings = [];
 
+    /// <summary>
+    /// <c>copra trace</c>: narrates exit number <see cref="NarrateExit"/> step by step. Off (null) on
+    /// every normal run; the arguments of <c>Narrator?.Invoke(...)</c> are not evaluated then.
+    /// </summary>
+    public Action<string>? Narrator { get; set; }
+    public long NarrateExit { get; set; } = -1;
+    int _narrated = -1;
+    Action<string>? NarratorFor(int v) => v == _narrated ? Narrator : null;
+
     /// <summary>Called once, at the first exit (the run command snapshots the process tree there).</summary>
     public Action? OnFirstExit { get; set; }
+    /// <summary>Called at the start of every exit, before the kernel touches any state (<c>copra tune</c> takes its snapshots here).</summary>
+    public Action<int>? OnExitTaken { get; set; }
     /// <summary>TDCALL counters after boot (the platform's loading of initial state is not the kernel's cost).</summary>
     public (long Reads, long Writes) StateBaseline { get; set; }
 
@@ -55,6 +66,7 @@ public sealed partial class Kernel
     long[] _modelled = [];       // modelled platform cycles for this exit
     bool[] _firstElement = [];
     bool[] _forwarded = [];      // some side of this instruction went to the host
+    long[] _tdRead0 = [];        // the vCPU's TDG.VP.RD count when this exit was taken
     // A request to a device, kept per vCPU so it can queue behind another vCPU's.
     EventKind[] _reqKind = [];
     ulong[] _reqAddr = [];
@@ -68,12 +80,13 @@ public sealed partial class Kernel
     void InitExitPath(int vcpus)
     {
         int n = Math.Max(1, vcpus);
+        Stats = new ExitStats(Config.SampleCapacity);
         Fetcher = new InstructionFetcher(n);
         _exitRings = new SpscRing<ExitRecord>[Cpus.Length];
         for (int i = 0; i < Cpus.Length; i++) _exitRings[i] = new SpscRing<ExitRecord>(64);
         _acc = new DecodedAccess[n]; _exit = new ExitRecord[n]; _phase = new byte[n]; _value = new ulong[n];
         _writeValue = new ulong[n]; _segBase = new ulong[n]; _esBase = new ulong[n]; _mode = new PagingMode[n];
-        _cr3 = new ulong[n]; _measured = new long[n]; _segStart = new long[n]; _modelled = new long[n]; _firstElement = new bool[n]; _forwarded = new bool[n];
+        _cr3 = new ulong[n]; _measured = new long[n]; _segStart = new long[n]; _modelled = new long[n]; _firstElement = new bool[n]; _forwarded = new bool[n]; _tdRead0 = new long[n];
         _reqKind = new EventKind[n]; _reqAddr = new ulong[n]; _reqSize = new byte[n]; _reqWrite = new bool[n];
         _reqData = new ulong[n]; _reqOwner = new int[n];
     }
@@ -132,11 +145,15 @@ public sealed partial class Kernel
 
     void HandleExit(Cpu cpu, in ExitRecord rec, long entryTd)
     {
+        OnExitTaken?.Invoke(rec.Vcpu);
         long t0 = (long)Tsc.Read();
         int v = rec.Vcpu;
         long rd0 = State.TdReads[v];
+        _tdRead0[v] = rd0;
         State.OnExit(v);
         if (++Stats.Taken == 1) OnFirstExit?.Invoke();
+        if (Stats.Taken == NarrateExit) _narrated = v;
+        NarratorFor(v)?.Invoke($"exit #{Stats.Taken} on cpu {cpu.Index}: vcpu {v} {rec.Reason} gpa=0x{rec.Gpa:x} port=0x{rec.Port:x} size={rec.Size} flags={rec.Flags}; RIP=0x{State.Rip(v):x} (from the exit ring, {Cost.Name} exit+entry {Cost.ExitCycles} modelled cycles)");
         Trace.Add(cpu, TraceKind.Exit, v, (long)rec.Reason);
         _measured[v] = 0;
         _segStart[v] = t0;
@@ -230,7 +247,10 @@ public sealed partial class Kernel
         ulong rip = State.Rip(v);
 
         Span<byte> bytes = stackalloc byte[InstructionFetcher.MaxInstructionLength];
+        bool cached = Fetcher.IsCached(v);
         var fr = Fetcher.Fetch(v, _memory, pmode, cr3, csBase + rip, bytes, out int got, out var fault);
+        NarratorFor(v)?.Invoke($"mode: CR0=0x{cr0:x} CR4=0x{cr4:x} EFER=0x{efer:x} CS.attr=0x{csAttr:x} -> {cpuMode}, paging {pmode}, CR3=0x{cr3:x}{(Config.Platform == PlatformType.Tdp ? $" (TDX: {State.TdReads[v] - _tdRead0[v]} TDG.VP.RD so far in this exit)" : "")}");
+        NarratorFor(v)?.Invoke($"fetch: linear 0x{csBase + rip:x}, code-page cache {(cached ? "hit" : "miss (page walk)")}, {fr}, {got} bytes: {Convert.ToHexString(bytes[..got]).ToLowerInvariant()}");
         if (got == 0) { InjectWalkFault(cpu, v, fault); return; }
 
         bool hw = (rec.Flags & ExitFlags.HardwareCompletes) != 0;
@@ -247,6 +267,7 @@ public sealed partial class Kernel
         }
         _ = fr;
         _acc[v] = d;
+        NarratorFor(v)?.Invoke($"decode: len {d.Length} kind {d.Kind} size {d.Size} reg {d.Reg}{(d.RegHigh8 ? "(high8)" : "")} imm {(d.HasImm ? $"0x{d.Imm:x}" : "-")} op {d.Op} rep {d.Rep} base {d.Base} index {d.Index} scale {d.Scale} disp 0x{d.Disp:x} seg {d.Segment} asz {d.AddressSize}{(d.PortIsDx ? " port=dx" : d.Kind is AccessKind.In or AccessKind.Out ? $" port=0x{d.Port:x}" : "")}");
         bool isPort = d.Kind is AccessKind.In or AccessKind.Out or AccessKind.Ins or AccessKind.Outs;
         if (isPort != (rec.Reason == ExitReason.Io) || (isPort && !d.PortIsDx && d.Port != rec.Port && rec.Port != 0))
         {
@@ -357,6 +378,7 @@ public sealed partial class Kernel
                 return;
             }
         }
+        NarratorFor(v)?.Invoke($"{(write ? "write" : "read")} side: GPA 0x{gpa:x} ({(vm.IsRam(gpa, size) ? "the VM's RAM" : "not RAM: device lookup")})");
         if (vm.IsRam(gpa, size))
         {
             if (write) { _memory.WriteSized(gpa, (int)size, data); AfterWrite(cpu, v); }
@@ -405,6 +427,7 @@ public sealed partial class Kernel
             return;
         }
         _modelled[v] += Cost.ForwardCycles;
+        NarratorFor(v)?.Invoke($"nobody registered {kind} 0x{addr:x}: forwarded to the host (+{Cost.ForwardCycles} modelled cycles)");
         Trace.Add(cpu, TraceKind.Forward, v, (long)addr);
         bool ok = Host.Access(kind, addr, _acc[v].Size, write, data, out ulong value);
         if (!ok) Stats.ForwardFailures++;   // the guest sees all-ones for a read, a dropped write
@@ -465,6 +488,7 @@ public sealed partial class Kernel
                     break;
             }
         }
+        NarratorFor(v)?.Invoke($"value 0x{value:x} in hand; {(hw ? "the hardware finishes the instruction" : $"write-back done, RAX now 0x{State.Gpr(v, 0):x}, RFLAGS 0x{State.Rflags(v):x}")}{(write ? $"; next: write 0x{toWrite:x}" : "")}");
         if (!write) { AfterWrite(cpu, v); return; }
         _phase[v] = (byte)Phase.Write;
         _writeValue[v] = toWrite;
@@ -533,6 +557,8 @@ public sealed partial class Kernel
         if (countCompleted) Stats.Completed++;
         CloseSegment(v);
         Stats.Record(kind, _measured[v], _modelled[v]);
+        NarratorFor(v)?.Invoke($"done as {kind}: RIP=0x{State.Rip(v):x}; kernel software {_measured[v]} TSC ticks (measured, and inflated here by the narration itself), platform {_modelled[v]} cycles (modelled); vCPU back on cpu {_vcpus[v].Cpu}");
+        if (v == _narrated) _narrated = -1;
         Trace.Add(cpu, TraceKind.Complete, v, (long)kind);
         var vc = _vcpus[v];
         lock (vc)

@@ -215,6 +215,7 @@ public sealed partial class Kernel
         {
             VcpuObject v => WaitVcpu(t, v),
             EventObject e => WaitEvent(t, e),
+            Batch.PolledRingObject ring => WaitRing(t, ring),
             _ => throw KernelError.NotSupp("not an event source"),
         };
     }

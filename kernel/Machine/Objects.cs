@@ -153,6 +153,8 @@ public sealed class EventObject : PageObject
     public int Inflight = -1;
     public bool Dead;
     public long Delivered, Completed;
+    /// <summary>Sequence of the last access handed to a waiter: WAIT_FOR_EVENT returns at once only for a newer one.</summary>
+    public ulong Handed;
 
     readonly int[] _queue;
     int _qHead, _qCount;

@@ -23,6 +23,9 @@ public sealed record Scenario
     public WorkloadSpec Workload { get; init; } = new();
     /// <summary>Cost-model overrides, in cycles: exit, tdcall, forward, syscall, wake.</summary>
     public IReadOnlyDictionary<string, long> Costs { get; init; } = new Dictionary<string, long>();
+    /// <summary>The VMM's per-exit state traffic ("vmm": {"state_fields": n, "batch": k}); 0 fields = none. See <c>copra tune</c>.</summary>
+    public int VmmStateFields { get; init; }
+    public int VmmBatch { get; init; } = 1;
 
     public static Scenario Default()
     {
@@ -64,6 +67,11 @@ public sealed record Scenario
             if (p.TryGetProperty("iterations", out x)) w = w with { Iterations = x.GetInt64() };
             sc = sc with { Workload = w };
         }
+        if (root.TryGetProperty("vmm", out p))
+        {
+            if (p.TryGetProperty("state_fields", out var x)) sc = sc with { VmmStateFields = x.GetInt32() };
+            if (p.TryGetProperty("batch", out x)) sc = sc with { VmmBatch = x.GetInt32() };
+        }
         if (root.TryGetProperty("costs", out p))
             sc = sc with { Costs = p.EnumerateObject().ToDictionary(o => o.Name, o => o.Value.GetInt64()) };
         sc.Validate();
@@ -86,6 +94,8 @@ public sealed record Scenario
         if (Unhandled is not ("forward" or "reinject")) throw new CliException("unhandled is forward or reinject");
         if (Driver is not ("deterministic" or "parallel")) throw new CliException("driver is deterministic or parallel");
         if (Workload.Pattern is not ("sequential" or "random")) throw new CliException("pattern is sequential or random");
+        if (VmmStateFields < 0 || VmmStateFields > User.Programs.StateWork.Fields.Length) throw new CliException($"vmm.state_fields must be 0..{User.Programs.StateWork.Fields.Length}");
+        if (VmmBatch is < 1 or > Core.Kernel.MaxBatch) throw new CliException($"vmm.batch must be 1..{Core.Kernel.MaxBatch}");
         _ = Machine.CostModel.Parse(Platform);
     }
 

@@ -6,7 +6,7 @@ namespace Copra.User.Programs;
 /// An MMIO test device (handle 1: its MMIO event object, handle 2: its IRQ object, both received by
 /// EXEC). Registers: identity, version, a 32-bit and a 64-bit scratch register, a status register
 /// whose ready bit drops for a few reads after each doorbell, a doorbell that raises the IRQ, an
-/// IRQ counter, a checksum of the data window, and a 4 KiB data window taking any access size.
+/// IRQ counter, a checksum of the data window's first 256 bytes, and a 4 KiB data window taking any access size.
 /// </summary>
 public sealed class TestDevice : IUserProgram
 {
@@ -15,6 +15,10 @@ public sealed class TestDevice : IUserProgram
     ulong _scratch64;
     int _busy;
     uint _irqs, _doorbells;
+    long _accesses;
+
+    /// <summary>Fault injection: crash (throw, with the access unanswered) on this access; -1 never.</summary>
+    public long CrashAt { get; init; } = -1;
 
     public async Task Main(IUserContext ctx)
     {
@@ -26,6 +30,7 @@ public sealed class TestDevice : IUserProgram
             if (Errno.IsError(r)) break;
             ref var a = ref Sys.Ref<EventArea>(ctx, area);
             if (a.State != EventState.Pending) continue;
+            if (++_accesses == CrashAt) throw new InvalidOperationException($"injected crash at access {_accesses}");
             ulong off = a.Address & (TestDeviceRegs.RangeSize - 1);
             if (a.Direction == AccessDirection.Write)
             {
@@ -67,10 +72,11 @@ public sealed class TestDevice : IUserProgram
         return 0;
     }
 
+    /// <summary>Sum of the first <see cref="TestDeviceRegs.ChecksumBytes"/> bytes of the window (the rest is scratch for other vCPUs).</summary>
     uint Checksum()
     {
         uint s = 0;
-        foreach (var b in _window) s += b;
+        for (int i = 0; i < TestDeviceRegs.ChecksumBytes; i++) s += _window[i];
         return s;
     }
 

@@ -14,6 +14,10 @@ public sealed class Uart16550 : IUserProgram
     readonly byte[] _regs = new byte[8];
     byte _dll = 1, _dlm;
     readonly StringBuilder _line = new();
+    long _accesses;
+
+    /// <summary>Fault injection: from this access on, never answer (the vCPU waits); -1 never.</summary>
+    public long SilentFrom { get; init; } = -1;
 
     public async Task Main(IUserContext ctx)
     {
@@ -25,6 +29,7 @@ public sealed class Uart16550 : IUserProgram
             if (Errno.IsError(r)) break;
             ref var a = ref Sys.Ref<EventArea>(ctx, area);
             if (a.State != EventState.Pending) continue;
+            if (++_accesses >= SilentFrom && SilentFrom > 0) continue;   // hold the access, answer nothing
             int reg = (int)(a.Address & 7);
             if (a.Direction == AccessDirection.Write) Write(ctx, reg, (byte)a.Data);
             else a.Data = Read(reg);

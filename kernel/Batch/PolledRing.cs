@@ -1,0 +1,71 @@
+using System.Runtime.InteropServices;
+using Copra.Abi;
+using Copra.Cold;
+using Copra.Kernel.Core;
+
+namespace Copra.Kernel.Batch;
+
+/// <summary>
+/// A polled ring (RING_POLL; io_uring's SQPOLL): a submission queue of SysCallIn and a completion
+/// queue of SysCallOut in memory the process maps (<see cref="PolledRingLayout"/>), drained by a
+/// kernel poller that runs in every step of one CPU. User space submits with plain stores and one
+/// release store of the SQ tail: no syscall, no transition. The poller runs each entry exactly as
+/// BATCH would (in order, user_data copied, blocking calls refused with EINVAL, an error does not
+/// stop the rest), on behalf of the thread that created the ring, and posts completions with one
+/// release store of the CQ tail per pass. What it costs is the CPU: a poller spins on it whether
+/// or not there is work (docs/tuning.md, "When polling pays").
+/// </summary>
+public sealed class PolledRingObject : KObject, IMappable
+{
+    readonly ArrayWindow _window;
+
+    internal PolledRingObject(KThread owner, int entries, int cpu)
+    {
+        Owner = owner;
+        Entries = entries;
+        Cpu = cpu;
+        _window = new ArrayWindow(new byte[PolledRingLayout.Bytes(entries)]);
+        var b = _window.Bytes.AsSpan();
+        BitConverter.TryWriteBytes(b[PolledRingLayout.Entries..], (uint)entries);
+        BitConverter.TryWriteBytes(b[PolledRingLayout.Cpu..], (uint)cpu);
+    }
+
+    /// <summary>The thread whose process and handles the entries run with.</summary>
+    public KThread Owner { get; }
+    public int Entries { get; }
+    public int Cpu { get; }
+    /// <summary>A thread blocked in WAIT_FOR_EVENT on the ring (guarded by the object's lock).</summary>
+    internal KThread? Waiter;
+    /// <summary>Set when the last handle closes: the poller drops the ring at its next pass.</summary>
+    public volatile bool Closed;
+    /// <summary>Entries the poller ran, and passes that found work.</summary>
+    public long Ran, Passes;
+
+    public override string Kind => "polled-ring";
+    public override string Describe() => $"polled ring ({Entries} entries, poller on cpu {Cpu})";
+    public override IMappable AsMappable() => this;
+    protected override void OnLastHandleClosed(Process lastOwner) => Closed = true;
+
+    public ulong MappableLength => (ulong)_window.Bytes.Length;
+
+    public IMemoryWindow Map(Process process, ulong offset, ulong length, bool writable)
+    {
+        if (offset != 0 || length != MappableLength) throw KernelError.Inval($"map the whole ring: offset 0, length {MappableLength}");
+        return _window;
+    }
+
+    public void Unmapped(Process process, ulong offset, ulong length) { }
+
+    ref ulong Word(int offset) => ref MemoryMarshal.Cast<byte, ulong>(_window.Bytes.AsSpan(offset, 8))[0];
+    internal ulong Load(int offset) => Volatile.Read(ref Word(offset));
+    internal void Store(int offset, ulong value) => Volatile.Write(ref Word(offset), value);
+
+    internal SysCallIn ReadSq(ulong index) =>
+        MemoryMarshal.AsRef<SysCallIn>(_window.Bytes.AsSpan(PolledRingLayout.SqOffset + (int)(index & (ulong)(Entries - 1)) * SysCallIn.Size, SysCallIn.Size));
+
+    internal void WriteCq(ulong index, in SysCallOut e) =>
+        MemoryMarshal.AsRef<SysCallOut>(_window.Bytes.AsSpan(PolledRingLayout.CqOffset(Entries) + (int)(index & (ulong)(Entries - 1)) * SysCallOut.Size, SysCallOut.Size)) = e;
+
+    /// <summary>Completions posted and not yet reaped.</summary>
+    internal long Ready => (long)(Load(PolledRingLayout.CqTail) - Load(PolledRingLayout.CqHead));
+}
