@@ -1,7 +1,9 @@
 // Decoder differential: X86Decoder.TryDecode against Iced, in one CPU mode.
 // Properties, per case: the decoder never throws; when it accepts, Iced decodes the same bytes to the same access
 // (length, kind, direction, size, register, immediate, REP, port, memory operand); when Iced decodes an emulated
-// form with a memory operand (other than the documented gaps left to the fallback), the decoder accepts it.
+// form with a memory operand (other than the documented gaps left to the fallback), the decoder accepts it; and a
+// refusal's reason agrees with Iced's verdict (RegisterOperand: Iced decodes a valid instruction; LockInvalid and
+// TooLong: Iced says invalid; Truncated: Iced ran out of bytes).
 using Copra.Fuzz.Core;
 using Copra.Hot.Decode;
 
@@ -56,7 +58,15 @@ public sealed class DecoderTarget(CpuMode mode, DecoderGen gen = DecoderGen.Mixe
         {
             if (e.Covered && (e.HasMemory || e.Kind is AccessKind.In or AccessKind.Out) && !e.DeliberateGap)
                 return $"Copra refused ({d.Error}); Iced decoded an emulated form: {e.Text}";
-            return null;
+            // The refusal reason must be consistent with Iced's verdict on the bytes.
+            return d.Error switch
+            {
+                RefuseReason.RegisterOperand when !e.Valid => $"Copra refused as a register form, but Iced says the bytes are invalid ({e.Text})",
+                RefuseReason.LockInvalid or RefuseReason.TooLong when e.Valid => $"Copra refused ({d.Error}), but Iced decodes {e.Text}",
+                RefuseReason.Truncated when e.Valid || !e.NoMoreBytes => $"Copra refused as truncated, but Iced says {e.Text}",
+                RefuseReason.None => "Copra refused without a reason",
+                _ => null,
+            };
         }
         if (!e.Covered) return $"Copra accepted {Describe(d)}; Iced: {e.Text} (not an emulated form)";
         string diff = Diff(d, e);

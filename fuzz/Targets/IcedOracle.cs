@@ -14,7 +14,7 @@ namespace Copra.Fuzz.Targets;
 /// <summary>What Iced says the access is; Covered is false when the instruction is not an emulated form.</summary>
 public struct Expected
 {
-    public bool Valid, Covered, DeliberateGap;
+    public bool Valid, Covered, DeliberateGap, NoMoreBytes;
     public int Length;
     public AccessKind Kind;
     public AluOp Op;
@@ -65,7 +65,8 @@ public static class IcedOracle
     public static Expected Expect(ReadOnlySpan<byte> bytes, CpuMode mode)
     {
         var e = new Expected { Reg = -1, Base = -1, Index = -1, Scale = 1 };
-        Instruction ins = Decode(bytes, mode, out _);
+        Instruction ins = Decode(bytes, mode, out var error);
+        e.NoMoreBytes = error == Iced.Intel.DecoderError.NoMoreBytes;
         e.Text = Format(ins);
         if (ins.IsInvalid) return e;
         e.Valid = true;
