@@ -122,7 +122,14 @@ public static class X86Decoder
                 d.Reg = (sbyte)(regField | ((rex & 4) << 1));
             }
             // Why: LOCK on a register operand is #UD whatever the opcode, so the CPU would never exit for it.
-            if (mod == 3) return Refuse(ref d, lockPrefix ? RefuseReason.LockInvalid : RefuseReason.RegisterOperand);
+            if (mod == 3)
+            {
+                // Why: a register form is still a whole instruction only once its immediate is there; bytes that
+                // end first are Truncated (TooLong past 15 bytes), as for every other form (found by the fuzzer).
+                int immBytes = immKind is Imm8 or Imm8Sx ? 1 : immKind == ImmZ ? (opSize == 2 ? 2 : 4) : 0;
+                if (i + immBytes > limit) return Refuse(ref d, shortOf);
+                return Refuse(ref d, lockPrefix ? RefuseReason.LockInvalid : RefuseReason.RegisterOperand);
+            }
 
             int dispBytes;
             if (addrSize == 2)

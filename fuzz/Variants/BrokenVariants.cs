@@ -1,0 +1,45 @@
+// Deliberately broken variants of the code under test. Each plants one realistic bug; the broken-variant tests
+// assert that the matching property catches it and shrinks the counterexample to a small case. They live here, not
+// in hot/, so production code never carries them.
+using Copra.Hot.Decode;
+
+namespace Copra.Fuzz.Variants;
+
+public static class BrokenDecoder
+{
+    /// <summary>X86Decoder with MOVSX r, r/m8 (0F BE) reported as a zero-extending load: the classic table slip.</summary>
+    public static bool MovsxAsMovzx(ReadOnlySpan<byte> bytes, CpuMode mode, out DecodedAccess d)
+    {
+        bool ok = X86Decoder.TryDecode(bytes, mode, out d);
+        if (ok && d.Kind == AccessKind.ReadSx && d.Size == 1) d.Kind = AccessKind.ReadZx;
+        return ok;
+    }
+}
+
+public static class BrokenWalker
+{
+    /// <summary>PageWalker on a copy of guest memory with every entry's PS bit (bit 7) cleared: huge pages become tables.</summary>
+    public static Copra.Hot.Guest.WalkResult IgnoresPageSize(Copra.Hot.Guest.GuestMemory mem, in Copra.Hot.Guest.PagingMode mode, ulong cr3,
+        ulong linear, Copra.Hot.Guest.AccessType access, out ulong gpa)
+    {
+        using var copy = new Copra.Hot.Guest.GuestMemory(mem.Size);
+        var src = mem.Span(0, (int)mem.Size);
+        var dst = copy.Span(0, (int)mem.Size);
+        src.CopyTo(dst);
+        int stride = mode.Kind == Copra.Hot.Guest.PagingKind.Legacy32 ? 4 : 8;
+        for (int i = 0; i < dst.Length; i += stride) dst[i] &= 0x7F;
+        return Copra.Hot.Guest.PageWalker.Translate(copy, mode, cr3, linear, access, out gpa);
+    }
+}
+
+/// <summary>An MpscRing that, when a producer finds the ring full (it is contending with the consumer), drops the entry and reports success.</summary>
+public sealed class DroppingMpscRing(int capacity) : Copra.Fuzz.Targets.MpscAdapter(capacity)
+{
+    public long Dropped;
+    public override bool TryEnqueue(long item)
+    {
+        if (InnerEnqueue(item)) return true;
+        Interlocked.Increment(ref Dropped);
+        return true;
+    }
+}
