@@ -69,6 +69,13 @@ public sealed class ExitStats
 
     readonly int[] _slots = new int[KindCount];
 
+    /// <summary>Forgets the kept samples (not the counts): a measurement phase after a warm-up. Not while CPUs run.</summary>
+    public void ResetSamples()
+    {
+        Array.Clear(_n);
+        Array.Clear(_slots);
+    }
+
     public double HardwareMedian(ExitKind k) => Hardware[(int)k] is { } h ? Median(h.AsSpan(0, _n[(int)k])) : 0;
 
     public double HardwareMedianAll()
