@@ -12,7 +12,7 @@ public static class Cap
     public const ulong PlatformMask = 0b111;
 }
 
-/// <summary>Indices for VM_CAPABILITIES. Memory range i is at <c>RangeBase(i)</c> and <c>RangeLength(i)</c>.</summary>
+/// <summary>Indices for VM_CAPABILITIES: index 0 counts the indices after it; memory range i is at <c>RangeBase(i)</c> and <c>RangeLength(i)</c>.</summary>
 public static class VmCap
 {
     public const ulong Count = 0;

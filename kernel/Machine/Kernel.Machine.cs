@@ -122,8 +122,9 @@ public sealed partial class Kernel
 
     static long VmCapability(VmObject vm, ulong index)
     {
-        ulong count = 3 + 2 * (ulong)vm.Ranges.Count;
-        if (index == VmCap.Count) return (long)count;
+        ulong count = 3 + 2 * (ulong)vm.Ranges.Count;   // indices 0..count-1
+        // Index 0 counts the capabilities after it, as CAPABILITIES' index 0 does (COCONUT: 2 for indices 1..2).
+        if (index == VmCap.Count) return (long)count - 1;
         if (index == VmCap.VcpuCount) return vm.VcpuCount;
         if (index == VmCap.RangeCount) return vm.Ranges.Count;
         if (index < count)

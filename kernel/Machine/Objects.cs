@@ -54,10 +54,36 @@ public abstract class PageObject : KObject, IMappable
     public IMemoryWindow Map(Process process, ulong offset, ulong length, bool writable)
     {
         if (offset != 0 || length != Page.Size) throw KernelError.Inval("map the whole page: offset 0, length 4096");
+        Interlocked.Increment(ref _maps);
         return new NativeWindow(Pages.Memory, PageOffset);
     }
 
-    public void Unmapped(Process process, ulong offset, ulong length) { }
+    public void Unmapped(Process process, ulong offset, ulong length)
+    {
+        Interlocked.Decrement(ref _maps);
+        TryRelease();
+    }
+
+    int _maps, _released;
+    volatile bool _closed;
+
+    /// <summary>True for objects whose page goes back to the pool once closed and unmapped (event areas; not run pages, which the platform owns).</summary>
+    protected virtual bool ReleasesPage => false;
+
+    /// <summary>The last handle is gone; the page follows once no mapping names it (a mapping may outlive the handle).</summary>
+    protected void MarkClosed()
+    {
+        _closed = true;
+        TryRelease();
+    }
+
+    void TryRelease()
+    {
+        if (!ReleasesPage || !_closed || Volatile.Read(ref _maps) != 0) return;
+        if (Interlocked.Exchange(ref _released, 1) == 0) Pages.Free(PageOffset);
+    }
+
+    public bool PageReleased => Volatile.Read(ref _released) != 0;
     protected Span<byte> Bytes => Pages.Memory.Span(PageOffset, Page.Size);
 }
 
@@ -196,7 +222,12 @@ public sealed class EventObject : PageObject
 
     /// <summary>Set by the kernel: what happens when the last handle goes (unregister, answer in-flight accesses).</summary>
     public Action<EventObject>? OnClosed;
-    protected override void OnLastHandleClosed(Process lastOwner) => OnClosed?.Invoke(this);
+    protected override bool ReleasesPage => true;
+    protected override void OnLastHandleClosed(Process lastOwner)
+    {
+        OnClosed?.Invoke(this);
+        MarkClosed();
+    }
 }
 
 /// <summary>An interrupt line into a VM: EVENT_SIGNAL makes the vector pending and wakes a halted vCPU.</summary>

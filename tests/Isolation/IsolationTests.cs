@@ -144,6 +144,35 @@ public class IsolationTests
         Assert.Equal(0UL, valuesAfter[0]);
     }
 
+    [Fact]
+    public void Event_object_pages_go_back_to_the_pool_once_closed_and_unmapped()
+    {
+        using var k = NewKernel();
+        long last = 0, afterMapped = 0;
+        byte seen = 0;
+        RunProgram(k, ctx =>
+        {
+            uint vm = Sys.VmOpen(ctx, 1);
+            for (int i = 0; i < 300; i++)   // more than the kernel's page pool holds
+            {
+                last = Sys.Call(ctx, SysNr.MmioEvent, vm, 0xFEB0_0000, 0x1000);
+                Sys.Close(ctx, (uint)last);
+            }
+            // A mapping may outlive the handle: the page stays the object's until MUNMAP.
+            uint e = Sys.MmioEvent(ctx, vm, 0xFEB0_0000, 0x1000);
+            ulong va = Sys.Mmap(ctx, e, 0, Page.Size);
+            ctx.Memory(va + 100, 1)[0] = 0xAB;
+            Sys.Close(ctx, e);
+            afterMapped = Sys.Call(ctx, SysNr.MmioEvent, vm, 0xFEB1_0000, 0x1000);
+            seen = ctx.Memory(va + 100, 1)[0];
+            Sys.Munmap(ctx, va, Page.Size);
+            return Task.CompletedTask;
+        });
+        Assert.True(last > 0, Errno.Name(last));
+        Assert.True(afterMapped > 0, Errno.Name(afterMapped));
+        Assert.Equal(0xAB, seen);   // the new object did not get (and clear) the still-mapped page
+    }
+
     static CopraSystem System(FaultSpec faults, int vms = 1, string driver = "deterministic") =>
         new(Scenario.Default() with
         {
