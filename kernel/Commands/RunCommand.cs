@@ -51,6 +51,7 @@ public static class RunCommand
         var faults = a.Get("faults") is { } fs ? FaultSpec.Parse(fs) : new FaultSpec();
         using var sys = new CopraSystem(sc, keepTrace: a.Has("trace"), backend: sc.Backend == "kvm" ? KvmFactory(sc) : null, faults: faults);
         var k = sys.Kernel;
+        Prejit.ExitPath();
         if (!quiet)
             AnsiConsole.MarkupLine($"[bold]copra[/]: platform [green]{sc.Platform}[/], {sc.Cpus} CPU(s), {sc.Vms.Count} VM(s), backend {k.Backend!.Name}, driver {sc.Driver}, seed {sc.Seed}, unhandled {sc.Unhandled}");
 
