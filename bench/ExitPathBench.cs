@@ -1,3 +1,4 @@
+using Copra.Kernel.Run;
 using BenchmarkDotNet.Attributes;
 using Copra.Hot.Decode;
 using Iced.Intel;

@@ -1,3 +1,4 @@
+using Copra.Kernel.Run;
 using Copra.Hot.Timing;
 using Copra.Kernel.Exit;
 

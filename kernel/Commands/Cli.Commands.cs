@@ -12,6 +12,7 @@ public static partial class Cli
             "tune" => TuneCommand.Run(rest),
             "trace" => TraceCommand.Run(rest),
             "kvmbench" => KvmBenchCommand.Run(rest),
+            "exitbench" => ExitBenchCommand.Run(rest),
             _ => null,
         };
     }

@@ -1,8 +1,7 @@
 using Copra.Kernel.Backends;
-using Copra.Kernel.Run;
 using Copra.User.Programs;
 
-namespace Copra.Bench;
+namespace Copra.Kernel.Run;
 
 /// <summary>The exit kinds the exit-path suite times, one per rig.</summary>
 public enum ExitFlavor { MmioRead, MmioWrite, PortOut, Forwarded }
