@@ -20,6 +20,12 @@ public sealed record WorkloadSpec
     public IReadOnlyList<string> Mix { get; init; } = ["read", "write", "write_imm", "read_zx", "port_out"];
     /// <summary>"sequential" or "random" offsets into the data window.</summary>
     public string Pattern { get; init; } = "sequential";
+    /// <summary>
+    /// Hostile forms on vCPU 0 (fault injection): a 4-byte read that runs past the end of the test
+    /// device's range (the guest must get #GP), and an exiting instruction that straddles into a
+    /// not-present code page (the guest must get #PF for that page).
+    /// </summary>
+    public bool HostileForms { get; init; }
     /// <summary>Loop iterations per vCPU (the run's exit count grows with it).</summary>
     public long Iterations { get; init; } = 64;
 }
@@ -92,6 +98,7 @@ public sealed class WorkloadBuilder
         }
         if (vcpu == 0 && w.DeviceDriver && dev != 0) DeviceDriver(p, dev);
         if (vcpu == 0 && w.Unregistered) Unregistered(p);
+        if (vcpu == 0 && w.HostileForms && dev != 0) HostileForms(p, dev);
 
         p.LoopStart = p.Steps.Count;
         foreach (var kind in w.Mix) MixStep(p, kind, dev, w.Pattern == "random");
@@ -141,6 +148,25 @@ public sealed class WorkloadBuilder
         var o = Emit(p, StepKind.Access, "out 0x80, al (POST code, host)", a => a.@out(0x80, al));
         Port(o, VmLayout.PostPort, 1, write: true); o.Presets = [(0, 0x42)];
         Mem(p, "mov eax, [rdx] (host scratch)", a => a.mov(eax, __dword_ptr[rdx]), VmLayout.HostScratch, 4, false, [(2, VmLayout.HostScratch)]);
+    }
+
+    /// <summary>Linear addresses of code pages made not-present by <see cref="HostileForms"/>.</summary>
+    public List<ulong> UnmappedCodePages { get; } = [];
+
+    void HostileForms(ReplayProgram p, ulong dev)
+    {
+        // Runs 2 bytes past the device's 8 KiB range: a straddle the kernel must refuse with #GP.
+        ulong end = dev + Copra.User.Programs.TestDeviceRegs.RangeSize;
+        Mem(p, "mov eax, [rsi] (runs past the device's range)", a => a.mov(eax, __dword_ptr[rsi]), end - 2, 4, false, [(6, end - 2)]);
+        // A 6-byte instruction whose last 3 bytes are on the next page, which is then made not-present.
+        ulong page = (_rip + 0xFFF) & ~0xFFFUL;
+        _rip = page - 3;
+        var s = Mem(p, "mov eax, [rsi+0x100] (straddles into a not-present page)", a => a.mov(eax, __dword_ptr[rsi + 0x100]), dev + 0x1100, 4, false, [(6, dev + 0x1000)]);
+        if (s.Length <= 3) throw new InvalidOperationException("the straddling instruction must cross the page");
+        ulong pte = Tables.EntryAddress(page, 1);
+        Memory.WriteU64(pte, Memory.ReadU64(pte) & ~1UL);
+        UnmappedCodePages.Add(page);
+        _rip = page + 0x1000;   // the rest of the program skips the hole (the guest's own jmp over it)
     }
 
     void MixStep(ReplayProgram p, string kind, ulong dev, bool random)

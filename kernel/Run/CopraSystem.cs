@@ -90,9 +90,10 @@ public sealed class CopraSystem : IDisposable
         {
             var vm = Kernel.Vms[i];
             var wb = new WorkloadBuilder(Kernel.Memory, Layouts[i]);
+            var spec = Faults.HostilePageTables && i == 0 ? Scenario.Workload with { HostileForms = true } : Scenario.Workload;
             for (int v = 0; v < vm.VcpuCount; v++)
             {
-                var prog = wb.Build(Scenario.Workload, v);
+                var prog = wb.Build(spec, v);
                 programs.Add(prog);
                 InjectGuestFaults(wb, prog, v, vm.VcpuCount);
                 int g = vm.VcpuBase + v;

@@ -232,6 +232,29 @@ public class IsolationTests
     }
 
     [Fact]
+    public void An_access_past_a_devices_range_gets_GP_and_an_instruction_straddling_into_a_missing_page_gets_PF()
+    {
+        using var sys = new CopraSystem(Scenario.Default() with
+        {
+            Workload = new global::Copra.Kernel.Backends.WorkloadSpec { Iterations = 10, HostileForms = true },
+        });
+        var pf = new List<ulong>();
+        var r = sys.Run();
+        var k = sys.Kernel;
+        Assert.True(r.Quiescent);
+        Assert.Equal(1, sys.Replay!.ExceptionsByVector[13]);   // #GP: the read past the device's end
+        Assert.Equal(1, sys.Replay.ExceptionsByVector[14]);    // #PF: the fetch of the straddling instruction
+        Assert.True(k.State.TryPeek(0, StateField.Cr2, out ulong cr2));
+        Assert.Equal(0UL, cr2 & Page.Mask);                    // CR2 names the missing page, not the first one
+        Assert.Equal(0, sys.Replay.Desyncs);
+        Assert.Equal(0, sys.Replay.DataMismatches);
+        Assert.Equal(2, k.Stats.Faulted);
+        Assert.Equal(0, k.Stats.InFlight);
+        Assert.Equal(0, k.InternalErrors);
+        Assert.Contains("Hello from the Copra guest!", sys.GuestConsole);
+    }
+
+    [Fact]
     public void Host_forwarding_that_fails_gives_the_guest_all_ones_and_is_counted()
     {
         using var sys = System(new FaultSpec { HostFailRate = 1.0 });
