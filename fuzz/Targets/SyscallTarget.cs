@@ -125,7 +125,7 @@ public sealed class HandleModel(int vms, int vcpusPerVm, ulong platform)
                 int vm = int.Parse(o[2..], System.Globalization.CultureInfo.InvariantCulture);
                 return c.Arg switch
                 {
-                    VmCap.Count => 5,
+                    VmCap.Count => 4,   // the indices after 0 (1..4), as CAPABILITIES counts
                     VmCap.VcpuCount => vcpusPerVm,
                     VmCap.RangeCount => 1,
                     3 => (long)SyscallTarget.VmBase(vm),
