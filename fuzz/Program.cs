@@ -161,7 +161,7 @@ public static class Program
                     }
                     while (threads.Any(th => th.IsAlive))
                     {
-                        Thread.Sleep(250);
+                        threads.First(th => th.IsAlive).Join(250);   // wait on the workers; wake every 250 ms to refresh the display
                         double rate = s.Done / Math.Max(1e-3, sw.Elapsed.TotalSeconds);
                         double frac = cases > 0 ? (double)s.Done / cases : sw.Elapsed / perTarget;
                         task.Value = Math.Min(1000, frac * 1000);
