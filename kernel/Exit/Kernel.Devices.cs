@@ -117,12 +117,9 @@ public sealed partial class Kernel
     {
         if (_segStart[v] == 0) _segStart[v] = (long)Tsc.Read();
         lock (_vcpus[v]) { if (_vcpus[v].Run == VcpuRun.WaitingDevice) _vcpus[v].Run = VcpuRun.Runnable; }
-        long rd0 = State.TdReads[v];
         if (_reqWrite[v]) AfterWrite(cpu, v);
         else AfterRead(cpu, v, value & AllOnes(_reqSize[v]));
-        long reads = State.TdReads[v] - rd0;
-        Interlocked.Add(ref Stats.TdReads, reads);
-        _modelled[v] += reads * Cost.TdcallCycles;
+        ChargeTdReads(v);
         CloseSegment(v);
     }
 

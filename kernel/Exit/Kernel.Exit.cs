@@ -68,7 +68,7 @@ public sealed partial class Kernel
     ulong[] _hwRead = [];        // the value the last hardware-completed read returned (checks an ALU's write)
     bool[] _firstElement = [];
     bool[] _forwarded = [];      // some side of this instruction went to the host
-    long[] _tdRead0 = [];        // the vCPU's TDG.VP.RD count when this exit was taken
+    long[] _tdRead0 = [];        // the vCPU's TDG.VP.RD count already charged to this exit's modelled cost
     // A request to a device, kept per vCPU so it can queue behind another vCPU's.
     EventKind[] _reqKind = [];
     ulong[] _reqAddr = [];
@@ -124,7 +124,8 @@ public sealed partial class Kernel
     void InjectPendingIrq(VcpuObject vc)
     {
         int v = vc.Global;
-        if ((State.Rflags(v) & RflagsIf) == 0 || State.PendingEvent(v) != 0) return;
+        // The IRR is the kernel's own memory: look there before paying a TDG.VP.RD for the pending-event field.
+        if ((State.Rflags(v) & RflagsIf) == 0 || !IrqPending(vc) || State.PendingEvent(v) != 0) return;
         lock (vc)
         {
             for (int w = 3; w >= 0; w--)
@@ -150,9 +151,7 @@ public sealed partial class Kernel
         OnExitTaken?.Invoke(rec.Vcpu);
         long t0 = (long)Tsc.Read();
         int v = rec.Vcpu;
-        long rd0 = State.TdReads[v];
-        _tdRead0[v] = rd0;
-        State.OnExit(v);
+        State.OnExit(v);   // TDG.VP.RDs since the last charge (the entry's, e.g. the interrupt check) go to this exit
         long taken = Interlocked.Increment(ref Stats.Taken);
         if (taken == 1) OnFirstExit?.Invoke();
         if (taken == NarrateExit) _narrated = v;
@@ -173,27 +172,40 @@ public sealed partial class Kernel
                 break;
             case ExitReason.Hlt:
                 Interlocked.Increment(ref Stats.Hlt);
-                RunPageExit(cpu, vc, RunExit.Hlt, ExitKind.Hlt, t0);
+                RunPageExit(cpu, vc, RunExit.Hlt, ExitKind.Hlt);
                 break;
             case ExitReason.Cpuid:
                 Interlocked.Increment(ref Stats.Cpuid);
-                RunPageExit(cpu, vc, RunExit.Cpuid, ExitKind.Cpuid, t0);
+                RunPageExit(cpu, vc, RunExit.Cpuid, ExitKind.Cpuid);
                 break;
             case ExitReason.MsrRead:
             case ExitReason.MsrWrite:
                 Interlocked.Increment(ref Stats.Msr);
-                RunPageExit(cpu, vc, rec.Reason == ExitReason.MsrRead ? RunExit.MsrRead : RunExit.MsrWrite, ExitKind.Msr, t0);
+                RunPageExit(cpu, vc, rec.Reason == ExitReason.MsrRead ? RunExit.MsrRead : RunExit.MsrWrite, ExitKind.Msr);
                 break;
             default:
                 Interlocked.Increment(ref Stats.Shutdown);
                 lock (vc) { vc.Run = VcpuRun.Dead; }
-                RunPageExit(cpu, vc, RunExit.Shutdown, ExitKind.Other, t0);
+                RunPageExit(cpu, vc, RunExit.Shutdown, ExitKind.Other);
                 break;
         }
-        long reads = State.TdReads[v] - rd0;
+        ChargeTdReads(v);
+        CloseSegment(v);
+    }
+
+    /// <summary>
+    /// Charges the TDG.VP.RDs the state store counted for this vCPU since the last charge to the
+    /// exit's modelled cost. Called before a sample is recorded and at the end of each kernel segment,
+    /// so every read lands in the exit that made it.
+    /// </summary>
+    void ChargeTdReads(int v)
+    {
+        long now = State.TdReads[v];
+        long reads = now - _tdRead0[v];
+        if (reads == 0) return;
+        _tdRead0[v] = now;
         Interlocked.Add(ref Stats.TdReads, reads);
         _modelled[v] += reads * Cost.TdcallCycles;
-        CloseSegment(v);
     }
 
     /// <summary>Adds the running kernel segment of this exit to its measured time.</summary>
@@ -204,9 +216,10 @@ public sealed partial class Kernel
         _segStart[v] = 0;
     }
 
-    void RunPageExit(Cpu cpu, VcpuObject vc, RunExit why, ExitKind kind, long t0)
+    void RunPageExit(Cpu cpu, VcpuObject vc, RunExit why, ExitKind kind)
     {
         lock (vc) ReportRunExitLocked(cpu, vc, why);
+        ChargeTdReads(vc.Global);
         CloseSegment(vc.Global);
         Stats.Record(kind, _measured[vc.Global], _modelled[vc.Global], _hardware[vc.Global]);
     }
@@ -632,6 +645,7 @@ public sealed partial class Kernel
     void EndExit(Cpu cpu, int v, ExitKind kind, bool countCompleted)
     {
         if (countCompleted) Interlocked.Increment(ref Stats.Completed);
+        ChargeTdReads(v);
         CloseSegment(v);
         Stats.Record(kind, _measured[v], _modelled[v], _hardware[v]);
         NarratorFor(v)?.Invoke($"done as {kind}: RIP=0x{State.Rip(v):x}; kernel software {_measured[v]} TSC ticks (measured, and inflated here by the narration itself), platform {_modelled[v]} cycles (modelled); vCPU back on cpu {_vcpus[v].Cpu}");

@@ -1,0 +1,43 @@
+using Copra.Kernel.Exit;
+using Copra.Kernel.Run;
+using Xunit;
+
+namespace Copra.Tests.Accounting;
+
+/// <summary>
+/// Every modelled sample carries the whole platform cost of its exit, including the TDCALLs the
+/// kernel's own handling made, whether the exit finished inside the exit handler (forwarded, faulted,
+/// run-page) or after a device model answered.
+/// </summary>
+public class ModelledCostTests
+{
+    static CopraSystem Tdx() => new(Scenario.Default() with
+    {
+        Platform = "tdx",
+        Workload = new global::Copra.Kernel.Backends.WorkloadSpec { Iterations = 20 },
+    });
+
+    [Fact]
+    public void A_forwarded_exit_on_TDX_is_charged_the_TDG_VP_RDs_its_decode_made()
+    {
+        using var sys = Tdx();
+        sys.Run();
+        var k = sys.Kernel;
+        var c = k.Cost;
+        // Decoding needs CR0, CR4, EFER, CS attributes and CR3: five reads after the exit invalidated them.
+        Assert.Equal(c.ExitCycles + 5 * c.TdcallCycles + c.ForwardCycles, k.Stats.ModelledMedian(ExitKind.Forwarded));
+    }
+
+    [Fact]
+    public void A_device_model_exit_on_TDX_is_charged_its_reads_and_the_models_syscall()
+    {
+        using var sys = Tdx();
+        sys.Run();
+        var k = sys.Kernel;
+        var c = k.Cost;
+        // At least the exit, its five reads and the model's syscall (a cross-CPU wake may add to some).
+        Assert.True(k.Stats.ModelledMedian(ExitKind.MmioWrite) >= c.ExitCycles + 5 * c.TdcallCycles + c.SyscallCycles);
+        // Every TDG.VP.RD the state store counted was charged to some exit.
+        Assert.Equal(k.State.TotalTdReads - k.StateBaseline.Reads, k.Stats.TdReads);
+    }
+}
