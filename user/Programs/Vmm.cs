@@ -44,7 +44,7 @@ public sealed class Vmm : IUserProgram
         for (ulong i = 0; i < vcpus; i++)
         {
             uint vcpu = Sys.VcpuCreate(ctx, vm, i);
-            Sys.ThreadCreate(ctx, VcpuThread, vcpu);
+            Sys.ThreadCreate(ctx, VcpuThread, i << 32 | vcpu);   // the thread's argument: vCPU index and handle
         }
         await Task.CompletedTask;
     }
@@ -52,6 +52,7 @@ public sealed class Vmm : IUserProgram
     async Task VcpuThread(IUserContext ctx, ulong arg)
     {
         uint vcpu = (uint)arg;
+        ulong index = arg >> 32;
         ulong page = Sys.Mmap(ctx, vcpu, 0, Page.Size);
         var work = _conf.StateFields > 0 ? new StateWork(ctx, vcpu, _conf.StateFields, _conf.Batch) : null;
         while (true)
@@ -76,7 +77,7 @@ public sealed class Vmm : IUserProgram
                 case RunExit.Hlt when (run.Flags & RunPage.FlagInterruptsEnabled) != 0:
                     continue;   // wait for an interrupt: the kernel keeps the vCPU halted until one is pending
                 default:
-                    Sys.Print(ctx, $"vmm: vcpu {arg} stopped: {(RunExit)why} at rip 0x{run.Rip:x}" +
+                    Sys.Print(ctx, $"vmm: vcpu {index} stopped: {(RunExit)why} at rip 0x{run.Rip:x}" +
                                    (run.LostCount > 0 ? $", {run.LostCount} access(es) lost with a device at 0x{run.LostAddress:x}" : "") + "\n");
                     Sys.Munmap(ctx, page, Page.Size);
                     Sys.Close(ctx, vcpu);
