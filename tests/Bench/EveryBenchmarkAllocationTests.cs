@@ -67,16 +67,7 @@ public class EveryBenchmarkAllocationTests(ITestOutputHelper output)
             var run = Bind(t.GetMethod(method)!, bench);
             foreach (var s in t.GetMethods().Where(m => Targets(m, typeof(IterationSetupAttribute)))) s.Invoke(bench, null);
             for (int i = 0; i < 512; i++) run();   // past any first-use work (pools, tiering)
-            // Steady state means some round allocates nothing: an allocation per call shows in every round,
-            // while the runtime's own occasional work (a pool trimmed under another test's GC pressure)
-            // does not repeat round after round.
-            long allocated = long.MaxValue;
-            for (int round = 0; round < Rounds && allocated != 0; round++)
-            {
-                long before = GC.GetAllocatedBytesForCurrentThread();
-                for (int i = 0; i < Invocations; i++) run();
-                allocated = Math.Min(allocated, GC.GetAllocatedBytesForCurrentThread() - before);
-            }
+            long allocated = Support.SteadyState.BytesPerRound(() => { for (int i = 0; i < Invocations; i++) run(); }, Rounds);
             output.WriteLine($"{t.Name}.{method} (params variant {variant}): {allocated} bytes over {Invocations} invocations (best of up to {Rounds} rounds)");
             Assert.True(allocated == 0, $"{t.Name}.{method} allocated {allocated} bytes over {Invocations} invocations in every one of {Rounds} rounds");
         }

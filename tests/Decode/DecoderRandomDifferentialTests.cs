@@ -88,10 +88,7 @@ public class DecoderRandomDifferentialTests
         ulong[] gprs = new ulong[16];
         ulong flags = 2;
         int ok = 0;
-        Run(); // warm up: type initialisers build the tables once
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        for (int round = 0; round < 10; round++) ok += Run();
-        long allocated = GC.GetAllocatedBytesForCurrentThread() - before;
+        long allocated = Support.SteadyState.BytesPerRound(() => { for (int round = 0; round < 10; round++) ok += Run(); });
         Assert.True(ok > 0);
         Assert.Equal(0, allocated);
 

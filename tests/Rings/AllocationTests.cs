@@ -13,13 +13,7 @@ public class AllocationTests
 {
     const int Rounds = 2_000;
 
-    static long Measure(Action run)
-    {
-        run();                                                  // warm up every path
-        long before = GC.GetAllocatedBytesForCurrentThread();
-        run();
-        return GC.GetAllocatedBytesForCurrentThread() - before;
-    }
+    static long Measure(Action run) => Support.SteadyState.BytesPerRound(run);
 
     [Fact]
     public void Spsc_single_and_batch_operations_allocate_nothing()
