@@ -96,7 +96,13 @@ public static class RunCommand
             {
                 var label = $"[yellow]{p.Pid}[/] {Markup.Escape(p.Path)}  [grey]{Markup.Escape(p.State)}[/]";
                 var node = p.Parent is int par && nodes.TryGetValue(par, out var pn) ? pn.AddNode(label) : root.AddNode(label);
-                foreach (var (h, o) in p.Handles) node.AddNode($"[grey]handle {h}:[/] {Markup.Escape(o)}");
+                foreach (var (h, o) in p.Handles)
+                {
+                    // A handle is generation << 16 | slot: show the slot, and the generation when a reused slot has one.
+                    uint gen = h >> Cold.HandleTable.IndexBits;
+                    string name = gen == 0 ? $"handle {h}" : $"handle {h & Cold.HandleTable.IndexMask} (gen {gen}, value {h})";
+                    node.AddNode($"[grey]{name}:[/] {Markup.Escape(o)}");
+                }
                 nodes[p.Pid] = node;
             }
             AnsiConsole.Write(root);
