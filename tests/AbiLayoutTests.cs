@@ -85,3 +85,29 @@ public class AbiLayoutTests
         for (int i = 0; i < expected.Length; i++) Assert.Equal(-(i + 1), expected[i]);
     }
 }
+
+public class PolledRingLayoutTests
+{
+    [Fact]
+    public void Indices_sit_on_their_own_lines_128_bytes_apart()
+    {
+        int[] indices = [PolledRingLayout.SqTail, PolledRingLayout.SqHead, PolledRingLayout.CqTail, PolledRingLayout.CqHead, PolledRingLayout.Entries];
+        for (int i = 1; i < indices.Length; i++) Assert.Equal(128, indices[i] - indices[i - 1]);
+        Assert.Equal(0, PolledRingLayout.SqTail);
+    }
+
+    [Theory]
+    [InlineData(2)] [InlineData(64)] [InlineData(4096)]
+    public void Queues_are_struct_of_arrays_page_aligned_and_do_not_overlap(int entries)
+    {
+        Assert.Equal(Page.Size, PolledRingLayout.SqColumn(PolledRingLayout.SqNr, entries));
+        for (int c = 1; c < PolledRingLayout.SqColumns; c++)
+            Assert.Equal(entries * 8, PolledRingLayout.SqColumn(c, entries) - PolledRingLayout.SqColumn(c - 1, entries));
+        int sqEnd = PolledRingLayout.SqColumn(PolledRingLayout.SqUserData, entries) + entries * 8;
+        Assert.True(PolledRingLayout.CqOffset(entries) >= sqEnd);
+        Assert.Equal(0, PolledRingLayout.CqOffset(entries) % Page.Size);
+        Assert.Equal(entries * 8, PolledRingLayout.CqColumn(PolledRingLayout.CqUserData, entries) - PolledRingLayout.CqColumn(PolledRingLayout.CqResult, entries));
+        Assert.True(PolledRingLayout.Bytes(entries) >= PolledRingLayout.CqColumn(PolledRingLayout.CqUserData, entries) + entries * 8);
+        Assert.Equal(0, PolledRingLayout.Bytes(entries) % Page.Size);
+    }
+}

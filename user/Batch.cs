@@ -79,12 +79,16 @@ public sealed class PolledRing
     readonly ulong _va;
     readonly int _entries;
     ulong _sqTail, _cqHead;
+    // Cached copies of the poller's indices, re-read only when the SQ looks full or the CQ looks empty.
+    ulong _sqHeadCache, _cqTailCache;
 
     PolledRing(IUserContext ctx, uint handle, ulong va, int entries)
     {
         _ctx = ctx; Handle = handle; _va = va; _entries = entries;
         _sqTail = Index(PolledRingLayout.SqTail);
         _cqHead = Index(PolledRingLayout.CqHead);
+        _sqHeadCache = Index(PolledRingLayout.SqHead);
+        _cqTailCache = Index(PolledRingLayout.CqTail);
     }
 
     /// <summary>RING_POLL(entries, cpu), then maps the ring.</summary>
@@ -104,10 +108,19 @@ public sealed class PolledRing
     /// <summary>Writes one entry into the submission queue; false when it is full. Invisible to the poller until <see cref="Publish"/>.</summary>
     public bool TryPush(ulong nr, ulong a0 = 0, ulong a1 = 0, ulong a2 = 0, ulong a3 = 0, ulong a4 = 0, ulong userData = 0)
     {
-        if (_sqTail - Index(PolledRingLayout.SqHead) >= (ulong)_entries) return false;
-        ulong off = (ulong)PolledRingLayout.SqOffset + (_sqTail & (ulong)(_entries - 1)) * SysCallIn.Size;
-        MemoryMarshal.AsRef<SysCallIn>(_ctx.Memory(_va + off, SysCallIn.Size)) =
-            new SysCallIn { Nr = nr, A0 = a0, A1 = a1, A2 = a2, A3 = a3, A4 = a4, UserData = userData };
+        if (_sqTail - _sqHeadCache >= (ulong)_entries)
+        {
+            _sqHeadCache = Index(PolledRingLayout.SqHead);
+            if (_sqTail - _sqHeadCache >= (ulong)_entries) return false;
+        }
+        int i = (int)(_sqTail & (ulong)(_entries - 1));
+        SqColumn(PolledRingLayout.SqNr)[i] = nr;
+        SqColumn(PolledRingLayout.SqA0)[i] = a0;
+        SqColumn(PolledRingLayout.SqA1)[i] = a1;
+        SqColumn(PolledRingLayout.SqA2)[i] = a2;
+        SqColumn(PolledRingLayout.SqA3)[i] = a3;
+        SqColumn(PolledRingLayout.SqA4)[i] = a4;
+        SqColumn(PolledRingLayout.SqUserData)[i] = userData;
         _sqTail++;
         return true;
     }
@@ -118,13 +131,27 @@ public sealed class PolledRing
     /// <summary>Takes the oldest completion, if there is one (memory reads only).</summary>
     public bool TryReap(out SysCallOut completion)
     {
-        if (_cqHead == Index(PolledRingLayout.CqTail)) { completion = default; return false; }
-        ulong off = (ulong)PolledRingLayout.CqOffset(_entries) + (_cqHead & (ulong)(_entries - 1)) * SysCallOut.Size;
-        completion = MemoryMarshal.AsRef<SysCallOut>(_ctx.Memory(_va + off, SysCallOut.Size));
+        if (_cqHead == _cqTailCache)
+        {
+            _cqTailCache = Index(PolledRingLayout.CqTail);
+            if (_cqHead == _cqTailCache) { completion = default; return false; }
+        }
+        int i = (int)(_cqHead & (ulong)(_entries - 1));
+        completion = new SysCallOut
+        {
+            Result = (long)CqColumn(PolledRingLayout.CqResult)[i],
+            UserData = CqColumn(PolledRingLayout.CqUserData)[i],
+        };
         _cqHead++;
         Volatile.Write(ref Word(PolledRingLayout.CqHead), _cqHead);
         return true;
     }
+
+    Span<ulong> SqColumn(int column) =>
+        MemoryMarshal.Cast<byte, ulong>(_ctx.Memory(_va + (ulong)PolledRingLayout.SqColumn(column, _entries), _entries * 8));
+
+    Span<ulong> CqColumn(int column) =>
+        MemoryMarshal.Cast<byte, ulong>(_ctx.Memory(_va + (ulong)PolledRingLayout.CqColumn(column, _entries), _entries * 8));
 
     /// <summary>Blocks in WAIT_FOR_EVENT until at least one completion is posted; returns how many are ready.</summary>
     public async ValueTask<long> WaitAsync() => Sys.Check(SysNr.WaitForEvent, await Sys.WaitForEvent(_ctx, Handle));

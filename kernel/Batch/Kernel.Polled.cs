@@ -28,12 +28,16 @@ public sealed partial class Kernel
     /// </summary>
     internal bool Poll(PolledRingObject ring)
     {
-        ulong tail = ring.Load(PolledRingLayout.SqTail);
+        // The SQ head and CQ tail are the poller's own; the user's SQ tail and CQ head are cached and
+        // re-read only when the SQ looks empty or the CQ looks full (each side caches the other's index).
         ulong head = ring.Load(PolledRingLayout.SqHead);
-        if (head == tail) return false;
         ulong cqTail = ring.Load(PolledRingLayout.CqTail);
-        ulong cqHead = ring.Load(PolledRingLayout.CqHead);
+        ulong tail = ring.CachedSqTail;
+        if (tail == head) tail = ring.CachedSqTail = ring.Load(PolledRingLayout.SqTail);
+        if (head == tail) return false;
         if (tail - head > (ulong)ring.Entries) tail = head + (ulong)ring.Entries;   // a bogus tail from user space
+        ulong cqHead = ring.CachedCqHead;
+        if (cqTail - cqHead >= (ulong)ring.Entries) cqHead = ring.CachedCqHead = ring.Load(PolledRingLayout.CqHead);
         var owner = ring.Owner;
         int n = 0;
         while (head != tail && cqTail - cqHead < (ulong)ring.Entries)

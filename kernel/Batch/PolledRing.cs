@@ -60,11 +60,34 @@ public sealed class PolledRingObject : KObject, IMappable
     internal ulong Load(int offset) => Volatile.Read(ref Word(offset));
     internal void Store(int offset, ulong value) => Volatile.Write(ref Word(offset), value);
 
-    internal SysCallIn ReadSq(ulong index) =>
-        MemoryMarshal.AsRef<SysCallIn>(_window.Bytes.AsSpan(PolledRingLayout.SqOffset + (int)(index & (ulong)(Entries - 1)) * SysCallIn.Size, SysCallIn.Size));
+    /// <summary>The poller's cached copies of the user's indices (re-read only when the SQ looks empty or the CQ full).</summary>
+    internal ulong CachedSqTail, CachedCqHead;
 
-    internal void WriteCq(ulong index, in SysCallOut e) =>
-        MemoryMarshal.AsRef<SysCallOut>(_window.Bytes.AsSpan(PolledRingLayout.CqOffset(Entries) + (int)(index & (ulong)(Entries - 1)) * SysCallOut.Size, SysCallOut.Size)) = e;
+    Span<ulong> Column(int offset) => MemoryMarshal.Cast<byte, ulong>(_window.Bytes.AsSpan(offset, Entries * 8));
+
+    /// <summary>The submission in slot <c>index &amp; (Entries-1)</c>, gathered from the SQ columns.</summary>
+    internal SysCallIn ReadSq(ulong index)
+    {
+        int i = (int)(index & (ulong)(Entries - 1));
+        return new SysCallIn
+        {
+            Nr = Column(PolledRingLayout.SqColumn(PolledRingLayout.SqNr, Entries))[i],
+            A0 = Column(PolledRingLayout.SqColumn(PolledRingLayout.SqA0, Entries))[i],
+            A1 = Column(PolledRingLayout.SqColumn(PolledRingLayout.SqA1, Entries))[i],
+            A2 = Column(PolledRingLayout.SqColumn(PolledRingLayout.SqA2, Entries))[i],
+            A3 = Column(PolledRingLayout.SqColumn(PolledRingLayout.SqA3, Entries))[i],
+            A4 = Column(PolledRingLayout.SqColumn(PolledRingLayout.SqA4, Entries))[i],
+            UserData = Column(PolledRingLayout.SqColumn(PolledRingLayout.SqUserData, Entries))[i],
+        };
+    }
+
+    /// <summary>Writes a completion into slot <c>index &amp; (Entries-1)</c> of the CQ columns.</summary>
+    internal void WriteCq(ulong index, in SysCallOut e)
+    {
+        int i = (int)(index & (ulong)(Entries - 1));
+        Column(PolledRingLayout.CqColumn(PolledRingLayout.CqResult, Entries))[i] = (ulong)e.Result;
+        Column(PolledRingLayout.CqColumn(PolledRingLayout.CqUserData, Entries))[i] = e.UserData;
+    }
 
     /// <summary>Completions posted and not yet reaped.</summary>
     internal long Ready => (long)(Load(PolledRingLayout.CqTail) - Load(PolledRingLayout.CqHead));
