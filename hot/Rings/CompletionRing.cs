@@ -17,9 +17,8 @@
 //
 // Layout: struct-of-arrays, one column for Result and one for UserData, each Capacity long.
 // Allocation: columns are allocated once in the constructor; no method allocates.
+// The push/pop skeleton is SoaRing's; this file is the columns.
 
-using System.Runtime.CompilerServices;
-using System.Runtime.InteropServices;
 using Copra.Abi;
 
 namespace Copra.Hot.Rings;
@@ -28,92 +27,15 @@ namespace Copra.Hot.Rings;
 /// BATCH completion ring: the kernel pushes <see cref="SysCallOut"/> entries and publishes them
 /// in one store; the user thread pops them in order. Struct-of-arrays, power-of-two capacity.
 /// </summary>
-public sealed class CompletionRing
+public sealed class CompletionRing(int capacity) : SoaRing<SysCallOut, CompletionRing.Columns>(capacity, n => new Columns(n))
 {
-    private readonly long[] _result;
-    private readonly ulong[] _userData;
-    private SpscCursor _cursor;
-
-    /// <summary>Creates a ring of <paramref name="capacity"/> entries.</summary>
-    /// <exception cref="ArgumentOutOfRangeException">Capacity is not a power of two in [2, 2^30].</exception>
-    public CompletionRing(int capacity)
+    /// <summary>One column for Result and one for UserData, each Capacity long.</summary>
+    public readonly struct Columns(int capacity) : IRingColumns<SysCallOut>
     {
-        RingCapacity.Validate(capacity);
-        _result = new long[capacity];
-        _userData = new ulong[capacity];
-        _cursor = new SpscCursor(capacity);
-    }
+        readonly long[] _result = new long[capacity];
+        readonly ulong[] _userData = new ulong[capacity];
 
-    /// <summary>Maximum number of entries (pushed, published or not, and not yet popped).</summary>
-    public int Capacity => _cursor.Capacity;
-
-    /// <summary>Kernel (producer) only: entries pushed since the last <see cref="Publish"/>.</summary>
-    public int Unpublished => _cursor.Unpublished;
-
-    /// <summary>Kernel (producer) only: writes <paramref name="entry"/> into the next slot; false if full. Invisible until <see cref="Publish"/>.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public bool TryPush(in SysCallOut entry)
-    {
-        if (!_cursor.TryClaimCached(out long position)) return PushSlow(in entry);
-        Write(position, in entry);
-        return true;
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private bool PushSlow(in SysCallOut entry)
-    {
-        if (!_cursor.TryClaimFresh(out long position)) return false;
-        Write(position, in entry);
-        return true;
-    }
-
-    /// <summary>Kernel (producer) only: makes every pushed completion visible to the user with one release store.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void Publish() => _cursor.Publish();
-
-    /// <summary>User (consumer) only: takes the oldest published completion; false if none is published.</summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public bool TryPop(out SysCallOut entry)
-    {
-        if (!_cursor.TryPeekCached(out long position)) return PopSlow(out entry);
-        Read(position, out entry);
-        _cursor.ReleaseThrough(position + 1);
-        return true;
-    }
-
-    [MethodImpl(MethodImplOptions.NoInlining)]
-    private bool PopSlow(out SysCallOut entry)
-    {
-        if (!_cursor.TryPeekFresh(out long position))
-        {
-            entry = default;
-            return false;
-        }
-        Read(position, out entry);
-        _cursor.ReleaseThrough(position + 1);
-        return true;
-    }
-
-    /// <summary>User (consumer) only: re-reads the tail and returns how many published completions it may pop now.</summary>
-    public int PeekCount() => _cursor.ConsumerCount();
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void Write(long position, in SysCallOut entry)
-    {
-        int i = _cursor.SlotOf(position);
-        // SAFETY: i = SlotOf(position) is in [0, Capacity) and both columns have Capacity elements.
-        Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_result), i) = entry.Result;
-        // SAFETY: as above.
-        Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_userData), i) = entry.UserData;
-    }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    private void Read(long position, out SysCallOut entry)
-    {
-        int i = _cursor.SlotOf(position);
-        // SAFETY: i = SlotOf(position) is in [0, Capacity) and both columns have Capacity elements.
-        entry.Result = Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_result), i);
-        // SAFETY: as above.
-        entry.UserData = Unsafe.Add(ref MemoryMarshal.GetArrayDataReference(_userData), i);
+        public void Write(int i, in SysCallOut e) { At(_result, i) = e.Result; At(_userData, i) = e.UserData; }
+        public void Read(int i, out SysCallOut e) { e.Result = At(_result, i); e.UserData = At(_userData, i); }
     }
 }
