@@ -229,16 +229,5 @@ public static class IcedFallback
     static bool IsMemory(OpKind k) => k is OpKind.Memory or OpKind.MemorySegSI or OpKind.MemorySegESI or OpKind.MemorySegRSI
         or OpKind.MemoryESDI or OpKind.MemoryESEDI or OpKind.MemoryESRDI;
 
-    static bool Refuse(ref DecodedAccess d, RefuseReason why)
-    {
-        CpuMode mode = d.Mode;
-        d = default;
-        d.Mode = mode;
-        d.Reg = -1;
-        d.Base = -1;
-        d.Index = -1;
-        d.Scale = 1;
-        d.Error = why;
-        return false;
-    }
+    static bool Refuse(ref DecodedAccess d, RefuseReason why) => X86Decoder.Refuse(ref d, why);
 }

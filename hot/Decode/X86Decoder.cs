@@ -270,7 +270,8 @@ public static class X86Decoder
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static ulong SizeMask(int size) => size >= 8 ? ulong.MaxValue : (1UL << (size * 8)) - 1;
 
-    static bool Refuse(ref DecodedAccess d, RefuseReason why)
+    /// <summary>The one shape of a refusal: kind Unsupported, length 0, no operands, the reason; the mode kept.</summary>
+    internal static bool Refuse(ref DecodedAccess d, RefuseReason why)
     {
         CpuMode mode = d.Mode;
         d = default;
