@@ -44,8 +44,29 @@ public static class OpenMode
 
 public static class SeekWhence { public const ulong Set = 0, Current = 1, End = 2; }
 
-/// <summary>MMAP flags.</summary>
-public static class MapFlags { public const ulong Write = 1; }
+/// <summary>MMAP flags, bit for bit PR #945's <c>MMFlags</c> (syscall/src/def.rs on branch mmap).</summary>
+public static class MapFlags
+{
+    public const ulong Read = 1, Write = 2, Exec = 4, Private = 8, Anonymous = 16, Fixed = 32;
+    public const ulong All = Read | Write | Exec | Private | Anonymous | Fixed;
+    /// <summary>The handle value that asks for anonymous memory (as PR #945's user wrapper passes for "no handle").</summary>
+    public const uint AnonymousHandle = 0;
+}
+
+/// <summary>
+/// EXEC flags in R8. Upstream reads R8 as a u32 and ignores it; Copra's extension lives above bit 31, where an
+/// upstream caller (whose wrapper takes a u32) can never set anything.
+/// </summary>
+public static class ExecFlags
+{
+    /// <summary>R9 = user pointer to a u32 handle list, R10 = its count: the handles move into the child at 1..n.</summary>
+    public const ulong PassHandles = 1UL << 32;
+    /// <summary>Bits Copra defines above bit 31; any other bit there is EINVAL (bits 31:0 are ignored, as upstream does).</summary>
+    public const ulong CopraBits = PassHandles;
+    public const ulong UpstreamBits = 0xFFFF_FFFFUL;
+    /// <summary>At most this many handles move with one EXEC.</summary>
+    public const int MaxHandles = 64;
+}
 
 /// <summary>SET_MEM_STATE states.</summary>
 public static class MemState { public const ulong Private = 0, Shared = 1; }

@@ -1,6 +1,10 @@
 namespace Copra.Abi;
 
-/// <summary>Error results: small negative values in RAX (COCONUT's <c>SysCallError</c>).</summary>
+/// <summary>
+/// Error results in RAX (upstream's <c>SysCallError</c>, syscall/src/call.rs): -1..-11, and UNKNOWN (-128) for
+/// any kernel error that has no code of its own. User code treats every RAX above 2^64 - 65536 as an error
+/// (<see cref="IsError"/>), so a kernel may add codes without breaking old programs.
+/// </summary>
 public static class Errno
 {
     public const long EINVAL = -1;
@@ -14,16 +18,20 @@ public static class Errno
     public const long EEXIST = -9;
     public const long ERDONLY = -10;
     public const long EWRONLY = -11;
+    public const long UNKNOWN = -128;
 
-    /// <summary>The lowest error value; anything in [Min, -1] is an error.</summary>
-    public const long Min = EWRONLY;
+    /// <summary>The error window as upstream's user library checks it: RAX &gt; u64::MAX - 65535, i.e. -65535..-1.</summary>
+    public const ulong ErrorFloor = ulong.MaxValue - ushort.MaxValue;
 
-    public static bool IsError(long rax) => rax < 0 && rax >= Min;
+    public static bool IsError(long rax) => (ulong)rax > ErrorFloor;
+
+    /// <summary>What upstream's user library makes of an error RAX: the code itself for -1..-11, UNKNOWN for the rest.</summary>
+    public static long Normalize(long rax) => rax is >= EWRONLY and <= EINVAL ? rax : UNKNOWN;
 
     public static string Name(long rax) => rax switch
     {
         EINVAL => "EINVAL", ENOSYS => "ENOSYS", ENOMEM => "ENOMEM", EPERM => "EPERM", EFAULT => "EFAULT",
         EBUSY => "EBUSY", ENOTFOUND => "ENOTFOUND", ENOTSUPP => "ENOTSUPP", EEXIST => "EEXIST",
-        ERDONLY => "ERDONLY", EWRONLY => "EWRONLY", _ => rax.ToString(),
+        ERDONLY => "ERDONLY", EWRONLY => "EWRONLY", UNKNOWN => "UNKNOWN", _ => rax.ToString(System.Globalization.CultureInfo.InvariantCulture),
     };
 }

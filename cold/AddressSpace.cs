@@ -64,29 +64,49 @@ public sealed class AddressSpace
         return true;
     }
 
-    /// <summary>Maps a window at the next free address; returns its address.</summary>
-    public ulong Map(ulong length, IMemoryWindow window, bool writable, IMappable source, ulong sourceOffset)
+    /// <summary>
+    /// Maps a window and returns its address: at <paramref name="fixedVa"/> exactly when given (page-aligned, below
+    /// <see cref="UserTop"/>, overlapping nothing: EINVAL otherwise), else at the next free address upward from
+    /// <see cref="MapBase"/> with a guard page after it.
+    /// </summary>
+    public ulong Map(ulong length, IMemoryWindow window, bool writable, IMappable source, ulong sourceOffset, ulong? fixedVa = null)
     {
         lock (_lock)
         {
-            ulong va = _nextMap;
             ulong rounded = (length + Page.Mask) & ~Page.Mask;
-            if (va + rounded + Page.Size > UserTop) throw KernelError.NoMem("user address space exhausted");
-            _nextMap = va + rounded + Page.Size;   // a guard page between mappings
+            ulong va;
+            if (fixedVa is ulong want)
+            {
+                if ((want & Page.Mask) != 0 || want == 0 || want >= UserTop || rounded > UserTop - want)
+                    throw KernelError.Inval($"MAP_FIXED at 0x{want:x} is not a page-aligned user range");
+                foreach (var r in _regions)
+                    if (want < PageEnd(r) && r.Va < want + rounded)
+                        throw KernelError.Inval($"MAP_FIXED at 0x{want:x} overlaps a mapping at 0x{r.Va:x}");
+                va = want;
+            }
+            else
+            {
+                va = _nextMap;
+                // Step past anything a MAP_FIXED mapping put in the way (each leaves a guard page after it).
+                while (_regions.Find(r => va < PageEnd(r) + Page.Size && r.Va < va + rounded + Page.Size) is { } hit) va = PageEnd(hit) + Page.Size;
+                if (va + rounded + Page.Size > UserTop) throw KernelError.NoMem("user address space exhausted");
+                _nextMap = va + rounded + Page.Size;   // a guard page between mappings
+            }
             _regions.Add(new Region(va, length, window, writable, source, sourceOffset));
             return va;
         }
     }
 
-    /// <summary>Removes exactly the mapping at va of that length (partial unmaps are refused: EINVAL).</summary>
-    public Region Unmap(ulong va, ulong length)
+    static ulong PageEnd(Region r) => (r.End + Page.Mask) & ~Page.Mask;
+
+    /// <summary>MUNMAP: removes the mapping that starts at va, whatever its length (PR #945 ignores the length); EINVAL if none does.</summary>
+    public Region Unmap(ulong va)
     {
         lock (_lock)
         {
             int i = _regions.FindIndex(r => r.Va == va && r.Source is not null);
-            if (i < 0) throw KernelError.Inval($"nothing mapped at 0x{va:x}");
+            if (i < 0) throw KernelError.Inval($"no mapping starts at 0x{va:x}");
             var r = _regions[i];
-            if (length != r.Length) throw KernelError.Inval($"MUNMAP length {length} != mapping length {r.Length}");
             _regions.RemoveAt(i);
             return r;
         }

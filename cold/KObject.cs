@@ -49,12 +49,12 @@ public abstract class KObject
     public virtual IMappable? AsMappable() => null;
 }
 
-/// <summary>What READ/WRITE/SEEK/TRUNCATE work on.</summary>
+/// <summary>What READ/WRITE/SEEK/TRUNCATE work on. Errors are thrown as <see cref="KernelError"/>.</summary>
 public interface IFileLike
 {
     long Read(Span<byte> dest);
     long Write(ReadOnlySpan<byte> src);
-    long Seek(long offset, ulong whence);
+    long Seek(ulong offset, ulong whence);
     long Truncate(ulong length);
 }
 

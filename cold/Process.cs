@@ -16,6 +16,8 @@ public sealed class Process
     public Process? Parent { get; }
     public HandleTable Handles { get; } = new();
     public AddressSpace Space { get; }
+    /// <summary>The directory this process's paths are walked from (EXEC's root argument; the filesystem's root for boot processes).</summary>
+    public RamFs.Dir? Root { get; init; }
 
     /// <summary>Live threads; the process exits when it reaches zero or on EXIT.</summary>
     public int LiveThreads;
@@ -46,7 +48,7 @@ public sealed class Process
         foreach (var o in Handles.DetachAll()) o.DropHandle(this);
     }
 
-    /// <summary>CLOSE: always succeeds; an unknown handle is a no-op.</summary>
+    /// <summary>CLOSE: always succeeds; an unknown handle is a no-op; handle 0 (the console) closes like any other, as upstream's log handle does.</summary>
     public void Close(ulong handle) => Handles.Detach(handle)?.DropHandle(this);
 
     public override string ToString() => $"{Pid} {Path}";

@@ -73,8 +73,40 @@ public class AbiLayoutTests
         Assert.Equal(0x1_0000_0000UL, SysNr.Open);
         Assert.Equal(0x1_0000_0009UL, SysNr.RmDir);
         Assert.Equal(0x3_0000_0000UL, SysNr.Capabilities);
+        Assert.Equal(0x1UL, SysNr.Mmap);      // PR #945
+        Assert.Equal(0x2UL, SysNr.Munmap);
+        Assert.Equal(0x3UL, SysNr.MresizeReserved);
         Assert.Equal(SysNr.All.Length, SysNr.All.ToArray().Distinct().Count());
         foreach (var nr in SysNr.All) Assert.True(nr >> 32 <= 4, SysNr.Name(nr));
+    }
+
+    [Fact]
+    public void Copras_own_numbers_start_at_index_0x100_and_upstreams_are_below()
+    {
+        ulong[] upstream = [SysNr.Exit, SysNr.Mmap, SysNr.Munmap, SysNr.Exec, SysNr.Close, SysNr.Open, SysNr.Read, SysNr.Write,
+                            SysNr.Seek, SysNr.Truncate, SysNr.Unlink, SysNr.OpenDir, SysNr.ReadDir, SysNr.MkDir, SysNr.RmDir, SysNr.Capabilities];
+        foreach (var nr in SysNr.All)
+            Assert.True(SysNr.IsUpstream(nr) == upstream.Contains(nr), SysNr.Name(nr));
+        Assert.DoesNotContain(SysNr.MresizeReserved, SysNr.All.ToArray());
+    }
+
+    [Fact]
+    public void The_syscall_table_holds_exactly_the_numbers_SysNr_lists()
+    {
+        Assert.Equal(SysNr.All.ToArray().Order(), Copra.Kernel.Core.SysCallTable.Numbers.Order());
+    }
+
+    [Fact]
+    public void Unknown_is_minus_128_and_every_rax_above_2_64_minus_65536_is_an_error()
+    {
+        Assert.Equal(-128, Errno.UNKNOWN);
+        Assert.True(Errno.IsError(-1));
+        Assert.True(Errno.IsError(-65535));
+        Assert.False(Errno.IsError(-65536));
+        Assert.False(Errno.IsError(0));
+        Assert.False(Errno.IsError(long.MinValue));
+        Assert.Equal(Errno.UNKNOWN, Errno.Normalize(-200));
+        Assert.Equal(Errno.EWRONLY, Errno.Normalize(Errno.EWRONLY));
     }
 
     [Fact]

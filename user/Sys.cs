@@ -80,12 +80,17 @@ public static class Sys
     public static long ThreadCreate(IUserContext ctx, ThreadEntry entry, ulong arg) =>
         CallChecked(ctx, SysNr.ThreadCreate, ctx.DefineEntry(entry), arg);
 
-    /// <summary>EXEC: starts <paramref name="path"/> and moves <paramref name="handles"/> into it (at 1..n).</summary>
+    /// <summary>
+    /// EXEC: starts <paramref name="path"/> with root directory "/" and returns its task id. With handles, sets
+    /// Copra's <see cref="ExecFlags.PassHandles"/> and lists them in R9/R10: they move into the child at 1..n.
+    /// Without, the registers are exactly upstream's (RDI file, RSI root, R8 flags 0).
+    /// </summary>
     public static long Exec(IUserContext ctx, string path, params uint[] handles)
     {
-        ulong list = Alloc(ctx, Math.Max(4, handles.Length * 4), 4);
+        if (handles.Length == 0) return CallChecked(ctx, SysNr.Exec, CString(ctx, path), CString(ctx, "/"), 0);
+        ulong list = Alloc(ctx, handles.Length * 4, 4);
         MemoryMarshal.AsBytes(handles.AsSpan()).CopyTo(ctx.Memory(list, handles.Length * 4));
-        return CallChecked(ctx, SysNr.Exec, CString(ctx, path), list, (ulong)handles.Length);
+        return CallChecked(ctx, SysNr.Exec, CString(ctx, path), CString(ctx, "/"), ExecFlags.PassHandles, list, (ulong)handles.Length);
     }
 
     public static ValueTask<long> WaitForEvent(IUserContext ctx, uint handle) => CallAsync(ctx, SysNr.WaitForEvent, handle);
@@ -109,12 +114,20 @@ public static class Sys
         return ctx.Memory(buf, (int)n).ToArray();
     }
 
-    // ---- class 2 / 3 / 4 ---------------------------------------------------------------------
+    /// <summary>MMAP with PR #945's registers: RDI handle, RSI hint (0: the kernel chooses), R8 offset, R9 length, R10 flags (READ, plus WRITE when asked).</summary>
+    public static ulong Mmap(IUserContext ctx, uint handle, ulong offset, ulong length, bool write = true) =>
+        (ulong)CallChecked(ctx, SysNr.Mmap, handle, 0, offset, length, MapFlags.Read | (write ? MapFlags.Write : 0));
+
+    /// <summary>Anonymous zeroed memory (handle 0), readable and writable.</summary>
+    public static ulong MmapAnonymous(IUserContext ctx, ulong length) =>
+        (ulong)CallChecked(ctx, SysNr.Mmap, MapFlags.AnonymousHandle, 0, 0, length, MapFlags.Read | MapFlags.Write | MapFlags.Private | MapFlags.Anonymous);
+
+    /// <summary>MUNMAP: RDI address, RSI length (passed as PR #945's wrapper does; the kernel ignores it).</summary>
+    public static long Munmap(IUserContext ctx, ulong va, ulong length) => CallChecked(ctx, SysNr.Munmap, va, length);
+
+    // ---- Copra's own: memory, VMs, events ------------------------------------------------------
 
     public static uint OpenPhysMem(IUserContext ctx) => (uint)CallChecked(ctx, SysNr.OpenPhysMem);
-    public static ulong Mmap(IUserContext ctx, uint handle, ulong offset, ulong length, bool write = true) =>
-        (ulong)CallChecked(ctx, SysNr.Mmap, handle, offset, length, write ? MapFlags.Write : 0);
-    public static long Munmap(IUserContext ctx, ulong va, ulong length) => CallChecked(ctx, SysNr.Munmap, va, length);
     public static ulong Capabilities(IUserContext ctx, ulong index) => (ulong)CallChecked(ctx, SysNr.Capabilities, index);
     public static uint VmOpen(IUserContext ctx, ulong index) => (uint)CallChecked(ctx, SysNr.VmOpen, index);
     public static ulong VmCapabilities(IUserContext ctx, uint vm, ulong index) => (ulong)CallChecked(ctx, SysNr.VmCapabilities, vm, index);

@@ -45,12 +45,8 @@ public sealed partial class Kernel
             var e = ring.ReadSq(head);
             ring.Store(PolledRingLayout.SqHead, ++head);   // the slot is free again once copied out
             long result;
-            if (owner.State == ThreadState.Dead) result = Errno.EINVAL;
-            else
-            {
-                var vt = Gate.Dispatch(owner, SysCallRegs.Make(e.Nr, e.A0, e.A1, e.A2, e.A3, e.A4), inBatch: true);
-                result = vt.IsCompleted ? vt.Result : Errno.EINVAL;
-            }
+            if (owner.State == ThreadState.Dead) result = SysCallGate.ToAbi(Cold.KernelErrorKind.Inval);
+            else result = SysCallGate.Completed(Gate.Dispatch(owner, SysCallRegs.Make(e.Nr, e.A0, e.A1, e.A2, e.A3, e.A4), inBatch: true));
             ring.WriteCq(cqTail++, new SysCallOut { Result = result, UserData = e.UserData });
             n++;
         }

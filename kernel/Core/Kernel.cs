@@ -84,14 +84,14 @@ public sealed partial class Kernel : IDisposable
     public IReadOnlyList<KThread> Threads { get { lock (_procLock) return _threads.ToList(); } }
 
     /// <summary>Starts a process running <paramref name="path"/> with its main thread on <paramref name="cpu"/>.</summary>
-    public Process Spawn(string path, Process? parent, int cpu, IReadOnlyList<KObject>? passed = null)
+    public Process Spawn(string path, Process? parent, int cpu, IReadOnlyList<KObject>? passed = null, RamFs.Dir? root = null)
     {
         string program = Fs.ResolveProgram(path);
         if (!_programs.TryGetValue(program, out var factory)) throw KernelError.NotFound($"no program image '{program}'");
         Process p;
         lock (_procLock)
         {
-            p = new Process(_nextPid++, path, parent, Config.ProcessDataBytes);
+            p = new Process(_nextPid++, path, parent, Config.ProcessDataBytes) { Root = root ?? Fs.Root };
             _processes.Add(p);
             _text[p] = [];
             _consoles[p.Pid] = new StringBuilder();

@@ -11,8 +11,8 @@ namespace Copra.Kernel.Core;
 public sealed record VmSpec(int Vcpus, ulong MemoryBase, ulong MemoryLength);
 
 /// <summary>
-/// The machine half of the kernel: guest memory, VMs and vCPUs, device registrations, and the
-/// class-2/3/4 calls. The exit path itself is in Exit/.
+/// The machine half of the kernel: guest memory, VMs and vCPUs, device registrations, and the bodies of
+/// Copra's class-2/3/4 calls (their numbers and decoding are in Core/SysCallTable.cs). The exit path is in Exit/.
 /// </summary>
 public sealed partial class Kernel
 {
@@ -59,59 +59,43 @@ public sealed partial class Kernel
         _memory.Dispose();
     }
 
-    /// <summary>Class 2, 3 and 4, and unknown numbers (EINVAL).</summary>
-    internal long MachineCall(KThread t, in Abi.SysCallRegs r)
+    // ---- Copra's class-2/3/4 calls (numbers and decoding in Core/SysCallTable.cs) ------------------
+
+    internal long OpenPhysMem(KThread t) => t.Process.Handles.Add(new PhysMemObject(_memory, Phys));
+
+    internal long SetMemState(KThread t, uint physmem, ulong pa, ulong length, ulong state)
     {
-        var p = t.Process;
-        switch (r.Rax)
-        {
-            case SysNr.OpenPhysMem:
-                return p.Handles.Add(new PhysMemObject(_memory, Phys));
-            case SysNr.Mmap: return Mmap(p, r.Rdi, r.Rsi, r.R8, r.R9);
-            case SysNr.Munmap:
-            {
-                var region = p.Space.Unmap(r.Rdi, r.Rsi);
-                region.Source!.Unmapped(p, region.SourceOffset, region.Length);
-                return 0;
-            }
-            case SysNr.SetMemState:
-                p.Handles.Get<PhysMemObject>(r.Rdi);
-                Phys.SetState(r.Rsi, r.R8, r.R9);
-                return 0;
-            case SysNr.Capabilities: return Capability(r.Rdi);
-            case SysNr.VmOpen:
-            {
-                if (r.Rdi == 0 || r.Rdi > (ulong)_vms.Count) throw KernelError.NotFound($"no VM {r.Rdi}");
-                return p.Handles.Add(_vms[(int)r.Rdi - 1]);
-            }
-            case SysNr.VmCapabilities: return VmCapability(p.Handles.Get<VmObject>(r.Rdi), r.Rsi);
-            case SysNr.VcpuCreate:
-            {
-                var vm = p.Handles.Get<VmObject>(r.Rdi);
-                if (r.Rsi >= (ulong)vm.VcpuCount) throw KernelError.NotFound($"VM {vm.Index} has no vCPU {r.Rsi}");
-                return p.Handles.Add(vm.Vcpus[(int)r.Rsi]);
-            }
-            case SysNr.GetState: return GetState(t, r.Rdi, r.Rsi, r.R8, r.R9);
-            case SysNr.SetState: return SetState(t, r.Rdi, r.Rsi, r.R8, r.R9);
-            case SysNr.VmControl: return VmControl(p.Handles.Get<VmObject>(r.Rdi), r.Rsi, r.R8);
-            case SysNr.MmioEvent: return RegisterEvent(p, p.Handles.Get<VmObject>(r.Rdi), EventKind.Mmio, r.Rsi, r.R8);
-            case SysNr.IoioEvent: return RegisterEvent(p, p.Handles.Get<VmObject>(r.Rdi), EventKind.Ioio, r.Rsi, r.R8);
-            case SysNr.IrqEvent:
-            {
-                var vm = p.Handles.Get<VmObject>(r.Rdi);
-                if (r.Rsi is < 32 or > 255) throw KernelError.Inval("IRQ vectors are 32..255");
-                return p.Handles.Add(new IrqObject(vm, (byte)r.Rsi));
-            }
-            case SysNr.EventSignal: return EventSignal(t, r.Rdi);
-            default: throw KernelError.Inval($"unknown syscall 0x{r.Rax:x}");
-        }
+        t.Process.Handles.Get<PhysMemObject>(physmem);
+        Phys.SetState(pa, length, state);
+        return 0;
     }
 
-    long Capability(ulong index)
+    internal long VmOpen(KThread t, ulong index)
+    {
+        if (index == 0 || index > (ulong)_vms.Count) throw KernelError.NotFound($"no VM {index}");
+        return t.Process.Handles.Add(_vms[(int)index - 1]);
+    }
+
+    internal long VcpuCreate(KThread t, uint vmHandle, ulong index)
+    {
+        var vm = t.Process.Handles.Get<VmObject>(vmHandle);
+        if (index >= (ulong)vm.VcpuCount) throw KernelError.NotFound($"VM {vm.Index} has no vCPU {index}");
+        return t.Process.Handles.Add(vm.Vcpus[(int)index]);
+    }
+
+    internal long IrqEvent(KThread t, uint vmHandle, ulong vector)
+    {
+        var vm = t.Process.Handles.Get<VmObject>(vmHandle);
+        if (vector is < 32 or > 255) throw KernelError.Inval("IRQ vectors are 32..255");
+        return t.Process.Handles.Add(new IrqObject(vm, (byte)vector));
+    }
+
+    /// <summary>CAPABILITIES(index as u32), as upstream's sys_capabilities: 0 the count, 1.. the values, past the end ENOTFOUND.</summary>
+    internal long Capability(uint index)
     {
         ulong bitmap = 0;
         foreach (var vm in _vms) bitmap |= 1UL << vm.Index;   // bit 0 (the kernel's own level) never set
-        return index switch
+        return (ulong)index switch
         {
             Cap.Count => 2,
             Cap.VmBitmap => (long)bitmap,
@@ -120,8 +104,9 @@ public sealed partial class Kernel
         };
     }
 
-    static long VmCapability(VmObject vm, ulong index)
+    internal long VmCapability(KThread t, uint vmHandle, ulong index)
     {
+        var vm = t.Process.Handles.Get<VmObject>(vmHandle);
         ulong count = 3 + 2 * (ulong)vm.Ranges.Count;   // indices 0..count-1
         // Index 0 counts the capabilities after it, as CAPABILITIES' index 0 does (COCONUT: 2 for indices 1..2).
         if (index == VmCap.Count) return (long)count - 1;
@@ -135,20 +120,9 @@ public sealed partial class Kernel
         throw KernelError.NotFound($"no VM capability {index}");
     }
 
-    long Mmap(Process p, ulong handle, ulong offset, ulong length, ulong flags)
+    internal long VmControl(KThread t, uint vmHandle, ulong op, ulong value)
     {
-        if ((flags & ~MapFlags.Write) != 0) throw KernelError.Inval("unknown MMAP flags");
-        var m = p.Handles.Get(handle).AsMappable() ?? throw KernelError.NotSupp("object is not mappable");
-        if (length == 0 || ((offset | length) & Page.Mask) != 0) throw KernelError.Inval("offset and length must be page-aligned and non-zero");
-        if (length > m.MappableLength || offset > m.MappableLength - length) throw KernelError.Inval("range outside the object");
-        bool write = (flags & MapFlags.Write) != 0;
-        var window = m.Map(p, offset, length, write);
-        try { return (long)p.Space.Map(length, window, write, m, offset); }
-        catch { m.Unmapped(p, offset, length); throw; }
-    }
-
-    long VmControl(VmObject vm, ulong op, ulong value)
-    {
+        var vm = t.Process.Handles.Get<VmObject>(vmHandle);
         switch (op)
         {
             case VmCtl.Unhandled:
@@ -162,8 +136,10 @@ public sealed partial class Kernel
         }
     }
 
-    long RegisterEvent(Process p, VmObject vm, EventKind kind, ulong start, ulong length)
+    internal long RegisterEvent(KThread t, uint vmHandle, EventKind kind, ulong start, ulong length)
     {
+        var p = t.Process;
+        var vm = p.Handles.Get<VmObject>(vmHandle);
         EventObject e;
         lock (vm.Owners)
         {
@@ -193,7 +169,7 @@ public sealed partial class Kernel
         DeviceLost(e);
     }
 
-    long EventSignal(KThread t, ulong handle)
+    internal long EventSignal(KThread t, uint handle)
     {
         var o = t.Process.Handles.Get(handle);
         switch (o)
@@ -209,7 +185,7 @@ public sealed partial class Kernel
     }
 
     /// <summary>WAIT_FOR_EVENT: on a vCPU, enter the guest on its CPU; on an event object, complete the last access and wait for the next.</summary>
-    internal ValueTask<long> WaitForEvent(KThread t, ulong handle)
+    internal ValueTask<long> WaitForEvent(KThread t, uint handle)
     {
         var o = t.Process.Handles.Get(handle);
         return o switch
@@ -231,13 +207,13 @@ public sealed partial class Kernel
         return v;
     }
 
-    long GetState(KThread t, ulong handle, ulong fieldsVa, ulong valuesVa, ulong count)
+    internal long GetState(KThread t, uint handle, ulong fieldsVa, ulong valuesVa, ulong count)
     {
         var v = StoppedVcpu(t, handle);
         if (count == 0 || count > 512) throw KernelError.Inval("1..512 fields per call");
-        var fields = MemoryMarshal.Cast<byte, ulong>(SysCallGate.UserSpan(t, fieldsVa, count * 8, write: false));
+        var fields = MemoryMarshal.Cast<byte, ulong>(UserMemory.Span(t, fieldsVa, count * 8, write: false));
         if (count == 1 && fields[0] == Abi.StateField.VmsaPage) return GetVmsa(t, v, valuesVa);
-        var values = MemoryMarshal.Cast<byte, ulong>(SysCallGate.UserSpan(t, valuesVa, count * 8, write: true));
+        var values = MemoryMarshal.Cast<byte, ulong>(UserMemory.Span(t, valuesVa, count * 8, write: true));
         Span<ulong> tmp = stackalloc ulong[(int)count];
         for (int i = 0; i < (int)count; i++)
             if (!State.TryRead(v.Global, fields[i], out tmp[i])) throw KernelError.Inval($"unknown state field 0x{fields[i]:x}");
@@ -245,13 +221,13 @@ public sealed partial class Kernel
         return (long)count;
     }
 
-    long SetState(KThread t, ulong handle, ulong fieldsVa, ulong valuesVa, ulong count)
+    internal long SetState(KThread t, uint handle, ulong fieldsVa, ulong valuesVa, ulong count)
     {
         var v = StoppedVcpu(t, handle);
         if (count == 0 || count > 512) throw KernelError.Inval("1..512 fields per call");
-        var fields = MemoryMarshal.Cast<byte, ulong>(SysCallGate.UserSpan(t, fieldsVa, count * 8, write: false));
+        var fields = MemoryMarshal.Cast<byte, ulong>(UserMemory.Span(t, fieldsVa, count * 8, write: false));
         if (count == 1 && fields[0] == Abi.StateField.VmsaPage) return SetVmsa(t, v, valuesVa);
-        var values = MemoryMarshal.Cast<byte, ulong>(SysCallGate.UserSpan(t, valuesVa, count * 8, write: false));
+        var values = MemoryMarshal.Cast<byte, ulong>(UserMemory.Span(t, valuesVa, count * 8, write: false));
         for (int i = 0; i < (int)count; i++)
             if (!IsWritableField(v.Global, fields[i])) throw KernelError.Inval($"unknown state field 0x{fields[i]:x}");
         for (int i = 0; i < (int)count; i++) State.TryWrite(v.Global, fields[i], values[i]);
@@ -276,14 +252,14 @@ public sealed partial class Kernel
     long GetVmsa(KThread t, VcpuObject v, ulong va)
     {
         if (Config.Platform != PlatformType.Snp) throw KernelError.NotSupp("the VMSA page exists on SNP only");
-        ExportVmsa(v.Global, SysCallGate.UserSpan(t, va, Page.Size, write: true));
+        ExportVmsa(v.Global, UserMemory.Span(t, va, Page.Size, write: true));
         return 1;
     }
 
     long SetVmsa(KThread t, VcpuObject v, ulong va)
     {
         if (Config.Platform != PlatformType.Snp) throw KernelError.NotSupp("the VMSA page exists on SNP only");
-        ImportVmsa(v.Global, SysCallGate.UserSpan(t, va, Page.Size, write: false));
+        ImportVmsa(v.Global, UserMemory.Span(t, va, Page.Size, write: false));
         Fetcher.Invalidate(v.Global);
         return 1;
     }
