@@ -52,6 +52,8 @@ public abstract class KObject
 /// <summary>What READ/WRITE/SEEK/TRUNCATE work on. Errors are thrown as <see cref="KernelError"/>.</summary>
 public interface IFileLike
 {
+    /// <summary>Bytes a READ at the current position can return (upstream copies only these to the user).</summary>
+    long Remaining { get; }
     long Read(Span<byte> dest);
     long Write(ReadOnlySpan<byte> src);
     long Seek(ulong offset, ulong whence);

@@ -202,6 +202,8 @@ public sealed class FileObject : KObject, IFileLike
     /// <summary>OPEN's APPEND: the position starts at the end of the file.</summary>
     public void SeekToEnd() { lock (_fs.Lock) _pos = _file.Length; }
 
+    public long Remaining { get { lock (_fs.Lock) return Math.Max(0, _file.Length - _pos); } }
+
     public long Read(Span<byte> dest)
     {
         if (!_read) throw KernelError.WriteOnly("opened without READ");
@@ -308,6 +310,7 @@ public sealed class ConsoleObject(Action<int, string> sink, int pid) : KObject, 
 {
     public override string Kind => "console";
     public override IFileLike AsFile() => this;
+    public long Remaining => 0;
     public long Read(Span<byte> dest) => 0;
     public long Write(ReadOnlySpan<byte> src) { sink(pid, System.Text.Encoding.UTF8.GetString(src)); return src.Length; }
     public long Seek(ulong offset, ulong whence) => throw KernelError.NotSupp("the console has no position");

@@ -2,11 +2,12 @@
 // the deterministic driver; the harness applies each call to a small reference model of the handle and object rules
 // (docs/abi.md, DESIGN.md) as it returns, and compares the result and the caller's whole handle table after every step:
 //   * a new handle takes the lowest free slot; 0 is the console; handle = generation << 16 | slot;
+//   * a handle register is truncated to u32 (upstream's `rdi as u32`), and so is CAPABILITIES' index;
 //   * a closed slot's generation moves on, so a stale value is ENOTFOUND; any garbage value is ENOTFOUND;
 //   * a VM and a vCPU have at most one handle in the whole system: a second VM_OPEN / VCPU_CREATE is EBUSY;
-//   * CLOSE always returns 0 (the console, handle 0, stays);
+//   * CLOSE always returns 0, and closes the console (handle 0) like any other handle, as upstream does;
 //   * EXIT frees everything the process held (so another process can then open the VM);
-//   * an unknown number is EINVAL; no call ever throws inside the kernel (Kernel.InternalErrors stays 0).
+//   * an unknown number is EINVAL (the old class-2 MMAP/MUNMAP numbers and the reserved MRESIZE included); no call ever throws inside the kernel (Kernel.InternalErrors stays 0).
 // Arguments that name handles are selectors (my k-th live handle, a stale value, another process's value, garbage)
 // resolved against the model when the call is made, so a script means the same thing whatever the interleaving.
 using Copra.Abi;
@@ -49,9 +50,9 @@ public sealed class HandleModel(int vms, int vcpusPerVm, ulong platform)
         public bool TryGet(ulong h, out string obj)
         {
             obj = "";
-            if (h > uint.MaxValue) return false;
-            int i = (int)(h & 0xFFFF);
-            if (i >= Slots.Count || Slots[i].Obj is null || Slots[i].Gen != (ushort)(h >> 16)) return false;
+            uint v = (uint)h;   // the kernel sees the low 32 bits
+            int i = (int)(v & 0xFFFF);
+            if (i >= Slots.Count || Slots[i].Obj is null || Slots[i].Gen != (ushort)(v >> 16)) return false;
             obj = Slots[i].Obj!;
             return true;
         }
@@ -99,7 +100,7 @@ public sealed class HandleModel(int vms, int vcpusPerVm, ulong platform)
                 return Add(t, $"vcpu{o[2..]}.{c.Arg}");
             }
             case Op.Close:
-                if (h != 0 && t.TryGet(h, out _)) Drop(t, (int)(h & 0xFFFF));
+                if (t.TryGet(h, out _)) Drop(t, (int)(h & 0xFFFF));
                 return 0;
             case Op.OpenPhysMem:
                 return Add(t, "physmem");
@@ -111,7 +112,7 @@ public sealed class HandleModel(int vms, int vcpusPerVm, ulong platform)
                 return Add(t, $"irq{c.Arg}/{o}");
             }
             case Op.Capabilities:
-                return c.Arg switch
+                return (ulong)(uint)c.Arg switch
                 {
                     Cap.Count => 2,
                     Cap.VmBitmap => (long)Enumerable.Range(1, vms).Aggregate(0UL, (a, i) => a | 1UL << i),
@@ -165,7 +166,10 @@ public sealed class SyscallTarget : FuzzTarget<SyscallCase>
     public override string Name => "syscalls";
     public override string Description => "syscall surface vs a handle/object model, 3 processes, deterministic driver";
 
-    static readonly ulong[] GarbageNrs = [SysNr.ClassTask | 99, 5UL << 32, 0xFFFF_FFFF_FFFF_FFFFUL, 2UL << 32 | 77, 3UL << 32 | 200, 4UL << 32 | 50, 1UL << 40];
+    // Includes the numbers Copra used before it followed upstream (class-2 MMAP 2<<32|1, BATCH 0x3 = MRESIZE, reserved
+    // now): nothing keeps answering at an old number.
+    static readonly ulong[] GarbageNrs = [SysNr.ClassTask | 99, 5UL << 32, 0xFFFF_FFFF_FFFF_FFFFUL, 2UL << 32 | 77, 3UL << 32 | 200, 4UL << 32 | 50, 1UL << 40,
+                                          SysNr.MresizeReserved, 2UL << 32 | 1, 2UL << 32 | 2, 3UL << 32 | 1, 4UL << 32 | 3, SysNr.ClassTask | 5];
 
     public override SyscallCase Generate(Rng r)
     {
@@ -193,7 +197,7 @@ public sealed class SyscallTarget : FuzzTarget<SyscallCase>
             < 54 => new Call(Op.Close, sel, k, 0, raw),
             < 60 => new Call(Op.OpenPhysMem, 0, 0, 0, 0),
             < 68 => new Call(Op.IrqEvent, sel, k, r.Chance(80) ? (ulong)r.Next(32, 256) : (ulong)r.Next(300), raw),
-            < 73 => new Call(Op.Capabilities, 0, 0, (ulong)r.Next(5), 0),
+            < 73 => new Call(Op.Capabilities, 0, 0, (ulong)r.Next(5) | (r.Chance(30) ? r.Next64() << 32 : 0), 0),
             < 81 => new Call(Op.VmCapabilities, sel, k, (ulong)r.Next(7), raw),
             < 88 => new Call(Op.EventSignal, sel, k, 0, raw),
             _ => new Call(Op.Garbage, sel, k, 0, r.Pick(GarbageNrs)),

@@ -153,7 +153,9 @@ public sealed partial class Kernel
     {
         var f = FileOf(t, h);
         if (f is FileObject { CanRead: false }) throw KernelError.WriteOnly("opened without READ");   // before the buffer, as upstream
-        return f.Read(UserMemory.Span(t, buf, len, write: true));
+        // Only the bytes the file can give are copied, as upstream's UserBuffer does: a buffer mapped for those is enough.
+        ulong n = Math.Min(len, (ulong)f.Remaining);
+        return f.Read(UserMemory.Span(t, buf, n, write: true));
     }
 
     internal long Write(KThread t, uint h, ulong buf, ulong len)

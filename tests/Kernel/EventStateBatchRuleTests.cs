@@ -30,8 +30,8 @@ public class EventStateBatchRuleTests
             r["ioio past 64K"] = Call(ctx, SysNr.IoioEvent, vm, 0xFFFF, 2);
             r["ioio empty"] = Call(ctx, SysNr.IoioEvent, vm, 0x80, 0);
             r["not a vm"] = Call(ctx, SysNr.IoioEvent, 0, 0x80, 1);
-            r["map area"] = Call(ctx, SysNr.Mmap, (ulong)m, 0, Page.Size, MapFlags.Write);
-            r["map area offset"] = Call(ctx, SysNr.Mmap, (ulong)m, Page.Size, Page.Size, MapFlags.Write);
+            r["map area"] = Call(ctx, SysNr.Mmap, (ulong)m, 0, 0, Page.Size, MapFlags.Read | MapFlags.Write);
+            r["map area offset"] = Call(ctx, SysNr.Mmap, (ulong)m, 0, Page.Size, Page.Size, MapFlags.Read | MapFlags.Write);
             Sys.Close(ctx, (uint)m);
             Sys.Close(ctx, (uint)io);
             r["mmio again"] = Call(ctx, SysNr.MmioEvent, vm, 0xFEB0_1000, 0x1000);

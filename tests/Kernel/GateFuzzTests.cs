@@ -176,7 +176,7 @@ public class GateFuzzTests
                         case 4: Sys.Call(ctx, SysNr.OpenDir, path); break;
                         case 5: Sys.Call(ctx, SysNr.IrqEvent, h, 32 + (ulong)rng.Next(4)); break;
                         case 6: Sys.Call(ctx, SysNr.IoioEvent, h, 0x1000 + (ulong)rng.Next(64) * 16 + (ulong)me * 0x4000, 4); break;
-                        default: Sys.Call(ctx, SysNr.Mmap, h, (8UL << 20) + (ulong)rng.Next(16) * Page.Size, Page.Size, MapFlags.Write); break;
+                        default: Sys.Call(ctx, SysNr.Mmap, h, 0, (8UL << 20) + (ulong)rng.Next(16) * Page.Size, Page.Size, MapFlags.Read | MapFlags.Write); break;
                     }
                 }
                 // Park on an event object if this process holds (or can open) the VM; otherwise just end.

@@ -72,7 +72,7 @@ public class HandleRuleTests
     }
 
     [Fact]
-    public void CLOSE_always_returns_0_even_for_garbage_and_the_console_stays()
+    public void CLOSE_always_returns_0_even_for_garbage()
     {
         using var k = Boot();
         var results = new List<long>();
@@ -80,7 +80,7 @@ public class HandleRuleTests
         var p = Run(k, ctx =>
         {
             uint f = FileWith(ctx, "/a", "x");
-            foreach (ulong h in new ulong[] { f, f, 0, 12345, 0xFFFF_FFFF, ulong.MaxValue, 1UL << 40, HandleTable.Encode(1, 7) })
+            foreach (ulong h in new ulong[] { f, f, 12345, 0xFFFF_FFFF, ulong.MaxValue, (1UL << 40) | 3, HandleTable.Encode(1, 7) })
                 results.Add(Call(ctx, SysNr.Close, h));
             var b = Encoding.UTF8.GetBytes("still here");
             printed = Call(ctx, SysNr.Write, 0, Sys.Bytes(ctx, b), (ulong)b.Length);
@@ -88,6 +88,22 @@ public class HandleRuleTests
         Assert.All(results, r => Assert.Equal(0, r));
         Assert.Equal(10, printed);
         Assert.Equal("still here", k.ConsoleOf(p.Pid));
+    }
+
+    [Fact]
+    public void CLOSE_of_handle_0_closes_the_console_as_upstream_closes_its_log_handle()
+    {
+        using var k = Boot();
+        long close = -1, after = 0;
+        var p = Run(k, ctx =>
+        {
+            Sys.Print(ctx, "before");
+            close = Call(ctx, SysNr.Close, 1UL << 32);   // truncated to u32: handle 0
+            after = Call(ctx, SysNr.Write, 0, Sys.Bytes(ctx, "after"u8), 5);
+        });
+        Assert.Equal(0, close);
+        Assert.Equal(Errno.ENOTFOUND, after);
+        Assert.Equal("before", k.ConsoleOf(p.Pid));
     }
 
     [Fact]
@@ -208,7 +224,7 @@ public class HandleRuleTests
             ulong Exec(string path, params uint[] hs)
             {
                 ulong list = Sys.Bytes(ctx, System.Runtime.InteropServices.MemoryMarshal.AsBytes(hs.AsSpan()));
-                return (ulong)Call(ctx, SysNr.Exec, Path(ctx, path), list, (ulong)hs.Length);
+                return (ulong)Call(ctx, SysNr.Exec, Path(ctx, path), Path(ctx, "/"), ExecFlags.PassHandles, list, (ulong)hs.Length);
             }
             bad = (long)Exec("/t", a, HandleTable.Encode(5, 3), b);
             dup = (long)Exec("/t", a, a);
