@@ -182,6 +182,8 @@ public static class Program
                 s.Failed.ToString("N0"), s.Failed == 0 ? "[green]pass[/]" : "[red]FAIL[/]");
         }
         AnsiConsole.Write(table);
+        foreach (var t in targets)
+            if (t.Totals is { } totals) Console.WriteLine($"{t.Name}: {totals}");
         int rc = 0;
         foreach (var t in targets)
         {

@@ -24,6 +24,8 @@ public interface IFuzzTarget
     bool ParallelSafe => true;
     /// <summary>Seeds are indices 0..Count-1 of an exhaustive sweep rather than random seeds.</summary>
     long? SweepCount => null;
+    /// <summary>A line of totals the runner prints after the table (the syscall target's observed calls), or null.</summary>
+    string? Totals => null;
 }
 
 /// <summary>A failing case: what it was, why it failed, how to replay it.</summary>
@@ -61,6 +63,7 @@ public abstract class FuzzTarget<T> : IFuzzTarget
     public virtual long? SweepCount => null;
     /// <summary>Extra runner arguments a replay needs (the decoder's --mode).</summary>
     public virtual string ReplayArgs => "";
+    public virtual string? Totals => null;
 
     public Failure Minimise(ulong seed, int budget = 2000)
     {

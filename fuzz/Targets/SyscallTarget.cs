@@ -164,6 +164,7 @@ public sealed class SyscallTarget : FuzzTarget<SyscallCase>
     public static long ObservedCalls, Busy, Stale, Created;
 
     public override string Name => "syscalls";
+    public override string? Totals => $"{Interlocked.Read(ref ObservedCalls):N0} calls checked against the model ({Interlocked.Read(ref Busy):N0} EBUSY, {Interlocked.Read(ref Stale):N0} stale handles, {Interlocked.Read(ref Created):N0} objects created)";
     public override string Description => "syscall surface vs a handle/object model, 3 processes, deterministic driver";
 
     // Includes the numbers Copra used before it followed upstream (class-2 MMAP 2<<32|1, BATCH 0x3 = MRESIZE, reserved
@@ -197,7 +198,7 @@ public sealed class SyscallTarget : FuzzTarget<SyscallCase>
             < 54 => new Call(Op.Close, sel, k, 0, raw),
             < 60 => new Call(Op.OpenPhysMem, 0, 0, 0, 0),
             < 68 => new Call(Op.IrqEvent, sel, k, r.Chance(80) ? (ulong)r.Next(32, 256) : (ulong)r.Next(300), raw),
-            < 73 => new Call(Op.Capabilities, 0, 0, (ulong)r.Next(5) | (r.Chance(30) ? r.Next64() << 32 : 0), 0),
+            < 73 => new Call(Op.Capabilities, 0, 0, (uint)r.Next(5) | (r.Chance(30) ? r.Next64() << 32 : 0UL), 0),
             < 81 => new Call(Op.VmCapabilities, sel, k, (ulong)r.Next(7), raw),
             < 88 => new Call(Op.EventSignal, sel, k, 0, raw),
             _ => new Call(Op.Garbage, sel, k, 0, r.Pick(GarbageNrs)),
