@@ -139,7 +139,6 @@ public sealed partial class Kernel
         if ((mode & ~OpenMode.All) != 0 || (flags & ~OpenMode.FlagCreate) != 0) throw KernelError.Inval("bad mode or flags");
         var f = Fs.OpenFile(RootOf(t), path, (flags & OpenMode.FlagCreate) != 0, out bool created);
         ulong rights = created ? OpenMode.Read | OpenMode.Write : mode;
-        if (f.ProgramName is not null && (rights & OpenMode.Write) != 0) throw KernelError.Perm("program images are read-only");
         var fo = new FileObject(Fs, f, rights);
         if ((mode & OpenMode.Trunc) != 0) fo.Truncate(0);
         if ((mode & OpenMode.Append) != 0) fo.SeekToEnd();

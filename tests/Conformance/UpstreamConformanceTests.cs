@@ -555,3 +555,30 @@ public class UpstreamConformanceTests
         Assert.Equal(Errno.ENOTFOUND, past);
     }
 }
+
+public class UpstreamLayoutConformanceTests
+{
+    [Fact]
+    public void DirEntIs272BytesWithTypeAt256AndSizeAt264()
+    {
+        using var k = Boot();
+        byte[] entry = [];
+        Run(k, ctx =>
+        {
+            Upstream.Call(ctx, SysNr.MkDir, Upstream.Str(ctx, "/d"));
+            Sys.Close(ctx, FileWith(ctx, "/d/file", "12345"));
+            Upstream.Call(ctx, SysNr.MkDir, Upstream.Str(ctx, "/d/sub"));
+            long d = Upstream.Call(ctx, SysNr.OpenDir, Upstream.Str(ctx, "/d"));
+            ulong buf = Sys.Alloc(ctx, 2 * 272);
+            Upstream.Call(ctx, SysNr.ReadDir, (ulong)d, buf, 2);
+            entry = ctx.Memory(buf, 2 * 272).ToArray();
+        });
+        Assert.Equal("file", Encoding.UTF8.GetString(entry, 0, 4));
+        Assert.Equal(0, entry[4]);
+        Assert.Equal(0, entry[256]);                                  // FileType::File
+        Assert.Equal(5UL, BitConverter.ToUInt64(entry, 264));
+        Assert.Equal("sub", Encoding.UTF8.GetString(entry, 272, 3));
+        Assert.Equal(1, entry[272 + 256]);                            // FileType::Directory
+        Assert.Equal(0UL, BitConverter.ToUInt64(entry, 272 + 264));
+    }
+}

@@ -104,7 +104,7 @@ public class FileAndPointerRuleTests
         foreach (var key in new[] { "no parent", "dotdot", "directory" })
             Assert.True(Errno.ENOTFOUND == r[key], $"{key}: {Errno.Name(r[key])}");
         Assert.Equal(Errno.EEXIST, r["directory with CREATE"]);
-        Assert.Equal(Errno.EPERM, r["program for write"]);
+        Assert.True(r["program for write"] > 0, "a program image is a file like any other, as upstream's /init is");
         Assert.True(r["program for read"] > 0);
     }
 
