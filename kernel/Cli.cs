@@ -275,8 +275,8 @@ public static partial class Cli
             for (long x = lo; x <= hi; x++) list.Add(x);
         }
         if (list.Count == 0) throw new CliException($"--{name} is empty");
-        if (list.FirstOrDefault(x => x < min || x > max) is var bad && (bad < min || bad > max))
-            throw new CliException($"--{name}: {bad} is out of range {Range(min, max)}");
+        foreach (long x in list)
+            if (x < min || x > max) throw new CliException($"--{name}: {x} is out of range {Range(min, max)}");
         return list.Distinct().Order().ToArray();
 
         long Number(string s) => TryParseLong(s, out long n) ? n : throw new CliException($"--{name}: '{s}' is not an integer");
