@@ -48,29 +48,31 @@ public static class KvmBenchCommand
             foreach (var r in rows) t.AddRow(r.Kind, r.BackendCycleNs.ToString("N0"), r.BackendKvmRunNs.ToString("N0"), r.KernelNs.ToString("N0"), r.BareNs.ToString("N0"), r.Ratio.ToString("F2"));
             AnsiConsole.Write(t);
         }
-        if (json is not null)
-            Cli.WriteOutput(io, json, Report.JsonOut.Document("kvmbench", w =>
-            {
-                w.WriteStartObject("parameters");
-                w.WriteNumber("accesses_per_measurement_count", n);
-                w.WriteEndObject();
-                w.WriteStartArray("accesses");
-                foreach (var r in rows)
-                {
-                    w.WriteStartObject();
-                    w.WriteString("access", r.Kind);
-                    w.WriteNumber("exits_count", r.Exits);
-                    w.WriteNumber("backend_cycle_median_ns", Math.Round(r.BackendCycleNs, 1));
-                    w.WriteNumber("backend_kvm_run_median_ns", Math.Round(r.BackendKvmRunNs, 1));
-                    w.WriteNumber("kernel_code_median_ns", Math.Round(r.KernelNs, 1));
-                    w.WriteNumber("bare_loop_median_ns", Math.Round(r.BareNs, 1));
-                    w.WriteNumber("backend_to_bare_ratio", Math.Round(r.Ratio, 3));
-                    w.WriteEndObject();
-                }
-                w.WriteEndArray();
-            }));
+        if (json is not null) Cli.WriteOutput(io, json, Json(n, rows));
         return ExitCodes.Ok;
     }
+
+    /// <summary>The results as JSON (docs/json.md, "kvmbench").</summary>
+    public static string Json(int n, IReadOnlyList<Row> rows) => Report.JsonOut.Document("kvmbench", w =>
+        {
+            w.WriteStartObject("parameters");
+            w.WriteNumber("accesses_per_measurement_count", n);
+            w.WriteEndObject();
+            w.WriteStartArray("accesses");
+            foreach (var r in rows)
+            {
+                w.WriteStartObject();
+                w.WriteString("access", r.Kind);
+                w.WriteNumber("exits_count", r.Exits);
+                w.WriteNumber("backend_cycle_median_ns", Math.Round(r.BackendCycleNs, 1));
+                w.WriteNumber("backend_kvm_run_median_ns", Math.Round(r.BackendKvmRunNs, 1));
+                w.WriteNumber("kernel_code_median_ns", Math.Round(r.KernelNs, 1));
+                w.WriteNumber("bare_loop_median_ns", Math.Round(r.BareNs, 1));
+                w.WriteNumber("backend_to_bare_ratio", Math.Round(r.Ratio, 3));
+                w.WriteEndObject();
+            }
+            w.WriteEndArray();
+        });
 
     public static IReadOnlyList<Row> Measure(int exits)
     {
