@@ -219,7 +219,7 @@ public static class TuneCommand
         [ScottPlot.MarkerShape.FilledCircle, ScottPlot.MarkerShape.FilledSquare, ScottPlot.MarkerShape.FilledTriangleUp, ScottPlot.MarkerShape.FilledDiamond,
          ScottPlot.MarkerShape.OpenCircle, ScottPlot.MarkerShape.OpenSquare, ScottPlot.MarkerShape.OpenDiamond];
 
-    /// <summary>Cycles per exit against batch size (log2 axis), one curve (own marker) per TDCALL cost at <paramref name="fields"/> fields; the best batch of each curve ringed.</summary>
+    /// <summary>Cycles per exit against batch size (log2 axis), one curve (own marker) per TDCALL cost at <paramref name="fields"/> fields; the best batch of each curve circled.</summary>
     public static void Plot(string path, IEnumerable<TunePoint> points, int fields)
     {
         var plt = new ScottPlot.Plot();
@@ -248,7 +248,7 @@ public static class TuneCommand
         var ticks = new ScottPlot.TickGenerators.NumericManual();
         foreach (var b in batches) ticks.AddMajor(Math.Log2(b), b.ToString());
         plt.Axes.Bottom.TickGenerator = ticks;
-        plt.Title($"copra tune (TDX): modelled cycles per exit vs BATCH size\nVMM touching {fields} state field{(fields == 1 ? "" : "s")} per exit; ringed: best batch (smallest within 1% of the minimum)");
+        plt.Title($"copra tune (TDX): modelled cycles per exit vs BATCH size\n{fields} state field{(fields == 1 ? "" : "s")} per exit; circled: best batch (smallest within 1% of the minimum)");
         plt.XLabel("BATCH size (calls per kernel entry, log scale)");
         plt.YLabel("modelled cycles per exit");
         double lo = Math.Log2(batches.Min()), hi = Math.Log2(batches.Max());

@@ -35,7 +35,7 @@ public static class Plots
     {
         plt.FigureBackground.Color = Colors.White;
         plt.DataBackground.Color = Colors.White;
-        plt.Axes.Title.Label.FontSize = 20;
+        plt.Axes.Title.Label.FontSize = 18;
         plt.Axes.Bottom.Label.FontSize = 17;
         plt.Axes.Left.Label.FontSize = 17;
         plt.Axes.Bottom.TickLabelStyle.FontSize = 14;
