@@ -16,8 +16,8 @@ case "$verb" in
   fuzz) dotnet run --project fuzz -c Release -- "$@" ;;
   aot)
     # NativeAOT stands in for bflat (which wraps the same compiler and cannot be installed here).
-    # The folder then holds copra (the whole program, self-contained) and libSkiaSharp.so (the native half of
-    # plotting: copra plots with it beside it, and without it refuses --plot up front with a one-line message).
+    # The folder then holds copra (the whole program, self-contained) and libSkiaSharp.so + libHarfBuzzSharp.so (the
+    # native half of plotting: copra plots with it beside it, and without it refuses --plot up front with a one-line message).
     rm -rf artifacts/aot
     dotnet publish kernel -c Release -p:CopraAot=true -o artifacts/aot "$@"
     rm -f artifacts/aot/*.pdb artifacts/aot/*.dbg

@@ -70,7 +70,7 @@ public static class RunCommand
 
     public sealed record Outputs(string? Json, string? Trace, string? Plot);
 
-    public static int Execute(Cli.Io io, Scenario sc, Outputs outs, FaultSpec faults, bool quiet)
+    public static int Execute(Cli.Io io, Scenario sc, Outputs outs, FaultSpec faults, bool quiet, CancellationToken stop = default)
     {
         if (outs.Plot is not null && Report.Plots.Unavailable() is { } noPlot) throw new CliException($"--plot: {noPlot}");
         if (sc.Backend == "kvm" && !Kvm.KvmSystem.IsAvailable(out string why))
@@ -88,9 +88,10 @@ public static class RunCommand
 
         long expected = sc.Vms.Sum(v => v.Vcpus) * sc.Workload.Iterations * Math.Max(1, sc.Workload.Mix.Count) + 200;
         using var ctrlC = new Report.CtrlC();
+        using var either = CancellationTokenSource.CreateLinkedTokenSource(ctrlC.Token, stop);
         var result = Report.Human.WithProgress(!quiet, io.Err, "copra run", "exits", expected,
-            tick => sys.Run(progress: kk => tick(kk.Stats.Taken), stop: ctrlC.Token));
-        bool interrupted = ctrlC.Pressed;
+            tick => sys.Run(progress: kk => tick(kk.Stats.Taken), stop: either.Token));
+        bool interrupted = either.IsCancellationRequested;
         if (interrupted) io.Err.WriteLine($"copra run: interrupted after {k.Stats.Taken:N0} exits; writing what was asked for from the part that ran");
 
         var st = k.Stats;

@@ -135,3 +135,28 @@ public class OutputFileTests
         Assert.True(new FileInfo(png).Length > 10_000);
     }
 }
+
+/// <summary>Ctrl-C (a stop request) ends the run between driver chunks and still writes what was asked for.</summary>
+public class InterruptTests
+{
+    [Fact]
+    public void A_stopped_run_exits_130_and_still_writes_its_json_marked_interrupted()
+    {
+        using var s = new CopraCli.Scratch();
+        string json = s.File("r.json");
+        var o = new StringWriter();
+        var e = new StringWriter();
+        using var cts = new CancellationTokenSource();
+        cts.Cancel();
+        var sc = RunCommand.WithExits(global::Copra.Kernel.Run.Scenario.Default(), 2_000_000);
+        int rc = RunCommand.Execute(new global::Copra.Kernel.Cli.Io(o, e), sc, new RunCommand.Outputs(json, null, null), new global::Copra.Kernel.Run.FaultSpec(), quiet: true, cts.Token);
+        Assert.Equal(ExitCodes.Interrupted, rc);
+        Assert.Contains("interrupted after", e.ToString());
+        using var doc = JsonDocument.Parse(File.ReadAllText(json));
+        var result = doc.RootElement.GetProperty("result");
+        Assert.True(result.GetProperty("interrupted").GetBoolean());
+        Assert.False(result.GetProperty("clean").GetBoolean());
+        long taken = doc.RootElement.GetProperty("exits").GetProperty("total_count").GetInt64();
+        Assert.InRange(taken, 1, 1_000_000);   // stopped after the first chunk, far short of two million
+    }
+}
