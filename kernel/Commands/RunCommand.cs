@@ -183,7 +183,8 @@ public static class RunCommand
         var report = sys.FaultReport();
         if (report.Count > 0)
         {
-            var ft = new Table().Title("injected faults");
+            AnsiConsole.MarkupLine("[bold]injected faults[/]");
+            var ft = new Table();
             ft.AddColumns("fault", "injected", "what the system did", "contained");
             foreach (var f in report) ft.AddRow(f.Fault, f.Injected.ToString("N0"), Markup.Escape(f.Outcome), f.Contained ? "[green]yes[/]" : "[red]no[/]");
             AnsiConsole.Write(ft);

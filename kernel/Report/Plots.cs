@@ -77,7 +77,7 @@ public static class Plots
         }
         plt.Axes.Bottom.TickGenerator = xticks;
         plt.Axes.Left.TickGenerator = yticks;
-        plt.Axes.SetLimits(e0, e1, -0.6, kinds.Count - 0.4);
+        plt.Axes.SetLimits(e0 - 0.05, e1 + 0.15, -0.6, kinds.Count - 0.4);   // room for the last tick label
         plt.Title($"Cycles per exit by kind: measured vs modelled\n{subtitle}");
         plt.XLabel("cycles per exit (log scale)   box: p25-p75, bar: median, whiskers: min-p99, dot: max");
         plt.ShowLegend(Alignment.LowerRight);
