@@ -21,8 +21,9 @@ public static class ExitBenchCommand
         if (exits < 1 || warmMs < 0) throw new CliException("--exits must be positive, --warm-ms not negative");
         Prejit.ExitPath();
         bool aot = !System.Runtime.CompilerServices.RuntimeFeature.IsDynamicCodeSupported;
-        Console.WriteLine($"copra exitbench: {(aot ? "NativeAOT" : "JIT")}, TSC {Tsc.Hz / 1e9:F3} GHz{(Tsc.IsHardware ? "" : " (Stopwatch)")}, {exits:N0} exits per rig after {warmMs} ms of warm-up");
-        Console.WriteLine("| exit | whole cycle median (ns) | whole cycle median (cycles) | kernel-only median (cycles) |");
+        Console.WriteLine($"copra exitbench: {(aot ? "NativeAOT" : "JIT")}, {Tsc.Describe()}, {exits:N0} exits per rig after {warmMs} ms of warm-up");
+        // Cycles only of an invariant hardware TSC (rate measured at start-up); otherwise nanoseconds throughout.
+        Console.WriteLine($"| exit | whole cycle median (ns) | whole cycle median ({Tsc.Unit}) | kernel-only median ({Tsc.Unit}) |");
         Console.WriteLine("|---|---:|---:|---:|");
         var whole = new long[exits];
         foreach (var flavor in Enum.GetValues<ExitFlavor>())
@@ -45,8 +46,8 @@ public static class ExitBenchCommand
                 ExitFlavor.PortOut => ExitKind.PortOut, _ => ExitKind.Forwarded,
             };
             double wholeTicks = ExitStats.Median(whole);
-            double cycles = Tsc.IsHardware ? wholeTicks : wholeTicks * 2.6e9 / Tsc.Hz;
-            double kernelCycles = Tsc.IsHardware ? stats.MeasuredMedian(kind) : stats.MeasuredMedian(kind) * 2.6e9 / Tsc.Hz;
+            double cycles = Tsc.ToReportUnits(wholeTicks);
+            double kernelCycles = Tsc.ToReportUnits(stats.MeasuredMedian(kind));
             Console.WriteLine($"| {flavor} | {Tsc.ToNanoseconds(wholeTicks):N0} | {cycles:N0} | {kernelCycles:N0} |");
         }
         return 0;

@@ -79,7 +79,8 @@ public static class RunCommand
     public static Func<Core.Kernel, IReadOnlyList<Backends.VmLayout>, IGuestBackend> KvmFactory(Scenario sc) =>
         (k, layouts) => Backends.KvmBackend.Create(k, layouts, sc.Workload, sc.Vms.Select(v => (byte)v.IrqVector).ToList());
 
-    static double Cycles(double ticks) => Tsc.IsHardware ? ticks : ticks * 1e-9 * Tsc.Hz;
+    // Measured figures: cycles of an invariant hardware TSC, else nanoseconds (Tsc.Unit says which; never ns called cycles).
+    static double Cycles(double ticks) => Tsc.ToReportUnits(ticks);
 
     static string[] HardwareColumns(double measuredTicks, double hardwareTicks) =>
         [Cycles(hardwareTicks).ToString("N0"), hardwareTicks > 0 ? $"{measuredTicks / hardwareTicks:P0}" : "-"];
@@ -109,8 +110,8 @@ public static class RunCommand
         }
         var table = new Table().Title("exits by kind (measured = kernel software, TSC; modelled = platform, cost model)");
         bool hw = st.HasHardware;
-        table.AddColumns("kind", "count", "measured cycles (median)", "modelled platform cycles (median)");
-        if (hw) table.AddColumns("real KVM_RUN round trip, cycles (median)", "kernel share of real");
+        table.AddColumns("kind", "count", $"measured {Tsc.Unit} (median)", "modelled platform cycles (median)");
+        if (hw) table.AddColumns($"real KVM_RUN round trip, {Tsc.Unit} (median)", "kernel share of real");
         for (int i = 0; i < ExitStats.KindCount; i++)
         {
             var kind = (ExitKind)i;
@@ -183,7 +184,8 @@ public static class RunCommand
             w.WriteNumber("internal_errors", k.InternalErrors);
             w.WriteEndObject();
             w.WriteStartObject("cycles");
-            w.WriteString("measured_is", Tsc.IsHardware ? "TSC cycles of the kernel's own code" : "nanosecond clock converted to cycles");
+            w.WriteString("measured_is", Tsc.CountsCycles ? "TSC cycles of the kernel's own code" : "nanoseconds of the kernel's own code (no invariant TSC)");
+            w.WriteString("measured_unit", Tsc.Unit);
             w.WriteString("modelled_is", $"platform cost model '{k.Cost.Name}'");
             w.WriteNumber("measured_median", Cycles(st.MeasuredMedianAll()));
             w.WriteNumber("modelled_median", st.ModelledMedianAll());
