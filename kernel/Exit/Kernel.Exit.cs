@@ -98,12 +98,15 @@ public sealed partial class Kernel
     internal void RunGuest(Cpu cpu, int v)
     {
         var vc = _vcpus[v];
-        lock (vc)
-        {
-            if (vc.Run != VcpuRun.Runnable) return;   // a stale queue entry: stopped, halted, dead
-            if (vc.Waiter is null) { vc.Run = VcpuRun.Idle; return; }
-            if (vc.Vm.Stopped) { ReportRunExitLocked(cpu, vc, RunExit.Stopped); return; }
-        }
+        // The common case needs no lock: a state read as "go" is as good as one read a moment
+        // earlier under the lock (a stop or a death after the check is seen at the next entry).
+        if (vc.Run != VcpuRun.Runnable || vc.Waiter is null || vc.Vm.Stopped)
+            lock (vc)
+            {
+                if (vc.Run != VcpuRun.Runnable) return;   // a stale queue entry: stopped, halted, dead
+                if (vc.Waiter is null) { vc.Run = VcpuRun.Idle; return; }
+                if (vc.Vm.Stopped) { ReportRunExitLocked(cpu, vc, RunExit.Stopped); return; }
+            }
         if (Backend is null) throw new InvalidOperationException("no guest backend");
         InjectPendingIrq(vc);
         long wr0 = State.TdWrites[v];
@@ -652,11 +655,16 @@ public sealed partial class Kernel
         if (v == _narrated) _narrated = -1;
         Trace.Add(cpu, TraceKind.Complete, v, (long)kind);
         var vc = _vcpus[v];
-        lock (vc)
-        {
-            if (vc.Run is VcpuRun.Dead or VcpuRun.Idle) return;
-            vc.Run = VcpuRun.Runnable;
-        }
+        // Runnable already (the common case: RAM, the host, or a device that answered) needs no write
+        // and so no lock; anything else takes the lock as before.
+        var run = vc.Run;
+        if (run is VcpuRun.Dead or VcpuRun.Idle) return;
+        if (run != VcpuRun.Runnable)
+            lock (vc)
+            {
+                if (vc.Run is VcpuRun.Dead or VcpuRun.Idle) return;
+                vc.Run = VcpuRun.Runnable;
+            }
         QueueVcpu(vc);
     }
 
