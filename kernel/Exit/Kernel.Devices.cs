@@ -25,7 +25,7 @@ public sealed partial class Kernel
         // Only this exit changes the state of a vCPU that is in an exit (Runnable here; Dead is set by
         // this CPU too): a compare-and-swap on the vCPU's own word instead of its lock.
         SetRun(_vcpus[v], VcpuRun.Runnable, VcpuRun.WaitingDevice);
-        Interlocked.Increment(ref Stats.DeviceRoundTrips);
+        Stats.Add(Here, Counter.DeviceRoundTrips);
         // The model's answer costs it one syscall (its next WAIT_FOR_EVENT or EVENT_SIGNAL).
         _modelled[v] += Cost.SyscallCycles;
         KThread? wake = null;
@@ -40,7 +40,7 @@ public sealed partial class Kernel
         NarratorFor(v)?.Invoke($"deliver: {e.Describe()} event area seq {e.Area.Sequence}: {(write ? "write" : "read")} 0x{addr:x} size {_reqSize[v]}{(write ? $" data 0x{data:x}" : "")}; {(wake is null ? "no thread waiting yet (it will find it)" : $"waking thread {wake.Id} on cpu {_vcpus[v].Cpu}")}");
         if (wake is not null)
         {
-            if (wake.Cpu != _vcpus[v].Cpu) { _modelled[v] += Cost.CrossCpuWakeCycles; Interlocked.Increment(ref Stats.CrossCpuWakes); }
+            if (wake.Cpu != _vcpus[v].Cpu) { _modelled[v] += Cost.CrossCpuWakeCycles; Stats.Add(Here, Counter.CrossCpuWakes); }
             WakeThread(wake, 1, _vcpus[v].Cpu);   // the model runs where the exit happened
         }
     }
@@ -151,7 +151,7 @@ public sealed partial class Kernel
 
     void AnswerLost(Cpu cpu, int v, EventObject e)
     {
-        Interlocked.Increment(ref Stats.DevicesLost);
+        Stats.Add(Here, Counter.DevicesLost);
         var vc = _vcpus[v];
         lock (vc)
         {
@@ -253,7 +253,7 @@ public sealed partial class Kernel
             }
             lock (vc)
             {
-                if (abandoned) { Interlocked.Increment(ref Stats.Aborted); vc.Run = VcpuRun.Idle; }
+                if (abandoned) { Stats.Add(Here, Counter.Aborted); vc.Run = VcpuRun.Idle; }
                 if (vc.Waiter is not null && vc.Run is VcpuRun.Halted or VcpuRun.Idle)
                     ReportRunExitLocked(CurrentCpu ?? Cpus[vc.Cpu], vc, RunExit.Stopped);
             }

@@ -3,7 +3,6 @@ using Copra.Abi;
 using Copra.Hot.Decode;
 using Copra.Hot.Exit;
 using Copra.Hot.Guest;
-using Copra.Hot.Rings;
 using Copra.Hot.State;
 using Copra.Hot.Timing;
 using Copra.Kernel.Exit;
@@ -12,7 +11,7 @@ using Copra.Kernel.Machine;
 namespace Copra.Kernel.Core;
 
 /// <summary>
-/// The exit path. Per MMIO/IOIO exit: take the record from the CPU's exit ring, read the mode and
+/// The exit path. Per MMIO/IOIO exit: take the record the backend filled, read the mode and
 /// RIP from the state store, fetch through the guest's page tables (per-vCPU code-page cache),
 /// decode, then run the instruction as a sequence of elements. An element is at most one read
 /// followed by at most one write; each side is guest RAM (done at once), a device model (delivered
@@ -33,7 +32,6 @@ public sealed partial class Kernel
     /// <summary>The modelled host behind forwarded exits.</summary>
     public ModelledHost Host { get; } = new();
 
-    SpscRing<ExitRecord>[] _exitRings = [];
 
     /// <summary>
     /// <c>copra trace</c>: narrates exit number <see cref="NarrateExit"/> step by step. Off (null) on
@@ -42,6 +40,9 @@ public sealed partial class Kernel
     public Action<string>? Narrator { get; set; }
     public long NarrateExit { get; set; } = -1;
     int _narrated = -1;
+    int _firstExit;
+    /// <summary>The lane of the CPU this host thread steps (the statistics are per CPU), or -1 outside the drivers.</summary>
+    static int Here => CurrentCpu?.Index ?? -1;
     Action<string>? NarratorFor(int v) => v == _narrated ? Narrator : null;
 
     /// <summary>Called once, at the first exit (the run command snapshots the process tree there).</summary>
@@ -82,10 +83,8 @@ public sealed partial class Kernel
     void InitExitPath(int vcpus)
     {
         int n = Math.Max(1, vcpus);
-        Stats = new ExitStats(Config.SampleCapacity);
+        Stats = new ExitStats(Config.SampleCapacity, Cpus.Length);
         Fetcher = new InstructionFetcher(n);
-        _exitRings = new SpscRing<ExitRecord>[Cpus.Length];
-        for (int i = 0; i < Cpus.Length; i++) _exitRings[i] = new SpscRing<ExitRecord>(64);
         _acc = new DecodedAccess[n]; _exit = new ExitRecord[n]; _phase = new byte[n]; _value = new ulong[n];
         _writeValue = new ulong[n]; _segBase = new ulong[n]; _esBase = new ulong[n]; _mode = new PagingMode[n];
         _cr3 = new ulong[n]; _measured = new long[n]; _segStart = new long[n]; _modelled = new long[n]; _hardware = new long[n]; _hwRead = new ulong[n]; _firstElement = new bool[n]; _forwarded = new bool[n]; _tdRead0 = new long[n];
@@ -112,16 +111,17 @@ public sealed partial class Kernel
         long wr0 = State.TdWrites[v];
         State.OnEntry(v);
         long entryTd = State.TdWrites[v] - wr0;
-        Interlocked.Add(ref Stats.TdWrites, entryTd);
+        Stats.Add(Here, Counter.TdWrites, entryTd);
         cpu.Clock += Cost.ExitCycles + entryTd * Cost.TdcallCycles;
         Trace.Add(cpu, TraceKind.GuestEnter, v);
 
         ExitRecord rec = default;
         Backend.Run(v, ref rec);
         rec.Vcpu = v;
-        var ring = _exitRings[cpu.Index];
-        if (!ring.TryEnqueue(rec)) throw new InvalidOperationException("exit ring full");
-        while (ring.TryDequeue(out rec)) HandleExit(cpu, rec, entryTd);
+        // The record goes straight to the handler on this CPU: an exit is taken by the CPU that ran
+        // the guest, so a ring between the two would be filled and emptied on consecutive lines and
+        // never cross a thread (it was removed; docs/design.md).
+        HandleExit(cpu, rec, entryTd);
     }
 
     void InjectPendingIrq(VcpuObject vc)
@@ -155,10 +155,11 @@ public sealed partial class Kernel
         long t0 = (long)Tsc.Read();
         int v = rec.Vcpu;
         State.OnExit(v);   // TDG.VP.RDs since the last charge (the entry's, e.g. the interrupt check) go to this exit
-        long taken = Interlocked.Increment(ref Stats.Taken);
-        if (taken == 1) OnFirstExit?.Invoke();
+        Stats.Add(cpu.Index, Counter.Taken);
+        if (_firstExit == 0 && Interlocked.Exchange(ref _firstExit, 1) == 0) OnFirstExit?.Invoke();
+        long taken = NarrateExit >= 0 ? Stats.Taken : 0;   // the global ordinal: a sum over CPUs, only for narration
         if (taken == NarrateExit) _narrated = v;
-        NarratorFor(v)?.Invoke($"exit #{taken} on cpu {cpu.Index}: vcpu {v} {rec.Reason} gpa=0x{rec.Gpa:x} port=0x{rec.Port:x} size={rec.Size} flags={rec.Flags}; RIP=0x{State.Rip(v):x} (from the exit ring, {Cost.Name} exit+entry {Cost.ExitCycles} modelled cycles)");
+        NarratorFor(v)?.Invoke($"exit #{taken} on cpu {cpu.Index}: vcpu {v} {rec.Reason} gpa=0x{rec.Gpa:x} port=0x{rec.Port:x} size={rec.Size} flags={rec.Flags}; RIP=0x{State.Rip(v):x} ({Cost.Name} exit+entry {Cost.ExitCycles} modelled cycles)");
         Trace.Add(cpu, TraceKind.Exit, v, (long)rec.Reason);
         _measured[v] = 0;
         _segStart[v] = t0;
@@ -170,24 +171,24 @@ public sealed partial class Kernel
         {
             case ExitReason.Mmio:
             case ExitReason.Io:
-                if (rec.Reason == ExitReason.Mmio) Interlocked.Increment(ref Stats.Mmio); else Interlocked.Increment(ref Stats.Io);
+                if (rec.Reason == ExitReason.Mmio) Stats.Add(Here, Counter.Mmio); else Stats.Add(Here, Counter.Io);
                 BeginAccess(cpu, v);
                 break;
             case ExitReason.Hlt:
-                Interlocked.Increment(ref Stats.Hlt);
+                Stats.Add(Here, Counter.Hlt);
                 RunPageExit(cpu, vc, RunExit.Hlt, ExitKind.Hlt);
                 break;
             case ExitReason.Cpuid:
-                Interlocked.Increment(ref Stats.Cpuid);
+                Stats.Add(Here, Counter.Cpuid);
                 RunPageExit(cpu, vc, RunExit.Cpuid, ExitKind.Cpuid);
                 break;
             case ExitReason.MsrRead:
             case ExitReason.MsrWrite:
-                Interlocked.Increment(ref Stats.Msr);
+                Stats.Add(Here, Counter.Msr);
                 RunPageExit(cpu, vc, rec.Reason == ExitReason.MsrRead ? RunExit.MsrRead : RunExit.MsrWrite, ExitKind.Msr);
                 break;
             default:
-                Interlocked.Increment(ref Stats.Shutdown);
+                Stats.Add(Here, Counter.Shutdown);
                 lock (vc) { vc.Run = VcpuRun.Dead; }
                 RunPageExit(cpu, vc, RunExit.Shutdown, ExitKind.Other);
                 break;
@@ -207,7 +208,7 @@ public sealed partial class Kernel
         long reads = now - _tdRead0[v];
         if (reads == 0) return;
         _tdRead0[v] = now;
-        Interlocked.Add(ref Stats.TdReads, reads);
+        Stats.Add(Here, Counter.TdReads, reads);
         _modelled[v] += reads * Cost.TdcallCycles;
     }
 
@@ -224,7 +225,7 @@ public sealed partial class Kernel
         lock (vc) ReportRunExitLocked(cpu, vc, why);
         ChargeTdReads(vc.Global);
         CloseSegment(vc.Global);
-        Stats.Record(kind, _measured[vc.Global], _modelled[vc.Global], _hardware[vc.Global]);
+        Stats.Record(Here, kind, _measured[vc.Global], _modelled[vc.Global], _hardware[vc.Global]);
     }
 
     /// <summary>Fills the run page and wakes the vCPU's thread (on the vCPU's CPU). Caller holds the vCPU's lock.</summary>
@@ -244,7 +245,7 @@ public sealed partial class Kernel
         }
         vc.PendingRunExit = why;
         if (vc.Run != VcpuRun.Dead) vc.Run = VcpuRun.Idle;
-        Interlocked.Increment(ref Stats.ToVmm);
+        Stats.Add(Here, Counter.ToVmm);
         Trace.Add(cpu, TraceKind.RunPageExit, v, (long)why);
         var w = vc.Waiter;
         vc.Waiter = null;
@@ -277,7 +278,7 @@ public sealed partial class Kernel
         if (!X86Decoder.TryDecode(bytes[..got], cpuMode, out var d))
         {
             if (d.Error == RefuseReason.Truncated && !fault.IsOk) { InjectWalkFault(cpu, v, fault); return; }
-            Interlocked.Increment(ref Stats.IcedFallbacks);
+            Stats.Add(Here, Counter.IcedFallbacks);
             if (!IcedFallback.TryDecode(bytes[..got], cpuMode, out d))
             {
                 if (!fault.IsOk && got < InstructionFetcher.MaxInstructionLength) { InjectWalkFault(cpu, v, fault); return; }
@@ -291,7 +292,7 @@ public sealed partial class Kernel
         bool isPort = d.Kind is AccessKind.In or AccessKind.Out or AccessKind.Ins or AccessKind.Outs;
         if (isPort != (rec.Reason == ExitReason.Io) || (isPort && !d.PortIsDx && d.Port != rec.Port && rec.Port != 0))
         {
-            Interlocked.Increment(ref Stats.DecodeMismatch);
+            Stats.Add(Here, Counter.DecodeMismatch);
             InjectException(cpu, v, VectorGp, 0);
             return;
         }
@@ -319,7 +320,7 @@ public sealed partial class Kernel
     {
         ref readonly var d = ref _acc[v];
         ref readonly var rec = ref _exit[v];
-        Interlocked.Increment(ref Stats.HardwareChecked);
+        Stats.Add(Here, Counter.HardwareChecked);
         var gprs = State.Gprs(v);
         ulong ones = AllOnes(d.Size);
         bool addr = true, size = d.Size == rec.Size, dir, data = true;
@@ -371,11 +372,11 @@ public sealed partial class Kernel
                 data = !known || (expect & ones) == (rec.Data & ones);
             }
         }
-        if (!addr) Interlocked.Increment(ref Stats.MismatchAddress);
-        if (!size) Interlocked.Increment(ref Stats.MismatchSize);
-        if (!dir) Interlocked.Increment(ref Stats.MismatchDirection);
-        if (!data) Interlocked.Increment(ref Stats.MismatchData);
-        if (!(addr && size && dir && data)) Interlocked.Increment(ref Stats.DecodeMismatch);
+        if (!addr) Stats.Add(Here, Counter.MismatchAddress);
+        if (!size) Stats.Add(Here, Counter.MismatchSize);
+        if (!dir) Stats.Add(Here, Counter.MismatchDirection);
+        if (!data) Stats.Add(Here, Counter.MismatchData);
+        if (!(addr && size && dir && data)) Stats.Add(Here, Counter.DecodeMismatch);
     }
 
     ulong SegmentBaseFor(int v, CpuMode mode, byte seg)
@@ -513,7 +514,7 @@ public sealed partial class Kernel
         if (vm.Unhandled == VmCtl.UnhandledReinject && _firstElement[v])
         {
             byte vector = Config.Platform == PlatformType.Tdp ? VectorVe : VectorVc;
-            Interlocked.Increment(ref Stats.Reinjected);
+            Stats.Add(Here, Counter.Reinjected);
             Trace.Add(cpu, TraceKind.Reinject, v, (long)addr);
             State.SetPendingEvent(v, PendingEventValid | EventTypeException | vector);
             EndExit(cpu, v, ExitKind.Reinjected, countCompleted: false);
@@ -523,7 +524,7 @@ public sealed partial class Kernel
         NarratorFor(v)?.Invoke($"nobody registered {kind} 0x{addr:x}: forwarded to the host (+{Cost.ForwardCycles} modelled cycles)");
         Trace.Add(cpu, TraceKind.Forward, v, (long)addr);
         bool ok = Host.Access(kind, addr, _acc[v].Size, write, data, out ulong value);
-        if (!ok) Interlocked.Increment(ref Stats.ForwardFailures);   // the guest sees all-ones for a read, a dropped write
+        if (!ok) Stats.Add(Here, Counter.ForwardFailures);   // the guest sees all-ones for a read, a dropped write
         _forwarded[v] = true;
         if (write) AfterWrite(cpu, v); else AfterRead(cpu, v, ok ? value : AllOnes(_acc[v].Size));
     }
@@ -629,7 +630,7 @@ public sealed partial class Kernel
             State.Rip(v) = State.Rip(v) + _acc[v].Length;
         bool forwarded = _forwarded[v];
         _forwarded[v] = false;
-        if (forwarded) Interlocked.Increment(ref Stats.Forwarded);
+        if (forwarded) Stats.Add(Here, Counter.Forwarded);
         EndExit(cpu, v, forwarded ? ExitKind.Forwarded : KindOf(_acc[v], _exit[v]), countCompleted: !forwarded);
     }
 
@@ -647,10 +648,10 @@ public sealed partial class Kernel
     /// <summary>The exit is over: record it and put the vCPU back on its CPU.</summary>
     void EndExit(Cpu cpu, int v, ExitKind kind, bool countCompleted)
     {
-        if (countCompleted) Interlocked.Increment(ref Stats.Completed);
+        if (countCompleted) Stats.Add(Here, Counter.Completed);
         ChargeTdReads(v);
         CloseSegment(v);
-        Stats.Record(kind, _measured[v], _modelled[v], _hardware[v]);
+        Stats.Record(Here, kind, _measured[v], _modelled[v], _hardware[v]);
         NarratorFor(v)?.Invoke($"done as {kind}: RIP=0x{State.Rip(v):x}; kernel software {_measured[v]} TSC ticks (measured, and inflated here by the narration itself), platform {_modelled[v]} cycles (modelled); vCPU back on cpu {_vcpus[v].Cpu}");
         if (v == _narrated) _narrated = -1;
         Trace.Add(cpu, TraceKind.Complete, v, (long)kind);
@@ -672,7 +673,7 @@ public sealed partial class Kernel
     {
         var here = CurrentCpu;
         if (here is not null && here.Index == vc.Cpu) here.EnqueueVcpuLocal(vc.Global);
-        else { Interlocked.Increment(ref Stats.CrossCpuWakes); Cpus[vc.Cpu].Post(new CpuMessage(CpuMessageKind.RunVcpu, vc.Global)); }
+        else { Stats.Add(Here, Counter.CrossCpuWakes); Cpus[vc.Cpu].Post(new CpuMessage(CpuMessageKind.RunVcpu, vc.Global)); }
     }
 
     void InjectWalkFault(Cpu cpu, int v, in WalkResult fault)
@@ -685,7 +686,7 @@ public sealed partial class Kernel
     /// <summary>A defined guest-visible outcome for what the kernel cannot or will not do: the exception is pending at the next entry.</summary>
     void InjectException(Cpu cpu, int v, byte vector, uint? errorCode)
     {
-        Interlocked.Increment(ref Stats.Faulted);
+        Stats.Add(Here, Counter.Faulted);
         Trace.Add(cpu, TraceKind.Fault, v, vector);
         // EVENTINJ format (as SVM's): error code in bits 63:32, valid 31, has-error 11, type 10:8, vector 7:0.
         State.SetPendingEvent(v, (ulong)(errorCode ?? 0) << 32 | PendingEventValid | EventTypeException | (errorCode.HasValue ? EventHasErrorCode : 0) | vector);
