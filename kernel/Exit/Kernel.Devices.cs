@@ -25,7 +25,7 @@ public sealed partial class Kernel
         // Only this exit changes the state of a vCPU that is in an exit (Runnable here; Dead is set by
         // this CPU too): a compare-and-swap on the vCPU's own word instead of its lock.
         SetRun(_vcpus[v], VcpuRun.Runnable, VcpuRun.WaitingDevice);
-        Stats.Add(Here, Counter.DeviceRoundTrips);
+        Stats.Add(cpu.Index, Counter.DeviceRoundTrips);
         // The model's answer costs it one syscall (its next WAIT_FOR_EVENT or EVENT_SIGNAL).
         _modelled[v] += Cost.SyscallCycles;
         KThread? wake = null;
@@ -40,7 +40,7 @@ public sealed partial class Kernel
         NarratorFor(v)?.Invoke($"deliver: {e.Describe()} event area seq {e.Area.Sequence}: {(write ? "write" : "read")} 0x{addr:x} size {_reqSize[v]}{(write ? $" data 0x{data:x}" : "")}; {(wake is null ? "no thread waiting yet (it will find it)" : $"waking thread {wake.Id} on cpu {_vcpus[v].Cpu}")}");
         if (wake is not null)
         {
-            if (wake.Cpu != _vcpus[v].Cpu) { _modelled[v] += Cost.CrossCpuWakeCycles; Stats.Add(Here, Counter.CrossCpuWakes); }
+            if (wake.Cpu != _vcpus[v].Cpu) { _modelled[v] += Cost.CrossCpuWakeCycles; Stats.Add(cpu.Index, Counter.CrossCpuWakes); }
             WakeThread(wake, 1, _vcpus[v].Cpu);   // the model runs where the exit happened
         }
     }
@@ -122,7 +122,7 @@ public sealed partial class Kernel
         SetRun(_vcpus[v], VcpuRun.WaitingDevice, VcpuRun.Runnable);
         if (_reqWrite[v]) AfterWrite(cpu, v);
         else AfterRead(cpu, v, value & AllOnes(_reqSize[v]));
-        ChargeTdReads(v);
+        ChargeTdReads(cpu, v);
         CloseSegment(v);
     }
 
@@ -151,7 +151,7 @@ public sealed partial class Kernel
 
     void AnswerLost(Cpu cpu, int v, EventObject e)
     {
-        Stats.Add(Here, Counter.DevicesLost);
+        Stats.Add(cpu.Index, Counter.DevicesLost);
         var vc = _vcpus[v];
         lock (vc)
         {

@@ -111,7 +111,7 @@ public sealed partial class Kernel
         long wr0 = State.TdWrites[v];
         State.OnEntry(v);
         long entryTd = State.TdWrites[v] - wr0;
-        Stats.Add(Here, Counter.TdWrites, entryTd);
+        Stats.Add(cpu.Index, Counter.TdWrites, entryTd);
         cpu.Clock += Cost.ExitCycles + entryTd * Cost.TdcallCycles;
         Trace.Add(cpu, TraceKind.GuestEnter, v);
 
@@ -171,29 +171,29 @@ public sealed partial class Kernel
         {
             case ExitReason.Mmio:
             case ExitReason.Io:
-                if (rec.Reason == ExitReason.Mmio) Stats.Add(Here, Counter.Mmio); else Stats.Add(Here, Counter.Io);
+                if (rec.Reason == ExitReason.Mmio) Stats.Add(cpu.Index, Counter.Mmio); else Stats.Add(cpu.Index, Counter.Io);
                 BeginAccess(cpu, v);
                 break;
             case ExitReason.Hlt:
-                Stats.Add(Here, Counter.Hlt);
+                Stats.Add(cpu.Index, Counter.Hlt);
                 RunPageExit(cpu, vc, RunExit.Hlt, ExitKind.Hlt);
                 break;
             case ExitReason.Cpuid:
-                Stats.Add(Here, Counter.Cpuid);
+                Stats.Add(cpu.Index, Counter.Cpuid);
                 RunPageExit(cpu, vc, RunExit.Cpuid, ExitKind.Cpuid);
                 break;
             case ExitReason.MsrRead:
             case ExitReason.MsrWrite:
-                Stats.Add(Here, Counter.Msr);
+                Stats.Add(cpu.Index, Counter.Msr);
                 RunPageExit(cpu, vc, rec.Reason == ExitReason.MsrRead ? RunExit.MsrRead : RunExit.MsrWrite, ExitKind.Msr);
                 break;
             default:
-                Stats.Add(Here, Counter.Shutdown);
+                Stats.Add(cpu.Index, Counter.Shutdown);
                 lock (vc) { vc.Run = VcpuRun.Dead; }
                 RunPageExit(cpu, vc, RunExit.Shutdown, ExitKind.Other);
                 break;
         }
-        ChargeTdReads(v);
+        ChargeTdReads(cpu, v);
         CloseSegment(v);
     }
 
@@ -202,13 +202,13 @@ public sealed partial class Kernel
     /// exit's modelled cost. Called before a sample is recorded and at the end of each kernel segment,
     /// so every read lands in the exit that made it.
     /// </summary>
-    void ChargeTdReads(int v)
+    void ChargeTdReads(Cpu cpu, int v)
     {
         long now = State.TdReads[v];
         long reads = now - _tdRead0[v];
         if (reads == 0) return;
         _tdRead0[v] = now;
-        Stats.Add(Here, Counter.TdReads, reads);
+        Stats.Add(cpu.Index, Counter.TdReads, reads);
         _modelled[v] += reads * Cost.TdcallCycles;
     }
 
@@ -223,9 +223,9 @@ public sealed partial class Kernel
     void RunPageExit(Cpu cpu, VcpuObject vc, RunExit why, ExitKind kind)
     {
         lock (vc) ReportRunExitLocked(cpu, vc, why);
-        ChargeTdReads(vc.Global);
+        ChargeTdReads(cpu, vc.Global);
         CloseSegment(vc.Global);
-        Stats.Record(Here, kind, _measured[vc.Global], _modelled[vc.Global], _hardware[vc.Global]);
+        Stats.Record(cpu.Index, kind, _measured[vc.Global], _modelled[vc.Global], _hardware[vc.Global]);
     }
 
     /// <summary>Fills the run page and wakes the vCPU's thread (on the vCPU's CPU). Caller holds the vCPU's lock.</summary>
@@ -245,7 +245,7 @@ public sealed partial class Kernel
         }
         vc.PendingRunExit = why;
         if (vc.Run != VcpuRun.Dead) vc.Run = VcpuRun.Idle;
-        Stats.Add(Here, Counter.ToVmm);
+        Stats.Add(cpu.Index, Counter.ToVmm);
         Trace.Add(cpu, TraceKind.RunPageExit, v, (long)why);
         var w = vc.Waiter;
         vc.Waiter = null;
@@ -278,7 +278,7 @@ public sealed partial class Kernel
         if (!X86Decoder.TryDecode(bytes[..got], cpuMode, out var d))
         {
             if (d.Error == RefuseReason.Truncated && !fault.IsOk) { InjectWalkFault(cpu, v, fault); return; }
-            Stats.Add(Here, Counter.IcedFallbacks);
+            Stats.Add(cpu.Index, Counter.IcedFallbacks);
             if (!IcedFallback.TryDecode(bytes[..got], cpuMode, out d))
             {
                 if (!fault.IsOk && got < InstructionFetcher.MaxInstructionLength) { InjectWalkFault(cpu, v, fault); return; }
@@ -292,7 +292,7 @@ public sealed partial class Kernel
         bool isPort = d.Kind is AccessKind.In or AccessKind.Out or AccessKind.Ins or AccessKind.Outs;
         if (isPort != (rec.Reason == ExitReason.Io) || (isPort && !d.PortIsDx && d.Port != rec.Port && rec.Port != 0))
         {
-            Stats.Add(Here, Counter.DecodeMismatch);
+            Stats.Add(cpu.Index, Counter.DecodeMismatch);
             InjectException(cpu, v, VectorGp, 0);
             return;
         }
@@ -514,7 +514,7 @@ public sealed partial class Kernel
         if (vm.Unhandled == VmCtl.UnhandledReinject && _firstElement[v])
         {
             byte vector = Config.Platform == PlatformType.Tdp ? VectorVe : VectorVc;
-            Stats.Add(Here, Counter.Reinjected);
+            Stats.Add(cpu.Index, Counter.Reinjected);
             Trace.Add(cpu, TraceKind.Reinject, v, (long)addr);
             State.SetPendingEvent(v, PendingEventValid | EventTypeException | vector);
             EndExit(cpu, v, ExitKind.Reinjected, countCompleted: false);
@@ -524,7 +524,7 @@ public sealed partial class Kernel
         NarratorFor(v)?.Invoke($"nobody registered {kind} 0x{addr:x}: forwarded to the host (+{Cost.ForwardCycles} modelled cycles)");
         Trace.Add(cpu, TraceKind.Forward, v, (long)addr);
         bool ok = Host.Access(kind, addr, _acc[v].Size, write, data, out ulong value);
-        if (!ok) Stats.Add(Here, Counter.ForwardFailures);   // the guest sees all-ones for a read, a dropped write
+        if (!ok) Stats.Add(cpu.Index, Counter.ForwardFailures);   // the guest sees all-ones for a read, a dropped write
         _forwarded[v] = true;
         if (write) AfterWrite(cpu, v); else AfterRead(cpu, v, ok ? value : AllOnes(_acc[v].Size));
     }
@@ -630,7 +630,7 @@ public sealed partial class Kernel
             State.Rip(v) = State.Rip(v) + _acc[v].Length;
         bool forwarded = _forwarded[v];
         _forwarded[v] = false;
-        if (forwarded) Stats.Add(Here, Counter.Forwarded);
+        if (forwarded) Stats.Add(cpu.Index, Counter.Forwarded);
         EndExit(cpu, v, forwarded ? ExitKind.Forwarded : KindOf(_acc[v], _exit[v]), countCompleted: !forwarded);
     }
 
@@ -648,10 +648,10 @@ public sealed partial class Kernel
     /// <summary>The exit is over: record it and put the vCPU back on its CPU.</summary>
     void EndExit(Cpu cpu, int v, ExitKind kind, bool countCompleted)
     {
-        if (countCompleted) Stats.Add(Here, Counter.Completed);
-        ChargeTdReads(v);
+        if (countCompleted) Stats.Add(cpu.Index, Counter.Completed);
+        ChargeTdReads(cpu, v);
         CloseSegment(v);
-        Stats.Record(Here, kind, _measured[v], _modelled[v], _hardware[v]);
+        Stats.Record(cpu.Index, kind, _measured[v], _modelled[v], _hardware[v]);
         NarratorFor(v)?.Invoke($"done as {kind}: RIP=0x{State.Rip(v):x}; kernel software {_measured[v]} TSC ticks (measured, and inflated here by the narration itself), platform {_modelled[v]} cycles (modelled); vCPU back on cpu {_vcpus[v].Cpu}");
         if (v == _narrated) _narrated = -1;
         Trace.Add(cpu, TraceKind.Complete, v, (long)kind);
@@ -673,7 +673,7 @@ public sealed partial class Kernel
     {
         var here = CurrentCpu;
         if (here is not null && here.Index == vc.Cpu) here.EnqueueVcpuLocal(vc.Global);
-        else { Stats.Add(Here, Counter.CrossCpuWakes); Cpus[vc.Cpu].Post(new CpuMessage(CpuMessageKind.RunVcpu, vc.Global)); }
+        else { Stats.Add(here?.Index ?? -1, Counter.CrossCpuWakes); Cpus[vc.Cpu].Post(new CpuMessage(CpuMessageKind.RunVcpu, vc.Global)); }
     }
 
     void InjectWalkFault(Cpu cpu, int v, in WalkResult fault)
@@ -686,7 +686,7 @@ public sealed partial class Kernel
     /// <summary>A defined guest-visible outcome for what the kernel cannot or will not do: the exception is pending at the next entry.</summary>
     void InjectException(Cpu cpu, int v, byte vector, uint? errorCode)
     {
-        Stats.Add(Here, Counter.Faulted);
+        Stats.Add(cpu.Index, Counter.Faulted);
         Trace.Add(cpu, TraceKind.Fault, v, vector);
         // EVENTINJ format (as SVM's): error code in bits 63:32, valid 31, has-error 11, type 10:8, vector 7:0.
         State.SetPendingEvent(v, (ulong)(errorCode ?? 0) << 32 | PendingEventValid | EventTypeException | (errorCode.HasValue ? EventHasErrorCode : 0) | vector);
