@@ -45,6 +45,9 @@ public sealed class ExitStats
         return n;
     }
 
+    /// <summary>One CPU's part of a counter (a harness stepping one CPU polls this instead of the sum).</summary>
+    public long GetOn(int cpu, Counter c) => Volatile.Read(ref _lanes[cpu][Pad + (int)c]);
+
     /// <summary>A counter summed over every CPU.</summary>
     public long Get(Counter c) => Sum(Pad + (int)c);
 
