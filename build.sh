@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Copra's one entry point. Verbs: build, test, run, bench, fuzz, aot. Needs only the .NET 10 SDK.
+# Copra's one entry point. Verbs: build, test, run, copra, bench, fuzz, aot. Needs only the .NET 10 SDK.
 set -euo pipefail
 cd "$(dirname "$0")"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
@@ -19,7 +19,11 @@ case "$verb" in
   fuzz) dotnet run --project fuzz -c Release -- "$@" ;;
   aot)
     # NativeAOT stands in for bflat (which wraps the same compiler and cannot be installed here).
+    # The folder then holds copra (the whole program, self-contained) and libSkiaSharp.so + libHarfBuzzSharp.so (the
+    # native half of plotting: copra plots with it beside it, and without it refuses --plot up front with a one-line message).
+    rm -rf artifacts/aot
     dotnet publish kernel -c Release -p:CopraAot=true -o artifacts/aot "$@"
-    echo "native copra: artifacts/aot/copra" ;;
-  *) echo "usage: ./build.sh build|test|run|bench|fuzz|aot [args...]" >&2; exit 2 ;;
+    rm -f artifacts/aot/*.pdb artifacts/aot/*.dbg
+    echo "native copra: artifacts/aot/copra ($(ls artifacts/aot | tr '\n' ' '))" ;;
+  *) echo "usage: ./build.sh build|test|run|copra|bench|fuzz|aot [args...]" >&2; exit 2 ;;
 esac

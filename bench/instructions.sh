@@ -51,7 +51,7 @@ echo "| figure | instructions per exit |"
 echo "|---|---:|"
 sum=0
 for rig in MmioRead MmioWrite PortOut Forwarded; do
-  n=$(per_exit 2000 32000 exitbench --count --warm-ms 0 --rig "$rig"); got[$rig]=$n; sum=$((sum + n))
+  n=$(per_exit 2000 32000 exitbench --count --warm-ms 0 --rig "${rig,,}"); got[$rig]=$n; sum=$((sum + n))
   echo "| exitbench $rig | $n |"
 done
 got[RigAverage]=$((sum / 4)); echo "| exitbench average | ${got[RigAverage]} |"

@@ -1,52 +1,109 @@
+using System.CommandLine;
 using Copra.Hot.Timing;
 using Copra.Kernel.Exit;
 using Copra.Kernel.Run;
+using Spectre.Console;
 
 namespace Copra.Kernel;
 
 /// <summary>
-/// <c>copra exitbench [--exits N] [--warm-ms M] [--rig NAME]</c>: the exit-path suite's four rigs (MMIO read, MMIO
+/// <c>copra exitbench [--exits N] [--warm-ms M] [--json FILE|-] [--rig NAME] [--count]</c>: the exit-path suite's four rigs (MMIO read, MMIO
 /// write, port, forwarded) timed inside the <c>copra</c> binary itself, so the same code can be
 /// measured as shipped (NativeAOT) and under the JIT. Per exit: the whole cycle (TSC around one
 /// driver step sequence) and the kernel-only segments (ExitStats). Measured only; nothing modelled.
+/// The command is a thin wrapper: <see cref="Measure"/> times, the rest prints.
 /// </summary>
 public static class ExitBenchCommand
 {
-    public static int Run(string[] args)
+    public sealed record Row(string Rig, double WholeNs, double WholeCycles, double KernelCycles);
+
+    public static Command Build(Cli.Io io)
     {
-        var a = new CliArgs(args, "count");
-        a.RejectUnknown("exits", "warm-ms", "rig", "count");
-        int exits = (int)a.GetLong("exits", 20_000);
-        int warmMs = (int)a.GetLong("warm-ms", 1500);
-        if (exits < 1 || warmMs < 0) throw new CliException("--exits must be positive, --warm-ms not negative");
-        // --rig NAME runs one rig (the instruction counter runs each rig on its own).
-        var flavors = Enum.GetValues<ExitFlavor>();
-        if (a.Get("rig") is { } only)
-            flavors = Enum.TryParse<ExitFlavor>(only, ignoreCase: true, out var f) && Enum.IsDefined(f)
-                ? [f] : throw new CliException($"--rig must be one of {string.Join(", ", Enum.GetNames<ExitFlavor>())}");
-        // --count: run the exits untimed and print only their number. bench/instructions.sh counts
-        // instructions this way, so the harness's own timing and median sort are not in the figure.
-        bool count = a.Has("count");
+        var cmd = new Command("exitbench", "Time the exit-path rigs (MMIO read, MMIO write, port, forwarded) inside copra itself: whole cycle and kernel-only medians. Measured only.");
+        var exits = Cli.Int("--exits", "Timed exits per rig", 1, 10_000_000, 20_000);
+        var warm = Cli.Int("--warm-ms", "Warm-up per rig, in milliseconds", 0, 600_000, 1500);
+        var json = Cli.Output("--json", "Write the results as JSON (docs/json.md) to FILE, or stdout with '-'");
+        // --rig and --count are what ./build.sh bench --instructions uses: one rig per run, its exits untimed
+        // (so the harness's own TSC reads and median sort are not in the instruction count).
+        var rig = Cli.Choice("--rig", "Run only this rig", null, [.. Enum.GetNames<ExitFlavor>().Select(n => n.ToLowerInvariant())]);
+        var count = Cli.Flag("--count", "Run the exits untimed and report only their number (for instruction counts)");
+        foreach (var o in new Option[] { exits, warm, json, rig, count }) cmd.Options.Add(o);
+        cmd.SetAction(pr => pr.GetValue(count)
+            ? Count(io, (int)pr.GetValue(exits), (int)pr.GetValue(warm), pr.GetValue(rig))
+            : Execute(io, (int)pr.GetValue(exits), (int)pr.GetValue(warm), pr.GetValue(json), pr.GetValue(rig)));
+        return cmd;
+    }
+
+    static ExitFlavor[] Flavors(string? rig) =>
+        rig is null ? Enum.GetValues<ExitFlavor>() : [Enum.Parse<ExitFlavor>(rig, ignoreCase: true)];
+
+    /// <summary>--count: steps each rig's exits without timing them; prints how many ran.</summary>
+    static int Count(Cli.Io io, int exits, int warmMs, string? rig)
+    {
+        Prejit.ExitPath();
+        foreach (var flavor in Flavors(rig))
+        {
+            using var r = new ExitRig(flavor);
+            var warm = System.Diagnostics.Stopwatch.StartNew();
+            while (warm.ElapsedMilliseconds < warmMs) r.StepOneExit();
+            for (int i = 0; i < exits; i++) r.StepOneExit();
+            r.Check();
+            io.Out.WriteLine($"{flavor}: {exits:N0} exits (untimed)");
+        }
+        return ExitCodes.Ok;
+    }
+
+    static int Execute(Cli.Io io, int exits, int warmMs, string? json, string? rig)
+    {
         Prejit.ExitPath();
         bool aot = !System.Runtime.CompilerServices.RuntimeFeature.IsDynamicCodeSupported;
-        Console.WriteLine($"copra exitbench: {(aot ? "NativeAOT" : "JIT")}, TSC {Tsc.Hz / 1e9:F3} GHz{(Tsc.IsHardware ? "" : " (Stopwatch)")}, {exits:N0} exits per rig after {warmMs} ms of warm-up");
-        Console.WriteLine("| exit | whole cycle median (ns) | whole cycle median (cycles) | kernel-only median (cycles) |");
-        Console.WriteLine("|---|---:|---:|---:|");
+        bool human = json != "-";
+        Report.Human.Init();
+        if (human) AnsiConsole.MarkupLine(Markup.Escape($"copra exitbench: {(aot ? "NativeAOT" : "JIT")}, TSC {Tsc.Hz / 1e9:F3} GHz{(Tsc.IsHardware ? "" : " (Stopwatch)")}, {exits:N0} exits per rig after {warmMs} ms of warm-up (measured)"));
+        var rows = Measure(exits, warmMs, Flavors(rig));
+        if (human)
+        {
+            var t = new Table();
+            t.AddColumn("exit");
+            foreach (var h in new[] { "whole cycle median (ns)", "whole cycle median (cycles)", "kernel-only median (cycles)" }) t.AddColumn(new TableColumn(h).RightAligned());
+            foreach (var r in rows) t.AddRow(r.Rig, r.WholeNs.ToString("N0"), r.WholeCycles.ToString("N0"), r.KernelCycles.ToString("N0"));
+            AnsiConsole.Write(t);
+        }
+        if (json is not null)
+            Cli.WriteOutput(io, json, Report.JsonOut.Document("exitbench", w =>
+            {
+                w.WriteStartObject("parameters");
+                w.WriteNumber("exits_per_rig_count", exits);
+                w.WriteNumber("warm_up_ms", warmMs);
+                w.WriteEndObject();
+                w.WriteString("cycles_are", Tsc.IsHardware ? "TSC cycles (measured)" : "nanoseconds converted to cycles at 2.6 GHz (measured)");
+                w.WriteStartArray("rigs");
+                foreach (var r in rows)
+                {
+                    w.WriteStartObject();
+                    w.WriteString("rig", Report.ExitReport.Snake(r.Rig));
+                    w.WriteNumber("whole_cycle_median_ns", Math.Round(r.WholeNs, 1));
+                    w.WriteNumber("whole_cycle_median_cycles", Math.Round(r.WholeCycles, 1));
+                    w.WriteNumber("kernel_only_median_cycles", Math.Round(r.KernelCycles, 1));
+                    w.WriteEndObject();
+                }
+                w.WriteEndArray();
+            }));
+        return ExitCodes.Ok;
+    }
+
+    /// <summary>Times every rig: <paramref name="exits"/> exits each after <paramref name="warmMs"/> of warm-up.</summary>
+    public static IReadOnlyList<Row> Measure(int exits, int warmMs, IReadOnlyList<ExitFlavor>? flavors = null)
+    {
+        var rows = new List<Row>();
         var whole = new long[exits];
-        foreach (var flavor in flavors)
+        foreach (var flavor in flavors ?? Enum.GetValues<ExitFlavor>())
         {
             using var rig = new ExitRig(flavor);
             var warm = System.Diagnostics.Stopwatch.StartNew();
             while (warm.ElapsedMilliseconds < warmMs) rig.StepOneExit();
             var stats = rig.Kernel.Stats;
             stats.ResetSamples();
-            if (count)
-            {
-                for (int i = 0; i < exits; i++) rig.StepOneExit();
-                rig.Check();
-                Console.WriteLine($"| {flavor} | {exits:N0} exits (untimed) | | |");
-                continue;
-            }
             for (int i = 0; i < exits; i++)
             {
                 ulong t0 = Tsc.Read();
@@ -62,8 +119,8 @@ public static class ExitBenchCommand
             double wholeTicks = ExitStats.Median(whole);
             double cycles = Tsc.IsHardware ? wholeTicks : wholeTicks * 2.6e9 / Tsc.Hz;
             double kernelCycles = Tsc.IsHardware ? stats.MeasuredMedian(kind) : stats.MeasuredMedian(kind) * 2.6e9 / Tsc.Hz;
-            Console.WriteLine($"| {flavor} | {Tsc.ToNanoseconds(wholeTicks):N0} | {cycles:N0} | {kernelCycles:N0} |");
+            rows.Add(new Row(flavor.ToString(), Tsc.ToNanoseconds(wholeTicks), cycles, kernelCycles));
         }
-        return 0;
+        return rows;
     }
 }

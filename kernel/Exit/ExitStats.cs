@@ -169,6 +169,11 @@ public sealed class ExitStats
 
     public int Samples(ExitKind kind) => _n[(int)kind];
 
+    /// <summary>The kept samples of one kind, for reports: measured TSC ticks of the kernel's code, modelled platform cycles, hardware round-trip ticks (empty without hardware).</summary>
+    public ReadOnlySpan<long> MeasuredSamples(ExitKind kind) => Measured[(int)kind].AsSpan(0, _n[(int)kind]);
+    public ReadOnlySpan<long> ModelledSamples(ExitKind kind) => Modelled[(int)kind].AsSpan(0, _n[(int)kind]);
+    public ReadOnlySpan<long> HardwareSamples(ExitKind kind) => Hardware[(int)kind] is { } h ? h.AsSpan(0, _n[(int)kind]) : default;
+
     /// <summary>
     /// The median of <paramref name="samples"/> (the mean of the middle two for an even count). By
     /// selection on a copy, linear in the count: a report of a long run costs a few instructions per

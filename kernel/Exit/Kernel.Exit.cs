@@ -112,6 +112,7 @@ public sealed partial class Kernel
         State.OnEntry(v);
         long entryTd = State.TdWrites[v] - wr0;
         Stats.Add(cpu.Index, Counter.TdWrites, entryTd);
+        Trace.AddDisplayOnly(cpu, TraceKind.EntryStart, v);
         cpu.Clock += Cost.ExitCycles + entryTd * Cost.TdcallCycles;
         Trace.Add(cpu, TraceKind.GuestEnter, v);
 
