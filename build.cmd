@@ -25,6 +25,7 @@ if "%VERB%"=="run" ( dotnet run --project kernel -c Release -- run %ARGS% & goto
 if "%VERB%"=="copra" ( dotnet run --project kernel -c Release -- %ARGS% & goto end )
 if "%VERB%"=="bench" ( dotnet run --project bench -c Release -- %ARGS% & goto end )
 if "%VERB%"=="fuzz" ( dotnet run --project fuzz -c Release -- %ARGS% & goto end )
+if "%VERB%"=="mutate" goto mutate
 if "%VERB%"=="aot" (
   if exist artifacts\aot rmdir /s /q artifacts\aot
   dotnet publish kernel -c Release -p:CopraAot=true -o artifacts\aot %ARGS% || goto end
@@ -32,7 +33,24 @@ if "%VERB%"=="aot" (
   echo native copra: artifacts\aot\copra.exe
   goto end
 )
-echo usage: build.cmd build^|test^|run^|copra^|bench^|fuzz^|aot [args...] 1>&2
+echo usage: build.cmd build^|test^|run^|copra^|bench^|fuzz^|aot^|mutate [args...] 1>&2
 exit /b 2
+:mutate
+rem Mutation testing (Stryker.NET, local tool pinned in .config\dotnet-tools.json); one config per area in stryker\.
+rem ARGS holds what followed the verb (the collect loop above consumed %1..%n).
+set AREA=cold
+set OPT=
+set VAL=
+for /f "tokens=1,2" %%a in ("%ARGS%") do ( set OPT=%%a& set VAL=%%b )
+if /i "%OPT%"=="--project" set AREA=%VAL%
+if not "%OPT%"=="" if /i not "%OPT%"=="--project" ( echo mutate: unknown option %OPT% 1>&2 & exit /b 2 )
+if not "%AREA%"=="cold" if not "%AREA%"=="decode" if not "%AREA%"=="gate" if not "%AREA%"=="pipeline" ( echo mutate: unknown project '%AREA%' ^(cold^|decode^|gate^|pipeline^) 1>&2 & exit /b 2 )
+dotnet tool restore >nul || exit /b 1
+if not exist artifacts\mutation\%AREA% mkdir artifacts\mutation\%AREA%
+pushd tests
+dotnet tool run dotnet-stryker -- --config-file ..\stryker\%AREA%.json --output ..\artifacts\mutation\%AREA% --skip-version-check
+set RC=%ERRORLEVEL%
+popd
+exit /b %RC%
 :end
 exit /b %ERRORLEVEL%

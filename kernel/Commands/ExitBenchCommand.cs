@@ -15,7 +15,8 @@ namespace Copra.Kernel;
 /// </summary>
 public static class ExitBenchCommand
 {
-    public sealed record Row(string Rig, double WholeNs, double WholeCycles, double KernelCycles);
+    /// <summary>One rig's medians: nanoseconds always; cycles only of an invariant hardware TSC (NaN otherwise).</summary>
+    public sealed record Row(string Rig, double WholeNs, double KernelNs, double WholeCycles, double KernelCycles);
 
     public static Command Build(Cli.Io io)
     {
@@ -59,14 +60,19 @@ public static class ExitBenchCommand
         bool aot = !System.Runtime.CompilerServices.RuntimeFeature.IsDynamicCodeSupported;
         bool human = json != "-";
         Report.Human.Init();
-        if (human) AnsiConsole.MarkupLine(Markup.Escape($"copra exitbench: {(aot ? "NativeAOT" : "JIT")}, TSC {Tsc.Hz / 1e9:F3} GHz{(Tsc.IsHardware ? "" : " (Stopwatch)")}, {exits:N0} exits per rig after {warmMs} ms of warm-up (measured)"));
+        if (human) AnsiConsole.MarkupLine(Markup.Escape($"copra exitbench: {(aot ? "NativeAOT" : "JIT")}, {Tsc.Describe()}, {exits:N0} exits per rig after {warmMs} ms of warm-up (measured)"));
         var rows = Measure(exits, warmMs, Flavors(rig));
         if (human)
         {
             var t = new Table();
             t.AddColumn("exit");
-            foreach (var h in new[] { "whole cycle median (ns)", "whole cycle median (cycles)", "kernel-only median (cycles)" }) t.AddColumn(new TableColumn(h).RightAligned());
-            foreach (var r in rows) t.AddRow(r.Rig, r.WholeNs.ToString("N0"), r.WholeCycles.ToString("N0"), r.KernelCycles.ToString("N0"));
+            var heads = Tsc.CountsCycles
+                ? new[] { "whole cycle median (ns)", "whole cycle median (cycles)", "kernel-only median (cycles)" }
+                : new[] { "whole cycle median (ns)", "kernel-only median (ns)" };
+            foreach (var h in heads) t.AddColumn(new TableColumn(h).RightAligned());
+            foreach (var r in rows)
+                if (Tsc.CountsCycles) t.AddRow(r.Rig, r.WholeNs.ToString("N0"), r.WholeCycles.ToString("N0"), r.KernelCycles.ToString("N0"));
+                else t.AddRow(r.Rig, r.WholeNs.ToString("N0"), r.KernelNs.ToString("N0"));
             AnsiConsole.Write(t);
         }
         if (json is not null)
@@ -76,15 +82,19 @@ public static class ExitBenchCommand
                 w.WriteNumber("exits_per_rig_count", exits);
                 w.WriteNumber("warm_up_ms", warmMs);
                 w.WriteEndObject();
-                w.WriteString("cycles_are", Tsc.IsHardware ? "TSC cycles (measured)" : "nanoseconds converted to cycles at 2.6 GHz (measured)");
+                w.WriteString("cycles_are", Tsc.CountsCycles ? "invariant TSC cycles at the measured rate (measured)" : "absent: no invariant hardware TSC, figures in ns only (measured)");
                 w.WriteStartArray("rigs");
                 foreach (var r in rows)
                 {
                     w.WriteStartObject();
                     w.WriteString("rig", Report.ExitReport.Snake(r.Rig));
                     w.WriteNumber("whole_cycle_median_ns", Math.Round(r.WholeNs, 1));
-                    w.WriteNumber("whole_cycle_median_cycles", Math.Round(r.WholeCycles, 1));
-                    w.WriteNumber("kernel_only_median_cycles", Math.Round(r.KernelCycles, 1));
+                    w.WriteNumber("kernel_only_median_ns", Math.Round(r.KernelNs, 1));
+                    if (Tsc.CountsCycles)
+                    {
+                        w.WriteNumber("whole_cycle_median_cycles", Math.Round(r.WholeCycles, 1));
+                        w.WriteNumber("kernel_only_median_cycles", Math.Round(r.KernelCycles, 1));
+                    }
                     w.WriteEndObject();
                 }
                 w.WriteEndArray();
@@ -117,9 +127,10 @@ public static class ExitBenchCommand
                 ExitFlavor.PortOut => ExitKind.PortOut, _ => ExitKind.Forwarded,
             };
             double wholeTicks = ExitStats.Median(whole);
-            double cycles = Tsc.IsHardware ? wholeTicks : wholeTicks * 2.6e9 / Tsc.Hz;
-            double kernelCycles = Tsc.IsHardware ? stats.MeasuredMedian(kind) : stats.MeasuredMedian(kind) * 2.6e9 / Tsc.Hz;
-            rows.Add(new Row(flavor.ToString(), Tsc.ToNanoseconds(wholeTicks), cycles, kernelCycles));
+            double kernelTicks = stats.MeasuredMedian(kind);
+            // Cycles only of an invariant hardware TSC (its rate measured at start-up); never nanoseconds relabelled.
+            rows.Add(new Row(flavor.ToString(), Tsc.ToNanoseconds(wholeTicks), Tsc.ToNanoseconds(kernelTicks),
+                Tsc.CountsCycles ? wholeTicks : double.NaN, Tsc.CountsCycles ? kernelTicks : double.NaN));
         }
         return rows;
     }

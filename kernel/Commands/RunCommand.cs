@@ -150,7 +150,7 @@ public static class RunCommand
             }
             AnsiConsole.Write(root);
         }
-        AnsiConsole.MarkupLine("[bold]cycles per exit by kind[/]: measured = the kernel's own software (TSC), modelled = the platform (cost model); never added together");
+        AnsiConsole.MarkupLine($"[bold]per exit by kind[/]: measured = the kernel's own software ({Tsc.Unit}, {Tsc.Describe()}), modelled = platform cycles (cost model); never added together");
         var table = new Table();
         bool hw = st.HasHardware;
         table.AddColumn("kind");
@@ -247,6 +247,7 @@ public static class RunCommand
 
         w.WriteStartObject("cycles");
         w.WriteString("measured_is", Report.ExitReport.MeasuredIs);
+        w.WriteString("measured_unit", Tsc.Unit);
         w.WriteString("modelled_is", $"platform cycles from the cost model '{k.Cost.Name}' (modelled)");
         w.WriteString("percentiles_are", "from an HdrHistogram at 3 significant digits; min and max are exact");
         Kind(w, "all", Report.ExitReport.All(st));
@@ -292,9 +293,9 @@ public static class RunCommand
     {
         w.WriteStartObject(name);
         w.WriteNumber("exits_count", r.Count);
-        r.Measured.WriteJson(w, "measured", "cycles");
+        r.Measured.WriteJson(w, "measured", Tsc.Unit);
         r.Modelled.WriteJson(w, "modelled", "cycles");
-        r.Hardware?.WriteJson(w, "hardware_round_trip", "cycles");
+        r.Hardware?.WriteJson(w, "hardware_round_trip", Tsc.Unit);
         w.WriteEndObject();
     }
 }

@@ -57,12 +57,13 @@ public sealed record KindReport(ExitKind Kind, string Name, long Count, Distribu
 /// <summary>The reporting layer over <see cref="ExitStats"/>'s read surface (samples per kind); nothing here runs on the exit path.</summary>
 public static class ExitReport
 {
-    /// <summary>TSC ticks to cycles: ticks are cycles with a hardware TSC, nanoseconds otherwise (converted at the calibrated rate).</summary>
-    public static long ToCycles(long ticks) => Tsc.IsHardware ? ticks : (long)(ticks * 1e-9 * Tsc.Hz);
+    /// <summary>Clock ticks to the report's unit (<see cref="Tsc.Unit"/>): cycles of an invariant hardware TSC, else
+    /// nanoseconds; nanoseconds are never relabelled as cycles.</summary>
+    public static long ToReportUnits(long ticks) => (long)Tsc.ToReportUnits(ticks);
 
-    public static string MeasuredIs => Tsc.IsHardware
+    public static string MeasuredIs => Tsc.CountsCycles
         ? "TSC cycles of the kernel's own code (measured)"
-        : "the kernel's own code timed with a nanosecond clock, converted to cycles at the calibrated rate (measured)";
+        : "nanoseconds of the kernel's own code (measured; no invariant hardware TSC, so not cycles)";
 
     /// <summary>snake_case of a kind's name: MmioRead becomes mmio_read.</summary>
     public static string Snake(string pascal)
@@ -85,9 +86,9 @@ public static class ExitReport
             var kind = (ExitKind)i;
             if (st.Count[i] == 0) continue;
             list.Add(new KindReport(kind, Snake(kind.ToString()), st.Count[i],
-                Distribution.Of(st.MeasuredSamples(kind), ToCycles),
+                Distribution.Of(st.MeasuredSamples(kind), ToReportUnits),
                 Distribution.Of(st.ModelledSamples(kind)),
-                st.HasHardware ? Distribution.Of(st.HardwareSamples(kind), ToCycles) : null));
+                st.HasHardware ? Distribution.Of(st.HardwareSamples(kind), ToReportUnits) : null));
         }
         return list;
     }
@@ -104,7 +105,7 @@ public static class ExitReport
             d.AddRange(st.ModelledSamples((ExitKind)i));
             if (st.HasHardware) hw.AddRange(st.HardwareSamples((ExitKind)i));
         }
-        return new KindReport(ExitKind.Other, "all", st.Taken, Distribution.Of(m.ToArray(), ToCycles), Distribution.Of(d.ToArray()),
-            st.HasHardware ? Distribution.Of(hw.ToArray(), ToCycles) : null);
+        return new KindReport(ExitKind.Other, "all", st.Taken, Distribution.Of(m.ToArray(), ToReportUnits), Distribution.Of(d.ToArray()),
+            st.HasHardware ? Distribution.Of(hw.ToArray(), ToReportUnits) : null);
     }
 }

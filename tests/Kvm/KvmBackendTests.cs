@@ -93,6 +93,7 @@ public sealed class KvmBackendTests
         Assert.Equal(0, st.InFlight);
         Assert.Equal(st.AccessesTaken, st.Completed + st.Forwarded);
         Assert.Equal(0, sys.Kvm!.LocateFailures);
+        Assert.Equal(0, sys.Kvm.IndependentMismatches);   // Iced-located, decoder-independent check (WriteExitCheck)
         Assert.Equal(0, sys.Kvm.ExceptionsDropped);
         // Every exit kind carries a real round trip.
         Assert.True(st.HasHardware);
