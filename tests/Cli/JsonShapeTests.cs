@@ -27,7 +27,7 @@ public class JsonShapeTests
         string md = Docs();
         var documented = JsonPaths.Documented(md, "## Common frame (every document)").Concat(JsonPaths.Documented(md, $"## `{command}`")).ToList();
         Assert.NotEmpty(JsonPaths.Documented(md, $"## `{command}`"));
-        IReadOnlyCollection<string> written = JsonPaths.Of(root);
+        var written = JsonPaths.Of(root);
         // Without an invariant TSC, measured figures are nanoseconds and their names say so (docs/json.md, measured_unit).
         if (root.TryGetProperty("cycles", out var cy) && cy.TryGetProperty("measured_unit", out var mu) && mu.GetString() == "ns")
             written = new SortedSet<string>(written.Select(p => p.Contains(".measured.") || p.Contains(".hardware_round_trip.") ? p.Replace("_ns", "_cycles") : p), StringComparer.Ordinal);
