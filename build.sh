@@ -12,7 +12,10 @@ case "$verb" in
     dotnet test Copra.slnx -c Release --no-build --logger "trx" --results-directory "${COPRA_TEST_RESULTS:-artifacts/test-results}" "$@" ;;
   run) dotnet run --project kernel -c Release -- run "$@" ;;
   copra) dotnet run --project kernel -c Release -- "$@" ;;
-  bench) dotnet run --project bench -c Release -- "$@" ;;
+  bench)
+    # --instructions: instructions per exit counted under valgrind on the NativeAOT build (bench/instructions.sh).
+    if [ "${1:-}" = "--instructions" ]; then shift; exec bench/instructions.sh "$@"; fi
+    dotnet run --project bench -c Release -- "$@" ;;
   fuzz) dotnet run --project fuzz -c Release -- "$@" ;;
   mutate)
     # Mutation testing (Stryker.NET, a local tool pinned in .config/dotnet-tools.json); not in CI's default run: slow.

@@ -22,6 +22,12 @@ public sealed class AddressSpace
     }
 
     readonly List<Region> _regions = [];
+    /// <summary>
+    /// What <see cref="TryResolve"/> reads, without the lock: a copy of <see cref="_regions"/> replaced
+    /// (never changed in place) under the lock by every map and unmap. A device model resolves its
+    /// event area on every access; that lookup takes no lock.
+    /// </summary>
+    volatile Region[] _view = [];
     readonly object _lock = new();
     ulong _nextMap = MapBase;
 
@@ -29,6 +35,7 @@ public sealed class AddressSpace
     {
         DataSize = dataSize;
         _regions.Add(new Region(DataBase, (ulong)dataSize, new ArrayWindow(new byte[dataSize]), true, null, 0));
+        _view = [.. _regions];
     }
 
     public int DataSize { get; }
@@ -40,16 +47,13 @@ public sealed class AddressSpace
         if (length == 0) length = 1;
         ulong end = va + length;
         if (end < va || end > UserTop) return false;
-        lock (_lock)
+        foreach (var r in _view)
         {
-            foreach (var r in _regions)
+            if (va >= r.Va && end <= r.End)
             {
-                if (va >= r.Va && end <= r.End)
-                {
-                    if (write && !r.Writable) return false;
-                    region = r; offset = va - r.Va;
-                    return true;
-                }
+                if (write && !r.Writable) return false;
+                region = r; offset = va - r.Va;
+                return true;
             }
         }
         return false;
@@ -93,6 +97,7 @@ public sealed class AddressSpace
                 _nextMap = va + rounded + Page.Size;   // a guard page between mappings
             }
             _regions.Add(new Region(va, length, window, writable, source, sourceOffset));
+            _view = [.. _regions];
             return va;
         }
     }
@@ -108,6 +113,7 @@ public sealed class AddressSpace
             if (i < 0) throw KernelError.Inval($"no mapping starts at 0x{va:x}");
             var r = _regions[i];
             _regions.RemoveAt(i);
+            _view = [.. _regions];
             return r;
         }
     }
@@ -125,6 +131,7 @@ public sealed class AddressSpace
         {
             var maps = _regions.Where(r => r.Source is not null).ToList();
             _regions.RemoveAll(r => r.Source is not null);
+            _view = [.. _regions];
             return maps;
         }
     }

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using System.Text;
 using Copra.Abi;
@@ -70,7 +71,7 @@ public static class Sys
     }
 
     public static ref T Ref<T>(IUserContext ctx, ulong va) where T : unmanaged =>
-        ref MemoryMarshal.AsRef<T>(ctx.Memory(va, Marshal.SizeOf<T>()));
+        ref MemoryMarshal.AsRef<T>(ctx.Memory(va, Unsafe.SizeOf<T>()));   // the ABI layouts are blittable: managed size = ABI size
 
     // ---- class 0 -----------------------------------------------------------------------------
 

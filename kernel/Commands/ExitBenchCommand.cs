@@ -7,7 +7,7 @@ using Spectre.Console;
 namespace Copra.Kernel;
 
 /// <summary>
-/// <c>copra exitbench [--exits N] [--warm-ms M] [--json FILE|-]</c>: the exit-path suite's four rigs (MMIO read, MMIO
+/// <c>copra exitbench [--exits N] [--warm-ms M] [--json FILE|-] [--rig NAME] [--count]</c>: the exit-path suite's four rigs (MMIO read, MMIO
 /// write, port, forwarded) timed inside the <c>copra</c> binary itself, so the same code can be
 /// measured as shipped (NativeAOT) and under the JIT. Per exit: the whole cycle (TSC around one
 /// driver step sequence) and the kernel-only segments (ExitStats). Measured only; nothing modelled.
@@ -24,19 +24,44 @@ public static class ExitBenchCommand
         var exits = Cli.Int("--exits", "Timed exits per rig", 1, 10_000_000, 20_000);
         var warm = Cli.Int("--warm-ms", "Warm-up per rig, in milliseconds", 0, 600_000, 1500);
         var json = Cli.Output("--json", "Write the results as JSON (docs/json.md) to FILE, or stdout with '-'");
-        foreach (var o in new Option[] { exits, warm, json }) cmd.Options.Add(o);
-        cmd.SetAction(pr => Execute(io, (int)pr.GetValue(exits), (int)pr.GetValue(warm), pr.GetValue(json)));
+        // --rig and --count are what ./build.sh bench --instructions uses: one rig per run, its exits untimed
+        // (so the harness's own TSC reads and median sort are not in the instruction count).
+        var rig = Cli.Choice("--rig", "Run only this rig", null, [.. Enum.GetNames<ExitFlavor>().Select(n => n.ToLowerInvariant())]);
+        var count = Cli.Flag("--count", "Run the exits untimed and report only their number (for instruction counts)");
+        foreach (var o in new Option[] { exits, warm, json, rig, count }) cmd.Options.Add(o);
+        cmd.SetAction(pr => pr.GetValue(count)
+            ? Count(io, (int)pr.GetValue(exits), (int)pr.GetValue(warm), pr.GetValue(rig))
+            : Execute(io, (int)pr.GetValue(exits), (int)pr.GetValue(warm), pr.GetValue(json), pr.GetValue(rig)));
         return cmd;
     }
 
-    static int Execute(Cli.Io io, int exits, int warmMs, string? json)
+    static ExitFlavor[] Flavors(string? rig) =>
+        rig is null ? Enum.GetValues<ExitFlavor>() : [Enum.Parse<ExitFlavor>(rig, ignoreCase: true)];
+
+    /// <summary>--count: steps each rig's exits without timing them; prints how many ran.</summary>
+    static int Count(Cli.Io io, int exits, int warmMs, string? rig)
+    {
+        Prejit.ExitPath();
+        foreach (var flavor in Flavors(rig))
+        {
+            using var r = new ExitRig(flavor);
+            var warm = System.Diagnostics.Stopwatch.StartNew();
+            while (warm.ElapsedMilliseconds < warmMs) r.StepOneExit();
+            for (int i = 0; i < exits; i++) r.StepOneExit();
+            r.Check();
+            io.Out.WriteLine($"{flavor}: {exits:N0} exits (untimed)");
+        }
+        return ExitCodes.Ok;
+    }
+
+    static int Execute(Cli.Io io, int exits, int warmMs, string? json, string? rig)
     {
         Prejit.ExitPath();
         bool aot = !System.Runtime.CompilerServices.RuntimeFeature.IsDynamicCodeSupported;
         bool human = json != "-";
         Report.Human.Init();
         if (human) AnsiConsole.MarkupLine(Markup.Escape($"copra exitbench: {(aot ? "NativeAOT" : "JIT")}, {Tsc.Describe()}, {exits:N0} exits per rig after {warmMs} ms of warm-up (measured)"));
-        var rows = Measure(exits, warmMs);
+        var rows = Measure(exits, warmMs, Flavors(rig));
         if (human)
         {
             var t = new Table();
@@ -78,11 +103,11 @@ public static class ExitBenchCommand
     }
 
     /// <summary>Times every rig: <paramref name="exits"/> exits each after <paramref name="warmMs"/> of warm-up.</summary>
-    public static IReadOnlyList<Row> Measure(int exits, int warmMs)
+    public static IReadOnlyList<Row> Measure(int exits, int warmMs, IReadOnlyList<ExitFlavor>? flavors = null)
     {
         var rows = new List<Row>();
         var whole = new long[exits];
-        foreach (var flavor in Enum.GetValues<ExitFlavor>())
+        foreach (var flavor in flavors ?? Enum.GetValues<ExitFlavor>())
         {
             using var rig = new ExitRig(flavor);
             var warm = System.Diagnostics.Stopwatch.StartNew();

@@ -104,6 +104,7 @@ public sealed class Trace
     }
 
     /// <summary>One 64-bit word into the hash (multiply-rotate; order-sensitive).</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     static ulong Mix(ulong h, ulong v) => System.Numerics.BitOperations.RotateLeft((h ^ v) * 0x9E3779B97F4A7C15UL, 29) * 0xBF58476D1CE4E5B9UL;
 }
 

@@ -3,29 +3,99 @@ namespace Copra.Kernel.Exit;
 /// <summary>The kinds an exit is reported under in the per-kind table.</summary>
 public enum ExitKind : byte { MmioRead, MmioWrite, MmioString, MmioAlu, PortIn, PortOut, PortString, Forwarded, Reinjected, Faulted, Hlt, Cpuid, Msr, Other }
 
+/// <summary>The counters of <see cref="ExitStats"/>; each CPU keeps its own and reads sum them.</summary>
+public enum Counter
+{
+    Taken, Mmio, Io, Completed, Forwarded, Reinjected, Faulted, Aborted,
+    ToVmm, Hlt, Cpuid, Msr, Shutdown, DecodeMismatch, IcedFallbacks, DeviceRoundTrips, DevicesLost, ForwardFailures,
+    TdReads, TdWrites, Transitions, CrossCpuWakes,
+    HardwareChecked, MismatchAddress, MismatchSize, MismatchDirection, MismatchData,
+}
+
 /// <summary>
-/// Exit accounting (counters are updated atomically: the parallel driver's CPUs share them). For MMIO and I/O exits: taken = completed + forwarded + reinjected + faulted +
-/// aborted + in flight, and a finished run has none in flight. Samples are kept per kind in
-/// preallocated arrays (the exit path records without allocating); past the capacity, further
-/// samples are not kept (counts still are).
+/// Exit accounting. Counters are per CPU: the host thread stepping a CPU adds to that CPU's lane
+/// with plain stores (no lock, no shared Interlocked); a read sums the lanes. A caller outside both
+/// drivers (no current CPU) adds to a shared lane atomically. For MMIO and I/O exits: taken =
+/// completed + forwarded + reinjected + faulted + aborted + in flight, and a finished run has none in
+/// flight. Samples are kept per kind in preallocated arrays (the exit path records without
+/// allocating); past the capacity, further samples are not kept (counts still are).
 /// </summary>
 public sealed class ExitStats
 {
     public const int KindCount = (int)ExitKind.Other + 1;
     public const int SampleCapacity = 1 << 18;
+    const int CounterCount = (int)Counter.MismatchData + 1;
+    // A lane: 8 words of padding, the counters, the per-kind counts, 8 words of padding (no two CPUs' words share a line).
+    const int Pad = 8, KindBase = Pad + CounterCount, LaneWords = KindBase + KindCount + Pad;
 
-    public long Taken, Mmio, Io, Completed, Forwarded, Reinjected, Faulted, Aborted;
-    public long ToVmm, Hlt, Cpuid, Msr, Shutdown, DecodeMismatch, IcedFallbacks, DeviceRoundTrips, DevicesLost, ForwardFailures;
-    public long TdReads, TdWrites, Transitions, CrossCpuWakes;
+    readonly long[][] _lanes;
+
+    /// <summary>Adds to a counter in the lane of CPU <paramref name="cpu"/> (the CPU this host thread steps), or atomically to the shared lane when <paramref name="cpu"/> is negative.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    public void Add(int cpu, Counter c, long n = 1)
+    {
+        if ((uint)cpu < (uint)(_lanes.Length - 1)) _lanes[cpu][Pad + (int)c] += n;
+        else Interlocked.Add(ref _lanes[^1][Pad + (int)c], n);
+    }
+
+    long Sum(int word)
+    {
+        long n = 0;
+        foreach (var l in _lanes) n += Volatile.Read(ref l[word]);
+        return n;
+    }
+
+    /// <summary>One CPU's part of a counter (a harness stepping one CPU polls this instead of the sum).</summary>
+    public long GetOn(int cpu, Counter c) => Volatile.Read(ref _lanes[cpu][Pad + (int)c]);
+
+    /// <summary>A counter summed over every CPU.</summary>
+    public long Get(Counter c) => Sum(Pad + (int)c);
+
+    public long Taken => Get(Counter.Taken);
+    public long Mmio => Get(Counter.Mmio);
+    public long Io => Get(Counter.Io);
+    public long Completed => Get(Counter.Completed);
+    public long Forwarded => Get(Counter.Forwarded);
+    public long Reinjected => Get(Counter.Reinjected);
+    public long Faulted => Get(Counter.Faulted);
+    public long Aborted => Get(Counter.Aborted);
+    public long ToVmm => Get(Counter.ToVmm);
+    public long Hlt => Get(Counter.Hlt);
+    public long Cpuid => Get(Counter.Cpuid);
+    public long Msr => Get(Counter.Msr);
+    public long Shutdown => Get(Counter.Shutdown);
+    public long DecodeMismatch => Get(Counter.DecodeMismatch);
+    public long IcedFallbacks => Get(Counter.IcedFallbacks);
+    public long DeviceRoundTrips => Get(Counter.DeviceRoundTrips);
+    public long DevicesLost => Get(Counter.DevicesLost);
+    public long ForwardFailures => Get(Counter.ForwardFailures);
+    public long TdReads => Get(Counter.TdReads);
+    public long TdWrites => Get(Counter.TdWrites);
+    public long Transitions => Get(Counter.Transitions);
+    public long CrossCpuWakes => Get(Counter.CrossCpuWakes);
     /// <summary>
     /// Hardware exits (KVM) whose kernel decode was checked against what the hardware reported, and the
     /// disagreements by what disagreed (each also counts in <see cref="DecodeMismatch"/>).
     /// </summary>
-    public long HardwareChecked, MismatchAddress, MismatchSize, MismatchDirection, MismatchData;
+    public long HardwareChecked => Get(Counter.HardwareChecked);
+    public long MismatchAddress => Get(Counter.MismatchAddress);
+    public long MismatchSize => Get(Counter.MismatchSize);
+    public long MismatchDirection => Get(Counter.MismatchDirection);
+    public long MismatchData => Get(Counter.MismatchData);
     public long AccessesTaken => Mmio + Io;
     public long InFlight => AccessesTaken - Completed - Forwarded - Reinjected - Faulted - Aborted;
 
-    public readonly long[] Count = new long[KindCount];
+    /// <summary>Finished exits per kind, summed over every CPU (a fresh array: a report's read).</summary>
+    public long[] Count
+    {
+        get
+        {
+            var c = new long[KindCount];
+            for (int k = 0; k < KindCount; k++) c[k] = Sum(KindBase + k);
+            return c;
+        }
+    }
+
     public readonly long[][] Measured = new long[KindCount][];
     public readonly long[][] Modelled = new long[KindCount][];
     /// <summary>Per kind: the hardware round trip (TSC around KVM_RUN) of each exit, when the backend is real hardware.</summary>
@@ -33,9 +103,12 @@ public sealed class ExitStats
     readonly int[] _n = new int[KindCount];
 
     /// <summary>Keeps up to <paramref name="capacity"/> samples per kind (a sweep that only needs counts keeps few).</summary>
-    public ExitStats(int capacity = SampleCapacity)
+    public ExitStats(int capacity = SampleCapacity, int cpus = 1)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(capacity);
+        ArgumentOutOfRangeException.ThrowIfLessThan(cpus, 1);
+        _lanes = new long[cpus + 1][];
+        for (int i = 0; i <= cpus; i++) _lanes[i] = new long[LaneWords];
         Capacity = capacity;
         for (int i = 0; i < KindCount; i++) { Measured[i] = new long[capacity]; Modelled[i] = new long[capacity]; }
     }
@@ -52,13 +125,14 @@ public sealed class ExitStats
     public bool HasHardware => Hardware[0] is not null;
 
     /// <summary>
-    /// Records one finished exit. CPUs of the parallel driver record concurrently, so the count and
-    /// the sample slot are taken atomically; a slot past the capacity is counted but not kept.
+    /// Records one finished exit: the count in the CPU's lane; the sample slot is still taken atomically
+    /// (samples of all CPUs share one array per kind); a slot past the capacity is counted but not kept.
     /// </summary>
-    public void Record(ExitKind kind, long measuredTicks, long modelledCycles, long hardwareTicks = 0)
+    public void Record(int cpu, ExitKind kind, long measuredTicks, long modelledCycles, long hardwareTicks = 0)
     {
         int k = (int)kind;
-        Interlocked.Increment(ref Count[k]);
+        if ((uint)cpu < (uint)(_lanes.Length - 1)) _lanes[cpu][KindBase + k]++;
+        else Interlocked.Increment(ref _lanes[^1][KindBase + k]);
         int n = Interlocked.Increment(ref _slots[k]) - 1;
         if (n >= Capacity) return;
         Measured[k][n] = measuredTicks;
@@ -80,9 +154,17 @@ public sealed class ExitStats
 
     public double HardwareMedianAll()
     {
-        var all = new List<long>();
-        for (int k = 0; k < KindCount; k++) if (Hardware[k] is { } h) all.AddRange(h.AsSpan(0, _n[k]).ToArray());
-        return Median(all.ToArray());
+        var all = new long[SamplesAll(Hardware)];
+        int n = 0;
+        for (int k = 0; k < KindCount; k++) if (Hardware[k] is { } h) { h.AsSpan(0, _n[k]).CopyTo(all.AsSpan(n)); n += _n[k]; }
+        return MedianInPlace(all.AsSpan(0, n));
+    }
+
+    int SamplesAll(long[]?[] arrays)
+    {
+        int n = 0;
+        for (int k = 0; k < KindCount; k++) if (arrays[k] is not null) n += _n[k];
+        return n;
     }
 
     public int Samples(ExitKind kind) => _n[(int)kind];
@@ -92,30 +174,64 @@ public sealed class ExitStats
     public ReadOnlySpan<long> ModelledSamples(ExitKind kind) => Modelled[(int)kind].AsSpan(0, _n[(int)kind]);
     public ReadOnlySpan<long> HardwareSamples(ExitKind kind) => Hardware[(int)kind] is { } h ? h.AsSpan(0, _n[(int)kind]) : default;
 
-    public static double Median(ReadOnlySpan<long> samples)
+    /// <summary>
+    /// The median of <paramref name="samples"/> (the mean of the middle two for an even count). By
+    /// selection on a copy, linear in the count: a report of a long run costs a few instructions per
+    /// exit, not a sort's (which showed as ~1,600 instructions per exit with --json or the tables).
+    /// </summary>
+    public static double Median(ReadOnlySpan<long> samples) => samples.Length == 0 ? 0 : MedianInPlace(samples.ToArray());
+
+    /// <summary>The median, reordering <paramref name="s"/>.</summary>
+    static double MedianInPlace(Span<long> s)
     {
-        if (samples.Length == 0) return 0;
-        var copy = samples.ToArray();
-        Array.Sort(copy);
-        int m = copy.Length / 2;
-        return copy.Length % 2 == 1 ? copy[m] : (copy[m - 1] + copy[m]) / 2.0;
+        if (s.Length == 0) return 0;
+        int m = s.Length / 2;
+        long hi = Select(s, m);
+        if (s.Length % 2 == 1) return hi;
+        // After selecting m, everything left of m is <= s[m]: the lower middle is their maximum.
+        long lo = long.MinValue;
+        foreach (long x in s[..m]) if (x > lo) lo = x;
+        return (lo + hi) / 2.0;
+    }
+
+    /// <summary>Quickselect (median-of-three pivot, Hoare partition): s[k] ends as the k-th smallest, smaller ones left of it.</summary>
+    static long Select(Span<long> s, int k)
+    {
+        int lo = 0, hi = s.Length - 1;
+        while (hi > lo)
+        {
+            int mid = lo + (hi - lo) / 2;
+            if (s[mid] < s[lo]) (s[mid], s[lo]) = (s[lo], s[mid]);
+            if (s[hi] < s[lo]) (s[hi], s[lo]) = (s[lo], s[hi]);
+            if (s[hi] < s[mid]) (s[hi], s[mid]) = (s[mid], s[hi]);
+            long pivot = s[mid];
+            int i = lo, j = hi;
+            while (i <= j)
+            {
+                while (s[i] < pivot) i++;
+                while (s[j] > pivot) j--;
+                if (i <= j) { (s[i], s[j]) = (s[j], s[i]); i++; j--; }
+            }
+            if (k <= j) hi = j;
+            else if (k >= i) lo = i;
+            else return s[k];
+        }
+        return s[k];
     }
 
     public double MeasuredMedian(ExitKind k) => Median(Measured[(int)k].AsSpan(0, _n[(int)k]));
     public double ModelledMedian(ExitKind k) => Median(Modelled[(int)k].AsSpan(0, _n[(int)k]));
 
     /// <summary>All measured samples over every kind.</summary>
-    public double MeasuredMedianAll()
-    {
-        var all = new List<long>();
-        for (int k = 0; k < KindCount; k++) all.AddRange(Measured[k].AsSpan(0, _n[k]).ToArray());
-        return Median(all.ToArray());
-    }
+    public double MeasuredMedianAll() => MedianAll(Measured);
 
-    public double ModelledMedianAll()
+    public double ModelledMedianAll() => MedianAll(Modelled);
+
+    double MedianAll(long[][] arrays)
     {
-        var all = new List<long>();
-        for (int k = 0; k < KindCount; k++) all.AddRange(Modelled[k].AsSpan(0, _n[k]).ToArray());
-        return Median(all.ToArray());
+        var all = new long[SamplesAll(arrays)];
+        int n = 0;
+        for (int k = 0; k < KindCount; k++) { arrays[k].AsSpan(0, _n[k]).CopyTo(all.AsSpan(n)); n += _n[k]; }
+        return MedianInPlace(all);
     }
 }

@@ -19,12 +19,13 @@ public sealed partial class Kernel
     void Request(Cpu cpu, int v, int owner, EventKind kind, ulong addr, bool write, ulong data)
     {
         var vm = _vcpus[v].Vm;
-        EventObject? e;
-        lock (vm.Owners) e = owner < vm.Owners.Count ? vm.Owners[owner] : null;
+        var e = vm.OwnerOf(owner);
         if (e is null) { Unowned(cpu, v, kind, addr, write, data); return; }
         _reqKind[v] = kind; _reqAddr[v] = addr; _reqSize[v] = _acc[v].Size; _reqWrite[v] = write; _reqData[v] = data; _reqOwner[v] = owner;
-        lock (_vcpus[v]) { if (_vcpus[v].Run != VcpuRun.Dead) _vcpus[v].Run = VcpuRun.WaitingDevice; }
-        Interlocked.Increment(ref Stats.DeviceRoundTrips);
+        // Only this exit changes the state of a vCPU that is in an exit (Runnable here; Dead is set by
+        // this CPU too): a compare-and-swap on the vCPU's own word instead of its lock.
+        SetRun(_vcpus[v], VcpuRun.Runnable, VcpuRun.WaitingDevice);
+        Stats.Add(cpu.Index, Counter.DeviceRoundTrips);
         // The model's answer costs it one syscall (its next WAIT_FOR_EVENT or EVENT_SIGNAL).
         _modelled[v] += Cost.SyscallCycles;
         KThread? wake = null;
@@ -39,7 +40,7 @@ public sealed partial class Kernel
         NarratorFor(v)?.Invoke($"deliver: {e.Describe()} event area seq {e.Area.Sequence}: {(write ? "write" : "read")} 0x{addr:x} size {_reqSize[v]}{(write ? $" data 0x{data:x}" : "")}; {(wake is null ? "no thread waiting yet (it will find it)" : $"waking thread {wake.Id} on cpu {_vcpus[v].Cpu}")}");
         if (wake is not null)
         {
-            if (wake.Cpu != _vcpus[v].Cpu) { _modelled[v] += Cost.CrossCpuWakeCycles; Interlocked.Increment(ref Stats.CrossCpuWakes); }
+            if (wake.Cpu != _vcpus[v].Cpu) { _modelled[v] += Cost.CrossCpuWakeCycles; Stats.Add(cpu.Index, Counter.CrossCpuWakes); }
             WakeThread(wake, 1, _vcpus[v].Cpu);   // the model runs where the exit happened
         }
     }
@@ -116,11 +117,21 @@ public sealed partial class Kernel
     void ContinueAfterDevice(Cpu cpu, int v, ulong value)
     {
         if (_segStart[v] == 0) _segStart[v] = (long)Tsc.Read();
-        lock (_vcpus[v]) { if (_vcpus[v].Run == VcpuRun.WaitingDevice) _vcpus[v].Run = VcpuRun.Runnable; }
+        // The completion took this access out of the event object under its lock, so VM_CONTROL Stop
+        // can no longer abandon it: nothing else writes the state now but this CAS.
+        SetRun(_vcpus[v], VcpuRun.WaitingDevice, VcpuRun.Runnable);
         if (_reqWrite[v]) AfterWrite(cpu, v);
         else AfterRead(cpu, v, value & AllOnes(_reqSize[v]));
-        ChargeTdReads(v);
+        ChargeTdReads(cpu, v);
         CloseSegment(v);
+    }
+
+    /// <summary>Run state <paramref name="from"/> → <paramref name="to"/> if it is still <paramref name="from"/> (the vCPU's own word; no lock).</summary>
+    static void SetRun(VcpuObject vc, VcpuRun from, VcpuRun to)
+    {
+#pragma warning disable CS0420 // Interlocked is a full fence: the volatile semantics are kept
+        Interlocked.CompareExchange(ref System.Runtime.CompilerServices.Unsafe.As<VcpuRun, byte>(ref vc.Run), (byte)to, (byte)from);   // VcpuRun is a byte
+#pragma warning restore CS0420
     }
 
     /// <summary>A model whose event object is gone: answer everything it held as a bus with no device would.</summary>
@@ -140,7 +151,7 @@ public sealed partial class Kernel
 
     void AnswerLost(Cpu cpu, int v, EventObject e)
     {
-        Interlocked.Increment(ref Stats.DevicesLost);
+        Stats.Add(cpu.Index, Counter.DevicesLost);
         var vc = _vcpus[v];
         lock (vc)
         {
@@ -232,20 +243,17 @@ public sealed partial class Kernel
             bool abandoned = false;
             if (vc.Run == VcpuRun.WaitingDevice)
             {
-                lock (vm.Owners)
-                {
-                    var e = _reqOwner[v] < vm.Owners.Count ? vm.Owners[_reqOwner[v]] : null;
-                    if (e is not null)
-                        lock (e)
-                        {
-                            if (e.Inflight == v) { e.Inflight = -1; e.Area.State = EventState.Idle; if (e.TryDequeue(out int next)) FillArea(e, next); abandoned = true; }
-                            else abandoned = e.Remove(v);
-                        }
-                }
+                var e = vm.OwnerOf(_reqOwner[v]);
+                if (e is not null)
+                    lock (e)
+                    {
+                        if (e.Inflight == v) { e.Inflight = -1; e.Area.State = EventState.Idle; if (e.TryDequeue(out int next)) FillArea(e, next); abandoned = true; }
+                        else abandoned = e.Remove(v);
+                    }
             }
             lock (vc)
             {
-                if (abandoned) { Interlocked.Increment(ref Stats.Aborted); vc.Run = VcpuRun.Idle; }
+                if (abandoned) { Stats.Add(Here, Counter.Aborted); vc.Run = VcpuRun.Idle; }
                 if (vc.Waiter is not null && vc.Run is VcpuRun.Halted or VcpuRun.Idle)
                     ReportRunExitLocked(CurrentCpu ?? Cpus[vc.Cpu], vc, RunExit.Stopped);
             }

@@ -3,7 +3,6 @@ using Copra.Abi;
 using Copra.Hot.Decode;
 using Copra.Hot.Exit;
 using Copra.Hot.Guest;
-using Copra.Hot.Rings;
 using Copra.Hot.State;
 using Copra.Hot.Timing;
 using Copra.Kernel.Exit;
@@ -12,7 +11,7 @@ using Copra.Kernel.Machine;
 namespace Copra.Kernel.Core;
 
 /// <summary>
-/// The exit path. Per MMIO/IOIO exit: take the record from the CPU's exit ring, read the mode and
+/// The exit path. Per MMIO/IOIO exit: take the record the backend filled, read the mode and
 /// RIP from the state store, fetch through the guest's page tables (per-vCPU code-page cache),
 /// decode, then run the instruction as a sequence of elements. An element is at most one read
 /// followed by at most one write; each side is guest RAM (done at once), a device model (delivered
@@ -33,7 +32,6 @@ public sealed partial class Kernel
     /// <summary>The modelled host behind forwarded exits.</summary>
     public ModelledHost Host { get; } = new();
 
-    SpscRing<ExitRecord>[] _exitRings = [];
 
     /// <summary>
     /// <c>copra trace</c>: narrates exit number <see cref="NarrateExit"/> step by step. Off (null) on
@@ -42,6 +40,9 @@ public sealed partial class Kernel
     public Action<string>? Narrator { get; set; }
     public long NarrateExit { get; set; } = -1;
     int _narrated = -1;
+    int _firstExit;
+    /// <summary>The lane of the CPU this host thread steps (the statistics are per CPU), or -1 outside the drivers.</summary>
+    static int Here => CurrentCpu?.Index ?? -1;
     Action<string>? NarratorFor(int v) => v == _narrated ? Narrator : null;
 
     /// <summary>Called once, at the first exit (the run command snapshots the process tree there).</summary>
@@ -82,10 +83,8 @@ public sealed partial class Kernel
     void InitExitPath(int vcpus)
     {
         int n = Math.Max(1, vcpus);
-        Stats = new ExitStats(Config.SampleCapacity);
+        Stats = new ExitStats(Config.SampleCapacity, Cpus.Length);
         Fetcher = new InstructionFetcher(n);
-        _exitRings = new SpscRing<ExitRecord>[Cpus.Length];
-        for (int i = 0; i < Cpus.Length; i++) _exitRings[i] = new SpscRing<ExitRecord>(64);
         _acc = new DecodedAccess[n]; _exit = new ExitRecord[n]; _phase = new byte[n]; _value = new ulong[n];
         _writeValue = new ulong[n]; _segBase = new ulong[n]; _esBase = new ulong[n]; _mode = new PagingMode[n];
         _cr3 = new ulong[n]; _measured = new long[n]; _segStart = new long[n]; _modelled = new long[n]; _hardware = new long[n]; _hwRead = new ulong[n]; _firstElement = new bool[n]; _forwarded = new bool[n]; _tdRead0 = new long[n];
@@ -98,18 +97,21 @@ public sealed partial class Kernel
     internal void RunGuest(Cpu cpu, int v)
     {
         var vc = _vcpus[v];
-        lock (vc)
-        {
-            if (vc.Run != VcpuRun.Runnable) return;   // a stale queue entry: stopped, halted, dead
-            if (vc.Waiter is null) { vc.Run = VcpuRun.Idle; return; }
-            if (vc.Vm.Stopped) { ReportRunExitLocked(cpu, vc, RunExit.Stopped); return; }
-        }
+        // The common case needs no lock: a state read as "go" is as good as one read a moment
+        // earlier under the lock (a stop or a death after the check is seen at the next entry).
+        if (vc.Run != VcpuRun.Runnable || vc.Waiter is null || vc.Vm.Stopped)
+            lock (vc)
+            {
+                if (vc.Run != VcpuRun.Runnable) return;   // a stale queue entry: stopped, halted, dead
+                if (vc.Waiter is null) { vc.Run = VcpuRun.Idle; return; }
+                if (vc.Vm.Stopped) { ReportRunExitLocked(cpu, vc, RunExit.Stopped); return; }
+            }
         if (Backend is null) throw new InvalidOperationException("no guest backend");
         InjectPendingIrq(vc);
         long wr0 = State.TdWrites[v];
         State.OnEntry(v);
         long entryTd = State.TdWrites[v] - wr0;
-        Interlocked.Add(ref Stats.TdWrites, entryTd);
+        Stats.Add(cpu.Index, Counter.TdWrites, entryTd);
         Trace.AddDisplayOnly(cpu, TraceKind.EntryStart, v);
         cpu.Clock += Cost.ExitCycles + entryTd * Cost.TdcallCycles;
         Trace.Add(cpu, TraceKind.GuestEnter, v);
@@ -117,9 +119,10 @@ public sealed partial class Kernel
         ExitRecord rec = default;
         Backend.Run(v, ref rec);
         rec.Vcpu = v;
-        var ring = _exitRings[cpu.Index];
-        if (!ring.TryEnqueue(rec)) throw new InvalidOperationException("exit ring full");
-        while (ring.TryDequeue(out rec)) HandleExit(cpu, rec, entryTd);
+        // The record goes straight to the handler on this CPU: an exit is taken by the CPU that ran
+        // the guest, so a ring between the two would be filled and emptied on consecutive lines and
+        // never cross a thread (it was removed; docs/design.md).
+        HandleExit(cpu, rec, entryTd);
     }
 
     void InjectPendingIrq(VcpuObject vc)
@@ -153,10 +156,11 @@ public sealed partial class Kernel
         long t0 = (long)Tsc.Read();
         int v = rec.Vcpu;
         State.OnExit(v);   // TDG.VP.RDs since the last charge (the entry's, e.g. the interrupt check) go to this exit
-        long taken = Interlocked.Increment(ref Stats.Taken);
-        if (taken == 1) OnFirstExit?.Invoke();
+        Stats.Add(cpu.Index, Counter.Taken);
+        if (_firstExit == 0 && Interlocked.Exchange(ref _firstExit, 1) == 0) OnFirstExit?.Invoke();
+        long taken = NarrateExit >= 0 ? Stats.Taken : 0;   // the global ordinal: a sum over CPUs, only for narration
         if (taken == NarrateExit) _narrated = v;
-        NarratorFor(v)?.Invoke($"exit #{taken} on cpu {cpu.Index}: vcpu {v} {rec.Reason} gpa=0x{rec.Gpa:x} port=0x{rec.Port:x} size={rec.Size} flags={rec.Flags}; RIP=0x{State.Rip(v):x} (from the exit ring, {Cost.Name} exit+entry {Cost.ExitCycles} modelled cycles)");
+        NarratorFor(v)?.Invoke($"exit #{taken} on cpu {cpu.Index}: vcpu {v} {rec.Reason} gpa=0x{rec.Gpa:x} port=0x{rec.Port:x} size={rec.Size} flags={rec.Flags}; RIP=0x{State.Rip(v):x} ({Cost.Name} exit+entry {Cost.ExitCycles} modelled cycles)");
         Trace.Add(cpu, TraceKind.Exit, v, (long)rec.Reason);
         _measured[v] = 0;
         _segStart[v] = t0;
@@ -168,29 +172,29 @@ public sealed partial class Kernel
         {
             case ExitReason.Mmio:
             case ExitReason.Io:
-                if (rec.Reason == ExitReason.Mmio) Interlocked.Increment(ref Stats.Mmio); else Interlocked.Increment(ref Stats.Io);
+                if (rec.Reason == ExitReason.Mmio) Stats.Add(cpu.Index, Counter.Mmio); else Stats.Add(cpu.Index, Counter.Io);
                 BeginAccess(cpu, v);
                 break;
             case ExitReason.Hlt:
-                Interlocked.Increment(ref Stats.Hlt);
+                Stats.Add(cpu.Index, Counter.Hlt);
                 RunPageExit(cpu, vc, RunExit.Hlt, ExitKind.Hlt);
                 break;
             case ExitReason.Cpuid:
-                Interlocked.Increment(ref Stats.Cpuid);
+                Stats.Add(cpu.Index, Counter.Cpuid);
                 RunPageExit(cpu, vc, RunExit.Cpuid, ExitKind.Cpuid);
                 break;
             case ExitReason.MsrRead:
             case ExitReason.MsrWrite:
-                Interlocked.Increment(ref Stats.Msr);
+                Stats.Add(cpu.Index, Counter.Msr);
                 RunPageExit(cpu, vc, rec.Reason == ExitReason.MsrRead ? RunExit.MsrRead : RunExit.MsrWrite, ExitKind.Msr);
                 break;
             default:
-                Interlocked.Increment(ref Stats.Shutdown);
+                Stats.Add(cpu.Index, Counter.Shutdown);
                 lock (vc) { vc.Run = VcpuRun.Dead; }
                 RunPageExit(cpu, vc, RunExit.Shutdown, ExitKind.Other);
                 break;
         }
-        ChargeTdReads(v);
+        ChargeTdReads(cpu, v);
         CloseSegment(v);
     }
 
@@ -199,13 +203,13 @@ public sealed partial class Kernel
     /// exit's modelled cost. Called before a sample is recorded and at the end of each kernel segment,
     /// so every read lands in the exit that made it.
     /// </summary>
-    void ChargeTdReads(int v)
+    void ChargeTdReads(Cpu cpu, int v)
     {
         long now = State.TdReads[v];
         long reads = now - _tdRead0[v];
         if (reads == 0) return;
         _tdRead0[v] = now;
-        Interlocked.Add(ref Stats.TdReads, reads);
+        Stats.Add(cpu.Index, Counter.TdReads, reads);
         _modelled[v] += reads * Cost.TdcallCycles;
     }
 
@@ -220,9 +224,9 @@ public sealed partial class Kernel
     void RunPageExit(Cpu cpu, VcpuObject vc, RunExit why, ExitKind kind)
     {
         lock (vc) ReportRunExitLocked(cpu, vc, why);
-        ChargeTdReads(vc.Global);
+        ChargeTdReads(cpu, vc.Global);
         CloseSegment(vc.Global);
-        Stats.Record(kind, _measured[vc.Global], _modelled[vc.Global], _hardware[vc.Global]);
+        Stats.Record(cpu.Index, kind, _measured[vc.Global], _modelled[vc.Global], _hardware[vc.Global]);
     }
 
     /// <summary>Fills the run page and wakes the vCPU's thread (on the vCPU's CPU). Caller holds the vCPU's lock.</summary>
@@ -242,7 +246,7 @@ public sealed partial class Kernel
         }
         vc.PendingRunExit = why;
         if (vc.Run != VcpuRun.Dead) vc.Run = VcpuRun.Idle;
-        Interlocked.Increment(ref Stats.ToVmm);
+        Stats.Add(cpu.Index, Counter.ToVmm);
         Trace.Add(cpu, TraceKind.RunPageExit, v, (long)why);
         var w = vc.Waiter;
         vc.Waiter = null;
@@ -275,7 +279,7 @@ public sealed partial class Kernel
         if (!X86Decoder.TryDecode(bytes[..got], cpuMode, out var d))
         {
             if (d.Error == RefuseReason.Truncated && !fault.IsOk) { InjectWalkFault(cpu, v, fault); return; }
-            Interlocked.Increment(ref Stats.IcedFallbacks);
+            Stats.Add(cpu.Index, Counter.IcedFallbacks);
             if (!IcedFallback.TryDecode(bytes[..got], cpuMode, out d))
             {
                 if (!fault.IsOk && got < InstructionFetcher.MaxInstructionLength) { InjectWalkFault(cpu, v, fault); return; }
@@ -289,7 +293,7 @@ public sealed partial class Kernel
         bool isPort = d.Kind is AccessKind.In or AccessKind.Out or AccessKind.Ins or AccessKind.Outs;
         if (isPort != (rec.Reason == ExitReason.Io) || (isPort && !d.PortIsDx && d.Port != rec.Port && rec.Port != 0))
         {
-            Interlocked.Increment(ref Stats.DecodeMismatch);
+            Stats.Add(cpu.Index, Counter.DecodeMismatch);
             InjectException(cpu, v, VectorGp, 0);
             return;
         }
@@ -317,7 +321,7 @@ public sealed partial class Kernel
     {
         ref readonly var d = ref _acc[v];
         ref readonly var rec = ref _exit[v];
-        Interlocked.Increment(ref Stats.HardwareChecked);
+        Stats.Add(Here, Counter.HardwareChecked);
         var gprs = State.Gprs(v);
         ulong ones = AllOnes(d.Size);
         bool addr = true, size = d.Size == rec.Size, dir, data = true;
@@ -369,11 +373,11 @@ public sealed partial class Kernel
                 data = !known || (expect & ones) == (rec.Data & ones);
             }
         }
-        if (!addr) Interlocked.Increment(ref Stats.MismatchAddress);
-        if (!size) Interlocked.Increment(ref Stats.MismatchSize);
-        if (!dir) Interlocked.Increment(ref Stats.MismatchDirection);
-        if (!data) Interlocked.Increment(ref Stats.MismatchData);
-        if (!(addr && size && dir && data)) Interlocked.Increment(ref Stats.DecodeMismatch);
+        if (!addr) Stats.Add(Here, Counter.MismatchAddress);
+        if (!size) Stats.Add(Here, Counter.MismatchSize);
+        if (!dir) Stats.Add(Here, Counter.MismatchDirection);
+        if (!data) Stats.Add(Here, Counter.MismatchData);
+        if (!(addr && size && dir && data)) Stats.Add(Here, Counter.DecodeMismatch);
     }
 
     ulong SegmentBaseFor(int v, CpuMode mode, byte seg)
@@ -511,7 +515,7 @@ public sealed partial class Kernel
         if (vm.Unhandled == VmCtl.UnhandledReinject && _firstElement[v])
         {
             byte vector = Config.Platform == PlatformType.Tdp ? VectorVe : VectorVc;
-            Interlocked.Increment(ref Stats.Reinjected);
+            Stats.Add(cpu.Index, Counter.Reinjected);
             Trace.Add(cpu, TraceKind.Reinject, v, (long)addr);
             State.SetPendingEvent(v, PendingEventValid | EventTypeException | vector);
             EndExit(cpu, v, ExitKind.Reinjected, countCompleted: false);
@@ -521,7 +525,7 @@ public sealed partial class Kernel
         NarratorFor(v)?.Invoke($"nobody registered {kind} 0x{addr:x}: forwarded to the host (+{Cost.ForwardCycles} modelled cycles)");
         Trace.Add(cpu, TraceKind.Forward, v, (long)addr);
         bool ok = Host.Access(kind, addr, _acc[v].Size, write, data, out ulong value);
-        if (!ok) Interlocked.Increment(ref Stats.ForwardFailures);   // the guest sees all-ones for a read, a dropped write
+        if (!ok) Stats.Add(cpu.Index, Counter.ForwardFailures);   // the guest sees all-ones for a read, a dropped write
         _forwarded[v] = true;
         if (write) AfterWrite(cpu, v); else AfterRead(cpu, v, ok ? value : AllOnes(_acc[v].Size));
     }
@@ -627,7 +631,7 @@ public sealed partial class Kernel
             State.Rip(v) = State.Rip(v) + _acc[v].Length;
         bool forwarded = _forwarded[v];
         _forwarded[v] = false;
-        if (forwarded) Interlocked.Increment(ref Stats.Forwarded);
+        if (forwarded) Stats.Add(cpu.Index, Counter.Forwarded);
         EndExit(cpu, v, forwarded ? ExitKind.Forwarded : KindOf(_acc[v], _exit[v]), countCompleted: !forwarded);
     }
 
@@ -645,19 +649,24 @@ public sealed partial class Kernel
     /// <summary>The exit is over: record it and put the vCPU back on its CPU.</summary>
     void EndExit(Cpu cpu, int v, ExitKind kind, bool countCompleted)
     {
-        if (countCompleted) Interlocked.Increment(ref Stats.Completed);
-        ChargeTdReads(v);
+        if (countCompleted) Stats.Add(cpu.Index, Counter.Completed);
+        ChargeTdReads(cpu, v);
         CloseSegment(v);
-        Stats.Record(kind, _measured[v], _modelled[v], _hardware[v]);
+        Stats.Record(cpu.Index, kind, _measured[v], _modelled[v], _hardware[v]);
         NarratorFor(v)?.Invoke($"done as {kind}: RIP=0x{State.Rip(v):x}; kernel software {_measured[v]} TSC ticks (measured, and inflated here by the narration itself), platform {_modelled[v]} cycles (modelled); vCPU back on cpu {_vcpus[v].Cpu}");
         if (v == _narrated) _narrated = -1;
         Trace.Add(cpu, TraceKind.Complete, v, (long)kind);
         var vc = _vcpus[v];
-        lock (vc)
-        {
-            if (vc.Run is VcpuRun.Dead or VcpuRun.Idle) return;
-            vc.Run = VcpuRun.Runnable;
-        }
+        // Runnable already (the common case: RAM, the host, or a device that answered) needs no write
+        // and so no lock; anything else takes the lock as before.
+        var run = vc.Run;
+        if (run is VcpuRun.Dead or VcpuRun.Idle) return;
+        if (run != VcpuRun.Runnable)
+            lock (vc)
+            {
+                if (vc.Run is VcpuRun.Dead or VcpuRun.Idle) return;
+                vc.Run = VcpuRun.Runnable;
+            }
         QueueVcpu(vc);
     }
 
@@ -665,7 +674,7 @@ public sealed partial class Kernel
     {
         var here = CurrentCpu;
         if (here is not null && here.Index == vc.Cpu) here.EnqueueVcpuLocal(vc.Global);
-        else { Interlocked.Increment(ref Stats.CrossCpuWakes); Cpus[vc.Cpu].Post(new CpuMessage(CpuMessageKind.RunVcpu, vc.Global)); }
+        else { Stats.Add(here?.Index ?? -1, Counter.CrossCpuWakes); Cpus[vc.Cpu].Post(new CpuMessage(CpuMessageKind.RunVcpu, vc.Global)); }
     }
 
     void InjectWalkFault(Cpu cpu, int v, in WalkResult fault)
@@ -678,7 +687,7 @@ public sealed partial class Kernel
     /// <summary>A defined guest-visible outcome for what the kernel cannot or will not do: the exception is pending at the next entry.</summary>
     void InjectException(Cpu cpu, int v, byte vector, uint? errorCode)
     {
-        Interlocked.Increment(ref Stats.Faulted);
+        Stats.Add(cpu.Index, Counter.Faulted);
         Trace.Add(cpu, TraceKind.Fault, v, vector);
         // EVENTINJ format (as SVM's): error code in bits 63:32, valid 31, has-error 11, type 10:8, vector 7:0.
         State.SetPendingEvent(v, (ulong)(errorCode ?? 0) << 32 | PendingEventValid | EventTypeException | (errorCode.HasValue ? EventHasErrorCode : 0) | vector);

@@ -154,6 +154,7 @@ public sealed partial class Kernel
                 throw KernelError.Exists("range overlaps a registered one");
             }
             vm.Owners.Add(e);
+            vm.OwnerTable = [.. vm.Owners];
         }
         return p.Handles.Add(e);
     }
@@ -165,6 +166,7 @@ public sealed partial class Kernel
         {
             if (e.EventKind == EventKind.Mmio) e.Vm.Mmio.RemoveOwner(e.OwnerId); else e.Vm.Ports.RemoveOwner(e.OwnerId);
             e.Vm.Owners[e.OwnerId] = null;
+            e.Vm.OwnerTable = [.. e.Vm.Owners];
         }
         DeviceLost(e);
     }

@@ -85,6 +85,12 @@ public abstract class PageObject : KObject, IMappable
 
     public bool PageReleased => Volatile.Read(ref _released) != 0;
     protected Span<byte> Bytes => Pages.Memory.Span(PageOffset, Page.Size);
+
+    /// <summary>
+    /// The page's first byte. The pool is native memory allocated once and never moved, so the exit
+    /// path keeps this pointer instead of slicing a span on every access.
+    /// </summary>
+    protected unsafe byte* PagePointer => Pages.Memory.Base + PageOffset;
 }
 
 /// <summary>
@@ -109,6 +115,17 @@ public sealed class VmObject : KObject
     public PortTable Ports { get; } = new();
     /// <summary>Event objects by owner id (index 0 unused): what the lookup tables name.</summary>
     public readonly List<EventObject?> Owners = [null];
+    /// <summary>
+    /// Copy of <see cref="Owners"/> the exit path reads without a lock: replaced (never changed in
+    /// place) under the lock on <see cref="Owners"/> whenever an owner is added or removed.
+    /// </summary>
+    public volatile EventObject?[] OwnerTable = [null];
+    /// <summary>The event object with this owner id, or null (lock-free; any CPU).</summary>
+    public EventObject? OwnerOf(int owner)
+    {
+        var t = OwnerTable;
+        return (uint)owner < (uint)t.Length ? t[owner] : null;
+    }
     public ulong Unhandled = VmCtl.UnhandledForward;
     public volatile bool Stopped;
     /// <summary>True if [gpa, gpa+size) is the VM's own RAM (anything else is a device or nothing).</summary>
@@ -172,6 +189,7 @@ public sealed class EventObject : PageObject
     {
         Vm = vm; EventKind = kind; Start = start; Length = length; OwnerId = ownerId;
         _queue = new int[maxVcpus];
+        unsafe { _area = (EventArea*)PagePointer; }
     }
 
     public VmObject Vm { get; }
@@ -214,7 +232,9 @@ public sealed class EventObject : PageObject
         return false;
     }
 
-    public ref EventArea Area => ref MemoryMarshal.AsRef<EventArea>(Bytes[..EventArea.ByteSize]);
+    // SAFETY: the page is 4096 bytes of the pool (EventArea is 64), which lives as long as the kernel.
+    public unsafe ref EventArea Area => ref System.Runtime.CompilerServices.Unsafe.AsRef<EventArea>(_area);
+    readonly unsafe EventArea* _area;
     public override string Kind => EventKind == EventKind.Mmio ? "mmio-event" : "ioio-event";
     public override string Describe() => EventKind == EventKind.Mmio
         ? $"mmio 0x{Start:x}+0x{Length:x} (vm {Vm.Index})"

@@ -1,0 +1,72 @@
+#!/usr/bin/env bash
+# Instructions per exit, counted (not timed): NativeAOT copra under valgrind --tool=cachegrind
+# --cache-sim=no, each figure the difference of two runs' totals over the difference of their exits,
+# so start-up, warm-up and output that does not scale with exits cancel. The rigs use a 30,000-exit
+# difference: start-up spins for a time (TSC calibration), which varies a run's total by ~1-2 M.
+#   ./build.sh bench --instructions            build NativeAOT, print the table
+#   ./build.sh bench --instructions --check    also fail when a count is above bench/instructions.limits
+#   COPRA_AOT=path/to/copra skips the build (the binary is copied without its .dbg).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+check=0
+for a in "$@"; do
+  case "$a" in
+    --check) check=1 ;;
+    *) echo "instructions: unknown option $a (--check)" >&2; exit 2 ;;
+  esac
+done
+if ! command -v valgrind >/dev/null 2>&1; then
+  echo "instructions: valgrind missing, installing it"
+  (apt-get update -qq && apt-get install -y -qq valgrind) >/dev/null 2>&1 || true
+fi
+if ! command -v valgrind >/dev/null 2>&1; then
+  echo "instructions: SKIPPED: valgrind is not installed and could not be installed"; exit 0
+fi
+if ! valgrind --tool=none true >/dev/null 2>&1; then
+  echo "instructions: SKIPPED: valgrind cannot run on this host"; exit 0
+fi
+if [ -z "${COPRA_AOT:-}" ]; then
+  dotnet publish kernel -c Release -p:CopraAot=true -o artifacts/aot -v quiet -nologo >/dev/null
+  COPRA_AOT=artifacts/aot/copra
+fi
+# valgrind cannot read the .dbg NativeAOT writes beside the binary: run a copy without it.
+work=$(mktemp -d); trap 'rm -rf "$work"' EXIT
+cp "$COPRA_AOT" "$work/copra"
+cp "$(dirname "$COPRA_AOT")"/*.so "$work/" 2>/dev/null || true
+
+irefs() {   # irefs ARGS...: total instructions of one copra run
+  local out
+  out=$(cd "$work" && valgrind --tool=cachegrind --cache-sim=no --cachegrind-out-file=/dev/null ./copra "$@" 2>&1 >/dev/null) || {
+    echo "instructions: copra $* failed under valgrind:" >&2; echo "$out" | tail -20 >&2; exit 1; }
+  sed -n 's/.*I *refs: *\([0-9,]*\).*/\1/p' <<<"$out" | tr -d ,
+}
+per_exit() {   # per_exit LOW HIGH ARGS... (ARGS get --exits N appended)
+  local lo=$1 hi=$2; shift 2
+  local a b; a=$(irefs "$@" --exits "$lo"); b=$(irefs "$@" --exits "$hi")
+  echo $(( (b - a) / (hi - lo) ))
+}
+
+declare -A got
+echo "| figure | instructions per exit |"
+echo "|---|---:|"
+sum=0
+for rig in MmioRead MmioWrite PortOut Forwarded; do
+  n=$(per_exit 2000 32000 exitbench --count --warm-ms 0 --rig "${rig,,}"); got[$rig]=$n; sum=$((sum + n))
+  echo "| exitbench $rig | $n |"
+done
+got[RigAverage]=$((sum / 4)); echo "| exitbench average | ${got[RigAverage]} |"
+n=$(per_exit 20000 120000 run --quiet); got[RunQuiet]=$n; echo "| run --quiet (default mix) | $n |"
+n=$(per_exit 20000 120000 run --quiet --json "$work/run.json"); got[RunJson]=$n; echo "| run --quiet --json FILE | $n |"
+n=$(per_exit 20000 120000 run); got[RunTables]=$n; echo "| run (tables printed) | $n |"
+
+if [ "$check" = 1 ]; then
+  fail=0
+  while read -r name limit; do
+    case "$name" in ''|\#*) continue ;; esac
+    v=${got[$name]:-}
+    if [ -z "$v" ]; then echo "instructions: no figure named $name" >&2; fail=1; continue; fi
+    if [ "$v" -gt "$limit" ]; then echo "instructions: $name = $v per exit, above the limit $limit"; fail=1; fi
+  done < bench/instructions.limits
+  [ "$fail" = 0 ] && echo "instructions: every count within bench/instructions.limits"
+  exit $fail
+fi
