@@ -50,7 +50,9 @@ public static class Program
         }
 
         if (hex is not null) return DecodeBytes(hex, mode ?? 64);
-        var targets = Registry.Create(mode).Where(t => target == "all" ? t.SweepCount is null : t.Name == target).ToList();
+        // Why: a prefix selects a family of targets (--target cpu-oracle runs every cpu-oracle-* family).
+        var targets = Registry.Create(mode).Where(t => target == "all" ? t.SweepCount is null && t.CampaignCases is null
+            : t.Name == target || t.Name.StartsWith(target + "-", StringComparison.Ordinal)).ToList();
         if (targets.Count == 0)
         {
             Console.Error.WriteLine($"no target '{target}' (try --list)");
@@ -60,6 +62,7 @@ public static class Program
         if (minutes <= 0 && cases <= 0)
         {
             if (targets.All(t => t.SweepCount is not null)) cases = targets.Max(t => t.SweepCount!.Value);
+            else if (targets.All(t => t.CampaignCases is not null)) cases = targets.Max(t => t.CampaignCases!.Value);
             else minutes = 1;
         }
         return Campaign(targets, minutes, cases, baseSeed, jobs);
