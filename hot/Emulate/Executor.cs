@@ -532,4 +532,19 @@ public static class Executor
     /// <summary>REP with rCX = 0 at the address size: the instruction does nothing but advance RIP.</summary>
     public static bool RepSkips(in DecodedAccess d, ReadOnlySpan<ulong> gprs) =>
         d.Rep && (gprs[Gpr.Rcx] & X86Decoder.SizeMask(d.AddressSize)) == 0;
+
+    /// <summary>
+    /// What the instruction does to memory: "read", "write", "rmw" (reads and writes it: read-modify-write, XCHG, and
+    /// MOVS, which reads one location and writes another) or "none" (IN/OUT, refusals).
+    /// </summary>
+    public static string MemoryDirection(in DecodedAccess d) => d.Kind switch
+    {
+        AccessKind.Unsupported or AccessKind.In or AccessKind.Out => "none",
+        AccessKind.Read or AccessKind.ReadZx or AccessKind.ReadSx or AccessKind.Cmov or AccessKind.Lods or AccessKind.Scas
+            or AccessKind.Cmps or AccessKind.Outs => "read",
+        AccessKind.Write or AccessKind.WriteImm or AccessKind.Stos or AccessKind.Setcc or AccessKind.Ins => "write",
+        AccessKind.Bt => d.Op == AluOp.None ? "read" : "rmw",
+        AccessKind.Alu => d.Op is AluOp.Cmp or AluOp.Test or AluOp.Mul or AluOp.Imul or AluOp.Div or AluOp.Idiv || !d.MemIsDest ? "read" : "rmw",
+        _ => "rmw",
+    };
 }

@@ -15,7 +15,7 @@ public sealed class ExitStats
     public const int SampleCapacity = 1 << 18;
 
     public long Taken, Mmio, Io, Completed, Forwarded, Reinjected, Faulted, Aborted;
-    public long ToVmm, Hlt, Cpuid, Msr, Shutdown, DecodeMismatch, IcedFallbacks, DeviceRoundTrips, DevicesLost, ForwardFailures;
+    public long ToVmm, Hlt, Cpuid, Msr, Shutdown, DecodeMismatch, IcedFallbacks, RepResumed, DeviceRoundTrips, DevicesLost, ForwardFailures;
     public long TdReads, TdWrites, Transitions, CrossCpuWakes;
     /// <summary>
     /// Hardware exits (KVM) whose kernel decode was checked against what the hardware reported, and the
