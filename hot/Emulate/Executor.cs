@@ -332,6 +332,9 @@ public static class Executor
             Int128 n = (Int128)(((UInt128)highIn << bits) | lowIn);
             if (bits < 64) n = (n << (128 - 2 * bits)) >> (128 - 2 * bits);
             Int128 dv = SignExtend(divisor, size);
+            // Why: -2^127 / -1 overflows Int128 (and throws); its quotient does not fit in 64 bits either: #DE.
+            // Found by the CPU-oracle campaign (idiv qword with RDX:RAX = 2^127, divisor -1).
+            if (n == Int128.MinValue && dv == Int128.NegativeOne) return false;
             Int128 qq = n / dv;
             Int128 lim = Int128.One << (bits - 1);
             if (qq >= lim || qq < -lim) return false;
