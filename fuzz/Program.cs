@@ -50,9 +50,10 @@ public static class Program
         }
 
         if (hex is not null) return DecodeBytes(hex, mode ?? 64);
-        // Why: a prefix selects a family of targets (--target cpu-oracle runs every cpu-oracle-* family).
-        var targets = Registry.Create(mode).Where(t => target == "all" ? t.SweepCount is null && t.CampaignCases is null
-            : t.Name == target || t.Name.StartsWith(target + "-", StringComparison.Ordinal)).ToList();
+        var all = Registry.Create(mode);
+        var targets = all.Where(t => target == "all" ? t.SweepCount is null && t.CampaignCases is null : t.Name == target).ToList();
+        // Why: a name no target has exactly selects a family (--target cpu-oracle runs every cpu-oracle-* target).
+        if (targets.Count == 0) targets = all.Where(t => t.Name.StartsWith(target + "-", StringComparison.Ordinal)).ToList();
         if (targets.Count == 0)
         {
             Console.Error.WriteLine($"no target '{target}' (try --list)");

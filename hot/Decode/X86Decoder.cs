@@ -88,6 +88,9 @@ public static class X86Decoder
         int arg = entries[e + 3];
         if (kind == (int)AccessKind.Unsupported) return Refuse(ref d, RefuseReason.UnknownOpcode);
         if ((flags & FOnly64) != 0 && !is64) return Refuse(ref d, RefuseReason.InvalidInMode);
+        // Why: MOVNTI exists only without 66/F2/F3; the CPU (and Iced) decide that before reading ModRM, so a
+        // truncated form with such a prefix is unknown, not truncated (found by the decoder property).
+        if (kind == (int)AccessKind.Write && arg != 0 && (opSizePrefix || repPrefix)) return Refuse(ref d, RefuseReason.UnknownOpcode);
 
         int opSize;
         if ((flags & FByte) != 0) opSize = 1;
@@ -201,11 +204,9 @@ public static class X86Decoder
             size = (rex & 8) != 0 ? 16 : 8;
             aluOp += (rex & 8) >> 3;
         }
-        else if (kind == (int)AccessKind.Write && arg != 0)
+        else if (kind == (int)AccessKind.Write && arg != 0 && opSize == 2)
         {
-            // MOVNTI: exists only without 66/F2/F3, and has no 16-bit form (32 bits in 16-bit mode too).
-            if (opSizePrefix || repPrefix) return Refuse(ref d, RefuseReason.UnknownOpcode);
-            if (opSize == 2) size = regSize = 4;
+            size = regSize = 4; // MOVNTI has no 16-bit form: 32 bits in 16-bit mode too
         }
         if (d.Reg >= 0)
         {
