@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Copra's one entry point. Verbs: build, test, run, bench, fuzz, aot. Needs only the .NET 10 SDK.
+# Copra's one entry point. Verbs: build, test, run, copra, bench, fuzz, aot, mutate. Needs only the .NET 10 SDK.
 set -euo pipefail
 cd "$(dirname "$0")"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
@@ -14,9 +14,28 @@ case "$verb" in
   copra) dotnet run --project kernel -c Release -- "$@" ;;
   bench) dotnet run --project bench -c Release -- "$@" ;;
   fuzz) dotnet run --project fuzz -c Release -- "$@" ;;
+  mutate)
+    # Mutation testing (Stryker.NET, a local tool pinned in .config/dotnet-tools.json); not in CI's default run: slow.
+    # One config per area in stryker/; concurrency 1 (shared 2-core machine). Reports land in artifacts/mutation/AREA.
+    area=cold
+    while [ $# -gt 0 ]; do
+      case "$1" in
+        --project) area="${2:-}"; shift 2 || { echo "mutate: --project needs cold|decode|gate|pipeline" >&2; exit 2; } ;;
+        *) echo "mutate: unknown option $1 (usage: ./build.sh mutate [--project cold|decode|gate|pipeline])" >&2; exit 2 ;;
+      esac
+    done
+    case "$area" in cold|decode|gate|pipeline) ;; *) echo "mutate: unknown project '$area' (cold|decode|gate|pipeline)" >&2; exit 2 ;; esac
+    dotnet tool restore >/dev/null
+    out="$PWD/artifacts/mutation/$area"
+    mkdir -p "$out"
+    (cd tests && dotnet tool run dotnet-stryker -- --config-file "../stryker/$area.json" --output "$out" --skip-version-check) ;;
   aot)
     # NativeAOT stands in for bflat (which wraps the same compiler and cannot be installed here).
+    # The folder then holds copra (the whole program, self-contained) and libSkiaSharp.so + libHarfBuzzSharp.so (the
+    # native half of plotting: copra plots with it beside it, and without it refuses --plot up front with a one-line message).
+    rm -rf artifacts/aot
     dotnet publish kernel -c Release -p:CopraAot=true -o artifacts/aot "$@"
-    echo "native copra: artifacts/aot/copra" ;;
-  *) echo "usage: ./build.sh build|test|run|bench|fuzz|aot [args...]" >&2; exit 2 ;;
+    rm -f artifacts/aot/*.pdb artifacts/aot/*.dbg
+    echo "native copra: artifacts/aot/copra ($(ls artifacts/aot | tr '\n' ' '))" ;;
+  *) echo "usage: ./build.sh build|test|run|copra|bench|fuzz|aot|mutate [args...]" >&2; exit 2 ;;
 esac

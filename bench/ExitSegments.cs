@@ -14,8 +14,8 @@ public static class ExitSegments
 {
     public static int Run(int exits = 20_000)
     {
-        Console.WriteLine($"TSC {Tsc.Hz / 1e9:F3} GHz ({(Tsc.IsHardware ? "RDTSC" : "Stopwatch")}); {exits} exits per rig after warm-up");
-        Console.WriteLine("| exit | kind | kernel-measured median (cycles) | modelled platform median (cycles) | driver steps per exit |");
+        Console.WriteLine($"{Tsc.Describe()}; {exits} exits per rig after warm-up");
+        Console.WriteLine($"| exit | kind | kernel-measured median ({Tsc.Unit}) | modelled platform median (cycles) | driver steps per exit |");
         Console.WriteLine("|---|---|---:|---:|---:|");
         foreach (var flavor in Enum.GetValues<ExitFlavor>())
         {
@@ -41,7 +41,7 @@ public static class ExitSegments
             var measured = stats.Measured[(int)kind].AsSpan(before, stats.Samples(kind) - before);
             var modelled = stats.Modelled[(int)kind].AsSpan(before, stats.Samples(kind) - before);
             double ticks = ExitStats.Median(measured);
-            double cycles = Tsc.IsHardware ? ticks : ticks * 2.6e9 / Tsc.Hz;
+            double cycles = Tsc.ToReportUnits(ticks);
             Console.WriteLine($"| {flavor} | {kind} | {cycles:N0} | {ExitStats.Median(modelled):N0} | {steps / (double)exits:F1} |");
         }
         return 0;

@@ -57,7 +57,13 @@ public abstract class FuzzTarget<T> : IFuzzTarget
         catch (Exception e) { return $"threw {e.GetType().Name}: {e.Message}"; }
     }
 
-    public string? RunSeed(ulong seed) => SafeCheck(Generate(seed));
+    public string? RunSeed(ulong seed)
+    {
+        T c;
+        try { c = Generate(seed); }
+        catch (Exception e) { return $"generator threw {e.GetType().Name}: {e.Message}"; }
+        return SafeCheck(c);
+    }
     public string ShowSeed(ulong seed) => Show(Generate(seed));
     public virtual bool ParallelSafe => true;
     public virtual long? SweepCount => null;

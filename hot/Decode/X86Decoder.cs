@@ -44,7 +44,7 @@ public static class X86Decoder
         int rex = 0;
         int i = 0;
         ReadOnlySpan<byte> prefixes = Prefixes;
-        int b;
+        int b = 0; // initialised: Stryker's mutant switches break definite assignment of a bare local
         while (true)
         {
             if (i >= limit) return Refuse(ref d, shortOf);

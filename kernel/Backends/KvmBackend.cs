@@ -24,9 +24,10 @@ namespace Copra.Kernel.Backends;
 /// it was before the instruction: it finds the instruction that ends at RIP (or, for a REP string still
 /// running, the one at RIP), rewinds RIP and the string registers one element, and remembers KVM's real
 /// values; at the next entry, if the kernel left those registers as shown, KVM gets its own values back.
-/// The instruction is found by decoding candidates with the kernel's decoder and keeping the shortest one
-/// whose address, size and data match what KVM reported; it affects only what the kernel is shown, never
-/// what the guest executes. This host's KVM also skips an OUT before exiting (<see cref="LocateOut"/>);
+/// The instruction is found by Iced, not by the kernel's decoder (<see cref="WriteExitCheck"/>): the shortest one
+/// ending at RIP whose address, size and data match what KVM reported; the kernel's decoder is then checked
+/// against it. It affects only what the kernel is shown, never what the guest executes. This host's KVM also
+/// skips an OUT before exiting (<see cref="LocateAndCheck"/>);
 /// reads and IN need none of this: KVM reports them before the instruction. See docs/kvm.md.
 /// </summary>
 public sealed unsafe class KvmBackend : IGuestBackend, IHardwareTimedBackend
@@ -50,6 +51,8 @@ public sealed unsafe class KvmBackend : IGuestBackend, IHardwareTimedBackend
     static readonly bool s_debug = Environment.GetEnvironmentVariable("COPRA_KVM_DEBUG") == "1";
     public string Name => "kvm";
     public long OutsRewound, RegsLoaded, RegsSkipped, Exits, InterruptWindows, InterruptsInjected, ExceptionsDropped, LocateFailures, ShutdownExits;
+    /// <summary>Exits where the kernel's decoder disagreed with the instruction Iced found and KVM's report (WriteExitCheck).</summary>
+    public long IndependentMismatches;
     public readonly List<string> Problems = [];
 
     /// <summary>Full cycle kinds: what the bare loop measures.</summary>
@@ -146,7 +149,7 @@ public sealed unsafe class KvmBackend : IGuestBackend, IHardwareTimedBackend
                 exit.Size = (byte)e.Size;
                 exit.Data = e.Data;
                 exit.Flags = ExitFlags.HardwareCompletes | (e.IsWrite ? ExitFlags.Write : 0);
-                if (e.IsWrite) LocateWrite(v, e);
+                LocateAndCheck(v, e);
                 break;
             case KvmExitReason.Io:
                 exit.Reason = ExitReason.Io;
@@ -154,7 +157,7 @@ public sealed unsafe class KvmBackend : IGuestBackend, IHardwareTimedBackend
                 exit.Size = (byte)e.Size;
                 exit.Data = e.Data;
                 exit.Flags = ExitFlags.HardwareCompletes | (e.IsWrite ? ExitFlags.Write : 0) | (e.Count > 1 ? ExitFlags.String | ExitFlags.Rep : 0);
-                if (e.IsWrite && e.Count == 1) LocateOut(v, e);
+                if (e.Count == 1) LocateAndCheck(v, e);
                 if (e.Count > 1) Note($"vcpu {v}: a {e.Count}-element string I/O exit; the kernel completes one element (not used by the Copra guests)");
                 break;
             case KvmExitReason.Hlt:
@@ -269,107 +272,75 @@ public sealed unsafe class KvmBackend : IGuestBackend, IHardwareTimedBackend
     // ---- where a write exit's instruction is ---------------------------------------------------
 
     /// <summary>
-    /// For an MMIO write exit: find the instruction KVM just emulated and show the kernel the registers as
-    /// they were before it (see the class comment). Candidates: a REP string at RIP that is still running,
-    /// then instructions ending at RIP (shortest first), then any write at RIP.
+    /// For an MMIO write or OUT exit: find, independently of the kernel's decoder (<see cref="WriteExitCheck.Locate"/>,
+    /// Iced on the guest's bytes), the instruction KVM just ran, and show the kernel the registers as they were before
+    /// it (see the class comment). Then the hardware check: the kernel's decoder must describe the same instruction
+    /// and access (<see cref="WriteExitCheck.Check"/>); a disagreement is counted in <see cref="IndependentMismatches"/>.
+    /// Reads and IN are checked the same way at RIP, where KVM reports them.
     /// </summary>
-    void LocateWrite(int v, in KvmExit e)
+    void LocateAndCheck(int v, in KvmExit e)
     {
+        var view = new GuestView(this, v);
         ulong rip = _s.Rip(v);
         var gpr = _s.Gprs(v);
-        ulong rsi = gpr[6], rdi = gpr[7], rcx = gpr[1];
-        var mode = PagingMode.From(PeekU(v, StateField.Cr0), PeekU(v, StateField.Cr4), PeekU(v, StateField.Efer));
-        ulong cr3 = PeekU(v, StateField.Cr3);
-        Span<byte> bytes = stackalloc byte[15];
-
-        if (Candidate(v, mode, cr3, rip, 0, e, bytes, rsi, rdi, rcx, stringOnly: true)) return;
-        for (int len = 1; len <= 15; len++)
-            if (rip >= (ulong)len && Candidate(v, mode, cr3, rip - (ulong)len, len, e, bytes, rsi, rdi, rcx, stringOnly: false)) return;
-        if (Candidate(v, mode, cr3, rip, 0, e, bytes, rsi, rdi, rcx, stringOnly: false)) return;
-        LocateFailures++;
-        Note($"vcpu {v}: no instruction at or before rip 0x{rip:x} matches the MMIO write to 0x{e.Gpa:x} ({e.Size} bytes)");
-    }
-
-    /// <summary>
-    /// For an OUT exit: this host's KVM skips the OUT before exiting to user space (older kernels did so for
-    /// every port; newer ones only for port 0x7E), so RIP may already be past it. Keep RIP if an OUT to the
-    /// reported port with the reported size and data is there; else find the OUT that ends at RIP.
-    /// </summary>
-    void LocateOut(int v, in KvmExit e)
-    {
-        ulong rip = _s.Rip(v);
-        var mode = PagingMode.From(PeekU(v, StateField.Cr0), PeekU(v, StateField.Cr4), PeekU(v, StateField.Efer));
-        ulong cr3 = PeekU(v, StateField.Cr3);
-        Span<byte> bytes = stackalloc byte[15];
-        if (IsOut(v, mode, cr3, rip, 0, e, bytes)) return;
-        for (int len = 1; len <= 15; len++)
+        Span<ulong> before = stackalloc ulong[16];
+        gpr.CopyTo(before);
+        LocatedInstruction? located = null;
+        if (e.IsWrite)
         {
-            if (rip < (ulong)len || !IsOut(v, mode, cr3, rip - (ulong)len, len, e, bytes)) continue;
-            _realRip[v] = rip; _realRsi[v] = _s.Gpr(v, 6); _realRdi[v] = _s.Gpr(v, 7); _realRcx[v] = _s.Gpr(v, 1);
-            _s.Rip(v) = rip - (ulong)len;
-            _shownRip[v] = _s.Rip(v); _shownRsi[v] = _realRsi[v]; _shownRdi[v] = _realRdi[v]; _shownRcx[v] = _realRcx[v];
-            _rewound[v] = true;
-            OutsRewound++;
-            return;
+            located = WriteExitCheck.Locate(view, rip, gpr, _s.Rflags(v), e);
+            if (located is { } l)
+            {
+                WriteExitCheck.Rewind(l, before);
+                if (l.Start != rip || !before.SequenceEqual(gpr))
+                {
+                    Rewind(v, l, before);
+                    if (e.Reason == KvmExitReason.Io) OutsRewound++;
+                }
+            }
+            else
+            {
+                LocateFailures++;
+                Note($"vcpu {v}: no instruction at or before rip 0x{rip:x} matches the {e}");
+            }
         }
-        LocateFailures++;
-        Note($"vcpu {v}: no OUT at or before rip 0x{rip:x} matches port 0x{e.Port:x} ({e.Size} bytes)");
+        if (located is null && e.IsWrite) return;   // counted above; nothing for the decoder to be checked against
+        if (WriteExitCheck.Check(Decode, view, rip, before, e, located) is { } why)
+        {
+            IndependentMismatches++;
+            Note($"vcpu {v}: the kernel's decoder disagrees with the hardware on {e}: {why}");
+        }
     }
 
-    bool IsOut(int v, in PagingMode mode, ulong cr3, ulong start, int len, in KvmExit e, Span<byte> bytes)
+    static bool Decode(ReadOnlySpan<byte> bytes, out DecodedAccess d) => X86Decoder.TryDecode(bytes, CpuMode.Bits64, out d);
+
+    void Rewind(int v, in LocatedInstruction l, ReadOnlySpan<ulong> before)
     {
-        int got = Fetch(mode, cr3, start, len == 0 ? 15 : len, bytes);
-        if (got == 0 || !X86Decoder.TryDecode(bytes[..got], CpuMode.Bits64, out var d)) return false;
-        if ((len != 0 && d.Length != len) || d.Kind != AccessKind.Out || d.Size != e.Size) return false;
-        var regs = _s.Gprs(v);
-        if ((d.PortIsDx ? (ushort)regs[2] : d.Port) != e.Port) return false;
-        return (WriteBack.StoreValue(d, regs) & Ones(d.Size)) == (e.Data & Ones(d.Size));
+        var gpr = _s.Gprs(v);
+        _realRip[v] = _s.Rip(v); _realRsi[v] = gpr[6]; _realRdi[v] = gpr[7]; _realRcx[v] = gpr[1];
+        _s.Rip(v) = l.Start; gpr[6] = before[6]; gpr[7] = before[7]; gpr[1] = before[1];
+        _shownRip[v] = l.Start; _shownRsi[v] = before[6]; _shownRdi[v] = before[7]; _shownRcx[v] = before[1];
+        _rewound[v] = true;
+    }
+
+    /// <summary>The guest through its page tables, as the hardware check reads it.</summary>
+    readonly struct GuestView(KvmBackend b, int v) : IGuestView
+    {
+        public int Fetch(ulong linear, Span<byte> dest)
+        {
+            var mode = PagingMode.From(b.PeekU(v, StateField.Cr0), b.PeekU(v, StateField.Cr4), b.PeekU(v, StateField.Efer));
+            return b.Fetch(mode, b.PeekU(v, StateField.Cr3), linear, dest.Length, dest);
+        }
+
+        public bool Translate(ulong linear, bool write, out ulong gpa)
+        {
+            var mode = PagingMode.From(b.PeekU(v, StateField.Cr0), b.PeekU(v, StateField.Cr4), b.PeekU(v, StateField.Efer));
+            return PageWalker.Translate(b._k.Memory, mode, b.PeekU(v, StateField.Cr3), linear, write ? AccessType.Write : AccessType.Read, out gpa).IsOk;
+        }
     }
 
     ulong PeekU(int v, ulong field) => _s.TryPeek(v, field, out ulong x) ? x : 0;
 
-    bool Candidate(int v, in PagingMode mode, ulong cr3, ulong start, int len, in KvmExit e, Span<byte> bytes, ulong rsi, ulong rdi, ulong rcx, bool stringOnly)
-    {
-        int got = Fetch(mode, cr3, start, len == 0 ? 15 : len, bytes);
-        if (got == 0) return false;
-        if (!X86Decoder.TryDecode(bytes[..got], CpuMode.Bits64, out var d)) return false;
-        if (len != 0 && d.Length != len) return false;
-        if (d.Size != e.Size) return false;
-        bool isString = d.Kind is AccessKind.Movs or AccessKind.Stos;
-        if (stringOnly && !(isString && d.Rep && Mask(rcx, d.AddressSize) != 0)) return false;
-        if (!isString && d.Kind is not (AccessKind.Write or AccessKind.WriteImm or AccessKind.Alu or AccessKind.Xchg)) return false;
-
-        ulong sRsi = rsi, sRdi = rdi, sRcx = rcx, sRip = start;
-        Span<ulong> regs = stackalloc ulong[16];
-        _s.Gprs(v).CopyTo(regs);
-        ulong linear;
-        if (isString)
-        {
-            long step = (_s.Rflags(v) & Core.Kernel.RflagsDf) != 0 ? -(long)d.Size : d.Size;
-            sRdi = rdi - (ulong)step;
-            if (d.Kind == AccessKind.Movs) sRsi = rsi - (ulong)step;
-            if (d.Rep) sRcx = rcx + 1;
-            linear = Mask(sRdi, d.AddressSize);
-        }
-        else
-        {
-            linear = EffectiveAddress.Compute(d, regs, start + d.Length, 0);
-            // Data check where the kernel's own rule gives the value without the read side.
-            if (d.Kind is AccessKind.Write or AccessKind.WriteImm && (WriteBack.StoreValue(d, regs) & Ones(d.Size)) != (e.Data & Ones(d.Size))) return false;
-        }
-        if (!PageWalker.Translate(_k.Memory, mode, cr3, linear, AccessType.Write, out ulong gpa).IsOk || gpa != e.Gpa) return false;
-        if (sRip == _s.Rip(v) && sRsi == rsi && sRdi == rdi && sRcx == rcx) return true;   // nothing to rewind
-
-        var gpr = _s.Gprs(v);
-        _realRip[v] = _s.Rip(v); _realRsi[v] = rsi; _realRdi[v] = rdi; _realRcx[v] = rcx;
-        _s.Rip(v) = sRip; gpr[6] = sRsi; gpr[7] = sRdi; gpr[1] = sRcx;
-        _shownRip[v] = sRip; _shownRsi[v] = sRsi; _shownRdi[v] = sRdi; _shownRcx[v] = sRcx;
-        _rewound[v] = true;
-        return true;
-    }
-
-    static ulong Mask(ulong x, byte size) => size switch { 2 => x & 0xFFFF, 4 => x & 0xFFFF_FFFF, _ => x };
-    static ulong Ones(uint size) => size >= 8 ? ulong.MaxValue : (1UL << (int)(size * 8)) - 1;
 
     int Fetch(in PagingMode mode, ulong cr3, ulong linear, int count, Span<byte> bytes)
     {

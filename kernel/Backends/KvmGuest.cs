@@ -207,16 +207,28 @@ public sealed class KvmGuestBuilder
     void Loop(Assembler a, WorkloadSpec w, ulong dev)
     {
         if (w.Mix.Count == 0) return;
-        ulong win = dev + TestDeviceRegs.Window;
+        EmitAccessLoop(a, w.Mix, w.Iterations, w.Pattern == "random", dev + TestDeviceRegs.Window,
+            (ushort)(_l.UartPort + 7), (ushort)(_l.UartPort + 5), KvmGuestLayout.Pattern(_l));
+    }
+
+    /// <summary>
+    /// The access loop: <paramref name="iterations"/> times, each mix entry's access at window + offset, then the
+    /// next offset. Both sides of kvmbench run exactly this code (the backend's guest and <see cref="Kvm.KvmBareLoop"/>),
+    /// so they execute the same guest instructions per access: on kvm_pvm every ring-0 instruction is emulated, so a
+    /// loop of different length would be compared, not the exit path. Uses r12-r14, rsi, rdi, eax/al, edx.
+    /// </summary>
+    public static void EmitAccessLoop(Assembler a, IReadOnlyList<string> mix, long iterations, bool random, ulong window,
+        ushort outPort, ushort inPort, ulong movsSource)
+    {
         var top = a.CreateLabel();
         var noWrap = a.CreateLabel();
         var rng = new Random(7);
-        a.mov(r12, (ulong)Math.Max(1, w.Iterations));
+        a.mov(r12, (ulong)Math.Max(1, iterations));
         a.xor(r13d, r13d);
-        a.mov(r14, win);
+        a.mov(r14, window);
         a.Label(ref top);
         a.lea(rsi, __[r14 + r13]);
-        foreach (var kind in w.Mix)
+        foreach (var kind in mix)
         {
             switch (kind)
             {
@@ -226,16 +238,16 @@ public sealed class KvmGuestBuilder
                 case "read_zx": a.movzx(eax, __byte_ptr[rsi]); break;
                 case "read_sx": a.movsx(eax, __word_ptr[rsi]); break;
                 case "alu": a.or(__dword_ptr[rsi], 1); break;
-                case "port_out": a.mov(edx, (uint)(_l.UartPort + 7)); a.mov(al, 0x55); a.@out(dx, al); break;
-                case "port_in": a.mov(edx, (uint)(_l.UartPort + 5)); a.@in(al, dx); break;
+                case "port_out": a.mov(edx, (uint)outPort); a.mov(al, 0x55); a.@out(dx, al); break;
+                case "port_in": a.mov(edx, (uint)inPort); a.@in(al, dx); break;
                 case "stos": a.mov(rdi, rsi); a.mov(eax, 0xA5A5_A5A5); a.stosd(); break;
                 case "movs":
-                    a.push(rsi); a.mov(rdi, rsi); a.mov(rsi, KvmGuestLayout.Pattern(_l)); a.movsd(); a.pop(rsi); break;
+                    a.push(rsi); a.mov(rdi, rsi); a.mov(rsi, movsSource); a.movsd(); a.pop(rsi); break;
                 default: throw new ArgumentException($"unknown mix entry '{kind}'");
             }
         }
         // Next offset: sequential steps of 4 through 0xFF0 bytes, or a pseudo-random dword (xorshift in r13).
-        if (w.Pattern == "random")
+        if (random)
         {
             a.imul(r13d, r13d, 1103515245 & 0x7FFF_FFFF);
             a.add(r13d, 12345 + rng.Next(1, 7) * 4);

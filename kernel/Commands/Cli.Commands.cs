@@ -1,26 +1,30 @@
+using System.CommandLine;
 
 namespace Copra.Kernel;
 
 public static partial class Cli
 {
-    static partial void DispatchMore(string verb, string[] rest, ref int? result)
+    /// <summary>The <c>copra</c> command tree: every command, with help on each.</summary>
+    public static RootCommand BuildRoot(Io io)
     {
-        result = verb switch
-        {
-            "run" => RunCommand.Run(rest),
-            "decode" => Decode(rest),
-            "tune" => TuneCommand.Run(rest),
-            "trace" => TraceCommand.Run(rest),
-            "kvmbench" => KvmBenchCommand.Run(rest),
-            "exitbench" => ExitBenchCommand.Run(rest),
-            _ => null,
-        };
+        var root = new RootCommand(
+            "copra: an executable model of the COCONUT-SVSM kernel's user-mode syscall ABI. Runs scenarios, decodes instructions, " +
+            "tunes batching, narrates exits and times the exit path.\n" + ExitCodes.Help);
+        root.Subcommands.Add(RunCommand.Build(io));
+        root.Subcommands.Add(DecodeCommandCli(io));
+        root.Subcommands.Add(TuneCommand.Build(io));
+        root.Subcommands.Add(TraceCommand.Build(io));
+        root.Subcommands.Add(ExitBenchCommand.Build(io));
+        root.Subcommands.Add(KvmBenchCommand.Build(io));
+        return root;
     }
 
-    static int Decode(string[] rest)
+    static Command DecodeCommandCli(Io io)
     {
-        var a = new CliArgs(rest);
-        a.RejectUnknown("mode");
-        return DecodeCommand.Run(Console.In, Console.Out, DecodeCommand.ParseMode(a.Get("mode")));
+        var cmd = new Command("decode", "Hex instruction bytes on stdin (one instruction a line), one decoded access per line as JSON on stdout.");
+        var mode = Choice("--mode", "CPU mode the bytes are decoded in", "64", "16", "32", "64");
+        cmd.Options.Add(mode);
+        cmd.SetAction(pr => DecodeCommand.Run(Console.In, io.Out, DecodeCommand.ParseMode(pr.GetValue(mode))));
+        return cmd;
     }
 }

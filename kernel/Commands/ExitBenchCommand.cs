@@ -1,29 +1,86 @@
+using System.CommandLine;
 using Copra.Hot.Timing;
 using Copra.Kernel.Exit;
 using Copra.Kernel.Run;
+using Spectre.Console;
 
 namespace Copra.Kernel;
 
 /// <summary>
-/// <c>copra exitbench [--exits N] [--warm-ms M]</c>: the exit-path suite's four rigs (MMIO read, MMIO
+/// <c>copra exitbench [--exits N] [--warm-ms M] [--json FILE|-]</c>: the exit-path suite's four rigs (MMIO read, MMIO
 /// write, port, forwarded) timed inside the <c>copra</c> binary itself, so the same code can be
 /// measured as shipped (NativeAOT) and under the JIT. Per exit: the whole cycle (TSC around one
 /// driver step sequence) and the kernel-only segments (ExitStats). Measured only; nothing modelled.
+/// The command is a thin wrapper: <see cref="Measure"/> times, the rest prints.
 /// </summary>
 public static class ExitBenchCommand
 {
-    public static int Run(string[] args)
+    /// <summary>One rig's medians: nanoseconds always; cycles only of an invariant hardware TSC (NaN otherwise).</summary>
+    public sealed record Row(string Rig, double WholeNs, double KernelNs, double WholeCycles, double KernelCycles);
+
+    public static Command Build(Cli.Io io)
     {
-        var a = new CliArgs(args);
-        a.RejectUnknown("exits", "warm-ms");
-        int exits = (int)a.GetLong("exits", 20_000);
-        int warmMs = (int)a.GetLong("warm-ms", 1500);
-        if (exits < 1 || warmMs < 0) throw new CliException("--exits must be positive, --warm-ms not negative");
+        var cmd = new Command("exitbench", "Time the exit-path rigs (MMIO read, MMIO write, port, forwarded) inside copra itself: whole cycle and kernel-only medians. Measured only.");
+        var exits = Cli.Int("--exits", "Timed exits per rig", 1, 10_000_000, 20_000);
+        var warm = Cli.Int("--warm-ms", "Warm-up per rig, in milliseconds", 0, 600_000, 1500);
+        var json = Cli.Output("--json", "Write the results as JSON (docs/json.md) to FILE, or stdout with '-'");
+        foreach (var o in new Option[] { exits, warm, json }) cmd.Options.Add(o);
+        cmd.SetAction(pr => Execute(io, (int)pr.GetValue(exits), (int)pr.GetValue(warm), pr.GetValue(json)));
+        return cmd;
+    }
+
+    static int Execute(Cli.Io io, int exits, int warmMs, string? json)
+    {
         Prejit.ExitPath();
         bool aot = !System.Runtime.CompilerServices.RuntimeFeature.IsDynamicCodeSupported;
-        Console.WriteLine($"copra exitbench: {(aot ? "NativeAOT" : "JIT")}, TSC {Tsc.Hz / 1e9:F3} GHz{(Tsc.IsHardware ? "" : " (Stopwatch)")}, {exits:N0} exits per rig after {warmMs} ms of warm-up");
-        Console.WriteLine("| exit | whole cycle median (ns) | whole cycle median (cycles) | kernel-only median (cycles) |");
-        Console.WriteLine("|---|---:|---:|---:|");
+        bool human = json != "-";
+        Report.Human.Init();
+        if (human) AnsiConsole.MarkupLine(Markup.Escape($"copra exitbench: {(aot ? "NativeAOT" : "JIT")}, {Tsc.Describe()}, {exits:N0} exits per rig after {warmMs} ms of warm-up (measured)"));
+        var rows = Measure(exits, warmMs);
+        if (human)
+        {
+            var t = new Table();
+            t.AddColumn("exit");
+            var heads = Tsc.CountsCycles
+                ? new[] { "whole cycle median (ns)", "whole cycle median (cycles)", "kernel-only median (cycles)" }
+                : new[] { "whole cycle median (ns)", "kernel-only median (ns)" };
+            foreach (var h in heads) t.AddColumn(new TableColumn(h).RightAligned());
+            foreach (var r in rows)
+                if (Tsc.CountsCycles) t.AddRow(r.Rig, r.WholeNs.ToString("N0"), r.WholeCycles.ToString("N0"), r.KernelCycles.ToString("N0"));
+                else t.AddRow(r.Rig, r.WholeNs.ToString("N0"), r.KernelNs.ToString("N0"));
+            AnsiConsole.Write(t);
+        }
+        if (json is not null)
+            Cli.WriteOutput(io, json, Report.JsonOut.Document("exitbench", w =>
+            {
+                w.WriteStartObject("parameters");
+                w.WriteNumber("exits_per_rig_count", exits);
+                w.WriteNumber("warm_up_ms", warmMs);
+                w.WriteEndObject();
+                w.WriteString("cycles_are", Tsc.CountsCycles ? "invariant TSC cycles at the measured rate (measured)" : "absent: no invariant hardware TSC, figures in ns only (measured)");
+                w.WriteStartArray("rigs");
+                foreach (var r in rows)
+                {
+                    w.WriteStartObject();
+                    w.WriteString("rig", Report.ExitReport.Snake(r.Rig));
+                    w.WriteNumber("whole_cycle_median_ns", Math.Round(r.WholeNs, 1));
+                    w.WriteNumber("kernel_only_median_ns", Math.Round(r.KernelNs, 1));
+                    if (Tsc.CountsCycles)
+                    {
+                        w.WriteNumber("whole_cycle_median_cycles", Math.Round(r.WholeCycles, 1));
+                        w.WriteNumber("kernel_only_median_cycles", Math.Round(r.KernelCycles, 1));
+                    }
+                    w.WriteEndObject();
+                }
+                w.WriteEndArray();
+            }));
+        return ExitCodes.Ok;
+    }
+
+    /// <summary>Times every rig: <paramref name="exits"/> exits each after <paramref name="warmMs"/> of warm-up.</summary>
+    public static IReadOnlyList<Row> Measure(int exits, int warmMs)
+    {
+        var rows = new List<Row>();
         var whole = new long[exits];
         foreach (var flavor in Enum.GetValues<ExitFlavor>())
         {
@@ -45,10 +102,11 @@ public static class ExitBenchCommand
                 ExitFlavor.PortOut => ExitKind.PortOut, _ => ExitKind.Forwarded,
             };
             double wholeTicks = ExitStats.Median(whole);
-            double cycles = Tsc.IsHardware ? wholeTicks : wholeTicks * 2.6e9 / Tsc.Hz;
-            double kernelCycles = Tsc.IsHardware ? stats.MeasuredMedian(kind) : stats.MeasuredMedian(kind) * 2.6e9 / Tsc.Hz;
-            Console.WriteLine($"| {flavor} | {Tsc.ToNanoseconds(wholeTicks):N0} | {cycles:N0} | {kernelCycles:N0} |");
+            double kernelTicks = stats.MeasuredMedian(kind);
+            // Cycles only of an invariant hardware TSC (its rate measured at start-up); never nanoseconds relabelled.
+            rows.Add(new Row(flavor.ToString(), Tsc.ToNanoseconds(wholeTicks), Tsc.ToNanoseconds(kernelTicks),
+                Tsc.CountsCycles ? wholeTicks : double.NaN, Tsc.CountsCycles ? kernelTicks : double.NaN));
         }
-        return 0;
+        return rows;
     }
 }

@@ -1,4 +1,4 @@
-using System.Text;
+using System.CommandLine;
 using System.Text.Json;
 using Copra.Kernel.Run;
 using Copra.User.Programs;
@@ -28,26 +28,35 @@ public sealed record TunePoint(int Batch, long TdcallCycles, int Fields, long Ex
 /// </summary>
 public static class TuneCommand
 {
-    public static readonly string[] Options = ["batch", "tdcall", "fields", "exits", "syscall", "exit", "json", "plot", "plot-fields", "quiet"];
-
-    public static int Run(string[] args)
+    public static Command Build(Cli.Io io)
     {
-        var a = new CliArgs(args, "quiet");
-        a.RejectUnknown(Options);
-        var batches = ParseList("batch", a.Get("batch", "1,2,4,8,16,32,64"));
-        var tdcalls = ParseList("tdcall", a.Get("tdcall", "400,800,1500,3000"));
-        var fields = ParseList("fields", a.Get("fields", "1..16"));
-        long exits = a.GetLong("exits", 200);
-        long syscall = a.GetLong("syscall", Machine.CostModel.Tdx.SyscallCycles);
-        long? exitFixed = a.Has("exit") ? a.GetLong("exit", 0) : null;
-        if (batches.Any(b => b < 1 || b > Core.Kernel.MaxBatch)) throw new CliException($"--batch sizes must be 1..{Core.Kernel.MaxBatch}");
-        if (tdcalls.Any(c => c < 0)) throw new CliException("--tdcall costs must not be negative");
-        if (fields.Any(f => f < 1 || f > StateWork.Fields.Length)) throw new CliException($"--fields must be 1..{StateWork.Fields.Length}");
-        if (exits < 2 || exits > 1_000_000) throw new CliException("--exits must be 2..1000000");
-        if (syscall < 0 || exitFixed < 0) throw new CliException("costs must not be negative");
-        long plotFields = a.GetLong("plot-fields", fields.Max());
-        if (!fields.Contains(plotFields)) throw new CliException("--plot-fields must be one of --fields");
-        bool quiet = a.Has("quiet");
+        var cmd = new Command("tune", "Sweep BATCH size, TDCALL cost and state fields per exit on TDX: counts measured by running the kernel, cycles modelled (docs/tuning.md).");
+        var batch = Cli.List("--batch", "BATCH sizes (calls per kernel entry)", 1, Core.Kernel.MaxBatch, "1,2,4,8,16,32,64");
+        var tdcall = Cli.List("--tdcall", "TDCALL costs in cycles", 0, 1_000_000, "400,800,1500,3000");
+        var fields = Cli.List("--fields", "State fields the VMM touches per exit", 1, StateWork.Fields.Length, $"1..{StateWork.Fields.Length}");
+        var exits = Cli.Int("--exits", "Exits per kernel run (one run per batch and fields)", 2, 1_000_000, 200);
+        var syscall = Cli.Int("--syscall", "Cycles of one user/kernel transition", 0, 1_000_000, Machine.CostModel.Tdx.SyscallCycles);
+        var exit = Cli.Int("--exit", "Cycles of one exit and re-entry (default: 2 x the TDCALL cost)", 0, 1_000_000_000);
+        var json = Cli.Output("--json", "Write the sweep as JSON (docs/json.md) to FILE, or stdout with '-'");
+        var plot = Cli.Output("--plot", "Plot cycles per exit against BATCH size, one curve per TDCALL cost, best batch marked: SVG if FILE ends in .svg, PNG otherwise", allowStdout: false);
+        var plotFields = Cli.Int("--plot-fields", "Which --fields value the plot shows (default: the largest)", 1, StateWork.Fields.Length);
+        var quiet = Cli.Flag("--quiet", "Print no tables and no progress");
+        foreach (var o in new Option[] { batch, tdcall, fields, exits, syscall, exit, json, plot, plotFields, quiet }) cmd.Options.Add(o);
+        cmd.SetAction(pr => Execute(io,
+            Cli.ParseList("batch", pr.GetValue(batch)!, 1, Core.Kernel.MaxBatch), Cli.ParseList("tdcall", pr.GetValue(tdcall)!, 0, 1_000_000),
+            Cli.ParseList("fields", pr.GetValue(fields)!, 1, StateWork.Fields.Length), pr.GetValue(exits), pr.GetValue(syscall), Cli.Given(pr, exit),
+            pr.GetValue(json), pr.GetValue(plot), Cli.Given(pr, plotFields), pr.GetValue(quiet)));
+        return cmd;
+    }
+
+    public static int Execute(Cli.Io io, long[] batches, long[] tdcalls, long[] fields, long exits, long syscall, long? exitFixed,
+        string? json, string? plot, long? plotFieldsGiven, bool quiet)
+    {
+        long plotFields = plotFieldsGiven ?? fields.Max();
+        if (!fields.Contains(plotFields)) throw new CliException($"--plot-fields: {plotFields} is not one of --fields");
+        if (plot is not null && Report.Plots.Unavailable() is { } noPlot) throw new CliException($"--plot: {noPlot}");
+        Report.Human.Init();
+        bool human = !quiet && json != "-";
 
         // One run of the kernel per (batch, fields): the TDCALLs and transitions it counts do not depend on what
         // a TDCALL costs (the model prices them; a test pins this), so each TDCALL cost prices the same counts.
@@ -55,34 +64,34 @@ public static class TuneCommand
         var measured = new TunePoint[grid.Length];
         var failures = new System.Collections.Concurrent.ConcurrentBag<string>();
         int done = 0;
-        void RunAll(Action? tick) =>
+        Report.Human.WithProgress(!quiet, io.Err, "copra tune", $"{grid.Length} kernel runs", grid.Length, tick =>
+        {
             Parallel.For(0, grid.Length, new ParallelOptions { MaxDegreeOfParallelism = Environment.ProcessorCount }, i =>
             {
                 var (b, f) = grid[i];
                 try { measured[i] = Measure(b, tdcalls[0], f, exits, syscall, exitFixed ?? 2 * tdcalls[0]); }
                 catch (Exception e) { failures.Add($"batch {b}, fields {f}: {e.Message}"); }
-                Interlocked.Increment(ref done);
-                tick?.Invoke();
+                int now = Interlocked.Increment(ref done);
+                lock (grid) tick(now);
             });
-        if (quiet || Console.IsOutputRedirected) RunAll(null);
-        else
-            AnsiConsole.Progress().AutoClear(true).Start(ctx =>
-            {
-                var task = ctx.AddTask($"{grid.Length} kernel runs", maxValue: grid.Length);
-                RunAll(() => task.Value = Volatile.Read(ref done));
-            });
+            return 0;
+        });
         if (!failures.IsEmpty)
         {
-            foreach (var f in failures) Console.Error.WriteLine($"copra tune: {f}");
-            return 1;
+            foreach (var f in failures) io.Err.WriteLine($"copra tune: {f}");
+            return ExitCodes.NotClean;
         }
 
         var points = (from m in measured from c in tdcalls
                       select m with { TdcallCycles = c, ExitCycles = exitFixed ?? 2 * c }).ToArray();
-        if (!quiet) Print(points, tdcalls, fields, syscall, exitFixed);
-        if (a.Get("json") is { } json) File.WriteAllText(json, Json(points));
-        if (a.Get("plot") is { } plot) Plot(plot, points, (int)plotFields);
-        return 0;
+        if (human) Print(points, tdcalls, fields, syscall, exitFixed);
+        if (json is not null) Cli.WriteOutput(io, json, Json(points, exits, syscall, exitFixed));
+        if (plot is not null)
+        {
+            try { Plot(plot, points, (int)plotFields); }
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException) { throw new OutputException($"could not write '{plot}': {e.Message}"); }
+        }
+        return ExitCodes.Ok;
     }
 
     /// <summary>Runs one point through the real kernel and returns its counts.</summary>
@@ -116,21 +125,8 @@ public static class TuneCommand
         return new TunePoint(batch, tdcall, fields, (long)n, rd + wr, rd, wr, (last.Transitions - first.Transitions) / n, exitCycles, syscall);
     }
 
-    /// <summary>"1,2,4" or "1..16" or a mix ("1..4,8,16").</summary>
-    public static long[] ParseList(string name, string text)
-    {
-        var list = new List<long>();
-        foreach (var part in text.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
-        {
-            int dots = part.IndexOf("..", StringComparison.Ordinal);
-            if (dots < 0) { list.Add(CliArgs.ParseNumber(name, part)); continue; }
-            long lo = CliArgs.ParseNumber(name, part[..dots]), hi = CliArgs.ParseNumber(name, part[(dots + 2)..]);
-            if (hi < lo || hi - lo > 10_000) throw new CliException($"--{name}: bad range '{part}'");
-            for (long x = lo; x <= hi; x++) list.Add(x);
-        }
-        if (list.Count == 0) throw new CliException($"--{name} is empty");
-        return list.Distinct().Order().ToArray();
-    }
+    /// <summary>"1,2,4" or "1..16" or a mix ("1..4,8,16"), any values.</summary>
+    public static long[] ParseList(string name, string text) => Cli.ParseList(name, text, long.MinValue, long.MaxValue);
 
     /// <summary>The smallest batch within 1% of the lowest cycles per exit for (tdcall, fields).</summary>
     public static TunePoint Best(IEnumerable<TunePoint> curve)
@@ -142,7 +138,6 @@ public static class TuneCommand
 
     static void Print(TunePoint[] points, long[] tdcalls, long[] fields, long syscall, long? exitFixed)
     {
-        if (Console.IsOutputRedirected) AnsiConsole.Console.Profile.Width = Math.Max(AnsiConsole.Console.Profile.Width, 132);
         AnsiConsole.MarkupLine($"[bold]copra tune[/]: TDX, counts measured by running the kernel ({points[0].Exits:N0} exits per point), cycles modelled:");
         AnsiConsole.MarkupLine($"  cycles_per_exit = exit + tdcalls_per_exit x tdcall + transitions_per_exit x syscall;  exit = {(exitFixed is { } e ? e.ToString("N0") : "2 x tdcall")}, syscall = {syscall:N0}");
 
@@ -176,55 +171,89 @@ public static class TuneCommand
         AnsiConsole.Write(all);
     }
 
-    public static string Json(IEnumerable<TunePoint> points)
+    /// <summary>The sweep as JSON (docs/json.md, "copra tune"): constants once under parameters, one record per point, the best batch per curve.</summary>
+    public static string Json(IReadOnlyList<TunePoint> points, long exits, long syscall, long? exitFixed) => Report.JsonOut.Document("tune", w =>
     {
-        using var ms = new MemoryStream();
-        using (var w = new Utf8JsonWriter(ms, new JsonWriterOptions { Indented = true }))
+        w.WriteStartObject("parameters");
+        w.WriteString("platform", "tdx");
+        w.WriteNumber("exits_per_point_count", exits);
+        w.WriteNumber("syscall_cycles", syscall);
+        if (exitFixed is { } e) w.WriteNumber("exit_cycles", e); else w.WriteNull("exit_cycles");
+        w.WriteString("exit_cycles_rule", exitFixed is null ? "2 x tdcall_cycles" : "fixed by --exit");
+        w.WriteString("formula", "modelled_cycles_per_exit = exit_cycles + tdcalls_per_exit_count x tdcall_cycles + transitions_per_exit_count x syscall_cycles");
+        w.WriteString("counts_are", "measured by running the kernel: means per exit between the first and the last exit");
+        w.WriteString("cycles_are", "modelled from the counts");
+        w.WriteEndObject();
+        w.WriteStartArray("points");
+        foreach (var p in points)
         {
-            w.WriteStartArray();
-            foreach (var p in points)
-            {
-                w.WriteStartObject();
-                w.WriteNumber("batch", p.Batch);
-                w.WriteNumber("tdcall_cycles", p.TdcallCycles);
-                w.WriteNumber("fields", p.Fields);
-                w.WriteNumber("cycles_per_exit", Math.Round(p.CyclesPerExit, 2));
-                w.WriteNumber("tdcalls_per_exit", Math.Round(p.TdcallsPerExit, 4));
-                w.WriteNumber("transitions_per_exit", Math.Round(p.TransitionsPerExit, 4));
-                w.WriteNumber("tdreads_per_exit", Math.Round(p.TdReadsPerExit, 4));
-                w.WriteNumber("tdwrites_per_exit", Math.Round(p.TdWritesPerExit, 4));
-                w.WriteNumber("exit_cycles", p.ExitCycles);
-                w.WriteNumber("syscall_cycles", p.SyscallCycles);
-                w.WriteNumber("exits", p.Exits);
-                w.WriteEndObject();
-            }
-            w.WriteEndArray();
+            w.WriteStartObject();
+            w.WriteNumber("batch_size_count", p.Batch);
+            w.WriteNumber("tdcall_cycles", p.TdcallCycles);
+            w.WriteNumber("state_fields_count", p.Fields);
+            w.WriteNumber("exit_cycles", p.ExitCycles);
+            w.WriteNumber("measured_exits_count", p.Exits);
+            w.WriteNumber("tdcalls_per_exit_count", Math.Round(p.TdcallsPerExit, 4));
+            w.WriteNumber("tdreads_per_exit_count", Math.Round(p.TdReadsPerExit, 4));
+            w.WriteNumber("tdwrites_per_exit_count", Math.Round(p.TdWritesPerExit, 4));
+            w.WriteNumber("transitions_per_exit_count", Math.Round(p.TransitionsPerExit, 4));
+            w.WriteNumber("modelled_cycles_per_exit", Math.Round(p.CyclesPerExit, 2));
+            w.WriteEndObject();
         }
-        return Encoding.UTF8.GetString(ms.ToArray());
-    }
+        w.WriteEndArray();
+        w.WriteStartArray("best");
+        foreach (var g in points.GroupBy(p => (p.TdcallCycles, p.Fields)).OrderBy(g => g.Key.Fields).ThenBy(g => g.Key.TdcallCycles))
+        {
+            var b = Best(g);
+            w.WriteStartObject();
+            w.WriteNumber("tdcall_cycles", g.Key.TdcallCycles);
+            w.WriteNumber("state_fields_count", g.Key.Fields);
+            w.WriteNumber("best_batch_size_count", b.Batch);
+            w.WriteNumber("modelled_cycles_per_exit", Math.Round(b.CyclesPerExit, 2));
+            w.WriteEndObject();
+        }
+        w.WriteEndArray();
+    });
 
-    /// <summary>Cycles per exit against batch size (log2 axis), one curve per TDCALL cost, at <paramref name="fields"/> fields.</summary>
+    static readonly ScottPlot.MarkerShape[] Shapes =
+        [ScottPlot.MarkerShape.FilledCircle, ScottPlot.MarkerShape.FilledSquare, ScottPlot.MarkerShape.FilledTriangleUp, ScottPlot.MarkerShape.FilledDiamond,
+         ScottPlot.MarkerShape.OpenCircle, ScottPlot.MarkerShape.OpenSquare, ScottPlot.MarkerShape.OpenDiamond];
+
+    /// <summary>Cycles per exit against batch size (log2 axis), one curve (own marker) per TDCALL cost at <paramref name="fields"/> fields; the best batch of each curve circled.</summary>
     public static void Plot(string path, IEnumerable<TunePoint> points, int fields)
     {
         var plt = new ScottPlot.Plot();
+        Report.Plots.Style(plt);
         var sel = points.Where(p => p.Fields == fields).ToList();
         var batches = sel.Select(p => p.Batch).Distinct().Order().ToArray();
+        int i = 0;
         foreach (var g in sel.GroupBy(p => p.TdcallCycles).OrderByDescending(g => g.Key))
         {
             var curve = g.OrderBy(p => p.Batch).ToArray();
             var s = plt.Add.Scatter(curve.Select(p => Math.Log2(p.Batch)).ToArray(), curve.Select(p => p.CyclesPerExit).ToArray());
             s.LegendText = $"TDCALL = {g.Key:N0} cycles";
             s.LineWidth = 2;
-            s.MarkerSize = 8;
+            s.MarkerSize = 10;
+            s.MarkerShape = Shapes[i++ % Shapes.Length];
+            var best = Best(curve);
+            var ring = plt.Add.Marker(Math.Log2(best.Batch), best.CyclesPerExit, ScottPlot.MarkerShape.OpenCircle, 26, s.Color);
+            ring.MarkerLineWidth = 2.5f;
+            var label = plt.Add.Text($"best: {best.Batch}", Math.Log2(best.Batch), best.CyclesPerExit);
+            label.LabelFontSize = 13;
+            label.LabelFontColor = s.Color;
+            label.LabelAlignment = ScottPlot.Alignment.LowerLeft;
+            label.OffsetX = 10;
+            label.OffsetY = -10;
         }
         var ticks = new ScottPlot.TickGenerators.NumericManual();
         foreach (var b in batches) ticks.AddMajor(Math.Log2(b), b.ToString());
         plt.Axes.Bottom.TickGenerator = ticks;
-        plt.Title($"copra tune (TDX): cycles per exit vs BATCH size, VMM touching {fields} state field{(fields == 1 ? "" : "s")} per exit");
+        plt.Title($"copra tune (TDX): modelled cycles per exit vs BATCH size\n{fields} state field{(fields == 1 ? "" : "s")} per exit; circled: best batch (smallest within 1% of the minimum)");
         plt.XLabel("BATCH size (calls per kernel entry, log scale)");
         plt.YLabel("modelled cycles per exit");
-        plt.Axes.SetLimitsY(0, sel.Max(p => p.CyclesPerExit) * 1.3);   // head room for the legend
+        double lo = Math.Log2(batches.Min()), hi = Math.Log2(batches.Max());
+        plt.Axes.SetLimits(lo - 0.3, hi + 0.3, 0, sel.Max(p => p.CyclesPerExit) * 1.3);   // head room for the legend
         plt.ShowLegend(ScottPlot.Alignment.UpperRight);
-        plt.SavePng(path, 1000, 620);
+        Report.Plots.Save(plt, path, 1100, 680);
     }
 }

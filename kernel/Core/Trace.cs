@@ -8,6 +8,8 @@ public enum TraceKind : byte
     ThreadSliceEnd,
     /// <summary>Inbox depth and run-queue length of a CPU (kept only for --trace; not hashed).</summary>
     QueueDepth,
+    /// <summary>A vCPU's entry begins, before the modelled exit+entry cost is charged (kept only for --trace; not hashed).</summary>
+    EntryStart,
 }
 
 /// <summary>

@@ -87,6 +87,11 @@ public sealed class ExitStats
 
     public int Samples(ExitKind kind) => _n[(int)kind];
 
+    /// <summary>The kept samples of one kind, for reports: measured TSC ticks of the kernel's code, modelled platform cycles, hardware round-trip ticks (empty without hardware).</summary>
+    public ReadOnlySpan<long> MeasuredSamples(ExitKind kind) => Measured[(int)kind].AsSpan(0, _n[(int)kind]);
+    public ReadOnlySpan<long> ModelledSamples(ExitKind kind) => Modelled[(int)kind].AsSpan(0, _n[(int)kind]);
+    public ReadOnlySpan<long> HardwareSamples(ExitKind kind) => Hardware[(int)kind] is { } h ? h.AsSpan(0, _n[(int)kind]) : default;
+
     public static double Median(ReadOnlySpan<long> samples)
     {
         if (samples.Length == 0) return 0;

@@ -118,6 +118,7 @@ public sealed partial class Kernel
         State.OnEntry(v);
         long entryTd = State.TdWrites[v] - wr0;
         Interlocked.Add(ref Stats.TdWrites, entryTd);
+        Trace.AddDisplayOnly(cpu, TraceKind.EntryStart, v);
         cpu.Clock += Cost.ExitCycles + entryTd * Cost.TdcallCycles;
         Trace.Add(cpu, TraceKind.GuestEnter, v);
 

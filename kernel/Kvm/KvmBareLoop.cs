@@ -1,8 +1,9 @@
 // The floor for the exit path: a 64-bit guest that performs N identical port-I/O or MMIO
 // accesses, driven by the thinnest possible user-space loop (KVM_RUN, complete the access,
-// KVM_RUN again) with a timestamp on each side of every KVM_RUN. No decode, no lookup, no
-// device model: what is left is KVM's own exit + user-space round trip, which the lead
-// compares against the full kernel path.
+// KVM_RUN again), timed as full cycles from one KVM_RUN start to the next with the one clock
+// (hot/Timing/Tsc). The guest runs the backend's own access loop (KvmGuestBuilder.EmitAccessLoop),
+// so the comparison in kvmbench is like for like. No decode, no lookup, no device model: what
+// is left is KVM's own exit + user-space round trip.
 //
 // Guest layout (guest-physical, inside the first 64 KiB, which must be mapped RAM):
 //   0x1000 PML4 -> 0x2000 PDPT -> 0x3000..0x6FFF four PDs: 4 GiB identity-mapped in 2 MiB pages
@@ -10,6 +11,7 @@
 //   0x8000 code
 //   0xA000 initial RSP (stack in 0x9000..0x9FFF)
 using System.Buffers.Binary;
+using Copra.Hot.Timing;
 using System.Diagnostics;
 using System.Runtime.InteropServices;
 using Iced.Intel;
@@ -32,7 +34,7 @@ public enum KvmBareAccess
 
 /// <summary>
 /// One bare-loop measurement. <see cref="Samples"/> holds one KVM_RUN round trip per access, in
-/// TSC cycles when <see cref="SamplesAreTsc"/> (see <see cref="RawTsc"/>), else Stopwatch ticks.
+/// TSC cycles when <see cref="SamplesAreTsc"/> (see <see cref="Tsc"/>), else Stopwatch ticks.
 /// </summary>
 public sealed record KvmBareLoopResult(
     KvmBareAccess Access,
@@ -108,12 +110,12 @@ public static class KvmBareLoop
     public static KvmBareLoopResult Run(KvmVcpu vcpu, int accesses, KvmBareAccess access)
     {
         ArgumentOutOfRangeException.ThrowIfLessThan(accesses, 1);
-        WriteGuest(vcpu.Vm.GuestMemory(0, MemoryBytes), access);
+        WriteGuest(vcpu.Vm.GuestMemory(0, MemoryBytes), access, accesses);
         vcpu.LoadLongMode(new LongModeState(Cr3: Pml4, GdtBase: Gdt, GdtLimit: 3 * 8 - 1));
-        vcpu.SetRegs(new KvmRegs { Rip = Code, Rsp = StackTop, Rflags = 2, Rcx = (ulong)accesses });
+        vcpu.SetRegs(new KvmRegs { Rip = Code, Rsp = StackTop, Rflags = 2 });
 
-        bool tsc = RawTsc.IsAvailable;
-        double ticksPerNs = tsc ? vcpu.GetTscKhz() / 1e6 : Stopwatch.Frequency / 1e9;
+        bool tsc = Tsc.IsHardware;
+        double ticksPerNs = Tsc.Hz / 1e9;   // the one clock's measured rate (Stopwatch's where RDTSC is unreachable)
         var expected = access is KvmBareAccess.PortIn or KvmBareAccess.PortOut ? KvmExitReason.Io : KvmExitReason.Mmio;
         bool isRead = access is KvmBareAccess.PortIn or KvmBareAccess.MmioRead;
         var samples = new ulong[accesses];
@@ -121,14 +123,18 @@ public static class KvmBareLoop
         int done = 0;
 
         long wallStart = Stopwatch.GetTimestamp();
+        ulong lastStart = 0;
         while (true)
         {
-            ulong t0 = RawTsc.Read();
+            // One sample per access: a full cycle, from this KVM_RUN's start to the next one's (completion included),
+            // as the backend's KvmBackend.Cycles measures it.
+            ulong t0 = Tsc.Read();
+            if (done > 0) samples[done - 1] = t0 - lastStart;
+            lastStart = t0;
             var exit = vcpu.Run();
-            ulong t1 = RawTsc.Read();
             if (exit.Reason == expected && done < accesses)
             {
-                samples[done++] = t1 - t0;
+                done++;
                 if (isRead)
                 {
                     if (expected == KvmExitReason.Io) vcpu.CompleteIn((ulong)done);
@@ -144,7 +150,17 @@ public static class KvmBareLoop
         return new KvmBareLoopResult(access, accesses, samples, tsc, ticksPerNs, vcpu.InterruptedRuns - interruptedBefore, wall);
     }
 
-    static void WriteGuest(Span<byte> mem, KvmBareAccess access)
+    /// <summary>The workload mix entry that performs <paramref name="access"/>.</summary>
+    public static string MixOf(KvmBareAccess access) => access switch
+    {
+        KvmBareAccess.PortOut => "port_out",
+        KvmBareAccess.PortIn => "port_in",
+        KvmBareAccess.MmioWrite => "write",
+        KvmBareAccess.MmioRead => "read",
+        _ => throw new ArgumentOutOfRangeException(nameof(access)),
+    };
+
+    static void WriteGuest(Span<byte> mem, KvmBareAccess access, int accesses)
     {
         mem.Clear();
         // Page tables: one PML4 entry -> one PDPT with four entries -> four PDs of 512 large pages.
@@ -162,22 +178,9 @@ public static class KvmBareLoop
         BinaryPrimitives.WriteUInt64LittleEndian(mem[(int)(Gdt + 8)..], LongModeState.GdtCode64);
         BinaryPrimitives.WriteUInt64LittleEndian(mem[(int)(Gdt + 16)..], LongModeState.GdtData);
 
+        // The same access loop as the backend's guest (KvmGuestBuilder.EmitAccessLoop): kvmbench compares like for like.
         var a = new Assembler(64);
-        var loop = a.CreateLabel();
-        a.mov(rdi, MmioGpa);
-        a.mov(edx, (uint)Port);
-        a.xor(eax, eax);
-        a.Label(ref loop);
-        switch (access)
-        {
-            case KvmBareAccess.PortOut: a.@out(dx, al); break;
-            case KvmBareAccess.PortIn: a.@in(al, dx); break;
-            case KvmBareAccess.MmioWrite: a.mov(__dword_ptr[rdi], eax); break;
-            case KvmBareAccess.MmioRead: a.mov(eax, __dword_ptr[rdi]); break;
-            default: throw new ArgumentOutOfRangeException(nameof(access));
-        }
-        a.dec(rcx);
-        a.jne(loop);
+        Backends.KvmGuestBuilder.EmitAccessLoop(a, [MixOf(access)], accesses, random: false, MmioGpa, Port, Port, movsSource: 0);
         a.hlt();
         using var code = new MemoryStream();
         a.Assemble(new StreamCodeWriter(code), Code);

@@ -127,7 +127,7 @@ public sealed class CopraSystem : IDisposable
     }
 
     /// <summary>Boots /init and runs the driver until the system is quiescent (or the limit).</summary>
-    public DriverResult Run(long maxSteps = 200_000_000, TimeSpan? parallelLimit = null, Action<Core.Kernel>? progress = null)
+    public DriverResult Run(long maxSteps = 200_000_000, TimeSpan? parallelLimit = null, Action<Core.Kernel>? progress = null, CancellationToken stop = default)
     {
         Kernel.Spawn(Paths.Init, null, 0);
         if (Faults.RogueCalls > 0) Kernel.Spawn(RoguePath, null, Kernel.Cpus.Length - 1);
@@ -139,6 +139,7 @@ public sealed class CopraSystem : IDisposable
                 : Kernel.RunDeterministic(Math.Min(1_000_000, maxSteps - steps));
             steps += r.Steps;
             progress?.Invoke(Kernel);
+            if (stop.IsCancellationRequested) return new DriverResult(steps, false);   // Ctrl-C: stop between chunks, state intact
             // Idle with a vCPU stuck on a silent device: the VMM's watchdog would fire now.
             if (r.Quiescent && Kernel.StopStuckVms() > 0) { WatchdogStops++; continue; }
             if (r.Quiescent || steps >= maxSteps || Scenario.Driver == "parallel") return new DriverResult(steps, r.Quiescent);

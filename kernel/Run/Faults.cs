@@ -33,18 +33,26 @@ public sealed record FaultSpec
             f = name switch
             {
                 "all" => f with { DeviceCrashAt = 120, DeviceSilentFrom = 400, HostFailRate = 0.5, HostilePageTables = true, Undecodable = true, RogueCalls = 5000 },
-                "device-crash" => f with { DeviceCrashAt = value is null ? 120 : long.Parse(value) },
-                "device-silence" => f with { DeviceSilentFrom = value is null ? 400 : long.Parse(value) },
-                "host-fail" => f with { HostFailRate = value is null ? 0.5 : double.Parse(value, System.Globalization.CultureInfo.InvariantCulture) },
+                "device-crash" => f with { DeviceCrashAt = value is null ? 120 : Whole(name, value, 1, long.MaxValue) },
+                "device-silence" => f with { DeviceSilentFrom = value is null ? 400 : Whole(name, value, 1, long.MaxValue) },
+                "host-fail" => f with { HostFailRate = value is null ? 0.5 : Rate(name, value) },
                 "hostile-pt" => f with { HostilePageTables = true },
                 "undecodable" => f with { Undecodable = true },
-                "rogue" => f with { RogueCalls = value is null ? 5000 : int.Parse(value) },
+                "rogue" => f with { RogueCalls = value is null ? 5000 : (int)Whole(name, value, 1, 1_000_000) },
                 _ => throw new CliException($"unknown fault '{name}' (all, device-crash, device-silence, host-fail, hostile-pt, undecodable, rogue)"),
             };
         }
         if (f.HostFailRate is < 0 or > 1) throw new CliException("host-fail rate is 0..1");
         return f;
     }
+
+    static long Whole(string fault, string v, long min, long max) =>
+        long.TryParse(v, System.Globalization.NumberStyles.None, System.Globalization.CultureInfo.InvariantCulture, out long n) && n >= min && n <= max
+            ? n : throw new CliException($"fault {fault}={v}: the value must be an integer in {min}..{max}");
+
+    static double Rate(string fault, string v) =>
+        double.TryParse(v, System.Globalization.NumberStyles.Float, System.Globalization.CultureInfo.InvariantCulture, out double x) && x is >= 0 and <= 1
+            ? x : throw new CliException($"fault {fault}={v}: the rate must be a number in 0..1");
 }
 
 /// <summary>One line of the fault report: what was injected and what the system did about it.</summary>

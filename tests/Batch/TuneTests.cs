@@ -42,9 +42,9 @@ public sealed class TuneTests
         int rc = Cli.Run(["tune", "--batch", "1,2,4", "--tdcall", "400,3000", "--fields", "1..2", "--exits", "10", "--quiet", "--json", json, "--plot", png]);
         Assert.Equal(0, rc);
         using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(json));
-        var recs = doc.RootElement.EnumerateArray().ToList();
+        var recs = doc.RootElement.GetProperty("points").EnumerateArray().ToList();
         Assert.Equal(3 * 2 * 2, recs.Count);
-        foreach (var name in new[] { "batch", "tdcall_cycles", "fields", "cycles_per_exit", "tdcalls_per_exit", "transitions_per_exit" })
+        foreach (var name in new[] { "batch_size_count", "tdcall_cycles", "state_fields_count", "modelled_cycles_per_exit", "tdcalls_per_exit_count", "transitions_per_exit_count" })
             Assert.All(recs, r => Assert.True(r.TryGetProperty(name, out _), name));
         var png8 = File.ReadAllBytes(png).AsSpan(0, 8).ToArray();
         Assert.Equal(new byte[] { 0x89, 0x50, 0x4E, 0x47, 0x0D, 0x0A, 0x1A, 0x0A }, png8);

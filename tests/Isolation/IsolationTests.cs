@@ -316,7 +316,7 @@ public class IsolationTests
         File.Delete(json);
         Assert.Equal(0, rc);
         var root = doc.RootElement;
-        Assert.Equal(0, root.GetProperty("exits").GetProperty("in_flight").GetInt64());
+        Assert.Equal(0, root.GetProperty("exits").GetProperty("in_flight_count").GetInt64());
         var faults = root.GetProperty("faults").EnumerateArray().ToList();
         string[] names = ["device-crash", "device-silence", "host-fail", "hostile-pt", "undecodable", "rogue"];
         Assert.Equal(names, faults.Select(f => f.GetProperty("fault").GetString()!).ToArray());

@@ -93,6 +93,7 @@ public sealed class KvmBackendTests
         Assert.Equal(0, st.InFlight);
         Assert.Equal(st.AccessesTaken, st.Completed + st.Forwarded);
         Assert.Equal(0, sys.Kvm!.LocateFailures);
+        Assert.Equal(0, sys.Kvm.IndependentMismatches);   // Iced-located, decoder-independent check (WriteExitCheck)
         Assert.Equal(0, sys.Kvm.ExceptionsDropped);
         // Every exit kind carries a real round trip.
         Assert.True(st.HasHardware);
@@ -115,13 +116,13 @@ public sealed class KvmBackendTests
         var json = Path.GetTempFileName();
         try
         {
-            int rc = RunCommand.Run(["--backend", "kvm", "--exits", "400", "--quiet", "--json", json]);
+            int rc = Cli.Run(["run", "--backend", "kvm", "--exits", "400", "--quiet", "--json", json]);
             Assert.Equal(0, rc);
             using var doc = System.Text.Json.JsonDocument.Parse(File.ReadAllText(json));
-            Assert.Equal("kvm", doc.RootElement.GetProperty("backend").GetString());
-            Assert.Equal(0, doc.RootElement.GetProperty("exits").GetProperty("decode_mismatches").GetInt64());
-            Assert.Contains("Hello from the Copra guest!", doc.RootElement.GetProperty("console").GetString());
-            Assert.True(doc.RootElement.GetProperty("cycles").GetProperty("by_kind").GetProperty("MmioRead").GetProperty("hardware_round_trip_median").GetDouble() > 0);
+            Assert.Equal("kvm", doc.RootElement.GetProperty("parameters").GetProperty("backend").GetString());
+            Assert.Equal(0, doc.RootElement.GetProperty("exits").GetProperty("decode_mismatches_count").GetInt64());
+            Assert.Contains("Hello from the Copra guest!", doc.RootElement.GetProperty("console_text").GetString());
+            Assert.True(doc.RootElement.GetProperty("cycles").GetProperty("by_kind").GetProperty("mmio_read").GetProperty("hardware_round_trip").GetProperty("p50_cycles").GetDouble() > 0);
         }
         finally { File.Delete(json); }
     }

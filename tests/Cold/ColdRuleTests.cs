@@ -1,0 +1,635 @@
+// cold/ held to its rules through its public API, one rule per test (the survivors mutation testing found: see
+// docs/testing.md). Each test names the rule; the comment says which wrong line it would catch.
+using Copra.Abi;
+using Copra.Cold;
+using Xunit;
+
+namespace Copra.Tests.Cold;
+
+public class PhysPagesRuleTests
+{
+    const ulong Mem = 64 * (ulong)Page.Size;          // 64 pages
+    const ulong KBase = 8 * (ulong)Page.Size, KLen = 4 * (ulong)Page.Size;  // kernel at pages 8..11
+    static PhysPages New() => new(Mem, KBase, KLen);
+    static long Code(Action a) => Assert.Throws<KernelError>(a).Code;
+    const ulong P = Page.Size;
+
+    [Fact]
+    public void SetMemStateBeyondPhysicalMemoryIsEfault()
+    {
+        var pp = New();
+        Assert.Equal(Errno.EFAULT, Code(() => pp.SetState(Mem, P, MemState.Shared)));
+        Assert.Equal(Errno.EFAULT, Code(() => pp.SetState(Mem - P, 2 * P, MemState.Shared)));
+        // A range whose end wraps past 2^64 is outside memory too.
+        Assert.Equal(Errno.EFAULT, Code(() => pp.SetState(0xFFFF_FFFF_FFFF_F000, 2 * P, MemState.Shared)));
+        // The last page is inside: the bound is end <= Bytes, not end < Bytes.
+        pp.SetState(Mem - P, P, MemState.Shared);
+        Assert.Equal(MemState.Shared, pp.State(Mem - P));
+    }
+
+    [Fact]
+    public void SetMemStateTouchingTheKernelRangeIsEperm_AdjacentPagesAreNot()
+    {
+        var pp = New();
+        Assert.Equal(Errno.EPERM, Code(() => pp.SetState(KBase, P, MemState.Shared)));
+        Assert.Equal(Errno.EPERM, Code(() => pp.SetState(KBase + KLen - P, P, MemState.Shared)));
+        Assert.Equal(Errno.EPERM, Code(() => pp.SetState(KBase - P, 2 * P, MemState.Shared)));
+        Assert.Equal(Errno.EPERM, Code(() => pp.SetState(KBase + KLen - P, 2 * P, MemState.Shared)));
+        // The pages right below and right above the kernel are the guest's.
+        pp.SetState(KBase - P, P, MemState.Shared);
+        pp.SetState(KBase + KLen, P, MemState.Shared);
+        Assert.Equal(MemState.Shared, pp.State(KBase - P));
+        Assert.Equal(MemState.Shared, pp.State(KBase + KLen));
+        Assert.Equal(2, pp.StateChanges);
+    }
+
+    [Fact]
+    public void SetMemStateRangeMustBePageAlignedAndNonEmpty_StateMustBeKnown()
+    {
+        var pp = New();
+        Assert.Equal(Errno.EINVAL, Code(() => pp.SetState(0, 0, MemState.Shared)));
+        Assert.Equal(Errno.EINVAL, Code(() => pp.SetState(1, P, MemState.Shared)));
+        Assert.Equal(Errno.EINVAL, Code(() => pp.SetState(0, P + 1, MemState.Shared)));
+        Assert.Equal(Errno.EINVAL, Code(() => pp.SetState(0, P, MemState.Shared + 1)));
+        Assert.Equal(0, pp.StateChanges);
+    }
+
+    [Fact]
+    public void SetMemStateChangesEveryPageOfTheRangeAndCountsThem()
+    {
+        var pp = New();
+        pp.SetState(16 * P, 3 * P, MemState.Shared);
+        Assert.Equal(MemState.Private, pp.State(15 * P));
+        for (ulong i = 16; i < 19; i++) Assert.Equal(MemState.Shared, pp.State(i * P));
+        Assert.Equal(MemState.Private, pp.State(19 * P));
+        Assert.Equal(3, pp.StateChanges);
+        pp.SetState(16 * P, P, MemState.Private);
+        Assert.Equal(MemState.Private, pp.State(16 * P));
+        Assert.Equal(4, pp.StateChanges);
+    }
+
+    [Fact]
+    public void SetMemStateIsAllOrNothing_EbusyWhenAnyPageIsMapped()
+    {
+        var pp = New();
+        pp.AddMapping(20 * P, P);
+        Assert.Equal(Errno.EBUSY, Code(() => pp.SetState(18 * P, 4 * P, MemState.Shared)));
+        // Nothing changed, not even the pages before the mapped one.
+        Assert.Equal(MemState.Private, pp.State(18 * P));
+        Assert.Equal(0, pp.StateChanges);
+        pp.RemoveMapping(20 * P, P);
+        pp.SetState(18 * P, 4 * P, MemState.Shared);
+        Assert.Equal(MemState.Shared, pp.State(21 * P));
+    }
+
+    [Fact]
+    public void MappingCountsMoveByOnePerPageAndCannotGoNegative()
+    {
+        var pp = New();
+        pp.AddMapping(2 * P, 2 * P);
+        pp.AddMapping(3 * P, 2 * P);
+        Assert.Equal(0, pp.MapCount(1 * P));
+        Assert.Equal(1, pp.MapCount(2 * P));
+        Assert.Equal(2, pp.MapCount(3 * P));
+        Assert.Equal(1, pp.MapCount(4 * P));
+        Assert.Equal(0, pp.MapCount(5 * P));
+        pp.RemoveMapping(2 * P, 2 * P);
+        Assert.Equal(0, pp.MapCount(2 * P));
+        Assert.Equal(1, pp.MapCount(3 * P));
+        Assert.Throws<InvalidOperationException>(() => pp.RemoveMapping(2 * P, P));
+    }
+
+    [Fact]
+    public void APageMappedUshortMaxTimesRefusesOneMoreWithEnomem_AndChangesNothing()
+    {
+        var pp = New();
+        for (int i = 0; i < ushort.MaxValue; i++) pp.AddMapping(P, P);
+        Assert.Equal(Errno.ENOMEM, Code(() => pp.AddMapping(0, 2 * P)));
+        Assert.Equal(0, pp.MapCount(0));           // all or nothing: page 0 was not counted
+        Assert.Equal(ushort.MaxValue, pp.MapCount(P));
+    }
+
+    [Fact]
+    public void BootTimeGuestRangesLieInMemoryAndOutsideTheKernel()
+    {
+        var pp = New();
+        Assert.Equal(64, pp.Pages);
+        Assert.Equal(Mem, pp.Bytes);
+        Assert.True(pp.IsGuestRange(0, KBase));                    // everything below the kernel
+        Assert.True(pp.IsGuestRange(KBase + KLen, Mem - KBase - KLen)); // everything above, up to the last byte
+        Assert.False(pp.IsGuestRange(0, 0));                       // empty
+        Assert.False(pp.IsGuestRange(0, KBase + 1));               // one byte into the kernel
+        Assert.False(pp.IsGuestRange(KBase + KLen - 1, 1));        // the kernel's last byte
+        Assert.False(pp.IsGuestRange(KBase - P, KLen + 2 * P));    // spans the kernel
+        Assert.False(pp.IsGuestRange(Mem - P, P + 1));             // one byte past memory
+        Assert.False(pp.IsGuestRange(ulong.MaxValue - P + 1, 2 * P)); // wraps
+    }
+}
+
+public class AddressSpaceRuleTests
+{
+    sealed class Source : IMappable
+    {
+        public ulong MappableLength => 1 << 20;
+        public IMemoryWindow Map(Process process, ulong offset, ulong length, bool writable) => new ArrayWindow(new byte[length]);
+        public void Unmapped(Process process, ulong offset, ulong length) { }
+    }
+
+    static ulong MapNew(AddressSpace s, ulong length, bool writable = true) =>
+        s.Map(length, new ArrayWindow(new byte[length]), writable, new Source(), 0);
+
+    [Fact]
+    public void MappingsNeverOverlapAndAreSeparatedByAGuardPage()
+    {
+        var s = new AddressSpace(4096);
+        ulong a = MapNew(s, 1);                    // one byte rounds up to a page
+        ulong b = MapNew(s, Page.Size + 1);        // rounds to two pages
+        ulong c = MapNew(s, Page.Size);
+        Assert.Equal(AddressSpace.MapBase, a);
+        Assert.Equal(a + 2 * (ulong)Page.Size, b);       // one page + guard
+        Assert.Equal(b + 3 * (ulong)Page.Size, c);       // two pages + guard
+        // The guard page after each mapping resolves to nothing.
+        Assert.False(s.TryResolve(a + Page.Size, 1, false, out _, out _));
+        Assert.False(s.TryResolve(b + 2 * (ulong)Page.Size, 1, false, out _, out _));
+    }
+
+    [Fact]
+    public void AddressSpaceExhaustionIsEnomem_AndTheLastMappingThatFitsSucceeds()
+    {
+        var s = new AddressSpace(4096);
+        ulong room = AddressSpace.UserTop - AddressSpace.MapBase;   // bytes from MapBase to the top
+        // A mapping plus its guard page must fit below UserTop.
+        var e = Assert.Throws<KernelError>(() => s.Map(room - Page.Size + 1, new ArrayWindow([]), false, new Source(), 0));
+        Assert.Equal(Errno.ENOMEM, e.Code);
+        Assert.Empty(s.Mappings());
+        ulong va = s.Map(room - Page.Size, new ArrayWindow([]), false, new Source(), 0);
+        Assert.Equal(AddressSpace.MapBase, va);
+        Assert.Equal(Errno.ENOMEM, Assert.Throws<KernelError>(() => MapNew(s, 1)).Code);
+    }
+
+    [Fact]
+    public void ResolveNeedsTheWholeRangeInsideOneRegion()
+    {
+        var s = new AddressSpace(2 * Page.Size);
+        ulong d = AddressSpace.DataBase;
+        Assert.True(s.TryResolve(d, 2 * (ulong)Page.Size, true, out var r, out var off));
+        Assert.Equal(0ul, off);
+        Assert.Equal(d, r.Va);
+        Assert.True(s.TryResolve(d + 2 * (ulong)Page.Size - 1, 1, true, out _, out off));
+        Assert.Equal(2 * (ulong)Page.Size - 1, off);
+        Assert.False(s.TryResolve(d + 2 * (ulong)Page.Size - 1, 2, true, out _, out _)); // one byte past the end
+        Assert.False(s.TryResolve(d - 1, 2, true, out _, out _));                        // one byte before
+        Assert.True(s.TryResolve(d, 0, false, out _, out _));                            // zero length checks one byte
+        Assert.False(s.TryResolve(d + 2 * (ulong)Page.Size, 0, false, out _, out _));
+        Assert.False(s.TryResolve(ulong.MaxValue, 2, false, out _, out _));               // wraps
+        Assert.False(s.TryResolve(AddressSpace.UserTop, 1, false, out _, out _));          // kernel half
+    }
+
+    [Fact]
+    public void ReadOnlyMappingsRefuseWritesButAllowReads()
+    {
+        var s = new AddressSpace(4096);
+        ulong va = MapNew(s, Page.Size, writable: false);
+        Assert.True(s.TryResolve(va, 8, false, out var r, out _));
+        Assert.False(r.Writable);
+        Assert.False(s.TryResolve(va, 8, true, out _, out _));
+        Assert.False(s.TrySpan(va, 8, true, out _));
+        Assert.True(s.TrySpan(va + 8, 8, false, out var span));
+        Assert.Equal(8, span.Length);
+        Assert.False(s.TrySpan(va, -1, false, out _));
+    }
+
+    [Fact]
+    public void TrySpanShowsTheRegionsBytesAtTheOffset()
+    {
+        var s = new AddressSpace(64);
+        Assert.True(s.TrySpan(AddressSpace.DataBase + 10, 4, true, out var w));
+        w[0] = 0xAB;
+        Assert.True(s.TrySpan(AddressSpace.DataBase + 10, 1, false, out var rd));
+        Assert.Equal(0xAB, rd[0]);
+        Assert.Equal(64, s.DataSize);
+    }
+
+    [Fact]
+    public void UnmapRemovesExactlyTheMappingAndRefusesPartialOrUnknownOnes()
+    {
+        var s = new AddressSpace(4096);
+        ulong a = MapNew(s, 100), b = MapNew(s, 200);
+        Assert.Equal(Errno.EINVAL, Assert.Throws<KernelError>(() => s.Unmap(a, 99)).Code);
+        Assert.Equal(Errno.EINVAL, Assert.Throws<KernelError>(() => s.Unmap(a + 1, 99)).Code);
+        // The data segment is not a mapping.
+        Assert.Equal(Errno.EINVAL, Assert.Throws<KernelError>(() => s.Unmap(AddressSpace.DataBase, 4096)).Code);
+        var r = s.Unmap(a, 100);
+        Assert.Equal(a, r.Va);
+        Assert.Equal(100ul, r.Length);
+        Assert.False(s.TryResolve(a, 1, false, out _, out _));
+        Assert.True(s.TryResolve(b, 1, false, out _, out _));
+        Assert.Equal([b], s.Mappings().Select(m => m.Va));
+        Assert.Equal([b], s.UnmapAll().Select(m => m.Va));
+        Assert.Empty(s.Mappings());
+        Assert.True(s.TryResolve(AddressSpace.DataBase, 1, false, out _, out _)); // the data segment stays
+    }
+}
+
+public class HandleTableRuleTests
+{
+    sealed class Obj(bool exclusive = false) : KObject
+    {
+        public override string Kind => exclusive ? "excl" : "obj";
+        public override bool Exclusive => exclusive;
+    }
+
+    [Fact]
+    public void HandlesTakeTheLowestFreeSlotAndCloseBumpsTheGeneration()
+    {
+        var t = new HandleTable();
+        var a = new Obj(); var b = new Obj(); var c = new Obj();
+        Assert.Equal(0u, t.Add(a));
+        uint hb = t.Add(b);
+        Assert.Equal(1u, hb);
+        Assert.Same(b, t.Detach(hb));
+        Assert.Null(t.Detach(hb));                        // stale now
+        uint hc = t.Add(c);
+        Assert.Equal(HandleTable.Encode(1, 1), hc);          // slot 1 again, generation 1
+        Assert.False(t.TryGet(hb, out _));
+        Assert.True(t.TryGet(hc, out var got));
+        Assert.Same(c, got);
+        Assert.Equal(1, HandleTable.IndexOf(hc));
+    }
+
+    [Fact]
+    public void GarbageHandlesMissWithoutThrowing()
+    {
+        var t = new HandleTable();
+        t.Add(new Obj());
+        Assert.False(t.TryGet(1ul << 32, out _));          // above 32 bits (would alias slot 0 if truncated)
+        Assert.Null(t.Detach(1ul << 32));
+        Assert.False(t.TryGet(HandleTable.Encode(0, 1), out _)); // wrong generation
+        Assert.Null(t.Detach(HandleTable.Encode(0, 1)));
+        Assert.False(t.TryGet(500, out _));                  // slot beyond the array
+        Assert.Null(t.Detach(500));
+        Assert.False(t.TryGet(5, out _));                    // empty slot inside the array
+        Assert.Equal(Errno.ENOTFOUND, Assert.Throws<KernelError>(() => t.Get(5)).Code);
+        Assert.True(t.TryGet(0, out _));
+    }
+
+    [Fact]
+    public void GetOfTheWrongKindIsEnotsupp()
+    {
+        var t = new HandleTable();
+        uint h = t.Add(new Obj());
+        Assert.IsType<Obj>(t.Get<KObject>(h));
+        Assert.Equal(Errno.ENOTSUPP, Assert.Throws<KernelError>(() => t.Get<FileObject>(h)).Code);
+    }
+
+    [Fact]
+    public void AnExclusiveObjectHasAtMostOneHandle()
+    {
+        var t = new HandleTable();
+        var x = new Obj(exclusive: true);
+        uint h = t.Add(x);
+        Assert.Equal(1, x.HandleCount);
+        Assert.Equal(Errno.EBUSY, Assert.Throws<KernelError>(() => t.Add(x)).Code);
+        Assert.Single(t.Snapshot());                        // the refused add took no slot
+        var y = new Obj();
+        t.Add(y); t.Add(y);
+        Assert.Equal(2, y.HandleCount);
+        Assert.Equal(h, t.Snapshot()[0].Handle);
+        // Once its handle is gone the exclusive object may be opened again.
+        t.Detach(h)!.GetType();
+        Assert.Equal(1, x.HandleCount);   // Detach leaves the count to the caller (Process.Close drops it)
+    }
+
+    [Fact]
+    public void TheTableGrowsTo65536HandlesThenIsFullWithEnomem()
+    {
+        var t = new HandleTable();
+        var o = new Obj();
+        // Fill all but the last slot with PlaceAt (linear; Add's lowest-free scan would make this quadratic, which
+        // is minutes under mutation-testing instrumentation), then Add takes the last one.
+        for (int i = 0; i < HandleTable.MaxHandles - 1; i++) t.PlaceAt(i, o);
+        Assert.Equal((uint)(HandleTable.MaxHandles - 1), t.Add(o));
+        Assert.Equal(Errno.ENOMEM, Assert.Throws<KernelError>(() => t.Add(o)).Code);
+        Assert.Equal(1, o.HandleCount);   // PlaceAt takes no count; Add took one, the refused add none
+        Assert.True(t.TryGet(HandleTable.MaxHandles - 1, out _));
+        // Freeing one slot makes room again, in that slot.
+        t.Detach(17);
+        Assert.Equal(HandleTable.Encode(17, 1), t.Add(o));
+    }
+
+    [Fact]
+    public void PlaceAtGrowsTheTableToTheSlotAndRefusesATakenSlot()
+    {
+        var t = new HandleTable();
+        var a = new Obj(); var b = new Obj();
+        Assert.Equal(40u, t.PlaceAt(40, a));                 // beyond the initial 16 slots: grows twice
+        Assert.True(t.TryGet(40, out var got));
+        Assert.Same(a, got);
+        Assert.Throws<InvalidOperationException>(() => t.PlaceAt(40, b));
+        Assert.Equal(0u, t.Add(b));                          // lowest free slot is still 0
+        Assert.Equal([0u, 40u], t.Snapshot().Select(s => s.Handle));
+        var all = t.DetachAll();
+        Assert.Equal(2, all.Count);
+        Assert.Empty(t.Snapshot());
+        Assert.False(t.TryGet(40, out _));
+        Assert.Equal(HandleTable.Encode(40, 1), t.PlaceAt(40, a)); // DetachAll bumped the generation
+    }
+
+    [Fact]
+    public void HandleValuesAreGenerationHighIndexLow()
+    {
+        Assert.Equal(0x0003_0005u, HandleTable.Encode(5, 3));
+        Assert.Equal(5, HandleTable.IndexOf(0x0003_0005u));
+        Assert.Equal(0xFFFF, HandleTable.IndexOf(0xFFFF_FFFFu));
+    }
+}
+
+public class ProcessRuleTests
+{
+    sealed class Counted : KObject, IMappable
+    {
+        public int LastClosed, Unmaps;
+        public ulong UnmappedOffset, UnmappedLength;
+        public override string Kind => "counted";
+        protected override void OnLastHandleClosed(Process lastOwner) => LastClosed++;
+        public ulong MappableLength => 1 << 16;
+        public IMemoryWindow Map(Process process, ulong offset, ulong length, bool writable) => new ArrayWindow(new byte[length]);
+        public void Unmapped(Process process, ulong offset, ulong length) { Unmaps++; UnmappedOffset = offset; UnmappedLength = length; }
+    }
+
+    [Fact]
+    public void TheLastCloseRunsTheObjectsCleanupOnce_AnUnknownHandleIsANoOp()
+    {
+        var p = new Process(1, "/a", null, 16);
+        var o = new Counted();
+        uint h1 = p.Handles.Add(o), h2 = p.Handles.Add(o);
+        p.Close(h1);
+        Assert.Equal(0, o.LastClosed);
+        Assert.Equal(1, o.HandleCount);
+        p.Close(h1);                 // stale: nothing happens
+        p.Close(0xDEAD_BEEF_0000);   // garbage: nothing happens
+        Assert.Equal(1, o.HandleCount);
+        p.Close(h2);
+        Assert.Equal(1, o.LastClosed);
+        Assert.Equal(0, o.HandleCount);
+    }
+
+    [Fact]
+    public void ExitReleasesEveryHandleAndEveryMapping()
+    {
+        var p = new Process(2, "/b", null, 16);
+        var o = new Counted();
+        p.Handles.Add(o);
+        p.Space.Map(8192, o.Map(p, 4096, 8192, true), true, o, 4096);
+        p.ReleaseAll();
+        Assert.Equal(1, o.LastClosed);
+        Assert.Equal(1, o.Unmaps);
+        Assert.Equal(4096ul, o.UnmappedOffset);
+        Assert.Equal(8192ul, o.UnmappedLength);
+        Assert.Empty(p.Space.Mappings());
+        Assert.Empty(p.Handles.Snapshot());
+    }
+
+    [Fact]
+    public void AProcessExitsOnceAndKeepsTheFirstCodeAndReason()
+    {
+        var parent = new Process(1, "/init", null, 16);
+        var p = new Process(7, "/bin/x", parent, 16);
+        Assert.Same(parent, p.Parent);
+        Assert.Equal("7 /bin/x", p.ToString());
+        Assert.False(p.Exited);
+        Assert.True(p.MarkExited(3, "exit"));
+        Assert.False(p.MarkExited(4, "killed"));
+        Assert.True(p.Exited);
+        Assert.Equal(3, p.ExitCode);
+        Assert.Equal("exit", p.ExitReason);
+    }
+
+    [Fact]
+    public void KernelObjectIdsAreDistinctAndIncreasing()
+    {
+        var a = new Counted(); var b = new Counted();
+        Assert.True(b.Id > a.Id);
+        Assert.Equal("counted", a.Describe());
+        Assert.Null(a.AsFile());
+        Assert.Null(((KObject)a).AsMappable());
+        Assert.False(a.Exclusive);
+        a.TryAddHandleForBoot();
+        Assert.Equal(1, a.HandleCount);
+    }
+
+    [Fact]
+    public void KernelErrorsCarryTheirAbiCodes()
+    {
+        Assert.Equal(Errno.EINVAL, KernelError.Inval("x").Code);
+        Assert.Equal(Errno.ENOTFOUND, KernelError.NotFound("x").Code);
+        Assert.Equal(Errno.EBUSY, KernelError.Busy("x").Code);
+        Assert.Equal(Errno.EFAULT, KernelError.Fault("x").Code);
+        Assert.Equal(Errno.ENOTSUPP, KernelError.NotSupp("x").Code);
+        Assert.Equal(Errno.EEXIST, KernelError.Exists("x").Code);
+        Assert.Equal(Errno.ENOMEM, KernelError.NoMem("x").Code);
+        Assert.Equal(Errno.EPERM, KernelError.Perm("why").Code);
+        Assert.Equal("why", KernelError.Perm("why").Message);
+    }
+}
+
+public class RamFsRuleTests
+{
+    static (RamFs Fs, FileObject F) NewFile(string path = "/f", ulong mode = OpenMode.Read | OpenMode.Write)
+    {
+        var fs = new RamFs();
+        return (fs, new FileObject(fs, fs.OpenFile(path, create: true, truncate: false), mode));
+    }
+
+    static byte[] ReadAll(FileObject f, int max = 256)
+    {
+        var buf = new byte[max];
+        long n = f.Read(buf);
+        return buf.AsSpan(0, (int)n).ToArray();
+    }
+
+    [Fact]
+    public void SeekToANegativePositionIsEinvalAndLeavesThePosition()
+    {
+        var (_, f) = NewFile();
+        f.Write("abcdef"u8);
+        Assert.Equal(2, f.Seek(2, SeekWhence.Set));
+        Assert.Equal(Errno.EINVAL, f.Seek(-1, SeekWhence.Set));
+        Assert.Equal(Errno.EINVAL, f.Seek(-3, SeekWhence.Current));
+        Assert.Equal(Errno.EINVAL, f.Seek(-7, SeekWhence.End));
+        Assert.Equal(0, f.Seek(-2, SeekWhence.Current));   // exactly 0 is allowed
+        Assert.Equal(0, f.Seek(-6, SeekWhence.End));
+        Assert.Equal("abcdef"u8.ToArray(), ReadAll(f));
+    }
+
+    [Fact]
+    public void SeekIsRelativeToStartCurrentOrEnd_UnknownWhenceAndHugeOffsetsAreEinval()
+    {
+        var (_, f) = NewFile();
+        f.Write("0123456789"u8);
+        Assert.Equal(3, f.Seek(3, SeekWhence.Set));
+        Assert.Equal(5, f.Seek(2, SeekWhence.Current));
+        Assert.Equal(8, f.Seek(-2, SeekWhence.End));
+        Assert.Equal("89"u8.ToArray(), ReadAll(f));
+        Assert.Equal(Errno.EINVAL, f.Seek(0, 3));
+        Assert.Equal(Errno.EINVAL, f.Seek(int.MaxValue / 2 + 1, SeekWhence.Set));
+        Assert.Equal(int.MaxValue / 2, f.Seek(int.MaxValue / 2, SeekWhence.Set));
+    }
+
+    [Fact]
+    public void TruncateThatGrowsAFileFillsWithZeros()
+    {
+        var (_, f) = NewFile();
+        f.Write("abc"u8);
+        f.Truncate(1);
+        Assert.Equal(5, f.Truncate(5));                    // grows past the shrunk length: the old "bc" must not reappear
+        f.Seek(0, SeekWhence.Set);
+        Assert.Equal(new byte[] { (byte)'a', 0, 0, 0, 0 }, ReadAll(f));
+        Assert.Equal(100, f.Truncate(100));                // grows past the backing array
+        f.Seek(0, SeekWhence.Set);
+        var all = ReadAll(f);
+        Assert.Equal(100, all.Length);
+        Assert.All(all.Skip(1), b => Assert.Equal(0, b));
+        Assert.Equal(Errno.EINVAL, f.Truncate(int.MaxValue / 2 + 1ul));
+    }
+
+    [Fact]
+    public void ReadOnlyAndWriteOnlyModesRefuseTheOtherDirection()
+    {
+        var fs = new RamFs();
+        var file = fs.OpenFile("/x", create: true, truncate: false);
+        var ro = new FileObject(fs, file, OpenMode.Read);
+        var wo = new FileObject(fs, file, OpenMode.Write);
+        Assert.Equal(Errno.ERDONLY, ro.Write("a"u8));
+        Assert.Equal(Errno.ERDONLY, ro.Truncate(0));
+        Assert.Equal(Errno.EWRONLY, wo.Read(new byte[4]));
+        Assert.Equal(1, wo.Write("a"u8));
+        Assert.Equal("a"u8.ToArray(), ReadAll(ro));
+    }
+
+    [Fact]
+    public void WritesPastTheEndFillTheGapWithZeros_AppendWritesAtTheEnd()
+    {
+        var (fs, f) = NewFile();
+        f.Write("ab"u8);
+        f.Truncate(0);
+        f.Seek(3, SeekWhence.Set);
+        Assert.Equal(1, f.Write("z"u8));
+        f.Seek(0, SeekWhence.Set);
+        Assert.Equal(new byte[] { 0, 0, 0, (byte)'z' }, ReadAll(f));
+        var app = new FileObject(fs, fs.OpenFile("/f", false, false), OpenMode.Write | OpenMode.Append | OpenMode.Read);
+        app.Write("!"u8);
+        f.Seek(0, SeekWhence.Set);
+        Assert.Equal(new byte[] { 0, 0, 0, (byte)'z', (byte)'!' }, ReadAll(f));
+        Assert.Equal(0, app.Read(new byte[4]));            // the position is at the end after an append
+        // A read into a short buffer takes what fits and advances by that much.
+        f.Seek(0, SeekWhence.Set);
+        Assert.Equal(2, f.Read(new byte[2]));
+        Assert.Equal(2, f.Seek(0, SeekWhence.Current));
+    }
+
+    [Fact]
+    public void WritesBeyondTheFileSizeLimitAreEnomem()
+    {
+        var (_, f) = NewFile();
+        f.Seek(int.MaxValue / 2 - 1, SeekWhence.Set);
+        Assert.Equal(Errno.ENOMEM, f.Write("ab"u8));
+    }
+
+    [Fact]
+    public void OpenTruncatesOnRequestCreatesOnRequestAndRefusesDirectories()
+    {
+        var fs = new RamFs();
+        Assert.Equal(Errno.ENOTFOUND, Assert.Throws<KernelError>(() => fs.OpenFile("/nope", false, false)).Code);
+        var file = fs.OpenFile("/a", true, false);
+        new FileObject(fs, file, OpenMode.Write).Write("hello"u8);
+        Assert.Same(file, fs.OpenFile("/a", false, false));
+        Assert.Equal(5, file.Length);
+        fs.OpenFile("/a", false, truncate: true);
+        Assert.Equal(0, file.Length);
+        fs.MkDir("/d");
+        Assert.Equal(Errno.EINVAL, Assert.Throws<KernelError>(() => fs.OpenFile("/d", true, false)).Code);
+        Assert.Equal(Errno.ENOTFOUND, Assert.Throws<KernelError>(() => fs.OpenFile("/missing/a", true, false)).Code);
+        Assert.Equal(Errno.EINVAL, Assert.Throws<KernelError>(() => fs.OpenFile("relative", true, false)).Code);
+        Assert.Equal(Errno.EINVAL, Assert.Throws<KernelError>(() => fs.OpenFile("", true, false)).Code);
+        Assert.Equal(Errno.EINVAL, Assert.Throws<KernelError>(() => fs.OpenFile("/d/../a", true, false)).Code);
+        Assert.Equal(Errno.EINVAL, Assert.Throws<KernelError>(() => fs.OpenFile("/d/./a", true, false)).Code);
+        Assert.Equal(Errno.EINVAL, Assert.Throws<KernelError>(() => fs.OpenFile("/" + new string('n', DirEnt.NameSize), true, false)).Code);
+        fs.OpenFile("/" + new string('n', DirEnt.NameSize - 1), true, false);   // the longest name that fits
+    }
+
+    [Fact]
+    public void MkDirAndRemoveFollowTheirRules()
+    {
+        var fs = new RamFs();
+        fs.MkDir("/d");
+        Assert.Equal(Errno.EEXIST, Assert.Throws<KernelError>(() => fs.MkDir("/d")).Code);
+        fs.MkDirIfMissing("/d");
+        fs.MkDirIfMissing("/e");
+        fs.OpenDir("/e");
+        Assert.Equal(Errno.ENOTFOUND, Assert.Throws<KernelError>(() => fs.MkDir("/x/y")).Code);
+        Assert.Equal(Errno.EEXIST, Assert.Throws<KernelError>(() => fs.MkDir("/")).Code);   // the root exists
+        fs.OpenFile("/d/f", true, false);
+        Assert.Equal(Errno.EBUSY, Assert.Throws<KernelError>(() => fs.Remove("/d", dir: true)).Code);
+        Assert.Equal(Errno.EINVAL, Assert.Throws<KernelError>(() => fs.Remove("/d", dir: false)).Code);
+        Assert.Equal(Errno.EINVAL, Assert.Throws<KernelError>(() => fs.Remove("/d/f", dir: true)).Code);
+        Assert.Equal(Errno.ENOTFOUND, Assert.Throws<KernelError>(() => fs.Remove("/d/g", dir: false)).Code);
+        fs.Remove("/d/f", dir: false);
+        Assert.Equal(Errno.ENOTFOUND, Assert.Throws<KernelError>(() => fs.OpenFile("/d/f", false, false)).Code);
+        fs.Remove("/d", dir: true);
+        Assert.Equal(Errno.ENOTFOUND, Assert.Throws<KernelError>(() => fs.OpenDir("/d")).Code);
+        Assert.Equal(Errno.ENOTFOUND, Assert.Throws<KernelError>(() => fs.OpenDir("/e/nothing")).Code);
+    }
+
+    [Fact]
+    public void ProgramsResolveByPath_AFileThatIsNotAProgramIsEnotsupp()
+    {
+        var fs = new RamFs();
+        fs.InstallProgram("/bin/tools/hello", "hello");
+        Assert.Equal("hello", fs.ResolveProgram("/bin/tools/hello"));
+        var f = fs.OpenFile("/bin/tools/hello", false, false);
+        Assert.Equal("COPRA-PROGRAM hello", System.Text.Encoding.UTF8.GetString(f.Data, 0, f.Length));
+        fs.InstallProgram("/bin/tools/hello", "hello2");   // reinstalling replaces
+        Assert.Equal("hello2", fs.ResolveProgram("/bin/tools/hello"));
+        fs.OpenFile("/plain", true, false);
+        Assert.Equal(Errno.ENOTSUPP, Assert.Throws<KernelError>(() => fs.ResolveProgram("/plain")).Code);
+        Assert.Equal(Errno.ENOTSUPP, Assert.Throws<KernelError>(() => fs.ResolveProgram("/bin")).Code);
+        Assert.Equal(Errno.ENOTFOUND, Assert.Throws<KernelError>(() => fs.ResolveProgram("/bin/none")).Code);
+        Assert.Equal(Errno.EINVAL, Assert.Throws<KernelError>(() => fs.InstallProgram("/plain/x", "x")).Code);
+    }
+
+    [Fact]
+    public void ReaddirInPiecesReturnsEveryEntryOnceInOrder()
+    {
+        var fs = new RamFs();
+        fs.MkDir("/d");
+        foreach (var n in new[] { "c", "a", "b", "e", "d" }) fs.OpenFile("/d/" + n, true, false);
+        fs.MkDir("/d/sub");
+        new FileObject(fs, fs.OpenFile("/d/a", false, false), OpenMode.Write).Write("xyz"u8);
+        var dir = new DirObject(fs, fs.OpenDir("/d"));
+        var first = dir.Next(2);
+        Assert.Equal(["a", "b"], first.Select(e => e.Name));
+        Assert.Equal((ulong)3, first[0].Size);
+        Assert.False(first[0].IsDir);
+        var second = dir.Next(3);
+        Assert.Equal(["c", "d", "e"], second.Select(e => e.Name));
+        var third = dir.Next(3);
+        Assert.Equal(("sub", true, 0ul), Assert.Single(third));
+        Assert.Empty(dir.Next(3));
+        Assert.Empty(new DirObject(fs, fs.OpenDir("/d")).Next(0));
+    }
+
+    [Fact]
+    public void TheConsoleLogsWritesWithThePid_ReadsAreEndOfFile_SeekAndTruncateAreUnsupported()
+    {
+        var log = new List<(int, string)>();
+        var c = new ConsoleObject((pid, s) => log.Add((pid, s)), 9);
+        Assert.Equal(2, c.Write("hi"u8));
+        Assert.Equal([(9, "hi")], log);
+        Assert.Equal(0, c.Read(new byte[4]));
+        Assert.Equal(Errno.ENOTSUPP, c.Seek(0, SeekWhence.Set));
+        Assert.Equal(Errno.ENOTSUPP, c.Truncate(0));
+        Assert.Same(c, c.AsFile());
+        Assert.Equal("console", c.Kind);
+    }
+}
