@@ -24,6 +24,8 @@ public interface IFuzzTarget
     bool ParallelSafe => true;
     /// <summary>Seeds are indices 0..Count-1 of an exhaustive sweep rather than random seeds.</summary>
     long? SweepCount => null;
+    /// <summary>Cases a campaign runs when neither --cases nor --minutes is given (the CPU-oracle families: 10^6 each).</summary>
+    long? CampaignCases => null;
 }
 
 /// <summary>A failing case: what it was, why it failed, how to replay it.</summary>
@@ -65,6 +67,7 @@ public abstract class FuzzTarget<T> : IFuzzTarget
     public string ShowSeed(ulong seed) => Show(Generate(seed));
     public virtual bool ParallelSafe => true;
     public virtual long? SweepCount => null;
+    public virtual long? CampaignCases => null;
     /// <summary>Extra runner arguments a replay needs (the decoder's --mode).</summary>
     public virtual string ReplayArgs => "";
 
