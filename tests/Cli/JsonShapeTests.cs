@@ -30,7 +30,7 @@ public class JsonShapeTests
         var written = JsonPaths.Of(root);
         // Without an invariant TSC, measured figures are nanoseconds and their names say so (docs/json.md, measured_unit).
         if (root.TryGetProperty("cycles", out var cy) && cy.TryGetProperty("measured_unit", out var mu) && mu.GetString() == "ns")
-            written = written.Select(p => p.Contains(".measured.") || p.Contains(".hardware_round_trip.") ? p.Replace("_ns", "_cycles") : p).ToList();
+            written = new SortedSet<string>(written.Select(p => p.Contains(".measured.") || p.Contains(".hardware_round_trip.") ? p.Replace("_ns", "_cycles") : p));
         var undocumented = written.Where(p => documented.All(d => d.Path != p)).ToList();
         Assert.True(undocumented.Count == 0, $"written but not in docs/json.md ({command}): {string.Join(", ", undocumented)}");
         var missing = documented.Where(d => !d.Optional && !written.Contains(d.Path)).Select(d => d.Path).ToList();
