@@ -20,7 +20,8 @@ public static class Program
             "exit codes: 0 no failures, 1 failures found, 2 usage error, 70 internal error, 130 interrupted (the summary and --json are still written)");
         var minutes = Cli.Real("--minutes", "Time budget, split evenly over the targets (default: 1 minute, or the sweep's size for sweep targets)", 0.01, 10_080);
         var cases = Cli.Int("--cases", "Cases per target (instead of a time budget)", 1, long.MaxValue);
-        var names = Registry.Create(null).Select(t => t.Name).Distinct().Prepend("all").ToArray();
+        // "cpu-oracle" names the family of cpu-oracle-* targets (one per instruction family).
+        var names = Registry.Create(null).Select(t => t.Name).Distinct().Prepend("cpu-oracle").Prepend("all").ToArray();
         var target = Cli.Choice("--target", "Which target (see --list); all = every non-sweep target", "all", names);
         var replay = Cli.U64("--replay", "Re-run exactly the case with this seed, and shrink it if it fails");
         var mode = Cli.Choice("--mode", "CPU mode for the decoder targets", null, "16", "32", "64");
@@ -45,13 +46,17 @@ public static class Program
             }
             if (pr.GetValue(bytes) is { } hex) return DecodeBytes(io, ParseHex(hex)!, bits ?? 64);
             string name = pr.GetValue(target)!;
-            var targets = Registry.Create(bits).Where(t => name == "all" ? t.SweepCount is null : t.Name == name).ToList();
+            var all = Registry.Create(bits);
+            var targets = all.Where(t => name == "all" ? t.SweepCount is null && t.CampaignCases is null : t.Name == name).ToList();
+            // Why: a name no target has exactly selects a family (--target cpu-oracle runs every cpu-oracle-* target).
+            if (targets.Count == 0) targets = all.Where(t => t.Name.StartsWith(name + "-", StringComparison.Ordinal)).ToList();
             if (Cli.Given(pr, replay) is ulong rs) return Replay(io, targets, rs);
             double min = Cli.Given(pr, minutes) ?? 0;
             long n = Cli.Given(pr, cases) ?? 0;
             if (min <= 0 && n <= 0)
             {
                 if (targets.All(t => t.SweepCount is not null)) n = targets.Max(t => t.SweepCount!.Value);
+                else if (targets.All(t => t.CampaignCases is not null)) n = targets.Max(t => t.CampaignCases!.Value);
                 else min = 1;
             }
             return Campaign(io, targets, min, n, Cli.Given(pr, seed) ?? (ulong)DateTime.UtcNow.Ticks, (int)pr.GetValue(jobs), pr.GetValue(json));

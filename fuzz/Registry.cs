@@ -18,6 +18,7 @@ public static class Registry
         list.Add(new RingTarget());
         list.Add(new SyscallTarget());
         list.Add(new MemStateTarget());
+        foreach (var f in Enum.GetValues<OracleFamily>()) list.Add(new CpuOracleTarget(f));
         return list;
     }
 }

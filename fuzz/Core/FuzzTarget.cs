@@ -26,6 +26,8 @@ public interface IFuzzTarget
     long? SweepCount => null;
     /// <summary>A line of totals the runner prints after the table (the syscall target's observed calls), or null.</summary>
     string? Totals => null;
+    /// <summary>Cases a campaign runs when neither --cases nor --minutes is given (the CPU-oracle families: 10^6 each).</summary>
+    long? CampaignCases => null;
 }
 
 /// <summary>A failing case: what it was, why it failed, how to replay it.</summary>
@@ -67,6 +69,7 @@ public abstract class FuzzTarget<T> : IFuzzTarget
     public string ShowSeed(ulong seed) => Show(Generate(seed));
     public virtual bool ParallelSafe => true;
     public virtual long? SweepCount => null;
+    public virtual long? CampaignCases => null;
     /// <summary>Extra runner arguments a replay needs (the decoder's --mode).</summary>
     public virtual string ReplayArgs => "";
     public virtual string? Totals => null;

@@ -66,3 +66,28 @@ public class BrokenVariantTests(Xunit.Abstractions.ITestOutputHelper log)
         Assert.True(t.SizeOf(o.Shrunk!) <= 2, $"not shrunk: {t.Show(o.Shrunk!)}");
     }
 }
+
+/// <summary>The CPU-oracle property must catch planted executor bugs against the real processor.</summary>
+public class CpuOracleBrokenVariantTests(Xunit.Abstractions.ITestOutputHelper log)
+{
+    void Catches(CpuOracleTarget t, int cases, string expect)
+    {
+        var o = FsCheckRunner.Run(t, cases);
+        Assert.False(o.Passed, $"{t.Name}: the planted bug went unnoticed");
+        string msg = t.SafeCheck(o.Shrunk!)!;
+        log.WriteLine($"shrunk: {t.Show(o.Shrunk!)}\n{msg}");
+        Assert.Contains(expect, expect == "_r" ? t.Show(o.Shrunk!) : msg, StringComparison.Ordinal);
+    }
+
+    [NativeCpuFact]
+    public void CatchesCarryOnAddOfZero() =>
+        Catches(new CpuOracleTarget(OracleFamily.Alu, BrokenExecutor.AddZeroCarries, name: "cpu-oracle-broken-add-cf"), 20_000, "RFLAGS");
+
+    [NativeCpuFact]
+    public void CatchesBtsIgnoringARegisterOffsetPastTheOperand() =>
+        Catches(new CpuOracleTarget(OracleFamily.Bit, address: BrokenExecutor.BitOffsetStaysInOperand, name: "cpu-oracle-broken-bts"), 20_000, "_r");  // a register-offset form (Bt*_rm*_r*)
+
+    [NativeCpuFact]
+    public void CatchesCmpxchgWritingOnMismatch() =>
+        Catches(new CpuOracleTarget(OracleFamily.Exchange, BrokenExecutor.CmpxchgAlwaysStores, name: "cpu-oracle-broken-cmpxchg"), 20_000, "memory byte");
+}

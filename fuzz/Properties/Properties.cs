@@ -83,3 +83,36 @@ public class SyscallProperties
     [Fact]
     public void MappedPagesNeverChangeState() => FsCheckRunner.Assert(new MemStateTarget(), 200);
 }
+
+public class CpuOracleProperties
+{
+    public static TheoryData<OracleFamily> Families()
+    {
+        var d = new TheoryData<OracleFamily>();
+        foreach (var f in Enum.GetValues<OracleFamily>()) d.Add(f);
+        return d;
+    }
+
+    /// <summary>The short run: every family against the host CPU (the campaign runs 10^6 per family).</summary>
+    [NativeCpuTheory]
+    [MemberData(nameof(Families))]
+    public void ExecutorAgreesWithTheCpu(OracleFamily family) => FsCheckRunner.Assert(new CpuOracleTarget(family), 5_000);
+}
+
+/// <summary>A theory that runs instructions on the host CPU: reported as skipped, with the reason, elsewhere.</summary>
+public sealed class NativeCpuTheoryAttribute : TheoryAttribute
+{
+    public NativeCpuTheoryAttribute()
+    {
+        if (!Hot.Emulate.NativeCpu.IsSupported) Skip = "the CPU oracle runs instructions natively: it needs Linux on x86-64";
+    }
+}
+
+/// <summary>A fact that runs instructions on the host CPU: reported as skipped, with the reason, elsewhere.</summary>
+public sealed class NativeCpuFactAttribute : FactAttribute
+{
+    public NativeCpuFactAttribute()
+    {
+        if (!Hot.Emulate.NativeCpu.IsSupported) Skip = "the CPU oracle runs instructions natively: it needs Linux on x86-64";
+    }
+}

@@ -18,8 +18,9 @@ public struct Expected
     public int Length;
     public AccessKind Kind;
     public AluOp Op;
+    public byte Cond;
     public int Size, Reg, RegSize, Base, Index, Scale, AddressSize, Segment, SrcSegment, Port;
-    public bool RegHigh8, HasImm, Rep, HasMemory, MemIsDest, PortIsDx;
+    public bool RegHigh8, HasImm, Rep, RepNe, HasMemory, MemIsDest, PortIsDx;
     public long Imm, Disp;
     public string Text;
 }
@@ -73,13 +74,13 @@ public static class IcedOracle
         e.Length = ins.Length;
         // The documented gaps left to the Iced fallback: F6/F7 /1 (undocumented TEST alias) and 82 (80 alias).
         e.DeliberateGap = ins.Code.ToString().EndsWith("r1", StringComparison.Ordinal) || ins.Code.ToString().EndsWith("_82", StringComparison.Ordinal);
-        e.Kind = KindOf(ins, out e.Op);
+        e.Kind = IcedForms.Classify(ins, out e.Op, out e.Cond);
         if (e.Kind == AccessKind.Unsupported) return e;
         bool port = e.Kind is AccessKind.In or AccessKind.Out or AccessKind.Ins or AccessKind.Outs;
 
         int memOp = -1;
         for (int k = 0; k < ins.OpCount; k++)
-            if (IsMemory(ins.GetOpKind(k))) { memOp = k; break; }
+            if (IcedForms.IsMemory(ins.GetOpKind(k))) { memOp = k; break; }
         e.HasMemory = memOp >= 0;
         if (!e.HasMemory && e.Kind is not (AccessKind.In or AccessKind.Out)) return e; // a register form: no exit
         for (int k = 0; k < ins.OpCount; k++)
@@ -87,6 +88,7 @@ public static class IcedOracle
             OpKind ok = ins.GetOpKind(k);
             if (ok == OpKind.Register)
             {
+                if (IcedForms.IsCountRegister(ins, k)) continue;
                 Register r = ins.GetOpRegister(k);
                 if (!r.IsGPR()) return e; // MOV Sreg, CRn and friends are not emulated forms
                 if (port && r == Register.DX) { e.PortIsDx = true; continue; }
@@ -107,7 +109,8 @@ public static class IcedOracle
         e.Size = e.HasMemory ? ins.MemorySize.GetSize() : e.RegSize;
         if (e.HasImm) e.Imm = (long)((ulong)e.Imm & Mask(e.Kind == AccessKind.Bt ? 1 : e.Size));
         e.MemIsDest = e.Kind == AccessKind.Alu && memOp == 0;
-        e.Rep = e.Kind is AccessKind.Movs or AccessKind.Stos or AccessKind.Ins or AccessKind.Outs && (ins.HasRepPrefix || ins.HasRepnePrefix);
+        e.Rep = IcedForms.IsString(e.Kind) && (ins.HasRepPrefix || ins.HasRepnePrefix);
+        e.RepNe = e.Rep && e.Kind is AccessKind.Cmps or AccessKind.Scas && ins.HasRepnePrefix;
         if (e.HasMemory) FillMemory(ref e, ins, memOp, mode == CpuMode.Bits64);
         return e;
     }
@@ -120,9 +123,9 @@ public static class IcedOracle
             e.AddressSize = ok is OpKind.MemorySegSI or OpKind.MemoryESDI ? 2 : ok is OpKind.MemorySegESI or OpKind.MemoryESEDI ? 4 : 8;
             int src = SegOf(ins.MemorySegment);
             if (is64 && src < Seg.FS) src = Seg.DS;
-            e.Base = e.Kind == AccessKind.Outs ? Gpr.Rsi : Gpr.Rdi;
-            e.Segment = e.Kind == AccessKind.Outs ? src : Seg.ES;
-            e.SrcSegment = e.Kind == AccessKind.Movs ? src : e.Segment;
+            e.Base = IcedForms.StringReadsSi(e.Kind) ? Gpr.Rsi : Gpr.Rdi;
+            e.Segment = IcedForms.StringReadsSi(e.Kind) ? src : Seg.ES;
+            e.SrcSegment = IcedForms.StringHasSource(e.Kind) ? src : e.Segment;
             return;
         }
         Register b = ins.MemoryBase, x = ins.MemoryIndex;
@@ -157,36 +160,5 @@ public static class IcedOracle
 
     static ulong Mask(int size) => size >= 8 ? ulong.MaxValue : (1UL << (size * 8)) - 1;
 
-    static bool IsMemory(OpKind k) => k is OpKind.Memory or OpKind.MemorySegSI or OpKind.MemorySegESI or OpKind.MemorySegRSI
-        or OpKind.MemoryESDI or OpKind.MemoryESEDI or OpKind.MemoryESRDI;
 
-    static AccessKind KindOf(in Instruction ins, out AluOp op)
-    {
-        op = AluOp.None;
-        switch (ins.Mnemonic)
-        {
-            case Mnemonic.Mov:
-                if (IsMemory(ins.Op0Kind)) return ins.Op1Kind == OpKind.Register ? AccessKind.Write : AccessKind.WriteImm;
-                return ins.OpCount == 2 && IsMemory(ins.Op1Kind) ? AccessKind.Read : AccessKind.Unsupported;
-            case Mnemonic.Movzx: return AccessKind.ReadZx;
-            case Mnemonic.Movsx: case Mnemonic.Movsxd: return AccessKind.ReadSx;
-            case Mnemonic.Movsb: case Mnemonic.Movsw: case Mnemonic.Movsq: return AccessKind.Movs;
-            case Mnemonic.Movsd: return ins.Code == Code.Movsd_m32_m32 ? AccessKind.Movs : AccessKind.Unsupported;
-            case Mnemonic.Stosb: case Mnemonic.Stosw: case Mnemonic.Stosd: case Mnemonic.Stosq: return AccessKind.Stos;
-            case Mnemonic.Insb: case Mnemonic.Insw: case Mnemonic.Insd: return AccessKind.Ins;
-            case Mnemonic.Outsb: case Mnemonic.Outsw: case Mnemonic.Outsd: return AccessKind.Outs;
-            case Mnemonic.In: return AccessKind.In;
-            case Mnemonic.Out: return AccessKind.Out;
-            case Mnemonic.Xchg: return AccessKind.Xchg;
-            case Mnemonic.Bt: return AccessKind.Bt;
-            case Mnemonic.And: op = AluOp.And; return AccessKind.Alu;
-            case Mnemonic.Or: op = AluOp.Or; return AccessKind.Alu;
-            case Mnemonic.Xor: op = AluOp.Xor; return AccessKind.Alu;
-            case Mnemonic.Add: op = AluOp.Add; return AccessKind.Alu;
-            case Mnemonic.Sub: op = AluOp.Sub; return AccessKind.Alu;
-            case Mnemonic.Cmp: op = AluOp.Cmp; return AccessKind.Alu;
-            case Mnemonic.Test: op = AluOp.Test; return AccessKind.Alu;
-            default: return AccessKind.Unsupported;
-        }
-    }
 }

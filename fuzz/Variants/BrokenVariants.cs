@@ -43,3 +43,42 @@ public sealed class DroppingMpscRing(int capacity) : Copra.Fuzz.Targets.MpscAdap
         return true;
     }
 }
+
+/// <summary>Planted bugs in the executor and its address computation, for the CPU-oracle property.</summary>
+public static class BrokenExecutor
+{
+    /// <summary>ADD that sets CF when the addend is zero (a carry computed as <c>r &lt;= a</c> instead of <c>r &lt; a</c>).</summary>
+    public static Copra.Hot.Emulate.ExecResult AddZeroCarries(in DecodedAccess d, Span<ulong> gprs, ref ulong rflags, ulong mem, out ulong memWrite)
+    {
+        var res = Copra.Hot.Emulate.Executor.Execute(in d, gprs, ref rflags, mem, out memWrite);
+        if (d.Kind == AccessKind.Alu && d.Op == AluOp.Add)
+        {
+            ulong m = d.Size >= 8 ? ulong.MaxValue : (1UL << (d.Size * 8)) - 1;
+            ulong other = d.HasImm ? (ulong)d.Imm & m : WriteBack.ReadReg(gprs, d.Reg, d.RegHigh8, d.RegSize) & m;
+            // Register destinations were already overwritten; only memory destinations keep "other" intact.
+            if (d.MemIsDest && other == 0) rflags |= Copra.Hot.Emulate.Executor.CF;
+        }
+        return res;
+    }
+
+    /// <summary>CMPXCHG that stores the source even when the accumulator does not match (and still loads it).</summary>
+    public static Copra.Hot.Emulate.ExecResult CmpxchgAlwaysStores(in DecodedAccess d, Span<ulong> gprs, ref ulong rflags, ulong mem, out ulong memWrite)
+    {
+        ulong src = d.Reg >= 0 ? WriteBack.ReadReg(gprs, d.Reg, d.RegHigh8, d.RegSize) : 0;
+        var res = Copra.Hot.Emulate.Executor.Execute(in d, gprs, ref rflags, mem, out memWrite);
+        if (d.Kind == AccessKind.Alu && d.Op == AluOp.Cmpxchg && res == Copra.Hot.Emulate.ExecResult.NoWrite)
+        {
+            memWrite = src;
+            return Copra.Hot.Emulate.ExecResult.Write;
+        }
+        return res;
+    }
+
+    /// <summary>BTS/BTR/BTC/BT addressing the encoded operand whatever the register bit offset (offset taken modulo the width).</summary>
+    public static ulong BitOffsetStaysInOperand(in DecodedAccess d, ReadOnlySpan<ulong> gprs)
+    {
+        var plain = d;
+        if (plain.Kind == AccessKind.Bt) plain.Kind = AccessKind.Read; // Compute adds the unit offset only for Bt
+        return EffectiveAddress.Compute(in plain, gprs, 0, 0);
+    }
+}

@@ -21,11 +21,33 @@ public enum AccessKind : byte
     /// <summary>AND/OR/XOR/ADD/SUB/CMP/TEST with a memory operand.</summary>
     Alu,
     Xchg,
+    /// <summary>BT, and with <see cref="DecodedAccess.Op"/> BTS/BTR/BTC (which also write the unit back).</summary>
     Bt,
+    /// <summary>SETcc m8 (0F 90..9F): writes 1 or 0 per <see cref="DecodedAccess.Cond"/>.</summary>
+    Setcc,
+    /// <summary>CMOVcc r, m (0F 40..4F): always reads memory; writes the register per <see cref="DecodedAccess.Cond"/>.</summary>
+    Cmov,
+    /// <summary>LODS (AC/AD): loads the accumulator from seg:rSI.</summary>
+    Lods,
+    /// <summary>CMPS (A6/A7): compares seg:rSI with ES:rDI (two reads).</summary>
+    Cmps,
+    /// <summary>SCAS (AE/AF): compares the accumulator with ES:rDI.</summary>
+    Scas,
 }
 
-/// <summary>The arithmetic of an <see cref="AccessKind.Alu"/> access.</summary>
-public enum AluOp : byte { None, And, Or, Xor, Add, Sub, Cmp, Test }
+/// <summary>The arithmetic of an <see cref="AccessKind.Alu"/> access.
+/// Beyond the two-operand ALU: the one-operand forms (INC..IDIV), shifts and rotates (count in Imm, or CL when
+/// <see cref="DecodedAccess.Reg"/> is RCX at size 1; SHLD/SHRD: CL when there is no Imm), the exchange forms, and the
+/// bit-test-and-modify forms (with <see cref="AccessKind.Bt"/>).</summary>
+public enum AluOp : byte
+{
+    None, And, Or, Xor, Add, Sub, Cmp, Test,
+    Adc, Sbb, Inc, Dec, Neg, Not,
+    Rol, Ror, Rcl, Rcr, Shl, Shr, Sar, Shld, Shrd,
+    Xadd, Cmpxchg, Cmpxchg8b, Cmpxchg16b,
+    Mul, Imul, Div, Idiv,
+    Bts, Btr, Btc,
+}
 
 /// <summary>Why an instruction was refused. Every refusal has one; none is a guess.</summary>
 public enum RefuseReason : byte
@@ -71,6 +93,10 @@ public struct DecodedAccess
     public long Imm;
     /// <summary>F3 or F2 on a string form.</summary>
     public bool Rep;
+    /// <summary>CMPS/SCAS with REP: the last of F2/F3 was F2 (REPNE: stop when equal); false means REPE.</summary>
+    public bool RepNe;
+    /// <summary>SETcc/CMOVcc: the condition, the low nibble of the opcode (0 O, 1 NO, 2 B, ... 15 G).</summary>
+    public byte Cond;
     /// <summary>Effective segment 0..5 = ES, CS, SS, DS, FS, GS of the memory operand (MOVS: the ES destination).</summary>
     public byte Segment;
     /// <summary>MOVS: the segment of the rSI source (DS or the override). Every other form: equal to <see cref="Segment"/>.</summary>

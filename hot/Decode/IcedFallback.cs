@@ -31,13 +31,13 @@ public static class IcedFallback
         decoder.Decode(out Instruction ins);
         if (ins.IsInvalid) return Refuse(ref d, InvalidReason(bytes[..n], bitness, decoder.LastError, ins.Length));
 
-        AccessKind kind = ClassifyKind(ins, out AluOp op);
+        AccessKind kind = IcedForms.Classify(ins, out AluOp op, out byte cond);
         if (kind == AccessKind.Unsupported) return Refuse(ref d, RefuseReason.UnsupportedOp);
 
         int memOp = -1;
         for (int k = 0; k < ins.OpCount; k++)
         {
-            if (IsMemory(ins.GetOpKind(k))) { memOp = k; break; }
+            if (IcedForms.IsMemory(ins.GetOpKind(k))) { memOp = k; break; }
         }
         bool portForm = kind is AccessKind.In or AccessKind.Out;
         if (memOp < 0 && !portForm) return Refuse(ref d, RefuseReason.RegisterOperand);
@@ -45,7 +45,7 @@ public static class IcedFallback
         // The register operand, if any (DX of INS/OUTS and the port of IN/OUT are not register operands).
         for (int k = 0; k < ins.OpCount; k++)
         {
-            if (ins.GetOpKind(k) != OpKind.Register) continue;
+            if (ins.GetOpKind(k) != OpKind.Register || IcedForms.IsCountRegister(ins, k)) continue;
             Register r = ins.GetOpRegister(k);
             if (!r.IsGPR()) return Refuse(ref d, RefuseReason.UnsupportedOp);
             if (kind is AccessKind.Ins or AccessKind.Outs) continue;
@@ -89,7 +89,9 @@ public static class IcedFallback
         d.Op = op;
         d.MemIsDest = kind == AccessKind.Alu && memOp == 0;
         d.PortIsDx = kind is AccessKind.Ins or AccessKind.Outs || (portForm && ins.GetOpKind(kind == AccessKind.In ? 1 : 0) == OpKind.Register);
-        d.Rep = kind is AccessKind.Movs or AccessKind.Stos or AccessKind.Ins or AccessKind.Outs && (ins.HasRepPrefix || ins.HasRepnePrefix);
+        d.Rep = IcedForms.IsString(kind) && (ins.HasRepPrefix || ins.HasRepnePrefix);
+        d.RepNe = d.Rep && kind is AccessKind.Cmps or AccessKind.Scas && ins.HasRepnePrefix;
+        if (kind is AccessKind.Setcc or AccessKind.Cmov) d.Cond = cond;
         d.Length = (byte)ins.Length;
         return true;
     }
@@ -119,9 +121,9 @@ public static class IcedFallback
                 _ => 8,
             });
             byte src = NormaliseSegment(ins.MemorySegment, is64, Seg.DS);
-            d.Base = kind == AccessKind.Outs ? Gpr.Rsi : Gpr.Rdi;
-            d.Segment = kind == AccessKind.Outs ? src : Seg.ES;
-            d.SrcSegment = kind == AccessKind.Movs ? src : d.Segment;
+            d.Base = IcedForms.StringReadsSi(kind) ? Gpr.Rsi : Gpr.Rdi;
+            d.Segment = IcedForms.StringReadsSi(kind) ? src : Seg.ES;
+            d.SrcSegment = IcedForms.StringHasSource(kind) ? src : d.Segment;
             return;
         }
 
@@ -169,45 +171,6 @@ public static class IcedFallback
         return is64 && s < Seg.FS ? dflt : s;
     }
 
-    static AccessKind ClassifyKind(in Instruction ins, out AluOp op)
-    {
-        op = AluOp.None;
-        switch (ins.Mnemonic)
-        {
-            case Mnemonic.Mov:
-                if (IsMemory(ins.Op0Kind)) return ins.Op1Kind == OpKind.Register ? AccessKind.Write : AccessKind.WriteImm;
-                return AccessKind.Read;
-            case Mnemonic.Movzx: return AccessKind.ReadZx;
-            case Mnemonic.Movsx:
-            case Mnemonic.Movsxd: return AccessKind.ReadSx;
-            case Mnemonic.Movsb:
-            case Mnemonic.Movsw:
-            case Mnemonic.Movsq: return AccessKind.Movs;
-            case Mnemonic.Movsd: return ins.Code == Code.Movsd_m32_m32 ? AccessKind.Movs : AccessKind.Unsupported;
-            case Mnemonic.Stosb:
-            case Mnemonic.Stosw:
-            case Mnemonic.Stosd:
-            case Mnemonic.Stosq: return AccessKind.Stos;
-            case Mnemonic.Insb:
-            case Mnemonic.Insw:
-            case Mnemonic.Insd: return AccessKind.Ins;
-            case Mnemonic.Outsb:
-            case Mnemonic.Outsw:
-            case Mnemonic.Outsd: return AccessKind.Outs;
-            case Mnemonic.In: return AccessKind.In;
-            case Mnemonic.Out: return AccessKind.Out;
-            case Mnemonic.Xchg: return AccessKind.Xchg;
-            case Mnemonic.Bt: return AccessKind.Bt;
-            case Mnemonic.And: op = AluOp.And; return AccessKind.Alu;
-            case Mnemonic.Or: op = AluOp.Or; return AccessKind.Alu;
-            case Mnemonic.Xor: op = AluOp.Xor; return AccessKind.Alu;
-            case Mnemonic.Add: op = AluOp.Add; return AccessKind.Alu;
-            case Mnemonic.Sub: op = AluOp.Sub; return AccessKind.Alu;
-            case Mnemonic.Cmp: op = AluOp.Cmp; return AccessKind.Alu;
-            case Mnemonic.Test: op = AluOp.Test; return AccessKind.Alu;
-            default: return AccessKind.Unsupported;
-        }
-    }
 
     static void SetReg(ref DecodedAccess d, Register r)
     {
@@ -226,8 +189,6 @@ public static class IcedFallback
     static bool IsMoffs(Code c) => c is Code.Mov_AL_moffs8 or Code.Mov_AX_moffs16 or Code.Mov_EAX_moffs32 or Code.Mov_RAX_moffs64
         or Code.Mov_moffs8_AL or Code.Mov_moffs16_AX or Code.Mov_moffs32_EAX or Code.Mov_moffs64_RAX;
 
-    static bool IsMemory(OpKind k) => k is OpKind.Memory or OpKind.MemorySegSI or OpKind.MemorySegESI or OpKind.MemorySegRSI
-        or OpKind.MemoryESDI or OpKind.MemoryESEDI or OpKind.MemoryESRDI;
 
     static bool Refuse(ref DecodedAccess d, RefuseReason why) => X86Decoder.Refuse(ref d, why);
 }

@@ -3,28 +3,35 @@
 // The decoder is driven by data, as Iced's is: one 4-byte entry per opcode of the one-byte map (0..255) and of
 // the 0F map (256..511), built once at type initialisation and read through a ReadOnlySpan<byte>. The decoder
 // itself only walks prefixes, looks up the entry, and consumes ModRM/SIB/displacement/immediate as the entry
-// says. Opcodes that take their operation from ModRM.reg (groups 1, 3, 11, 8) point at an 8-entry group row.
-// Nothing here is mutated after the static constructor; reads are safe from any thread.
+// says. Opcodes that take their operation from ModRM.reg (groups 1, 2, 3, 4, 5, 8, 9, 11, and SETcc, whose reg
+// field is ignored) point at an 8-entry group row. Nothing here is mutated after the static constructor; reads
+// are safe from any thread.
 //
 //   entry (4 bytes)
 //   +--------+--------+--------+--------+
 //   |  kind  | flags  |  imm   |  arg   |
 //   +--------+--------+--------+--------+
-//    kind : AccessKind, or KindGroup (arg = group row), KindEscape (0F), KindUnsupported (ADC/SBB: known, refused)
-//    flags: FModRM | FByte | FNoRexW | FMemDest | FOnly64 | FAcc | FString
-//    imm  : ImmNone | Imm8 | ImmZ | Imm8Sx | ImmMoffs | ImmPort8
-//    arg  : AluOp for ALU forms, source width for MOVZX/MOVSX, base register for string forms, group row for groups
+//    kind : AccessKind, or KindGroup (arg = group row), KindEscape (0F)
+//    flags: FModRM | FByte | FNoRexW | FMemDest | FOnly64 | FAcc | FString | FMemOnly
+//    imm  : ImmNone | Imm8 | ImmZ | Imm8Sx | ImmMoffs | ImmPort8 | ImmOne (shift by 1) | ImmCl (count in CL)
+//    arg  : AluOp for ALU and BTx forms, source width for MOVZX/MOVSX, base register for string forms, group row
+//           for groups, 1 on a Write that allows no 66/F2/F3 (MOVNTI). SETcc/CMOVcc take the condition from the
+//           opcode's low nibble (the entry index), so they need no arg.
 //
-//   group row (2 bytes per ModRM.reg value): [AccessKind, AluOp]; AccessKind.Unsupported = refused (UnsupportedOp).
+//   group row (4 bytes per ModRM.reg value): [AccessKind, AluOp, imm mask, 0]; AccessKind.Unsupported = refused
+//   (UnsupportedOp); the imm mask is ANDed into the entry's imm kind (0: this member has no immediate, as NOT..IDIV
+//   in group 3 whose TEST carries one).
+//   LOCK: legal on XCHG and on the memory-destination forms whose AluOp has its bit in LockableOps.
 
 namespace Copra.Hot.Decode;
 
 internal static class OpcodeTable
 {
     public const int EntrySize = 4;
+    public const int GroupRowSize = 4;
     public const int Map0F = 256;
 
-    public const byte KindGroup = 0xF0, KindEscape = 0xF1, KindUnsupported = 0xF2;
+    public const byte KindGroup = 0xF0, KindEscape = 0xF1;
 
     public const byte FModRM = 1 << 0;   // a ModRM byte follows
     public const byte FByte = 1 << 1;    // operand size is 1 regardless of prefixes
@@ -33,10 +40,19 @@ internal static class OpcodeTable
     public const byte FOnly64 = 1 << 4;  // exists only in 64-bit mode (MOVSXD)
     public const byte FAcc = 1 << 5;     // the register operand is the accumulator (no ModRM.reg)
     public const byte FString = 1 << 6;  // implicit rSI/rDI operand, no ModRM
+    public const byte FMemOnly = 1 << 7; // mod = 3 is not this instruction (#UD or another one): UnknownOpcode
 
-    public const byte ImmNone = 0, Imm8 = 1, ImmZ = 2, Imm8Sx = 3, ImmMoffs = 4, ImmPort8 = 5;
+    public const byte ImmNone = 0, Imm8 = 1, ImmZ = 2, Imm8Sx = 3, ImmMoffs = 4, ImmPort8 = 5, ImmOne = 6, ImmCl = 7;
 
-    public const byte GroupAlu1 = 0, GroupTest3 = 1, GroupMov11 = 2, GroupBt8 = 3;
+    public const byte GroupAlu1 = 0, GroupUnary3 = 1, GroupMov11 = 2, GroupBt8 = 3, GroupShift2 = 4, GroupIncDec4 = 5,
+        GroupIncDec5 = 6, GroupSetcc = 7, GroupCx9 = 8, GroupCount = 9;
+
+    /// <summary>One bit per AluOp that may carry LOCK (on a memory destination; BTS/BTR/BTC with kind Bt).</summary>
+    public const ulong LockableOps =
+        1UL << (int)AluOp.Add | 1UL << (int)AluOp.Or | 1UL << (int)AluOp.Adc | 1UL << (int)AluOp.Sbb | 1UL << (int)AluOp.And
+        | 1UL << (int)AluOp.Sub | 1UL << (int)AluOp.Xor | 1UL << (int)AluOp.Inc | 1UL << (int)AluOp.Dec | 1UL << (int)AluOp.Neg
+        | 1UL << (int)AluOp.Not | 1UL << (int)AluOp.Xadd | 1UL << (int)AluOp.Cmpxchg | 1UL << (int)AluOp.Cmpxchg8b
+        | 1UL << (int)AluOp.Cmpxchg16b | 1UL << (int)AluOp.Bts | 1UL << (int)AluOp.Btr | 1UL << (int)AluOp.Btc;
 
     // Prefix table values (one byte per possible first byte).
     public const byte PNone = 0, POpSize = 1, PAddrSize = 2, PRep = 3, PRepne = 4, PLock = 5, PRex = 6, PSeg = 8; // PSeg + segment number
@@ -60,16 +76,10 @@ internal static class OpcodeTable
         }
 
         // 00..3D: eight ALU families; only the r/m,reg and reg,r/m forms touch memory (acc,imm forms do not).
-        ReadOnlySpan<AluOp> families = [AluOp.Add, AluOp.Or, AluOp.None, AluOp.None, AluOp.And, AluOp.Sub, AluOp.Xor, AluOp.Cmp];
+        ReadOnlySpan<AluOp> families = [AluOp.Add, AluOp.Or, AluOp.Adc, AluOp.Sbb, AluOp.And, AluOp.Sub, AluOp.Xor, AluOp.Cmp];
         for (int f = 0; f < 8; f++)
         {
             int b = f << 3;
-            if (families[f] == AluOp.None)
-            {
-                // ADC and SBB: real instructions, but the exit path does not model a carry-in.
-                for (int k = 0; k < 4; k++) SetRaw(b + k, KindUnsupported, FModRM, ImmNone, 0);
-                continue;
-            }
             byte op = (byte)families[f];
             Set(b + 0, AccessKind.Alu, FModRM | FByte | FMemDest, ImmNone, op);
             Set(b + 1, AccessKind.Alu, FModRM | FMemDest, ImmNone, op);
@@ -78,6 +88,8 @@ internal static class OpcodeTable
         }
 
         Set(0x63, AccessKind.ReadSx, FModRM | FOnly64, ImmNone, 4);
+        Set(0x69, AccessKind.Alu, FModRM, ImmZ, (byte)AluOp.Imul);
+        Set(0x6B, AccessKind.Alu, FModRM, Imm8Sx, (byte)AluOp.Imul);
 
         SetRaw(0x80, KindGroup, FModRM | FByte | FMemDest, Imm8, GroupAlu1);
         SetRaw(0x81, KindGroup, FModRM | FMemDest, ImmZ, GroupAlu1);
@@ -99,6 +111,12 @@ internal static class OpcodeTable
 
         Set(0xA4, AccessKind.Movs, FByte | FString | FMemDest, ImmNone, (byte)Gpr.Rdi);
         Set(0xA5, AccessKind.Movs, FString | FMemDest, ImmNone, (byte)Gpr.Rdi);
+        Set(0xA6, AccessKind.Cmps, FByte | FString, ImmNone, (byte)Gpr.Rdi);
+        Set(0xA7, AccessKind.Cmps, FString, ImmNone, (byte)Gpr.Rdi);
+        Set(0xAC, AccessKind.Lods, FByte | FString | FAcc, ImmNone, (byte)Gpr.Rsi);
+        Set(0xAD, AccessKind.Lods, FString | FAcc, ImmNone, (byte)Gpr.Rsi);
+        Set(0xAE, AccessKind.Scas, FByte | FString | FAcc, ImmNone, (byte)Gpr.Rdi);
+        Set(0xAF, AccessKind.Scas, FString | FAcc, ImmNone, (byte)Gpr.Rdi);
         Set(0xAA, AccessKind.Stos, FByte | FString | FAcc | FMemDest, ImmNone, (byte)Gpr.Rdi);
         Set(0xAB, AccessKind.Stos, FString | FAcc | FMemDest, ImmNone, (byte)Gpr.Rdi);
         Set(0x6C, AccessKind.Ins, FByte | FString | FMemDest, ImmNone, (byte)Gpr.Rdi);
@@ -106,6 +124,12 @@ internal static class OpcodeTable
         Set(0x6E, AccessKind.Outs, FByte | FString, ImmNone, (byte)Gpr.Rsi);
         Set(0x6F, AccessKind.Outs, FString | FNoRexW, ImmNone, (byte)Gpr.Rsi);
 
+        SetRaw(0xC0, KindGroup, FModRM | FByte | FMemDest, Imm8, GroupShift2);
+        SetRaw(0xC1, KindGroup, FModRM | FMemDest, Imm8, GroupShift2);
+        SetRaw(0xD0, KindGroup, FModRM | FByte | FMemDest, ImmOne, GroupShift2);
+        SetRaw(0xD1, KindGroup, FModRM | FMemDest, ImmOne, GroupShift2);
+        SetRaw(0xD2, KindGroup, FModRM | FByte | FMemDest, ImmCl, GroupShift2);
+        SetRaw(0xD3, KindGroup, FModRM | FMemDest, ImmCl, GroupShift2);
         SetRaw(0xC6, KindGroup, FModRM | FByte | FMemDest, Imm8, GroupMov11);
         SetRaw(0xC7, KindGroup, FModRM | FMemDest, ImmZ, GroupMov11);
 
@@ -118,14 +142,36 @@ internal static class OpcodeTable
         Set(0xEE, AccessKind.Out, FByte | FAcc);
         Set(0xEF, AccessKind.Out, FAcc | FNoRexW);
 
-        SetRaw(0xF6, KindGroup, FModRM | FByte | FMemDest, Imm8, GroupTest3);
-        SetRaw(0xF7, KindGroup, FModRM | FMemDest, ImmZ, GroupTest3);
+        // Group 3: only TEST /0 (and its /1 alias) has an immediate; the entry's Imm8/ImmZ applies to those alone.
+        SetRaw(0xF6, KindGroup, FModRM | FByte | FMemDest, Imm8, GroupUnary3);
+        SetRaw(0xF7, KindGroup, FModRM | FMemDest, ImmZ, GroupUnary3);
+        SetRaw(0xFE, KindGroup, FModRM | FByte | FMemDest, ImmNone, GroupIncDec4);
+        SetRaw(0xFF, KindGroup, FModRM | FMemDest, ImmNone, GroupIncDec5);
 
         SetRaw(0x0F, KindEscape, 0, ImmNone, 0);
 
         // 0F map.
         Set(Map0F + 0xA3, AccessKind.Bt, FModRM | FMemDest);
+        Set(Map0F + 0xAB, AccessKind.Bt, FModRM | FMemDest, ImmNone, (byte)AluOp.Bts);
+        Set(Map0F + 0xB3, AccessKind.Bt, FModRM | FMemDest, ImmNone, (byte)AluOp.Btr);
+        Set(Map0F + 0xBB, AccessKind.Bt, FModRM | FMemDest, ImmNone, (byte)AluOp.Btc);
         SetRaw(Map0F + 0xBA, KindGroup, FModRM | FMemDest, Imm8, GroupBt8);
+        for (int c = 0; c < 16; c++)
+        {
+            Set(Map0F + 0x40 + c, AccessKind.Cmov, FModRM);
+            SetRaw(Map0F + 0x90 + c, KindGroup, FModRM | FByte | FMemDest, ImmNone, GroupSetcc);
+        }
+        Set(Map0F + 0xA4, AccessKind.Alu, FModRM | FMemDest, Imm8, (byte)AluOp.Shld);
+        Set(Map0F + 0xA5, AccessKind.Alu, FModRM | FMemDest, ImmNone, (byte)AluOp.Shld);
+        Set(Map0F + 0xAC, AccessKind.Alu, FModRM | FMemDest, Imm8, (byte)AluOp.Shrd);
+        Set(Map0F + 0xAD, AccessKind.Alu, FModRM | FMemDest, ImmNone, (byte)AluOp.Shrd);
+        Set(Map0F + 0xAF, AccessKind.Alu, FModRM, ImmNone, (byte)AluOp.Imul);
+        Set(Map0F + 0xB0, AccessKind.Alu, FModRM | FByte | FMemDest, ImmNone, (byte)AluOp.Cmpxchg);
+        Set(Map0F + 0xB1, AccessKind.Alu, FModRM | FMemDest, ImmNone, (byte)AluOp.Cmpxchg);
+        Set(Map0F + 0xC0, AccessKind.Alu, FModRM | FByte | FMemDest, ImmNone, (byte)AluOp.Xadd);
+        Set(Map0F + 0xC1, AccessKind.Alu, FModRM | FMemDest, ImmNone, (byte)AluOp.Xadd);
+        Set(Map0F + 0xC3, AccessKind.Write, FModRM | FMemDest | FMemOnly, ImmNone, 1);
+        SetRaw(Map0F + 0xC7, KindGroup, FModRM | FMemDest | FMemOnly, ImmNone, GroupCx9);
         Set(Map0F + 0xB6, AccessKind.ReadZx, FModRM, ImmNone, 1);
         Set(Map0F + 0xB7, AccessKind.ReadZx, FModRM, ImmNone, 2);
         Set(Map0F + 0xBE, AccessKind.ReadSx, FModRM, ImmNone, 1);
@@ -135,25 +181,45 @@ internal static class OpcodeTable
 
     static byte[] BuildGroups()
     {
-        var g = new byte[4 * 8 * 2];
-        void Set(int group, int reg, AccessKind kind, AluOp op)
+        var g = new byte[GroupCount * 8 * GroupRowSize];
+        void Set(int group, int reg, AccessKind kind, AluOp op, byte immMask = 0xFF)
         {
-            g[(group * 8 + reg) * 2] = (byte)kind;
-            g[(group * 8 + reg) * 2 + 1] = (byte)op;
+            int o = (group * 8 + reg) * GroupRowSize;
+            g[o] = (byte)kind;
+            g[o + 1] = (byte)op;
+            g[o + 2] = immMask;
         }
-        // Group 1 (80/81/83): /2 ADC and /3 SBB stay refused.
-        Set(GroupAlu1, 0, AccessKind.Alu, AluOp.Add);
-        Set(GroupAlu1, 1, AccessKind.Alu, AluOp.Or);
-        Set(GroupAlu1, 4, AccessKind.Alu, AluOp.And);
-        Set(GroupAlu1, 5, AccessKind.Alu, AluOp.Sub);
-        Set(GroupAlu1, 6, AccessKind.Alu, AluOp.Xor);
-        Set(GroupAlu1, 7, AccessKind.Alu, AluOp.Cmp);
-        // Group 3 (F6/F7): only TEST /0 reads without writing; /1 is an undocumented alias left to Iced.
-        Set(GroupTest3, 0, AccessKind.Alu, AluOp.Test);
+        // Group 1 (80/81/83): the eight ALU operations in encoding order.
+        ReadOnlySpan<AluOp> alu1 = [AluOp.Add, AluOp.Or, AluOp.Adc, AluOp.Sbb, AluOp.And, AluOp.Sub, AluOp.Xor, AluOp.Cmp];
+        for (int r = 0; r < 8; r++) Set(GroupAlu1, r, AccessKind.Alu, alu1[r]);
+        // Group 2 (C0/C1/D0..D3): /6 is SAL, the same operation as SHL.
+        ReadOnlySpan<AluOp> shift2 = [AluOp.Rol, AluOp.Ror, AluOp.Rcl, AluOp.Rcr, AluOp.Shl, AluOp.Shr, AluOp.Shl, AluOp.Sar];
+        for (int r = 0; r < 8; r++) Set(GroupShift2, r, AccessKind.Alu, shift2[r]);
+        // Group 3 (F6/F7): /1 is an undocumented TEST alias left to Iced.
+        Set(GroupUnary3, 0, AccessKind.Alu, AluOp.Test);
+        Set(GroupUnary3, 2, AccessKind.Alu, AluOp.Not, 0);
+        Set(GroupUnary3, 3, AccessKind.Alu, AluOp.Neg, 0);
+        Set(GroupUnary3, 4, AccessKind.Alu, AluOp.Mul, 0);
+        Set(GroupUnary3, 5, AccessKind.Alu, AluOp.Imul, 0);
+        Set(GroupUnary3, 6, AccessKind.Alu, AluOp.Div, 0);
+        Set(GroupUnary3, 7, AccessKind.Alu, AluOp.Idiv, 0);
+        // Groups 4 and 5 (FE/FF): INC and DEC; FF /2../6 are CALL/JMP/PUSH (not emulated), FE /2.. undefined.
+        foreach (int grp in new[] { GroupIncDec4, GroupIncDec5 })
+        {
+            Set(grp, 0, AccessKind.Alu, AluOp.Inc);
+            Set(grp, 1, AccessKind.Alu, AluOp.Dec);
+        }
         // Group 11 (C6/C7): /0 MOV; the rest is #UD or XABORT/XBEGIN.
         Set(GroupMov11, 0, AccessKind.WriteImm, AluOp.None);
-        // Group 8 (0F BA): /4 BT; BTS/BTR/BTC write memory and are not modelled.
+        // Group 8 (0F BA): /4 BT, /5 BTS, /6 BTR, /7 BTC; /0../3 undefined.
         Set(GroupBt8, 4, AccessKind.Bt, AluOp.None);
+        Set(GroupBt8, 5, AccessKind.Bt, AluOp.Bts);
+        Set(GroupBt8, 6, AccessKind.Bt, AluOp.Btr);
+        Set(GroupBt8, 7, AccessKind.Bt, AluOp.Btc);
+        // SETcc (0F 90..9F): the reg field is ignored.
+        for (int r = 0; r < 8; r++) Set(GroupSetcc, r, AccessKind.Setcc, AluOp.None);
+        // Group 9 (0F C7): /1 CMPXCHG8B (CMPXCHG16B with REX.W); the memory forms of the rest are not emulated.
+        Set(GroupCx9, 1, AccessKind.Alu, AluOp.Cmpxchg8b);
         return g;
     }
 

@@ -39,7 +39,7 @@ public static class X86Decoder
         RefuseReason shortOf = bytes.Length >= MaxLength ? RefuseReason.TooLong : RefuseReason.Truncated;
         bool is64 = mode == CpuMode.Bits64;
 
-        bool opSizePrefix = false, addrSizePrefix = false, lockPrefix = false, repPrefix = false;
+        bool opSizePrefix = false, addrSizePrefix = false, lockPrefix = false, repPrefix = false, repne = false;
         int segOverride = -1;
         int rex = 0;
         int i = 0;
@@ -63,8 +63,8 @@ public static class X86Decoder
             {
                 case POpSize: opSizePrefix = true; break;
                 case PAddrSize: addrSizePrefix = true; break;
-                case PRep:
-                case PRepne: repPrefix = true; break;
+                case PRep: repPrefix = true; repne = false; break;
+                case PRepne: repPrefix = true; repne = true; break;
                 case PLock: lockPrefix = true; break;
                 default:
                     int s = p - PSeg;
@@ -87,8 +87,10 @@ public static class X86Decoder
         int immKind = entries[e + 2];
         int arg = entries[e + 3];
         if (kind == (int)AccessKind.Unsupported) return Refuse(ref d, RefuseReason.UnknownOpcode);
-        if (kind == KindUnsupported) return Refuse(ref d, RefuseReason.UnsupportedOp);
         if ((flags & FOnly64) != 0 && !is64) return Refuse(ref d, RefuseReason.InvalidInMode);
+        // Why: MOVNTI exists only without 66/F2/F3; the CPU (and Iced) decide that before reading ModRM, so a
+        // truncated form with such a prefix is unknown, not truncated (found by the decoder property).
+        if (kind == (int)AccessKind.Write && arg != 0 && (opSizePrefix || repPrefix)) return Refuse(ref d, RefuseReason.UnknownOpcode);
 
         int opSize;
         if ((flags & FByte) != 0) opSize = 1;
@@ -112,10 +114,11 @@ public static class X86Decoder
             int rm = modrm & 7;
             if (kind == KindGroup)
             {
-                int g = (arg * 8 + regField) * 2;
+                int g = (arg * 8 + regField) * GroupRowSize;
                 kind = Groups[g];
                 if (kind == (int)AccessKind.Unsupported) return Refuse(ref d, RefuseReason.UnsupportedOp);
                 aluOp = Groups[g + 1];
+                immKind &= Groups[g + 2];
             }
             else
             {
@@ -128,6 +131,7 @@ public static class X86Decoder
                 // end first are Truncated (TooLong past 15 bytes), as for every other form (found by the fuzzer).
                 int immBytes = immKind is Imm8 or Imm8Sx ? 1 : immKind == ImmZ ? (opSize == 2 ? 2 : 4) : 0;
                 if (i + immBytes > limit) return Refuse(ref d, shortOf);
+                if ((flags & FMemOnly) != 0) return Refuse(ref d, RefuseReason.UnknownOpcode);
                 return Refuse(ref d, lockPrefix ? RefuseReason.LockInvalid : RefuseReason.RegisterOperand);
             }
 
@@ -194,6 +198,16 @@ public static class X86Decoder
             size = arg == 4 ? (opSize == 8 ? 4 : opSize) : arg;
             aluOp = 0;
         }
+        else if (kind == (int)AccessKind.Alu && aluOp == (int)AluOp.Cmpxchg8b)
+        {
+            // Why: CMPXCHG8B ignores 66; only REX.W turns it into CMPXCHG16B (m128).
+            size = (rex & 8) != 0 ? 16 : 8;
+            aluOp += (rex & 8) >> 3;
+        }
+        else if (kind == (int)AccessKind.Write && arg != 0 && opSize == 2)
+        {
+            size = regSize = 4; // MOVNTI has no 16-bit form: 32 bits in 16-bit mode too
+        }
         if (d.Reg >= 0)
         {
             d.RegSize = (byte)regSize;
@@ -243,18 +257,28 @@ public static class X86Decoder
                 if (i >= limit) return Refuse(ref d, shortOf);
                 d.Port = bytes[i++];
                 break;
+            case ImmOne:
+                d.HasImm = true;
+                d.Imm = 1;
+                break;
+            case ImmCl:
+                d.Reg = Gpr.Rcx;
+                d.RegSize = 1;
+                break;
         }
 
         d.Kind = (AccessKind)kind;
-        d.Op = (AluOp)(kind == (int)AccessKind.Alu ? aluOp : 0);
+        d.Op = (AluOp)(kind is (int)AccessKind.Alu or (int)AccessKind.Bt ? aluOp : 0);
+        if (kind is (int)AccessKind.Setcc or (int)AccessKind.Cmov) d.Cond = (byte)((e / EntrySize) & 0xF);
         if (lockPrefix && !LockAllowed(d.Kind, d.Op, flags)) return Refuse(ref d, RefuseReason.LockInvalid);
 
         int seg = segOverride >= 0 ? segOverride : defaultSeg;
         d.SrcSegment = (byte)seg;
-        // Why: the rDI operand of STOS/INS/MOVS is always ES; an override only moves the rSI side.
-        d.Segment = d.Kind is AccessKind.Stos or AccessKind.Ins or AccessKind.Movs ? Seg.ES : (byte)seg;
-        if (d.Kind != AccessKind.Movs) d.SrcSegment = d.Segment;
+        // Why: the rDI operand of STOS/INS/MOVS/CMPS/SCAS is always ES; an override only moves the rSI side.
+        d.Segment = d.Kind is AccessKind.Stos or AccessKind.Ins or AccessKind.Movs or AccessKind.Cmps or AccessKind.Scas ? Seg.ES : (byte)seg;
+        if (d.Kind is not (AccessKind.Movs or AccessKind.Cmps)) d.SrcSegment = d.Segment;
         d.Rep = repPrefix && (flags & FString) != 0;
+        d.RepNe = d.Rep && repne && d.Kind is AccessKind.Cmps or AccessKind.Scas;
         d.PortIsDx = (d.Kind is AccessKind.In or AccessKind.Out && immKind != ImmPort8) || d.Kind is AccessKind.Ins or AccessKind.Outs;
         d.MemIsDest = d.Kind == AccessKind.Alu && (flags & FMemDest) != 0;
         d.AddressSize = (byte)addrSize;
@@ -262,10 +286,11 @@ public static class X86Decoder
         return true;
     }
 
-    /// <summary>LOCK is legal only on read-modify-write of memory: ADD/OR/AND/SUB/XOR into memory, and XCHG.</summary>
+    /// <summary>LOCK is legal only on read-modify-write of memory: XCHG, and the memory-destination forms whose
+    /// operation is in <see cref="LockableOps"/> (ADD..XOR but CMP, INC/DEC/NEG/NOT, XADD, CMPXCHG*, BTS/BTR/BTC).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static bool LockAllowed(AccessKind kind, AluOp op, int flags) =>
-        kind == AccessKind.Xchg || (kind == AccessKind.Alu && (flags & FMemDest) != 0 && op != AluOp.Cmp && op != AluOp.Test);
+        kind == AccessKind.Xchg || (kind is AccessKind.Alu or AccessKind.Bt && (flags & FMemDest) != 0 && ((LockableOps >> (int)op) & 1) != 0);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal static ulong SizeMask(int size) => size >= 8 ? ulong.MaxValue : (1UL << (size * 8)) - 1;

@@ -20,6 +20,8 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
     readonly int[] _step = new int[programs.Count];
     readonly long[] _iteration = new long[programs.Count];
     readonly bool[] _issued = new bool[programs.Count];
+    readonly bool[] _resume = new bool[programs.Count];
+    public long RepResumes;
 
     public string Name => "replay";
     public long Desyncs, DataMismatches, ExceptionsSeen, InterruptsSeen;
@@ -36,7 +38,10 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
         if (rip != s.Rip) { Desync(v, $"vcpu {v}: at step '{s.Text}' expected rip 0x{s.Rip:x}, found 0x{rip:x}"); exit.Reason = ExitReason.Shutdown; return; }
 
         ulong offset = _step[v] >= prog.LoopStart && _step[v] < prog.LoopEnd ? s.Offset(_iteration[v]) : 0;
-        foreach (var (reg, value) in s.Presets) state.Gpr(v, reg) = value + (reg == s.VaryReg ? offset : 0);
+        // A REP the kernel stopped part-way re-executes with the registers it left (the count resumes).
+        if (!_resume[v])
+            foreach (var (reg, value) in s.Presets) state.Gpr(v, reg) = value + (reg == s.VaryReg ? offset : 0);
+        _resume[v] = false;
         if (s.SetIf) state.Rflags(v) |= 1UL << 9;
         if (s.ClearIf) state.Rflags(v) &= ~(1UL << 9);
         _issued[v] = true;
@@ -78,6 +83,12 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
         {
             if (rip != s.Rip + (ulong)s.Length) Desync(v, $"vcpu {v}: HLT at 0x{s.Rip:x} resumed at 0x{rip:x}");
             return;   // halted; the interrupt that ends the wait arrives as a pending event
+        }
+        if (rip == s.Rip && (s.Flags & ExitFlags.Rep) != 0 && (state.Gpr(v, 1) & 0xFFFF_FFFF) != 0)
+        {
+            RepResumes++;
+            _resume[v] = true;
+            return;   // the same step again: the guest re-executes the REP instruction
         }
         if (rip != s.Rip + (ulong)s.Length)
         {

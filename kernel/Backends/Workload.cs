@@ -26,6 +26,12 @@ public sealed record WorkloadSpec
     /// not-present code page (the guest must get #PF for that page).
     /// </summary>
     public bool HostileForms { get; init; }
+    /// <summary>
+    /// On vCPU 0, one instruction of every emulated family against the test device's window (ADC/SBB, INC/DEC, NEG/NOT,
+    /// XADD, CMPXCHG, shifts/rotates/SHLD, BTS/BTR/BTC with a register offset past the operand, IMUL/MUL/DIV and #DE,
+    /// SETcc/CMOVcc, LODS/SCAS, a REP LODS longer than one exit's bound, MOVNTI, and CMPS, which gets #UD).
+    /// </summary>
+    public bool EmulatedFamilies { get; init; }
     /// <summary>Loop iterations per vCPU (the run's exit count grows with it).</summary>
     public long Iterations { get; init; } = 64;
 }
@@ -99,6 +105,7 @@ public sealed class WorkloadBuilder
         if (vcpu == 0 && w.DeviceDriver && dev != 0) DeviceDriver(p, dev);
         if (vcpu == 0 && w.Unregistered) Unregistered(p);
         if (vcpu == 0 && w.HostileForms && dev != 0) HostileForms(p, dev);
+        if (vcpu == 0 && w.EmulatedFamilies && dev != 0) EmulatedFamilies(p, dev + 0x1800);
 
         p.LoopStart = p.Steps.Count;
         foreach (var kind in w.Mix) MixStep(p, kind, dev, w.Pattern == "random");
@@ -167,6 +174,52 @@ public sealed class WorkloadBuilder
         Memory.WriteU64(pte, Memory.ReadU64(pte) & ~1UL);
         UnmappedCodePages.Add(page);
         _rip = page + 0x1000;   // the rest of the program skips the hole (the guest's own jmp over it)
+    }
+
+    /// <summary>Each step's expected RAX is the architectural result, worked by hand from the previous steps.</summary>
+    void EmulatedFamilies(ReplayProgram p, ulong w)
+    {
+        (int, ulong)[] B(params (int, ulong)[] more) => [(3, w), .. more];
+        const ulong M32 = 0xFFFF_FFFF;
+        Mem(p, "mov dword [rbx], 5", a => a.mov(__dword_ptr[rbx], 5), w, 4, true, B());
+        Mem(p, "mov dword [rbx+4], 0", a => a.mov(__dword_ptr[rbx + 4], 0), w + 4, 4, true, B());
+        Mem(p, "inc dword [rbx]", a => a.inc(__dword_ptr[rbx]), w, 4, false, B());                       // 6
+        Mem(p, "lock dec dword [rbx]", a => a.@lock.dec(__dword_ptr[rbx]), w, 4, false, B());            // 5
+        Mem(p, "neg dword [rbx]", a => a.neg(__dword_ptr[rbx]), w, 4, false, B());                       // -5, CF=1
+        Mem(p, "not dword [rbx]", a => a.not(__dword_ptr[rbx]), w, 4, false, B());                       // 4, CF still 1
+        Mem(p, "adc dword [rbx], 1", a => a.adc(__dword_ptr[rbx], 1), w, 4, false, B());                 // 6, CF=0
+        Mem(p, "sbb dword [rbx], 1", a => a.sbb(__dword_ptr[rbx], 1), w, 4, false, B());                 // 5
+        Mem(p, "mov eax, [rbx] (after ADC/SBB)", a => a.mov(eax, __dword_ptr[rbx]), w, 4, false, B(), expect: 5, mask: M32);
+        Mem(p, "xadd [rbx], eax", a => a.xadd(__dword_ptr[rbx], eax), w, 4, false, B((0, 10)), expect: 5, mask: M32); // mem 15
+        Mem(p, "lock cmpxchg [rbx], ecx (match)", a => a.@lock.cmpxchg(__dword_ptr[rbx], ecx), w, 4, false, B((0, 15), (1, 0x77)), expect: 15, mask: M32);
+        Mem(p, "cmpxchg [rbx], ecx (mismatch)", a => a.cmpxchg(__dword_ptr[rbx], ecx), w, 4, false, B((0, 1), (1, 0x99)), expect: 0x77, mask: M32);
+        Mem(p, "shl dword [rbx], 4", a => a.shl(__dword_ptr[rbx], 4), w, 4, false, B());                 // 0x770
+        Mem(p, "ror dword [rbx], cl", a => a.ror(__dword_ptr[rbx], cl), w, 4, false, B((1, 4)));          // 0x77
+        Mem(p, "shld [rbx], eax, 8", a => a.shld(__dword_ptr[rbx], eax, 8), w, 4, false, B((0, 0xAB00_0000))); // 0x77AB
+        Mem(p, "mov eax, [rbx] (after shifts)", a => a.mov(eax, __dword_ptr[rbx]), w, 4, false, B(), expect: 0x77AB, mask: M32);
+        Mem(p, "bts [rbx], eax (bit 33: the next dword)", a => a.bts(__dword_ptr[rbx], eax), w + 4, 4, false, B((0, 33)));
+        Mem(p, "mov eax, [rbx+4] (after BTS)", a => a.mov(eax, __dword_ptr[rbx + 4]), w + 4, 4, false, B(), expect: 2, mask: M32);
+        Mem(p, "btr dword [rbx+4], 1", a => a.btr(__dword_ptr[rbx + 4], 1), w + 4, 4, false, B());
+        Mem(p, "btc dword [rbx+4], 31", a => a.btc(__dword_ptr[rbx + 4], 31), w + 4, 4, false, B());
+        Mem(p, "mov eax, [rbx+4] (after BTR/BTC)", a => a.mov(eax, __dword_ptr[rbx + 4]), w + 4, 4, false, B(), expect: 0x8000_0000, mask: M32);
+        Mem(p, "imul eax, [rbx], 3", a => a.imul(eax, __dword_ptr[rbx], 3), w, 4, false, B(), expect: 0x77AB * 3, mask: M32);
+        Mem(p, "mul dword [rbx]", a => a.mul(__dword_ptr[rbx]), w, 4, false, B((0, 0x10000), (2, 0)), expect: 0x77AB_0000, mask: M32);
+        Mem(p, "div dword [rbx]", a => a.div(__dword_ptr[rbx]), w, 4, false, B((0, 0x77AB * 7 + 3), (2, 0)), expect: 7, mask: M32);
+        Mem(p, "cmp dword [rbx], 0x77ab", a => a.cmp(__dword_ptr[rbx], 0x77AB), w, 4, false, B());       // ZF=1
+        Mem(p, "sete byte [rbx+4]", a => a.sete(__byte_ptr[rbx + 4]), w + 4, 1, true, B());             // 0x80000001
+        Mem(p, "cmovne eax, [rbx] (not taken: upper half cleared)", a => a.cmovne(eax, __dword_ptr[rbx]), w, 4, false, B((0, 0xFFFF_FFFF_0000_1234)), expect: 0x1234);
+        Mem(p, "cmove eax, [rbx+4] (taken)", a => a.cmove(eax, __dword_ptr[rbx + 4]), w + 4, 4, false, B(), expect: 0x8000_0001);
+        Mem(p, "lodsd", a => a.lodsd(), w, 4, false, [(6, w)], expect: 0x77AB, mask: M32);
+        Mem(p, "scasd", a => a.scasd(), w, 4, false, [(7, w), (0, 0x77AB)]);                            // ZF=1
+        Mem(p, "setne byte [rbx+4]", a => a.setne(__byte_ptr[rbx + 4]), w + 4, 1, true, B());
+        Mem(p, "mov eax, [rbx+4] (after SETNE)", a => a.mov(eax, __dword_ptr[rbx + 4]), w + 4, 4, false, B(), expect: 0x8000_0000, mask: M32);
+        var rep = Mem(p, "rep lodsb (300 elements: more than one exit runs)", a => a.rep.lodsb(), w + 0x200, 1, false, [(6, w + 0x200), (1, 300), (0, 0xFF)], expect: 0, mask: 0xFF);
+        rep.Flags |= ExitFlags.String | ExitFlags.Rep;
+        Mem(p, "movnti [rbx], eax", a => a.movnti(__dword_ptr[rbx], eax), w, 4, true, B((0, 0xCAFE)));
+        Mem(p, "mov eax, [rbx] (after MOVNTI)", a => a.mov(eax, __dword_ptr[rbx]), w, 4, false, B(), expect: 0xCAFE, mask: M32);
+        Mem(p, "mov dword [rbx+4], 0", a => a.mov(__dword_ptr[rbx + 4], 0), w + 4, 4, true, B());
+        Mem(p, "div dword [rbx+4] (by zero: #DE)", a => a.div(__dword_ptr[rbx + 4]), w + 4, 4, false, B((0, 1), (2, 0)));
+        Mem(p, "repe cmpsb (not emulated: #UD)", a => a.repe.cmpsb(), w, 1, false, [(6, w), (7, w + 4), (1, 2)]);
     }
 
     void MixStep(ReplayProgram p, string kind, ulong dev, bool random)

@@ -7,7 +7,10 @@
 //
 // Field conventions: register names carry their width ("eax", "ah", "r9w"); base/index are named at the address
 // size ("bx", "esi", "rip"); disp is signed for base/index forms and the unsigned address for absolute forms
-// (moffs, [disp32]); memory fields are null for IN/OUT and refusals; "src_seg" is the rSI segment of MOVS.
+// (moffs, [disp32]); memory fields are null for IN/OUT and refusals; "src_seg" is the rSI segment of MOVS/CMPS.
+// "mnemonic" is Iced's Mnemonic in lower case (null where Iced finds no valid instruction), "mem_dir" is
+// read/write/rmw/none (Executor.MemoryDirection) and "mem_size" the bytes per memory access (null without one);
+// "op" names the operation of ALU and BTS/BTR/BTC forms and "cond" the condition of SETcc/CMOVcc.
 
 using System.Buffers;
 using System.Globalization;
@@ -46,9 +49,9 @@ public static class DecodeCommand
             json.Reset(buffer);
             int n = ParseHex(text, bytes);
             if (n <= 0) WriteBadHex(json);
-            else if (X86Decoder.TryDecode(bytes[..n], mode, out DecodedAccess d)) Write(json, in d, "copra");
-            else if (IcedFallback.TryDecode(bytes[..n], mode, out DecodedAccess f)) Write(json, in f, "iced");
-            else Write(json, in d, "copra");
+            else if (X86Decoder.TryDecode(bytes[..n], mode, out DecodedAccess d)) Write(json, in d, "copra", bytes[..n]);
+            else if (IcedFallback.TryDecode(bytes[..n], mode, out DecodedAccess f)) Write(json, in f, "iced", bytes[..n]);
+            else Write(json, in d, "copra", bytes[..n]);
             json.Flush();
             output.WriteLine(Encoding.UTF8.GetString(buffer.WrittenSpan));
         }
@@ -89,18 +92,32 @@ public static class DecodeCommand
         d.Reg = -1;
         d.Base = -1;
         d.Index = -1;
-        WriteFields(w, in d, "copra", "bad_hex");
+        WriteFields(w, in d, "copra", "bad_hex", null);
     }
 
-    static void Write(Utf8JsonWriter w, in DecodedAccess d, string decoder) =>
-        WriteFields(w, in d, decoder, d.Kind == AccessKind.Unsupported ? ErrorName(d.Error) : null);
+    static void Write(Utf8JsonWriter w, in DecodedAccess d, string decoder, ReadOnlySpan<byte> bytes) =>
+        WriteFields(w, in d, decoder, d.Kind == AccessKind.Unsupported ? ErrorName(d.Error) : null, Mnemonic(bytes, d.Mode));
 
-    static void WriteFields(Utf8JsonWriter w, in DecodedAccess d, string decoder, string? error)
+    /// <summary>Iced's mnemonic for the bytes, lower case; null when Iced decodes no valid instruction.</summary>
+    static string? Mnemonic(ReadOnlySpan<byte> bytes, CpuMode mode)
+    {
+        int bitness = mode switch { CpuMode.Bits16 => 16, CpuMode.Bits32 => 32, _ => 64 };
+        var dec = Iced.Intel.Decoder.Create(bitness, new Iced.Intel.ByteArrayCodeReader(bytes[..Math.Min(bytes.Length, 15)].ToArray()));
+        dec.Decode(out Iced.Intel.Instruction ins);
+        return ins.IsInvalid ? null : ins.Mnemonic.ToString().ToLowerInvariant();
+    }
+
+    static readonly string[] s_condNames = ["o", "no", "b", "ae", "e", "ne", "be", "a", "s", "ns", "p", "np", "l", "ge", "le", "g"];
+
+    static void WriteFields(Utf8JsonWriter w, in DecodedAccess d, string decoder, string? error, string? mnemonic)
     {
         bool ok = error is null;
         bool mem = ok && d.HasMemory;
         w.WriteStartObject();
         w.WriteNumber("len", d.Length);
+        if (mnemonic is not null) w.WriteString("mnemonic", mnemonic); else w.WriteNull("mnemonic");
+        w.WriteString("mem_dir", ok ? Hot.Emulate.Executor.MemoryDirection(in d) : "none");
+        if (mem) w.WriteNumber("mem_size", d.Size); else w.WriteNull("mem_size");
         w.WriteString("kind", KindName(d.Kind));
         if (ok) w.WriteNumber("size", d.Size); else w.WriteNull("size");
         if (ok && d.Reg >= 0) w.WriteString("reg", RegName(d.Reg, d.RegHigh8, d.RegSize)); else w.WriteNull("reg");
@@ -109,7 +126,7 @@ public static class DecodeCommand
         if (mem)
         {
             w.WriteString("seg", SegName(d.Segment));
-            if (d.Kind == AccessKind.Movs) w.WriteString("src_seg", SegName(d.SrcSegment));
+            if (d.Kind is AccessKind.Movs or AccessKind.Cmps) w.WriteString("src_seg", SegName(d.SrcSegment));
             if (d.Base == Gpr.Rip) w.WriteString("base", d.AddressSize == 8 ? "rip" : "eip");
             else if (d.Base >= 0) w.WriteString("base", RegName(d.Base, false, d.AddressSize));
             else w.WriteNull("base");
@@ -132,7 +149,8 @@ public static class DecodeCommand
             if (d.PortIsDx) w.WriteString("port", "dx"); else w.WriteNumber("port", d.Port);
         }
         else w.WriteNull("port");
-        if (ok && d.Kind == AccessKind.Alu) w.WriteString("op", d.Op.ToString().ToLowerInvariant()); else w.WriteNull("op");
+        if (ok && d.Op != AluOp.None) w.WriteString("op", d.Op.ToString().ToLowerInvariant()); else w.WriteNull("op");
+        if (ok && d.Kind is AccessKind.Setcc or AccessKind.Cmov) w.WriteString("cond", s_condNames[d.Cond]);
         if (error is not null) w.WriteString("error", error);
         w.WriteString("decoder", decoder);
         w.WriteEndObject();
@@ -156,6 +174,11 @@ public static class DecodeCommand
         AccessKind.Alu => "alu",
         AccessKind.Xchg => "xchg",
         AccessKind.Bt => "bt",
+        AccessKind.Setcc => "setcc",
+        AccessKind.Cmov => "cmov",
+        AccessKind.Lods => "lods",
+        AccessKind.Cmps => "cmps",
+        AccessKind.Scas => "scas",
         _ => "unsupported",
     };
 

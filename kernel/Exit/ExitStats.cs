@@ -7,7 +7,7 @@ public enum ExitKind : byte { MmioRead, MmioWrite, MmioString, MmioAlu, PortIn, 
 public enum Counter
 {
     Taken, Mmio, Io, Completed, Forwarded, Reinjected, Faulted, Aborted,
-    ToVmm, Hlt, Cpuid, Msr, Shutdown, DecodeMismatch, IcedFallbacks, DeviceRoundTrips, DevicesLost, ForwardFailures,
+    ToVmm, Hlt, Cpuid, Msr, Shutdown, DecodeMismatch, IcedFallbacks, RepResumed, DeviceRoundTrips, DevicesLost, ForwardFailures,
     TdReads, TdWrites, Transitions, CrossCpuWakes,
     HardwareChecked, MismatchAddress, MismatchSize, MismatchDirection, MismatchData,
 }
@@ -66,6 +66,7 @@ public sealed class ExitStats
     public long Shutdown => Get(Counter.Shutdown);
     public long DecodeMismatch => Get(Counter.DecodeMismatch);
     public long IcedFallbacks => Get(Counter.IcedFallbacks);
+    public long RepResumed => Get(Counter.RepResumed);
     public long DeviceRoundTrips => Get(Counter.DeviceRoundTrips);
     public long DevicesLost => Get(Counter.DevicesLost);
     public long ForwardFailures => Get(Counter.ForwardFailures);

@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using Copra.Abi;
 using Copra.Hot.Decode;
+using Copra.Hot.Emulate;
 using Copra.Hot.Exit;
 using Copra.Hot.Guest;
 using Copra.Hot.State;
@@ -68,6 +69,13 @@ public sealed partial class Kernel
     long[] _hardware = [];       // hardware round trip of this exit (KVM: TSC around KVM_RUN), else 0
     ulong[] _hwRead = [];        // the value the last hardware-completed read returned (checks an ALU's write)
     bool[] _firstElement = [];
+    int[] _repElements = [];
+
+    /// <summary>
+    /// REP string elements one exit may run before the kernel re-enters the guest at the same RIP (the CPU's own
+    /// interruptible REP: rSI/rDI/rCX carry the progress and the next exit resumes). Bounds the time one exit holds a CPU.
+    /// </summary>
+    public const int MaxRepPerExit = 256;
     bool[] _forwarded = [];      // some side of this instruction went to the host
     long[] _tdRead0 = [];        // the vCPU's TDG.VP.RD count already charged to this exit's modelled cost
     // A request to a device, kept per vCPU so it can queue behind another vCPU's.
@@ -87,7 +95,7 @@ public sealed partial class Kernel
         Fetcher = new InstructionFetcher(n);
         _acc = new DecodedAccess[n]; _exit = new ExitRecord[n]; _phase = new byte[n]; _value = new ulong[n];
         _writeValue = new ulong[n]; _segBase = new ulong[n]; _esBase = new ulong[n]; _mode = new PagingMode[n];
-        _cr3 = new ulong[n]; _measured = new long[n]; _segStart = new long[n]; _modelled = new long[n]; _hardware = new long[n]; _hwRead = new ulong[n]; _firstElement = new bool[n]; _forwarded = new bool[n]; _tdRead0 = new long[n];
+        _cr3 = new ulong[n]; _measured = new long[n]; _segStart = new long[n]; _modelled = new long[n]; _hardware = new long[n]; _hwRead = new ulong[n]; _firstElement = new bool[n]; _repElements = new int[n]; _forwarded = new bool[n]; _tdRead0 = new long[n];
         _reqKind = new EventKind[n]; _reqAddr = new ulong[n]; _reqSize = new byte[n]; _reqWrite = new bool[n];
         _reqData = new ulong[n]; _reqOwner = new int[n];
     }
@@ -146,7 +154,7 @@ public sealed partial class Kernel
     public const ulong RflagsIf = 1 << 9, RflagsDf = 1 << 10;
     public const uint PendingEventValid = 1u << 31;
     public const uint EventTypeException = 3 << 8, EventHasErrorCode = 1 << 11;
-    public const byte VectorUd = 6, VectorGp = 13, VectorPf = 14, VectorVe = 20, VectorVc = 29;
+    public const byte VectorDe = 0, VectorUd = 6, VectorGp = 13, VectorPf = 14, VectorVe = 20, VectorVc = 29;
 
     // ---- taking an exit ----------------------------------------------------------------------
 
@@ -288,6 +296,9 @@ public sealed partial class Kernel
             }
         }
         _ = fr;
+        // Why: CMPS (two reads per element) and CMPXCHG16B (16 bytes) decode, and the executor computes them, but
+        // the element pipeline carries one read of at most 8 bytes: a defined #UD until the exit pipeline grows them.
+        if (d.Kind == AccessKind.Cmps || d.Op == AluOp.Cmpxchg16b) { InjectException(cpu, v, VectorUd, null); return; }
         _acc[v] = d;
         NarratorFor(v)?.Invoke($"decode: len {d.Length} kind {d.Kind} size {d.Size} reg {d.Reg}{(d.RegHigh8 ? "(high8)" : "")} imm {(d.HasImm ? $"0x{d.Imm:x}" : "-")} op {d.Op} rep {d.Rep} base {d.Base} index {d.Index} scale {d.Scale} disp 0x{d.Disp:x} seg {d.Segment} asz {d.AddressSize}{(d.PortIsDx ? " port=dx" : d.Kind is AccessKind.In or AccessKind.Out ? $" port=0x{d.Port:x}" : "")}");
         bool isPort = d.Kind is AccessKind.In or AccessKind.Out or AccessKind.Ins or AccessKind.Outs;
@@ -300,6 +311,7 @@ public sealed partial class Kernel
         _segBase[v] = SegmentBaseFor(v, cpuMode, d.SrcSegment);   // MOVS/OUTS read through the (overridable) source segment
         _esBase[v] = cpuMode == CpuMode.Bits64 ? 0 : State.SegBase(v, StateField.Es);
         _firstElement[v] = true;
+        _repElements[v] = 0;
         if (hw) CheckHardware(v);
 
         // REP with a zero count does nothing but advance RIP.
@@ -336,8 +348,9 @@ public sealed partial class Kernel
         {
             dir = d.Kind switch
             {
-                AccessKind.Read or AccessKind.ReadZx or AccessKind.ReadSx or AccessKind.Bt => !rec.IsWrite,
-                AccessKind.Write or AccessKind.WriteImm or AccessKind.Stos => rec.IsWrite,
+                AccessKind.Bt => d.Op != AluOp.None || !rec.IsWrite,
+                AccessKind.Read or AccessKind.ReadZx or AccessKind.ReadSx or AccessKind.Cmov or AccessKind.Lods or AccessKind.Scas => !rec.IsWrite,
+                AccessKind.Write or AccessKind.WriteImm or AccessKind.Stos or AccessKind.Setcc => rec.IsWrite,
                 AccessKind.Alu => !rec.IsWrite || d.Op is not (AluOp.Cmp or AluOp.Test),
                 AccessKind.Xchg or AccessKind.Movs => true,
                 _ => false,
@@ -356,10 +369,10 @@ public sealed partial class Kernel
                     case AccessKind.Write: case AccessKind.WriteImm: expect = WriteBack.StoreValue(d, gprs); break;
                     case AccessKind.Stos: expect = gprs[0]; break;
                     case AccessKind.Xchg: expect = WriteBack.Xchg(d, copy, _hwRead[v]); break;
-                    case AccessKind.Alu:
+                    case AccessKind.Alu: case AccessKind.Bt: case AccessKind.Setcc:
                     {
                         ulong fl = State.Rflags(v);
-                        known = WriteBack.Alu(d, copy, ref fl, _hwRead[v], out expect);
+                        known = Executor.Execute(in d, copy, ref fl, _hwRead[v], out expect) == ExecResult.Write;
                         break;
                     }
                     case AccessKind.Movs:
@@ -386,7 +399,7 @@ public sealed partial class Kernel
         return State.SegBase(v, seg);
     }
 
-    static bool IsString(AccessKind k) => k is AccessKind.Movs or AccessKind.Stos or AccessKind.Ins or AccessKind.Outs;
+    static bool IsString(AccessKind k) => IcedForms.IsString(k);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static ulong Masked(ulong value, byte size) => size switch { 2 => value & 0xFFFF, 4 => value & 0xFFFF_FFFF, _ => value };
@@ -396,9 +409,11 @@ public sealed partial class Kernel
     /// <summary>Where an element reads from or writes to.</summary>
     enum Side : byte { None, Memory, Port }
 
-    (Side read, Side write) SidesOf(AccessKind k) => k switch
+    static (Side read, Side write) SidesOf(in DecodedAccess d) => d.Kind switch
     {
-        AccessKind.Read or AccessKind.ReadZx or AccessKind.ReadSx or AccessKind.Bt => (Side.Memory, Side.None),
+        AccessKind.Bt => (Side.Memory, d.Op == AluOp.None ? Side.None : Side.Memory),
+        AccessKind.Read or AccessKind.ReadZx or AccessKind.ReadSx or AccessKind.Cmov or AccessKind.Lods or AccessKind.Scas => (Side.Memory, Side.None),
+        AccessKind.Setcc => (Side.None, Side.Memory),
         AccessKind.Alu or AccessKind.Xchg => (Side.Memory, Side.Memory),
         AccessKind.Write or AccessKind.WriteImm or AccessKind.Stos => (Side.None, Side.Memory),
         AccessKind.Movs => (Side.Memory, Side.Memory),
@@ -419,8 +434,10 @@ public sealed partial class Kernel
                 return write ? _esBase[v] + Masked(State.Gpr(v, 7), d.AddressSize) : _segBase[v] + Masked(State.Gpr(v, 6), d.AddressSize);
             case AccessKind.Stos:
             case AccessKind.Ins:
+            case AccessKind.Scas:
                 return _esBase[v] + Masked(State.Gpr(v, 7), d.AddressSize);
             case AccessKind.Outs:
+            case AccessKind.Lods:
                 return _segBase[v] + Masked(State.Gpr(v, 6), d.AddressSize);
             default:
             {
@@ -432,7 +449,7 @@ public sealed partial class Kernel
 
     void StartElement(Cpu cpu, int v)
     {
-        var (read, _) = SidesOf(_acc[v].Kind);
+        var (read, _) = SidesOf(in _acc[v]);
         _phase[v] = (byte)Phase.Read;
         // The hardware reports each side of an instruction as its own exit (an ALU or MOVS first reads, then
         // writes): a write exit is only the write side, its data in the record.
@@ -537,7 +554,7 @@ public sealed partial class Kernel
     {
         ref readonly var d = ref _acc[v];
         bool hw = (_exit[v].Flags & ExitFlags.HardwareCompletes) != 0;
-        var (_, writeSide) = SidesOf(d.Kind);
+        var (_, writeSide) = SidesOf(in d);
         _value[v] = value;
         ulong toWrite = 0;
         bool write = writeSide != Side.None;
@@ -550,37 +567,15 @@ public sealed partial class Kernel
         else
         {
             var gprs = State.Gprs(v);
-            switch (d.Kind)
+            if (d.Kind is AccessKind.Movs or AccessKind.Ins or AccessKind.Outs) toWrite = value;
+            else
             {
-                case AccessKind.Read: case AccessKind.ReadZx: case AccessKind.ReadSx: case AccessKind.In:
-                    WriteBack.ApplyRead(d, gprs, value);
-                    break;
-                case AccessKind.Bt:
-                {
-                    ulong fl = State.Rflags(v);
-                    WriteBack.Bt(d, gprs, ref fl, value);
-                    State.Rflags(v) = fl;
-                    break;
-                }
-                case AccessKind.Alu:
-                {
-                    ulong fl = State.Rflags(v);
-                    write = WriteBack.Alu(d, gprs, ref fl, value, out toWrite);
-                    State.Rflags(v) = fl;
-                    break;
-                }
-                case AccessKind.Xchg:
-                    toWrite = WriteBack.Xchg(d, gprs, value);
-                    break;
-                case AccessKind.Movs: case AccessKind.Ins: case AccessKind.Outs:
-                    toWrite = value;
-                    break;
-                case AccessKind.Write: case AccessKind.WriteImm: case AccessKind.Out:
-                    toWrite = WriteBack.StoreValue(d, gprs);
-                    break;
-                case AccessKind.Stos:
-                    toWrite = Masked(gprs[0], 8) & AllOnes(d.Size);
-                    break;
+                // The executor is the one state update for every other form (hot/Emulate/Executor.cs).
+                ulong fl = State.Rflags(v);
+                var res = Executor.Execute(in d, gprs, ref fl, value, out toWrite);
+                if (res == ExecResult.DivideError) { InjectException(cpu, v, VectorDe, null); return; }
+                State.Rflags(v) = fl;
+                if (writeSide == Side.Memory) write = res == ExecResult.Write;
             }
         }
         NarratorFor(v)?.Invoke($"value 0x{value:x} in hand; {(hw ? "the hardware finishes the instruction" : $"write-back done, RAX now 0x{State.Gpr(v, 0):x}, RFLAGS 0x{State.Rflags(v):x}")}{(write ? $"; next: write 0x{toWrite:x}" : "")}");
@@ -602,17 +597,14 @@ public sealed partial class Kernel
             FinishInstruction(cpu, v);
             return;
         }
-        if (IsString(d.Kind))
+        if (IsString(d.Kind) && !Executor.StringStep(in d, State.Gprs(v), State.Rflags(v)))
         {
-            long step = (State.Rflags(v) & RflagsDf) != 0 ? -(long)d.Size : d.Size;
-            var gprs = State.Gprs(v);
-            if (d.Kind is AccessKind.Movs or AccessKind.Outs) gprs[6] = Advance(gprs[6], step, d.AddressSize);
-            if (d.Kind is AccessKind.Movs or AccessKind.Stos or AccessKind.Ins) gprs[7] = Advance(gprs[7], step, d.AddressSize);
-            if (d.Rep)
-            {
-                gprs[1] = Advance(gprs[1], -1, d.AddressSize);
-                if (Masked(gprs[1], d.AddressSize) != 0) { StartElement(cpu, v); return; }
-            }
+            // Why: a REP run longer than MaxRepPerExit ends this exit with RIP unchanged; the guest re-executes the
+            // instruction, exits again and the count resumes where it stopped, so one exit never runs unbounded.
+            if (++_repElements[v] < MaxRepPerExit) { StartElement(cpu, v); return; }
+            Stats.Add(cpu.Index, Counter.RepResumed);
+            EndExit(cpu, v, KindOf(d, _exit[v]), countCompleted: true);
+            return;
         }
         FinishInstruction(cpu, v);
     }
@@ -640,9 +632,9 @@ public sealed partial class Kernel
         AccessKind.In => ExitKind.PortIn,
         AccessKind.Out => ExitKind.PortOut,
         AccessKind.Ins or AccessKind.Outs => ExitKind.PortString,
-        AccessKind.Movs or AccessKind.Stos => ExitKind.MmioString,
+        AccessKind.Movs or AccessKind.Stos or AccessKind.Lods or AccessKind.Scas or AccessKind.Cmps => ExitKind.MmioString,
         AccessKind.Alu or AccessKind.Xchg or AccessKind.Bt => ExitKind.MmioAlu,
-        AccessKind.Write or AccessKind.WriteImm => ExitKind.MmioWrite,
+        AccessKind.Write or AccessKind.WriteImm or AccessKind.Setcc => ExitKind.MmioWrite,
         _ => ExitKind.MmioRead,
     };
 

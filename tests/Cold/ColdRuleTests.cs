@@ -211,6 +211,16 @@ public class AddressSpaceRuleTests
     }
 
     [Fact]
+    public void AZeroLengthSpanOfAMappedAddressIsEmptyAndValid()
+    {
+        // Catches `length < 0` hardened to `<= 0` in TrySpan: a zero-byte user buffer at a mapped address is legal.
+        var s = new AddressSpace(64);
+        Assert.True(s.TrySpan(AddressSpace.DataBase, 0, true, out var span));
+        Assert.Equal(0, span.Length);
+        Assert.False(s.TrySpan(AddressSpace.DataBase - 1, 0, false, out _));
+    }
+
+    [Fact]
     public void UnmapRemovesTheMappingThatStartsThere_AnythingElseIsEinval()
     {
         var s = new AddressSpace(4096);
@@ -332,6 +342,23 @@ public class HandleTableRuleTests
         Assert.Empty(t.Snapshot());
         Assert.False(t.TryGet(40, out _));
         Assert.Equal(HandleTable.Encode(40, 1), t.PlaceAt(40, a)); // DetachAll bumped the generation
+    }
+
+    [Fact]
+    public void ASlotJustPastTheArrayMissesAndPlaceAtThereGrowsTheArray()
+    {
+        // Catches `i >= _slots.Length` weakened to `>` in TryGet, Detach and PlaceAt (index 16 is one past the initial 16 slots).
+        var t = new HandleTable();
+        Assert.False(t.TryGet(16, out _));
+        Assert.Null(t.Detach(16));
+        var a = new Obj();
+        Assert.Equal(16u, t.PlaceAt(16, a));
+        Assert.False(t.TryGet(32, out _));
+        Assert.Null(t.Detach(32));
+        Assert.Equal(32u, t.PlaceAt(32, a));
+        Assert.True(t.TryGet(32, out var got));
+        Assert.Same(a, got);
+        Assert.Same(a, t.Detach(32));
     }
 
     [Fact]
@@ -612,6 +639,21 @@ public class RamFsRuleTests
         Assert.Equal(("sub", true, 0UL), e);
         Assert.False(dir.TryNext(out _));
         Assert.False(dir.TryNext(out _));
+    }
+
+    [Fact]
+    public void OpenFilesAndDirectoriesDescribeThemselvesByName()
+    {
+        // The process-tree printout names what each handle is; catches Kind/Describe strings emptied.
+        var fs = new RamFs();
+        fs.MkDir(fs.Root, "/logs");
+        var f = new FileObject(fs, fs.OpenFile("/logs/today", true, false), OpenMode.Read);
+        Assert.Equal("file", f.Kind);
+        Assert.Equal("file today", f.Describe());
+        Assert.Same(f, f.AsFile());
+        var d = new DirObject(fs, fs.OpenDir(fs.Root, "/logs"));
+        Assert.Equal("dir", d.Kind);
+        Assert.Equal("dir /logs", d.Describe());
     }
 
     [Fact]

@@ -8,7 +8,7 @@ namespace Copra.Tests.Decode;
 /// <summary>`copra decode`: lines of hex in, one JSON object per instruction out.</summary>
 public class DecodeCommandTests
 {
-    static readonly string[] AlwaysKeys = ["len", "kind", "size", "reg", "imm", "rep", "seg", "base", "index", "scale", "disp", "port", "op", "decoder"];
+    static readonly string[] AlwaysKeys = ["len", "mnemonic", "mem_dir", "mem_size", "kind", "size", "reg", "imm", "rep", "seg", "base", "index", "scale", "disp", "port", "op", "decoder"];
 
     static List<JsonElement> Run(string input, CpuMode mode = CpuMode.Bits64)
     {
@@ -177,5 +177,45 @@ public class DecodeCommandTests
         Assert.Equal(CpuMode.Bits32, DecodeCommand.ParseMode("32"));
         Assert.Equal(CpuMode.Bits16, DecodeCommand.ParseMode("16"));
         Assert.Throws<CliException>(() => DecodeCommand.ParseMode("8"));
+    }
+
+    /// <summary>Issue 14's fields: Iced's mnemonic, the memory direction and size, on every family.</summary>
+    [Theory]
+    [InlineData("f0 0f c1 08", "xadd", "rmw", 4)]
+    [InlineData("0f ab 08", "bts", "rmw", 4)]
+    [InlineData("0f a3 08", "bt", "read", 4)]
+    [InlineData("0f 94 00", "sete", "write", 1)]
+    [InlineData("48 0f 4f 08", "cmovg", "read", 8)]
+    [InlineData("f3 a6", "cmpsb", "read", 1)]
+    [InlineData("f7 30", "div", "read", 4)]
+    [InlineData("66 ff 08", "dec", "rmw", 2)]
+    [InlineData("48 3b 08", "cmp", "read", 8)]
+    [InlineData("01 08", "add", "rmw", 4)]
+    [InlineData("03 08", "add", "read", 4)]
+    [InlineData("f0 48 0f c7 0e", "cmpxchg16b", "rmw", 16)]
+    [InlineData("0f c3 08", "movnti", "write", 4)]
+    [InlineData("a5", "movsd", "rmw", 4)]
+    [InlineData("88 00", "mov", "write", 1)]
+    [InlineData("d3 28", "shr", "rmw", 4)]
+    public void MnemonicDirectionAndSize(string hex, string mnemonic, string dir, int size)
+    {
+        var e = One(hex);
+        Assert.Equal(mnemonic, Str(e, "mnemonic"));
+        Assert.Equal(dir, Str(e, "mem_dir"));
+        Assert.Equal(size, e.GetProperty("mem_size").GetInt32());
+    }
+
+    [Fact]
+    public void PortFormsAndRefusalsHaveNoMemoryDirection()
+    {
+        var rows = Run("ec\n0f 0b\nzz");
+        Assert.Equal("in", Str(rows[0], "mnemonic"));
+        Assert.Equal("ud2", Str(rows[1], "mnemonic"));
+        Assert.Null(Str(rows[2], "mnemonic"));
+        foreach (var r in rows)
+        {
+            Assert.Equal("none", Str(r, "mem_dir"));
+            Assert.Equal(JsonValueKind.Null, r.GetProperty("mem_size").ValueKind);
+        }
     }
 }

@@ -7,7 +7,7 @@ namespace Copra.Tests.Decode;
 
 /// <summary>
 /// Reads the decoder vector files (Iced-style: <c>hex bytes | key=value ...</c>, # comments) and renders a
-/// DecodedAccess into the same keys. Keys: len kind size reg imm rep seg srcseg mem asz port op dest, or error
+/// DecodedAccess into the same keys. Keys: len kind size reg imm rep (0, 1, or ne for REPNE CMPS/SCAS) seg srcseg mem asz port op dest cond, or error
 /// for a refusal, plus <c>iced=accept</c> on a refusal the Iced fallback is expected to accept. A key left out
 /// must have its neutral value ("none", rep=0, srcseg=seg), so a vector pins every field of the access.
 /// </summary>
@@ -54,7 +54,9 @@ public static class DecoderVectors
 
     public static Vector Get(string file, int line) => Load(file).Single(v => v.Line == line);
 
-    public static readonly string[] Keys = ["len", "kind", "size", "reg", "imm", "rep", "seg", "srcseg", "mem", "asz", "port", "op", "dest"];
+    public static readonly string[] Keys = ["len", "kind", "size", "reg", "imm", "rep", "seg", "srcseg", "mem", "asz", "port", "op", "dest", "cond"];
+
+    static readonly string[] CondNames = ["o", "no", "b", "ae", "e", "ne", "be", "a", "s", "ns", "p", "np", "l", "ge", "le", "g"];
 
     /// <summary>Asserts the decoder's answer matches the vector, key by key.</summary>
     public static void Check(Vector v, CpuMode mode)
@@ -100,11 +102,12 @@ public static class DecoderVectors
             ["size"] = d.Size.ToString(CultureInfo.InvariantCulture),
             ["reg"] = d.Reg < 0 ? "none" : RegName(d.Reg, d.RegHigh8, d.RegSize),
             ["imm"] = d.HasImm ? "0x" + ((ulong)d.Imm).ToString("x", CultureInfo.InvariantCulture) : "none",
-            ["rep"] = d.Rep ? "1" : "0",
+            ["rep"] = d.RepNe ? "ne" : d.Rep ? "1" : "0",
             ["port"] = d.Kind is AccessKind.In or AccessKind.Out or AccessKind.Ins or AccessKind.Outs
                 ? (d.PortIsDx ? "dx" : "0x" + d.Port.ToString("x", CultureInfo.InvariantCulture)) : "none",
-            ["op"] = d.Kind == AccessKind.Alu ? d.Op.ToString().ToLowerInvariant() : "none",
+            ["op"] = d.Op != AluOp.None ? d.Op.ToString().ToLowerInvariant() : "none",
             ["dest"] = d.Kind == AccessKind.Alu ? (d.MemIsDest ? "mem" : "reg") : "none",
+            ["cond"] = d.Kind is AccessKind.Setcc or AccessKind.Cmov ? CondNames[d.Cond] : "none",
         };
         bool mem = d.Kind is not (AccessKind.In or AccessKind.Out);
         r["seg"] = mem ? SegName(d.Segment) : "none";

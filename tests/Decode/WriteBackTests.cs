@@ -128,3 +128,25 @@ public class WriteBackTests
 
     static string Hex(ulong x) => x.ToString("x", CultureInfo.InvariantCulture);
 }
+
+/// <summary>SDM rules for the faults the CPU oracle cannot run natively: #DE is decided without dividing past Int128.</summary>
+public class ExecutorFaultTests
+{
+    [Theory]
+    [InlineData("48 f7 3e", 0x0UL, 0x8000_0000_0000_0000UL, ulong.MaxValue)]     // idiv qword: -2^127 / -1 (found by the campaign)
+    [InlineData("48 f7 3e", 0x0UL, 0x0UL, 0x0UL)]                                 // idiv by zero
+    [InlineData("48 f7 36", 0x0UL, 0x1UL, 0x1UL)]                                 // div: 2^64 / 1 does not fit
+    [InlineData("f7 3e", 0x8000_0000UL, 0xFFFF_FFFFUL, 0xFFFF_FFFFUL)]            // idiv dword: -2^31 / -1
+    public void DivideErrorsChangeNothing(string hex, ulong rax, ulong rdx, ulong divisor)
+    {
+        Assert.True(X86Decoder.TryDecode(Convert.FromHexString(hex.Replace(" ", "")), CpuMode.Bits64, out DecodedAccess d));
+        var g = new ulong[16];
+        g[0] = rax; g[2] = rdx;
+        ulong f = 0x2;
+        var res = Copra.Hot.Emulate.Executor.Execute(in d, g, ref f, divisor, out _);
+        Assert.Equal(Copra.Hot.Emulate.ExecResult.DivideError, res);
+        Assert.Equal(rax, g[0]);
+        Assert.Equal(rdx, g[2]);
+        Assert.Equal(0x2UL, f);
+    }
+}

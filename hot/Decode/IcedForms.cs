@@ -1,0 +1,92 @@
+// Design note — which Iced instructions are emulated forms, and as what.
+//
+// One mapping from Iced's Mnemonic to Copra's (AccessKind, AluOp, condition), shared by the cold-path decoder
+// (IcedFallback) and the fuzz oracle (IcedOracle) so the two cannot drift apart. Both remain independent of
+// X86Decoder's opcode tables, which is what the differential tests compare. Operands (memory or register) are the
+// callers' business: a form mapped here with no memory operand is still refused by them.
+
+using Iced.Intel;
+
+namespace Copra.Hot.Decode;
+
+/// <summary>Iced mnemonic → emulated form.</summary>
+public static class IcedForms
+{
+    /// <summary>The access kind for Iced's instruction, or Unsupported; <paramref name="cond"/> for SETcc/CMOVcc.</summary>
+    public static AccessKind Classify(in Instruction ins, out AluOp op, out byte cond)
+    {
+        op = AluOp.None;
+        cond = ins.ConditionCode == ConditionCode.None ? (byte)0 : (byte)(ins.ConditionCode - 1);
+        switch (ins.Mnemonic)
+        {
+            case Mnemonic.Mov:
+                if (IsMemory(ins.Op0Kind)) return ins.Op1Kind == OpKind.Register ? AccessKind.Write : AccessKind.WriteImm;
+                return ins.OpCount == 2 && IsMemory(ins.Op1Kind) ? AccessKind.Read : AccessKind.Unsupported;
+            case Mnemonic.Movnti: return AccessKind.Write;
+            case Mnemonic.Movzx: return AccessKind.ReadZx;
+            case Mnemonic.Movsx: case Mnemonic.Movsxd: return AccessKind.ReadSx;
+            case Mnemonic.Movsb: case Mnemonic.Movsw: case Mnemonic.Movsq: return AccessKind.Movs;
+            case Mnemonic.Movsd: return ins.Code == Code.Movsd_m32_m32 ? AccessKind.Movs : AccessKind.Unsupported;
+            case Mnemonic.Stosb: case Mnemonic.Stosw: case Mnemonic.Stosd: case Mnemonic.Stosq: return AccessKind.Stos;
+            case Mnemonic.Lodsb: case Mnemonic.Lodsw: case Mnemonic.Lodsd: case Mnemonic.Lodsq: return AccessKind.Lods;
+            case Mnemonic.Cmpsb: case Mnemonic.Cmpsw: case Mnemonic.Cmpsq: return AccessKind.Cmps;
+            case Mnemonic.Cmpsd: return ins.Code == Code.Cmpsd_m32_m32 ? AccessKind.Cmps : AccessKind.Unsupported;
+            case Mnemonic.Scasb: case Mnemonic.Scasw: case Mnemonic.Scasd: case Mnemonic.Scasq: return AccessKind.Scas;
+            case Mnemonic.Insb: case Mnemonic.Insw: case Mnemonic.Insd: return AccessKind.Ins;
+            case Mnemonic.Outsb: case Mnemonic.Outsw: case Mnemonic.Outsd: return AccessKind.Outs;
+            case Mnemonic.In: return AccessKind.In;
+            case Mnemonic.Out: return AccessKind.Out;
+            case Mnemonic.Xchg: return AccessKind.Xchg;
+            case Mnemonic.Bt: return AccessKind.Bt;
+            case Mnemonic.Bts: op = AluOp.Bts; return AccessKind.Bt;
+            case Mnemonic.Btr: op = AluOp.Btr; return AccessKind.Bt;
+            case Mnemonic.Btc: op = AluOp.Btc; return AccessKind.Bt;
+            case >= Mnemonic.Seta and <= Mnemonic.Sets when IsSetcc(ins.Mnemonic): return AccessKind.Setcc;
+            case >= Mnemonic.Cmova and <= Mnemonic.Cmovs when IsCmov(ins.Mnemonic): return AccessKind.Cmov;
+            default:
+                op = AluOf(ins.Mnemonic);
+                return op == AluOp.None ? AccessKind.Unsupported : AccessKind.Alu;
+        }
+    }
+
+    static bool IsSetcc(Mnemonic m) => m is Mnemonic.Seta or Mnemonic.Setae or Mnemonic.Setb or Mnemonic.Setbe or Mnemonic.Sete
+        or Mnemonic.Setg or Mnemonic.Setge or Mnemonic.Setl or Mnemonic.Setle or Mnemonic.Setne or Mnemonic.Setno
+        or Mnemonic.Setnp or Mnemonic.Setns or Mnemonic.Seto or Mnemonic.Setp or Mnemonic.Sets;
+
+    static bool IsCmov(Mnemonic m) => m is Mnemonic.Cmova or Mnemonic.Cmovae or Mnemonic.Cmovb or Mnemonic.Cmovbe or Mnemonic.Cmove
+        or Mnemonic.Cmovg or Mnemonic.Cmovge or Mnemonic.Cmovl or Mnemonic.Cmovle or Mnemonic.Cmovne or Mnemonic.Cmovno
+        or Mnemonic.Cmovnp or Mnemonic.Cmovns or Mnemonic.Cmovo or Mnemonic.Cmovp or Mnemonic.Cmovs;
+
+    static AluOp AluOf(Mnemonic m) => m switch
+    {
+        Mnemonic.And => AluOp.And, Mnemonic.Or => AluOp.Or, Mnemonic.Xor => AluOp.Xor, Mnemonic.Add => AluOp.Add,
+        Mnemonic.Sub => AluOp.Sub, Mnemonic.Cmp => AluOp.Cmp, Mnemonic.Test => AluOp.Test,
+        Mnemonic.Adc => AluOp.Adc, Mnemonic.Sbb => AluOp.Sbb, Mnemonic.Inc => AluOp.Inc, Mnemonic.Dec => AluOp.Dec,
+        Mnemonic.Neg => AluOp.Neg, Mnemonic.Not => AluOp.Not,
+        Mnemonic.Rol => AluOp.Rol, Mnemonic.Ror => AluOp.Ror, Mnemonic.Rcl => AluOp.Rcl, Mnemonic.Rcr => AluOp.Rcr,
+        Mnemonic.Shl or Mnemonic.Sal => AluOp.Shl, Mnemonic.Shr => AluOp.Shr, Mnemonic.Sar => AluOp.Sar,
+        Mnemonic.Shld => AluOp.Shld, Mnemonic.Shrd => AluOp.Shrd,
+        Mnemonic.Xadd => AluOp.Xadd, Mnemonic.Cmpxchg => AluOp.Cmpxchg,
+        Mnemonic.Cmpxchg8b => AluOp.Cmpxchg8b, Mnemonic.Cmpxchg16b => AluOp.Cmpxchg16b,
+        Mnemonic.Mul => AluOp.Mul, Mnemonic.Imul => AluOp.Imul, Mnemonic.Div => AluOp.Div, Mnemonic.Idiv => AluOp.Idiv,
+        _ => AluOp.None,
+    };
+
+    /// <summary>True for the memory operand kinds, explicit or string.</summary>
+    public static bool IsMemory(OpKind k) => k is OpKind.Memory or OpKind.MemorySegSI or OpKind.MemorySegESI or OpKind.MemorySegRSI
+        or OpKind.MemoryESDI or OpKind.MemoryESEDI or OpKind.MemoryESRDI;
+
+    /// <summary>CL as the third operand of SHLD/SHRD is the count, not the register operand.</summary>
+    public static bool IsCountRegister(in Instruction ins, int operand) =>
+        operand == 2 && ins.GetOpKind(2) == OpKind.Register && ins.GetOpRegister(2) == Register.CL;
+
+    /// <summary>Whether the string form's memory operand is the rSI side (LODS, OUTS) rather than ES:rDI.</summary>
+    public static bool StringReadsSi(AccessKind k) => k is AccessKind.Outs or AccessKind.Lods;
+
+    /// <summary>String forms with a second, overridable rSI side (MOVS, CMPS).</summary>
+    public static bool StringHasSource(AccessKind k) => k is AccessKind.Movs or AccessKind.Cmps;
+
+    /// <summary>The string forms REP applies to.</summary>
+    public static bool IsString(AccessKind k) => k is AccessKind.Movs or AccessKind.Stos or AccessKind.Ins or AccessKind.Outs
+        or AccessKind.Lods or AccessKind.Cmps or AccessKind.Scas;
+}

@@ -1,0 +1,134 @@
+// Design note — the host CPU as an oracle for the executor.
+//
+// Runs one instruction natively: the bytes are copied between a prologue and an epilogue (assembled once with
+// Iced's Assembler) into an executable page from mmap; the prologue loads the 15 GPRs other than RSP and RFLAGS
+// from a state block, the epilogue stores them back. Memory operands must point into Data, a host buffer below
+// 4 GiB (MAP_32BIT), so 67-prefixed (32-bit address) forms work too. It lives in hot/ because unsafe code is
+// allowed only in hot/ and kernel/, and hot/ is the executor's own project; nothing on the exit path uses it.
+//
+// The caller owns safety: an instruction that faults (#DE, a wild address, a privileged opcode) kills the process,
+// so the CPU-oracle property decides #DE independently and builds every address inside Data before calling Run.
+// RFLAGS is loaded with the status flags and DF only (never TF or AC). One instance per thread.
+
+using System.Runtime.InteropServices;
+using Iced.Intel;
+using static Iced.Intel.AssemblerRegisters;
+
+namespace Copra.Hot.Emulate;
+
+/// <summary>Executes single instructions on the host processor over a host buffer.</summary>
+public sealed unsafe partial class NativeCpu : IDisposable
+{
+    const int ProtRead = 1, ProtWrite = 2, ProtExec = 4, MapPrivate = 0x02, MapAnonymous = 0x20, Map32Bit = 0x40;
+    const int CodeSize = 4096, StateOffset = 0;
+
+    static readonly byte[] s_prologue = Assemble(prologue: true);
+    static readonly byte[] s_epilogue = Assemble(prologue: false);
+
+    readonly byte* _code;
+    readonly byte* _data;
+    readonly int _dataSize;
+    readonly ulong* _state;
+    bool _disposed;
+
+    /// <summary>True where this runner works: Linux on x86-64.</summary>
+    public static bool IsSupported => OperatingSystem.IsLinux() && RuntimeInformation.ProcessArchitecture == Architecture.X64;
+
+    /// <summary>Maps the code page, the state block and a <paramref name="dataSize"/>-byte data buffer.</summary>
+    public NativeCpu(int dataSize = 8192)
+    {
+        if (!IsSupported) throw new PlatformNotSupportedException("the native CPU oracle needs Linux on x86-64");
+        _dataSize = dataSize;
+        _code = (byte*)Map(CodeSize, ProtRead | ProtWrite | ProtExec);
+        _state = (ulong*)Map(4096, ProtRead | ProtWrite) + StateOffset;
+        _data = (byte*)Map((ulong)dataSize, ProtRead | ProtWrite);
+    }
+
+    /// <summary>The host buffer instructions may address.</summary>
+    public Span<byte> Data => new(_data, _dataSize);
+
+    /// <summary>Linear address of <see cref="Data"/>[0] (below 4 GiB).</summary>
+    public ulong DataAddress => (ulong)_data;
+
+    /// <summary>
+    /// Runs <paramref name="instruction"/> with <paramref name="gprs"/> (RSP ignored and left as given) and the status
+    /// flags and DF of <paramref name="rflags"/>; on return both hold what the CPU left (RFLAGS masked the same way).
+    /// </summary>
+    public void Run(ReadOnlySpan<byte> instruction, Span<ulong> gprs, ref ulong rflags)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (gprs.Length < 16) throw new ArgumentException("16 GPRs needed", nameof(gprs));
+        if (instruction.Length > 15) throw new ArgumentException("longer than 15 bytes", nameof(instruction));
+        var code = new Span<byte>(_code, CodeSize);
+        s_prologue.CopyTo(code);
+        instruction.CopyTo(code[s_prologue.Length..]);
+        s_epilogue.CopyTo(code[(s_prologue.Length + instruction.Length)..]);
+        for (int i = 0; i < 16; i++) _state[i] = gprs[i];
+        const ulong loadable = Executor.StatusFlags | Executor.DF;
+        _state[16] = (rflags & loadable) | 2;
+        ((delegate* unmanaged<ulong*, void>)_code)(_state);
+        for (int i = 0; i < 16; i++) if (i != 4) gprs[i] = _state[i];
+        rflags = (rflags & ~loadable) | (_state[16] & loadable);
+    }
+
+    static byte[] Assemble(bool prologue)
+    {
+        var a = new Assembler(64);
+        AssemblerRegister64[] regs = [rax, rcx, rdx, rbx, rsp, rbp, rsi, rdi, r8, r9, r10, r11, r12, r13, r14, r15];
+        if (prologue)
+        {
+            a.push(rbx); a.push(rbp); a.push(r12); a.push(r13); a.push(r14); a.push(r15);
+            a.push(rdi);
+            a.push(__qword_ptr[rdi + 16 * 8]);
+            a.popfq();
+            for (int i = 0; i < 16; i++)
+                if (i != 4 && i != 7) a.mov(regs[i], __qword_ptr[rdi + i * 8]);
+            a.mov(rdi, __qword_ptr[rdi + 7 * 8]);
+        }
+        else
+        {
+            a.pushfq();                                  // [rsp] flags, [rsp+8] state pointer
+            a.push(rdi);                                 // [rsp] rdi, [rsp+8] flags, [rsp+16] state pointer
+            a.mov(rdi, __qword_ptr[rsp + 16]);
+            for (int i = 0; i < 16; i++)
+                if (i != 4 && i != 7) a.mov(__qword_ptr[rdi + i * 8], regs[i]);
+            a.pop(rax); a.mov(__qword_ptr[rdi + 7 * 8], rax);
+            a.pop(rax); a.mov(__qword_ptr[rdi + 16 * 8], rax);
+            a.pop(rdi);
+            a.cld();
+            a.pop(r15); a.pop(r14); a.pop(r13); a.pop(r12); a.pop(rbp); a.pop(rbx);
+            a.ret();
+        }
+        var w = new CodeWriterImpl();
+        a.Assemble(w, 0);
+        return [.. w.Bytes];
+    }
+
+    sealed class CodeWriterImpl : CodeWriter
+    {
+        public readonly List<byte> Bytes = [];
+        public override void WriteByte(byte value) => Bytes.Add(value);
+    }
+
+    static void* Map(ulong length, int prot)
+    {
+        void* p = MMap(null, (nuint)length, prot, MapPrivate | MapAnonymous | Map32Bit, -1, 0);
+        if (p == (void*)-1) throw new InvalidOperationException($"mmap of {length} bytes failed (errno {Marshal.GetLastPInvokeError()})");
+        return p;
+    }
+
+    public void Dispose()
+    {
+        if (_disposed) return;
+        _disposed = true;
+        _ = MUnmap(_code, CodeSize);
+        _ = MUnmap(_state - StateOffset, 4096);
+        _ = MUnmap(_data, (nuint)_dataSize);
+    }
+
+    [LibraryImport("libc", EntryPoint = "mmap", SetLastError = true)]
+    private static partial void* MMap(void* addr, nuint length, int prot, int flags, int fd, nint offset);
+
+    [LibraryImport("libc", EntryPoint = "munmap", SetLastError = true)]
+    private static partial int MUnmap(void* addr, nuint length);
+}
