@@ -32,7 +32,10 @@ public static class IcedFallback
         if (ins.IsInvalid) return Refuse(ref d, InvalidReason(bytes[..n], bitness, decoder.LastError, ins.Length));
 
         AccessKind kind = IcedForms.Classify(ins, out AluOp op, out byte cond);
-        if (kind == AccessKind.Unsupported) return Refuse(ref d, RefuseReason.UnsupportedOp);
+        // Why: the SSE moves and MOVDIR64B are table rows with their alignment and segment rules; the fallback does not
+        // build them a second time (it only sees bytes the tables refused, and those are not emulated forms).
+        if (kind is AccessKind.Unsupported or AccessKind.ReadVec or AccessKind.WriteVec or AccessKind.Movdir64b)
+            return Refuse(ref d, RefuseReason.UnsupportedOp);
 
         int memOp = -1;
         for (int k = 0; k < ins.OpCount; k++)
@@ -92,6 +95,8 @@ public static class IcedFallback
         d.Rep = IcedForms.IsString(kind) && (ins.HasRepPrefix || ins.HasRepnePrefix);
         d.RepNe = d.Rep && kind is AccessKind.Cmps or AccessKind.Scas && ins.HasRepnePrefix;
         if (kind is AccessKind.Setcc or AccessKind.Cmov) d.Cond = cond;
+        d.Lock = ins.HasLockPrefix || kind == AccessKind.Xchg;
+        d.Align = (byte)(op == AluOp.Cmpxchg16b ? 16 : 0);
         d.Length = (byte)ins.Length;
         return true;
     }
