@@ -225,7 +225,39 @@ public sealed class WorkloadBuilder
             (1, 1, M32), (6, w + 1, ulong.MaxValue), (7, w + 5, ulong.MaxValue), (StateField.Rflags, 0, ZfBit));
         Expect(Mem(p, "repe cmpsd (four equal dwords)", a => a.repe.cmpsd(), w + 0x200, 4, false, [(6, w + 0x200), (7, w + 0x280), (1, 4)]),
             (1, 0, M32), (6, w + 0x210, ulong.MaxValue), (7, w + 0x290, ulong.MaxValue), (StateField.Rflags, ZfBit, ZfBit));
+        MoreFamilies(p, w + 0x20);
         WideFamilies(p, w);
+    }
+
+    /// <summary>The rest of the narrow families: SAR, SHR, RCL, RCR, ROL, SHRD, BT, SETC, IDIV, one- and two-operand IMUL,
+    /// CMPXCHG8B and REPNE SCAS, each result worked by hand from the previous steps.</summary>
+    void MoreFamilies(ReplayProgram p, ulong x)
+    {
+        const ulong M32 = 0xFFFF_FFFF;
+        (int, ulong)[] B(params (int, ulong)[] more) => [(3, x), .. more];
+        Mem(p, "mov dword [rbx], 0x80000010", a => a.mov(__dword_ptr[rbx], unchecked((int)0x8000_0010)), x, 4, true, B());
+        Mem(p, "sar dword [rbx], 4", a => a.sar(__dword_ptr[rbx], 4), x, 4, false, B());                  // 0xf8000001
+        Mem(p, "shr dword [rbx], 1", a => a.shr(__dword_ptr[rbx], 1), x, 4, false, B());                  // 0x7c000000, CF=1
+        Mem(p, "rcl dword [rbx], 1", a => a.rcl(__dword_ptr[rbx], 1), x, 4, false, B());                  // 0xf8000001, CF=0
+        Mem(p, "rcr dword [rbx], 1", a => a.rcr(__dword_ptr[rbx], 1), x, 4, false, B());                  // 0x7c000000, CF=1
+        Mem(p, "rol dword [rbx], 8", a => a.rol(__dword_ptr[rbx], 8), x, 4, false, B());                  // 0x7c
+        Mem(p, "mov eax, [rbx] (after SAR..ROL)", a => a.mov(eax, __dword_ptr[rbx]), x, 4, false, B(), expect: 0x7C, mask: M32);
+        Mem(p, "shrd [rbx], ecx, 4", a => a.shrd(__dword_ptr[rbx], ecx, 4), x, 4, false, B((1, 0xA)));   // 0xa0000007
+        Mem(p, "mov eax, [rbx] (after SHRD)", a => a.mov(eax, __dword_ptr[rbx]), x, 4, false, B(), expect: 0xA000_0007, mask: M32);
+        Mem(p, "bt dword [rbx], 31", a => a.bt(__dword_ptr[rbx], 31), x, 4, false, B());                  // CF=1
+        Mem(p, "setc byte [rbx+4]", a => a.setb(__byte_ptr[rbx + 4]), x + 4, 1, true, B());
+        Mem(p, "mov eax, [rbx+4] (after SETC)", a => a.mov(eax, __dword_ptr[rbx + 4]), x + 4, 4, false, B(), expect: 1, mask: M32);
+        Mem(p, "mov dword [rbx+8], -7", a => a.mov(__dword_ptr[rbx + 8], -7), x + 8, 4, true, B());
+        Expect(Mem(p, "idiv dword [rbx+8] (-100 / -7)", a => a.idiv(__dword_ptr[rbx + 8]), x + 8, 4, false, B((0, 0xFFFF_FF9C), (2, M32)), expect: 14),
+            (2, 0xFFFF_FFFE, ulong.MaxValue));
+        Expect(Mem(p, "imul dword [rbx+8] (3 * -7)", a => a.imul(__dword_ptr[rbx + 8]), x + 8, 4, false, B((0, 3), (2, 0)), expect: 0xFFFF_FFEB),
+            (2, M32, ulong.MaxValue));
+        Expect(Mem(p, "imul ecx, [rbx+8] (5 * -7)", a => a.imul(ecx, __dword_ptr[rbx + 8]), x + 8, 4, false, B((1, 5))), (1, 0xFFFF_FFDD, ulong.MaxValue));
+        Expect(Mem(p, "cmpxchg8b [rsi] (match)", a => a.cmpxchg8b(__qword_ptr[rsi]), x + 8, 8, false, [(6, x + 8), (0, 0xFFFF_FFF9), (2, 0), (3, 0x1234), (1, 0x5678)]),
+            (StateField.Rflags, ZfBit, ZfBit));
+        Mem(p, "mov rax, [rsi] (after CMPXCHG8B)", a => a.mov(rax, __qword_ptr[rsi]), x + 8, 8, false, [(6, x + 8)], expect: 0x0000_5678_0000_1234);
+        Expect(Mem(p, "repne scasb (finds 0xa0 at the fourth byte)", a => a.repne.scasb(), x, 1, false, [(7, x), (0, 0xA0), (1, 16)]),
+            (1, 12, ulong.MaxValue), (7, x + 4, ulong.MaxValue), (StateField.Rflags, ZfBit, ZfBit));
     }
 
     const ulong ZfBit = 1 << 6;
