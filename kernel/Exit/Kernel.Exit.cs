@@ -505,13 +505,7 @@ public sealed partial class Kernel
         NarratorFor(v)?.Invoke($"{(write ? "write" : "read")} side: GPA 0x{gpa:x} ({(vm.IsRam(gpa, size) ? "the VM's RAM" : "not RAM: device lookup")})");
         if (vm.IsRam(gpa, size))
         {
-            if (d.Lock && !write && (rec.Flags & ExitFlags.HardwareCompletes) == 0) { LockedRam(cpu, v, gpa); return; }
-            if (size > 8)
-            {
-                if (write) { _memory.Write(gpa, WideWrite(v)[..(int)size]); AfterWrite(cpu, v); }
-                else { _memory.Read(gpa, WideRead(v)[..(int)size]); AfterRead(cpu, v, 0); }
-                return;
-            }
+            if (size > 8 || d.Lock) { SpecialRam(cpu, v, gpa, write); return; }
             if (write) { _memory.WriteSized(gpa, (int)size, data); AfterWrite(cpu, v); }
             else AfterRead(cpu, v, _memory.ReadSized(gpa, (int)size));
             return;

@@ -166,6 +166,23 @@ public sealed partial class Kernel
         AfterWrite(cpu, v);
     }
 
+    /// <summary>A RAM side that is wide or locked (kept out of Access so the common path stays as it was).</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    void SpecialRam(Cpu cpu, int v, ulong gpa, bool write)
+    {
+        ref readonly var d = ref _acc[v];
+        if (d.Lock && !write && (_exit[v].Flags & Hot.Exit.ExitFlags.HardwareCompletes) == 0) { LockedRam(cpu, v, gpa); return; }
+        int size = (int)ElementSize(v);
+        if (size <= 8)
+        {
+            if (write) { _memory.WriteSized(gpa, size, _writeValue[v]); AfterWrite(cpu, v); }
+            else AfterRead(cpu, v, _memory.ReadSized(gpa, size));
+            return;
+        }
+        if (write) { _memory.Write(gpa, WideWrite(v)[..size]); AfterWrite(cpu, v); }
+        else { _memory.Read(gpa, WideRead(v)[..size]); AfterRead(cpu, v, 0); }
+    }
+
     /// <summary>A locked device write was answered Mismatch: recompute from the device's current value and write again, or give up.</summary>
     void LockMismatch(Cpu cpu, int v, ulong current)
     {
