@@ -10,6 +10,7 @@ public enum Counter
     ToVmm, Hlt, Cpuid, Msr, Shutdown, DecodeMismatch, IcedFallbacks, RepResumed, DeviceRoundTrips, DevicesLost, ForwardFailures,
     TdReads, TdWrites, Transitions, CrossCpuWakes,
     HardwareChecked, MismatchAddress, MismatchSize, MismatchDirection, MismatchData,
+    SegmentFaults, AlignmentFaults, IoPrivilegeFaults, SingleStepTraps,
 }
 
 /// <summary>
@@ -24,7 +25,7 @@ public sealed class ExitStats
 {
     public const int KindCount = (int)ExitKind.Other + 1;
     public const int SampleCapacity = 1 << 18;
-    const int CounterCount = (int)Counter.MismatchData + 1;
+    const int CounterCount = (int)Counter.SingleStepTraps + 1;
     // A lane: 8 words of padding, the counters, the per-kind counts, 8 words of padding (no two CPUs' words share a line).
     const int Pad = 8, KindBase = Pad + CounterCount, LaneWords = KindBase + KindCount + Pad;
 
@@ -83,6 +84,15 @@ public sealed class ExitStats
     public long MismatchSize => Get(Counter.MismatchSize);
     public long MismatchDirection => Get(Counter.MismatchDirection);
     public long MismatchData => Get(Counter.MismatchData);
+    /// <summary>
+    /// Faults the kernel's own checks raised before an element was performed (each also counts in <see cref="Faulted"/>):
+    /// segment and canonical-address checks (#GP/#SS/#NP), alignment checks (#AC), port-I/O permission (#GP); and the
+    /// single-step traps (#DB) raised after an instruction (or a REP iteration) completed, which count as completed.
+    /// </summary>
+    public long SegmentFaults => Get(Counter.SegmentFaults);
+    public long AlignmentFaults => Get(Counter.AlignmentFaults);
+    public long IoPrivilegeFaults => Get(Counter.IoPrivilegeFaults);
+    public long SingleStepTraps => Get(Counter.SingleStepTraps);
     public long AccessesTaken => Mmio + Io;
     public long InFlight => AccessesTaken - Completed - Forwarded - Reinjected - Faulted - Aborted;
 
