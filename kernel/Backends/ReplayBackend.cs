@@ -27,6 +27,8 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
     public long Desyncs, DataMismatches, ExceptionsSeen, InterruptsSeen;
     public readonly List<string> Problems = [];
     public long[] ExceptionsByVector { get; } = new long[32];
+    /// <summary>The first exceptions the kernel raised: the step, the EVENTINJ value (vector, error code), RIP and RCX then.</summary>
+    public readonly List<(string Step, ulong Event, ulong Rip, ulong Rcx)> Exceptions = [];
 
     public void Run(int v, ref ExitRecord exit)
     {
@@ -42,6 +44,7 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
         if (!_resume[v])
             foreach (var (reg, value) in s.Presets) state.Gpr(v, reg) = value + (reg == s.VaryReg ? offset : 0);
         _resume[v] = false;
+        foreach (var (field, value) in s.StatePresets) Poke(v, field, value);
         if (s.SetIf) state.Rflags(v) |= 1UL << 9;
         if (s.ClearIf) state.Rflags(v) &= ~(1UL << 9);
         _issued[v] = true;
@@ -71,6 +74,7 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
                 // handler skips it) and returns after it.
                 ExceptionsSeen++;
                 ExceptionsByVector[pe & 31]++;
+                lock (Exceptions) if (Exceptions.Count < 64) Exceptions.Add((s.Text, pe, Peek(v, StateField.Rip), state.Gpr(v, 1)));
                 Advance(v, prog, s);
                 return;
             }
