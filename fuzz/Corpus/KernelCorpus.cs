@@ -155,8 +155,9 @@ public static class KernelCorpus
 {
     sealed class Row { public long Found, Decoded, Refused, Disagree; public Anchors.Who Who; }
 
-    /// <summary>Runs the check over the ELF files under <paramref name="dir"/>; returns the exit code.</summary>
-    public static int Run(Cli.Io io, string dir, string? sampleOut)
+    /// <summary>Runs the check over the ELF files under <paramref name="dir"/>; returns the exit code. <paramref name="decode"/>
+    /// replaces X86Decoder (the planted-bug tests).</summary>
+    public static int Run(Cli.Io io, string dir, string? sampleOut, DecodeFn? decode = null)
     {
         if (!Directory.Exists(dir)) { io.Err.WriteLine($"fuzz: --corpus: directory '{dir}' does not exist"); return ExitCodes.Usage; }
         var files = Directory.EnumerateFiles(dir, "*", SearchOption.AllDirectories)
@@ -168,7 +169,8 @@ public static class KernelCorpus
         var refusals = new Dictionary<string, (long Count, string Example)>();
         var disagreements = new Dictionary<string, (long Count, string Example)>();
         var sample = sampleOut is null ? null : new HashSet<string>();
-        var checker = new DecoderTarget(CpuMode.Bits64);
+        decode ??= X86Decoder.TryDecode;
+        var checker = new DecoderTarget(CpuMode.Bits64, decoder: decode);
         long instructions = 0, memOperand = 0, bytesSwept = 0;
         int elfFiles = 0;
         Span<byte> window = stackalloc byte[X86Decoder.MaxLength];
@@ -207,7 +209,7 @@ public static class KernelCorpus
                     row.Found++;
                     row.Who |= who;
                     string hex = Convert.ToHexString(bytes[..ins.Length]).ToLowerInvariant();
-                    if (!X86Decoder.TryDecode(bytes, CpuMode.Bits64, out var d))
+                    if (!decode(bytes, CpuMode.Bits64, out var d))
                     {
                         row.Refused++;
                         string key = $"{ins.Code} ({d.Error})";
