@@ -120,6 +120,20 @@ public readonly struct FaultContext
 
     public int Iopl => (int)((Rflags & RflagsIoplMask) >> RflagsIoplShift);
     public bool SingleStep => (Rflags & RflagsTf) != 0;
+
+    /// <summary>
+    /// Whether any check of <see cref="Faults.CheckElement"/> can fire for <paramref name="d"/>, decided once per exit so
+    /// the common case (64-bit code, alignment checking off, port access within IOPL, no SS-based operand) pays one
+    /// branch per element. In 64-bit mode only an SS-based operand needs them (its non-canonical address is #SS(0)); the
+    /// exit path checks every other address for #GP(0) just before it walks it.
+    /// </summary>
+    public bool ChecksNeeded(in DecodedAccess d)
+    {
+        if (Mode != SegMode.Long64) return true;
+        if ((Rflags & RflagsAc) != 0 && (Cr0 & Cr0Am) != 0 && Cpl == 3) return true;
+        if (d.Kind is AccessKind.In or AccessKind.Out or AccessKind.Ins or AccessKind.Outs && Cpl > Iopl) return true;
+        return d.Segment == Seg.SS || d.SrcSegment == Seg.SS;
+    }
 }
 
 /// <summary>The checks themselves.</summary>

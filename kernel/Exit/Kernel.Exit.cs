@@ -71,6 +71,7 @@ public sealed partial class Kernel
     bool[] _firstElement = [];
     int[] _repElements = [];
     FaultContext[] _fctx = [];   // what the fault checks need, fixed at the start of the instruction (hot/Emulate/Faults.cs)
+    bool[] _checkElements = [];  // FaultContext.ChecksNeeded for this instruction
 
     /// <summary>
     /// REP string elements one exit may run before the kernel re-enters the guest at the same RIP (the CPU's own
@@ -96,7 +97,7 @@ public sealed partial class Kernel
         Fetcher = new InstructionFetcher(n);
         _acc = new DecodedAccess[n]; _exit = new ExitRecord[n]; _phase = new byte[n]; _value = new ulong[n];
         _writeValue = new ulong[n]; _segBase = new ulong[n]; _esBase = new ulong[n]; _mode = new PagingMode[n];
-        _cr3 = new ulong[n]; _measured = new long[n]; _segStart = new long[n]; _modelled = new long[n]; _hardware = new long[n]; _hwRead = new ulong[n]; _firstElement = new bool[n]; _repElements = new int[n]; _fctx = new FaultContext[n]; _forwarded = new bool[n]; _tdRead0 = new long[n];
+        _cr3 = new ulong[n]; _measured = new long[n]; _segStart = new long[n]; _modelled = new long[n]; _hardware = new long[n]; _hwRead = new ulong[n]; _firstElement = new bool[n]; _repElements = new int[n]; _fctx = new FaultContext[n]; _checkElements = new bool[n]; _forwarded = new bool[n]; _tdRead0 = new long[n];
         _reqKind = new EventKind[n]; _reqAddr = new ulong[n]; _reqSize = new byte[n]; _reqWrite = new bool[n];
         _reqData = new ulong[n]; _reqOwner = new int[n];
     }
@@ -314,7 +315,7 @@ public sealed partial class Kernel
         _firstElement[v] = true;
         _repElements[v] = 0;
         if (hw) CheckHardware(v);
-        else _fctx[v] = FaultContextOf(v, cpuMode, cr0, cr4, csAttr, in rec);
+        else { _fctx[v] = FaultContextOf(v, cpuMode, cr0, cr4, csAttr, in rec); _checkElements[v] = _fctx[v].ChecksNeeded(in d); }
 
         // REP with a zero count does nothing but advance RIP.
         if (d.Rep && IsString(d.Kind) && !hw && Masked(State.Gpr(v, 1), d.AddressSize) == 0)
@@ -457,7 +458,7 @@ public sealed partial class Kernel
         // The hardware reports each side of an instruction as its own exit (an ALU or MOVS first reads, then
         // writes): a write exit is only the write side, its data in the record.
         if (hw && _exit[v].IsWrite) read = Side.None;
-        if (!hw && ElementFaults(cpu, v)) return;
+        if (!hw && _checkElements[v] && ElementFaults(cpu, v)) return;
         if (read == Side.None) { AfterRead(cpu, v, 0); return; }
         Access(cpu, v, read, write: false, 0);
     }
@@ -484,6 +485,7 @@ public sealed partial class Kernel
         else
         {
             ulong linear = LinearOf(v, write);
+            if (CanonicalFaults(cpu, v, linear)) return;
             var walk = PageWalker.Translate(_memory, _mode[v], _cr3[v], linear, write ? AccessType.Write : AccessType.Read, out gpa);
             if (!walk.IsOk) { InjectWalkFault(cpu, v, walk); return; }
             if ((linear & Page.Mask) + size > Page.Size)

@@ -35,6 +35,27 @@ public sealed partial class Kernel
             var walk = PageWalker.Translate(_memory, _mode[v], _cr3[v], misaligned, write ? AccessType.Write : AccessType.Read, out _);
             if (!walk.IsOk) { InjectWalkFault(cpu, v, walk); return true; }
         }
+        RaiseCheckFault(cpu, v, in f);
+        return true;
+    }
+
+    /// <summary>
+    /// 64-bit mode, kernel-emulated: the whole access must be canonical before it is walked (the walk checks only its
+    /// first byte, and a not-present page there would report #PF where the CPU reports #GP(0)). SS-based references
+    /// were checked in <see cref="ElementFaults"/> (#SS).
+    /// </summary>
+    bool CanonicalFaults(Cpu cpu, int v, ulong linear)
+    {
+        ref readonly var d = ref _acc[v];
+        if (d.Mode != CpuMode.Bits64 || (_exit[v].Flags & ExitFlags.HardwareCompletes) != 0) return false;
+        var f = Faults.Canonical(linear, d.Size, stack: false, _fctx[v].La57);
+        if (!f.Raised) return false;
+        RaiseCheckFault(cpu, v, in f);
+        return true;
+    }
+
+    void RaiseCheckFault(Cpu cpu, int v, in Fault f)
+    {
         Stats.Add(cpu.Index, f.Cause switch
         {
             FaultCause.Alignment => Counter.AlignmentFaults,
@@ -42,7 +63,6 @@ public sealed partial class Kernel
             _ => Counter.SegmentFaults,
         });
         InjectException(cpu, v, f.Vector, f.HasErrorCode ? f.ErrorCode : null);
-        return true;
     }
 
     /// <summary>TF was set when the instruction started: #DB (a trap, after RIP moved) with DR6.BS set.</summary>

@@ -217,6 +217,25 @@ public class FaultRuleTests
     }
 
     [Fact]
+    public void Element_checks_are_skipped_only_where_none_can_fire()
+    {
+        Assert.True(X86Decoder.TryDecode([0x8B, 0x06], CpuMode.Bits64, out var load));        // mov eax,[rsi]
+        Assert.True(X86Decoder.TryDecode([0x8B, 0x45, 0x08], CpuMode.Bits64, out var stack)); // mov eax,[rbp+8]
+        Assert.True(X86Decoder.TryDecode([0xEE], CpuMode.Bits64, out var port));              // out dx,al
+        var quiet64 = new FaultContext(SegMode.Long64, 0, FaultContext.Cr0Pe, 2, false, 0, 0);
+        Assert.False(quiet64.ChecksNeeded(in load));
+        Assert.False(quiet64.ChecksNeeded(in port));                                            // CPL 0 <= IOPL 0
+        Assert.True(quiet64.ChecksNeeded(in stack));                                            // #SS, not the walk's #GP
+        Assert.True(new FaultContext(SegMode.Long64, 3, FaultContext.Cr0Pe, 2, false, 0, 0).ChecksNeeded(in port));
+        Assert.False(new FaultContext(SegMode.Long64, 3, FaultContext.Cr0Pe, 2 | 3 << 12, false, 0, 0).ChecksNeeded(in port));
+        Assert.True(new FaultContext(SegMode.Long64, 3, FaultContext.Cr0Pe | FaultContext.Cr0Am, 2 | FaultContext.RflagsAc, false, 0, 0).ChecksNeeded(in load));
+        Assert.False(new FaultContext(SegMode.Long64, 0, FaultContext.Cr0Pe | FaultContext.Cr0Am, 2 | FaultContext.RflagsAc, false, 0, 0).ChecksNeeded(in load));
+        Assert.True(X86Decoder.TryDecode([0x8B, 0x06], CpuMode.Bits32, out var load32));
+        Assert.True(new FaultContext(SegMode.Protected, 0, FaultContext.Cr0Pe, 2, false, 0, 0).ChecksNeeded(in load32));
+        Assert.True(new FaultContext(SegMode.Real, 0, 0, 2, false, 0, 0).ChecksNeeded(in load32));
+    }
+
+    [Fact]
     public void Single_step_sets_bs_and_keeps_the_other_dr6_bits()
     {
         Assert.Equal(0xFFFF_4FF0UL, Faults.Dr6AfterSingleStep(VcpuStateStore.Dr6Reset));
