@@ -70,6 +70,8 @@ public sealed partial class Kernel
     ulong[] _hwRead = [];        // the value the last hardware-completed read returned (checks an ALU's write)
     bool[] _firstElement = [];
     int[] _repElements = [];
+    FaultContext[] _fctx = [];   // what the fault checks need, fixed at the start of the instruction (hot/Emulate/Faults.cs)
+    bool[] _checkElements = [];  // FaultContext.ChecksNeeded for this instruction
 
     /// <summary>
     /// REP string elements one exit may run before the kernel re-enters the guest at the same RIP (the CPU's own
@@ -95,7 +97,7 @@ public sealed partial class Kernel
         Fetcher = new InstructionFetcher(n);
         _acc = new DecodedAccess[n]; _exit = new ExitRecord[n]; _phase = new byte[n]; _value = new ulong[n];
         _writeValue = new ulong[n]; _segBase = new ulong[n]; _esBase = new ulong[n]; _mode = new PagingMode[n];
-        _cr3 = new ulong[n]; _measured = new long[n]; _segStart = new long[n]; _modelled = new long[n]; _hardware = new long[n]; _hwRead = new ulong[n]; _firstElement = new bool[n]; _repElements = new int[n]; _forwarded = new bool[n]; _tdRead0 = new long[n];
+        _cr3 = new ulong[n]; _measured = new long[n]; _segStart = new long[n]; _modelled = new long[n]; _hardware = new long[n]; _hwRead = new ulong[n]; _firstElement = new bool[n]; _repElements = new int[n]; _fctx = new FaultContext[n]; _checkElements = new bool[n]; _forwarded = new bool[n]; _tdRead0 = new long[n];
         _reqKind = new EventKind[n]; _reqAddr = new ulong[n]; _reqSize = new byte[n]; _reqWrite = new bool[n];
         _reqData = new ulong[n]; _reqOwner = new int[n];
         InitWide(n);
@@ -314,6 +316,7 @@ public sealed partial class Kernel
         // MOVAPS/APD/DQA, MOVNT*, CMPXCHG16B (operand) and MOVDIR64B (destination): #GP(0) when misaligned.
         if (d.Align != 0 && !Executor.Aligned(in d, LinearOf(v, write: d.Kind == AccessKind.Movdir64b))) { InjectException(cpu, v, VectorGp, 0); return; }
         if (hw) CheckHardware(v);
+        else { _fctx[v] = FaultContextOf(v, cpuMode, cr0, cr4, csAttr, in rec); _checkElements[v] = _fctx[v].ChecksNeeded(in d); }
 
         // REP with a zero count does nothing but advance RIP.
         if (d.Rep && IsString(d.Kind) && !hw && Masked(State.Gpr(v, 1), d.AddressSize) == 0)
@@ -461,9 +464,11 @@ public sealed partial class Kernel
     {
         var (read, _) = SidesOf(in _acc[v]);
         _phase[v] = (byte)Phase.Read;
+        bool hw = (_exit[v].Flags & ExitFlags.HardwareCompletes) != 0;
         // The hardware reports each side of an instruction as its own exit (an ALU or MOVS first reads, then
         // writes): a write exit is only the write side, its data in the record.
-        if ((_exit[v].Flags & ExitFlags.HardwareCompletes) != 0 && _exit[v].IsWrite) read = Side.None;
+        if (hw && _exit[v].IsWrite) read = Side.None;
+        if (!hw && _checkElements[v] && ElementFaults(cpu, v)) return;
         if (read == Side.None) { AfterRead(cpu, v, 0); return; }
         Access(cpu, v, read, write: false, 0);
     }
@@ -490,6 +495,7 @@ public sealed partial class Kernel
         else
         {
             ulong linear = LinearOf(v, write);
+            if (CanonicalFaults(cpu, v, linear)) return;
             var walk = PageWalker.Translate(_memory, _mode[v], _cr3[v], linear, write ? AccessType.Write : AccessType.Read, out gpa);
             if (!walk.IsOk) { InjectWalkFault(cpu, v, walk); return; }
             if ((linear & Page.Mask) + size > Page.Size)
@@ -621,6 +627,8 @@ public sealed partial class Kernel
         }
         if (IsString(d.Kind) && !Executor.StringStep(in d, State.Gprs(v), State.Rflags(v)))
         {
+            // Why: with TF the CPU traps after every REP iteration, RIP still at the instruction (the count resumes).
+            if (_fctx[v].SingleStep) { SingleStepTrap(cpu, v); EndExit(cpu, v, KindOf(d, _exit[v]), countCompleted: true); return; }
             // Why: a REP run longer than MaxRepPerExit ends this exit with RIP unchanged; the guest re-executes the
             // instruction, exits again and the count resumes where it stopped, so one exit never runs unbounded.
             if (++_repElements[v] < MaxRepPerExit) { StartElement(cpu, v); return; }
@@ -642,7 +650,10 @@ public sealed partial class Kernel
     void FinishInstruction(Cpu cpu, int v)
     {
         if ((_exit[v].Flags & ExitFlags.HardwareCompletes) == 0)
+        {
             State.Rip(v) = State.Rip(v) + _acc[v].Length;
+            if (_fctx[v].SingleStep) SingleStepTrap(cpu, v);
+        }
         bool forwarded = _forwarded[v];
         _forwarded[v] = false;
         if (forwarded) Stats.Add(cpu.Index, Counter.Forwarded);
