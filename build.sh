@@ -32,11 +32,13 @@ case "$verb" in
         *) echo "mutate: unknown option $1 (usage: ./build.sh mutate [--project cold|decode|gate|pipeline] [--concurrency N])" >&2; exit 2 ;;
       esac
     done
-    case "$area" in cold|decode|gate|pipeline) ;; *) echo "mutate: unknown project '$area' (cold|decode|gate|pipeline)" >&2; exit 2 ;; esac
+    # Stryker runs in the test project's folder (from the root it would see Copra.slnx and switch to solution mode).
+    case "$area" in cold) dir=tests/Cold ;; decode) dir=tests/Decode ;; gate|pipeline) dir=tests ;;
+      *) echo "mutate: unknown project '$area' (cold|decode|gate|pipeline)" >&2; exit 2 ;; esac
     dotnet tool restore >/dev/null
     out="$PWD/artifacts/mutation/$area"
     mkdir -p "$out"
-    dotnet tool run dotnet-stryker -- --config-file "stryker/$area.json" --output "$out" --skip-version-check "${conc[@]}" ;;
+    (cd "$dir" && dotnet tool run dotnet-stryker -- --config-file "$OLDPWD/stryker/$area.json" --output "$out" --skip-version-check "${conc[@]}") ;;
   aot)
     # NativeAOT stands in for bflat (which wraps the same compiler and cannot be installed here).
     # The folder then holds copra (the whole program, self-contained) and libSkiaSharp.so + libHarfBuzzSharp.so (the
