@@ -21,7 +21,7 @@ public sealed partial class Kernel
         var vm = _vcpus[v].Vm;
         var e = vm.OwnerOf(owner);
         if (e is null) { Unowned(cpu, v, kind, addr, write, data); return; }
-        _reqKind[v] = kind; _reqAddr[v] = addr; _reqSize[v] = _acc[v].Size; _reqWrite[v] = write; _reqData[v] = data; _reqOwner[v] = owner;
+        _reqKind[v] = kind; _reqAddr[v] = addr; _reqSize[v] = (byte)ElementSize(v); _reqWrite[v] = write; _reqData[v] = data; _reqOwner[v] = owner;
         // Only this exit changes the state of a vCPU that is in an exit (Runnable here; Dead is set by
         // this CPU too): a compare-and-swap on the vCPU's own word instead of its lock.
         SetRun(_vcpus[v], VcpuRun.Runnable, VcpuRun.WaitingDevice);
@@ -32,7 +32,8 @@ public sealed partial class Kernel
         lock (e)
         {
             if (e.Dead) { }
-            else if (e.Inflight >= 0) { e.Enqueue(v); return; }
+            // A locked read-modify-write of another vCPU holds the object from its read to its write: queue behind it.
+            else if (e.Inflight >= 0 || (e.HeldBy >= 0 && e.HeldBy != v)) { e.Enqueue(v); return; }
             else { FillArea(e, v); wake = e.Waiter; e.Waiter = null; if (wake is not null) e.Handed = e.Area.Sequence; }
         }
         if (e.Dead) { AnswerLost(cpu, v, e); return; }
@@ -60,7 +61,16 @@ public sealed partial class Kernel
         a.Cpu = (uint)_vcpus[v].Cpu;
         a.Rip = State.Rip(v);
         bool str = d.Kind is Hot.Decode.AccessKind.Movs or Hot.Decode.AccessKind.Stos or Hot.Decode.AccessKind.Ins or Hot.Decode.AccessKind.Outs;
-        a.Flags = (str ? EventFlags.String : 0) | (d.Rep ? EventFlags.Rep : 0);
+        bool locked = d.Lock && (_exit[v].Flags & Hot.Exit.ExitFlags.HardwareCompletes) == 0;
+        a.Flags = (str ? EventFlags.String : 0) | (d.Rep ? EventFlags.Rep : 0) | (locked ? EventFlags.Locked : 0);
+        a.Result = LockResult.Applied;
+        if (a.Size > 8 && _reqWrite[v]) WideToArea(v, ref a);
+        if (locked && _reqWrite[v])
+        {
+            // The write carries what the locked read returned: the model applies it only if the location still holds that.
+            if (a.Size > 8) { a.Expected = BitConverter.ToUInt64(WideRead(v)); a.ExpectedHigh = BitConverter.ToUInt64(WideRead(v)[8..]); }
+            else { a.Expected = _value[v]; a.ExpectedHigh = 0; }
+        }
         a.Count = str && d.Rep ? (uint)Masked(State.Gpr(v, 1), d.AddressSize) : 1;
         a.PublishState(EventState.Pending);   // release: the fields above are visible first
         e.Inflight = v;
@@ -97,30 +107,38 @@ public sealed partial class Kernel
         long t0 = (long)Tsc.Read();
         int v;
         ulong value;
+        bool mismatch;
         lock (e)
         {
             if (e.Inflight < 0 || e.Area.ReadState() != EventState.Done) return;
             v = e.Inflight;
             value = e.Area.Data;
+            bool locked = (e.Area.Flags & EventFlags.Locked) != 0, wrote = e.Area.Direction == AccessDirection.Write;
+            mismatch = locked && wrote && e.Area.Result == LockResult.Mismatch;
+            if (e.Area.Size > 8 && (!wrote || mismatch)) WideFromArea(v, in e.Area);
             e.Area.State = EventState.Idle;
             e.Inflight = -1;
             e.Completed++;
-            if (e.TryDequeue(out int next)) FillArea(e, next);
+            // A locked read keeps the object for its vCPU until its write is answered Applied (ReleaseHeld gives it up).
+            if (locked && (!wrote || mismatch)) { e.HeldBy = v; _held[v] = e; }
+            else if (e.HeldBy == v) { e.HeldBy = -1; _held[v] = null; }
+            if (e.HeldBy < 0 && e.TryDequeue(out int next)) FillArea(e, next);
         }
         var cpu = CurrentCpu ?? Cpus[_vcpus[v].Cpu];
         NarratorFor(v)?.Invoke($"the device model answered (state Done, data 0x{value:x}) and called WAIT_FOR_EVENT: completing on cpu {cpu.Index}");
         _segStart[v] = t0;   // the completion is kernel work of this exit, from the lock on
-        ContinueAfterDevice(cpu, v, value);
+        ContinueAfterDevice(cpu, v, value, mismatch);
     }
 
     /// <summary>The device answered vCPU v's request: resume its element.</summary>
-    void ContinueAfterDevice(Cpu cpu, int v, ulong value)
+    void ContinueAfterDevice(Cpu cpu, int v, ulong value, bool lockMismatch = false)
     {
         if (_segStart[v] == 0) _segStart[v] = (long)Tsc.Read();
         // The completion took this access out of the event object under its lock, so VM_CONTROL Stop
         // can no longer abandon it: nothing else writes the state now but this CAS.
         SetRun(_vcpus[v], VcpuRun.WaitingDevice, VcpuRun.Runnable);
-        if (_reqWrite[v]) AfterWrite(cpu, v);
+        if (_reqWrite[v] && lockMismatch) LockMismatch(cpu, v, value & AllOnes(_reqSize[v]));
+        else if (_reqWrite[v]) AfterWrite(cpu, v);
         else AfterRead(cpu, v, value & AllOnes(_reqSize[v]));
         ChargeTdReads(cpu, v);
         CloseSegment(v);
@@ -160,6 +178,7 @@ public sealed partial class Kernel
             page.LostKind = _reqKind[v];
             page.LostCount++;
         }
+        if (_reqSize[v] > 8 && !_reqWrite[v]) WideRead(v).Fill(0xFF);   // a wide read of nothing: all ones too
         ContinueAfterDevice(cpu, v, ulong.MaxValue);
     }
 
