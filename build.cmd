@@ -47,8 +47,12 @@ if not "%OPT%"=="" if /i not "%OPT%"=="--project" ( echo mutate: unknown option 
 if not "%AREA%"=="cold" if not "%AREA%"=="decode" if not "%AREA%"=="gate" if not "%AREA%"=="pipeline" ( echo mutate: unknown project '%AREA%' ^(cold^|decode^|gate^|pipeline^) 1>&2 & exit /b 2 )
 dotnet tool restore >nul || exit /b 1
 if not exist artifacts\mutation\%AREA% mkdir artifacts\mutation\%AREA%
-pushd tests
-dotnet tool run dotnet-stryker -- --config-file ..\stryker\%AREA%.json --output ..\artifacts\mutation\%AREA% --skip-version-check
+rem Stryker runs in the area's test project folder (cold and decode have their own small test projects).
+set DIR=tests
+if "%AREA%"=="cold" set DIR=tests\Cold
+if "%AREA%"=="decode" set DIR=tests\Decode
+pushd %DIR%
+dotnet tool run dotnet-stryker -- --config-file "%~dp0stryker\%AREA%.json" --output "%~dp0artifacts\mutation\%AREA%" --skip-version-check
 set RC=%ERRORLEVEL%
 popd
 exit /b %RC%

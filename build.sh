@@ -21,19 +21,26 @@ case "$verb" in
   corpus) exec fuzz/corpus.sh "$@" ;;
   mutate)
     # Mutation testing (Stryker.NET, a local tool pinned in .config/dotnet-tools.json); not in CI's default run: slow.
-    # One config per area in stryker/; concurrency 1 (shared 2-core machine). Reports land in artifacts/mutation/AREA.
-    area=cold
+    # One config per area in stryker/ (cold and decode test their own small test projects, tests/Cold and tests/Decode,
+    # so each per-mutant test host loads a small assembly). Concurrency 1 unless --concurrency N (a shared 2-core machine).
+    # Reports land in artifacts/mutation/AREA. Run it under a terminal (e.g. script -qfc) to see the progress bar.
+    area=cold; conc=()
     while [ $# -gt 0 ]; do
       case "$1" in
         --project) area="${2:-}"; shift 2 || { echo "mutate: --project needs cold|decode|gate|pipeline" >&2; exit 2; } ;;
-        *) echo "mutate: unknown option $1 (usage: ./build.sh mutate [--project cold|decode|gate|pipeline])" >&2; exit 2 ;;
+        --concurrency)
+          case "${2:-}" in [1-9]|[1-9][0-9]) conc=(--concurrency "$2"); shift 2 ;;
+            *) echo "mutate: --concurrency needs a number of test hosts (1-99)" >&2; exit 2 ;; esac ;;
+        *) echo "mutate: unknown option $1 (usage: ./build.sh mutate [--project cold|decode|gate|pipeline] [--concurrency N])" >&2; exit 2 ;;
       esac
     done
-    case "$area" in cold|decode|gate|pipeline) ;; *) echo "mutate: unknown project '$area' (cold|decode|gate|pipeline)" >&2; exit 2 ;; esac
+    # Stryker runs in the test project's folder (from the root it would see Copra.slnx and switch to solution mode).
+    case "$area" in cold) dir=tests/Cold ;; decode) dir=tests/Decode ;; gate|pipeline) dir=tests ;;
+      *) echo "mutate: unknown project '$area' (cold|decode|gate|pipeline)" >&2; exit 2 ;; esac
     dotnet tool restore >/dev/null
     out="$PWD/artifacts/mutation/$area"
     mkdir -p "$out"
-    (cd tests && dotnet tool run dotnet-stryker -- --config-file "../stryker/$area.json" --output "$out" --skip-version-check) ;;
+    (cd "$dir" && dotnet tool run dotnet-stryker -- --config-file "$OLDPWD/stryker/$area.json" --output "$out" --skip-version-check "${conc[@]}") ;;
   aot)
     # NativeAOT stands in for bflat (which wraps the same compiler and cannot be installed here).
     # The folder then holds copra (the whole program, self-contained) and libSkiaSharp.so + libHarfBuzzSharp.so (the

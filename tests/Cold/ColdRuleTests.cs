@@ -110,6 +110,26 @@ public class PhysPagesRuleTests
     }
 
     [Fact]
+    public void TheLastPageOfMemoryCanBeMappedAndCounted()
+    {
+        // Catches the page loop's bound `i < first + n` widened to `<=` (it would look one page past the range).
+        var pp = New();
+        pp.AddMapping(Mem - P, P);
+        Assert.Equal(1, pp.MapCount(Mem - P));
+        pp.RemoveMapping(Mem - P, P);
+        Assert.Equal(0, pp.MapCount(Mem - P));
+    }
+
+    [Fact]
+    public void UnmappingMoreThanWasMappedIsAKernelBugThatNamesThePage()
+    {
+        // Not a user error (no ABI code): an InvalidOperationException whose text reaches the internal-error report.
+        var pp = New();
+        var e = Assert.Throws<InvalidOperationException>(() => pp.RemoveMapping(5 * P, P));
+        Assert.Equal("page 5 unmapped more than mapped", e.Message);
+    }
+
+    [Fact]
     public void BootTimeGuestRangesLieInMemoryAndOutsideTheKernel()
     {
         var pp = New();
@@ -165,6 +185,74 @@ public class AddressSpaceRuleTests
         ulong va = s.Map(room - Page.Size, new ArrayWindow([]), false, new Source(), 0);
         Assert.Equal(AddressSpace.MapBase, va);
         Assert.Equal(Errno.ENOMEM, Assert.Throws<KernelError>(() => MapNew(s, 1)).AbiCode());
+    }
+
+    const ulong P = Page.Size;
+
+    static long Code(Action a) => Assert.Throws<KernelError>(a).AbiCode();
+
+    static ulong MapAt(AddressSpace s, ulong va, ulong length) =>
+        s.Map(length, new ArrayWindow(new byte[length]), true, new Source(), 0, va);
+
+    [Fact]
+    public void MapFixedTakesExactlyAPageAlignedNonZeroUserRange_AnythingElseIsEinval()
+    {
+        var s = new AddressSpace(4096);
+        ulong top = AddressSpace.UserTop;
+        Assert.Equal(Errno.EINVAL, Code(() => MapAt(s, 0x2000_0000_0000 + 1, P)));  // not page-aligned
+        Assert.Equal(Errno.EINVAL, Code(() => MapAt(s, 0, P)));                     // address 0
+        Assert.Equal(Errno.EINVAL, Code(() => MapAt(s, top, P)));                   // at the top of user space
+        Assert.Equal(Errno.EINVAL, Code(() => MapAt(s, top, 0)));                   // even with nothing to map
+        Assert.Equal(Errno.EINVAL, Code(() => MapAt(s, top - P, 2 * P)));           // runs past the top
+        Assert.Empty(s.Mappings());
+        // The last page below the top fits, and a user range ending exactly at the top resolves.
+        Assert.Equal(top - P, MapAt(s, top - P, P));
+        Assert.True(s.TryResolve(top - P, P, true, out var r, out ulong off));
+        Assert.Equal(top - P, r.Va);
+        Assert.Equal(0ul, off);
+        Assert.True(s.TryResolve(top - 1, 1, false, out _, out _));
+    }
+
+    [Fact]
+    public void MapFixedMayNotOverlapAMappingRoundedUpToWholePages_ItsNeighbourPagesAreFree()
+    {
+        var s = new AddressSpace(4096);
+        ulong x = 0x2000_0000_0000;
+        MapAt(s, x, 100);                                                // 100 bytes: the whole page x is taken
+        Assert.Equal(Errno.EINVAL, Code(() => MapAt(s, x, P)));          // the same start
+        Assert.Equal(Errno.EINVAL, Code(() => MapAt(s, x - P, 2 * P)));  // ends inside it
+        Assert.Equal(Errno.EINVAL, Code(() => MapAt(s, AddressSpace.DataBase, P)));   // the data segment is taken too
+        // MAP_FIXED needs no guard page: the pages right after and right before are free.
+        Assert.Equal(x + P, MapAt(s, x + P, P));
+        Assert.Equal(x - P, MapAt(s, x - P, P));
+        Assert.Equal([x, x + P, x - P], s.Mappings().Select(m => m.Va));
+    }
+
+    [Fact]
+    public void AutomaticMappingsStepPastFixedOnes_KeepingAGuardPageOnEachSide()
+    {
+        ulong b = AddressSpace.MapBase;
+        // A fixed page ending at MapBase and another two pages above: one page and its guard fit between them.
+        var s = new AddressSpace(4096);
+        MapAt(s, b - P, P);
+        MapAt(s, b + 3 * P, P);
+        Assert.Equal(b + P, MapNew(s, P));
+        // With the upper one a page lower there is no room left between them: the mapping goes above it.
+        var t = new AddressSpace(4096);
+        MapAt(t, b - P, P);
+        MapAt(t, b + 2 * P, P);
+        Assert.Equal(b + 4 * P, MapNew(t, P));
+        Assert.False(t.TryResolve(b + 3 * P, 1, false, out _, out _));   // the guard page between them
+    }
+
+    [Fact]
+    public void AutomaticAddressesAreNotReusedAfterMunmap()
+    {
+        // A stale user pointer into an unmapped range must not land in the next mapping.
+        var s = new AddressSpace(4096);
+        ulong a = MapNew(s, P);
+        s.Unmap(a);
+        Assert.Equal(a + 2 * P, MapNew(s, P));
     }
 
     [Fact]
@@ -362,6 +450,57 @@ public class HandleTableRuleTests
     }
 
     [Fact]
+    public void AddGrowsTheTableBeyondItsFirst16SlotsByDoubling()
+    {
+        // Allocation bounds, not exact counts: under mutation testing the instrumented code allocates a little too.
+        var o = new Obj();
+        new HandleTable().Add(o);                            // first call's one-time costs outside the measurement
+        var t = new HandleTable();
+        var got = new uint[40];
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 16; i++) got[i] = t.Add(o);
+        long first16 = GC.GetAllocatedBytesForCurrentThread() - before;
+        // The 17th handle needs a larger array: twice the size (a 32-slot array is well under 4 KiB), not the maximum.
+        before = GC.GetAllocatedBytesForCurrentThread();
+        got[16] = t.Add(o);
+        long seventeenth = GC.GetAllocatedBytesForCurrentThread() - before;
+        Assert.InRange(first16, 0, 4096);                    // the first 16 fit: no growth
+        Assert.InRange(seventeenth, 0, 4096);
+        for (int i = 17; i < 40; i++) got[i] = t.Add(o);
+        Assert.Equal(Enumerable.Range(0, 40).Select(i => (uint)i), got);
+        Assert.True(t.TryGet(39, out var last));
+        Assert.Same(o, last);
+        Assert.Equal(41, o.HandleCount);
+    }
+
+    [Fact]
+    public void TheLargestHandleValueIsValid_AndTheGenerationWrapsToZero()
+    {
+        // Slot 65535 at generation 65535 is handle 0xFFFF_FFFF: a valid handle, not "above 32 bits".
+        var t = new HandleTable();
+        var o = new Obj();
+        const int last = HandleTable.MaxHandles - 1;
+        for (int gen = 0; gen < ushort.MaxValue; gen++)
+        {
+            Assert.Equal(HandleTable.Encode(last, (ushort)gen), t.PlaceAt(last, o));
+            Assert.Same(o, t.Detach(HandleTable.Encode(last, (ushort)gen)));
+        }
+        Assert.Equal(0xFFFF_FFFFu, t.PlaceAt(last, o));
+        Assert.True(t.TryGet(0xFFFF_FFFFul, out var got));
+        Assert.Same(o, got);
+        Assert.Same(o, t.Detach(0xFFFF_FFFFul));
+        Assert.Equal((uint)last, t.PlaceAt(last, o));                  // generation 65535 + 1 wraps to 0
+    }
+
+    [Fact]
+    public void PlacingIntoATakenSlotIsAKernelBugThatNamesTheSlot()
+    {
+        var t = new HandleTable();
+        t.PlaceAt(3, new Obj());
+        Assert.Equal("slot 3 is taken", Assert.Throws<InvalidOperationException>(() => t.PlaceAt(3, new Obj())).Message);
+    }
+
+    [Fact]
     public void HandleValuesAreGenerationHighIndexLow()
     {
         Assert.Equal(0x0003_0005u, HandleTable.Encode(5, 3));
@@ -445,6 +584,15 @@ public class ProcessRuleTests
     }
 
     [Fact]
+    public void AnArrayWindowRefusesAnOffsetBeyond32BitsInsteadOfWrappingIt()
+    {
+        // (int)(2^32 + 4) would be 4: a window must never show other bytes than the ones asked for.
+        var w = new ArrayWindow([1, 2, 3, 4, 5, 6, 7, 8]);
+        Assert.Throws<OverflowException>(() => w.Span((1UL << 32) + 4, 1));
+        Assert.Equal(5, w.Span(4, 1)[0]);
+    }
+
+    [Fact]
     public void KernelErrorsCarryTheirAbiCodes()
     {
         Assert.Equal(Errno.EINVAL, KernelError.Inval("x").AbiCode());
@@ -507,6 +655,67 @@ public class RamFsRuleTests
         Assert.Equal(2, f.Remaining);
         Assert.Equal("ab"u8.ToArray(), ReadAll(f));
         Assert.Equal(0, f.Remaining);
+    }
+
+    [Fact]
+    public void TruncateToTheCurrentSizeIsAllowed_AndAPositionBelowTheNewSizeStays()
+    {
+        var (_, f) = NewFile();
+        f.Write("abcdef"u8);
+        f.Seek(1, SeekWhence.Set);
+        Assert.Equal(6, f.Truncate(6));                      // not "past the size"
+        Assert.Equal(4, f.Truncate(4));
+        Assert.Equal(1, f.Seek(0, SeekWhence.Current));      // the position only follows when it would be past the end
+        Assert.Equal("bcd"u8.ToArray(), ReadAll(f));
+    }
+
+    [Fact]
+    public void AWritePastTheEndThatAnotherHandleTruncatedFillsTheGapWithZeros()
+    {
+        // Handle a sits at 10; handle b cuts the file to 9; a's next write leaves byte 9 as zero, not the old '9'.
+        var (fs, a) = NewFile();
+        a.Write("0123456789"u8);
+        var b = new FileObject(fs, fs.OpenFile("/f", false, false), OpenMode.Read | OpenMode.Write);
+        b.Truncate(9);
+        Assert.Equal(1, a.Write("X"u8));
+        Assert.Equal("012345678\0X"u8.ToArray(), ReadAll(b));
+    }
+
+    [Fact]
+    public void AFileGrownByteByByteDoublesItsBuffer()
+    {
+        // 4096 one-byte writes: doubling allocates about 8 KiB in all; growing to fit each time would copy ~8 MiB.
+        var (_, f) = NewFile();
+        byte[] one = [7];
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        for (int i = 0; i < 4096; i++) f.Write(one);
+        Assert.InRange(GC.GetAllocatedBytesForCurrentThread() - before, 4096, 64 * 1024);
+        f.Seek(4095, SeekWhence.Set);
+        Assert.Equal([7], ReadAll(f));
+    }
+
+    [Fact]
+    public void OverwritingAFileInPlaceAllocatesNothing()
+    {
+        // A write that ends exactly at the buffer's end fits: no larger buffer (64 KiB written, then overwritten).
+        var (_, f) = NewFile();
+        var data = new byte[64 * 1024];
+        f.Write(data);
+        f.Seek(0, SeekWhence.Set);
+        data[^1] = 9;
+        long before = GC.GetAllocatedBytesForCurrentThread();
+        Assert.Equal(data.Length, f.Write(data));
+        Assert.InRange(GC.GetAllocatedBytesForCurrentThread() - before, 0, 4096);
+        f.Seek(1, SeekWhence.End);
+        Assert.Equal([9], ReadAll(f));
+    }
+
+    [Fact]
+    public void TheRootDirectoryDescribesItselfAsSlash()
+    {
+        var fs = new RamFs();
+        Assert.Equal("dir /", new DirObject(fs, fs.Root).Describe());
+        Assert.Equal("", fs.Root.Name);
     }
 
     [Fact]

@@ -42,37 +42,40 @@ public class UpstreamConformanceTests
 {
     const ulong KernelHalf = 0xFFFF_8000_0000_1000;
 
+    /// <summary>Boots a kernel, runs <paramref name="calls"/> as one user process to its end, and returns what they returned.</summary>
+    static T InProcess<T>(Func<IUserContext, T> calls)
+    {
+        using var k = Boot();
+        T result = default!;
+        bool done = false;
+        Run(k, ctx => { result = calls(ctx); done = true; });
+        Assert.True(done, "the process did not run its calls to the end");
+        return result;
+    }
+
     // ---- errors, numbers, pointers, handles ------------------------------------------------------
 
     [Fact]
     public void UnknownNumberIsEinval()
     {
-        using var k = Boot();
-        long rax = 0;
-        Run(k, ctx => rax = Upstream.Call(ctx, SysNr.ClassTask | 0x9));
-        Assert.Equal(Errno.EINVAL, rax);
+        Assert.Equal(Errno.EINVAL, InProcess(ctx => Upstream.Call(ctx, SysNr.ClassTask | 0x9)));
     }
 
     [Fact]
     public void MresizeIsEinvalBecauseUpstreamsKernelHasNoHandler()
     {
-        using var k = Boot();
-        long rax = 0;
-        Run(k, ctx => rax = Upstream.Call(ctx, SysNr.MresizeReserved, 0x7000_0000_0000, 2 * Page.Size));
-        Assert.Equal(Errno.EINVAL, rax);
+        Assert.Equal(Errno.EINVAL, InProcess(ctx => Upstream.Call(ctx, SysNr.MresizeReserved, 0x7000_0000_0000, 2 * Page.Size)));
     }
 
     [Fact]
     public void UnmappedErrorIsUnknown()
     {
         // upstream: rmdir of a non-empty directory is FsError::NotEmpty, which From<SvsmError> leaves to `_ => UNKNOWN`.
-        using var k = Boot();
-        long rax = 0;
-        Run(k, ctx =>
+        long rax = InProcess(ctx =>
         {
             Upstream.Call(ctx, SysNr.MkDir, Upstream.Str(ctx, "/d"));
             Upstream.Call(ctx, SysNr.MkDir, Upstream.Str(ctx, "/d/e"));
-            rax = Upstream.Call(ctx, SysNr.RmDir, Upstream.Str(ctx, "/d"));
+            return Upstream.Call(ctx, SysNr.RmDir, Upstream.Str(ctx, "/d"));
         });
         Assert.Equal(Errno.UNKNOWN, rax);
         Assert.Equal(Errno.UNKNOWN, Upstream.Error(rax));
@@ -81,14 +84,12 @@ public class UpstreamConformanceTests
     [Fact]
     public void UnlinkOfDirectoryAndRmdirOfFileAreUnknown()
     {
-        using var k = Boot();
-        long unlink = 0, rmdir = 0;
-        Run(k, ctx =>
+        var (unlink, rmdir) = InProcess(ctx =>
         {
             Upstream.Call(ctx, SysNr.MkDir, Upstream.Str(ctx, "/d"));
             Upstream.Call(ctx, SysNr.Open, Upstream.Str(ctx, "/f"), OpenMode.Write, OpenMode.FlagCreate);
-            unlink = Upstream.Call(ctx, SysNr.Unlink, Upstream.Str(ctx, "/d"));
-            rmdir = Upstream.Call(ctx, SysNr.RmDir, Upstream.Str(ctx, "/f"));
+            return (Upstream.Call(ctx, SysNr.Unlink, Upstream.Str(ctx, "/d")),
+                Upstream.Call(ctx, SysNr.RmDir, Upstream.Str(ctx, "/f")));
         });
         Assert.Equal(Errno.UNKNOWN, unlink);
         Assert.Equal(Errno.UNKNOWN, rmdir);
@@ -108,14 +109,12 @@ public class UpstreamConformanceTests
     [Fact]
     public void PointerAboveUserSpaceIsEinval()
     {
-        using var k = Boot();
-        long open = 0, mkdir = 0, write = 0, top = 0;
-        Run(k, ctx =>
+        var (open, mkdir, write, top) = InProcess(ctx =>
         {
-            open = Upstream.Call(ctx, SysNr.Open, KernelHalf, OpenMode.Read, 0);
-            mkdir = Upstream.Call(ctx, SysNr.MkDir, AddressSpace.UserTop);
-            write = Upstream.Call(ctx, SysNr.Write, 0, KernelHalf, 4);
-            top = Upstream.Call(ctx, SysNr.Write, 0, AddressSpace.UserTop - 2, 4);   // runs over the top
+            return (Upstream.Call(ctx, SysNr.Open, KernelHalf, OpenMode.Read, 0),
+                Upstream.Call(ctx, SysNr.MkDir, AddressSpace.UserTop),
+                Upstream.Call(ctx, SysNr.Write, 0, KernelHalf, 4),
+                Upstream.Call(ctx, SysNr.Write, 0, AddressSpace.UserTop - 2, 4));   // runs over the top
         });
         Assert.Equal([Errno.EINVAL, Errno.EINVAL, Errno.EINVAL, Errno.EINVAL], new[] { open, mkdir, write, top });
     }
@@ -123,10 +122,7 @@ public class UpstreamConformanceTests
     [Fact]
     public void WrappingRangeIsEinval()
     {
-        using var k = Boot();
-        long rax = 0;
-        Run(k, ctx => rax = Upstream.Call(ctx, SysNr.Write, 0, ulong.MaxValue - 3, 16));
-        Assert.Equal(Errno.EINVAL, rax);
+        Assert.Equal(Errno.EINVAL, InProcess(ctx => Upstream.Call(ctx, SysNr.Write, 0, ulong.MaxValue - 3, 16)));
     }
 
     [Fact]
@@ -253,12 +249,10 @@ public class UpstreamConformanceTests
     [Fact]
     public void CloseOfHandleZeroClosesTheConsole()
     {
-        using var k = Boot();
-        long close = -1, write = 0;
-        Run(k, ctx =>
+        var (close, write) = InProcess(ctx =>
         {
-            close = Upstream.Call(ctx, SysNr.Close, 0);
-            write = Upstream.Call(ctx, SysNr.Write, 0, Sys.Bytes(ctx, "x"u8), 1);
+            return (Upstream.Call(ctx, SysNr.Close, 0),
+                Upstream.Call(ctx, SysNr.Write, 0, Sys.Bytes(ctx, "x"u8), 1));
         });
         Assert.Equal(0, close);
         Assert.Equal(Errno.ENOTFOUND, write);
@@ -303,32 +297,24 @@ public class UpstreamConformanceTests
     [Fact]
     public void MmapUnknownFlagIsEinval()
     {
-        using var k = Boot();
-        long rax = 0;
-        Run(k, ctx => rax = Upstream.Call(ctx, SysNr.Mmap, 0, 0, 0, Page.Size, MapFlags.Read | 64));
-        Assert.Equal(Errno.EINVAL, rax);
+        Assert.Equal(Errno.EINVAL, InProcess(ctx => Upstream.Call(ctx, SysNr.Mmap, 0, 0, 0, Page.Size, MapFlags.Read | 64)));
     }
 
     [Fact]
     public void MmapOfAnObjectItCannotMapIsEinval()
     {
-        using var k = Boot();
-        long rax = 0;
-        Run(k, ctx => rax = Upstream.Call(ctx, SysNr.Mmap, FileWith(ctx, "/f", "x"), 0, 0, Page.Size, MapFlags.Read));
-        Assert.Equal(Errno.EINVAL, rax);
+        Assert.Equal(Errno.EINVAL, InProcess(ctx => Upstream.Call(ctx, SysNr.Mmap, FileWith(ctx, "/f", "x"), 0, 0, Page.Size, MapFlags.Read)));
     }
 
     [Fact]
     public void MunmapIgnoresTheLengthAndIsEinvalWhereNothingStarts()
     {
-        using var k = Boot();
-        long inside = 0, unmap = 0, again = 0;
-        Run(k, ctx =>
+        var (inside, unmap, again) = InProcess(ctx =>
         {
             long va = Upstream.Call(ctx, SysNr.Mmap, 0, 0, 0, 3 * Page.Size, MapFlags.Read | MapFlags.Anonymous);
-            inside = Upstream.Call(ctx, SysNr.Munmap, (ulong)va + Page.Size, Page.Size);
-            unmap = Upstream.Call(ctx, SysNr.Munmap, (ulong)va, 1);   // any length
-            again = Upstream.Call(ctx, SysNr.Munmap, (ulong)va, 3 * Page.Size);
+            return (Upstream.Call(ctx, SysNr.Munmap, (ulong)va + Page.Size, Page.Size),
+                Upstream.Call(ctx, SysNr.Munmap, (ulong)va, 1),   // any length
+                Upstream.Call(ctx, SysNr.Munmap, (ulong)va, 3 * Page.Size));
         });
         Assert.Equal(Errno.EINVAL, inside);
         Assert.Equal(0, unmap);
@@ -340,14 +326,13 @@ public class UpstreamConformanceTests
     [Fact]
     public void OpenWithModeZeroIsAcceptedAndCanNeitherReadNorWrite()
     {
-        using var k = Boot();
-        long h = 0, read = 0, write = 0;
-        Run(k, ctx =>
+        var (h, read, write) = InProcess(ctx =>
         {
             Sys.Close(ctx, FileWith(ctx, "/f", "data"));
-            h = Upstream.Call(ctx, SysNr.Open, Upstream.Str(ctx, "/f"), 0, 0);
-            read = Upstream.Call(ctx, SysNr.Read, (ulong)h, Sys.Alloc(ctx, 4), 4);
-            write = Upstream.Call(ctx, SysNr.Write, (ulong)h, Sys.Alloc(ctx, 4), 4);
+            long opened = Upstream.Call(ctx, SysNr.Open, Upstream.Str(ctx, "/f"), 0, 0);
+            return (opened,
+                Upstream.Call(ctx, SysNr.Read, (ulong)opened, Sys.Alloc(ctx, 4), 4),
+                Upstream.Call(ctx, SysNr.Write, (ulong)opened, Sys.Alloc(ctx, 4), 4));
         });
         Assert.True(h > 0);
         Assert.Equal(Errno.EWRONLY, read);
@@ -357,12 +342,10 @@ public class UpstreamConformanceTests
     [Fact]
     public void OpenUnknownModeOrFlagBitIsEinval()
     {
-        using var k = Boot();
-        long mode = 0, flags = 0;
-        Run(k, ctx =>
+        var (mode, flags) = InProcess(ctx =>
         {
-            mode = Upstream.Call(ctx, SysNr.Open, Upstream.Str(ctx, "/f"), 16, OpenMode.FlagCreate);
-            flags = Upstream.Call(ctx, SysNr.Open, Upstream.Str(ctx, "/f"), OpenMode.Read, 2);
+            return (Upstream.Call(ctx, SysNr.Open, Upstream.Str(ctx, "/f"), 16, OpenMode.FlagCreate),
+                Upstream.Call(ctx, SysNr.Open, Upstream.Str(ctx, "/f"), OpenMode.Read, 2));
         });
         Assert.Equal(Errno.EINVAL, mode);
         Assert.Equal(Errno.EINVAL, flags);
@@ -371,13 +354,11 @@ public class UpstreamConformanceTests
     [Fact]
     public void OpenOfADirectoryIsEnotfoundAndCreatingOverItIsEexist()
     {
-        using var k = Boot();
-        long open = 0, create = 0;
-        Run(k, ctx =>
+        var (open, create) = InProcess(ctx =>
         {
             Upstream.Call(ctx, SysNr.MkDir, Upstream.Str(ctx, "/d"));
-            open = Upstream.Call(ctx, SysNr.Open, Upstream.Str(ctx, "/d"), OpenMode.Read, 0);
-            create = Upstream.Call(ctx, SysNr.Open, Upstream.Str(ctx, "/d"), OpenMode.Read, OpenMode.FlagCreate);
+            return (Upstream.Call(ctx, SysNr.Open, Upstream.Str(ctx, "/d"), OpenMode.Read, 0),
+                Upstream.Call(ctx, SysNr.Open, Upstream.Str(ctx, "/d"), OpenMode.Read, OpenMode.FlagCreate));
         });
         Assert.Equal(Errno.ENOTFOUND, open);
         Assert.Equal(Errno.EEXIST, create);
@@ -420,13 +401,11 @@ public class UpstreamConformanceTests
     [Fact]
     public void ReadCopiesOnlyWhatTheFileGives()
     {
-        using var k = Boot();
-        long rax = 0;
-        Run(k, ctx =>
+        long rax = InProcess(ctx =>
         {
             uint f = FileWith(ctx, "/f", "abc");
             ulong end = ctx.DataBase + (ulong)ctx.DataSize;
-            rax = Upstream.Call(ctx, SysNr.Read, f, end - 3, 4096);   // only 3 bytes are mapped, and only 3 are read
+            return Upstream.Call(ctx, SysNr.Read, f, end - 3, 4096);   // only 3 bytes are mapped, and only 3 are read
         });
         Assert.Equal(3, rax);
     }
@@ -434,15 +413,13 @@ public class UpstreamConformanceTests
     [Fact]
     public void SeekClampsToTheSizeAndEndSubtracts()
     {
-        using var k = Boot();
-        long set = 0, cur = 0, end = 0, endPast = 0;
-        Run(k, ctx =>
+        var (set, cur, end, endPast) = InProcess(ctx =>
         {
             uint f = FileWith(ctx, "/f", "0123456789");
-            set = Upstream.Call(ctx, SysNr.Seek, f, 100, SeekWhence.Set);
-            cur = Upstream.Call(ctx, SysNr.Seek, f, unchecked((ulong)-3L), SeekWhence.Current);
-            end = Upstream.Call(ctx, SysNr.Seek, f, 4, SeekWhence.End);
-            endPast = Upstream.Call(ctx, SysNr.Seek, f, 40, SeekWhence.End);
+            return (Upstream.Call(ctx, SysNr.Seek, f, 100, SeekWhence.Set),
+                Upstream.Call(ctx, SysNr.Seek, f, unchecked((ulong)-3L), SeekWhence.Current),
+                Upstream.Call(ctx, SysNr.Seek, f, 4, SeekWhence.End),
+                Upstream.Call(ctx, SysNr.Seek, f, 40, SeekWhence.End));
         });
         Assert.Equal([10L, 7, 6, 0], new[] { set, cur, end, endPast });
     }
@@ -450,13 +427,11 @@ public class UpstreamConformanceTests
     [Fact]
     public void SeekBadWhenceIsEinvalEvenOnADirectory()
     {
-        using var k = Boot();
-        long bad = 0, dirSeek = 0;
-        Run(k, ctx =>
+        var (bad, dirSeek) = InProcess(ctx =>
         {
             long d = Upstream.Call(ctx, SysNr.OpenDir, Upstream.Str(ctx, "/"));
-            bad = Upstream.Call(ctx, SysNr.Seek, (ulong)d, 0, 3);
-            dirSeek = Upstream.Call(ctx, SysNr.Seek, (ulong)d, 0, SeekWhence.Set);
+            return (Upstream.Call(ctx, SysNr.Seek, (ulong)d, 0, 3),
+                Upstream.Call(ctx, SysNr.Seek, (ulong)d, 0, SeekWhence.Set));
         });
         Assert.Equal(Errno.EINVAL, bad);
         Assert.Equal(Errno.ENOTSUPP, dirSeek);
@@ -483,13 +458,11 @@ public class UpstreamConformanceTests
     [Fact]
     public void OpendirOfAFileIsEnotfoundAndOfAnEmptyPathEinval()
     {
-        using var k = Boot();
-        long file = 0, empty = 0;
-        Run(k, ctx =>
+        var (file, empty) = InProcess(ctx =>
         {
             Sys.Close(ctx, FileWith(ctx, "/f", "x"));
-            file = Upstream.Call(ctx, SysNr.OpenDir, Upstream.Str(ctx, "/f"));
-            empty = Upstream.Call(ctx, SysNr.OpenDir, Upstream.Str(ctx, ""));
+            return (Upstream.Call(ctx, SysNr.OpenDir, Upstream.Str(ctx, "/f")),
+                Upstream.Call(ctx, SysNr.OpenDir, Upstream.Str(ctx, "")));
         });
         Assert.Equal(Errno.ENOTFOUND, file);
         Assert.Equal(Errno.EINVAL, empty);
@@ -525,13 +498,11 @@ public class UpstreamConformanceTests
     [Fact]
     public void MkdirOfAnExistingNameIsEexistAndOfAMissingParentEnotfound()
     {
-        using var k = Boot();
-        long again = 0, parent = 0;
-        Run(k, ctx =>
+        var (again, parent) = InProcess(ctx =>
         {
             Upstream.Call(ctx, SysNr.MkDir, Upstream.Str(ctx, "/d"));
-            again = Upstream.Call(ctx, SysNr.MkDir, Upstream.Str(ctx, "/d"));
-            parent = Upstream.Call(ctx, SysNr.MkDir, Upstream.Str(ctx, "/x/y"));
+            return (Upstream.Call(ctx, SysNr.MkDir, Upstream.Str(ctx, "/d")),
+                Upstream.Call(ctx, SysNr.MkDir, Upstream.Str(ctx, "/x/y")));
         });
         Assert.Equal(Errno.EEXIST, again);
         Assert.Equal(Errno.ENOTFOUND, parent);

@@ -12,62 +12,59 @@ public class WriteBackRuleTests
         return d;
     }
 
+    /// <summary>Runs <see cref="WriteBack.Alu"/> for <paramref name="bytes"/> with RCX and RFLAGS given and the device's value.</summary>
+    static (bool WritesMemory, ulong Mem, ulong Flags, ulong Rcx) Alu(byte[] bytes, ulong rcx, ulong flags, ulong memValue)
+    {
+        var gprs = new ulong[16];
+        gprs[Gpr.Rcx] = rcx;
+        bool writes = WriteBack.Alu(Decode(bytes), gprs, ref flags, memValue, out ulong mem);
+        return (writes, mem, flags, gprs[Gpr.Rcx]);
+    }
+
     [Fact]
     public void An_ALU_with_a_register_destination_writes_the_register_and_never_memory()
     {
-        var d = Decode(0x03, 0x08);                  // add ecx, [rax]
-        var gprs = new ulong[16];
-        gprs[1] = 0xFFFF_FFFF_0000_0005;             // a 32-bit destination: bits 63:32 are cleared
-        ulong fl = 0x2;
-        Assert.False(WriteBack.Alu(d, gprs, ref fl, 7, out ulong mem), "a device write after add ecx,[mmio]");
-        Assert.Equal(0ul, mem);
-        Assert.Equal(12ul, gprs[1]);
+        // add ecx, [rax]: a 32-bit destination, so bits 63:32 are cleared.
+        var r = Alu([0x03, 0x08], rcx: 0xFFFF_FFFF_0000_0005, flags: 0x2, memValue: 7);
+        Assert.False(r.WritesMemory, "a device write after add ecx,[mmio]");
+        Assert.Equal(0ul, r.Mem);
+        Assert.Equal(12ul, r.Rcx);
     }
 
     [Fact]
     public void A_memory_destination_ALU_writes_memory_and_leaves_the_register()
     {
-        var d = Decode(0x01, 0x08);                  // add [rax], ecx
-        var gprs = new ulong[16];
-        gprs[1] = 5;
-        ulong fl = 0x2;
-        Assert.True(WriteBack.Alu(d, gprs, ref fl, 7, out ulong mem));
-        Assert.Equal(12ul, mem);
-        Assert.Equal(5ul, gprs[1]);
+        var r = Alu([0x01, 0x08], rcx: 5, flags: 0x2, memValue: 7);   // add [rax], ecx
+        Assert.True(r.WritesMemory);
+        Assert.Equal(12ul, r.Mem);
+        Assert.Equal(5ul, r.Rcx);
     }
 
     [Fact]
     public void Adding_zero_clears_CF_even_when_it_was_set()
     {
-        var d = Decode(0x83, 0x00, 0x00);            // add dword [rax], 0
-        ulong fl = 0x2 | WriteBack.CF | WriteBack.OF;
-        Assert.True(WriteBack.Alu(d, new ulong[16], ref fl, 0x1234, out ulong mem));
-        Assert.Equal(0x1234ul, mem);
-        Assert.Equal(0ul, fl & WriteBack.CF);
-        Assert.Equal(0ul, fl & WriteBack.OF);
+        var r = Alu([0x83, 0x00, 0x00], rcx: 0, flags: 0x2 | WriteBack.CF | WriteBack.OF, memValue: 0x1234);   // add dword [rax], 0
+        Assert.True(r.WritesMemory);
+        Assert.Equal(0x1234ul, r.Mem);
+        Assert.Equal(0ul, r.Flags & WriteBack.CF);
+        Assert.Equal(0ul, r.Flags & WriteBack.OF);
         // And the carry-out case sets it: 0xFFFFFFFF + 1 wraps to 0 with CF and ZF.
-        var one = Decode(0x83, 0x00, 0x01);
-        fl = 0x2;
-        WriteBack.Alu(one, new ulong[16], ref fl, 0xFFFF_FFFF, out mem);
-        Assert.Equal(0ul, mem);
-        Assert.Equal(WriteBack.CF | WriteBack.ZF, fl & (WriteBack.CF | WriteBack.ZF));
+        r = Alu([0x83, 0x00, 0x01], rcx: 0, flags: 0x2, memValue: 0xFFFF_FFFF);
+        Assert.Equal(0ul, r.Mem);
+        Assert.Equal(WriteBack.CF | WriteBack.ZF, r.Flags & (WriteBack.CF | WriteBack.ZF));
     }
 
     [Fact]
     public void CMP_and_TEST_set_flags_and_write_nothing()
     {
-        var cmp = Decode(0x39, 0x08);                // cmp [rax], ecx
-        var gprs = new ulong[16];
-        gprs[1] = 9;
-        ulong fl = 0x2;
-        Assert.False(WriteBack.Alu(cmp, gprs, ref fl, 9, out ulong mem));
-        Assert.Equal(0ul, mem);
-        Assert.Equal(WriteBack.ZF, fl & WriteBack.ZF);
-        Assert.Equal(9ul, gprs[1]);
-        var test = Decode(0x85, 0x08);               // test [rax], ecx
-        fl = 0x2 | WriteBack.CF;
-        Assert.False(WriteBack.Alu(test, gprs, ref fl, 6, out mem));
-        Assert.Equal(0ul, fl & WriteBack.CF);
-        Assert.Equal(9ul, gprs[1]);
+        var cmp = Alu([0x39, 0x08], rcx: 9, flags: 0x2, memValue: 9);                 // cmp [rax], ecx
+        Assert.False(cmp.WritesMemory);
+        Assert.Equal(0ul, cmp.Mem);
+        Assert.Equal(WriteBack.ZF, cmp.Flags & WriteBack.ZF);
+        Assert.Equal(9ul, cmp.Rcx);
+        var test = Alu([0x85, 0x08], rcx: 9, flags: 0x2 | WriteBack.CF, memValue: 6);  // test [rax], ecx
+        Assert.False(test.WritesMemory);
+        Assert.Equal(0ul, test.Flags & WriteBack.CF);
+        Assert.Equal(9ul, test.Rcx);
     }
 }

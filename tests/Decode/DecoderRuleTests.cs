@@ -1,0 +1,140 @@
+// Decoder, fallback and write-back rules the vector files left open (survivors of the decode mutation run,
+// docs/testing.md): each test names its rule; the comment says which wrong line it catches.
+using Copra.Hot.Decode;
+using Xunit;
+
+namespace Copra.Tests.Decode;
+
+public class DecoderRuleTests
+{
+    static byte[] Hex(string hex) => Convert.FromHexString(hex.Replace(" ", "", StringComparison.Ordinal));
+
+    static DecodedAccess Fast(string hex, CpuMode mode = CpuMode.Bits64)
+    {
+        Assert.True(X86Decoder.TryDecode(Hex(hex), mode, out var d), $"{hex}: {d.Error}");
+        return d;
+    }
+
+    static RefuseReason FallbackRefusal(string hex, CpuMode mode = CpuMode.Bits64)
+    {
+        Assert.False(IcedFallback.TryDecode(Hex(hex), mode, out var d), $"{hex}: the fallback accepted it");
+        Assert.Equal(0, d.Length);
+        return d.Error;
+    }
+
+    [Fact]
+    public void RAX_counts_as_an_index_register()
+    {
+        // mov eax, [rbx+rax*4]: index 0 is RAX, not "no index" (catches `d.Index >= 0` narrowed to `> 0`).
+        var d = Fast("8b 04 83");
+        var g = new ulong[16];
+        g[Gpr.Rax] = 0x10;
+        g[Gpr.Rbx] = 0x1000;
+        Assert.Equal(0x1040ul, EffectiveAddress.Compute(in d, g, 0, 0));
+    }
+
+    [Fact]
+    public void BT_with_its_bit_offset_in_RAX_moves_to_the_unit_holding_the_bit()
+    {
+        // bt [rbx], eax with EAX = 64 + 3: bit 3 of the dword 8 bytes up (catches `d.Reg >= 0` / `d.Reg < 0` off by one).
+        var d = Fast("0f a3 03");
+        var g = new ulong[16];
+        g[Gpr.Rax] = 67;
+        g[Gpr.Rbx] = 0x1000;
+        Assert.Equal(8, WriteBack.BtByteOffset(in d, g));
+        Assert.Equal(0x1008ul, EffectiveAddress.Compute(in d, g, 0, 0));
+        ulong fl = 0x2;
+        WriteBack.Bt(in d, g, ref fl, 0b1000);
+        Assert.Equal(WriteBack.CF, fl & WriteBack.CF);
+    }
+
+    [Fact]
+    public void A_16_bit_register_form_with_its_whole_immediate_is_a_register_operand_not_truncated()
+    {
+        // add ax, 0x1234 (66 81 C0 iw): the immediate is 2 bytes at operand size 16, so all 5 bytes are there.
+        Assert.False(X86Decoder.TryDecode(Hex("66 81 c0 34 12"), CpuMode.Bits64, out var d));
+        Assert.Equal(RefuseReason.RegisterOperand, d.Error);
+        Assert.False(X86Decoder.TryDecode(Hex("66 81 c0 34"), CpuMode.Bits64, out d));
+        Assert.Equal(RefuseReason.Truncated, d.Error);
+    }
+
+    [Theory]
+    [InlineData(CpuMode.Bits16, "ec")]       // in al, dx
+    [InlineData(CpuMode.Bits32, "ec")]
+    [InlineData(CpuMode.Bits64, "ec")]
+    [InlineData(CpuMode.Bits16, "e6 80")]    // out 0x80, al
+    [InlineData(CpuMode.Bits32, "e6 80")]
+    [InlineData(CpuMode.Bits64, "e6 80")]
+    public void The_fallback_gives_port_IO_the_modes_address_size_as_the_fast_path_does(CpuMode mode, string hex)
+    {
+        var fast = Fast(hex, mode);
+        Assert.True(IcedFallback.TryDecode(Hex(hex), mode, out var f));
+        Assert.Equal(mode switch { CpuMode.Bits16 => 2, CpuMode.Bits32 => 4, _ => 8 }, f.AddressSize);
+        Assert.Equal(fast.AddressSize, f.AddressSize);
+    }
+
+    [Fact]
+    public void The_fallback_says_truncated_when_fewer_than_15_bytes_end_early()
+    {
+        Assert.Equal(RefuseReason.Truncated, FallbackRefusal("89"));                 // mov [..], eax without its ModRM
+        Assert.Equal(RefuseReason.Truncated, FallbackRefusal("66 66 66 89 04"));     // SIB missing
+    }
+
+    [Fact]
+    public void The_fallback_says_too_long_when_15_bytes_are_not_enough()
+    {
+        // 14 operand-size prefixes and an opcode: the ModRM would be the 16th byte (the CPU's #GP).
+        Assert.Equal(RefuseReason.TooLong, FallbackRefusal(string.Concat(Enumerable.Repeat("66", 14)) + "89 00"));
+        Assert.Equal(RefuseReason.TooLong, FallbackRefusal(string.Concat(Enumerable.Repeat("66", 14)) + "89"));
+    }
+
+    [Fact]
+    public void The_fallback_says_unknown_opcode_for_an_undefined_opcode_however_many_bytes_follow()
+    {
+        // 06 (PUSH ES) does not exist in 64-bit mode: #UD, whether 4 or 15 bytes were supplied. (Iced reads ahead: on
+        // "06" alone it reports running out of bytes, so the fallback says Truncated there; the fast path does not.)
+        Assert.Equal(RefuseReason.UnknownOpcode, FallbackRefusal("06 90 90 90"));
+        Assert.Equal(RefuseReason.UnknownOpcode, FallbackRefusal("06" + string.Concat(Enumerable.Repeat("90", 14))));
+    }
+
+    [Fact]
+    public void The_fallback_says_lock_invalid_only_when_LOCK_is_what_makes_the_bytes_invalid()
+    {
+        Assert.Equal(RefuseReason.LockInvalid, FallbackRefusal("f0 8b 00"));         // lock mov eax, [rax]
+        Assert.Equal(RefuseReason.UnknownOpcode, FallbackRefusal("f0 06 90"));       // lock on an undefined opcode
+        Assert.Equal(RefuseReason.UnknownOpcode, FallbackRefusal("06 90 90 90"));
+    }
+
+    [Fact]
+    public void Write_back_functions_never_index_the_registers_for_an_access_without_a_register()
+    {
+        // mov dword [rax], 1: no register operand. ApplyRead does nothing; StoreValue is the immediate.
+        var imm = Fast("c7 00 01 00 00 00");
+        var g = new ulong[16];
+        for (int i = 0; i < 16; i++) g[i] = 0x1111ul * (ulong)(i + 1);
+        var before = (ulong[])g.Clone();
+        WriteBack.ApplyRead(in imm, g, 0xFFFF_FFFF);
+        Assert.Equal(before, g);
+        Assert.Equal(1ul, WriteBack.StoreValue(in imm, g));
+        // An access with neither a register nor an immediate (MOVS) stores 0 rather than reading a register.
+        var movs = Fast("a5");
+        Assert.Equal(-1, movs.Reg);
+        Assert.False(movs.HasImm);
+        Assert.Equal(0ul, WriteBack.StoreValue(in movs, g));
+    }
+
+    [Fact]
+    public void ALU_write_back_leaves_operations_it_does_not_compute_to_the_executor()
+    {
+        // adc [rax], ecx: not one of ADD/SUB/CMP/AND/TEST/OR/XOR. Alu returns false, writes nothing, keeps the flags.
+        var adc = Fast("11 08");
+        Assert.Equal(AluOp.Adc, adc.Op);
+        var g = new ulong[16];
+        g[Gpr.Rcx] = 5;
+        ulong fl = 0x2 | WriteBack.CF;
+        Assert.False(WriteBack.Alu(in adc, g, ref fl, 7, out ulong mem));
+        Assert.Equal(0ul, mem);
+        Assert.Equal(0x2 | WriteBack.CF, fl);
+        Assert.Equal(5ul, g[Gpr.Rcx]);
+    }
+}
