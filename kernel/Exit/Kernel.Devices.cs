@@ -9,7 +9,8 @@ namespace Copra.Kernel.Core;
 /// <summary>
 /// Device models and vCPU threads: delivering an access into an event area, completing it when the
 /// model answers, WAIT_FOR_EVENT on vCPUs and event objects, IRQs, stopping a VM, and what happens
-/// when a model or a VMM dies. Each event object and each vCPU object is its own lock; the two are
+/// when a model or a VMM dies. Each event object has its own lock (<see cref="EventObject.Gate"/>, a
+/// <see cref="Lock"/>: an uncontended enter is one compare-and-swap) and each vCPU object is its own lock; the two are
 /// never held together (a completion takes the event's lock, drops it, then continues the vCPU).
 /// </summary>
 public sealed partial class Kernel
@@ -21,26 +22,26 @@ public sealed partial class Kernel
         var vm = _vcpus[v].Vm;
         var e = vm.OwnerOf(owner);
         if (e is null) { Unowned(cpu, v, kind, addr, write, data); return; }
-        _reqKind[v] = kind; _reqAddr[v] = addr; _reqSize[v] = _acc[v].Size; _reqWrite[v] = write; _reqData[v] = data; _reqOwner[v] = owner;
+        _f.ReqKind[v] = kind; _f.ReqAddr[v] = addr; _f.ReqSize[v] = _f.Acc[v].Size; _f.ReqWrite[v] = write; _f.ReqData[v] = data; _f.ReqOwner[v] = owner;
         // Only this exit changes the state of a vCPU that is in an exit (Runnable here; Dead is set by
         // this CPU too): a compare-and-swap on the vCPU's own word instead of its lock.
         SetRun(_vcpus[v], VcpuRun.Runnable, VcpuRun.WaitingDevice);
         Stats.Add(cpu.Index, Counter.DeviceRoundTrips);
         // The model's answer costs it one syscall (its next WAIT_FOR_EVENT or EVENT_SIGNAL).
-        _modelled[v] += Cost.SyscallCycles;
+        _f.Modelled[v] += Cost.SyscallCycles;
         KThread? wake = null;
-        lock (e)
+        lock (e.Gate)
         {
             if (e.Dead) { }
             else if (e.Inflight >= 0) { e.Enqueue(v); return; }
             else { FillArea(e, v); wake = e.Waiter; e.Waiter = null; if (wake is not null) e.Handed = e.Area.Sequence; }
         }
         if (e.Dead) { AnswerLost(cpu, v, e); return; }
-        Trace.Add(cpu, TraceKind.Deliver, v, e.OwnerId);
-        NarratorFor(v)?.Invoke($"deliver: {e.Describe()} event area seq {e.Area.Sequence}: {(write ? "write" : "read")} 0x{addr:x} size {_reqSize[v]}{(write ? $" data 0x{data:x}" : "")}; {(wake is null ? "no thread waiting yet (it will find it)" : $"waking thread {wake.Id} on cpu {_vcpus[v].Cpu}")}");
+        Trace.AddDisplayOnlyOn(cpu, TraceKind.Deliver, v, e.OwnerId);
+        NarratorFor(v)?.Invoke($"deliver: {e.Describe()} event area seq {e.Area.Sequence}: {(write ? "write" : "read")} 0x{addr:x} size {_f.ReqSize[v]}{(write ? $" data 0x{data:x}" : "")}; {(wake is null ? "no thread waiting yet (it will find it)" : $"waking thread {wake.Id} on cpu {_vcpus[v].Cpu}")}");
         if (wake is not null)
         {
-            if (wake.Cpu != _vcpus[v].Cpu) { _modelled[v] += Cost.CrossCpuWakeCycles; Stats.Add(cpu.Index, Counter.CrossCpuWakes); }
+            if (wake.Cpu != _vcpus[v].Cpu) { _f.Modelled[v] += Cost.CrossCpuWakeCycles; Stats.Add(cpu.Index, Counter.CrossCpuWakes); }
             WakeThread(wake, 1, _vcpus[v].Cpu);   // the model runs where the exit happened
         }
     }
@@ -49,13 +50,13 @@ public sealed partial class Kernel
     void FillArea(EventObject e, int v)
     {
         ref var a = ref e.Area;
-        ref readonly var d = ref _acc[v];
+        ref readonly var d = ref _f.Acc[v];
         a.Sequence++;
-        a.Kind = _reqKind[v];
-        a.Address = _reqAddr[v];
-        a.Size = _reqSize[v];
-        a.Direction = _reqWrite[v] ? AccessDirection.Write : AccessDirection.Read;
-        a.Data = _reqWrite[v] ? _reqData[v] : 0;
+        a.Kind = _f.ReqKind[v];
+        a.Address = _f.ReqAddr[v];
+        a.Size = _f.ReqSize[v];
+        a.Direction = _f.ReqWrite[v] ? AccessDirection.Write : AccessDirection.Read;
+        a.Data = _f.ReqWrite[v] ? _f.ReqData[v] : 0;
         a.Vcpu = (uint)_vcpus[v].LocalIndex;
         a.Cpu = (uint)_vcpus[v].Cpu;
         a.Rip = State.Rip(v);
@@ -70,7 +71,12 @@ public sealed partial class Kernel
     ValueTask<long> WaitEvent(KThread t, EventObject e)
     {
         CompleteIfDone(e);
-        lock (e)
+        // The IPC fast path: reply and receive in one call. The answer above made the vCPU runnable here; with
+        // nothing else ready on this CPU, enter it now, from this call, so its next exit lands in this area
+        // before the check below and the model takes it without blocking (docs/design.md).
+        var here = CurrentCpu;
+        if (here is not null && here.Current == t && here.TryTakeDirectVcpu(out int direct)) RunGuest(here, direct);
+        lock (e.Gate)
         {
             if (e.Waiter is not null && e.Waiter != t) throw KernelError.Busy("another thread waits on this event object");
             // An access the caller has not been handed yet: return it (on the exit's CPU). A model that
@@ -97,7 +103,7 @@ public sealed partial class Kernel
         long t0 = (long)Tsc.Read();
         int v;
         ulong value;
-        lock (e)
+        lock (e.Gate)
         {
             if (e.Inflight < 0 || e.Area.ReadState() != EventState.Done) return;
             v = e.Inflight;
@@ -109,19 +115,19 @@ public sealed partial class Kernel
         }
         var cpu = CurrentCpu ?? Cpus[_vcpus[v].Cpu];
         NarratorFor(v)?.Invoke($"the device model answered (state Done, data 0x{value:x}) and called WAIT_FOR_EVENT: completing on cpu {cpu.Index}");
-        _segStart[v] = t0;   // the completion is kernel work of this exit, from the lock on
+        _f.SegStart[v] = t0;   // the completion is kernel work of this exit, from the lock on
         ContinueAfterDevice(cpu, v, value);
     }
 
     /// <summary>The device answered vCPU v's request: resume its element.</summary>
     void ContinueAfterDevice(Cpu cpu, int v, ulong value)
     {
-        if (_segStart[v] == 0) _segStart[v] = (long)Tsc.Read();
+        if (_f.SegStart[v] == 0) _f.SegStart[v] = (long)Tsc.Read();
         // The completion took this access out of the event object under its lock, so VM_CONTROL Stop
         // can no longer abandon it: nothing else writes the state now but this CAS.
         SetRun(_vcpus[v], VcpuRun.WaitingDevice, VcpuRun.Runnable);
-        if (_reqWrite[v]) AfterWrite(cpu, v);
-        else AfterRead(cpu, v, value & AllOnes(_reqSize[v]));
+        if (_f.ReqWrite[v]) AfterWrite(cpu, v);
+        else AfterRead(cpu, v, value & AllOnes(_f.ReqSize[v]));
         ChargeTdReads(cpu, v);
         CloseSegment(v);
     }
@@ -138,7 +144,7 @@ public sealed partial class Kernel
     void DeviceLost(EventObject e)
     {
         var waiting = new List<int>();
-        lock (e)
+        lock (e.Gate)
         {
             e.Dead = true;
             if (e.Inflight >= 0) { waiting.Add(e.Inflight); e.Inflight = -1; }
@@ -156,8 +162,8 @@ public sealed partial class Kernel
         lock (vc)
         {
             ref var page = ref vc.Page;
-            page.LostAddress = _reqAddr[v];
-            page.LostKind = _reqKind[v];
+            page.LostAddress = _f.ReqAddr[v];
+            page.LostKind = _f.ReqKind[v];
             page.LostCount++;
         }
         ContinueAfterDevice(cpu, v, ulong.MaxValue);
@@ -243,9 +249,9 @@ public sealed partial class Kernel
             bool abandoned = false;
             if (vc.Run == VcpuRun.WaitingDevice)
             {
-                var e = vm.OwnerOf(_reqOwner[v]);
+                var e = vm.OwnerOf(_f.ReqOwner[v]);
                 if (e is not null)
-                    lock (e)
+                    lock (e.Gate)
                     {
                         if (e.Inflight == v) { e.Inflight = -1; e.Area.State = EventState.Idle; if (e.TryDequeue(out int next)) FillArea(e, next); abandoned = true; }
                         else abandoned = e.Remove(v);
@@ -269,7 +275,7 @@ public sealed partial class Kernel
                 lock (vc) { if (vc.Waiter == t) vc.Waiter = null; }
                 break;
             case EventObject e:
-                lock (e) { if (e.Waiter == t) e.Waiter = null; }
+                lock (e.Gate) { if (e.Waiter == t) e.Waiter = null; }
                 break;
             case Batch.PolledRingObject ring:
                 lock (ring) { if (ring.Waiter == t) ring.Waiter = null; }
