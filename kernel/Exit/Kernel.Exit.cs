@@ -69,6 +69,20 @@ public sealed partial class Kernel
         Stats = new ExitStats(Config.SampleCapacity, Cpus.Length);
         Fetcher = new InstructionFetcher(n);
         _f = new InFlight(n);
+        _dataTlb = new DataTlb(n);
+        _decodeCache = new DecodeCache(n);
+    }
+
+    /// <summary>The data side's one-entry TLB and the last decode, per vCPU (hot/Guest/DataTlb.cs, hot/Decode/DecodeCache.cs).</summary>
+    DataTlb _dataTlb = null!;
+    DecodeCache _decodeCache = null!;
+
+    /// <summary>Drops vCPU <paramref name="v"/>'s cached translations and decode (its CR3, mode or state was written).</summary>
+    void InvalidateCaches(int v)
+    {
+        Fetcher.Invalidate(v);
+        _dataTlb.Invalidate(v);
+        _decodeCache.Invalidate(v);
     }
 
     // ---- entering the guest ------------------------------------------------------------------
@@ -255,7 +269,7 @@ public sealed partial class Kernel
         if (got == 0) { InjectWalkFault(cpu, v, fault); return; }
 
         bool hw = (rec.Flags & ExitFlags.HardwareCompletes) != 0;
-        if (!X86Decoder.TryDecode(bytes[..got], cpuMode, out var d))
+        if (!_decodeCache.TryDecode(v, bytes[..got], cpuMode, out var d))
         {
             if (d.Error == RefuseReason.Truncated && !fault.IsOk) { InjectWalkFault(cpu, v, fault); return; }
             Stats.Add(cpu.Index, Counter.IcedFallbacks);
@@ -451,7 +465,7 @@ public sealed partial class Kernel
         else
         {
             ulong linear = LinearOf(v, write);
-            var walk = PageWalker.Translate(_memory, _f.Mode[v], _f.Cr3[v], linear, write ? AccessType.Write : AccessType.Read, out gpa);
+            var walk = _dataTlb.Translate(v, _memory, _f.Mode[v], _f.Cr3[v], linear, write ? AccessType.Write : AccessType.Read, out gpa);
             if (!walk.IsOk) { InjectWalkFault(cpu, v, walk); return; }
             if ((linear & Page.Mask) + size > Page.Size)
             {
