@@ -117,6 +117,7 @@ public sealed class Cpu
         {
             Interlocked.Decrement(ref _inboxDepth);
             if (m.Kind == CpuMessageKind.RunThread) { var t = _k.Thread(m.Id); if (t.State != ThreadState.Dead) EnqueueLocal(t); }
+            else if (m.Kind == CpuMessageKind.Answer) _k.ApplyAnswer(this, m.Id);
             else _vcpus.Enqueue(m.Id);
         }
 

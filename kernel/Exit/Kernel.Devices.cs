@@ -113,11 +113,27 @@ public sealed partial class Kernel
             e.Completed++;
             if (e.TryDequeue(out int next)) FillArea(e, next);
         }
-        var cpu = CurrentCpu ?? Cpus[_vcpus[v].Cpu];
-        NarratorFor(v)?.Invoke($"the device model answered (state Done, data 0x{value:x}) and called WAIT_FOR_EVENT: completing on cpu {cpu.Index}");
+        var here = CurrentCpu;
+        NarratorFor(v)?.Invoke($"the device model answered (state Done, data 0x{value:x}) and called WAIT_FOR_EVENT: completing on cpu {_vcpus[v].Cpu}{(here is not null && here.Index != _vcpus[v].Cpu ? $" (posted from cpu {here.Index} to its inbox)" : "")}");
+        if (here is not null && here.Index != _vcpus[v].Cpu) { PostAnswer(here, v, value); return; }
         _f.SegStart[v] = t0;   // the completion is kernel work of this exit, from the lock on
-        ContinueAfterDevice(cpu, v, value);
+        ContinueAfterDevice(here ?? Cpus[_vcpus[v].Cpu], v, value);
     }
+
+    /// <summary>
+    /// Ownership, not a lock: vCPU <paramref name="v"/>'s in-flight row belongs to its CPU, so an answer taken on another
+    /// CPU is handed to that CPU's inbox, and the owner applies it (<see cref="ApplyAnswer"/>) in its next step.
+    /// </summary>
+    void PostAnswer(Cpu from, int v, ulong value)
+    {
+        _f.Answer[v] = value;   // published by the inbox's release; read after the owner's acquire
+        Stats.Add(from.Index, Counter.CrossCpuWakes);
+        _f.Modelled[v] += Cost.CrossCpuWakeCycles;
+        Cpus[_vcpus[v].Cpu].Post(new CpuMessage(CpuMessageKind.Answer, v));
+    }
+
+    /// <summary>Owner CPU only: applies the answer another CPU posted for vCPU <paramref name="v"/>.</summary>
+    internal void ApplyAnswer(Cpu cpu, int v) => ContinueAfterDevice(cpu, v, _f.Answer[v]);
 
     /// <summary>The device answered vCPU v's request: resume its element.</summary>
     void ContinueAfterDevice(Cpu cpu, int v, ulong value)
@@ -166,6 +182,8 @@ public sealed partial class Kernel
             page.LostKind = _f.ReqKind[v];
             page.LostCount++;
         }
+        var here = CurrentCpu;
+        if (here is not null && here.Index != vc.Cpu) { PostAnswer(here, v, ulong.MaxValue); return; }
         ContinueAfterDevice(cpu, v, ulong.MaxValue);
     }
 
