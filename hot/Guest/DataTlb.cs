@@ -1,7 +1,7 @@
-// DataTlb: a one-entry software TLB per vCPU for the data side of an exit (the page the instruction's memory
-// operand is on), struct-of-arrays with the vCPU index as identity, beside InstructionFetcher's entry for the
-// code page. A device register is read over and over at the same address, so after the first exit the data side
-// costs a compare instead of a four-level walk.
+// DataTlb: a small software TLB per vCPU for the data side of an exit (the page the instruction's memory operand is
+// on): Ways entries, direct-mapped by the linear page, struct-of-arrays with vCPU * Ways + slot as identity, beside
+// InstructionFetcher's entry for the code page. A device register is read over and over at the same address, so
+// after the first exit the data side costs a compare instead of a four-level walk.
 //
 // Same rules as the code-page entry: a hit needs the linear page, CR3 and the key (paging-mode bits and the access
 // type: a read-filled entry never serves a write, whose walk checks R/W) to match, so a CR3 or mode change can never
@@ -13,10 +13,12 @@
 // One vCPU is handled by one CPU at a time (the vCPU's CPU), so the slots need no synchronisation.
 namespace Copra.Hot.Guest;
 
-/// <summary>Per-vCPU one-entry translation cache for data accesses.</summary>
+/// <summary>Per-vCPU translation cache for data accesses.</summary>
 public sealed class DataTlb
 {
     const ulong PageMask = GuestMemory.PageSize - 1;
+    /// <summary>Entries per vCPU. Why 4: an exit touches at most two data pages (MOVS), and a driver's loop a few more.</summary>
+    public const int Ways = 4;
 
     readonly ulong[] _linearPage, _gpaPage, _cr3;
     readonly ushort[] _key;
@@ -25,12 +27,12 @@ public sealed class DataTlb
     public DataTlb(int vcpuCount)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(vcpuCount);
-        _linearPage = new ulong[vcpuCount]; _gpaPage = new ulong[vcpuCount]; _cr3 = new ulong[vcpuCount];
-        _key = new ushort[vcpuCount]; _valid = new bool[vcpuCount];
+        int n = vcpuCount * Ways;
+        _linearPage = new ulong[n]; _gpaPage = new ulong[n]; _cr3 = new ulong[n]; _key = new ushort[n]; _valid = new bool[n];
     }
 
-    /// <summary>Drops vCPU <paramref name="vcpu"/>'s entry. Call on every CR3 or CR0/CR4/EFER write for that vCPU.</summary>
-    public void Invalidate(int vcpu) => _valid[vcpu] = false;
+    /// <summary>Drops vCPU <paramref name="vcpu"/>'s entries. Call on every CR3 or CR0/CR4/EFER write for that vCPU.</summary>
+    public void Invalidate(int vcpu) => _valid.AsSpan(vcpu * Ways, Ways).Clear();
 
     /// <summary>Drops every entry.</summary>
     public void InvalidateAll() => Array.Clear(_valid);
@@ -43,14 +45,15 @@ public sealed class DataTlb
     {
         ushort key = (ushort)(mode.Bits | (int)access << 8);
         ulong page = linear & ~PageMask;
-        if (_valid[vcpu] && _linearPage[vcpu] == page && _cr3[vcpu] == cr3 && _key[vcpu] == key)
+        int i = vcpu * Ways + (int)((page >> 12) & (Ways - 1));
+        if (_valid[i] && _linearPage[i] == page && _cr3[i] == cr3 && _key[i] == key)
         {
-            gpa = _gpaPage[vcpu] | (linear & PageMask);
+            gpa = _gpaPage[i] | (linear & PageMask);
             return WalkResult.Ok;
         }
         var r = PageWalker.Translate(mem, mode, cr3, linear, access, out gpa);
         if (!r.IsOk) return r;
-        _linearPage[vcpu] = page; _gpaPage[vcpu] = gpa & ~PageMask; _cr3[vcpu] = cr3; _key[vcpu] = key; _valid[vcpu] = true;
+        _linearPage[i] = page; _gpaPage[i] = gpa & ~PageMask; _cr3[i] = cr3; _key[i] = key; _valid[i] = true;
         return r;
     }
 }

@@ -261,7 +261,8 @@ public sealed partial class Kernel
         ulong csBase = cpuMode == CpuMode.Bits64 ? 0 : State.SegBase(v, StateField.Cs);
         ulong rip = State.Rip(v);
 
-        Span<byte> bytes = stackalloc byte[InstructionFetcher.MaxInstructionLength];
+        Span<byte> buffer = stackalloc byte[DecodeCache.BufferLength];   // zeroed: the byte past the fetch is part of the cache key
+        Span<byte> bytes = buffer[..InstructionFetcher.MaxInstructionLength];
         bool cached = Fetcher.IsCached(v);
         var fr = Fetcher.Fetch(v, _memory, pmode, cr3, csBase + rip, bytes, out int got, out var fault);
         NarratorFor(v)?.Invoke($"mode: CR0=0x{cr0:x} CR4=0x{cr4:x} EFER=0x{efer:x} CS.attr=0x{csAttr:x} -> {cpuMode}, paging {pmode}, CR3=0x{cr3:x}{(Config.Platform == PlatformType.Tdp ? $" (TDX: {State.TdReads[v] - _f.TdRead0[v]} TDG.VP.RD so far in this exit)" : "")}");
@@ -269,7 +270,7 @@ public sealed partial class Kernel
         if (got == 0) { InjectWalkFault(cpu, v, fault); return; }
 
         bool hw = (rec.Flags & ExitFlags.HardwareCompletes) != 0;
-        if (!_decodeCache.TryDecode(v, bytes[..got], cpuMode, out var d))
+        if (!_decodeCache.TryDecode(v, csBase + rip, buffer, got, cpuMode, out var d))
         {
             if (d.Error == RefuseReason.Truncated && !fault.IsOk) { InjectWalkFault(cpu, v, fault); return; }
             Stats.Add(cpu.Index, Counter.IcedFallbacks);
