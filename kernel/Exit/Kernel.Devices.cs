@@ -38,7 +38,7 @@ public sealed partial class Kernel
         }
         if (e.Dead) { AnswerLost(cpu, v, e); return; }
         Trace.AddDisplayOnlyOn(cpu, TraceKind.Deliver, v, e.OwnerId);
-        NarratorFor(v)?.Invoke($"deliver: {e.Describe()} event area seq {e.Area.Sequence}: {(write ? "write" : "read")} 0x{addr:x} size {_f.ReqSize[v]}{(write ? $" data 0x{data:x}" : "")}; {(wake is null ? "no thread waiting yet (it will find it)" : $"waking thread {wake.Id} on cpu {_vcpus[v].Cpu}")}");
+        Followed(v)?.Step(v, $"deliver: {e.Describe()} event area seq {e.Area.Sequence}: {(write ? "write" : "read")} 0x{addr:x} size {_f.ReqSize[v]}{(write ? $" data 0x{data:x}" : "")}; {(wake is null ? "no thread waiting yet (it will find it)" : $"waking thread {wake.Id} on cpu {_vcpus[v].Cpu}")}");
         if (wake is not null)
         {
             if (wake.Cpu != _vcpus[v].Cpu) { _f.Modelled[v] += Cost.CrossCpuWakeCycles; Stats.Add(cpu.Index, Counter.CrossCpuWakes); }
@@ -114,7 +114,7 @@ public sealed partial class Kernel
             if (e.TryDequeue(out int next)) FillArea(e, next);
         }
         var here = CurrentCpu;
-        NarratorFor(v)?.Invoke($"the device model answered (state Done, data 0x{value:x}) and called WAIT_FOR_EVENT: completing on cpu {_vcpus[v].Cpu}{(here is not null && here.Index != _vcpus[v].Cpu ? $" (posted from cpu {here.Index} to its inbox)" : "")}");
+        Followed(v)?.Step(v, $"the device model answered (state Done, data 0x{value:x}) and called WAIT_FOR_EVENT: completing on cpu {_vcpus[v].Cpu}{(here is not null && here.Index != _vcpus[v].Cpu ? $" (posted from cpu {here.Index} to its inbox)" : "")}");
         if (here is not null && here.Index != _vcpus[v].Cpu) { PostAnswer(here, v, value); return; }
         _f.SegStart[v] = t0;   // the completion is kernel work of this exit, from the lock on
         ContinueAfterDevice(here ?? Cpus[_vcpus[v].Cpu], v, value);

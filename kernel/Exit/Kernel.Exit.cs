@@ -35,16 +35,17 @@ public sealed partial class Kernel
 
 
     /// <summary>
-    /// <c>copra trace</c>: narrates exit number <see cref="NarrateExit"/> step by step. Off (null) on
-    /// every normal run; the arguments of <c>Narrator?.Invoke(...)</c> are not evaluated then.
+    /// Follows exits from outside the stages (<c>copra trace</c> narrates one): asked once per exit whether to follow
+    /// it (<see cref="IExitTracer.Follow"/>); the stages of a followed exit report to it, and their text is built only
+    /// then. Null on every normal run.
     /// </summary>
-    public Action<string>? Narrator { get; set; }
-    public long NarrateExit { get; set; } = -1;
-    int _narrated = -1;
+    public IExitTracer? Tracer { get; set; }
+    int _followed = -1;   // the vCPU whose exit the tracer follows, or -1
     int _firstExit;
     /// <summary>The lane of the CPU this host thread steps (the statistics are per CPU), or -1 outside the drivers.</summary>
     static int Here => CurrentCpu?.Index ?? -1;
-    Action<string>? NarratorFor(int v) => v == _narrated ? Narrator : null;
+    /// <summary>The tracer when vCPU <paramref name="v"/>'s exit is followed, else null (a stage's one compare).</summary>
+    IExitTracer? Followed(int v) => v == _followed ? Tracer : null;
 
     /// <summary>Called once, at the first exit (the run command snapshots the process tree there).</summary>
     public Action? OnFirstExit { get; set; }
@@ -151,9 +152,10 @@ public sealed partial class Kernel
         State.OnExit(v);   // TDG.VP.RDs since the last charge (the entry's, e.g. the interrupt check) go to this exit
         Stats.Add(cpu.Index, Counter.Taken);
         if (_firstExit == 0 && Interlocked.Exchange(ref _firstExit, 1) == 0) OnFirstExit?.Invoke();
-        long taken = NarrateExit >= 0 ? Stats.Taken : 0;   // the global ordinal: a sum over CPUs, only for narration
-        if (taken == NarrateExit) _narrated = v;
-        NarratorFor(v)?.Invoke($"exit #{taken} on cpu {cpu.Index}: vcpu {v} {rec.Reason} gpa=0x{rec.Gpa:x} port=0x{rec.Port:x} size={rec.Size} flags={rec.Flags}; RIP=0x{State.Rip(v):x} ({Cost.Name} exit+entry {Cost.ExitCycles} modelled cycles)");
+        // The tracer's one check per exit (the ordinal is a sum over CPUs: only computed when a tracer is set).
+        long taken = 0;
+        if (Tracer is { } tracer && tracer.Follow(v, taken = Stats.Taken)) _followed = v;
+        Followed(v)?.Step(v, $"exit #{taken} on cpu {cpu.Index}: vcpu {v} {rec.Reason} gpa=0x{rec.Gpa:x} port=0x{rec.Port:x} size={rec.Size} flags={rec.Flags}; RIP=0x{State.Rip(v):x} ({Cost.Name} exit+entry {Cost.ExitCycles} modelled cycles)");
         Trace.AddDisplayOnlyOn(cpu, TraceKind.Exit, v, (long)rec.Reason);
         _f.Measured[v] = 0;
         _f.SegStart[v] = t0;
@@ -265,8 +267,8 @@ public sealed partial class Kernel
         Span<byte> bytes = buffer[..InstructionFetcher.MaxInstructionLength];
         bool cached = Fetcher.IsCached(v);
         var fr = Fetcher.Fetch(v, _memory, pmode, cr3, csBase + rip, bytes, out int got, out var fault);
-        NarratorFor(v)?.Invoke($"mode: CR0=0x{cr0:x} CR4=0x{cr4:x} EFER=0x{efer:x} CS.attr=0x{csAttr:x} -> {cpuMode}, paging {pmode}, CR3=0x{cr3:x}{(Config.Platform == PlatformType.Tdp ? $" (TDX: {State.TdReads[v] - _f.TdRead0[v]} TDG.VP.RD so far in this exit)" : "")}");
-        NarratorFor(v)?.Invoke($"fetch: linear 0x{csBase + rip:x}, code-page cache {(cached ? "hit" : "miss (page walk)")}, {fr}, {got} bytes: {Convert.ToHexString(bytes[..got]).ToLowerInvariant()}");
+        Followed(v)?.Step(v, $"mode: CR0=0x{cr0:x} CR4=0x{cr4:x} EFER=0x{efer:x} CS.attr=0x{csAttr:x} -> {cpuMode}, paging {pmode}, CR3=0x{cr3:x}{(Config.Platform == PlatformType.Tdp ? $" (TDX: {State.TdReads[v] - _f.TdRead0[v]} TDG.VP.RD so far in this exit)" : "")}");
+        Followed(v)?.Step(v, $"fetch: linear 0x{csBase + rip:x}, code-page cache {(cached ? "hit" : "miss (page walk)")}, {fr}, {got} bytes: {Convert.ToHexString(bytes[..got]).ToLowerInvariant()}");
         if (got == 0) { InjectWalkFault(cpu, v, fault); return; }
 
         bool hw = (rec.Flags & ExitFlags.HardwareCompletes) != 0;
@@ -286,7 +288,7 @@ public sealed partial class Kernel
         // the element pipeline carries one read of at most 8 bytes: a defined #UD until the exit pipeline grows them.
         if (d.Kind == AccessKind.Cmps || d.Op == AluOp.Cmpxchg16b) { InjectException(cpu, v, VectorUd, null); return; }
         _f.Acc[v] = d;
-        NarratorFor(v)?.Invoke($"decode: len {d.Length} kind {d.Kind} size {d.Size} reg {d.Reg}{(d.RegHigh8 ? "(high8)" : "")} imm {(d.HasImm ? $"0x{d.Imm:x}" : "-")} op {d.Op} rep {d.Rep} base {d.Base} index {d.Index} scale {d.Scale} disp 0x{d.Disp:x} seg {d.Segment} asz {d.AddressSize}{(d.PortIsDx ? " port=dx" : d.Kind is AccessKind.In or AccessKind.Out ? $" port=0x{d.Port:x}" : "")}");
+        Followed(v)?.Step(v, $"decode: len {d.Length} kind {d.Kind} size {d.Size} reg {d.Reg}{(d.RegHigh8 ? "(high8)" : "")} imm {(d.HasImm ? $"0x{d.Imm:x}" : "-")} op {d.Op} rep {d.Rep} base {d.Base} index {d.Index} scale {d.Scale} disp 0x{d.Disp:x} seg {d.Segment} asz {d.AddressSize}{(d.PortIsDx ? " port=dx" : d.Kind is AccessKind.In or AccessKind.Out ? $" port=0x{d.Port:x}" : "")}");
         bool isPort = d.Kind is AccessKind.In or AccessKind.Out or AccessKind.Ins or AccessKind.Outs;
         if (isPort != (rec.Reason == ExitReason.Io) || (isPort && !d.PortIsDx && d.Port != rec.Port && rec.Port != 0))
         {
@@ -476,7 +478,7 @@ public sealed partial class Kernel
                 return;
             }
         }
-        NarratorFor(v)?.Invoke($"{(write ? "write" : "read")} side: GPA 0x{gpa:x} ({(vm.IsRam(gpa, size) ? "the VM's RAM" : "not RAM: device lookup")})");
+        Followed(v)?.Step(v, $"{(write ? "write" : "read")} side: GPA 0x{gpa:x} ({(vm.IsRam(gpa, size) ? "the VM's RAM" : "not RAM: device lookup")})");
         if (vm.IsRam(gpa, size))
         {
             if (write) { _memory.WriteSized(gpa, (int)size, data); AfterWrite(cpu, v); }
@@ -525,7 +527,7 @@ public sealed partial class Kernel
             return;
         }
         _f.Modelled[v] += Cost.ForwardCycles;
-        NarratorFor(v)?.Invoke($"nobody registered {kind} 0x{addr:x}: forwarded to the host (+{Cost.ForwardCycles} modelled cycles)");
+        Followed(v)?.Step(v, $"nobody registered {kind} 0x{addr:x}: forwarded to the host (+{Cost.ForwardCycles} modelled cycles)");
         Trace.AddDisplayOnlyOn(cpu, TraceKind.Forward, v, (long)addr);
         bool ok = Host.Access(kind, addr, _f.Acc[v].Size, write, data, out ulong value);
         if (!ok) Stats.Add(cpu.Index, Counter.ForwardFailures);   // the guest sees all-ones for a read, a dropped write
@@ -564,7 +566,7 @@ public sealed partial class Kernel
                 if (writeSide == Side.Memory) write = res == ExecResult.Write;
             }
         }
-        NarratorFor(v)?.Invoke($"value 0x{value:x} in hand; {(hw ? "the hardware finishes the instruction" : $"write-back done, RAX now 0x{State.Gpr(v, 0):x}, RFLAGS 0x{State.Rflags(v):x}")}{(write ? $"; next: write 0x{toWrite:x}" : "")}");
+        Followed(v)?.Step(v, $"value 0x{value:x} in hand; {(hw ? "the hardware finishes the instruction" : $"write-back done, RAX now 0x{State.Gpr(v, 0):x}, RFLAGS 0x{State.Rflags(v):x}")}{(write ? $"; next: write 0x{toWrite:x}" : "")}");
         if (!write) { AfterWrite(cpu, v); return; }
         _f.Phase[v] = ElementPhase.Write;
         _f.WriteValue[v] = toWrite;
@@ -631,8 +633,8 @@ public sealed partial class Kernel
         ChargeTdReads(cpu, v);
         CloseSegment(v);
         Stats.Record(cpu.Index, kind, _f.Measured[v], _f.Modelled[v], _f.Hardware[v]);
-        NarratorFor(v)?.Invoke($"done as {kind}: RIP=0x{State.Rip(v):x}; kernel software {_f.Measured[v]} TSC ticks (measured, and inflated here by the narration itself), platform {_f.Modelled[v]} cycles (modelled); vCPU back on cpu {_vcpus[v].Cpu}");
-        if (v == _narrated) _narrated = -1;
+        Followed(v)?.Step(v, $"done as {kind}: RIP=0x{State.Rip(v):x}; kernel software {_f.Measured[v]} TSC ticks (measured, and inflated here by the narration itself), platform {_f.Modelled[v]} cycles (modelled); vCPU back on cpu {_vcpus[v].Cpu}");
+        if (v == _followed) _followed = -1;
         Trace.AddOn(cpu, TraceKind.Complete, v, (long)kind);
         var vc = _vcpus[v];
         // Runnable already (the common case: RAM, the host, or a device that answered) needs no write
