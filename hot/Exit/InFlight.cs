@@ -5,7 +5,7 @@ using Copra.Hot.Guest;
 namespace Copra.Hot.Exit;
 
 /// <summary>Which side of an element a vCPU's instruction is on (<see cref="InFlight.Phase"/>).</summary>
-public enum ElementPhase : byte { None, Read, Write }
+public enum ElementPhase : byte { None, Read, Write, Read2 }   // Read2: a second read in one element (CMPS's ES:rDI side)
 
 /// <summary>
 /// The per-vCPU state of the instruction in flight, struct-of-arrays with the global vCPU index as the identity
@@ -27,7 +27,7 @@ public sealed class InFlight
         Measured = new long[n]; SegStart = new long[n]; Modelled = new long[n]; Hardware = new long[n]; HwRead = new ulong[n];
         FirstElement = new bool[n]; RepElements = new int[n]; Forwarded = new bool[n]; TdRead0 = new long[n];
         ReqKind = new EventKind[n]; ReqAddr = new ulong[n]; ReqSize = new byte[n]; ReqWrite = new bool[n]; ReqData = new ulong[n]; ReqOwner = new int[n];
-        Answer = new ulong[n];
+        Answer = new ulong[n]; AnswerMismatch = new bool[n];
     }
 
     /// <summary>vCPUs (rows).</summary>
@@ -75,4 +75,6 @@ public sealed class InFlight
     public readonly int[] ReqOwner;
     /// <summary>A device's answer posted from another CPU, applied when the owning CPU takes the message.</summary>
     public readonly ulong[] Answer;
+    /// <summary>With <see cref="Answer"/>: the model answered a locked write with a mismatch (compare-and-write failed).</summary>
+    public readonly bool[] AnswerMismatch;
 }
