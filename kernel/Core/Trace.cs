@@ -109,7 +109,8 @@ public sealed class Trace
         Keep1(_lanes[here.Index], new Record(here.Clock, here.Index, kind, a, b, 0));
     }
 
-    /// <summary><see cref="AddDisplayOnly"/> on <paramref name="here"/>'s lane, with <see cref="AddOn"/>'s obligation.</summary>
+    /// <summary><see cref="AddDisplayOnly"/> on <paramref name="here"/>'s lane, with <see cref="AddOn"/>'s obligation. Inlined: off, it is one test.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     public void AddDisplayOnlyOn(Cpu here, TraceKind kind, long a = 0, long b = 0)
     {
         if (!Keep) return;
