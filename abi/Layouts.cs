@@ -26,17 +26,26 @@ public enum EventKind : uint { None = 0, Mmio = 1, Ioio = 2 }
 public enum AccessDirection : uint { Read = 0, Write = 1 }
 
 /// <summary>
-/// The mappable area of an MMIO or IOIO event object (first 64 bytes of its page).
+/// The mappable area of an MMIO or IOIO event object (first 192 bytes of its page).
 /// <code>
 ///  0        8        12      16        24     28          32       40     44     48       56      60
 ///  +--------+--------+-------+---------+------+-----------+--------+------+------+--------+-------+--------+
 ///  |Sequence| State  | Kind  | Address | Size | Direction |  Data  | Vcpu | Cpu  |  Rip   | Flags | Count  |
 ///  +--------+--------+-------+---------+------+-----------+--------+------+------+--------+-------+--------+
+///  64         72             80       84          128                                          192
+///  +----------+--------------+--------+-----------+--------------------------------------------+
+///  | Expected | ExpectedHigh | Result | (reserved)| Payload: 64 bytes, accesses wider than 8   |
+///  +----------+--------------+--------+-----------+--------------------------------------------+
 /// </code>
 /// The kernel fills it and sets State = Pending; the model answers with Data (reads) and State = Done,
 /// then calls WAIT_FOR_EVENT or EVENT_SIGNAL on the object. String forms arrive one element at a time.
+/// An access wider than 8 bytes (Size 16: SSE moves and CMPXCHG16B; 64: MOVDIR64B) is one event whose bytes are in
+/// Payload[0..Size) in memory order (Data is unused). A locked read-modify-write carries <see cref="EventFlags.Locked"/>
+/// on its read and its write; the write carries the value the read returned in Expected (and ExpectedHigh for 16 bytes),
+/// and the model answers <see cref="LockResult.Mismatch"/> with the location's current value in Data (or Payload)
+/// when that is no longer what it holds; the kernel then recomputes and writes again.
 /// </summary>
-[StructLayout(LayoutKind.Explicit, Size = 64)]
+[StructLayout(LayoutKind.Explicit, Size = 192)]
 public struct EventArea
 {
     [FieldOffset(0)] public ulong Sequence;
@@ -52,8 +61,34 @@ public struct EventArea
     [FieldOffset(56)] public EventFlags Flags;
     /// <summary>Elements left in a REP string form, including this one.</summary>
     [FieldOffset(60)] public uint Count;
+    /// <summary>Locked write: bytes 0..7 of the value the locked read returned (what the location must still hold).</summary>
+    [FieldOffset(64)] public ulong Expected;
+    /// <summary>Locked 16-byte write (CMPXCHG16B): bytes 8..15 of the expected value.</summary>
+    [FieldOffset(72)] public ulong ExpectedHigh;
+    /// <summary>The model's answer to a locked write (the kernel sets Applied before delivery).</summary>
+    [FieldOffset(80)] public LockResult Result;
+    /// <summary>The data of an access wider than 8 bytes, in memory order: the kernel's for a write, the model's for a read.</summary>
+    [FieldOffset(128)] public EventPayload Payload;
 
-    public const int ByteSize = 64;
+    public const int ByteSize = 192;
+    /// <summary>The widest access one event carries (MOVDIR64B).</summary>
+    public const int MaxPayload = 64;
+}
+
+/// <summary>64 bytes of access data (an inline array: no unsafe code in abi/).</summary>
+[System.Runtime.CompilerServices.InlineArray(EventArea.MaxPayload)]
+public struct EventPayload
+{
+    byte _b0;
+}
+
+/// <summary>How a device model answered a locked write.</summary>
+public enum LockResult : uint
+{
+    /// <summary>The location held Expected and now holds Data/Payload (also what a model that ignores the flag leaves).</summary>
+    Applied = 0,
+    /// <summary>The location no longer held Expected: nothing was written; Data/Payload hold its current value.</summary>
+    Mismatch = 1,
 }
 
 [Flags]
@@ -64,6 +99,9 @@ public enum EventFlags : uint
     String = 1,
     /// <summary>The instruction carried a REP prefix.</summary>
     Rep = 2,
+    /// <summary>One side of a locked read-modify-write (LOCK prefix or XCHG): between its read and its write no other
+    /// vCPU's access reaches this object; the write carries Expected and may be answered with <see cref="LockResult.Mismatch"/>.</summary>
+    Locked = 4,
 }
 
 /// <summary>Why WAIT_FOR_EVENT on a vCPU returned: the exits the VMM process must see.</summary>

@@ -22,12 +22,16 @@ public static class StateField
     public const ulong ExitReason = 80, ExitQualification = 81, ExitGpa = 82, ExitInstructionLength = 83;
     /// <summary>Pending event to inject: bit 31 valid, bits 7:0 vector, bits 10:8 type.</summary>
     public const ulong PendingEvent = 84;
+    /// <summary>XMM registers: <c>XmmBase + n*2 + {0 bits 63:0, 1 bits 127:64}</c>, n = 0..15 (ids 96..127).</summary>
+    public const ulong XmmBase = 96;
     /// <summary>The whole VMSA page (SNP only): the values pointer names a 4096-byte buffer; count must be 1.</summary>
     public const ulong VmsaPage = 0xFFFF;
 
     public const ulong MsrSpace = 1UL << 32;
     public static ulong Msr(uint index) => MsrSpace | index;
     public static ulong Seg(int seg, int part) => SegBase + (ulong)(seg * 4 + part);
+    /// <summary>Field id of half <paramref name="high"/> of XMM register <paramref name="n"/>.</summary>
+    public static ulong Xmm(int n, bool high) => XmmBase + (ulong)(n * 2) + (high ? 1UL : 0);
 
     public const int Es = 0, Cs = 1, Ss = 2, Ds = 3, Fs = 4, Gs = 5;
     public const int Selector = 0, Base = 1, Limit = 2, Attributes = 3;

@@ -39,9 +39,11 @@ public class AbiLayoutTests
     [InlineData("Sequence", 0)] [InlineData("State", 8)] [InlineData("Kind", 12)] [InlineData("Address", 16)]
     [InlineData("Size", 24)] [InlineData("Direction", 28)] [InlineData("Data", 32)] [InlineData("Vcpu", 40)]
     [InlineData("Cpu", 44)] [InlineData("Rip", 48)] [InlineData("Flags", 56)] [InlineData("Count", 60)]
+    [InlineData("Expected", 64)] [InlineData("ExpectedHigh", 72)] [InlineData("Result", 80)] [InlineData("Payload", 128)]
     public void EventArea_field_offsets(string field, int offset)
     {
-        Assert.Equal(64, Unsafe.SizeOf<EventArea>());
+        Assert.Equal(192, Unsafe.SizeOf<EventArea>());
+        Assert.Equal(EventArea.MaxPayload, Unsafe.SizeOf<EventPayload>());
         Assert.Equal(offset, Off<EventArea>(field));
     }
 

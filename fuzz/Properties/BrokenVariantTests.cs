@@ -90,4 +90,8 @@ public class CpuOracleBrokenVariantTests(Xunit.Abstractions.ITestOutputHelper lo
     [NativeCpuFact]
     public void CatchesCmpxchgWritingOnMismatch() =>
         Catches(new CpuOracleTarget(OracleFamily.Exchange, BrokenExecutor.CmpxchgAlwaysStores, name: "cpu-oracle-broken-cmpxchg"), 20_000, "memory byte");
+
+    [NativeCpuFact]
+    public void CatchesAnSseStoreWithItsHalvesSwapped() =>
+        Catches(new CpuOracleTarget(OracleFamily.Vector, name: "cpu-oracle-broken-sse-store", vector: BrokenExecutor.SseStoreSwapsHalves), 20_000, "memory byte");
 }

@@ -7,7 +7,8 @@
 // the buffer, and natively (NativeCpu) over the buffer itself. It compares all GPRs but RSP, every status flag the
 // SDM defines for the instruction (Executor.UndefinedFlags says which are not), DF, and every byte of the buffer.
 // DIV/IDIV cases whose quotient faults are decided independently (BigInteger) and never run natively: the executor
-// must report #DE and change nothing.
+// must report #DE and change nothing. The Vector family (SSE moves, MOVDIRI, MOVDIR64B) also loads and compares
+// XMM0..15; its aligned forms get aligned operands (the misaligned #GP cannot run natively: unit tests check it).
 using System.Buffers.Binary;
 using System.Numerics;
 using Copra.Fuzz.Core;
@@ -17,19 +18,24 @@ using Copra.Hot.Emulate;
 namespace Copra.Fuzz.Targets;
 
 /// <summary>Instruction families of the CPU-oracle campaign (one target each).</summary>
-public enum OracleFamily { Alu, Unary, Exchange, MulDiv, Shift, Bit, Cond, String, Mov }
+public enum OracleFamily { Alu, Unary, Exchange, MulDiv, Shift, Bit, Cond, String, Mov, Vector }
 
 public sealed record CpuCase(OracleFamily Family, byte[] Bytes, ulong[] Gprs, ulong Rflags, ulong MemSeed, int Offset, int MemPattern);
 
 /// <summary>The executor under test (Executor.Execute, or a planted bug).</summary>
 public delegate ExecResult ExecFn(in DecodedAccess d, Span<ulong> gprs, ref ulong rflags, ulong mem, out ulong memWrite);
 
+/// <summary>The vector executor under test (Executor.ExecuteVector, or a planted bug).</summary>
+public delegate ExecResult VectorExecFn(in DecodedAccess d, Span<UInt128> xmm, ReadOnlySpan<byte> mem, Span<byte> memWrite);
+
 /// <summary>The linear address of the memory operand (EffectiveAddress.Compute, or a planted bug).</summary>
 public delegate ulong AddressFn(in DecodedAccess d, ReadOnlySpan<ulong> gprs);
 
-public sealed class CpuOracleTarget(OracleFamily family, ExecFn? exec = null, AddressFn? address = null, string? name = null)
+public sealed class CpuOracleTarget(OracleFamily family, ExecFn? exec = null, AddressFn? address = null, string? name = null,
+    VectorExecFn? vector = null)
     : FuzzTarget<CpuCase>
 {
+    readonly VectorExecFn _vector = vector ?? Executor.ExecuteVector;
     public const int DataSize = 8192, Centre = 4096;
     readonly ExecFn _exec = exec ?? Executor.Execute;
     readonly AddressFn _address = address ?? ((in DecodedAccess d, ReadOnlySpan<ulong> g) => EffectiveAddress.Compute(in d, g, 0, 0));
@@ -62,7 +68,7 @@ public sealed class CpuOracleTarget(OracleFamily family, ExecFn? exec = null, Ad
             var g = new ulong[16];
             for (int i = 0; i < 16; i++) g[i] = r.Chance(35) ? r.Pick(Edges) : r.Chance(15) ? (ulong)r.Next(70) : r.Next64();
             ulong fl = (r.Next64() & Executor.StatusFlags) | (r.Chance(20) ? Executor.DF : 0);
-            int offset = d.Op == AluOp.Cmpxchg16b ? 16 * r.Next(4) : r.Next(64);
+            int offset = d.Op == AluOp.Cmpxchg16b || d.Align == 16 ? 16 * r.Next(4) : r.Next(64);
             return new CpuCase(family, bytes, g, fl, r.Next64(), offset, r.Next(100));
         }
     }
@@ -71,8 +77,10 @@ public sealed class CpuOracleTarget(OracleFamily family, ExecFn? exec = null, Ad
     static bool Addressable(in DecodedAccess d)
     {
         if (IcedForms.IsString(d.Kind)) return true;
-        // RSP as a register operand would move the harness's own stack under it.
-        if (d.Reg == Gpr.Rsp && !d.RegHigh8) return false;
+        // RSP as a register operand would move the harness's own stack under it (an XMM number is not a GPR).
+        if (d.Reg == Gpr.Rsp && !d.RegHigh8 && d.Kind is not (AccessKind.ReadVec or AccessKind.WriteVec)) return false;
+        // MOVDIR64B's destination register is placed on its own 64-byte slot; it cannot double as the source's.
+        if (d.Kind == AccessKind.Movdir64b && (d.Reg == d.Base || d.Reg == d.Index)) return false;
         if (d.Base < 0 || d.Base == Gpr.Rip || d.Base == Gpr.Rsp || d.Index == Gpr.Rsp) return false;
         if (d.Index >= 0 && d.Index == d.Base) return false;
         // A register bit offset must not be the address register itself (it would address far outside the buffer).
@@ -83,6 +91,7 @@ public sealed class CpuOracleTarget(OracleFamily family, ExecFn? exec = null, Ad
     byte[] Instruction(Rng r)
     {
         var b = new List<byte>(16);
+        if (family == OracleFamily.Vector) return VectorInstruction(r, b);
         if (r.Chance(25)) b.Add(0x66);
         if (r.Chance(10)) b.Add(0x67);
         bool lockable = family is OracleFamily.Alu or OracleFamily.Unary or OracleFamily.Exchange or OracleFamily.Bit;
@@ -160,6 +169,39 @@ public sealed class CpuOracleTarget(OracleFamily family, ExecFn? exec = null, Ad
         return [.. b];
     }
 
+    /// <summary>An SSE move (mandatory prefix as the form needs), MOVDIRI or MOVDIR64B, with a memory ModRM.</summary>
+    static byte[] VectorInstruction(Rng r, List<byte> b)
+    {
+        if (r.Chance(10)) b.Add(0x67);
+        (byte Prefix, byte[] Op)[] forms =
+        [
+            (0, [0x0F, 0x10]), (0x66, [0x0F, 0x10]), (0, [0x0F, 0x11]), (0x66, [0x0F, 0x11]),
+            (0, [0x0F, 0x28]), (0x66, [0x0F, 0x28]), (0, [0x0F, 0x29]), (0x66, [0x0F, 0x29]),
+            (0, [0x0F, 0x2B]), (0x66, [0x0F, 0x2B]), (0x66, [0x0F, 0x6F]), (0xF3, [0x0F, 0x6F]),
+            (0x66, [0x0F, 0x7F]), (0xF3, [0x0F, 0x7F]), (0x66, [0x0F, 0xE7]),
+            (0, [0x0F, 0x38, 0xF9]), (0x66, [0x0F, 0x38, 0xF8]),
+        ];
+        var f = r.Pick(forms);
+        if (f.Prefix != 0) b.Add(f.Prefix);
+        if (r.Chance(60)) b.Add((byte)(0x40 | r.Next(16)));
+        b.AddRange(f.Op);
+        int mod = r.Next(3), rm = r.Next(8);
+        if (mod == 0 && rm == 5) rm = 3;
+        b.Add((byte)(mod << 6 | r.Next(8) << 3 | rm));
+        if (rm == 4) b.Add((byte)(r.Next(4) << 6 | r.Next(8) << 3 | r.Next(8)));
+        for (int i = 0; i < 8; i++) b.Add(r.Chance(30) ? r.Pick(new byte[] { 0, 1, 0x10, 0x20, 0x40, 0x7F, 0x80, 0xF0 }) : r.Byte());
+        return [.. b];
+    }
+
+    /// <summary>The XMM registers a case starts with (from its memory seed, so a replay has them too).</summary>
+    static UInt128[] StartXmm(in CpuCase c)
+    {
+        var r = new Rng(c.MemSeed ^ 0x5EED_0F_C0DE);
+        var x = new UInt128[16];
+        for (int i = 0; i < 16; i++) x[i] = new UInt128(r.Next64(), r.Next64());
+        return x;
+    }
+
     // ---- checking --------------------------------------------------------------------------------------------
 
     /// <summary>The initial buffer: random, with the operand's bytes sometimes zero, all-ones or a copy of RAX.</summary>
@@ -196,6 +238,9 @@ public sealed class CpuOracleTarget(OracleFamily family, ExecFn? exec = null, Ad
         long btOff = d.Kind == AccessKind.Bt ? WriteBack.BtByteOffset(in d, g) : 0;
         ulong baseValue = target - (ulong)d.Disp - index * d.Scale - (ulong)btOff;
         g[d.Base] = (g[d.Base] & ~amask) | (baseValue & amask);
+        // MOVDIR64B writes ES:[reg]: a 64-byte aligned slot 1 KiB above the source.
+        if (d.Kind == AccessKind.Movdir64b)
+            g[d.Reg] = (g[d.Reg] & ~amask) | ((baseAddress + Centre + 1024 + 64 * (ulong)(c.MemPattern & 7)) & amask);
         // Compare-exchange: half the cases expect what memory holds, so both outcomes are exercised.
         bool regsFree = d.Base is not (Gpr.Rax or Gpr.Rdx) && d.Index is not (Gpr.Rax or Gpr.Rdx);
         if (regsFree && (c.MemPattern & 1) == 0)
@@ -233,7 +278,8 @@ public sealed class CpuOracleTarget(OracleFamily family, ExecFn? exec = null, Ad
 
         var mg = (ulong[])start.Clone();
         ulong mf = c.Rflags;
-        string? err = RunModel(in d, mg, ref mf, model, cpu.DataAddress, out bool divideError);
+        UInt128[] mx = StartXmm(in c);
+        string? err = RunModel(in d, mg, ref mf, mx, model, cpu.DataAddress, out bool divideError);
         if (err is not null) return err;
 
         if (DivideFaults(in d, start, model, cpu.DataAddress))
@@ -247,7 +293,10 @@ public sealed class CpuOracleTarget(OracleFamily family, ExecFn? exec = null, Ad
         var ng = (ulong[])start.Clone();
         ulong nf = c.Rflags;
         if (s_trace) Console.Error.WriteLine($"native: {Show(c)}");
-        cpu.Run(c.Bytes, ng, ref nf);
+        UInt128[] nx = StartXmm(in c);
+        cpu.Run(c.Bytes, ng, ref nf, nx);
+        for (int i = 0; i < 16; i++)
+            if (mx[i] != nx[i]) return $"xmm{i}: Copra 0x{mx[i]:x32}, CPU 0x{nx[i]:x32}";
 
         ulong undefined = Executor.UndefinedFlags(in d, start, out bool resultUndefined);
         for (int i = 0; i < 16; i++)
@@ -261,7 +310,7 @@ public sealed class CpuOracleTarget(OracleFamily family, ExecFn? exec = null, Ad
     }
 
     /// <summary>Copra's side: the executor over the model buffer. Null on success, else why the harness failed.</summary>
-    string? RunModel(in DecodedAccess d, Span<ulong> g, ref ulong f, byte[] mem, ulong baseAddress, out bool divideError)
+    string? RunModel(in DecodedAccess d, Span<ulong> g, ref ulong f, Span<UInt128> xmm, byte[] mem, ulong baseAddress, out bool divideError)
     {
         divideError = false;
         if (IcedForms.IsString(d.Kind))
@@ -286,6 +335,17 @@ public sealed class CpuOracleTarget(OracleFamily family, ExecFn? exec = null, Ad
         ulong linear = _address(in d, g);
         long at = (long)(linear - baseAddress);
         if (at < 0 || at + d.Size > mem.Length) return $"Copra's address 0x{linear:x} is outside the buffer";
+        if (!Executor.Aligned(in d, d.Kind == AccessKind.Movdir64b ? g[d.Reg] & Mask(d.AddressSize) : linear))
+            return "the harness placed an aligned form's operand misaligned";
+        if (d.Kind is AccessKind.ReadVec or AccessKind.WriteVec or AccessKind.Movdir64b)
+        {
+            int to = d.Kind == AccessKind.Movdir64b ? (int)((g[d.Reg] & Mask(d.AddressSize)) - baseAddress) : (int)at;
+            Span<byte> wide = stackalloc byte[64];
+            var vres = _vector(in d, xmm, mem.AsSpan((int)at, d.Size), wide);
+            if (vres == ExecResult.NotExecutable) return $"Copra's executor cannot execute {d.Kind}";
+            if (vres == ExecResult.Write) wide[..d.Size].CopyTo(mem.AsSpan(to));
+            return null;
+        }
         if (d.Op == AluOp.Cmpxchg16b)
         {
             UInt128 m128 = BinaryPrimitives.ReadUInt128LittleEndian(mem.AsSpan((int)at));

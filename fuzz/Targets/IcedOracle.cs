@@ -90,6 +90,7 @@ public static class IcedOracle
             {
                 if (IcedForms.IsCountRegister(ins, k)) continue;
                 Register r = ins.GetOpRegister(k);
+                if (r.IsXMM() && e.Kind is AccessKind.ReadVec or AccessKind.WriteVec) { e.Reg = r - Register.XMM0; e.RegSize = 16; continue; }
                 if (!r.IsGPR()) return e; // MOV Sreg, CRn and friends are not emulated forms
                 if (port && r == Register.DX) { e.PortIsDx = true; continue; }
                 if (r is >= Register.AH and <= Register.BH) { e.Reg = r - Register.AH; e.RegHigh8 = true; }
@@ -150,6 +151,7 @@ public static class IcedOracle
         int seg = SegOf(ins.MemorySegment);
         if (is64 && seg < Seg.FS) seg = e.Base is Gpr.Rsp or Gpr.Rbp ? Seg.SS : Seg.DS;
         e.Segment = e.SrcSegment = seg;
+        if (e.Kind == AccessKind.Movdir64b) e.Segment = Seg.ES;   // the destination ES:[reg]; the ModRM operand is the source
     }
 
     static int SegOf(Register r) => r switch

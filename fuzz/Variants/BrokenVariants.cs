@@ -48,6 +48,20 @@ public sealed class DroppingMpscRing(int capacity) : Copra.Fuzz.Targets.MpscAdap
 public static class BrokenExecutor
 {
     /// <summary>ADD that sets CF when the addend is zero (a carry computed as <c>r &lt;= a</c> instead of <c>r &lt; a</c>).</summary>
+    /// <summary>An SSE store that writes XMM's two halves in the wrong order (high qword first).</summary>
+    public static Copra.Hot.Emulate.ExecResult SseStoreSwapsHalves(in DecodedAccess d, Span<UInt128> xmm, ReadOnlySpan<byte> mem, Span<byte> memWrite)
+    {
+        var res = Copra.Hot.Emulate.Executor.ExecuteVector(in d, xmm, mem, memWrite);
+        if (d.Kind == AccessKind.WriteVec)
+        {
+            Span<byte> t = stackalloc byte[8];
+            memWrite[..8].CopyTo(t);
+            memWrite[8..16].CopyTo(memWrite);
+            t.CopyTo(memWrite[8..]);
+        }
+        return res;
+    }
+
     public static Copra.Hot.Emulate.ExecResult AddZeroCarries(in DecodedAccess d, Span<ulong> gprs, ref ulong rflags, ulong mem, out ulong memWrite)
     {
         var res = Copra.Hot.Emulate.Executor.Execute(in d, gprs, ref rflags, mem, out memWrite);

@@ -33,6 +33,12 @@ public enum AccessKind : byte
     Cmps,
     /// <summary>SCAS (AE/AF): compares the accumulator with ES:rDI.</summary>
     Scas,
+    /// <summary>SSE load of an XMM register from m128 (MOVUPS/UPD/DQU/APS/APD/DQA): <see cref="DecodedAccess.Reg"/> is the XMM number.</summary>
+    ReadVec,
+    /// <summary>SSE store of an XMM register to m128 (the load forms' stores and MOVNTPS/NTPD/NTDQ).</summary>
+    WriteVec,
+    /// <summary>MOVDIR64B (66 0F 38 F8): 64 bytes from the ModRM source to ES:[<see cref="DecodedAccess.Reg"/>] (address size), one write.</summary>
+    Movdir64b,
 }
 
 /// <summary>The arithmetic of an <see cref="AccessKind.Alu"/> access.
@@ -118,6 +124,11 @@ public struct DecodedAccess
     public AluOp Op;
     /// <summary>ALU: the memory operand is operand 0 (r/m, reg or r/m, imm). CMP and TEST still write nothing.</summary>
     public bool MemIsDest;
+    /// <summary>A locked read-modify-write: an explicit LOCK prefix, or XCHG (always locked).</summary>
+    public bool Lock;
+    /// <summary>Alignment the memory operand must have or the CPU raises #GP(0): 16 for MOVAPS/APD/DQA, MOVNTPS/NTPD/NTDQ and
+    /// CMPXCHG16B, 64 for MOVDIR64B's destination; 0 when any alignment is allowed.</summary>
+    public byte Align;
     public RefuseReason Error;
 
     /// <summary>True when the form has a memory operand (everything but IN/OUT).</summary>

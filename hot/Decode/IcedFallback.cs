@@ -47,6 +47,7 @@ public static class IcedFallback
         {
             if (ins.GetOpKind(k) != OpKind.Register || IcedForms.IsCountRegister(ins, k)) continue;
             Register r = ins.GetOpRegister(k);
+            if (r.IsXMM() && kind is AccessKind.ReadVec or AccessKind.WriteVec) { d.Reg = (sbyte)(r - Register.XMM0); d.RegSize = 16; continue; }
             if (!r.IsGPR()) return Refuse(ref d, RefuseReason.UnsupportedOp);
             if (kind is AccessKind.Ins or AccessKind.Outs) continue;
             if (portForm && r == Register.DX && k == (kind == AccessKind.In ? 1 : 0)) continue;
@@ -92,9 +93,17 @@ public static class IcedFallback
         d.Rep = IcedForms.IsString(kind) && (ins.HasRepPrefix || ins.HasRepnePrefix);
         d.RepNe = d.Rep && kind is AccessKind.Cmps or AccessKind.Scas && ins.HasRepnePrefix;
         if (kind is AccessKind.Setcc or AccessKind.Cmov) d.Cond = cond;
+        d.Lock = ins.HasLockPrefix || kind == AccessKind.Xchg;
+        d.Align = (byte)(op == AluOp.Cmpxchg16b ? 16 : kind == AccessKind.Movdir64b ? 64 : AlignedSse(ins.Mnemonic) ? 16 : 0);
+        // MOVDIR64B writes ES:[reg]; its ModRM operand (and any segment override) is the source.
+        if (kind == AccessKind.Movdir64b) { d.SrcSegment = d.Segment; d.Segment = Seg.ES; }
         d.Length = (byte)ins.Length;
         return true;
     }
+
+    /// <summary>The legacy SSE moves that raise #GP(0) on a memory operand that is not 16-byte aligned.</summary>
+    static bool AlignedSse(Mnemonic m) => m is Mnemonic.Movaps or Mnemonic.Movapd or Mnemonic.Movdqa
+        or Mnemonic.Movntps or Mnemonic.Movntpd or Mnemonic.Movntdq;
 
     static RefuseReason InvalidReason(ReadOnlySpan<byte> bytes, int bitness, DecoderError error, int length)
     {

@@ -22,7 +22,13 @@ public static class IcedForms
             case Mnemonic.Mov:
                 if (IsMemory(ins.Op0Kind)) return ins.Op1Kind == OpKind.Register ? AccessKind.Write : AccessKind.WriteImm;
                 return ins.OpCount == 2 && IsMemory(ins.Op1Kind) ? AccessKind.Read : AccessKind.Unsupported;
-            case Mnemonic.Movnti: return AccessKind.Write;
+            case Mnemonic.Movnti: case Mnemonic.Movdiri: return AccessKind.Write;
+            case Mnemonic.Movups: case Mnemonic.Movupd: case Mnemonic.Movdqu: case Mnemonic.Movaps: case Mnemonic.Movapd: case Mnemonic.Movdqa:
+                if (ins.Encoding != EncodingKind.Legacy) return AccessKind.Unsupported;   // VEX/EVEX forms are not emulated
+                return IsMemory(ins.Op0Kind) ? AccessKind.WriteVec : AccessKind.ReadVec;
+            case Mnemonic.Movntps: case Mnemonic.Movntpd: case Mnemonic.Movntdq:
+                return ins.Encoding == EncodingKind.Legacy ? AccessKind.WriteVec : AccessKind.Unsupported;
+            case Mnemonic.Movdir64b: return AccessKind.Movdir64b;
             case Mnemonic.Movzx: return AccessKind.ReadZx;
             case Mnemonic.Movsx: case Mnemonic.Movsxd: return AccessKind.ReadSx;
             case Mnemonic.Movsb: case Mnemonic.Movsw: case Mnemonic.Movsq: return AccessKind.Movs;

@@ -1,7 +1,7 @@
 // Design note — the opcode attribute table.
 //
-// The decoder is driven by data, as Iced's is: one 4-byte entry per opcode of the one-byte map (0..255) and of
-// the 0F map (256..511), built once at type initialisation and read through a ReadOnlySpan<byte>. The decoder
+// The decoder is driven by data, as Iced's is: one 4-byte entry per opcode of the one-byte map (0..255), of
+// the 0F map (256..511) and of the 0F 38 map (512..767), built once at type initialisation and read through a ReadOnlySpan<byte>. The decoder
 // itself only walks prefixes, looks up the entry, and consumes ModRM/SIB/displacement/immediate as the entry
 // says. Opcodes that take their operation from ModRM.reg (groups 1, 2, 3, 4, 5, 8, 9, 11, and SETcc, whose reg
 // field is ignored) point at an 8-entry group row. Nothing here is mutated after the static constructor; reads
@@ -11,7 +11,8 @@
 //   +--------+--------+--------+--------+
 //   |  kind  | flags  |  imm   |  arg   |
 //   +--------+--------+--------+--------+
-//    kind : AccessKind, or KindGroup (arg = group row), KindEscape (0F)
+//    kind : AccessKind, or KindGroup (arg = group row), KindEscape (0F; 0F 38 with arg 1), KindPrefixed (arg =
+//           prefix row: the SSE and MOVDIR64B forms whose mandatory prefix 66/F3/F2 picks the instruction)
 //    flags: FModRM | FByte | FNoRexW | FMemDest | FOnly64 | FAcc | FString | FMemOnly
 //    imm  : ImmNone | Imm8 | ImmZ | Imm8Sx | ImmMoffs | ImmPort8 | ImmOne (shift by 1) | ImmCl (count in CL)
 //    arg  : AluOp for ALU and BTx forms, source width for MOVZX/MOVSX, base register for string forms, group row
@@ -21,6 +22,8 @@
 //   group row (4 bytes per ModRM.reg value): [AccessKind, AluOp, imm mask, 0]; AccessKind.Unsupported = refused
 //   (UnsupportedOp); the imm mask is ANDed into the entry's imm kind (0: this member has no immediate, as NOT..IDIV
 //   in group 3 whose TEST carries one).
+//   prefix row (4 entries of 4 bytes, chosen by the mandatory prefix: none, 66, F3, F2; the last F2/F3 wins over 66,
+//   as the CPU decides): [AccessKind, access size, required alignment, 0]; Unsupported = not an emulated form.
 //   LOCK: legal on XCHG and on the memory-destination forms whose AluOp has its bit in LockableOps.
 
 namespace Copra.Hot.Decode;
@@ -30,8 +33,10 @@ internal static class OpcodeTable
     public const int EntrySize = 4;
     public const int GroupRowSize = 4;
     public const int Map0F = 256;
+    public const int Map0F38 = 512;
+    public const int PrefixRowSize = 4 * 4;
 
-    public const byte KindGroup = 0xF0, KindEscape = 0xF1;
+    public const byte KindGroup = 0xF0, KindEscape = 0xF1, KindPrefixed = 0xF2;
 
     public const byte FModRM = 1 << 0;   // a ModRM byte follows
     public const byte FByte = 1 << 1;    // operand size is 1 regardless of prefixes
@@ -60,14 +65,16 @@ internal static class OpcodeTable
     static readonly byte[] s_entries = BuildEntries();
     static readonly byte[] s_groups = BuildGroups();
     static readonly byte[] s_prefixes = BuildPrefixes();
+    static readonly byte[] s_prefixRows = BuildPrefixRows();
 
     public static ReadOnlySpan<byte> Entries => s_entries;
     public static ReadOnlySpan<byte> Groups => s_groups;
+    public static ReadOnlySpan<byte> PrefixRows => s_prefixRows;
     public static ReadOnlySpan<byte> Prefixes => s_prefixes;
 
     static byte[] BuildEntries()
     {
-        var t = new byte[2 * 256 * EntrySize];
+        var t = new byte[3 * 256 * EntrySize];
         void Set(int op, AccessKind kind, byte flags, byte imm = ImmNone, byte arg = 0) => SetRaw(op, (byte)kind, flags, imm, arg);
         void SetRaw(int op, byte kind, byte flags, byte imm, byte arg)
         {
@@ -176,7 +183,55 @@ internal static class OpcodeTable
         Set(Map0F + 0xB7, AccessKind.ReadZx, FModRM, ImmNone, 2);
         Set(Map0F + 0xBE, AccessKind.ReadSx, FModRM, ImmNone, 1);
         Set(Map0F + 0xBF, AccessKind.ReadSx, FModRM, ImmNone, 2);
+
+        // SSE moves: the mandatory prefix picks the form (BuildPrefixRows); the MOVNT* stores have no register form.
+        SetRaw(Map0F + 0x10, KindPrefixed, FModRM, ImmNone, PrefixMovu);
+        SetRaw(Map0F + 0x11, KindPrefixed, FModRM | FMemDest, ImmNone, PrefixMovuStore);
+        SetRaw(Map0F + 0x28, KindPrefixed, FModRM, ImmNone, PrefixMova);
+        SetRaw(Map0F + 0x29, KindPrefixed, FModRM | FMemDest, ImmNone, PrefixMovaStore);
+        SetRaw(Map0F + 0x2B, KindPrefixed, FModRM | FMemDest | FMemOnly, ImmNone, PrefixMovntps);
+        SetRaw(Map0F + 0x6F, KindPrefixed, FModRM, ImmNone, PrefixMovdq);
+        SetRaw(Map0F + 0x7F, KindPrefixed, FModRM | FMemDest, ImmNone, PrefixMovdqStore);
+        SetRaw(Map0F + 0xE7, KindPrefixed, FModRM | FMemDest | FMemOnly, ImmNone, PrefixMovntdq);
+
+        // 0F 38 map: MOVDIRI (no 66/F2/F3, like MOVNTI) and MOVDIR64B (66 only).
+        SetRaw(Map0F + 0x38, KindEscape, 0, ImmNone, 1);
+        Set(Map0F38 + 0xF9, AccessKind.Write, FModRM | FMemDest | FMemOnly, ImmNone, 1);
+        SetRaw(Map0F38 + 0xF8, KindPrefixed, FModRM | FMemOnly, ImmNone, PrefixMovdir64b);
         return t;
+    }
+
+    public const byte PrefixMovu = 0, PrefixMovuStore = 1, PrefixMova = 2, PrefixMovaStore = 3, PrefixMovntps = 4,
+        PrefixMovdq = 5, PrefixMovdqStore = 6, PrefixMovntdq = 7, PrefixMovdir64b = 8, PrefixRowCount = 9;
+    /// <summary>Index of a mandatory prefix within a prefix row.</summary>
+    public const int MandatoryNone = 0, Mandatory66 = 1, MandatoryF3 = 2, MandatoryF2 = 3;
+
+    static byte[] BuildPrefixRows()
+    {
+        var r = new byte[PrefixRowCount * PrefixRowSize];
+        void Set(int row, int prefix, AccessKind kind, byte size, byte align)
+        {
+            int o = row * PrefixRowSize + prefix * 4;
+            r[o] = (byte)kind; r[o + 1] = size; r[o + 2] = align;
+        }
+        // F3/F2 on 0F 10/11 are MOVSS/MOVSD, on 0F 28/29/2B undefined or other; no prefix on 0F 6F/7F/E7 is MMX: all left out.
+        Set(PrefixMovu, MandatoryNone, AccessKind.ReadVec, 16, 0);        // MOVUPS xmm, m128
+        Set(PrefixMovu, Mandatory66, AccessKind.ReadVec, 16, 0);          // MOVUPD
+        Set(PrefixMovuStore, MandatoryNone, AccessKind.WriteVec, 16, 0);  // MOVUPS m128, xmm
+        Set(PrefixMovuStore, Mandatory66, AccessKind.WriteVec, 16, 0);    // MOVUPD
+        Set(PrefixMova, MandatoryNone, AccessKind.ReadVec, 16, 16);       // MOVAPS: #GP(0) unless 16-byte aligned
+        Set(PrefixMova, Mandatory66, AccessKind.ReadVec, 16, 16);         // MOVAPD
+        Set(PrefixMovaStore, MandatoryNone, AccessKind.WriteVec, 16, 16);
+        Set(PrefixMovaStore, Mandatory66, AccessKind.WriteVec, 16, 16);
+        Set(PrefixMovntps, MandatoryNone, AccessKind.WriteVec, 16, 16);   // MOVNTPS (SDM: #GP(0) if unaligned)
+        Set(PrefixMovntps, Mandatory66, AccessKind.WriteVec, 16, 16);     // MOVNTPD
+        Set(PrefixMovdq, Mandatory66, AccessKind.ReadVec, 16, 16);        // MOVDQA
+        Set(PrefixMovdq, MandatoryF3, AccessKind.ReadVec, 16, 0);         // MOVDQU
+        Set(PrefixMovdqStore, Mandatory66, AccessKind.WriteVec, 16, 16);
+        Set(PrefixMovdqStore, MandatoryF3, AccessKind.WriteVec, 16, 0);
+        Set(PrefixMovntdq, Mandatory66, AccessKind.WriteVec, 16, 16);     // MOVNTDQ
+        Set(PrefixMovdir64b, Mandatory66, AccessKind.Movdir64b, 64, 64);  // destination 64-byte aligned; F3/F2 are ENQCMD(S)
+        return r;
     }
 
     static byte[] BuildGroups()

@@ -77,15 +77,27 @@ public static class X86Decoder
         i++;
         ReadOnlySpan<byte> entries = Entries;
         int e = b * EntrySize;
-        if (entries[e] == KindEscape)
+        // 0F, then 0F 38: the escape entry's arg names the next map.
+        while (entries[e] == KindEscape)
         {
             if (i >= limit) return Refuse(ref d, shortOf);
-            e = (Map0F + bytes[i++]) * EntrySize;
+            e = (Map0F + entries[e + 3] * 256 + bytes[i++]) * EntrySize;
         }
         int kind = entries[e];
         int flags = entries[e + 1];
         int immKind = entries[e + 2];
         int arg = entries[e + 3];
+        int vecSize = 0, align = 0;
+        if (kind == KindPrefixed)
+        {
+            // Why: the mandatory prefix is the last F2/F3 if any, else 66; it selects the row entry and is not an
+            // operand-size or REP prefix for the instruction it selects.
+            int mp = repPrefix ? (repne ? MandatoryF2 : MandatoryF3) : opSizePrefix ? Mandatory66 : MandatoryNone;
+            int r = arg * PrefixRowSize + mp * 4;
+            kind = PrefixRows[r];
+            vecSize = PrefixRows[r + 1];
+            align = PrefixRows[r + 2];
+        }
         if (kind == (int)AccessKind.Unsupported) return Refuse(ref d, RefuseReason.UnknownOpcode);
         if ((flags & FOnly64) != 0 && !is64) return Refuse(ref d, RefuseReason.InvalidInMode);
         // Why: MOVNTI exists only without 66/F2/F3; the CPU (and Iced) decide that before reading ModRM, so a
@@ -206,7 +218,14 @@ public static class X86Decoder
         }
         else if (kind == (int)AccessKind.Write && arg != 0 && opSize == 2)
         {
-            size = regSize = 4; // MOVNTI has no 16-bit form: 32 bits in 16-bit mode too
+            size = regSize = 4; // MOVNTI and MOVDIRI have no 16-bit form: 32 bits in 16-bit mode too
+        }
+        else if (vecSize != 0)
+        {
+            // SSE moves: m128 and an XMM register (REX.R reaches XMM8..15); MOVDIR64B: m512 and the destination's
+            // address register at the address size.
+            size = vecSize;
+            regSize = kind == (int)AccessKind.Movdir64b ? addrSize : 16;
         }
         if (d.Reg >= 0)
         {
@@ -271,12 +290,15 @@ public static class X86Decoder
         d.Op = (AluOp)(kind is (int)AccessKind.Alu or (int)AccessKind.Bt ? aluOp : 0);
         if (kind is (int)AccessKind.Setcc or (int)AccessKind.Cmov) d.Cond = (byte)((e / EntrySize) & 0xF);
         if (lockPrefix && !LockAllowed(d.Kind, d.Op, flags)) return Refuse(ref d, RefuseReason.LockInvalid);
+        d.Lock = lockPrefix || d.Kind == AccessKind.Xchg;
+        d.Align = (byte)(d.Op == AluOp.Cmpxchg16b ? 16 : align);
 
         int seg = segOverride >= 0 ? segOverride : defaultSeg;
         d.SrcSegment = (byte)seg;
         // Why: the rDI operand of STOS/INS/MOVS/CMPS/SCAS is always ES; an override only moves the rSI side.
-        d.Segment = d.Kind is AccessKind.Stos or AccessKind.Ins or AccessKind.Movs or AccessKind.Cmps or AccessKind.Scas ? Seg.ES : (byte)seg;
-        if (d.Kind is not (AccessKind.Movs or AccessKind.Cmps)) d.SrcSegment = d.Segment;
+        // MOVDIR64B likewise writes to ES:[reg] and reads its ModRM source through the (overridable) segment.
+        d.Segment = d.Kind is AccessKind.Stos or AccessKind.Ins or AccessKind.Movs or AccessKind.Cmps or AccessKind.Scas or AccessKind.Movdir64b ? Seg.ES : (byte)seg;
+        if (d.Kind is not (AccessKind.Movs or AccessKind.Cmps or AccessKind.Movdir64b)) d.SrcSegment = d.Segment;
         d.Rep = repPrefix && (flags & FString) != 0;
         d.RepNe = d.Rep && repne && d.Kind is AccessKind.Cmps or AccessKind.Scas;
         d.PortIsDx = (d.Kind is AccessKind.In or AccessKind.Out && immKind != ImmPort8) || d.Kind is AccessKind.Ins or AccessKind.Outs;

@@ -6,14 +6,15 @@
 // I/O, no exceptions, so the exit path, the replay tests and the CPU-oracle property (fuzz/, which runs the same
 // bytes natively on the host and compares) all call the same code.
 //
-// Scope: every non-string form up to 8 bytes of memory (the exit path's ulong), CMPXCHG16B through Execute16, and
-// one element of LODS/SCAS/CMPS (the string loop, its REP bound and the register stepping live in StringOps).
+// Scope: every non-string form up to 8 bytes of memory (the exit path's ulong), CMPXCHG16B through Execute16, the SSE
+// moves and MOVDIR64B through ExecuteVector (16 and 64 bytes as spans), and one element of LODS/SCAS/CMPS (the string loop, its REP bound and the register stepping live in StringOps).
 // Architecture choices where the SDM leaves a result undefined are the ones the host CPU showed the oracle; the
 // oracle compares only SDM-defined flags (UndefinedFlags) so a different CPU cannot turn them into failures.
 //
 // Memory on a failed CMPXCHG*: the CPU writes the old value back (a locked read is paired with a write); for MMIO
 // that would be a second device write with side effects, so the executor writes nothing (x86emu does the same).
 
+using System.Buffers.Binary;
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using Copra.Hot.Decode;
@@ -106,6 +107,36 @@ public static class Executor
         gprs[Gpr.Rdx] = (ulong)(mem >> 64);
         return ExecResult.NoWrite;
     }
+
+    /// <summary>
+    /// The SSE moves and MOVDIR64B, whose memory image moves whole: ReadVec loads XMM[Reg] from the 16 bytes of
+    /// <paramref name="mem"/>; WriteVec stores XMM[Reg] into <paramref name="memWrite"/>; MOVDIR64B copies the 64-byte
+    /// source <paramref name="mem"/> to <paramref name="memWrite"/> (one write of the destination). No flags change.
+    /// </summary>
+    public static ExecResult ExecuteVector(in DecodedAccess d, Span<UInt128> xmm, ReadOnlySpan<byte> mem, Span<byte> memWrite)
+    {
+        switch (d.Kind)
+        {
+            case AccessKind.ReadVec:
+                xmm[d.Reg] = BinaryPrimitives.ReadUInt128LittleEndian(mem);
+                return ExecResult.NoWrite;
+            case AccessKind.WriteVec:
+                BinaryPrimitives.WriteUInt128LittleEndian(memWrite, xmm[d.Reg]);
+                return ExecResult.Write;
+            case AccessKind.Movdir64b:
+                mem[..64].CopyTo(memWrite);
+                return ExecResult.Write;
+            default:
+                return ExecResult.NotExecutable;
+        }
+    }
+
+    /// <summary>
+    /// True when <paramref name="linear"/> meets the form's alignment rule (<see cref="DecodedAccess.Align"/>: MOVAPS/APD/DQA,
+    /// MOVNTPS/NTPD/NTDQ and CMPXCHG16B on their memory operand, MOVDIR64B on its destination); false means #GP(0).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static bool Aligned(in DecodedAccess d, ulong linear) => d.Align == 0 || (linear & (ulong)(d.Align - 1)) == 0;
 
     /// <summary>The sixteen condition codes (the low nibble of Jcc/SETcc/CMOVcc).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -544,8 +575,8 @@ public static class Executor
     {
         AccessKind.Unsupported or AccessKind.In or AccessKind.Out => "none",
         AccessKind.Read or AccessKind.ReadZx or AccessKind.ReadSx or AccessKind.Cmov or AccessKind.Lods or AccessKind.Scas
-            or AccessKind.Cmps or AccessKind.Outs => "read",
-        AccessKind.Write or AccessKind.WriteImm or AccessKind.Stos or AccessKind.Setcc or AccessKind.Ins => "write",
+            or AccessKind.Cmps or AccessKind.Outs or AccessKind.ReadVec => "read",
+        AccessKind.Write or AccessKind.WriteImm or AccessKind.Stos or AccessKind.Setcc or AccessKind.Ins or AccessKind.WriteVec => "write",
         AccessKind.Bt => d.Op == AluOp.None ? "read" : "rmw",
         AccessKind.Alu => d.Op is AluOp.Cmp or AluOp.Test or AluOp.Mul or AluOp.Imul or AluOp.Div or AluOp.Idiv || !d.MemIsDest ? "read" : "rmw",
         _ => "rmw",

@@ -21,6 +21,8 @@ public sealed unsafe partial class NativeCpu : IDisposable
 {
     const int ProtRead = 1, ProtWrite = 2, ProtExec = 4, MapPrivate = 0x02, MapAnonymous = 0x20, Map32Bit = 0x40;
     const int CodeSize = 4096, StateOffset = 0;
+    /// <summary>Byte offset of XMM0 in the state block (16-byte slots after the 16 GPRs and RFLAGS).</summary>
+    const int XmmOffset = 18 * 8;
 
     static readonly byte[] s_prologue = Assemble(prologue: true);
     static readonly byte[] s_epilogue = Assemble(prologue: false);
@@ -56,7 +58,17 @@ public sealed unsafe partial class NativeCpu : IDisposable
     /// </summary>
     public void Run(ReadOnlySpan<byte> instruction, Span<ulong> gprs, ref ulong rflags)
     {
+        Span<UInt128> xmm = stackalloc UInt128[16];
+        Run(instruction, gprs, ref rflags, xmm);
+    }
+
+    /// <summary>As <see cref="Run(ReadOnlySpan{byte}, Span{ulong}, ref ulong)"/>, with XMM0..15 loaded from and stored back to <paramref name="xmm"/>.</summary>
+    public void Run(ReadOnlySpan<byte> instruction, Span<ulong> gprs, ref ulong rflags, Span<UInt128> xmm)
+    {
         ObjectDisposedException.ThrowIf(_disposed, this);
+        if (xmm.Length < 16) throw new ArgumentException("16 XMM registers needed", nameof(xmm));
+        var xs = new Span<UInt128>((byte*)_state + XmmOffset, 16);
+        xmm[..16].CopyTo(xs);
         if (gprs.Length < 16) throw new ArgumentException("16 GPRs needed", nameof(gprs));
         if (instruction.Length > 15) throw new ArgumentException("longer than 15 bytes", nameof(instruction));
         var code = new Span<byte>(_code, CodeSize);
@@ -69,16 +81,20 @@ public sealed unsafe partial class NativeCpu : IDisposable
         ((delegate* unmanaged<ulong*, void>)_code)(_state);
         for (int i = 0; i < 16; i++) if (i != 4) gprs[i] = _state[i];
         rflags = (rflags & ~loadable) | (_state[16] & loadable);
+        xs.CopyTo(xmm);
     }
 
     static byte[] Assemble(bool prologue)
     {
         var a = new Assembler(64);
         AssemblerRegister64[] regs = [rax, rcx, rdx, rbx, rsp, rbp, rsi, rdi, r8, r9, r10, r11, r12, r13, r14, r15];
+        AssemblerRegisterXMM[] xmms = [xmm0, xmm1, xmm2, xmm3, xmm4, xmm5, xmm6, xmm7, xmm8, xmm9, xmm10, xmm11, xmm12, xmm13, xmm14, xmm15];
         if (prologue)
         {
             a.push(rbx); a.push(rbp); a.push(r12); a.push(r13); a.push(r14); a.push(r15);
             a.push(rdi);
+            // Why: SysV makes every XMM register caller-saved, so the harness may load all sixteen.
+            for (int i = 0; i < 16; i++) a.movdqu(xmms[i], __xmmword_ptr[rdi + XmmOffset + i * 16]);
             a.push(__qword_ptr[rdi + 16 * 8]);
             a.popfq();
             for (int i = 0; i < 16; i++)
@@ -92,6 +108,7 @@ public sealed unsafe partial class NativeCpu : IDisposable
             a.mov(rdi, __qword_ptr[rsp + 16]);
             for (int i = 0; i < 16; i++)
                 if (i != 4 && i != 7) a.mov(__qword_ptr[rdi + i * 8], regs[i]);
+            for (int i = 0; i < 16; i++) a.movdqu(__xmmword_ptr[rdi + XmmOffset + i * 16], xmms[i]);
             a.pop(rax); a.mov(__qword_ptr[rdi + 7 * 8], rax);
             a.pop(rax); a.mov(__qword_ptr[rdi + 16 * 8], rax);
             a.pop(rdi);

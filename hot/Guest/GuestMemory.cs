@@ -68,6 +68,31 @@ public sealed unsafe class GuestMemory : IDisposable
     /// <summary>Writes a little-endian u64.</summary>
     public void WriteU64(ulong gpa, ulong value) { Check(gpa, 8); Unsafe.WriteUnaligned(_base + gpa, value); }
 
+    /// <summary>Reads the aligned u64 at <paramref name="gpa"/> with acquire semantics (a locked access's first read).</summary>
+    public ulong ReadU64Volatile(ulong gpa)
+    {
+        CheckAligned8(gpa);
+        // SAFETY: CheckAligned8 proved [gpa, gpa+8) is inside the allocation and 8-byte aligned.
+        return Volatile.Read(ref *(ulong*)(_base + gpa));
+    }
+
+    /// <summary>
+    /// Atomically replaces the aligned u64 at <paramref name="gpa"/> with <paramref name="value"/> if it still holds
+    /// <paramref name="expected"/>; returns what it held. Atomic against every other CPU, native guest code included.
+    /// </summary>
+    public ulong CompareExchangeU64(ulong gpa, ulong value, ulong expected)
+    {
+        CheckAligned8(gpa);
+        // SAFETY: as ReadU64Volatile; an aligned 8-byte lock cmpxchg never splits a cache line.
+        return Interlocked.CompareExchange(ref *(ulong*)(_base + gpa), value, expected);
+    }
+
+    void CheckAligned8(ulong gpa)
+    {
+        Check(gpa, 8);
+        if ((gpa & 7) != 0) GuestThrowHelper.BadAccessSize(8);
+    }
+
     /// <summary>Reads 1, 2, 4 or 8 bytes zero-extended to 64 bits (the width of an MMIO/IO access).</summary>
     public ulong ReadSized(ulong gpa, int size) => size switch
     {

@@ -54,13 +54,14 @@ public sealed class VcpuStateStore
     /// <summary>
     /// Bit of each tracked field in the valid/dirty masks.
     /// <code>
-    ///  63        40 39          30  29  28                 5   4    3    2    1    0
-    /// +------------+--------------+----+--------------------+----+----+----+----+----+
-    /// |  (unused)  | MSR slot 9..0| PE | seg 5..0 x part 3..0| EFER| CR4| CR3| CR2| CR0|
-    /// +------------+--------------+----+--------------------+----+----+----+----+----+
+    ///  63      56 55          40 39          30  29  28                 5   4    3    2    1    0
+    /// +----------+--------------+--------------+----+--------------------+----+----+----+----+----+
+    /// | (unused) | XMM 15..0    | MSR slot 9..0| PE | seg 5..0 x part 3..0| EFER| CR4| CR3| CR2| CR0|
+    /// +----------+--------------+--------------+----+--------------------+----+----+----+----+----+
     /// </code>
     /// seg bit = SegFirst + seg*4 + part (part 0 selector, 1 base, 2 limit, 3 attributes);
-    /// PE = pending event; MSR slots in <see cref="PassThroughMsrs"/> order.
+    /// PE = pending event; MSR slots in <see cref="PassThroughMsrs"/> order. An XMM register is one bit but two
+    /// TDCALLs (<see cref="XmmTdcalls"/>): TDG.VP.RD/WR move 64 bits, and its two halves are read and written together.
     /// </summary>
     public static class Bit
     {
@@ -69,7 +70,10 @@ public sealed class VcpuStateStore
         public const int SegCount = 6 * 4;
         public const int PendingEvent = SegFirst + SegCount;
         public const int MsrFirst = PendingEvent + 1;
-        public const int Count = MsrFirst + MsrSlotCount;
+        public const int XmmFirst = MsrFirst + MsrSlotCount;
+        public const int Count = XmmFirst + XmmCount;
+        /// <summary>The sixteen XMM bits.</summary>
+        public const ulong XmmMask = ((1UL << XmmCount) - 1) << XmmFirst;
         /// <summary>Every tracked field.</summary>
         public const ulong All = (1UL << Count) - 1;
 
@@ -78,6 +82,10 @@ public sealed class VcpuStateStore
 
     /// <summary>Number of MSRs with their own storage.</summary>
     public const int MsrSlotCount = 10;
+    /// <summary>XMM0..XMM15.</summary>
+    public const int XmmCount = 16;
+    /// <summary>TDG.VP.RD (or WR) per XMM register: the TDX module moves 64 bits per call.</summary>
+    public const int XmmTdcalls = 2;
 
     // Index of each MSR's slot; keep in step with PassThroughMsrs and MsrSlot().
     const int MsrStar = 0, MsrLstar = 1, MsrCstar = 2, MsrSfmask = 3, MsrKernelGsBase = 4, MsrTscAux = 5;
@@ -131,6 +139,7 @@ public sealed class VcpuStateStore
     readonly ushort[] _segAttributes;
     readonly ulong[] _msr;          // v*MsrSlotCount + slot
     readonly ulong[] _exitReason, _exitQualification, _exitGpa, _exitLength;
+    readonly UInt128[] _xmm;        // v*16 + n
 
     /// <summary>Creates zeroed state for vCPUs 0..vcpuCount-1 charged as <paramref name="cost"/>.</summary>
     public VcpuStateStore(int vcpuCount, StateAccessCost cost)
@@ -162,6 +171,7 @@ public sealed class VcpuStateStore
         _exitQualification = new ulong[vcpuCount];
         _exitGpa = new ulong[vcpuCount];
         _exitLength = new ulong[vcpuCount];
+        _xmm = new UInt128[vcpuCount * XmmCount];
         for (int v = 0; v < vcpuCount; v++) _rflags[v] = 0x2; // bit 1 is always set
     }
 
@@ -177,7 +187,7 @@ public sealed class VcpuStateStore
     {
         ref Accounting a = ref _acct[v];
         ulong m = 1UL << bit;
-        if ((a.Valid & m) == 0) { a.Valid |= m; a.Reads++; }
+        if ((a.Valid & m) == 0) { a.Valid |= m; a.Reads += (m & Bit.XmmMask) != 0 ? XmmTdcalls : 1; }
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
@@ -196,7 +206,7 @@ public sealed class VcpuStateStore
     public int OnEntry(int v)
     {
         ref Accounting a = ref _acct[v];
-        int n = BitOperations.PopCount(a.Dirty);
+        int n = BitOperations.PopCount(a.Dirty) + (XmmTdcalls - 1) * BitOperations.PopCount(a.Dirty & Bit.XmmMask);
         a.Writes += n;
         a.Dirty = 0;
         return n;
@@ -284,6 +294,11 @@ public sealed class VcpuStateStore
     public void SetSegLimit(int v, int seg, uint value) { ChargeWrite(v, Bit.Seg(seg, StateField.Limit)); _segLimit[v * 6 + seg] = value; }
     public void SetSegAttributes(int v, int seg, ushort value) { ChargeWrite(v, Bit.Seg(seg, StateField.Attributes)); _segAttributes[v * 6 + seg] = (ushort)(value & SegmentAttributes.Mask); }
 
+    /// <summary>XMM register <paramref name="n"/> (0..15): one charged read of both halves on TDX.</summary>
+    public UInt128 Xmm(int v, int n) { ChargeRead(v, Bit.XmmFirst + n); return _xmm[v * XmmCount + n]; }
+    /// <summary>Writes XMM register <paramref name="n"/> (both halves; dirty until the next entry on TDX).</summary>
+    public void SetXmm(int v, int n, UInt128 value) { ChargeWrite(v, Bit.XmmFirst + n); _xmm[v * XmmCount + n] = value; }
+
     /// <summary>The paging mode from CR0, CR4 and EFER (three charged reads on TDX the first time after an exit).</summary>
     public PagingMode PagingMode(int v) => Guest.PagingMode.From(Cr0(v), Cr4(v), Efer(v));
 
@@ -310,6 +325,13 @@ public sealed class VcpuStateStore
             case StateField.ExitGpa: value = _exitGpa[v]; return true;
             case StateField.ExitInstructionLength: value = _exitLength[v]; return true;
             case StateField.PendingEvent: value = PendingEvent(v); return true;
+            case >= StateField.XmmBase and < StateField.XmmBase + 2 * XmmCount:
+            {
+                int x = (int)(field - StateField.XmmBase);
+                UInt128 q = Xmm(v, x >> 1);
+                value = (x & 1) == 0 ? (ulong)q : (ulong)(q >> 64);
+                return true;
+            }
         }
         if ((field & ~0xFFFF_FFFFUL) == StateField.MsrSpace) return TryReadMsr(v, (uint)field, out value);
         value = 0;
@@ -339,6 +361,15 @@ public sealed class VcpuStateStore
                 if ((value & PendingEventReserved) != 0) return false;
                 SetPendingEvent(v, value);
                 return true;
+            case >= StateField.XmmBase and < StateField.XmmBase + 2 * XmmCount:
+            {
+                // Why: a write of one half keeps the other: the store holds both, so no TDG.VP.RD is needed for it.
+                int x = (int)(field - StateField.XmmBase), n = x >> 1;
+                UInt128 q = _xmm[v * XmmCount + n];
+                q = (x & 1) == 0 ? (q & ((UInt128)ulong.MaxValue << 64)) | value : (q & ulong.MaxValue) | ((UInt128)value << 64);
+                SetXmm(v, n, q);
+                return true;
+            }
         }
         if ((field & ~0xFFFF_FFFFUL) == StateField.MsrSpace) return TryWriteMsr(v, (uint)field, value);
         return false;
@@ -359,6 +390,7 @@ public sealed class VcpuStateStore
             case StateField.Efer: return Bit.Efer;
             case >= StateField.SegBase and < StateField.SegBase + 24: return Bit.SegFirst + (int)(field - StateField.SegBase);
             case StateField.PendingEvent: return Bit.PendingEvent;
+            case >= StateField.XmmBase and < StateField.XmmBase + 2 * XmmCount: return Bit.XmmFirst + (int)(field - StateField.XmmBase) / 2;
         }
         if ((field & ~0xFFFF_FFFFUL) != StateField.MsrSpace) return -1;
         return (uint)field switch
@@ -531,6 +563,8 @@ public sealed class VcpuStateStore
         Put(page, VmsaLayout.ExitCode, _exitReason[v]);
         Put(page, VmsaLayout.ExitInfo1, _exitQualification[v]);
         Put(page, VmsaLayout.ExitInfo2, _exitGpa[v]);
+        for (int n = 0; n < XmmCount; n++)
+            BinaryPrimitives.WriteUInt128LittleEndian(page[VmsaLayout.Xmm(n)..], _xmm[v * XmmCount + n]);
         return true;
     }
 
@@ -575,6 +609,8 @@ public sealed class VcpuStateStore
         _msr[m + MsrSysenterEip] = Get(page, VmsaLayout.SysenterEip);
         _msr[m + MsrPat] = Get(page, VmsaLayout.GPat);
         _msr[m + MsrTscAux] = BinaryPrimitives.ReadUInt32LittleEndian(page[VmsaLayout.TscAux..]);
+        for (int n = 0; n < XmmCount; n++)
+            _xmm[v * XmmCount + n] = BinaryPrimitives.ReadUInt128LittleEndian(page[VmsaLayout.Xmm(n)..]);
         return true;
     }
 

@@ -16,6 +16,7 @@ namespace Copra.Hot.State;
 ///  0x308  RCX RDX RBX (0x320 unused: RSP lives at 0x1D8) RBP RSI RDI R8 .. R15 (to 0x378)
 ///  0x390  EXITINFO1 (qualification)  0x398  EXITINFO2 (GPA)  0x3C0  EXITCODE (reason)   export only
 ///  0x3E0  EVENTINJ (pending event)
+///  0x470  XMM0 .. XMM15 (16 x 16 B, fpreg_xmm; COCONUT-SVSM cpuarch/src/vmsa.rs)
 /// </code>
 /// Attributes use the packed form of <see cref="SegmentAttributes"/>, which is the VMSA's own.
 /// </summary>
@@ -32,6 +33,10 @@ public static class VmsaLayout
     public const int GPat = 0x268, TscAux = 0x2EC;
     public const int Rcx = 0x308, Rdx = 0x310, Rbx = 0x318, Rbp = 0x328, Rsi = 0x330, Rdi = 0x338, R8 = 0x340;
     public const int ExitInfo1 = 0x390, ExitInfo2 = 0x398, ExitCode = 0x3C0, EventInj = 0x3E0;
+    public const int XmmFirst = 0x470;
+
+    /// <summary>Offset of XMM register <paramref name="n"/> (16 bytes each, little-endian).</summary>
+    public static int Xmm(int n) => XmmFirst + n * 16;
 
     /// <summary>Offset of segment <paramref name="seg"/> (x86 order ES CS SS DS FS GS).</summary>
     public static int Segment(int seg) => seg * SegmentStride;

@@ -40,7 +40,10 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
         ulong offset = _step[v] >= prog.LoopStart && _step[v] < prog.LoopEnd ? s.Offset(_iteration[v]) : 0;
         // A REP the kernel stopped part-way re-executes with the registers it left (the count resumes).
         if (!_resume[v])
+        {
             foreach (var (reg, value) in s.Presets) state.Gpr(v, reg) = value + (reg == s.VaryReg ? offset : 0);
+            foreach (var (field, value) in s.PresetFields) Poke(v, field, value);
+        }
         _resume[v] = false;
         if (s.SetIf) state.Rflags(v) |= 1UL << 9;
         if (s.ClearIf) state.Rflags(v) &= ~(1UL << 9);
@@ -105,6 +108,13 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
         {
             DataMismatches++;
             Note($"vcpu {v}: '{s.Text}' read 0x{rax & s.ExpectMask:x}, expected 0x{want:x}");
+        }
+        foreach (var (field, value, mask) in s.ExpectFields)
+        {
+            ulong got = Peek(v, field) & mask;
+            if (got == value) continue;
+            DataMismatches++;
+            Note($"vcpu {v}: '{s.Text}' left field {field} = 0x{got:x}, expected 0x{value:x}");
         }
         Advance(v, prog, s);
     }

@@ -41,6 +41,10 @@ public sealed class Step
     /// <summary>After completion, RAX (masked) must equal this, or the replay counts a data mismatch.</summary>
     public ulong? ExpectRax;
     public ulong ExpectMask = ulong.MaxValue;
+    /// <summary>State fields (StateField ids: XMM halves, RFLAGS, ...) set before the exit, as the guest's own code would have.</summary>
+    public (ulong Field, ulong Value)[] PresetFields = [];
+    /// <summary>After completion, each field masked must equal its value, or the replay counts a data mismatch.</summary>
+    public (ulong Field, ulong Value, ulong Mask)[] ExpectFields = [];
     public bool SetIf, ClearIf;
     public string Text = "";
 

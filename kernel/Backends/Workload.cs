@@ -29,7 +29,8 @@ public sealed record WorkloadSpec
     /// <summary>
     /// On vCPU 0, one instruction of every emulated family against the test device's window (ADC/SBB, INC/DEC, NEG/NOT,
     /// XADD, CMPXCHG, shifts/rotates/SHLD, BTS/BTR/BTC with a register offset past the operand, IMUL/MUL/DIV and #DE,
-    /// SETcc/CMOVcc, LODS/SCAS, a REP LODS longer than one exit's bound, MOVNTI, and CMPS, which gets #UD).
+    /// SETcc/CMOVcc, LODS/SCAS/CMPS, a REP LODS longer than one exit's bound, MOVNTI, and the wide and locked forms of
+    /// <see cref="WorkloadBuilder"/>.WideFamilies: SSE moves, CMPXCHG16B, MOVDIRI, MOVDIR64B, LOCK on a device and on RAM).
     /// </summary>
     public bool EmulatedFamilies { get; init; }
     /// <summary>Loop iterations per vCPU (the run's exit count grows with it).</summary>
@@ -219,7 +220,136 @@ public sealed class WorkloadBuilder
         Mem(p, "mov eax, [rbx] (after MOVNTI)", a => a.mov(eax, __dword_ptr[rbx]), w, 4, false, B(), expect: 0xCAFE, mask: M32);
         Mem(p, "mov dword [rbx+4], 0", a => a.mov(__dword_ptr[rbx + 4], 0), w + 4, 4, true, B());
         Mem(p, "div dword [rbx+4] (by zero: #DE)", a => a.div(__dword_ptr[rbx + 4]), w + 4, 4, false, B((0, 1), (2, 0)));
-        Mem(p, "repe cmpsb (not emulated: #UD)", a => a.repe.cmpsb(), w, 1, false, [(6, w), (7, w + 4), (1, 2)]);
+        // CMPS: two reads per element, the rSI side then the ES:rDI side (both on the device).
+        Expect(Mem(p, "repe cmpsb (0xfe vs 0: stops after one)", a => a.repe.cmpsb(), w, 1, false, [(6, w), (7, w + 4), (1, 2)]),
+            (1, 1, M32), (6, w + 1, ulong.MaxValue), (7, w + 5, ulong.MaxValue), (StateField.Rflags, 0, ZfBit));
+        Expect(Mem(p, "repe cmpsd (four equal dwords)", a => a.repe.cmpsd(), w + 0x200, 4, false, [(6, w + 0x200), (7, w + 0x280), (1, 4)]),
+            (1, 0, M32), (6, w + 0x210, ulong.MaxValue), (7, w + 0x290, ulong.MaxValue), (StateField.Rflags, ZfBit, ZfBit));
+        MoreFamilies(p, w + 0x20);
+        WideFamilies(p, w);
+    }
+
+    /// <summary>The rest of the narrow families: SAR, SHR, RCL, RCR, ROL, SHRD, BT, SETC, IDIV, one- and two-operand IMUL,
+    /// CMPXCHG8B and REPNE SCAS, each result worked by hand from the previous steps.</summary>
+    void MoreFamilies(ReplayProgram p, ulong x)
+    {
+        const ulong M32 = 0xFFFF_FFFF;
+        (int, ulong)[] B(params (int, ulong)[] more) => [(3, x), .. more];
+        Mem(p, "mov dword [rbx], 0x80000010", a => a.mov(__dword_ptr[rbx], unchecked((int)0x8000_0010)), x, 4, true, B());
+        Mem(p, "sar dword [rbx], 4", a => a.sar(__dword_ptr[rbx], 4), x, 4, false, B());                  // 0xf8000001
+        Mem(p, "shr dword [rbx], 1", a => a.shr(__dword_ptr[rbx], 1), x, 4, false, B());                  // 0x7c000000, CF=1
+        Mem(p, "rcl dword [rbx], 1", a => a.rcl(__dword_ptr[rbx], 1), x, 4, false, B());                  // 0xf8000001, CF=0
+        Mem(p, "rcr dword [rbx], 1", a => a.rcr(__dword_ptr[rbx], 1), x, 4, false, B());                  // 0x7c000000, CF=1
+        Mem(p, "rol dword [rbx], 8", a => a.rol(__dword_ptr[rbx], 8), x, 4, false, B());                  // 0x7c
+        Mem(p, "mov eax, [rbx] (after SAR..ROL)", a => a.mov(eax, __dword_ptr[rbx]), x, 4, false, B(), expect: 0x7C, mask: M32);
+        Mem(p, "shrd [rbx], ecx, 4", a => a.shrd(__dword_ptr[rbx], ecx, 4), x, 4, false, B((1, 0xA)));   // 0xa0000007
+        Mem(p, "mov eax, [rbx] (after SHRD)", a => a.mov(eax, __dword_ptr[rbx]), x, 4, false, B(), expect: 0xA000_0007, mask: M32);
+        Mem(p, "bt dword [rbx], 31", a => a.bt(__dword_ptr[rbx], 31), x, 4, false, B());                  // CF=1
+        Mem(p, "setc byte [rbx+4]", a => a.setb(__byte_ptr[rbx + 4]), x + 4, 1, true, B());
+        Mem(p, "mov eax, [rbx+4] (after SETC)", a => a.mov(eax, __dword_ptr[rbx + 4]), x + 4, 4, false, B(), expect: 1, mask: M32);
+        Mem(p, "mov dword [rbx+8], -7", a => a.mov(__dword_ptr[rbx + 8], -7), x + 8, 4, true, B());
+        Expect(Mem(p, "idiv dword [rbx+8] (-100 / -7)", a => a.idiv(__dword_ptr[rbx + 8]), x + 8, 4, false, B((0, 0xFFFF_FF9C), (2, M32)), expect: 14),
+            (2, 0xFFFF_FFFE, ulong.MaxValue));
+        Expect(Mem(p, "imul dword [rbx+8] (3 * -7)", a => a.imul(__dword_ptr[rbx + 8]), x + 8, 4, false, B((0, 3), (2, 0)), expect: 0xFFFF_FFEB),
+            (2, M32, ulong.MaxValue));
+        Expect(Mem(p, "imul ecx, [rbx+8] (5 * -7)", a => a.imul(ecx, __dword_ptr[rbx + 8]), x + 8, 4, false, B((1, 5))), (1, 0xFFFF_FFDD, ulong.MaxValue));
+        Expect(Mem(p, "cmpxchg8b [rsi] (match)", a => a.cmpxchg8b(__qword_ptr[rsi]), x + 8, 8, false, [(6, x + 8), (0, 0xFFFF_FFF9), (2, 0), (3, 0x1234), (1, 0x5678)]),
+            (StateField.Rflags, ZfBit, ZfBit));
+        Mem(p, "mov rax, [rsi] (after CMPXCHG8B)", a => a.mov(rax, __qword_ptr[rsi]), x + 8, 8, false, [(6, x + 8)], expect: 0x0000_5678_0000_1234);
+        Expect(Mem(p, "repne scasb (finds 0xa0 at the fourth byte)", a => a.repne.scasb(), x, 1, false, [(7, x), (0, 0xA0), (1, 16)]),
+            (1, 12, ulong.MaxValue), (7, x + 4, ulong.MaxValue), (StateField.Rflags, ZfBit, ZfBit));
+    }
+
+    const ulong ZfBit = 1 << 6;
+
+    static Step Expect(Step s, params (ulong Field, ulong Value, ulong Mask)[] fields) { s.ExpectFields = fields; return s; }
+
+    static (ulong, ulong)[] Xmm(int n, UInt128 value) => [(StateField.Xmm(n, false), (ulong)value), (StateField.Xmm(n, true), (ulong)(value >> 64))];
+
+    static (ulong, ulong, ulong)[] ExpectXmm(int n, UInt128 value) =>
+        [(StateField.Xmm(n, false), (ulong)value, ulong.MaxValue), (StateField.Xmm(n, true), (ulong)(value >> 64), ulong.MaxValue)];
+
+    /// <summary>
+    /// The forms wider than 8 bytes, and LOCK: every SSE move (load and store, aligned and not, #GP when an aligned form
+    /// is not), CMPXCHG16B (match, mismatch, misaligned), MOVDIRI, MOVDIR64B (RAM source to the device, misaligned),
+    /// a locked ADD the device answers Mismatch once (its ticker moved on), XCHG on the device, and locked forms on RAM
+    /// (CAS in one word, the bus lock across words).
+    /// </summary>
+    void WideFamilies(ReplayProgram p, ulong w)
+    {
+        const ulong M32 = 0xFFFF_FFFF;
+        ulong dev = w - 0x1800;
+        UInt128 v1 = new(0x1111_2222_3333_4444, 0x5555_6666_7777_8888), v2 = new(0x0102_0304_0506_0708, 0x090A_0B0C_0D0E_0F10);
+        // Stores of XMM1, one 16-byte slot each, each read back through its high half.
+        (string Name, Action<Assembler, AssemblerMemoryOperand> Insn)[] stores =
+        [
+            ("movups", (a, m) => a.movups(m, xmm1)), ("movupd", (a, m) => a.movupd(m, xmm1)), ("movdqu", (a, m) => a.movdqu(m, xmm1)),
+            ("movaps", (a, m) => a.movaps(m, xmm1)), ("movapd", (a, m) => a.movapd(m, xmm1)), ("movdqa", (a, m) => a.movdqa(m, xmm1)),
+            ("movntps", (a, m) => a.movntps(m, xmm1)), ("movntpd", (a, m) => a.movntpd(m, xmm1)), ("movntdq", (a, m) => a.movntdq(m, xmm1)),
+        ];
+        for (int i = 0; i < stores.Length; i++)
+        {
+            ulong slot = w + 0x80 + (ulong)i * 16;
+            var st = stores[i];
+            Mem(p, $"{st.Name} [rsi], xmm1", a => st.Insn(a, __xmmword_ptr[rsi]), slot, 16, true, [(6, slot)]).PresetFields = Xmm(1, v1 + (uint)i);
+            Mem(p, $"mov rax, [rsi+8] (after {st.Name})", a => a.mov(rax, __qword_ptr[rsi + 8]), slot + 8, 8, false, [(6, slot)], expect: (ulong)(v1 >> 64));
+            Mem(p, $"mov rax, [rsi] (after {st.Name})", a => a.mov(rax, __qword_ptr[rsi]), slot, 8, false, [(6, slot)], expect: (ulong)v1 + (uint)i);
+        }
+        // Loads of each slot back into XMM2..XMM7 (16-byte reads answered whole by the device).
+        (string Name, Action<Assembler, AssemblerRegisterXMM, AssemblerMemoryOperand> Insn)[] loads =
+        [
+            ("movups", (a, x, m) => a.movups(x, m)), ("movupd", (a, x, m) => a.movupd(x, m)), ("movdqu", (a, x, m) => a.movdqu(x, m)),
+            ("movaps", (a, x, m) => a.movaps(x, m)), ("movapd", (a, x, m) => a.movapd(x, m)), ("movdqa", (a, x, m) => a.movdqa(x, m)),
+        ];
+        AssemblerRegisterXMM[] xs = [xmm2, xmm3, xmm4, xmm5, xmm6, xmm7];
+        for (int i = 0; i < loads.Length; i++)
+        {
+            ulong slot = w + 0x80 + (ulong)i * 16;
+            var ld = loads[i];
+            var x = xs[i];
+            Expect(Mem(p, $"{ld.Name} xmm{i + 2}, [rsi]", a => ld.Insn(a, x, __xmmword_ptr[rsi]), slot, 16, false, [(6, slot)]), ExpectXmm(i + 2, v1 + (uint)i));
+        }
+        // Unaligned: fine for MOVUPS/MOVDQU, #GP(0) for MOVAPS, MOVDQA (load) and MOVNTDQ (store); nothing is written.
+        Mem(p, "movdqu [rsi+1], xmm1 (unaligned: allowed)", a => a.movdqu(__xmmword_ptr[rsi + 1], xmm1), w + 0x181, 16, true, [(6, w + 0x180)]).PresetFields = Xmm(1, v2);
+        Mem(p, "mov rax, [rsi+1] (after unaligned MOVDQU)", a => a.mov(rax, __qword_ptr[rsi + 1]), w + 0x181, 8, false, [(6, w + 0x180)], expect: (ulong)v2);
+        Expect(Mem(p, "movups xmm8, [rsi+1] (unaligned load)", a => a.movups(xmm8, __xmmword_ptr[rsi + 1]), w + 0x181, 16, false, [(6, w + 0x180)]), ExpectXmm(8, v2));
+        Mem(p, "movaps xmm9, [rsi+8] (unaligned: #GP)", a => a.movaps(xmm9, __xmmword_ptr[rsi + 8]), w + 0x88, 16, false, [(6, w + 0x80)]);
+        Mem(p, "movdqa xmm9, [rsi+4] (unaligned: #GP)", a => a.movdqa(xmm9, __xmmword_ptr[rsi + 4]), w + 0x84, 16, false, [(6, w + 0x80)]);
+        Mem(p, "movntdq [rsi+8], xmm1 (unaligned: #GP)", a => a.movntdq(__xmmword_ptr[rsi + 8], xmm1), w + 0x88, 16, true, [(6, w + 0x80)]);
+
+        // CMPXCHG16B at a 16-byte aligned device address: a match stores RCX:RBX, a mismatch loads RDX:RAX.
+        ulong c16 = w + 0x40;
+        Mem(p, "movdqa [rsi], xmm1 (seed for CMPXCHG16B)", a => a.movdqa(__xmmword_ptr[rsi], xmm1), c16, 16, true, [(6, c16)]).PresetFields = Xmm(1, v1);
+        Expect(Mem(p, "lock cmpxchg16b [rsi] (match)", a => a.@lock.cmpxchg16b(__xmmword_ptr[rsi]), c16, 16, false,
+            [(6, c16), (0, (ulong)v1), (2, (ulong)(v1 >> 64)), (3, (ulong)v2), (1, (ulong)(v2 >> 64))]), (StateField.Rflags, ZfBit, ZfBit));
+        Mem(p, "mov rax, [rsi+8] (after CMPXCHG16B)", a => a.mov(rax, __qword_ptr[rsi + 8]), c16 + 8, 8, false, [(6, c16)], expect: (ulong)(v2 >> 64));
+        Expect(Mem(p, "cmpxchg16b [rsi] (mismatch: RDX:RAX loaded)", a => a.cmpxchg16b(__xmmword_ptr[rsi]), c16, 16, false,
+            [(6, c16), (0, 1), (2, 2), (3, 3), (1, 4)]), (0, (ulong)v2, ulong.MaxValue), (2, (ulong)(v2 >> 64), ulong.MaxValue), (StateField.Rflags, 0, ZfBit));
+        Mem(p, "cmpxchg16b [rsi+8] (unaligned: #GP)", a => a.cmpxchg16b(__xmmword_ptr[rsi + 8]), c16 + 8, 16, false, [(6, c16)]);
+
+        // MOVDIRI, and MOVDIR64B from a RAM source to the device (one 64-byte write), then misaligned (#GP).
+        Mem(p, "movdiri [rsi], eax", a => a.movdiri(__dword_ptr[rsi], eax), w + 0x1C0, 4, true, [(6, w + 0x1C0), (0, 0xD1D1_0001)]);
+        Mem(p, "mov eax, [rsi] (after MOVDIRI)", a => a.mov(eax, __dword_ptr[rsi]), w + 0x1C0, 4, false, [(6, w + 0x1C0)], expect: 0xD1D1_0001, mask: M32);
+        ulong src = _l.Data + 0x500, dst = w + 0x140;
+        for (int i = 0; i < 64; i++) _gb.Memory.WriteU8(src + (ulong)i, (byte)(0xA0 + i));
+        Mem(p, "movdir64b rdi, [rsi] (RAM to the device)", a => a.movdir64b(rdi, __zmmword_ptr[rsi]), dst, 64, true, [(6, src), (7, dst)]);
+        Mem(p, "mov rax, [rdi+0x38] (after MOVDIR64B)", a => a.mov(rax, __qword_ptr[rdi + 0x38]), dst + 0x38, 8, false, [(7, dst)], expect: 0xDFDE_DDDC_DBDA_D9D8);
+        Mem(p, "movdir64b rdi, [rsi] (destination not 64-byte aligned: #GP)", a => a.movdir64b(rdi, __zmmword_ptr[rsi]), dst + 8, 64, true, [(6, src), (7, dst + 8)]);
+
+        // LOCK against a device whose value moves on by itself: the locked ADD's write is answered Mismatch once
+        // (the ticker advanced after the read), the kernel recomputes from the new value and writes again.
+        ulong tick = dev + Copra.User.Programs.TestDeviceRegs.Ticker;
+        Mem(p, "mov dword [rsi], 100 (ticker)", a => a.mov(__dword_ptr[rsi], 100), tick, 4, true, [(6, tick)]);
+        Mem(p, "lock add dword [rsi], 1 (one retry)", a => a.@lock.add(__dword_ptr[rsi], 1), tick, 4, false, [(6, tick)]);
+        Mem(p, "mov eax, [rsi] (ticker after the locked ADD)", a => a.mov(eax, __dword_ptr[rsi]), tick, 4, false, [(6, tick)], expect: 102, mask: M32);
+        Mem(p, "xchg [rsi], eax (implicitly locked)", a => a.xchg(__dword_ptr[rsi], eax), w + 0x1C0, 4, false, [(6, w + 0x1C0), (0, 0x5555)], expect: 0xD1D1_0001, mask: M32);
+
+        // LOCK on RAM (the operand resolves to guest RAM): CAS within one aligned word; across two words, the bus lock.
+        ulong ram = _l.Data + 0x400;
+        _gb.Memory.WriteU64(ram, 0x10);
+        Mem(p, "lock inc dword [rsi] (RAM: CAS)", a => a.@lock.inc(__dword_ptr[rsi]), ram, 4, false, [(6, ram)]);
+        Mem(p, "lock xadd [rsi+6], eax (RAM across two words: bus lock)", a => a.@lock.xadd(__dword_ptr[rsi + 6], eax), ram + 6, 4, false, [(6, ram), (0, 0x100)], expect: 0, mask: M32);
+        Mem(p, "mov rax, [rsi] (RAM after both)", a => a.mov(rax, __qword_ptr[rsi]), ram, 8, false, [(6, ram)], expect: 0x0100_0000_0000_0011);
     }
 
     void MixStep(ReplayProgram p, string kind, ulong dev, bool random)

@@ -120,7 +120,7 @@ public static class DecodeCommand
         if (mem) w.WriteNumber("mem_size", d.Size); else w.WriteNull("mem_size");
         w.WriteString("kind", KindName(d.Kind));
         if (ok) w.WriteNumber("size", d.Size); else w.WriteNull("size");
-        if (ok && d.Reg >= 0) w.WriteString("reg", RegName(d.Reg, d.RegHigh8, d.RegSize)); else w.WriteNull("reg");
+        if (ok && d.Reg >= 0) w.WriteString("reg", d.RegSize == 16 ? $"xmm{d.Reg}" : RegName(d.Reg, d.RegHigh8, d.RegSize)); else w.WriteNull("reg");
         if (ok && d.HasImm) w.WriteNumber("imm", d.Imm); else w.WriteNull("imm");
         w.WriteBoolean("rep", d.Rep);
         if (mem)
@@ -179,6 +179,9 @@ public static class DecodeCommand
         AccessKind.Lods => "lods",
         AccessKind.Cmps => "cmps",
         AccessKind.Scas => "scas",
+        AccessKind.ReadVec => "read_vec",
+        AccessKind.WriteVec => "write_vec",
+        AccessKind.Movdir64b => "movdir64b",
         _ => "unsupported",
     };
 

@@ -10,6 +10,8 @@ public enum Counter
     ToVmm, Hlt, Cpuid, Msr, Shutdown, DecodeMismatch, IcedFallbacks, RepResumed, DeviceRoundTrips, DevicesLost, ForwardFailures,
     TdReads, TdWrites, Transitions, CrossCpuWakes,
     HardwareChecked, MismatchAddress, MismatchSize, MismatchDirection, MismatchData,
+    /// <summary>Locked read-modify-writes that found the location changed (a failed CAS on RAM, a device's Mismatch) and ran again.</summary>
+    LockRetries,
 }
 
 /// <summary>
@@ -24,7 +26,7 @@ public sealed class ExitStats
 {
     public const int KindCount = (int)ExitKind.Other + 1;
     public const int SampleCapacity = 1 << 18;
-    const int CounterCount = (int)Counter.MismatchData + 1;
+    const int CounterCount = (int)Counter.LockRetries + 1;
     // A lane: 8 words of padding, the counters, the per-kind counts, 8 words of padding (no two CPUs' words share a line).
     const int Pad = 8, KindBase = Pad + CounterCount, LaneWords = KindBase + KindCount + Pad;
 
@@ -67,6 +69,7 @@ public sealed class ExitStats
     public long DecodeMismatch => Get(Counter.DecodeMismatch);
     public long IcedFallbacks => Get(Counter.IcedFallbacks);
     public long RepResumed => Get(Counter.RepResumed);
+    public long LockRetries => Get(Counter.LockRetries);
     public long DeviceRoundTrips => Get(Counter.DeviceRoundTrips);
     public long DevicesLost => Get(Counter.DevicesLost);
     public long ForwardFailures => Get(Counter.ForwardFailures);

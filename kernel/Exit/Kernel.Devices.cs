@@ -22,7 +22,7 @@ public sealed partial class Kernel
         var vm = _vcpus[v].Vm;
         var e = vm.OwnerOf(owner);
         if (e is null) { Unowned(cpu, v, kind, addr, write, data); return; }
-        _f.ReqKind[v] = kind; _f.ReqAddr[v] = addr; _f.ReqSize[v] = _f.Acc[v].Size; _f.ReqWrite[v] = write; _f.ReqData[v] = data; _f.ReqOwner[v] = owner;
+        _f.ReqKind[v] = kind; _f.ReqAddr[v] = addr; _f.ReqSize[v] = (byte)ElementSize(v); _f.ReqWrite[v] = write; _f.ReqData[v] = data; _f.ReqOwner[v] = owner;
         // Only this exit changes the state of a vCPU that is in an exit (Runnable here; Dead is set by
         // this CPU too): a compare-and-swap on the vCPU's own word instead of its lock.
         SetRun(_vcpus[v], VcpuRun.Runnable, VcpuRun.WaitingDevice);
@@ -33,7 +33,8 @@ public sealed partial class Kernel
         lock (e.Gate)
         {
             if (e.Dead) { }
-            else if (e.Inflight >= 0) { e.Enqueue(v); return; }
+            // A locked read-modify-write of another vCPU holds the object from its read to its write: queue behind it.
+            else if (e.Inflight >= 0 || (e.HeldBy >= 0 && e.HeldBy != v)) { e.Enqueue(v); return; }
             else { FillArea(e, v); wake = e.Waiter; e.Waiter = null; if (wake is not null) e.Handed = e.Area.Sequence; }
         }
         if (e.Dead) { AnswerLost(cpu, v, e); return; }
@@ -61,7 +62,16 @@ public sealed partial class Kernel
         a.Cpu = (uint)_vcpus[v].Cpu;
         a.Rip = State.Rip(v);
         bool str = d.Kind is Hot.Decode.AccessKind.Movs or Hot.Decode.AccessKind.Stos or Hot.Decode.AccessKind.Ins or Hot.Decode.AccessKind.Outs;
-        a.Flags = (str ? EventFlags.String : 0) | (d.Rep ? EventFlags.Rep : 0);
+        bool locked = d.Lock && (_f.Exit[v].Flags & Hot.Exit.ExitFlags.HardwareCompletes) == 0;
+        a.Flags = (str ? EventFlags.String : 0) | (d.Rep ? EventFlags.Rep : 0) | (locked ? EventFlags.Locked : 0);
+        a.Result = LockResult.Applied;
+        if (a.Size > 8 && _f.ReqWrite[v]) WideToArea(v, ref a);
+        if (locked && _f.ReqWrite[v])
+        {
+            // The write carries what the locked read returned: the model applies it only if the location still holds that.
+            if (a.Size > 8) { a.Expected = BitConverter.ToUInt64(WideRead(v)); a.ExpectedHigh = BitConverter.ToUInt64(WideRead(v)[8..]); }
+            else { a.Expected = _f.Value[v]; a.ExpectedHigh = 0; }
+        }
         a.Count = str && d.Rep ? (uint)Masked(State.Gpr(v, 1), d.AddressSize) : 1;
         a.PublishState(EventState.Pending);   // release: the fields above are visible first
         e.Inflight = v;
@@ -103,46 +113,56 @@ public sealed partial class Kernel
         long t0 = (long)Tsc.Read();
         int v;
         ulong value;
+        bool mismatch;
         lock (e.Gate)
         {
             if (e.Inflight < 0 || e.Area.ReadState() != EventState.Done) return;
             v = e.Inflight;
             value = e.Area.Data;
+            bool locked = (e.Area.Flags & EventFlags.Locked) != 0, wrote = e.Area.Direction == AccessDirection.Write;
+            mismatch = locked && wrote && e.Area.Result == LockResult.Mismatch;
+            if (e.Area.Size > 8 && (!wrote || mismatch)) WideFromArea(v, in e.Area);
             e.Area.State = EventState.Idle;
             e.Inflight = -1;
             e.Completed++;
-            if (e.TryDequeue(out int next)) FillArea(e, next);
+            // A locked read keeps the object for its vCPU until its write is answered Applied (ReleaseHeld gives it up).
+            if (locked && (!wrote || mismatch)) { e.HeldBy = v; _held[v] = e; }
+            else if (e.HeldBy == v) { e.HeldBy = -1; _held[v] = null; }
+            if (e.HeldBy < 0 && e.TryDequeue(out int next)) FillArea(e, next);
         }
         var here = CurrentCpu;
         Followed(v)?.Step(v, $"the device model answered (state Done, data 0x{value:x}) and called WAIT_FOR_EVENT: completing on cpu {_vcpus[v].Cpu}{(here is not null && here.Index != _vcpus[v].Cpu ? $" (posted from cpu {here.Index} to its inbox)" : "")}");
-        if (here is not null && here.Index != _vcpus[v].Cpu) { PostAnswer(here, v, value); return; }
+        if (here is not null && here.Index != _vcpus[v].Cpu) { PostAnswer(here, v, value, mismatch); return; }
         _f.SegStart[v] = t0;   // the completion is kernel work of this exit, from the lock on
-        ContinueAfterDevice(here ?? Cpus[_vcpus[v].Cpu], v, value);
+        ContinueAfterDevice(here ?? Cpus[_vcpus[v].Cpu], v, value, mismatch);
     }
 
     /// <summary>
     /// Ownership, not a lock: vCPU <paramref name="v"/>'s in-flight row belongs to its CPU, so an answer taken on another
     /// CPU is handed to that CPU's inbox, and the owner applies it (<see cref="ApplyAnswer"/>) in its next step.
     /// </summary>
-    void PostAnswer(Cpu from, int v, ulong value)
+    void PostAnswer(Cpu from, int v, ulong value, bool lockMismatch = false)
     {
         _f.Answer[v] = value;   // published by the inbox's release; read after the owner's acquire
+        _f.AnswerMismatch[v] = lockMismatch;
         Stats.Add(from.Index, Counter.CrossCpuWakes);
         _f.Modelled[v] += Cost.CrossCpuWakeCycles;
         Cpus[_vcpus[v].Cpu].Post(new CpuMessage(CpuMessageKind.Answer, v));
     }
 
     /// <summary>Owner CPU only: applies the answer another CPU posted for vCPU <paramref name="v"/>.</summary>
-    internal void ApplyAnswer(Cpu cpu, int v) => ContinueAfterDevice(cpu, v, _f.Answer[v]);
+    internal void ApplyAnswer(Cpu cpu, int v) => ContinueAfterDevice(cpu, v, _f.Answer[v], _f.AnswerMismatch[v]);
+
 
     /// <summary>The device answered vCPU v's request: resume its element.</summary>
-    void ContinueAfterDevice(Cpu cpu, int v, ulong value)
+    void ContinueAfterDevice(Cpu cpu, int v, ulong value, bool lockMismatch = false)
     {
         if (_f.SegStart[v] == 0) _f.SegStart[v] = (long)Tsc.Read();
         // The completion took this access out of the event object under its lock, so VM_CONTROL Stop
         // can no longer abandon it: nothing else writes the state now but this CAS.
         SetRun(_vcpus[v], VcpuRun.WaitingDevice, VcpuRun.Runnable);
-        if (_f.ReqWrite[v]) AfterWrite(cpu, v);
+        if (_f.ReqWrite[v] && lockMismatch) LockMismatch(cpu, v, value & AllOnes(_f.ReqSize[v]));
+        else if (_f.ReqWrite[v]) AfterWrite(cpu, v);
         else AfterRead(cpu, v, value & AllOnes(_f.ReqSize[v]));
         ChargeTdReads(cpu, v);
         CloseSegment(v);
@@ -182,6 +202,7 @@ public sealed partial class Kernel
             page.LostKind = _f.ReqKind[v];
             page.LostCount++;
         }
+        if (_f.ReqSize[v] > 8 && !_f.ReqWrite[v]) WideRead(v).Fill(0xFF);   // a wide read of nothing: all ones too
         var here = CurrentCpu;
         if (here is not null && here.Index != vc.Cpu) { PostAnswer(here, v, ulong.MaxValue); return; }
         ContinueAfterDevice(cpu, v, ulong.MaxValue);

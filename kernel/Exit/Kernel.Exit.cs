@@ -63,7 +63,6 @@ public sealed partial class Kernel
     /// </summary>
     public const int MaxRepPerExit = 256;
 
-
     void InitExitPath(int vcpus)
     {
         int n = Math.Max(1, vcpus);
@@ -72,13 +71,14 @@ public sealed partial class Kernel
         _f = new InFlight(n);
         _dataTlb = new DataTlb(n);
         _decodeCache = new DecodeCache(n);
+        InitWide(n);
     }
 
-    /// <summary>The data side's one-entry TLB and the last decode, per vCPU (hot/Guest/DataTlb.cs, hot/Decode/DecodeCache.cs).</summary>
+    /// <summary>The data side's TLB and the recent decodes, per vCPU (hot/Guest/DataTlb.cs, hot/Decode/DecodeCache.cs).</summary>
     DataTlb _dataTlb = null!;
     DecodeCache _decodeCache = null!;
 
-    /// <summary>Drops vCPU <paramref name="v"/>'s cached translations and decode (its CR3, mode or state was written).</summary>
+    /// <summary>Drops vCPU <paramref name="v"/>'s cached translations and decodes (its CR3, mode or state was written).</summary>
     void InvalidateCaches(int v)
     {
         Fetcher.Invalidate(v);
@@ -284,9 +284,6 @@ public sealed partial class Kernel
             }
         }
         _ = fr;
-        // Why: CMPS (two reads per element) and CMPXCHG16B (16 bytes) decode, and the executor computes them, but
-        // the element pipeline carries one read of at most 8 bytes: a defined #UD until the exit pipeline grows them.
-        if (d.Kind == AccessKind.Cmps || d.Op == AluOp.Cmpxchg16b) { InjectException(cpu, v, VectorUd, null); return; }
         _f.Acc[v] = d;
         Followed(v)?.Step(v, $"decode: len {d.Length} kind {d.Kind} size {d.Size} reg {d.Reg}{(d.RegHigh8 ? "(high8)" : "")} imm {(d.HasImm ? $"0x{d.Imm:x}" : "-")} op {d.Op} rep {d.Rep} base {d.Base} index {d.Index} scale {d.Scale} disp 0x{d.Disp:x} seg {d.Segment} asz {d.AddressSize}{(d.PortIsDx ? " port=dx" : d.Kind is AccessKind.In or AccessKind.Out ? $" port=0x{d.Port:x}" : "")}");
         bool isPort = d.Kind is AccessKind.In or AccessKind.Out or AccessKind.Ins or AccessKind.Outs;
@@ -300,6 +297,9 @@ public sealed partial class Kernel
         _f.EsBase[v] = cpuMode == CpuMode.Bits64 ? 0 : State.SegBase(v, StateField.Es);
         _f.FirstElement[v] = true;
         _f.RepElements[v] = 0;
+        _lockRetries[v] = 0;
+        // MOVAPS/APD/DQA, MOVNT*, CMPXCHG16B (operand) and MOVDIR64B (destination): #GP(0) when misaligned.
+        if (d.Align != 0 && !Executor.Aligned(in d, LinearOf(v, write: d.Kind == AccessKind.Movdir64b))) { InjectException(cpu, v, VectorGp, 0); return; }
         if (hw) CheckHardware(v);
 
         // REP with a zero count does nothing but advance RIP.
@@ -324,7 +324,8 @@ public sealed partial class Kernel
         Stats.Add(Here, Counter.HardwareChecked);
         var gprs = State.Gprs(v);
         ulong ones = AllOnes(d.Size);
-        bool addr = true, size = d.Size == rec.Size, dir, data = true;
+        // Why: KVM hands a wider-than-8-byte access to user space in 8-byte fragments (kvm_run.mmio.data is 8 bytes).
+        bool addr = true, size = d.Size > 8 ? rec.Size <= 8 : d.Size == rec.Size, dir, data = true;
         if (rec.Reason == ExitReason.Io)
         {
             bool write = d.Kind is AccessKind.Out or AccessKind.Outs;
@@ -337,15 +338,17 @@ public sealed partial class Kernel
             dir = d.Kind switch
             {
                 AccessKind.Bt => d.Op != AluOp.None || !rec.IsWrite,
-                AccessKind.Read or AccessKind.ReadZx or AccessKind.ReadSx or AccessKind.Cmov or AccessKind.Lods or AccessKind.Scas => !rec.IsWrite,
-                AccessKind.Write or AccessKind.WriteImm or AccessKind.Stos or AccessKind.Setcc => rec.IsWrite,
+                AccessKind.Read or AccessKind.ReadZx or AccessKind.ReadSx or AccessKind.Cmov or AccessKind.Lods or AccessKind.Scas
+                    or AccessKind.Cmps or AccessKind.ReadVec => !rec.IsWrite,
+                AccessKind.Write or AccessKind.WriteImm or AccessKind.Stos or AccessKind.Setcc or AccessKind.WriteVec => rec.IsWrite,
+                AccessKind.Movdir64b => true,
                 AccessKind.Alu => !rec.IsWrite || d.Op is not (AluOp.Cmp or AluOp.Test),
                 AccessKind.Xchg or AccessKind.Movs => true,
                 _ => false,
             };
             ulong linear = LinearOf(v, rec.IsWrite);
             var walk = PageWalker.Translate(_memory, _f.Mode[v], _f.Cr3[v], linear, rec.IsWrite ? AccessType.Write : AccessType.Read, out ulong gpa);
-            addr = walk.IsOk && gpa == rec.Gpa;
+            addr = walk.IsOk && (d.Size > 8 ? rec.Gpa - gpa < d.Size : gpa == rec.Gpa);
             if (rec.IsWrite && dir)
             {
                 ulong expect = 0;
@@ -355,6 +358,7 @@ public sealed partial class Kernel
                 switch (d.Kind)
                 {
                     case AccessKind.Write: case AccessKind.WriteImm: expect = WriteBack.StoreValue(d, gprs); break;
+                    case AccessKind.WriteVec: case AccessKind.Movdir64b: known = false; break;   // an 8-byte fragment of a wide store
                     case AccessKind.Stos: expect = gprs[0]; break;
                     case AccessKind.Xchg: expect = WriteBack.Xchg(d, copy, _f.HwRead[v]); break;
                     case AccessKind.Alu: case AccessKind.Bt: case AccessKind.Setcc:
@@ -400,11 +404,12 @@ public sealed partial class Kernel
     static (Side read, Side write) SidesOf(in DecodedAccess d) => d.Kind switch
     {
         AccessKind.Bt => (Side.Memory, d.Op == AluOp.None ? Side.None : Side.Memory),
-        AccessKind.Read or AccessKind.ReadZx or AccessKind.ReadSx or AccessKind.Cmov or AccessKind.Lods or AccessKind.Scas => (Side.Memory, Side.None),
+        AccessKind.Read or AccessKind.ReadZx or AccessKind.ReadSx or AccessKind.Cmov or AccessKind.Lods or AccessKind.Scas
+            or AccessKind.Cmps or AccessKind.ReadVec => (Side.Memory, Side.None),
         AccessKind.Setcc => (Side.None, Side.Memory),
         AccessKind.Alu or AccessKind.Xchg => (Side.Memory, Side.Memory),
-        AccessKind.Write or AccessKind.WriteImm or AccessKind.Stos => (Side.None, Side.Memory),
-        AccessKind.Movs => (Side.Memory, Side.Memory),
+        AccessKind.Write or AccessKind.WriteImm or AccessKind.Stos or AccessKind.WriteVec => (Side.None, Side.Memory),
+        AccessKind.Movs or AccessKind.Movdir64b => (Side.Memory, Side.Memory),
         AccessKind.In => (Side.Port, Side.None),
         AccessKind.Out => (Side.None, Side.Port),
         AccessKind.Ins => (Side.Port, Side.Memory),
@@ -427,6 +432,10 @@ public sealed partial class Kernel
             case AccessKind.Outs:
             case AccessKind.Lods:
                 return _f.SegBase[v] + Masked(State.Gpr(v, 6), d.AddressSize);
+            case AccessKind.Cmps:   // the rSI element first, then (Read2) the ES:rDI one
+                return _f.Phase[v] == ElementPhase.Read2 ? _f.EsBase[v] + Masked(State.Gpr(v, 7), d.AddressSize) : _f.SegBase[v] + Masked(State.Gpr(v, 6), d.AddressSize);
+            case AccessKind.Movdir64b when write:
+                return _f.EsBase[v] + Masked(State.Gpr(v, d.Reg), d.AddressSize);
             default:
             {
                 ulong next = State.Rip(v) + d.Length;
@@ -452,7 +461,7 @@ public sealed partial class Kernel
         ref readonly var d = ref _f.Acc[v];
         ref readonly var rec = ref _f.Exit[v];
         var vm = _vcpus[v].Vm;
-        uint size = d.Size;
+        uint size = ElementSize(v);
         if (side == Side.Port)
         {
             ushort port = d.PortIsDx ? (ushort)State.Gpr(v, 2) : d.Port;
@@ -474,6 +483,8 @@ public sealed partial class Kernel
             {
                 // Crosses a page: both halves must be RAM, contiguous or not; a device never spans pages here.
                 if (!vm.IsRam(gpa, Page.Size - (gpa & Page.Mask))) { InjectException(cpu, v, VectorGp, 0); return; }
+                // Why: a locked operand split over two pages is a bus lock on the CPU; here the bus lock of Kernel.Wide.cs.
+                if (d.Lock && !write) { lock (s_busLock) RamSplit(cpu, v, linear, write, data); return; }
                 RamSplit(cpu, v, linear, write, data);
                 return;
             }
@@ -481,6 +492,7 @@ public sealed partial class Kernel
         Followed(v)?.Step(v, $"{(write ? "write" : "read")} side: GPA 0x{gpa:x} ({(vm.IsRam(gpa, size) ? "the VM's RAM" : "not RAM: device lookup")})");
         if (vm.IsRam(gpa, size))
         {
+            if (size > 8 || d.Lock) { SpecialRam(cpu, v, gpa, write); return; }
             if (write) { _memory.WriteSized(gpa, (int)size, data); AfterWrite(cpu, v); }
             else AfterRead(cpu, v, _memory.ReadSized(gpa, (int)size));
             return;
@@ -490,6 +502,9 @@ public sealed partial class Kernel
         if (mmioOwner == 0) { Unowned(cpu, v, EventKind.Mmio, gpa, write, data); return; }
         Request(cpu, v, mmioOwner, EventKind.Mmio, gpa, write, data);
     }
+
+    /// <summary>Bytes this element moves: the instruction's, or under KVM the 8-byte fragment of a wide access the exit reports.</summary>
+    uint ElementSize(int v) => (_f.Exit[v].Flags & ExitFlags.HardwareCompletes) != 0 && _f.Acc[v].Size > 8 ? _f.Exit[v].Size : _f.Acc[v].Size;
 
     static bool IsDeviceSide(in DecodedAccess d, bool write, in ExitRecord rec)
     {
@@ -501,12 +516,14 @@ public sealed partial class Kernel
     {
         uint size = _f.Acc[v].Size;
         ulong value = 0;
+        Span<byte> wide = write ? WideWrite(v) : WideRead(v);
         for (uint i = 0; i < size; i++)
         {
             var walk = PageWalker.Translate(_memory, _f.Mode[v], _f.Cr3[v], linear + i, write ? AccessType.Write : AccessType.Read, out ulong g);
             if (!walk.IsOk) { InjectWalkFault(cpu, v, walk); return; }
             if (!_vcpus[v].Vm.IsRam(g, 1)) { InjectException(cpu, v, VectorGp, 0); return; }
-            if (write) _memory.WriteU8(g, (byte)(data >> (int)(8 * i)));
+            if (size > 8) { if (write) _memory.WriteU8(g, wide[(int)i]); else wide[(int)i] = _memory.ReadU8(g); }
+            else if (write) _memory.WriteU8(g, (byte)(data >> (int)(8 * i)));
             else value |= (ulong)_memory.ReadU8(g) << (int)(8 * i);
         }
         if (write) AfterWrite(cpu, v); else AfterRead(cpu, v, value);
@@ -528,8 +545,10 @@ public sealed partial class Kernel
         }
         _f.Modelled[v] += Cost.ForwardCycles;
         Followed(v)?.Step(v, $"nobody registered {kind} 0x{addr:x}: forwarded to the host (+{Cost.ForwardCycles} modelled cycles)");
-        Trace.AddDisplayOnlyOn(cpu, TraceKind.Forward, v, (long)addr);
-        bool ok = Host.Access(kind, addr, _f.Acc[v].Size, write, data, out ulong value);
+        Trace.Add(cpu, TraceKind.Forward, v, (long)addr);
+        bool ok = _f.Acc[v].Size > 8
+            ? Host.AccessWide(addr, write ? WideWrite(v)[.._f.Acc[v].Size] : WideRead(v)[.._f.Acc[v].Size], write, out ulong value)
+            : Host.Access(kind, addr, _f.Acc[v].Size, write, data, out value);
         if (!ok) Stats.Add(cpu.Index, Counter.ForwardFailures);   // the guest sees all-ones for a read, a dropped write
         _f.Forwarded[v] = true;
         if (write) AfterWrite(cpu, v); else AfterRead(cpu, v, ok ? value : AllOnes(_f.Acc[v].Size));
@@ -554,17 +573,17 @@ public sealed partial class Kernel
         }
         else
         {
-            var gprs = State.Gprs(v);
-            if (d.Kind is AccessKind.Movs or AccessKind.Ins or AccessKind.Outs) toWrite = value;
-            else
+            // CMPS reads twice per element: the rSI side first, then the ES:rDI side, then the flags.
+            if (d.Kind == AccessKind.Cmps && _f.Phase[v] == ElementPhase.Read)
             {
-                // The executor is the one state update for every other form (hot/Emulate/Executor.cs).
-                ulong fl = State.Rflags(v);
-                var res = Executor.Execute(in d, gprs, ref fl, value, out toWrite);
-                if (res == ExecResult.DivideError) { InjectException(cpu, v, VectorDe, null); return; }
-                State.Rflags(v) = fl;
-                if (writeSide == Side.Memory) write = res == ExecResult.Write;
+                _cmpsSource[v] = value;
+                _f.Phase[v] = ElementPhase.Read2;
+                Access(cpu, v, Side.Memory, write: false, 0);
+                return;
             }
+            // The executor is the one state update for every form (hot/Emulate/Executor.cs), through Compute.
+            if (!Compute(cpu, v, value, writeSide == Side.Memory, out bool w, out toWrite)) return;
+            if (writeSide == Side.Memory) write = w;
         }
         Followed(v)?.Step(v, $"value 0x{value:x} in hand; {(hw ? "the hardware finishes the instruction" : $"write-back done, RAX now 0x{State.Gpr(v, 0):x}, RFLAGS 0x{State.Rflags(v):x}")}{(write ? $"; next: write 0x{toWrite:x}" : "")}");
         if (!write) { AfterWrite(cpu, v); return; }
@@ -579,6 +598,8 @@ public sealed partial class Kernel
         ref readonly var d = ref _f.Acc[v];
         _f.Phase[v] = ElementPhase.None;
         _f.FirstElement[v] = false;
+        CommitPending(v);
+        ReleaseHeld(v);
         if ((_f.Exit[v].Flags & ExitFlags.HardwareCompletes) != 0)
         {
             Backend!.CompleteAccess(v, 0);
@@ -622,13 +643,15 @@ public sealed partial class Kernel
         AccessKind.Ins or AccessKind.Outs => ExitKind.PortString,
         AccessKind.Movs or AccessKind.Stos or AccessKind.Lods or AccessKind.Scas or AccessKind.Cmps => ExitKind.MmioString,
         AccessKind.Alu or AccessKind.Xchg or AccessKind.Bt => ExitKind.MmioAlu,
-        AccessKind.Write or AccessKind.WriteImm or AccessKind.Setcc => ExitKind.MmioWrite,
+        AccessKind.Write or AccessKind.WriteImm or AccessKind.Setcc or AccessKind.WriteVec or AccessKind.Movdir64b => ExitKind.MmioWrite,
         _ => ExitKind.MmioRead,
     };
 
     /// <summary>The exit is over: record it and put the vCPU back on its CPU.</summary>
     void EndExit(Cpu cpu, int v, ExitKind kind, bool countCompleted)
     {
+        _pend[v] = false;   // a fault or a give-up after the read: nothing of the instruction is committed
+        ReleaseHeld(v);
         if (countCompleted) Stats.Add(cpu.Index, Counter.Completed);
         ChargeTdReads(cpu, v);
         CloseSegment(v);

@@ -52,4 +52,23 @@ public sealed class ModelledHost
         value = write ? 0 : ones;
         return true;
     }
+
+    /// <summary>
+    /// An MMIO access wider than 8 bytes (SSE, CMPXCHG16B, MOVDIR64B), forwarded whole: one request whose data moves
+    /// through the shared buffer (<paramref name="data"/> holds a write's bytes, and receives a read's). The scratch
+    /// page keeps them; anything else reads all-ones. A failed request leaves a read all-ones as well.
+    /// </summary>
+    public bool AccessWide(ulong addr, Span<byte> data, bool write, out ulong value)
+    {
+        value = 0;
+        if (!Access(EventKind.Mmio, addr, 1, write, 0, out _)) { if (!write) data.Fill(0xFF); return false; }
+        if (addr >= ScratchBase && addr - ScratchBase + (ulong)data.Length <= ScratchLength)
+        {
+            var page = _scratch.AsSpan((int)(addr - ScratchBase), data.Length);
+            if (write) data.CopyTo(page); else page.CopyTo(data);
+            return true;
+        }
+        if (!write) data.Fill(0xFF);
+        return true;
+    }
 }

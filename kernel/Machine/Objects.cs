@@ -207,6 +207,8 @@ public sealed class EventObject : PageObject
     public KThread? Waiter;
     /// <summary>Global vCPU whose access is in the area, or -1.</summary>
     public int Inflight = -1;
+    /// <summary>Global vCPU whose locked read-modify-write holds the object between its read and its write, or -1.</summary>
+    public int HeldBy = -1;
     public bool Dead;
     public long Delivered, Completed;
     /// <summary>Sequence of the last access handed to a waiter: WAIT_FOR_EVENT returns at once only for a newer one.</summary>

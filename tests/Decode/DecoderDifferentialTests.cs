@@ -87,10 +87,13 @@ public class DecoderDifferentialTests
             Assert.Equal(ins.MemoryDisplacement64 & mask, (ulong)d.Disp & mask);
         }
         Assert.Equal(ins.MemorySize.GetSize(), d.Size);
+        // MOVDIR64B: Iced's memory operand is the source (SrcSegment); the destination is ES:[reg].
+        if (d.Kind == AccessKind.Movdir64b) Assert.Equal(Seg.ES, d.Segment);
         int icedSeg = ins.MemorySegment - Register.ES;
+        byte seg = d.Kind == AccessKind.Movdir64b ? d.SrcSegment : d.Segment;
         // Iced names 64-bit mode's null ES/CS/SS/DS prefixes; they all have base 0, as does the default.
-        if (mode == CpuMode.Bits64 && icedSeg < Seg.FS) Assert.True(d.Segment < Seg.FS, $"{v}: segment {d.Segment}");
-        else Assert.Equal(icedSeg, d.Segment);
+        if (mode == CpuMode.Bits64 && icedSeg < Seg.FS) Assert.True(seg < Seg.FS, $"{v}: segment {seg}");
+        else Assert.Equal(icedSeg, (int)seg);
     }
 
     /// <summary>Every field that means something for the kind, as text, so a mismatch names the field.</summary>
@@ -99,6 +102,6 @@ public class DecoderDifferentialTests
         bool mem = d.HasMemory;
         return $"len={d.Length} kind={d.Kind} size={d.Size} reg={d.Reg} high={d.RegHigh8} rsize={d.RegSize} imm={(d.HasImm ? d.Imm.ToString(System.Globalization.CultureInfo.InvariantCulture) : "-")} rep={d.Rep} "
             + (mem ? $"seg={d.Segment} src={d.SrcSegment} base={d.Base} index={d.Index} scale={d.Scale} disp={d.Disp} asz={d.AddressSize} " : "")
-            + $"dx={d.PortIsDx} port={d.Port} op={d.Op} memdest={d.MemIsDest} mode={d.Mode}";
+            + $"dx={d.PortIsDx} port={d.Port} op={d.Op} memdest={d.MemIsDest} mode={d.Mode} lock={d.Lock} align={d.Align}";
     }
 }

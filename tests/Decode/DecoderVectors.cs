@@ -54,7 +54,7 @@ public static class DecoderVectors
 
     public static Vector Get(string file, int line) => Load(file).Single(v => v.Line == line);
 
-    public static readonly string[] Keys = ["len", "kind", "size", "reg", "imm", "rep", "seg", "srcseg", "mem", "asz", "port", "op", "dest", "cond"];
+    public static readonly string[] Keys = ["len", "kind", "size", "reg", "imm", "rep", "seg", "srcseg", "mem", "asz", "port", "op", "dest", "cond", "align"];
 
     static readonly string[] CondNames = ["o", "no", "b", "ae", "e", "ne", "be", "a", "s", "ns", "p", "np", "l", "ge", "le", "g"];
 
@@ -100,7 +100,7 @@ public static class DecoderVectors
             ["len"] = d.Length.ToString(CultureInfo.InvariantCulture),
             ["kind"] = KindName(d.Kind),
             ["size"] = d.Size.ToString(CultureInfo.InvariantCulture),
-            ["reg"] = d.Reg < 0 ? "none" : RegName(d.Reg, d.RegHigh8, d.RegSize),
+            ["reg"] = d.Reg < 0 ? "none" : d.Kind is AccessKind.ReadVec or AccessKind.WriteVec ? "xmm" + d.Reg : RegName(d.Reg, d.RegHigh8, d.RegSize),
             ["imm"] = d.HasImm ? "0x" + ((ulong)d.Imm).ToString("x", CultureInfo.InvariantCulture) : "none",
             ["rep"] = d.RepNe ? "ne" : d.Rep ? "1" : "0",
             ["port"] = d.Kind is AccessKind.In or AccessKind.Out or AccessKind.Ins or AccessKind.Outs
@@ -108,6 +108,7 @@ public static class DecoderVectors
             ["op"] = d.Op != AluOp.None ? d.Op.ToString().ToLowerInvariant() : "none",
             ["dest"] = d.Kind == AccessKind.Alu ? (d.MemIsDest ? "mem" : "reg") : "none",
             ["cond"] = d.Kind is AccessKind.Setcc or AccessKind.Cmov ? CondNames[d.Cond] : "none",
+            ["align"] = d.Align == 0 ? "none" : d.Align.ToString(CultureInfo.InvariantCulture),
         };
         bool mem = d.Kind is not (AccessKind.In or AccessKind.Out);
         r["seg"] = mem ? SegName(d.Segment) : "none";
@@ -140,6 +141,8 @@ public static class DecoderVectors
         AccessKind.WriteImm => "write_imm",
         AccessKind.ReadZx => "read_zx",
         AccessKind.ReadSx => "read_sx",
+        AccessKind.ReadVec => "read_vec",
+        AccessKind.WriteVec => "write_vec",
         _ => k.ToString().ToLowerInvariant(),
     };
 

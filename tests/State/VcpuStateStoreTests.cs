@@ -166,6 +166,30 @@ public sealed class VcpuStateStoreTests
     }
 
     [Fact]
+    public void Xmm_halves_are_fields_96_to_127_and_cost_two_tdcalls_per_register_on_tdx()
+    {
+        VcpuStateStore s = Tdx();
+        s.OnExit(1);
+        Assert.True(s.TryWrite(1, StateField.Xmm(5, true), 0xAAAA));        // the high half alone keeps the low one
+        Assert.True(s.TryRead(1, StateField.Xmm(5, false), out ulong lo));
+        Assert.Equal(0UL, lo);
+        Assert.Equal((UInt128)0xAAAA << 64, s.Xmm(1, 5));
+        Assert.Equal(0, s.TdReads[1]);                                       // written, so known: no TDG.VP.RD
+        Assert.Equal(2, s.OnEntry(1));                                       // one register, two 64-bit TDG.VP.WR
+        s.OnExit(1);
+        Assert.True(s.TryRead(1, StateField.Xmm(15, true), out _));
+        Assert.True(s.TryRead(1, StateField.Xmm(15, false), out _));
+        s.Xmm(1, 15);
+        Assert.Equal(2, s.TdReads[1]);                                       // both halves came with the first read
+        Assert.Equal(VcpuStateStore.Bit.XmmFirst + 15, VcpuStateStore.TrackedBit(StateField.Xmm(15, false)));
+        Assert.False(s.TryRead(1, StateField.XmmBase + 32, out _));          // 128 is not a field
+        VcpuStateStore snp = Snp();
+        snp.SetXmm(0, 2, 7);
+        snp.Xmm(0, 2);
+        Assert.Equal(0, snp.OnEntry(0) + snp.TotalTdReads);
+    }
+
+    [Fact]
     public void Vmsa_page_round_trips_every_field()
     {
         VcpuStateStore s = Snp();
@@ -184,9 +208,12 @@ public sealed class VcpuStateStoreTests
         Set(StateField.PendingEvent, 0x8000_030EUL);
         // The aliased MSRs (EFER, FS_BASE, GS_BASE) share storage with fields already set above.
         foreach (uint msr in VcpuStateStore.PassThroughMsrs[..VcpuStateStore.MsrSlotCount]) Set(StateField.Msr(msr), 0x3333_0000UL + n++);
+        for (int x = 0; x < VcpuStateStore.XmmCount; x++) { Set(StateField.Xmm(x, false), 0x4444_0000UL + n++); Set(StateField.Xmm(x, true), 0x5555_0000UL + n++); }
 
         byte[] page = new byte[VmsaLayout.Size];
         Assert.True(s.TryExportVmsa(0, page));
+        Assert.True(s.TryRead(0, StateField.Xmm(3, true), out ulong x3hi));
+        Assert.Equal(x3hi, BitConverter.ToUInt64(page, 0x470 + 3 * 16 + 8));   // fpreg_xmm, COCONUT's VMSA layout
         Assert.Equal(s.Rip(0), BitConverter.ToUInt64(page, 0x178));          // AMD's VMSA offsets
         Assert.Equal(s.Gpr(0, (int)StateField.Rsp), BitConverter.ToUInt64(page, 0x1D8));
         Assert.Equal(0xA9B - 1, BitConverter.ToUInt16(page, 0x12));            // CS attributes

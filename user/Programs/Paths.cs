@@ -14,6 +14,8 @@ public static class TestDeviceRegs
 {
     public const ulong Id = 0x00, Version = 0x04, Scratch = 0x08, Scratch64 = 0x10, Status = 0x18, Doorbell = 0x1C;
     public const ulong IrqCount = 0x20, Checksum = 0x24, DoorbellCount = 0x28;
+    /// <summary>A counter the device advances on its own after every read of it (so a locked read-modify-write of it sees it move).</summary>
+    public const ulong Ticker = 0x30;
     public const ulong Window = 0x1000, WindowSize = 0x1000, RangeSize = 0x2000;
     /// <summary>CHECKSUM covers the window's first 256 bytes; loop traffic stays above them.</summary>
     public const int ChecksumBytes = 256;
