@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Copra's one entry point. Verbs: build, test, run, copra, bench, fuzz, aot, mutate. Needs only the .NET 10 SDK.
+# Copra's one entry point. Verbs: build, test, run, copra, bench, fuzz, corpus, aot, mutate. Needs only the .NET 10 SDK.
 set -euo pipefail
 cd "$(dirname "$0")"
 export DOTNET_CLI_TELEMETRY_OPTOUT=1 DOTNET_NOLOGO=1 DOTNET_SKIP_FIRST_TIME_EXPERIENCE=1
@@ -17,6 +17,8 @@ case "$verb" in
     if [ "${1:-}" = "--instructions" ]; then shift; exec bench/instructions.sh "$@"; fi
     dotnet run --project bench -c Release -- "$@" ;;
   fuzz) dotnet run --project fuzz -c Release -- "$@" ;;
+  # The Linux corpus check: fetches a Debian kernel package with apt (~70 MB); not in CI's default run.
+  corpus) exec fuzz/corpus.sh "$@" ;;
   mutate)
     # Mutation testing (Stryker.NET, a local tool pinned in .config/dotnet-tools.json); not in CI's default run: slow.
     # One config per area in stryker/; concurrency 1 (shared 2-core machine). Reports land in artifacts/mutation/AREA.
@@ -40,5 +42,5 @@ case "$verb" in
     dotnet publish kernel -c Release -p:CopraAot=true -o artifacts/aot "$@"
     rm -f artifacts/aot/*.pdb artifacts/aot/*.dbg
     echo "native copra: artifacts/aot/copra ($(ls artifacts/aot | tr '\n' ' '))" ;;
-  *) echo "usage: ./build.sh build|test|run|copra|bench|fuzz|aot|mutate [args...]" >&2; exit 2 ;;
+  *) echo "usage: ./build.sh build|test|run|copra|bench|fuzz|corpus|aot|mutate [args...]" >&2; exit 2 ;;
 esac

@@ -17,6 +17,8 @@ public static class StateField
     public const ulong R8 = 8, R9 = 9, R10 = 10, R11 = 11, R12 = 12, R13 = 13, R14 = 14, R15 = 15;
     public const ulong Rip = 16, Rflags = 17;
     public const ulong Cr0 = 32, Cr2 = 33, Cr3 = 34, Cr4 = 35, Efer = 36;
+    /// <summary>DR6, the debug status register (the kernel sets BS when it raises a single-step #DB); resets to 0xFFFF0FF0.</summary>
+    public const ulong Dr6 = 37;
     /// <summary>Segment fields: <c>SegBase + seg*4 + {0 selector, 1 base, 2 limit, 3 attributes}</c>, seg in x86 order ES CS SS DS FS GS.</summary>
     public const ulong SegBase = 48;
     public const ulong ExitReason = 80, ExitQualification = 81, ExitGpa = 82, ExitInstructionLength = 83;

@@ -33,9 +33,11 @@ public static class Program
             if (r.Tokens.Count == 0) return;
             if (ParseHex(r.Tokens[0].Value) is null) r.AddError($"--bytes: '{r.Tokens[0].Value}' is not hex bytes (pairs of 0-9a-f, spaces allowed, 1..15 bytes)");
         });
+        var corpus = new Option<string>("--corpus") { Description = "Check the decoder on every anchor-emulated memory-operand instruction of the vmlinux and *.ko under DIR (./build.sh corpus fetches them)", HelpName = "DIR" };
+        var sample = new Option<string>("--sample") { Description = "With --corpus: write the distinct decoded forms (hex, one a line) to FILE", HelpName = "FILE" };
         var list = Cli.Flag("--list", "List the targets and exit");
         var json = Cli.Output("--json", "Write the campaign's results as JSON (docs/json.md) to FILE, or stdout with '-'");
-        foreach (var o in new Option[] { minutes, cases, target, replay, mode, seed, jobs, bytes, list, json }) root.Options.Add(o);
+        foreach (var o in new Option[] { minutes, cases, target, replay, mode, seed, jobs, bytes, corpus, sample, list, json }) root.Options.Add(o);
         root.SetAction(pr =>
         {
             int? bits = pr.GetValue(mode) is { } m ? int.Parse(m, System.Globalization.CultureInfo.InvariantCulture) : null;
@@ -45,6 +47,7 @@ public static class Program
                 return 0;
             }
             if (pr.GetValue(bytes) is { } hex) return DecodeBytes(io, ParseHex(hex)!, bits ?? 64);
+            if (pr.GetValue(corpus) is { } dir) return Corpus.KernelCorpus.Run(io, dir, pr.GetValue(sample));
             string name = pr.GetValue(target)!;
             var all = Registry.Create(bits);
             var targets = all.Where(t => name == "all" ? t.SweepCount is null && t.CampaignCases is null : t.Name == name).ToList();

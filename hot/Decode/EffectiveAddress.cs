@@ -19,14 +19,23 @@ public static class EffectiveAddress
     /// Caller obligations: <paramref name="gprs"/> holds at least 16 registers; <paramref name="segBase"/> is the base of
     /// <c>d.Segment</c> (0 for ES/CS/SS/DS in 64-bit mode).
     /// </summary>
-    public static ulong Compute(in DecodedAccess d, ReadOnlySpan<ulong> gprs, ulong nextRip, ulong segBase)
+    public static ulong Compute(in DecodedAccess d, ReadOnlySpan<ulong> gprs, ulong nextRip, ulong segBase) =>
+        Linear(in d, RawOffset(in d, gprs, nextRip), segBase);
+
+    /// <summary>The offset within the segment (the effective address truncated to the address size) of the memory operand:
+    /// what the segment limit is checked against.</summary>
+    public static ulong Offset(in DecodedAccess d, ReadOnlySpan<ulong> gprs, ulong nextRip) =>
+        RawOffset(in d, gprs, nextRip) & X86Decoder.SizeMask(d.AddressSize);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static ulong RawOffset(in DecodedAccess d, ReadOnlySpan<ulong> gprs, ulong nextRip)
     {
         ulong ea = (ulong)d.Disp;
         if (d.Base == Gpr.Rip) ea += nextRip;
         else if (d.Base >= 0) ea += gprs[d.Base];
         if (d.Index >= 0) ea += gprs[d.Index] * d.Scale;
         if (d.Kind == AccessKind.Bt && d.Reg >= 0) ea += (ulong)WriteBack.BtByteOffset(in d, gprs);
-        return Linear(in d, ea, segBase);
+        return ea;
     }
 
     /// <summary>Linear address of the DS:rSI source of MOVS; <paramref name="srcSegBase"/> is the base of <c>d.SrcSegment</c>.</summary>

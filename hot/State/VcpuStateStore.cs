@@ -54,10 +54,10 @@ public sealed class VcpuStateStore
     /// <summary>
     /// Bit of each tracked field in the valid/dirty masks.
     /// <code>
-    ///  63      56 55          40 39          30  29  28                 5   4    3    2    1    0
-    /// +----------+--------------+--------------+----+--------------------+----+----+----+----+----+
-    /// | (unused) | XMM 15..0    | MSR slot 9..0| PE | seg 5..0 x part 3..0| EFER| CR4| CR3| CR2| CR0|
-    /// +----------+--------------+--------------+----+--------------------+----+----+----+----+----+
+    ///  63      57 56          41  40  39          30  29  28                 5   4    3    2    1    0
+    /// +----------+--------------+-----+--------------+----+--------------------+----+----+----+----+----+
+    /// | (unused) | XMM 15..0    | DR6 | MSR slot 9..0| PE | seg 5..0 x part 3..0| EFER| CR4| CR3| CR2| CR0|
+    /// +----------+--------------+-----+--------------+----+--------------------+----+----+----+----+----+
     /// </code>
     /// seg bit = SegFirst + seg*4 + part (part 0 selector, 1 base, 2 limit, 3 attributes);
     /// PE = pending event; MSR slots in <see cref="PassThroughMsrs"/> order. An XMM register is one bit but two
@@ -70,7 +70,8 @@ public sealed class VcpuStateStore
         public const int SegCount = 6 * 4;
         public const int PendingEvent = SegFirst + SegCount;
         public const int MsrFirst = PendingEvent + 1;
-        public const int XmmFirst = MsrFirst + MsrSlotCount;
+        public const int Dr6 = MsrFirst + MsrSlotCount;
+        public const int XmmFirst = Dr6 + 1;
         public const int Count = XmmFirst + XmmCount;
         /// <summary>The sixteen XMM bits.</summary>
         public const ulong XmmMask = ((1UL << XmmCount) - 1) << XmmFirst;
@@ -132,7 +133,7 @@ public sealed class VcpuStateStore
 
     readonly ulong[] _gpr;          // v*16 + r
     readonly ulong[] _rip, _rflags;
-    readonly ulong[] _cr0, _cr2, _cr3, _cr4, _efer, _pendingEvent;
+    readonly ulong[] _cr0, _cr2, _cr3, _cr4, _efer, _pendingEvent, _dr6;
     readonly ushort[] _segSelector; // v*6 + s
     readonly ulong[] _segBase;
     readonly uint[] _segLimit;
@@ -162,6 +163,7 @@ public sealed class VcpuStateStore
         _cr4 = new ulong[vcpuCount];
         _efer = new ulong[vcpuCount];
         _pendingEvent = new ulong[vcpuCount];
+        _dr6 = new ulong[vcpuCount];
         _segSelector = new ushort[vcpuCount * 6];
         _segBase = new ulong[vcpuCount * 6];
         _segLimit = new uint[vcpuCount * 6];
@@ -172,7 +174,7 @@ public sealed class VcpuStateStore
         _exitGpa = new ulong[vcpuCount];
         _exitLength = new ulong[vcpuCount];
         _xmm = new UInt128[vcpuCount * XmmCount];
-        for (int v = 0; v < vcpuCount; v++) _rflags[v] = 0x2; // bit 1 is always set
+        for (int v = 0; v < vcpuCount; v++) { _rflags[v] = 0x2; _dr6[v] = Dr6Reset; } // RFLAGS bit 1 is always set
     }
 
     /// <summary>Number of vCPUs.</summary>
@@ -273,6 +275,11 @@ public sealed class VcpuStateStore
     public ulong Efer(int v) { ChargeRead(v, Bit.Efer); return _efer[v]; }
     /// <summary>Pending event in SVM EVENTINJ form: bits 7:0 vector, 10:8 type, 11 error code valid, 31 valid, 63:32 error code.</summary>
     public ulong PendingEvent(int v) { ChargeRead(v, Bit.PendingEvent); return _pendingEvent[v]; }
+    public ulong Dr6(int v) { ChargeRead(v, Bit.Dr6); return _dr6[v]; }
+    public void SetDr6(int v, ulong value) { ChargeWrite(v, Bit.Dr6); _dr6[v] = value; }
+
+    /// <summary>DR6 at reset and after a clean #DB handler: the reserved bits that read as one (SDM vol. 3 §18.2.3).</summary>
+    public const ulong Dr6Reset = 0xFFFF_0FF0;
 
     public void SetCr0(int v, ulong value) { ChargeWrite(v, Bit.Cr0); _cr0[v] = value; }
     public void SetCr2(int v, ulong value) { ChargeWrite(v, Bit.Cr2); _cr2[v] = value; }
@@ -317,6 +324,7 @@ public sealed class VcpuStateStore
             case StateField.Cr3: value = Cr3(v); return true;
             case StateField.Cr4: value = Cr4(v); return true;
             case StateField.Efer: value = Efer(v); return true;
+            case StateField.Dr6: value = Dr6(v); return true;
             case >= StateField.SegBase and < StateField.SegBase + 24:
                 value = ReadSeg(v, (int)(field - StateField.SegBase));
                 return true;
@@ -355,6 +363,10 @@ public sealed class VcpuStateStore
             case StateField.Cr3: SetCr3(v, value); return true;
             case StateField.Cr4: SetCr4(v, value); return true;
             case StateField.Efer: SetEfer(v, value); return true;
+            case StateField.Dr6:
+                if (value > uint.MaxValue) return false;   // bits 63:32 of DR6 are reserved (must be zero)
+                SetDr6(v, value);
+                return true;
             case >= StateField.SegBase and < StateField.SegBase + 24:
                 return WriteSeg(v, (int)(field - StateField.SegBase), value);
             case StateField.PendingEvent:
@@ -388,6 +400,7 @@ public sealed class VcpuStateStore
             case StateField.Cr3: return Bit.Cr3;
             case StateField.Cr4: return Bit.Cr4;
             case StateField.Efer: return Bit.Efer;
+            case StateField.Dr6: return Bit.Dr6;
             case >= StateField.SegBase and < StateField.SegBase + 24: return Bit.SegFirst + (int)(field - StateField.SegBase);
             case StateField.PendingEvent: return Bit.PendingEvent;
             case >= StateField.XmmBase and < StateField.XmmBase + 2 * XmmCount: return Bit.XmmFirst + (int)(field - StateField.XmmBase) / 2;
@@ -549,6 +562,7 @@ public sealed class VcpuStateStore
         Put(page, VmsaLayout.Cr4, _cr4[v]);
         Put(page, VmsaLayout.Efer, _efer[v]);
         Put(page, VmsaLayout.EventInj, _pendingEvent[v]);
+        Put(page, VmsaLayout.Dr6, _dr6[v]);
         int m = v * MsrSlotCount;
         Put(page, VmsaLayout.Star, _msr[m + MsrStar]);
         Put(page, VmsaLayout.Lstar, _msr[m + MsrLstar]);
@@ -570,7 +584,7 @@ public sealed class VcpuStateStore
 
     /// <summary>
     /// Loads vCPU v's state from a <see cref="VmsaLayout"/> page. False (and nothing changed) on TDX, for a short page,
-    /// for attributes wider than 12 bits or a pending event with reserved bits. Exit fields in the page are ignored.
+    /// for attributes wider than 12 bits, a pending event with reserved bits or DR6 with bits 63:32 set. Exit fields in the page are ignored.
     /// </summary>
     public bool TryImportVmsa(int v, ReadOnlySpan<byte> page)
     {
@@ -579,6 +593,7 @@ public sealed class VcpuStateStore
             if (BinaryPrimitives.ReadUInt16LittleEndian(page[(VmsaLayout.Segment(s) + VmsaLayout.SegAttributes)..]) > SegmentAttributes.Mask)
                 return false;
         if ((Get(page, VmsaLayout.EventInj) & PendingEventReserved) != 0) return false;
+        if (Get(page, VmsaLayout.Dr6) > uint.MaxValue) return false;
 
         for (int s = 0; s < 6; s++)
         {
@@ -598,6 +613,7 @@ public sealed class VcpuStateStore
         _cr4[v] = Get(page, VmsaLayout.Cr4);
         _efer[v] = Get(page, VmsaLayout.Efer);
         _pendingEvent[v] = Get(page, VmsaLayout.EventInj);
+        _dr6[v] = Get(page, VmsaLayout.Dr6);
         int m = v * MsrSlotCount;
         _msr[m + MsrStar] = Get(page, VmsaLayout.Star);
         _msr[m + MsrLstar] = Get(page, VmsaLayout.Lstar);

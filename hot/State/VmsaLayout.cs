@@ -8,7 +8,7 @@ namespace Copra.Hot.State;
 /// <code>
 ///  0x000  ES  CS  SS  DS  FS  GS     6 x 16 B: u16 selector | u16 attributes | u32 limit | u64 base
 ///  0x0D0  EFER
-///  0x148  CR4    0x150  CR3    0x158  CR0
+///  0x148  CR4    0x150  CR3    0x158  CR0    0x168  DR6
 ///  0x170  RFLAGS 0x178  RIP    0x1D8  RSP    0x1F8  RAX
 ///  0x200  STAR   0x208  LSTAR  0x210  CSTAR  0x218  SFMASK  0x220  KERNEL_GS_BASE
 ///  0x228  SYSENTER_CS  0x230  SYSENTER_ESP  0x238  SYSENTER_EIP  0x240  CR2
@@ -26,7 +26,7 @@ public static class VmsaLayout
     public const int SegmentStride = 16;
     public const int SegSelector = 0, SegAttributes = 2, SegLimit = 4, SegBase = 8;
     public const int Efer = 0x0D0;
-    public const int Cr4 = 0x148, Cr3 = 0x150, Cr0 = 0x158;
+    public const int Cr4 = 0x148, Cr3 = 0x150, Cr0 = 0x158, Dr6 = 0x168;
     public const int Rflags = 0x170, Rip = 0x178, Rsp = 0x1D8, Rax = 0x1F8;
     public const int Star = 0x200, Lstar = 0x208, Cstar = 0x210, Sfmask = 0x218, KernelGsBase = 0x220;
     public const int SysenterCs = 0x228, SysenterEsp = 0x230, SysenterEip = 0x238, Cr2 = 0x240;

@@ -27,6 +27,8 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
     public long Desyncs, DataMismatches, ExceptionsSeen, InterruptsSeen;
     public readonly List<string> Problems = [];
     public long[] ExceptionsByVector { get; } = new long[32];
+    /// <summary>The first exceptions the kernel raised: the step, the EVENTINJ value (vector, error code), RIP and RCX then.</summary>
+    public readonly List<(string Step, ulong Event, ulong Rip, ulong Rcx)> Exceptions = [];
 
     public void Run(int v, ref ExitRecord exit)
     {
@@ -45,6 +47,7 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
             foreach (var (field, value) in s.PresetFields) Poke(v, field, value);
         }
         _resume[v] = false;
+        foreach (var (field, value) in s.StatePresets) Poke(v, field, value);
         if (s.SetIf) state.Rflags(v) |= 1UL << 9;
         if (s.ClearIf) state.Rflags(v) &= ~(1UL << 9);
         _issued[v] = true;
@@ -74,6 +77,7 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
                 // handler skips it) and returns after it.
                 ExceptionsSeen++;
                 ExceptionsByVector[pe & 31]++;
+                lock (Exceptions) if (Exceptions.Count < 64) Exceptions.Add((s.Text, pe, Peek(v, StateField.Rip), state.Gpr(v, 1)));
                 Advance(v, prog, s);
                 return;
             }

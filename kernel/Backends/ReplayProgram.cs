@@ -33,6 +33,9 @@ public sealed class Step
     public byte Size;
     public ExitFlags Flags;
     public (int Reg, ulong Value)[] Presets = [];
+    /// <summary>Other state the guest's glue set before the step (segment registers, RFLAGS, CR0): state-field ids and
+    /// values, written as the hardware would (no TDCALL charged).</summary>
+    public (ulong Field, ulong Value)[] StatePresets = [];
     /// <summary>In a loop body: register <see cref="VaryReg"/> = preset + offset(iteration), and the GPA moves with it.</summary>
     public int VaryReg = -1;
     public ulong VaryStride, VarySpan;

@@ -12,6 +12,7 @@ public enum Counter
     HardwareChecked, MismatchAddress, MismatchSize, MismatchDirection, MismatchData,
     /// <summary>Locked read-modify-writes that found the location changed (a failed CAS on RAM, a device's Mismatch) and ran again.</summary>
     LockRetries,
+    SegmentFaults, AlignmentFaults, IoPrivilegeFaults, SingleStepTraps,
 }
 
 /// <summary>
@@ -26,7 +27,7 @@ public sealed class ExitStats
 {
     public const int KindCount = (int)ExitKind.Other + 1;
     public const int SampleCapacity = 1 << 18;
-    const int CounterCount = (int)Counter.LockRetries + 1;
+    const int CounterCount = (int)Counter.SingleStepTraps + 1;
     // A lane: 8 words of padding, the counters, the per-kind counts, 8 words of padding (no two CPUs' words share a line).
     const int Pad = 8, KindBase = Pad + CounterCount, LaneWords = KindBase + KindCount + Pad;
 
@@ -86,6 +87,15 @@ public sealed class ExitStats
     public long MismatchSize => Get(Counter.MismatchSize);
     public long MismatchDirection => Get(Counter.MismatchDirection);
     public long MismatchData => Get(Counter.MismatchData);
+    /// <summary>
+    /// Faults the kernel's own checks raised before an element was performed (each also counts in <see cref="Faulted"/>):
+    /// segment and canonical-address checks (#GP/#SS/#NP), alignment checks (#AC), port-I/O permission (#GP); and the
+    /// single-step traps (#DB) raised after an instruction (or a REP iteration) completed, which count as completed.
+    /// </summary>
+    public long SegmentFaults => Get(Counter.SegmentFaults);
+    public long AlignmentFaults => Get(Counter.AlignmentFaults);
+    public long IoPrivilegeFaults => Get(Counter.IoPrivilegeFaults);
+    public long SingleStepTraps => Get(Counter.SingleStepTraps);
     public long AccessesTaken => Mmio + Io;
     public long InFlight => AccessesTaken - Completed - Forwarded - Reinjected - Faulted - Aborted;
 

@@ -56,6 +56,8 @@ public sealed partial class Kernel
 
     /// <summary>The instruction in flight, per vCPU (struct-of-arrays; the vCPU's CPU owns its row).</summary>
     InFlight _f = new(1);
+    FaultContext[] _fctx = [];   // what the fault checks need, fixed at the start of the instruction (hot/Emulate/Faults.cs)
+    bool[] _checkElements = [];  // FaultContext.ChecksNeeded for this instruction
 
     /// <summary>
     /// REP string elements one exit may run before the kernel re-enters the guest at the same RIP (the CPU's own
@@ -69,6 +71,7 @@ public sealed partial class Kernel
         Stats = new ExitStats(Config.SampleCapacity, Cpus.Length);
         Fetcher = new InstructionFetcher(n);
         _f = new InFlight(n);
+        _fctx = new FaultContext[n]; _checkElements = new bool[n];
         _dataTlb = new DataTlb(n);
         _decodeCache = new DecodeCache(n);
         InitWide(n);
@@ -301,6 +304,7 @@ public sealed partial class Kernel
         // MOVAPS/APD/DQA, MOVNT*, CMPXCHG16B (operand) and MOVDIR64B (destination): #GP(0) when misaligned.
         if (d.Align != 0 && !Executor.Aligned(in d, LinearOf(v, write: d.Kind == AccessKind.Movdir64b))) { InjectException(cpu, v, VectorGp, 0); return; }
         if (hw) CheckHardware(v);
+        else { _fctx[v] = FaultContextOf(v, cpuMode, cr0, cr4, csAttr, in rec); _checkElements[v] = _fctx[v].ChecksNeeded(in d); }
 
         // REP with a zero count does nothing but advance RIP.
         if (d.Rep && IsString(d.Kind) && !hw && Masked(State.Gpr(v, 1), d.AddressSize) == 0)
@@ -448,9 +452,11 @@ public sealed partial class Kernel
     {
         var (read, _) = SidesOf(in _f.Acc[v]);
         _f.Phase[v] = ElementPhase.Read;
+        bool hw = (_f.Exit[v].Flags & ExitFlags.HardwareCompletes) != 0;
         // The hardware reports each side of an instruction as its own exit (an ALU or MOVS first reads, then
         // writes): a write exit is only the write side, its data in the record.
-        if ((_f.Exit[v].Flags & ExitFlags.HardwareCompletes) != 0 && _f.Exit[v].IsWrite) read = Side.None;
+        if (hw && _f.Exit[v].IsWrite) read = Side.None;
+        if (!hw && _checkElements[v] && ElementFaults(cpu, v)) return;
         if (read == Side.None) { AfterRead(cpu, v, 0); return; }
         Access(cpu, v, read, write: false, 0);
     }
@@ -477,6 +483,7 @@ public sealed partial class Kernel
         else
         {
             ulong linear = LinearOf(v, write);
+            if (CanonicalFaults(cpu, v, linear)) return;
             var walk = _dataTlb.Translate(v, _memory, _f.Mode[v], _f.Cr3[v], linear, write ? AccessType.Write : AccessType.Read, out gpa);
             if (!walk.IsOk) { InjectWalkFault(cpu, v, walk); return; }
             if ((linear & Page.Mask) + size > Page.Size)
@@ -608,6 +615,8 @@ public sealed partial class Kernel
         }
         if (IsString(d.Kind) && !Executor.StringStep(in d, State.Gprs(v), State.Rflags(v)))
         {
+            // Why: with TF the CPU traps after every REP iteration, RIP still at the instruction (the count resumes).
+            if (_fctx[v].SingleStep) { SingleStepTrap(cpu, v); EndExit(cpu, v, KindOf(d, _f.Exit[v]), countCompleted: true); return; }
             // Why: a REP run longer than MaxRepPerExit ends this exit with RIP unchanged; the guest re-executes the
             // instruction, exits again and the count resumes where it stopped, so one exit never runs unbounded.
             if (++_f.RepElements[v] < MaxRepPerExit) { StartElement(cpu, v); return; }
@@ -629,7 +638,10 @@ public sealed partial class Kernel
     void FinishInstruction(Cpu cpu, int v)
     {
         if ((_f.Exit[v].Flags & ExitFlags.HardwareCompletes) == 0)
+        {
             State.Rip(v) = State.Rip(v) + _f.Acc[v].Length;
+            if (_fctx[v].SingleStep) SingleStepTrap(cpu, v);
+        }
         bool forwarded = _f.Forwarded[v];
         _f.Forwarded[v] = false;
         if (forwarded) Stats.Add(cpu.Index, Counter.Forwarded);

@@ -1,0 +1,83 @@
+using BenchmarkDotNet.Attributes;
+using Copra.Hot.Decode;
+using Iced.Intel;
+
+namespace Copra.Bench;
+
+/// <summary>
+/// Copra's decoder against Iced's (the baseline), per instruction, on forms a real kernel uses on memory: a fixed
+/// sample (bench/corpus-sample.hex, embedded) of the distinct anchor-emulated memory-operand instructions the Linux
+/// corpus check found in a Debian kernel and its modules (every 172nd line of the check's --sample output, sorted, for
+/// linux-image-6.1.0-57-amd64 6.1.192-3; regenerate: ./build.sh corpus, then awk 'NR % 172 == 1' artifacts/corpus/sample.hex).
+/// Every form is checked to decode to Iced's length in both decoders before either is timed.
+/// </summary>
+[MemoryDiagnoser]
+public class CorpusDecodeBench
+{
+    byte[] _code = [];
+    int[] _starts = [];
+    ByteArrayCodeReader _reader = null!;
+    Decoder _iced = null!;
+    public const int Forms = 4112;
+
+    /// <summary>The embedded sample, one instruction after another, and where each starts.</summary>
+    public static (byte[] Code, int[] Starts) Load()
+    {
+        using var s = typeof(CorpusDecodeBench).Assembly.GetManifestResourceStream("corpus-sample.hex")
+            ?? throw new InvalidOperationException("corpus-sample.hex is not embedded in Copra.Bench");
+        using var r = new StreamReader(s);
+        var code = new List<byte>();
+        var starts = new List<int>();
+        while (r.ReadLine() is { } line)
+        {
+            if (line.Length == 0) continue;
+            starts.Add(code.Count);
+            code.AddRange(Convert.FromHexString(line));
+        }
+        return (code.ToArray(), starts.ToArray());
+    }
+
+    [GlobalSetup]
+    public void Setup()
+    {
+        (_code, _starts) = Load();
+        if (_starts.Length != Forms) throw new InvalidOperationException($"the corpus sample has {_starts.Length} forms, expected {Forms}");
+        _reader = new ByteArrayCodeReader(_code);
+        _iced = Decoder.Create(64, _reader);
+        for (int i = 0; i < _starts.Length; i++)
+        {
+            int len = (i + 1 < _starts.Length ? _starts[i + 1] : _code.Length) - _starts[i];
+            _reader.Position = _starts[i];
+            _iced.Decode(out Instruction ins);
+            if (!X86Decoder.TryDecode(_code.AsSpan(_starts[i]), CpuMode.Bits64, out var d) || d.Length != len || ins.Length != len)
+                throw new InvalidOperationException($"sample form {i} ({Convert.ToHexString(_code, _starts[i], len)}): Copra {d.Error}/{d.Length}, Iced {ins.Length}, expected {len}");
+        }
+    }
+
+    [Benchmark(Baseline = true, OperationsPerInvoke = Forms, Description = "Iced Decoder, Linux corpus sample (per insn)")]
+    public int Iced()
+    {
+        int sum = 0;
+        for (int i = 0; i < _starts.Length; i++)
+        {
+            _reader.Position = _starts[i];
+            _iced.IP = 0x1000UL + (ulong)_starts[i];
+            _iced.Decode(out Instruction insn);
+            sum += insn.Length;
+        }
+        return sum;
+    }
+
+    [Benchmark(OperationsPerInvoke = Forms, Description = "Copra X86Decoder, Linux corpus sample (per insn)")]
+    public int Copra()
+    {
+        int sum = 0;
+        ReadOnlySpan<byte> code = _code;
+        for (int i = 0; i < _starts.Length; i++)
+        {
+            X86Decoder.TryDecode(code[_starts[i]..], CpuMode.Bits64, out var d);
+            sum += d.Length;
+        }
+        return sum;
+    }
+}

@@ -1,0 +1,77 @@
+using Copra.Abi;
+using Copra.Hot.Decode;
+using Copra.Hot.Emulate;
+using Copra.Hot.Exit;
+using Copra.Hot.Guest;
+using Copra.Kernel.Exit;
+using Copra.Kernel.Machine;
+
+namespace Copra.Kernel.Core;
+
+/// <summary>
+/// The exit path's call sites into hot/Emulate/Faults.cs: the segment, canonical, alignment and port-permission checks
+/// before an element is performed, and the single-step trap after an instruction. Only on the kernel-emulated path:
+/// a hardware backend that finishes the instruction has made the checks itself.
+/// </summary>
+public sealed partial class Kernel
+{
+    FaultContext FaultContextOf(int v, CpuMode cpuMode, ulong cr0, ulong cr4, ushort csAttr, in ExitRecord rec)
+    {
+        ulong rflags = State.Rflags(v);
+        var mode = FaultContext.ModeOf(cpuMode, cr0, rflags);
+        int cpl = FaultContext.CplOf(mode, FaultContext.CplNeedsSs(mode, csAttr) ? State.SegAttributes(v, StateField.Ss) : csAttr);
+        return new FaultContext(mode, cpl, cr0, rflags, (cr4 & FaultContext.Cr4La57) != 0, rec.Port, rec.Reason == ExitReason.Io ? rec.Size : (byte)0);
+    }
+
+    /// <summary>True when the element must not be performed: the fault (or the #PF that outranks an #AC) is pending.</summary>
+    bool ElementFaults(Cpu cpu, int v)
+    {
+        ref readonly var d = ref _f.Acc[v];
+        var f = Faults.CheckElement(State, v, in d, in _fctx[v], State.Rip(v) + d.Length, _f.SegBase[v], _f.EsBase[v], out ulong misaligned, out bool write);
+        if (!f.Raised) return false;
+        Followed(v)?.Step(v, $"fault check: {f}; nothing reaches a device");
+        if (f.Cause == FaultCause.Alignment)
+        {
+            var walk = PageWalker.Translate(_memory, _f.Mode[v], _f.Cr3[v], misaligned, write ? AccessType.Write : AccessType.Read, out _);
+            if (!walk.IsOk) { InjectWalkFault(cpu, v, walk); return true; }
+        }
+        RaiseCheckFault(cpu, v, in f);
+        return true;
+    }
+
+    /// <summary>
+    /// 64-bit mode, kernel-emulated: the whole access must be canonical before it is walked (the walk checks only its
+    /// first byte, and a not-present page there would report #PF where the CPU reports #GP(0)). SS-based references
+    /// were checked in <see cref="ElementFaults"/> (#SS).
+    /// </summary>
+    bool CanonicalFaults(Cpu cpu, int v, ulong linear)
+    {
+        ref readonly var d = ref _f.Acc[v];
+        if (d.Mode != CpuMode.Bits64 || (_f.Exit[v].Flags & ExitFlags.HardwareCompletes) != 0) return false;
+        var f = Faults.Canonical(linear, d.Size, stack: false, _fctx[v].La57);
+        if (!f.Raised) return false;
+        RaiseCheckFault(cpu, v, in f);
+        return true;
+    }
+
+    void RaiseCheckFault(Cpu cpu, int v, in Fault f)
+    {
+        Stats.Add(cpu.Index, f.Cause switch
+        {
+            FaultCause.Alignment => Counter.AlignmentFaults,
+            FaultCause.IoPrivilege => Counter.IoPrivilegeFaults,
+            _ => Counter.SegmentFaults,
+        });
+        InjectException(cpu, v, f.Vector, f.HasErrorCode ? f.ErrorCode : null);
+    }
+
+    /// <summary>TF was set when the instruction started: #DB (a trap, after RIP moved) with DR6.BS set.</summary>
+    void SingleStepTrap(Cpu cpu, int v)
+    {
+        State.SetDr6(v, Faults.Dr6AfterSingleStep(State.Dr6(v)));
+        State.SetPendingEvent(v, PendingEventValid | EventTypeException | Fault.VectorDb);
+        Stats.Add(cpu.Index, Counter.SingleStepTraps);
+        Trace.Add(cpu, TraceKind.Fault, v, Fault.VectorDb);
+        Followed(v)?.Step(v, $"RFLAGS.TF: single-step #DB pending, DR6 0x{State.Dr6(v):x}");
+    }
+}
