@@ -19,8 +19,10 @@ public static class BenchConfig
     /// Short jobs for a shared 2-core machine: one launch, 3 warm-ups, 7 measured iterations. Timing is
     /// reported, never asserted.
     /// </summary>
-    public static IConfig Short() => Common()
-        .AddJob(Job.Default.WithLaunchCount(1).WithWarmupCount(3).WithIterationCount(7).WithId("Short").AsDefault());
+    public static IConfig Short(bool inProcess = false) => Common()
+        .AddJob(inProcess
+            ? Job.Default.WithLaunchCount(1).WithWarmupCount(3).WithIterationCount(7).WithToolchain(InProcessEmitToolchain.Instance).WithId("ShortInProcess").AsDefault()
+            : Job.Default.WithLaunchCount(1).WithWarmupCount(3).WithIterationCount(7).WithId("Short").AsDefault());
 
     /// <summary>Every benchmark once, in this process (BenchmarkDotNet's Dry job): a smoke test, no figures.</summary>
     public static IConfig Dry() => Common()

@@ -10,7 +10,8 @@ namespace Copra.Cold;
 /// </code>
 /// A new handle takes the lowest free slot (0 is the console, which is created with generation 0,
 /// so it is the value 0). Closing a slot bumps its generation, so the old value no longer matches.
-/// Threads of one process share the table; it locks on itself (cold path, uncontended).
+/// Threads of one process share the table: changes take its lock (cold path, uncontended); a lookup reads
+/// without it (see <see cref="TryGet"/>), since every syscall on a handle makes one.
 /// </summary>
 public sealed class HandleTable
 {
@@ -35,10 +36,18 @@ public sealed class HandleTable
             while (i < _slots.Length && _slots[i].Obj is not null) i++;
             if (i == MaxHandles) throw KernelError.NoMem("handle table full");
             if (!obj.TryAddHandle()) throw KernelError.Busy($"{obj.Kind} already has a handle");
-            if (i == _slots.Length) Array.Resize(ref _slots, Math.Min(_slots.Length * 2, MaxHandles));
+            if (i == _slots.Length) Volatile.Write(ref _slots, Grown(_slots, Math.Min(_slots.Length * 2, MaxHandles)));
             _slots[i].Obj = obj;
             return Encode(i, _slots[i].Gen);
         }
+    }
+
+    /// <summary>A copy at the new size, published whole (a lock-free reader sees the old array or the new one).</summary>
+    static Slot[] Grown(Slot[] old, int size)
+    {
+        var a = new Slot[size];
+        old.CopyTo(a, 0);
+        return a;
     }
 
     /// <summary>Looks a handle up. Any value (garbage included) is accepted; a miss is ENOTFOUND.</summary>
@@ -48,14 +57,19 @@ public sealed class HandleTable
         if (handle > uint.MaxValue) return false;
         uint h = (uint)handle;
         int i = IndexOf(h);
-        lock (_lock)
-        {
-            if (i >= _slots.Length) return false;
-            ref Slot s = ref _slots[i];
-            if (s.Obj is null || s.Gen != (ushort)(h >> IndexBits)) return false;
-            obj = s.Obj;
-            return true;
-        }
+        ushort gen = (ushort)(h >> IndexBits);
+        // Without the lock (every syscall on a handle comes through here): read the generation, the object, the
+        // generation again. Writers clear the object before they bump the generation (Detach) and fill a slot only
+        // at its current generation, so an unchanged, matching generation around the read means the object read is
+        // the one that handle names (or null while it is being closed: a miss, as under the lock a moment later).
+        var slots = Volatile.Read(ref _slots);
+        if (i >= slots.Length) return false;
+        ref Slot s = ref slots[i];
+        if (Volatile.Read(ref s.Gen) != gen) return false;
+        var o = Volatile.Read(ref s.Obj);
+        if (o is null || Volatile.Read(ref s.Gen) != gen) return false;
+        obj = o;
+        return true;
     }
 
     public KObject Get(ulong handle) =>
@@ -76,8 +90,8 @@ public sealed class HandleTable
             ref Slot s = ref _slots[i];
             if (s.Obj is null || s.Gen != (ushort)(h >> IndexBits)) return null;
             var o = s.Obj;
-            s.Obj = null;
-            s.Gen++;
+            Volatile.Write(ref s.Obj, null);
+            Volatile.Write(ref s.Gen, (ushort)(s.Gen + 1));   // after the clear: TryGet's lock-free read relies on the order
             return o;
         }
     }
@@ -87,7 +101,7 @@ public sealed class HandleTable
     {
         lock (_lock)
         {
-            while (index >= _slots.Length) Array.Resize(ref _slots, _slots.Length * 2);
+            while (index >= _slots.Length) Volatile.Write(ref _slots, Grown(_slots, _slots.Length * 2));
             if (_slots[index].Obj is not null) throw new InvalidOperationException($"slot {index} is taken");
             _slots[index].Obj = obj;
             return Encode(index, _slots[index].Gen);
@@ -113,7 +127,7 @@ public sealed class HandleTable
         {
             var list = new List<KObject>();
             for (int i = 0; i < _slots.Length; i++)
-                if (_slots[i].Obj is { } o) { list.Add(o); _slots[i].Obj = null; _slots[i].Gen++; }
+                if (_slots[i].Obj is { } o) { list.Add(o); Volatile.Write(ref _slots[i].Obj, null); Volatile.Write(ref _slots[i].Gen, (ushort)(_slots[i].Gen + 1)); }
             return list;
         }
     }

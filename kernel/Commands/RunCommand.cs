@@ -249,7 +249,7 @@ public static class RunCommand
         w.WriteString("measured_is", Report.ExitReport.MeasuredIs);
         w.WriteString("measured_unit", Tsc.Unit);
         w.WriteString("modelled_is", $"platform cycles from the cost model '{k.Cost.Name}' (modelled)");
-        w.WriteString("percentiles_are", "from an HdrHistogram at 3 significant digits; min and max are exact");
+        w.WriteString("percentiles_are", "from a histogram with HdrHistogram's bucketing at 3 significant digits; min and max are exact");
         Kind(w, "all", Report.ExitReport.All(st));
         w.WriteStartObject("by_kind");
         foreach (var r in Report.ExitReport.ByKind(st)) Kind(w, r.Name, r);

@@ -31,8 +31,7 @@ public static class TraceCommand
     {
         using var sys = new CopraSystem(sc);
         var lines = new List<string>();
-        sys.Kernel.NarrateExit = n;
-        sys.Kernel.Narrator = lines.Add;
+        sys.Kernel.Tracer = new Exit.ExitNarration(n, lines.Add);
         sys.Run();
         exitsTaken = sys.Kernel.Stats.Taken;
         return lines;

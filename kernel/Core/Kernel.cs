@@ -172,7 +172,7 @@ public sealed partial class Kernel : IDisposable
     /// <summary>Runs a thread until it blocks, exits, or dies.</summary>
     internal void RunSlice(Cpu cpu, KThread t)
     {
-        Trace.Add(cpu, TraceKind.ThreadSlice, t.Id);
+        Trace.AddDisplayOnlyOn(cpu, TraceKind.ThreadSlice, t.Id);
         try
         {
             if (t.Main is null)
@@ -188,7 +188,7 @@ public sealed partial class Kernel : IDisposable
             CrashProcess(cpu, t.Process, e);
             return;
         }
-        Trace.AddDisplayOnly(cpu, TraceKind.ThreadSliceEnd, t.Id, t.Process.Pid);
+        Trace.AddDisplayOnlyOn(cpu, TraceKind.ThreadSliceEnd, t.Id, t.Process.Pid);
         if (t.State == ThreadState.Dead) return;
         if (t.Main.IsCompleted)
         {
@@ -212,7 +212,7 @@ public sealed partial class Kernel : IDisposable
         var here = t_cpu;
         if (here is not null && here.Index == cpu) here.EnqueueLocal(t);
         else Cpus[cpu].Post(new CpuMessage(CpuMessageKind.RunThread, t.Id));
-        if (here is not null) Trace.Add(here, TraceKind.ThreadWake, t.Id, cpu);
+        if (here is not null) Trace.AddDisplayOnlyOn(here, TraceKind.ThreadWake, t.Id, cpu);
     }
 
     /// <summary>Ends one thread; the process exits with its last thread.</summary>

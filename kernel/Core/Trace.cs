@@ -1,5 +1,11 @@
 namespace Copra.Kernel.Core;
 
+/// <summary>
+/// What a trace record is. Hashed (the determinism check): one <see cref="Complete"/> per MMIO/IOIO exit, and the
+/// scheduling events off the exit path (thread start and exit, process exit, run-page exits, IRQs, migrations).
+/// The per-exit steps (entry, exit, delivery, forward, re-injection, fault, slices, wakes) are display-only: kept for
+/// --trace, never hashed, so hashing costs one record per exit (issue 13; the hash changed once with it).
+/// </summary>
 public enum TraceKind : byte
 {
     ThreadStart, ThreadSlice, ThreadBlock, ThreadWake, ThreadExit, ProcessExit, SysCall,
@@ -76,9 +82,15 @@ public sealed class Trace
     public int KeptCount { get { int n = 0; foreach (var l in _lanes) n += l.Kept; return n; } }
 
     /// <summary>Adds a record to the lane of the CPU this host thread is stepping (<paramref name="cpu"/> outside the drivers).</summary>
-    public void Add(Cpu cpu, TraceKind kind, long a = 0, long b = 0, long measuredTicks = 0)
+    public void Add(Cpu cpu, TraceKind kind, long a = 0, long b = 0, long measuredTicks = 0) =>
+        AddOn(Kernel.CurrentCpu ?? cpu, kind, a, b, measuredTicks);
+
+    /// <summary>
+    /// Adds a record to <paramref name="here"/>'s lane. Caller obligation: the calling host thread is the one stepping
+    /// <paramref name="here"/> (or no driver runs). The exit path knows its CPU, so it skips the thread-local lookup.
+    /// </summary>
+    public void AddOn(Cpu here, TraceKind kind, long a = 0, long b = 0, long measuredTicks = 0)
     {
-        var here = Kernel.CurrentCpu ?? cpu;
         var lane = _lanes[here.Index];
         lane.Count++;
         ulong h = lane.Hash;
@@ -94,6 +106,14 @@ public sealed class Trace
     {
         if (!Keep) return;
         var here = Kernel.CurrentCpu ?? cpu;
+        Keep1(_lanes[here.Index], new Record(here.Clock, here.Index, kind, a, b, 0));
+    }
+
+    /// <summary><see cref="AddDisplayOnly"/> on <paramref name="here"/>'s lane, with <see cref="AddOn"/>'s obligation. Inlined: off, it is one test.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    public void AddDisplayOnlyOn(Cpu here, TraceKind kind, long a = 0, long b = 0)
+    {
+        if (!Keep) return;
         Keep1(_lanes[here.Index], new Record(here.Clock, here.Index, kind, a, b, 0));
     }
 

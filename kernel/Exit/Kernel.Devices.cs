@@ -9,7 +9,8 @@ namespace Copra.Kernel.Core;
 /// <summary>
 /// Device models and vCPU threads: delivering an access into an event area, completing it when the
 /// model answers, WAIT_FOR_EVENT on vCPUs and event objects, IRQs, stopping a VM, and what happens
-/// when a model or a VMM dies. Each event object and each vCPU object is its own lock; the two are
+/// when a model or a VMM dies. Each event object has its own lock (<see cref="EventObject.Gate"/>, a
+/// <see cref="Lock"/>: an uncontended enter is one compare-and-swap) and each vCPU object is its own lock; the two are
 /// never held together (a completion takes the event's lock, drops it, then continues the vCPU).
 /// </summary>
 public sealed partial class Kernel
@@ -21,15 +22,15 @@ public sealed partial class Kernel
         var vm = _vcpus[v].Vm;
         var e = vm.OwnerOf(owner);
         if (e is null) { Unowned(cpu, v, kind, addr, write, data); return; }
-        _reqKind[v] = kind; _reqAddr[v] = addr; _reqSize[v] = (byte)ElementSize(v); _reqWrite[v] = write; _reqData[v] = data; _reqOwner[v] = owner;
+        _f.ReqKind[v] = kind; _f.ReqAddr[v] = addr; _f.ReqSize[v] = (byte)ElementSize(v); _f.ReqWrite[v] = write; _f.ReqData[v] = data; _f.ReqOwner[v] = owner;
         // Only this exit changes the state of a vCPU that is in an exit (Runnable here; Dead is set by
         // this CPU too): a compare-and-swap on the vCPU's own word instead of its lock.
         SetRun(_vcpus[v], VcpuRun.Runnable, VcpuRun.WaitingDevice);
         Stats.Add(cpu.Index, Counter.DeviceRoundTrips);
         // The model's answer costs it one syscall (its next WAIT_FOR_EVENT or EVENT_SIGNAL).
-        _modelled[v] += Cost.SyscallCycles;
+        _f.Modelled[v] += Cost.SyscallCycles;
         KThread? wake = null;
-        lock (e)
+        lock (e.Gate)
         {
             if (e.Dead) { }
             // A locked read-modify-write of another vCPU holds the object from its read to its write: queue behind it.
@@ -37,11 +38,11 @@ public sealed partial class Kernel
             else { FillArea(e, v); wake = e.Waiter; e.Waiter = null; if (wake is not null) e.Handed = e.Area.Sequence; }
         }
         if (e.Dead) { AnswerLost(cpu, v, e); return; }
-        Trace.Add(cpu, TraceKind.Deliver, v, e.OwnerId);
-        NarratorFor(v)?.Invoke($"deliver: {e.Describe()} event area seq {e.Area.Sequence}: {(write ? "write" : "read")} 0x{addr:x} size {_reqSize[v]}{(write ? $" data 0x{data:x}" : "")}; {(wake is null ? "no thread waiting yet (it will find it)" : $"waking thread {wake.Id} on cpu {_vcpus[v].Cpu}")}");
+        Trace.AddDisplayOnlyOn(cpu, TraceKind.Deliver, v, e.OwnerId);
+        Followed(v)?.Step(v, $"deliver: {e.Describe()} event area seq {e.Area.Sequence}: {(write ? "write" : "read")} 0x{addr:x} size {_f.ReqSize[v]}{(write ? $" data 0x{data:x}" : "")}; {(wake is null ? "no thread waiting yet (it will find it)" : $"waking thread {wake.Id} on cpu {_vcpus[v].Cpu}")}");
         if (wake is not null)
         {
-            if (wake.Cpu != _vcpus[v].Cpu) { _modelled[v] += Cost.CrossCpuWakeCycles; Stats.Add(cpu.Index, Counter.CrossCpuWakes); }
+            if (wake.Cpu != _vcpus[v].Cpu) { _f.Modelled[v] += Cost.CrossCpuWakeCycles; Stats.Add(cpu.Index, Counter.CrossCpuWakes); }
             WakeThread(wake, 1, _vcpus[v].Cpu);   // the model runs where the exit happened
         }
     }
@@ -50,26 +51,26 @@ public sealed partial class Kernel
     void FillArea(EventObject e, int v)
     {
         ref var a = ref e.Area;
-        ref readonly var d = ref _acc[v];
+        ref readonly var d = ref _f.Acc[v];
         a.Sequence++;
-        a.Kind = _reqKind[v];
-        a.Address = _reqAddr[v];
-        a.Size = _reqSize[v];
-        a.Direction = _reqWrite[v] ? AccessDirection.Write : AccessDirection.Read;
-        a.Data = _reqWrite[v] ? _reqData[v] : 0;
+        a.Kind = _f.ReqKind[v];
+        a.Address = _f.ReqAddr[v];
+        a.Size = _f.ReqSize[v];
+        a.Direction = _f.ReqWrite[v] ? AccessDirection.Write : AccessDirection.Read;
+        a.Data = _f.ReqWrite[v] ? _f.ReqData[v] : 0;
         a.Vcpu = (uint)_vcpus[v].LocalIndex;
         a.Cpu = (uint)_vcpus[v].Cpu;
         a.Rip = State.Rip(v);
         bool str = d.Kind is Hot.Decode.AccessKind.Movs or Hot.Decode.AccessKind.Stos or Hot.Decode.AccessKind.Ins or Hot.Decode.AccessKind.Outs;
-        bool locked = d.Lock && (_exit[v].Flags & Hot.Exit.ExitFlags.HardwareCompletes) == 0;
+        bool locked = d.Lock && (_f.Exit[v].Flags & Hot.Exit.ExitFlags.HardwareCompletes) == 0;
         a.Flags = (str ? EventFlags.String : 0) | (d.Rep ? EventFlags.Rep : 0) | (locked ? EventFlags.Locked : 0);
         a.Result = LockResult.Applied;
-        if (a.Size > 8 && _reqWrite[v]) WideToArea(v, ref a);
-        if (locked && _reqWrite[v])
+        if (a.Size > 8 && _f.ReqWrite[v]) WideToArea(v, ref a);
+        if (locked && _f.ReqWrite[v])
         {
             // The write carries what the locked read returned: the model applies it only if the location still holds that.
             if (a.Size > 8) { a.Expected = BitConverter.ToUInt64(WideRead(v)); a.ExpectedHigh = BitConverter.ToUInt64(WideRead(v)[8..]); }
-            else { a.Expected = _value[v]; a.ExpectedHigh = 0; }
+            else { a.Expected = _f.Value[v]; a.ExpectedHigh = 0; }
         }
         a.Count = str && d.Rep ? (uint)Masked(State.Gpr(v, 1), d.AddressSize) : 1;
         a.PublishState(EventState.Pending);   // release: the fields above are visible first
@@ -80,7 +81,12 @@ public sealed partial class Kernel
     ValueTask<long> WaitEvent(KThread t, EventObject e)
     {
         CompleteIfDone(e);
-        lock (e)
+        // The IPC fast path: reply and receive in one call. The answer above made the vCPU runnable here; with
+        // nothing else ready on this CPU, enter it now, from this call, so its next exit lands in this area
+        // before the check below and the model takes it without blocking (docs/design.md).
+        var here = CurrentCpu;
+        if (here is not null && here.Current == t && here.TryTakeDirectVcpu(out int direct)) RunGuest(here, direct);
+        lock (e.Gate)
         {
             if (e.Waiter is not null && e.Waiter != t) throw KernelError.Busy("another thread waits on this event object");
             // An access the caller has not been handed yet: return it (on the exit's CPU). A model that
@@ -108,7 +114,7 @@ public sealed partial class Kernel
         int v;
         ulong value;
         bool mismatch;
-        lock (e)
+        lock (e.Gate)
         {
             if (e.Inflight < 0 || e.Area.ReadState() != EventState.Done) return;
             v = e.Inflight;
@@ -124,22 +130,40 @@ public sealed partial class Kernel
             else if (e.HeldBy == v) { e.HeldBy = -1; _held[v] = null; }
             if (e.HeldBy < 0 && e.TryDequeue(out int next)) FillArea(e, next);
         }
-        var cpu = CurrentCpu ?? Cpus[_vcpus[v].Cpu];
-        NarratorFor(v)?.Invoke($"the device model answered (state Done, data 0x{value:x}) and called WAIT_FOR_EVENT: completing on cpu {cpu.Index}");
-        _segStart[v] = t0;   // the completion is kernel work of this exit, from the lock on
-        ContinueAfterDevice(cpu, v, value, mismatch);
+        var here = CurrentCpu;
+        Followed(v)?.Step(v, $"the device model answered (state Done, data 0x{value:x}) and called WAIT_FOR_EVENT: completing on cpu {_vcpus[v].Cpu}{(here is not null && here.Index != _vcpus[v].Cpu ? $" (posted from cpu {here.Index} to its inbox)" : "")}");
+        if (here is not null && here.Index != _vcpus[v].Cpu) { PostAnswer(here, v, value, mismatch); return; }
+        _f.SegStart[v] = t0;   // the completion is kernel work of this exit, from the lock on
+        ContinueAfterDevice(here ?? Cpus[_vcpus[v].Cpu], v, value, mismatch);
     }
+
+    /// <summary>
+    /// Ownership, not a lock: vCPU <paramref name="v"/>'s in-flight row belongs to its CPU, so an answer taken on another
+    /// CPU is handed to that CPU's inbox, and the owner applies it (<see cref="ApplyAnswer"/>) in its next step.
+    /// </summary>
+    void PostAnswer(Cpu from, int v, ulong value, bool lockMismatch = false)
+    {
+        _f.Answer[v] = value;   // published by the inbox's release; read after the owner's acquire
+        _f.AnswerMismatch[v] = lockMismatch;
+        Stats.Add(from.Index, Counter.CrossCpuWakes);
+        _f.Modelled[v] += Cost.CrossCpuWakeCycles;
+        Cpus[_vcpus[v].Cpu].Post(new CpuMessage(CpuMessageKind.Answer, v));
+    }
+
+    /// <summary>Owner CPU only: applies the answer another CPU posted for vCPU <paramref name="v"/>.</summary>
+    internal void ApplyAnswer(Cpu cpu, int v) => ContinueAfterDevice(cpu, v, _f.Answer[v], _f.AnswerMismatch[v]);
+
 
     /// <summary>The device answered vCPU v's request: resume its element.</summary>
     void ContinueAfterDevice(Cpu cpu, int v, ulong value, bool lockMismatch = false)
     {
-        if (_segStart[v] == 0) _segStart[v] = (long)Tsc.Read();
+        if (_f.SegStart[v] == 0) _f.SegStart[v] = (long)Tsc.Read();
         // The completion took this access out of the event object under its lock, so VM_CONTROL Stop
         // can no longer abandon it: nothing else writes the state now but this CAS.
         SetRun(_vcpus[v], VcpuRun.WaitingDevice, VcpuRun.Runnable);
-        if (_reqWrite[v] && lockMismatch) LockMismatch(cpu, v, value & AllOnes(_reqSize[v]));
-        else if (_reqWrite[v]) AfterWrite(cpu, v);
-        else AfterRead(cpu, v, value & AllOnes(_reqSize[v]));
+        if (_f.ReqWrite[v] && lockMismatch) LockMismatch(cpu, v, value & AllOnes(_f.ReqSize[v]));
+        else if (_f.ReqWrite[v]) AfterWrite(cpu, v);
+        else AfterRead(cpu, v, value & AllOnes(_f.ReqSize[v]));
         ChargeTdReads(cpu, v);
         CloseSegment(v);
     }
@@ -156,7 +180,7 @@ public sealed partial class Kernel
     void DeviceLost(EventObject e)
     {
         var waiting = new List<int>();
-        lock (e)
+        lock (e.Gate)
         {
             e.Dead = true;
             if (e.Inflight >= 0) { waiting.Add(e.Inflight); e.Inflight = -1; }
@@ -174,11 +198,13 @@ public sealed partial class Kernel
         lock (vc)
         {
             ref var page = ref vc.Page;
-            page.LostAddress = _reqAddr[v];
-            page.LostKind = _reqKind[v];
+            page.LostAddress = _f.ReqAddr[v];
+            page.LostKind = _f.ReqKind[v];
             page.LostCount++;
         }
-        if (_reqSize[v] > 8 && !_reqWrite[v]) WideRead(v).Fill(0xFF);   // a wide read of nothing: all ones too
+        if (_f.ReqSize[v] > 8 && !_f.ReqWrite[v]) WideRead(v).Fill(0xFF);   // a wide read of nothing: all ones too
+        var here = CurrentCpu;
+        if (here is not null && here.Index != vc.Cpu) { PostAnswer(here, v, ulong.MaxValue); return; }
         ContinueAfterDevice(cpu, v, ulong.MaxValue);
     }
 
@@ -262,9 +288,9 @@ public sealed partial class Kernel
             bool abandoned = false;
             if (vc.Run == VcpuRun.WaitingDevice)
             {
-                var e = vm.OwnerOf(_reqOwner[v]);
+                var e = vm.OwnerOf(_f.ReqOwner[v]);
                 if (e is not null)
-                    lock (e)
+                    lock (e.Gate)
                     {
                         if (e.Inflight == v) { e.Inflight = -1; e.Area.State = EventState.Idle; if (e.TryDequeue(out int next)) FillArea(e, next); abandoned = true; }
                         else abandoned = e.Remove(v);
@@ -288,7 +314,7 @@ public sealed partial class Kernel
                 lock (vc) { if (vc.Waiter == t) vc.Waiter = null; }
                 break;
             case EventObject e:
-                lock (e) { if (e.Waiter == t) e.Waiter = null; }
+                lock (e.Gate) { if (e.Waiter == t) e.Waiter = null; }
                 break;
             case Batch.PolledRingObject ring:
                 lock (ring) { if (ring.Waiter == t) ring.Waiter = null; }

@@ -35,16 +35,17 @@ public sealed partial class Kernel
 
 
     /// <summary>
-    /// <c>copra trace</c>: narrates exit number <see cref="NarrateExit"/> step by step. Off (null) on
-    /// every normal run; the arguments of <c>Narrator?.Invoke(...)</c> are not evaluated then.
+    /// Follows exits from outside the stages (<c>copra trace</c> narrates one): asked once per exit whether to follow
+    /// it (<see cref="IExitTracer.Follow"/>); the stages of a followed exit report to it, and their text is built only
+    /// then. Null on every normal run.
     /// </summary>
-    public Action<string>? Narrator { get; set; }
-    public long NarrateExit { get; set; } = -1;
-    int _narrated = -1;
+    public IExitTracer? Tracer { get; set; }
+    int _followed = -1;   // the vCPU whose exit the tracer follows, or -1
     int _firstExit;
     /// <summary>The lane of the CPU this host thread steps (the statistics are per CPU), or -1 outside the drivers.</summary>
     static int Here => CurrentCpu?.Index ?? -1;
-    Action<string>? NarratorFor(int v) => v == _narrated ? Narrator : null;
+    /// <summary>The tracer when vCPU <paramref name="v"/>'s exit is followed, else null (a stage's one compare).</summary>
+    IExitTracer? Followed(int v) => v == _followed ? Tracer : null;
 
     /// <summary>Called once, at the first exit (the run command snapshots the process tree there).</summary>
     public Action? OnFirstExit { get; set; }
@@ -53,23 +54,8 @@ public sealed partial class Kernel
     /// <summary>TDCALL counters after boot (the platform's loading of initial state is not the kernel's cost).</summary>
     public (long Reads, long Writes) StateBaseline { get; set; }
 
-    // Instruction in progress, per vCPU.
-    DecodedAccess[] _acc = [];
-    ExitRecord[] _exit = [];
-    byte[] _phase = [];          // Phase
-    ulong[] _value = [];         // value read in this element
-    ulong[] _writeValue = [];    // value to write in this element
-    ulong[] _segBase = [];       // base of the memory operand's segment
-    ulong[] _esBase = [];        // ES base (string destinations)
-    PagingMode[] _mode = [];
-    ulong[] _cr3 = [];
-    long[] _measured = [];       // TSC ticks spent in kernel code for this exit
-    long[] _segStart = [];       // start of the kernel segment now running for this exit, or 0
-    long[] _modelled = [];       // modelled platform cycles for this exit
-    long[] _hardware = [];       // hardware round trip of this exit (KVM: TSC around KVM_RUN), else 0
-    ulong[] _hwRead = [];        // the value the last hardware-completed read returned (checks an ALU's write)
-    bool[] _firstElement = [];
-    int[] _repElements = [];
+    /// <summary>The instruction in flight, per vCPU (struct-of-arrays; the vCPU's CPU owns its row).</summary>
+    InFlight _f = new(1);
     FaultContext[] _fctx = [];   // what the fault checks need, fixed at the start of the instruction (hot/Emulate/Faults.cs)
     bool[] _checkElements = [];  // FaultContext.ChecksNeeded for this instruction
 
@@ -78,29 +64,29 @@ public sealed partial class Kernel
     /// interruptible REP: rSI/rDI/rCX carry the progress and the next exit resumes). Bounds the time one exit holds a CPU.
     /// </summary>
     public const int MaxRepPerExit = 256;
-    bool[] _forwarded = [];      // some side of this instruction went to the host
-    long[] _tdRead0 = [];        // the vCPU's TDG.VP.RD count already charged to this exit's modelled cost
-    // A request to a device, kept per vCPU so it can queue behind another vCPU's.
-    EventKind[] _reqKind = [];
-    ulong[] _reqAddr = [];
-    byte[] _reqSize = [];
-    bool[] _reqWrite = [];
-    ulong[] _reqData = [];
-    int[] _reqOwner = [];
-
-    enum Phase : byte { None, Read, Write, Read2 }   // Read2: CMPS's second read (ES:rDI)
 
     void InitExitPath(int vcpus)
     {
         int n = Math.Max(1, vcpus);
         Stats = new ExitStats(Config.SampleCapacity, Cpus.Length);
         Fetcher = new InstructionFetcher(n);
-        _acc = new DecodedAccess[n]; _exit = new ExitRecord[n]; _phase = new byte[n]; _value = new ulong[n];
-        _writeValue = new ulong[n]; _segBase = new ulong[n]; _esBase = new ulong[n]; _mode = new PagingMode[n];
-        _cr3 = new ulong[n]; _measured = new long[n]; _segStart = new long[n]; _modelled = new long[n]; _hardware = new long[n]; _hwRead = new ulong[n]; _firstElement = new bool[n]; _repElements = new int[n]; _fctx = new FaultContext[n]; _checkElements = new bool[n]; _forwarded = new bool[n]; _tdRead0 = new long[n];
-        _reqKind = new EventKind[n]; _reqAddr = new ulong[n]; _reqSize = new byte[n]; _reqWrite = new bool[n];
-        _reqData = new ulong[n]; _reqOwner = new int[n];
+        _f = new InFlight(n);
+        _fctx = new FaultContext[n]; _checkElements = new bool[n];
+        _dataTlb = new DataTlb(n);
+        _decodeCache = new DecodeCache(n);
         InitWide(n);
+    }
+
+    /// <summary>The data side's TLB and the recent decodes, per vCPU (hot/Guest/DataTlb.cs, hot/Decode/DecodeCache.cs).</summary>
+    DataTlb _dataTlb = null!;
+    DecodeCache _decodeCache = null!;
+
+    /// <summary>Drops vCPU <paramref name="v"/>'s cached translations and decodes (its CR3, mode or state was written).</summary>
+    void InvalidateCaches(int v)
+    {
+        Fetcher.Invalidate(v);
+        _dataTlb.Invalidate(v);
+        _decodeCache.Invalidate(v);
     }
 
     // ---- entering the guest ------------------------------------------------------------------
@@ -123,9 +109,9 @@ public sealed partial class Kernel
         State.OnEntry(v);
         long entryTd = State.TdWrites[v] - wr0;
         Stats.Add(cpu.Index, Counter.TdWrites, entryTd);
-        Trace.AddDisplayOnly(cpu, TraceKind.EntryStart, v);
+        Trace.AddDisplayOnlyOn(cpu, TraceKind.EntryStart, v);
         cpu.Clock += Cost.ExitCycles + entryTd * Cost.TdcallCycles;
-        Trace.Add(cpu, TraceKind.GuestEnter, v);
+        Trace.AddDisplayOnlyOn(cpu, TraceKind.GuestEnter, v);
 
         ExitRecord rec = default;
         Backend.Run(v, ref rec);
@@ -169,15 +155,16 @@ public sealed partial class Kernel
         State.OnExit(v);   // TDG.VP.RDs since the last charge (the entry's, e.g. the interrupt check) go to this exit
         Stats.Add(cpu.Index, Counter.Taken);
         if (_firstExit == 0 && Interlocked.Exchange(ref _firstExit, 1) == 0) OnFirstExit?.Invoke();
-        long taken = NarrateExit >= 0 ? Stats.Taken : 0;   // the global ordinal: a sum over CPUs, only for narration
-        if (taken == NarrateExit) _narrated = v;
-        NarratorFor(v)?.Invoke($"exit #{taken} on cpu {cpu.Index}: vcpu {v} {rec.Reason} gpa=0x{rec.Gpa:x} port=0x{rec.Port:x} size={rec.Size} flags={rec.Flags}; RIP=0x{State.Rip(v):x} ({Cost.Name} exit+entry {Cost.ExitCycles} modelled cycles)");
-        Trace.Add(cpu, TraceKind.Exit, v, (long)rec.Reason);
-        _measured[v] = 0;
-        _segStart[v] = t0;
-        _modelled[v] = Cost.ExitCycles + entryTd * Cost.TdcallCycles;
-        _hardware[v] = Backend is IHardwareTimedBackend hwb ? hwb.LastRunTicks(v) : 0;
-        _exit[v] = rec;
+        // The tracer's one check per exit (the ordinal is a sum over CPUs: only computed when a tracer is set).
+        long taken = 0;
+        if (Tracer is { } tracer && tracer.Follow(v, taken = Stats.Taken)) _followed = v;
+        Followed(v)?.Step(v, $"exit #{taken} on cpu {cpu.Index}: vcpu {v} {rec.Reason} gpa=0x{rec.Gpa:x} port=0x{rec.Port:x} size={rec.Size} flags={rec.Flags}; RIP=0x{State.Rip(v):x} ({Cost.Name} exit+entry {Cost.ExitCycles} modelled cycles)");
+        Trace.AddDisplayOnlyOn(cpu, TraceKind.Exit, v, (long)rec.Reason);
+        _f.Measured[v] = 0;
+        _f.SegStart[v] = t0;
+        _f.Modelled[v] = Cost.ExitCycles + entryTd * Cost.TdcallCycles;
+        _f.Hardware[v] = Backend is IHardwareTimedBackend hwb ? hwb.LastRunTicks(v) : 0;
+        _f.Exit[v] = rec;
         var vc = _vcpus[v];
         switch (rec.Reason)
         {
@@ -217,19 +204,19 @@ public sealed partial class Kernel
     void ChargeTdReads(Cpu cpu, int v)
     {
         long now = State.TdReads[v];
-        long reads = now - _tdRead0[v];
+        long reads = now - _f.TdRead0[v];
         if (reads == 0) return;
-        _tdRead0[v] = now;
+        _f.TdRead0[v] = now;
         Stats.Add(cpu.Index, Counter.TdReads, reads);
-        _modelled[v] += reads * Cost.TdcallCycles;
+        _f.Modelled[v] += reads * Cost.TdcallCycles;
     }
 
     /// <summary>Adds the running kernel segment of this exit to its measured time.</summary>
     void CloseSegment(int v)
     {
-        if (_segStart[v] == 0) return;
-        _measured[v] += (long)Tsc.Read() - _segStart[v];
-        _segStart[v] = 0;
+        if (_f.SegStart[v] == 0) return;
+        _f.Measured[v] += (long)Tsc.Read() - _f.SegStart[v];
+        _f.SegStart[v] = 0;
     }
 
     void RunPageExit(Cpu cpu, VcpuObject vc, RunExit why, ExitKind kind)
@@ -237,7 +224,7 @@ public sealed partial class Kernel
         lock (vc) ReportRunExitLocked(cpu, vc, why);
         ChargeTdReads(cpu, vc.Global);
         CloseSegment(vc.Global);
-        Stats.Record(cpu.Index, kind, _measured[vc.Global], _modelled[vc.Global], _hardware[vc.Global]);
+        Stats.Record(cpu.Index, kind, _f.Measured[vc.Global], _f.Modelled[vc.Global], _f.Hardware[vc.Global]);
     }
 
     /// <summary>Fills the run page and wakes the vCPU's thread (on the vCPU's CPU). Caller holds the vCPU's lock.</summary>
@@ -267,27 +254,28 @@ public sealed partial class Kernel
     /// <summary>Decode the instruction behind an MMIO/IOIO exit and start its first element.</summary>
     void BeginAccess(Cpu cpu, int v)
     {
-        ref readonly var rec = ref _exit[v];
+        ref readonly var rec = ref _f.Exit[v];
         ulong cr0 = State.Cr0(v), cr4 = State.Cr4(v), efer = State.Efer(v);
         var pmode = PagingMode.From(cr0, cr4, efer);
         ushort csAttr = State.SegAttributes(v, StateField.Cs);
         bool pe = (cr0 & 1) != 0;
         var cpuMode = SegmentAttributes.CodeBitness(csAttr, pmode.LongMode, pe) switch { 64 => CpuMode.Bits64, 32 => CpuMode.Bits32, _ => CpuMode.Bits16 };
         ulong cr3 = State.Cr3(v);
-        _mode[v] = pmode;
-        _cr3[v] = cr3;
+        _f.Mode[v] = pmode;
+        _f.Cr3[v] = cr3;
         ulong csBase = cpuMode == CpuMode.Bits64 ? 0 : State.SegBase(v, StateField.Cs);
         ulong rip = State.Rip(v);
 
-        Span<byte> bytes = stackalloc byte[InstructionFetcher.MaxInstructionLength];
+        Span<byte> buffer = stackalloc byte[DecodeCache.BufferLength];   // zeroed: the byte past the fetch is part of the cache key
+        Span<byte> bytes = buffer[..InstructionFetcher.MaxInstructionLength];
         bool cached = Fetcher.IsCached(v);
         var fr = Fetcher.Fetch(v, _memory, pmode, cr3, csBase + rip, bytes, out int got, out var fault);
-        NarratorFor(v)?.Invoke($"mode: CR0=0x{cr0:x} CR4=0x{cr4:x} EFER=0x{efer:x} CS.attr=0x{csAttr:x} -> {cpuMode}, paging {pmode}, CR3=0x{cr3:x}{(Config.Platform == PlatformType.Tdp ? $" (TDX: {State.TdReads[v] - _tdRead0[v]} TDG.VP.RD so far in this exit)" : "")}");
-        NarratorFor(v)?.Invoke($"fetch: linear 0x{csBase + rip:x}, code-page cache {(cached ? "hit" : "miss (page walk)")}, {fr}, {got} bytes: {Convert.ToHexString(bytes[..got]).ToLowerInvariant()}");
+        Followed(v)?.Step(v, $"mode: CR0=0x{cr0:x} CR4=0x{cr4:x} EFER=0x{efer:x} CS.attr=0x{csAttr:x} -> {cpuMode}, paging {pmode}, CR3=0x{cr3:x}{(Config.Platform == PlatformType.Tdp ? $" (TDX: {State.TdReads[v] - _f.TdRead0[v]} TDG.VP.RD so far in this exit)" : "")}");
+        Followed(v)?.Step(v, $"fetch: linear 0x{csBase + rip:x}, code-page cache {(cached ? "hit" : "miss (page walk)")}, {fr}, {got} bytes: {Convert.ToHexString(bytes[..got]).ToLowerInvariant()}");
         if (got == 0) { InjectWalkFault(cpu, v, fault); return; }
 
         bool hw = (rec.Flags & ExitFlags.HardwareCompletes) != 0;
-        if (!X86Decoder.TryDecode(bytes[..got], cpuMode, out var d))
+        if (!_decodeCache.TryDecode(v, csBase + rip, buffer, got, cpuMode, out var d))
         {
             if (d.Error == RefuseReason.Truncated && !fault.IsOk) { InjectWalkFault(cpu, v, fault); return; }
             Stats.Add(cpu.Index, Counter.IcedFallbacks);
@@ -299,8 +287,8 @@ public sealed partial class Kernel
             }
         }
         _ = fr;
-        _acc[v] = d;
-        NarratorFor(v)?.Invoke($"decode: len {d.Length} kind {d.Kind} size {d.Size} reg {d.Reg}{(d.RegHigh8 ? "(high8)" : "")} imm {(d.HasImm ? $"0x{d.Imm:x}" : "-")} op {d.Op} rep {d.Rep} base {d.Base} index {d.Index} scale {d.Scale} disp 0x{d.Disp:x} seg {d.Segment} asz {d.AddressSize}{(d.PortIsDx ? " port=dx" : d.Kind is AccessKind.In or AccessKind.Out ? $" port=0x{d.Port:x}" : "")}");
+        _f.Acc[v] = d;
+        Followed(v)?.Step(v, $"decode: len {d.Length} kind {d.Kind} size {d.Size} reg {d.Reg}{(d.RegHigh8 ? "(high8)" : "")} imm {(d.HasImm ? $"0x{d.Imm:x}" : "-")} op {d.Op} rep {d.Rep} base {d.Base} index {d.Index} scale {d.Scale} disp 0x{d.Disp:x} seg {d.Segment} asz {d.AddressSize}{(d.PortIsDx ? " port=dx" : d.Kind is AccessKind.In or AccessKind.Out ? $" port=0x{d.Port:x}" : "")}");
         bool isPort = d.Kind is AccessKind.In or AccessKind.Out or AccessKind.Ins or AccessKind.Outs;
         if (isPort != (rec.Reason == ExitReason.Io) || (isPort && !d.PortIsDx && d.Port != rec.Port && rec.Port != 0))
         {
@@ -308,10 +296,10 @@ public sealed partial class Kernel
             InjectException(cpu, v, VectorGp, 0);
             return;
         }
-        _segBase[v] = SegmentBaseFor(v, cpuMode, d.SrcSegment);   // MOVS/OUTS read through the (overridable) source segment
-        _esBase[v] = cpuMode == CpuMode.Bits64 ? 0 : State.SegBase(v, StateField.Es);
-        _firstElement[v] = true;
-        _repElements[v] = 0;
+        _f.SegBase[v] = SegmentBaseFor(v, cpuMode, d.SrcSegment);   // MOVS/OUTS read through the (overridable) source segment
+        _f.EsBase[v] = cpuMode == CpuMode.Bits64 ? 0 : State.SegBase(v, StateField.Es);
+        _f.FirstElement[v] = true;
+        _f.RepElements[v] = 0;
         _lockRetries[v] = 0;
         // MOVAPS/APD/DQA, MOVNT*, CMPXCHG16B (operand) and MOVDIR64B (destination): #GP(0) when misaligned.
         if (d.Align != 0 && !Executor.Aligned(in d, LinearOf(v, write: d.Kind == AccessKind.Movdir64b))) { InjectException(cpu, v, VectorGp, 0); return; }
@@ -335,8 +323,8 @@ public sealed partial class Kernel
     /// </summary>
     void CheckHardware(int v)
     {
-        ref readonly var d = ref _acc[v];
-        ref readonly var rec = ref _exit[v];
+        ref readonly var d = ref _f.Acc[v];
+        ref readonly var rec = ref _f.Exit[v];
         Stats.Add(Here, Counter.HardwareChecked);
         var gprs = State.Gprs(v);
         ulong ones = AllOnes(d.Size);
@@ -363,7 +351,7 @@ public sealed partial class Kernel
                 _ => false,
             };
             ulong linear = LinearOf(v, rec.IsWrite);
-            var walk = PageWalker.Translate(_memory, _mode[v], _cr3[v], linear, rec.IsWrite ? AccessType.Write : AccessType.Read, out ulong gpa);
+            var walk = PageWalker.Translate(_memory, _f.Mode[v], _f.Cr3[v], linear, rec.IsWrite ? AccessType.Write : AccessType.Read, out ulong gpa);
             addr = walk.IsOk && (d.Size > 8 ? rec.Gpa - gpa < d.Size : gpa == rec.Gpa);
             if (rec.IsWrite && dir)
             {
@@ -376,16 +364,16 @@ public sealed partial class Kernel
                     case AccessKind.Write: case AccessKind.WriteImm: expect = WriteBack.StoreValue(d, gprs); break;
                     case AccessKind.WriteVec: case AccessKind.Movdir64b: known = false; break;   // an 8-byte fragment of a wide store
                     case AccessKind.Stos: expect = gprs[0]; break;
-                    case AccessKind.Xchg: expect = WriteBack.Xchg(d, copy, _hwRead[v]); break;
+                    case AccessKind.Xchg: expect = WriteBack.Xchg(d, copy, _f.HwRead[v]); break;
                     case AccessKind.Alu: case AccessKind.Bt: case AccessKind.Setcc:
                     {
                         ulong fl = State.Rflags(v);
-                        known = Executor.Execute(in d, copy, ref fl, _hwRead[v], out expect) == ExecResult.Write;
+                        known = Executor.Execute(in d, copy, ref fl, _f.HwRead[v], out expect) == ExecResult.Write;
                         break;
                     }
                     case AccessKind.Movs:
                     {
-                        var src = PageWalker.Translate(_memory, _mode[v], _cr3[v], LinearOf(v, false), AccessType.Read, out ulong sg);
+                        var src = PageWalker.Translate(_memory, _f.Mode[v], _f.Cr3[v], LinearOf(v, false), AccessType.Read, out ulong sg);
                         known = src.IsOk && _vcpus[v].Vm.IsRam(sg, d.Size);
                         if (known) expect = _memory.ReadSized(sg, d.Size);
                         break;
@@ -436,38 +424,38 @@ public sealed partial class Kernel
     /// <summary>Linear address of the memory side: string forms use rSI (source) / rDI (destination).</summary>
     ulong LinearOf(int v, bool write)
     {
-        ref readonly var d = ref _acc[v];
+        ref readonly var d = ref _f.Acc[v];
         switch (d.Kind)
         {
             case AccessKind.Movs:
-                return write ? _esBase[v] + Masked(State.Gpr(v, 7), d.AddressSize) : _segBase[v] + Masked(State.Gpr(v, 6), d.AddressSize);
+                return write ? _f.EsBase[v] + Masked(State.Gpr(v, 7), d.AddressSize) : _f.SegBase[v] + Masked(State.Gpr(v, 6), d.AddressSize);
             case AccessKind.Stos:
             case AccessKind.Ins:
             case AccessKind.Scas:
-                return _esBase[v] + Masked(State.Gpr(v, 7), d.AddressSize);
+                return _f.EsBase[v] + Masked(State.Gpr(v, 7), d.AddressSize);
             case AccessKind.Outs:
             case AccessKind.Lods:
-                return _segBase[v] + Masked(State.Gpr(v, 6), d.AddressSize);
+                return _f.SegBase[v] + Masked(State.Gpr(v, 6), d.AddressSize);
             case AccessKind.Cmps:   // the rSI element first, then (Read2) the ES:rDI one
-                return _phase[v] == (byte)Phase.Read2 ? _esBase[v] + Masked(State.Gpr(v, 7), d.AddressSize) : _segBase[v] + Masked(State.Gpr(v, 6), d.AddressSize);
+                return _f.Phase[v] == ElementPhase.Read2 ? _f.EsBase[v] + Masked(State.Gpr(v, 7), d.AddressSize) : _f.SegBase[v] + Masked(State.Gpr(v, 6), d.AddressSize);
             case AccessKind.Movdir64b when write:
-                return _esBase[v] + Masked(State.Gpr(v, d.Reg), d.AddressSize);
+                return _f.EsBase[v] + Masked(State.Gpr(v, d.Reg), d.AddressSize);
             default:
             {
                 ulong next = State.Rip(v) + d.Length;
-                return EffectiveAddress.Compute(d, State.Gprs(v), next, _segBase[v]);
+                return EffectiveAddress.Compute(d, State.Gprs(v), next, _f.SegBase[v]);
             }
         }
     }
 
     void StartElement(Cpu cpu, int v)
     {
-        var (read, _) = SidesOf(in _acc[v]);
-        _phase[v] = (byte)Phase.Read;
-        bool hw = (_exit[v].Flags & ExitFlags.HardwareCompletes) != 0;
+        var (read, _) = SidesOf(in _f.Acc[v]);
+        _f.Phase[v] = ElementPhase.Read;
+        bool hw = (_f.Exit[v].Flags & ExitFlags.HardwareCompletes) != 0;
         // The hardware reports each side of an instruction as its own exit (an ALU or MOVS first reads, then
         // writes): a write exit is only the write side, its data in the record.
-        if (hw && _exit[v].IsWrite) read = Side.None;
+        if (hw && _f.Exit[v].IsWrite) read = Side.None;
         if (!hw && _checkElements[v] && ElementFaults(cpu, v)) return;
         if (read == Side.None) { AfterRead(cpu, v, 0); return; }
         Access(cpu, v, read, write: false, 0);
@@ -476,8 +464,8 @@ public sealed partial class Kernel
     /// <summary>Performs one side of an element: RAM now, a device model later, or the host now.</summary>
     void Access(Cpu cpu, int v, Side side, bool write, ulong data)
     {
-        ref readonly var d = ref _acc[v];
-        ref readonly var rec = ref _exit[v];
+        ref readonly var d = ref _f.Acc[v];
+        ref readonly var rec = ref _f.Exit[v];
         var vm = _vcpus[v].Vm;
         uint size = ElementSize(v);
         if (side == Side.Port)
@@ -496,7 +484,7 @@ public sealed partial class Kernel
         {
             ulong linear = LinearOf(v, write);
             if (CanonicalFaults(cpu, v, linear)) return;
-            var walk = PageWalker.Translate(_memory, _mode[v], _cr3[v], linear, write ? AccessType.Write : AccessType.Read, out gpa);
+            var walk = _dataTlb.Translate(v, _memory, _f.Mode[v], _f.Cr3[v], linear, write ? AccessType.Write : AccessType.Read, out gpa);
             if (!walk.IsOk) { InjectWalkFault(cpu, v, walk); return; }
             if ((linear & Page.Mask) + size > Page.Size)
             {
@@ -508,7 +496,7 @@ public sealed partial class Kernel
                 return;
             }
         }
-        NarratorFor(v)?.Invoke($"{(write ? "write" : "read")} side: GPA 0x{gpa:x} ({(vm.IsRam(gpa, size) ? "the VM's RAM" : "not RAM: device lookup")})");
+        Followed(v)?.Step(v, $"{(write ? "write" : "read")} side: GPA 0x{gpa:x} ({(vm.IsRam(gpa, size) ? "the VM's RAM" : "not RAM: device lookup")})");
         if (vm.IsRam(gpa, size))
         {
             if (size > 8 || d.Lock) { SpecialRam(cpu, v, gpa, write); return; }
@@ -523,7 +511,7 @@ public sealed partial class Kernel
     }
 
     /// <summary>Bytes this element moves: the instruction's, or under KVM the 8-byte fragment of a wide access the exit reports.</summary>
-    uint ElementSize(int v) => (_exit[v].Flags & ExitFlags.HardwareCompletes) != 0 && _acc[v].Size > 8 ? _exit[v].Size : _acc[v].Size;
+    uint ElementSize(int v) => (_f.Exit[v].Flags & ExitFlags.HardwareCompletes) != 0 && _f.Acc[v].Size > 8 ? _f.Exit[v].Size : _f.Acc[v].Size;
 
     static bool IsDeviceSide(in DecodedAccess d, bool write, in ExitRecord rec)
     {
@@ -533,12 +521,12 @@ public sealed partial class Kernel
 
     void RamSplit(Cpu cpu, int v, ulong linear, bool write, ulong data)
     {
-        uint size = _acc[v].Size;
+        uint size = _f.Acc[v].Size;
         ulong value = 0;
         Span<byte> wide = write ? WideWrite(v) : WideRead(v);
         for (uint i = 0; i < size; i++)
         {
-            var walk = PageWalker.Translate(_memory, _mode[v], _cr3[v], linear + i, write ? AccessType.Write : AccessType.Read, out ulong g);
+            var walk = PageWalker.Translate(_memory, _f.Mode[v], _f.Cr3[v], linear + i, write ? AccessType.Write : AccessType.Read, out ulong g);
             if (!walk.IsOk) { InjectWalkFault(cpu, v, walk); return; }
             if (!_vcpus[v].Vm.IsRam(g, 1)) { InjectException(cpu, v, VectorGp, 0); return; }
             if (size > 8) { if (write) _memory.WriteU8(g, wide[(int)i]); else wide[(int)i] = _memory.ReadU8(g); }
@@ -553,24 +541,24 @@ public sealed partial class Kernel
     {
         var vm = _vcpus[v].Vm;
         // Re-injection hands the whole instruction to the guest, so only before anything of it was done.
-        if (vm.Unhandled == VmCtl.UnhandledReinject && _firstElement[v])
+        if (vm.Unhandled == VmCtl.UnhandledReinject && _f.FirstElement[v])
         {
             byte vector = Config.Platform == PlatformType.Tdp ? VectorVe : VectorVc;
             Stats.Add(cpu.Index, Counter.Reinjected);
-            Trace.Add(cpu, TraceKind.Reinject, v, (long)addr);
+            Trace.AddDisplayOnlyOn(cpu, TraceKind.Reinject, v, (long)addr);
             State.SetPendingEvent(v, PendingEventValid | EventTypeException | vector);
             EndExit(cpu, v, ExitKind.Reinjected, countCompleted: false);
             return;
         }
-        _modelled[v] += Cost.ForwardCycles;
-        NarratorFor(v)?.Invoke($"nobody registered {kind} 0x{addr:x}: forwarded to the host (+{Cost.ForwardCycles} modelled cycles)");
+        _f.Modelled[v] += Cost.ForwardCycles;
+        Followed(v)?.Step(v, $"nobody registered {kind} 0x{addr:x}: forwarded to the host (+{Cost.ForwardCycles} modelled cycles)");
         Trace.Add(cpu, TraceKind.Forward, v, (long)addr);
-        bool ok = _acc[v].Size > 8
-            ? Host.AccessWide(addr, write ? WideWrite(v)[.._acc[v].Size] : WideRead(v)[.._acc[v].Size], write, out ulong value)
-            : Host.Access(kind, addr, _acc[v].Size, write, data, out value);
+        bool ok = _f.Acc[v].Size > 8
+            ? Host.AccessWide(addr, write ? WideWrite(v)[.._f.Acc[v].Size] : WideRead(v)[.._f.Acc[v].Size], write, out ulong value)
+            : Host.Access(kind, addr, _f.Acc[v].Size, write, data, out value);
         if (!ok) Stats.Add(cpu.Index, Counter.ForwardFailures);   // the guest sees all-ones for a read, a dropped write
-        _forwarded[v] = true;
-        if (write) AfterWrite(cpu, v); else AfterRead(cpu, v, ok ? value : AllOnes(_acc[v].Size));
+        _f.Forwarded[v] = true;
+        if (write) AfterWrite(cpu, v); else AfterRead(cpu, v, ok ? value : AllOnes(_f.Acc[v].Size));
     }
 
     static ulong AllOnes(uint size) => size >= 8 ? ulong.MaxValue : (1UL << (int)(size * 8)) - 1;
@@ -578,25 +566,25 @@ public sealed partial class Kernel
     /// <summary>The read side is done (value in hand): compute, then the write side.</summary>
     void AfterRead(Cpu cpu, int v, ulong value)
     {
-        ref readonly var d = ref _acc[v];
-        bool hw = (_exit[v].Flags & ExitFlags.HardwareCompletes) != 0;
+        ref readonly var d = ref _f.Acc[v];
+        bool hw = (_f.Exit[v].Flags & ExitFlags.HardwareCompletes) != 0;
         var (_, writeSide) = SidesOf(in d);
-        _value[v] = value;
+        _f.Value[v] = value;
         ulong toWrite = 0;
         bool write = writeSide != Side.None;
         if (hw)
         {
             // KVM finishes the instruction: hand it the read value, or nothing for a write.
-            if (!_exit[v].IsWrite) { _hwRead[v] = value; Backend!.CompleteAccess(v, value); FinishInstruction(cpu, v); return; }
-            toWrite = _exit[v].Data;
+            if (!_f.Exit[v].IsWrite) { _f.HwRead[v] = value; Backend!.CompleteAccess(v, value); FinishInstruction(cpu, v); return; }
+            toWrite = _f.Exit[v].Data;
         }
         else
         {
             // CMPS reads twice per element: the rSI side first, then the ES:rDI side, then the flags.
-            if (d.Kind == AccessKind.Cmps && _phase[v] == (byte)Phase.Read)
+            if (d.Kind == AccessKind.Cmps && _f.Phase[v] == ElementPhase.Read)
             {
                 _cmpsSource[v] = value;
-                _phase[v] = (byte)Phase.Read2;
+                _f.Phase[v] = ElementPhase.Read2;
                 Access(cpu, v, Side.Memory, write: false, 0);
                 return;
             }
@@ -604,22 +592,22 @@ public sealed partial class Kernel
             if (!Compute(cpu, v, value, writeSide == Side.Memory, out bool w, out toWrite)) return;
             if (writeSide == Side.Memory) write = w;
         }
-        NarratorFor(v)?.Invoke($"value 0x{value:x} in hand; {(hw ? "the hardware finishes the instruction" : $"write-back done, RAX now 0x{State.Gpr(v, 0):x}, RFLAGS 0x{State.Rflags(v):x}")}{(write ? $"; next: write 0x{toWrite:x}" : "")}");
+        Followed(v)?.Step(v, $"value 0x{value:x} in hand; {(hw ? "the hardware finishes the instruction" : $"write-back done, RAX now 0x{State.Gpr(v, 0):x}, RFLAGS 0x{State.Rflags(v):x}")}{(write ? $"; next: write 0x{toWrite:x}" : "")}");
         if (!write) { AfterWrite(cpu, v); return; }
-        _phase[v] = (byte)Phase.Write;
-        _writeValue[v] = toWrite;
+        _f.Phase[v] = ElementPhase.Write;
+        _f.WriteValue[v] = toWrite;
         Access(cpu, v, writeSide, write: true, toWrite);
     }
 
     /// <summary>The element is done: step string registers, repeat, or finish.</summary>
     void AfterWrite(Cpu cpu, int v)
     {
-        ref readonly var d = ref _acc[v];
-        _phase[v] = (byte)Phase.None;
-        _firstElement[v] = false;
+        ref readonly var d = ref _f.Acc[v];
+        _f.Phase[v] = ElementPhase.None;
+        _f.FirstElement[v] = false;
         CommitPending(v);
         ReleaseHeld(v);
-        if ((_exit[v].Flags & ExitFlags.HardwareCompletes) != 0)
+        if ((_f.Exit[v].Flags & ExitFlags.HardwareCompletes) != 0)
         {
             Backend!.CompleteAccess(v, 0);
             FinishInstruction(cpu, v);
@@ -628,12 +616,12 @@ public sealed partial class Kernel
         if (IsString(d.Kind) && !Executor.StringStep(in d, State.Gprs(v), State.Rflags(v)))
         {
             // Why: with TF the CPU traps after every REP iteration, RIP still at the instruction (the count resumes).
-            if (_fctx[v].SingleStep) { SingleStepTrap(cpu, v); EndExit(cpu, v, KindOf(d, _exit[v]), countCompleted: true); return; }
+            if (_fctx[v].SingleStep) { SingleStepTrap(cpu, v); EndExit(cpu, v, KindOf(d, _f.Exit[v]), countCompleted: true); return; }
             // Why: a REP run longer than MaxRepPerExit ends this exit with RIP unchanged; the guest re-executes the
             // instruction, exits again and the count resumes where it stopped, so one exit never runs unbounded.
-            if (++_repElements[v] < MaxRepPerExit) { StartElement(cpu, v); return; }
+            if (++_f.RepElements[v] < MaxRepPerExit) { StartElement(cpu, v); return; }
             Stats.Add(cpu.Index, Counter.RepResumed);
-            EndExit(cpu, v, KindOf(d, _exit[v]), countCompleted: true);
+            EndExit(cpu, v, KindOf(d, _f.Exit[v]), countCompleted: true);
             return;
         }
         FinishInstruction(cpu, v);
@@ -649,15 +637,15 @@ public sealed partial class Kernel
 
     void FinishInstruction(Cpu cpu, int v)
     {
-        if ((_exit[v].Flags & ExitFlags.HardwareCompletes) == 0)
+        if ((_f.Exit[v].Flags & ExitFlags.HardwareCompletes) == 0)
         {
-            State.Rip(v) = State.Rip(v) + _acc[v].Length;
+            State.Rip(v) = State.Rip(v) + _f.Acc[v].Length;
             if (_fctx[v].SingleStep) SingleStepTrap(cpu, v);
         }
-        bool forwarded = _forwarded[v];
-        _forwarded[v] = false;
+        bool forwarded = _f.Forwarded[v];
+        _f.Forwarded[v] = false;
         if (forwarded) Stats.Add(cpu.Index, Counter.Forwarded);
-        EndExit(cpu, v, forwarded ? ExitKind.Forwarded : KindOf(_acc[v], _exit[v]), countCompleted: !forwarded);
+        EndExit(cpu, v, forwarded ? ExitKind.Forwarded : KindOf(_f.Acc[v], _f.Exit[v]), countCompleted: !forwarded);
     }
 
     static ExitKind KindOf(in DecodedAccess d, in ExitRecord rec) => d.Kind switch
@@ -679,10 +667,10 @@ public sealed partial class Kernel
         if (countCompleted) Stats.Add(cpu.Index, Counter.Completed);
         ChargeTdReads(cpu, v);
         CloseSegment(v);
-        Stats.Record(cpu.Index, kind, _measured[v], _modelled[v], _hardware[v]);
-        NarratorFor(v)?.Invoke($"done as {kind}: RIP=0x{State.Rip(v):x}; kernel software {_measured[v]} TSC ticks (measured, and inflated here by the narration itself), platform {_modelled[v]} cycles (modelled); vCPU back on cpu {_vcpus[v].Cpu}");
-        if (v == _narrated) _narrated = -1;
-        Trace.Add(cpu, TraceKind.Complete, v, (long)kind);
+        Stats.Record(cpu.Index, kind, _f.Measured[v], _f.Modelled[v], _f.Hardware[v]);
+        Followed(v)?.Step(v, $"done as {kind}: RIP=0x{State.Rip(v):x}; kernel software {_f.Measured[v]} TSC ticks (measured, and inflated here by the narration itself), platform {_f.Modelled[v]} cycles (modelled); vCPU back on cpu {_vcpus[v].Cpu}");
+        if (v == _followed) _followed = -1;
+        Trace.AddOn(cpu, TraceKind.Complete, v, (long)kind);
         var vc = _vcpus[v];
         // Runnable already (the common case: RAM, the host, or a device that answered) needs no write
         // and so no lock; anything else takes the lock as before.
@@ -715,10 +703,10 @@ public sealed partial class Kernel
     void InjectException(Cpu cpu, int v, byte vector, uint? errorCode)
     {
         Stats.Add(cpu.Index, Counter.Faulted);
-        Trace.Add(cpu, TraceKind.Fault, v, vector);
+        Trace.AddDisplayOnlyOn(cpu, TraceKind.Fault, v, vector);
         // EVENTINJ format (as SVM's): error code in bits 63:32, valid 31, has-error 11, type 10:8, vector 7:0.
         State.SetPendingEvent(v, (ulong)(errorCode ?? 0) << 32 | PendingEventValid | EventTypeException | (errorCode.HasValue ? EventHasErrorCode : 0) | vector);
-        _forwarded[v] = false;
+        _f.Forwarded[v] = false;
         EndExit(cpu, v, ExitKind.Faulted, countCompleted: false);
     }
 }

@@ -26,13 +26,13 @@ public sealed partial class Kernel
     /// <summary>True when the element must not be performed: the fault (or the #PF that outranks an #AC) is pending.</summary>
     bool ElementFaults(Cpu cpu, int v)
     {
-        ref readonly var d = ref _acc[v];
-        var f = Faults.CheckElement(State, v, in d, in _fctx[v], State.Rip(v) + d.Length, _segBase[v], _esBase[v], out ulong misaligned, out bool write);
+        ref readonly var d = ref _f.Acc[v];
+        var f = Faults.CheckElement(State, v, in d, in _fctx[v], State.Rip(v) + d.Length, _f.SegBase[v], _f.EsBase[v], out ulong misaligned, out bool write);
         if (!f.Raised) return false;
-        NarratorFor(v)?.Invoke($"fault check: {f}; nothing reaches a device");
+        Followed(v)?.Step(v, $"fault check: {f}; nothing reaches a device");
         if (f.Cause == FaultCause.Alignment)
         {
-            var walk = PageWalker.Translate(_memory, _mode[v], _cr3[v], misaligned, write ? AccessType.Write : AccessType.Read, out _);
+            var walk = PageWalker.Translate(_memory, _f.Mode[v], _f.Cr3[v], misaligned, write ? AccessType.Write : AccessType.Read, out _);
             if (!walk.IsOk) { InjectWalkFault(cpu, v, walk); return true; }
         }
         RaiseCheckFault(cpu, v, in f);
@@ -46,8 +46,8 @@ public sealed partial class Kernel
     /// </summary>
     bool CanonicalFaults(Cpu cpu, int v, ulong linear)
     {
-        ref readonly var d = ref _acc[v];
-        if (d.Mode != CpuMode.Bits64 || (_exit[v].Flags & ExitFlags.HardwareCompletes) != 0) return false;
+        ref readonly var d = ref _f.Acc[v];
+        if (d.Mode != CpuMode.Bits64 || (_f.Exit[v].Flags & ExitFlags.HardwareCompletes) != 0) return false;
         var f = Faults.Canonical(linear, d.Size, stack: false, _fctx[v].La57);
         if (!f.Raised) return false;
         RaiseCheckFault(cpu, v, in f);
@@ -72,6 +72,6 @@ public sealed partial class Kernel
         State.SetPendingEvent(v, PendingEventValid | EventTypeException | Fault.VectorDb);
         Stats.Add(cpu.Index, Counter.SingleStepTraps);
         Trace.Add(cpu, TraceKind.Fault, v, Fault.VectorDb);
-        NarratorFor(v)?.Invoke($"RFLAGS.TF: single-step #DB pending, DR6 0x{State.Dr6(v):x}");
+        Followed(v)?.Step(v, $"RFLAGS.TF: single-step #DB pending, DR6 0x{State.Dr6(v):x}");
     }
 }

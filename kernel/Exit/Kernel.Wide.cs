@@ -1,3 +1,4 @@
+using Copra.Hot.Exit;
 using System.Buffers.Binary;
 using Copra.Abi;
 using Copra.Hot.Decode;
@@ -66,7 +67,7 @@ public sealed partial class Kernel
     /// </summary>
     bool Compute(Cpu cpu, int v, ulong value, bool writeSide, out bool write, out ulong toWrite)
     {
-        ref readonly var d = ref _acc[v];
+        ref readonly var d = ref _f.Acc[v];
         toWrite = 0;
         write = writeSide;
         switch (d.Kind)
@@ -131,7 +132,7 @@ public sealed partial class Kernel
     /// </summary>
     void LockedRam(Cpu cpu, int v, ulong gpa)
     {
-        ref readonly var d = ref _acc[v];
+        ref readonly var d = ref _f.Acc[v];
         int size = d.Size;
         ulong word = gpa & ~7UL;
         int shift = (int)(gpa & 7) * 8;
@@ -170,12 +171,12 @@ public sealed partial class Kernel
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
     void SpecialRam(Cpu cpu, int v, ulong gpa, bool write)
     {
-        ref readonly var d = ref _acc[v];
-        if (d.Lock && !write && (_exit[v].Flags & Hot.Exit.ExitFlags.HardwareCompletes) == 0) { LockedRam(cpu, v, gpa); return; }
+        ref readonly var d = ref _f.Acc[v];
+        if (d.Lock && !write && (_f.Exit[v].Flags & Hot.Exit.ExitFlags.HardwareCompletes) == 0) { LockedRam(cpu, v, gpa); return; }
         int size = (int)ElementSize(v);
         if (size <= 8)
         {
-            if (write) { _memory.WriteSized(gpa, size, _writeValue[v]); AfterWrite(cpu, v); }
+            if (write) { _memory.WriteSized(gpa, size, _f.WriteValue[v]); AfterWrite(cpu, v); }
             else AfterRead(cpu, v, _memory.ReadSized(gpa, size));
             return;
         }
@@ -190,7 +191,7 @@ public sealed partial class Kernel
         Stats.Add(cpu.Index, Counter.LockRetries);
         if (++_lockRetries[v] <= MaxLockRetries)
         {
-            _phase[v] = (byte)Phase.Read;
+            _f.Phase[v] = ElementPhase.Read;
             AfterRead(cpu, v, current);
             return;
         }
@@ -206,7 +207,7 @@ public sealed partial class Kernel
         _held[v] = null;
         KThread? wake = null;
         int next = -1;
-        lock (e)
+        lock (e.Gate)
         {
             if (e.HeldBy != v) return;
             e.HeldBy = -1;

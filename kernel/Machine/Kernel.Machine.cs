@@ -233,7 +233,7 @@ public sealed partial class Kernel
         for (int i = 0; i < (int)count; i++)
             if (!IsWritableField(v.Global, fields[i])) throw KernelError.Inval($"unknown state field 0x{fields[i]:x}");
         for (int i = 0; i < (int)count; i++) State.TryWrite(v.Global, fields[i], values[i]);
-        Fetcher.Invalidate(v.Global);   // CR3 or mode may have changed
+        InvalidateCaches(v.Global);   // CR3 or mode may have changed
         return (long)count;
     }
 
@@ -262,7 +262,7 @@ public sealed partial class Kernel
     {
         if (Config.Platform != PlatformType.Snp) throw KernelError.NotSupp("the VMSA page exists on SNP only");
         ImportVmsa(v.Global, UserMemory.Span(t, va, Page.Size, write: false));
-        Fetcher.Invalidate(v.Global);
+        InvalidateCaches(v.Global);
         return 1;
     }
 }

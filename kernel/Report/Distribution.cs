@@ -1,13 +1,13 @@
 using System.Text.Json;
 using Copra.Hot.Timing;
 using Copra.Kernel.Exit;
-using HdrHistogram;
 
 namespace Copra.Kernel.Report;
 
 /// <summary>
-/// One distribution of cycles: count, exact min and max, and percentiles read from an HdrHistogram at three
-/// significant digits (a percentile is within 0.1% of the sample it stands for; fixed memory whatever the count).
+/// One distribution of cycles: count, exact min and max, and percentiles read from a histogram with HdrHistogram's
+/// bucketing at three significant digits (<see cref="LogHistogram"/>: a percentile is within 0.1% of the sample it
+/// stands for; fixed memory whatever the count).
 /// </summary>
 public sealed record Distribution(long Count, long Min, long P25, long P50, long P75, long P90, long P99, long P999, long Max, double Mean)
 {
@@ -16,23 +16,41 @@ public sealed record Distribution(long Count, long Min, long P25, long P50, long
 
     public static readonly Distribution Empty = new(0, 0, 0, 0, 0, 0, 0, 0, 0, 0);
 
-    public static Distribution Of(ReadOnlySpan<long> samples, Func<long, long>? convert = null)
+    static readonly double[] Percentiles = [25, 50, 75, 90, 99, 99.9];
+    [ThreadStatic] static LogHistogram? t_histogram;
+
+    /// <summary>
+    /// The distribution of <paramref name="samples"/>, each through <paramref name="convert"/> (monotonic: applied to
+    /// the bucket values read, not to every sample). One pass that counts into a <see cref="LogHistogram"/>.
+    /// </summary>
+    public static Distribution Of(ReadOnlySpan<long> samples, Func<long, long>? convert = null) => Of([samples.ToArray()], convert);
+
+    /// <summary>The distribution of several sample spans together (a report's "all" row), without copying them.</summary>
+    public static Distribution Of(ReadOnlyMemory<long>[] parts, Func<long, long>? convert = null)
     {
-        if (samples.Length == 0) return Empty;
-        var h = new LongHistogram(Highest, 3);
+        long n = 0;
+        foreach (var p in parts) n += p.Length;
+        if (n == 0) return Empty;
+        var h = t_histogram ??= new LogHistogram(long.MaxValue >> 1);
+        h.Clear();
         long min = long.MaxValue, max = long.MinValue;
         double sum = 0;
-        foreach (long raw in samples)
-        {
-            long v = Math.Clamp(convert is null ? raw : convert(raw), 0, Highest);
-            h.RecordValue(v);
-            if (v < min) min = v;
-            if (v > max) max = v;
-            sum += v;
-        }
+        foreach (var part in parts)
+            foreach (long raw in part.Span)
+            {
+                h.Record(raw);
+                if (raw < min) min = raw;
+                if (raw > max) max = raw;
+                sum += raw;
+            }
+        var at = new long[Percentiles.Length];
+        h.ValuesAt(Percentiles, at);
+        long C(long v) => Math.Clamp(convert is null ? v : convert(v), 0, Highest);
+        long lo = C(min), hi = C(max);
         // Percentiles are clamped into [min, max]: a bucket's upper edge can pass the largest sample by < 0.1%.
-        long P(double q) => Math.Clamp(h.GetValueAtPercentile(q), min, max);
-        return new Distribution(samples.Length, min, P(25), P(50), P(75), P(90), P(99), P(99.9), max, sum / samples.Length);
+        long P(int i) => Math.Clamp(C(at[i]), lo, hi);
+        double mean = sum / n;
+        return new Distribution(n, lo, P(0), P(1), P(2), P(3), P(4), P(5), hi, convert is null ? Math.Min(mean, Highest) : Math.Min(convert((long)Math.Round(mean)), Highest));
     }
 
     /// <summary>Writes the fields with <paramref name="unit"/> in every name: count, min_cycles, p50_cycles, ...</summary>
@@ -85,10 +103,11 @@ public static class ExitReport
         {
             var kind = (ExitKind)i;
             if (st.Count[i] == 0) continue;
+            int n = st.Samples(kind);
             list.Add(new KindReport(kind, Snake(kind.ToString()), st.Count[i],
-                Distribution.Of(st.MeasuredSamples(kind), ToReportUnits),
-                Distribution.Of(st.ModelledSamples(kind)),
-                st.HasHardware ? Distribution.Of(st.HardwareSamples(kind), ToReportUnits) : null));
+                Distribution.Of([st.Measured[i].AsMemory(0, n)], ToReportUnits),
+                Distribution.Of([st.Modelled[i].AsMemory(0, n)]),
+                st.Hardware[i] is { } h ? Distribution.Of([h.AsMemory(0, n)], ToReportUnits) : null));
         }
         return list;
     }
@@ -96,16 +115,17 @@ public static class ExitReport
     /// <summary>Every kind's samples together.</summary>
     public static KindReport All(ExitStats st)
     {
-        var m = new List<long>();
-        var d = new List<long>();
-        var hw = new List<long>();
+        var m = new ReadOnlyMemory<long>[ExitStats.KindCount];
+        var d = new ReadOnlyMemory<long>[ExitStats.KindCount];
+        var hw = new ReadOnlyMemory<long>[ExitStats.KindCount];
         for (int i = 0; i < ExitStats.KindCount; i++)
         {
-            m.AddRange(st.MeasuredSamples((ExitKind)i));
-            d.AddRange(st.ModelledSamples((ExitKind)i));
-            if (st.HasHardware) hw.AddRange(st.HardwareSamples((ExitKind)i));
+            int n = st.Samples((ExitKind)i);
+            m[i] = st.Measured[i].AsMemory(0, n);
+            d[i] = st.Modelled[i].AsMemory(0, n);
+            hw[i] = st.Hardware[i] is { } h ? h.AsMemory(0, n) : default;
         }
-        return new KindReport(ExitKind.Other, "all", st.Taken, Distribution.Of(m.ToArray(), ToReportUnits), Distribution.Of(d.ToArray()),
-            st.HasHardware ? Distribution.Of(hw.ToArray(), ToReportUnits) : null);
+        return new KindReport(ExitKind.Other, "all", st.Taken, Distribution.Of(m, ToReportUnits), Distribution.Of(d),
+            st.HasHardware ? Distribution.Of(hw, ToReportUnits) : null);
     }
 }

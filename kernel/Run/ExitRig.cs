@@ -62,15 +62,30 @@ public sealed class ExitRig : IDisposable
     /// <summary>MMIO/IOIO exits that have finished.</summary>
     public long Done => Kernel.Stats.Completed + Kernel.Stats.Forwarded;
 
-    /// <summary>Steps the driver until one more exit has finished; returns the steps it took.</summary>
-    public long StepOneExit()
+    /// <summary>Steps the driver until one more exit has finished, with no direct guest entry from the model's WAIT; returns the steps it took.</summary>
+    public long StepOneExit() => StepExits(1);
+
+    /// <summary>
+    /// Steps the driver until exactly <paramref name="n"/> more exits have finished; returns the steps it took.
+    /// The CPU's direct-switch budget is capped at what remains, so the model's WAIT_FOR_EVENT enters the guest
+    /// directly (the IPC fast path) for up to n - 1 of them and the count never overshoots.
+    /// </summary>
+    public long StepExits(int n)
     {
-        long target = Finished + 1;
+        var cpu = Kernel.Cpus[0];
+        long target = Finished + n;
         long steps = 0;
         while (Finished < target)
+        {
+            cpu.DirectBudgetCap = (int)Math.Min(Core.Cpu.DirectSwitchBudget, target - Finished - 1);
             steps += Kernel.RunDeterministic(1).Steps;
+        }
+        cpu.DirectBudgetCap = Core.Cpu.DirectSwitchBudget;
         return steps;
     }
+
+    /// <summary>Exits per <see cref="StepExits"/> call in the timed harnesses: one direct-switch slice.</summary>
+    public const int Batch = Core.Cpu.DirectSwitchBudget;
 
     // The rig has one CPU: its lane is the whole count (cheaper to poll than the sum over lanes).
     long Finished => Kernel.Stats.GetOn(0, Counter.Completed) + Kernel.Stats.GetOn(0, Counter.Forwarded);

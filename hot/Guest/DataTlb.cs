@@ -1,0 +1,59 @@
+// DataTlb: a small software TLB per vCPU for the data side of an exit (the page the instruction's memory operand is
+// on): Ways entries, direct-mapped by the linear page, struct-of-arrays with vCPU * Ways + slot as identity, beside
+// InstructionFetcher's entry for the code page. A device register is read over and over at the same address, so
+// after the first exit the data side costs a compare instead of a four-level walk.
+//
+// Same rules as the code-page entry: a hit needs the linear page, CR3 and the key (paging-mode bits and the access
+// type: a read-filled entry never serves a write, whose walk checks R/W) to match, so a CR3 or mode change can never
+// hit a stale entry; the kernel drops the entry on state writes it performs (SET_STATE, VMSA import). Like a hardware
+// TLB the entry is not snooped: a guest that rewrites a PTE under the same CR3 and flushes with INVLPG (which the
+// paravisor does not see) keeps the old translation until then. The walker sets no accessed/dirty bits, so skipping
+// a walk skips no memory write. Only successful walks are kept; a fault is walked (and reported) every time.
+//
+// One vCPU is handled by one CPU at a time (the vCPU's CPU), so the slots need no synchronisation.
+namespace Copra.Hot.Guest;
+
+/// <summary>Per-vCPU translation cache for data accesses.</summary>
+public sealed class DataTlb
+{
+    const ulong PageMask = GuestMemory.PageSize - 1;
+    /// <summary>Entries per vCPU. Why 4: an exit touches at most two data pages (MOVS), and a driver's loop a few more.</summary>
+    public const int Ways = 4;
+
+    readonly ulong[] _linearPage, _gpaPage, _cr3;
+    readonly ushort[] _key;
+    readonly bool[] _valid;
+
+    public DataTlb(int vcpuCount)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegativeOrZero(vcpuCount);
+        int n = vcpuCount * Ways;
+        _linearPage = new ulong[n]; _gpaPage = new ulong[n]; _cr3 = new ulong[n]; _key = new ushort[n]; _valid = new bool[n];
+    }
+
+    /// <summary>Drops vCPU <paramref name="vcpu"/>'s entries. Call on every CR3 or CR0/CR4/EFER write for that vCPU.</summary>
+    public void Invalidate(int vcpu) => _valid.AsSpan(vcpu * Ways, Ways).Clear();
+
+    /// <summary>Drops every entry.</summary>
+    public void InvalidateAll() => Array.Clear(_valid);
+
+    /// <summary>
+    /// <see cref="PageWalker.Translate"/> through vCPU <paramref name="vcpu"/>'s entry: a hit returns at once, a miss
+    /// walks and, when the walk succeeds, refills the entry. Same contract as the walker.
+    /// </summary>
+    public WalkResult Translate(int vcpu, GuestMemory mem, in PagingMode mode, ulong cr3, ulong linear, AccessType access, out ulong gpa)
+    {
+        ushort key = (ushort)(mode.Bits | (int)access << 8);
+        ulong page = linear & ~PageMask;
+        int i = vcpu * Ways + (int)((page >> 12) & (Ways - 1));
+        if (_valid[i] && _linearPage[i] == page && _cr3[i] == cr3 && _key[i] == key)
+        {
+            gpa = _gpaPage[i] | (linear & PageMask);
+            return WalkResult.Ok;
+        }
+        var r = PageWalker.Translate(mem, mode, cr3, linear, access, out gpa);
+        if (!r.IsOk) return r;
+        _linearPage[i] = page; _gpaPage[i] = gpa & ~PageMask; _cr3[i] = cr3; _key[i] = key; _valid[i] = true;
+        return r;
+    }
+}

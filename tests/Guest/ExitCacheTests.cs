@@ -1,0 +1,138 @@
+using Copra.Hot.Decode;
+using Copra.Hot.Guest;
+using Copra.Kernel.Report;
+using Xunit;
+
+namespace Copra.Tests.Guest;
+
+/// <summary>
+/// The exit path's per-vCPU caches (issue 13): the data TLB answers as the walker does and with a TLB's rules, the
+/// decode cache answers as the decoder does and never for other bytes or another mode, and the report histogram
+/// keeps HdrHistogram's 0.1 % bound.
+/// </summary>
+public sealed class ExitCacheTests : IDisposable
+{
+    const ulong MiB = 1UL << 20;
+    readonly GuestMemory _mem = new(8 * MiB);
+    readonly PageTableBuilder _pt;
+    readonly PagingMode _mode = GuestCpuState.LongMode(0, 0, 0, 0).Mode;
+    const ulong DataPage = 0x60_0000, ReadOnlyPage = 0x60_1000, Phys1 = 0x30_2000, Phys2 = 0x30_5000;
+
+    public ExitCacheTests()
+    {
+        _pt = new PageTableBuilder(_mem, PagingKind.Level4, MiB, MiB);
+        _pt.Map(DataPage, Phys1, 0x1000, PageSize.Size4K, writable: true, executable: false);
+        _pt.Map(ReadOnlyPage, Phys2, 0x1000, PageSize.Size4K, writable: false, executable: false);
+    }
+
+    public void Dispose() => _mem.Dispose();
+
+    [Fact]
+    public void Data_tlb_translates_as_the_walker_and_keeps_the_offset()
+    {
+        var tlb = new DataTlb(2);
+        for (int round = 0; round < 2; round++)   // a miss (walk) then a hit
+        {
+            var r = tlb.Translate(1, _mem, _mode, _pt.Cr3, DataPage + 0x123, AccessType.Read, out ulong gpa);
+            Assert.True(r.IsOk);
+            Assert.Equal(Phys1 + 0x123, gpa);
+            tlb.Translate(1, _mem, _mode, _pt.Cr3, DataPage + 0xFF8, AccessType.Write, out gpa);
+            Assert.Equal(Phys1 + 0xFF8, gpa);
+        }
+    }
+
+    [Fact]
+    public void Data_tlb_does_not_serve_a_write_from_a_read_filled_entry()
+    {
+        var tlb = new DataTlb(1);
+        Assert.True(tlb.Translate(0, _mem, _mode, _pt.Cr3, ReadOnlyPage + 8, AccessType.Read, out _).IsOk);
+        var w = tlb.Translate(0, _mem, _mode, _pt.Cr3, ReadOnlyPage + 8, AccessType.Write, out _);
+        Assert.False(w.IsOk);
+        Assert.Equal(WalkStatus.PageFault, w.Status);
+    }
+
+    [Fact]
+    public void Data_tlb_keeps_a_translation_until_invalidated_or_cr3_changes()
+    {
+        var tlb = new DataTlb(1);
+        tlb.Translate(0, _mem, _mode, _pt.Cr3, DataPage, AccessType.Read, out ulong before);
+        // Point the PTE elsewhere behind the cache's back, as a guest would without a CR3 write.
+        ulong pte = _pt.EntryAddress(DataPage, 1);
+        _mem.WriteU64(pte, (_mem.ReadU64(pte) & ~0x000F_FFFF_FFFF_F000UL) | Phys2);
+        tlb.Translate(0, _mem, _mode, _pt.Cr3, DataPage, AccessType.Read, out ulong stale);
+        Assert.Equal(before, stale);                                   // a TLB is not snooped
+        tlb.Translate(0, _mem, _mode, _pt.Cr3 ^ 0x1000_0000, DataPage, AccessType.Read, out _);   // another CR3 never hits
+        tlb.Invalidate(0);
+        tlb.Translate(0, _mem, _mode, _pt.Cr3, DataPage, AccessType.Read, out ulong after);
+        Assert.Equal(Phys2, after);
+    }
+
+    [Fact]
+    public void Data_tlb_reports_faults_every_time()
+    {
+        var tlb = new DataTlb(1);
+        for (int i = 0; i < 2; i++)
+            Assert.False(tlb.Translate(0, _mem, _mode, _pt.Cr3, 0x70_0000, AccessType.Read, out _).IsOk);
+    }
+
+    static byte[] Buffer(params byte[] insn)
+    {
+        var b = new byte[DecodeCache.BufferLength];
+        insn.CopyTo(b, 0);
+        return b;
+    }
+
+    [Fact]
+    public void Decode_cache_hit_equals_a_fresh_decode()
+    {
+        var cache = new DecodeCache(2);
+        byte[] movLoad = Buffer(0x8B, 0x46, 0x10);   // mov eax, [rsi+0x10]
+        Assert.True(X86Decoder.TryDecode(movLoad.AsSpan(0, 3), CpuMode.Bits64, out var fresh));
+        for (int i = 0; i < 2; i++)
+        {
+            Assert.True(cache.TryDecode(1, 0x1000, movLoad, 3, CpuMode.Bits64, out var d));
+            Assert.Equal(fresh.Kind, d.Kind); Assert.Equal(fresh.Length, d.Length); Assert.Equal(fresh.Disp, d.Disp); Assert.Equal(fresh.Reg, d.Reg);
+        }
+    }
+
+    [Fact]
+    public void Decode_cache_never_answers_for_other_bytes_or_another_mode()
+    {
+        var cache = new DecodeCache(1);
+        Assert.True(cache.TryDecode(0, 0x1000, Buffer(0x8B, 0x46, 0x10), 3, CpuMode.Bits64, out _));
+        // The displacement byte changed (code rewritten in place): decoded afresh.
+        Assert.True(cache.TryDecode(0, 0x1000, Buffer(0x8B, 0x46, 0x20), 3, CpuMode.Bits64, out var d));
+        Assert.Equal(0x20, (long)d.Disp);
+        // A different first byte: a store, not the cached load.
+        Assert.True(cache.TryDecode(0, 0x1000, Buffer(0x89, 0x46, 0x20), 3, CpuMode.Bits64, out d));
+        Assert.Equal(AccessKind.Write, d.Kind);
+        // 66 prefix means 16-bit operands in 64-bit mode and 32-bit ones in 16-bit mode: the mode is part of the key.
+        var b = Buffer(0x66, 0x8B, 0x07);
+        Assert.True(cache.TryDecode(0, 0x1000, b, 3, CpuMode.Bits64, out d));
+        Assert.Equal(2, d.Size);
+        Assert.True(cache.TryDecode(0, 0x1000, b, 3, CpuMode.Bits16, out d));
+        Assert.Equal(4, d.Size);
+        // Fewer bytes fetched than the cached instruction's length: decoded (and refused as truncated), never served.
+        Assert.True(cache.TryDecode(0, 0x2000, Buffer(0x8B, 0x46, 0x10), 3, CpuMode.Bits64, out _));
+        Assert.False(cache.TryDecode(0, 0x2000, Buffer(0x8B, 0x46), 2, CpuMode.Bits64, out _));
+    }
+
+    [Fact]
+    public void Report_histogram_percentiles_are_within_a_thousandth_of_the_exact_ones()
+    {
+        var rng = new Random(13);
+        var samples = new long[20_001];
+        for (int i = 0; i < samples.Length; i++) samples[i] = (long)Math.Exp(rng.NextDouble() * 20);   // 1 .. ~5e8, log-spread
+        var d = Distribution.Of(samples);
+        var sorted = samples.Order().ToArray();
+        long Exact(double q) => sorted[Math.Max(0, (int)Math.Ceiling(q / 100 * sorted.Length) - 1)];
+        foreach (var (got, q) in new[] { (d.P50, 50.0), (d.P90, 90.0), (d.P99, 99.0), (d.P999, 99.9), (d.P25, 25.0) })
+        {
+            long e = Exact(q);
+            Assert.InRange(got, e, e + e / 1024 + 1);
+        }
+        Assert.Equal(sorted[0], d.Min);
+        Assert.Equal(sorted[^1], d.Max);
+        Assert.Equal(samples.Average(), d.Mean, 3);
+    }
+}
