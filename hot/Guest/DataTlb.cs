@@ -6,8 +6,10 @@
 // Same rules as the code-page entry: a hit needs the linear page, CR3 and the key (paging-mode bits and the access
 // type: a read-filled entry never serves a write, whose walk checks R/W) to match, so a CR3 or mode change can never
 // hit a stale entry; the kernel drops the entry on state writes it performs (SET_STATE, VMSA import). Like a hardware
-// TLB the entry is not snooped: a guest that rewrites a PTE under the same CR3 and flushes with INVLPG (which the
-// paravisor does not see) keeps the old translation until then. The walker sets no accessed/dirty bits, so skipping
+// TLB the entry is not snooped, and the guest's INVLPG never reaches the paravisor, so a guest that rewrites a PTE
+// under the same CR3 (iounmap, then ioremap of another device at the same address) would keep the old translation.
+// What catches that is the exit itself: the hardware names the faulting GPA, so the exit's own access passes it as a
+// witness and a hit that disagrees is walked afresh (and the entry refilled). The walker sets no accessed/dirty bits, so skipping
 // a walk skips no memory write. Only successful walks are kept; a fault is walked (and reported) every time.
 //
 // One vCPU is handled by one CPU at a time (the vCPU's CPU), so the slots need no synchronisation.
@@ -37,16 +39,23 @@ public sealed class DataTlb
     /// <summary>Drops every entry.</summary>
     public void InvalidateAll() => Array.Clear(_valid);
 
+    /// <summary>No witness: a hit is trusted (an element the hardware did not name, e.g. a later REP iteration).</summary>
+    public const ulong NoWitness = ulong.MaxValue;
+
     /// <summary>
     /// <see cref="PageWalker.Translate"/> through vCPU <paramref name="vcpu"/>'s entry: a hit returns at once, a miss
-    /// walks and, when the walk succeeds, refills the entry. Same contract as the walker.
+    /// walks and, when the walk succeeds, refills the entry. Same contract as the walker. <paramref name="witnessPage"/>
+    /// is the page of the GPA the hardware reported for this access (or <see cref="NoWitness"/>): a hit on another
+    /// page is stale or another side of the instruction, and is walked.
     /// </summary>
-    public WalkResult Translate(int vcpu, GuestMemory mem, in PagingMode mode, ulong cr3, ulong linear, AccessType access, out ulong gpa)
+    public WalkResult Translate(int vcpu, GuestMemory mem, in PagingMode mode, ulong cr3, ulong linear, AccessType access, out ulong gpa,
+        ulong witnessPage = NoWitness)
     {
         ushort key = (ushort)(mode.Bits | (int)access << 8);
         ulong page = linear & ~PageMask;
         int i = vcpu * Ways + (int)((page >> 12) & (Ways - 1));
-        if (_valid[i] && _linearPage[i] == page && _cr3[i] == cr3 && _key[i] == key)
+        if (_valid[i] && _linearPage[i] == page && _cr3[i] == cr3 && _key[i] == key
+            && (witnessPage == NoWitness || _gpaPage[i] == witnessPage))
         {
             gpa = _gpaPage[i] | (linear & PageMask);
             return WalkResult.Ok;

@@ -484,7 +484,9 @@ public sealed partial class Kernel
         {
             ulong linear = LinearOf(v, write);
             if (CanonicalFaults(cpu, v, linear)) return;
-            var walk = _dataTlb.Translate(v, _memory, _f.Mode[v], _f.Cr3[v], linear, write ? AccessType.Write : AccessType.Read, out gpa);
+            // The exit's first element carries the GPA the hardware faulted on: a cached translation must agree with it.
+            ulong witness = rec.Reason == ExitReason.Mmio && _f.FirstElement[v] ? rec.Gpa & ~(ulong)Page.Mask : DataTlb.NoWitness;
+            var walk = _dataTlb.Translate(v, _memory, _f.Mode[v], _f.Cr3[v], linear, write ? AccessType.Write : AccessType.Read, out gpa, witness);
             if (!walk.IsOk) { InjectWalkFault(cpu, v, walk); return; }
             if ((linear & Page.Mask) + size > Page.Size)
             {

@@ -68,6 +68,22 @@ public sealed class ExitCacheTests : IDisposable
     }
 
     [Fact]
+    public void Data_tlb_walks_again_when_the_hardware_named_another_page()
+    {
+        var tlb = new DataTlb(1);
+        tlb.Translate(0, _mem, _mode, _pt.Cr3, DataPage + 8, AccessType.Read, out ulong before);
+        Assert.Equal(Phys1 + 8, before);
+        // The guest remaps the page (and flushes with INVLPG, which the paravisor never sees); the next exit names Phys2.
+        ulong pte = _pt.EntryAddress(DataPage, 1);
+        _mem.WriteU64(pte, (_mem.ReadU64(pte) & ~0x000F_FFFF_FFFF_F000UL) | Phys2);
+        tlb.Translate(0, _mem, _mode, _pt.Cr3, DataPage + 8, AccessType.Read, out ulong witnessed, witnessPage: Phys2);
+        Assert.Equal(Phys2 + 8, witnessed);
+        // The walk refilled the entry: without a witness it now serves the new page.
+        tlb.Translate(0, _mem, _mode, _pt.Cr3, DataPage + 8, AccessType.Read, out ulong after);
+        Assert.Equal(Phys2 + 8, after);
+    }
+
+    [Fact]
     public void Data_tlb_reports_faults_every_time()
     {
         var tlb = new DataTlb(1);
