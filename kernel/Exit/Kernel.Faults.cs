@@ -23,6 +23,14 @@ public sealed partial class Kernel
         return new FaultContext(mode, cpl, cr0, rflags, (cr4 & FaultContext.Cr4La57) != 0, rec.Port, rec.Reason == ExitReason.Io ? rec.Size : (byte)0);
     }
 
+    /// <summary>
+    /// The page walk's access type for a data side of the kernel-emulated instruction: at CPL 3 (virtual-8086 mode
+    /// included) the walk checks the U/S bit as the CPU would, so a user-mode guest's MMIO instruction never reaches
+    /// memory its page tables reserve for the supervisor (#PF with the U bit in the error code).
+    /// </summary>
+    AccessType DataAccess(int v, bool write) =>
+        (write ? AccessType.Write : AccessType.Read) | (_fctx[v].Cpl == 3 ? AccessType.User : 0);
+
     /// <summary>True when the element must not be performed: the fault (or the #PF that outranks an #AC) is pending.</summary>
     bool ElementFaults(Cpu cpu, int v)
     {
@@ -32,7 +40,7 @@ public sealed partial class Kernel
         Followed(v)?.Step(v, $"fault check: {f}; nothing reaches a device");
         if (f.Cause == FaultCause.Alignment)
         {
-            var walk = PageWalker.Translate(_memory, _f.Mode[v], _f.Cr3[v], misaligned, write ? AccessType.Write : AccessType.Read, out _);
+            var walk = PageWalker.Translate(_memory, _f.Mode[v], _f.Cr3[v], misaligned, DataAccess(v, write), out _);
             if (!walk.IsOk) { InjectWalkFault(cpu, v, walk); return true; }
         }
         RaiseCheckFault(cpu, v, in f);

@@ -271,4 +271,24 @@ public class FaultSemanticsTests
         Assert.Equal(2, sys.Kernel.Stats.SegmentFaults);
         Assert.Equal(1, sys.Kernel.Stats.DeviceRoundTrips);
     }
+
+    [Fact]
+    public void A_cpl3_access_to_a_supervisor_page_is_a_page_fault_with_the_user_bit_and_no_device_sees_it()
+    {
+        Step? user = null;
+        (ulong, ulong)[] ring3 =
+            [.. Seg(StateField.Cs, Gdt.Code64 | 3, SegmentAttributes.Code64 | Dpl3, 0xFFFF_FFFF), .. Seg(StateField.Ss, Gdt.Data | 3, SegmentAttributes.Data | Dpl3, 0xFFFF_FFFF)];
+        (ulong, ulong)[] ring0 =
+            [.. Seg(StateField.Cs, Gdt.Code64, SegmentAttributes.Code64, 0xFFFF_FFFF), .. Seg(StateField.Ss, Gdt.Data, SegmentAttributes.Data, 0xFFFF_FFFF)];
+        using var sys = Boot((r, l) =>
+        {
+            // The workload maps the device page supervisor-only (U/S clear): at CPL 3 the walk must refuse it.
+            user = r.Add("mov eax, [rbx] at CPL 3 (supervisor page)", a => a.mov(eax, __dword_ptr[rbx]), ExitReason.Mmio, Dev, 4, false, [(3, Dev)], ring3);
+            r.Add("mov eax, [rbx+8] at CPL 0 (the device)", a => a.mov(eax, __dword_ptr[rbx + 8]), ExitReason.Mmio, Dev + 8, 4, false, [(3, Dev)], ring0, expect: 0);
+        }, longMode: true);
+        Assert.True(sys.Run().Quiescent);
+        AssertClean(sys);
+        AssertFault(Only(sys, user!.Text), user, 14, 0x5);   // #PF: present | user, a read
+        Assert.Equal(1, sys.Kernel.Stats.DeviceRoundTrips);
+    }
 }
