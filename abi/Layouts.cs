@@ -75,7 +75,7 @@ public struct EventArea
     public const int MaxPayload = 64;
 }
 
-/// <summary>64 bytes of access data (an inline array: no unsafe code in abi/).</summary>
+/// <summary>64 bytes of access data (an inline array, so abi/ needs no pointer code).</summary>
 [System.Runtime.CompilerServices.InlineArray(EventArea.MaxPayload)]
 public struct EventPayload
 {

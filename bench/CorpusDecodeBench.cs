@@ -57,27 +57,12 @@ public class CorpusDecodeBench
     [Benchmark(Baseline = true, OperationsPerInvoke = Forms, Description = "Iced Decoder, Linux corpus sample (per insn)")]
     public int Iced()
     {
-        int sum = 0;
-        for (int i = 0; i < _starts.Length; i++)
-        {
-            _reader.Position = _starts[i];
-            _iced.IP = 0x1000UL + (ulong)_starts[i];
-            _iced.Decode(out Instruction insn);
-            sum += insn.Length;
-        }
-        return sum;
+        return DecodeLoops.Iced(_iced, _reader, _starts);
     }
 
     [Benchmark(OperationsPerInvoke = Forms, Description = "Copra X86Decoder, Linux corpus sample (per insn)")]
     public int Copra()
     {
-        int sum = 0;
-        ReadOnlySpan<byte> code = _code;
-        for (int i = 0; i < _starts.Length; i++)
-        {
-            X86Decoder.TryDecode(code[_starts[i]..], CpuMode.Bits64, out var d);
-            sum += d.Length;
-        }
-        return sum;
+        return DecodeLoops.Copra(_code, _starts);
     }
 }

@@ -92,28 +92,13 @@ public class DecodeBench
     [Benchmark(Baseline = true, OperationsPerInvoke = MixOps, Description = "Iced Decoder, MMIO mix (per insn)")]
     public int IcedMix()
     {
-        int sum = 0;
-        for (int i = 0; i < _starts.Length; i++)
-        {
-            _reader.Position = _starts[i];
-            _iced.IP = 0x1000UL + (ulong)_starts[i];
-            _iced.Decode(out Instruction insn);
-            sum += insn.Length;
-        }
-        return sum;
+        return DecodeLoops.Iced(_iced, _reader, _starts);
     }
 
     [Benchmark(OperationsPerInvoke = MixOps, Description = "Copra X86Decoder, MMIO mix (per insn)")]
     public int CopraMix()
     {
-        int sum = 0;
-        ReadOnlySpan<byte> code = _code;
-        for (int i = 0; i < _starts.Length; i++)
-        {
-            X86Decoder.TryDecode(code[_starts[i]..], CpuMode.Bits64, out var d);
-            sum += d.Length;
-        }
-        return sum;
+        return DecodeLoops.Copra(_code, _starts);
     }
 
     [Benchmark(Description = "Iced Decoder, mov eax,[rsi]")]
