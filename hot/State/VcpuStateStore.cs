@@ -523,6 +523,10 @@ public sealed class VcpuStateStore
         return ok;
     }
 
+    /// <summary>Platform side: the pending event without charging (the hardware's view; the replay backend's per-exit check).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public ulong PeekPendingEvent(int v) => _pendingEvent[v];
+
     /// <summary>Platform side: reads a field without charging (traces, tests, the KVM backend's own sync).</summary>
     public bool TryPeek(int v, ulong field, out ulong value)
     {

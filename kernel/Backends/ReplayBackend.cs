@@ -17,6 +17,7 @@ namespace Copra.Kernel.Backends;
 /// </summary>
 public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProgram> programs) : IGuestBackend
 {
+    readonly ReplayProgram[] _programs = [.. programs];   // an array: no interface call per exit
     readonly int[] _step = new int[programs.Count];
     readonly long[] _iteration = new long[programs.Count];
     readonly bool[] _issued = new bool[programs.Count];
@@ -32,11 +33,11 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
 
     public void Run(int v, ref ExitRecord exit)
     {
-        var prog = programs[v];
+        var prog = _programs[v];
         if (_issued[v]) Retire(v, prog);
         if (_step[v] >= prog.Steps.Count) { exit.Reason = ExitReason.Shutdown; return; }
         var s = prog.Steps[_step[v]];
-        ulong rip = Peek(v, StateField.Rip);
+        ulong rip = state.Rip(v);
         if (rip != s.Rip) { Desync(v, $"vcpu {v}: at step '{s.Text}' expected rip 0x{s.Rip:x}, found 0x{rip:x}"); exit.Reason = ExitReason.Shutdown; return; }
 
         ulong offset = _step[v] >= prog.LoopStart && _step[v] < prog.LoopEnd ? s.Offset(_iteration[v]) : 0;
@@ -65,7 +66,8 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
     {
         _issued[v] = false;
         var s = prog.Steps[_step[v]];
-        ulong pe = Peek(v, StateField.PendingEvent);
+        // The hardware's own view of the fields (no TDCALL charged): direct reads, not the by-id switch.
+        ulong pe = state.PeekPendingEvent(v);
         if ((pe & (1UL << 31)) != 0)
         {
             Poke(v, StateField.PendingEvent, 0);
@@ -85,7 +87,7 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
             InterruptsSeen++;
             if (s.Kind == StepKind.WaitIrq) { Advance(v, prog, s); return; }
         }
-        ulong rip = Peek(v, StateField.Rip);
+        ulong rip = state.Rip(v);
         if (s.Kind == StepKind.WaitIrq)
         {
             if (rip != s.Rip + (ulong)s.Length) Desync(v, $"vcpu {v}: HLT at 0x{s.Rip:x} resumed at 0x{rip:x}");

@@ -164,8 +164,7 @@ public sealed partial class Kernel
         if (_f.ReqWrite[v] && lockMismatch) LockMismatch(cpu, v, value & AllOnes(_f.ReqSize[v]));
         else if (_f.ReqWrite[v]) AfterWrite(cpu, v);
         else AfterRead(cpu, v, value & AllOnes(_f.ReqSize[v]));
-        ChargeTdReads(cpu, v);
-        CloseSegment(v);
+        EndSegment(cpu, v);
     }
 
     /// <summary>Run state <paramref name="from"/> → <paramref name="to"/> if it is still <paramref name="from"/> (the vCPU's own word; no lock).</summary>

@@ -27,7 +27,14 @@ namespace Copra.Kernel.Core;
 /// </summary>
 public sealed partial class Kernel
 {
-    public IGuestBackend? Backend { get; set; }
+    public IGuestBackend? Backend
+    {
+        get => _backend;
+        set { _backend = value; _timedBackend = value as IHardwareTimedBackend; }
+    }
+    IGuestBackend? _backend;
+    IHardwareTimedBackend? _timedBackend;   // asked once when the backend is set, not by a type test per exit
+    bool _tdx;                              // TDG.VP.RD/WR are charged (the state store counts nothing on SNP)
     public InstructionFetcher Fetcher { get; private set; } = null!;
     public ExitStats Stats { get; private set; } = null!;
     /// <summary>The modelled host behind forwarded exits.</summary>
@@ -74,6 +81,7 @@ public sealed partial class Kernel
         _fctx = new FaultContext[n]; _checkElements = new bool[n];
         _dataTlb = new DataTlb(n);
         _decodeCache = new DecodeCache(n);
+        _tdx = State.Cost == StateAccessCost.Tdx;
         InitWide(n);
     }
 
@@ -105,10 +113,8 @@ public sealed partial class Kernel
             }
         if (Backend is null) throw new InvalidOperationException("no guest backend");
         InjectPendingIrq(vc);
-        long wr0 = State.TdWrites[v];
-        State.OnEntry(v);
-        long entryTd = State.TdWrites[v] - wr0;
-        Stats.Add(cpu.Index, Counter.TdWrites, entryTd);
+        long entryTd = State.OnEntry(v);   // TDG.VP.WRs of the fields the exit dirtied (always 0 on SNP)
+        if (entryTd != 0) Stats.Add(cpu.Index, Counter.TdWrites, entryTd);
         Trace.AddDisplayOnlyOn(cpu, TraceKind.EntryStart, v);
         cpu.Clock += Cost.ExitCycles + entryTd * Cost.TdcallCycles;
         Trace.AddDisplayOnlyOn(cpu, TraceKind.GuestEnter, v);
@@ -163,8 +169,9 @@ public sealed partial class Kernel
         _f.Measured[v] = 0;
         _f.SegStart[v] = t0;
         _f.Modelled[v] = Cost.ExitCycles + entryTd * Cost.TdcallCycles;
-        _f.Hardware[v] = Backend is IHardwareTimedBackend hwb ? hwb.LastRunTicks(v) : 0;
+        _f.Hardware[v] = _timedBackend is { } hwb ? hwb.LastRunTicks(v) : 0;
         _f.Exit[v] = rec;
+        _f.HardwareCompletes[v] = (rec.Flags & ExitFlags.HardwareCompletes) != 0;
         var vc = _vcpus[v];
         switch (rec.Reason)
         {
@@ -192,8 +199,7 @@ public sealed partial class Kernel
                 RunPageExit(cpu, vc, RunExit.Shutdown, ExitKind.Other);
                 break;
         }
-        ChargeTdReads(cpu, v);
-        CloseSegment(v);
+        EndSegment(cpu, v);
     }
 
     /// <summary>
@@ -211,19 +217,21 @@ public sealed partial class Kernel
         _f.Modelled[v] += reads * Cost.TdcallCycles;
     }
 
-    /// <summary>Adds the running kernel segment of this exit to its measured time.</summary>
-    void CloseSegment(int v)
+    /// <summary>A kernel segment of this exit ends: its TDG.VP.RDs are charged (TDX only) and its time added to the measured.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    void EndSegment(Cpu cpu, int v)
     {
-        if (_f.SegStart[v] == 0) return;
-        _f.Measured[v] += (long)Tsc.Read() - _f.SegStart[v];
-        _f.SegStart[v] = 0;
+        if (_tdx) ChargeTdReads(cpu, v);
+        ref long start = ref _f.SegStart[v];
+        if (start == 0) return;
+        _f.Measured[v] += (long)Tsc.Read() - start;
+        start = 0;
     }
 
     void RunPageExit(Cpu cpu, VcpuObject vc, RunExit why, ExitKind kind)
     {
         lock (vc) ReportRunExitLocked(cpu, vc, why);
-        ChargeTdReads(cpu, vc.Global);
-        CloseSegment(vc.Global);
+        EndSegment(cpu, vc.Global);
         Stats.Record(cpu.Index, kind, _f.Measured[vc.Global], _f.Modelled[vc.Global], _f.Hardware[vc.Global]);
     }
 
@@ -274,7 +282,6 @@ public sealed partial class Kernel
         Followed(v)?.Step(v, $"fetch: linear 0x{csBase + rip:x}, code-page cache {(cached ? "hit" : "miss (page walk)")}, {fr}, {got} bytes: {Convert.ToHexString(bytes[..got]).ToLowerInvariant()}");
         if (got == 0) { InjectWalkFault(cpu, v, fault); return; }
 
-        bool hw = (rec.Flags & ExitFlags.HardwareCompletes) != 0;
         if (!_decodeCache.TryDecode(v, csBase + rip, buffer, got, cpuMode, out var d))
         {
             if (d.Error == RefuseReason.Truncated && !fault.IsOk) { InjectWalkFault(cpu, v, fault); return; }
@@ -303,90 +310,18 @@ public sealed partial class Kernel
         _lockRetries[v] = 0;
         // MOVAPS/APD/DQA, MOVNT*, CMPXCHG16B (operand) and MOVDIR64B (destination): #GP(0) when misaligned.
         if (d.Align != 0 && !Executor.Aligned(in d, LinearOf(v, write: d.Kind == AccessKind.Movdir64b))) { InjectException(cpu, v, VectorGp, 0); return; }
-        if (hw) CheckHardware(v);
-        else { _fctx[v] = FaultContextOf(v, cpuMode, cr0, cr4, csAttr, in rec); _checkElements[v] = _fctx[v].ChecksNeeded(in d); }
+        // The hardware finishes this instruction (KVM): the second, short pipeline (Kernel.Hardware.cs) takes it from here.
+        if (_f.HardwareCompletes[v]) { HardwareElement(cpu, v); return; }
+        _fctx[v] = FaultContextOf(v, cpuMode, cr0, cr4, csAttr, in rec);
+        _checkElements[v] = _fctx[v].ChecksNeeded(in d);
 
         // REP with a zero count does nothing but advance RIP.
-        if (d.Rep && IsString(d.Kind) && !hw && Masked(State.Gpr(v, 1), d.AddressSize) == 0)
+        if (d.Rep && IsString(d.Kind) && Masked(State.Gpr(v, 1), d.AddressSize) == 0)
         {
             FinishInstruction(cpu, v);
             return;
         }
         StartElement(cpu, v);
-    }
-
-    /// <summary>
-    /// A hardware exit (KVM): checks the kernel's decode against what the hardware reported (address,
-    /// length, direction, data for writes). Disagreements are counted, by kind and in
-    /// <see cref="ExitStats.DecodeMismatch"/>; the access then proceeds with the hardware's values, since the
-    /// hardware finishes the instruction whatever the kernel thinks.
-    /// </summary>
-    void CheckHardware(int v)
-    {
-        ref readonly var d = ref _f.Acc[v];
-        ref readonly var rec = ref _f.Exit[v];
-        Stats.Add(Here, Counter.HardwareChecked);
-        var gprs = State.Gprs(v);
-        ulong ones = AllOnes(d.Size);
-        // Why: KVM hands a wider-than-8-byte access to user space in 8-byte fragments (kvm_run.mmio.data is 8 bytes).
-        bool addr = true, size = d.Size > 8 ? rec.Size <= 8 : d.Size == rec.Size, dir, data = true;
-        if (rec.Reason == ExitReason.Io)
-        {
-            bool write = d.Kind is AccessKind.Out or AccessKind.Outs;
-            dir = write == rec.IsWrite;
-            addr = (d.PortIsDx ? (ushort)gprs[2] : d.Port) == rec.Port;
-            if (rec.IsWrite && d.Kind == AccessKind.Out) data = (WriteBack.StoreValue(d, gprs) & ones) == (rec.Data & ones);
-        }
-        else
-        {
-            dir = d.Kind switch
-            {
-                AccessKind.Bt => d.Op != AluOp.None || !rec.IsWrite,
-                AccessKind.Read or AccessKind.ReadZx or AccessKind.ReadSx or AccessKind.Cmov or AccessKind.Lods or AccessKind.Scas
-                    or AccessKind.Cmps or AccessKind.ReadVec => !rec.IsWrite,
-                AccessKind.Write or AccessKind.WriteImm or AccessKind.Stos or AccessKind.Setcc or AccessKind.WriteVec => rec.IsWrite,
-                AccessKind.Movdir64b => true,
-                AccessKind.Alu => !rec.IsWrite || d.Op is not (AluOp.Cmp or AluOp.Test),
-                AccessKind.Xchg or AccessKind.Movs => true,
-                _ => false,
-            };
-            ulong linear = LinearOf(v, rec.IsWrite);
-            var walk = PageWalker.Translate(_memory, _f.Mode[v], _f.Cr3[v], linear, rec.IsWrite ? AccessType.Write : AccessType.Read, out ulong gpa);
-            addr = walk.IsOk && (d.Size > 8 ? rec.Gpa - gpa < d.Size : gpa == rec.Gpa);
-            if (rec.IsWrite && dir)
-            {
-                ulong expect = 0;
-                bool known = true;
-                Span<ulong> copy = stackalloc ulong[16];
-                gprs.CopyTo(copy);
-                switch (d.Kind)
-                {
-                    case AccessKind.Write: case AccessKind.WriteImm: expect = WriteBack.StoreValue(d, gprs); break;
-                    case AccessKind.WriteVec: case AccessKind.Movdir64b: known = false; break;   // an 8-byte fragment of a wide store
-                    case AccessKind.Stos: expect = gprs[0]; break;
-                    case AccessKind.Xchg: expect = WriteBack.Xchg(d, copy, _f.HwRead[v]); break;
-                    case AccessKind.Alu: case AccessKind.Bt: case AccessKind.Setcc:
-                    {
-                        ulong fl = State.Rflags(v);
-                        known = Executor.Execute(in d, copy, ref fl, _f.HwRead[v], out expect) == ExecResult.Write;
-                        break;
-                    }
-                    case AccessKind.Movs:
-                    {
-                        var src = PageWalker.Translate(_memory, _f.Mode[v], _f.Cr3[v], LinearOf(v, false), AccessType.Read, out ulong sg);
-                        known = src.IsOk && _vcpus[v].Vm.IsRam(sg, d.Size);
-                        if (known) expect = _memory.ReadSized(sg, d.Size);
-                        break;
-                    }
-                }
-                data = !known || (expect & ones) == (rec.Data & ones);
-            }
-        }
-        if (!addr) Stats.Add(Here, Counter.MismatchAddress);
-        if (!size) Stats.Add(Here, Counter.MismatchSize);
-        if (!dir) Stats.Add(Here, Counter.MismatchDirection);
-        if (!data) Stats.Add(Here, Counter.MismatchData);
-        if (!(addr && size && dir && data)) Stats.Add(Here, Counter.DecodeMismatch);
     }
 
     ulong SegmentBaseFor(int v, CpuMode mode, byte seg)
@@ -452,11 +387,7 @@ public sealed partial class Kernel
     {
         var (read, _) = SidesOf(in _f.Acc[v]);
         _f.Phase[v] = ElementPhase.Read;
-        bool hw = (_f.Exit[v].Flags & ExitFlags.HardwareCompletes) != 0;
-        // The hardware reports each side of an instruction as its own exit (an ALU or MOVS first reads, then
-        // writes): a write exit is only the write side, its data in the record.
-        if (hw && _f.Exit[v].IsWrite) read = Side.None;
-        if (!hw && _checkElements[v] && ElementFaults(cpu, v)) return;
+        if (_checkElements[v] && ElementFaults(cpu, v)) return;
         if (read == Side.None) { AfterRead(cpu, v, 0); return; }
         Access(cpu, v, read, write: false, 0);
     }
@@ -467,20 +398,10 @@ public sealed partial class Kernel
         ref readonly var d = ref _f.Acc[v];
         ref readonly var rec = ref _f.Exit[v];
         var vm = _vcpus[v].Vm;
-        uint size = ElementSize(v);
-        if (side == Side.Port)
-        {
-            ushort port = d.PortIsDx ? (ushort)State.Gpr(v, 2) : d.Port;
-            int owner = vm.Ports.Lookup(port);
-            if (owner == 0) { Unowned(cpu, v, EventKind.Ioio, port, write, data); return; }
-            Request(cpu, v, owner, EventKind.Ioio, port, write, data);
-            return;
-        }
+        uint size = d.Size;
+        if (side == Side.Port) { PortSide(cpu, v, write, data); return; }
 
         ulong gpa;
-        if ((rec.Flags & ExitFlags.HardwareCompletes) != 0 && IsDeviceSide(d, write, rec))
-            gpa = rec.Gpa;   // the hardware names the element's address
-        else
         {
             ulong linear = LinearOf(v, write);
             if (CanonicalFaults(cpu, v, linear)) return;
@@ -506,20 +427,30 @@ public sealed partial class Kernel
             else AfterRead(cpu, v, _memory.ReadSized(gpa, (int)size));
             return;
         }
-        int mmioOwner = vm.Mmio.Lookup(v, gpa, size, out _, out bool straddles);
+        MmioSide(cpu, v, gpa, size, write, data);
+    }
+
+    /// <summary>A port side: the VM's port table names the owner (a device model), or nobody (forward or re-inject).</summary>
+    void PortSide(Cpu cpu, int v, bool write, ulong data)
+    {
+        ref readonly var d = ref _f.Acc[v];
+        ushort port = d.PortIsDx ? (ushort)State.Gpr(v, 2) : d.Port;
+        int owner = _vcpus[v].Vm.Ports.Lookup(port);
+        if (owner == 0) { Unowned(cpu, v, EventKind.Ioio, port, write, data); return; }
+        Request(cpu, v, owner, EventKind.Ioio, port, write, data);
+    }
+
+    /// <summary>A memory side that is not RAM: the VM's MMIO ranges name the owner, or nobody; an access over two ranges is #GP.</summary>
+    void MmioSide(Cpu cpu, int v, ulong gpa, uint size, bool write, ulong data)
+    {
+        int mmioOwner = _vcpus[v].Vm.Mmio.Lookup(v, gpa, size, out _, out bool straddles);
         if (straddles) { InjectException(cpu, v, VectorGp, 0); return; }
         if (mmioOwner == 0) { Unowned(cpu, v, EventKind.Mmio, gpa, write, data); return; }
         Request(cpu, v, mmioOwner, EventKind.Mmio, gpa, write, data);
     }
 
     /// <summary>Bytes this element moves: the instruction's, or under KVM the 8-byte fragment of a wide access the exit reports.</summary>
-    uint ElementSize(int v) => (_f.Exit[v].Flags & ExitFlags.HardwareCompletes) != 0 && _f.Acc[v].Size > 8 ? _f.Exit[v].Size : _f.Acc[v].Size;
-
-    static bool IsDeviceSide(in DecodedAccess d, bool write, in ExitRecord rec)
-    {
-        if (d.Kind != AccessKind.Movs) return true;
-        return write == rec.IsWrite;
-    }
+    uint ElementSize(int v) => _f.HardwareCompletes[v] && _f.Acc[v].Size > 8 ? _f.Exit[v].Size : _f.Acc[v].Size;
 
     void RamSplit(Cpu cpu, int v, ulong linear, bool write, ulong data)
     {
@@ -568,33 +499,25 @@ public sealed partial class Kernel
     /// <summary>The read side is done (value in hand): compute, then the write side.</summary>
     void AfterRead(Cpu cpu, int v, ulong value)
     {
+        // The seam every read side returns through (RAM, the host, a device's answer): a hardware-completed exit's
+        // side is its whole part of the instruction (Kernel.Hardware.cs).
+        if (_f.HardwareCompletes[v]) { HardwareDone(cpu, v, value, write: false); return; }
         ref readonly var d = ref _f.Acc[v];
-        bool hw = (_f.Exit[v].Flags & ExitFlags.HardwareCompletes) != 0;
         var (_, writeSide) = SidesOf(in d);
         _f.Value[v] = value;
-        ulong toWrite = 0;
         bool write = writeSide != Side.None;
-        if (hw)
+        // CMPS reads twice per element: the rSI side first, then the ES:rDI side, then the flags.
+        if (d.Kind == AccessKind.Cmps && _f.Phase[v] == ElementPhase.Read)
         {
-            // KVM finishes the instruction: hand it the read value, or nothing for a write.
-            if (!_f.Exit[v].IsWrite) { _f.HwRead[v] = value; Backend!.CompleteAccess(v, value); FinishInstruction(cpu, v); return; }
-            toWrite = _f.Exit[v].Data;
+            _cmpsSource[v] = value;
+            _f.Phase[v] = ElementPhase.Read2;
+            Access(cpu, v, Side.Memory, write: false, 0);
+            return;
         }
-        else
-        {
-            // CMPS reads twice per element: the rSI side first, then the ES:rDI side, then the flags.
-            if (d.Kind == AccessKind.Cmps && _f.Phase[v] == ElementPhase.Read)
-            {
-                _cmpsSource[v] = value;
-                _f.Phase[v] = ElementPhase.Read2;
-                Access(cpu, v, Side.Memory, write: false, 0);
-                return;
-            }
-            // The executor is the one state update for every form (hot/Emulate/Executor.cs), through Compute.
-            if (!Compute(cpu, v, value, writeSide == Side.Memory, out bool w, out toWrite)) return;
-            if (writeSide == Side.Memory) write = w;
-        }
-        Followed(v)?.Step(v, $"value 0x{value:x} in hand; {(hw ? "the hardware finishes the instruction" : $"write-back done, RAX now 0x{State.Gpr(v, 0):x}, RFLAGS 0x{State.Rflags(v):x}")}{(write ? $"; next: write 0x{toWrite:x}" : "")}");
+        // The executor is the one state update for every form (hot/Emulate/Executor.cs), through Compute.
+        if (!Compute(cpu, v, value, writeSide == Side.Memory, out bool w, out ulong toWrite)) return;
+        if (writeSide == Side.Memory) write = w;
+        Followed(v)?.Step(v, $"value 0x{value:x} in hand; write-back done, RAX now 0x{State.Gpr(v, 0):x}, RFLAGS 0x{State.Rflags(v):x}{(write ? $"; next: write 0x{toWrite:x}" : "")}");
         if (!write) { AfterWrite(cpu, v); return; }
         _f.Phase[v] = ElementPhase.Write;
         _f.WriteValue[v] = toWrite;
@@ -604,17 +527,12 @@ public sealed partial class Kernel
     /// <summary>The element is done: step string registers, repeat, or finish.</summary>
     void AfterWrite(Cpu cpu, int v)
     {
+        if (_f.HardwareCompletes[v]) { HardwareDone(cpu, v, 0, write: true); return; }
         ref readonly var d = ref _f.Acc[v];
         _f.Phase[v] = ElementPhase.None;
         _f.FirstElement[v] = false;
         CommitPending(v);
         ReleaseHeld(v);
-        if ((_f.Exit[v].Flags & ExitFlags.HardwareCompletes) != 0)
-        {
-            Backend!.CompleteAccess(v, 0);
-            FinishInstruction(cpu, v);
-            return;
-        }
         if (IsString(d.Kind) && !Executor.StringStep(in d, State.Gprs(v), State.Rflags(v)))
         {
             // Why: with TF the CPU traps after every REP iteration, RIP still at the instruction (the count resumes).
@@ -639,11 +557,14 @@ public sealed partial class Kernel
 
     void FinishInstruction(Cpu cpu, int v)
     {
-        if ((_f.Exit[v].Flags & ExitFlags.HardwareCompletes) == 0)
-        {
-            State.Rip(v) = State.Rip(v) + _f.Acc[v].Length;
-            if (_fctx[v].SingleStep) SingleStepTrap(cpu, v);
-        }
+        State.Rip(v) = State.Rip(v) + _f.Acc[v].Length;
+        if (_fctx[v].SingleStep) SingleStepTrap(cpu, v);
+        EndInstruction(cpu, v);
+    }
+
+    /// <summary>The instruction is done (by the kernel or, for a hardware-completed exit, about to be by the hardware): count it and end the exit.</summary>
+    void EndInstruction(Cpu cpu, int v)
+    {
         bool forwarded = _f.Forwarded[v];
         _f.Forwarded[v] = false;
         if (forwarded) Stats.Add(cpu.Index, Counter.Forwarded);
@@ -667,8 +588,7 @@ public sealed partial class Kernel
         _pend[v] = false;   // a fault or a give-up after the read: nothing of the instruction is committed
         ReleaseHeld(v);
         if (countCompleted) Stats.Add(cpu.Index, Counter.Completed);
-        ChargeTdReads(cpu, v);
-        CloseSegment(v);
+        EndSegment(cpu, v);
         Stats.Record(cpu.Index, kind, _f.Measured[v], _f.Modelled[v], _f.Hardware[v]);
         Followed(v)?.Step(v, $"done as {kind}: RIP=0x{State.Rip(v):x}; kernel software {_f.Measured[v]} TSC ticks (measured, and inflated here by the narration itself), platform {_f.Modelled[v]} cycles (modelled); vCPU back on cpu {_vcpus[v].Cpu}");
         if (v == _followed) _followed = -1;

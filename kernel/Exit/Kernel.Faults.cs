@@ -55,7 +55,11 @@ public sealed partial class Kernel
     bool CanonicalFaults(Cpu cpu, int v, ulong linear)
     {
         ref readonly var d = ref _f.Acc[v];
-        if (d.Mode != CpuMode.Bits64 || (_f.Exit[v].Flags & ExitFlags.HardwareCompletes) != 0) return false;
+        if (d.Mode != CpuMode.Bits64) return false;
+        // The common case in two compares: first and last byte in the same 48-bit canonical half (canonical with 4-level
+        // paging is canonical with 5-level too); anything else takes the full check.
+        long first = (long)linear >> 47, last = (long)(linear + d.Size - 1) >> 47;
+        if (first == last && (first == 0 || first == -1)) return false;
         var f = Faults.Canonical(linear, d.Size, stack: false, _fctx[v].La57);
         if (!f.Raised) return false;
         RaiseCheckFault(cpu, v, in f);

@@ -172,7 +172,7 @@ public sealed partial class Kernel
     void SpecialRam(Cpu cpu, int v, ulong gpa, bool write)
     {
         ref readonly var d = ref _f.Acc[v];
-        if (d.Lock && !write && (_f.Exit[v].Flags & Hot.Exit.ExitFlags.HardwareCompletes) == 0) { LockedRam(cpu, v, gpa); return; }
+        if (d.Lock && !write) { LockedRam(cpu, v, gpa); return; }   // kernel-emulated only: Kernel.Hardware.cs never comes here
         int size = (int)ElementSize(v);
         if (size <= 8)
         {
@@ -200,10 +200,15 @@ public sealed partial class Kernel
     }
 
     /// <summary>Gives up the device object a locked read held (no write followed, or the exit ended early) and delivers what queued behind it.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     void ReleaseHeld(int v)
     {
-        var e = _held[v];
-        if (e is null) return;
+        if (_held[v] is { } e) ReleaseHeld(v, e);
+    }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    void ReleaseHeld(int v, EventObject e)
+    {
         _held[v] = null;
         KThread? wake = null;
         int next = -1;

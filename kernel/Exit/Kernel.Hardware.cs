@@ -1,0 +1,135 @@
+using Copra.Abi;
+using Copra.Hot.Decode;
+using Copra.Hot.Emulate;
+using Copra.Hot.Exit;
+using Copra.Hot.Guest;
+using Copra.Kernel.Exit;
+using Copra.Kernel.Machine;
+
+namespace Copra.Kernel.Core;
+
+/// <summary>
+/// The second, short pipeline: exits the hardware finishes itself (KVM, <see cref="ExitFlags.HardwareCompletes"/>).
+/// The hardware reports each side of an instruction as its own exit (an ALU or MOVS first reads, then writes), names
+/// the side's address (the GPA) and, for a write, its data; it advances RIP, writes registers and flags and raises
+/// its own faults once given the value. So after the shared front (mode, fetch, decode: <see cref="BeginAccess"/>) an
+/// exit here is: check the decode against the record, perform the one side at the address the hardware named, hand
+/// the hardware the value, end the exit. No fault checks, no executor, no REP loop, no pending state and no LOCK
+/// protocol: the kernel-emulated pipeline (Kernel.Exit.cs) keeps those, and the two meet only where a side returns
+/// (<see cref="AfterRead"/> and <see cref="AfterWrite"/>, one test each) and in the element's size.
+/// </summary>
+public sealed partial class Kernel
+{
+    /// <summary>After the decode: the one side this exit is.</summary>
+    void HardwareElement(Cpu cpu, int v)
+    {
+        CheckHardware(v);
+        ref readonly var rec = ref _f.Exit[v];
+        var (read, writeSide) = SidesOf(in _f.Acc[v]);
+        bool write = rec.IsWrite;
+        var side = write ? writeSide : read;
+        _f.Phase[v] = write ? ElementPhase.Write : ElementPhase.Read;
+        _f.WriteValue[v] = write ? rec.Data : 0;
+        // The decode has no side in the direction the hardware reported (counted by CheckHardware): nothing to perform.
+        if (side == Side.None) { HardwareDone(cpu, v, 0, write); return; }
+        if (side == Side.Port) { PortSide(cpu, v, write, rec.Data); return; }
+        // The hardware names the element's address; a wide access arrives in fragments of at most 8 bytes (kvm_run.mmio.data).
+        ulong gpa = rec.Gpa;
+        uint size = Math.Min(ElementSize(v), 8u);
+        var vm = _vcpus[v].Vm;
+        Followed(v)?.Step(v, $"{(write ? "write" : "read")} side (the hardware's): GPA 0x{gpa:x} ({(vm.IsRam(gpa, size) ? "the VM's RAM" : "not RAM: device lookup")})");
+        if (vm.IsRam(gpa, size))
+        {
+            if (write) { _memory.WriteSized(gpa, (int)size, rec.Data); HardwareDone(cpu, v, 0, write: true); }
+            else HardwareDone(cpu, v, _memory.ReadSized(gpa, (int)size), write: false);
+            return;
+        }
+        MmioSide(cpu, v, gpa, size, write, rec.Data);
+    }
+
+    /// <summary>The side is done (at once, or when the device answered): the hardware gets the value and finishes the instruction.</summary>
+    void HardwareDone(Cpu cpu, int v, ulong value, bool write)
+    {
+        _f.Phase[v] = ElementPhase.None;
+        _f.FirstElement[v] = false;
+        _f.Value[v] = value;
+        if (!write) _f.HwRead[v] = value;
+        Followed(v)?.Step(v, write ? "write done; the hardware finishes the instruction" : $"value 0x{value:x} in hand; the hardware finishes the instruction");
+        Backend!.CompleteAccess(v, write ? 0 : value);
+        EndInstruction(cpu, v);
+    }
+
+    /// <summary>
+    /// A hardware exit (KVM): checks the kernel's decode against what the hardware reported (address,
+    /// length, direction, data for writes). Disagreements are counted, by kind and in
+    /// <see cref="ExitStats.DecodeMismatch"/>; the access then proceeds with the hardware's values, since the
+    /// hardware finishes the instruction whatever the kernel thinks.
+    /// </summary>
+    void CheckHardware(int v)
+    {
+        ref readonly var d = ref _f.Acc[v];
+        ref readonly var rec = ref _f.Exit[v];
+        Stats.Add(Here, Counter.HardwareChecked);
+        var gprs = State.Gprs(v);
+        ulong ones = AllOnes(d.Size);
+        // Why: KVM hands a wider-than-8-byte access to user space in 8-byte fragments (kvm_run.mmio.data is 8 bytes).
+        bool addr = true, size = d.Size > 8 ? rec.Size <= 8 : d.Size == rec.Size, dir, data = true;
+        if (rec.Reason == ExitReason.Io)
+        {
+            bool write = d.Kind is AccessKind.Out or AccessKind.Outs;
+            dir = write == rec.IsWrite;
+            addr = (d.PortIsDx ? (ushort)gprs[2] : d.Port) == rec.Port;
+            if (rec.IsWrite && d.Kind == AccessKind.Out) data = (WriteBack.StoreValue(d, gprs) & ones) == (rec.Data & ones);
+        }
+        else
+        {
+            dir = d.Kind switch
+            {
+                AccessKind.Bt => d.Op != AluOp.None || !rec.IsWrite,
+                AccessKind.Read or AccessKind.ReadZx or AccessKind.ReadSx or AccessKind.Cmov or AccessKind.Lods or AccessKind.Scas
+                    or AccessKind.Cmps or AccessKind.ReadVec => !rec.IsWrite,
+                AccessKind.Write or AccessKind.WriteImm or AccessKind.Stos or AccessKind.Setcc or AccessKind.WriteVec => rec.IsWrite,
+                AccessKind.Movdir64b => true,
+                AccessKind.Alu => !rec.IsWrite || d.Op is not (AluOp.Cmp or AluOp.Test),
+                AccessKind.Xchg or AccessKind.Movs => true,
+                _ => false,
+            };
+            ulong linear = LinearOf(v, rec.IsWrite);
+            var walk = PageWalker.Translate(_memory, _f.Mode[v], _f.Cr3[v], linear, rec.IsWrite ? AccessType.Write : AccessType.Read, out ulong gpa);
+            addr = walk.IsOk && (d.Size > 8 ? rec.Gpa - gpa < d.Size : gpa == rec.Gpa);
+            if (rec.IsWrite && dir)
+            {
+                ulong expect = 0;
+                bool known = true;
+                Span<ulong> copy = stackalloc ulong[16];
+                gprs.CopyTo(copy);
+                switch (d.Kind)
+                {
+                    case AccessKind.Write: case AccessKind.WriteImm: expect = WriteBack.StoreValue(d, gprs); break;
+                    case AccessKind.WriteVec: case AccessKind.Movdir64b: known = false; break;   // an 8-byte fragment of a wide store
+                    case AccessKind.Stos: expect = gprs[0]; break;
+                    case AccessKind.Xchg: expect = WriteBack.Xchg(d, copy, _f.HwRead[v]); break;
+                    case AccessKind.Alu: case AccessKind.Bt: case AccessKind.Setcc:
+                    {
+                        ulong fl = State.Rflags(v);
+                        known = Executor.Execute(in d, copy, ref fl, _f.HwRead[v], out expect) == ExecResult.Write;
+                        break;
+                    }
+                    case AccessKind.Movs:
+                    {
+                        var src = PageWalker.Translate(_memory, _f.Mode[v], _f.Cr3[v], LinearOf(v, false), AccessType.Read, out ulong sg);
+                        known = src.IsOk && _vcpus[v].Vm.IsRam(sg, d.Size);
+                        if (known) expect = _memory.ReadSized(sg, d.Size);
+                        break;
+                    }
+                }
+                data = !known || (expect & ones) == (rec.Data & ones);
+            }
+        }
+        if (!addr) Stats.Add(Here, Counter.MismatchAddress);
+        if (!size) Stats.Add(Here, Counter.MismatchSize);
+        if (!dir) Stats.Add(Here, Counter.MismatchDirection);
+        if (!data) Stats.Add(Here, Counter.MismatchData);
+        if (!(addr && size && dir && data)) Stats.Add(Here, Counter.DecodeMismatch);
+    }
+}
