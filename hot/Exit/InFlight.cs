@@ -25,7 +25,7 @@ public sealed class InFlight
         Value = new ulong[n]; WriteValue = new ulong[n]; SegBase = new ulong[n]; EsBase = new ulong[n];
         Mode = new PagingMode[n]; Cr3 = new ulong[n];
         Measured = new long[n]; SegStart = new long[n]; Modelled = new long[n]; Hardware = new long[n]; HwRead = new ulong[n];
-        FirstElement = new bool[n]; HardwareCompletes = new bool[n]; RepElements = new int[n]; Forwarded = new bool[n]; TdRead0 = new long[n];
+        FirstElement = new bool[n]; HardwareCompletes = new bool[n]; Follow = new byte[n]; RepElements = new int[n]; Forwarded = new bool[n]; TdRead0 = new long[n];
         ReqKind = new EventKind[n]; ReqAddr = new ulong[n]; ReqSize = new byte[n]; ReqWrite = new bool[n]; ReqData = new ulong[n]; ReqOwner = new int[n];
         Answer = new ulong[n]; AnswerMismatch = new bool[n];
     }
@@ -40,6 +40,8 @@ public sealed class InFlight
     public readonly ExitRecord[] Exit;
     /// <summary>The hardware finishes this exit's instruction (KVM: <c>ExitFlags.HardwareCompletes</c>): read once at the exit, it picks the pipeline.</summary>
     public readonly bool[] HardwareCompletes;
+    /// <summary>Which tracers follow this exit (bit flags the kernel defines), decided once when the exit is taken.</summary>
+    public readonly byte[] Follow;
     /// <summary>The element's side now running.</summary>
     public readonly ElementPhase[] Phase;
     /// <summary>The value read in this element, and the value to write in it.</summary>

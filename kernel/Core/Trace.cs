@@ -117,6 +117,13 @@ public sealed class Trace
         Keep1(_lanes[here.Index], new Record(here.Clock, here.Index, kind, a, b, 0));
     }
 
+    /// <summary>A display-only record at an explicit virtual <paramref name="clock"/> (a tracer reporting a stage after the fact), with <see cref="AddOn"/>'s obligation.</summary>
+    public void AddDisplayOnlyAt(Cpu here, long clock, TraceKind kind, long a = 0, long b = 0)
+    {
+        if (!Keep) return;
+        Keep1(_lanes[here.Index], new Record(clock, here.Index, kind, a, b, 0));
+    }
+
     static void Keep1(Lane lane, in Record r)
     {
         if (lane.Kept == lane.Records.Length) Array.Resize(ref lane.Records, Math.Max(1024, lane.Kept * 2));

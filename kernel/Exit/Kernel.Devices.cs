@@ -38,7 +38,7 @@ public sealed partial class Kernel
             else { FillArea(e, v); wake = e.Waiter; e.Waiter = null; if (wake is not null) e.Handed = e.Area.Sequence; }
         }
         if (e.Dead) { AnswerLost(cpu, v, e); return; }
-        Trace.AddDisplayOnlyOn(cpu, TraceKind.Deliver, v, e.OwnerId);
+        Mark(cpu, v, TraceKind.Deliver, e.OwnerId);
         Followed(v)?.Step(v, $"deliver: {e.Describe()} event area seq {e.Area.Sequence}: {(write ? "write" : "read")} 0x{addr:x} size {_f.ReqSize[v]}{(write ? $" data 0x{data:x}" : "")}; {(wake is null ? "no thread waiting yet (it will find it)" : $"waking thread {wake.Id} on cpu {_vcpus[v].Cpu}")}");
         if (wake is not null)
         {

@@ -47,12 +47,21 @@ public sealed partial class Kernel
     /// then. Null on every normal run.
     /// </summary>
     public IExitTracer? Tracer { get; set; }
-    int _followed = -1;   // the vCPU whose exit the tracer follows, or -1
+    /// <summary>The display records' tracer (<see cref="DisplayMarks"/>) when the run keeps its trace (--trace), else null.</summary>
+    IExitTracer? _marks;
+    const byte FollowNarrate = 1, FollowMark = 2;   // InFlight.Follow bits: Tracer narrates this exit, _marks records it
     int _firstExit;
     /// <summary>The lane of the CPU this host thread steps (the statistics are per CPU), or -1 outside the drivers.</summary>
     static int Here => CurrentCpu?.Index ?? -1;
-    /// <summary>The tracer when vCPU <paramref name="v"/>'s exit is followed, else null (a stage's one compare).</summary>
-    IExitTracer? Followed(int v) => v == _followed ? Tracer : null;
+    /// <summary>The narrating tracer when vCPU <paramref name="v"/>'s exit is followed, else null (a stage's one test).</summary>
+    IExitTracer? Followed(int v) => (_f.Follow[v] & FollowNarrate) != 0 ? Tracer : null;
+
+    /// <summary>A stage boundary of vCPU <paramref name="v"/>'s exit, for the display tracer if it follows the exit (a stage's one test).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    void Mark(Cpu cpu, int v, TraceKind kind, long a = 0)
+    {
+        if ((_f.Follow[v] & FollowMark) != 0) _marks!.Mark(cpu, cpu.Clock, kind, v, a);
+    }
 
     /// <summary>Called once, at the first exit (the run command snapshots the process tree there).</summary>
     public Action? OnFirstExit { get; set; }
@@ -81,6 +90,7 @@ public sealed partial class Kernel
         _fctx = new FaultContext[n]; _checkElements = new bool[n];
         _dataTlb = new DataTlb(n);
         _decodeCache = new DecodeCache(n);
+        _marks = Trace.Keep ? new DisplayMarks(Trace) : null;
         _tdx = State.Cost == StateAccessCost.Tdx;
         InitWide(n);
     }
@@ -115,9 +125,7 @@ public sealed partial class Kernel
         InjectPendingIrq(vc);
         long entryTd = State.OnEntry(v);   // TDG.VP.WRs of the fields the exit dirtied (always 0 on SNP)
         if (entryTd != 0) Stats.Add(cpu.Index, Counter.TdWrites, entryTd);
-        Trace.AddDisplayOnlyOn(cpu, TraceKind.EntryStart, v);
-        cpu.Clock += Cost.ExitCycles + entryTd * Cost.TdcallCycles;
-        Trace.AddDisplayOnlyOn(cpu, TraceKind.GuestEnter, v);
+        cpu.Clock += Cost.ExitCycles + entryTd * Cost.TdcallCycles;   // the entry's marks are made at the exit (FollowExit)
 
         ExitRecord rec = default;
         Backend.Run(v, ref rec);
@@ -161,11 +169,8 @@ public sealed partial class Kernel
         State.OnExit(v);   // TDG.VP.RDs since the last charge (the entry's, e.g. the interrupt check) go to this exit
         Stats.Add(cpu.Index, Counter.Taken);
         if (_firstExit == 0 && Interlocked.Exchange(ref _firstExit, 1) == 0) OnFirstExit?.Invoke();
-        // The tracer's one check per exit (the ordinal is a sum over CPUs: only computed when a tracer is set).
-        long taken = 0;
-        if (Tracer is { } tracer && tracer.Follow(v, taken = Stats.Taken)) _followed = v;
-        Followed(v)?.Step(v, $"exit #{taken} on cpu {cpu.Index}: vcpu {v} {rec.Reason} gpa=0x{rec.Gpa:x} port=0x{rec.Port:x} size={rec.Size} flags={rec.Flags}; RIP=0x{State.Rip(v):x} ({Cost.Name} exit+entry {Cost.ExitCycles} modelled cycles)");
-        Trace.AddDisplayOnlyOn(cpu, TraceKind.Exit, v, (long)rec.Reason);
+        // The tracers' one check per exit; the stages then test the vCPU's flag.
+        _f.Follow[v] = Tracer is null && _marks is null ? (byte)0 : FollowExit(cpu, in rec, entryTd);
         _f.Measured[v] = 0;
         _f.SegStart[v] = t0;
         _f.Modelled[v] = Cost.ExitCycles + entryTd * Cost.TdcallCycles;
@@ -200,6 +205,27 @@ public sealed partial class Kernel
                 break;
         }
         EndSegment(cpu, v);
+    }
+
+    /// <summary>Asks the tracers whether they follow this exit; reports the entry that led to it and the exit itself to those that do.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    byte FollowExit(Cpu cpu, in ExitRecord rec, long entryTd)
+    {
+        int v = rec.Vcpu;
+        byte follow = 0;
+        long taken = Stats.Taken;   // a sum over CPUs: only computed when a tracer is set
+        if (Tracer is { } narrator && narrator.Follow(v, taken)) follow |= narrator.Narrates ? FollowNarrate : (byte)0;
+        if (_marks is { } marks && marks.Follow(v, taken))
+        {
+            follow |= FollowMark;
+            // The entry's two boundaries, at the clocks they had: nothing moves the CPU's clock between entry and exit.
+            marks.Mark(cpu, cpu.Clock - (Cost.ExitCycles + entryTd * Cost.TdcallCycles), TraceKind.EntryStart, v, 0);
+            marks.Mark(cpu, cpu.Clock, TraceKind.GuestEnter, v, 0);
+            marks.Mark(cpu, cpu.Clock, TraceKind.Exit, v, (long)rec.Reason);
+        }
+        if ((follow & FollowNarrate) != 0)
+            Tracer!.Step(v, $"exit #{taken} on cpu {cpu.Index}: vcpu {v} {rec.Reason} gpa=0x{rec.Gpa:x} port=0x{rec.Port:x} size={rec.Size} flags={rec.Flags}; RIP=0x{State.Rip(v):x} ({Cost.Name} exit+entry {Cost.ExitCycles} modelled cycles)");
+        return follow;
     }
 
     /// <summary>
@@ -282,7 +308,9 @@ public sealed partial class Kernel
         Followed(v)?.Step(v, $"fetch: linear 0x{csBase + rip:x}, code-page cache {(cached ? "hit" : "miss (page walk)")}, {fr}, {got} bytes: {Convert.ToHexString(bytes[..got]).ToLowerInvariant()}");
         if (got == 0) { InjectWalkFault(cpu, v, fault); return; }
 
-        if (!_decodeCache.TryDecode(v, csBase + rip, buffer, got, cpuMode, out var d))
+        // Decoded in place into the vCPU's row (no 60-byte copy per exit).
+        ref var d = ref _f.Acc[v];
+        if (!_decodeCache.TryDecode(v, csBase + rip, buffer, got, cpuMode, out d))
         {
             if (d.Error == RefuseReason.Truncated && !fault.IsOk) { InjectWalkFault(cpu, v, fault); return; }
             Stats.Add(cpu.Index, Counter.IcedFallbacks);
@@ -294,7 +322,6 @@ public sealed partial class Kernel
             }
         }
         _ = fr;
-        _f.Acc[v] = d;
         Followed(v)?.Step(v, $"decode: len {d.Length} kind {d.Kind} size {d.Size} reg {d.Reg}{(d.RegHigh8 ? "(high8)" : "")} imm {(d.HasImm ? $"0x{d.Imm:x}" : "-")} op {d.Op} rep {d.Rep} base {d.Base} index {d.Index} scale {d.Scale} disp 0x{d.Disp:x} seg {d.Segment} asz {d.AddressSize}{(d.PortIsDx ? " port=dx" : d.Kind is AccessKind.In or AccessKind.Out ? $" port=0x{d.Port:x}" : "")}");
         bool isPort = d.Kind is AccessKind.In or AccessKind.Out or AccessKind.Ins or AccessKind.Outs;
         if (isPort != (rec.Reason == ExitReason.Io) || (isPort && !d.PortIsDx && d.Port != rec.Port && rec.Port != 0))
@@ -478,7 +505,7 @@ public sealed partial class Kernel
         {
             byte vector = Config.Platform == PlatformType.Tdp ? VectorVe : VectorVc;
             Stats.Add(cpu.Index, Counter.Reinjected);
-            Trace.AddDisplayOnlyOn(cpu, TraceKind.Reinject, v, (long)addr);
+            Mark(cpu, v, TraceKind.Reinject, (long)addr);
             State.SetPendingEvent(v, PendingEventValid | EventTypeException | vector);
             EndExit(cpu, v, ExitKind.Reinjected, countCompleted: false);
             return;
@@ -503,8 +530,16 @@ public sealed partial class Kernel
         // side is its whole part of the instruction (Kernel.Hardware.cs).
         if (_f.HardwareCompletes[v]) { HardwareDone(cpu, v, value, write: false); return; }
         ref readonly var d = ref _f.Acc[v];
-        var (_, writeSide) = SidesOf(in d);
         _f.Value[v] = value;
+        // The common read (MOV/MOVZX/MOVSX/IN into a register): the executor's load, without the general path's copies.
+        if (d.Kind is AccessKind.Read or AccessKind.ReadZx or AccessKind.ReadSx or AccessKind.In)
+        {
+            WriteBack.ApplyRead(in d, State.Gprs(v), value);
+            Followed(v)?.Step(v, $"value 0x{value:x} in hand; write-back done, RAX now 0x{State.Gpr(v, 0):x}, RFLAGS 0x{State.Rflags(v):x}");
+            AfterWrite(cpu, v);
+            return;
+        }
+        var (_, writeSide) = SidesOf(in d);
         bool write = writeSide != Side.None;
         // CMPS reads twice per element: the rSI side first, then the ES:rDI side, then the flags.
         if (d.Kind == AccessKind.Cmps && _f.Phase[v] == ElementPhase.Read)
@@ -591,7 +626,6 @@ public sealed partial class Kernel
         EndSegment(cpu, v);
         Stats.Record(cpu.Index, kind, _f.Measured[v], _f.Modelled[v], _f.Hardware[v]);
         Followed(v)?.Step(v, $"done as {kind}: RIP=0x{State.Rip(v):x}; kernel software {_f.Measured[v]} TSC ticks (measured, and inflated here by the narration itself), platform {_f.Modelled[v]} cycles (modelled); vCPU back on cpu {_vcpus[v].Cpu}");
-        if (v == _followed) _followed = -1;
         Trace.AddOn(cpu, TraceKind.Complete, v, (long)kind);
         var vc = _vcpus[v];
         // Runnable already (the common case: RAM, the host, or a device that answered) needs no write
@@ -625,7 +659,7 @@ public sealed partial class Kernel
     void InjectException(Cpu cpu, int v, byte vector, uint? errorCode)
     {
         Stats.Add(cpu.Index, Counter.Faulted);
-        Trace.AddDisplayOnlyOn(cpu, TraceKind.Fault, v, vector);
+        Mark(cpu, v, TraceKind.Fault, vector);
         // EVENTINJ format (as SVM's): error code in bits 63:32, valid 31, has-error 11, type 10:8, vector 7:0.
         State.SetPendingEvent(v, (ulong)(errorCode ?? 0) << 32 | PendingEventValid | EventTypeException | (errorCode.HasValue ? EventHasErrorCode : 0) | vector);
         _f.Forwarded[v] = false;

@@ -101,7 +101,7 @@ public sealed class VmObject : KObject
 {
     public VmObject(int index, int vcpuBase, int vcpuCount, IReadOnlyList<(ulong Base, ulong Length)> ranges, int maxVcpusTotal)
     {
-        Index = index; VcpuBase = vcpuBase; VcpuCount = vcpuCount; Ranges = ranges;
+        Index = index; VcpuBase = vcpuBase; VcpuCount = vcpuCount; Ranges = ranges; _ranges = [.. ranges];
         Mmio = new MmioRangeTable(maxVcpusTotal);
         Vcpus = new VcpuObject[vcpuCount];
     }
@@ -110,6 +110,7 @@ public sealed class VmObject : KObject
     public int VcpuBase { get; }
     public int VcpuCount { get; }
     public IReadOnlyList<(ulong Base, ulong Length)> Ranges { get; }
+    readonly (ulong Base, ulong Length)[] _ranges;
     public VcpuObject[] Vcpus { get; }
     public MmioRangeTable Mmio { get; }
     public PortTable Ports { get; } = new();
@@ -131,9 +132,9 @@ public sealed class VmObject : KObject
     /// <summary>True if [gpa, gpa+size) is the VM's own RAM (anything else is a device or nothing).</summary>
     public bool IsRam(ulong gpa, ulong size)
     {
-        // Indexed, not foreach: enumerating the IReadOnlyList boxes an enumerator (40 B on every exit).
-        var ranges = Ranges;
-        for (int i = 0; i < ranges.Count; i++)
+        // An array copy of Ranges: no enumerator (40 B) and no interface call per exit.
+        var ranges = _ranges;
+        for (int i = 0; i < ranges.Length; i++)
         {
             var (b, l) = ranges[i];
             if (gpa >= b && gpa - b < l && size <= l - (gpa - b)) return true;
