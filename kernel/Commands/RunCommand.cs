@@ -166,8 +166,9 @@ public static class RunCommand
             if (hw) row.AddRange([r.Hardware!.P50.ToString("N0"), r.Hardware.P50 > 0 ? $"{(double)m.P50 / r.Hardware.P50:P0}" : "-"]);
             table.AddRow(row.ToArray());
         }
-        foreach (var r in Report.ExitReport.ByKind(st)) Row(r, false);
-        Row(Report.ExitReport.All(st), true);
+        var (kinds, all) = Report.ExitReport.Full(st);   // one pass over the samples for both
+        foreach (var r in kinds) Row(r, false);
+        Row(all, true);
         AnsiConsole.Write(table);
         if (sys.Kvm is { } kv)
         {
@@ -250,9 +251,10 @@ public static class RunCommand
         w.WriteString("measured_unit", Tsc.Unit);
         w.WriteString("modelled_is", $"platform cycles from the cost model '{k.Cost.Name}' (modelled)");
         w.WriteString("percentiles_are", "from a histogram with HdrHistogram's bucketing at 3 significant digits; min and max are exact");
-        Kind(w, "all", Report.ExitReport.All(st));
+        var (kinds, all) = Report.ExitReport.Full(st);   // one pass over the samples for both
+        Kind(w, "all", all);
         w.WriteStartObject("by_kind");
-        foreach (var r in Report.ExitReport.ByKind(st)) Kind(w, r.Name, r);
+        foreach (var r in kinds) Kind(w, r.Name, r);
         w.WriteEndObject();
         w.WriteEndObject();
 

@@ -25,8 +25,11 @@ public sealed record Distribution(long Count, long Min, long P25, long P50, long
     /// </summary>
     public static Distribution Of(ReadOnlySpan<long> samples, Func<long, long>? convert = null) => Of([samples.ToArray()], convert);
 
-    /// <summary>The distribution of several sample spans together (a report's "all" row), without copying them.</summary>
-    public static Distribution Of(ReadOnlyMemory<long>[] parts, Func<long, long>? convert = null)
+    /// <summary>
+    /// The distribution of several sample spans together, without copying them; with <paramref name="union"/>, the
+    /// samples are also added to it (a report's "all" row is the union of the kinds': each sample is read once).
+    /// </summary>
+    public static Distribution Of(ReadOnlyMemory<long>[] parts, Func<long, long>? convert = null, Union? union = null)
     {
         long n = 0;
         foreach (var p in parts) n += p.Length;
@@ -43,6 +46,13 @@ public sealed record Distribution(long Count, long Min, long P25, long P50, long
                 if (raw > max) max = raw;
                 sum += raw;
             }
+        union?.Add(h, min, max, sum);
+        return From(h, min, max, sum, convert);
+    }
+
+    static Distribution From(LogHistogram h, long min, long max, double sum, Func<long, long>? convert)
+    {
+        long n = h.Count;
         var at = new long[Percentiles.Length];
         h.ValuesAt(Percentiles, at);
         long C(long v) => Math.Clamp(convert is null ? v : convert(v), 0, Highest);
@@ -51,6 +61,25 @@ public sealed record Distribution(long Count, long Min, long P25, long P50, long
         long P(int i) => Math.Clamp(C(at[i]), lo, hi);
         double mean = sum / n;
         return new Distribution(n, lo, P(0), P(1), P(2), P(3), P(4), P(5), hi, convert is null ? Math.Min(mean, Highest) : Math.Min(convert((long)Math.Round(mean)), Highest));
+    }
+
+    /// <summary>Samples gathered from several distributions' histograms (bucket counts add; min, max and sum combine).</summary>
+    public sealed class Union
+    {
+        readonly LogHistogram _h = new(long.MaxValue >> 1);
+        long _min = long.MaxValue, _max = long.MinValue;
+        double _sum;
+
+        internal void Add(LogHistogram h, long min, long max, double sum)
+        {
+            _h.Add(h);
+            _min = Math.Min(_min, min);
+            _max = Math.Max(_max, max);
+            _sum += sum;
+        }
+
+        /// <summary>The distribution of every sample added so far.</summary>
+        public Distribution ToDistribution(Func<long, long>? convert = null) => _h.Count == 0 ? Empty : From(_h, _min, _max, _sum, convert);
     }
 
     /// <summary>Writes the fields with <paramref name="unit"/> in every name: count, min_cycles, p50_cycles, ...</summary>
@@ -96,36 +125,31 @@ public static class ExitReport
         return sb.ToString();
     }
 
-    public static IReadOnlyList<KindReport> ByKind(ExitStats st)
+    public static IReadOnlyList<KindReport> ByKind(ExitStats st) => Full(st).Kinds;
+
+    /// <summary>
+    /// Every kind's row and the "all" row in one pass over the samples: each sample is counted once per dimension, and
+    /// "all" is the sum of the kinds' histograms (identical buckets, so identical percentiles), not a second pass.
+    /// </summary>
+    public static (IReadOnlyList<KindReport> Kinds, KindReport All) Full(ExitStats st)
     {
         var list = new List<KindReport>();
+        Distribution.Union m = new(), d = new();
+        Distribution.Union? hw = st.HasHardware ? new() : null;
+        var count = st.Count;
         for (int i = 0; i < ExitStats.KindCount; i++)
         {
             var kind = (ExitKind)i;
-            if (st.Count[i] == 0) continue;
+            if (count[i] == 0) continue;
             int n = st.Samples(kind);
-            list.Add(new KindReport(kind, Snake(kind.ToString()), st.Count[i],
-                Distribution.Of([st.Measured[i].AsMemory(0, n)], ToReportUnits),
-                Distribution.Of([st.Modelled[i].AsMemory(0, n)]),
-                st.Hardware[i] is { } h ? Distribution.Of([h.AsMemory(0, n)], ToReportUnits) : null));
+            list.Add(new KindReport(kind, Snake(kind.ToString()), count[i],
+                Distribution.Of([st.Measured[i].AsMemory(0, n)], ToReportUnits, m),
+                Distribution.Of([st.Modelled[i].AsMemory(0, n)], null, d),
+                st.Hardware[i] is { } h ? Distribution.Of([h.AsMemory(0, n)], ToReportUnits, hw) : null));
         }
-        return list;
+        return (list, new KindReport(ExitKind.Other, "all", st.Taken, m.ToDistribution(ToReportUnits), d.ToDistribution(), hw?.ToDistribution(ToReportUnits)));
     }
 
     /// <summary>Every kind's samples together.</summary>
-    public static KindReport All(ExitStats st)
-    {
-        var m = new ReadOnlyMemory<long>[ExitStats.KindCount];
-        var d = new ReadOnlyMemory<long>[ExitStats.KindCount];
-        var hw = new ReadOnlyMemory<long>[ExitStats.KindCount];
-        for (int i = 0; i < ExitStats.KindCount; i++)
-        {
-            int n = st.Samples((ExitKind)i);
-            m[i] = st.Measured[i].AsMemory(0, n);
-            d[i] = st.Modelled[i].AsMemory(0, n);
-            hw[i] = st.Hardware[i] is { } h ? h.AsMemory(0, n) : default;
-        }
-        return new KindReport(ExitKind.Other, "all", st.Taken, Distribution.Of(m, ToReportUnits), Distribution.Of(d),
-            st.HasHardware ? Distribution.Of(hw, ToReportUnits) : null);
-    }
+    public static KindReport All(ExitStats st) => Full(st).All;
 }

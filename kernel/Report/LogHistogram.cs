@@ -52,6 +52,15 @@ public sealed class LogHistogram
         Count++;
     }
 
+    /// <summary>Adds every count of <paramref name="other"/> (same bucketing): histograms of disjoint samples sum to the histogram of their union.</summary>
+    public void Add(LogHistogram other)
+    {
+        int top = Math.Min(other._top, _counts.Length - 1);
+        for (int i = 0; i <= top; i++) _counts[i] += other._counts[i];
+        if (top > _top) _top = top;
+        Count += other.Count;
+    }
+
     public void Clear()
     {
         Array.Clear(_counts, 0, _top + 1);
