@@ -208,6 +208,7 @@ public sealed class VcpuStateStore
     public int OnEntry(int v)
     {
         ref Accounting a = ref _acct[v];
+        if (a.Dirty == 0) return 0;   // always on SNP, and on TDX after an exit that wrote nothing
         int n = BitOperations.PopCount(a.Dirty) + (XmmTdcalls - 1) * BitOperations.PopCount(a.Dirty & Bit.XmmMask);
         a.Writes += n;
         a.Dirty = 0;

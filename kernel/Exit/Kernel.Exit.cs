@@ -54,6 +54,7 @@ public sealed partial class Kernel
     /// <summary>The lane of the CPU this host thread steps (the statistics are per CPU), or -1 outside the drivers.</summary>
     static int Here => CurrentCpu?.Index ?? -1;
     /// <summary>The narrating tracer when vCPU <paramref name="v"/>'s exit is followed, else null (a stage's one test).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     IExitTracer? Followed(int v) => (_f.Follow[v] & FollowNarrate) != 0 ? Tracer : null;
 
     /// <summary>A stage boundary of vCPU <paramref name="v"/>'s exit, for the display tracer if it follows the exit (a stage's one test).</summary>
@@ -304,8 +305,7 @@ public sealed partial class Kernel
         Span<byte> bytes = buffer[..InstructionFetcher.MaxInstructionLength];
         bool cached = Fetcher.IsCached(v);
         var fr = Fetcher.Fetch(v, _memory, pmode, cr3, csBase + rip, bytes, out int got, out var fault);
-        Followed(v)?.Step(v, $"mode: CR0=0x{cr0:x} CR4=0x{cr4:x} EFER=0x{efer:x} CS.attr=0x{csAttr:x} -> {cpuMode}, paging {pmode}, CR3=0x{cr3:x}{(Config.Platform == PlatformType.Tdp ? $" (TDX: {State.TdReads[v] - _f.TdRead0[v]} TDG.VP.RD so far in this exit)" : "")}");
-        Followed(v)?.Step(v, $"fetch: linear 0x{csBase + rip:x}, code-page cache {(cached ? "hit" : "miss (page walk)")}, {fr}, {got} bytes: {Convert.ToHexString(bytes[..got]).ToLowerInvariant()}");
+        if (Followed(v) is { } t) NarrateFront(t, v, cr0, cr4, efer, csAttr, cpuMode, pmode, cr3, csBase + rip, cached, fr, bytes[..got]);
         if (got == 0) { InjectWalkFault(cpu, v, fault); return; }
 
         // Decoded in place into the vCPU's row (no 60-byte copy per exit).
@@ -322,7 +322,7 @@ public sealed partial class Kernel
             }
         }
         _ = fr;
-        Followed(v)?.Step(v, $"decode: len {d.Length} kind {d.Kind} size {d.Size} reg {d.Reg}{(d.RegHigh8 ? "(high8)" : "")} imm {(d.HasImm ? $"0x{d.Imm:x}" : "-")} op {d.Op} rep {d.Rep} base {d.Base} index {d.Index} scale {d.Scale} disp 0x{d.Disp:x} seg {d.Segment} asz {d.AddressSize}{(d.PortIsDx ? " port=dx" : d.Kind is AccessKind.In or AccessKind.Out ? $" port=0x{d.Port:x}" : "")}");
+        if (Followed(v) is { } td) NarrateDecode(td, v, in d);
         bool isPort = d.Kind is AccessKind.In or AccessKind.Out or AccessKind.Ins or AccessKind.Outs;
         if (isPort != (rec.Reason == ExitReason.Io) || (isPort && !d.PortIsDx && d.Port != rec.Port && rec.Port != 0))
         {
@@ -446,7 +446,7 @@ public sealed partial class Kernel
                 return;
             }
         }
-        Followed(v)?.Step(v, $"{(write ? "write" : "read")} side: GPA 0x{gpa:x} ({(vm.IsRam(gpa, size) ? "the VM's RAM" : "not RAM: device lookup")})");
+        if (Followed(v) is { } t) NarrateSide(t, v, write, gpa, size, "");
         if (vm.IsRam(gpa, size))
         {
             if (size > 8 || d.Lock) { SpecialRam(cpu, v, gpa, write); return; }
@@ -535,7 +535,7 @@ public sealed partial class Kernel
         if (d.Kind is AccessKind.Read or AccessKind.ReadZx or AccessKind.ReadSx or AccessKind.In)
         {
             WriteBack.ApplyRead(in d, State.Gprs(v), value);
-            Followed(v)?.Step(v, $"value 0x{value:x} in hand; write-back done, RAX now 0x{State.Gpr(v, 0):x}, RFLAGS 0x{State.Rflags(v):x}");
+            if (Followed(v) is { } t) NarrateValue(t, v, value, false, 0);
             AfterWrite(cpu, v);
             return;
         }
@@ -552,7 +552,7 @@ public sealed partial class Kernel
         // The executor is the one state update for every form (hot/Emulate/Executor.cs), through Compute.
         if (!Compute(cpu, v, value, writeSide == Side.Memory, out bool w, out ulong toWrite)) return;
         if (writeSide == Side.Memory) write = w;
-        Followed(v)?.Step(v, $"value 0x{value:x} in hand; write-back done, RAX now 0x{State.Gpr(v, 0):x}, RFLAGS 0x{State.Rflags(v):x}{(write ? $"; next: write 0x{toWrite:x}" : "")}");
+        if (Followed(v) is { } tv) NarrateValue(tv, v, value, write, toWrite);
         if (!write) { AfterWrite(cpu, v); return; }
         _f.Phase[v] = ElementPhase.Write;
         _f.WriteValue[v] = toWrite;
@@ -625,7 +625,7 @@ public sealed partial class Kernel
         if (countCompleted) Stats.Add(cpu.Index, Counter.Completed);
         EndSegment(cpu, v);
         Stats.Record(cpu.Index, kind, _f.Measured[v], _f.Modelled[v], _f.Hardware[v]);
-        Followed(v)?.Step(v, $"done as {kind}: RIP=0x{State.Rip(v):x}; kernel software {_f.Measured[v]} TSC ticks (measured, and inflated here by the narration itself), platform {_f.Modelled[v]} cycles (modelled); vCPU back on cpu {_vcpus[v].Cpu}");
+        if (Followed(v) is { } t) NarrateDone(t, v, kind);
         Trace.AddOn(cpu, TraceKind.Complete, v, (long)kind);
         var vc = _vcpus[v];
         // Runnable already (the common case: RAM, the host, or a device that answered) needs no write
@@ -665,4 +665,31 @@ public sealed partial class Kernel
         _f.Forwarded[v] = false;
         EndExit(cpu, v, ExitKind.Faulted, countCompleted: false);
     }
+
+    // ---- narration (copra trace): the text of a followed exit's stages, built here so the stages carry no string
+    // building (its locals would be zeroed on every call, followed or not) ---------------------------------------
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    void NarrateFront(IExitTracer t, int v, ulong cr0, ulong cr4, ulong efer, ushort csAttr, CpuMode cpuMode, PagingMode pmode, ulong cr3,
+        ulong linear, bool cached, FetchResult fr, ReadOnlySpan<byte> bytes)
+    {
+        t.Step(v, $"mode: CR0=0x{cr0:x} CR4=0x{cr4:x} EFER=0x{efer:x} CS.attr=0x{csAttr:x} -> {cpuMode}, paging {pmode}, CR3=0x{cr3:x}{(Config.Platform == PlatformType.Tdp ? $" (TDX: {State.TdReads[v] - _f.TdRead0[v]} TDG.VP.RD so far in this exit)" : "")}");
+        t.Step(v, $"fetch: linear 0x{linear:x}, code-page cache {(cached ? "hit" : "miss (page walk)")}, {fr}, {bytes.Length} bytes: {Convert.ToHexString(bytes).ToLowerInvariant()}");
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    static void NarrateDecode(IExitTracer t, int v, in DecodedAccess d) =>
+        t.Step(v, $"decode: len {d.Length} kind {d.Kind} size {d.Size} reg {d.Reg}{(d.RegHigh8 ? "(high8)" : "")} imm {(d.HasImm ? $"0x{d.Imm:x}" : "-")} op {d.Op} rep {d.Rep} base {d.Base} index {d.Index} scale {d.Scale} disp 0x{d.Disp:x} seg {d.Segment} asz {d.AddressSize}{(d.PortIsDx ? " port=dx" : d.Kind is AccessKind.In or AccessKind.Out ? $" port=0x{d.Port:x}" : "")}");
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    void NarrateSide(IExitTracer t, int v, bool write, ulong gpa, uint size, string whose) =>
+        t.Step(v, $"{(write ? "write" : "read")} side{whose}: GPA 0x{gpa:x} ({(_vcpus[v].Vm.IsRam(gpa, size) ? "the VM's RAM" : "not RAM: device lookup")})");
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    void NarrateValue(IExitTracer t, int v, ulong value, bool write, ulong toWrite) =>
+        t.Step(v, $"value 0x{value:x} in hand; write-back done, RAX now 0x{State.Gpr(v, 0):x}, RFLAGS 0x{State.Rflags(v):x}{(write ? $"; next: write 0x{toWrite:x}" : "")}");
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    void NarrateDone(IExitTracer t, int v, ExitKind kind) =>
+        t.Step(v, $"done as {kind}: RIP=0x{State.Rip(v):x}; kernel software {_f.Measured[v]} TSC ticks (measured, and inflated here by the narration itself), platform {_f.Modelled[v]} cycles (modelled); vCPU back on cpu {_vcpus[v].Cpu}");
 }

@@ -37,7 +37,7 @@ public sealed partial class Kernel
         ulong gpa = rec.Gpa;
         uint size = Math.Min(ElementSize(v), 8u);
         var vm = _vcpus[v].Vm;
-        Followed(v)?.Step(v, $"{(write ? "write" : "read")} side (the hardware's): GPA 0x{gpa:x} ({(vm.IsRam(gpa, size) ? "the VM's RAM" : "not RAM: device lookup")})");
+        if (Followed(v) is { } t) NarrateSide(t, v, write, gpa, size, " (the hardware's)");
         if (vm.IsRam(gpa, size))
         {
             if (write) { _memory.WriteSized(gpa, (int)size, rec.Data); HardwareDone(cpu, v, 0, write: true); }
