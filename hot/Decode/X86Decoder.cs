@@ -131,6 +131,9 @@ public static class X86Decoder
                 if (kind == (int)AccessKind.Unsupported) return Refuse(ref d, RefuseReason.UnsupportedOp);
                 aluOp = Groups[g + 1];
                 immKind &= Groups[g + 2];
+                // Why: PUSH/POP m default to 8 bytes in 64-bit mode (66 gives 2, REX.W wins); near CALL/JMP m are always 8.
+                int rule = Groups[g + 3];
+                if (rule != SizeNormal && is64) opSize = rule == SizeStack && opSizePrefix && (rex & 8) == 0 ? 2 : 8;
             }
             else
             {

@@ -62,6 +62,11 @@ public static class Executor
             case AccessKind.Stos:
                 memWrite = gprs[Gpr.Rax] & m;
                 return ExecResult.Write;
+            case AccessKind.Pop:   // the value popped from the stack goes to the operand
+                memWrite = mem;
+                return ExecResult.Write;
+            case AccessKind.Push: case AccessKind.Call: case AccessKind.Jmp:
+                return ExecResult.NoWrite;   // the value read is pushed or branched to: StackOps and the exit path's stack side
             case AccessKind.Xchg:
                 memWrite = WriteBack.Xchg(in d, gprs, mem);
                 return ExecResult.Write;
@@ -576,7 +581,8 @@ public static class Executor
         AccessKind.Unsupported or AccessKind.In or AccessKind.Out => "none",
         AccessKind.Read or AccessKind.ReadZx or AccessKind.ReadSx or AccessKind.Cmov or AccessKind.Lods or AccessKind.Scas
             or AccessKind.Cmps or AccessKind.Outs or AccessKind.ReadVec => "read",
-        AccessKind.Write or AccessKind.WriteImm or AccessKind.Stos or AccessKind.Setcc or AccessKind.Ins or AccessKind.WriteVec => "write",
+        AccessKind.Write or AccessKind.WriteImm or AccessKind.Stos or AccessKind.Setcc or AccessKind.Ins or AccessKind.WriteVec or AccessKind.Pop => "write",
+        AccessKind.Push or AccessKind.Call or AccessKind.Jmp => "read",
         AccessKind.Bt => d.Op == AluOp.None ? "read" : "rmw",
         AccessKind.Alu => d.Op is AluOp.Cmp or AluOp.Test or AluOp.Mul or AluOp.Imul or AluOp.Div or AluOp.Idiv || !d.MemIsDest ? "read" : "rmw",
         _ => "rmw",
