@@ -62,6 +62,8 @@ public enum AluOp : byte
     Xadd, Cmpxchg, Cmpxchg8b, Cmpxchg16b,
     Mul, Imul, Div, Idiv,
     Bts, Btr, Btc,
+    /// <summary>BSF, BSR r, m (0F BC/BD; KVM's em_bsf_c/em_bsr_c): the index of the lowest/highest set bit; ZF when the operand is 0.</summary>
+    Bsf, Bsr,
 }
 
 /// <summary>Why an instruction was refused. Every refusal has one; none is a guess.</summary>

@@ -80,6 +80,7 @@ public static class IcedForms
         Mnemonic.Xadd => AluOp.Xadd, Mnemonic.Cmpxchg => AluOp.Cmpxchg,
         Mnemonic.Cmpxchg8b => AluOp.Cmpxchg8b, Mnemonic.Cmpxchg16b => AluOp.Cmpxchg16b,
         Mnemonic.Mul => AluOp.Mul, Mnemonic.Imul => AluOp.Imul, Mnemonic.Div => AluOp.Div, Mnemonic.Idiv => AluOp.Idiv,
+        Mnemonic.Bsf => AluOp.Bsf, Mnemonic.Bsr => AluOp.Bsr,
         _ => AluOp.None,
     };
 

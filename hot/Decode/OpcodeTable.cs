@@ -179,6 +179,8 @@ internal static class OpcodeTable
         Set(Map0F + 0xAC, AccessKind.Alu, FModRM | FMemDest, Imm8, (byte)AluOp.Shrd);
         Set(Map0F + 0xAD, AccessKind.Alu, FModRM | FMemDest, ImmNone, (byte)AluOp.Shrd);
         Set(Map0F + 0xAF, AccessKind.Alu, FModRM, ImmNone, (byte)AluOp.Imul);
+        Set(Map0F + 0xBC, AccessKind.Alu, FModRM, ImmNone, (byte)AluOp.Bsf);   // F3 0F BC/BD are TZCNT/LZCNT: refused (X86Decoder)
+        Set(Map0F + 0xBD, AccessKind.Alu, FModRM, ImmNone, (byte)AluOp.Bsr);
         Set(Map0F + 0xB0, AccessKind.Alu, FModRM | FByte | FMemDest, ImmNone, (byte)AluOp.Cmpxchg);
         Set(Map0F + 0xB1, AccessKind.Alu, FModRM | FMemDest, ImmNone, (byte)AluOp.Cmpxchg);
         Set(Map0F + 0xC0, AccessKind.Alu, FModRM | FByte | FMemDest, ImmNone, (byte)AluOp.Xadd);

@@ -103,6 +103,8 @@ public static class X86Decoder
         // Why: MOVNTI exists only without 66/F2/F3; the CPU (and Iced) decide that before reading ModRM, so a
         // truncated form with such a prefix is unknown, not truncated (found by the decoder property).
         if (kind == (int)AccessKind.Write && arg != 0 && (opSizePrefix || repPrefix)) return Refuse(ref d, RefuseReason.UnknownOpcode);
+        // Why: F3 (when it is the last of F2/F3) makes 0F BC/BD TZCNT/LZCNT, which no anchor emulates.
+        if (kind == (int)AccessKind.Alu && arg is (int)AluOp.Bsf or (int)AluOp.Bsr && repPrefix && !repne) return Refuse(ref d, RefuseReason.UnknownOpcode);
 
         int opSize;
         if ((flags & FByte) != 0) opSize = 1;

@@ -233,6 +233,14 @@ public static class Executor
                 return ExecResult.NoWrite;
             case AluOp.Div: case AluOp.Idiv:
                 return Divide(in d, gprs, mem) ? ExecResult.NoWrite : ExecResult.DivideError;
+            case AluOp.Bsf: case AluOp.Bsr:
+                // Why: a zero source sets ZF and leaves the destination as it was (AMD documents it; Intel parts do the
+                // same, which the oracle checks); CF, OF, SF, AF, PF are undefined and kept.
+                if (mem == 0) { rflags |= ZF; return ExecResult.NoWrite; }
+                rflags &= ~ZF;
+                r = (ulong)(d.Op == AluOp.Bsf ? BitOperations.TrailingZeroCount(mem) : 63 - BitOperations.LeadingZeroCount(mem));
+                WriteBack.WriteReg(gprs, d.Reg, d.RegHigh8, d.RegSize, r);
+                return ExecResult.NoWrite;
             case AluOp.Rol: case AluOp.Ror: case AluOp.Rcl: case AluOp.Rcr:
             case AluOp.Shl: case AluOp.Shr: case AluOp.Sar: case AluOp.Shld: case AluOp.Shrd:
                 return Shift(in d, gprs, ref rflags, mem, out memWrite);
@@ -524,6 +532,7 @@ public static class Executor
         if (d.Kind != AccessKind.Alu) return 0;
         switch (d.Op)
         {
+            case AluOp.Bsf: case AluOp.Bsr: return CF | OF | SF | AF | PF;
             case AluOp.And: case AluOp.Or: case AluOp.Xor: case AluOp.Test: return AF;
             case AluOp.Mul: case AluOp.Imul: return SF | ZF | AF | PF;
             case AluOp.Div: case AluOp.Idiv: return StatusFlags;

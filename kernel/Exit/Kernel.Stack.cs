@@ -93,8 +93,13 @@ public sealed partial class Kernel
         return true;
     }
 
-    /// <summary>The RIP the instruction leaves: a CALL/JMP's target, else the next instruction.</summary>
-    ulong NextRip(int v) => _branch[v] ? _branchTarget[v] : State.Rip(v) + _f.Acc[v].Length;
+    /// <summary>The RIP the instruction leaves: a CALL/JMP's target (consumed), else the next instruction.</summary>
+    ulong NextRip(int v)
+    {
+        if (!_branch[v]) return State.Rip(v) + _f.Acc[v].Length;
+        _branch[v] = false;
+        return _branchTarget[v];
+    }
 
     int StackWidth(int v) => StackOps.StackWidth(_f.Acc[v].Mode, _f.Acc[v].Mode == CpuMode.Bits64 ? (ushort)0 : State.SegAttributes(v, StateField.Ss));
 
