@@ -82,10 +82,12 @@ public readonly struct FaultContext
     /// <summary>The port and width the hardware reported for a port-I/O exit (width 0: not reported).</summary>
     public readonly ushort ReportedPort;
     public readonly byte ReportedSize;
+    /// <summary>CR4 at the exit (SMEP and SMAP decide the page walks' supervisor checks).</summary>
+    public readonly ulong Cr4;
 
-    public FaultContext(SegMode mode, int cpl, ulong cr0, ulong rflags, bool la57, ushort reportedPort, byte reportedSize)
+    public FaultContext(SegMode mode, int cpl, ulong cr0, ulong rflags, bool la57, ushort reportedPort, byte reportedSize, ulong cr4 = 0)
     {
-        Mode = mode; Cpl = (byte)cpl; Cr0 = cr0; Rflags = rflags; La57 = la57; ReportedPort = reportedPort; ReportedSize = reportedSize;
+        Mode = mode; Cpl = (byte)cpl; Cr0 = cr0; Rflags = rflags; La57 = la57; ReportedPort = reportedPort; ReportedSize = reportedSize; Cr4 = cr4;
     }
 
     public const ulong Cr0Pe = 1, Cr0Am = 1UL << 18, Cr4La57 = 1UL << 12;

@@ -270,12 +270,15 @@ public sealed partial class Kernel
         Span<byte> buffer = stackalloc byte[DecodeCache.BufferLength];   // zeroed: the byte past the fetch is part of the cache key
         Span<byte> bytes = buffer[..InstructionFetcher.MaxInstructionLength];
         bool cached = Fetcher.IsCached(v);
-        var fr = Fetcher.Fetch(v, _memory, pmode, cr3, csBase + rip, bytes, out int got, out var fault);
+        bool hw = (rec.Flags & ExitFlags.HardwareCompletes) != 0;
+        // The fetch is checked at the guest's CPL (U/S at CPL 3, CR4.SMEP below it); the element checks use the same context.
+        if (!hw) _fctx[v] = FaultContextOf(v, cpuMode, cr0, cr4, csAttr, in rec);
+        int fetchCpl = hw ? (csAttr & SegmentAttributes.DplMask) >> SegmentAttributes.DplShift : _fctx[v].Cpl;
+        var fr = Fetcher.Fetch(v, _memory, pmode, cr3, csBase + rip, bytes, out int got, out var fault, SupervisorProtection.Fetch(fetchCpl, cr4));
         Followed(v)?.Step(v, $"mode: CR0=0x{cr0:x} CR4=0x{cr4:x} EFER=0x{efer:x} CS.attr=0x{csAttr:x} -> {cpuMode}, paging {pmode}, CR3=0x{cr3:x}{(Config.Platform == PlatformType.Tdp ? $" (TDX: {State.TdReads[v] - _f.TdRead0[v]} TDG.VP.RD so far in this exit)" : "")}");
         Followed(v)?.Step(v, $"fetch: linear 0x{csBase + rip:x}, code-page cache {(cached ? "hit" : "miss (page walk)")}, {fr}, {got} bytes: {Convert.ToHexString(bytes[..got]).ToLowerInvariant()}");
         if (got == 0) { InjectWalkFault(cpu, v, fault); return; }
 
-        bool hw = (rec.Flags & ExitFlags.HardwareCompletes) != 0;
         if (!_decodeCache.TryDecode(v, csBase + rip, buffer, got, cpuMode, out var d))
         {
             if (d.Error == RefuseReason.Truncated && !fault.IsOk) { InjectWalkFault(cpu, v, fault); return; }
@@ -305,7 +308,7 @@ public sealed partial class Kernel
         // MOVAPS/APD/DQA, MOVNT*, CMPXCHG16B (operand) and MOVDIR64B (destination): #GP(0) when misaligned.
         if (d.Align != 0 && !Executor.Aligned(in d, LinearOf(v, write: d.Kind == AccessKind.Movdir64b))) { InjectException(cpu, v, VectorGp, 0); return; }
         if (hw) CheckHardware(v);
-        else { _fctx[v] = FaultContextOf(v, cpuMode, cr0, cr4, csAttr, in rec); _checkElements[v] = _fctx[v].ChecksNeeded(in d); }
+        else _checkElements[v] = _fctx[v].ChecksNeeded(in d);
 
         // REP with a zero count does nothing but advance RIP.
         if (d.Rep && IsString(d.Kind) && !hw && Masked(State.Gpr(v, 1), d.AddressSize) == 0)
