@@ -16,7 +16,8 @@ public sealed record WorkloadSpec
     public bool DeviceDriver { get; init; } = true;
     /// <summary>Touch a port and an MMIO address nobody registered (forwarded, or re-injected).</summary>
     public bool Unregistered { get; init; } = true;
-    /// <summary>Loop body mix: entries from read, write, write_imm, read_zx, read_sx, alu, port_out, port_in, movs, stos, cpuid.</summary>
+    /// <summary>Loop body mix: entries from read, write, write_imm, read_zx, read_sx, alu, port_out, port_in, movs, stos, cpuid,
+    /// lock_xadd (LOCK XADD of 1 on the test device's ticker, the same register from every vCPU: a held compare-and-write).</summary>
     public IReadOnlyList<string> Mix { get; init; } = ["read", "write", "write_imm", "read_zx", "port_out"];
     /// <summary>"sequential" or "random" offsets into the data window.</summary>
     public string Pattern { get; init; } = "sequential";
@@ -424,9 +425,15 @@ public sealed class WorkloadBuilder
             "stos" => StringStep(p, "stosd", a => a.stosd(), win, [(7, win), (0, 0xA5A5_A5A5)], 7),
             "movs" => StringStep(p, "movsd", a => a.movsd(), win, [(6, _l.Data), (7, win)], 7),
             "cpuid" => CpuidStep(p),
+            // Why: one fixed register for every vCPU and iteration (no Vary), so the vCPUs contend for the held device.
+            // The ticker advances on every read, so each XADD's write is answered Mismatch once and redone from the moved
+            // value: held (no other vCPU's access between its read and write), it returns an odd value (the ticker is even
+            // between instructions); another vCPU's read in between makes one return an even value.
+            "lock_xadd" => Mem(p, "lock xadd [rdi], eax (ticker, shared by every vCPU)", a => a.@lock.xadd(__dword_ptr[rdi], eax), dev + Copra.User.Programs.TestDeviceRegs.Ticker, 4, false,
+                [(7, dev + Copra.User.Programs.TestDeviceRegs.Ticker), (0, 1)], expect: 1, mask: 1),
             _ => throw new ArgumentException($"unknown mix entry '{kind}'"),
         };
-        if (s.Reason == ExitReason.Mmio)
+        if (s.Reason == ExitReason.Mmio && kind != "lock_xadd")
         {
             if (s.VaryReg < 0) s.VaryReg = 6;
             s.VaryStride = 4; s.VarySpan = 0xEF0; s.VaryRandom = random;
