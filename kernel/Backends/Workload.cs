@@ -17,7 +17,8 @@ public sealed record WorkloadSpec
     /// <summary>Touch a port and an MMIO address nobody registered (forwarded, or re-injected).</summary>
     public bool Unregistered { get; init; } = true;
     /// <summary>Loop body mix: entries from read, write, write_imm, read_zx, read_sx, alu, port_out, port_in, movs, stos, cpuid,
-    /// lock_xadd (LOCK XADD of 1 on the test device's ticker, the same register from every vCPU: a held compare-and-write).</summary>
+    /// lock_xadd (LOCK XADD of 1 on the test device's ticker, the same register from every vCPU: a held compare-and-write),
+    /// push_pop (PUSH qword [rsi] then POP qword [rsi]: the window through the guest's stack and back).</summary>
     public IReadOnlyList<string> Mix { get; init; } = ["read", "write", "write_imm", "read_zx", "port_out"];
     /// <summary>"sequential" or "random" offsets into the data window.</summary>
     public string Pattern { get; init; } = "sequential";
@@ -425,6 +426,7 @@ public sealed class WorkloadBuilder
             "stos" => StringStep(p, "stosd", a => a.stosd(), win, [(7, win), (0, 0xA5A5_A5A5)], 7),
             "movs" => StringStep(p, "movsd", a => a.movsd(), win, [(6, _l.Data), (7, win)], 7),
             "cpuid" => CpuidStep(p),
+            "push_pop" => PushPop(p, win, random),
             // Why: one fixed register for every vCPU and iteration (no Vary), so the vCPUs contend for the held device.
             // The ticker advances on every read, so each XADD's write is answered Mismatch once and redone from the moved
             // value: held (no other vCPU's access between its read and write), it returns an odd value (the ticker is even
@@ -438,6 +440,15 @@ public sealed class WorkloadBuilder
             if (s.VaryReg < 0) s.VaryReg = 6;
             s.VaryStride = 4; s.VarySpan = 0xEF0; s.VaryRandom = random;
         }
+    }
+
+    /// <summary>PUSH qword [rsi] (the window's qword onto the stack, RAM), then POP qword [rsi] (back): two exits; the POP
+    /// is the returned step and the PUSH varies with it.</summary>
+    Step PushPop(ReplayProgram p, ulong win, bool random)
+    {
+        var push = Mem(p, "push qword [rsi]", a => a.push(__qword_ptr[rsi]), win, 8, false, [(6, win)]);
+        push.VaryReg = 6; push.VaryStride = 4; push.VarySpan = 0xEF0; push.VaryRandom = random;
+        return Mem(p, "pop qword [rsi]", a => a.pop(__qword_ptr[rsi]), win, 8, true, [(6, win)]);
     }
 
     /// <summary>CPUID leaf 0: an exit the VMM answers through the run page (what <c>copra tune</c> loops on).</summary>

@@ -32,3 +32,22 @@ public class StackFamiliesTests
         Assert.Equal(0, k.InternalErrors);
     }
 }
+
+/// <summary>The push_pop mix entry (the loop body the KVM guest runs too) through the replay exit path, many iterations.</summary>
+public class PushPopMixTests
+{
+    [Fact]
+    public void Push_pop_loop_keeps_rsp_balanced_and_every_access_answered()
+    {
+        using var sys = new CopraSystem(Scenario.Default() with
+        {
+            Workload = Scenario.Default().Workload with { Iterations = 50, Mix = ["push_pop", "read"] },
+        });
+        var r = sys.Run();
+        Assert.True(r.Quiescent);
+        Assert.True(sys.Replay!.DataMismatches == 0 && sys.Replay.Desyncs == 0, string.Join("\n", sys.Replay.Problems));
+        Assert.Equal(0, sys.Kernel.Stats.Faulted);
+        Assert.Equal(0, sys.Kernel.InternalErrors);
+        Assert.Equal(0, sys.Kernel.Stats.InFlight);
+    }
+}

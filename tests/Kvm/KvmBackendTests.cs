@@ -102,14 +102,14 @@ public sealed class KvmBackendTests
     }
 
     /// <summary>
-    /// LOCK XADD against the device under KVM (mix entry lock_xadd, KvmGuestBuilder.EmitAccessLoop): the hardware reports
-    /// the read and the write, the kernel's decode must agree with both. The guest code itself is checked without
+    /// LOCK XADD, PUSH m and POP m against the device under KVM (mix entries lock_xadd and push_pop,
+    /// KvmGuestBuilder.EmitAccessLoop): the hardware reports each read and write, the kernel's decode must agree with all. The guest code itself is checked without
     /// /dev/kvm by <see cref="KvmGuestCodeTests"/>.
     /// </summary>
     [KvmFact]
-    public void Locked_xadd_exits_agree_with_the_kernels_decode()
+    public void Locked_xadd_and_push_pop_exits_agree_with_the_kernels_decode()
     {
-        using var sys = Boot(Small(30, "lock_xadd"), out var r);
+        using var sys = Boot(Small(30, "lock_xadd", "push_pop"), out var r);
         var st = sys.Kernel.Stats;
         Assert.True(r.Quiescent);
         Assert.Equal(0, st.DecodeMismatch);
