@@ -94,6 +94,7 @@ public sealed partial class Kernel
         _marks = Trace.Keep ? new DisplayMarks(Trace) : null;
         _tdx = State.Cost == StateAccessCost.Tdx;
         InitWide(n);
+        InitStack(n);
     }
 
     /// <summary>The data side's TLB and the recent decodes, per vCPU (hot/Guest/DataTlb.cs, hot/Decode/DecodeCache.cs).</summary>
@@ -304,7 +305,11 @@ public sealed partial class Kernel
         Span<byte> buffer = stackalloc byte[DecodeCache.BufferLength];   // zeroed: the byte past the fetch is part of the cache key
         Span<byte> bytes = buffer[..InstructionFetcher.MaxInstructionLength];
         bool cached = Fetcher.IsCached(v);
-        var fr = Fetcher.Fetch(v, _memory, pmode, cr3, csBase + rip, bytes, out int got, out var fault);
+        // The fetch is checked at the guest's CPL (U/S at CPL 3, CR4.SMEP below it); the element checks use the same context.
+        bool hw = _f.HardwareCompletes[v];
+        if (!hw) _fctx[v] = FaultContextOf(v, cpuMode, cr0, cr4, csAttr, in rec);
+        int fetchCpl = hw ? (csAttr & SegmentAttributes.DplMask) >> SegmentAttributes.DplShift : _fctx[v].Cpl;
+        var fr = Fetcher.Fetch(v, _memory, pmode, cr3, csBase + rip, bytes, out int got, out var fault, SupervisorProtection.Fetch(fetchCpl, cr4));
         if (Followed(v) is { } t) NarrateFront(t, v, cr0, cr4, efer, csAttr, cpuMode, pmode, cr3, csBase + rip, cached, fr, bytes[..got]);
         if (got == 0) { InjectWalkFault(cpu, v, fault); return; }
 
@@ -338,8 +343,7 @@ public sealed partial class Kernel
         // MOVAPS/APD/DQA, MOVNT*, CMPXCHG16B (operand) and MOVDIR64B (destination): #GP(0) when misaligned.
         if (d.Align != 0 && !Executor.Aligned(in d, LinearOf(v, write: d.Kind == AccessKind.Movdir64b))) { InjectException(cpu, v, VectorGp, 0); return; }
         // The hardware finishes this instruction (KVM): the second, short pipeline (Kernel.Hardware.cs) takes it from here.
-        if (_f.HardwareCompletes[v]) { HardwareElement(cpu, v); return; }
-        _fctx[v] = FaultContextOf(v, cpuMode, cr0, cr4, csAttr, in rec);
+        if (hw) { HardwareElement(cpu, v); return; }
         _checkElements[v] = _fctx[v].ChecksNeeded(in d);
 
         // REP with a zero count does nothing but advance RIP.
@@ -372,7 +376,8 @@ public sealed partial class Kernel
         AccessKind.Bt => (Side.Memory, d.Op == AluOp.None ? Side.None : Side.Memory),
         AccessKind.Read or AccessKind.ReadZx or AccessKind.ReadSx or AccessKind.Cmov or AccessKind.Lods or AccessKind.Scas
             or AccessKind.Cmps or AccessKind.ReadVec => (Side.Memory, Side.None),
-        AccessKind.Setcc => (Side.None, Side.Memory),
+        AccessKind.Setcc or AccessKind.Pop => (Side.None, Side.Memory),
+        AccessKind.Push or AccessKind.Call or AccessKind.Jmp => (Side.Memory, Side.None),
         AccessKind.Alu or AccessKind.Xchg => (Side.Memory, Side.Memory),
         AccessKind.Write or AccessKind.WriteImm or AccessKind.Stos or AccessKind.WriteVec => (Side.None, Side.Memory),
         AccessKind.Movs or AccessKind.Movdir64b => (Side.Memory, Side.Memory),
@@ -402,6 +407,13 @@ public sealed partial class Kernel
                 return _f.Phase[v] == ElementPhase.Read2 ? _f.EsBase[v] + Masked(State.Gpr(v, 7), d.AddressSize) : _f.SegBase[v] + Masked(State.Gpr(v, 6), d.AddressSize);
             case AccessKind.Movdir64b when write:
                 return _f.EsBase[v] + Masked(State.Gpr(v, d.Reg), d.AddressSize);
+            case AccessKind.Pop:
+            {
+                // Why: the CPU computes a POP destination with rSP already incremented (StackOps.PopDestinationOffset).
+                ulong off = StackOps.PopDestinationOffset(in d, EffectiveAddress.Offset(in d, State.Gprs(v), State.Rip(v) + d.Length));
+                ulong linear = _f.SegBase[v] + off;
+                return d.Mode == CpuMode.Bits64 ? linear : linear & 0xFFFF_FFFFUL;
+            }
             default:
             {
                 ulong next = State.Rip(v) + d.Length;
@@ -415,7 +427,9 @@ public sealed partial class Kernel
         var (read, _) = SidesOf(in _f.Acc[v]);
         _f.Phase[v] = ElementPhase.Read;
         if (_checkElements[v] && ElementFaults(cpu, v)) return;
-        if (read == Side.None) { AfterRead(cpu, v, 0); return; }
+        // PUSH/POP/CALL/JMP m: the stack slot before the device side (Kernel.Stack.cs); POP's value comes from it.
+        if (StackOps.IsStackForm(_f.Acc[v].Kind) && !StackBegin(cpu, v)) return;
+        if (read == Side.None) { AfterRead(cpu, v, _f.Acc[v].Kind == AccessKind.Pop ? _stackValue[v] : 0); return; }
         Access(cpu, v, read, write: false, 0);
     }
 
@@ -551,6 +565,7 @@ public sealed partial class Kernel
         }
         // The executor is the one state update for every form (hot/Emulate/Executor.cs), through Compute.
         if (!Compute(cpu, v, value, writeSide == Side.Memory, out bool w, out ulong toWrite)) return;
+        if (StackOps.IsStackForm(d.Kind) && !StackAfterRead(cpu, v, value)) return;
         if (writeSide == Side.Memory) write = w;
         if (Followed(v) is { } tv) NarrateValue(tv, v, value, write, toWrite);
         if (!write) { AfterWrite(cpu, v); return; }
@@ -592,7 +607,7 @@ public sealed partial class Kernel
 
     void FinishInstruction(Cpu cpu, int v)
     {
-        State.Rip(v) = State.Rip(v) + _f.Acc[v].Length;
+        State.Rip(v) = NextRip(v);
         if (_fctx[v].SingleStep) SingleStepTrap(cpu, v);
         EndInstruction(cpu, v);
     }
@@ -613,7 +628,7 @@ public sealed partial class Kernel
         AccessKind.Ins or AccessKind.Outs => ExitKind.PortString,
         AccessKind.Movs or AccessKind.Stos or AccessKind.Lods or AccessKind.Scas or AccessKind.Cmps => ExitKind.MmioString,
         AccessKind.Alu or AccessKind.Xchg or AccessKind.Bt => ExitKind.MmioAlu,
-        AccessKind.Write or AccessKind.WriteImm or AccessKind.Setcc or AccessKind.WriteVec or AccessKind.Movdir64b => ExitKind.MmioWrite,
+        AccessKind.Write or AccessKind.WriteImm or AccessKind.Setcc or AccessKind.WriteVec or AccessKind.Movdir64b or AccessKind.Pop => ExitKind.MmioWrite,
         _ => ExitKind.MmioRead,
     };
 

@@ -87,8 +87,8 @@ public sealed partial class Kernel
             {
                 AccessKind.Bt => d.Op != AluOp.None || !rec.IsWrite,
                 AccessKind.Read or AccessKind.ReadZx or AccessKind.ReadSx or AccessKind.Cmov or AccessKind.Lods or AccessKind.Scas
-                    or AccessKind.Cmps or AccessKind.ReadVec => !rec.IsWrite,
-                AccessKind.Write or AccessKind.WriteImm or AccessKind.Stos or AccessKind.Setcc or AccessKind.WriteVec => rec.IsWrite,
+                    or AccessKind.Cmps or AccessKind.ReadVec or AccessKind.Push or AccessKind.Call or AccessKind.Jmp => !rec.IsWrite,
+                AccessKind.Write or AccessKind.WriteImm or AccessKind.Stos or AccessKind.Setcc or AccessKind.WriteVec or AccessKind.Pop => rec.IsWrite,
                 AccessKind.Movdir64b => true,
                 AccessKind.Alu => !rec.IsWrite || d.Op is not (AluOp.Cmp or AluOp.Test),
                 AccessKind.Xchg or AccessKind.Movs => true,
@@ -108,6 +108,7 @@ public sealed partial class Kernel
                     case AccessKind.Write: case AccessKind.WriteImm: expect = WriteBack.StoreValue(d, gprs); break;
                     case AccessKind.WriteVec: case AccessKind.Movdir64b: known = false; break;   // an 8-byte fragment of a wide store
                     case AccessKind.Stos: expect = gprs[0]; break;
+                    case AccessKind.Pop: known = false; break;   // the value popped is the guest stack's, which KVM read
                     case AccessKind.Xchg: expect = WriteBack.Xchg(d, copy, _f.HwRead[v]); break;
                     case AccessKind.Alu: case AccessKind.Bt: case AccessKind.Setcc:
                     {
