@@ -50,7 +50,9 @@ public sealed class KThread : IValueTaskSource<long>
     {
         WaitingOn = waitingOn;
         _resumed = false;
-        State = ThreadState.Blocked;
+        // A dead thread (its EXIT, THREAD_EXIT, or its process killed) stays dead: its pending result never
+        // completes, and the gate refuses its further calls. Made Blocked, it could call on after EXIT.
+        if (State != ThreadState.Dead) State = ThreadState.Blocked;
         return new ValueTask<long>(this, _token);
     }
 
