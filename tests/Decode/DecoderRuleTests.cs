@@ -124,6 +124,7 @@ public class DecoderRuleTests
         Assert.Equal(RefuseReason.LockInvalid, FallbackRefusal(string.Concat(Enumerable.Repeat("66", 12)) + "f0 8b 00"));
         // The same prefixes and a ModRM that would be the 16th byte: too long (the CPU's #GP).
         Assert.Equal(RefuseReason.TooLong, FallbackRefusal(p14 + "89"));
+        Assert.Equal(RefuseReason.TooLong, FallbackRefusal(p14 + "66"));   // prefixes only: the opcode would be the 16th
     }
 
     [Fact]
