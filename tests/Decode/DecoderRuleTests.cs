@@ -125,6 +125,21 @@ public class DecoderRuleTests
         // The same prefixes and a ModRM that would be the 16th byte: too long (the CPU's #GP).
         Assert.Equal(RefuseReason.TooLong, FallbackRefusal(p14 + "89"));
         Assert.Equal(RefuseReason.TooLong, FallbackRefusal(p14 + "66"));   // prefixes only: the opcode would be the 16th
+        // The prefix dropped is one repeated later, wherever it stands: dropping the LOCK here would make it valid.
+        Assert.Equal(RefuseReason.LockInvalid, FallbackRefusal("f0" + string.Concat(Enumerable.Repeat("66", 12)) + "8b 00"));
+        Assert.Equal(RefuseReason.UnknownOpcode, FallbackRefusal("2e" + string.Concat(Enumerable.Repeat("66", 13)) + "d6"));
+        // No prefix repeated (nothing can be dropped) and 17 bytes needed: too long.
+        Assert.Equal(RefuseReason.TooLong, FallbackRefusal("26 2e 36 3e 64 65 66 67 c7 84 24 00 00 00 00"));
+    }
+
+    [Fact]
+    public void The_offset_checked_against_a_segment_limit_is_the_effective_address_truncated_to_the_address_size()
+    {
+        // mov eax, [ebx+0x20] in 32-bit mode with EBX = 0xFFFFFFF0: the sum wraps to 0x10 (catches `&` → `|`).
+        var d = Fast("8b 43 20", CpuMode.Bits32);
+        var g = new ulong[16];
+        g[Gpr.Rbx] = 0xFFFF_FFF0;
+        Assert.Equal(0x10ul, EffectiveAddress.Offset(in d, g, 0));
     }
 
     [Fact]
