@@ -11,6 +11,13 @@ namespace Copra.Kernel.Machine;
 public sealed class NativeWindow(GuestMemory mem, ulong baseOffset) : IMemoryWindow
 {
     public Span<byte> Span(ulong offset, int length) => mem.Span(baseOffset + offset, length);
+
+    /// <summary>The byte at <paramref name="offset"/>, for a view kept across accesses. Caller obligation: [offset, offset+length) lies in the window (the address space checked it).</summary>
+    public unsafe byte* At(ulong offset, int length)
+    {
+        _ = mem.Span(baseOffset + offset, length);   // the bounds check, once, at resolve time
+        return mem.Base + baseOffset + offset;
+    }
 }
 
 /// <summary>
