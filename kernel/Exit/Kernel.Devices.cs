@@ -87,11 +87,11 @@ public sealed partial class Kernel
 
     ValueTask<long> WaitEvent(KThread t, EventObject e)
     {
-        CompleteIfDone(e);
+        var here = CurrentCpu;
+        CompleteIfDone(e, here);
         // The IPC fast path: reply and receive in one call. The answer above made the vCPU runnable here; with
         // nothing else ready on this CPU, enter it now, from this call, so its next exit lands in this area
         // before the check below and the model takes it without blocking (docs/design.md).
-        var here = CurrentCpu;
         if (here is not null && here.Current == t && here.TryTakeDirectVcpu(out int direct)) RunGuest(here, direct);
         // An access the caller has not been handed yet: return it (on the exit's CPU). A model that
         // waits again without answering what it holds is not re-handed it: it sleeps, and the
@@ -118,19 +118,28 @@ public sealed partial class Kernel
     }
 
     /// <summary>Hands vCPU <paramref name="v"/>'s access in the area to the model's thread, on the exit's CPU.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     ValueTask<long> Hand(KThread t, EventObject e, int v)
     {
         e.Handed = e.Area.Sequence;
         int cpu = _vcpus[v].Cpu;
-        if (t.Cpu == cpu) return new ValueTask<long>(1);
-        var block = t.Block(e);      // migrate to the CPU of the exit
+        return t.Cpu == cpu ? new ValueTask<long>(1) : Migrate(t, e, cpu);
+    }
+
+    /// <summary>The model's thread moves to the CPU of the exit whose access it takes.</summary>
+    ValueTask<long> Migrate(KThread t, EventObject e, int cpu)
+    {
+        var block = t.Block(e);
         WakeThread(t, 1, cpu);
         Trace.Add(CurrentCpu ?? Cpus[t.Cpu], TraceKind.Migrate, t.Id, cpu);
         return block;
     }
 
     /// <summary>If the model marked its answer done, finish that access and deliver the next queued one.</summary>
-    void CompleteIfDone(EventObject e)
+    void CompleteIfDone(EventObject e) => CompleteIfDone(e, CurrentCpu);
+
+    /// <param name="here">The CPU this host thread steps (<see cref="CurrentCpu"/>, read once by the caller), or null outside the drivers.</param>
+    void CompleteIfDone(EventObject e, Cpu? here)
     {
         // Nothing answered: read without a claim (only the model writes Done; only a claim holder takes the access out).
         int seen = Volatile.Read(ref e.Slot);
@@ -155,7 +164,6 @@ public sealed partial class Kernel
         else if (e.HeldBy == v) { e.HeldBy = -1; _held[v] = null; }
         if (e.HeldBy < 0 && e.TryDequeue(out int next)) FillArea(e, next);
         e.Publish();
-        var here = CurrentCpu;
         Followed(v)?.Step(v, $"the device model answered (state Done, data 0x{value:x}) and called WAIT_FOR_EVENT: completing on cpu {_vcpus[v].Cpu}{(here is not null && here.Index != _vcpus[v].Cpu ? $" (posted from cpu {here.Index} to its inbox)" : "")}");
         if (here is not null && here.Index != _vcpus[v].Cpu) { PostAnswer(here, v, value, mismatch); return; }
         _f.SegStart[v] = t0;   // the completion is kernel work of this exit, from the claim on

@@ -227,6 +227,7 @@ public sealed class EventObject : PageObject
     public int Slot;
 
     /// <summary>One compare-and-swap: claims the object if its word is still <paramref name="seen"/> (not claimed).</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     public bool TryClaim(int seen) =>
         (seen & SlotBusy) == 0 && Interlocked.CompareExchange(ref Slot, seen | SlotBusy, seen) == seen;
 
@@ -238,6 +239,7 @@ public sealed class EventObject : PageObject
     }
 
     /// <summary>Ends a claim: the fields written under it become visible with the new word (a release store).</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     public void Publish() =>
         Volatile.Write(ref Slot, (Inflight + 1) | (Waiter is not null ? SlotParked : 0) | (Dead || HeldBy >= 0 || _qCount > 0 ? SlotRare : 0));
 
