@@ -46,13 +46,22 @@ public sealed partial class Kernel
         if (wake is not null) e.Handed = e.Area.Sequence;
         e.Publish();
         Trace.AddDisplayOnlyOn(cpu, TraceKind.Deliver, v, e.OwnerId);
-        Followed(v)?.Step(v, $"deliver: {e.Describe()} event area seq {e.Area.Sequence}: {(write ? "write" : "read")} 0x{addr:x} size {_f.ReqSize[v]}{(write ? $" data 0x{data:x}" : "")}; {(wake is null ? "no thread waiting yet (it will find it)" : $"waking thread {wake.Id} on cpu {_vcpus[v].Cpu}")}");
+        if (Followed(v) is { } tracer) NarrateDelivery(tracer, v, e, addr, write, data, wake);
         if (wake is not null)
         {
             if (wake.Cpu != _vcpus[v].Cpu) { _f.Modelled[v] += Cost.CrossCpuWakeCycles; Stats.Add(cpu.Index, Counter.CrossCpuWakes); }
             WakeThread(wake, 1, _vcpus[v].Cpu);   // the model runs where the exit happened
         }
     }
+
+    // Narration out of line: its interpolated strings would otherwise give the hot method a larger frame to zero on every call.
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    void NarrateDelivery(IExitTracer tracer, int v, EventObject e, ulong addr, bool write, ulong data, KThread? wake) =>
+        tracer.Step(v, $"deliver: {e.Describe()} event area seq {e.Area.Sequence}: {(write ? "write" : "read")} 0x{addr:x} size {_f.ReqSize[v]}{(write ? $" data 0x{data:x}" : "")}; {(wake is null ? "no thread waiting yet (it will find it)" : $"waking thread {wake.Id} on cpu {_vcpus[v].Cpu}")}");
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    void NarrateAnswer(IExitTracer tracer, int v, ulong value, Cpu? here) =>
+        tracer.Step(v, $"the device model answered (state Done, data 0x{value:x}) and called WAIT_FOR_EVENT: completing on cpu {_vcpus[v].Cpu}{(here is not null && here.Index != _vcpus[v].Cpu ? $" (posted from cpu {here.Index} to its inbox)" : "")}");
 
     /// <summary>Writes vCPU <paramref name="v"/>'s request into the area. Caller holds the object's claim.</summary>
     void FillArea(EventObject e, int v)
@@ -164,7 +173,7 @@ public sealed partial class Kernel
         else if (e.HeldBy == v) { e.HeldBy = -1; _held[v] = null; }
         if (e.HeldBy < 0 && e.TryDequeue(out int next)) FillArea(e, next);
         e.Publish();
-        Followed(v)?.Step(v, $"the device model answered (state Done, data 0x{value:x}) and called WAIT_FOR_EVENT: completing on cpu {_vcpus[v].Cpu}{(here is not null && here.Index != _vcpus[v].Cpu ? $" (posted from cpu {here.Index} to its inbox)" : "")}");
+        if (Followed(v) is { } tracer) NarrateAnswer(tracer, v, value, here);
         if (here is not null && here.Index != _vcpus[v].Cpu) { PostAnswer(here, v, value, mismatch); return; }
         _f.SegStart[v] = t0;   // the completion is kernel work of this exit, from the claim on
         ContinueAfterDevice(here ?? Cpus[_vcpus[v].Cpu], v, value, mismatch);

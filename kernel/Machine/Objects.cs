@@ -234,8 +234,10 @@ public sealed class EventObject : PageObject
     /// <summary>The rare paths: claim whatever the state, waiting while another CPU holds the claim for its few stores.</summary>
     public void Seize()
     {
+        // SpinWait's default backs off to yielding and then sleeping: on an oversubscribed host the claim's holder may be
+        // a descheduled host thread, and a waiter that only spun would keep it off the core.
         var spin = new SpinWait();
-        while (!TryClaim(Volatile.Read(ref Slot))) spin.SpinOnce(sleep1Threshold: -1);
+        while (!TryClaim(Volatile.Read(ref Slot))) spin.SpinOnce();
     }
 
     /// <summary>Ends a claim: the fields written under it become visible with the new word (a release store).</summary>
