@@ -21,16 +21,17 @@ public sealed partial class Kernel
 
     void Request(Cpu cpu, int v, int owner, EventKind kind, ulong addr, bool write, ulong data)
     {
-        var vm = _vcpus[v].Vm;
-        var e = vm.OwnerOf(owner);
+        var vc = _vcpus[v];
+        var e = vc.Vm.OwnerOf(owner);
         if (e is null) { Unowned(cpu, v, kind, addr, write, data); return; }
-        _f.ReqKind[v] = kind; _f.ReqAddr[v] = addr; _f.ReqSize[v] = (byte)ElementSize(v); _f.ReqWrite[v] = write; _f.ReqData[v] = data; _f.ReqOwner[v] = owner;
+        var f = _f;   // one load: the stores below would otherwise make the JIT reload the field for each
+        f.ReqKind[v] = kind; f.ReqAddr[v] = addr; f.ReqSize[v] = (byte)ElementSize(v); f.ReqWrite[v] = write; f.ReqData[v] = data; f.ReqOwner[v] = owner;
         // Only this exit changes the state of a vCPU that is in an exit (Runnable here; Dead is set by
         // this CPU too): a compare-and-swap on the vCPU's own word instead of its lock.
-        SetRun(_vcpus[v], VcpuRun.Runnable, VcpuRun.WaitingDevice);
+        SetRun(vc, VcpuRun.Runnable, VcpuRun.WaitingDevice);
         Stats.Add(cpu.Index, Counter.DeviceRoundTrips);
         // The model's answer costs it one syscall (its next WAIT_FOR_EVENT or EVENT_SIGNAL).
-        _f.Modelled[v] += Cost.SyscallCycles;
+        f.Modelled[v] += Cost.SyscallCycles;
         // The common transition: nothing in flight, nothing queued or held, the model alive. The claim is the check.
         int seen = Volatile.Read(ref e.Slot);
         if ((seen & (EventObject.SlotInflight | EventObject.SlotRare)) != 0 || !e.TryClaim(seen))
@@ -67,26 +68,29 @@ public sealed partial class Kernel
     void FillArea(EventObject e, int v)
     {
         ref var a = ref e.Area;
-        ref readonly var d = ref _f.Acc[v];
+        var f = _f;   // one load: the stores into the area would otherwise make the JIT reload the field for each read
+        ref readonly var d = ref f.Acc[v];
+        bool write = f.ReqWrite[v];
+        var vc = _vcpus[v];
         a.Sequence++;
-        a.Kind = _f.ReqKind[v];
-        a.Address = _f.ReqAddr[v];
-        a.Size = _f.ReqSize[v];
-        a.Direction = _f.ReqWrite[v] ? AccessDirection.Write : AccessDirection.Read;
-        a.Data = _f.ReqWrite[v] ? _f.ReqData[v] : 0;
-        a.Vcpu = (uint)_vcpus[v].LocalIndex;
-        a.Cpu = (uint)_vcpus[v].Cpu;
+        a.Kind = f.ReqKind[v];
+        a.Address = f.ReqAddr[v];
+        a.Size = f.ReqSize[v];
+        a.Direction = write ? AccessDirection.Write : AccessDirection.Read;
+        a.Data = write ? f.ReqData[v] : 0;
+        a.Vcpu = (uint)vc.LocalIndex;
+        a.Cpu = (uint)vc.Cpu;
         a.Rip = State.Rip(v);
         bool str = d.Kind is Hot.Decode.AccessKind.Movs or Hot.Decode.AccessKind.Stos or Hot.Decode.AccessKind.Ins or Hot.Decode.AccessKind.Outs;
-        bool locked = d.Lock && (_f.Exit[v].Flags & Hot.Exit.ExitFlags.HardwareCompletes) == 0;
+        bool locked = d.Lock && (f.Exit[v].Flags & Hot.Exit.ExitFlags.HardwareCompletes) == 0;
         a.Flags = (str ? EventFlags.String : 0) | (d.Rep ? EventFlags.Rep : 0) | (locked ? EventFlags.Locked : 0);
         a.Result = LockResult.Applied;
-        if (a.Size > 8 && _f.ReqWrite[v]) WideToArea(v, ref a);
-        if (locked && _f.ReqWrite[v])
+        if (a.Size > 8 && write) WideToArea(v, ref a);
+        if (locked && write)
         {
             // The write carries what the locked read returned: the model applies it only if the location still holds that.
             if (a.Size > 8) { a.Expected = BitConverter.ToUInt64(WideRead(v)); a.ExpectedHigh = BitConverter.ToUInt64(WideRead(v)[8..]); }
-            else { a.Expected = _f.Value[v]; a.ExpectedHigh = 0; }
+            else { a.Expected = f.Value[v]; a.ExpectedHigh = 0; }
         }
         a.Count = str && d.Rep ? (uint)Masked(State.Gpr(v, 1), d.AddressSize) : 1;
         a.PublishState(EventState.Pending);   // release: the fields above are visible first
@@ -174,9 +178,10 @@ public sealed partial class Kernel
         if (e.HeldBy < 0 && e.TryDequeue(out int next)) FillArea(e, next);
         e.Publish();
         if (Followed(v) is { } tracer) NarrateAnswer(tracer, v, value, here);
-        if (here is not null && here.Index != _vcpus[v].Cpu) { PostAnswer(here, v, value, mismatch); return; }
+        int owner = _vcpus[v].Cpu;
+        if (here is not null && here.Index != owner) { PostAnswer(here, v, value, mismatch); return; }
         _f.SegStart[v] = t0;   // the completion is kernel work of this exit, from the claim on
-        ContinueAfterDevice(here ?? Cpus[_vcpus[v].Cpu], v, value, mismatch);
+        ContinueAfterDevice(here ?? Cpus[owner], v, value, mismatch);
     }
 
     /// <summary>
