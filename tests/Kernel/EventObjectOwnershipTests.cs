@@ -138,6 +138,34 @@ public sealed class EventObjectOwnershipTests
         Assert.Equal(0UL, sequenceAfterRemap);
     }
 
+    [Fact]
+    public void WAIT_FOR_EVENT_does_not_reuse_its_last_lookup_once_that_handle_is_closed()
+    {
+        using var k = new KernelT(new KernelConfig
+        {
+            Cpus = 1,
+            Vms = [new VmSpec(1, 8UL << 20, 8UL << 20)],
+            MemoryBytes = 18UL << 20,
+        });
+        long first = 0, afterClose = 0, other = 0;
+        k.Install("/t", () => new Prog(ctx =>
+        {
+            uint vm = Sys.VmOpen(ctx, 1);
+            uint irq = Sys.IrqEvent(ctx, vm, 0x40);
+            first = Sys.WaitForEvent(ctx, irq).Result;        // an IRQ object is no event source: the lookup is kept
+            Sys.Close(ctx, irq);
+            afterClose = Sys.WaitForEvent(ctx, irq).Result;   // the kept lookup must not answer for a closed handle
+            other = Sys.WaitForEvent(ctx, 0x7777).Result;     // nor for another value
+            return Task.CompletedTask;
+        }));
+        k.Spawn("/t", null, 0);
+        Assert.True(k.RunDeterministic(1_000_000).Quiescent);
+        Assert.Equal(0, k.InternalErrors);
+        Assert.Equal(Errno.ENOTSUPP, first);
+        Assert.Equal(Errno.ENOTFOUND, afterClose);
+        Assert.Equal(Errno.ENOTFOUND, other);
+    }
+
     sealed class Prog(Func<IUserContext, Task> body) : IUserProgram
     {
         public Task Main(IUserContext ctx) => body(ctx);
