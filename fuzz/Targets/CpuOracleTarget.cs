@@ -143,7 +143,7 @@ public sealed class CpuOracleTarget(OracleFamily family, ExecFn? exec = null, Ad
                 break;
             case OracleFamily.Bit:
                 b.Add(0x0F);
-                if (r.Chance(50)) b.Add(r.Pick(new byte[] { 0xA3, 0xAB, 0xB3, 0xBB }));
+                if (r.Chance(50)) b.Add(r.Pick(new byte[] { 0xA3, 0xAB, 0xB3, 0xBB, 0xBC, 0xBD }));
                 else { b.Add(0xBA); reg = 4 + r.Next(4); }
                 break;
             case OracleFamily.Cond:

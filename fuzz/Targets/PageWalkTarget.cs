@@ -43,7 +43,7 @@ public sealed class PageWalkTarget(WalkFn? walk = null, string? name = null) : F
         ulong linear = r.Next64();
         if (kind is PagingKind.Level4 && r.Chance(90)) linear = (ulong)((long)(linear << 16) >> 16);
         if (kind is PagingKind.Level5 && r.Chance(90)) linear = (ulong)((long)(linear << 7) >> 7);
-        var access = (AccessType)r.Next(8) & (AccessType.Write | AccessType.Execute | AccessType.User);
+        var access = (AccessType)r.Next(32) & (AccessType.Write | AccessType.Execute | AccessType.User | AccessType.Smep | AccessType.Smap);
         if ((access & AccessType.Write) != 0 && (access & AccessType.Execute) != 0) access &= ~AccessType.Execute;
 
         var writes = new List<PteWrite>();

@@ -12,12 +12,17 @@ public static class ReferenceWalker
     public static (WalkResult Result, ulong Gpa) Walk(byte[] mem, PagingKind kind, bool wp, bool nxe, bool pse, ulong cr3, ulong linear, AccessType access)
     {
         bool write = (access & AccessType.Write) != 0, user = (access & AccessType.User) != 0, fetch = (access & AccessType.Execute) != 0;
+        // SDM §4.6.1: a supervisor fetch from a user page with CR4.SMEP, or a supervisor data access to one with CR4.SMAP and
+        // no AC exemption, is a protection fault; §4.7: CR4.SMEP makes the error code report I/D for every fetch (any CPL).
+        s_fetchBit = fetch && (access & AccessType.Smep) != 0;
+        s_smep = !user && s_fetchBit;
+        s_smap = !user && !fetch && (access & AccessType.Smap) != 0;
         switch (kind)
         {
             case PagingKind.None:
                 return (WalkResult.Ok, linear & 0xFFFF_FFFF);
             case PagingKind.Legacy32:
-                return Walk32(mem, pse, wp, cr3, (uint)linear, write, user);
+                return Walk32(mem, pse, wp, cr3, (uint)linear, write, user, fetch);
             case PagingKind.Pae:
                 return WalkPae(mem, nxe, wp, cr3, linear & 0xFFFF_FFFF, write, user, fetch);
             default:
@@ -25,7 +30,9 @@ public static class ReferenceWalker
         }
     }
 
-    static uint ErrorBase(bool write, bool user, bool fetchBit) => (write ? 2u : 0) | (user ? 4u : 0) | (fetchBit ? 16u : 0);
+    [ThreadStatic] static bool s_smep, s_smap, s_fetchBit;
+
+    static uint ErrorBase(bool write, bool user, bool fetchBit) => (write ? 2u : 0) | (user ? 4u : 0) | (fetchBit || s_fetchBit ? 16u : 0);
 
     static bool Read32(byte[] mem, ulong a, out uint v)
     {
@@ -43,7 +50,7 @@ public static class ReferenceWalker
         return true;
     }
 
-    static (WalkResult, ulong) Walk32(byte[] mem, bool pse, bool wp, ulong cr3, uint lin, bool write, bool user)
+    static (WalkResult, ulong) Walk32(byte[] mem, bool pse, bool wp, ulong cr3, uint lin, bool write, bool user, bool fetch)
     {
         uint err = ErrorBase(write, user, false);
         ulong pdeAddr = (cr3 & 0xFFFF_F000) | ((ulong)(lin >> 22) << 2);
@@ -67,7 +74,7 @@ public static class ReferenceWalker
             us = us && (pte & 4) != 0;
             gpa = (pte & 0xFFFF_F000) + (lin & 0xFFF);
         }
-        if (RightsFault(write, user, false, wp, rw, us, false)) return (WalkResult.PageFault(err | 1, lin), 0);
+        if (RightsFault(write, user, fetch, wp, rw, us, false)) return (WalkResult.PageFault(err | 1, lin), 0);
         return (WalkResult.Ok, gpa);
     }
 
@@ -126,7 +133,8 @@ public static class ReferenceWalker
         throw new InvalidOperationException("unreachable");
     }
 
-    /// <summary>SDM §4.6: user pages need U/S at every level; writes need R/W everywhere when CPL 3 or CR0.WP; fetches fail on XD.</summary>
+    /// <summary>SDM §4.6: user pages need U/S at every level; writes need R/W everywhere when CPL 3 or CR0.WP; fetches fail on XD;
+    /// §4.6.1: a supervisor access to a user page fails under SMEP (fetch) or SMAP (data).</summary>
     static bool RightsFault(bool write, bool user, bool fetch, bool wp, bool rw, bool us, bool xd) =>
-        (user && !us) || (write && !rw && (user || wp)) || (fetch && xd);
+        (user && !us) || (write && !rw && (user || wp)) || (fetch && xd) || (us && (s_smep || s_smap));
 }

@@ -39,6 +39,15 @@ public enum AccessKind : byte
     WriteVec,
     /// <summary>MOVDIR64B (66 0F 38 F8): 64 bytes from the ModRM source to ES:[<see cref="DecodedAccess.Reg"/>] (address size), one write.</summary>
     Movdir64b,
+    /// <summary>PUSH m (FF /6): reads the operand, writes it to SS:[rSP - size] (guest RAM), then rSP moves.</summary>
+    Push,
+    /// <summary>POP m (8F /0): reads SS:[rSP] (guest RAM), writes the operand (its address computed with rSP already
+    /// incremented, as the CPU does), then rSP moves.</summary>
+    Pop,
+    /// <summary>CALL m, near (FF /2): reads the target from the operand, pushes the return address (guest RAM), RIP = target.</summary>
+    Call,
+    /// <summary>JMP m, near (FF /4): reads the target from the operand, RIP = target.</summary>
+    Jmp,
 }
 
 /// <summary>The arithmetic of an <see cref="AccessKind.Alu"/> access.
@@ -53,6 +62,8 @@ public enum AluOp : byte
     Xadd, Cmpxchg, Cmpxchg8b, Cmpxchg16b,
     Mul, Imul, Div, Idiv,
     Bts, Btr, Btc,
+    /// <summary>BSF, BSR r, m (0F BC/BD; KVM's em_bsf_c/em_bsr_c): the index of the lowest/highest set bit; ZF when the operand is 0.</summary>
+    Bsf, Bsr,
 }
 
 /// <summary>Why an instruction was refused. Every refusal has one; none is a guess.</summary>

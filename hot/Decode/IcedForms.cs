@@ -43,6 +43,11 @@ public static class IcedForms
             case Mnemonic.In: return AccessKind.In;
             case Mnemonic.Out: return AccessKind.Out;
             case Mnemonic.Xchg: return AccessKind.Xchg;
+            case Mnemonic.Push: return AccessKind.Push;
+            case Mnemonic.Pop: return AccessKind.Pop;
+            // Far CALL/JMP m16:xx load CS: not emulated.
+            case Mnemonic.Call: return ins.Code is Code.Call_rm16 or Code.Call_rm32 or Code.Call_rm64 ? AccessKind.Call : AccessKind.Unsupported;
+            case Mnemonic.Jmp: return ins.Code is Code.Jmp_rm16 or Code.Jmp_rm32 or Code.Jmp_rm64 ? AccessKind.Jmp : AccessKind.Unsupported;
             case Mnemonic.Bt: return AccessKind.Bt;
             case Mnemonic.Bts: op = AluOp.Bts; return AccessKind.Bt;
             case Mnemonic.Btr: op = AluOp.Btr; return AccessKind.Bt;
@@ -75,6 +80,7 @@ public static class IcedForms
         Mnemonic.Xadd => AluOp.Xadd, Mnemonic.Cmpxchg => AluOp.Cmpxchg,
         Mnemonic.Cmpxchg8b => AluOp.Cmpxchg8b, Mnemonic.Cmpxchg16b => AluOp.Cmpxchg16b,
         Mnemonic.Mul => AluOp.Mul, Mnemonic.Imul => AluOp.Imul, Mnemonic.Div => AluOp.Div, Mnemonic.Idiv => AluOp.Idiv,
+        Mnemonic.Bsf => AluOp.Bsf, Mnemonic.Bsr => AluOp.Bsr,
         _ => AluOp.None,
     };
 

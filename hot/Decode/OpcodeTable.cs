@@ -19,7 +19,7 @@
 //           for groups, 1 on a Write that allows no 66/F2/F3 (MOVNTI). SETcc/CMOVcc take the condition from the
 //           opcode's low nibble (the entry index), so they need no arg.
 //
-//   group row (4 bytes per ModRM.reg value): [AccessKind, AluOp, imm mask, 0]; AccessKind.Unsupported = refused
+//   group row (4 bytes per ModRM.reg value): [AccessKind, AluOp, imm mask, size rule]; AccessKind.Unsupported = refused
 //   (UnsupportedOp); the imm mask is ANDed into the entry's imm kind (0: this member has no immediate, as NOT..IDIV
 //   in group 3 whose TEST carries one).
 //   prefix row (4 entries of 4 bytes, chosen by the mandatory prefix: none, 66, F3, F2; the last F2/F3 wins over 66,
@@ -50,7 +50,12 @@ internal static class OpcodeTable
     public const byte ImmNone = 0, Imm8 = 1, ImmZ = 2, Imm8Sx = 3, ImmMoffs = 4, ImmPort8 = 5, ImmOne = 6, ImmCl = 7;
 
     public const byte GroupAlu1 = 0, GroupUnary3 = 1, GroupMov11 = 2, GroupBt8 = 3, GroupShift2 = 4, GroupIncDec4 = 5,
-        GroupIncDec5 = 6, GroupSetcc = 7, GroupCx9 = 8, GroupCount = 9;
+        GroupIncDec5 = 6, GroupSetcc = 7, GroupCx9 = 8, GroupPop1A = 9, GroupCount = 10;
+
+    /// <summary>Group-row byte 3: how a stack or branch member sizes its operand in 64-bit mode (SDM vol. 2, PUSH, POP,
+    /// CALL, JMP): SizeStack = 8 bytes by default, 2 with 66 (REX.W wins), never 4; SizeNearBranch = always 8 (66 and
+    /// REX.W ignored, as Intel parts and KVM's NearBranch do). Outside 64-bit mode both use the ordinary operand size.</summary>
+    public const byte SizeNormal = 0, SizeStack = 1, SizeNearBranch = 2;
 
     /// <summary>One bit per AluOp that may carry LOCK (on a memory destination; BTS/BTR/BTC with kind Bt).</summary>
     public const ulong LockableOps =
@@ -152,6 +157,7 @@ internal static class OpcodeTable
         // Group 3: only TEST /0 (and its /1 alias) has an immediate; the entry's Imm8/ImmZ applies to those alone.
         SetRaw(0xF6, KindGroup, FModRM | FByte | FMemDest, Imm8, GroupUnary3);
         SetRaw(0xF7, KindGroup, FModRM | FMemDest, ImmZ, GroupUnary3);
+        SetRaw(0x8F, KindGroup, FModRM | FMemDest, ImmNone, GroupPop1A);
         SetRaw(0xFE, KindGroup, FModRM | FByte | FMemDest, ImmNone, GroupIncDec4);
         SetRaw(0xFF, KindGroup, FModRM | FMemDest, ImmNone, GroupIncDec5);
 
@@ -173,6 +179,8 @@ internal static class OpcodeTable
         Set(Map0F + 0xAC, AccessKind.Alu, FModRM | FMemDest, Imm8, (byte)AluOp.Shrd);
         Set(Map0F + 0xAD, AccessKind.Alu, FModRM | FMemDest, ImmNone, (byte)AluOp.Shrd);
         Set(Map0F + 0xAF, AccessKind.Alu, FModRM, ImmNone, (byte)AluOp.Imul);
+        Set(Map0F + 0xBC, AccessKind.Alu, FModRM, ImmNone, (byte)AluOp.Bsf);   // F3 0F BC/BD are TZCNT/LZCNT: refused (X86Decoder)
+        Set(Map0F + 0xBD, AccessKind.Alu, FModRM, ImmNone, (byte)AluOp.Bsr);
         Set(Map0F + 0xB0, AccessKind.Alu, FModRM | FByte | FMemDest, ImmNone, (byte)AluOp.Cmpxchg);
         Set(Map0F + 0xB1, AccessKind.Alu, FModRM | FMemDest, ImmNone, (byte)AluOp.Cmpxchg);
         Set(Map0F + 0xC0, AccessKind.Alu, FModRM | FByte | FMemDest, ImmNone, (byte)AluOp.Xadd);
@@ -237,12 +245,13 @@ internal static class OpcodeTable
     static byte[] BuildGroups()
     {
         var g = new byte[GroupCount * 8 * GroupRowSize];
-        void Set(int group, int reg, AccessKind kind, AluOp op, byte immMask = 0xFF)
+        void Set(int group, int reg, AccessKind kind, AluOp op, byte immMask = 0xFF, byte sizeRule = SizeNormal)
         {
             int o = (group * 8 + reg) * GroupRowSize;
             g[o] = (byte)kind;
             g[o + 1] = (byte)op;
             g[o + 2] = immMask;
+            g[o + 3] = sizeRule;
         }
         // Group 1 (80/81/83): the eight ALU operations in encoding order.
         ReadOnlySpan<AluOp> alu1 = [AluOp.Add, AluOp.Or, AluOp.Adc, AluOp.Sbb, AluOp.And, AluOp.Sub, AluOp.Xor, AluOp.Cmp];
@@ -258,12 +267,18 @@ internal static class OpcodeTable
         Set(GroupUnary3, 5, AccessKind.Alu, AluOp.Imul, 0);
         Set(GroupUnary3, 6, AccessKind.Alu, AluOp.Div, 0);
         Set(GroupUnary3, 7, AccessKind.Alu, AluOp.Idiv, 0);
-        // Groups 4 and 5 (FE/FF): INC and DEC; FF /2../6 are CALL/JMP/PUSH (not emulated), FE /2.. undefined.
+        // Groups 4 and 5 (FE/FF): INC and DEC; FE /2.. undefined. FF /2 CALL m, /4 JMP m, /6 PUSH m (KVM's group5);
+        // the far forms /3 and /5 load CS and are not emulated.
         foreach (int grp in new[] { GroupIncDec4, GroupIncDec5 })
         {
             Set(grp, 0, AccessKind.Alu, AluOp.Inc);
             Set(grp, 1, AccessKind.Alu, AluOp.Dec);
         }
+        Set(GroupIncDec5, 2, AccessKind.Call, AluOp.None, 0, SizeNearBranch);
+        Set(GroupIncDec5, 4, AccessKind.Jmp, AluOp.None, 0, SizeNearBranch);
+        Set(GroupIncDec5, 6, AccessKind.Push, AluOp.None, 0, SizeStack);
+        // Group 1A (8F): /0 POP m; the rest is XOP's escape on AMD, #UD here.
+        Set(GroupPop1A, 0, AccessKind.Pop, AluOp.None, 0, SizeStack);
         // Group 11 (C6/C7): /0 MOV; the rest is #UD or XABORT/XBEGIN.
         Set(GroupMov11, 0, AccessKind.WriteImm, AluOp.None);
         // Group 8 (0F BA): /4 BT, /5 BTS, /6 BTR, /7 BTC; /0../3 undefined.

@@ -103,6 +103,8 @@ public static class X86Decoder
         // Why: MOVNTI exists only without 66/F2/F3; the CPU (and Iced) decide that before reading ModRM, so a
         // truncated form with such a prefix is unknown, not truncated (found by the decoder property).
         if (kind == (int)AccessKind.Write && arg != 0 && (opSizePrefix || repPrefix)) return Refuse(ref d, RefuseReason.UnknownOpcode);
+        // Why: F3 (when it is the last of F2/F3) makes 0F BC/BD TZCNT/LZCNT, which no anchor emulates.
+        if (kind == (int)AccessKind.Alu && arg is (int)AluOp.Bsf or (int)AluOp.Bsr && repPrefix && !repne) return Refuse(ref d, RefuseReason.UnknownOpcode);
 
         int opSize;
         if ((flags & FByte) != 0) opSize = 1;
@@ -131,6 +133,9 @@ public static class X86Decoder
                 if (kind == (int)AccessKind.Unsupported) return Refuse(ref d, RefuseReason.UnsupportedOp);
                 aluOp = Groups[g + 1];
                 immKind &= Groups[g + 2];
+                // Why: PUSH/POP m default to 8 bytes in 64-bit mode (66 gives 2, REX.W wins); near CALL/JMP m are always 8.
+                int rule = Groups[g + 3];
+                if (rule != SizeNormal && is64) opSize = rule == SizeStack && opSizePrefix && (rex & 8) == 0 ? 2 : 8;
             }
             else
             {

@@ -62,6 +62,11 @@ public static class Executor
             case AccessKind.Stos:
                 memWrite = gprs[Gpr.Rax] & m;
                 return ExecResult.Write;
+            case AccessKind.Pop:   // the value popped from the stack goes to the operand
+                memWrite = mem;
+                return ExecResult.Write;
+            case AccessKind.Push: case AccessKind.Call: case AccessKind.Jmp:
+                return ExecResult.NoWrite;   // the value read is pushed or branched to: StackOps and the exit path's stack side
             case AccessKind.Xchg:
                 memWrite = WriteBack.Xchg(in d, gprs, mem);
                 return ExecResult.Write;
@@ -228,6 +233,14 @@ public static class Executor
                 return ExecResult.NoWrite;
             case AluOp.Div: case AluOp.Idiv:
                 return Divide(in d, gprs, mem) ? ExecResult.NoWrite : ExecResult.DivideError;
+            case AluOp.Bsf: case AluOp.Bsr:
+                // Why: a zero source sets ZF and leaves the destination as it was (AMD documents it; Intel parts do the
+                // same, which the oracle checks); CF, OF, SF, AF, PF are undefined and kept.
+                if (mem == 0) { rflags |= ZF; return ExecResult.NoWrite; }
+                rflags &= ~ZF;
+                r = (ulong)(d.Op == AluOp.Bsf ? BitOperations.TrailingZeroCount(mem) : 63 - BitOperations.LeadingZeroCount(mem));
+                WriteBack.WriteReg(gprs, d.Reg, d.RegHigh8, d.RegSize, r);
+                return ExecResult.NoWrite;
             case AluOp.Rol: case AluOp.Ror: case AluOp.Rcl: case AluOp.Rcr:
             case AluOp.Shl: case AluOp.Shr: case AluOp.Sar: case AluOp.Shld: case AluOp.Shrd:
                 return Shift(in d, gprs, ref rflags, mem, out memWrite);
@@ -519,6 +532,7 @@ public static class Executor
         if (d.Kind != AccessKind.Alu) return 0;
         switch (d.Op)
         {
+            case AluOp.Bsf: case AluOp.Bsr: return CF | OF | SF | AF | PF;
             case AluOp.And: case AluOp.Or: case AluOp.Xor: case AluOp.Test: return AF;
             case AluOp.Mul: case AluOp.Imul: return SF | ZF | AF | PF;
             case AluOp.Div: case AluOp.Idiv: return StatusFlags;
@@ -576,7 +590,8 @@ public static class Executor
         AccessKind.Unsupported or AccessKind.In or AccessKind.Out => "none",
         AccessKind.Read or AccessKind.ReadZx or AccessKind.ReadSx or AccessKind.Cmov or AccessKind.Lods or AccessKind.Scas
             or AccessKind.Cmps or AccessKind.Outs or AccessKind.ReadVec => "read",
-        AccessKind.Write or AccessKind.WriteImm or AccessKind.Stos or AccessKind.Setcc or AccessKind.Ins or AccessKind.WriteVec => "write",
+        AccessKind.Write or AccessKind.WriteImm or AccessKind.Stos or AccessKind.Setcc or AccessKind.Ins or AccessKind.WriteVec or AccessKind.Pop => "write",
+        AccessKind.Push or AccessKind.Call or AccessKind.Jmp => "read",
         AccessKind.Bt => d.Op == AluOp.None ? "read" : "rmw",
         AccessKind.Alu => d.Op is AluOp.Cmp or AluOp.Test or AluOp.Mul or AluOp.Imul or AluOp.Div or AluOp.Idiv || !d.MemIsDest ? "read" : "rmw",
         _ => "rmw",

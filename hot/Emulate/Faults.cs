@@ -82,10 +82,12 @@ public readonly struct FaultContext
     /// <summary>The port and width the hardware reported for a port-I/O exit (width 0: not reported).</summary>
     public readonly ushort ReportedPort;
     public readonly byte ReportedSize;
+    /// <summary>CR4 at the exit (SMEP and SMAP decide the page walks' supervisor checks).</summary>
+    public readonly ulong Cr4;
 
-    public FaultContext(SegMode mode, int cpl, ulong cr0, ulong rflags, bool la57, ushort reportedPort, byte reportedSize)
+    public FaultContext(SegMode mode, int cpl, ulong cr0, ulong rflags, bool la57, ushort reportedPort, byte reportedSize, ulong cr4 = 0)
     {
-        Mode = mode; Cpl = (byte)cpl; Cr0 = cr0; Rflags = rflags; La57 = la57; ReportedPort = reportedPort; ReportedSize = reportedSize;
+        Mode = mode; Cpl = (byte)cpl; Cr0 = cr0; Rflags = rflags; La57 = la57; ReportedPort = reportedPort; ReportedSize = reportedSize; Cr4 = cr4;
     }
 
     public const ulong Cr0Pe = 1, Cr0Am = 1UL << 18, Cr4La57 = 1UL << 12;
@@ -331,6 +333,7 @@ public static class Faults
                 if (side != 0) return false;
                 seg = d.Segment;
                 offset = EffectiveAddress.Offset(in d, gprs, nextRip);
+                if (d.Kind == AccessKind.Pop) offset = StackOps.PopDestinationOffset(in d, offset);
                 use = UseOf(in d);
                 return true;
         }
@@ -339,7 +342,7 @@ public static class Faults
     /// <summary>How a non-string form uses its memory operand (the CPU checks writability before a read-modify-write reads).</summary>
     public static MemUse UseOf(in DecodedAccess d) => d.Kind switch
     {
-        AccessKind.Write or AccessKind.WriteImm or AccessKind.Setcc => MemUse.Write,
+        AccessKind.Write or AccessKind.WriteImm or AccessKind.Setcc or AccessKind.Pop => MemUse.Write,
         AccessKind.Xchg => MemUse.ReadWrite,
         AccessKind.Bt => d.Op == AluOp.None ? MemUse.Read : MemUse.ReadWrite,
         AccessKind.Alu => !d.MemIsDest || d.Op is AluOp.Cmp or AluOp.Test or AluOp.Mul or AluOp.Imul or AluOp.Div or AluOp.Idiv ? MemUse.Read : MemUse.ReadWrite,

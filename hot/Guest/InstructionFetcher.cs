@@ -47,12 +47,11 @@ public sealed unsafe class InstructionFetcher
     /// <summary>The architectural maximum instruction length.</summary>
     public const int MaxInstructionLength = 15;
     const ulong PageMask = GuestMemory.PageSize - 1;
-    const byte UserKey = 0x80;
 
     readonly ulong[] _linearPage;
     readonly ulong[] _gpaPage;
     readonly ulong[] _cr3;
-    readonly byte[] _key;
+    readonly ushort[] _key;   // the paging-mode bits and the fetch's access type (User, Smep): a hit needs both to match
     readonly bool[] _valid;
     readonly long[] _hits;
     readonly long[] _misses;
@@ -64,7 +63,7 @@ public sealed unsafe class InstructionFetcher
         _linearPage = new ulong[vcpuCount];
         _gpaPage = new ulong[vcpuCount];
         _cr3 = new ulong[vcpuCount];
-        _key = new byte[vcpuCount];
+        _key = new ushort[vcpuCount];
         _valid = new bool[vcpuCount];
         _hits = new long[vcpuCount];
         _misses = new long[vcpuCount];
@@ -97,14 +96,23 @@ public sealed unsafe class InstructionFetcher
     /// inject for Fault and Partial (Ok otherwise).
     /// </summary>
     public FetchResult Fetch(int vcpu, GuestMemory mem, in PagingMode mode, ulong cr3, ulong rip, Span<byte> dest,
-        out int fetched, out WalkResult fault, bool user)
+        out int fetched, out WalkResult fault, bool user) =>
+        Fetch(vcpu, mem, mode, cr3, rip, dest, out fetched, out fault, user ? AccessType.Execute | AccessType.User : AccessType.Execute);
+
+    /// <summary>
+    /// As above, with the fetch's access type spelled out (<see cref="SupervisorProtection.Fetch"/>: User at CPL 3, so a
+    /// supervisor page is #PF with P|U; Smep at CPL 0-2 under CR4.SMEP, so a user page is #PF). The code-page cache is
+    /// keyed by it: a translation checked for one CPL or SMEP setting is never reused for another.
+    /// </summary>
+    public FetchResult Fetch(int vcpu, GuestMemory mem, in PagingMode mode, ulong cr3, ulong rip, Span<byte> dest,
+        out int fetched, out WalkResult fault, AccessType access)
     {
         fetched = 0;
         fault = WalkResult.Ok;
         int want = Math.Min(dest.Length, MaxInstructionLength);
         if (!mode.LongMode) rip &= 0xFFFF_FFFFUL;
-        byte key = (byte)(mode.Bits | (user ? UserKey : 0));
-        AccessType access = user ? AccessType.Execute | AccessType.User : AccessType.Execute;
+        access |= AccessType.Execute;
+        ushort key = (ushort)(mode.Bits | (int)access << 8);
 
         ulong page = rip & ~PageMask;
         ulong gpaPage;
@@ -153,7 +161,7 @@ public sealed unsafe class InstructionFetcher
     }
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    bool Hit(int vcpu, ulong page, ulong cr3, byte key) =>
+    bool Hit(int vcpu, ulong page, ulong cr3, ushort key) =>
         _valid[vcpu] && _linearPage[vcpu] == page && _cr3[vcpu] == cr3 && _key[vcpu] == key;
 
     static bool Copy(GuestMemory mem, ulong gpa, Span<byte> dest)

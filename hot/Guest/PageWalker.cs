@@ -86,7 +86,7 @@ public static unsafe class PageWalker
     {
         gpa = 0;
         bool nxe = mode.NoExecute;
-        uint err = BaseError(access, nxe);
+        uint err = BaseError(access, nxe || (access & AccessType.Smep) != 0);
         ulong reserved = nxe ? 0 : XD;
         ulong table;
         int level;
@@ -154,7 +154,7 @@ public static unsafe class PageWalker
     static WalkResult Walk32(GuestMemory mem, in PagingMode mode, ulong cr3, uint linear, AccessType access, out ulong gpa)
     {
         gpa = 0;
-        uint err = BaseError(access, reportFetch: false);
+        uint err = BaseError(access, reportFetch: (access & AccessType.Smep) != 0);
         byte* b = mem.Base;
 
         ulong pdeAddr = (cr3 & 0xFFFF_F000UL) + (linear >> 22) * 4UL;
@@ -190,15 +190,18 @@ public static unsafe class PageWalker
         return rights;
     }
 
-    /// <summary>Access rights on the combined entry bits (SDM §4.6), supervisor and user.</summary>
+    /// <summary>Access rights on the combined entry bits (SDM §4.6), supervisor and user; SMEP and SMAP (§4.6.1) for a
+    /// supervisor access to a user page when the caller set their bits.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static WalkResult CheckRights(in PagingMode mode, AccessType access, uint err, ulong linear, bool writable, bool user, bool noExec)
     {
         bool isUser = (access & AccessType.User) != 0;
+        bool fetch = (access & AccessType.Execute) != 0;
         bool denied =
             (isUser && !user) ||
             ((access & AccessType.Write) != 0 && !writable && (isUser || mode.WriteProtect)) ||
-            ((access & AccessType.Execute) != 0 && noExec);
+            (fetch && noExec) ||
+            (!isUser && user && (access & (fetch ? AccessType.Smep : AccessType.Smap)) != 0);
         return denied ? WalkResult.PageFault(err | PageFaultError.Present, linear) : WalkResult.Ok;
     }
 }

@@ -12,6 +12,31 @@ public enum AccessType : byte
     Execute = 2,
     /// <summary>The access is made at CPL 3 (combine with the others).</summary>
     User = 4,
+    /// <summary>CR4.SMEP (bit 20) on a fetch: a supervisor-mode fetch from a user page is #PF; the error code reports I/D
+    /// for every fetch (as it does with EFER.NXE).</summary>
+    Smep = 8,
+    /// <summary>CR4.SMAP (bit 21) with a supervisor-mode data access that RFLAGS.AC does not exempt (AC = 0, or an implicit
+    /// supervisor access, which AC never exempts): an access to a user page is #PF.</summary>
+    Smap = 16,
+}
+
+/// <summary>The access-type bits SMEP and SMAP add, derived once per access from CR4, the CPL and RFLAGS.AC.</summary>
+public static class SupervisorProtection
+{
+    public const ulong Cr4Smep = 1UL << 20, Cr4Smap = 1UL << 21, RflagsAc = 1UL << 18;
+
+    /// <summary>For an instruction fetch at <paramref name="cpl"/>: User at CPL 3; Smep whenever CR4.SMEP is set (the walk
+    /// applies it to supervisor fetches; the error code's I/D bit follows it at any CPL, SDM vol. 3 §4.7).</summary>
+    public static AccessType Fetch(int cpl, ulong cr4) =>
+        AccessType.Execute | (cpl == 3 ? AccessType.User : 0) | ((cr4 & Cr4Smep) != 0 ? AccessType.Smep : 0);
+
+    /// <summary>For an explicit data access at <paramref name="cpl"/>: User at CPL 3; at CPL 0-2, Smap when CR4.SMAP is set
+    /// and RFLAGS.AC is clear (SDM vol. 3 §4.6.1). An implicit supervisor access passes <paramref name="implicitAccess"/>:
+    /// AC does not exempt it.</summary>
+    public static AccessType Data(bool write, int cpl, ulong cr4, ulong rflags, bool implicitAccess = false) =>
+        (write ? AccessType.Write : AccessType.Read)
+        | (cpl == 3 ? AccessType.User
+            : (cr4 & Cr4Smap) != 0 && (implicitAccess || (rflags & RflagsAc) == 0) ? AccessType.Smap : 0);
 }
 
 /// <summary>Outcome of a translation.</summary>

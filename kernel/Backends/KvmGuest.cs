@@ -238,6 +238,8 @@ public sealed class KvmGuestBuilder
                 case "read_zx": a.movzx(eax, __byte_ptr[rsi]); break;
                 case "read_sx": a.movsx(eax, __word_ptr[rsi]); break;
                 case "alu": a.or(__dword_ptr[rsi], 1); break;
+                case "lock_xadd": a.mov(eax, 1); a.@lock.xadd(__dword_ptr[rsi], eax); break;
+                case "push_pop": a.push(__qword_ptr[rsi]); a.pop(__qword_ptr[rsi]); break;
                 case "port_out": a.mov(edx, (uint)outPort); a.mov(al, 0x55); a.@out(dx, al); break;
                 case "port_in": a.mov(edx, (uint)inPort); a.@in(al, dx); break;
                 case "stos": a.mov(rdi, rsi); a.mov(eax, 0xA5A5_A5A5); a.stosd(); break;

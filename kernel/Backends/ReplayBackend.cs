@@ -97,9 +97,10 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
             _resume[v] = true;
             return;   // the same step again: the guest re-executes the REP instruction
         }
-        if (rip != s.Rip + (ulong)s.Length)
+        ulong wantRip = s.ExpectRip ?? s.Rip + (ulong)s.Length;
+        if (rip != wantRip)
         {
-            Desync(v, $"vcpu {v}: '{s.Text}' at 0x{s.Rip:x} left rip at 0x{rip:x}, expected 0x{s.Rip + (ulong)s.Length:x}");
+            Desync(v, $"vcpu {v}: '{s.Text}' at 0x{s.Rip:x} left rip at 0x{rip:x}, expected 0x{wantRip:x}");
             return;
         }
         ulong rax = state.Gpr(v, 0);

@@ -43,6 +43,8 @@ public sealed class Step
     public ulong PollMask, PollExpect;
     /// <summary>After completion, RAX (masked) must equal this, or the replay counts a data mismatch.</summary>
     public ulong? ExpectRax;
+    /// <summary>A branch (CALL/JMP m): the RIP the step must leave instead of the end of the instruction.</summary>
+    public ulong? ExpectRip;
     public ulong ExpectMask = ulong.MaxValue;
     /// <summary>State fields (StateField ids: XMM halves, RFLAGS, ...) set before the exit, as the guest's own code would have.</summary>
     public (ulong Field, ulong Value)[] PresetFields = [];

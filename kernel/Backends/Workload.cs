@@ -16,7 +16,9 @@ public sealed record WorkloadSpec
     public bool DeviceDriver { get; init; } = true;
     /// <summary>Touch a port and an MMIO address nobody registered (forwarded, or re-injected).</summary>
     public bool Unregistered { get; init; } = true;
-    /// <summary>Loop body mix: entries from read, write, write_imm, read_zx, read_sx, alu, port_out, port_in, movs, stos, cpuid.</summary>
+    /// <summary>Loop body mix: entries from read, write, write_imm, read_zx, read_sx, alu, port_out, port_in, movs, stos, cpuid,
+    /// lock_xadd (LOCK XADD of 1 on the test device's ticker, the same register from every vCPU: a held compare-and-write),
+    /// push_pop (PUSH qword [rsi] then POP qword [rsi]: the window through the guest's stack and back).</summary>
     public IReadOnlyList<string> Mix { get; init; } = ["read", "write", "write_imm", "read_zx", "port_out"];
     /// <summary>"sequential" or "random" offsets into the data window.</summary>
     public string Pattern { get; init; } = "sequential";
@@ -33,6 +35,9 @@ public sealed record WorkloadSpec
     /// <see cref="WorkloadBuilder"/>.WideFamilies: SSE moves, CMPXCHG16B, MOVDIRI, MOVDIR64B, LOCK on a device and on RAM).
     /// </summary>
     public bool EmulatedFamilies { get; init; }
+    /// <summary>On vCPU 0, the stack and branch forms against the test device (<see cref="WorkloadBuilder"/>.StackFamilies):
+    /// PUSH m, POP m, CALL m and JMP m, 8- and 2-byte, and their faults (a non-canonical target, a stack on an unmapped page).</summary>
+    public bool StackFamilies { get; init; }
     /// <summary>Loop iterations per vCPU (the run's exit count grows with it).</summary>
     public long Iterations { get; init; } = 64;
 }
@@ -107,6 +112,7 @@ public sealed class WorkloadBuilder
         if (vcpu == 0 && w.Unregistered) Unregistered(p);
         if (vcpu == 0 && w.HostileForms && dev != 0) HostileForms(p, dev);
         if (vcpu == 0 && w.EmulatedFamilies && dev != 0) EmulatedFamilies(p, dev + 0x1800);
+        if (vcpu == 0 && w.StackFamilies && dev != 0) StackFamilies(p, dev + 0x1E00);
 
         p.LoopStart = p.Steps.Count;
         foreach (var kind in w.Mix) MixStep(p, kind, dev, w.Pattern == "random");
@@ -256,6 +262,9 @@ public sealed class WorkloadBuilder
         Expect(Mem(p, "cmpxchg8b [rsi] (match)", a => a.cmpxchg8b(__qword_ptr[rsi]), x + 8, 8, false, [(6, x + 8), (0, 0xFFFF_FFF9), (2, 0), (3, 0x1234), (1, 0x5678)]),
             (StateField.Rflags, ZfBit, ZfBit));
         Mem(p, "mov rax, [rsi] (after CMPXCHG8B)", a => a.mov(rax, __qword_ptr[rsi]), x + 8, 8, false, [(6, x + 8)], expect: 0x0000_5678_0000_1234);
+        Expect(Mem(p, "bsf eax, [rsi] (0x1234: bit 2)", a => a.bsf(eax, __dword_ptr[rsi]), x + 8, 4, false, [(6, x + 8), (0, ulong.MaxValue)], expect: 2),
+            (StateField.Rflags, 0, ZfBit));
+        Mem(p, "bsr rax, [rsi] (0x0000567800001234: bit 46)", a => a.bsr(rax, __qword_ptr[rsi]), x + 8, 8, false, [(6, x + 8)], expect: 46);
         Expect(Mem(p, "repne scasb (finds 0xa0 at the fourth byte)", a => a.repne.scasb(), x, 1, false, [(7, x), (0, 0xA0), (1, 16)]),
             (1, 12, ulong.MaxValue), (7, x + 4, ulong.MaxValue), (StateField.Rflags, ZfBit, ZfBit));
     }
@@ -352,6 +361,55 @@ public sealed class WorkloadBuilder
         Mem(p, "mov rax, [rsi] (RAM after both)", a => a.mov(rax, __qword_ptr[rsi]), ram, 8, false, [(6, ram)], expect: 0x0100_0000_0000_0011);
     }
 
+    /// <summary>The stack seed: the qword at <see cref="StackSlot"/> that only a POP with rSP unchanged can see.</summary>
+    public const ulong StackSeed = 0x5EED_0000_0000_5EED;
+    /// <summary>Where the stack forms' rSP starts (guest RAM, in the data window).</summary>
+    public ulong StackSlot => _l.Data + 0x800;
+    /// <summary>An address no page table maps: a stack there is #PF.</summary>
+    public const ulong UnmappedStack = 0x0000_7000_0000_0000;
+    /// <summary>The branch target the CALL/JMP steps load from the device (any canonical address: the replay checks RIP).</summary>
+    public const ulong BranchTarget = 0x0000_1234_5678_9000;
+
+    /// <summary>
+    /// PUSH m, POP m, CALL m and JMP m with the device on the memory side and the guest's stack (RAM) on the other; every
+    /// value pushed comes back through a POP to the device and a read of it, so a wrong stack slot, width or rSP shows as a
+    /// data mismatch. Then the faults: CALL to a non-canonical target (#GP(0)) and PUSH with rSP on an unmapped page
+    /// (#PF), each followed by a POP that proves rSP was left as it was.
+    /// </summary>
+    void StackFamilies(ReplayProgram p, ulong x)
+    {
+        const ulong Rsp = 4, M16 = 0xFFFF;
+        ulong s = StackSlot;
+        _gb.Memory.WriteU64(s, StackSeed);
+        (int, ulong)[] B(params (int, ulong)[] more) => [(6, x), .. more];
+        Mem(p, "mov qword [rsi], 0x1234", a => a.mov(__qword_ptr[rsi], 0x1234), x, 8, true, B());
+        Expect(Mem(p, "push qword [rsi]", a => a.push(__qword_ptr[rsi]), x, 8, false, B((4, s))), (Rsp, s - 8, ulong.MaxValue));
+        Expect(Mem(p, "pop qword [rsi+8]", a => a.pop(__qword_ptr[rsi + 8]), x + 8, 8, true, B()), (Rsp, s, ulong.MaxValue));
+        Mem(p, "mov rax, [rsi+8] (after PUSH/POP)", a => a.mov(rax, __qword_ptr[rsi + 8]), x + 8, 8, false, B(), expect: 0x1234);
+        Expect(Mem(p, "push word [rsi] (66: two bytes)", a => a.push(__word_ptr[rsi]), x, 2, false, B((4, s))), (Rsp, s - 2, ulong.MaxValue));
+        Expect(Mem(p, "pop word [rsi+0x18]", a => a.pop(__word_ptr[rsi + 0x18]), x + 0x18, 2, true, B()), (Rsp, s, ulong.MaxValue));
+        Mem(p, "movzx eax, word [rsi+0x18] (after PUSH/POP word)", a => a.movzx(eax, __word_ptr[rsi + 0x18]), x + 0x18, 2, false, B(), expect: 0x1234, mask: M16);
+        Mem(p, "mov [rsi], rax (branch target)", a => a.mov(__qword_ptr[rsi], rax), x, 8, true, B((0, BranchTarget)));
+        var call = Expect(Mem(p, "call qword [rsi]", a => a.call(__qword_ptr[rsi]), x, 8, false, B((4, s))), (Rsp, s - 8, ulong.MaxValue));
+        call.ExpectRip = BranchTarget;
+        Expect(Mem(p, "pop qword [rsi+0x10] (the return address)", a => a.pop(__qword_ptr[rsi + 0x10]), x + 0x10, 8, true, B()), (Rsp, s, ulong.MaxValue));
+        Mem(p, "mov rax, [rsi+0x10] (after CALL)", a => a.mov(rax, __qword_ptr[rsi + 0x10]), x + 0x10, 8, false, B(), expect: call.Rip + (ulong)call.Length);
+        var jmp = Expect(Mem(p, "jmp qword [rsi]", a => a.jmp(__qword_ptr[rsi]), x, 8, false, B((4, s))), (Rsp, s, ulong.MaxValue));
+        jmp.ExpectRip = BranchTarget;
+        // Faults: nothing of the instruction is committed, so the POP that follows each finds the seed at the old rSP.
+        Mem(p, "mov [rsi], rax (a non-canonical target)", a => a.mov(__qword_ptr[rsi], rax), x, 8, true, B((0, 0x8000_0000_0000_0000)));
+        Mem(p, "call qword [rsi] (non-canonical target: #GP)", a => a.call(__qword_ptr[rsi]), x, 8, false, B((4, s)));
+        Expect(Mem(p, "pop qword [rsi+0x20] (rSP untouched by the #GP)", a => a.pop(__qword_ptr[rsi + 0x20]), x + 0x20, 8, true, B()), (Rsp, s + 8, ulong.MaxValue));
+        Mem(p, "mov rax, [rsi+0x20] (the seed)", a => a.mov(rax, __qword_ptr[rsi + 0x20]), x + 0x20, 8, false, B(), expect: StackSeed);
+        // The faulting PUSH's operand is the ticker, which advances on every read: unchanged afterwards, no device saw it.
+        ulong tick = x - 0x1E00 + Copra.User.Programs.TestDeviceRegs.Ticker;
+        Mem(p, "mov dword [rdi], 500 (ticker)", a => a.mov(__dword_ptr[rdi], 500), tick, 4, true, [(7, tick)]);
+        Mem(p, "push qword [rdi] (stack on an unmapped page: #PF)", a => a.push(__qword_ptr[rdi]), tick, 8, false, [(7, tick), (4, UnmappedStack)]);
+        Mem(p, "mov eax, [rdi] (ticker: the faulted PUSH never read it)", a => a.mov(eax, __dword_ptr[rdi]), tick, 4, false, [(7, tick)], expect: 500, mask: 0xFFFF_FFFF);
+        Expect(Mem(p, "pop qword [rsi+0x28] (rSP reset to the slot)", a => a.pop(__qword_ptr[rsi + 0x28]), x + 0x28, 8, true, B((4, s))), (Rsp, s + 8, ulong.MaxValue));
+        Mem(p, "mov rax, [rsi+0x28] (the seed again)", a => a.mov(rax, __qword_ptr[rsi + 0x28]), x + 0x28, 8, false, B(), expect: StackSeed);
+    }
+
     void MixStep(ReplayProgram p, string kind, ulong dev, bool random)
     {
         ulong win = dev + 0x1000 + (ulong)TestDeviceRegsChecksum;   // above the checksummed bytes
@@ -368,13 +426,29 @@ public sealed class WorkloadBuilder
             "stos" => StringStep(p, "stosd", a => a.stosd(), win, [(7, win), (0, 0xA5A5_A5A5)], 7),
             "movs" => StringStep(p, "movsd", a => a.movsd(), win, [(6, _l.Data), (7, win)], 7),
             "cpuid" => CpuidStep(p),
+            "push_pop" => PushPop(p, win, random),
+            // Why: one fixed register for every vCPU and iteration (no Vary), so the vCPUs contend for the held device.
+            // The ticker advances on every read, so each XADD's write is answered Mismatch once and redone from the moved
+            // value: held (no other vCPU's access between its read and write), it returns an odd value (the ticker is even
+            // between instructions); another vCPU's read in between makes one return an even value.
+            "lock_xadd" => Mem(p, "lock xadd [rdi], eax (ticker, shared by every vCPU)", a => a.@lock.xadd(__dword_ptr[rdi], eax), dev + Copra.User.Programs.TestDeviceRegs.Ticker, 4, false,
+                [(7, dev + Copra.User.Programs.TestDeviceRegs.Ticker), (0, 1)], expect: 1, mask: 1),
             _ => throw new ArgumentException($"unknown mix entry '{kind}'"),
         };
-        if (s.Reason == ExitReason.Mmio)
+        if (s.Reason == ExitReason.Mmio && kind != "lock_xadd")
         {
             if (s.VaryReg < 0) s.VaryReg = 6;
             s.VaryStride = 4; s.VarySpan = 0xEF0; s.VaryRandom = random;
         }
+    }
+
+    /// <summary>PUSH qword [rsi] (the window's qword onto the stack, RAM), then POP qword [rsi] (back): two exits; the POP
+    /// is the returned step and the PUSH varies with it.</summary>
+    Step PushPop(ReplayProgram p, ulong win, bool random)
+    {
+        var push = Mem(p, "push qword [rsi]", a => a.push(__qword_ptr[rsi]), win, 8, false, [(6, win)]);
+        push.VaryReg = 6; push.VaryStride = 4; push.VarySpan = 0xEF0; push.VaryRandom = random;
+        return Mem(p, "pop qword [rsi]", a => a.pop(__qword_ptr[rsi]), win, 8, true, [(6, win)]);
     }
 
     /// <summary>CPUID leaf 0: an exit the VMM answers through the run page (what <c>copra tune</c> loops on).</summary>

@@ -182,6 +182,10 @@ public static class DecodeCommand
         AccessKind.ReadVec => "read_vec",
         AccessKind.WriteVec => "write_vec",
         AccessKind.Movdir64b => "movdir64b",
+        AccessKind.Push => "push",
+        AccessKind.Pop => "pop",
+        AccessKind.Call => "call",
+        AccessKind.Jmp => "jmp",
         _ => "unsupported",
     };
 

@@ -75,6 +75,7 @@ public sealed partial class Kernel
         _dataTlb = new DataTlb(n);
         _decodeCache = new DecodeCache(n);
         InitWide(n);
+        InitStack(n);
     }
 
     /// <summary>The data side's TLB and the recent decodes, per vCPU (hot/Guest/DataTlb.cs, hot/Decode/DecodeCache.cs).</summary>
@@ -269,12 +270,15 @@ public sealed partial class Kernel
         Span<byte> buffer = stackalloc byte[DecodeCache.BufferLength];   // zeroed: the byte past the fetch is part of the cache key
         Span<byte> bytes = buffer[..InstructionFetcher.MaxInstructionLength];
         bool cached = Fetcher.IsCached(v);
-        var fr = Fetcher.Fetch(v, _memory, pmode, cr3, csBase + rip, bytes, out int got, out var fault);
+        bool hw = (rec.Flags & ExitFlags.HardwareCompletes) != 0;
+        // The fetch is checked at the guest's CPL (U/S at CPL 3, CR4.SMEP below it); the element checks use the same context.
+        if (!hw) _fctx[v] = FaultContextOf(v, cpuMode, cr0, cr4, csAttr, in rec);
+        int fetchCpl = hw ? (csAttr & SegmentAttributes.DplMask) >> SegmentAttributes.DplShift : _fctx[v].Cpl;
+        var fr = Fetcher.Fetch(v, _memory, pmode, cr3, csBase + rip, bytes, out int got, out var fault, SupervisorProtection.Fetch(fetchCpl, cr4));
         Followed(v)?.Step(v, $"mode: CR0=0x{cr0:x} CR4=0x{cr4:x} EFER=0x{efer:x} CS.attr=0x{csAttr:x} -> {cpuMode}, paging {pmode}, CR3=0x{cr3:x}{(Config.Platform == PlatformType.Tdp ? $" (TDX: {State.TdReads[v] - _f.TdRead0[v]} TDG.VP.RD so far in this exit)" : "")}");
         Followed(v)?.Step(v, $"fetch: linear 0x{csBase + rip:x}, code-page cache {(cached ? "hit" : "miss (page walk)")}, {fr}, {got} bytes: {Convert.ToHexString(bytes[..got]).ToLowerInvariant()}");
         if (got == 0) { InjectWalkFault(cpu, v, fault); return; }
 
-        bool hw = (rec.Flags & ExitFlags.HardwareCompletes) != 0;
         if (!_decodeCache.TryDecode(v, csBase + rip, buffer, got, cpuMode, out var d))
         {
             if (d.Error == RefuseReason.Truncated && !fault.IsOk) { InjectWalkFault(cpu, v, fault); return; }
@@ -304,7 +308,7 @@ public sealed partial class Kernel
         // MOVAPS/APD/DQA, MOVNT*, CMPXCHG16B (operand) and MOVDIR64B (destination): #GP(0) when misaligned.
         if (d.Align != 0 && !Executor.Aligned(in d, LinearOf(v, write: d.Kind == AccessKind.Movdir64b))) { InjectException(cpu, v, VectorGp, 0); return; }
         if (hw) CheckHardware(v);
-        else { _fctx[v] = FaultContextOf(v, cpuMode, cr0, cr4, csAttr, in rec); _checkElements[v] = _fctx[v].ChecksNeeded(in d); }
+        else _checkElements[v] = _fctx[v].ChecksNeeded(in d);
 
         // REP with a zero count does nothing but advance RIP.
         if (d.Rep && IsString(d.Kind) && !hw && Masked(State.Gpr(v, 1), d.AddressSize) == 0)
@@ -343,8 +347,8 @@ public sealed partial class Kernel
             {
                 AccessKind.Bt => d.Op != AluOp.None || !rec.IsWrite,
                 AccessKind.Read or AccessKind.ReadZx or AccessKind.ReadSx or AccessKind.Cmov or AccessKind.Lods or AccessKind.Scas
-                    or AccessKind.Cmps or AccessKind.ReadVec => !rec.IsWrite,
-                AccessKind.Write or AccessKind.WriteImm or AccessKind.Stos or AccessKind.Setcc or AccessKind.WriteVec => rec.IsWrite,
+                    or AccessKind.Cmps or AccessKind.ReadVec or AccessKind.Push or AccessKind.Call or AccessKind.Jmp => !rec.IsWrite,
+                AccessKind.Write or AccessKind.WriteImm or AccessKind.Stos or AccessKind.Setcc or AccessKind.WriteVec or AccessKind.Pop => rec.IsWrite,
                 AccessKind.Movdir64b => true,
                 AccessKind.Alu => !rec.IsWrite || d.Op is not (AluOp.Cmp or AluOp.Test),
                 AccessKind.Xchg or AccessKind.Movs => true,
@@ -364,6 +368,7 @@ public sealed partial class Kernel
                     case AccessKind.Write: case AccessKind.WriteImm: expect = WriteBack.StoreValue(d, gprs); break;
                     case AccessKind.WriteVec: case AccessKind.Movdir64b: known = false; break;   // an 8-byte fragment of a wide store
                     case AccessKind.Stos: expect = gprs[0]; break;
+                    case AccessKind.Pop: known = false; break;   // the value popped is the guest stack's, which KVM read
                     case AccessKind.Xchg: expect = WriteBack.Xchg(d, copy, _f.HwRead[v]); break;
                     case AccessKind.Alu: case AccessKind.Bt: case AccessKind.Setcc:
                     {
@@ -410,7 +415,8 @@ public sealed partial class Kernel
         AccessKind.Bt => (Side.Memory, d.Op == AluOp.None ? Side.None : Side.Memory),
         AccessKind.Read or AccessKind.ReadZx or AccessKind.ReadSx or AccessKind.Cmov or AccessKind.Lods or AccessKind.Scas
             or AccessKind.Cmps or AccessKind.ReadVec => (Side.Memory, Side.None),
-        AccessKind.Setcc => (Side.None, Side.Memory),
+        AccessKind.Setcc or AccessKind.Pop => (Side.None, Side.Memory),
+        AccessKind.Push or AccessKind.Call or AccessKind.Jmp => (Side.Memory, Side.None),
         AccessKind.Alu or AccessKind.Xchg => (Side.Memory, Side.Memory),
         AccessKind.Write or AccessKind.WriteImm or AccessKind.Stos or AccessKind.WriteVec => (Side.None, Side.Memory),
         AccessKind.Movs or AccessKind.Movdir64b => (Side.Memory, Side.Memory),
@@ -440,6 +446,13 @@ public sealed partial class Kernel
                 return _f.Phase[v] == ElementPhase.Read2 ? _f.EsBase[v] + Masked(State.Gpr(v, 7), d.AddressSize) : _f.SegBase[v] + Masked(State.Gpr(v, 6), d.AddressSize);
             case AccessKind.Movdir64b when write:
                 return _f.EsBase[v] + Masked(State.Gpr(v, d.Reg), d.AddressSize);
+            case AccessKind.Pop:
+            {
+                // Why: the CPU computes a POP destination with rSP already incremented (StackOps.PopDestinationOffset).
+                ulong off = StackOps.PopDestinationOffset(in d, EffectiveAddress.Offset(in d, State.Gprs(v), State.Rip(v) + d.Length));
+                ulong linear = _f.SegBase[v] + off;
+                return d.Mode == CpuMode.Bits64 ? linear : linear & 0xFFFF_FFFFUL;
+            }
             default:
             {
                 ulong next = State.Rip(v) + d.Length;
@@ -457,7 +470,9 @@ public sealed partial class Kernel
         // writes): a write exit is only the write side, its data in the record.
         if (hw && _f.Exit[v].IsWrite) read = Side.None;
         if (!hw && _checkElements[v] && ElementFaults(cpu, v)) return;
-        if (read == Side.None) { AfterRead(cpu, v, 0); return; }
+        // PUSH/POP/CALL/JMP m: the stack slot before the device side (Kernel.Stack.cs); POP's value comes from it.
+        if (!hw && StackOps.IsStackForm(_f.Acc[v].Kind) && !StackBegin(cpu, v)) return;
+        if (read == Side.None) { AfterRead(cpu, v, !hw && _f.Acc[v].Kind == AccessKind.Pop ? _stackValue[v] : 0); return; }
         Access(cpu, v, read, write: false, 0);
     }
 
@@ -592,6 +607,7 @@ public sealed partial class Kernel
             }
             // The executor is the one state update for every form (hot/Emulate/Executor.cs), through Compute.
             if (!Compute(cpu, v, value, writeSide == Side.Memory, out bool w, out toWrite)) return;
+            if (StackOps.IsStackForm(d.Kind) && !StackAfterRead(cpu, v, value)) return;
             if (writeSide == Side.Memory) write = w;
         }
         Followed(v)?.Step(v, $"value 0x{value:x} in hand; {(hw ? "the hardware finishes the instruction" : $"write-back done, RAX now 0x{State.Gpr(v, 0):x}, RFLAGS 0x{State.Rflags(v):x}")}{(write ? $"; next: write 0x{toWrite:x}" : "")}");
@@ -641,7 +657,7 @@ public sealed partial class Kernel
     {
         if ((_f.Exit[v].Flags & ExitFlags.HardwareCompletes) == 0)
         {
-            State.Rip(v) = State.Rip(v) + _f.Acc[v].Length;
+            State.Rip(v) = NextRip(v);
             if (_fctx[v].SingleStep) SingleStepTrap(cpu, v);
         }
         bool forwarded = _f.Forwarded[v];
@@ -657,7 +673,7 @@ public sealed partial class Kernel
         AccessKind.Ins or AccessKind.Outs => ExitKind.PortString,
         AccessKind.Movs or AccessKind.Stos or AccessKind.Lods or AccessKind.Scas or AccessKind.Cmps => ExitKind.MmioString,
         AccessKind.Alu or AccessKind.Xchg or AccessKind.Bt => ExitKind.MmioAlu,
-        AccessKind.Write or AccessKind.WriteImm or AccessKind.Setcc or AccessKind.WriteVec or AccessKind.Movdir64b => ExitKind.MmioWrite,
+        AccessKind.Write or AccessKind.WriteImm or AccessKind.Setcc or AccessKind.WriteVec or AccessKind.Movdir64b or AccessKind.Pop => ExitKind.MmioWrite,
         _ => ExitKind.MmioRead,
     };
 

@@ -20,16 +20,18 @@ public sealed partial class Kernel
         ulong rflags = State.Rflags(v);
         var mode = FaultContext.ModeOf(cpuMode, cr0, rflags);
         int cpl = FaultContext.CplOf(mode, FaultContext.CplNeedsSs(mode, csAttr) ? State.SegAttributes(v, StateField.Ss) : csAttr);
-        return new FaultContext(mode, cpl, cr0, rflags, (cr4 & FaultContext.Cr4La57) != 0, rec.Port, rec.Reason == ExitReason.Io ? rec.Size : (byte)0);
+        return new FaultContext(mode, cpl, cr0, rflags, (cr4 & FaultContext.Cr4La57) != 0, rec.Port, rec.Reason == ExitReason.Io ? rec.Size : (byte)0, cr4);
     }
 
     /// <summary>
     /// The page walk's access type for a data side of the kernel-emulated instruction: at CPL 3 (virtual-8086 mode
     /// included) the walk checks the U/S bit as the CPU would, so a user-mode guest's MMIO instruction never reaches
-    /// memory its page tables reserve for the supervisor (#PF with the U bit in the error code).
+    /// memory its page tables reserve for the supervisor (#PF with the U bit in the error code); at CPL 0-2 with CR4.SMAP
+    /// and RFLAGS.AC clear (at the instruction's start) a user page is #PF (SupervisorProtection.Data). Every side the
+    /// exit path emulates is an explicit access (the operand, the string elements, the stack of PUSH/POP/CALL).
     /// </summary>
     AccessType DataAccess(int v, bool write) =>
-        (write ? AccessType.Write : AccessType.Read) | (_fctx[v].Cpl == 3 ? AccessType.User : 0);
+        SupervisorProtection.Data(write, _fctx[v].Cpl, _fctx[v].Cr4, _fctx[v].Rflags);
 
     /// <summary>True when the element must not be performed: the fault (or the #PF that outranks an #AC) is pending.</summary>
     bool ElementFaults(Cpu cpu, int v)

@@ -30,7 +30,7 @@ public sealed record Scenario
     public int VmmBatch { get; init; } = 1;
 
     /// <summary>The loop-body entries a workload mix may name.</summary>
-    public static readonly string[] MixKinds = ["read", "write", "write_imm", "read_zx", "read_sx", "alu", "port_out", "port_in", "movs", "stos", "cpuid"];
+    public static readonly string[] MixKinds = ["read", "write", "write_imm", "read_zx", "read_sx", "alu", "port_out", "port_in", "movs", "stos", "cpuid", "lock_xadd", "push_pop"];
 
     /// <summary>Every key a scenario file may have: JSON path ([] = each element), type and range, default, meaning. docs/scenario.md lists the same (a test checks).</summary>
     public static readonly IReadOnlyList<(string Path, string Type, string Default, string Meaning)> Keys =

@@ -92,7 +92,7 @@ public class FaultSemanticsTests
 
     /// <summary>Boots one VM with one vCPU whose replay program <paramref name="build"/> writes; 32-bit protected mode
     /// without paging (linear = physical) unless <paramref name="longMode"/>.</summary>
-    static CopraSystem Boot(Action<Rig, VmLayout> build, bool longMode = false)
+    static CopraSystem Boot(Action<Rig, VmLayout> build, bool longMode = false, Action<PageTableBuilder, GuestMemory, VmLayout>? paging = null)
     {
         var sc = Scenario.Default() with { Vms = [new VmScenario(Vcpus: 1)] };
         return new CopraSystem(sc, backend: (k, layouts) =>
@@ -105,6 +105,7 @@ public class FaultSemanticsTests
                 var wb = new WorkloadBuilder(k.Memory, l);
                 gb = new GuestBuilder(k.Memory);
                 start = wb.InitialState(l.Code, 0);
+                paging?.Invoke(wb.Tables, k.Memory, l);
             }
             else
             {
@@ -285,10 +286,81 @@ public class FaultSemanticsTests
             // The workload maps the device page supervisor-only (U/S clear): at CPL 3 the walk must refuse it.
             user = r.Add("mov eax, [rbx] at CPL 3 (supervisor page)", a => a.mov(eax, __dword_ptr[rbx]), ExitReason.Mmio, Dev, 4, false, [(3, Dev)], ring3);
             r.Add("mov eax, [rbx+8] at CPL 0 (the device)", a => a.mov(eax, __dword_ptr[rbx + 8]), ExitReason.Mmio, Dev + 8, 4, false, [(3, Dev)], ring0, expect: 0);
-        }, longMode: true);
+        }, longMode: true, paging: UserCode);   // the code is user-accessible: the data side is what refuses
         Assert.True(sys.Run().Quiescent);
         AssertClean(sys);
         AssertFault(Only(sys, user!.Text), user, 14, 0x5);   // #PF: present | user, a read
         Assert.Equal(1, sys.Kernel.Stats.DeviceRoundTrips);
+    }
+
+    /// <summary>Sets U/S on the leaf entries of the first 16 code pages (the intermediate entries already allow it).</summary>
+    static void UserCode(PageTableBuilder pt, GuestMemory mem, VmLayout l) => SetUser(pt, mem, l.Code, 16);
+
+    static void SetUser(PageTableBuilder pt, GuestMemory mem, ulong linear, int pages)
+    {
+        for (int i = 0; i < pages; i++)
+        {
+            ulong e = pt.EntryAddress(linear + (ulong)i * 0x1000, 1);
+            mem.WriteU64(e, mem.ReadU64(e) | 4);
+        }
+    }
+
+    static (ulong, ulong)[] Ring0With(ulong cr4, ulong rflags) =>
+        [.. Seg(StateField.Cs, Gdt.Code64, SegmentAttributes.Code64, 0xFFFF_FFFF), .. Seg(StateField.Ss, Gdt.Data, SegmentAttributes.Data, 0xFFFF_FFFF),
+         (StateField.Cr4, cr4), (StateField.Rflags, rflags)];
+
+    const ulong Cr4Long = GuestCpuState.Cr4Pae | GuestCpuState.Cr4Osfxsr | GuestCpuState.Cr4Osxmmexcpt;
+    const ulong Smep = 1UL << 20, Smap = 1UL << 21;
+
+    [Fact]
+    public void A_cpl3_fetch_from_a_supervisor_page_is_a_page_fault_with_user_and_fetch_bits()
+    {
+        Step? user = null;
+        (ulong, ulong)[] ring3 =
+            [.. Seg(StateField.Cs, Gdt.Code64 | 3, SegmentAttributes.Code64 | Dpl3, 0xFFFF_FFFF), .. Seg(StateField.Ss, Gdt.Data | 3, SegmentAttributes.Data | Dpl3, 0xFFFF_FFFF)];
+        using var sys = Boot((r, l) =>
+        {
+            // The code pages are supervisor-only (the workload's default): the CPU could not have fetched this at CPL 3.
+            user = r.Add("mov eax, [rbx] fetched at CPL 3 from a supervisor page", a => a.mov(eax, __dword_ptr[rbx]), ExitReason.Mmio, Dev, 4, false, [(3, Dev)], ring3);
+            r.Add("mov eax, [rbx+8] at CPL 0", a => a.mov(eax, __dword_ptr[rbx + 8]), ExitReason.Mmio, Dev + 8, 4, false, [(3, Dev)], Ring0With(Cr4Long, 2), expect: 0);
+        }, longMode: true);
+        Assert.True(sys.Run().Quiescent);
+        AssertClean(sys);
+        AssertFault(Only(sys, user!.Text), user, 14, 0x15);   // #PF: present | user | instruction fetch (EFER.NXE is on)
+        Assert.Equal(1, sys.Kernel.Stats.DeviceRoundTrips);  // only the CPL 0 read reached the device
+    }
+
+    [Fact]
+    public void Smep_makes_a_supervisor_fetch_from_a_user_page_a_page_fault()
+    {
+        Step? smep = null;
+        using var sys = Boot((r, l) =>
+        {
+            r.Add("mov eax, [rbx] from a user page, SMEP off", a => a.mov(eax, __dword_ptr[rbx]), ExitReason.Mmio, Dev, 4, false, [(3, Dev)], Ring0With(Cr4Long, 2), expect: TestDeviceRegs.IdValue);
+            smep = r.Add("mov eax, [rbx] from a user page, SMEP on", a => a.mov(eax, __dword_ptr[rbx]), ExitReason.Mmio, Dev, 4, false, [(3, Dev)], Ring0With(Cr4Long | Smep, 2));
+        }, longMode: true, paging: UserCode);
+        Assert.True(sys.Run().Quiescent);
+        AssertClean(sys);
+        AssertFault(Only(sys, smep!.Text), smep, 14, 0x11);   // #PF: present | instruction fetch, supervisor
+        Assert.Equal(1, sys.Kernel.Stats.DeviceRoundTrips);
+    }
+
+    [Fact]
+    public void Smap_makes_a_supervisor_data_access_to_a_user_page_a_page_fault_unless_AC_is_set()
+    {
+        Step? smap = null, smapWrite = null;
+        const ulong AcFlag = 1UL << 18;
+        using var sys = Boot((r, l) =>
+        {
+            smap = r.Add("mov eax, [rbx] to a user page, SMAP on, AC clear", a => a.mov(eax, __dword_ptr[rbx]), ExitReason.Mmio, Dev, 4, false, [(3, Dev)], Ring0With(Cr4Long | Smap, 2));
+            smapWrite = r.Add("mov [rbx+8], eax to a user page, SMAP on, AC clear", a => a.mov(__dword_ptr[rbx + 8], eax), ExitReason.Mmio, Dev + 8, 4, true, [(3, Dev), (0, 7)], Ring0With(Cr4Long | Smap, 2));
+            r.Add("mov eax, [rbx] to a user page, SMAP on, AC set (exempt)", a => a.mov(eax, __dword_ptr[rbx]), ExitReason.Mmio, Dev, 4, false, [(3, Dev)], Ring0With(Cr4Long | Smap, 2 | AcFlag), expect: TestDeviceRegs.IdValue);
+            r.Add("mov eax, [rbx+8] to a user page, SMAP off (the write never landed)", a => a.mov(eax, __dword_ptr[rbx + 8]), ExitReason.Mmio, Dev + 8, 4, false, [(3, Dev)], Ring0With(Cr4Long, 2), expect: 0);
+        }, longMode: true, paging: (pt, mem, l) => { UserCode(pt, mem, l); SetUser(pt, mem, Dev, 1); });
+        Assert.True(sys.Run().Quiescent);
+        AssertClean(sys);
+        AssertFault(Only(sys, smap!.Text), smap, 14, 0x1);        // #PF: present, supervisor read
+        AssertFault(Only(sys, smapWrite!.Text), smapWrite, 14, 0x3);   // present | write
+        Assert.Equal(2, sys.Kernel.Stats.DeviceRoundTrips);
     }
 }

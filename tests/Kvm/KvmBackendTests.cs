@@ -101,6 +101,24 @@ public sealed class KvmBackendTests
         Assert.True(st.HardwareMedian(ExitKind.PortOut) > 0);
     }
 
+    /// <summary>
+    /// LOCK XADD, PUSH m and POP m against the device under KVM (mix entries lock_xadd and push_pop,
+    /// KvmGuestBuilder.EmitAccessLoop): the hardware reports each read and write, the kernel's decode must agree with all. The guest code itself is checked without
+    /// /dev/kvm by <see cref="KvmGuestCodeTests"/>.
+    /// </summary>
+    [KvmFact]
+    public void Locked_xadd_and_push_pop_exits_agree_with_the_kernels_decode()
+    {
+        using var sys = Boot(Small(30, "lock_xadd", "push_pop"), out var r);
+        var st = sys.Kernel.Stats;
+        Assert.True(r.Quiescent);
+        Assert.Equal(0, st.DecodeMismatch);
+        Assert.Equal(0, st.MismatchAddress + st.MismatchSize + st.MismatchDirection + st.MismatchData);
+        Assert.Equal(st.AccessesTaken, st.HardwareChecked);
+        Assert.Equal(0, st.Faulted);
+        Assert.Equal(0, sys.Kvm!.IndependentMismatches);
+    }
+
     [KvmFact]
     public void The_parallel_driver_runs_the_kvm_guests_too()
     {

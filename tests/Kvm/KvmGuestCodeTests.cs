@@ -1,0 +1,51 @@
+using Copra.Hot.Decode;
+using Copra.Kernel.Backends;
+using Iced.Intel;
+using Xunit;
+
+namespace Copra.Tests.Kvm;
+
+/// <summary>
+/// The KVM guest's access loop (KvmGuestBuilder.EmitAccessLoop) without /dev/kvm: every mix entry's exiting instruction
+/// is assembled, found in the emitted code, and decoded by X86Decoder as the form the entry names, so a broken guest
+/// builder fails here even where the KVM tests are skipped.
+/// </summary>
+public class KvmGuestCodeTests
+{
+    [Theory]
+    [InlineData("lock_xadd", AccessKind.Alu, AluOp.Xadd, true)]
+    [InlineData("alu", AccessKind.Alu, AluOp.Or, false)]
+    [InlineData("write_imm", AccessKind.WriteImm, AluOp.None, false)]
+    [InlineData("push_pop", AccessKind.Push, AluOp.None, false, AccessKind.Pop)]
+    public void The_access_loop_emits_the_entrys_form_against_the_window(string entry, AccessKind kind, AluOp op, bool locked, AccessKind then = AccessKind.Unsupported)
+    {
+        AccessKind[] kinds = then == AccessKind.Unsupported ? [kind] : [kind, then];
+        var a = new Assembler(64);
+        KvmGuestBuilder.EmitAccessLoop(a, [entry], 3, random: false, window: 0xFEB0_1000, outPort: 0x3FF, inPort: 0x3FD, movsSource: 0x20_0000);
+        var w = new CodeWriterImpl();
+        a.Assemble(w, 0x10_0000);
+        byte[] code = w.Bytes.ToArray();
+        var dec = Iced.Intel.Decoder.Create(64, new ByteArrayCodeReader(code), 0x10_0000);
+        int found = 0;
+        while (dec.IP < 0x10_0000 + (ulong)code.Length)
+        {
+            int at = (int)(dec.IP - 0x10_0000);
+            dec.Decode(out var ins);
+            if (ins.OpCount == 0 || !IcedForms.IsMemory(ins.Op0Kind) || ins.Mnemonic == Mnemonic.Lea) continue;
+            Assert.True(X86Decoder.TryDecode(code.AsSpan(at), CpuMode.Bits64, out var d), $"{ins}: {d.Error}");
+            Assert.True(found < kinds.Length, $"more exiting instructions than expected: {ins}");
+            Assert.Equal(kinds[found], d.Kind);
+            Assert.Equal(op, d.Op);
+            Assert.Equal(locked, d.Lock);
+            Assert.Equal(Gpr.Rsi, d.Base);   // the window pointer the loop advances
+            found++;
+        }
+        Assert.Equal(kinds.Length, found);
+    }
+
+    sealed class CodeWriterImpl : CodeWriter
+    {
+        public readonly List<byte> Bytes = [];
+        public override void WriteByte(byte value) => Bytes.Add(value);
+    }
+}
