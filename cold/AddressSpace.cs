@@ -40,6 +40,9 @@ public sealed class AddressSpace
 
     public int DataSize { get; }
 
+    /// <summary>The current layout, as an identity: it changes with every map and unmap (a resolved view compares it).</summary>
+    public object Layout => _view;
+
     /// <summary>Finds the region holding [va, va+length) entirely; false for wraps, holes and the kernel half.</summary>
     public bool TryResolve(ulong va, ulong length, bool write, out Region region, out ulong offset)
     {

@@ -23,6 +23,14 @@ public sealed class HandleTable
 
     Slot[] _slots = new Slot[16];
     readonly object _lock = new();
+    int _removals;
+
+    /// <summary>
+    /// Bumped after every removal (a handle closed or detached). A lookup cached with this value (a thread's last
+    /// WAIT_FOR_EVENT handle) still names the same object while it is unchanged: adding never changes what an existing
+    /// handle value names.
+    /// </summary>
+    public int Removals => Volatile.Read(ref _removals);
 
     public static uint Encode(int index, ushort gen) => (uint)gen << IndexBits | (uint)index;
     public static int IndexOf(uint handle) => (int)(handle & IndexMask);
@@ -92,6 +100,7 @@ public sealed class HandleTable
             var o = s.Obj;
             Volatile.Write(ref s.Obj, null);
             Volatile.Write(ref s.Gen, (ushort)(s.Gen + 1));   // after the clear: TryGet's lock-free read relies on the order
+            Volatile.Write(ref _removals, _removals + 1);
             return o;
         }
     }
@@ -128,6 +137,7 @@ public sealed class HandleTable
             var list = new List<KObject>();
             for (int i = 0; i < _slots.Length; i++)
                 if (_slots[i].Obj is { } o) { list.Add(o); Volatile.Write(ref _slots[i].Obj, null); Volatile.Write(ref _slots[i].Gen, (ushort)(_slots[i].Gen + 1)); }
+            Volatile.Write(ref _removals, _removals + 1);
             return list;
         }
     }

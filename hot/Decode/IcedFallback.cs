@@ -107,15 +107,54 @@ public static class IcedFallback
 
     static RefuseReason InvalidReason(ReadOnlySpan<byte> bytes, int bitness, DecoderError error, int length)
     {
-        // Why: Iced reports both a 16th byte and an over-long instruction as invalid; the CPU's answer is #GP.
         if (bytes.Length >= X86Decoder.MaxLength && (error == DecoderError.NoMoreBytes || length >= X86Decoder.MaxLength))
-            return RefuseReason.TooLong;
-        if (error == DecoderError.NoMoreBytes) return RefuseReason.Truncated;
+        {
+            // Iced calls both "needs a 16th byte" (the CPU's #GP) and "undefined at the 15th" (#UD) invalid at 15 bytes.
+            // A repeated legacy prefix changes nothing but the length: decide on the bytes without one; with none to
+            // drop, the instruction is too long.
+            int dup = RepeatedPrefix(bytes);
+            if (dup < 0) return RefuseReason.TooLong;
+            byte[] shorter = [.. bytes[..dup], .. bytes[(dup + 1)..]];
+            var dec = IcedDecoder.Create(bitness, new ByteArrayCodeReader(shorter), 0, DecoderOptions.None);
+            dec.Decode(out Instruction ins);
+            if (!ins.IsInvalid) return RefuseReason.TooLong;
+            var reason = InvalidReason(shorter, bitness, dec.LastError, ins.Length);
+            return reason == RefuseReason.Truncated ? RefuseReason.TooLong : reason;
+        }
+        // Iced reads a byte past some undefined opcodes (06 in 64-bit mode, D6, 0F 04): running out there is not the
+        // CPU's answer, which is #UD from the bytes it has. Truncated only when some next byte would not be invalid.
+        if (error == DecoderError.NoMoreBytes && !InvalidWhateverFollows(bytes, bitness)) return RefuseReason.Truncated;
         // Re-decode without Iced's validity checks: if that succeeds with LOCK, the LOCK was the problem.
         var lax = IcedDecoder.Create(bitness, new ByteArrayCodeReader(bytes.ToArray()), 0, DecoderOptions.NoInvalidCheck);
         lax.Decode(out Instruction again);
         return !again.IsInvalid && again.HasLockPrefix ? RefuseReason.LockInvalid : RefuseReason.UnknownOpcode;
     }
+
+    /// <summary>True when every byte appended to <paramref name="bytes"/> still decodes invalid, and not for want of more bytes.</summary>
+    static bool InvalidWhateverFollows(ReadOnlySpan<byte> bytes, int bitness)
+    {
+        byte[] probe = [.. bytes, 0];
+        for (int x = 0; x < 256; x++)
+        {
+            probe[^1] = (byte)x;
+            var dec = IcedDecoder.Create(bitness, new ByteArrayCodeReader(probe), 0, DecoderOptions.None);
+            dec.Decode(out Instruction ins);
+            if (!ins.IsInvalid || dec.LastError == DecoderError.NoMoreBytes) return false;
+        }
+        return true;
+    }
+
+    /// <summary>The index of a legacy prefix that the same prefix repeats later in the prefix run, or -1.</summary>
+    static int RepeatedPrefix(ReadOnlySpan<byte> bytes)
+    {
+        int run = 0;
+        while (run < bytes.Length && IsLegacyPrefix(bytes[run])) run++;
+        for (int i = 0; i < run; i++)
+            if (bytes[(i + 1)..run].Contains(bytes[i])) return i;
+        return -1;
+    }
+
+    static bool IsLegacyPrefix(byte b) => b is 0x26 or 0x2E or 0x36 or 0x3E or 0x64 or 0x65 or 0x66 or 0x67 or 0xF0 or 0xF2 or 0xF3;
 
     static void FillMemory(ref DecodedAccess d, in Instruction ins, int memOp, AccessKind kind, bool is64)
     {

@@ -37,6 +37,14 @@ public sealed class KThread : IValueTaskSource<long>
     public object? WaitingOn;
     public Task? Main;
 
+    /// <summary>
+    /// The last handle this thread waited on and what it named (a device model waits on one handle on every exit):
+    /// valid while the process's handle table has had no removal since (<see cref="HandleTable.Removals"/>).
+    /// </summary>
+    internal uint WaitHandle;
+    internal KObject? WaitObject;
+    internal int WaitRemovals;
+
     Action<object?>? _cont;
     object? _contState;
     long _result;
@@ -50,7 +58,9 @@ public sealed class KThread : IValueTaskSource<long>
     {
         WaitingOn = waitingOn;
         _resumed = false;
-        State = ThreadState.Blocked;
+        // A dead thread (its EXIT, THREAD_EXIT, or its process killed) stays dead: its pending result never
+        // completes, and the gate refuses its further calls. Made Blocked, it could call on after EXIT.
+        if (State != ThreadState.Dead) State = ThreadState.Blocked;
         return new ValueTask<long>(this, _token);
     }
 

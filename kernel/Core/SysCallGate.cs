@@ -29,8 +29,8 @@ public sealed class SysCallGate(Kernel k)
         try
         {
             // Unknown numbers are EINVAL, as upstream's dispatcher answers them (kernel/src/cpu/idt/svsm.rs).
-            var handler = SysCallTable.Find(r.Rax) ?? throw KernelError.Inval($"unknown syscall 0x{r.Rax:x}");
-            if (inBatch && SysNr.MayBlock(r.Rax)) throw KernelError.Inval($"{SysNr.Name(r.Rax)} may block: refused in a batch");
+            var handler = SysCallTable.Find(r.Rax) ?? throw Unknown(r.Rax);
+            if (inBatch && SysNr.MayBlock(r.Rax)) throw MayBlock(r.Rax);
             return handler(k, t, r);
         }
         catch (Exception e) when (e is not ThreadKilledException)
@@ -38,6 +38,13 @@ public sealed class SysCallGate(Kernel k)
             return new(ToAbi(e));
         }
     }
+
+    // The errors' messages out of line: their interpolated strings would give every call's frame more to zero.
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    static KernelError Unknown(ulong nr) => KernelError.Inval($"unknown syscall 0x{nr:x}");
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    static KernelError MayBlock(ulong nr) => KernelError.Inval($"{SysNr.Name(nr)} may block: refused in a batch");
 
     /// <summary>A batch or ring entry's result: what the call returned, or EINVAL for one that did not complete in place.</summary>
     internal static long Completed(ValueTask<long> vt) => vt.IsCompleted ? vt.Result : ToAbi(KernelErrorKind.Inval);

@@ -1,4 +1,6 @@
 using Copra.Abi;
+using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using Copra.Cold;
 
 namespace Copra.Kernel.Core;
@@ -19,10 +21,45 @@ public sealed class UserContext(Kernel kernel, KThread thread) : IUserContext
         return thread.Process.Space.TrySpan(va, length, write: true, out var span) ? span : throw new UserFaultException(va, length);
     }
 
+    public UserView<T> View<T>(ulong va) where T : unmanaged => new MappedView<T>(thread, va);
+
     public ulong DataBase => AddressSpace.DataBase;
     public int DataSize => thread.Process.Space.DataSize;
     public ulong DefineEntry(ThreadEntry entry) => kernel.DefineEntry(thread.Process, entry);
     public string ProgramPath => thread.Process.Path;
+}
+
+/// <summary>
+/// A resolved view (<see cref="IUserContext.View{T}"/>): a pointer into a native mapping (event areas, run pages: the
+/// kernel page pool, never moved), kept while the process's layout is the one it was resolved in. Any map or unmap
+/// re-resolves it, so a view of a mapping that is gone faults like <see cref="UserContext.Memory"/> would. Mappings over
+/// managed memory (the data segment, anonymous memory) resolve on every access.
+/// </summary>
+sealed unsafe class MappedView<T>(KThread thread, ulong va) : UserView<T> where T : unmanaged
+{
+    object? _layout;
+    byte* _p;
+
+    public override ref T Value
+    {
+        get
+        {
+            if (thread.State == ThreadState.Dead) throw new ThreadKilledException();
+            var space = thread.Process.Space;
+            if (_p != null && ReferenceEquals(_layout, space.Layout)) return ref Unsafe.AsRef<T>(_p);
+            return ref Resolve(space);
+        }
+    }
+
+    ref T Resolve(AddressSpace space)
+    {
+        var layout = space.Layout;   // before the lookup: a change after it re-resolves on the next access
+        int size = Unsafe.SizeOf<T>();
+        if (!space.TryResolve(va, (ulong)size, write: true, out var region, out ulong off)) { _p = null; throw new UserFaultException(va, size); }
+        if (region.Window is Machine.NativeWindow native) { _p = native.At(off, size); _layout = layout; return ref Unsafe.AsRef<T>(_p); }
+        _p = null;
+        return ref MemoryMarshal.AsRef<T>(region.Window.Span(off, size));
+    }
 }
 
 /// <summary>Thrown into user code that touches memory after its process was killed.</summary>

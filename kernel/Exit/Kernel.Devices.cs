@@ -9,9 +9,11 @@ namespace Copra.Kernel.Core;
 /// <summary>
 /// Device models and vCPU threads: delivering an access into an event area, completing it when the
 /// model answers, WAIT_FOR_EVENT on vCPUs and event objects, IRQs, stopping a VM, and what happens
-/// when a model or a VMM dies. Each event object has its own lock (<see cref="EventObject.Gate"/>, a
-/// <see cref="Lock"/>: an uncontended enter is one compare-and-swap) and each vCPU object is its own lock; the two are
-/// never held together (a completion takes the event's lock, drops it, then continues the vCPU).
+/// when a model or a VMM dies. An event object has no lock: its slot word (<see cref="EventObject.Slot"/>) says who may
+/// change it next, and the common transitions (deliver into an idle object, complete the access in flight) are one
+/// compare-and-swap that claims and checks at once, then a release store (docs/design.md, "Ownership"). Each vCPU
+/// object is its own lock for the VMM-facing state; a claim on an event object and a vCPU's lock are never held
+/// together (a completion publishes the event object, then continues the vCPU).
 /// </summary>
 public sealed partial class Kernel
 {
@@ -19,27 +21,33 @@ public sealed partial class Kernel
 
     void Request(Cpu cpu, int v, int owner, EventKind kind, ulong addr, bool write, ulong data)
     {
-        var vm = _vcpus[v].Vm;
-        var e = vm.OwnerOf(owner);
+        var vc = _vcpus[v];
+        var e = vc.Vm.OwnerOf(owner);
         if (e is null) { Unowned(cpu, v, kind, addr, write, data); return; }
-        _f.ReqKind[v] = kind; _f.ReqAddr[v] = addr; _f.ReqSize[v] = (byte)ElementSize(v); _f.ReqWrite[v] = write; _f.ReqData[v] = data; _f.ReqOwner[v] = owner;
+        var f = _f;   // one load: the stores below would otherwise make the JIT reload the field for each
+        f.ReqKind[v] = kind; f.ReqAddr[v] = addr; f.ReqSize[v] = (byte)ElementSize(v); f.ReqWrite[v] = write; f.ReqData[v] = data; f.ReqOwner[v] = owner;
         // Only this exit changes the state of a vCPU that is in an exit (Runnable here; Dead is set by
         // this CPU too): a compare-and-swap on the vCPU's own word instead of its lock.
-        SetRun(_vcpus[v], VcpuRun.Runnable, VcpuRun.WaitingDevice);
+        SetRun(vc, VcpuRun.Runnable, VcpuRun.WaitingDevice);
         Stats.Add(cpu.Index, Counter.DeviceRoundTrips);
         // The model's answer costs it one syscall (its next WAIT_FOR_EVENT or EVENT_SIGNAL).
-        _f.Modelled[v] += Cost.SyscallCycles;
-        KThread? wake = null;
-        lock (e.Gate)
+        f.Modelled[v] += Cost.SyscallCycles;
+        // The common transition: nothing in flight, nothing queued or held, the model alive. The claim is the check.
+        int seen = Volatile.Read(ref e.Slot);
+        if ((seen & (EventObject.SlotInflight | EventObject.SlotRare)) != 0 || !e.TryClaim(seen))
         {
-            if (e.Dead) { }
+            e.Seize();
+            if (e.Dead) { e.Publish(); AnswerLost(cpu, v, e); return; }
             // A locked read-modify-write of another vCPU holds the object from its read to its write: queue behind it.
-            else if (e.Inflight >= 0 || (e.HeldBy >= 0 && e.HeldBy != v)) { e.Enqueue(v); return; }
-            else { FillArea(e, v); wake = e.Waiter; e.Waiter = null; if (wake is not null) e.Handed = e.Area.Sequence; }
+            if (e.Inflight >= 0 || (e.HeldBy >= 0 && e.HeldBy != v)) { e.Enqueue(v); e.Publish(); return; }
         }
-        if (e.Dead) { AnswerLost(cpu, v, e); return; }
+        FillArea(e, v);
+        var wake = e.Waiter;
+        e.Waiter = null;
+        if (wake is not null) e.Handed = e.Area.Sequence;
+        e.Publish();
         Mark(cpu, v, TraceKind.Deliver, e.OwnerId);
-        Followed(v)?.Step(v, $"deliver: {e.Describe()} event area seq {e.Area.Sequence}: {(write ? "write" : "read")} 0x{addr:x} size {_f.ReqSize[v]}{(write ? $" data 0x{data:x}" : "")}; {(wake is null ? "no thread waiting yet (it will find it)" : $"waking thread {wake.Id} on cpu {_vcpus[v].Cpu}")}");
+        if (Followed(v) is { } tracer) NarrateDelivery(tracer, v, e, addr, write, data, wake);
         if (wake is not null)
         {
             if (wake.Cpu != _vcpus[v].Cpu) { _f.Modelled[v] += Cost.CrossCpuWakeCycles; Stats.Add(cpu.Index, Counter.CrossCpuWakes); }
@@ -47,30 +55,42 @@ public sealed partial class Kernel
         }
     }
 
-    /// <summary>Writes vCPU <paramref name="v"/>'s request into the area. Caller holds the event's lock.</summary>
+    // Narration out of line: its interpolated strings would otherwise give the hot method a larger frame to zero on every call.
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    void NarrateDelivery(IExitTracer tracer, int v, EventObject e, ulong addr, bool write, ulong data, KThread? wake) =>
+        tracer.Step(v, $"deliver: {e.Describe()} event area seq {e.Area.Sequence}: {(write ? "write" : "read")} 0x{addr:x} size {_f.ReqSize[v]}{(write ? $" data 0x{data:x}" : "")}; {(wake is null ? "no thread waiting yet (it will find it)" : $"waking thread {wake.Id} on cpu {_vcpus[v].Cpu}")}");
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    void NarrateAnswer(IExitTracer tracer, int v, ulong value, Cpu? here) =>
+        tracer.Step(v, $"the device model answered (state Done, data 0x{value:x}) and called WAIT_FOR_EVENT: completing on cpu {_vcpus[v].Cpu}{(here is not null && here.Index != _vcpus[v].Cpu ? $" (posted from cpu {here.Index} to its inbox)" : "")}");
+
+    /// <summary>Writes vCPU <paramref name="v"/>'s request into the area. Caller holds the object's claim.</summary>
     void FillArea(EventObject e, int v)
     {
         ref var a = ref e.Area;
-        ref readonly var d = ref _f.Acc[v];
+        var f = _f;   // one load: the stores into the area would otherwise make the JIT reload the field for each read
+        ref readonly var d = ref f.Acc[v];
+        bool write = f.ReqWrite[v];
+        var vc = _vcpus[v];
         a.Sequence++;
-        a.Kind = _f.ReqKind[v];
-        a.Address = _f.ReqAddr[v];
-        a.Size = _f.ReqSize[v];
-        a.Direction = _f.ReqWrite[v] ? AccessDirection.Write : AccessDirection.Read;
-        a.Data = _f.ReqWrite[v] ? _f.ReqData[v] : 0;
-        a.Vcpu = (uint)_vcpus[v].LocalIndex;
-        a.Cpu = (uint)_vcpus[v].Cpu;
+        a.Kind = f.ReqKind[v];
+        a.Address = f.ReqAddr[v];
+        a.Size = f.ReqSize[v];
+        a.Direction = write ? AccessDirection.Write : AccessDirection.Read;
+        a.Data = write ? f.ReqData[v] : 0;
+        a.Vcpu = (uint)vc.LocalIndex;
+        a.Cpu = (uint)vc.Cpu;
         a.Rip = State.Rip(v);
         bool str = d.Kind is Hot.Decode.AccessKind.Movs or Hot.Decode.AccessKind.Stos or Hot.Decode.AccessKind.Ins or Hot.Decode.AccessKind.Outs;
-        bool locked = d.Lock && (_f.Exit[v].Flags & Hot.Exit.ExitFlags.HardwareCompletes) == 0;
+        bool locked = d.Lock && (f.Exit[v].Flags & Hot.Exit.ExitFlags.HardwareCompletes) == 0;
         a.Flags = (str ? EventFlags.String : 0) | (d.Rep ? EventFlags.Rep : 0) | (locked ? EventFlags.Locked : 0);
         a.Result = LockResult.Applied;
-        if (a.Size > 8 && _f.ReqWrite[v]) WideToArea(v, ref a);
-        if (locked && _f.ReqWrite[v])
+        if (a.Size > 8 && write) WideToArea(v, ref a);
+        if (locked && write)
         {
             // The write carries what the locked read returned: the model applies it only if the location still holds that.
             if (a.Size > 8) { a.Expected = BitConverter.ToUInt64(WideRead(v)); a.ExpectedHigh = BitConverter.ToUInt64(WideRead(v)[8..]); }
-            else { a.Expected = _f.Value[v]; a.ExpectedHigh = 0; }
+            else { a.Expected = f.Value[v]; a.ExpectedHigh = 0; }
         }
         a.Count = str && d.Rep ? (uint)Masked(State.Gpr(v, 1), d.AddressSize) : 1;
         a.PublishState(EventState.Pending);   // release: the fields above are visible first
@@ -80,61 +100,88 @@ public sealed partial class Kernel
 
     ValueTask<long> WaitEvent(KThread t, EventObject e)
     {
-        CompleteIfDone(e);
+        var here = CurrentCpu;
+        CompleteIfDone(e, here);
         // The IPC fast path: reply and receive in one call. The answer above made the vCPU runnable here; with
         // nothing else ready on this CPU, enter it now, from this call, so its next exit lands in this area
         // before the check below and the model takes it without blocking (docs/design.md).
-        var here = CurrentCpu;
         if (here is not null && here.Current == t && here.TryTakeDirectVcpu(out int direct)) RunGuest(here, direct);
-        lock (e.Gate)
+        // An access the caller has not been handed yet: return it (on the exit's CPU). A model that
+        // waits again without answering what it holds is not re-handed it: it sleeps, and the
+        // vCPU waits (a silent device; VM_CONTROL Stop releases the vCPU).
+        // Without a claim: Handed is the model's own (a deliverer writes it only for a parked waiter, and nothing is
+        // parked here), and an access in the area, published and unclaimed, leaves it only by this model's answer or
+        // by Stop/device loss, after which the model finds the area Idle, as if it had lost the race a moment later.
+        int seen = Volatile.Read(ref e.Slot);
+        if ((seen & (EventObject.SlotBusy | EventObject.SlotParked)) == 0 && (seen & EventObject.SlotInflight) != 0
+            && e.Area.State == EventState.Pending && e.Area.Sequence != e.Handed)
+            return Hand(t, e, (seen & EventObject.SlotInflight) - 1);
+        e.Seize();
+        if (e.Waiter is not null && e.Waiter != t) { e.Publish(); throw KernelError.Busy("another thread waits on this event object"); }
+        if (e.Inflight >= 0 && e.Area.State == EventState.Pending && e.Area.Sequence != e.Handed)
         {
-            if (e.Waiter is not null && e.Waiter != t) throw KernelError.Busy("another thread waits on this event object");
-            // An access the caller has not been handed yet: return it (on the exit's CPU). A model that
-            // waits again without answering what it holds is not re-handed it: it sleeps, and the
-            // vCPU waits (a silent device; VM_CONTROL Stop releases the vCPU).
-            if (e.Inflight >= 0 && e.Area.State == EventState.Pending && e.Area.Sequence != e.Handed)
-            {
-                e.Handed = e.Area.Sequence;
-                int cpu = _vcpus[e.Inflight].Cpu;
-                if (t.Cpu == cpu) return new ValueTask<long>(1);
-                var block = t.Block(e);      // migrate to the CPU of the exit
-                WakeThread(t, 1, cpu);
-                Trace.Add(CurrentCpu ?? Cpus[t.Cpu], TraceKind.Migrate, t.Id, cpu);
-                return block;
-            }
-            e.Waiter = t;
-            return t.Block(e);
+            int v = e.Inflight;
+            e.Publish();
+            return Hand(t, e, v);
         }
+        e.Waiter = t;
+        var parked = t.Block(e);   // before the publish: a deliverer may take the waiter as soon as it is visible
+        e.Publish();
+        return parked;
+    }
+
+    /// <summary>Hands vCPU <paramref name="v"/>'s access in the area to the model's thread, on the exit's CPU.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    ValueTask<long> Hand(KThread t, EventObject e, int v)
+    {
+        e.Handed = e.Area.Sequence;
+        int cpu = _vcpus[v].Cpu;
+        return t.Cpu == cpu ? new ValueTask<long>(1) : Migrate(t, e, cpu);
+    }
+
+    /// <summary>The model's thread moves to the CPU of the exit whose access it takes.</summary>
+    ValueTask<long> Migrate(KThread t, EventObject e, int cpu)
+    {
+        var block = t.Block(e);
+        WakeThread(t, 1, cpu);
+        Trace.Add(CurrentCpu ?? Cpus[t.Cpu], TraceKind.Migrate, t.Id, cpu);
+        return block;
     }
 
     /// <summary>If the model marked its answer done, finish that access and deliver the next queued one.</summary>
-    void CompleteIfDone(EventObject e)
+    void CompleteIfDone(EventObject e) => CompleteIfDone(e, CurrentCpu);
+
+    /// <param name="here">The CPU this host thread steps (<see cref="CurrentCpu"/>, read once by the caller), or null outside the drivers.</param>
+    void CompleteIfDone(EventObject e, Cpu? here)
     {
+        // Nothing answered: read without a claim (only the model writes Done; only a claim holder takes the access out).
+        int seen = Volatile.Read(ref e.Slot);
+        if ((seen & EventObject.SlotInflight) == 0 || e.Area.ReadState() != EventState.Done) return;
         long t0 = (long)Tsc.Read();
-        int v;
-        ulong value;
-        bool mismatch;
-        lock (e.Gate)
+        // The common transition: the access in flight answered, nothing queued or held. The claim is the check.
+        if ((seen & EventObject.SlotRare) != 0 || !e.TryClaim(seen))
         {
-            if (e.Inflight < 0 || e.Area.ReadState() != EventState.Done) return;
-            v = e.Inflight;
-            value = e.Area.Data;
-            bool locked = (e.Area.Flags & EventFlags.Locked) != 0, wrote = e.Area.Direction == AccessDirection.Write;
-            mismatch = locked && wrote && e.Area.Result == LockResult.Mismatch;
-            if (e.Area.Size > 8 && (!wrote || mismatch)) WideFromArea(v, in e.Area);
-            e.Area.State = EventState.Idle;
-            e.Inflight = -1;
-            e.Completed++;
-            // A locked read keeps the object for its vCPU until its write is answered Applied (ReleaseHeld gives it up).
-            if (locked && (!wrote || mismatch)) { e.HeldBy = v; _held[v] = e; }
-            else if (e.HeldBy == v) { e.HeldBy = -1; _held[v] = null; }
-            if (e.HeldBy < 0 && e.TryDequeue(out int next)) FillArea(e, next);
+            e.Seize();
+            if (e.Inflight < 0 || e.Area.ReadState() != EventState.Done) { e.Publish(); return; }
         }
-        var here = CurrentCpu;
-        Followed(v)?.Step(v, $"the device model answered (state Done, data 0x{value:x}) and called WAIT_FOR_EVENT: completing on cpu {_vcpus[v].Cpu}{(here is not null && here.Index != _vcpus[v].Cpu ? $" (posted from cpu {here.Index} to its inbox)" : "")}");
-        if (here is not null && here.Index != _vcpus[v].Cpu) { PostAnswer(here, v, value, mismatch); return; }
-        _f.SegStart[v] = t0;   // the completion is kernel work of this exit, from the lock on
-        ContinueAfterDevice(here ?? Cpus[_vcpus[v].Cpu], v, value, mismatch);
+        int v = e.Inflight;
+        ulong value = e.Area.Data;
+        bool locked = (e.Area.Flags & EventFlags.Locked) != 0, wrote = e.Area.Direction == AccessDirection.Write;
+        bool mismatch = locked && wrote && e.Area.Result == LockResult.Mismatch;
+        if (e.Area.Size > 8 && (!wrote || mismatch)) WideFromArea(v, in e.Area);
+        e.Area.State = EventState.Idle;
+        e.Inflight = -1;
+        e.Completed++;
+        // A locked read keeps the object for its vCPU until its write is answered Applied (ReleaseHeld gives it up).
+        if (locked && (!wrote || mismatch)) { e.HeldBy = v; _held[v] = e; }
+        else if (e.HeldBy == v) { e.HeldBy = -1; _held[v] = null; }
+        if (e.HeldBy < 0 && e.TryDequeue(out int next)) FillArea(e, next);
+        e.Publish();
+        if (Followed(v) is { } tracer) NarrateAnswer(tracer, v, value, here);
+        int owner = _vcpus[v].Cpu;
+        if (here is not null && here.Index != owner) { PostAnswer(here, v, value, mismatch); return; }
+        _f.SegStart[v] = t0;   // the completion is kernel work of this exit, from the claim on
+        ContinueAfterDevice(here ?? Cpus[owner], v, value, mismatch);
     }
 
     /// <summary>
@@ -179,13 +226,12 @@ public sealed partial class Kernel
     void DeviceLost(EventObject e)
     {
         var waiting = new List<int>();
-        lock (e.Gate)
-        {
-            e.Dead = true;
-            if (e.Inflight >= 0) { waiting.Add(e.Inflight); e.Inflight = -1; }
-            while (e.TryDequeue(out int q)) waiting.Add(q);
-            e.Waiter = null;
-        }
+        e.Seize();
+        e.Dead = true;
+        if (e.Inflight >= 0) { waiting.Add(e.Inflight); e.Inflight = -1; }
+        while (e.TryDequeue(out int q)) waiting.Add(q);
+        e.Waiter = null;
+        e.Publish();
         foreach (int v in waiting)
             AnswerLost(CurrentCpu ?? Cpus[_vcpus[v].Cpu], v, e);
     }
@@ -289,11 +335,12 @@ public sealed partial class Kernel
             {
                 var e = vm.OwnerOf(_f.ReqOwner[v]);
                 if (e is not null)
-                    lock (e.Gate)
-                    {
-                        if (e.Inflight == v) { e.Inflight = -1; e.Area.State = EventState.Idle; if (e.TryDequeue(out int next)) FillArea(e, next); abandoned = true; }
-                        else abandoned = e.Remove(v);
-                    }
+                {
+                    e.Seize();
+                    if (e.Inflight == v) { e.Inflight = -1; e.Area.State = EventState.Idle; if (e.TryDequeue(out int next)) FillArea(e, next); abandoned = true; }
+                    else abandoned = e.Remove(v);
+                    e.Publish();
+                }
             }
             lock (vc)
             {
@@ -313,7 +360,9 @@ public sealed partial class Kernel
                 lock (vc) { if (vc.Waiter == t) vc.Waiter = null; }
                 break;
             case EventObject e:
-                lock (e.Gate) { if (e.Waiter == t) e.Waiter = null; }
+                e.Seize();
+                if (e.Waiter == t) e.Waiter = null;
+                e.Publish();
                 break;
             case Batch.PolledRingObject ring:
                 lock (ring) { if (ring.Waiter == t) ring.Waiter = null; }

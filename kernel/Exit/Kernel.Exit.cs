@@ -321,7 +321,8 @@ public sealed partial class Kernel
             Stats.Add(cpu.Index, Counter.IcedFallbacks);
             if (!IcedFallback.TryDecode(bytes[..got], cpuMode, out d))
             {
-                if (!fault.IsOk && got < InstructionFetcher.MaxInstructionLength) { InjectWalkFault(cpu, v, fault); return; }
+                // The fetch's fault only when the decoder needed the missing bytes: an opcode already undefined is #UD.
+                if (d.Error == RefuseReason.Truncated && !fault.IsOk) { InjectWalkFault(cpu, v, fault); return; }
                 InjectException(cpu, v, VectorUd, null);
                 return;
             }

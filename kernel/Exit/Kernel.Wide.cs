@@ -212,22 +212,21 @@ public sealed partial class Kernel
         _held[v] = null;
         KThread? wake = null;
         int next = -1;
-        lock (e.Gate)
+        e.Seize();   // the object's claim (Kernel.Devices.cs): off the common path
+        if (e.HeldBy != v) { e.Publish(); return; }
+        e.HeldBy = -1;
+        if (e.Inflight < 0 && !e.Dead && e.TryDequeue(out next))
         {
-            if (e.HeldBy != v) return;
-            e.HeldBy = -1;
-            if (e.Inflight < 0 && !e.Dead && e.TryDequeue(out next))
-            {
-                FillArea(e, next);
-                wake = e.Waiter;
-                e.Waiter = null;
-                if (wake is not null) e.Handed = e.Area.Sequence;
-            }
+            FillArea(e, next);
+            wake = e.Waiter;
+            e.Waiter = null;
+            if (wake is not null) e.Handed = e.Area.Sequence;
         }
+        e.Publish();
         if (wake is not null) WakeThread(wake, 1, _vcpus[next].Cpu);
     }
 
-    /// <summary>Moves a wide access's data between the vCPU's buffers and the event area (caller holds the event's lock).</summary>
+    /// <summary>Moves a wide access's data between the vCPU's buffers and the event area (caller holds the event object's claim).</summary>
     void WideToArea(int v, ref EventArea a) => WideWrite(v)[..(int)a.Size].CopyTo(a.Payload);
 
     void WideFromArea(int v, in EventArea a) => ((ReadOnlySpan<byte>)a.Payload)[..(int)a.Size].CopyTo(WideRead(v));

@@ -189,7 +189,15 @@ public sealed partial class Kernel
     /// <summary>WAIT_FOR_EVENT: on a vCPU, enter the guest on its CPU; on an event object, complete the last access and wait for the next.</summary>
     internal ValueTask<long> WaitForEvent(KThread t, uint handle)
     {
-        var o = t.Process.Handles.Get(handle);
+        var handles = t.Process.Handles;
+        int removals = handles.Removals;
+        var o = t.WaitObject;
+        if (o is null || t.WaitHandle != handle || t.WaitRemovals != removals)
+        {
+            // Read the removal count before the lookup: a close after it makes the next wait look up again.
+            o = handles.Get(handle);
+            t.WaitHandle = handle; t.WaitObject = o; t.WaitRemovals = removals;
+        }
         return o switch
         {
             VcpuObject v => WaitVcpu(t, v),

@@ -11,6 +11,13 @@ namespace Copra.Kernel.Machine;
 public sealed class NativeWindow(GuestMemory mem, ulong baseOffset) : IMemoryWindow
 {
     public Span<byte> Span(ulong offset, int length) => mem.Span(baseOffset + offset, length);
+
+    /// <summary>The byte at <paramref name="offset"/>, for a view kept across accesses. Caller obligation: [offset, offset+length) lies in the window (the address space checked it).</summary>
+    public unsafe byte* At(ulong offset, int length)
+    {
+        _ = mem.Span(baseOffset + offset, length);   // the bounds check, once, at resolve time
+        return mem.Base + baseOffset + offset;
+    }
 }
 
 /// <summary>
@@ -189,6 +196,8 @@ public sealed class EventObject : PageObject
     public EventObject(KernelPages pages, VmObject vm, EventKind kind, ulong start, ulong length, int ownerId, int maxVcpus) : base(pages)
     {
         Vm = vm; EventKind = kind; Start = start; Length = length; OwnerId = ownerId;
+        // Global vCPU indices below maxVcpus, so the in-flight vCPU + 1 fits the slot word's 16 bits.
+        ArgumentOutOfRangeException.ThrowIfGreaterThanOrEqual(maxVcpus, SlotInflight);
         _queue = new int[maxVcpus];
         unsafe { _area = (EventArea*)PagePointer; }
     }
@@ -198,13 +207,45 @@ public sealed class EventObject : PageObject
     public ulong Start { get; }
     public ulong Length { get; }
     public int OwnerId { get; }
+    // ---- the slot word: the object's state and who may change it next (docs/design.md, "Ownership") ----
+    /// <summary>Bits 0..15 of <see cref="Slot"/>: the in-flight vCPU + 1 (0: nothing in the area).</summary>
+    public const int SlotInflight = 0xFFFF;
+    /// <summary><see cref="Waiter"/> holds a thread blocked in WAIT_FOR_EVENT on this object.</summary>
+    public const int SlotParked = 1 << 16;
+    /// <summary>Claimed: one party is between its claim and its publish; nobody else writes the object until then.</summary>
+    public const int SlotBusy = 1 << 17;
+    /// <summary>Off the common path: a queue, an object held by a locked read-modify-write, or a dead model.</summary>
+    public const int SlotRare = 1 << 18;
+
     /// <summary>
-    /// The event object's lock: the area, the in-flight vCPU, the queue and the waiter change under it. A device is
-    /// shared by the vCPUs of its VM on any CPU, so it is the one lock left on a device round trip. Why a
-    /// <see cref="Lock"/> and not the object's monitor: its uncontended enter and exit are a compare-and-swap and a
-    /// store, where the monitor's cost about four times as many instructions (PERF.md).
+    /// The slot word: a summary of <see cref="Inflight"/>, <see cref="Waiter"/> and the rare state, plus the claim bit.
+    /// Every change to the object's fields (the area's kernel-written fields, the in-flight vCPU, the queue, the waiter,
+    /// the held and dead marks) is made by the one party that holds the claim, taken with one compare-and-swap and
+    /// released by <see cref="Publish"/>, a plain release store. The common transitions (deliver into an idle object,
+    /// complete the access in flight) claim with the state they expect, so the claim is also the check; only the rare
+    /// ones (<see cref="Seize"/>) wait for a claim another CPU holds for its few stores.
     /// </summary>
-    public readonly Lock Gate = new();
+    public int Slot;
+
+    /// <summary>One compare-and-swap: claims the object if its word is still <paramref name="seen"/> (not claimed).</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    public bool TryClaim(int seen) =>
+        (seen & SlotBusy) == 0 && Interlocked.CompareExchange(ref Slot, seen | SlotBusy, seen) == seen;
+
+    /// <summary>The rare paths: claim whatever the state, waiting while another CPU holds the claim for its few stores.</summary>
+    public void Seize()
+    {
+        // SpinWait's default backs off to yielding and then sleeping: on an oversubscribed host the claim's holder may be
+        // a descheduled host thread, and a waiter that only spun would keep it off the core.
+        var spin = new SpinWait();
+        while (!TryClaim(Volatile.Read(ref Slot))) spin.SpinOnce();
+    }
+
+    /// <summary>Ends a claim: the fields written under it become visible with the new word (a release store).</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    public void Publish() =>
+        Volatile.Write(ref Slot, (Inflight + 1) | (Waiter is not null ? SlotParked : 0) | (Dead || HeldBy >= 0 || _qCount > 0 ? SlotRare : 0));
+
     public KThread? Waiter;
     /// <summary>Global vCPU whose access is in the area, or -1.</summary>
     public int Inflight = -1;

@@ -91,10 +91,55 @@ public class DecoderRuleTests
     [Fact]
     public void The_fallback_says_unknown_opcode_for_an_undefined_opcode_however_many_bytes_follow()
     {
-        // 06 (PUSH ES) does not exist in 64-bit mode: #UD, whether 4 or 15 bytes were supplied. (Iced reads ahead: on
-        // "06" alone it reports running out of bytes, so the fallback says Truncated there; the fast path does not.)
+        // 06 (PUSH ES) does not exist in 64-bit mode: #UD, whether 1, 4 or 15 bytes were supplied. Iced reads a byte past
+        // it (and past D6, 0F 04) and on "06" alone reports running out; the CPU needs no more bytes to say #UD.
+        Assert.Equal(RefuseReason.UnknownOpcode, FallbackRefusal("06"));
+        Assert.Equal(RefuseReason.UnknownOpcode, FallbackRefusal("d6"));
+        Assert.Equal(RefuseReason.UnknownOpcode, FallbackRefusal("0f 04"));
+        Assert.Equal(RefuseReason.UnknownOpcode, FallbackRefusal("f0 06"));
         Assert.Equal(RefuseReason.UnknownOpcode, FallbackRefusal("06 90 90 90"));
         Assert.Equal(RefuseReason.UnknownOpcode, FallbackRefusal("06" + string.Concat(Enumerable.Repeat("90", 14))));
+    }
+
+    [Fact]
+    public void The_fallback_says_truncated_for_an_opcode_whose_next_byte_could_still_make_it_valid()
+    {
+        // The CPU needs the next byte (a fetch fault if it is on a missing page), so these are not #UD yet.
+        Assert.Equal(RefuseReason.Truncated, FallbackRefusal("0f"));      // 0F 0B is UD2, 0F A2 CPUID...
+        Assert.Equal(RefuseReason.Truncated, FallbackRefusal("fe"));      // FE /0 INC, FE /1 DEC; /2../7 undefined
+        Assert.Equal(RefuseReason.Truncated, FallbackRefusal("c4"));      // a VEX prefix
+        Assert.Equal(RefuseReason.Truncated, FallbackRefusal(string.Concat(Enumerable.Repeat("66", 13)) + "89"));
+    }
+
+    [Fact]
+    public void An_undefined_opcode_at_exactly_15_bytes_is_unknown_opcode_not_too_long()
+    {
+        // 14 prefixes and D6: 15 bytes, within the limit, and D6 is undefined in 64-bit mode: #UD as the fast path says
+        // (Iced calls it invalid at the length limit, as it does a 16th byte it would need).
+        string p14 = string.Concat(Enumerable.Repeat("66", 14));
+        Assert.Equal(RefuseReason.UnknownOpcode, FallbackRefusal(p14 + "d6"));
+        Assert.False(X86Decoder.TryDecode(Hex(p14 + "d6"), CpuMode.Bits64, out var fast));
+        Assert.Equal(RefuseReason.UnknownOpcode, fast.Error);
+        Assert.Equal(RefuseReason.UnknownOpcode, FallbackRefusal("66 2e 66 2e 66 2e 66 2e 66 2e 66 2e 66 2e d6"));
+        Assert.Equal(RefuseReason.LockInvalid, FallbackRefusal(string.Concat(Enumerable.Repeat("66", 12)) + "f0 8b 00"));
+        // The same prefixes and a ModRM that would be the 16th byte: too long (the CPU's #GP).
+        Assert.Equal(RefuseReason.TooLong, FallbackRefusal(p14 + "89"));
+        Assert.Equal(RefuseReason.TooLong, FallbackRefusal(p14 + "66"));   // prefixes only: the opcode would be the 16th
+        // The prefix dropped is one repeated later, wherever it stands: dropping the LOCK here would make it valid.
+        Assert.Equal(RefuseReason.LockInvalid, FallbackRefusal("f0" + string.Concat(Enumerable.Repeat("66", 12)) + "8b 00"));
+        Assert.Equal(RefuseReason.UnknownOpcode, FallbackRefusal("2e" + string.Concat(Enumerable.Repeat("66", 13)) + "d6"));
+        // No prefix repeated (nothing can be dropped) and 17 bytes needed: too long.
+        Assert.Equal(RefuseReason.TooLong, FallbackRefusal("26 2e 36 3e 64 65 66 67 c7 84 24 00 00 00 00"));
+    }
+
+    [Fact]
+    public void The_offset_checked_against_a_segment_limit_is_the_effective_address_truncated_to_the_address_size()
+    {
+        // mov eax, [ebx+0x20] in 32-bit mode with EBX = 0xFFFFFFF0: the sum wraps to 0x10 (catches `&` → `|`).
+        var d = Fast("8b 43 20", CpuMode.Bits32);
+        var g = new ulong[16];
+        g[Gpr.Rbx] = 0xFFFF_FFF0;
+        Assert.Equal(0x10ul, EffectiveAddress.Offset(in d, g, 0));
     }
 
     [Fact]

@@ -22,12 +22,12 @@ public sealed class Uart16550 : IUserProgram
     public async Task Main(IUserContext ctx)
     {
         const uint events = 1;
-        ulong area = Sys.Mmap(ctx, events, 0, Page.Size);
+        var area = ctx.View<EventArea>(Sys.Mmap(ctx, events, 0, Page.Size));   // read directly on every access
         while (true)
         {
             long r = await Sys.WaitForEvent(ctx, events);
             if (Errno.IsError(r)) break;
-            ref var a = ref Sys.Ref<EventArea>(ctx, area);
+            ref var a = ref area.Value;
             if (a.State != EventState.Pending) continue;
             if (++_accesses >= SilentFrom && SilentFrom > 0) continue;   // hold the access, answer nothing
             int reg = (int)(a.Address & 7);
