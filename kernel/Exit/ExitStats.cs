@@ -21,7 +21,10 @@ public enum Counter
 /// drivers (no current CPU) adds to a shared lane atomically. For MMIO and I/O exits: taken =
 /// completed + forwarded + reinjected + faulted + aborted + in flight, and a finished run has none in
 /// flight. Samples are kept per kind in preallocated arrays (the exit path records without
-/// allocating); past the capacity, further samples are not kept (counts still are).
+/// allocating); past the capacity, further samples are not kept (counts still are). Samples are per CPU
+/// too: CPU c keeps its own in its stripe of each array, [c × stripe, c × stripe + kept), with a plain
+/// store and its own kept count; a report's read gathers the stripes (a copy when there is more than one
+/// CPU). A shared slot counter made the two CPUs of the two-VM scenario contend on every exit.
 /// </summary>
 public sealed class ExitStats
 {
@@ -110,11 +113,15 @@ public sealed class ExitStats
         }
     }
 
+    /// <summary>Per kind, the kept samples in per-CPU stripes (see the class comment); with one CPU, the first <see cref="Samples"/>.</summary>
     public readonly long[][] Measured = new long[KindCount][];
     public readonly long[][] Modelled = new long[KindCount][];
     /// <summary>Per kind: the hardware round trip (TSC around KVM_RUN) of each exit, when the backend is real hardware.</summary>
     public readonly long[]?[] Hardware = new long[KindCount][];
-    readonly int[] _n = new int[KindCount];
+    // Per CPU: the samples kept per kind, padded so no two CPUs' counts share a cache line.
+    readonly int[][] _kept;
+    readonly int _stripe;
+    const int KeptWords = KindCount + 16;
 
     /// <summary>Keeps up to <paramref name="capacity"/> samples per kind (a sweep that only needs counts keeps few).</summary>
     public ExitStats(int capacity = SampleCapacity, int cpus = 1)
@@ -124,6 +131,9 @@ public sealed class ExitStats
         _lanes = new long[cpus + 1][];
         for (int i = 0; i <= cpus; i++) _lanes[i] = new long[LaneWords];
         Capacity = capacity;
+        _stripe = capacity / cpus;
+        _kept = new int[cpus][];
+        for (int i = 0; i < cpus; i++) _kept[i] = new int[KeptWords];
         for (int i = 0; i < KindCount; i++) { Measured[i] = new long[capacity]; Modelled[i] = new long[capacity]; }
     }
 
@@ -139,54 +149,67 @@ public sealed class ExitStats
     public bool HasHardware => Hardware[0] is not null;
 
     /// <summary>
-    /// Records one finished exit: the count in the CPU's lane; the sample slot is still taken atomically
-    /// (samples of all CPUs share one array per kind); a slot past the capacity is counted but not kept.
+    /// Records one finished exit: the count in the CPU's lane, the sample in the CPU's stripe, both with plain
+    /// stores (the CPU's host thread owns them); a sample past the stripe is counted but not kept. A caller
+    /// outside both drivers (no current CPU) is counted in the shared lane and keeps no sample.
     /// </summary>
     public void Record(int cpu, ExitKind kind, long measuredTicks, long modelledCycles, long hardwareTicks = 0)
     {
         int k = (int)kind;
-        if ((uint)cpu < (uint)(_lanes.Length - 1)) _lanes[cpu][KindBase + k]++;
-        else Interlocked.Increment(ref _lanes[^1][KindBase + k]);
-        int n = Interlocked.Increment(ref _slots[k]) - 1;
-        if (n >= Capacity) return;
-        Measured[k][n] = measuredTicks;
-        Modelled[k][n] = modelledCycles;
-        if (Hardware[k] is { } h) h[n] = hardwareTicks;
-        Interlocked.Increment(ref _n[k]);
+        if ((uint)cpu >= (uint)_kept.Length) { Interlocked.Increment(ref _lanes[^1][KindBase + k]); return; }
+        _lanes[cpu][KindBase + k]++;
+        ref int kept = ref _kept[cpu][k];
+        if (kept >= _stripe) return;
+        int i = cpu * _stripe + kept;
+        Measured[k][i] = measuredTicks;
+        Modelled[k][i] = modelledCycles;
+        if (Hardware[k] is { } h) h[i] = hardwareTicks;
+        Volatile.Write(ref kept, kept + 1);
     }
-
-    readonly int[] _slots = new int[KindCount];
 
     /// <summary>Forgets the kept samples (not the counts): a measurement phase after a warm-up. Not while CPUs run.</summary>
     public void ResetSamples()
     {
-        Array.Clear(_n);
-        Array.Clear(_slots);
+        foreach (var kept in _kept) Array.Clear(kept);
     }
 
-    public double HardwareMedian(ExitKind k) => Hardware[(int)k] is { } h ? Median(h.AsSpan(0, _n[(int)k])) : 0;
-
-    public double HardwareMedianAll()
+    /// <summary>Every CPU's kept samples of one kind, stripe after stripe: the array itself with one CPU, a copy with more.</summary>
+    ReadOnlySpan<long> Gather(long[]? samples, int k)
     {
-        var all = new long[SamplesAll(Hardware)];
-        int n = 0;
-        for (int k = 0; k < KindCount; k++) if (Hardware[k] is { } h) { h.AsSpan(0, _n[k]).CopyTo(all.AsSpan(n)); n += _n[k]; }
-        return MedianInPlace(all.AsSpan(0, n));
+        var parts = Parts(samples, k);
+        if (parts.Length == 1) return parts[0].Span;
+        var all = new List<long>();
+        foreach (var p in parts) all.AddRange(p.Span);
+        return System.Runtime.InteropServices.CollectionsMarshal.AsSpan(all);
     }
 
-    int SamplesAll(long[]?[] arrays)
+    /// <summary>Each CPU's kept samples of one kind (empty without that array): a report reads them without copying.</summary>
+    public ReadOnlyMemory<long>[] Parts(long[]? samples, ExitKind kind) => Parts(samples, (int)kind);
+
+    ReadOnlyMemory<long>[] Parts(long[]? samples, int k)
+    {
+        if (samples is null) return [ReadOnlyMemory<long>.Empty];
+        var parts = new ReadOnlyMemory<long>[_kept.Length];
+        for (int c = 0; c < parts.Length; c++) parts[c] = samples.AsMemory(c * _stripe, Volatile.Read(ref _kept[c][k]));
+        return parts;
+    }
+
+    public double HardwareMedian(ExitKind k) => Median(HardwareSamples(k));
+
+    public double HardwareMedianAll() => MedianAll(Hardware);
+
+    /// <summary>Samples of one kind kept over every CPU.</summary>
+    public int Samples(ExitKind kind)
     {
         int n = 0;
-        for (int k = 0; k < KindCount; k++) if (arrays[k] is not null) n += _n[k];
+        foreach (var kept in _kept) n += Volatile.Read(ref kept[(int)kind]);
         return n;
     }
 
-    public int Samples(ExitKind kind) => _n[(int)kind];
-
     /// <summary>The kept samples of one kind, for reports: measured TSC ticks of the kernel's code, modelled platform cycles, hardware round-trip ticks (empty without hardware).</summary>
-    public ReadOnlySpan<long> MeasuredSamples(ExitKind kind) => Measured[(int)kind].AsSpan(0, _n[(int)kind]);
-    public ReadOnlySpan<long> ModelledSamples(ExitKind kind) => Modelled[(int)kind].AsSpan(0, _n[(int)kind]);
-    public ReadOnlySpan<long> HardwareSamples(ExitKind kind) => Hardware[(int)kind] is { } h ? h.AsSpan(0, _n[(int)kind]) : default;
+    public ReadOnlySpan<long> MeasuredSamples(ExitKind kind) => Gather(Measured[(int)kind], (int)kind);
+    public ReadOnlySpan<long> ModelledSamples(ExitKind kind) => Gather(Modelled[(int)kind], (int)kind);
+    public ReadOnlySpan<long> HardwareSamples(ExitKind kind) => Gather(Hardware[(int)kind], (int)kind);
 
     /// <summary>
     /// The median of <paramref name="samples"/> (the mean of the middle two for an even count). By
@@ -233,19 +256,18 @@ public sealed class ExitStats
         return s[k];
     }
 
-    public double MeasuredMedian(ExitKind k) => Median(Measured[(int)k].AsSpan(0, _n[(int)k]));
-    public double ModelledMedian(ExitKind k) => Median(Modelled[(int)k].AsSpan(0, _n[(int)k]));
+    public double MeasuredMedian(ExitKind k) => Median(MeasuredSamples(k));
+    public double ModelledMedian(ExitKind k) => Median(ModelledSamples(k));
 
     /// <summary>All measured samples over every kind.</summary>
     public double MeasuredMedianAll() => MedianAll(Measured);
 
     public double ModelledMedianAll() => MedianAll(Modelled);
 
-    double MedianAll(long[][] arrays)
+    double MedianAll(long[]?[] arrays)
     {
-        var all = new long[SamplesAll(arrays)];
-        int n = 0;
-        for (int k = 0; k < KindCount; k++) { arrays[k].AsSpan(0, _n[k]).CopyTo(all.AsSpan(n)); n += _n[k]; }
-        return MedianInPlace(all);
+        var all = new List<long>();
+        for (int k = 0; k < KindCount; k++) all.AddRange(Gather(arrays[k], k));
+        return MedianInPlace(System.Runtime.InteropServices.CollectionsMarshal.AsSpan(all));
     }
 }

@@ -141,11 +141,10 @@ public static class ExitReport
         {
             var kind = (ExitKind)i;
             if (count[i] == 0) continue;
-            int n = st.Samples(kind);
             list.Add(new KindReport(kind, Snake(kind.ToString()), count[i],
-                Distribution.Of([st.Measured[i].AsMemory(0, n)], ToReportUnits, m),
-                Distribution.Of([st.Modelled[i].AsMemory(0, n)], null, d),
-                st.Hardware[i] is { } h ? Distribution.Of([h.AsMemory(0, n)], ToReportUnits, hw) : null));
+                Distribution.Of(st.Parts(st.Measured[i], kind), ToReportUnits, m),
+                Distribution.Of(st.Parts(st.Modelled[i], kind), null, d),
+                st.Hardware[i] is { } h ? Distribution.Of(st.Parts(h, kind), ToReportUnits, hw) : null));
         }
         return (list, new KindReport(ExitKind.Other, "all", st.Taken, m.ToDistribution(ToReportUnits), d.ToDistribution(), hw?.ToDistribution(ToReportUnits)));
     }
