@@ -355,6 +355,26 @@ public class HandleTableRuleTests
     }
 
     [Fact]
+    public void RemovalsCountsEveryRemovalAndNothingElse()
+    {
+        // A lookup cached with Removals (WAIT_FOR_EVENT's kept handle) is trusted while it is unchanged: every
+        // removal must move it forward, and adding must not (an add never changes what an existing handle names).
+        var t = new HandleTable();
+        var a = new Obj(); var b = new Obj();
+        uint ha = t.Add(a);
+        t.Add(b);
+        Assert.Equal(0, t.Removals);
+        Assert.Null(t.Detach(HandleTable.Encode(0, 7)));     // a miss removes nothing
+        Assert.Equal(0, t.Removals);
+        Assert.Same(a, t.Detach(ha));
+        Assert.Equal(1, t.Removals);
+        t.Add(a);
+        Assert.Equal(1, t.Removals);
+        t.DetachAll();
+        Assert.Equal(2, t.Removals);
+    }
+
+    [Fact]
     public void GarbageHandlesMissWithoutThrowing()
     {
         var t = new HandleTable();
