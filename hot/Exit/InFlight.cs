@@ -28,6 +28,7 @@ public sealed class InFlight
         FirstElement = new bool[n]; HardwareCompletes = new bool[n]; Follow = new byte[n]; RepElements = new int[n]; Forwarded = new bool[n]; TdRead0 = new long[n];
         ReqKind = new EventKind[n]; ReqAddr = new ulong[n]; ReqSize = new byte[n]; ReqWrite = new bool[n]; ReqData = new ulong[n]; ReqOwner = new int[n];
         Answer = new ulong[n]; AnswerMismatch = new bool[n];
+        StackGpa = new ulong[n * 2]; StackSplit = new int[n]; StackValue = new ulong[n]; BranchTarget = new ulong[n]; Branch = new bool[n];
     }
 
     /// <summary>vCPUs (rows).</summary>
@@ -81,4 +82,15 @@ public sealed class InFlight
     public readonly ulong[] Answer;
     /// <summary>With <see cref="Answer"/>: the model answered a locked write with a mismatch (compare-and-write failed).</summary>
     public readonly bool[] AnswerMismatch;
+
+    // ---- PUSH/POP/CALL/JMP m: the stack slot and the branch (kernel/Exit/Kernel.Stack.cs) -----------------------
+    /// <summary>v*2: GPA of the stack slot's first byte, and of its first byte on the next page when it crosses.</summary>
+    public readonly ulong[] StackGpa;
+    /// <summary>Bytes of the slot on its first page (the operand size when it does not cross).</summary>
+    public readonly int[] StackSplit;
+    /// <summary>POP: the value read from the stack.</summary>
+    public readonly ulong[] StackValue;
+    /// <summary>CALL/JMP: the RIP the instruction loads, and whether it loads one.</summary>
+    public readonly ulong[] BranchTarget;
+    public readonly bool[] Branch;
 }

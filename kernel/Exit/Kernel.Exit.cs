@@ -94,7 +94,6 @@ public sealed partial class Kernel
         _marks = Trace.Keep ? new DisplayMarks(Trace) : null;
         _tdx = State.Cost == StateAccessCost.Tdx;
         InitWide(n);
-        InitStack(n);
     }
 
     /// <summary>The data side's TLB and the recent decodes, per vCPU (hot/Guest/DataTlb.cs, hot/Decode/DecodeCache.cs).</summary>
@@ -430,7 +429,7 @@ public sealed partial class Kernel
         if (_checkElements[v] && ElementFaults(cpu, v)) return;
         // PUSH/POP/CALL/JMP m: the stack slot before the device side (Kernel.Stack.cs); POP's value comes from it.
         if (StackOps.IsStackForm(_f.Acc[v].Kind) && !StackBegin(cpu, v)) return;
-        if (read == Side.None) { AfterRead(cpu, v, _f.Acc[v].Kind == AccessKind.Pop ? _stackValue[v] : 0); return; }
+        if (read == Side.None) { AfterRead(cpu, v, _f.Acc[v].Kind == AccessKind.Pop ? _f.StackValue[v] : 0); return; }
         Access(cpu, v, read, write: false, 0);
     }
 

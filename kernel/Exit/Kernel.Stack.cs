@@ -27,17 +27,6 @@ namespace Copra.Kernel.Core;
 /// </summary>
 public sealed partial class Kernel
 {
-    ulong[] _stackGpa = [];     // v*2: GPA of the slot's first byte, and of its first byte on the next page when it crosses
-    int[] _stackSplit = [];     // bytes of the slot on its first page (the operand size when it does not cross)
-    ulong[] _stackValue = [];   // POP: the value read from the stack
-    ulong[] _branchTarget = []; // CALL/JMP: the RIP the instruction loads
-    bool[] _branch = [];
-
-    void InitStack(int n)
-    {
-        _stackGpa = new ulong[n * 2]; _stackSplit = new int[n]; _stackValue = new ulong[n]; _branchTarget = new ulong[n]; _branch = new bool[n];
-    }
-
     /// <summary>
     /// Before the element's device side: translates the stack slot (PUSH/CALL: the one written, POP: the one read) and,
     /// for POP, reads it and stages rSP in the pending registers. False when a fault was injected.
@@ -45,16 +34,16 @@ public sealed partial class Kernel
     bool StackBegin(Cpu cpu, int v)
     {
         ref readonly var d = ref _f.Acc[v];
-        _branch[v] = false;
+        _f.Branch[v] = false;
         if (d.Kind == AccessKind.Jmp) return true;
         bool push = d.Kind != AccessKind.Pop;
         if (!StackTranslate(cpu, v, push)) return false;
         if (push) return true;
         ulong value = 0;
-        int split = _stackSplit[v];
-        value = _memory.ReadSized(_stackGpa[v * 2], split);
-        if (split < d.Size) value |= _memory.ReadSized(_stackGpa[v * 2 + 1], d.Size - split) << (split * 8);
-        _stackValue[v] = value;
+        int split = _f.StackSplit[v];
+        value = _memory.ReadSized(_f.StackGpa[v * 2], split);
+        if (split < d.Size) value |= _memory.ReadSized(_f.StackGpa[v * 2 + 1], d.Size - split) << (split * 8);
+        _f.StackValue[v] = value;
         Span<ulong> pend = _pendGprs.AsSpan(v * 16, 16);
         State.Gprs(v).CopyTo(pend);
         pend[Gpr.Rsp] = StackOps.RspAfter(in d, pend[Gpr.Rsp], StackWidth(v));
@@ -80,30 +69,30 @@ public sealed partial class Kernel
                 InjectException(cpu, v, VectorGp, 0);
                 return false;
             }
-            _branchTarget[v] = target;
-            _branch[v] = true;
+            _f.BranchTarget[v] = target;
+            _f.Branch[v] = true;
             if (d.Kind == AccessKind.Jmp) return true;
             value = StackOps.ReturnAddress(in d, State.Rip(v));
         }
-        int split = _stackSplit[v];
-        _memory.WriteSized(_stackGpa[v * 2], split, value);
-        if (split < d.Size) _memory.WriteSized(_stackGpa[v * 2 + 1], d.Size - split, value >> (split * 8));
+        int split = _f.StackSplit[v];
+        _memory.WriteSized(_f.StackGpa[v * 2], split, value);
+        if (split < d.Size) _memory.WriteSized(_f.StackGpa[v * 2 + 1], d.Size - split, value >> (split * 8));
         State.Gpr(v, Gpr.Rsp) = StackOps.RspAfter(in d, State.Gpr(v, Gpr.Rsp), StackWidth(v));
-        Followed(v)?.Step(v, $"stack: 0x{value:x} pushed at GPA 0x{_stackGpa[v * 2]:x}, RSP now 0x{State.Gpr(v, Gpr.Rsp):x}");
+        Followed(v)?.Step(v, $"stack: 0x{value:x} pushed at GPA 0x{_f.StackGpa[v * 2]:x}, RSP now 0x{State.Gpr(v, Gpr.Rsp):x}");
         return true;
     }
 
     /// <summary>The RIP the instruction leaves: a CALL/JMP's target (consumed), else the next instruction.</summary>
     ulong NextRip(int v)
     {
-        if (!_branch[v]) return State.Rip(v) + _f.Acc[v].Length;
-        _branch[v] = false;
-        return _branchTarget[v];
+        if (!_f.Branch[v]) return State.Rip(v) + _f.Acc[v].Length;
+        _f.Branch[v] = false;
+        return _f.BranchTarget[v];
     }
 
     int StackWidth(int v) => StackOps.StackWidth(_f.Acc[v].Mode, _f.Acc[v].Mode == CpuMode.Bits64 ? (ushort)0 : State.SegAttributes(v, StateField.Ss));
 
-    /// <summary>SS:[slot] through the CPU's checks and the page walk into <see cref="_stackGpa"/>; false when a fault was injected.</summary>
+    /// <summary>SS:[slot] through the CPU's checks and the page walk into <see cref="_f.StackGpa"/>; false when a fault was injected.</summary>
     bool StackTranslate(Cpu cpu, int v, bool write)
     {
         ref readonly var d = ref _f.Acc[v];
@@ -126,7 +115,7 @@ public sealed partial class Kernel
             linear = (State.SegBase(v, StateField.Ss) + offset) & 0xFFFF_FFFFUL;
         }
         int first = (int)Math.Min(size, Page.Size - (linear & Page.Mask));
-        _stackSplit[v] = first;
+        _f.StackSplit[v] = first;
         for (int part = 0; part < (first < size ? 2 : 1); part++)
         {
             ulong at = part == 0 ? linear : linear + (ulong)first;
@@ -138,7 +127,7 @@ public sealed partial class Kernel
                 InjectException(cpu, v, VectorGp, 0);
                 return false;
             }
-            _stackGpa[v * 2 + part] = gpa;
+            _f.StackGpa[v * 2 + part] = gpa;
         }
         return true;
     }
