@@ -148,6 +148,10 @@ public class DecoderRuleTests
         Assert.Equal(RefuseReason.LockInvalid, FallbackRefusal("f0 8b 00"));         // lock mov eax, [rax]
         Assert.Equal(RefuseReason.UnknownOpcode, FallbackRefusal("f0 06 90"));       // lock on an undefined opcode
         Assert.Equal(RefuseReason.UnknownOpcode, FallbackRefusal("06 90 90 90"));
+        // Bytes Iced refuses for a reason other than LOCK, which its lax mode ignores, are not LOCK's fault (catches the
+        // lax re-decode's `valid && LOCK` widened to `valid || LOCK`): LEA with a register operand and MOV to CS, both #UD.
+        Assert.Equal(RefuseReason.UnknownOpcode, FallbackRefusal("8d c0"));          // lea eax, eax
+        Assert.Equal(RefuseReason.UnknownOpcode, FallbackRefusal("8e c8"));          // mov cs, eax
     }
 
     [Fact]
