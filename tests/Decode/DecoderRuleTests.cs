@@ -186,4 +186,19 @@ public class DecoderRuleTests
         Assert.Equal(0x2 | WriteBack.CF, fl);
         Assert.Equal(5ul, g[Gpr.Rcx]);
     }
+
+    [Fact]
+    public void F2_selects_its_own_mandatory_prefix_column_not_F3s()
+    {
+        // F3 0F 6F/7F is MOVDQU; F2 0F 6F/7F is undefined (#UD). The fast path must look F2 up as F2 (catches the REP
+        // prefix's column chosen as F3 whatever the prefix, which would decode F2 0F 6F as MOVDQU).
+        var movdqu = Fast("f3 0f 6f 00");
+        Assert.Equal(AccessKind.ReadVec, movdqu.Kind);
+        Assert.Equal(16, movdqu.Size);
+        foreach (string hex in new[] { "f2 0f 6f 00", "f2 0f 7f 00", "f3 f2 0f 6f 00" })
+        {
+            Assert.False(X86Decoder.TryDecode(Hex(hex), CpuMode.Bits64, out _), $"{hex}: decoded as MOVDQU");
+            Assert.Equal(RefuseReason.UnknownOpcode, FallbackRefusal(hex));
+        }
+    }
 }
