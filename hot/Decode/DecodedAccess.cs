@@ -155,6 +155,9 @@ public struct DecodedAccess
     public byte Align;
     public RefuseReason Error;
 
+    /// <summary>Bytes of the whole memory operand: <see cref="Size"/>, except FXSAVE/FXRSTOR's 512 (Size is their piece's).</summary>
+    public readonly int OperandBytes => Kind is AccessKind.Fxsave or AccessKind.Fxrstor ? 512 : Size;
+
     /// <summary>True when the form has a memory operand (everything but IN/OUT).</summary>
     public readonly bool HasMemory => Kind != AccessKind.Unsupported && Kind != AccessKind.In && Kind != AccessKind.Out;
 }

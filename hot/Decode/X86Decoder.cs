@@ -133,6 +133,8 @@ public static class X86Decoder
                 int g = (arg * 8 + regField) * GroupRowSize;
                 kind = Groups[g];
                 if (kind == (int)AccessKind.Unsupported) return Refuse(ref d, RefuseReason.UnsupportedOp);
+                // Why: 66/F2/F3 make 0F AE /0 and /1 undefined (Iced agrees); decided on ModRM, before SIB and displacement.
+                if (kind is (int)AccessKind.Fxsave or (int)AccessKind.Fxrstor && (opSizePrefix || repPrefix)) return Refuse(ref d, RefuseReason.UnknownOpcode);
                 aluOp = Groups[g + 1];
                 immKind &= Groups[g + 2];
                 // Why: PUSH/POP m default to 8 bytes in 64-bit mode (66 gives 2, REX.W wins); near CALL/JMP m are always 8.
