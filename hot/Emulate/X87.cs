@@ -34,6 +34,12 @@ public static class X87
 
     public static int Top(ushort fsw) => (fsw >> TopShift) & 7;
 
+    /// <summary>FCW as the processor keeps it: reserved bit 6 reads 1 and bits 7, 13-15 read 0 whatever was loaded (the host
+    /// CPU's answer in the oracle; SDM vol. 1 figure 8-6 marks them reserved). <see cref="FcwKept"/> are the bits loaded as given.</summary>
+    public const ushort FcwOnes = 0x0040, FcwKept = 0x1F3F;
+
+    public static ushort NormaliseFcw(ushort fcw) => (ushort)((fcw & FcwKept) | FcwOnes);
+
     /// <summary>Bytes of the image FXSAVE stores and FXRSTOR reads: 416 in 64-bit mode (XMM0-15), 288 outside it (XMM0-7).</summary>
     public static int ImageBytes(bool mode64) => mode64 ? 416 : 288;
 
@@ -154,7 +160,7 @@ public static class X87
     {
         if (!MxcsrValid(image)) return false;
         ushort fsw = BinaryPrimitives.ReadUInt16LittleEndian(image[2..]);
-        s.SetFcw(v, BinaryPrimitives.ReadUInt16LittleEndian(image));
+        s.SetFcw(v, NormaliseFcw(BinaryPrimitives.ReadUInt16LittleEndian(image)));
         s.SetFsw(v, fsw);
         s.SetFop(v, BinaryPrimitives.ReadUInt16LittleEndian(image[6..]));
         if (rexW)
