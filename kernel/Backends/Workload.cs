@@ -431,6 +431,7 @@ public sealed partial class WorkloadBuilder
             "movs" => StringStep(p, "movsd", a => a.movsd(), win, [(6, _l.Data), (7, win)], 7),
             "cpuid" => CpuidStep(p),
             "push_pop" => PushPop(p, win, random),
+            "sse" or "movdiri" or "movdir64b" or "cmps" or "cmpxchg16b" or "call_jmp" or "bsf_bsr" => KvmPathStep(p, kind, win, random),
             // Why: one fixed register for every vCPU and iteration (no Vary), so the vCPUs contend for the held device.
             // The ticker advances on every read, so each XADD's write is answered Mismatch once and redone from the moved
             // value: held (no other vCPU's access between its read and write), it returns an odd value (the ticker is even
@@ -442,7 +443,8 @@ public sealed partial class WorkloadBuilder
         if (s.Reason == ExitReason.Mmio && kind != "lock_xadd")
         {
             if (s.VaryReg < 0) s.VaryReg = 6;
-            s.VaryStride = 4; s.VarySpan = 0xEF0; s.VaryRandom = random;
+            if (s.VaryStride == 0) { s.VaryStride = 4; s.VarySpan = 0xEF0; }   // an entry with an alignment sets its own
+            s.VaryRandom = random;
         }
     }
 
