@@ -27,16 +27,17 @@ case "$verb" in
     area=cold; conc=()
     while [ $# -gt 0 ]; do
       case "$1" in
-        --project) area="${2:-}"; shift 2 || { echo "mutate: --project needs cold|decode|gate|pipeline" >&2; exit 2; } ;;
+        --project) area="${2:-}"; shift 2 || { echo "mutate: --project needs cold|decode|gate|pipeline[-host|-exit|-devices]" >&2; exit 2; } ;;
         --concurrency)
           case "${2:-}" in [1-9]|[1-9][0-9]) conc=(--concurrency "$2"); shift 2 ;;
             *) echo "mutate: --concurrency needs a number of test hosts (1-99)" >&2; exit 2 ;; esac ;;
-        *) echo "mutate: unknown option $1 (usage: ./build.sh mutate [--project cold|decode|gate|pipeline] [--concurrency N])" >&2; exit 2 ;;
+        *) echo "mutate: unknown option $1 (usage: ./build.sh mutate [--project cold|decode|gate|pipeline[-host|-exit|-devices]] [--concurrency N])" >&2; exit 2 ;;
       esac
     done
     # Stryker runs in the test project's folder (from the root it would see Copra.slnx and switch to solution mode).
-    case "$area" in cold) dir=tests/Cold ;; decode) dir=tests/Decode ;; gate|pipeline) dir=tests ;;
-      *) echo "mutate: unknown project '$area' (cold|decode|gate|pipeline)" >&2; exit 2 ;; esac
+    # pipeline is the whole exit path (2-2.5 h here); pipeline-host, -exit and -devices split its files (docs/testing.md).
+    case "$area" in cold) dir=tests/Cold ;; decode) dir=tests/Decode ;; gate|pipeline|pipeline-host|pipeline-exit|pipeline-devices) dir=tests ;;
+      *) echo "mutate: unknown project '$area' (cold|decode|gate|pipeline|pipeline-host|pipeline-exit|pipeline-devices)" >&2; exit 2 ;; esac
     dotnet tool restore >/dev/null
     out="$PWD/artifacts/mutation/$area"
     mkdir -p "$out"

@@ -34,24 +34,33 @@ public static class IcedFallback
         AccessKind kind = IcedForms.Classify(ins, out AluOp op, out byte cond);
         if (kind == AccessKind.Unsupported) return Refuse(ref d, RefuseReason.UnsupportedOp);
 
+        // The operand loops stop at OpCount with != (Iced reports the slot after the last operand as a register).
         int memOp = -1;
-        for (int k = 0; k < ins.OpCount; k++)
+        for (int k = 0; k != ins.OpCount; k++)
         {
-            if (IcedForms.IsMemory(ins.GetOpKind(k))) { memOp = k; break; }
+            if (IcedForms.IsMemory(ins.GetOpKind(k)))
+            {
+                memOp = k;
+                // Stryker disable once Statement: only MOVS and CMPS have a second memory operand, of the same address size (all FillMemory takes from it)
+                break;
+            }
         }
         bool portForm = kind is AccessKind.In or AccessKind.Out;
         if (memOp < 0 && !portForm) return Refuse(ref d, RefuseReason.RegisterOperand);
 
         // The register operand, if any (DX of INS/OUTS and the port of IN/OUT are not register operands).
+        bool vec = kind is AccessKind.ReadVec or AccessKind.WriteVec;
         for (int k = 0; k < ins.OpCount; k++)
         {
             if (ins.GetOpKind(k) != OpKind.Register || IcedForms.IsCountRegister(ins, k)) continue;
             Register r = ins.GetOpRegister(k);
-            if (r.IsXMM() && kind is AccessKind.ReadVec or AccessKind.WriteVec) { d.Reg = (sbyte)(r - Register.XMM0); d.RegSize = 16; continue; }
+            // Stryker disable once Logical: only the SSE moves are vec kinds, and their register operand is always an XMM register
+            if (vec && r.IsXMM()) { d.Reg = (sbyte)(r - Register.XMM0); d.RegSize = 16; continue; }
             if (r.IsMM() && kind is AccessKind.MmxRead or AccessKind.MmxWrite) { d.Reg = (sbyte)(r - Register.MM0); d.RegSize = 8; continue; }
             if (!r.IsGPR()) return Refuse(ref d, RefuseReason.UnsupportedOp);
             if (kind is AccessKind.Ins or AccessKind.Outs) continue;
-            if (portForm && r == Register.DX && k == (kind == AccessKind.In ? 1 : 0)) continue;
+            // IN and OUT: DX is the port (their data register is AL, AX or EAX, never DX).
+            if (portForm && r == Register.DX) continue;
             SetReg(ref d, r);
         }
 
@@ -66,7 +75,7 @@ public static class IcedFallback
             d.Size = d.RegSize;
         }
 
-        for (int k = 0; k < ins.OpCount; k++)
+        for (int k = 0; k != ins.OpCount; k++)
         {
             OpKind ok = ins.GetOpKind(k);
             if (ok is OpKind.Immediate8 or OpKind.Immediate16 or OpKind.Immediate32 or OpKind.Immediate8to16
@@ -78,8 +87,9 @@ public static class IcedFallback
                     continue;
                 }
                 d.HasImm = true;
-                // Why: BT's imm8 is a bit number, kept raw; others are operand-size values like X86Decoder's.
-                d.Imm = kind == AccessKind.Bt ? (long)ins.GetImmediate(k) : (long)(ins.GetImmediate(k) & X86Decoder.SizeMask(opSize));
+                // Operand-size values like X86Decoder's. BT's imm8, a bit number (0-255), passes the mask unchanged: BT's
+                // operand is at least 2 bytes.
+                d.Imm = (long)(ins.GetImmediate(k) & X86Decoder.SizeMask(opSize));
             }
         }
 
@@ -141,7 +151,7 @@ public static class IcedFallback
     static bool InvalidWhateverFollows(ReadOnlySpan<byte> bytes, int bitness)
     {
         byte[] probe = [.. bytes, 0];
-        for (int x = 0; x < 256; x++)
+        for (int x = 0; x != 256; x++)
         {
             probe[^1] = (byte)x;
             var dec = IcedDecoder.Create(bitness, new ByteArrayCodeReader(probe), 0, DecoderOptions.None);
@@ -187,8 +197,9 @@ public static class IcedFallback
         {
             d.Base = Gpr.Rip;
             d.AddressSize = (byte)(b == Register.RIP ? 8 : 4);
-            // Iced (decoding at IP 0) reports the target; the encoded displacement is relative to the next RIP.
-            d.Disp = b == Register.RIP ? (long)(ins.MemoryDisplacement64 - (ulong)ins.Length) : (int)(uint)(ins.MemoryDisplacement64 - (ulong)ins.Length);
+            // Iced (decoding at IP 0) reports the target; the encoded displacement is relative to the next RIP and is a
+            // sign-extended 32-bit value in both forms.
+            d.Disp = (int)(uint)(ins.MemoryDisplacement64 - (ulong)ins.Length);
         }
         else
         {
@@ -198,8 +209,8 @@ public static class IcedFallback
                 d.Index = (sbyte)(x.GetFullRegister() - Register.RAX);
                 d.Scale = (byte)ins.MemoryIndexScale;
             }
-            Register sized = b != Register.None ? b : x;
-            d.AddressSize = (byte)(sized != Register.None ? sized.GetSize() : ins.MemoryDisplSize);
+            // Without a base (an index alone, or a bare displacement) Iced's displacement size is the address size.
+            d.AddressSize = (byte)(b != Register.None ? b.GetSize() : ins.MemoryDisplSize);
             ulong disp = ins.MemoryDisplacement64;
             d.Disp = IsMoffs(ins.Code)
                 ? (long)(disp & X86Decoder.SizeMask(d.AddressSize))

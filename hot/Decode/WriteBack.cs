@@ -83,8 +83,7 @@ public static class WriteBack
                 memWrite = 0;
                 return false;
         }
-        flags |= ResultFlags(r, size);
-        rflags = (rflags & ~StatusFlags) | flags;
+        rflags = (rflags & ~StatusFlags) | flags | ResultFlags(r, size);
 
         memWrite = 0;
         if (d.Op is AluOp.Cmp or AluOp.Test) return false;
@@ -169,7 +168,7 @@ public static class WriteBack
         WriteReg(gprs, reg, false, addressSize, gprs[reg] + delta);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static ulong SignExtend(ulong v, int size) => size >= 8 ? v : (ulong)(((long)v << (64 - size * 8)) >> (64 - size * 8));
+    static ulong SignExtend(ulong v, int size) => (ulong)(((long)v << (64 - size * 8)) >> (64 - size * 8)); // size 8: shifts by 0
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static ulong ResultFlags(ulong r, int size) =>

@@ -36,12 +36,14 @@ public static class X86Decoder
     {
         d = default;
         d.Mode = mode;
-        int limit = bytes.Length < MaxLength ? bytes.Length : MaxLength;
+        int limit = Math.Min(bytes.Length, MaxLength);
         // Why: once 15 bytes are available, any further byte needed makes the instruction too long for the CPU.
         RefuseReason shortOf = bytes.Length >= MaxLength ? RefuseReason.TooLong : RefuseReason.Truncated;
         bool is64 = mode == CpuMode.Bits64;
 
-        bool opSizePrefix = false, addrSizePrefix = false, lockPrefix = false, repPrefix = false, repne = false;
+        bool opSizePrefix = false, addrSizePrefix = false, lockPrefix = false, repPrefix = false;
+        // Stryker disable once Boolean: every REP prefix sets repne, and nothing reads it without one
+        bool repne = false;
         int segOverride = -1;
         int rex = 0;
         int i = 0;

@@ -148,6 +148,10 @@ public class DecoderRuleTests
         Assert.Equal(RefuseReason.LockInvalid, FallbackRefusal("f0 8b 00"));         // lock mov eax, [rax]
         Assert.Equal(RefuseReason.UnknownOpcode, FallbackRefusal("f0 06 90"));       // lock on an undefined opcode
         Assert.Equal(RefuseReason.UnknownOpcode, FallbackRefusal("06 90 90 90"));
+        // Bytes Iced refuses for a reason other than LOCK, which its lax mode ignores, are not LOCK's fault (catches the
+        // lax re-decode's `valid && LOCK` widened to `valid || LOCK`): LEA with a register operand and MOV to CS, both #UD.
+        Assert.Equal(RefuseReason.UnknownOpcode, FallbackRefusal("8d c0"));          // lea eax, eax
+        Assert.Equal(RefuseReason.UnknownOpcode, FallbackRefusal("8e c8"));          // mov cs, eax
     }
 
     [Fact]
@@ -181,6 +185,21 @@ public class DecoderRuleTests
         Assert.Equal(0ul, mem);
         Assert.Equal(0x2 | WriteBack.CF, fl);
         Assert.Equal(5ul, g[Gpr.Rcx]);
+    }
+
+    [Fact]
+    public void F2_selects_its_own_mandatory_prefix_column_not_F3s()
+    {
+        // F3 0F 6F/7F is MOVDQU; F2 0F 6F/7F is undefined (#UD). The fast path must look F2 up as F2 (catches the REP
+        // prefix's column chosen as F3 whatever the prefix, which would decode F2 0F 6F as MOVDQU).
+        var movdqu = Fast("f3 0f 6f 00");
+        Assert.Equal(AccessKind.ReadVec, movdqu.Kind);
+        Assert.Equal(16, movdqu.Size);
+        foreach (string hex in new[] { "f2 0f 6f 00", "f2 0f 7f 00", "f3 f2 0f 6f 00" })
+        {
+            Assert.False(X86Decoder.TryDecode(Hex(hex), CpuMode.Bits64, out _), $"{hex}: decoded as MOVDQU");
+            Assert.Equal(RefuseReason.UnknownOpcode, FallbackRefusal(hex));
+        }
     }
 }
 
