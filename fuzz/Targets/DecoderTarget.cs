@@ -96,6 +96,12 @@ public sealed class DecoderTarget(CpuMode mode, DecoderGen gen = DecoderGen.Mixe
         Cmp("rep", d.Rep, e.Rep);
         Cmp("repne", d.RepNe, e.RepNe);
         Cmp("cond", (int)d.Cond, (int)e.Cond);
+        if (IcedForms.IsSystem(e.Kind))
+        {
+            Cmp("sysreg", (int)d.SysReg, e.SysReg);
+            // The operand size sizes a far pointer's offset and an LGDT/LIDT base; the m16 forms ignore it.
+            if (e.Kind is AccessKind.FarJmp or AccessKind.FarCall || e.SysReg is SysReg.Gdtr or SysReg.Idtr) Cmp("opsize", (int)d.RegSize, e.SysOperandSize);
+        }
         if (d.Kind is AccessKind.In or AccessKind.Out or AccessKind.Ins or AccessKind.Outs)
         {
             Cmp("portIsDx", d.PortIsDx, e.PortIsDx);
@@ -135,7 +141,7 @@ public static class InstructionGen
     [
         0xA3, 0xAB, 0xB3, 0xBB, 0xBA, 0xB6, 0xB7, 0xBE, 0xBF, 0xA4, 0xA5, 0xAC, 0xAD, 0xAF, 0xB0, 0xB1, 0xC0, 0xC1, 0xC3, 0xC7,
         0x40, 0x43, 0x44, 0x47, 0x4A, 0x4F, 0x90, 0x92, 0x94, 0x97, 0x9C, 0x9F,
-        0x10, 0x11, 0x28, 0x29, 0x2B, 0x6F, 0x7F, 0xE7, 0x38,
+        0x10, 0x11, 0x28, 0x29, 0x2B, 0x6F, 0x7F, 0xE7, 0x38, 0x00, 0x01,
     ];
     public static readonly byte[] TwoByteNeighbours = [0xBC, 0xBD, 0xB8, 0xA2, 0xA0, 0xA8, 0xB2, 0xB4, 0xC2, 0xC8, 0x3A, 0x12, 0x13, 0x2A, 0x6E, 0x7E, 0xD6, 0xE6];
     /// <summary>0F 38 opcodes: MOVDIRI, MOVDIR64B (and ENQCMD(S) with F2/F3), and neighbours.</summary>

@@ -47,6 +47,7 @@ public static class IcedFallback
         {
             if (ins.GetOpKind(k) != OpKind.Register || IcedForms.IsCountRegister(ins, k)) continue;
             Register r = ins.GetOpRegister(k);
+            if (r.IsSegmentRegister() && IcedForms.IsSystem(kind)) continue;   // MOV Sreg: the segment is SysReg, not a GPR
             if (r.IsXMM() && kind is AccessKind.ReadVec or AccessKind.WriteVec) { d.Reg = (sbyte)(r - Register.XMM0); d.RegSize = 16; continue; }
             if (!r.IsGPR()) return Refuse(ref d, RefuseReason.UnsupportedOp);
             if (kind is AccessKind.Ins or AccessKind.Outs) continue;
@@ -97,6 +98,11 @@ public static class IcedFallback
         d.Align = (byte)(op == AluOp.Cmpxchg16b ? 16 : kind == AccessKind.Movdir64b ? 64 : AlignedSse(ins.Mnemonic) ? 16 : 0);
         // MOVDIR64B writes ES:[reg]; its ModRM operand (and any segment override) is the source.
         if (kind == AccessKind.Movdir64b) { d.SrcSegment = d.Segment; d.Segment = Seg.ES; }
+        if (IcedForms.IsSystem(kind))
+        {
+            (d.SysReg, int osz) = IcedForms.SystemOperand(ins);
+            d.RegSize = (byte)osz;
+        }
         d.Length = (byte)ins.Length;
         return true;
     }

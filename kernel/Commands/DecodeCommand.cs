@@ -186,6 +186,11 @@ public static class DecodeCommand
         AccessKind.Pop => "pop",
         AccessKind.Call => "call",
         AccessKind.Jmp => "jmp",
+        AccessKind.SysStore => "sys_store",
+        AccessKind.SysLoad => "sys_load",
+        AccessKind.SegLoad => "seg_load",
+        AccessKind.FarJmp => "jmp_far",
+        AccessKind.FarCall => "call_far",
         _ => "unsupported",
     };
 

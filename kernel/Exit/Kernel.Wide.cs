@@ -93,6 +93,8 @@ public sealed partial class Kernel
             case AccessKind.Movdir64b:
                 WideRead(v).CopyTo(WideWrite(v));
                 return true;
+            case AccessKind.SysStore or AccessKind.SysLoad or AccessKind.SegLoad or AccessKind.FarJmp or AccessKind.FarCall:
+                return SystemCompute(cpu, v, value, out write, out toWrite);   // Kernel.System.cs
         }
         bool rmw = IsRmw(in d);
         Span<ulong> gprs = State.Gprs(v);
