@@ -38,6 +38,9 @@ public sealed record WorkloadSpec
     /// <summary>On vCPU 0, the stack and branch forms against the test device (<see cref="WorkloadBuilder"/>.StackFamilies):
     /// PUSH m, POP m, CALL m and JMP m, 8- and 2-byte, and their faults (a non-canonical target, a stack on an unmapped page).</summary>
     public bool StackFamilies { get; init; }
+    /// <summary>On vCPU 0, the system-state forms and segment loads against the test device (Workload.System.cs): LGDT/SGDT,
+    /// SIDT, SMSW, SLDT/LLDT, STR/LTR, MOV Sreg both ways, far JMP m16:32 and far CALL m16:64, and their faults.</summary>
+    public bool SystemFamilies { get; init; }
     /// <summary>Loop iterations per vCPU (the run's exit count grows with it).</summary>
     public long Iterations { get; init; } = 64;
 }
@@ -59,7 +62,7 @@ public sealed record VmLayout(ulong MemBase, ulong MemLength, ulong UartPort, ul
 /// the VM, 2 MiB pages above, 4 KiB pages for the device ranges), the GDT, one program per vCPU
 /// assembled with Iced, and the long-mode registers each vCPU starts with.
 /// </summary>
-public sealed class WorkloadBuilder
+public sealed partial class WorkloadBuilder
 {
     const int TestDeviceRegsChecksum = Copra.User.Programs.TestDeviceRegs.ChecksumBytes;
 
@@ -113,6 +116,7 @@ public sealed class WorkloadBuilder
         if (vcpu == 0 && w.HostileForms && dev != 0) HostileForms(p, dev);
         if (vcpu == 0 && w.EmulatedFamilies && dev != 0) EmulatedFamilies(p, dev + 0x1800);
         if (vcpu == 0 && w.StackFamilies && dev != 0) StackFamilies(p, dev + 0x1E00);
+        if (vcpu == 0 && w.SystemFamilies && dev != 0) SystemFamilies(p, dev + 0x1A00);
 
         p.LoopStart = p.Steps.Count;
         foreach (var kind in w.Mix) MixStep(p, kind, dev, w.Pattern == "random");
