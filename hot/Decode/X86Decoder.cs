@@ -140,6 +140,8 @@ public static class X86Decoder
                 {
                     sysSize = rule == SizeWord ? 2 : rule == SizeDescTable ? (is64 ? 10 : 6) : opSize + 2;
                     if (rule == SizeDescTable && is64) opSize = 8;   // SGDT..LIDT: 64-bit operands in 64-bit mode whatever 66/REX.W say
+                    // Why: a far pointer is memory by definition; FF /3, /5 with mod = 3 are undefined (#UD), not register forms.
+                    if (rule == SizeFarPtr) flags |= FMemOnly;
                 }
                 else if (rule != SizeNormal && is64) opSize = rule == SizeStack && opSizePrefix && (rex & 8) == 0 ? 2 : 8;
             }

@@ -260,6 +260,17 @@ public class SystemRuleTests
         Assert.Equal(new byte[] { 0x45, 0x23, 0x18, 0x00 }, f[..4].ToArray());
     }
 
+    [Fact]
+    public void Six_byte_accesses_move_exactly_48_bits_of_guest_ram()
+    {
+        var m = new GuestMemory(1 << 20);
+        m.WriteU64(0x100, ulong.MaxValue);
+        m.WriteU64(0x108, ulong.MaxValue);
+        m.WriteSized(0x101, 6, 0x1122_3344_5566_7788);
+        Assert.Equal(0xFF33_4455_6677_88FFUL, m.ReadU64(0x100));
+        Assert.Equal(0x3344_5566_7788UL, m.ReadSized(0x101, 6));
+    }
+
     // ---- LLDT, LTR ----
 
     [Fact]
