@@ -100,7 +100,8 @@ public sealed class DecoderTarget(CpuMode mode, DecoderGen gen = DecoderGen.Mixe
         {
             Cmp("sysreg", (int)d.SysReg, e.SysReg);
             // The operand size sizes a far pointer's offset and an LGDT/LIDT base; the m16 forms ignore it.
-            if (e.Kind is AccessKind.FarJmp or AccessKind.FarCall || e.SysReg is SysReg.Gdtr or SysReg.Idtr) Cmp("opsize", (int)d.RegSize, e.SysOperandSize);
+            if (e.Kind is AccessKind.FarJmp or AccessKind.FarCall or AccessKind.LoadFarPtr || e.SysReg is SysReg.Gdtr or SysReg.Idtr)
+                Cmp("opsize", (int)d.RegSize, e.SysOperandSize);
         }
         if (d.Kind is AccessKind.In or AccessKind.Out or AccessKind.Ins or AccessKind.Outs)
         {

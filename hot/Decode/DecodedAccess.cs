@@ -62,6 +62,9 @@ public enum AccessKind : byte
     FarJmp,
     /// <summary>CALL m16:16/32/64, far (FF /3): as <see cref="FarJmp"/>, and pushes CS then the return RIP (guest RAM).</summary>
     FarCall,
+    /// <summary>LSS/LFS/LGS r, m16:16/32/64 (0F B2/B4/B5): segment <see cref="DecodedAccess.SysReg"/> through its descriptor
+    /// from the selector, then <see cref="DecodedAccess.Reg"/> = the offset.</summary>
+    LoadFarPtr,
 }
 
 /// <summary>The arithmetic of an <see cref="AccessKind.Alu"/> access.

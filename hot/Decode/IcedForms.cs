@@ -28,6 +28,7 @@ public static class IcedForms
                 return ins.Op0Register == Register.CS ? AccessKind.Unsupported : AccessKind.SegLoad;
             case Mnemonic.Sgdt: case Mnemonic.Sidt: case Mnemonic.Sldt: case Mnemonic.Str: case Mnemonic.Smsw: return AccessKind.SysStore;
             case Mnemonic.Lgdt: case Mnemonic.Lidt: case Mnemonic.Lldt: case Mnemonic.Ltr: case Mnemonic.Lmsw: return AccessKind.SysLoad;
+            case Mnemonic.Lss: case Mnemonic.Lfs: case Mnemonic.Lgs: return AccessKind.LoadFarPtr;
             case Mnemonic.Movnti: case Mnemonic.Movdiri: return AccessKind.Write;
             case Mnemonic.Movups: case Mnemonic.Movupd: case Mnemonic.Movdqu: case Mnemonic.Movaps: case Mnemonic.Movapd: case Mnemonic.Movdqa:
                 if (ins.Encoding != EncodingKind.Legacy) return AccessKind.Unsupported;   // VEX/EVEX forms are not emulated
@@ -70,7 +71,8 @@ public static class IcedForms
     }
 
     /// <summary>True for the system-state and segment-load kinds, whose register is <see cref="DecodedAccess.SysReg"/>.</summary>
-    public static bool IsSystem(AccessKind k) => k is AccessKind.SysStore or AccessKind.SysLoad or AccessKind.SegLoad or AccessKind.FarJmp or AccessKind.FarCall;
+    public static bool IsSystem(AccessKind k) => k is AccessKind.SysStore or AccessKind.SysLoad or AccessKind.SegLoad or AccessKind.FarJmp
+        or AccessKind.FarCall or AccessKind.LoadFarPtr;
 
     /// <summary>
     /// A system form's register (<see cref="DecodedAccess.SysReg"/>) and operand size (2, 4 or 8: Iced's Code names it,
@@ -86,6 +88,9 @@ public static class IcedForms
             Mnemonic.Str or Mnemonic.Ltr => SysReg.Tr,
             Mnemonic.Smsw or Mnemonic.Lmsw => SysReg.Msw,
             Mnemonic.Call or Mnemonic.Jmp => Seg.CS,
+            Mnemonic.Lss => Seg.SS,
+            Mnemonic.Lfs => Seg.FS,
+            Mnemonic.Lgs => Seg.GS,
             _ => SegmentOf(ins.Op0Kind == OpKind.Register ? ins.Op0Register : ins.Op1Register),
         };
         string code = ins.Code.ToString();

@@ -215,6 +215,10 @@ internal static class OpcodeTable
         SetRaw(Map0F + 0x01, KindGroup, FModRM | FMemOnly, ImmNone, GroupSys7);
         SetRaw(0x8E, KindGroup, FModRM, ImmNone, GroupMovSreg);
         SetRaw(0x8C, KindGroup, FModRM | FMemDest, ImmNone, GroupStoreSreg);
+        // LSS, LFS, LGS r, m16:xx (arg: the segment). LES/LDS (C4/C5) are VEX prefixes in 64-bit mode and not built.
+        Set(Map0F + 0xB2, AccessKind.LoadFarPtr, FModRM | FMemOnly, ImmNone, Seg.SS);
+        Set(Map0F + 0xB4, AccessKind.LoadFarPtr, FModRM | FMemOnly, ImmNone, Seg.FS);
+        Set(Map0F + 0xB5, AccessKind.LoadFarPtr, FModRM | FMemOnly, ImmNone, Seg.GS);
 
         SetRaw(Map0F + 0x38, KindEscape, 0, ImmNone, 1);
         Set(Map0F38 + 0xF9, AccessKind.Write, FModRM | FMemDest | FMemOnly, ImmNone, 1);

@@ -213,6 +213,8 @@ public static class X86Decoder
             d.Base = (sbyte)arg;
         }
 
+        if (kind == (int)AccessKind.LoadFarPtr) sysSize = opSize + 2;   // LSS/LFS/LGS: offset then selector; arg is the segment
+
         // Register operand and access width.
         int size = opSize;
         int regSize = opSize;

@@ -592,7 +592,7 @@ public static class Executor
             or AccessKind.Cmps or AccessKind.Outs or AccessKind.ReadVec => "read",
         AccessKind.Write or AccessKind.WriteImm or AccessKind.Stos or AccessKind.Setcc or AccessKind.Ins or AccessKind.WriteVec or AccessKind.Pop => "write",
         AccessKind.Push or AccessKind.Call or AccessKind.Jmp => "read",
-        AccessKind.SysLoad or AccessKind.SegLoad or AccessKind.FarJmp or AccessKind.FarCall => "read",
+        AccessKind.SysLoad or AccessKind.SegLoad or AccessKind.FarJmp or AccessKind.FarCall or AccessKind.LoadFarPtr => "read",
         AccessKind.SysStore => "write",
         AccessKind.Bt => d.Op == AluOp.None ? "read" : "rmw",
         AccessKind.Alu => d.Op is AluOp.Cmp or AluOp.Test or AluOp.Mul or AluOp.Imul or AluOp.Div or AluOp.Idiv || !d.MemIsDest ? "read" : "rmw",

@@ -108,7 +108,13 @@ public sealed partial class WorkloadBuilder
         Expect(Mem(p, "pop qword [rsi+0x78] (the CS pushed)", a => a.pop(__qword_ptr[rsi + 0x78]), x + 0x78, 8, true, B()), (Rsp, s, All));
         Mem(p, "mov rax, [rsi+0x78] (after far CALL)", a => a.mov(rax, __qword_ptr[rsi + 0x78]), x + 0x78, 8, false, B(), expect: SelCode);
 
-        // Faults: nothing of the instruction is committed.
+        // LFS r32, m16:32: FS from the selector (as MOV FS did), EAX = the offset zero-extended into RAX.
+        Mem(p, "mov [rsi+0xa0], rax (m16:32 for LFS)", a => a.mov(__qword_ptr[rsi + 0xA0], rax), x + 0xA0, 8, true, B((0, 0xCAFE_F00DUL | (ulong)SelFsData << 32)));
+        var lfs = Expect(Mem(p, "lfs eax, [rsi+0xa0]", Raw(0x0F, 0xB4, 0x86, 0xA0, 0x00, 0x00, 0x00), x + 0xA0, 6, false, B((0, All))),
+            (0, 0xCAFE_F00D, All), (StateField.Seg(StateField.Fs, StateField.Selector), SelFsData, M16), (StateField.Seg(StateField.Fs, StateField.Base), FsDataBase, All));
+        lfs.PresetFields = [(StateField.Seg(StateField.Fs, StateField.Selector), Gdt.Data), (StateField.Seg(StateField.Fs, StateField.Base), 0)];   // FS flat again first
+
+                // Faults: nothing of the instruction is committed.
         Mem(p, "mov [rsi+0x80], rax (a pointer to the call gate)", a => a.mov(__qword_ptr[rsi + 0x80], rax), x + 0x80, 8, true, B((0, FarJmpTarget | (ulong)SelGate << 32)));
         Mem(p, "jmp far [rsi+0x80] (call gate: #GP(0x70))", Raw(0xFF, 0xAE, 0x80, 0x00, 0x00, 0x00), x + 0x80, 6, false, B());
         Mem(p, "mov [rsi+0x90], rax (GDTR image with a non-canonical base)", a => a.mov(__qword_ptr[rsi + 0x90], rax), x + 0x90, 8, true, B((0, 0x10 | 0x8000_0000_0000UL << 16)));

@@ -191,6 +191,7 @@ public static class DecodeCommand
         AccessKind.SegLoad => "seg_load",
         AccessKind.FarJmp => "jmp_far",
         AccessKind.FarCall => "call_far",
+        AccessKind.LoadFarPtr => "load_far_ptr",
         _ => "unsupported",
     };
 

@@ -378,7 +378,7 @@ public sealed partial class Kernel
             or AccessKind.Cmps or AccessKind.ReadVec => (Side.Memory, Side.None),
         AccessKind.Setcc or AccessKind.Pop => (Side.None, Side.Memory),
         AccessKind.Push or AccessKind.Call or AccessKind.Jmp => (Side.Memory, Side.None),
-        AccessKind.SysLoad or AccessKind.SegLoad or AccessKind.FarJmp or AccessKind.FarCall => (Side.Memory, Side.None),
+        AccessKind.SysLoad or AccessKind.SegLoad or AccessKind.FarJmp or AccessKind.FarCall or AccessKind.LoadFarPtr => (Side.Memory, Side.None),
         AccessKind.SysStore => (Side.None, Side.Memory),
         AccessKind.Alu or AccessKind.Xchg => (Side.Memory, Side.Memory),
         AccessKind.Write or AccessKind.WriteImm or AccessKind.Stos or AccessKind.WriteVec => (Side.None, Side.Memory),

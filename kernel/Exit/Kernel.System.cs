@@ -73,6 +73,7 @@ public sealed partial class Kernel
         {
             AccessKind.SegLoad => LoadSegment(cpu, v, d.SysReg, BinaryPrimitives.ReadUInt16LittleEndian(op), out _),
             AccessKind.FarJmp or AccessKind.FarCall => FarBranch(cpu, v, op),
+            AccessKind.LoadFarPtr => LoadFarPointer(cpu, v, op),
             _ => SystemLoad(cpu, v, op),
         };
         if (f.Raised)
@@ -203,6 +204,17 @@ public sealed partial class Kernel
         _f.BranchTarget[v] = target;
         _f.Branch[v] = true;
         Followed(v)?.Step(v, $"far {(d.Kind == AccessKind.FarCall ? "call" : "jmp")}: CS 0x{cs.Selector:x} base 0x{cs.Base:x} attr 0x{cs.Attributes:x}, RIP 0x{target:x}");
+        return Fault.None;
+    }
+
+    /// <summary>LSS/LFS/LGS: the segment from the pointer's selector (every check of MOV Sreg), then the register = the offset.</summary>
+    Fault LoadFarPointer(Cpu cpu, int v, ReadOnlySpan<byte> op)
+    {
+        ref readonly var d = ref _f.Acc[v];
+        var (offset, sel) = SystemOps.FarPointer(op, d.RegSize);
+        var f = LoadSegment(cpu, v, d.SysReg, sel, out _);
+        if (f.Raised) return f;
+        WriteBack.WriteReg(State.Gprs(v), d.Reg, false, d.RegSize, offset);
         return Fault.None;
     }
 

@@ -93,7 +93,7 @@ public sealed partial class Kernel
             case AccessKind.Movdir64b:
                 WideRead(v).CopyTo(WideWrite(v));
                 return true;
-            case AccessKind.SysStore or AccessKind.SysLoad or AccessKind.SegLoad or AccessKind.FarJmp or AccessKind.FarCall:
+            case AccessKind.SysStore or AccessKind.SysLoad or AccessKind.SegLoad or AccessKind.FarJmp or AccessKind.FarCall or AccessKind.LoadFarPtr:
                 return SystemCompute(cpu, v, value, out write, out toWrite);   // Kernel.System.cs
         }
         bool rmw = IsRmw(in d);
