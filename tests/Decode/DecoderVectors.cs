@@ -153,6 +153,7 @@ public static class DecoderVectors
         AccessKind.SegLoad => "seg_load",
         AccessKind.FarJmp => "jmp_far",
         AccessKind.FarCall => "call_far",
+        AccessKind.LoadFarPtr => "load_far_ptr",
         _ => k.ToString().ToLowerInvariant(),
     };
 
