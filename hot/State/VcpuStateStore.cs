@@ -49,7 +49,7 @@ public enum StateAccessCost : byte
 }
 
 /// <summary>Per-vCPU architectural state with TDX field-access accounting.</summary>
-public sealed class VcpuStateStore
+public sealed partial class VcpuStateStore
 {
     /// <summary>
     /// Bit of each tracked field in the valid/dirty masks.
@@ -140,16 +140,20 @@ public sealed class VcpuStateStore
     [StructLayout(LayoutKind.Explicit, Size = 128)]
     internal struct Accounting
     {
-        // Fields at 64..111 of a 128-byte slot: whatever the array's base alignment, two slots' fields are
-        // at least 80 bytes apart and never share a 64-byte line.
+        // Fields at 64..127 of a 128-byte slot: whatever the array's base alignment, two slots' fields are
+        // at least 64 bytes apart and never share a 64-byte line.
         [FieldOffset(64)] public ulong Valid;
         [FieldOffset(72)] public ulong Dirty;
         [FieldOffset(80)] public long Reads;
         [FieldOffset(88)] public long Writes;
-        // Why a second word rather than UInt128 masks: the common fields' charge stays one 64-bit test and the JIT
-        // folds the word choice away for the typed accessors (their bit is a constant).
-        [FieldOffset(96)] public ulong ValidHigh;
-        [FieldOffset(104)] public ulong DirtyHigh;
+        // The x87/MMX/MXCSR fields' own valid/dirty pair (VcpuStateStore.X87.cs): the first mask has no room left.
+        [FieldOffset(96)] public ulong X87Valid;
+        [FieldOffset(104)] public ulong X87Dirty;
+        // The system registers' pair (GDTR/IDTR/LDTR/TR, Bit.SysFirst and up). Why a second word rather than UInt128
+        // masks: the common fields' charge stays one 64-bit test and the JIT folds the word choice away for the typed
+        // accessors (their bit is a constant). Fields at 64..127: two slots' fields stay at least 64 bytes apart.
+        [FieldOffset(112)] public ulong ValidHigh;
+        [FieldOffset(120)] public ulong DirtyHigh;
     }
 
     readonly Accounting[] _acct;
@@ -182,7 +186,7 @@ public sealed class VcpuStateStore
         _dirtyTrackHigh = tdx ? Bit.AllHigh : 0;
         _keepOnExitHigh = tdx ? 0 : Bit.AllHigh;
         _acct = new Accounting[vcpuCount];
-        if (!tdx) for (int v = 0; v < vcpuCount; v++) { _acct[v].Valid = Bit.All; _acct[v].ValidHigh = Bit.AllHigh; }
+        if (!tdx) for (int v = 0; v < vcpuCount; v++) { _acct[v].Valid = Bit.All; _acct[v].X87Valid = X87Bit.All; _acct[v].ValidHigh = Bit.AllHigh; }
 
         _gpr = new ulong[vcpuCount * 16];
         _rip = new ulong[vcpuCount];
@@ -216,6 +220,7 @@ public sealed class VcpuStateStore
             _segAttributes[v * SegCount + Ldtr] = SegmentAttributes.P | SegmentAttributes.TypeLdt;
             _segAttributes[v * SegCount + Tr] = SegmentAttributes.P | SegmentAttributes.TypeBusyTss16;
         }
+        _x87 = new X87Arrays(vcpuCount);
     }
 
     /// <summary>Number of vCPUs.</summary>
@@ -260,6 +265,7 @@ public sealed class VcpuStateStore
     {
         ref Accounting a = ref _acct[v];
         a.Valid &= _keepOnExit;
+        a.X87Valid &= _keepOnExit;
         a.ValidHigh &= _keepOnExitHigh;
     }
 
@@ -267,11 +273,12 @@ public sealed class VcpuStateStore
     public int OnEntry(int v)
     {
         ref Accounting a = ref _acct[v];
-        if ((a.Dirty | a.DirtyHigh) == 0) return 0;   // always on SNP, and on TDX after an exit that wrote nothing
+        if ((a.Dirty | a.X87Dirty | a.DirtyHigh) == 0) return 0;   // always on SNP, and on TDX after an exit that wrote nothing
         int n = BitOperations.PopCount(a.Dirty) + (XmmTdcalls - 1) * BitOperations.PopCount(a.Dirty & Bit.XmmMask)
-            + BitOperations.PopCount(a.DirtyHigh);
+            + X87Tdcalls(a.X87Dirty) + BitOperations.PopCount(a.DirtyHigh);
         a.Writes += n;
         a.Dirty = 0;
+        a.X87Dirty = 0;
         a.DirtyHigh = 0;
         return n;
     }
@@ -422,6 +429,7 @@ public sealed class VcpuStateStore
                 return true;
             }
         }
+        if (IsX87Field(field)) return TryReadX87(v, field, out value);
         if ((field & ~0xFFFF_FFFFUL) == StateField.MsrSpace) return TryReadMsr(v, (uint)field, out value);
         value = 0;
         return false;
@@ -470,6 +478,7 @@ public sealed class VcpuStateStore
                 return true;
             }
         }
+        if (IsX87Field(field)) return TryWriteX87(v, field, value);
         if ((field & ~0xFFFF_FFFFUL) == StateField.MsrSpace) return TryWriteMsr(v, (uint)field, value);
         return false;
     }
@@ -681,6 +690,7 @@ public sealed class VcpuStateStore
         Put(page, VmsaLayout.ExitInfo2, _exitGpa[v]);
         for (int n = 0; n < XmmCount; n++)
             BinaryPrimitives.WriteUInt128LittleEndian(page[VmsaLayout.Xmm(n)..], _xmm[v * XmmCount + n]);
+        ExportX87(v, page);
         return true;
     }
 
@@ -699,6 +709,7 @@ public sealed class VcpuStateStore
             return false;
         if ((Get(page, VmsaLayout.EventInj) & PendingEventReserved) != 0) return false;
         if (Get(page, VmsaLayout.Dr6) > uint.MaxValue) return false;
+        if (!X87PageValid(page)) return false;
 
         for (int s = 0; s < SegCount; s++)
         {
@@ -738,6 +749,7 @@ public sealed class VcpuStateStore
         _msr[m + MsrTscAux] = BinaryPrimitives.ReadUInt32LittleEndian(page[VmsaLayout.TscAux..]);
         for (int n = 0; n < XmmCount; n++)
             _xmm[v * XmmCount + n] = BinaryPrimitives.ReadUInt128LittleEndian(page[VmsaLayout.Xmm(n)..]);
+        ImportX87(v, page);
         return true;
     }
 

@@ -38,6 +38,9 @@ public sealed record WorkloadSpec
     /// <summary>On vCPU 0, the stack and branch forms against the test device (<see cref="WorkloadBuilder"/>.StackFamilies):
     /// PUSH m, POP m, CALL m and JMP m, 8- and 2-byte, and their faults (a non-canonical target, a stack on an unmapped page).</summary>
     public bool StackFamilies { get; init; }
+    /// <summary>On vCPU 0, the x87/MMX/FXSAVE state forms against the test device (<see cref="WorkloadBuilder"/>.X87Families):
+    /// FNSTCW, FNSTSW, MMX MOVQ both ways (the TOP/tag transition), FXSAVE/FXSAVE64/FXRSTOR/FXRSTOR64, and their faults.</summary>
+    public bool X87Families { get; init; }
     /// <summary>On vCPU 0, the system-state forms and segment loads against the test device (Workload.System.cs): LGDT/SGDT,
     /// SIDT, SMSW, SLDT/LLDT, STR/LTR, MOV Sreg both ways, far JMP m16:32 and far CALL m16:64, and their faults.</summary>
     public bool SystemFamilies { get; init; }
@@ -116,6 +119,7 @@ public sealed partial class WorkloadBuilder
         if (vcpu == 0 && w.HostileForms && dev != 0) HostileForms(p, dev);
         if (vcpu == 0 && w.EmulatedFamilies && dev != 0) EmulatedFamilies(p, dev + 0x1800);
         if (vcpu == 0 && w.StackFamilies && dev != 0) StackFamilies(p, dev + 0x1E00);
+        if (vcpu == 0 && w.X87Families && dev != 0) X87Families(p, dev + 0x1200);
         if (vcpu == 0 && w.SystemFamilies && dev != 0) SystemFamilies(p, dev + 0x1A00);
 
         p.LoopStart = p.Steps.Count;
@@ -431,6 +435,7 @@ public sealed partial class WorkloadBuilder
             "movs" => StringStep(p, "movsd", a => a.movsd(), win, [(6, _l.Data), (7, win)], 7),
             "cpuid" => CpuidStep(p),
             "push_pop" => PushPop(p, win, random),
+            "sse" or "movdiri" or "movdir64b" or "cmps" or "cmpxchg16b" or "call_jmp" or "bsf_bsr" => KvmPathStep(p, kind, win, random),
             // Why: one fixed register for every vCPU and iteration (no Vary), so the vCPUs contend for the held device.
             // The ticker advances on every read, so each XADD's write is answered Mismatch once and redone from the moved
             // value: held (no other vCPU's access between its read and write), it returns an odd value (the ticker is even
@@ -442,7 +447,8 @@ public sealed partial class WorkloadBuilder
         if (s.Reason == ExitReason.Mmio && kind != "lock_xadd")
         {
             if (s.VaryReg < 0) s.VaryReg = 6;
-            s.VaryStride = 4; s.VarySpan = 0xEF0; s.VaryRandom = random;
+            if (s.VaryStride == 0) { s.VaryStride = 4; s.VarySpan = 0xEF0; }   // an entry with an alignment sets its own
+            s.VaryRandom = random;
         }
     }
 
