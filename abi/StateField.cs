@@ -19,7 +19,10 @@ public static class StateField
     public const ulong Cr0 = 32, Cr2 = 33, Cr3 = 34, Cr4 = 35, Efer = 36;
     /// <summary>DR6, the debug status register (the kernel sets BS when it raises a single-step #DB); resets to 0xFFFF0FF0.</summary>
     public const ulong Dr6 = 37;
-    /// <summary>Segment fields: <c>SegBase + seg*4 + {0 selector, 1 base, 2 limit, 3 attributes}</c>, seg in x86 order ES CS SS DS FS GS.</summary>
+    /// <summary>GDTR and IDTR: base (linear, 64 bits) and limit (16 bits). Reset: base 0, limit 0xFFFF.</summary>
+    public const ulong GdtrBase = 24, GdtrLimit = 25, IdtrBase = 26, IdtrLimit = 27;
+    /// <summary>Segment fields: <c>SegBase + seg*4 + {0 selector, 1 base, 2 limit, 3 attributes}</c>, seg in x86 order ES CS SS DS FS GS,
+    /// then <see cref="Ldtr"/> (6, ids 72..75) and <see cref="Tr"/> (7, ids 76..79).</summary>
     public const ulong SegBase = 48;
     public const ulong ExitReason = 80, ExitQualification = 81, ExitGpa = 82, ExitInstructionLength = 83;
     /// <summary>Pending event to inject: bit 31 valid, bits 7:0 vector, bits 10:8 type.</summary>
@@ -64,6 +67,6 @@ public static class StateField
     /// <summary>Field id of ST(<paramref name="n"/>)'s mantissa (<paramref name="exponent"/> false) or sign and exponent.</summary>
     public static ulong St(int n, bool exponent) => StBase + (ulong)(n * 2) + (exponent ? 1UL : 0);
 
-    public const int Es = 0, Cs = 1, Ss = 2, Ds = 3, Fs = 4, Gs = 5;
+    public const int Es = 0, Cs = 1, Ss = 2, Ds = 3, Fs = 4, Gs = 5, Ldtr = 6, Tr = 7;
     public const int Selector = 0, Base = 1, Limit = 2, Attributes = 3;
 }

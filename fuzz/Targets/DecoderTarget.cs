@@ -96,6 +96,13 @@ public sealed class DecoderTarget(CpuMode mode, DecoderGen gen = DecoderGen.Mixe
         Cmp("rep", d.Rep, e.Rep);
         Cmp("repne", d.RepNe, e.RepNe);
         Cmp("cond", (int)d.Cond, (int)e.Cond);
+        if (IcedForms.IsSystem(e.Kind))
+        {
+            Cmp("sysreg", (int)d.SysReg, e.SysReg);
+            // The operand size sizes a far pointer's offset and an LGDT/LIDT base; the m16 forms ignore it.
+            if (e.Kind is AccessKind.FarJmp or AccessKind.FarCall or AccessKind.LoadFarPtr || e.SysReg is SysReg.Gdtr or SysReg.Idtr)
+                Cmp("opsize", (int)d.RegSize, e.SysOperandSize);
+        }
         if (d.Kind is AccessKind.In or AccessKind.Out or AccessKind.Ins or AccessKind.Outs)
         {
             Cmp("portIsDx", d.PortIsDx, e.PortIsDx);
@@ -137,7 +144,7 @@ public static class InstructionGen
         0x40, 0x43, 0x44, 0x47, 0x4A, 0x4F, 0x90, 0x92, 0x94, 0x97, 0x9C, 0x9F,
         0x10, 0x11, 0x28, 0x29, 0x2B, 0x6F, 0x7F, 0xE7, 0x38, 0xAE,
     ];
-    public static readonly byte[] TwoByteNeighbours = [0xBC, 0xBD, 0xB8, 0xA2, 0xA0, 0xA8, 0xB2, 0xB4, 0xC2, 0xC8, 0x3A, 0x12, 0x13, 0x2A, 0x6E, 0x7E, 0xD6, 0xE6];
+    public static readonly byte[] TwoByteNeighbours = [0xBC, 0xBD, 0xB8, 0xA2, 0xA0, 0xA8, 0xB2, 0xB4, 0xB5, 0x00, 0x01, 0xC2, 0xC8, 0x3A, 0x12, 0x13, 0x2A, 0x6E, 0x7E, 0xD6, 0xE6];
     /// <summary>0F 38 opcodes: MOVDIRI, MOVDIR64B (and ENQCMD(S) with F2/F3), and neighbours.</summary>
     public static readonly byte[] ThreeByte38 = [0xF8, 0xF9, 0xF8, 0xF9, 0xF0, 0xF1, 0xF6, 0x00];
 

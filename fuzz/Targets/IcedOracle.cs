@@ -20,6 +20,8 @@ public struct Expected
     public AluOp Op;
     public byte Cond;
     public int Size, Reg, RegSize, Base, Index, Scale, AddressSize, Segment, SrcSegment, Port;
+    /// <summary>The system forms (IcedForms.IsSystem): the register they name and their operand size.</summary>
+    public int SysReg, SysOperandSize;
     public bool RegHigh8, HasImm, Rep, RepNe, HasMemory, MemIsDest, PortIsDx;
     public long Imm, Disp;
     public string Text;
@@ -90,6 +92,7 @@ public static class IcedOracle
             {
                 if (IcedForms.IsCountRegister(ins, k)) continue;
                 Register r = ins.GetOpRegister(k);
+                if (r.IsSegmentRegister() && IcedForms.IsSystem(e.Kind)) continue;   // MOV Sreg: the segment is SysReg
                 if (r.IsXMM() && e.Kind is AccessKind.ReadVec or AccessKind.WriteVec) { e.Reg = r - Register.XMM0; e.RegSize = 16; continue; }
                 if (r.IsMM() && e.Kind is AccessKind.MmxRead or AccessKind.MmxWrite) { e.Reg = r - Register.MM0; e.RegSize = 8; continue; }
                 if (!r.IsGPR()) return e; // MOV Sreg, CRn and friends are not emulated forms
@@ -114,6 +117,7 @@ public static class IcedOracle
         e.Rep = IcedForms.IsString(e.Kind) && (ins.HasRepPrefix || ins.HasRepnePrefix);
         e.RepNe = e.Rep && e.Kind is AccessKind.Cmps or AccessKind.Scas && ins.HasRepnePrefix;
         if (e.HasMemory) FillMemory(ref e, ins, memOp, mode == CpuMode.Bits64);
+        if (IcedForms.IsSystem(e.Kind)) (e.SysReg, e.SysOperandSize) = IcedForms.SystemOperand(ins);
         return e;
     }
 

@@ -61,6 +61,23 @@ public enum AccessKind : byte
     Fxsave,
     /// <summary>FXRSTOR m512 (0F AE /1; FXRSTOR64 with REX.W): all pieces are read before any state is loaded.</summary>
     Fxrstor,
+
+    // ---- system state and segment loads (hot/Emulate/SystemOps.cs; kernel/Exit/Kernel.System.cs) ----
+    /// <summary>SGDT/SIDT m (limit:16 then base:32/64), SLDT/STR/SMSW m16, MOV m16, Sreg (8C): writes the register named by
+    /// <see cref="DecodedAccess.SysReg"/> to the operand.</summary>
+    SysStore,
+    /// <summary>LGDT/LIDT m, LLDT/LTR/LMSW m16: reads the operand into the register named by <see cref="DecodedAccess.SysReg"/>
+    /// (LLDT/LTR through a descriptor in the guest's GDT).</summary>
+    SysLoad,
+    /// <summary>MOV Sreg, m16 (8E): loads segment <see cref="DecodedAccess.SysReg"/> (ES SS DS FS GS) through its descriptor.</summary>
+    SegLoad,
+    /// <summary>JMP m16:16/32/64, far (FF /5): offset then selector from the operand; CS through its descriptor.</summary>
+    FarJmp,
+    /// <summary>CALL m16:16/32/64, far (FF /3): as <see cref="FarJmp"/>, and pushes CS then the return RIP (guest RAM).</summary>
+    FarCall,
+    /// <summary>LSS/LFS/LGS r, m16:16/32/64 (0F B2/B4/B5): segment <see cref="DecodedAccess.SysReg"/> through its descriptor
+    /// from the selector, then <see cref="DecodedAccess.Reg"/> = the offset.</summary>
+    LoadFarPtr,
 }
 
 /// <summary>The arithmetic of an <see cref="AccessKind.Alu"/> access.
@@ -150,6 +167,11 @@ public struct DecodedAccess
     public bool MemIsDest;
     /// <summary>A locked read-modify-write: an explicit LOCK prefix, or XCHG (always locked).</summary>
     public bool Lock;
+    /// <summary>The register a <see cref="AccessKind.SysStore"/>/<see cref="AccessKind.SysLoad"/>/<see cref="AccessKind.SegLoad"/>
+    /// form names: a segment 0..5 (ES..GS), or <see cref="Decode.SysReg"/> LDTR, TR, GDTR, IDTR, MSW; CS for the far
+    /// branches. For those kinds and the far branches <see cref="RegSize"/> is the operand size (2, 4 or 8), which sizes
+    /// a far pointer's offset and an LGDT/LIDT base; <see cref="Reg"/> stays -1.</summary>
+    public byte SysReg;
     /// <summary>Alignment the memory operand must have or the CPU raises #GP(0): 16 for MOVAPS/APD/DQA, MOVNTPS/NTPD/NTDQ and
     /// CMPXCHG16B, 64 for MOVDIR64B's destination; 0 when any alignment is allowed.</summary>
     public byte Align;
@@ -166,6 +188,13 @@ public struct DecodedAccess
 public static class Seg
 {
     public const byte ES = 0, CS = 1, SS = 2, DS = 3, FS = 4, GS = 5;
+}
+
+/// <summary>The system registers of <see cref="DecodedAccess.SysReg"/> beyond the six segments (LDTR and TR are the
+/// state store's segments 6 and 7).</summary>
+public static class SysReg
+{
+    public const byte Ldtr = 6, Tr = 7, Gdtr = 8, Idtr = 9, Msw = 10;
 }
 
 /// <summary>Well-known register numbers.</summary>

@@ -54,6 +54,7 @@ public static class IcedFallback
         {
             if (ins.GetOpKind(k) != OpKind.Register || IcedForms.IsCountRegister(ins, k)) continue;
             Register r = ins.GetOpRegister(k);
+            if (r.IsSegmentRegister() && IcedForms.IsSystem(kind)) continue;   // MOV Sreg: the segment is SysReg, not a GPR
             // Stryker disable once Logical: only the SSE moves are vec kinds, and their register operand is always an XMM register
             if (vec && r.IsXMM()) { d.Reg = (sbyte)(r - Register.XMM0); d.RegSize = 16; continue; }
             if (r.IsMM() && kind is AccessKind.MmxRead or AccessKind.MmxWrite) { d.Reg = (sbyte)(r - Register.MM0); d.RegSize = 8; continue; }
@@ -114,6 +115,11 @@ public static class IcedFallback
         d.Align = (byte)(op == AluOp.Cmpxchg16b || kind is AccessKind.Fxsave or AccessKind.Fxrstor ? 16 : kind == AccessKind.Movdir64b ? 64 : AlignedSse(ins.Mnemonic) ? 16 : 0);
         // MOVDIR64B writes ES:[reg]; its ModRM operand (and any segment override) is the source.
         if (kind == AccessKind.Movdir64b) { d.SrcSegment = d.Segment; d.Segment = Seg.ES; }
+        if (IcedForms.IsSystem(kind))
+        {
+            (d.SysReg, int osz) = IcedForms.SystemOperand(ins);
+            d.RegSize = (byte)osz;
+        }
         d.Length = (byte)ins.Length;
         return true;
     }

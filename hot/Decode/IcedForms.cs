@@ -20,8 +20,15 @@ public static class IcedForms
         switch (ins.Mnemonic)
         {
             case Mnemonic.Mov:
-                if (IsMemory(ins.Op0Kind)) return ins.Op1Kind == OpKind.Register ? AccessKind.Write : AccessKind.WriteImm;
-                return ins.OpCount == 2 && IsMemory(ins.Op1Kind) ? AccessKind.Read : AccessKind.Unsupported;
+                // 8C MOV m16, Sreg and 8E MOV Sreg, m16 (MOV CS, m16 is #UD: the CPU never runs it).
+                if (IsMemory(ins.Op0Kind))
+                    return ins.Op1Kind != OpKind.Register ? AccessKind.WriteImm : ins.Op1Register.IsSegmentRegister() ? AccessKind.SysStore : AccessKind.Write;
+                if (ins.OpCount != 2 || !IsMemory(ins.Op1Kind)) return AccessKind.Unsupported;
+                if (!ins.Op0Register.IsSegmentRegister()) return AccessKind.Read;
+                return ins.Op0Register == Register.CS ? AccessKind.Unsupported : AccessKind.SegLoad;
+            case Mnemonic.Sgdt: case Mnemonic.Sidt: case Mnemonic.Sldt: case Mnemonic.Str: case Mnemonic.Smsw: return AccessKind.SysStore;
+            case Mnemonic.Lgdt: case Mnemonic.Lidt: case Mnemonic.Lldt: case Mnemonic.Ltr: case Mnemonic.Lmsw: return AccessKind.SysLoad;
+            case Mnemonic.Lss: case Mnemonic.Lfs: case Mnemonic.Lgs: return AccessKind.LoadFarPtr;
             case Mnemonic.Movnti: case Mnemonic.Movdiri: return AccessKind.Write;
             case Mnemonic.Movups: case Mnemonic.Movupd: case Mnemonic.Movdqu: case Mnemonic.Movaps: case Mnemonic.Movapd: case Mnemonic.Movdqa:
                 if (ins.Encoding != EncodingKind.Legacy) return AccessKind.Unsupported;   // VEX/EVEX forms are not emulated
@@ -52,9 +59,12 @@ public static class IcedForms
             case Mnemonic.Xchg: return AccessKind.Xchg;
             case Mnemonic.Push: return AccessKind.Push;
             case Mnemonic.Pop: return AccessKind.Pop;
-            // Far CALL/JMP m16:xx load CS: not emulated.
-            case Mnemonic.Call: return ins.Code is Code.Call_rm16 or Code.Call_rm32 or Code.Call_rm64 ? AccessKind.Call : AccessKind.Unsupported;
-            case Mnemonic.Jmp: return ins.Code is Code.Jmp_rm16 or Code.Jmp_rm32 or Code.Jmp_rm64 ? AccessKind.Jmp : AccessKind.Unsupported;
+            case Mnemonic.Call:
+                return ins.Code is Code.Call_rm16 or Code.Call_rm32 or Code.Call_rm64 ? AccessKind.Call
+                    : ins.Code is Code.Call_m1616 or Code.Call_m1632 or Code.Call_m1664 ? AccessKind.FarCall : AccessKind.Unsupported;
+            case Mnemonic.Jmp:
+                return ins.Code is Code.Jmp_rm16 or Code.Jmp_rm32 or Code.Jmp_rm64 ? AccessKind.Jmp
+                    : ins.Code is Code.Jmp_m1616 or Code.Jmp_m1632 or Code.Jmp_m1664 ? AccessKind.FarJmp : AccessKind.Unsupported;
             case Mnemonic.Bt: return AccessKind.Bt;
             case Mnemonic.Bts: op = AluOp.Bts; return AccessKind.Bt;
             case Mnemonic.Btr: op = AluOp.Btr; return AccessKind.Bt;
@@ -66,6 +76,40 @@ public static class IcedForms
                 return op == AluOp.None ? AccessKind.Unsupported : AccessKind.Alu;
         }
     }
+
+    /// <summary>True for the system-state and segment-load kinds, whose register is <see cref="DecodedAccess.SysReg"/>.</summary>
+    public static bool IsSystem(AccessKind k) => k is AccessKind.SysStore or AccessKind.SysLoad or AccessKind.SegLoad or AccessKind.FarJmp
+        or AccessKind.FarCall or AccessKind.LoadFarPtr;
+
+    /// <summary>
+    /// A system form's register (<see cref="DecodedAccess.SysReg"/>) and operand size (2, 4 or 8: Iced's Code names it,
+    /// as o16/o32/o64 or m1616/m1632/m1664).
+    /// </summary>
+    public static (byte SysReg, int OperandSize) SystemOperand(in Instruction ins)
+    {
+        byte reg = ins.Mnemonic switch
+        {
+            Mnemonic.Sgdt or Mnemonic.Lgdt => SysReg.Gdtr,
+            Mnemonic.Sidt or Mnemonic.Lidt => SysReg.Idtr,
+            Mnemonic.Sldt or Mnemonic.Lldt => SysReg.Ldtr,
+            Mnemonic.Str or Mnemonic.Ltr => SysReg.Tr,
+            Mnemonic.Smsw or Mnemonic.Lmsw => SysReg.Msw,
+            Mnemonic.Call or Mnemonic.Jmp => Seg.CS,
+            Mnemonic.Lss => Seg.SS,
+            Mnemonic.Lfs => Seg.FS,
+            Mnemonic.Lgs => Seg.GS,
+            _ => SegmentOf(ins.Op0Kind == OpKind.Register ? ins.Op0Register : ins.Op1Register),
+        };
+        string code = ins.Code.ToString();
+        int size = code.EndsWith("_16", StringComparison.Ordinal) || code.EndsWith("1616", StringComparison.Ordinal) || code.EndsWith("rm16", StringComparison.Ordinal) ? 2
+            : code.EndsWith("1664", StringComparison.Ordinal) || code.Contains("r64", StringComparison.Ordinal) ? 8 : 4;
+        return (reg, size);
+    }
+
+    static byte SegmentOf(Register r) => r switch
+    {
+        Register.ES => Seg.ES, Register.CS => Seg.CS, Register.SS => Seg.SS, Register.DS => Seg.DS, Register.FS => Seg.FS, _ => Seg.GS,
+    };
 
     static bool IsSetcc(Mnemonic m) => m is Mnemonic.Seta or Mnemonic.Setae or Mnemonic.Setb or Mnemonic.Setbe or Mnemonic.Sete
         or Mnemonic.Setg or Mnemonic.Setge or Mnemonic.Setl or Mnemonic.Setle or Mnemonic.Setne or Mnemonic.Setno

@@ -51,12 +51,17 @@ internal static class OpcodeTable
 
     public const byte GroupAlu1 = 0, GroupUnary3 = 1, GroupMov11 = 2, GroupBt8 = 3, GroupShift2 = 4, GroupIncDec4 = 5,
         GroupIncDec5 = 6, GroupSetcc = 7, GroupCx9 = 8, GroupPop1A = 9, GroupX87D9 = 10, GroupX87DD = 11, GroupFx15 = 12,
-        GroupCount = 13;
+        // System state and segment loads (c14a): 0F 00, 0F 01 (memory forms), 8E MOV Sreg, m16, 8C MOV m16, Sreg.
+        GroupSys6 = 13, GroupSys7 = 14, GroupMovSreg = 15, GroupStoreSreg = 16, GroupCount = 17;
 
     /// <summary>Group-row byte 3: how a stack or branch member sizes its operand in 64-bit mode (SDM vol. 2, PUSH, POP,
     /// CALL, JMP): SizeStack = 8 bytes by default, 2 with 66 (REX.W wins), never 4; SizeNearBranch = always 8 (66 and
     /// REX.W ignored, as Intel parts and KVM's NearBranch do). Outside 64-bit mode both use the ordinary operand size.</summary>
     public const byte SizeNormal = 0, SizeStack = 1, SizeNearBranch = 2;
+    /// <summary>Group-row byte 3 for the system forms, in every mode: SizeWord = the operand is m16 whatever 66/REX.W say
+    /// (SLDT, STR, SMSW, LLDT, LTR, LMSW, MOV Sreg); SizeDescTable = limit:16 + base, 10 bytes in 64-bit mode and 6
+    /// otherwise (SGDT, SIDT, LGDT, LIDT); SizeFarPtr = offset at the operand size + selector:16 (m16:16/32/64).</summary>
+    public const byte SizeWord = 3, SizeDescTable = 4, SizeFarPtr = 5;
 
     /// <summary>One bit per AluOp that may carry LOCK (on a memory destination; BTS/BTR/BTC with kind Bt).</summary>
     public const ulong LockableOps =
@@ -210,6 +215,17 @@ internal static class OpcodeTable
         SetRaw(Map0F + 0xE7, KindPrefixed, FModRM | FMemDest | FMemOnly, ImmNone, PrefixMovntdq);
 
         // 0F 38 map: MOVDIRI (no 66/F2/F3, like MOVNTI) and MOVDIR64B (66 only).
+        // System state (c14a): 0F 00 group 6 (SLDT/STR/LLDT/LTR m16; register forms touch no memory), 0F 01 group 7
+        // (mod = 3 is VMCALL, MONITOR, SWAPGS, ...: other instructions), 8E MOV Sreg, m16, 8C MOV m16, Sreg.
+        SetRaw(Map0F + 0x00, KindGroup, FModRM, ImmNone, GroupSys6);
+        SetRaw(Map0F + 0x01, KindGroup, FModRM | FMemOnly, ImmNone, GroupSys7);
+        SetRaw(0x8E, KindGroup, FModRM, ImmNone, GroupMovSreg);
+        SetRaw(0x8C, KindGroup, FModRM | FMemDest, ImmNone, GroupStoreSreg);
+        // LSS, LFS, LGS r, m16:xx (arg: the segment). LES/LDS (C4/C5) are VEX prefixes in 64-bit mode and not built.
+        Set(Map0F + 0xB2, AccessKind.LoadFarPtr, FModRM | FMemOnly, ImmNone, Seg.SS);
+        Set(Map0F + 0xB4, AccessKind.LoadFarPtr, FModRM | FMemOnly, ImmNone, Seg.FS);
+        Set(Map0F + 0xB5, AccessKind.LoadFarPtr, FModRM | FMemOnly, ImmNone, Seg.GS);
+
         SetRaw(Map0F + 0x38, KindEscape, 0, ImmNone, 1);
         Set(Map0F38 + 0xF9, AccessKind.Write, FModRM | FMemDest | FMemOnly, ImmNone, 1);
         SetRaw(Map0F38 + 0xF8, KindPrefixed, FModRM | FMemOnly, ImmNone, PrefixMovdir64b);
@@ -287,6 +303,9 @@ internal static class OpcodeTable
         Set(GroupIncDec5, 2, AccessKind.Call, AluOp.None, 0, SizeNearBranch);
         Set(GroupIncDec5, 4, AccessKind.Jmp, AluOp.None, 0, SizeNearBranch);
         Set(GroupIncDec5, 6, AccessKind.Push, AluOp.None, 0, SizeStack);
+        // FF /3 CALL m16:xx and FF /5 JMP m16:xx, far: CS through its descriptor (hot/Emulate/SystemOps.cs).
+        SetSys(GroupIncDec5, 3, AccessKind.FarCall, Seg.CS, SizeFarPtr);
+        SetSys(GroupIncDec5, 5, AccessKind.FarJmp, Seg.CS, SizeFarPtr);
         // Group 1A (8F): /0 POP m; the rest is XOP's escape on AMD, #UD here.
         Set(GroupPop1A, 0, AccessKind.Pop, AluOp.None, 0, SizeStack);
         // Group 11 (C6/C7): /0 MOV; the rest is #UD or XABORT/XBEGIN.
@@ -305,7 +324,30 @@ internal static class OpcodeTable
         Set(GroupX87DD, 7, AccessKind.Fnstsw, AluOp.None);
         Set(GroupFx15, 0, AccessKind.Fxsave, AluOp.None);
         Set(GroupFx15, 1, AccessKind.Fxrstor, AluOp.None);
+
+        // System state (c14a). Row byte 1 is the register the form names (DecodedAccess.SysReg), not an AluOp.
+        // Group 6 (0F 00): /0 SLDT, /1 STR, /2 LLDT, /3 LTR; /4 VERR and /5 VERW only test a selector (no data access).
+        SetSys(GroupSys6, 0, AccessKind.SysStore, SysReg.Ldtr, SizeWord);
+        SetSys(GroupSys6, 1, AccessKind.SysStore, SysReg.Tr, SizeWord);
+        SetSys(GroupSys6, 2, AccessKind.SysLoad, SysReg.Ldtr, SizeWord);
+        SetSys(GroupSys6, 3, AccessKind.SysLoad, SysReg.Tr, SizeWord);
+        // Group 7 (0F 01, memory forms): /0 SGDT, /1 SIDT, /2 LGDT, /3 LIDT, /4 SMSW, /6 LMSW; /5 (RSTORSSP) and /7 INVLPG are not data moves.
+        SetSys(GroupSys7, 0, AccessKind.SysStore, SysReg.Gdtr, SizeDescTable);
+        SetSys(GroupSys7, 1, AccessKind.SysStore, SysReg.Idtr, SizeDescTable);
+        SetSys(GroupSys7, 2, AccessKind.SysLoad, SysReg.Gdtr, SizeDescTable);
+        SetSys(GroupSys7, 3, AccessKind.SysLoad, SysReg.Idtr, SizeDescTable);
+        SetSys(GroupSys7, 4, AccessKind.SysStore, SysReg.Msw, SizeWord);
+        SetSys(GroupSys7, 6, AccessKind.SysLoad, SysReg.Msw, SizeWord);
+        // 8E: MOV Sreg, m16 for ES, SS, DS, FS, GS (/1, MOV CS, is #UD; /6, /7 do not exist); 8C: MOV m16, Sreg for all six.
+        foreach (byte sreg in new[] { Seg.ES, Seg.SS, Seg.DS, Seg.FS, Seg.GS }) SetSys(GroupMovSreg, sreg, AccessKind.SegLoad, sreg, SizeWord);
+        for (byte sreg = Seg.ES; sreg <= Seg.GS; sreg++) SetSys(GroupStoreSreg, sreg, AccessKind.SysStore, sreg, SizeWord);
         return g;
+
+        void SetSys(int group, int reg, AccessKind kind, byte sysReg, byte sizeRule)
+        {
+            int o = (group * 8 + reg) * GroupRowSize;
+            g[o] = (byte)kind; g[o + 1] = sysReg; g[o + 2] = 0; g[o + 3] = sizeRule;
+        }
     }
 
     static byte[] BuildPrefixes()

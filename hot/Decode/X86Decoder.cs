@@ -118,6 +118,7 @@ public static class X86Decoder
         int addrSize = is64 ? (addrSizePrefix ? 4 : 8) : (mode == CpuMode.Bits32) != addrSizePrefix ? 4 : 2;
 
         int aluOp = arg;
+        int sysSize = 0;   // the system forms' fixed operand size (OpcodeTable.SizeWord/SizeDescTable/SizeFarPtr), else 0
         int defaultSeg = Seg.DS;
         d.Reg = -1;
         d.Base = -1;
@@ -141,7 +142,14 @@ public static class X86Decoder
                 immKind &= Groups[g + 2];
                 // Why: PUSH/POP m default to 8 bytes in 64-bit mode (66 gives 2, REX.W wins); near CALL/JMP m are always 8.
                 int rule = Groups[g + 3];
-                if (rule != SizeNormal && is64) opSize = rule == SizeStack && opSizePrefix && (rex & 8) == 0 ? 2 : 8;
+                if (rule >= SizeWord)
+                {
+                    sysSize = rule == SizeWord ? 2 : rule == SizeDescTable ? (is64 ? 10 : 6) : opSize + 2;
+                    if (rule == SizeDescTable && is64) opSize = 8;   // SGDT..LIDT: 64-bit operands in 64-bit mode whatever 66/REX.W say
+                    // Why: a far pointer is memory by definition; FF /3, /5 with mod = 3 are undefined (#UD), not register forms.
+                    if (rule == SizeFarPtr) flags |= FMemOnly;
+                }
+                else if (rule != SizeNormal && is64) opSize = rule == SizeStack && opSizePrefix && (rex & 8) == 0 ? 2 : 8;
             }
             else
             {
@@ -211,6 +219,8 @@ public static class X86Decoder
             d.Base = (sbyte)arg;
         }
 
+        if (kind == (int)AccessKind.LoadFarPtr) sysSize = opSize + 2;   // LSS/LFS/LGS: offset then selector; arg is the segment
+
         // Register operand and access width.
         int size = opSize;
         int regSize = opSize;
@@ -248,6 +258,10 @@ public static class X86Decoder
             size = regSize = 8;
             d.Reg &= 7;   // MM0..MM7: REX.R is ignored
         }
+        else if (sysSize != 0)
+        {
+            size = sysSize;   // the operand size stays in RegSize (Reg is -1): a far pointer's offset, an LGDT base
+        }
         else if (vecSize != 0)
         {
             // SSE moves: m128 and an XMM register (REX.R reaches XMM8..15); MOVDIR64B: m512 and the destination's
@@ -265,6 +279,7 @@ public static class X86Decoder
             }
         }
         d.Size = (byte)size;
+        if (sysSize != 0) { d.SysReg = (byte)aluOp; d.RegSize = (byte)opSize; }
 
         // Immediate, moffs or port byte.
         switch (immKind)

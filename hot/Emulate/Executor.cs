@@ -593,6 +593,8 @@ public static class Executor
         AccessKind.Write or AccessKind.WriteImm or AccessKind.Stos or AccessKind.Setcc or AccessKind.Ins or AccessKind.WriteVec or AccessKind.Pop
             or AccessKind.Fnstcw or AccessKind.Fnstsw or AccessKind.MmxWrite or AccessKind.Fxsave => "write",
         AccessKind.Push or AccessKind.Call or AccessKind.Jmp => "read",
+        AccessKind.SysLoad or AccessKind.SegLoad or AccessKind.FarJmp or AccessKind.FarCall or AccessKind.LoadFarPtr => "read",
+        AccessKind.SysStore => "write",
         AccessKind.Bt => d.Op == AluOp.None ? "read" : "rmw",
         AccessKind.Alu => d.Op is AluOp.Cmp or AluOp.Test or AluOp.Mul or AluOp.Imul or AluOp.Div or AluOp.Idiv || !d.MemIsDest ? "read" : "rmw",
         _ => "rmw",

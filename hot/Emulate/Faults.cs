@@ -26,7 +26,7 @@ namespace Copra.Hot.Emulate;
 /// <summary>An exception the guest must see instead of the access, or none (<see cref="Raised"/> false).</summary>
 public readonly struct Fault
 {
-    public const byte VectorDb = 1, VectorNp = 11, VectorSs = 12, VectorGp = 13, VectorAc = 17;
+    public const byte VectorDb = 1, VectorUd = 6, VectorNp = 11, VectorSs = 12, VectorGp = 13, VectorAc = 17;
 
     public readonly byte Vector;
     public readonly bool Raised;
@@ -43,6 +43,10 @@ public readonly struct Fault
     public static Fault Np(uint error) => new(VectorNp, true, error, FaultCause.Segment);
     /// <summary>#AC(0): the error code is always zero.</summary>
     public static Fault Ac => new(VectorAc, true, 0, FaultCause.Alignment);
+    /// <summary>#UD: an instruction the mode does not have (SLDT/STR/LLDT/LTR in real and virtual-8086 mode).</summary>
+    public static Fault Ud => new(VectorUd, false, 0, FaultCause.Privilege);
+    /// <summary>Marks a fault already injected by whoever found it (<see cref="FaultCause.Injected"/>): raise nothing more.</summary>
+    public static Fault Injected => new(0, false, 0, FaultCause.Injected);
     /// <summary>#DB (a trap: no error code; DR6 says why).</summary>
     public static Fault Db => new(VectorDb, false, 0, FaultCause.SingleStep);
 
@@ -50,7 +54,12 @@ public readonly struct Fault
 }
 
 /// <summary>Which check raised a <see cref="Fault"/>.</summary>
-public enum FaultCause : byte { None, Segment, Canonical, Alignment, IoPrivilege, SingleStep }
+public enum FaultCause : byte
+{
+    None, Segment, Canonical, Alignment, IoPrivilege, SingleStep, Privilege,
+    /// <summary>An implicit access (a descriptor-table read) faulted in the page walk and the caller injected that fault itself.</summary>
+    Injected,
+}
 
 /// <summary>The processor mode as the segment checks see it.</summary>
 public enum SegMode : byte
@@ -342,7 +351,7 @@ public static class Faults
     /// <summary>How a non-string form uses its memory operand (the CPU checks writability before a read-modify-write reads).</summary>
     public static MemUse UseOf(in DecodedAccess d) => d.Kind switch
     {
-        AccessKind.Write or AccessKind.WriteImm or AccessKind.Setcc or AccessKind.Pop
+        AccessKind.Write or AccessKind.WriteImm or AccessKind.Setcc or AccessKind.Pop or AccessKind.SysStore
             or AccessKind.Fnstcw or AccessKind.Fnstsw or AccessKind.MmxWrite or AccessKind.Fxsave => MemUse.Write,
         AccessKind.Xchg => MemUse.ReadWrite,
         AccessKind.Bt => d.Op == AluOp.None ? MemUse.Read : MemUse.ReadWrite,

@@ -171,6 +171,12 @@ public sealed record GuestCpuState
         PokeSeg(store, v, StateField.Ds, Ds);
         PokeSeg(store, v, StateField.Fs, Fs);
         PokeSeg(store, v, StateField.Gs, Gs);
+        PokeSeg(store, v, StateField.Ldtr, Ldtr);
+        PokeSeg(store, v, StateField.Tr, Tr);
+        Poke(store, v, StateField.GdtrBase, GdtBase);
+        Poke(store, v, StateField.GdtrLimit, GdtLimit);
+        Poke(store, v, StateField.IdtrBase, IdtBase);
+        Poke(store, v, StateField.IdtrLimit, IdtLimit);
     }
 
     static void PokeSeg(VcpuStateStore store, int v, int seg, SegmentState s)

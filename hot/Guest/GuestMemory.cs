@@ -93,21 +93,24 @@ public sealed unsafe class GuestMemory : IDisposable
         if ((gpa & 7) != 0) GuestThrowHelper.BadAccessSize(8);
     }
 
-    /// <summary>Reads 1, 2, 4 or 8 bytes zero-extended to 64 bits (the width of an MMIO/IO access).</summary>
+    /// <summary>Reads 1, 2, 4, 6 or 8 bytes zero-extended to 64 bits (the width of an MMIO/IO access; 6: SGDT/LGDT outside
+    /// 64-bit mode and the m16:32 far pointer).</summary>
     public ulong ReadSized(ulong gpa, int size) => size switch
     {
         1 => ReadU8(gpa),
         2 => ReadU16(gpa),
         4 => ReadU32(gpa),
         8 => ReadU64(gpa),
+        6 => ReadU32(gpa) | (ulong)ReadU16(gpa + 4) << 32,
         _ => GuestThrowHelper.BadAccessSize(size),
     };
 
-    /// <summary>Writes the low 1, 2, 4 or 8 bytes of <paramref name="value"/>.</summary>
+    /// <summary>Writes the low 1, 2, 4, 6 or 8 bytes of <paramref name="value"/>.</summary>
     public void WriteSized(ulong gpa, int size, ulong value)
     {
         switch (size)
         {
+            case 6: WriteU32(gpa, (uint)value); WriteU16(gpa + 4, (ushort)(value >> 32)); break;
             case 1: WriteU8(gpa, (byte)value); break;
             case 2: WriteU16(gpa, (ushort)value); break;
             case 4: WriteU32(gpa, (uint)value); break;

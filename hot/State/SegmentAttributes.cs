@@ -35,6 +35,10 @@ public static class SegmentAttributes
     public const ushort TypeCodeExecReadAccessed = 0xB;
     /// <summary>Type nibble: read/write data, accessed.</summary>
     public const ushort TypeDataReadWriteAccessed = 0x3;
+    /// <summary>Type nibble (system): LDT.</summary>
+    public const ushort TypeLdt = 0x2;
+    /// <summary>Type nibble (system): available 64-bit/32-bit TSS (LTR's operand; LTR makes it <see cref="TypeBusyTss"/>).</summary>
+    public const ushort TypeAvailableTss = 0x9;
     /// <summary>Type nibble (system): busy 64-bit/32-bit TSS.</summary>
     public const ushort TypeBusyTss = 0xB;
     /// <summary>Type nibble (system): busy 16-bit TSS.</summary>

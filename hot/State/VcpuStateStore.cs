@@ -62,6 +62,14 @@ public sealed partial class VcpuStateStore
     /// seg bit = SegFirst + seg*4 + part (part 0 selector, 1 base, 2 limit, 3 attributes);
     /// PE = pending event; MSR slots in <see cref="PassThroughMsrs"/> order. An XMM register is one bit but two
     /// TDCALLs (<see cref="XmmTdcalls"/>): TDG.VP.RD/WR move 64 bits, and its two halves are read and written together.
+    /// Bits 64 and up live in a second word of the masks (<see cref="ValidMaskHigh"/>), bit b at b - 64 there:
+    /// <code>
+    ///  64+11 64+10  64+9   64+8   64+7 .. 64+4   64+3 .. 64+0
+    /// +------+------+------+------+------------+------------+
+    /// | IDTR | IDTR | GDTR | GDTR | TR part 3..0| LDTR part 3..0|
+    /// | limit| base | limit| base |            |            |
+    /// +------+------+------+------+------------+------------+
+    /// </code>
     /// </summary>
     public static class Bit
     {
@@ -78,8 +86,21 @@ public sealed partial class VcpuStateStore
         /// <summary>Every tracked field.</summary>
         public const ulong All = (1UL << Count) - 1;
 
-        public static int Seg(int seg, int part) => SegFirst + seg * 4 + part;
+        /// <summary>Segment register <paramref name="seg"/> (0..5 ES..GS, 6 LDTR, 7 TR), part 0..3.</summary>
+        public static int Seg(int seg, int part) => seg < 6 ? SegFirst + seg * 4 + part : SysFirst + (seg - 6) * 4 + part;
+
+        // ---- the system registers (second mask word) ----
+        /// <summary>First bit of the second mask word: LDTR's four parts, then TR's.</summary>
+        public const int SysFirst = 64;
+        public const int GdtrBase = SysFirst + 8, GdtrLimit = SysFirst + 9, IdtrBase = SysFirst + 10, IdtrLimit = SysFirst + 11;
+        /// <summary>Every tracked field of the second word.</summary>
+        public const ulong AllHigh = (1UL << (IdtrLimit + 1 - SysFirst)) - 1;
     }
+
+    /// <summary>Segment registers with storage per vCPU: ES CS SS DS FS GS, LDTR (6), TR (7).</summary>
+    public const int SegCount = 8;
+    /// <summary>LDTR and TR as segment numbers (StateField.Seg(6/7, part)).</summary>
+    public const int Ldtr = 6, Tr = 7;
 
     /// <summary>Number of MSRs with their own storage.</summary>
     public const int MsrSlotCount = 10;
@@ -119,8 +140,8 @@ public sealed partial class VcpuStateStore
     [StructLayout(LayoutKind.Explicit, Size = 128)]
     internal struct Accounting
     {
-        // Fields at 64..111 of a 128-byte slot: whatever the array's base alignment, two slots' fields are
-        // at least 80 bytes apart and never share a 64-byte line.
+        // Fields at 64..127 of a 128-byte slot: whatever the array's base alignment, two slots' fields are
+        // at least 64 bytes apart and never share a 64-byte line.
         [FieldOffset(64)] public ulong Valid;
         [FieldOffset(72)] public ulong Dirty;
         [FieldOffset(80)] public long Reads;
@@ -128,22 +149,30 @@ public sealed partial class VcpuStateStore
         // The x87/MMX/MXCSR fields' own valid/dirty pair (VcpuStateStore.X87.cs): the first mask has no room left.
         [FieldOffset(96)] public ulong X87Valid;
         [FieldOffset(104)] public ulong X87Dirty;
+        // The system registers' pair (GDTR/IDTR/LDTR/TR, Bit.SysFirst and up). Why a second word rather than UInt128
+        // masks: the common fields' charge stays one 64-bit test and the JIT folds the word choice away for the typed
+        // accessors (their bit is a constant). Fields at 64..127: two slots' fields stay at least 64 bytes apart.
+        [FieldOffset(112)] public ulong ValidHigh;
+        [FieldOffset(120)] public ulong DirtyHigh;
     }
 
     readonly Accounting[] _acct;
     readonly ulong _dirtyTrack;     // Bit.All on TDX, 0 on SNP: which writes become dirty
     readonly ulong _keepOnExit;     // 0 on TDX, Bit.All on SNP: which valid bits survive an exit
+    readonly ulong _dirtyTrackHigh, _keepOnExitHigh;   // the same for the second word (Bit.AllHigh)
 
     readonly ulong[] _gpr;          // v*16 + r
     readonly ulong[] _rip, _rflags;
     readonly ulong[] _cr0, _cr2, _cr3, _cr4, _efer, _pendingEvent, _dr6;
-    readonly ushort[] _segSelector; // v*6 + s
+    readonly ushort[] _segSelector; // v*SegCount + s
     readonly ulong[] _segBase;
     readonly uint[] _segLimit;
     readonly ushort[] _segAttributes;
     readonly ulong[] _msr;          // v*MsrSlotCount + slot
     readonly ulong[] _exitReason, _exitQualification, _exitGpa, _exitLength;
     readonly UInt128[] _xmm;        // v*16 + n
+    readonly ulong[] _dtBase;       // v*2 + t, t 0 GDTR, 1 IDTR
+    readonly ushort[] _dtLimit;
 
     /// <summary>Creates zeroed state for vCPUs 0..vcpuCount-1 charged as <paramref name="cost"/>.</summary>
     public VcpuStateStore(int vcpuCount, StateAccessCost cost)
@@ -154,8 +183,10 @@ public sealed partial class VcpuStateStore
         bool tdx = cost == StateAccessCost.Tdx;
         _dirtyTrack = tdx ? Bit.All : 0;
         _keepOnExit = tdx ? 0 : Bit.All;
+        _dirtyTrackHigh = tdx ? Bit.AllHigh : 0;
+        _keepOnExitHigh = tdx ? 0 : Bit.AllHigh;
         _acct = new Accounting[vcpuCount];
-        if (!tdx) for (int v = 0; v < vcpuCount; v++) { _acct[v].Valid = Bit.All; _acct[v].X87Valid = X87Bit.All; }
+        if (!tdx) for (int v = 0; v < vcpuCount; v++) { _acct[v].Valid = Bit.All; _acct[v].X87Valid = X87Bit.All; _acct[v].ValidHigh = Bit.AllHigh; }
 
         _gpr = new ulong[vcpuCount * 16];
         _rip = new ulong[vcpuCount];
@@ -167,17 +198,28 @@ public sealed partial class VcpuStateStore
         _efer = new ulong[vcpuCount];
         _pendingEvent = new ulong[vcpuCount];
         _dr6 = new ulong[vcpuCount];
-        _segSelector = new ushort[vcpuCount * 6];
-        _segBase = new ulong[vcpuCount * 6];
-        _segLimit = new uint[vcpuCount * 6];
-        _segAttributes = new ushort[vcpuCount * 6];
+        _segSelector = new ushort[vcpuCount * SegCount];
+        _segBase = new ulong[vcpuCount * SegCount];
+        _segLimit = new uint[vcpuCount * SegCount];
+        _segAttributes = new ushort[vcpuCount * SegCount];
         _msr = new ulong[vcpuCount * MsrSlotCount];
         _exitReason = new ulong[vcpuCount];
         _exitQualification = new ulong[vcpuCount];
         _exitGpa = new ulong[vcpuCount];
         _exitLength = new ulong[vcpuCount];
         _xmm = new UInt128[vcpuCount * XmmCount];
-        for (int v = 0; v < vcpuCount; v++) { _rflags[v] = 0x2; _dr6[v] = Dr6Reset; } // RFLAGS bit 1 is always set
+        _dtBase = new ulong[vcpuCount * 2];
+        _dtLimit = new ushort[vcpuCount * 2];
+        for (int v = 0; v < vcpuCount; v++)
+        {
+            _rflags[v] = 0x2; _dr6[v] = Dr6Reset; // RFLAGS bit 1 is always set
+            // The SDM's power-up values (vol. 3 table 10-1): GDTR/IDTR base 0 limit 0xFFFF; LDTR and TR selector 0, base 0,
+            // limit 0xFFFF, present; their types as KVM's reset gives them (LDT 2, busy 16-bit TSS 3).
+            _dtLimit[v * 2] = _dtLimit[v * 2 + 1] = 0xFFFF;
+            _segLimit[v * SegCount + Ldtr] = _segLimit[v * SegCount + Tr] = 0xFFFF;
+            _segAttributes[v * SegCount + Ldtr] = SegmentAttributes.P | SegmentAttributes.TypeLdt;
+            _segAttributes[v * SegCount + Tr] = SegmentAttributes.P | SegmentAttributes.TypeBusyTss16;
+        }
         _x87 = new X87Arrays(vcpuCount);
     }
 
@@ -192,6 +234,12 @@ public sealed partial class VcpuStateStore
     void ChargeRead(int v, int bit)
     {
         ref Accounting a = ref _acct[v];
+        if (bit >= Bit.SysFirst)
+        {
+            ulong h = 1UL << (bit - Bit.SysFirst);
+            if ((a.ValidHigh & h) == 0) { a.ValidHigh |= h; a.Reads++; }
+            return;
+        }
         ulong m = 1UL << bit;
         if ((a.Valid & m) == 0) { a.Valid |= m; a.Reads += (m & Bit.XmmMask) != 0 ? XmmTdcalls : 1; }
     }
@@ -200,6 +248,13 @@ public sealed partial class VcpuStateStore
     void ChargeWrite(int v, int bit)
     {
         ref Accounting a = ref _acct[v];
+        if (bit >= Bit.SysFirst)
+        {
+            ulong h = 1UL << (bit - Bit.SysFirst);
+            a.ValidHigh |= h;
+            a.DirtyHigh |= h & _dirtyTrackHigh;
+            return;
+        }
         ulong m = 1UL << bit;
         a.Valid |= m;
         a.Dirty |= m & _dirtyTrack;
@@ -211,18 +266,20 @@ public sealed partial class VcpuStateStore
         ref Accounting a = ref _acct[v];
         a.Valid &= _keepOnExit;
         a.X87Valid &= _keepOnExit;
+        a.ValidHigh &= _keepOnExitHigh;
     }
 
     /// <summary>The vCPU is about to enter the guest: on TDX one TDG.VP.WR per dirty field. Returns the number charged.</summary>
     public int OnEntry(int v)
     {
         ref Accounting a = ref _acct[v];
-        if ((a.Dirty | a.X87Dirty) == 0) return 0;   // always on SNP, and on TDX after an exit that wrote nothing
+        if ((a.Dirty | a.X87Dirty | a.DirtyHigh) == 0) return 0;   // always on SNP, and on TDX after an exit that wrote nothing
         int n = BitOperations.PopCount(a.Dirty) + (XmmTdcalls - 1) * BitOperations.PopCount(a.Dirty & Bit.XmmMask)
-            + X87Tdcalls(a.X87Dirty);
+            + X87Tdcalls(a.X87Dirty) + BitOperations.PopCount(a.DirtyHigh);
         a.Writes += n;
         a.Dirty = 0;
         a.X87Dirty = 0;
+        a.DirtyHigh = 0;
         return n;
     }
 
@@ -238,6 +295,10 @@ public sealed partial class VcpuStateStore
     public ulong ValidMask(int v) => _acct[v].Valid;
     /// <summary>Tracked fields written since the last entry (always 0 on SNP).</summary>
     public ulong DirtyMask(int v) => _acct[v].Dirty;
+    /// <summary>The second word of the valid mask (bits 64 and up of <see cref="Bit"/>, at bit - 64).</summary>
+    public ulong ValidMaskHigh(int v) => _acct[v].ValidHigh;
+    /// <summary>The second word of the dirty mask.</summary>
+    public ulong DirtyMaskHigh(int v) => _acct[v].DirtyHigh;
 
     /// <summary>A read-only per-vCPU view of one counter; a struct, so reading it allocates nothing.</summary>
     public readonly struct TdCounter
@@ -300,18 +361,29 @@ public sealed partial class VcpuStateStore
     public void SetEfer(int v, ulong value) { ChargeWrite(v, Bit.Efer); _efer[v] = value; }
     public void SetPendingEvent(int v, ulong value) { ChargeWrite(v, Bit.PendingEvent); _pendingEvent[v] = value; }
 
-    /// <summary>Segment <paramref name="seg"/> (StateField.Es..Gs) selector.</summary>
-    public ushort SegSelector(int v, int seg) { ChargeRead(v, Bit.Seg(seg, StateField.Selector)); return _segSelector[v * 6 + seg]; }
-    public ulong SegBase(int v, int seg) { ChargeRead(v, Bit.Seg(seg, StateField.Base)); return _segBase[v * 6 + seg]; }
+    /// <summary>Segment <paramref name="seg"/> (StateField.Es..Gs, or <see cref="Ldtr"/>, <see cref="Tr"/>) selector.</summary>
+    public ushort SegSelector(int v, int seg) { ChargeRead(v, Bit.Seg(seg, StateField.Selector)); return _segSelector[v * SegCount + seg]; }
+    public ulong SegBase(int v, int seg) { ChargeRead(v, Bit.Seg(seg, StateField.Base)); return _segBase[v * SegCount + seg]; }
     /// <summary>Byte-granular limit.</summary>
-    public uint SegLimit(int v, int seg) { ChargeRead(v, Bit.Seg(seg, StateField.Limit)); return _segLimit[v * 6 + seg]; }
+    public uint SegLimit(int v, int seg) { ChargeRead(v, Bit.Seg(seg, StateField.Limit)); return _segLimit[v * SegCount + seg]; }
     /// <summary>Packed attributes (see <see cref="SegmentAttributes"/>).</summary>
-    public ushort SegAttributes(int v, int seg) { ChargeRead(v, Bit.Seg(seg, StateField.Attributes)); return _segAttributes[v * 6 + seg]; }
+    public ushort SegAttributes(int v, int seg) { ChargeRead(v, Bit.Seg(seg, StateField.Attributes)); return _segAttributes[v * SegCount + seg]; }
 
-    public void SetSegSelector(int v, int seg, ushort value) { ChargeWrite(v, Bit.Seg(seg, StateField.Selector)); _segSelector[v * 6 + seg] = value; }
-    public void SetSegBase(int v, int seg, ulong value) { ChargeWrite(v, Bit.Seg(seg, StateField.Base)); _segBase[v * 6 + seg] = value; }
-    public void SetSegLimit(int v, int seg, uint value) { ChargeWrite(v, Bit.Seg(seg, StateField.Limit)); _segLimit[v * 6 + seg] = value; }
-    public void SetSegAttributes(int v, int seg, ushort value) { ChargeWrite(v, Bit.Seg(seg, StateField.Attributes)); _segAttributes[v * 6 + seg] = (ushort)(value & SegmentAttributes.Mask); }
+    public void SetSegSelector(int v, int seg, ushort value) { ChargeWrite(v, Bit.Seg(seg, StateField.Selector)); _segSelector[v * SegCount + seg] = value; }
+    public void SetSegBase(int v, int seg, ulong value) { ChargeWrite(v, Bit.Seg(seg, StateField.Base)); _segBase[v * SegCount + seg] = value; }
+    public void SetSegLimit(int v, int seg, uint value) { ChargeWrite(v, Bit.Seg(seg, StateField.Limit)); _segLimit[v * SegCount + seg] = value; }
+    public void SetSegAttributes(int v, int seg, ushort value) { ChargeWrite(v, Bit.Seg(seg, StateField.Attributes)); _segAttributes[v * SegCount + seg] = (ushort)(value & SegmentAttributes.Mask); }
+
+    // ---- GDTR and IDTR (c14a: the system-table forms) ----
+    /// <summary>GDTR base (linear).</summary>
+    public ulong GdtrBase(int v) { ChargeRead(v, Bit.GdtrBase); return _dtBase[v * 2]; }
+    public ushort GdtrLimit(int v) { ChargeRead(v, Bit.GdtrLimit); return _dtLimit[v * 2]; }
+    public ulong IdtrBase(int v) { ChargeRead(v, Bit.IdtrBase); return _dtBase[v * 2 + 1]; }
+    public ushort IdtrLimit(int v) { ChargeRead(v, Bit.IdtrLimit); return _dtLimit[v * 2 + 1]; }
+    public void SetGdtrBase(int v, ulong value) { ChargeWrite(v, Bit.GdtrBase); _dtBase[v * 2] = value; }
+    public void SetGdtrLimit(int v, ushort value) { ChargeWrite(v, Bit.GdtrLimit); _dtLimit[v * 2] = value; }
+    public void SetIdtrBase(int v, ulong value) { ChargeWrite(v, Bit.IdtrBase); _dtBase[v * 2 + 1] = value; }
+    public void SetIdtrLimit(int v, ushort value) { ChargeWrite(v, Bit.IdtrLimit); _dtLimit[v * 2 + 1] = value; }
 
     /// <summary>XMM register <paramref name="n"/> (0..15): one charged read of both halves on TDX.</summary>
     public UInt128 Xmm(int v, int n) { ChargeRead(v, Bit.XmmFirst + n); return _xmm[v * XmmCount + n]; }
@@ -337,9 +409,13 @@ public sealed partial class VcpuStateStore
             case StateField.Cr4: value = Cr4(v); return true;
             case StateField.Efer: value = Efer(v); return true;
             case StateField.Dr6: value = Dr6(v); return true;
-            case >= StateField.SegBase and < StateField.SegBase + 24:
+            case >= StateField.SegBase and < StateField.SegBase + 4 * SegCount:
                 value = ReadSeg(v, (int)(field - StateField.SegBase));
                 return true;
+            case StateField.GdtrBase: value = GdtrBase(v); return true;
+            case StateField.GdtrLimit: value = GdtrLimit(v); return true;
+            case StateField.IdtrBase: value = IdtrBase(v); return true;
+            case StateField.IdtrLimit: value = IdtrLimit(v); return true;
             case StateField.ExitReason: value = _exitReason[v]; return true;
             case StateField.ExitQualification: value = _exitQualification[v]; return true;
             case StateField.ExitGpa: value = _exitGpa[v]; return true;
@@ -380,8 +456,14 @@ public sealed partial class VcpuStateStore
                 if (value > uint.MaxValue) return false;   // bits 63:32 of DR6 are reserved (must be zero)
                 SetDr6(v, value);
                 return true;
-            case >= StateField.SegBase and < StateField.SegBase + 24:
+            case >= StateField.SegBase and < StateField.SegBase + 4 * SegCount:
                 return WriteSeg(v, (int)(field - StateField.SegBase), value);
+            case StateField.GdtrBase: SetGdtrBase(v, value); return true;
+            case StateField.IdtrBase: SetIdtrBase(v, value); return true;
+            case StateField.GdtrLimit or StateField.IdtrLimit:
+                if (value > ushort.MaxValue) return false;   // the table limits are 16 bits
+                if (field == StateField.GdtrLimit) SetGdtrLimit(v, (ushort)value); else SetIdtrLimit(v, (ushort)value);
+                return true;
             case StateField.PendingEvent:
                 if ((value & PendingEventReserved) != 0) return false;
                 SetPendingEvent(v, value);
@@ -415,7 +497,12 @@ public sealed partial class VcpuStateStore
             case StateField.Cr4: return Bit.Cr4;
             case StateField.Efer: return Bit.Efer;
             case StateField.Dr6: return Bit.Dr6;
-            case >= StateField.SegBase and < StateField.SegBase + 24: return Bit.SegFirst + (int)(field - StateField.SegBase);
+            case >= StateField.SegBase and < StateField.SegBase + 4 * SegCount:
+                return Bit.Seg((int)(field - StateField.SegBase) >> 2, (int)(field - StateField.SegBase) & 3);
+            case StateField.GdtrBase: return Bit.GdtrBase;
+            case StateField.GdtrLimit: return Bit.GdtrLimit;
+            case StateField.IdtrBase: return Bit.IdtrBase;
+            case StateField.IdtrLimit: return Bit.IdtrLimit;
             case StateField.PendingEvent: return Bit.PendingEvent;
             case >= StateField.XmmBase and < StateField.XmmBase + 2 * XmmCount: return Bit.XmmFirst + (int)(field - StateField.XmmBase) / 2;
         }
@@ -562,14 +649,20 @@ public sealed partial class VcpuStateStore
         if (Cost != StateAccessCost.Snp || page.Length < VmsaLayout.Size) return false;
         page = page[..VmsaLayout.Size];
         page.Clear();
-        for (int s = 0; s < 6; s++)
+        for (int s = 0; s < SegCount; s++)
         {
             Span<byte> seg = page[VmsaLayout.Segment(s)..];
-            int i = v * 6 + s;
+            int i = v * SegCount + s;
             BinaryPrimitives.WriteUInt16LittleEndian(seg[VmsaLayout.SegSelector..], _segSelector[i]);
             BinaryPrimitives.WriteUInt16LittleEndian(seg[VmsaLayout.SegAttributes..], _segAttributes[i]);
             BinaryPrimitives.WriteUInt32LittleEndian(seg[VmsaLayout.SegLimit..], _segLimit[i]);
             BinaryPrimitives.WriteUInt64LittleEndian(seg[VmsaLayout.SegBase..], _segBase[i]);
+        }
+        for (int t = 0; t < 2; t++)
+        {
+            Span<byte> dt = page[(t == 0 ? VmsaLayout.Gdtr : VmsaLayout.Idtr)..];
+            BinaryPrimitives.WriteUInt32LittleEndian(dt[VmsaLayout.SegLimit..], _dtLimit[v * 2 + t]);
+            BinaryPrimitives.WriteUInt64LittleEndian(dt[VmsaLayout.SegBase..], _dtBase[v * 2 + t]);
         }
         for (int r = 0; r < 16; r++) Put(page, VmsaLayout.Gpr(r), _gpr[v * 16 + r]);
         Put(page, VmsaLayout.Rip, _rip[v]);
@@ -608,21 +701,30 @@ public sealed partial class VcpuStateStore
     public bool TryImportVmsa(int v, ReadOnlySpan<byte> page)
     {
         if (Cost != StateAccessCost.Snp || page.Length < VmsaLayout.Size) return false;
-        for (int s = 0; s < 6; s++)
+        for (int s = 0; s < SegCount; s++)
             if (BinaryPrimitives.ReadUInt16LittleEndian(page[(VmsaLayout.Segment(s) + VmsaLayout.SegAttributes)..]) > SegmentAttributes.Mask)
                 return false;
+        if (BinaryPrimitives.ReadUInt32LittleEndian(page[(VmsaLayout.Gdtr + VmsaLayout.SegLimit)..]) > ushort.MaxValue
+            || BinaryPrimitives.ReadUInt32LittleEndian(page[(VmsaLayout.Idtr + VmsaLayout.SegLimit)..]) > ushort.MaxValue)
+            return false;
         if ((Get(page, VmsaLayout.EventInj) & PendingEventReserved) != 0) return false;
         if (Get(page, VmsaLayout.Dr6) > uint.MaxValue) return false;
         if (!X87PageValid(page)) return false;
 
-        for (int s = 0; s < 6; s++)
+        for (int s = 0; s < SegCount; s++)
         {
             ReadOnlySpan<byte> seg = page[VmsaLayout.Segment(s)..];
-            int i = v * 6 + s;
+            int i = v * SegCount + s;
             _segSelector[i] = BinaryPrimitives.ReadUInt16LittleEndian(seg[VmsaLayout.SegSelector..]);
             _segAttributes[i] = BinaryPrimitives.ReadUInt16LittleEndian(seg[VmsaLayout.SegAttributes..]);
             _segLimit[i] = BinaryPrimitives.ReadUInt32LittleEndian(seg[VmsaLayout.SegLimit..]);
             _segBase[i] = BinaryPrimitives.ReadUInt64LittleEndian(seg[VmsaLayout.SegBase..]);
+        }
+        for (int t = 0; t < 2; t++)
+        {
+            ReadOnlySpan<byte> dt = page[(t == 0 ? VmsaLayout.Gdtr : VmsaLayout.Idtr)..];
+            _dtLimit[v * 2 + t] = (ushort)BinaryPrimitives.ReadUInt32LittleEndian(dt[VmsaLayout.SegLimit..]);
+            _dtBase[v * 2 + t] = BinaryPrimitives.ReadUInt64LittleEndian(dt[VmsaLayout.SegBase..]);
         }
         for (int r = 0; r < 16; r++) _gpr[v * 16 + r] = Get(page, VmsaLayout.Gpr(r));
         _rip[v] = Get(page, VmsaLayout.Rip);

@@ -7,6 +7,7 @@ namespace Copra.Hot.State;
 /// every other byte is zero on export and ignored on import.
 /// <code>
 ///  0x000  ES  CS  SS  DS  FS  GS     6 x 16 B: u16 selector | u16 attributes | u32 limit | u64 base
+///  0x060  GDTR (limit at 0x064, base at 0x068)   0x070  LDTR   0x080  IDTR (as GDTR)   0x090  TR
 ///  0x0D0  EFER
 ///  0x148  CR4    0x150  CR3    0x158  CR0    0x168  DR6
 ///  0x170  RFLAGS 0x178  RIP    0x1D8  RSP    0x1F8  RAX
@@ -45,8 +46,12 @@ public static class VmsaLayout
     /// <summary>Offset of XMM register <paramref name="n"/> (16 bytes each, little-endian).</summary>
     public static int Xmm(int n) => XmmFirst + n * 16;
 
-    /// <summary>Offset of segment <paramref name="seg"/> (x86 order ES CS SS DS FS GS).</summary>
-    public static int Segment(int seg) => seg * SegmentStride;
+    /// <summary>GDTR and IDTR: VMSA segment slots of which only limit (u32, 16 bits used) and base are meaningful.</summary>
+    public const int Gdtr = 0x060, Ldtr = 0x070, Idtr = 0x080, Tr = 0x090;
+
+    /// <summary>Offset of segment <paramref name="seg"/> (x86 order ES CS SS DS FS GS, then 6 LDTR, 7 TR: the VMSA
+    /// puts GDTR between GS and LDTR and IDTR between LDTR and TR).</summary>
+    public static int Segment(int seg) => seg switch { 6 => Ldtr, 7 => Tr, _ => seg * SegmentStride };
 
     /// <summary>Offset of GPR <paramref name="r"/> in x86 encoding order (RAX=0 .. R15=15).</summary>
     public static int Gpr(int r) => r switch

@@ -255,6 +255,9 @@ public sealed unsafe class KvmBackend : IGuestBackend, IHardwareTimedBackend
         _s.TryPoke(v, StateField.Efer, s.Efer);
         Seg(v, StateField.Es, s.Es); Seg(v, StateField.Cs, s.Cs); Seg(v, StateField.Ss, s.Ss);
         Seg(v, StateField.Ds, s.Ds); Seg(v, StateField.Fs, s.Fs); Seg(v, StateField.Gs, s.Gs);
+        Seg(v, StateField.Ldtr, s.Ldt); Seg(v, StateField.Tr, s.Tr);
+        _s.TryPoke(v, StateField.GdtrBase, s.Gdt.Base); _s.TryPoke(v, StateField.GdtrLimit, s.Gdt.Limit);
+        _s.TryPoke(v, StateField.IdtrBase, s.Idt.Base); _s.TryPoke(v, StateField.IdtrLimit, s.Idt.Limit);
     }
 
     void Seg(int v, int seg, in KvmSegment k)

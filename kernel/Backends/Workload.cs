@@ -41,6 +41,9 @@ public sealed record WorkloadSpec
     /// <summary>On vCPU 0, the x87/MMX/FXSAVE state forms against the test device (<see cref="WorkloadBuilder"/>.X87Families):
     /// FNSTCW, FNSTSW, MMX MOVQ both ways (the TOP/tag transition), FXSAVE/FXSAVE64/FXRSTOR/FXRSTOR64, and their faults.</summary>
     public bool X87Families { get; init; }
+    /// <summary>On vCPU 0, the system-state forms and segment loads against the test device (Workload.System.cs): LGDT/SGDT,
+    /// SIDT, SMSW, SLDT/LLDT, STR/LTR, MOV Sreg both ways, far JMP m16:32 and far CALL m16:64, and their faults.</summary>
+    public bool SystemFamilies { get; init; }
     /// <summary>Loop iterations per vCPU (the run's exit count grows with it).</summary>
     public long Iterations { get; init; } = 64;
 }
@@ -117,6 +120,7 @@ public sealed partial class WorkloadBuilder
         if (vcpu == 0 && w.EmulatedFamilies && dev != 0) EmulatedFamilies(p, dev + 0x1800);
         if (vcpu == 0 && w.StackFamilies && dev != 0) StackFamilies(p, dev + 0x1E00);
         if (vcpu == 0 && w.X87Families && dev != 0) X87Families(p, dev + 0x1200);
+        if (vcpu == 0 && w.SystemFamilies && dev != 0) SystemFamilies(p, dev + 0x1A00);
 
         p.LoopStart = p.Steps.Count;
         foreach (var kind in w.Mix) MixStep(p, kind, dev, w.Pattern == "random");

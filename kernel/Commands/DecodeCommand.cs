@@ -186,6 +186,12 @@ public static class DecodeCommand
         AccessKind.Pop => "pop",
         AccessKind.Call => "call",
         AccessKind.Jmp => "jmp",
+        AccessKind.SysStore => "sys_store",
+        AccessKind.SysLoad => "sys_load",
+        AccessKind.SegLoad => "seg_load",
+        AccessKind.FarJmp => "jmp_far",
+        AccessKind.FarCall => "call_far",
+        AccessKind.LoadFarPtr => "load_far_ptr",
         _ => "unsupported",
     };
 

@@ -382,6 +382,8 @@ public sealed partial class Kernel
             or AccessKind.Cmps or AccessKind.ReadVec => (Side.Memory, Side.None),
         AccessKind.Setcc or AccessKind.Pop => (Side.None, Side.Memory),
         AccessKind.Push or AccessKind.Call or AccessKind.Jmp => (Side.Memory, Side.None),
+        AccessKind.SysLoad or AccessKind.SegLoad or AccessKind.FarJmp or AccessKind.FarCall or AccessKind.LoadFarPtr => (Side.Memory, Side.None),
+        AccessKind.SysStore => (Side.None, Side.Memory),
         AccessKind.Alu or AccessKind.Xchg => (Side.Memory, Side.Memory),
         AccessKind.Write or AccessKind.WriteImm or AccessKind.Stos or AccessKind.WriteVec => (Side.None, Side.Memory),
         AccessKind.Movs or AccessKind.Movdir64b => (Side.Memory, Side.Memory),
@@ -432,9 +434,13 @@ public sealed partial class Kernel
     {
         var (read, _) = SidesOf(in _f.Acc[v]);
         _f.Phase[v] = ElementPhase.Read;
+        // SGDT..LMSW, MOV Sreg, far JMP/CALL: privilege and mode first (Kernel.System.cs).
+        if (IcedForms.IsSystem(_f.Acc[v].Kind) && !SystemBegin(cpu, v)) return;
         if (_checkElements[v] && ElementFaults(cpu, v)) return;
         // PUSH/POP/CALL/JMP m: the stack slot before the device side (Kernel.Stack.cs); POP's value comes from it.
         if (StackOps.IsStackForm(_f.Acc[v].Kind) && !StackBegin(cpu, v)) return;
+        // Far CALL: its two stack slots are translated before the device is asked for the pointer, as PUSH's is.
+        if (_f.Acc[v].Kind == AccessKind.FarCall && !StackTranslate(cpu, v, write: true, FarCallSlot(v))) return;
         if (read == Side.None) { AfterRead(cpu, v, _f.Acc[v].Kind == AccessKind.Pop ? _f.StackValue[v] : 0); return; }
         Access(cpu, v, read, write: false, 0);
     }
@@ -636,7 +642,7 @@ public sealed partial class Kernel
         AccessKind.Movs or AccessKind.Stos or AccessKind.Lods or AccessKind.Scas or AccessKind.Cmps => ExitKind.MmioString,
         AccessKind.Alu or AccessKind.Xchg or AccessKind.Bt => ExitKind.MmioAlu,
         AccessKind.Write or AccessKind.WriteImm or AccessKind.Setcc or AccessKind.WriteVec or AccessKind.Movdir64b or AccessKind.Pop
-            or AccessKind.Fnstcw or AccessKind.Fnstsw or AccessKind.MmxWrite or AccessKind.Fxsave => ExitKind.MmioWrite,
+            or AccessKind.SysStore or AccessKind.Fnstcw or AccessKind.Fnstsw or AccessKind.MmxWrite or AccessKind.Fxsave => ExitKind.MmioWrite,
         _ => ExitKind.MmioRead,
     };
 

@@ -87,9 +87,10 @@ public sealed partial class Kernel
             {
                 AccessKind.Bt => d.Op != AluOp.None || !rec.IsWrite,
                 AccessKind.Read or AccessKind.ReadZx or AccessKind.ReadSx or AccessKind.Cmov or AccessKind.Lods or AccessKind.Scas
-                    or AccessKind.Cmps or AccessKind.ReadVec or AccessKind.Push or AccessKind.Call or AccessKind.Jmp => !rec.IsWrite,
+                    or AccessKind.Cmps or AccessKind.ReadVec or AccessKind.Push or AccessKind.Call or AccessKind.Jmp
+                    or AccessKind.SysLoad or AccessKind.SegLoad or AccessKind.FarJmp or AccessKind.FarCall or AccessKind.LoadFarPtr => !rec.IsWrite,
                 AccessKind.Write or AccessKind.WriteImm or AccessKind.Stos or AccessKind.Setcc or AccessKind.WriteVec or AccessKind.Pop
-                    or AccessKind.Fnstcw or AccessKind.Fnstsw or AccessKind.MmxWrite or AccessKind.Fxsave => rec.IsWrite,
+                    or AccessKind.SysStore or AccessKind.Fnstcw or AccessKind.Fnstsw or AccessKind.MmxWrite or AccessKind.Fxsave => rec.IsWrite,
                 AccessKind.MmxRead or AccessKind.Fxrstor => !rec.IsWrite,
                 AccessKind.Movdir64b => true,
                 AccessKind.Alu => !rec.IsWrite || d.Op is not (AluOp.Cmp or AluOp.Test),

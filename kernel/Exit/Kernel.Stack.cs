@@ -92,14 +92,15 @@ public sealed partial class Kernel
 
     int StackWidth(int v) => StackOps.StackWidth(_f.Acc[v].Mode, _f.Acc[v].Mode == CpuMode.Bits64 ? (ushort)0 : State.SegAttributes(v, StateField.Ss));
 
-    /// <summary>SS:[slot] through the CPU's checks and the page walk into <see cref="_f.StackGpa"/>; false when a fault was injected.</summary>
-    bool StackTranslate(Cpu cpu, int v, bool write)
+    /// <summary>SS:[slot] through the CPU's checks and the page walk into <see cref="_f.StackGpa"/>; false when a fault was injected.
+    /// <paramref name="slotSize"/>: the slot's bytes when not the operand's (far CALL's two pushes, Kernel.System.cs).</summary>
+    bool StackTranslate(Cpu cpu, int v, bool write, uint slotSize = 0)
     {
         ref readonly var d = ref _f.Acc[v];
         ref readonly var c = ref _fctx[v];
         int width = StackWidth(v);
-        uint size = d.Size;
-        ulong offset = StackOps.SlotOffset(State.Gpr(v, Gpr.Rsp), d.Size, width, push: write);
+        uint size = slotSize != 0 ? slotSize : d.Size;
+        ulong offset = StackOps.SlotOffset(State.Gpr(v, Gpr.Rsp), (int)size, width, push: write);
         ulong linear;
         if (d.Mode == CpuMode.Bits64)
         {

@@ -98,6 +98,8 @@ public sealed partial class Kernel
                 ComputeX87(v, value, out bool w87, out toWrite);   // Kernel.X87.cs
                 write = writeSide && w87;
                 return true;
+            case AccessKind.SysStore or AccessKind.SysLoad or AccessKind.SegLoad or AccessKind.FarJmp or AccessKind.FarCall or AccessKind.LoadFarPtr:
+                return SystemCompute(cpu, v, value, out write, out toWrite);   // Kernel.System.cs
         }
         bool rmw = IsRmw(in d);
         Span<ulong> gprs = State.Gprs(v);

@@ -54,7 +54,10 @@ public static class DecoderVectors
 
     public static Vector Get(string file, int line) => Load(file).Single(v => v.Line == line);
 
-    public static readonly string[] Keys = ["len", "kind", "size", "reg", "imm", "rep", "seg", "srcseg", "mem", "asz", "port", "op", "dest", "cond", "align"];
+    public static readonly string[] Keys = ["len", "kind", "size", "reg", "imm", "rep", "seg", "srcseg", "mem", "asz", "port", "op", "dest", "cond", "align", "sys", "osz"];
+
+    /// <summary>The register a system form names (DecodedAccess.SysReg): the six segments, then ldtr tr gdtr idtr msw.</summary>
+    static readonly string[] SysNames = ["es", "cs", "ss", "ds", "fs", "gs", "ldtr", "tr", "gdtr", "idtr", "msw"];
 
     static readonly string[] CondNames = ["o", "no", "b", "ae", "e", "ne", "be", "a", "s", "ns", "p", "np", "l", "ge", "le", "g"];
 
@@ -110,6 +113,8 @@ public static class DecoderVectors
             ["dest"] = d.Kind == AccessKind.Alu ? (d.MemIsDest ? "mem" : "reg") : "none",
             ["cond"] = d.Kind is AccessKind.Setcc or AccessKind.Cmov ? CondNames[d.Cond] : "none",
             ["align"] = d.Align == 0 ? "none" : d.Align.ToString(CultureInfo.InvariantCulture),
+            ["sys"] = IcedForms.IsSystem(d.Kind) ? SysNames[d.SysReg] : "none",
+            ["osz"] = IcedForms.IsSystem(d.Kind) ? d.RegSize.ToString(CultureInfo.InvariantCulture) : "none",
         };
         bool mem = d.Kind is not (AccessKind.In or AccessKind.Out);
         r["seg"] = mem ? SegName(d.Segment) : "none";
@@ -146,6 +151,12 @@ public static class DecoderVectors
         AccessKind.WriteVec => "write_vec",
         AccessKind.MmxRead => "mmx_read",
         AccessKind.MmxWrite => "mmx_write",
+        AccessKind.SysStore => "sys_store",
+        AccessKind.SysLoad => "sys_load",
+        AccessKind.SegLoad => "seg_load",
+        AccessKind.FarJmp => "jmp_far",
+        AccessKind.FarCall => "call_far",
+        AccessKind.LoadFarPtr => "load_far_ptr",
         _ => k.ToString().ToLowerInvariant(),
     };
 
