@@ -93,7 +93,7 @@ public sealed unsafe class GuestMemory : IDisposable
         if ((gpa & 7) != 0) GuestThrowHelper.BadAccessSize(8);
     }
 
-    /// <summary>Reads 1, 2, 4, 6 or 8 bytes zero-extended to 64 bits (the width of an MMIO/IO access; 6: SGDT/LGDT outside
+    /// <summary>Reads 1 to 8 bytes zero-extended to 64 bits (the width of an MMIO/IO access; 3, 5, 7: a half of a stack slot split across a page; 6: SGDT/LGDT outside
     /// 64-bit mode and the m16:32 far pointer).</summary>
     public ulong ReadSized(ulong gpa, int size) => size switch
     {
@@ -102,10 +102,11 @@ public sealed unsafe class GuestMemory : IDisposable
         4 => ReadU32(gpa),
         8 => ReadU64(gpa),
         6 => ReadU32(gpa) | (ulong)ReadU16(gpa + 4) << 32,
+        3 or 5 or 7 => ReadU8(gpa) | ReadSized(gpa + 1, size - 1) << 8,   // the halves of a stack slot split across a page
         _ => GuestThrowHelper.BadAccessSize(size),
     };
 
-    /// <summary>Writes the low 1, 2, 4, 6 or 8 bytes of <paramref name="value"/>.</summary>
+    /// <summary>Writes the low 1 to 8 bytes of <paramref name="value"/>.</summary>
     public void WriteSized(ulong gpa, int size, ulong value)
     {
         switch (size)
@@ -115,6 +116,7 @@ public sealed unsafe class GuestMemory : IDisposable
             case 2: WriteU16(gpa, (ushort)value); break;
             case 4: WriteU32(gpa, (uint)value); break;
             case 8: WriteU64(gpa, value); break;
+            case 3 or 5 or 7: WriteU8(gpa, (byte)value); WriteSized(gpa + 1, size - 1, value >> 8); break;   // a split stack slot's half
             default: GuestThrowHelper.BadAccessSize(size); break;
         }
     }

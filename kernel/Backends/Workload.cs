@@ -375,6 +375,9 @@ public sealed partial class WorkloadBuilder
     public ulong StackSlot => _l.Data + 0x800;
     /// <summary>An address no page table maps: a stack there is #PF.</summary>
     public const ulong UnmappedStack = 0x0000_7000_0000_0000;
+
+    /// <summary>The value StackFamilies pushes through a stack slot split across a page at an odd offset.</summary>
+    public const ulong SplitSlotValue = 0x1122_3344_5566_7788;
     /// <summary>The branch target the CALL/JMP steps load from the device (any canonical address: the replay checks RIP).</summary>
     public const ulong BranchTarget = 0x0000_1234_5678_9000;
 
@@ -416,6 +419,13 @@ public sealed partial class WorkloadBuilder
         Mem(p, "mov eax, [rdi] (ticker: the faulted PUSH never read it)", a => a.mov(eax, __dword_ptr[rdi]), tick, 4, false, [(7, tick)], expect: 500, mask: 0xFFFF_FFFF);
         Expect(Mem(p, "pop qword [rsi+0x28] (rSP reset to the slot)", a => a.pop(__qword_ptr[rsi + 0x28]), x + 0x28, 8, true, B((4, s))), (Rsp, s + 8, ulong.MaxValue));
         Mem(p, "mov rax, [rsi+0x28] (the seed again)", a => a.mov(rax, __qword_ptr[rsi + 0x28]), x + 0x28, 8, false, B(), expect: StackSeed);
+        // A slot across a page boundary at an odd offset (5 bytes below it, 3 above): each half is written and read
+        // back at its own size.
+        ulong odd = _l.Data + 0x1003;
+        Mem(p, "mov [rsi], rax (a value for the split slot)", a => a.mov(__qword_ptr[rsi], rax), x, 8, true, B((0, SplitSlotValue)));
+        Expect(Mem(p, "push qword [rsi] (slot split 5/3 across a page)", a => a.push(__qword_ptr[rsi]), x, 8, false, B((4, odd))), (Rsp, odd - 8, ulong.MaxValue));
+        Expect(Mem(p, "pop qword [rsi+0x30] (the split slot)", a => a.pop(__qword_ptr[rsi + 0x30]), x + 0x30, 8, true, B()), (Rsp, odd, ulong.MaxValue));
+        Mem(p, "mov rax, [rsi+0x30] (after the split PUSH/POP)", a => a.mov(rax, __qword_ptr[rsi + 0x30]), x + 0x30, 8, false, B(), expect: SplitSlotValue);
     }
 
     void MixStep(ReplayProgram p, string kind, ulong dev, bool random)
