@@ -6,8 +6,10 @@
 // (direct-mapped, Ways slots per vCPU) and is not part of the key. Only the fast decoder's successes are kept: a
 // refusal or an Iced fallback is decoded (and counted) every time.
 //
-// One vCPU is handled by one CPU at a time (the vCPU's CPU), so the slots need no synchronisation.
+// One vCPU is handled by one CPU at a time (the vCPU's CPU), so the slots need no synchronisation; each vCPU's ways
+// of a column sit on their own cache-line pair (hot/Layout/VcpuColumn.cs).
 using System.Runtime.InteropServices;
+using Copra.Hot.Layout;
 
 namespace Copra.Hot.Decode;
 
@@ -19,16 +21,15 @@ public sealed class DecodeCache
     /// <summary>The byte buffer <see cref="TryDecode"/> takes: the 15 fetchable bytes and one zero, read as one 128-bit key.</summary>
     public const int BufferLength = 16;
 
-    readonly UInt128[] _bytes;
-    readonly CpuMode[] _mode;
-    readonly byte[] _length;   // 0: empty
-    readonly DecodedAccess[] _decoded;
+    readonly VcpuWays<UInt128> _bytes;
+    readonly VcpuWays<CpuMode> _mode;
+    readonly VcpuWays<byte> _length;   // 0: empty
+    readonly VcpuWays<DecodedAccess> _decoded;
 
     public DecodeCache(int vcpuCount)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(vcpuCount);
-        int n = vcpuCount * Ways;
-        _bytes = new UInt128[n]; _mode = new CpuMode[n]; _length = new byte[n]; _decoded = new DecodedAccess[n];
+        _bytes = new(vcpuCount, Ways); _mode = new(vcpuCount, Ways); _length = new(vcpuCount, Ways); _decoded = new(vcpuCount, Ways);
     }
 
     /// <summary>
@@ -40,23 +41,23 @@ public sealed class DecodeCache
     public bool TryDecode(int vcpu, ulong linear, ReadOnlySpan<byte> buffer, int got, CpuMode mode, out DecodedAccess d)
     {
         UInt128 all = MemoryMarshal.Read<UInt128>(buffer[..BufferLength]);
-        int slot = vcpu * Ways + (int)(linear & (Ways - 1));
-        int len = _length[slot];
-        if (len != 0 && len <= got && _mode[slot] == mode && (all & Mask(len)) == _bytes[slot])
+        int slot = (int)(linear & (Ways - 1));
+        int len = _length.At(vcpu, slot);
+        if (len != 0 && len <= got && _mode.At(vcpu, slot) == mode && (all & Mask(len)) == _bytes.At(vcpu, slot))
         {
-            d = _decoded[slot];
+            d = _decoded.At(vcpu, slot);
             return true;
         }
         if (!X86Decoder.TryDecode(buffer[..got], mode, out d)) return false;
-        _length[slot] = d.Length;
-        _mode[slot] = mode;
-        _bytes[slot] = all & Mask(d.Length);
-        _decoded[slot] = d;
+        _length.At(vcpu, slot) = d.Length;
+        _mode.At(vcpu, slot) = mode;
+        _bytes.At(vcpu, slot) = all & Mask(d.Length);
+        _decoded.At(vcpu, slot) = d;
         return true;
     }
 
     /// <summary>Forgets vCPU <paramref name="vcpu"/>'s entries.</summary>
-    public void Invalidate(int vcpu) => _length.AsSpan(vcpu * Ways, Ways).Clear();
+    public void Invalidate(int vcpu) => _length.Row(vcpu).Clear();
 
     static UInt128 Mask(int len) => len >= 16 ? UInt128.MaxValue : (UInt128.One << (8 * len)) - 1;
 }

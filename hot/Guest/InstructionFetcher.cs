@@ -21,8 +21,10 @@
 // whether it needed them (Truncated), and the kernel then injects that #PF.
 //
 // One vCPU is fetched for by one CPU at a time (the vCPU's CPU), so the per-vCPU
-// slots need no synchronisation. No allocation after construction.
+// slots need no synchronisation; each vCPU's slot of a column is on its own cache-line
+// pair (hot/Layout/VcpuColumn.cs), so two CPUs never write one line. No allocation after construction.
 using System.Runtime.CompilerServices;
+using Copra.Hot.Layout;
 
 namespace Copra.Hot.Guest;
 
@@ -48,39 +50,39 @@ public sealed unsafe class InstructionFetcher
     public const int MaxInstructionLength = 15;
     const ulong PageMask = GuestMemory.PageSize - 1;
 
-    readonly ulong[] _linearPage;
-    readonly ulong[] _gpaPage;
-    readonly ulong[] _cr3;
-    readonly ushort[] _key;   // the paging-mode bits and the fetch's access type (User, Smep): a hit needs both to match
-    readonly bool[] _valid;
-    readonly long[] _hits;
-    readonly long[] _misses;
+    readonly VcpuColumn<ulong> _linearPage;
+    readonly VcpuColumn<ulong> _gpaPage;
+    readonly VcpuColumn<ulong> _cr3;
+    readonly VcpuColumn<ushort> _key;   // the paging-mode bits and the fetch's access type (User, Smep): a hit needs both to match
+    readonly VcpuColumn<bool> _valid;
+    readonly VcpuColumn<long> _hits;
+    readonly VcpuColumn<long> _misses;
 
     /// <summary>Creates slots for vCPUs 0..vcpuCount-1, all invalid.</summary>
     public InstructionFetcher(int vcpuCount)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(vcpuCount);
-        _linearPage = new ulong[vcpuCount];
-        _gpaPage = new ulong[vcpuCount];
-        _cr3 = new ulong[vcpuCount];
-        _key = new ushort[vcpuCount];
-        _valid = new bool[vcpuCount];
-        _hits = new long[vcpuCount];
-        _misses = new long[vcpuCount];
+        _linearPage = new(vcpuCount);
+        _gpaPage = new(vcpuCount);
+        _cr3 = new(vcpuCount);
+        _key = new(vcpuCount);
+        _valid = new(vcpuCount);
+        _hits = new(vcpuCount);
+        _misses = new(vcpuCount);
     }
 
     /// <summary>Number of vCPU slots.</summary>
-    public int VcpuCount => _valid.Length;
+    public int VcpuCount => _valid.Count;
     /// <summary>Per-vCPU count of page translations served from the cache.</summary>
-    public ReadOnlySpan<long> Hits => _hits;
+    public VcpuColumn<long> Hits => _hits;
     /// <summary>Per-vCPU count of page walks (cache misses, including second pages of straddling instructions).</summary>
-    public ReadOnlySpan<long> Misses => _misses;
+    public VcpuColumn<long> Misses => _misses;
 
     /// <summary>Drops vCPU <paramref name="vcpu"/>'s entry. Call on every CR3 or CR0/CR4/EFER write for that vCPU.</summary>
     public void Invalidate(int vcpu) => _valid[vcpu] = false;
 
     /// <summary>Drops every entry (e.g. after the guest's memory was rewritten behind its back).</summary>
-    public void InvalidateAll() => Array.Clear(_valid);
+    public void InvalidateAll() => _valid.Fill(false);
 
     /// <summary>True when vCPU <paramref name="vcpu"/> holds an entry.</summary>
     public bool IsCached(int vcpu) => _valid[vcpu];
