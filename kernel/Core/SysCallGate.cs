@@ -11,20 +11,26 @@ namespace Copra.Kernel.Core;
 /// </summary>
 public sealed class SysCallGate(Kernel k)
 {
-    public long Calls, Transitions;
+    // Per CPU (Cpu.GateCalls, Cpu.GateTransitions): two VMs' models on two CPUs wrote these two shared fields on
+    // every call. Calls from outside the drivers (tests, the VMM's synchronous setup) add here atomically.
+    long _calls, _transitions;
+    /// <summary>Calls dispatched (the gate, BATCH entries, polled rings), summed over the CPUs.</summary>
+    public long Calls { get { long n = Volatile.Read(ref _calls); foreach (var c in k.Cpus) n += c.GateCalls; return n; } }
+    /// <summary>User-to-kernel transitions (gate entries), summed over the CPUs.</summary>
+    public long Transitions { get { long n = Volatile.Read(ref _transitions); foreach (var c in k.Cpus) n += c.GateTransitions; return n; } }
 
     public ValueTask<long> Enter(KThread t, in SysCallRegs r)
     {
-        Transitions++;
         var cpu = Kernel.CurrentCpu;
-        if (cpu is not null) cpu.Clock += k.Cost.SyscallCycles;
+        if (cpu is not null) { cpu.GateTransitions++; cpu.Clock += k.Cost.SyscallCycles; }
+        else Interlocked.Increment(ref _transitions);
         return Dispatch(t, r, inBatch: false);
     }
 
     /// <summary>One call, from the gate, a BATCH entry or a polled ring's entry.</summary>
     internal ValueTask<long> Dispatch(KThread t, in SysCallRegs r, bool inBatch)
     {
-        Calls++;
+        if (Kernel.CurrentCpu is { } cpu) cpu.GateCalls++; else Interlocked.Increment(ref _calls);
         if (t.State == ThreadState.Dead) return t.Block("dead");
         try
         {
