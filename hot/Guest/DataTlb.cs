@@ -25,21 +25,21 @@ public sealed class DataTlb
     /// <summary>Entries per vCPU. Why 4: an exit touches at most two data pages (MOVS), and a driver's loop a few more.</summary>
     public const int Ways = 4;
 
-    readonly VcpuWays<ulong> _linearPage, _gpaPage, _cr3;
-    readonly VcpuWays<ushort> _key;
-    readonly VcpuWays<bool> _valid;
+    // One entry's fields together (TlbEntry, 24 bytes; a vCPU's four ways fill one 128-byte block): a lookup reads
+    // all of them, so this touches one line where five columns touched five. The vCPU index is still the identity.
+    readonly VcpuWays<TlbEntry> _e;
 
     public DataTlb(int vcpuCount)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(vcpuCount);
-        _linearPage = new(vcpuCount, Ways); _gpaPage = new(vcpuCount, Ways); _cr3 = new(vcpuCount, Ways); _key = new(vcpuCount, Ways); _valid = new(vcpuCount, Ways);
+        _e = new(vcpuCount, Ways);
     }
 
     /// <summary>Drops vCPU <paramref name="vcpu"/>'s entries. Call on every CR3 or CR0/CR4/EFER write for that vCPU.</summary>
-    public void Invalidate(int vcpu) => _valid.Row(vcpu).Clear();
+    public void Invalidate(int vcpu) => _e.Row(vcpu).Clear();
 
     /// <summary>Drops every entry.</summary>
-    public void InvalidateAll() { for (int v = 0; v < _valid.Count; v++) _valid.Row(v).Clear(); }
+    public void InvalidateAll() { for (int v = 0; v < _e.Count; v++) _e.Row(v).Clear(); }
 
     /// <summary>No witness: a hit is trusted (an element the hardware did not name, e.g. a later REP iteration).</summary>
     public const ulong NoWitness = ulong.MaxValue;
@@ -55,16 +55,30 @@ public sealed class DataTlb
     {
         ushort key = (ushort)(mode.Bits | (int)access << 8);
         ulong page = linear & ~PageMask;
-        int i = (int)((page >> 12) & (Ways - 1));
-        if (_valid.At(vcpu, i) && _linearPage.At(vcpu, i) == page && _cr3.At(vcpu, i) == cr3 && _key.At(vcpu, i) == key
-            && (witnessPage == NoWitness || _gpaPage.At(vcpu, i) == witnessPage))
+        ref TlbEntry e = ref _e.At(vcpu, (int)((page >> 12) & (Ways - 1)));
+        if (e.Hits(page, cr3, key) && (witnessPage == NoWitness || e.GpaPage == witnessPage))
         {
-            gpa = _gpaPage.At(vcpu, i) | (linear & PageMask);
+            gpa = e.GpaPage | (linear & PageMask);
             return WalkResult.Ok;
         }
         var r = PageWalker.Translate(mem, mode, cr3, linear, access, out gpa);
         if (!r.IsOk) return r;
-        _linearPage.At(vcpu, i) = page; _gpaPage.At(vcpu, i) = gpa & ~PageMask; _cr3.At(vcpu, i) = cr3; _key.At(vcpu, i) = key; _valid.At(vcpu, i) = true;
+        e = new TlbEntry { LinearPage = page, GpaPage = gpa & ~PageMask, Cr3 = cr3, Key = key, Valid = true };
         return r;
     }
+}
+
+/// <summary>
+/// One software-TLB entry (the data TLB's ways, the fetcher's code page): the linear page, the guest-physical page it
+/// maps to, and the CR3 and key (paging-mode bits | access type) it was filled under.
+/// </summary>
+public struct TlbEntry
+{
+    public ulong LinearPage, GpaPage, Cr3;
+    public ushort Key;
+    public bool Valid;
+
+    /// <summary>The entry maps <paramref name="page"/> under this CR3 and key.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    public readonly bool Hits(ulong page, ulong cr3, ushort key) => Valid && LinearPage == page && Cr3 == cr3 && Key == key;
 }

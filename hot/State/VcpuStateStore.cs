@@ -272,10 +272,14 @@ public sealed class VcpuStateStore
 
     // ---- tracked fields: typed accessors with accounting -------------------------------------
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public ulong Cr0(int v) { ChargeRead(v, Bit.Cr0); return _cr0[v]; }
     public ulong Cr2(int v) { ChargeRead(v, Bit.Cr2); return _cr2[v]; }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public ulong Cr3(int v) { ChargeRead(v, Bit.Cr3); return _cr3[v]; }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public ulong Cr4(int v) { ChargeRead(v, Bit.Cr4); return _cr4[v]; }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public ulong Efer(int v) { ChargeRead(v, Bit.Efer); return _efer[v]; }
     /// <summary>Pending event in SVM EVENTINJ form: bits 7:0 vector, 10:8 type, 11 error code valid, 31 valid, 63:32 error code.</summary>
     public ulong PendingEvent(int v) { ChargeRead(v, Bit.PendingEvent); return _pendingEvent[v]; }
@@ -294,10 +298,12 @@ public sealed class VcpuStateStore
 
     /// <summary>Segment <paramref name="seg"/> (StateField.Es..Gs) selector.</summary>
     public ushort SegSelector(int v, int seg) { ChargeRead(v, Bit.Seg(seg, StateField.Selector)); return _segSelector.At(v, seg); }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public ulong SegBase(int v, int seg) { ChargeRead(v, Bit.Seg(seg, StateField.Base)); return _segBase.At(v, seg); }
     /// <summary>Byte-granular limit.</summary>
     public uint SegLimit(int v, int seg) { ChargeRead(v, Bit.Seg(seg, StateField.Limit)); return _segLimit.At(v, seg); }
     /// <summary>Packed attributes (see <see cref="SegmentAttributes"/>).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public ushort SegAttributes(int v, int seg) { ChargeRead(v, Bit.Seg(seg, StateField.Attributes)); return _segAttributes.At(v, seg); }
 
     public void SetSegSelector(int v, int seg, ushort value) { ChargeWrite(v, Bit.Seg(seg, StateField.Selector)); _segSelector.At(v, seg) = value; }
