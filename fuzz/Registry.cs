@@ -19,6 +19,7 @@ public static class Registry
         list.Add(new SyscallTarget());
         list.Add(new MemStateTarget());
         foreach (var f in Enum.GetValues<OracleFamily>()) list.Add(new CpuOracleTarget(f));
+        list.Add(new X87OracleTarget());
         return list;
     }
 }

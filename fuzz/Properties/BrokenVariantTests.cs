@@ -91,6 +91,27 @@ public class CpuOracleBrokenVariantTests(Xunit.Abstractions.ITestOutputHelper lo
     public void CatchesCmpxchgWritingOnMismatch() =>
         Catches(new CpuOracleTarget(OracleFamily.Exchange, BrokenExecutor.CmpxchgAlwaysStores, name: "cpu-oracle-broken-cmpxchg"), 20_000, "memory byte");
 
+    /// <summary>An MMX store that reads ST(n) instead of physical register n (ignores TOP): the oracle's random TOP finds it.</summary>
+    [NativeCpuFact]
+    public void CatchesAnMmxStoreIgnoringTop()
+    {
+        var t = new X87OracleTarget((in DecodedAccess d, Copra.Hot.State.VcpuStateStore s, Span<byte> mem) =>
+        {
+            if (d.Kind == AccessKind.MmxWrite)
+            {
+                ulong wrong = s.St(0, d.Reg).Mantissa;
+                Copra.Hot.Emulate.X87.MmxStore(s, 0, d.Reg);
+                System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(mem, wrong);
+            }
+            else X87OracleTarget.Execute(in d, s, mem);
+        }, "cpu-oracle-broken-mmx-top");
+        var o = FsCheckRunner.Run(t, 20_000);
+        Assert.False(o.Passed, "the planted bug went unnoticed");
+        string msg = t.SafeCheck(o.Shrunk!)!;
+        log.WriteLine($"shrunk: {t.Show(o.Shrunk!)}\n{msg}");
+        Assert.Contains("memory byte", msg, StringComparison.Ordinal);
+    }
+
     [NativeCpuFact]
     public void CatchesAnSseStoreWithItsHalvesSwapped() =>
         Catches(new CpuOracleTarget(OracleFamily.Vector, name: "cpu-oracle-broken-sse-store", vector: BrokenExecutor.SseStoreSwapsHalves), 20_000, "memory byte");

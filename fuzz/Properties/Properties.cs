@@ -97,6 +97,10 @@ public class CpuOracleProperties
     [NativeCpuTheory]
     [MemberData(nameof(Families))]
     public void ExecutorAgreesWithTheCpu(OracleFamily family) => FsCheckRunner.Assert(new CpuOracleTarget(family), 5_000);
+
+    /// <summary>The short run of the x87/MMX/FXSAVE forms against the host CPU (the campaign runs 10^6).</summary>
+    [NativeCpuFact]
+    public void X87FormsAgreeWithTheCpu() => FsCheckRunner.Assert(new X87OracleTarget(), 5_000);
 }
 
 /// <summary>A theory that runs instructions on the host CPU: reported as skipped, with the reason, elsewhere.</summary>

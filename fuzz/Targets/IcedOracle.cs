@@ -91,6 +91,7 @@ public static class IcedOracle
                 if (IcedForms.IsCountRegister(ins, k)) continue;
                 Register r = ins.GetOpRegister(k);
                 if (r.IsXMM() && e.Kind is AccessKind.ReadVec or AccessKind.WriteVec) { e.Reg = r - Register.XMM0; e.RegSize = 16; continue; }
+                if (r.IsMM() && e.Kind is AccessKind.MmxRead or AccessKind.MmxWrite) { e.Reg = r - Register.MM0; e.RegSize = 8; continue; }
                 if (!r.IsGPR()) return e; // MOV Sreg, CRn and friends are not emulated forms
                 if (port && r == Register.DX) { e.PortIsDx = true; continue; }
                 if (r is >= Register.AH and <= Register.BH) { e.Reg = r - Register.AH; e.RegHigh8 = true; }

@@ -48,6 +48,19 @@ public enum AccessKind : byte
     Call,
     /// <summary>JMP m, near (FF /4): reads the target from the operand, RIP = target.</summary>
     Jmp,
+    /// <summary>FNSTCW m16 (D9 /7): stores the x87 control word.</summary>
+    Fnstcw,
+    /// <summary>FNSTSW m16 (DD /7): stores the x87 status word.</summary>
+    Fnstsw,
+    /// <summary>MOVQ mm, m64 (0F 6F, no prefix): <see cref="DecodedAccess.Reg"/> is the MMX register 0..7.</summary>
+    MmxRead,
+    /// <summary>MOVQ m64, mm (0F 7F, no prefix).</summary>
+    MmxWrite,
+    /// <summary>FXSAVE m512 (0F AE /0; FXSAVE64 with REX.W): the image moves as 64-byte pieces (<see cref="DecodedAccess.Size"/>
+    /// is the piece size; hot/Emulate/X87.cs); <see cref="DecodedAccess.Op"/> is unused, REX.W is in <see cref="DecodedAccess.Imm"/>.</summary>
+    Fxsave,
+    /// <summary>FXRSTOR m512 (0F AE /1; FXRSTOR64 with REX.W): all pieces are read before any state is loaded.</summary>
+    Fxrstor,
 }
 
 /// <summary>The arithmetic of an <see cref="AccessKind.Alu"/> access.
@@ -141,6 +154,9 @@ public struct DecodedAccess
     /// CMPXCHG16B, 64 for MOVDIR64B's destination; 0 when any alignment is allowed.</summary>
     public byte Align;
     public RefuseReason Error;
+
+    /// <summary>Bytes of the whole memory operand: <see cref="Size"/>, except FXSAVE/FXRSTOR's 512 (Size is their piece's).</summary>
+    public readonly int OperandBytes => Kind is AccessKind.Fxsave or AccessKind.Fxrstor ? 512 : Size;
 
     /// <summary>True when the form has a memory operand (everything but IN/OUT).</summary>
     public readonly bool HasMemory => Kind != AccessKind.Unsupported && Kind != AccessKind.In && Kind != AccessKind.Out;

@@ -48,6 +48,7 @@ public static class IcedFallback
             if (ins.GetOpKind(k) != OpKind.Register || IcedForms.IsCountRegister(ins, k)) continue;
             Register r = ins.GetOpRegister(k);
             if (r.IsXMM() && kind is AccessKind.ReadVec or AccessKind.WriteVec) { d.Reg = (sbyte)(r - Register.XMM0); d.RegSize = 16; continue; }
+            if (r.IsMM() && kind is AccessKind.MmxRead or AccessKind.MmxWrite) { d.Reg = (sbyte)(r - Register.MM0); d.RegSize = 8; continue; }
             if (!r.IsGPR()) return Refuse(ref d, RefuseReason.UnsupportedOp);
             if (kind is AccessKind.Ins or AccessKind.Outs) continue;
             if (portForm && r == Register.DX && k == (kind == AccessKind.In ? 1 : 0)) continue;
@@ -93,8 +94,14 @@ public static class IcedFallback
         d.Rep = IcedForms.IsString(kind) && (ins.HasRepPrefix || ins.HasRepnePrefix);
         d.RepNe = d.Rep && kind is AccessKind.Cmps or AccessKind.Scas && ins.HasRepnePrefix;
         if (kind is AccessKind.Setcc or AccessKind.Cmov) d.Cond = cond;
+        if (kind is AccessKind.Fxsave or AccessKind.Fxrstor)
+        {
+            // The exit path moves the 512-byte image in 64-byte pieces (X86Decoder's convention); FXSAVE64/FXRSTOR64 in Imm.
+            d.Size = 64;
+            d.Imm = ins.Code is Code.Fxsave64_m512byte or Code.Fxrstor64_m512byte ? 1 : 0;
+        }
         d.Lock = ins.HasLockPrefix || kind == AccessKind.Xchg;
-        d.Align = (byte)(op == AluOp.Cmpxchg16b ? 16 : kind == AccessKind.Movdir64b ? 64 : AlignedSse(ins.Mnemonic) ? 16 : 0);
+        d.Align = (byte)(op == AluOp.Cmpxchg16b || kind is AccessKind.Fxsave or AccessKind.Fxrstor ? 16 : kind == AccessKind.Movdir64b ? 64 : AlignedSse(ins.Mnemonic) ? 16 : 0);
         // MOVDIR64B writes ES:[reg]; its ModRM operand (and any segment override) is the source.
         if (kind == AccessKind.Movdir64b) { d.SrcSegment = d.Segment; d.Segment = Seg.ES; }
         d.Length = (byte)ins.Length;

@@ -30,6 +30,13 @@ public static class IcedForms
             case Mnemonic.Movntps: case Mnemonic.Movntpd: case Mnemonic.Movntdq:
                 return ins.Encoding == EncodingKind.Legacy ? AccessKind.WriteVec : AccessKind.Unsupported;
             case Mnemonic.Movdir64b: return AccessKind.Movdir64b;
+            // MMX MOVQ (0F 6F / 0F 7F); the SSE MOVQ forms (F3 0F 7E, 66 0F D6) are not emulated.
+            case Mnemonic.Movq:
+                return ins.Code == Code.Movq_mm_mmm64 ? AccessKind.MmxRead : ins.Code == Code.Movq_mmm64_mm ? AccessKind.MmxWrite : AccessKind.Unsupported;
+            case Mnemonic.Fnstcw: return AccessKind.Fnstcw;
+            case Mnemonic.Fnstsw: return ins.Code == Code.Fnstsw_m2byte ? AccessKind.Fnstsw : AccessKind.Unsupported;
+            case Mnemonic.Fxsave: case Mnemonic.Fxsave64: return AccessKind.Fxsave;
+            case Mnemonic.Fxrstor: case Mnemonic.Fxrstor64: return AccessKind.Fxrstor;
             case Mnemonic.Movzx: return AccessKind.ReadZx;
             case Mnemonic.Movsx: case Mnemonic.Movsxd: return AccessKind.ReadSx;
             case Mnemonic.Movsb: case Mnemonic.Movsw: case Mnemonic.Movsq: return AccessKind.Movs;

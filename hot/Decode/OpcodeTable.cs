@@ -50,7 +50,8 @@ internal static class OpcodeTable
     public const byte ImmNone = 0, Imm8 = 1, ImmZ = 2, Imm8Sx = 3, ImmMoffs = 4, ImmPort8 = 5, ImmOne = 6, ImmCl = 7;
 
     public const byte GroupAlu1 = 0, GroupUnary3 = 1, GroupMov11 = 2, GroupBt8 = 3, GroupShift2 = 4, GroupIncDec4 = 5,
-        GroupIncDec5 = 6, GroupSetcc = 7, GroupCx9 = 8, GroupPop1A = 9, GroupCount = 10;
+        GroupIncDec5 = 6, GroupSetcc = 7, GroupCx9 = 8, GroupPop1A = 9, GroupX87D9 = 10, GroupX87DD = 11, GroupFx15 = 12,
+        GroupCount = 13;
 
     /// <summary>Group-row byte 3: how a stack or branch member sizes its operand in 64-bit mode (SDM vol. 2, PUSH, POP,
     /// CALL, JMP): SizeStack = 8 bytes by default, 2 with 66 (REX.W wins), never 4; SizeNearBranch = always 8 (66 and
@@ -163,6 +164,12 @@ internal static class OpcodeTable
 
         SetRaw(0x0F, KindEscape, 0, ImmNone, 0);
 
+        // x87 escapes D9 and DD: only the state stores FNSTCW (/7) and FNSTSW (/7); mod = 3 is an x87 register form.
+        SetRaw(0xD9, KindGroup, FModRM | FMemDest | FMemOnly, ImmNone, GroupX87D9);
+        SetRaw(0xDD, KindGroup, FModRM | FMemDest | FMemOnly, ImmNone, GroupX87DD);
+        // Group 15 (0F AE): /0 FXSAVE, /1 FXRSTOR; mod = 3 is the fences and RD/WR FS/GS BASE.
+        SetRaw(Map0F + 0xAE, KindGroup, FModRM | FMemOnly, ImmNone, GroupFx15);
+
         // 0F map.
         Set(Map0F + 0xA3, AccessKind.Bt, FModRM | FMemDest);
         Set(Map0F + 0xAB, AccessKind.Bt, FModRM | FMemDest, ImmNone, (byte)AluOp.Bts);
@@ -222,7 +229,8 @@ internal static class OpcodeTable
             int o = row * PrefixRowSize + prefix * 4;
             r[o] = (byte)kind; r[o + 1] = size; r[o + 2] = align;
         }
-        // F3/F2 on 0F 10/11 are MOVSS/MOVSD, on 0F 28/29/2B undefined or other; no prefix on 0F 6F/7F/E7 is MMX: all left out.
+        // F3/F2 on 0F 10/11 are MOVSS/MOVSD, on 0F 28/29/2B undefined or other: left out. No prefix on 0F 6F/7F is MMX
+        // MOVQ (an 8-byte move of an MMX register); on 0F E7 it is MOVNTQ, not emulated by any anchor.
         Set(PrefixMovu, MandatoryNone, AccessKind.ReadVec, 16, 0);        // MOVUPS xmm, m128
         Set(PrefixMovu, Mandatory66, AccessKind.ReadVec, 16, 0);          // MOVUPD
         Set(PrefixMovuStore, MandatoryNone, AccessKind.WriteVec, 16, 0);  // MOVUPS m128, xmm
@@ -233,6 +241,8 @@ internal static class OpcodeTable
         Set(PrefixMovaStore, Mandatory66, AccessKind.WriteVec, 16, 16);
         Set(PrefixMovntps, MandatoryNone, AccessKind.WriteVec, 16, 16);   // MOVNTPS (SDM: #GP(0) if unaligned)
         Set(PrefixMovntps, Mandatory66, AccessKind.WriteVec, 16, 16);     // MOVNTPD
+        Set(PrefixMovdq, MandatoryNone, AccessKind.MmxRead, 8, 0);        // MOVQ mm, m64
+        Set(PrefixMovdqStore, MandatoryNone, AccessKind.MmxWrite, 8, 0);  // MOVQ m64, mm
         Set(PrefixMovdq, Mandatory66, AccessKind.ReadVec, 16, 16);        // MOVDQA
         Set(PrefixMovdq, MandatoryF3, AccessKind.ReadVec, 16, 0);         // MOVDQU
         Set(PrefixMovdqStore, Mandatory66, AccessKind.WriteVec, 16, 16);
@@ -290,6 +300,11 @@ internal static class OpcodeTable
         for (int r = 0; r < 8; r++) Set(GroupSetcc, r, AccessKind.Setcc, AluOp.None);
         // Group 9 (0F C7): /1 CMPXCHG8B (CMPXCHG16B with REX.W); the memory forms of the rest are not emulated.
         Set(GroupCx9, 1, AccessKind.Alu, AluOp.Cmpxchg8b);
+        // x87 (D9 /7, DD /7) and group 15 (0F AE /0, /1): the state forms KVM emulates; the other members are not.
+        Set(GroupX87D9, 7, AccessKind.Fnstcw, AluOp.None);
+        Set(GroupX87DD, 7, AccessKind.Fnstsw, AluOp.None);
+        Set(GroupFx15, 0, AccessKind.Fxsave, AluOp.None);
+        Set(GroupFx15, 1, AccessKind.Fxrstor, AluOp.None);
         return g;
     }
 

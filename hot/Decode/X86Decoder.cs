@@ -24,6 +24,8 @@ public static class X86Decoder
 {
     /// <summary>The architectural maximum instruction length.</summary>
     public const int MaxLength = 15;
+    /// <summary>The piece size FXSAVE/FXRSTOR decode with (Copra.Hot.Emulate.X87.PieceSize).</summary>
+    const int X87Piece = 64;
 
     /// <summary>
     /// Decodes the instruction at the start of <paramref name="bytes"/> (only the first 15 bytes are looked at).
@@ -131,6 +133,8 @@ public static class X86Decoder
                 int g = (arg * 8 + regField) * GroupRowSize;
                 kind = Groups[g];
                 if (kind == (int)AccessKind.Unsupported) return Refuse(ref d, RefuseReason.UnsupportedOp);
+                // Why: 66/F2/F3 make 0F AE /0 and /1 undefined (Iced agrees); decided on ModRM, before SIB and displacement.
+                if (kind is (int)AccessKind.Fxsave or (int)AccessKind.Fxrstor && (opSizePrefix || repPrefix)) return Refuse(ref d, RefuseReason.UnknownOpcode);
                 aluOp = Groups[g + 1];
                 immKind &= Groups[g + 2];
                 // Why: PUSH/POP m default to 8 bytes in 64-bit mode (66 gives 2, REX.W wins); near CALL/JMP m are always 8.
@@ -224,6 +228,23 @@ public static class X86Decoder
         else if (kind == (int)AccessKind.Write && arg != 0 && opSize == 2)
         {
             size = regSize = 4; // MOVNTI and MOVDIRI have no 16-bit form: 32 bits in 16-bit mode too
+        }
+        else if (kind is (int)AccessKind.Fnstcw or (int)AccessKind.Fnstsw)
+        {
+            size = 2;   // m2byte whatever 66 or REX.W say
+        }
+        else if (kind is (int)AccessKind.Fxsave or (int)AccessKind.Fxrstor)
+        {
+            // Why: 512 bytes do not fit the byte-wide Size; the exit path moves the image in X87.PieceSize pieces and
+            // sets the size of each; REX.W (the 64-bit FIP/FDP layout) rides in Imm.
+            size = X87Piece;
+            align = 16;
+            d.Imm = (rex & 8) >> 3;
+        }
+        else if (vecSize != 0 && kind is (int)AccessKind.MmxRead or (int)AccessKind.MmxWrite)
+        {
+            size = regSize = 8;
+            d.Reg &= 7;   // MM0..MM7: REX.R is ignored
         }
         else if (vecSize != 0)
         {

@@ -589,8 +589,9 @@ public static class Executor
     {
         AccessKind.Unsupported or AccessKind.In or AccessKind.Out => "none",
         AccessKind.Read or AccessKind.ReadZx or AccessKind.ReadSx or AccessKind.Cmov or AccessKind.Lods or AccessKind.Scas
-            or AccessKind.Cmps or AccessKind.Outs or AccessKind.ReadVec => "read",
-        AccessKind.Write or AccessKind.WriteImm or AccessKind.Stos or AccessKind.Setcc or AccessKind.Ins or AccessKind.WriteVec or AccessKind.Pop => "write",
+            or AccessKind.Cmps or AccessKind.Outs or AccessKind.ReadVec or AccessKind.MmxRead or AccessKind.Fxrstor => "read",
+        AccessKind.Write or AccessKind.WriteImm or AccessKind.Stos or AccessKind.Setcc or AccessKind.Ins or AccessKind.WriteVec or AccessKind.Pop
+            or AccessKind.Fnstcw or AccessKind.Fnstsw or AccessKind.MmxWrite or AccessKind.Fxsave => "write",
         AccessKind.Push or AccessKind.Call or AccessKind.Jmp => "read",
         AccessKind.Bt => d.Op == AluOp.None ? "read" : "rmw",
         AccessKind.Alu => d.Op is AluOp.Cmp or AluOp.Test or AluOp.Mul or AluOp.Imul or AluOp.Div or AluOp.Idiv || !d.MemIsDest ? "read" : "rmw",

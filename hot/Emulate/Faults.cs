@@ -345,7 +345,8 @@ public static class Faults
     /// <summary>How a non-string form uses its memory operand (the CPU checks writability before a read-modify-write reads).</summary>
     public static MemUse UseOf(in DecodedAccess d) => d.Kind switch
     {
-        AccessKind.Write or AccessKind.WriteImm or AccessKind.Setcc or AccessKind.Pop => MemUse.Write,
+        AccessKind.Write or AccessKind.WriteImm or AccessKind.Setcc or AccessKind.Pop
+            or AccessKind.Fnstcw or AccessKind.Fnstsw or AccessKind.MmxWrite or AccessKind.Fxsave => MemUse.Write,
         AccessKind.Xchg => MemUse.ReadWrite,
         AccessKind.Bt => d.Op == AluOp.None ? MemUse.Read : MemUse.ReadWrite,
         AccessKind.Alu => !d.MemIsDest || d.Op is AluOp.Cmp or AluOp.Test or AluOp.Mul or AluOp.Imul or AluOp.Div or AluOp.Idiv ? MemUse.Read : MemUse.ReadWrite,

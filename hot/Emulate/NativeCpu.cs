@@ -9,6 +9,11 @@
 // The caller owns safety: an instruction that faults (#DE, a wild address, a privileged opcode) kills the process,
 // so the CPU-oracle property decides #DE independently and builds every address inside Data before calling Run.
 // RFLAGS is loaded with the status flags and DF only (never TF or AC). One instance per thread.
+//
+// RunX87 (the x87/MMX/FXSAVE forms): the prologue saves the runtime's own x87/SSE state (FXSAVE64) and loads the case's
+// from a 512-byte image (FXRSTOR64, which loads XMM0-15 and MXCSR too); the epilogue stores the state the instruction
+// left (FXSAVE64) and restores the runtime's. The caller keeps FSW.ES clear and MXCSR within the host's MXCSR_MASK,
+// or the instruction (or the FXRSTOR) faults.
 
 using System.Runtime.InteropServices;
 using Iced.Intel;
@@ -23,9 +28,13 @@ public sealed unsafe partial class NativeCpu : IDisposable
     const int CodeSize = 4096, StateOffset = 0;
     /// <summary>Byte offset of XMM0 in the state block (16-byte slots after the 16 GPRs and RFLAGS).</summary>
     const int XmmOffset = 18 * 8;
+    /// <summary>The case's FXSAVE image and the runtime's own, in the state page (16-byte aligned).</summary>
+    const int GuestFxOffset = 1024, HostFxOffset = 1536;
 
     static readonly byte[] s_prologue = Assemble(prologue: true);
     static readonly byte[] s_epilogue = Assemble(prologue: false);
+    static readonly byte[] s_prologueX87 = Assemble(prologue: true, x87: true);
+    static readonly byte[] s_epilogueX87 = Assemble(prologue: false, x87: true);
 
     readonly byte* _code;
     readonly byte* _data;
@@ -84,7 +93,33 @@ public sealed unsafe partial class NativeCpu : IDisposable
         xs.CopyTo(xmm);
     }
 
-    static byte[] Assemble(bool prologue)
+    /// <summary>
+    /// Runs <paramref name="instruction"/> with the x87/MMX/SSE state of the FXSAVE64 image <paramref name="fxImage"/>
+    /// (512 bytes) loaded; on return the image holds the state the instruction left (FXSAVE64), GPRs and RFLAGS as for
+    /// <see cref="Run(ReadOnlySpan{byte}, Span{ulong}, ref ulong)"/>.
+    /// </summary>
+    public void RunX87(ReadOnlySpan<byte> instruction, Span<ulong> gprs, ref ulong rflags, Span<byte> fxImage)
+    {
+        ObjectDisposedException.ThrowIf(_disposed, this);
+        if (fxImage.Length < 512) throw new ArgumentException("a 512-byte FXSAVE image needed", nameof(fxImage));
+        if (gprs.Length < 16) throw new ArgumentException("16 GPRs needed", nameof(gprs));
+        if (instruction.Length > 15) throw new ArgumentException("longer than 15 bytes", nameof(instruction));
+        var image = new Span<byte>((byte*)_state + GuestFxOffset, 512);
+        fxImage[..512].CopyTo(image);
+        var code = new Span<byte>(_code, CodeSize);
+        s_prologueX87.CopyTo(code);
+        instruction.CopyTo(code[s_prologueX87.Length..]);
+        s_epilogueX87.CopyTo(code[(s_prologueX87.Length + instruction.Length)..]);
+        for (int i = 0; i < 16; i++) _state[i] = gprs[i];
+        const ulong loadable = Executor.StatusFlags | Executor.DF;
+        _state[16] = (rflags & loadable) | 2;
+        ((delegate* unmanaged<ulong*, void>)_code)(_state);
+        for (int i = 0; i < 16; i++) if (i != 4) gprs[i] = _state[i];
+        rflags = (rflags & ~loadable) | (_state[16] & loadable);
+        image.CopyTo(fxImage);
+    }
+
+    static byte[] Assemble(bool prologue, bool x87 = false)
     {
         var a = new Assembler(64);
         AssemblerRegister64[] regs = [rax, rcx, rdx, rbx, rsp, rbp, rsi, rdi, r8, r9, r10, r11, r12, r13, r14, r15];
@@ -93,8 +128,14 @@ public sealed unsafe partial class NativeCpu : IDisposable
         {
             a.push(rbx); a.push(rbp); a.push(r12); a.push(r13); a.push(r14); a.push(r15);
             a.push(rdi);
+            if (x87)
+            {
+                // Why: the runtime's x87 control word and MXCSR must survive the case; FXRSTOR64 also loads XMM0-15.
+                a.fxsave64(__[rdi + HostFxOffset]);
+                a.fxrstor64(__[rdi + GuestFxOffset]);
+            }
             // Why: SysV makes every XMM register caller-saved, so the harness may load all sixteen.
-            for (int i = 0; i < 16; i++) a.movdqu(xmms[i], __xmmword_ptr[rdi + XmmOffset + i * 16]);
+            else for (int i = 0; i < 16; i++) a.movdqu(xmms[i], __xmmword_ptr[rdi + XmmOffset + i * 16]);
             a.push(__qword_ptr[rdi + 16 * 8]);
             a.popfq();
             for (int i = 0; i < 16; i++)
@@ -108,7 +149,12 @@ public sealed unsafe partial class NativeCpu : IDisposable
             a.mov(rdi, __qword_ptr[rsp + 16]);
             for (int i = 0; i < 16; i++)
                 if (i != 4 && i != 7) a.mov(__qword_ptr[rdi + i * 8], regs[i]);
-            for (int i = 0; i < 16; i++) a.movdqu(__xmmword_ptr[rdi + XmmOffset + i * 16], xmms[i]);
+            if (x87)
+            {
+                a.fxsave64(__[rdi + GuestFxOffset]);
+                a.fxrstor64(__[rdi + HostFxOffset]);
+            }
+            else for (int i = 0; i < 16; i++) a.movdqu(__xmmword_ptr[rdi + XmmOffset + i * 16], xmms[i]);
             a.pop(rax); a.mov(__qword_ptr[rdi + 7 * 8], rax);
             a.pop(rax); a.mov(__qword_ptr[rdi + 16 * 8], rax);
             a.pop(rdi);

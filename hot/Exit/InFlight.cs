@@ -32,6 +32,7 @@ public sealed class InFlight
         Answer = new(n); AnswerMismatch = new(n);
         Fault = new(n); CheckElements = new(n);
         Wide = new(n, 128); PendGprs = new(n, 16); PendFlags = new(n); Pend = new(n); CmpsSource = new(n); LockRetries = new(n);
+        FxImage = new(n, X87.ImageSize); FxPiece = new(n);
         StackGpa = new(n, 2); StackSplit = new(n); StackValue = new(n); BranchTarget = new(n); Branch = new(n);
     }
 
@@ -114,4 +115,10 @@ public sealed class InFlight
     public readonly VcpuColumn<ulong> CmpsSource;
     /// <summary>Compare-and-write attempts against a device in this exit.</summary>
     public readonly VcpuColumn<int> LockRetries;
+
+    // ---- FXSAVE/FXRSTOR as 64-byte pieces (kernel/Exit/Kernel.X87.cs) ----------------------------------------------
+    /// <summary>The FXSAVE image being written, or the FXRSTOR image being read.</summary>
+    public readonly VcpuWays<byte> FxImage;
+    /// <summary>The piece in flight.</summary>
+    public readonly VcpuColumn<byte> FxPiece;
 }

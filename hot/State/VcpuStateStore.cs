@@ -51,7 +51,7 @@ public enum StateAccessCost : byte
 }
 
 /// <summary>Per-vCPU architectural state with TDX field-access accounting.</summary>
-public sealed class VcpuStateStore
+public sealed partial class VcpuStateStore
 {
     /// <summary>
     /// Bit of each tracked field in the valid/dirty masks.
@@ -121,12 +121,15 @@ public sealed class VcpuStateStore
     [StructLayout(LayoutKind.Explicit, Size = 128)]
     internal struct Accounting
     {
-        // Fields at 64..95 of a 128-byte slot: whatever the array's base alignment, two slots' fields are
-        // at least 96 bytes apart and never share a 64-byte line.
+        // Fields at 64..111 of a 128-byte slot: whatever the array's base alignment, two slots' fields are
+        // at least 80 bytes apart and never share a 64-byte line.
         [FieldOffset(64)] public ulong Valid;
         [FieldOffset(72)] public ulong Dirty;
         [FieldOffset(80)] public long Reads;
         [FieldOffset(88)] public long Writes;
+        // The x87/MMX/MXCSR fields' own valid/dirty pair (VcpuStateStore.X87.cs): the first mask has no room left.
+        [FieldOffset(96)] public ulong X87Valid;
+        [FieldOffset(104)] public ulong X87Dirty;
     }
 
     readonly Accounting[] _acct;
@@ -155,7 +158,7 @@ public sealed class VcpuStateStore
         _dirtyTrack = tdx ? Bit.All : 0;
         _keepOnExit = tdx ? 0 : Bit.All;
         _acct = new Accounting[vcpuCount];
-        if (!tdx) for (int v = 0; v < vcpuCount; v++) _acct[v].Valid = Bit.All;
+        if (!tdx) for (int v = 0; v < vcpuCount; v++) { _acct[v].Valid = Bit.All; _acct[v].X87Valid = X87Bit.All; }
 
         _gpr = new(vcpuCount, 16);
         _rip = new(vcpuCount);
@@ -178,6 +181,7 @@ public sealed class VcpuStateStore
         _exitLength = new(vcpuCount);
         _xmm = new(vcpuCount, XmmCount);
         for (int v = 0; v < vcpuCount; v++) { _rflags[v] = 0x2; _dr6[v] = Dr6Reset; } // RFLAGS bit 1 is always set
+        _x87 = new X87Arrays(vcpuCount);
     }
 
     /// <summary>Number of vCPUs.</summary>
@@ -205,16 +209,23 @@ public sealed class VcpuStateStore
     }
 
     /// <summary>The vCPU left the guest: on TDX every tracked field becomes stale (GPRs, RIP, RFLAGS came with the exit).</summary>
-    public void OnExit(int v) => _acct[v].Valid &= _keepOnExit;
+    public void OnExit(int v)
+    {
+        ref Accounting a = ref _acct[v];
+        a.Valid &= _keepOnExit;
+        a.X87Valid &= _keepOnExit;
+    }
 
     /// <summary>The vCPU is about to enter the guest: on TDX one TDG.VP.WR per dirty field. Returns the number charged.</summary>
     public int OnEntry(int v)
     {
         ref Accounting a = ref _acct[v];
-        if (a.Dirty == 0) return 0;   // always on SNP, and on TDX after an exit that wrote nothing
-        int n = BitOperations.PopCount(a.Dirty) + (XmmTdcalls - 1) * BitOperations.PopCount(a.Dirty & Bit.XmmMask);
+        if ((a.Dirty | a.X87Dirty) == 0) return 0;   // always on SNP, and on TDX after an exit that wrote nothing
+        int n = BitOperations.PopCount(a.Dirty) + (XmmTdcalls - 1) * BitOperations.PopCount(a.Dirty & Bit.XmmMask)
+            + X87Tdcalls(a.X87Dirty);
         a.Writes += n;
         a.Dirty = 0;
+        a.X87Dirty = 0;
         return n;
     }
 
@@ -351,6 +362,7 @@ public sealed class VcpuStateStore
                 return true;
             }
         }
+        if (IsX87Field(field)) return TryReadX87(v, field, out value);
         if ((field & ~0xFFFF_FFFFUL) == StateField.MsrSpace) return TryReadMsr(v, (uint)field, out value);
         value = 0;
         return false;
@@ -393,6 +405,7 @@ public sealed class VcpuStateStore
                 return true;
             }
         }
+        if (IsX87Field(field)) return TryWriteX87(v, field, value);
         if ((field & ~0xFFFF_FFFFUL) == StateField.MsrSpace) return TryWriteMsr(v, (uint)field, value);
         return false;
     }
@@ -591,6 +604,7 @@ public sealed class VcpuStateStore
         Put(page, VmsaLayout.ExitInfo2, _exitGpa[v]);
         for (int n = 0; n < XmmCount; n++)
             BinaryPrimitives.WriteUInt128LittleEndian(page[VmsaLayout.Xmm(n)..], _xmm.At(v, n));
+        ExportX87(v, page);
         return true;
     }
 
@@ -606,6 +620,7 @@ public sealed class VcpuStateStore
                 return false;
         if ((Get(page, VmsaLayout.EventInj) & PendingEventReserved) != 0) return false;
         if (Get(page, VmsaLayout.Dr6) > uint.MaxValue) return false;
+        if (!X87PageValid(page)) return false;
 
         for (int s = 0; s < 6; s++)
         {
@@ -637,6 +652,7 @@ public sealed class VcpuStateStore
         _msr.At(v, MsrTscAux) = BinaryPrimitives.ReadUInt32LittleEndian(page[VmsaLayout.TscAux..]);
         for (int n = 0; n < XmmCount; n++)
             _xmm.At(v, n) = BinaryPrimitives.ReadUInt128LittleEndian(page[VmsaLayout.Xmm(n)..]);
+        ImportX87(v, page);
         return true;
     }
 

@@ -16,6 +16,8 @@ namespace Copra.Hot.State;
 ///  0x308  RCX RDX RBX (0x320 unused: RSP lives at 0x1D8) RBP RSI RDI R8 .. R15 (to 0x378)
 ///  0x390  EXITINFO1 (qualification)  0x398  EXITINFO2 (GPA)  0x3C0  EXITCODE (reason)   export only
 ///  0x3E0  EVENTINJ (pending event)
+///  0x400  X87_DP  0x408 MXCSR (u32)  0x40C X87_FTW  0x40E X87_FSW  0x410 X87_FCW  0x412 X87_FOP  (u16 each)
+///  0x414  X87_DS  0x416 X87_CS (u16)  0x418 X87_RIP  0x420 FPREG_X87 (ST0..ST7, 10 B each: mantissa, then sign+exponent)
 ///  0x470  XMM0 .. XMM15 (16 x 16 B, fpreg_xmm; COCONUT-SVSM cpuarch/src/vmsa.rs)
 /// </code>
 /// Attributes use the packed form of <see cref="SegmentAttributes"/>, which is the VMSA's own.
@@ -34,6 +36,11 @@ public static class VmsaLayout
     public const int Rcx = 0x308, Rdx = 0x310, Rbx = 0x318, Rbp = 0x328, Rsi = 0x330, Rdi = 0x338, R8 = 0x340;
     public const int ExitInfo1 = 0x390, ExitInfo2 = 0x398, ExitCode = 0x3C0, EventInj = 0x3E0;
     public const int XmmFirst = 0x470;
+    public const int X87Dp = 0x400, Mxcsr = 0x408, X87Ftw = 0x40C, X87Fsw = 0x40E, X87Fcw = 0x410, X87Fop = 0x412;
+    public const int X87Ds = 0x414, X87Cs = 0x416, X87Rip = 0x418, FpregX87 = 0x420;
+
+    /// <summary>Offset of ST(<paramref name="n"/>) in FPREG_X87 (10 bytes each).</summary>
+    public static int St(int n) => FpregX87 + n * 10;
 
     /// <summary>Offset of XMM register <paramref name="n"/> (16 bytes each, little-endian).</summary>
     public static int Xmm(int n) => XmmFirst + n * 16;

@@ -240,6 +240,28 @@ public sealed class KvmGuestBuilder
                 case "alu": a.or(__dword_ptr[rsi], 1); break;
                 case "lock_xadd": a.mov(eax, 1); a.@lock.xadd(__dword_ptr[rsi], eax); break;
                 case "push_pop": a.push(__qword_ptr[rsi]); a.pop(__qword_ptr[rsi]); break;
+                // The forms issue 14 added, one entry each (the replay's MixStep builds the same instructions).
+                case "sse": a.movdqu(__xmmword_ptr[rsi], xmm0); a.movdqu(xmm1, __xmmword_ptr[rsi]); break;
+                case "movdiri": a.mov(eax, 0xD1D1_0001); a.movdiri(__dword_ptr[rsi], eax); break;
+                case "movdir64b":
+                    // Why: the destination must be 64-byte aligned (#GP otherwise); the source is the RAM pattern.
+                    a.mov(rdi, rsi); a.and(rdi, -64); a.push(rsi); a.mov(rsi, movsSource); a.movdir64b(rdi, __zmmword_ptr[rsi]); a.pop(rsi); break;
+                case "cmps": a.push(rsi); a.mov(rdi, rsi); a.cmpsb(); a.pop(rsi); break;
+                case "cmpxchg16b":
+                    a.push(rbx); a.push(rcx); a.mov(rdi, rsi); a.and(rdi, -16);
+                    a.xor(eax, eax); a.xor(edx, edx); a.mov(ebx, 0x16); a.xor(ecx, ecx);
+                    a.@lock.cmpxchg16b(__xmmword_ptr[rdi]); a.pop(rcx); a.pop(rbx); break;
+                case "call_jmp":
+                {
+                    // CALL [rsi] to a RET, then JMP [rsi] to the next instruction: each target written to the window first.
+                    var over = a.CreateLabel(); var callee = a.CreateLabel(); var after = a.CreateLabel();
+                    a.jmp(over); a.Label(ref callee); a.ret(); a.Label(ref over);
+                    a.lea(rax, __[callee]); a.mov(__qword_ptr[rsi], rax); a.call(__qword_ptr[rsi]);
+                    a.lea(rax, __[after]); a.mov(__qword_ptr[rsi], rax); a.jmp(__qword_ptr[rsi]); a.Label(ref after);
+                    a.nop();
+                    break;
+                }
+                case "bsf_bsr": a.bsf(eax, __dword_ptr[rsi]); a.bsr(eax, __dword_ptr[rsi]); break;
                 case "port_out": a.mov(edx, (uint)outPort); a.mov(al, 0x55); a.@out(dx, al); break;
                 case "port_in": a.mov(edx, (uint)inPort); a.@in(al, dx); break;
                 case "stos": a.mov(rdi, rsi); a.mov(eax, 0xA5A5_A5A5); a.stosd(); break;

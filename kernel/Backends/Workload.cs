@@ -38,6 +38,9 @@ public sealed record WorkloadSpec
     /// <summary>On vCPU 0, the stack and branch forms against the test device (<see cref="WorkloadBuilder"/>.StackFamilies):
     /// PUSH m, POP m, CALL m and JMP m, 8- and 2-byte, and their faults (a non-canonical target, a stack on an unmapped page).</summary>
     public bool StackFamilies { get; init; }
+    /// <summary>On vCPU 0, the x87/MMX/FXSAVE state forms against the test device (<see cref="WorkloadBuilder"/>.X87Families):
+    /// FNSTCW, FNSTSW, MMX MOVQ both ways (the TOP/tag transition), FXSAVE/FXSAVE64/FXRSTOR/FXRSTOR64, and their faults.</summary>
+    public bool X87Families { get; init; }
     /// <summary>Loop iterations per vCPU (the run's exit count grows with it).</summary>
     public long Iterations { get; init; } = 64;
 }
@@ -59,7 +62,7 @@ public sealed record VmLayout(ulong MemBase, ulong MemLength, ulong UartPort, ul
 /// the VM, 2 MiB pages above, 4 KiB pages for the device ranges), the GDT, one program per vCPU
 /// assembled with Iced, and the long-mode registers each vCPU starts with.
 /// </summary>
-public sealed class WorkloadBuilder
+public sealed partial class WorkloadBuilder
 {
     const int TestDeviceRegsChecksum = Copra.User.Programs.TestDeviceRegs.ChecksumBytes;
 
@@ -113,6 +116,7 @@ public sealed class WorkloadBuilder
         if (vcpu == 0 && w.HostileForms && dev != 0) HostileForms(p, dev);
         if (vcpu == 0 && w.EmulatedFamilies && dev != 0) EmulatedFamilies(p, dev + 0x1800);
         if (vcpu == 0 && w.StackFamilies && dev != 0) StackFamilies(p, dev + 0x1E00);
+        if (vcpu == 0 && w.X87Families && dev != 0) X87Families(p, dev + 0x1200);
 
         p.LoopStart = p.Steps.Count;
         foreach (var kind in w.Mix) MixStep(p, kind, dev, w.Pattern == "random");
@@ -427,6 +431,7 @@ public sealed class WorkloadBuilder
             "movs" => StringStep(p, "movsd", a => a.movsd(), win, [(6, _l.Data), (7, win)], 7),
             "cpuid" => CpuidStep(p),
             "push_pop" => PushPop(p, win, random),
+            "sse" or "movdiri" or "movdir64b" or "cmps" or "cmpxchg16b" or "call_jmp" or "bsf_bsr" => KvmPathStep(p, kind, win, random),
             // Why: one fixed register for every vCPU and iteration (no Vary), so the vCPUs contend for the held device.
             // The ticker advances on every read, so each XADD's write is answered Mismatch once and redone from the moved
             // value: held (no other vCPU's access between its read and write), it returns an odd value (the ticker is even
@@ -438,7 +443,8 @@ public sealed class WorkloadBuilder
         if (s.Reason == ExitReason.Mmio && kind != "lock_xadd")
         {
             if (s.VaryReg < 0) s.VaryReg = 6;
-            s.VaryStride = 4; s.VarySpan = 0xEF0; s.VaryRandom = random;
+            if (s.VaryStride == 0) { s.VaryStride = 4; s.VarySpan = 0xEF0; }   // an entry with an alignment sets its own
+            s.VaryRandom = random;
         }
     }
 

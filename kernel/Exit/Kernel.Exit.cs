@@ -337,11 +337,14 @@ public sealed partial class Kernel
         _f.FirstElement[v] = true;
         _f.RepElements[v] = 0;
         _f.LockRetries[v] = 0;
+        // x87/MMX forms: #UD/#NM/#MF from CR0 and FSW rank above the alignment #GP (Kernel.X87.cs).
+        if (!hw && IsX87Form(d.Kind) && X87Precheck(cpu, v, cr0)) return;
         // MOVAPS/APD/DQA, MOVNT*, CMPXCHG16B (operand) and MOVDIR64B (destination): #GP(0) when misaligned.
         if (d.Align != 0 && !Executor.Aligned(in d, LinearOf(v, write: d.Kind == AccessKind.Movdir64b))) { InjectException(cpu, v, VectorGp, 0); return; }
         // The hardware finishes this instruction (KVM): the second, short pipeline (Kernel.Hardware.cs) takes it from here.
         if (hw) { HardwareElement(cpu, v); return; }
         _f.CheckElements[v] = _f.Fault[v].ChecksNeeded(in d);
+        if (IsFx(d.Kind) && FxBegin(cpu, v)) return;   // every piece checked before the first
 
         // REP with a zero count does nothing but advance RIP.
         if (d.Rep && IsString(d.Kind) && Masked(State.Gpr(v, 1), d.AddressSize) == 0)
@@ -378,6 +381,8 @@ public sealed partial class Kernel
         AccessKind.Alu or AccessKind.Xchg => (Side.Memory, Side.Memory),
         AccessKind.Write or AccessKind.WriteImm or AccessKind.Stos or AccessKind.WriteVec => (Side.None, Side.Memory),
         AccessKind.Movs or AccessKind.Movdir64b => (Side.Memory, Side.Memory),
+        AccessKind.Fnstcw or AccessKind.Fnstsw or AccessKind.MmxWrite or AccessKind.Fxsave => (Side.None, Side.Memory),
+        AccessKind.MmxRead or AccessKind.Fxrstor => (Side.Memory, Side.None),
         AccessKind.In => (Side.Port, Side.None),
         AccessKind.Out => (Side.None, Side.Port),
         AccessKind.Ins => (Side.Port, Side.Memory),
@@ -580,6 +585,7 @@ public sealed partial class Kernel
         _f.FirstElement[v] = false;
         CommitPending(v);
         ReleaseHeld(v);
+        if (IsFx(d.Kind)) { FxNextPiece(cpu, v); return; }
         if (IsString(d.Kind) && !Executor.StringStep(in d, State.Gprs(v), State.Rflags(v)))
         {
             // Why: with TF the CPU traps after every REP iteration, RIP still at the instruction (the count resumes).
@@ -625,7 +631,8 @@ public sealed partial class Kernel
         AccessKind.Ins or AccessKind.Outs => ExitKind.PortString,
         AccessKind.Movs or AccessKind.Stos or AccessKind.Lods or AccessKind.Scas or AccessKind.Cmps => ExitKind.MmioString,
         AccessKind.Alu or AccessKind.Xchg or AccessKind.Bt => ExitKind.MmioAlu,
-        AccessKind.Write or AccessKind.WriteImm or AccessKind.Setcc or AccessKind.WriteVec or AccessKind.Movdir64b or AccessKind.Pop => ExitKind.MmioWrite,
+        AccessKind.Write or AccessKind.WriteImm or AccessKind.Setcc or AccessKind.WriteVec or AccessKind.Movdir64b or AccessKind.Pop
+            or AccessKind.Fnstcw or AccessKind.Fnstsw or AccessKind.MmxWrite or AccessKind.Fxsave => ExitKind.MmioWrite,
         _ => ExitKind.MmioRead,
     };
 

@@ -88,7 +88,9 @@ public sealed partial class Kernel
                 AccessKind.Bt => d.Op != AluOp.None || !rec.IsWrite,
                 AccessKind.Read or AccessKind.ReadZx or AccessKind.ReadSx or AccessKind.Cmov or AccessKind.Lods or AccessKind.Scas
                     or AccessKind.Cmps or AccessKind.ReadVec or AccessKind.Push or AccessKind.Call or AccessKind.Jmp => !rec.IsWrite,
-                AccessKind.Write or AccessKind.WriteImm or AccessKind.Stos or AccessKind.Setcc or AccessKind.WriteVec or AccessKind.Pop => rec.IsWrite,
+                AccessKind.Write or AccessKind.WriteImm or AccessKind.Stos or AccessKind.Setcc or AccessKind.WriteVec or AccessKind.Pop
+                    or AccessKind.Fnstcw or AccessKind.Fnstsw or AccessKind.MmxWrite or AccessKind.Fxsave => rec.IsWrite,
+                AccessKind.MmxRead or AccessKind.Fxrstor => !rec.IsWrite,
                 AccessKind.Movdir64b => true,
                 AccessKind.Alu => !rec.IsWrite || d.Op is not (AluOp.Cmp or AluOp.Test),
                 AccessKind.Xchg or AccessKind.Movs => true,
@@ -96,7 +98,9 @@ public sealed partial class Kernel
             };
             ulong linear = LinearOf(v, rec.IsWrite);
             var walk = PageWalker.Translate(_memory, _f.Mode[v], _f.Cr3[v], linear, rec.IsWrite ? AccessType.Write : AccessType.Read, out ulong gpa);
-            addr = walk.IsOk && (d.Size > 8 ? rec.Gpa - gpa < d.Size : gpa == rec.Gpa);
+            // Why: FXSAVE/FXRSTOR's fragments fall anywhere in the 512-byte image (d.Size is its first piece's).
+            ulong span = IsFx(d.Kind) ? (ulong)X87.ImageSize : d.Size;
+            addr = walk.IsOk && (d.Size > 8 ? rec.Gpa - gpa < span : gpa == rec.Gpa);
             if (rec.IsWrite && dir)
             {
                 ulong expect = 0;
@@ -107,6 +111,9 @@ public sealed partial class Kernel
                 {
                     case AccessKind.Write: case AccessKind.WriteImm: expect = WriteBack.StoreValue(d, gprs); break;
                     case AccessKind.WriteVec: case AccessKind.Movdir64b: known = false; break;   // an 8-byte fragment of a wide store
+                    case AccessKind.Fnstcw: expect = State.Fcw(v); break;
+                    case AccessKind.Fnstsw: expect = State.Fsw(v); break;
+                    case AccessKind.MmxWrite: case AccessKind.Fxsave: known = false; break;   // MMX state and the image: the hardware's, read before the exit
                     case AccessKind.Stos: expect = gprs[0]; break;
                     case AccessKind.Pop: known = false; break;   // the value popped is the guest stack's, which KVM read
                     case AccessKind.Xchg: expect = WriteBack.Xchg(d, copy, _f.HwRead[v]); break;

@@ -129,6 +129,14 @@ public sealed partial class Kernel
             }
             _f.StackGpa.At(v, part) = gpa;
         }
+        // #AC(0) on the stack slot (CPL 3, CR0.AM, RFLAGS.AC, rSP not a multiple of the operand size): after the walk, so
+        // a #PF wins as on the CPU, and before the operand's side, so no device sees the access (SDM vol. 3 §6.15).
+        if (Faults.Misaligned(in c, linear, size is 2 or 4 or 8 ? size : 1))
+        {
+            var ac = Fault.Ac;
+            RaiseCheckFault(cpu, v, in ac);
+            return false;
+        }
         return true;
     }
 }

@@ -85,6 +85,11 @@ public sealed partial class Kernel
             case AccessKind.Movdir64b:
                 WideRead(v).CopyTo(WideWrite(v));
                 return true;
+            case AccessKind.Fnstcw: case AccessKind.Fnstsw: case AccessKind.MmxRead: case AccessKind.MmxWrite:
+            case AccessKind.Fxsave: case AccessKind.Fxrstor:
+                ComputeX87(v, value, out bool w87, out toWrite);   // Kernel.X87.cs
+                write = writeSide && w87;
+                return true;
         }
         bool rmw = IsRmw(in d);
         Span<ulong> gprs = State.Gprs(v);

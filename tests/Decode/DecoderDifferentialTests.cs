@@ -86,7 +86,7 @@ public class DecoderDifferentialTests
             if (d.Index >= 0) Assert.Equal(ins.MemoryIndexScale, d.Scale);
             Assert.Equal(ins.MemoryDisplacement64 & mask, (ulong)d.Disp & mask);
         }
-        Assert.Equal(ins.MemorySize.GetSize(), d.Size);
+        Assert.Equal(ins.MemorySize.GetSize(), d.OperandBytes);
         // MOVDIR64B: Iced's memory operand is the source (SrcSegment); the destination is ES:[reg].
         if (d.Kind == AccessKind.Movdir64b) Assert.Equal(Seg.ES, d.Segment);
         int icedSeg = ins.MemorySegment - Register.ES;

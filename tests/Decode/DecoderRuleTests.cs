@@ -183,3 +183,35 @@ public class DecoderRuleTests
         Assert.Equal(5ul, g[Gpr.Rcx]);
     }
 }
+
+/// <summary>The x87/MMX/FXSAVE rows (issue 14): direction, whole-operand size and the REX.W layout bit, one row each, so a
+/// mutant of any of them fails here as well as in the vectors.</summary>
+public class X87DecoderRowTests
+{
+    [Theory]
+    [InlineData("d9 38", "write", 2, 0)]
+    [InlineData("dd 38", "write", 2, 0)]
+    [InlineData("0f 6f 03", "read", 8, 0)]
+    [InlineData("0f 7f 03", "write", 8, 0)]
+    [InlineData("0f ae 03", "write", 512, 0)]
+    [InlineData("48 0f ae 03", "write", 512, 1)]
+    [InlineData("0f ae 0b", "read", 512, 0)]
+    [InlineData("48 0f ae 0b", "read", 512, 1)]
+    public void Rows_give_direction_size_and_layout(string hex, string dir, int bytes, long rexW)
+    {
+        Assert.True(X86Decoder.TryDecode(Convert.FromHexString(hex.Replace(" ", "")), CpuMode.Bits64, out DecodedAccess d), d.Error.ToString());
+        Assert.Equal(dir, Copra.Hot.Emulate.Executor.MemoryDirection(in d));
+        Assert.Equal(bytes, d.OperandBytes);
+        Assert.Equal(rexW, d.Imm);
+        Assert.False(d.HasImm);
+        Assert.Equal(d.Kind is AccessKind.Fxsave or AccessKind.Fxrstor ? 16 : 0, d.Align);
+    }
+
+    [Theory]
+    [InlineData("66 0f ae 03")]
+    [InlineData("f3 0f ae 0b")]
+    [InlineData("f2 0f ae 03")]
+    [InlineData("f2 0f 6f 03")]
+    public void Fxsave_fxrstor_and_mmx_movq_take_no_mandatory_prefix(string hex) =>
+        Assert.False(X86Decoder.TryDecode(Convert.FromHexString(hex.Replace(" ", "")), CpuMode.Bits64, out _));
+}

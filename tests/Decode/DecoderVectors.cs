@@ -100,7 +100,8 @@ public static class DecoderVectors
             ["len"] = d.Length.ToString(CultureInfo.InvariantCulture),
             ["kind"] = KindName(d.Kind),
             ["size"] = d.Size.ToString(CultureInfo.InvariantCulture),
-            ["reg"] = d.Reg < 0 ? "none" : d.Kind is AccessKind.ReadVec or AccessKind.WriteVec ? "xmm" + d.Reg : RegName(d.Reg, d.RegHigh8, d.RegSize),
+            ["reg"] = d.Reg < 0 ? "none" : d.Kind is AccessKind.ReadVec or AccessKind.WriteVec ? "xmm" + d.Reg
+                : d.Kind is AccessKind.MmxRead or AccessKind.MmxWrite ? "mm" + d.Reg : RegName(d.Reg, d.RegHigh8, d.RegSize),
             ["imm"] = d.HasImm ? "0x" + ((ulong)d.Imm).ToString("x", CultureInfo.InvariantCulture) : "none",
             ["rep"] = d.RepNe ? "ne" : d.Rep ? "1" : "0",
             ["port"] = d.Kind is AccessKind.In or AccessKind.Out or AccessKind.Ins or AccessKind.Outs
@@ -143,6 +144,8 @@ public static class DecoderVectors
         AccessKind.ReadSx => "read_sx",
         AccessKind.ReadVec => "read_vec",
         AccessKind.WriteVec => "write_vec",
+        AccessKind.MmxRead => "mmx_read",
+        AccessKind.MmxWrite => "mmx_write",
         _ => k.ToString().ToLowerInvariant(),
     };
 

@@ -206,6 +206,31 @@ public class FaultSemanticsTests
         Assert.Equal(3, sys.Kernel.Stats.DeviceRoundTrips);
     }
 
+    /// <summary>PUSH m and POP m at CPL 3 with CR0.AM and RFLAGS.AC: a misaligned rSP is #AC(0) on the stack slot, before
+    /// the operand's device side (no device round trip, rSP unchanged); an aligned rSP goes through.</summary>
+    [Fact]
+    public void Alignment_check_on_the_stack_slot_of_push_and_pop_m()
+    {
+        Step? push = null, pop = null;
+        using var sys = Boot((r, l) =>
+        {
+            ulong top = l.StackTop(0);
+            (ulong, ulong)[] acOn = [.. Ring3, (StateField.Cr0, Cr0Pe32 | Am), (StateField.Rflags, 0x2 | Ac)];
+            r.Add("mov dword [ebx+8], 0x1234", a => a.mov(__dword_ptr[ebx + 8], 0x1234), ExitReason.Mmio, Dev + 8, 4, true, [(3, Dev)], Ring0);
+            push = r.Add("push dword [ebx+8] (esp misaligned: #AC)", a => a.push(__dword_ptr[ebx + 8]), ExitReason.Mmio, Dev + 8, 4, false, [(3, Dev), (4, top - 2)], acOn);
+            pop = r.Add("pop dword [ebx+8] (esp misaligned: #AC)", a => a.pop(__dword_ptr[ebx + 8]), ExitReason.Mmio, Dev + 8, 4, true, [(3, Dev), (4, top - 6)], acOn);
+            var ok = r.Add("push dword [ebx+8] (esp aligned)", a => a.push(__dword_ptr[ebx + 8]), ExitReason.Mmio, Dev + 8, 4, false, [(3, Dev), (4, top - 8)], acOn);
+            ok.ExpectFields = [(4, top - 12, 0xFFFF_FFFF)];
+            r.Add("mov eax, [ebx+8] (still 0x1234)", a => a.mov(eax, __dword_ptr[ebx + 8]), ExitReason.Mmio, Dev + 8, 4, false, [(3, Dev)], Ring0, expect: 0x1234);
+        });
+        Assert.True(sys.Run().Quiescent);
+        AssertClean(sys);
+        AssertFault(Only(sys, push!.Text), push, 17, 0);
+        AssertFault(Only(sys, pop!.Text), pop, 17, 0);
+        Assert.Equal(2, sys.Kernel.Stats.AlignmentFaults);
+        Assert.Equal(3, sys.Kernel.Stats.DeviceRoundTrips);   // the write, the aligned PUSH's read, the final read
+    }
+
     [Fact]
     public void Port_io_above_iopl_is_allowed_only_for_the_port_and_width_the_hardware_checked()
     {

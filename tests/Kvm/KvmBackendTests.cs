@@ -119,6 +119,26 @@ public sealed class KvmBackendTests
         Assert.Equal(0, sys.Kvm!.IndependentMismatches);
     }
 
+    /// <summary>
+    /// The forms issue 14 added, under KVM (mix entries sse, movdiri, movdir64b, cmps, cmpxchg16b, call_jmp, bsf_bsr):
+    /// every read and write the hardware reports must agree with the kernel's decode. The same entries run through the
+    /// replay backend in tests/Kernel/KvmPathMixTests.cs, and their guest code is decoded in <see cref="KvmGuestCodeTests"/>.
+    /// </summary>
+    [KvmFact]
+    public void The_kvm_path_forms_agree_with_the_kernels_decode()
+    {
+        using var sys = Boot(Small(30, Copra.Tests.Kernel.KvmPathMixTests.Entries) with { Vms = [Scenario.Default().Vms[0] with { Vcpus = 1 }] }, out var r);
+        var st = sys.Kernel.Stats;
+        Assert.True(r.Quiescent);
+        Assert.Equal(0, st.DecodeMismatch);
+        Assert.Equal(0, st.MismatchAddress + st.MismatchSize + st.MismatchDirection + st.MismatchData);
+        Assert.Equal(st.AccessesTaken, st.HardwareChecked);
+        Assert.Equal(0, st.Faulted);
+        Assert.Equal(0, sys.Kvm!.IndependentMismatches);
+        Assert.Equal(0, sys.Kvm.LocateFailures);
+        Assert.Empty(sys.Kvm.Problems);
+    }
+
     [KvmFact]
     public void The_parallel_driver_runs_the_kvm_guests_too()
     {

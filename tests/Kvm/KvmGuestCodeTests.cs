@@ -20,6 +20,24 @@ public class KvmGuestCodeTests
     public void The_access_loop_emits_the_entrys_form_against_the_window(string entry, AccessKind kind, AluOp op, bool locked, AccessKind then = AccessKind.Unsupported)
     {
         AccessKind[] kinds = then == AccessKind.Unsupported ? [kind] : [kind, then];
+        Check(entry, kinds, op, locked, Gpr.Rsi);
+    }
+
+    /// <summary>The issue 14 entries: each exiting instruction in order (a store of a branch target is a plain write).</summary>
+    [Theory]
+    [InlineData("sse", Gpr.Rsi, AccessKind.WriteVec, AccessKind.ReadVec)]
+    [InlineData("movdiri", Gpr.Rsi, AccessKind.Write)]
+    [InlineData("movdir64b", Gpr.Rsi, AccessKind.Movdir64b)]
+    [InlineData("cmps", Gpr.Rdi, AccessKind.Cmps)]
+    [InlineData("cmpxchg16b", Gpr.Rdi, AccessKind.Alu)]
+    [InlineData("call_jmp", Gpr.Rsi, AccessKind.Write, AccessKind.Call, AccessKind.Write, AccessKind.Jmp)]
+    [InlineData("bsf_bsr", Gpr.Rsi, AccessKind.Alu, AccessKind.Alu)]
+    public void The_access_loop_emits_the_kvm_path_forms(string entry, sbyte baseReg, params AccessKind[] kinds) =>
+        Check(entry, kinds, entry == "cmpxchg16b" ? AluOp.Cmpxchg16b : AluOp.None, entry == "cmpxchg16b", baseReg,
+            entry == "bsf_bsr" ? [AluOp.Bsf, AluOp.Bsr] : null);
+
+    static void Check(string entry, AccessKind[] kinds, AluOp op, bool locked, sbyte baseReg, AluOp[]? ops = null)
+    {
         var a = new Assembler(64);
         KvmGuestBuilder.EmitAccessLoop(a, [entry], 3, random: false, window: 0xFEB0_1000, outPort: 0x3FF, inPort: 0x3FD, movsSource: 0x20_0000);
         var w = new CodeWriterImpl();
@@ -31,13 +49,14 @@ public class KvmGuestCodeTests
         {
             int at = (int)(dec.IP - 0x10_0000);
             dec.Decode(out var ins);
-            if (ins.OpCount == 0 || !IcedForms.IsMemory(ins.Op0Kind) || ins.Mnemonic == Mnemonic.Lea) continue;
+            if (ins.Mnemonic == Mnemonic.Lea || !Enumerable.Range(0, ins.OpCount).Any(k => IcedForms.IsMemory(ins.GetOpKind(k)))) continue;
             Assert.True(X86Decoder.TryDecode(code.AsSpan(at), CpuMode.Bits64, out var d), $"{ins}: {d.Error}");
             Assert.True(found < kinds.Length, $"more exiting instructions than expected: {ins}");
             Assert.Equal(kinds[found], d.Kind);
-            Assert.Equal(op, d.Op);
+            Assert.Equal(ops?[found] ?? op, d.Op);
             Assert.Equal(locked, d.Lock);
-            Assert.Equal(Gpr.Rsi, d.Base);   // the window pointer the loop advances
+            // The window pointer the loop advances (CMPS: its rSI side; MOVDIR64B: the RAM source, rSI reloaded).
+            Assert.Equal(baseReg, d.Base);
             found++;
         }
         Assert.Equal(kinds.Length, found);
