@@ -6,6 +6,7 @@
 // callers' business: a form mapped here with no memory operand is still refused by them.
 
 using Iced.Intel;
+using System.Runtime.CompilerServices;
 
 namespace Copra.Hot.Decode;
 
@@ -150,6 +151,7 @@ public static class IcedForms
     public static bool StringHasSource(AccessKind k) => k is AccessKind.Movs or AccessKind.Cmps;
 
     /// <summary>The string forms REP applies to.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static bool IsString(AccessKind k) => k is AccessKind.Movs or AccessKind.Stos or AccessKind.Ins or AccessKind.Outs
         or AccessKind.Lods or AccessKind.Cmps or AccessKind.Scas;
 }

@@ -104,6 +104,7 @@ public readonly struct FaultContext
     public const int RflagsIoplShift = 12;
 
     /// <summary>The segment-check mode for code of <paramref name="mode"/> under these CR0/RFLAGS.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static SegMode ModeOf(CpuMode mode, ulong cr0, ulong rflags) =>
         mode == CpuMode.Bits64 ? SegMode.Long64
         : (cr0 & Cr0Pe) == 0 ? SegMode.Real
@@ -114,6 +115,7 @@ public readonly struct FaultContext
     /// True when the CPL cannot be taken from CS: a conforming code segment runs at the caller's CPL, which only
     /// SS.DPL records (SDM vol. 3 §5.8.1.1). Otherwise CS.DPL is the CPL, and the exit path has CS's attributes already.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static bool CplNeedsSs(SegMode mode, ushort csAttributes) =>
         mode is SegMode.Protected or SegMode.Long64 && (csAttributes & 0xC) == 0xC;
 
@@ -122,6 +124,7 @@ public readonly struct FaultContext
     /// or SS's when <see cref="CplNeedsSs"/>). Why not a CPL field: the state store has none, and SS.DPL is what VMX and
     /// KVM use; CS.DPL equals it for every non-conforming CS and costs no extra TDG.VP.RD.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int CplOf(SegMode mode, ushort dplSource) => mode switch
     {
         SegMode.Real => 0,

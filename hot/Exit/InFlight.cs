@@ -1,6 +1,8 @@
 using Copra.Abi;
 using Copra.Hot.Decode;
+using Copra.Hot.Emulate;
 using Copra.Hot.Guest;
+using Copra.Hot.Layout;
 
 namespace Copra.Hot.Exit;
 
@@ -21,14 +23,17 @@ public sealed class InFlight
     {
         int n = Math.Max(1, vcpus);
         Count = n;
-        Acc = new DecodedAccess[n]; Exit = new ExitRecord[n]; Phase = new ElementPhase[n];
-        Value = new ulong[n]; WriteValue = new ulong[n]; SegBase = new ulong[n]; EsBase = new ulong[n];
-        Mode = new PagingMode[n]; Cr3 = new ulong[n];
-        Measured = new long[n]; SegStart = new long[n]; Modelled = new long[n]; Hardware = new long[n]; HwRead = new ulong[n];
-        FirstElement = new bool[n]; HardwareCompletes = new bool[n]; Follow = new byte[n]; RepElements = new int[n]; Forwarded = new bool[n]; TdRead0 = new long[n];
-        ReqKind = new EventKind[n]; ReqAddr = new ulong[n]; ReqSize = new byte[n]; ReqWrite = new bool[n]; ReqData = new ulong[n]; ReqOwner = new int[n];
-        Answer = new ulong[n]; AnswerMismatch = new bool[n];
-        StackGpa = new ulong[n * 2]; StackSplit = new int[n]; StackValue = new ulong[n]; BranchTarget = new ulong[n]; Branch = new bool[n];
+        Acc = new(n); Exit = new(n); Phase = new(n);
+        Value = new(n); WriteValue = new(n); SegBase = new(n); EsBase = new(n);
+        Mode = new(n); Cr3 = new(n);
+        Measured = new(n); SegStart = new(n); Modelled = new(n); Hardware = new(n); HwRead = new(n);
+        FirstElement = new(n); HardwareCompletes = new(n); Follow = new(n); RepElements = new(n); Forwarded = new(n); TdRead0 = new(n);
+        ReqKind = new(n); ReqAddr = new(n); ReqSize = new(n); ReqWrite = new(n); ReqData = new(n); ReqOwner = new(n);
+        Answer = new(n); AnswerMismatch = new(n);
+        Fault = new(n); CheckElements = new(n);
+        Wide = new(n, 128); PendGprs = new(n, 16); PendFlags = new(n); Pend = new(n); CmpsSource = new(n); LockRetries = new(n);
+        FxImage = new(n, X87.ImageSize); FxPiece = new(n);
+        StackGpa = new(n, 2); StackSplit = new(n); StackValue = new(n); BranchTarget = new(n); Branch = new(n);
     }
 
     /// <summary>vCPUs (rows).</summary>
@@ -36,61 +41,84 @@ public sealed class InFlight
 
     // ---- the instruction ------------------------------------------------------------------------
     /// <summary>The decoded instruction.</summary>
-    public readonly DecodedAccess[] Acc;
+    public readonly VcpuColumn<DecodedAccess> Acc;
     /// <summary>The exit record the backend filled.</summary>
-    public readonly ExitRecord[] Exit;
+    public readonly VcpuColumn<ExitRecord> Exit;
     /// <summary>The hardware finishes this exit's instruction (KVM: <c>ExitFlags.HardwareCompletes</c>): read once at the exit, it picks the pipeline.</summary>
-    public readonly bool[] HardwareCompletes;
+    public readonly VcpuColumn<bool> HardwareCompletes;
     /// <summary>Which tracers follow this exit (bit flags the kernel defines), decided once when the exit is taken.</summary>
-    public readonly byte[] Follow;
+    public readonly VcpuColumn<byte> Follow;
     /// <summary>The element's side now running.</summary>
-    public readonly ElementPhase[] Phase;
+    public readonly VcpuColumn<ElementPhase> Phase;
     /// <summary>The value read in this element, and the value to write in it.</summary>
-    public readonly ulong[] Value, WriteValue;
+    public readonly VcpuColumn<ulong> Value, WriteValue;
     /// <summary>Base of the memory operand's segment (string sources), and ES's (string destinations).</summary>
-    public readonly ulong[] SegBase, EsBase;
+    public readonly VcpuColumn<ulong> SegBase, EsBase;
     /// <summary>Paging mode and CR3 read at the start of the exit (the data side walks with them).</summary>
-    public readonly PagingMode[] Mode;
-    public readonly ulong[] Cr3;
+    public readonly VcpuColumn<PagingMode> Mode;
+    public readonly VcpuColumn<ulong> Cr3;
     /// <summary>True until the first element is done (re-injection is only allowed before anything happened).</summary>
-    public readonly bool[] FirstElement;
+    public readonly VcpuColumn<bool> FirstElement;
     /// <summary>REP elements run in this exit (bounded per exit).</summary>
-    public readonly int[] RepElements;
+    public readonly VcpuColumn<int> RepElements;
     /// <summary>Some side of this instruction went to the host.</summary>
-    public readonly bool[] Forwarded;
+    public readonly VcpuColumn<bool> Forwarded;
+    /// <summary>What the fault checks need, fixed at the start of the instruction (hot/Emulate/Faults.cs).</summary>
+    public readonly VcpuColumn<FaultContext> Fault;
+    /// <summary><see cref="FaultContext.ChecksNeeded"/> for this instruction: the elements run the fault checks.</summary>
+    public readonly VcpuColumn<bool> CheckElements;
 
     // ---- accounting ------------------------------------------------------------------------------
     /// <summary>TSC ticks of kernel code for this exit, and the start of the segment now running (0: none).</summary>
-    public readonly long[] Measured, SegStart;
+    public readonly VcpuColumn<long> Measured, SegStart;
     /// <summary>Modelled platform cycles of this exit.</summary>
-    public readonly long[] Modelled;
+    public readonly VcpuColumn<long> Modelled;
     /// <summary>The hardware round trip (KVM: TSC around KVM_RUN), else 0.</summary>
-    public readonly long[] Hardware;
+    public readonly VcpuColumn<long> Hardware;
     /// <summary>The value the last hardware-completed read returned (checks an ALU's write).</summary>
-    public readonly ulong[] HwRead;
+    public readonly VcpuColumn<ulong> HwRead;
     /// <summary>The vCPU's TDG.VP.RD count already charged to this exit.</summary>
-    public readonly long[] TdRead0;
+    public readonly VcpuColumn<long> TdRead0;
 
     // ---- the request to a device (kept so it can queue behind another vCPU's) ----------------------
-    public readonly EventKind[] ReqKind;
-    public readonly ulong[] ReqAddr;
-    public readonly byte[] ReqSize;
-    public readonly bool[] ReqWrite;
-    public readonly ulong[] ReqData;
-    public readonly int[] ReqOwner;
+    public readonly VcpuColumn<EventKind> ReqKind;
+    public readonly VcpuColumn<ulong> ReqAddr;
+    public readonly VcpuColumn<byte> ReqSize;
+    public readonly VcpuColumn<bool> ReqWrite;
+    public readonly VcpuColumn<ulong> ReqData;
+    public readonly VcpuColumn<int> ReqOwner;
     /// <summary>A device's answer posted from another CPU, applied when the owning CPU takes the message.</summary>
-    public readonly ulong[] Answer;
+    public readonly VcpuColumn<ulong> Answer;
     /// <summary>With <see cref="Answer"/>: the model answered a locked write with a mismatch (compare-and-write failed).</summary>
-    public readonly bool[] AnswerMismatch;
+    public readonly VcpuColumn<bool> AnswerMismatch;
 
     // ---- PUSH/POP/CALL/JMP m: the stack slot and the branch (kernel/Exit/Kernel.Stack.cs) -----------------------
     /// <summary>v*2: GPA of the stack slot's first byte, and of its first byte on the next page when it crosses.</summary>
-    public readonly ulong[] StackGpa;
+    public readonly VcpuWays<ulong> StackGpa;
     /// <summary>Bytes of the slot on its first page (the operand size when it does not cross).</summary>
-    public readonly int[] StackSplit;
+    public readonly VcpuColumn<int> StackSplit;
     /// <summary>POP: the value read from the stack.</summary>
-    public readonly ulong[] StackValue;
+    public readonly VcpuColumn<ulong> StackValue;
     /// <summary>CALL/JMP: the RIP the instruction loads, and whether it loads one.</summary>
-    public readonly ulong[] BranchTarget;
-    public readonly bool[] Branch;
+    public readonly VcpuColumn<ulong> BranchTarget;
+    public readonly VcpuColumn<bool> Branch;
+
+    // ---- wide elements, pending state, LOCK (kernel/Exit/Kernel.Wide.cs) --------------------------------------
+    /// <summary>Bytes [0,64): the wide element's value read; [64,128): the value to write.</summary>
+    public readonly VcpuWays<byte> Wide;
+    /// <summary>The registers a read-modify-write commits when its write is done, and its flags.</summary>
+    public readonly VcpuWays<ulong> PendGprs;
+    public readonly VcpuColumn<ulong> PendFlags;
+    /// <summary>A pending copy is waiting for the write.</summary>
+    public readonly VcpuColumn<bool> Pend;
+    /// <summary>CMPS: the rSI element, read first.</summary>
+    public readonly VcpuColumn<ulong> CmpsSource;
+    /// <summary>Compare-and-write attempts against a device in this exit.</summary>
+    public readonly VcpuColumn<int> LockRetries;
+
+    // ---- FXSAVE/FXRSTOR as 64-byte pieces (kernel/Exit/Kernel.X87.cs) ----------------------------------------------
+    /// <summary>The FXSAVE image being written, or the FXRSTOR image being read.</summary>
+    public readonly VcpuWays<byte> FxImage;
+    /// <summary>The piece in flight.</summary>
+    public readonly VcpuColumn<byte> FxPiece;
 }

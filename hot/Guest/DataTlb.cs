@@ -12,7 +12,10 @@
 // witness and a hit that disagrees is walked afresh (and the entry refilled). The walker sets no accessed/dirty bits, so skipping
 // a walk skips no memory write. Only successful walks are kept; a fault is walked (and reported) every time.
 //
-// One vCPU is handled by one CPU at a time (the vCPU's CPU), so the slots need no synchronisation.
+// One vCPU is handled by one CPU at a time (the vCPU's CPU), so the slots need no synchronisation; each vCPU's ways
+// of a column sit on their own cache-line pair (hot/Layout/VcpuColumn.cs).
+using Copra.Hot.Layout;
+
 namespace Copra.Hot.Guest;
 
 /// <summary>Per-vCPU translation cache for data accesses.</summary>
@@ -22,22 +25,21 @@ public sealed class DataTlb
     /// <summary>Entries per vCPU. Why 4: an exit touches at most two data pages (MOVS), and a driver's loop a few more.</summary>
     public const int Ways = 4;
 
-    readonly ulong[] _linearPage, _gpaPage, _cr3;
-    readonly ushort[] _key;
-    readonly bool[] _valid;
+    // One entry's fields together (TlbEntry, 24 bytes; a vCPU's four ways fill one 128-byte block): a lookup reads
+    // all of them, so this touches one line where five columns touched five. The vCPU index is still the identity.
+    readonly VcpuWays<TlbEntry> _e;
 
     public DataTlb(int vcpuCount)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(vcpuCount);
-        int n = vcpuCount * Ways;
-        _linearPage = new ulong[n]; _gpaPage = new ulong[n]; _cr3 = new ulong[n]; _key = new ushort[n]; _valid = new bool[n];
+        _e = new(vcpuCount, Ways);
     }
 
     /// <summary>Drops vCPU <paramref name="vcpu"/>'s entries. Call on every CR3 or CR0/CR4/EFER write for that vCPU.</summary>
-    public void Invalidate(int vcpu) => _valid.AsSpan(vcpu * Ways, Ways).Clear();
+    public void Invalidate(int vcpu) => _e.Row(vcpu).Clear();
 
     /// <summary>Drops every entry.</summary>
-    public void InvalidateAll() => Array.Clear(_valid);
+    public void InvalidateAll() { for (int v = 0; v < _e.Count; v++) _e.Row(v).Clear(); }
 
     /// <summary>No witness: a hit is trusted (an element the hardware did not name, e.g. a later REP iteration).</summary>
     public const ulong NoWitness = ulong.MaxValue;
@@ -53,16 +55,30 @@ public sealed class DataTlb
     {
         ushort key = (ushort)(mode.Bits | (int)access << 8);
         ulong page = linear & ~PageMask;
-        int i = vcpu * Ways + (int)((page >> 12) & (Ways - 1));
-        if (_valid[i] && _linearPage[i] == page && _cr3[i] == cr3 && _key[i] == key
-            && (witnessPage == NoWitness || _gpaPage[i] == witnessPage))
+        ref TlbEntry e = ref _e.At(vcpu, (int)((page >> 12) & (Ways - 1)));
+        if (e.Hits(page, cr3, key) && (witnessPage == NoWitness || e.GpaPage == witnessPage))
         {
-            gpa = _gpaPage[i] | (linear & PageMask);
+            gpa = e.GpaPage | (linear & PageMask);
             return WalkResult.Ok;
         }
         var r = PageWalker.Translate(mem, mode, cr3, linear, access, out gpa);
         if (!r.IsOk) return r;
-        _linearPage[i] = page; _gpaPage[i] = gpa & ~PageMask; _cr3[i] = cr3; _key[i] = key; _valid[i] = true;
+        e = new TlbEntry { LinearPage = page, GpaPage = gpa & ~PageMask, Cr3 = cr3, Key = key, Valid = true };
         return r;
     }
+}
+
+/// <summary>
+/// One software-TLB entry (the data TLB's ways, the fetcher's code page): the linear page, the guest-physical page it
+/// maps to, and the CR3 and key (paging-mode bits | access type) it was filled under.
+/// </summary>
+public struct TlbEntry
+{
+    public ulong LinearPage, GpaPage, Cr3;
+    public ushort Key;
+    public bool Valid;
+
+    /// <summary>The entry maps <paramref name="page"/> under this CR3 and key.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    public readonly bool Hits(ulong page, ulong cr3, ushort key) => Valid && LinearPage == page && Cr3 == cr3 && Key == key;
 }

@@ -21,8 +21,10 @@
 // whether it needed them (Truncated), and the kernel then injects that #PF.
 //
 // One vCPU is fetched for by one CPU at a time (the vCPU's CPU), so the per-vCPU
-// slots need no synchronisation. No allocation after construction.
+// slots need no synchronisation; each vCPU's slot of a column is on its own cache-line
+// pair (hot/Layout/VcpuColumn.cs), so two CPUs never write one line. No allocation after construction.
 using System.Runtime.CompilerServices;
+using Copra.Hot.Layout;
 
 namespace Copra.Hot.Guest;
 
@@ -48,42 +50,36 @@ public sealed unsafe class InstructionFetcher
     public const int MaxInstructionLength = 15;
     const ulong PageMask = GuestMemory.PageSize - 1;
 
-    readonly ulong[] _linearPage;
-    readonly ulong[] _gpaPage;
-    readonly ulong[] _cr3;
-    readonly ushort[] _key;   // the paging-mode bits and the fetch's access type (User, Smep): a hit needs both to match
-    readonly bool[] _valid;
-    readonly long[] _hits;
-    readonly long[] _misses;
+    // The entry's fields together (one line per lookup); the key is the paging-mode bits and the fetch's access type
+    // (User, Smep): a hit needs both to match.
+    readonly VcpuColumn<TlbEntry> _e;
+    readonly VcpuColumn<long> _hits;
+    readonly VcpuColumn<long> _misses;
 
     /// <summary>Creates slots for vCPUs 0..vcpuCount-1, all invalid.</summary>
     public InstructionFetcher(int vcpuCount)
     {
         ArgumentOutOfRangeException.ThrowIfNegativeOrZero(vcpuCount);
-        _linearPage = new ulong[vcpuCount];
-        _gpaPage = new ulong[vcpuCount];
-        _cr3 = new ulong[vcpuCount];
-        _key = new ushort[vcpuCount];
-        _valid = new bool[vcpuCount];
-        _hits = new long[vcpuCount];
-        _misses = new long[vcpuCount];
+        _e = new(vcpuCount);
+        _hits = new(vcpuCount);
+        _misses = new(vcpuCount);
     }
 
     /// <summary>Number of vCPU slots.</summary>
-    public int VcpuCount => _valid.Length;
+    public int VcpuCount => _e.Count;
     /// <summary>Per-vCPU count of page translations served from the cache.</summary>
-    public ReadOnlySpan<long> Hits => _hits;
+    public VcpuColumn<long> Hits => _hits;
     /// <summary>Per-vCPU count of page walks (cache misses, including second pages of straddling instructions).</summary>
-    public ReadOnlySpan<long> Misses => _misses;
+    public VcpuColumn<long> Misses => _misses;
 
     /// <summary>Drops vCPU <paramref name="vcpu"/>'s entry. Call on every CR3 or CR0/CR4/EFER write for that vCPU.</summary>
-    public void Invalidate(int vcpu) => _valid[vcpu] = false;
+    public void Invalidate(int vcpu) => _e[vcpu].Valid = false;
 
     /// <summary>Drops every entry (e.g. after the guest's memory was rewritten behind its back).</summary>
-    public void InvalidateAll() => Array.Clear(_valid);
+    public void InvalidateAll() { for (int v = 0; v < _e.Count; v++) _e[v].Valid = false; }
 
     /// <summary>True when vCPU <paramref name="vcpu"/> holds an entry.</summary>
-    public bool IsCached(int vcpu) => _valid[vcpu];
+    public bool IsCached(int vcpu) => _e[vcpu].Valid;
 
     /// <summary>Fetches for a supervisor-mode (CPL 0-2) instruction.</summary>
     public FetchResult Fetch(int vcpu, GuestMemory mem, in PagingMode mode, ulong cr3, ulong rip, Span<byte> dest, out int fetched, out WalkResult fault) =>
@@ -119,7 +115,7 @@ public sealed unsafe class InstructionFetcher
         if (Hit(vcpu, page, cr3, key))
         {
             _hits[vcpu]++;
-            gpaPage = _gpaPage[vcpu];
+            gpaPage = _e[vcpu].GpaPage;
         }
         else
         {
@@ -127,11 +123,7 @@ public sealed unsafe class InstructionFetcher
             WalkResult r = PageWalker.Translate(mem, mode, cr3, rip, access, out ulong gpa);
             if (!r.IsOk) { fault = r; return FetchResult.Fault; }
             gpaPage = gpa & ~PageMask;
-            _linearPage[vcpu] = page;
-            _gpaPage[vcpu] = gpaPage;
-            _cr3[vcpu] = cr3;
-            _key[vcpu] = key;
-            _valid[vcpu] = true;
+            _e[vcpu] = new TlbEntry { LinearPage = page, GpaPage = gpaPage, Cr3 = cr3, Key = key, Valid = true };
         }
 
         int offset = (int)(rip & PageMask);
@@ -146,7 +138,7 @@ public sealed unsafe class InstructionFetcher
         if (Hit(vcpu, page2, cr3, key))
         {
             _hits[vcpu]++;
-            gpaPage2 = _gpaPage[vcpu];
+            gpaPage2 = _e[vcpu].GpaPage;
         }
         else
         {
@@ -162,7 +154,7 @@ public sealed unsafe class InstructionFetcher
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     bool Hit(int vcpu, ulong page, ulong cr3, ushort key) =>
-        _valid[vcpu] && _linearPage[vcpu] == page && _cr3[vcpu] == cr3 && _key[vcpu] == key;
+        _e[vcpu].Hits(page, cr3, key);
 
     static bool Copy(GuestMemory mem, ulong gpa, Span<byte> dest)
     {

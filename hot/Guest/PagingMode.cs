@@ -48,6 +48,7 @@ public readonly struct PagingMode : IEquatable<PagingMode>
     public static PagingMode FromBits(byte bits) => new(bits);
 
     /// <summary>Derives the mode from the guest's CR0, CR4 and EFER.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static PagingMode From(ulong cr0, ulong cr4, ulong efer)
     {
         int bits = (cr0 & Cr0Wp) != 0 ? WpBit : 0;

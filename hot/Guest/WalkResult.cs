@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace Copra.Hot.Guest;
 
 /// <summary>What the access is for: a data read, a data write or an instruction fetch, optionally at CPL 3.</summary>
@@ -27,12 +29,14 @@ public static class SupervisorProtection
 
     /// <summary>For an instruction fetch at <paramref name="cpl"/>: User at CPL 3; Smep whenever CR4.SMEP is set (the walk
     /// applies it to supervisor fetches; the error code's I/D bit follows it at any CPL, SDM vol. 3 §4.7).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static AccessType Fetch(int cpl, ulong cr4) =>
         AccessType.Execute | (cpl == 3 ? AccessType.User : 0) | ((cr4 & Cr4Smep) != 0 ? AccessType.Smep : 0);
 
     /// <summary>For an explicit data access at <paramref name="cpl"/>: User at CPL 3; at CPL 0-2, Smap when CR4.SMAP is set
     /// and RFLAGS.AC is clear (SDM vol. 3 §4.6.1). An implicit supervisor access passes <paramref name="implicitAccess"/>:
     /// AC does not exempt it.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static AccessType Data(bool write, int cpl, ulong cr4, ulong rflags, bool implicitAccess = false) =>
         (write ? AccessType.Write : AccessType.Read)
         | (cpl == 3 ? AccessType.User

@@ -1,4 +1,5 @@
 using System.Runtime.CompilerServices;
+using Copra.Hot.Layout;
 
 namespace Copra.Hot.Lookup;
 
@@ -23,18 +24,22 @@ public sealed class MmioRangeTable
     }
 
     Snapshot _snap = new([], [], [], 0);
-    readonly int[] _lastHit;       // per vCPU: index into the snapshot named by _lastVersion
-    readonly int[] _lastVersion;
+    readonly VcpuColumn<int> _lastHit;       // per vCPU: index into the snapshot named by _lastVersion (own cache-line pair)
+    readonly VcpuColumn<int> _lastVersion;
     readonly object _writeLock = new();
 
     public MmioRangeTable(int vcpus)
     {
-        _lastHit = new int[vcpus];
-        _lastVersion = new int[vcpus];
-        Array.Fill(_lastVersion, -1);
+        _lastHit = new(Math.Max(1, vcpus));
+        _lastVersion = new(Math.Max(1, vcpus));
+        _lastVersion.Fill(-1);
+        _hits = new(Math.Max(1, vcpus)); _misses = new(Math.Max(1, vcpus));
     }
 
-    public long Hits, Misses;
+    readonly VcpuColumn<long> _hits, _misses;   // per vCPU: a VM's vCPUs may run on two CPUs
+    /// <summary>Lookups served by a vCPU's last range, and lookups that searched, summed over the vCPUs.</summary>
+    public long Hits { get { long n = 0; for (int v = 0; v < _hits.Count; v++) n += _hits[v]; return n; } }
+    public long Misses { get { long n = 0; for (int v = 0; v < _misses.Count; v++) n += _misses[v]; return n; } }
 
     public int Count => Volatile.Read(ref _snap).Starts.Length;
 
@@ -99,7 +104,7 @@ public sealed class MmioRangeTable
         int i = _lastHit[vcpu];
         if (_lastVersion[vcpu] == s.Version && gpa - s.Starts[i] < s.Ends[i] - s.Starts[i])
         {
-            Hits++;
+            _hits[vcpu]++;
             rangeStart = s.Starts[i];
             straddles = gpa + size > s.Ends[i];
             return s.Owners[i];
@@ -109,7 +114,7 @@ public sealed class MmioRangeTable
 
     int LookupSlow(Snapshot s, int vcpu, ulong gpa, uint size, out ulong rangeStart, out bool straddles)
     {
-        Misses++;
+        _misses[vcpu]++;
         rangeStart = 0; straddles = false;
         // Last range whose start <= gpa.
         int lo = 0, hi = s.Starts.Length;

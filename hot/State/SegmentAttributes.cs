@@ -1,3 +1,5 @@
+using System.Runtime.CompilerServices;
+
 namespace Copra.Hot.State;
 
 /// <summary>
@@ -69,6 +71,7 @@ public static class SegmentAttributes
         | (((ulong)@base >> 24) << 56);
 
     /// <summary>Code bitness a CS with these attributes selects in a mode with EFER.LMA = <paramref name="longMode"/> and CR0.PE = <paramref name="protectedMode"/>.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static int CodeBitness(ushort csAttributes, bool longMode, bool protectedMode)
     {
         if (!protectedMode) return 16;

@@ -13,6 +13,7 @@ using System.Buffers.Binary;
 using System.Numerics;
 using System.Runtime.CompilerServices;
 using Copra.Abi;
+using Copra.Hot.Layout;
 
 namespace Copra.Hot.State;
 
@@ -36,19 +37,20 @@ public sealed partial class VcpuStateStore
 
     static int X87Tdcalls(ulong mask) => BitOperations.PopCount(mask) + (StTdcalls - 1) * BitOperations.PopCount(mask & X87Bit.StMask);
 
+    // Each vCPU's entries on their own cache-line pair, like the other state columns (hot/Layout/VcpuColumn.cs).
     sealed class X87Arrays
     {
-        public readonly ushort[] Fcw, Fsw, Ftw, Fop, Fcs, Fds;
-        public readonly ulong[] Fip, Fdp;
-        public readonly uint[] Mxcsr;
-        public readonly ulong[] Mant;   // v*8 + n, ST(n)
-        public readonly ushort[] Exp;   // v*8 + n: sign (bit 15) and exponent
+        public readonly VcpuColumn<ushort> Fcw, Fsw, Ftw, Fop, Fcs, Fds;
+        public readonly VcpuColumn<ulong> Fip, Fdp;
+        public readonly VcpuColumn<uint> Mxcsr;
+        public readonly VcpuWays<ulong> Mant;   // (v, n): ST(n)
+        public readonly VcpuWays<ushort> Exp;   // (v, n): sign (bit 15) and exponent
 
         public X87Arrays(int n)
         {
-            Fcw = new ushort[n]; Fsw = new ushort[n]; Ftw = new ushort[n]; Fop = new ushort[n]; Fcs = new ushort[n]; Fds = new ushort[n];
-            Fip = new ulong[n]; Fdp = new ulong[n]; Mxcsr = new uint[n];
-            Mant = new ulong[n * 8]; Exp = new ushort[n * 8];
+            Fcw = new(n); Fsw = new(n); Ftw = new(n); Fop = new(n); Fcs = new(n); Fds = new(n);
+            Fip = new(n); Fdp = new(n); Mxcsr = new(n);
+            Mant = new(n, 8); Exp = new(n, 8);
             for (int v = 0; v < n; v++) { Fcw[v] = FcwReset; Ftw[v] = FtwReset; Mxcsr[v] = MxcsrReset; }
         }
     }
@@ -93,7 +95,7 @@ public sealed partial class VcpuStateStore
     public (ulong Mantissa, ushort Exponent) St(int v, int n)
     {
         ChargeReadX87(v, X87Bit.StFirst + n);
-        return (_x87.Mant[v * 8 + n], _x87.Exp[v * 8 + n]);
+        return (_x87.Mant.At(v, n), _x87.Exp.At(v, n));
     }
 
     public void SetFcw(int v, ushort value) { ChargeWriteX87(v, X87Bit.Fcw); _x87.Fcw[v] = value; }
@@ -109,8 +111,8 @@ public sealed partial class VcpuStateStore
     public void SetSt(int v, int n, ulong mantissa, ushort exponent)
     {
         ChargeWriteX87(v, X87Bit.StFirst + n);
-        _x87.Mant[v * 8 + n] = mantissa;
-        _x87.Exp[v * 8 + n] = exponent;
+        _x87.Mant.At(v, n) = mantissa;
+        _x87.Exp.At(v, n) = exponent;
     }
 
     /// <summary>FOP is 11 bits.</summary>
@@ -180,8 +182,8 @@ public sealed partial class VcpuStateStore
                 int x = (int)(field - StateField.StBase), n = x >> 1;
                 if ((x & 1) != 0 && value > ushort.MaxValue) return false;
                 // Why: a write of one half keeps the other (the store holds both), as for XMM.
-                ulong m = (x & 1) == 0 ? value : _x87.Mant[v * 8 + n];
-                ushort e = (x & 1) != 0 ? (ushort)value : _x87.Exp[v * 8 + n];
+                ulong m = (x & 1) == 0 ? value : _x87.Mant.At(v, n);
+                ushort e = (x & 1) != 0 ? (ushort)value : _x87.Exp.At(v, n);
                 SetSt(v, n, m, e);
                 return true;
             }
@@ -208,8 +210,8 @@ public sealed partial class VcpuStateStore
         BinaryPrimitives.WriteUInt16LittleEndian(page[VmsaLayout.X87Cs..], _x87.Fcs[v]);
         for (int n = 0; n < 8; n++)
         {
-            Put(page, VmsaLayout.St(n), _x87.Mant[v * 8 + n]);
-            BinaryPrimitives.WriteUInt16LittleEndian(page[(VmsaLayout.St(n) + 8)..], _x87.Exp[v * 8 + n]);
+            Put(page, VmsaLayout.St(n), _x87.Mant.At(v, n));
+            BinaryPrimitives.WriteUInt16LittleEndian(page[(VmsaLayout.St(n) + 8)..], _x87.Exp.At(v, n));
         }
     }
 
@@ -226,8 +228,8 @@ public sealed partial class VcpuStateStore
         _x87.Fcs[v] = BinaryPrimitives.ReadUInt16LittleEndian(page[VmsaLayout.X87Cs..]);
         for (int n = 0; n < 8; n++)
         {
-            _x87.Mant[v * 8 + n] = Get(page, VmsaLayout.St(n));
-            _x87.Exp[v * 8 + n] = BinaryPrimitives.ReadUInt16LittleEndian(page[(VmsaLayout.St(n) + 8)..]);
+            _x87.Mant.At(v, n) = Get(page, VmsaLayout.St(n));
+            _x87.Exp.At(v, n) = BinaryPrimitives.ReadUInt16LittleEndian(page[(VmsaLayout.St(n) + 8)..]);
         }
     }
 }

@@ -26,8 +26,9 @@
 // Concurrency: a vCPU's slots are touched by one CPU at a time (the vCPU's CPU,
 // or the VMM thread holding the stopped vCPU), so nothing is synchronised. The
 // per-vCPU masks and counters, written on every access on TDX, sit in 128-byte
-// slots so two vCPUs on two CPUs never share a cache line for them. Value arrays
-// are dense; neighbours may share lines, which costs only on writes.
+// slots so two vCPUs on two CPUs never share a cache line for them, and so do the
+// value columns (VcpuColumn/VcpuWays: each vCPU's entries on their own cache-line
+// pair; dense arrays made two VMs on two CPUs bounce the lines on every exit).
 //
 // No allocation after construction.
 using System.Buffers.Binary;
@@ -36,6 +37,7 @@ using System.Runtime.CompilerServices;
 using System.Runtime.InteropServices;
 using Copra.Abi;
 using Copra.Hot.Guest;
+using Copra.Hot.Layout;
 
 namespace Copra.Hot.State;
 
@@ -161,18 +163,19 @@ public sealed partial class VcpuStateStore
     readonly ulong _keepOnExit;     // 0 on TDX, Bit.All on SNP: which valid bits survive an exit
     readonly ulong _dirtyTrackHigh, _keepOnExitHigh;   // the same for the second word (Bit.AllHigh)
 
-    readonly ulong[] _gpr;          // v*16 + r
-    readonly ulong[] _rip, _rflags;
-    readonly ulong[] _cr0, _cr2, _cr3, _cr4, _efer, _pendingEvent, _dr6;
-    readonly ushort[] _segSelector; // v*SegCount + s
-    readonly ulong[] _segBase;
-    readonly uint[] _segLimit;
-    readonly ushort[] _segAttributes;
-    readonly ulong[] _msr;          // v*MsrSlotCount + slot
-    readonly ulong[] _exitReason, _exitQualification, _exitGpa, _exitLength;
-    readonly UInt128[] _xmm;        // v*16 + n
-    readonly ulong[] _dtBase;       // v*2 + t, t 0 GDTR, 1 IDTR
-    readonly ushort[] _dtLimit;
+    // Each vCPU's entry of a column on its own cache-line pair (hot/Layout/VcpuColumn.cs).
+    readonly VcpuWays<ulong> _gpr;          // (v, r)
+    readonly VcpuColumn<ulong> _rip, _rflags;
+    readonly VcpuColumn<ulong> _cr0, _cr2, _cr3, _cr4, _efer, _pendingEvent, _dr6;
+    readonly VcpuWays<ushort> _segSelector; // (v, s), s < SegCount
+    readonly VcpuWays<ulong> _segBase;
+    readonly VcpuWays<uint> _segLimit;
+    readonly VcpuWays<ushort> _segAttributes;
+    readonly VcpuWays<ulong> _msr;          // (v, slot)
+    readonly VcpuColumn<ulong> _exitReason, _exitQualification, _exitGpa, _exitLength;
+    readonly VcpuWays<UInt128> _xmm;        // (v, n)
+    readonly VcpuWays<ulong> _dtBase;       // (v, t), t 0 GDTR, 1 IDTR
+    readonly VcpuWays<ushort> _dtLimit;
 
     /// <summary>Creates zeroed state for vCPUs 0..vcpuCount-1 charged as <paramref name="cost"/>.</summary>
     public VcpuStateStore(int vcpuCount, StateAccessCost cost)
@@ -188,37 +191,37 @@ public sealed partial class VcpuStateStore
         _acct = new Accounting[vcpuCount];
         if (!tdx) for (int v = 0; v < vcpuCount; v++) { _acct[v].Valid = Bit.All; _acct[v].X87Valid = X87Bit.All; _acct[v].ValidHigh = Bit.AllHigh; }
 
-        _gpr = new ulong[vcpuCount * 16];
-        _rip = new ulong[vcpuCount];
-        _rflags = new ulong[vcpuCount];
-        _cr0 = new ulong[vcpuCount];
-        _cr2 = new ulong[vcpuCount];
-        _cr3 = new ulong[vcpuCount];
-        _cr4 = new ulong[vcpuCount];
-        _efer = new ulong[vcpuCount];
-        _pendingEvent = new ulong[vcpuCount];
-        _dr6 = new ulong[vcpuCount];
-        _segSelector = new ushort[vcpuCount * SegCount];
-        _segBase = new ulong[vcpuCount * SegCount];
-        _segLimit = new uint[vcpuCount * SegCount];
-        _segAttributes = new ushort[vcpuCount * SegCount];
-        _msr = new ulong[vcpuCount * MsrSlotCount];
-        _exitReason = new ulong[vcpuCount];
-        _exitQualification = new ulong[vcpuCount];
-        _exitGpa = new ulong[vcpuCount];
-        _exitLength = new ulong[vcpuCount];
-        _xmm = new UInt128[vcpuCount * XmmCount];
-        _dtBase = new ulong[vcpuCount * 2];
-        _dtLimit = new ushort[vcpuCount * 2];
+        _gpr = new(vcpuCount, 16);
+        _rip = new(vcpuCount);
+        _rflags = new(vcpuCount);
+        _cr0 = new(vcpuCount);
+        _cr2 = new(vcpuCount);
+        _cr3 = new(vcpuCount);
+        _cr4 = new(vcpuCount);
+        _efer = new(vcpuCount);
+        _pendingEvent = new(vcpuCount);
+        _dr6 = new(vcpuCount);
+        _segSelector = new(vcpuCount, SegCount);
+        _segBase = new(vcpuCount, SegCount);
+        _segLimit = new(vcpuCount, SegCount);
+        _segAttributes = new(vcpuCount, SegCount);
+        _msr = new(vcpuCount, MsrSlotCount);
+        _exitReason = new(vcpuCount);
+        _exitQualification = new(vcpuCount);
+        _exitGpa = new(vcpuCount);
+        _exitLength = new(vcpuCount);
+        _xmm = new(vcpuCount, XmmCount);
+        _dtBase = new(vcpuCount, 2);
+        _dtLimit = new(vcpuCount, 2);
         for (int v = 0; v < vcpuCount; v++)
         {
             _rflags[v] = 0x2; _dr6[v] = Dr6Reset; // RFLAGS bit 1 is always set
             // The SDM's power-up values (vol. 3 table 10-1): GDTR/IDTR base 0 limit 0xFFFF; LDTR and TR selector 0, base 0,
             // limit 0xFFFF, present; their types as KVM's reset gives them (LDT 2, busy 16-bit TSS 3).
-            _dtLimit[v * 2] = _dtLimit[v * 2 + 1] = 0xFFFF;
-            _segLimit[v * SegCount + Ldtr] = _segLimit[v * SegCount + Tr] = 0xFFFF;
-            _segAttributes[v * SegCount + Ldtr] = SegmentAttributes.P | SegmentAttributes.TypeLdt;
-            _segAttributes[v * SegCount + Tr] = SegmentAttributes.P | SegmentAttributes.TypeBusyTss16;
+            _dtLimit.At(v, 0) = _dtLimit.At(v, 1) = 0xFFFF;
+            _segLimit.At(v, Ldtr) = _segLimit.At(v, Tr) = 0xFFFF;
+            _segAttributes.At(v, Ldtr) = SegmentAttributes.P | SegmentAttributes.TypeLdt;
+            _segAttributes.At(v, Tr) = SegmentAttributes.P | SegmentAttributes.TypeBusyTss16;
         }
         _x87 = new X87Arrays(vcpuCount);
     }
@@ -314,9 +317,9 @@ public sealed partial class VcpuStateStore
 
     /// <summary>GPR <paramref name="r"/> (x86 encoding order, RAX=0 .. R15=15). Free on both platforms.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public ref ulong Gpr(int v, int r) => ref _gpr[v * 16 + r];
+    public ref ulong Gpr(int v, int r) => ref _gpr.At(v, r);
     /// <summary>All sixteen GPRs of vCPU v.</summary>
-    public Span<ulong> Gprs(int v) => _gpr.AsSpan(v * 16, 16);
+    public Span<ulong> Gprs(int v) => _gpr.Row(v);
     /// <summary>RIP. Free on both platforms.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public ref ulong Rip(int v) => ref _rip[v];
@@ -341,10 +344,14 @@ public sealed partial class VcpuStateStore
 
     // ---- tracked fields: typed accessors with accounting -------------------------------------
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public ulong Cr0(int v) { ChargeRead(v, Bit.Cr0); return _cr0[v]; }
     public ulong Cr2(int v) { ChargeRead(v, Bit.Cr2); return _cr2[v]; }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public ulong Cr3(int v) { ChargeRead(v, Bit.Cr3); return _cr3[v]; }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public ulong Cr4(int v) { ChargeRead(v, Bit.Cr4); return _cr4[v]; }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public ulong Efer(int v) { ChargeRead(v, Bit.Efer); return _efer[v]; }
     /// <summary>Pending event in SVM EVENTINJ form: bits 7:0 vector, 10:8 type, 11 error code valid, 31 valid, 63:32 error code.</summary>
     public ulong PendingEvent(int v) { ChargeRead(v, Bit.PendingEvent); return _pendingEvent[v]; }
@@ -362,33 +369,35 @@ public sealed partial class VcpuStateStore
     public void SetPendingEvent(int v, ulong value) { ChargeWrite(v, Bit.PendingEvent); _pendingEvent[v] = value; }
 
     /// <summary>Segment <paramref name="seg"/> (StateField.Es..Gs, or <see cref="Ldtr"/>, <see cref="Tr"/>) selector.</summary>
-    public ushort SegSelector(int v, int seg) { ChargeRead(v, Bit.Seg(seg, StateField.Selector)); return _segSelector[v * SegCount + seg]; }
-    public ulong SegBase(int v, int seg) { ChargeRead(v, Bit.Seg(seg, StateField.Base)); return _segBase[v * SegCount + seg]; }
+    public ushort SegSelector(int v, int seg) { ChargeRead(v, Bit.Seg(seg, StateField.Selector)); return _segSelector.At(v, seg); }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public ulong SegBase(int v, int seg) { ChargeRead(v, Bit.Seg(seg, StateField.Base)); return _segBase.At(v, seg); }
     /// <summary>Byte-granular limit.</summary>
-    public uint SegLimit(int v, int seg) { ChargeRead(v, Bit.Seg(seg, StateField.Limit)); return _segLimit[v * SegCount + seg]; }
+    public uint SegLimit(int v, int seg) { ChargeRead(v, Bit.Seg(seg, StateField.Limit)); return _segLimit.At(v, seg); }
     /// <summary>Packed attributes (see <see cref="SegmentAttributes"/>).</summary>
-    public ushort SegAttributes(int v, int seg) { ChargeRead(v, Bit.Seg(seg, StateField.Attributes)); return _segAttributes[v * SegCount + seg]; }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public ushort SegAttributes(int v, int seg) { ChargeRead(v, Bit.Seg(seg, StateField.Attributes)); return _segAttributes.At(v, seg); }
 
-    public void SetSegSelector(int v, int seg, ushort value) { ChargeWrite(v, Bit.Seg(seg, StateField.Selector)); _segSelector[v * SegCount + seg] = value; }
-    public void SetSegBase(int v, int seg, ulong value) { ChargeWrite(v, Bit.Seg(seg, StateField.Base)); _segBase[v * SegCount + seg] = value; }
-    public void SetSegLimit(int v, int seg, uint value) { ChargeWrite(v, Bit.Seg(seg, StateField.Limit)); _segLimit[v * SegCount + seg] = value; }
-    public void SetSegAttributes(int v, int seg, ushort value) { ChargeWrite(v, Bit.Seg(seg, StateField.Attributes)); _segAttributes[v * SegCount + seg] = (ushort)(value & SegmentAttributes.Mask); }
+    public void SetSegSelector(int v, int seg, ushort value) { ChargeWrite(v, Bit.Seg(seg, StateField.Selector)); _segSelector.At(v, seg) = value; }
+    public void SetSegBase(int v, int seg, ulong value) { ChargeWrite(v, Bit.Seg(seg, StateField.Base)); _segBase.At(v, seg) = value; }
+    public void SetSegLimit(int v, int seg, uint value) { ChargeWrite(v, Bit.Seg(seg, StateField.Limit)); _segLimit.At(v, seg) = value; }
+    public void SetSegAttributes(int v, int seg, ushort value) { ChargeWrite(v, Bit.Seg(seg, StateField.Attributes)); _segAttributes.At(v, seg) = (ushort)(value & SegmentAttributes.Mask); }
 
     // ---- GDTR and IDTR (c14a: the system-table forms) ----
     /// <summary>GDTR base (linear).</summary>
-    public ulong GdtrBase(int v) { ChargeRead(v, Bit.GdtrBase); return _dtBase[v * 2]; }
-    public ushort GdtrLimit(int v) { ChargeRead(v, Bit.GdtrLimit); return _dtLimit[v * 2]; }
-    public ulong IdtrBase(int v) { ChargeRead(v, Bit.IdtrBase); return _dtBase[v * 2 + 1]; }
-    public ushort IdtrLimit(int v) { ChargeRead(v, Bit.IdtrLimit); return _dtLimit[v * 2 + 1]; }
-    public void SetGdtrBase(int v, ulong value) { ChargeWrite(v, Bit.GdtrBase); _dtBase[v * 2] = value; }
-    public void SetGdtrLimit(int v, ushort value) { ChargeWrite(v, Bit.GdtrLimit); _dtLimit[v * 2] = value; }
-    public void SetIdtrBase(int v, ulong value) { ChargeWrite(v, Bit.IdtrBase); _dtBase[v * 2 + 1] = value; }
-    public void SetIdtrLimit(int v, ushort value) { ChargeWrite(v, Bit.IdtrLimit); _dtLimit[v * 2 + 1] = value; }
+    public ulong GdtrBase(int v) { ChargeRead(v, Bit.GdtrBase); return _dtBase.At(v, 0); }
+    public ushort GdtrLimit(int v) { ChargeRead(v, Bit.GdtrLimit); return _dtLimit.At(v, 0); }
+    public ulong IdtrBase(int v) { ChargeRead(v, Bit.IdtrBase); return _dtBase.At(v, 1); }
+    public ushort IdtrLimit(int v) { ChargeRead(v, Bit.IdtrLimit); return _dtLimit.At(v, 1); }
+    public void SetGdtrBase(int v, ulong value) { ChargeWrite(v, Bit.GdtrBase); _dtBase.At(v, 0) = value; }
+    public void SetGdtrLimit(int v, ushort value) { ChargeWrite(v, Bit.GdtrLimit); _dtLimit.At(v, 0) = value; }
+    public void SetIdtrBase(int v, ulong value) { ChargeWrite(v, Bit.IdtrBase); _dtBase.At(v, 1) = value; }
+    public void SetIdtrLimit(int v, ushort value) { ChargeWrite(v, Bit.IdtrLimit); _dtLimit.At(v, 1) = value; }
 
     /// <summary>XMM register <paramref name="n"/> (0..15): one charged read of both halves on TDX.</summary>
-    public UInt128 Xmm(int v, int n) { ChargeRead(v, Bit.XmmFirst + n); return _xmm[v * XmmCount + n]; }
+    public UInt128 Xmm(int v, int n) { ChargeRead(v, Bit.XmmFirst + n); return _xmm.At(v, n); }
     /// <summary>Writes XMM register <paramref name="n"/> (both halves; dirty until the next entry on TDX).</summary>
-    public void SetXmm(int v, int n, UInt128 value) { ChargeWrite(v, Bit.XmmFirst + n); _xmm[v * XmmCount + n] = value; }
+    public void SetXmm(int v, int n, UInt128 value) { ChargeWrite(v, Bit.XmmFirst + n); _xmm.At(v, n) = value; }
 
     /// <summary>The paging mode from CR0, CR4 and EFER (three charged reads on TDX the first time after an exit).</summary>
     public PagingMode PagingMode(int v) => Guest.PagingMode.From(Cr0(v), Cr4(v), Efer(v));
@@ -398,7 +407,7 @@ public sealed partial class VcpuStateStore
     /// <summary>Reads field <paramref name="field"/> (a <see cref="StateField"/> id) with accounting. False for unknown fields.</summary>
     public bool TryRead(int v, ulong field, out ulong value)
     {
-        if (field < 16) { value = _gpr[v * 16 + (int)field]; return true; }
+        if (field < 16) { value = _gpr.At(v, (int)field); return true; }
         switch (field)
         {
             case StateField.Rip: value = _rip[v]; return true;
@@ -442,7 +451,7 @@ public sealed partial class VcpuStateStore
     /// </summary>
     public bool TryWrite(int v, ulong field, ulong value)
     {
-        if (field < 16) { _gpr[v * 16 + (int)field] = value; return true; }
+        if (field < 16) { _gpr.At(v, (int)field) = value; return true; }
         switch (field)
         {
             case StateField.Rip: _rip[v] = value; return true;
@@ -472,7 +481,7 @@ public sealed partial class VcpuStateStore
             {
                 // Why: a write of one half keeps the other: the store holds both, so no TDG.VP.RD is needed for it.
                 int x = (int)(field - StateField.XmmBase), n = x >> 1;
-                UInt128 q = _xmm[v * XmmCount + n];
+                UInt128 q = _xmm.At(v, n);
                 q = (x & 1) == 0 ? (q & ((UInt128)ulong.MaxValue << 64)) | value : (q & ulong.MaxValue) | ((UInt128)value << 64);
                 SetXmm(v, n, q);
                 return true;
@@ -580,7 +589,7 @@ public sealed partial class VcpuStateStore
         int slot = MsrSlot(msr);
         if (slot < 0) { value = 0; return false; }
         ChargeRead(v, Bit.MsrFirst + slot);
-        value = _msr[v * MsrSlotCount + slot];
+        value = _msr.At(v, slot);
         return true;
     }
 
@@ -596,7 +605,7 @@ public sealed partial class VcpuStateStore
         int slot = MsrSlot(msr);
         if (slot < 0 || (slot == MsrTscAux && value > uint.MaxValue)) return false;
         ChargeWrite(v, Bit.MsrFirst + slot);
-        _msr[v * MsrSlotCount + slot] = value;
+        _msr.At(v, slot) = value;
         return true;
     }
 
@@ -652,19 +661,18 @@ public sealed partial class VcpuStateStore
         for (int s = 0; s < SegCount; s++)
         {
             Span<byte> seg = page[VmsaLayout.Segment(s)..];
-            int i = v * SegCount + s;
-            BinaryPrimitives.WriteUInt16LittleEndian(seg[VmsaLayout.SegSelector..], _segSelector[i]);
-            BinaryPrimitives.WriteUInt16LittleEndian(seg[VmsaLayout.SegAttributes..], _segAttributes[i]);
-            BinaryPrimitives.WriteUInt32LittleEndian(seg[VmsaLayout.SegLimit..], _segLimit[i]);
-            BinaryPrimitives.WriteUInt64LittleEndian(seg[VmsaLayout.SegBase..], _segBase[i]);
+            BinaryPrimitives.WriteUInt16LittleEndian(seg[VmsaLayout.SegSelector..], _segSelector.At(v, s));
+            BinaryPrimitives.WriteUInt16LittleEndian(seg[VmsaLayout.SegAttributes..], _segAttributes.At(v, s));
+            BinaryPrimitives.WriteUInt32LittleEndian(seg[VmsaLayout.SegLimit..], _segLimit.At(v, s));
+            BinaryPrimitives.WriteUInt64LittleEndian(seg[VmsaLayout.SegBase..], _segBase.At(v, s));
         }
         for (int t = 0; t < 2; t++)
         {
             Span<byte> dt = page[(t == 0 ? VmsaLayout.Gdtr : VmsaLayout.Idtr)..];
-            BinaryPrimitives.WriteUInt32LittleEndian(dt[VmsaLayout.SegLimit..], _dtLimit[v * 2 + t]);
-            BinaryPrimitives.WriteUInt64LittleEndian(dt[VmsaLayout.SegBase..], _dtBase[v * 2 + t]);
+            BinaryPrimitives.WriteUInt32LittleEndian(dt[VmsaLayout.SegLimit..], _dtLimit.At(v, t));
+            BinaryPrimitives.WriteUInt64LittleEndian(dt[VmsaLayout.SegBase..], _dtBase.At(v, t));
         }
-        for (int r = 0; r < 16; r++) Put(page, VmsaLayout.Gpr(r), _gpr[v * 16 + r]);
+        for (int r = 0; r < 16; r++) Put(page, VmsaLayout.Gpr(r), _gpr.At(v, r));
         Put(page, VmsaLayout.Rip, _rip[v]);
         Put(page, VmsaLayout.Rflags, _rflags[v]);
         Put(page, VmsaLayout.Cr0, _cr0[v]);
@@ -674,22 +682,21 @@ public sealed partial class VcpuStateStore
         Put(page, VmsaLayout.Efer, _efer[v]);
         Put(page, VmsaLayout.EventInj, _pendingEvent[v]);
         Put(page, VmsaLayout.Dr6, _dr6[v]);
-        int m = v * MsrSlotCount;
-        Put(page, VmsaLayout.Star, _msr[m + MsrStar]);
-        Put(page, VmsaLayout.Lstar, _msr[m + MsrLstar]);
-        Put(page, VmsaLayout.Cstar, _msr[m + MsrCstar]);
-        Put(page, VmsaLayout.Sfmask, _msr[m + MsrSfmask]);
-        Put(page, VmsaLayout.KernelGsBase, _msr[m + MsrKernelGsBase]);
-        Put(page, VmsaLayout.SysenterCs, _msr[m + MsrSysenterCs]);
-        Put(page, VmsaLayout.SysenterEsp, _msr[m + MsrSysenterEsp]);
-        Put(page, VmsaLayout.SysenterEip, _msr[m + MsrSysenterEip]);
-        Put(page, VmsaLayout.GPat, _msr[m + MsrPat]);
-        BinaryPrimitives.WriteUInt32LittleEndian(page[VmsaLayout.TscAux..], (uint)_msr[m + MsrTscAux]);
+        Put(page, VmsaLayout.Star, _msr.At(v, MsrStar));
+        Put(page, VmsaLayout.Lstar, _msr.At(v, MsrLstar));
+        Put(page, VmsaLayout.Cstar, _msr.At(v, MsrCstar));
+        Put(page, VmsaLayout.Sfmask, _msr.At(v, MsrSfmask));
+        Put(page, VmsaLayout.KernelGsBase, _msr.At(v, MsrKernelGsBase));
+        Put(page, VmsaLayout.SysenterCs, _msr.At(v, MsrSysenterCs));
+        Put(page, VmsaLayout.SysenterEsp, _msr.At(v, MsrSysenterEsp));
+        Put(page, VmsaLayout.SysenterEip, _msr.At(v, MsrSysenterEip));
+        Put(page, VmsaLayout.GPat, _msr.At(v, MsrPat));
+        BinaryPrimitives.WriteUInt32LittleEndian(page[VmsaLayout.TscAux..], (uint)_msr.At(v, MsrTscAux));
         Put(page, VmsaLayout.ExitCode, _exitReason[v]);
         Put(page, VmsaLayout.ExitInfo1, _exitQualification[v]);
         Put(page, VmsaLayout.ExitInfo2, _exitGpa[v]);
         for (int n = 0; n < XmmCount; n++)
-            BinaryPrimitives.WriteUInt128LittleEndian(page[VmsaLayout.Xmm(n)..], _xmm[v * XmmCount + n]);
+            BinaryPrimitives.WriteUInt128LittleEndian(page[VmsaLayout.Xmm(n)..], _xmm.At(v, n));
         ExportX87(v, page);
         return true;
     }
@@ -714,19 +721,18 @@ public sealed partial class VcpuStateStore
         for (int s = 0; s < SegCount; s++)
         {
             ReadOnlySpan<byte> seg = page[VmsaLayout.Segment(s)..];
-            int i = v * SegCount + s;
-            _segSelector[i] = BinaryPrimitives.ReadUInt16LittleEndian(seg[VmsaLayout.SegSelector..]);
-            _segAttributes[i] = BinaryPrimitives.ReadUInt16LittleEndian(seg[VmsaLayout.SegAttributes..]);
-            _segLimit[i] = BinaryPrimitives.ReadUInt32LittleEndian(seg[VmsaLayout.SegLimit..]);
-            _segBase[i] = BinaryPrimitives.ReadUInt64LittleEndian(seg[VmsaLayout.SegBase..]);
+            _segSelector.At(v, s) = BinaryPrimitives.ReadUInt16LittleEndian(seg[VmsaLayout.SegSelector..]);
+            _segAttributes.At(v, s) = BinaryPrimitives.ReadUInt16LittleEndian(seg[VmsaLayout.SegAttributes..]);
+            _segLimit.At(v, s) = BinaryPrimitives.ReadUInt32LittleEndian(seg[VmsaLayout.SegLimit..]);
+            _segBase.At(v, s) = BinaryPrimitives.ReadUInt64LittleEndian(seg[VmsaLayout.SegBase..]);
         }
         for (int t = 0; t < 2; t++)
         {
             ReadOnlySpan<byte> dt = page[(t == 0 ? VmsaLayout.Gdtr : VmsaLayout.Idtr)..];
-            _dtLimit[v * 2 + t] = (ushort)BinaryPrimitives.ReadUInt32LittleEndian(dt[VmsaLayout.SegLimit..]);
-            _dtBase[v * 2 + t] = BinaryPrimitives.ReadUInt64LittleEndian(dt[VmsaLayout.SegBase..]);
+            _dtLimit.At(v, t) = (ushort)BinaryPrimitives.ReadUInt32LittleEndian(dt[VmsaLayout.SegLimit..]);
+            _dtBase.At(v, t) = BinaryPrimitives.ReadUInt64LittleEndian(dt[VmsaLayout.SegBase..]);
         }
-        for (int r = 0; r < 16; r++) _gpr[v * 16 + r] = Get(page, VmsaLayout.Gpr(r));
+        for (int r = 0; r < 16; r++) _gpr.At(v, r) = Get(page, VmsaLayout.Gpr(r));
         _rip[v] = Get(page, VmsaLayout.Rip);
         _rflags[v] = Get(page, VmsaLayout.Rflags);
         _cr0[v] = Get(page, VmsaLayout.Cr0);
@@ -736,19 +742,18 @@ public sealed partial class VcpuStateStore
         _efer[v] = Get(page, VmsaLayout.Efer);
         _pendingEvent[v] = Get(page, VmsaLayout.EventInj);
         _dr6[v] = Get(page, VmsaLayout.Dr6);
-        int m = v * MsrSlotCount;
-        _msr[m + MsrStar] = Get(page, VmsaLayout.Star);
-        _msr[m + MsrLstar] = Get(page, VmsaLayout.Lstar);
-        _msr[m + MsrCstar] = Get(page, VmsaLayout.Cstar);
-        _msr[m + MsrSfmask] = Get(page, VmsaLayout.Sfmask);
-        _msr[m + MsrKernelGsBase] = Get(page, VmsaLayout.KernelGsBase);
-        _msr[m + MsrSysenterCs] = Get(page, VmsaLayout.SysenterCs);
-        _msr[m + MsrSysenterEsp] = Get(page, VmsaLayout.SysenterEsp);
-        _msr[m + MsrSysenterEip] = Get(page, VmsaLayout.SysenterEip);
-        _msr[m + MsrPat] = Get(page, VmsaLayout.GPat);
-        _msr[m + MsrTscAux] = BinaryPrimitives.ReadUInt32LittleEndian(page[VmsaLayout.TscAux..]);
+        _msr.At(v, MsrStar) = Get(page, VmsaLayout.Star);
+        _msr.At(v, MsrLstar) = Get(page, VmsaLayout.Lstar);
+        _msr.At(v, MsrCstar) = Get(page, VmsaLayout.Cstar);
+        _msr.At(v, MsrSfmask) = Get(page, VmsaLayout.Sfmask);
+        _msr.At(v, MsrKernelGsBase) = Get(page, VmsaLayout.KernelGsBase);
+        _msr.At(v, MsrSysenterCs) = Get(page, VmsaLayout.SysenterCs);
+        _msr.At(v, MsrSysenterEsp) = Get(page, VmsaLayout.SysenterEsp);
+        _msr.At(v, MsrSysenterEip) = Get(page, VmsaLayout.SysenterEip);
+        _msr.At(v, MsrPat) = Get(page, VmsaLayout.GPat);
+        _msr.At(v, MsrTscAux) = BinaryPrimitives.ReadUInt32LittleEndian(page[VmsaLayout.TscAux..]);
         for (int n = 0; n < XmmCount; n++)
-            _xmm[v * XmmCount + n] = BinaryPrimitives.ReadUInt128LittleEndian(page[VmsaLayout.Xmm(n)..]);
+            _xmm.At(v, n) = BinaryPrimitives.ReadUInt128LittleEndian(page[VmsaLayout.Xmm(n)..]);
         ImportX87(v, page);
         return true;
     }

@@ -2,6 +2,7 @@ using Copra.Abi;
 using Copra.Hot.Decode;
 using Copra.Hot.Exit;
 using Copra.Hot.Guest;
+using Copra.Hot.Layout;
 using Copra.Hot.State;
 using Copra.Hot.Timing;
 using Copra.Kernel.Exit;
@@ -37,14 +38,15 @@ public sealed unsafe class KvmBackend : IGuestBackend, IHardwareTimedBackend
     readonly KvmSystem _sys;
     readonly KvmVm[] _vms;
     readonly KvmVcpu[] _vcpus;
-    readonly long[] _lastRun;
-    readonly ulong[] _runStart;
-    readonly KvmExit[] _last;
-    readonly KvmRegs[] _pulled;
-    readonly bool[] _pulledValid;
+    // Per vCPU, each vCPU's entry on its own cache-line pair (hot/Layout/VcpuColumn.cs): written on every exit.
+    readonly VcpuColumn<long> _lastRun;
+    readonly VcpuColumn<ulong> _runStart;
+    readonly VcpuColumn<KvmExit> _last;
+    readonly VcpuColumn<KvmRegs> _pulled;
+    readonly VcpuColumn<bool> _pulledValid;
     // The rewind shown to the kernel for a write exit, and KVM's own values to restore.
-    readonly bool[] _rewound;
-    readonly ulong[] _shownRip, _shownRsi, _shownRdi, _shownRcx, _realRip, _realRsi, _realRdi, _realRcx;
+    readonly VcpuColumn<bool> _rewound;
+    readonly VcpuColumn<ulong> _shownRip, _shownRsi, _shownRdi, _shownRcx, _realRip, _realRsi, _realRdi, _realRcx;
     // Full cycles (KVM_RUN start to the next KVM_RUN start) per KVM exit kind, for the bare-loop comparison.
     readonly List<long>[] _cycles = [[], [], [], []];
 
@@ -66,11 +68,11 @@ public sealed unsafe class KvmBackend : IGuestBackend, IHardwareTimedBackend
         int n = k.State.VcpuCount;
         _vms = new KvmVm[k.Vms.Count];
         _vcpus = new KvmVcpu[n];
-        _lastRun = new long[n]; _runStart = new ulong[n]; _last = new KvmExit[n];
-        _pulled = new KvmRegs[n]; _pulledValid = new bool[n];
-        _rewound = new bool[n];
-        _shownRip = new ulong[n]; _shownRsi = new ulong[n]; _shownRdi = new ulong[n]; _shownRcx = new ulong[n];
-        _realRip = new ulong[n]; _realRsi = new ulong[n]; _realRdi = new ulong[n]; _realRcx = new ulong[n];
+        _lastRun = new(n); _runStart = new(n); _last = new(n);
+        _pulled = new(n); _pulledValid = new(n);
+        _rewound = new(n);
+        _shownRip = new(n); _shownRsi = new(n); _shownRdi = new(n); _shownRcx = new(n);
+        _realRip = new(n); _realRsi = new(n); _realRdi = new(n); _realRcx = new(n);
     }
 
     /// <summary>

@@ -1,5 +1,6 @@
 using Copra.Abi;
 using Copra.Hot.Exit;
+using Copra.Hot.Layout;
 using Copra.Hot.State;
 using Copra.Kernel.Exit;
 
@@ -18,10 +19,11 @@ namespace Copra.Kernel.Backends;
 public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProgram> programs) : IGuestBackend
 {
     readonly ReplayProgram[] _programs = [.. programs];   // an array: no interface call per exit
-    readonly int[] _step = new int[programs.Count];
-    readonly long[] _iteration = new long[programs.Count];
-    readonly bool[] _issued = new bool[programs.Count];
-    readonly bool[] _resume = new bool[programs.Count];
+    // Per vCPU, each vCPU's entry on its own cache-line pair (hot/Layout/VcpuColumn.cs): written on every exit.
+    readonly VcpuColumn<int> _step = new(Math.Max(1, programs.Count));
+    readonly VcpuColumn<long> _iteration = new(Math.Max(1, programs.Count));
+    readonly VcpuColumn<bool> _issued = new(Math.Max(1, programs.Count));
+    readonly VcpuColumn<bool> _resume = new(Math.Max(1, programs.Count));
     public long RepResumes;
 
     public string Name => "replay";

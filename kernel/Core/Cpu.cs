@@ -28,6 +28,8 @@ public sealed class Cpu
     public long Clock;
     public KThread? Current { get; private set; }
     public long Steps, ThreadSlices, GuestRuns, IdleSteps;
+    /// <summary>Syscalls dispatched and gate entries made on this CPU (SysCallGate sums them; written only by this CPU's host thread).</summary>
+    public long GateCalls, GateTransitions;
 
     public int InboxDepth => Volatile.Read(ref _inboxDepth);
 

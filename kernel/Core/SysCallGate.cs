@@ -4,27 +4,39 @@ using Copra.Cold;
 namespace Copra.Kernel.Core;
 
 /// <summary>
-/// The syscall gate: the one entry from user space. <see cref="Dispatch"/> looks the number up in
+/// The syscall gate: the one entry from user space. <see cref="Run"/> (behind <see cref="Enter"/> and <see cref="Dispatch"/>) looks the number up in
 /// <see cref="SysCallTable"/> (the one table from number to handler), runs the handler, and turns what went wrong
 /// into an ABI code in <see cref="ToAbi(Exception)"/>, the one mapping: a <see cref="KernelError"/> by its kind,
 /// anything else (a kernel bug, counted in <see cref="Kernel.InternalErrors"/>) as UNKNOWN.
 /// </summary>
 public sealed class SysCallGate(Kernel k)
 {
-    public long Calls, Transitions;
+    // Per CPU (Cpu.GateCalls, Cpu.GateTransitions): two VMs' models on two CPUs wrote these two shared fields on
+    // every call. Calls from outside the drivers (tests, the VMM's synchronous setup) add here atomically.
+    long _calls, _transitions;
+    /// <summary>Calls dispatched (the gate, BATCH entries, polled rings), summed over the CPUs.</summary>
+    public long Calls { get { long n = Volatile.Read(ref _calls); foreach (var c in k.Cpus) n += c.GateCalls; return n; } }
+    /// <summary>User-to-kernel transitions (gate entries), summed over the CPUs.</summary>
+    public long Transitions { get { long n = Volatile.Read(ref _transitions); foreach (var c in k.Cpus) n += c.GateTransitions; return n; } }
 
     public ValueTask<long> Enter(KThread t, in SysCallRegs r)
     {
-        Transitions++;
         var cpu = Kernel.CurrentCpu;
-        if (cpu is not null) cpu.Clock += k.Cost.SyscallCycles;
-        return Dispatch(t, r, inBatch: false);
+        if (cpu is not null) { cpu.GateTransitions++; cpu.GateCalls++; cpu.Clock += k.Cost.SyscallCycles; }
+        else { Interlocked.Increment(ref _transitions); Interlocked.Increment(ref _calls); }
+        return Run(t, r, inBatch: false);
     }
 
-    /// <summary>One call, from the gate, a BATCH entry or a polled ring's entry.</summary>
+    /// <summary>One call from a BATCH entry or a polled ring's entry.</summary>
     internal ValueTask<long> Dispatch(KThread t, in SysCallRegs r, bool inBatch)
     {
-        Calls++;
+        if (Kernel.CurrentCpu is { } cpu) cpu.GateCalls++; else Interlocked.Increment(ref _calls);
+        return Run(t, r, inBatch);
+    }
+
+    /// <summary>The call itself, counted by the caller (the gate reads the current CPU once for both counters).</summary>
+    ValueTask<long> Run(KThread t, in SysCallRegs r, bool inBatch)
+    {
         if (t.State == ThreadState.Dead) return t.Block("dead");
         try
         {

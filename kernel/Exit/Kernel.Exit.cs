@@ -73,8 +73,6 @@ public sealed partial class Kernel
 
     /// <summary>The instruction in flight, per vCPU (struct-of-arrays; the vCPU's CPU owns its row).</summary>
     InFlight _f = new(1);
-    FaultContext[] _fctx = [];   // what the fault checks need, fixed at the start of the instruction (hot/Emulate/Faults.cs)
-    bool[] _checkElements = [];  // FaultContext.ChecksNeeded for this instruction
 
     /// <summary>
     /// REP string elements one exit may run before the kernel re-enters the guest at the same RIP (the CPU's own
@@ -88,13 +86,11 @@ public sealed partial class Kernel
         Stats = new ExitStats(Config.SampleCapacity, Cpus.Length);
         Fetcher = new InstructionFetcher(n);
         _f = new InFlight(n);
-        _fctx = new FaultContext[n]; _checkElements = new bool[n];
         _dataTlb = new DataTlb(n);
         _decodeCache = new DecodeCache(n);
         _marks = Trace.Keep ? new DisplayMarks(Trace) : null;
         _tdx = State.Cost == StateAccessCost.Tdx;
         InitWide(n);
-        _fxImage = new byte[n * X87.ImageSize]; _fxPiece = new byte[n];
     }
 
     /// <summary>The data side's TLB and the recent decodes, per vCPU (hot/Guest/DataTlb.cs, hot/Decode/DecodeCache.cs).</summary>
@@ -307,8 +303,8 @@ public sealed partial class Kernel
         bool cached = Fetcher.IsCached(v);
         // The fetch is checked at the guest's CPL (U/S at CPL 3, CR4.SMEP below it); the element checks use the same context.
         bool hw = _f.HardwareCompletes[v];
-        if (!hw) _fctx[v] = FaultContextOf(v, cpuMode, cr0, cr4, csAttr, in rec);
-        int fetchCpl = hw ? (csAttr & SegmentAttributes.DplMask) >> SegmentAttributes.DplShift : _fctx[v].Cpl;
+        if (!hw) _f.Fault[v] = FaultContextOf(v, cpuMode, cr0, cr4, csAttr, in rec);
+        int fetchCpl = hw ? (csAttr & SegmentAttributes.DplMask) >> SegmentAttributes.DplShift : _f.Fault[v].Cpl;
         var fr = Fetcher.Fetch(v, _memory, pmode, cr3, csBase + rip, bytes, out int got, out var fault, SupervisorProtection.Fetch(fetchCpl, cr4));
         if (Followed(v) is { } t) NarrateFront(t, v, cr0, cr4, efer, csAttr, cpuMode, pmode, cr3, csBase + rip, cached, fr, bytes[..got]);
         if (got == 0) { InjectWalkFault(cpu, v, fault); return; }
@@ -340,14 +336,14 @@ public sealed partial class Kernel
         _f.EsBase[v] = cpuMode == CpuMode.Bits64 ? 0 : State.SegBase(v, StateField.Es);
         _f.FirstElement[v] = true;
         _f.RepElements[v] = 0;
-        _lockRetries[v] = 0;
+        _f.LockRetries[v] = 0;
         // x87/MMX forms: #UD/#NM/#MF from CR0 and FSW rank above the alignment #GP (Kernel.X87.cs).
         if (!hw && IsX87Form(d.Kind) && X87Precheck(cpu, v, cr0)) return;
         // MOVAPS/APD/DQA, MOVNT*, CMPXCHG16B (operand) and MOVDIR64B (destination): #GP(0) when misaligned.
         if (d.Align != 0 && !Executor.Aligned(in d, LinearOf(v, write: d.Kind == AccessKind.Movdir64b))) { InjectException(cpu, v, VectorGp, 0); return; }
         // The hardware finishes this instruction (KVM): the second, short pipeline (Kernel.Hardware.cs) takes it from here.
         if (hw) { HardwareElement(cpu, v); return; }
-        _checkElements[v] = _fctx[v].ChecksNeeded(in d);
+        _f.CheckElements[v] = _f.Fault[v].ChecksNeeded(in d);
         if (IsFx(d.Kind) && FxBegin(cpu, v)) return;   // every piece checked before the first
 
         // REP with a zero count does nothing but advance RIP.
@@ -436,7 +432,7 @@ public sealed partial class Kernel
         _f.Phase[v] = ElementPhase.Read;
         // SGDT..LMSW, MOV Sreg, far JMP/CALL: privilege and mode first (Kernel.System.cs).
         if (IcedForms.IsSystem(_f.Acc[v].Kind) && !SystemBegin(cpu, v)) return;
-        if (_checkElements[v] && ElementFaults(cpu, v)) return;
+        if (_f.CheckElements[v] && ElementFaults(cpu, v)) return;
         // PUSH/POP/CALL/JMP m: the stack slot before the device side (Kernel.Stack.cs); POP's value comes from it.
         if (StackOps.IsStackForm(_f.Acc[v].Kind) && !StackBegin(cpu, v)) return;
         // Far CALL: its two stack slots are translated before the device is asked for the pointer, as PUSH's is.
@@ -570,7 +566,7 @@ public sealed partial class Kernel
         // CMPS reads twice per element: the rSI side first, then the ES:rDI side, then the flags.
         if (d.Kind == AccessKind.Cmps && _f.Phase[v] == ElementPhase.Read)
         {
-            _cmpsSource[v] = value;
+            _f.CmpsSource[v] = value;
             _f.Phase[v] = ElementPhase.Read2;
             Access(cpu, v, Side.Memory, write: false, 0);
             return;
@@ -599,7 +595,7 @@ public sealed partial class Kernel
         if (IsString(d.Kind) && !Executor.StringStep(in d, State.Gprs(v), State.Rflags(v)))
         {
             // Why: with TF the CPU traps after every REP iteration, RIP still at the instruction (the count resumes).
-            if (_fctx[v].SingleStep) { SingleStepTrap(cpu, v); EndExit(cpu, v, KindOf(d, _f.Exit[v]), countCompleted: true); return; }
+            if (_f.Fault[v].SingleStep) { SingleStepTrap(cpu, v); EndExit(cpu, v, KindOf(d, _f.Exit[v]), countCompleted: true); return; }
             // Why: a REP run longer than MaxRepPerExit ends this exit with RIP unchanged; the guest re-executes the
             // instruction, exits again and the count resumes where it stopped, so one exit never runs unbounded.
             if (++_f.RepElements[v] < MaxRepPerExit) { StartElement(cpu, v); return; }
@@ -621,7 +617,7 @@ public sealed partial class Kernel
     void FinishInstruction(Cpu cpu, int v)
     {
         State.Rip(v) = NextRip(v);
-        if (_fctx[v].SingleStep) SingleStepTrap(cpu, v);
+        if (_f.Fault[v].SingleStep) SingleStepTrap(cpu, v);
         EndInstruction(cpu, v);
     }
 
@@ -649,7 +645,7 @@ public sealed partial class Kernel
     /// <summary>The exit is over: record it and put the vCPU back on its CPU.</summary>
     void EndExit(Cpu cpu, int v, ExitKind kind, bool countCompleted)
     {
-        _pend[v] = false;   // a fault or a give-up after the read: nothing of the instruction is committed
+        _f.Pend[v] = false;   // a fault or a give-up after the read: nothing of the instruction is committed
         ReleaseHeld(v);
         if (countCompleted) Stats.Add(cpu.Index, Counter.Completed);
         EndSegment(cpu, v);

@@ -31,13 +31,13 @@ public sealed partial class Kernel
     /// exit path emulates is an explicit access (the operand, the string elements, the stack of PUSH/POP/CALL).
     /// </summary>
     AccessType DataAccess(int v, bool write) =>
-        SupervisorProtection.Data(write, _fctx[v].Cpl, _fctx[v].Cr4, _fctx[v].Rflags);
+        SupervisorProtection.Data(write, _f.Fault[v].Cpl, _f.Fault[v].Cr4, _f.Fault[v].Rflags);
 
     /// <summary>True when the element must not be performed: the fault (or the #PF that outranks an #AC) is pending.</summary>
     bool ElementFaults(Cpu cpu, int v)
     {
         ref readonly var d = ref _f.Acc[v];
-        var f = Faults.CheckElement(State, v, in d, in _fctx[v], State.Rip(v) + d.Length, _f.SegBase[v], _f.EsBase[v], out ulong misaligned, out bool write);
+        var f = Faults.CheckElement(State, v, in d, in _f.Fault[v], State.Rip(v) + d.Length, _f.SegBase[v], _f.EsBase[v], out ulong misaligned, out bool write);
         if (!f.Raised) return false;
         Followed(v)?.Step(v, $"fault check: {f}; nothing reaches a device");
         if (f.Cause == FaultCause.Alignment)
@@ -62,7 +62,7 @@ public sealed partial class Kernel
         // paging is canonical with 5-level too); anything else takes the full check.
         long first = (long)linear >> 47, last = (long)(linear + d.Size - 1) >> 47;
         if (first == last && (first == 0 || first == -1)) return false;
-        var f = Faults.Canonical(linear, d.Size, stack: false, _fctx[v].La57);
+        var f = Faults.Canonical(linear, d.Size, stack: false, _f.Fault[v].La57);
         if (!f.Raised) return false;
         RaiseCheckFault(cpu, v, in f);
         return true;

@@ -41,14 +41,14 @@ public sealed partial class Kernel
         if (push) return true;
         ulong value = 0;
         int split = _f.StackSplit[v];
-        value = _memory.ReadSized(_f.StackGpa[v * 2], split);
-        if (split < d.Size) value |= _memory.ReadSized(_f.StackGpa[v * 2 + 1], d.Size - split) << (split * 8);
+        value = _memory.ReadSized(_f.StackGpa.At(v, 0), split);
+        if (split < d.Size) value |= _memory.ReadSized(_f.StackGpa.At(v, 1), d.Size - split) << (split * 8);
         _f.StackValue[v] = value;
-        Span<ulong> pend = _pendGprs.AsSpan(v * 16, 16);
+        Span<ulong> pend = _f.PendGprs.Row(v);
         State.Gprs(v).CopyTo(pend);
         pend[Gpr.Rsp] = StackOps.RspAfter(in d, pend[Gpr.Rsp], StackWidth(v));
-        _pendFlags[v] = State.Rflags(v);
-        _pend[v] = true;
+        _f.PendFlags[v] = State.Rflags(v);
+        _f.Pend[v] = true;
         return true;
     }
 
@@ -63,7 +63,7 @@ public sealed partial class Kernel
         if (d.Kind is AccessKind.Call or AccessKind.Jmp)
         {
             ulong target = StackOps.Target(in d, value);
-            if (StackOps.TargetFaults(d.Mode, target, _fctx[v].La57, State.SegAttributes(v, StateField.Cs), State.SegLimit(v, StateField.Cs)))
+            if (StackOps.TargetFaults(d.Mode, target, _f.Fault[v].La57, State.SegAttributes(v, StateField.Cs), State.SegLimit(v, StateField.Cs)))
             {
                 Followed(v)?.Step(v, $"branch target 0x{target:x} refused: #GP(0), nothing pushed");
                 InjectException(cpu, v, VectorGp, 0);
@@ -75,10 +75,10 @@ public sealed partial class Kernel
             value = StackOps.ReturnAddress(in d, State.Rip(v));
         }
         int split = _f.StackSplit[v];
-        _memory.WriteSized(_f.StackGpa[v * 2], split, value);
-        if (split < d.Size) _memory.WriteSized(_f.StackGpa[v * 2 + 1], d.Size - split, value >> (split * 8));
+        _memory.WriteSized(_f.StackGpa.At(v, 0), split, value);
+        if (split < d.Size) _memory.WriteSized(_f.StackGpa.At(v, 1), d.Size - split, value >> (split * 8));
         State.Gpr(v, Gpr.Rsp) = StackOps.RspAfter(in d, State.Gpr(v, Gpr.Rsp), StackWidth(v));
-        Followed(v)?.Step(v, $"stack: 0x{value:x} pushed at GPA 0x{_f.StackGpa[v * 2]:x}, RSP now 0x{State.Gpr(v, Gpr.Rsp):x}");
+        Followed(v)?.Step(v, $"stack: 0x{value:x} pushed at GPA 0x{_f.StackGpa.At(v, 0):x}, RSP now 0x{State.Gpr(v, Gpr.Rsp):x}");
         return true;
     }
 
@@ -97,7 +97,7 @@ public sealed partial class Kernel
     bool StackTranslate(Cpu cpu, int v, bool write, uint slotSize = 0)
     {
         ref readonly var d = ref _f.Acc[v];
-        ref readonly var c = ref _fctx[v];
+        ref readonly var c = ref _f.Fault[v];
         int width = StackWidth(v);
         uint size = slotSize != 0 ? slotSize : d.Size;
         ulong offset = StackOps.SlotOffset(State.Gpr(v, Gpr.Rsp), (int)size, width, push: write);
@@ -128,7 +128,7 @@ public sealed partial class Kernel
                 InjectException(cpu, v, VectorGp, 0);
                 return false;
             }
-            _f.StackGpa[v * 2 + part] = gpa;
+            _f.StackGpa.At(v, part) = gpa;
         }
         // #AC(0) on the stack slot (CPL 3, CR0.AM, RFLAGS.AC, rSP not a multiple of the operand size): after the walk, so
         // a #PF wins as on the CPU, and before the operand's side, so no device sees the access (SDM vol. 3 §6.15).

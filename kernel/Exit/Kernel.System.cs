@@ -28,9 +28,9 @@ public sealed partial class Kernel
     {
         ref readonly var d = ref _f.Acc[v];
         _f.Branch[v] = false;
-        var f = SystemOps.PrivilegeFault(in d, _fctx[v].Mode, _fctx[v].Cpl, _fctx[v].Cr4);
+        var f = SystemOps.PrivilegeFault(in d, _f.Fault[v].Mode, _f.Fault[v].Cpl, _f.Fault[v].Cr4);
         if (!f.Raised) return true;
-        Followed(v)?.Step(v, $"{d.Kind} refused at CPL {_fctx[v].Cpl}: {f}; nothing reaches a device");
+        Followed(v)?.Step(v, $"{d.Kind} refused at CPL {_f.Fault[v].Cpl}: {f}; nothing reaches a device");
         RaiseCheckFault(cpu, v, in f);
         return false;
     }
@@ -94,7 +94,7 @@ public sealed partial class Kernel
         {
             case SysReg.Gdtr or SysReg.Idtr:
             {
-                var f = SystemOps.LoadDescriptorTable(op, d.RegSize, d.Mode == CpuMode.Bits64, _fctx[v].La57, out ushort limit, out ulong @base);
+                var f = SystemOps.LoadDescriptorTable(op, d.RegSize, d.Mode == CpuMode.Bits64, _f.Fault[v].La57, out ushort limit, out ulong @base);
                 if (f.Raised) return f;
                 if (d.SysReg == SysReg.Gdtr) { State.SetGdtrBase(v, @base); State.SetGdtrLimit(v, limit); }
                 else { State.SetIdtrBase(v, @base); State.SetIdtrLimit(v, limit); }
@@ -125,7 +125,7 @@ public sealed partial class Kernel
         var f = SystemOps.Locate(sel, Tables(v), bytes, out ulong linear);
         if (f.Raised) return f;
         if (!ReadDescriptor(cpu, v, linear, bytes, out ulong lo, out ulong hi)) return WalkFaulted;
-        f = SystemOps.CheckSystemLoad((byte)reg, sel, lo, hi, longMode, _fctx[v].La57);
+        f = SystemOps.CheckSystemLoad((byte)reg, sel, lo, hi, longMode, _f.Fault[v].La57);
         if (f.Raised) return f;
         if (reg == SysReg.Tr && !WriteDescriptorByte(cpu, v, linear, SystemOps.WithBusy(lo))) return WalkFaulted;
         SetSegment(v, reg, SystemOps.Cache(sel, reg == SysReg.Tr ? SystemOps.WithBusy(lo) : lo, hi, longMode));
@@ -136,7 +136,7 @@ public sealed partial class Kernel
     /// <paramref name="loaded"/> is what the register now holds.</summary>
     Fault LoadSegment(Cpu cpu, int v, int seg, ushort sel, out SegmentState loaded)
     {
-        ref readonly var c = ref _fctx[v];
+        ref readonly var c = ref _f.Fault[v];
         loaded = default;
         if (c.Mode is SegMode.Real or SegMode.Virtual8086)
         {
@@ -167,7 +167,7 @@ public sealed partial class Kernel
     Fault FarBranch(Cpu cpu, int v, ReadOnlySpan<byte> op)
     {
         ref readonly var d = ref _f.Acc[v];
-        ref readonly var c = ref _fctx[v];
+        ref readonly var c = ref _f.Fault[v];
         int osz = d.RegSize;
         var (offset, sel) = SystemOps.FarPointer(op, osz);
         ulong target = SystemOps.FarTarget(offset, osz);
@@ -196,8 +196,8 @@ public sealed partial class Kernel
             Span<byte> frame = stackalloc byte[16];
             SystemOps.FarCallFrame(State.Rip(v) + d.Length, State.SegSelector(v, Seg.CS), osz, frame);
             int n = 2 * osz, split = _f.StackSplit[v];
-            _memory.Write(_f.StackGpa[v * 2], frame[..split]);
-            if (split < n) _memory.Write(_f.StackGpa[v * 2 + 1], frame[split..n]);
+            _memory.Write(_f.StackGpa.At(v, 0), frame[..split]);
+            if (split < n) _memory.Write(_f.StackGpa.At(v, 1), frame[split..n]);
             State.Gpr(v, Gpr.Rsp) = StackOps.Moved(State.Gpr(v, Gpr.Rsp), -n, StackWidth(v));
         }
         SetSegment(v, Seg.CS, cs);
@@ -271,7 +271,7 @@ public sealed partial class Kernel
 
     bool DescriptorGpa(Cpu cpu, int v, ulong linear, bool write, out ulong gpa)
     {
-        var access = SupervisorProtection.Data(write, 0, _fctx[v].Cr4, _fctx[v].Rflags, implicitAccess: true);
+        var access = SupervisorProtection.Data(write, 0, _f.Fault[v].Cr4, _f.Fault[v].Rflags, implicitAccess: true);
         var walk = PageWalker.Translate(_memory, _f.Mode[v], _f.Cr3[v], linear, access, out gpa);
         if (!walk.IsOk) { InjectWalkFault(cpu, v, walk); return false; }
         if (_vcpus[v].Vm.IsRam(gpa, 1)) return true;

@@ -38,23 +38,15 @@ public sealed partial class Kernel
     /// <summary>Compare-and-write attempts against a device per exit before the instruction is left to the guest to re-run.</summary>
     public const int MaxLockRetries = 8;
 
-    byte[] _wide = [];            // v*128: [0,64) the value read, [64,128) the value to write
-    ulong[] _pendGprs = [];       // v*16: registers a read-modify-write commits when its write is done
-    ulong[] _pendFlags = [];
-    bool[] _pend = [];
-    ulong[] _cmpsSource = [];     // CMPS: the rSI element, read first
-    int[] _lockRetries = [];
+    // The wide buffers, the pending copy, CMPS's source and the retry count are InFlight columns (_f); the held object
+    // is a reference, so it stays here (written only by a locked read-modify-write).
     EventObject?[] _held = [];    // the device object this vCPU's locked read-modify-write holds
     static readonly object s_busLock = new();
 
-    void InitWide(int n)
-    {
-        _wide = new byte[n * 128]; _pendGprs = new ulong[n * 16]; _pendFlags = new ulong[n]; _pend = new bool[n];
-        _cmpsSource = new ulong[n]; _lockRetries = new int[n]; _held = new EventObject?[n];
-    }
+    void InitWide(int n) => _held = new EventObject?[n];
 
-    Span<byte> WideRead(int v) => _wide.AsSpan(v * 128, 64);
-    Span<byte> WideWrite(int v) => _wide.AsSpan(v * 128 + 64, 64);
+    Span<byte> WideRead(int v) => _f.Wide.Row(v)[..64];
+    Span<byte> WideWrite(int v) => _f.Wide.Row(v)[64..];
 
     /// <summary>True for the forms whose element reads, then writes memory and may change registers: they compute into the pending copy.</summary>
     static bool IsRmw(in DecodedAccess d) =>
@@ -78,7 +70,7 @@ public sealed partial class Kernel
             case AccessKind.Cmps:
             {
                 ulong fl = State.Rflags(v);
-                Executor.Cmps(in d, ref fl, _cmpsSource[v], value);
+                Executor.Cmps(in d, ref fl, _f.CmpsSource[v], value);
                 State.Rflags(v) = fl;
                 write = false;
                 return true;
@@ -105,8 +97,8 @@ public sealed partial class Kernel
         Span<ulong> gprs = State.Gprs(v);
         if (rmw)
         {
-            gprs.CopyTo(_pendGprs.AsSpan(v * 16, 16));
-            gprs = _pendGprs.AsSpan(v * 16, 16);
+            gprs.CopyTo(_f.PendGprs.Row(v));
+            gprs = _f.PendGprs.Row(v);
         }
         ulong flags = State.Rflags(v);
         ExecResult res;
@@ -118,7 +110,7 @@ public sealed partial class Kernel
         else res = Executor.Execute(in d, gprs, ref flags, value, out toWrite);
         if (res == ExecResult.DivideError) { InjectException(cpu, v, VectorDe, null); return false; }
         if (writeSide) write = res == ExecResult.Write;
-        if (rmw && write) { _pendFlags[v] = flags; _pend[v] = true; return true; }
+        if (rmw && write) { _f.PendFlags[v] = flags; _f.Pend[v] = true; return true; }
         if (rmw) gprs.CopyTo(State.Gprs(v));
         State.Rflags(v) = flags;
         return true;
@@ -127,10 +119,10 @@ public sealed partial class Kernel
     /// <summary>The element's write is done: the registers and flags of a read-modify-write become the vCPU's.</summary>
     void CommitPending(int v)
     {
-        if (!_pend[v]) return;
-        _pend[v] = false;
-        _pendGprs.AsSpan(v * 16, 16).CopyTo(State.Gprs(v));
-        State.Rflags(v) = _pendFlags[v];
+        if (!_f.Pend[v]) return;
+        _f.Pend[v] = false;
+        _f.PendGprs.Row(v).CopyTo(State.Gprs(v));
+        State.Rflags(v) = _f.PendFlags[v];
     }
 
     /// <summary>
@@ -153,7 +145,7 @@ public sealed partial class Kernel
                 if (!write) break;
                 ulong next = (old & ~(mask << shift)) | ((toWrite & mask) << shift);
                 if (_memory.CompareExchangeU64(word, next, old) == old) break;
-                _pend[v] = false;   // another writer got there first: recompute from what it left
+                _f.Pend[v] = false;   // another writer got there first: recompute from what it left
                 Stats.Add(cpu.Index, Counter.LockRetries);
             }
             AfterWrite(cpu, v);
@@ -194,9 +186,9 @@ public sealed partial class Kernel
     /// <summary>A locked device write was answered Mismatch: recompute from the device's current value and write again, or give up.</summary>
     void LockMismatch(Cpu cpu, int v, ulong current)
     {
-        _pend[v] = false;
+        _f.Pend[v] = false;
         Stats.Add(cpu.Index, Counter.LockRetries);
-        if (++_lockRetries[v] <= MaxLockRetries)
+        if (++_f.LockRetries[v] <= MaxLockRetries)
         {
             _f.Phase[v] = ElementPhase.Read;
             AfterRead(cpu, v, current);

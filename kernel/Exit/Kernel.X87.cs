@@ -21,10 +21,8 @@ namespace Copra.Kernel.Core;
 /// </summary>
 public sealed partial class Kernel
 {
-    byte[] _fxImage = [];   // v*512: the FXSAVE image being written, or the FXRSTOR image being read
-    byte[] _fxPiece = [];   // the piece in flight
 
-    Span<byte> FxImage(int v) => _fxImage.AsSpan(v * X87.ImageSize, X87.ImageSize);
+    Span<byte> FxImage(int v) => _f.FxImage.Row(v);
 
     static bool IsX87Form(AccessKind k) => k is AccessKind.Fnstcw or AccessKind.Fnstsw or AccessKind.MmxRead or AccessKind.MmxWrite
         or AccessKind.Fxsave or AccessKind.Fxrstor;
@@ -63,7 +61,7 @@ public sealed partial class Kernel
             {
                 d.Disp = disp + i * X87.PieceSize;
                 d.Size = (byte)X87.PieceBytes(mode64, i);
-                if (_checkElements[v] && ElementFaults(cpu, v)) return true;
+                if (_f.CheckElements[v] && ElementFaults(cpu, v)) return true;
                 ulong linear = LinearOf(v, write);
                 if (CanonicalFaults(cpu, v, linear)) return true;
                 uint size = d.Size;
@@ -88,7 +86,7 @@ public sealed partial class Kernel
             d.Disp = disp;
             d.Size = (byte)X87.PieceBytes(mode64, 0);
         }
-        _fxPiece[v] = 0;
+        _f.FxPiece[v] = 0;
         if (write) X87.Save(State, v, mode64, d.Imm != 0, FxImage(v));
         return false;
     }
@@ -106,10 +104,10 @@ public sealed partial class Kernel
             case AccessKind.MmxRead: X87.MmxLoad(State, v, d.Reg, value); write = false; break;
             case AccessKind.MmxWrite: toWrite = X87.MmxStore(State, v, d.Reg); break;
             case AccessKind.Fxsave:
-                FxImage(v).Slice(_fxPiece[v] * X87.PieceSize, d.Size).CopyTo(WideWrite(v));
+                FxImage(v).Slice(_f.FxPiece[v] * X87.PieceSize, d.Size).CopyTo(WideWrite(v));
                 break;
             default:   // Fxrstor
-                WideRead(v)[..d.Size].CopyTo(FxImage(v)[(_fxPiece[v] * X87.PieceSize)..]);
+                WideRead(v)[..d.Size].CopyTo(FxImage(v)[(_f.FxPiece[v] * X87.PieceSize)..]);
                 write = false;
                 break;
         }
@@ -124,15 +122,15 @@ public sealed partial class Kernel
     {
         ref var d = ref _f.Acc[v];
         bool mode64 = d.Mode == CpuMode.Bits64;
-        if (d.Kind == AccessKind.Fxrstor && _fxPiece[v] == 0 && !X87.MxcsrValid(FxImage(v)))
+        if (d.Kind == AccessKind.Fxrstor && _f.FxPiece[v] == 0 && !X87.MxcsrValid(FxImage(v)))
         {
             InjectException(cpu, v, VectorGp, 0);
             return false;
         }
-        int next = _fxPiece[v] + 1;
+        int next = _f.FxPiece[v] + 1;
         if (next < X87.Pieces(mode64))
         {
-            _fxPiece[v] = (byte)next;
+            _f.FxPiece[v] = (byte)next;
             d.Disp += X87.PieceSize;
             d.Size = (byte)X87.PieceBytes(mode64, next);
             StartElement(cpu, v);
