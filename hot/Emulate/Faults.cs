@@ -339,6 +339,10 @@ public static class Faults
                 if (side != 1) return false;
                 seg = Seg.ES; offset = gprs[Gpr.Rdi] & mask; use = d.Kind == AccessKind.Scas ? MemUse.Read : MemUse.Write;
                 return true;
+            case AccessKind.Movdir64b:   // reads its ModRM source through the (overridable) segment, writes ES:[reg]
+                if (side == 0) { seg = d.SrcSegment; offset = EffectiveAddress.Offset(in d, gprs, nextRip); use = MemUse.Read; }
+                else { seg = Seg.ES; offset = gprs[d.Reg] & mask; use = MemUse.Write; }
+                return true;
             case AccessKind.Unsupported or AccessKind.In or AccessKind.Out:
                 return false;
             default:
@@ -354,7 +358,7 @@ public static class Faults
     /// <summary>How a non-string form uses its memory operand (the CPU checks writability before a read-modify-write reads).</summary>
     public static MemUse UseOf(in DecodedAccess d) => d.Kind switch
     {
-        AccessKind.Write or AccessKind.WriteImm or AccessKind.Setcc or AccessKind.Pop or AccessKind.SysStore
+        AccessKind.Write or AccessKind.WriteImm or AccessKind.Setcc or AccessKind.Pop or AccessKind.SysStore or AccessKind.WriteVec
             or AccessKind.Fnstcw or AccessKind.Fnstsw or AccessKind.MmxWrite or AccessKind.Fxsave => MemUse.Write,
         AccessKind.Xchg => MemUse.ReadWrite,
         AccessKind.Bt => d.Op == AluOp.None ? MemUse.Read : MemUse.ReadWrite,

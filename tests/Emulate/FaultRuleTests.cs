@@ -274,4 +274,36 @@ public class FaultRuleTests
         st.Gpr(0, Gpr.Rdx) = 0x3F8;
         Is(Faults.CheckElement(st, 0, in outw, in c3, 0, 0, 0, out _, out _), 13, 0);   // CPL 3 > IOPL 0, nothing reported
     }
+    [Fact]
+    public void Movdir64b_checks_its_source_segment_for_reading_and_es_for_writing_and_an_sse_store_checks_writability()
+    {
+        var st = new VcpuStateStore(1, StateAccessCost.Snp);
+        for (int s = 0; s < 6; s++)
+        {
+            st.SetSegSelector(0, s, Sel);
+            st.SetSegAttributes(0, s, s == Seg.CS ? ExecRead : Rw);
+            st.SetSegLimit(0, s, Flat);
+        }
+        Assert.True(X86Decoder.TryDecode([0x66, 0x0F, 0x38, 0xF8, 0x06], CpuMode.Bits32, out var dir));   // movdir64b eax, [esi]
+        st.Gpr(0, Gpr.Rsi) = 0x1000;
+        st.Gpr(0, Gpr.Rax) = 0x2000;
+        var c0 = new FaultContext(SegMode.Protected, 0, FaultContext.Cr0Pe, 2, false, 0, 0);
+        Assert.False(Faults.CheckElement(st, 0, in dir, in c0, 0, 0, 0, out _, out _).Raised);
+        st.SetSegAttributes(0, Seg.ES, Ro);   // the 64 bytes go to ES:[eax]: a read-only ES stops the instruction
+        Is(Faults.CheckElement(st, 0, in dir, in c0, 0, 0, 0, out _, out _), 13, 0);
+        st.SetSegAttributes(0, Seg.ES, Rw);
+        st.SetSegAttributes(0, Seg.DS, Ro);   // the source is read through DS: read-only is enough
+        Assert.False(Faults.CheckElement(st, 0, in dir, in c0, 0, 0, 0, out _, out _).Raised);
+        st.SetSegLimit(0, Seg.DS, 0x1020);    // [esi]..+63 passes DS's limit: the source side faults
+        Is(Faults.CheckElement(st, 0, in dir, in c0, 0, 0, 0, out _, out _), 13, 0);
+        st.SetSegLimit(0, Seg.DS, Flat);
+        st.SetSegLimit(0, Seg.ES, 0x2020);    // ES:[eax]..+63 passes ES's limit
+        Is(Faults.CheckElement(st, 0, in dir, in c0, 0, 0, 0, out _, out _), 13, 0);
+
+        st.SetSegLimit(0, Seg.ES, Flat);
+        Assert.True(X86Decoder.TryDecode([0x0F, 0x11, 0x06], CpuMode.Bits32, out var movups));   // movups [esi], xmm0
+        Is(Faults.CheckElement(st, 0, in movups, in c0, 0, 0, 0, out _, out _), 13, 0);           // DS is read-only: a store faults
+        st.SetSegAttributes(0, Seg.DS, Rw);
+        Assert.False(Faults.CheckElement(st, 0, in movups, in c0, 0, 0, 0, out _, out _).Raised);
+    }
 }
