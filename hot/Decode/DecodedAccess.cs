@@ -48,6 +48,7 @@ public enum AccessKind : byte
     Call,
     /// <summary>JMP m, near (FF /4): reads the target from the operand, RIP = target.</summary>
     Jmp,
+    // Keep the x87/MMX and system kinds last, from Fnstcw on: X86Decoder sizes them behind one `kind >= Fnstcw` test.
     /// <summary>FNSTCW m16 (D9 /7): stores the x87 control word.</summary>
     Fnstcw,
     /// <summary>FNSTSW m16 (DD /7): stores the x87 status word.</summary>

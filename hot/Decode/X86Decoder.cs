@@ -219,8 +219,6 @@ public static class X86Decoder
             d.Base = (sbyte)arg;
         }
 
-        if (kind == (int)AccessKind.LoadFarPtr) sysSize = opSize + 2;   // LSS/LFS/LGS: offset then selector; arg is the segment
-
         // Register operand and access width.
         int size = opSize;
         int regSize = opSize;
@@ -241,26 +239,31 @@ public static class X86Decoder
         {
             size = regSize = 4; // MOVNTI and MOVDIRI have no 16-bit form: 32 bits in 16-bit mode too
         }
-        else if (kind is (int)AccessKind.Fnstcw or (int)AccessKind.Fnstsw)
+        else if (kind >= (int)AccessKind.Fnstcw)
         {
-            size = 2;   // m2byte whatever 66 or REX.W say
-        }
-        else if (kind is (int)AccessKind.Fxsave or (int)AccessKind.Fxrstor)
-        {
-            // Why: 512 bytes do not fit the byte-wide Size; the exit path moves the image in X87.PieceSize pieces and
-            // sets the size of each; REX.W (the 64-bit FIP/FDP layout) rides in Imm.
-            size = X87Piece;
-            align = 16;
-            d.Imm = (rex & 8) >> 3;
-        }
-        else if (vecSize != 0 && kind is (int)AccessKind.MmxRead or (int)AccessKind.MmxWrite)
-        {
-            size = regSize = 8;
-            d.Reg &= 7;   // MM0..MM7: REX.R is ignored
-        }
-        else if (sysSize != 0)
-        {
-            size = sysSize;   // the operand size stays in RegSize (Reg is -1): a far pointer's offset, an LGDT base
+            // Why: the x87/MMX and system kinds are the enum's tail, so the common forms pay one compare for all of them.
+            if (kind == (int)AccessKind.LoadFarPtr) sysSize = opSize + 2;   // LSS/LFS/LGS: offset then selector; arg is the segment
+            if (kind is (int)AccessKind.Fnstcw or (int)AccessKind.Fnstsw)
+            {
+                size = 2;   // m2byte whatever 66 or REX.W say
+            }
+            else if (kind is (int)AccessKind.Fxsave or (int)AccessKind.Fxrstor)
+            {
+                // Why: 512 bytes do not fit the byte-wide Size; the exit path moves the image in X87.PieceSize pieces and
+                // sets the size of each; REX.W (the 64-bit FIP/FDP layout) rides in Imm.
+                size = X87Piece;
+                align = 16;
+                d.Imm = (rex & 8) >> 3;
+            }
+            else if (vecSize != 0 && kind is (int)AccessKind.MmxRead or (int)AccessKind.MmxWrite)
+            {
+                size = regSize = 8;
+                d.Reg &= 7;   // MM0..MM7: REX.R is ignored
+            }
+            else if (sysSize != 0)
+            {
+                size = sysSize;   // the operand size stays in RegSize (Reg is -1): a far pointer's offset, an LGDT base
+            }
         }
         else if (vecSize != 0)
         {
