@@ -80,17 +80,24 @@ public sealed unsafe partial class NativeCpu : IDisposable
         xmm[..16].CopyTo(xs);
         if (gprs.Length < 16) throw new ArgumentException("16 GPRs needed", nameof(gprs));
         if (instruction.Length > 15) throw new ArgumentException("longer than 15 bytes", nameof(instruction));
+        Invoke(s_prologue, s_epilogue, instruction, gprs, ref rflags);
+        xs.CopyTo(xmm);
+    }
+
+    /// <summary>Assembles prologue + <paramref name="instruction"/> + epilogue into the code page and runs it with the
+    /// GPRs and the loadable RFLAGS bits in the state block; copies them back (RSP excepted). Callers check the lengths.</summary>
+    void Invoke(byte[] prologue, byte[] epilogue, ReadOnlySpan<byte> instruction, Span<ulong> gprs, ref ulong rflags)
+    {
         var code = new Span<byte>(_code, CodeSize);
-        s_prologue.CopyTo(code);
-        instruction.CopyTo(code[s_prologue.Length..]);
-        s_epilogue.CopyTo(code[(s_prologue.Length + instruction.Length)..]);
+        prologue.CopyTo(code);
+        instruction.CopyTo(code[prologue.Length..]);
+        epilogue.CopyTo(code[(prologue.Length + instruction.Length)..]);
         for (int i = 0; i < 16; i++) _state[i] = gprs[i];
         const ulong loadable = Executor.StatusFlags | Executor.DF;
         _state[16] = (rflags & loadable) | 2;
         ((delegate* unmanaged<ulong*, void>)_code)(_state);
         for (int i = 0; i < 16; i++) if (i != 4) gprs[i] = _state[i];
         rflags = (rflags & ~loadable) | (_state[16] & loadable);
-        xs.CopyTo(xmm);
     }
 
     /// <summary>
@@ -106,16 +113,7 @@ public sealed unsafe partial class NativeCpu : IDisposable
         if (instruction.Length > 15) throw new ArgumentException("longer than 15 bytes", nameof(instruction));
         var image = new Span<byte>((byte*)_state + GuestFxOffset, 512);
         fxImage[..512].CopyTo(image);
-        var code = new Span<byte>(_code, CodeSize);
-        s_prologueX87.CopyTo(code);
-        instruction.CopyTo(code[s_prologueX87.Length..]);
-        s_epilogueX87.CopyTo(code[(s_prologueX87.Length + instruction.Length)..]);
-        for (int i = 0; i < 16; i++) _state[i] = gprs[i];
-        const ulong loadable = Executor.StatusFlags | Executor.DF;
-        _state[16] = (rflags & loadable) | 2;
-        ((delegate* unmanaged<ulong*, void>)_code)(_state);
-        for (int i = 0; i < 16; i++) if (i != 4) gprs[i] = _state[i];
-        rflags = (rflags & ~loadable) | (_state[16] & loadable);
+        Invoke(s_prologueX87, s_epilogueX87, instruction, gprs, ref rflags);
         image.CopyTo(fxImage);
     }
 
