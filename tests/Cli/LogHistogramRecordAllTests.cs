@@ -39,7 +39,7 @@ public class LogHistogramRecordAllTests
         return at;
     }
 
-    public static TheoryData<string> Cases => ["small", "edges", "wide", "negative", "above-highest", "huge", "empty-part"];
+    public static TheoryData<string> Cases => ["small", "edges", "wide", "negative", "above-highest", "huge", "empty-part", "runs", "runs-negative"];
 
     static (long Highest, long[][] Parts) Make(string name)
     {
@@ -55,6 +55,9 @@ public class LogHistogramRecordAllTests
             "above-highest" => (10_000, [R(200, 0, 30_000)]),
             "huge" => (H, [R(50, 0, 1_000), [long.MaxValue, H + 1]]),
             "empty-part" => (H, [[], R(100, 0, 100_000), []]),
+            // Runs of equal samples (a kind's modelled cycles): at the start, in the middle, at the end, across parts.
+            "runs" => (H, [[2190, 2190, 2190, 2191, 7, 7, 90_000, 90_000], [90_000, 2190, 2190], [1L << 41, 1L << 41]]),
+            "runs-negative" => (H, [[-1, -1, 4, 4, 4, -1], [4, 4]]),
             _ => throw new ArgumentException(name),
         };
     }
