@@ -148,8 +148,10 @@ public class ForwardedHostTests
         Assert.True(host.Access(EventKind.Ioio, 0x3F8, size, write: false, 0, out value));
         Assert.Equal(ones, value);
         Assert.True(host.Access(EventKind.Mmio, 0xFEB0_0000, size, write: true, 0x1234, out value));
+        Assert.Equal(0UL, value);                                                       // a write returns nothing
+        Assert.True(host.Access(EventKind.Ioio, 0x3F8, size, write: true, 0x1234, out value));
         Assert.Equal(0UL, value);
-        Assert.Equal(3, host.Requests);
+        Assert.Equal(4, host.Requests);
     }
 
     [Fact]
@@ -165,6 +167,9 @@ public class ForwardedHostTests
         Assert.Equal(0xFFFF_FFFFUL, past);
         host.Access(EventKind.Mmio, Scratch - 1, 2, write: false, 0, out ulong before);
         Assert.Equal(0xFFFFUL, before);
+        host.Access(EventKind.Mmio, Scratch, 2, write: true, 0xBEEF, out _);                    // the page's first byte is the page's
+        host.Access(EventKind.Mmio, Scratch, 2, write: false, 0, out ulong first);
+        Assert.Equal(0xBEEFUL, first);
     }
 
     [Fact]
@@ -189,7 +194,14 @@ public class ForwardedHostTests
         Assert.All(lost, b => Assert.Equal(0xFF, b));
         Assert.Equal(1, failing.Failures);
         Assert.False(failing.AccessWide(Scratch, data, write: true, out _));
-        Assert.True(new ModelledHost().AccessWide(Scratch, back, write: false, out _));
+
+        // The page's first and last 16 bytes are the page's (a fresh page reads zeros, not all-ones).
+        var edge = new ModelledHost();
+        Assert.True(edge.AccessWide(Scratch, back, write: false, out _));
+        Assert.All(back, b => Assert.Equal(0, b));
+        Assert.True(edge.AccessWide(Scratch + ModelledHost.ScratchLength - 16, data, write: true, out _));
+        Assert.True(edge.AccessWide(Scratch + ModelledHost.ScratchLength - 16, back, write: false, out _));
+        Assert.Equal(data, back);
     }
 
     [Theory]

@@ -36,6 +36,14 @@ public class ExitTracerTests
     }
 
     [Fact]
+    public void Display_marks_ask_for_no_text_and_the_narration_does()
+    {
+        using var sys = new CopraSystem(Small, keepTrace: true);
+        Assert.False(new global::Copra.Kernel.Exit.DisplayMarks(sys.Kernel.Trace).Narrates);   // the stages build no strings for --trace
+        Assert.True(new global::Copra.Kernel.Exit.ExitNarration(1, _ => { }).Narrates);
+    }
+
+    [Fact]
     public void Display_marks_follow_every_exit_into_the_kept_records_and_leave_the_hash_alone()
     {
         using var plain = new CopraSystem(Small);
