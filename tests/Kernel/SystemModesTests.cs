@@ -209,4 +209,244 @@ public class SystemModesTests
         Assert.Equal(0x3UL, (m.ReadU64(gdt + SelData3) >> 40) & 0xF);    // the loads of SelData3 did
         Assert.Equal(0xAUL, (m.ReadU64(gdt + SelCode) >> 40) & 0xF);     // the faulted far JMP did not
     }
+
+    // ---- 32-bit protected mode, CPL 0 -----------------------------------------------------------
+
+    static (ulong, ulong)[] Ring0 =>
+    [
+        .. Seg(StateField.Cs, Gdt.Code32, 0, 0xFFFF_FFFF, SegmentAttributes.Code32),
+        .. Seg(StateField.Ss, Gdt.Data, 0, 0xFFFF_FFFF, SegmentAttributes.Data),
+        .. Seg(StateField.Ds, Gdt.Data, 0, 0xFFFF_FFFF, SegmentAttributes.Data),
+        (StateField.Rflags, 0x2), (StateField.Cr0, Cr0Pe32),
+    ];
+
+    /// <summary>
+    /// Every form in 32-bit protected mode with the operand on the device: LGDT/SGDT of 6 bytes (32-bit base), LIDT with
+    /// 66 (24-bit base), LLDT/LTR of 8-byte legacy descriptors (TSS busy in RAM), MOV SS and LFS through their descriptors
+    /// (base, byte-granular limit, accessed bit), LDS, far JMP m16:32, far CALL m16:32 (frame in RAM: EIP then CS, 4
+    /// bytes each) and with 66 m16:16 (2 bytes each, a 16-bit target), SMSW and LMSW (PE kept), MOV m16, SS.
+    /// </summary>
+    [Fact]
+    public void Protected_mode_32_bit_forms_move_their_operands_through_the_device()
+    {
+        Step? call32 = null, call16 = null;
+        ulong esp32 = 0, esp16 = 0;
+        const ulong Target = 0x0040_3000;
+        using var sys = Boot(32, Protected32, _ => 0, (r, l) =>
+        {
+            (int, ulong)[] b = [(3, Win)];
+            Step W(string t, ulong off, ulong v) => r.Add(t, a => a.mov(__dword_ptr[ebx + (int)off], (int)(uint)v), ExitReason.Mmio, Win + off, 4, true, b, Ring0);
+            Step R(string t, ulong off, ulong expect) => r.Add(t, a => a.mov(eax, __dword_ptr[ebx + (int)off]), ExitReason.Mmio, Win + off, 4, false, b, Ring0, expect: expect);
+            // LGDT m (6 bytes: limit, 32-bit base), then SGDT back.
+            W("mov dword [ebx], limit:base 15:0", 0, GdtLimit | (l.Gdt & 0xFFFF) << 16);
+            W("mov dword [ebx+4], base 31:16 (and a byte LGDT must not take)", 4, (l.Gdt >> 16) | 0xAA00_0000);
+            r.Add("lgdt [ebx]", Raw(0x0F, 0x01, 0x13), ExitReason.Mmio, Win, 6, false, b, Ring0).ExpectFields =
+                [(StateField.GdtrBase, l.Gdt, All), (StateField.GdtrLimit, GdtLimit, M16)];
+            var sgdt = r.Add("sgdt [ebx+8]", Raw(0x0F, 0x01, 0x43, 0x08), ExitReason.Mmio, Win + 8, 6, true, b, Ring0);
+            sgdt.PresetFields = [(StateField.GdtrBase, l.Gdt | 0xFFFF_FFFF_0000_0000UL)];   // base 63:32 is not stored outside 64-bit mode
+            R("mov eax, [ebx+8] (SGDT limit, base 15:0)", 8, GdtLimit | (l.Gdt & 0xFFFF) << 16);
+            R("mov eax, [ebx+0xc] (SGDT base 31:16, nothing past 6 bytes)", 0xC, l.Gdt >> 16);
+            // o16 LIDT: 24 bits of base.
+            W("mov dword [ebx+0x10], limit 0x3ff, base 15:0", 0x10, 0x3FF | 0x5678UL << 16);
+            W("mov dword [ebx+0x14], base 31:16", 0x14, 0x9A34);
+            r.Add("o16 lidt [ebx+0x10] (24-bit base)", Raw(0x66, 0x0F, 0x01, 0x5B, 0x10), ExitReason.Mmio, Win + 0x10, 6, false, b, Ring0).ExpectFields =
+                [(StateField.IdtrBase, 0x34_5678, All), (StateField.IdtrLimit, 0x3FF, M16)];
+            // LLDT, LTR: 8-byte descriptors outside long mode.
+            W("mov dword [ebx+0x18], 0x48 | 0x50 << 16", 0x18, SelLdt | (ulong)SelTss << 16);
+            r.Add("lldt [ebx+0x18]", Raw(0x0F, 0x00, 0x53, 0x18), ExitReason.Mmio, Win + 0x18, 2, false, b, Ring0).ExpectFields =
+                Cache(StateField.Ldtr, SelLdt, LdtBase(l), 0x17, SegmentAttributes.TypeLdt | SegmentAttributes.P);
+            r.Add("ltr [ebx+0x1a]", Raw(0x0F, 0x00, 0x5B, 0x1A), ExitReason.Mmio, Win + 0x1A, 2, false, b, Ring0).ExpectFields =
+                Cache(StateField.Tr, SelTss, TssBase(l), 0x67, SegmentAttributes.TypeBusyTss | SegmentAttributes.P);
+            // MOV SS, LFS, LDS through the byte-granular DPL-0 descriptor at 0x40 (base 0x123000, limit 0xFFFF).
+            W("mov dword [ebx+0x20], 0x40", 0x20, SelData);
+            r.Add("mov ss, [ebx+0x20]", Raw(0x8E, 0x53, 0x20), ExitReason.Mmio, Win + 0x20, 2, false, b, Ring0).ExpectFields =
+                Cache(StateField.Ss, SelData, DataBase, 0xFFFF, DataAttr);
+            W("mov dword [ebx+0x28], offset", 0x28, 0x8765_4321);
+            W("mov dword [ebx+0x2c], 0x40", 0x2C, SelData);
+            var lfs = r.Add("lfs eax, [ebx+0x28]", Raw(0x0F, 0xB4, 0x43, 0x28), ExitReason.Mmio, Win + 0x28, 6, false, b, Ring0);
+            lfs.ExpectFields = [(0, 0x8765_4321, All), .. Cache(StateField.Fs, SelData, DataBase, 0xFFFF, DataAttr)];
+            var lds = r.Add("lds ecx, [ebx+0x28]", Raw(0xC5, 0x4B, 0x28), ExitReason.Mmio, Win + 0x28, 6, false, [.. b, (1, 0xFFFF_FFFF_FFFF_FFFF)], Ring0);
+            lds.ExpectFields = [(1, 0x8765_4321, All), .. Cache(StateField.Ds, SelData, DataBase, 0xFFFF, DataAttr)];
+            var o16les = r.Add("o16 les dx, [ebx+0x2c] (m16:16: offset 0x40, selector 0: ES null)", Raw(0x66, 0xC4, 0x53, 0x2C), ExitReason.Mmio, Win + 0x2C, 4, false,
+                [.. b, (2, 0x1111_2222_3333_4444)], Ring0);
+            o16les.ExpectFields = [(2, 0x1111_2222_3333_0040, All), .. Cache(StateField.Es, 0, 0, 0, 0)];   // DX's upper bits kept
+            // Far JMP m16:32 to the code descriptor at 0x58 (accessed clear in RAM).
+            W("mov dword [ebx+0x30], target", 0x30, Target);
+            W("mov dword [ebx+0x34], 0x58", 0x34, SelCode);
+            var jmp = r.Add("jmp far [ebx+0x30] (m16:32)", Raw(0xFF, 0x6B, 0x30), ExitReason.Mmio, Win + 0x30, 6, false, b, Ring0);
+            jmp.ExpectRip = Target;
+            jmp.ExpectFields = Cache(StateField.Cs, SelCode, 0, 0xFFFF_FFFF, SegmentAttributes.Code32);
+            // Far CALL m16:32 and o16 m16:16: the frame lands in RAM at SS:ESP.
+            esp32 = l.StackTop(0) - 0x100;
+            call32 = r.Add("call far [ebx+0x30] (m16:32)", Raw(0xFF, 0x5B, 0x30), ExitReason.Mmio, Win + 0x30, 6, false, [.. b, (4, esp32)], Ring0);
+            call32.ExpectRip = Target;
+            call32.ExpectFields = [(4, esp32 - 8, All), (Field(StateField.Cs, StateField.Selector), SelCode, M16)];
+            W("mov dword [ebx+0x38], 0x58 << 16 | 0x1234", 0x38, 0x1234 | (ulong)SelCode << 16);
+            esp16 = l.StackTop(0) - 0x200;
+            call16 = r.Add("o16 call far [ebx+0x38] (m16:16)", Raw(0x66, 0xFF, 0x5B, 0x38), ExitReason.Mmio, Win + 0x38, 4, false, [.. b, (4, esp16)], Ring0);
+            call16.ExpectRip = 0x1234;
+            call16.ExpectFields = [(4, esp16 - 4, All)];
+            // SMSW, LMSW (PE stays set even when the operand clears it), MOV m16, SS.
+            r.Add("smsw [ebx+0x40]", Raw(0x0F, 0x01, 0x63, 0x40), ExitReason.Mmio, Win + 0x40, 2, true, b, Ring0);
+            r.Add("mov [ebx+0x42], ss", Raw(0x8C, 0x53, 0x42), ExitReason.Mmio, Win + 0x42, 2, true, b,
+                [.. Ring0, .. Seg(StateField.Ss, SelData, DataBase, 0xFFFF, DataAttr)]);
+            R("mov eax, [ebx+0x40] (MSW, SS)", 0x40, (Cr0Pe32 & 0xFFFF) | (ulong)SelData << 16);
+            W("mov dword [ebx+0x44], 0xfff8 (TS EM MP set, PE clear)", 0x44, 0xFFF8 | 0xE);
+            r.Add("lmsw [ebx+0x44]", Raw(0x0F, 0x01, 0x73, 0x44), ExitReason.Mmio, Win + 0x44, 2, false, b, Ring0).ExpectFields =
+                [(StateField.Cr0, (Cr0Pe32 & ~0xFUL) | 0xF, All)];
+        });
+        Run(sys);
+        Assert.Empty(Faults(sys));
+        var m = sys.Kernel.Memory;
+        ulong gdt = sys.Layouts[0].Gdt;
+        Assert.Equal((ulong)SegmentAttributes.TypeBusyTss, (m.ReadU64(gdt + SelTss) >> 40) & 0xF);   // LTR made it busy
+        Assert.Equal(0x3UL, (m.ReadU64(gdt + SelData) >> 40) & 0xF);                                  // MOV SS set accessed
+        Assert.Equal(0xBUL, (m.ReadU64(gdt + SelCode) >> 40) & 0xF);                                  // the far JMP set accessed
+        Assert.Equal(call32!.Rip + (ulong)call32.Length, m.ReadU32(esp32 - 8));                       // the return EIP
+        Assert.Equal((ulong)Gdt.Code32, m.ReadU32(esp32 - 4));                                         // the old CS, zero-extended
+        Assert.Equal((call16!.Rip + (ulong)call16.Length) & 0xFFFF, m.ReadU16(esp16 - 4));
+        Assert.Equal((ulong)Gdt.Code32, m.ReadU16(esp16 - 2));
+        Assert.Equal(0UL, m.ReadU32(esp16 - 8));                                                       // nothing pushed below the 4 bytes
+    }
+
+    // ---- 16-bit protected mode, CPL 0 -----------------------------------------------------------
+
+    /// <summary>16-bit code (CS a 16-bit descriptor cache based at the code page), flat 32-bit SS, DS based at the device.</summary>
+    static (ulong, ulong)[] Prot16(VmLayout l) =>
+    [
+        .. Seg(StateField.Cs, Gdt.Code16, l.Code, 0xFFFF, SegmentAttributes.Code16),
+        .. Seg(StateField.Ss, Gdt.Data, 0, 0xFFFF_FFFF, SegmentAttributes.Data),
+        .. Seg(StateField.Ds, Gdt.Data16, Dev, 0xFFFF, SegmentAttributes.Data16),
+        (StateField.Rflags, 0x2), (StateField.Cr0, Cr0Pe32),
+    ];
+
+    /// <summary>
+    /// 16-bit protected mode: the default operand size is 2, so far JMP/CALL take m16:16 (4 bytes) and push 2-byte slots
+    /// (on a 32-bit stack: ESP moves), 66 gives m16:32 (6); LGDT keeps 24 bits of base, 66 LGDT 32; LSS SP writes SP only;
+    /// MOV ES through the descriptor; a null SS and an LLDT selector with TI set are #GP.
+    /// </summary>
+    [Fact]
+    public void Protected_mode_16_bit_forms_take_16_bit_operands_unless_66_says_otherwise()
+    {
+        Step? ssNull = null, lldtTi = null, call = null;
+        ulong esp = 0;
+        using var sys = Boot(16, l => Protected32(l) with { Cs = new SegmentState(Gdt.Code16, l.Code, 0xFFFF, SegmentAttributes.Code16), Rip = 0 }, l => l.Code, (r, l) =>
+        {
+            var st = Prot16(l);
+            (int, ulong)[] b = [(3, TestDeviceWindow)];
+            Step W(string t, int off, ulong v) => r.Add(t, a => a.mov(__dword_ptr[bx + off], (int)(uint)v), ExitReason.Mmio, Win + (ulong)off, 4, true, b, st);
+            W("mov dword [bx], 0x0040 | 0x18 << 16 (m16:16)", 0, 0x40 | (ulong)Gdt.Code16 << 16);
+            var jmp = r.Add("jmp far [bx] (m16:16)", Raw(0xFF, 0x2F), ExitReason.Mmio, Win, 4, false, b, st);
+            jmp.ExpectRip = 0x40;
+            jmp.ExpectFields = Cache(StateField.Cs, Gdt.Code16, 0, 0xFFFF, SegmentAttributes.Code16);
+            W("mov dword [bx+4], 0x00400000 (m16:32 offset)", 4, 0x0040_0000);
+            W("mov dword [bx+8], 0x10 (m16:32 selector)", 8, Gdt.Code32);
+            var jmp32 = r.Add("o32 jmp far [bx+4] (m16:32)", Raw(0x66, 0xFF, 0x6F, 0x04), ExitReason.Mmio, Win + 4, 6, false, b, st);
+            jmp32.ExpectRip = 0x0040_0000;
+            jmp32.ExpectFields = Cache(StateField.Cs, Gdt.Code32, 0, 0xFFFF_FFFF, SegmentAttributes.Code32);
+            esp = l.StackTop(0) - 0x300;
+            call = r.Add("call far [bx] (m16:16, 2-byte slots on a 32-bit stack)", Raw(0xFF, 0x1F), ExitReason.Mmio, Win, 4, false, [.. b, (4, esp)], st);
+            call.ExpectRip = 0x40;
+            call.ExpectFields = [(4, esp - 4, All)];
+            W("mov dword [bx+0x10], limit 0x1ff, base 15:0", 0x10, 0x1FF | 0xBEEFUL << 16);
+            W("mov dword [bx+0x14], base 31:16", 0x14, 0x12AD);
+            r.Add("lgdt [bx+0x10] (24-bit base)", Raw(0x0F, 0x01, 0x57, 0x10), ExitReason.Mmio, Win + 0x10, 6, false, b, st).ExpectFields =
+                [(StateField.GdtrBase, 0xAD_BEEF, All), (StateField.GdtrLimit, 0x1FF, M16)];
+            r.Add("o32 lgdt [bx+0x10] (32-bit base)", Raw(0x66, 0x0F, 0x01, 0x57, 0x10), ExitReason.Mmio, Win + 0x10, 6, false, b, st).ExpectFields =
+                [(StateField.GdtrBase, 0x12AD_BEEF, All)];
+            W("mov dword [bx+0x20], 0x40 (ES: the base-0x123000 descriptor)", 0x20, SelData);
+            r.Add("mov es, [bx+0x20]", Raw(0x8E, 0x47, 0x20), ExitReason.Mmio, Win + 0x20, 2, false, b, [.. st, (StateField.GdtrBase, l.Gdt), (StateField.GdtrLimit, GdtLimit)]).ExpectFields =
+                Cache(StateField.Es, SelData, DataBase, 0xFFFF, DataAttr);
+            W("mov dword [bx+0x24], 0xabcd (offset) | 0x28 << 16 (16-bit data)", 0x24, 0xABCD | (ulong)Gdt.Data16 << 16);
+            var lss = r.Add("lss sp, [bx+0x24] (m16:16)", Raw(0x0F, 0xB2, 0x67, 0x24), ExitReason.Mmio, Win + 0x24, 4, false, [.. b, (4, 0xDEAD_0000)], st);
+            lss.ExpectFields = [(4, 0xDEAD_ABCD, All), .. Cache(StateField.Ss, Gdt.Data16, 0, 0xFFFF, SegmentAttributes.Data16)];
+            W("mov dword [bx+0x28], 0 (null selector)", 0x28, 0);
+            ssNull = r.Add("mov ss, [bx+0x28] (null SS: #GP(0))", Raw(0x8E, 0x57, 0x28), ExitReason.Mmio, Win + 0x28, 2, false, b, st);
+            W("mov dword [bx+0x2c], 0x4c (TI set)", 0x2C, SelLdt | 4);
+            lldtTi = r.Add("lldt [bx+0x2c] (TI = 1: #GP(0x4c))", Raw(0x0F, 0x00, 0x57, 0x2C), ExitReason.Mmio, Win + 0x2C, 2, false, b, st);
+            // The faults left SS and LDTR as they were.
+            (ulong, ulong)[] keepSs = [.. st.Where(f => f.Item1 < Field(StateField.Ss, 0) || f.Item1 > Field(StateField.Ss, 3))];
+            r.Add("mov eax, [bx] (after the faults; SS not preset)", a => a.mov(eax, __dword_ptr[bx]), ExitReason.Mmio, Win, 4, false, b, keepSs, expect: 0x40 | (ulong)Gdt.Code16 << 16).ExpectFields =
+                [(Field(StateField.Ldtr, StateField.Attributes), 0, 0xFFF), (Field(StateField.Ss, StateField.Selector), Gdt.Data, M16)];
+        });
+        Run(sys);
+        Assert.Equal(new[] { Fault(ssNull!, 13, 0), Fault(lldtTi!, 13, SelLdt | 4u) }, Faults(sys));
+        var m = sys.Kernel.Memory;
+        Assert.Equal(call!.Rip + (ulong)call.Length, m.ReadU16(esp - 4));   // IP, then CS above it
+        Assert.Equal((ulong)Gdt.Code16, m.ReadU16(esp - 2));
+    }
+
+    // ---- real mode ------------------------------------------------------------------------------
+
+    /// <summary>Real mode: CS cached at the code page (as after a far jump from protected mode), DS at the device with a
+    /// 1 MiB cached limit (big real mode, so a load that resets the limit is seen), SS at the stack page.</summary>
+    static (ulong, ulong)[] Real(VmLayout l) =>
+    [
+        .. Seg(StateField.Cs, 0xF000, l.Code, 0xFFFF, SegmentAttributes.Code16),
+        .. Seg(StateField.Ss, 0x8000, l.Data, 0xFFFF, SegmentAttributes.Data16),
+        .. Seg(StateField.Ds, 0x9000, Dev, 0xF_FFFF, SegmentAttributes.Data16),
+        .. Seg(StateField.Es, 0x9000, Dev, 0xF_FFFF, SegmentAttributes.Data16),
+        (StateField.Rflags, 0x2), (StateField.Cr0, GuestCpuState.Cr0Et),
+    ];
+
+    /// <summary>
+    /// Real mode: MOV Sreg, LSS and LES give base = selector × 16 and keep the cached limit and attributes (not virtual-8086
+    /// mode's 64 KiB DPL-3 ones); far JMP/CALL m16:16 likewise for CS, CALL pushing CS then IP at SS:SP; a 66 far JMP past
+    /// CS's limit is #GP(0); LGDT keeps 24 bits of base; SMSW stores CR0 15:0; LMSW can set PE; SLDT and LTR are #UD.
+    /// </summary>
+    [Fact]
+    public void Real_mode_forms_load_paragraph_bases_and_refuse_the_protected_only_ones()
+    {
+        Step? sldt = null, ltr = null, far = null, call = null;
+        ulong data = 0;
+        using var sys = Boot(16, l => GuestCpuState.RealMode(0xF000, 0, 0x8000, 0x100), l => l.Code, (r, l) =>
+        {
+            var st = Real(l);
+            data = l.Data;
+            (int, ulong)[] b = [(3, TestDeviceWindow)];
+            Step W(string t, int off, ulong v) => r.Add(t, a => a.mov(__dword_ptr[bx + off], (int)(uint)v), ExitReason.Mmio, Win + (ulong)off, 4, true, b, st);
+            W("mov dword [bx], 0x1234", 0, 0x1234);
+            r.Add("mov es, [bx]", Raw(0x8E, 0x07), ExitReason.Mmio, Win, 2, false, b, st).ExpectFields =
+                Cache(StateField.Es, 0x1234, 0x12340, 0xF_FFFF, SegmentAttributes.Data16);
+            r.Add("mov ds, [bx] (DS itself: the base moves, the cached limit stays)", Raw(0x8E, 0x1F), ExitReason.Mmio, Win, 2, false, b, st).ExpectFields =
+                Cache(StateField.Ds, 0x1234, 0x12340, 0xF_FFFF, SegmentAttributes.Data16);
+            W("mov dword [bx+4], 0x0abc | 0x2000 << 16", 4, 0x0ABC | 0x2000UL << 16);
+            var lss = r.Add("lss sp, [bx+4]", Raw(0x0F, 0xB2, 0x67, 0x04), ExitReason.Mmio, Win + 4, 4, false, [.. b, (4, 0xDEAD_0100)], st);
+            lss.ExpectFields = [(4, 0xDEAD_0ABC, All), .. Cache(StateField.Ss, 0x2000, 0x20000, 0xFFFF, SegmentAttributes.Data16)];
+            var les = r.Add("les di, [bx+4]", Raw(0xC4, 0x7F, 0x04), ExitReason.Mmio, Win + 4, 4, false, [.. b, (7, 0x5555_0000)], st);
+            les.ExpectFields = [(7, 0x5555_0ABC, All), .. Cache(StateField.Es, 0x2000, 0x20000, 0xF_FFFF, SegmentAttributes.Data16)];
+            // Far JMP/CALL m16:16: CS = selector × 16, IP = offset; CALL pushes CS then IP at SS:SP.
+            W("mov dword [bx+8], 0x0042 | 0x1000 << 16", 8, 0x42 | 0x1000UL << 16);
+            var jmp = r.Add("jmp far [bx+8]", Raw(0xFF, 0x6F, 0x08), ExitReason.Mmio, Win + 8, 4, false, b, st);
+            jmp.ExpectRip = 0x42;
+            jmp.ExpectFields = Cache(StateField.Cs, 0x1000, 0x10000, 0xFFFF, SegmentAttributes.Code16);
+            call = r.Add("call far [bx+8]", Raw(0xFF, 0x5F, 0x08), ExitReason.Mmio, Win + 8, 4, false, [.. b, (4, 0x0200)], st);
+            call.ExpectRip = 0x42;
+            call.ExpectFields = [(4, 0x01FC, All), .. Cache(StateField.Cs, 0x1000, 0x10000, 0xFFFF, SegmentAttributes.Code16)];
+            W("mov dword [bx+0xc], 0x00010000 (past CS's 64 KiB)", 0xC, 0x1_0000);
+            W("mov dword [bx+0x10], 0x1000", 0x10, 0x1000);
+            far = r.Add("o32 jmp far [bx+0xc] (offset past CS's limit: #GP(0))", Raw(0x66, 0xFF, 0x6F, 0x0C), ExitReason.Mmio, Win + 0xC, 6, false, b, st);
+            // LGDT (24-bit base), SMSW, LMSW turning PE on.
+            W("mov dword [bx+0x14], limit 0x27, base 15:0", 0x14, 0x27 | 0x3456UL << 16);
+            W("mov dword [bx+0x18], base 31:16", 0x18, 0xFF12);
+            r.Add("lgdt [bx+0x14]", Raw(0x0F, 0x01, 0x57, 0x14), ExitReason.Mmio, Win + 0x14, 6, false, b, st).ExpectFields =
+                [(StateField.GdtrBase, 0x12_3456, All), (StateField.GdtrLimit, 0x27, M16)];
+            r.Add("smsw [bx+0x1c]", Raw(0x0F, 0x01, 0x67, 0x1C), ExitReason.Mmio, Win + 0x1C, 2, true, b, st);
+            r.Add("mov [bx+0x1e], ss", Raw(0x8C, 0x57, 0x1E), ExitReason.Mmio, Win + 0x1E, 2, true, b, st);
+            r.Add("mov eax, [bx+0x1c] (MSW, SS)", a => a.mov(eax, __dword_ptr[bx + 0x1C]), ExitReason.Mmio, Win + 0x1C, 4, false, b, st,
+                expect: GuestCpuState.Cr0Et | 0x8000UL << 16);
+            W("mov dword [bx+0x20], 1 (PE)", 0x20, 1);
+            r.Add("lmsw [bx+0x20] (PE on)", Raw(0x0F, 0x01, 0x77, 0x20), ExitReason.Mmio, Win + 0x20, 2, false, b, st).ExpectFields =
+                [(StateField.Cr0, GuestCpuState.Cr0Et | GuestCpuState.Cr0Pe, All)];
+            sldt = r.Add("sldt [bx+0x24] (real mode: #UD)", Raw(0x0F, 0x00, 0x47, 0x24), ExitReason.Mmio, Win + 0x24, 2, true, b, st);
+            ltr = r.Add("ltr [bx+0x20] (real mode: #UD)", Raw(0x0F, 0x00, 0x5F, 0x20), ExitReason.Mmio, Win + 0x20, 2, false, b, st);
+            r.Add("mov eax, [bx+0x24] (SLDT stored nothing)", a => a.mov(eax, __dword_ptr[bx + 0x24]), ExitReason.Mmio, Win + 0x24, 4, false, b, st, expect: 0).ExpectFields =
+                [(Field(StateField.Tr, StateField.Attributes), SegmentAttributes.TypeBusyTss16 | SegmentAttributes.P, 0xFFF), (Field(StateField.Ldtr, StateField.Attributes), 0, 0xFFF)];
+        });
+        Run(sys);
+        Assert.Equal(new[] { Fault(far!, 13, 0), Fault(sldt!, 6, null), Fault(ltr!, 6, null) }, Faults(sys));
+        var m = sys.Kernel.Memory;
+        Assert.Equal(call!.Rip + (ulong)call.Length, m.ReadU16(data + 0x1FC));   // IP at SS:SP - 4
+        Assert.Equal(0xF000UL, m.ReadU16(data + 0x1FE));                         // the old CS above it
+    }
 }
