@@ -449,4 +449,66 @@ public class SystemModesTests
         Assert.Equal(call!.Rip + (ulong)call.Length, m.ReadU16(data + 0x1FC));   // IP at SS:SP - 4
         Assert.Equal(0xF000UL, m.ReadU16(data + 0x1FE));                         // the old CS above it
     }
+
+    // ---- the MOV SS interrupt shadow ------------------------------------------------------------
+
+    /// <summary>
+    /// The interrupt shadow after MOV SS and LSS (SDM vol. 3 §6.8.3): with the device's IRQ pending and IF set, the kernel
+    /// injects nothing at the entry after the SS load (the interruptibility field reads blocking by MOV SS) and delivers
+    /// the IRQ after the next instruction; a MOV DS in the same place takes it at once. With TF set, MOV SS raises no #DB
+    /// and the instruction after it traps (the delayed trap), RIP past that instruction.
+    /// </summary>
+    [Fact]
+    public void Mov_ss_and_lss_hold_interrupts_and_the_single_step_trap_for_one_instruction()
+    {
+        Step? afterSs = null, afterLss = null, movDs = null, tfSs = null, tfNext = null;
+        const ulong Tf = 1UL << 8;
+        using var sys = Boot(32, Protected32, _ => 0, (r, l) =>
+        {
+            (int, ulong)[] b = [(3, Dev)];
+            (ulong Field, ulong Value, ulong Mask)[] shadow = [(StateField.Interruptibility, StateField.BlockingByMovSs, All)];
+            (ulong Field, ulong Value, ulong Mask)[] none = [(StateField.Interruptibility, 0, All)];
+            Step Doorbell(string t)
+            {
+                var d = r.Add(t, a => a.mov(__dword_ptr[ebx + 0x1C], 1), ExitReason.Mmio, Dev + 0x1C, 4, true, b, Ring0);
+                d.ClearIf = true;   // the IRQ it raises stays pending in the IRR
+                return d;
+            }
+            r.Add("mov dword [ebx+0x1000], 0x20 (a flat data selector)", a => a.mov(__dword_ptr[ebx + 0x1000], Gdt.Data), ExitReason.Mmio, Win, 4, true, b, Ring0);
+            Doorbell("mov dword [ebx+0x1c], 1 (doorbell, IF clear)");
+            var ss = r.Add("mov ss, [ebx+0x1000] (IF set, the IRQ pending)", Raw(0x8E, 0x93, 0x00, 0x10, 0x00, 0x00), ExitReason.Mmio, Win, 2, false, b, Ring0);
+            ss.SetIf = true;
+            ss.ExpectFields = shadow;
+            afterSs = r.Add("mov eax, [ebx+0x20] (IRQ count: the instruction after MOV SS)", a => a.mov(eax, __dword_ptr[ebx + 0x20]), ExitReason.Mmio, Dev + 0x20, 4, false, b, Ring0, expect: 1);
+            afterSs.SetIf = true;
+            afterSs.ExpectFields = none;
+            // LSS likewise.
+            r.Add("mov dword [ebx+0x1004], 0x20 (LSS selector)", a => a.mov(__dword_ptr[ebx + 0x1004], Gdt.Data), ExitReason.Mmio, Win + 4, 4, true, b, Ring0);
+            Doorbell("mov dword [ebx+0x1c], 1 (second doorbell)");
+            var lss = r.Add("lss esp, [ebx+0x1000] (IF set, the IRQ pending)", Raw(0x0F, 0xB2, 0xA3, 0x00, 0x10, 0x00, 0x00), ExitReason.Mmio, Win, 6, false, b, Ring0);
+            lss.SetIf = true;
+            lss.ExpectFields = [(4, Gdt.Data, All), .. shadow];
+            afterLss = r.Add("mov eax, [ebx+0x20] (after LSS)", a => a.mov(eax, __dword_ptr[ebx + 0x20]), ExitReason.Mmio, Dev + 0x20, 4, false, b, Ring0, expect: 2);
+            afterLss.SetIf = true;
+            // No shadow for another segment register: the IRQ comes right after MOV DS.
+            Doorbell("mov dword [ebx+0x1c], 1 (third doorbell)");
+            movDs = r.Add("mov ds, [ebx+0x1000] (no shadow)", Raw(0x8E, 0x9B, 0x00, 0x10, 0x00, 0x00), ExitReason.Mmio, Win, 2, false, b, Ring0);
+            movDs.SetIf = true;
+            movDs.ExpectFields = none;
+            r.Add("mov eax, [ebx+0x20] (after MOV DS)", a => a.mov(eax, __dword_ptr[ebx + 0x20]), ExitReason.Mmio, Dev + 0x20, 4, false, b, Ring0, expect: 3).ClearIf = true;
+            // TF: MOV SS's own trap is held; the next instruction traps.
+            (ulong, ulong)[] tf = [.. Ring0, (StateField.Rflags, 0x2 | Tf)];
+            tfSs = r.Add("mov ss, [ebx+0x1000] (TF)", Raw(0x8E, 0x93, 0x00, 0x10, 0x00, 0x00), ExitReason.Mmio, Win, 2, false, b, tf);
+            tfNext = r.Add("mov eax, [ebx+0x1000] (TF, after MOV SS)", a => a.mov(eax, __dword_ptr[ebx + 0x1000]), ExitReason.Mmio, Win, 4, false, b, tf);
+            r.Add("mov ds, [ebx+0x1000] (TF, not SS: traps)", Raw(0x8E, 0x9B, 0x00, 0x10, 0x00, 0x00), ExitReason.Mmio, Win, 2, false, b, tf);
+        });
+        Run(sys);
+        byte irq = (byte)new VmScenario().IrqVector;
+        Assert.Equal(new[] { (afterSs!.Text, irq), (afterLss!.Text, irq), (movDs!.Text, irq) }, sys.Replay!.Interrupts);
+        var traps = Faults(sys);
+        Assert.Equal(2, traps.Length);
+        Assert.Equal((tfNext!.Text, (byte)1, (uint?)null, tfNext.Next), traps[0]);   // the delayed trap, after the next instruction
+        Assert.DoesNotContain(traps, t => t.Step == tfSs!.Text);
+        Assert.Equal(2, sys.Kernel.Stats.SingleStepTraps);   // the delayed one and the MOV DS's; none for MOV SS
+    }
 }
