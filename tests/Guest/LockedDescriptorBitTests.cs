@@ -25,33 +25,54 @@ public sealed class LockedDescriptorBitTests
     }
 
     /// <summary>
-    /// Two writers on the same descriptor bytes at once, as two vCPUs loading segments through one GDT while a third
-    /// changes it: one sets the accessed bit of each descriptor, the other sets another bit of the same byte with its own
-    /// locked operation (a native LOCK OR or BTS would be the same). Every bit of both must be there at the end. A plain
-    /// load-then-store of the byte (what the exit path did before) loses the other writer's bit whenever the two overlap.
+    /// Two writers on one descriptor byte at once, as two vCPUs in one GDT: one sets the accessed bit (OrU8Locked) and
+    /// clears it again with its own locked operation, over and over; the other counts in bits 7:1 of the same byte with
+    /// locked compare-exchanges (a native LOCK CMPXCHG would be the same). At the end the byte must hold the other
+    /// writer's count (mod 128). A plain store of the byte as read before (what the exit path did) undoes any increment
+    /// that lands between its read and its store, and the count comes out short.
     /// </summary>
     [Fact]
     public void Concurrent_writers_to_the_same_descriptor_byte_lose_nothing()
     {
-        const int Descriptors = 1 << 16, Rounds = 8;
-        var m = new GuestMemory((ulong)Descriptors * 8);
-        int lost = 0;
-        for (int round = 0; round < Rounds; round++)
+        const int Iterations = 400_003;
+        const ulong Byte5 = 0x105, Word = 0x100;
+        var m = new GuestMemory(1 << 16);
+        m.WriteU64(Word, 0x00CF_0000_0000_FFFF);   // byte 5 = 0: count 0, accessed clear
+        int counted = 0;
+        using var start = new Barrier(2);
+        var counter = new Thread(() =>
         {
-            for (int i = 0; i < Descriptors; i++) m.WriteU64((ulong)i * 8, 0x00CF_1200_0000_FFFF);   // P clear, accessed clear
-            using var start = new Barrier(2);
-            var other = new Thread(() =>
-            {
-                start.SignalAndWait();
-                for (int i = 0; i < Descriptors; i++) m.OrU8Locked((ulong)i * 8 + 5, 0x80);   // P
-            });
-            other.Start();
             start.SignalAndWait();
-            for (int i = 0; i < Descriptors; i++) m.OrU8Locked((ulong)i * 8 + 5, 0x01);       // accessed
-            other.Join();
-            for (int i = 0; i < Descriptors; i++)
-                if (m.ReadU64((ulong)i * 8) != 0x00CF_9300_0000_FFFFUL) lost++;
+            for (int i = 0; i < Iterations; i++)
+            {
+                ulong old = m.ReadU64Volatile(Word);
+                while (true)
+                {
+                    byte b = (byte)(old >> 40);
+                    ulong next = (old & ~(0xFFUL << 40)) | (ulong)(byte)((b & 1) | ((b >> 1) + 1) << 1) << 40;
+                    ulong seen = m.CompareExchangeU64(Word, next, old);
+                    if (seen == old) break;
+                    old = seen;
+                }
+                counted++;
+            }
+        });
+        counter.Start();
+        start.SignalAndWait();
+        for (int i = 0; i < Iterations; i++)
+        {
+            m.OrU8Locked(Byte5, 0x01);
+            ulong old = m.ReadU64Volatile(Word);
+            while (true)   // clear it again (locked), so the next OrU8Locked has something to write
+            {
+                ulong seen = m.CompareExchangeU64(Word, old & ~(1UL << 40), old);
+                if (seen == old) break;
+                old = seen;
+            }
         }
-        Assert.Equal(0, lost);
+        counter.Join();
+        Assert.Equal(Iterations, counted);
+        Assert.Equal((byte)(Iterations % 128), (byte)(m.ReadU8(Byte5) >> 1));
+        Assert.Equal(0x00CF_0000_0000_FFFFUL, m.ReadU64(Word) & ~(0xFFUL << 40));   // the other bytes untouched
     }
 }
