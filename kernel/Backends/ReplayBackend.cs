@@ -36,6 +36,8 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
     public long[] ExceptionsByVector { get; } = new long[32];
     /// <summary>The first exceptions the kernel raised: the step, the EVENTINJ value (vector, error code), RIP and RCX then.</summary>
     public readonly List<(string Step, ulong Event, ulong Rip, ulong Rcx)> Exceptions = [];
+    /// <summary>The first interrupts delivered: the step they arrived after, and the vector.</summary>
+    public readonly List<(string Step, byte Vector)> Interrupts = [];
 
     public void Run(int v, ref ExitRecord exit)
     {
@@ -70,10 +72,11 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
         if (s.Reason is ExitReason.Hlt or ExitReason.Cpuid) { exit.Gpa = 0; }
     }
 
-    /// <summary>What happened to the issued step: move on, loop, or count a problem.</summary>
     // Out of line: the interpolated string would otherwise give Run a larger frame to zero on every call.
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
     void DesyncAt(int v, Step s, ulong rip) => Desync(v, $"vcpu {v}: at step '{s.Text}' expected rip 0x{s.Rip:x}, found 0x{rip:x}");
+
+    /// <summary>What happened to the issued step: move on, loop, or count a problem.</summary>
 
     void Retire(int v, ReplayProgram prog, Step[] steps)
     {
@@ -98,6 +101,7 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
             }
             // An interrupt: the ISR runs and returns. It ends a HLT wait; otherwise the step retires as usual.
             InterruptsSeen++;
+            lock (Interrupts) if (Interrupts.Count < 64) Interrupts.Add((s.Text, (byte)pe));
             if (s.Kind == StepKind.WaitIrq) { Advance(v, prog, steps, s); return; }
         }
         ulong rip = state.Rip(v);
