@@ -77,7 +77,6 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
     void DesyncAt(int v, Step s, ulong rip) => Desync(v, $"vcpu {v}: at step '{s.Text}' expected rip 0x{s.Rip:x}, found 0x{rip:x}");
 
     /// <summary>What happened to the issued step: move on, loop, or count a problem.</summary>
-
     void Retire(int v, ReplayProgram prog, Step[] steps)
     {
         _issued[v] = false;
