@@ -18,7 +18,11 @@ namespace Copra.Kernel.Backends;
 /// </summary>
 public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProgram> programs) : IGuestBackend
 {
-    readonly ReplayProgram[] _programs = [.. programs];   // an array: no interface call per exit
+    // An array (no interface call per exit) of each program with its steps as an array (a program is complete before its
+    // backend is made): a List's indexer is two bounds checks and a call's worth of loads on every Run, Retire and Advance.
+    readonly Loaded[] _programs = [.. programs.Select(p => new Loaded(p, [.. p.Steps]))];
+
+    sealed record Loaded(ReplayProgram Program, Step[] Steps);
     // Per vCPU, each vCPU's entry on its own cache-line pair (hot/Layout/VcpuColumn.cs): written on every exit.
     readonly VcpuColumn<int> _step = new(Math.Max(1, programs.Count));
     readonly VcpuColumn<long> _iteration = new(Math.Max(1, programs.Count));
@@ -37,14 +41,17 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
 
     public void Run(int v, ref ExitRecord exit)
     {
-        var prog = _programs[v];
-        if (_issued[v]) Retire(v, prog);
-        if (_step[v] >= prog.Steps.Count) { exit.Reason = ExitReason.Shutdown; return; }
-        var s = prog.Steps[_step[v]];
+        var loaded = _programs[v];
+        var prog = loaded.Program;
+        var steps = loaded.Steps;
+        if (_issued[v]) Retire(v, prog, steps);
+        int at = _step[v];
+        if ((uint)at >= (uint)steps.Length) { exit.Reason = ExitReason.Shutdown; return; }
+        var s = steps[at];
         ulong rip = state.Rip(v);
-        if (rip != s.Rip) { Desync(v, $"vcpu {v}: at step '{s.Text}' expected rip 0x{s.Rip:x}, found 0x{rip:x}"); exit.Reason = ExitReason.Shutdown; return; }
+        if (rip != s.Rip) { DesyncAt(v, s, rip); exit.Reason = ExitReason.Shutdown; return; }
 
-        ulong offset = _step[v] >= prog.LoopStart && _step[v] < prog.LoopEnd ? s.Offset(_iteration[v]) : 0;
+        ulong offset = s.VaryReg >= 0 && at >= prog.LoopStart && at < prog.LoopEnd ? s.Offset(_iteration[v]) : 0;
         // A REP the kernel stopped part-way re-executes with the registers it left (the count resumes).
         if (!_resume[v])
         {
@@ -65,11 +72,15 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
         if (s.Reason is ExitReason.Hlt or ExitReason.Cpuid) { exit.Gpa = 0; }
     }
 
+    // Out of line: the interpolated string would otherwise give Run a larger frame to zero on every call.
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    void DesyncAt(int v, Step s, ulong rip) => Desync(v, $"vcpu {v}: at step '{s.Text}' expected rip 0x{s.Rip:x}, found 0x{rip:x}");
+
     /// <summary>What happened to the issued step: move on, loop, or count a problem.</summary>
-    void Retire(int v, ReplayProgram prog)
+    void Retire(int v, ReplayProgram prog, Step[] steps)
     {
         _issued[v] = false;
-        var s = prog.Steps[_step[v]];
+        var s = steps[_step[v]];
         // The hardware's own view of the fields (no TDCALL charged): direct reads, not the by-id switch.
         ulong pe = state.PeekPendingEvent(v);
         if ((pe & (1UL << 31)) != 0)
@@ -84,18 +95,18 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
                 ExceptionsSeen++;
                 ExceptionsByVector[pe & 31]++;
                 lock (Exceptions) if (Exceptions.Count < 64) Exceptions.Add((s.Text, pe, Peek(v, StateField.Rip), state.Gpr(v, 1)));
-                Advance(v, prog, s);
+                Advance(v, prog, steps, s);
                 return;
             }
             // An interrupt: the ISR runs and returns. It ends a HLT wait; otherwise the step retires as usual.
             InterruptsSeen++;
             lock (Interrupts) if (Interrupts.Count < 64) Interrupts.Add((s.Text, (byte)pe));
-            if (s.Kind == StepKind.WaitIrq) { Advance(v, prog, s); return; }
+            if (s.Kind == StepKind.WaitIrq) { Advance(v, prog, steps, s); return; }
         }
         ulong rip = state.Rip(v);
         if (s.Kind == StepKind.WaitIrq)
         {
-            if (rip != s.Rip + (ulong)s.Length) Desync(v, $"vcpu {v}: HLT at 0x{s.Rip:x} resumed at 0x{rip:x}");
+            if (rip != s.Rip + (ulong)s.Length) Problem(v, s, ProblemKind.HltResumed, rip, 0);
             return;   // halted; the interrupt that ends the wait arrives as a pending event
         }
         if (rip == s.Rip && (s.Flags & ExitFlags.Rep) != 0 && (state.Gpr(v, 1) & 0xFFFF_FFFF) != 0)
@@ -107,7 +118,7 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
         ulong wantRip = s.ExpectRip ?? s.Rip + (ulong)s.Length;
         if (rip != wantRip)
         {
-            Desync(v, $"vcpu {v}: '{s.Text}' at 0x{s.Rip:x} left rip at 0x{rip:x}, expected 0x{wantRip:x}");
+            Problem(v, s, ProblemKind.WrongRip, rip, wantRip);
             return;
         }
         ulong rax = state.Gpr(v, 0);
@@ -118,28 +129,42 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
         }
         if (s.ExpectRax is { } want && (rax & s.ExpectMask) != want)
         {
-            DataMismatches++;
-            Note($"vcpu {v}: '{s.Text}' read 0x{rax & s.ExpectMask:x}, expected 0x{want:x}");
+            Problem(v, s, ProblemKind.WrongRax, rax & s.ExpectMask, want);
         }
         foreach (var (field, value, mask) in s.ExpectFields)
         {
             ulong got = Peek(v, field) & mask;
             if (got == value) continue;
-            DataMismatches++;
-            Note($"vcpu {v}: '{s.Text}' left field {field} = 0x{got:x}, expected 0x{value:x}");
+            Problem(v, s, ProblemKind.WrongField, got, value, field);
         }
-        Advance(v, prog, s);
+        Advance(v, prog, steps, s);
     }
 
-    void Advance(int v, ReplayProgram prog, Step s)
+    void Advance(int v, ReplayProgram prog, Step[] steps, Step s)
     {
         int next = _step[v] + 1;
         if (next == prog.LoopEnd && prog.LoopEnd > prog.LoopStart && ++_iteration[v] < prog.Iterations) next = prog.LoopStart;
         _step[v] = next;
-        state.Rip(v) = next < prog.Steps.Count ? prog.Steps[next].Rip : s.Next;
+        state.Rip(v) = (uint)next < (uint)steps.Length ? steps[next].Rip : s.Next;
     }
 
     void Desync(int v, string what) { Desyncs++; Note(what); }
+
+    enum ProblemKind : byte { HltResumed, WrongRip, WrongRax, WrongField }
+
+    /// <summary>Counts and notes what went wrong with a step. Out of line: the messages' interpolated strings would
+    /// otherwise give Retire a larger frame to zero on every exit.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    void Problem(int v, Step s, ProblemKind kind, ulong got, ulong want, ulong field = 0)
+    {
+        switch (kind)
+        {
+            case ProblemKind.HltResumed: Desync(v, $"vcpu {v}: HLT at 0x{s.Rip:x} resumed at 0x{got:x}"); break;
+            case ProblemKind.WrongRip: Desync(v, $"vcpu {v}: '{s.Text}' at 0x{s.Rip:x} left rip at 0x{got:x}, expected 0x{want:x}"); break;
+            case ProblemKind.WrongRax: DataMismatches++; Note($"vcpu {v}: '{s.Text}' read 0x{got:x}, expected 0x{want:x}"); break;
+            default: DataMismatches++; Note($"vcpu {v}: '{s.Text}' left field {field} = 0x{got:x}, expected 0x{want:x}"); break;
+        }
+    }
     void Note(string what) { lock (Problems) if (Problems.Count < 20) Problems.Add(what); }
 
     ulong Peek(int v, ulong field) => state.TryPeek(v, field, out ulong x) ? x : 0;

@@ -53,6 +53,7 @@ public sealed class Step
     public bool SetIf, ClearIf;
     public string Text = "";
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     public ulong Offset(long iteration)
     {
         if (VaryReg < 0 || VarySpan == 0) return 0;

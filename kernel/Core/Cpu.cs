@@ -12,8 +12,9 @@ namespace Copra.Kernel.Core;
 public sealed class Cpu
 {
     readonly Kernel _k;
-    readonly Queue<KThread> _runQueue = new(64);
-    readonly Queue<int> _vcpus = new(16);
+    // Owner-only FIFOs (LocalFifo below): an exit queues its vCPU and the model's WAIT takes it, every exit.
+    readonly LocalFifo<KThread> _runQueue = new(64);
+    readonly LocalFifo<int> _vcpus = new(16);
     // Each thread and each vCPU has at most one message outstanding (it is queued once per wake),
     // so a ring of this size cannot fill unless the kernel breaks that invariant.
     readonly MpscRing<CpuMessage> _inbox = new(1 << 14);
@@ -148,5 +149,49 @@ public sealed class Cpu
         if (polled) return true;
         IdleSteps++;
         return false;
+    }
+}
+
+/// <summary>
+/// A first-in first-out queue for one owner thread (a CPU's run queue and runnable vCPUs): a power-of-two ring that
+/// doubles when full. Why not <see cref="Queue{T}"/>: its version stamp, two bounds checks and modulo cost ≈ 25
+/// instructions per operation, and the IPC fast path queues and takes a vCPU on every exit (issue 13). Same order.
+/// </summary>
+sealed class LocalFifo<T>(int capacity)
+{
+    T[] _items = new T[(int)System.Numerics.BitOperations.RoundUpToPowerOf2((uint)Math.Max(2, capacity))];
+    int _head, _count;
+
+    public int Count => _count;
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    public void Enqueue(T item)
+    {
+        if (_count == _items.Length) Grow();
+        var items = _items;
+        System.Runtime.CompilerServices.Unsafe.Add(ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(items), (_head + _count) & (items.Length - 1)) = item;
+        _count++;
+    }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    public bool TryDequeue(out T item)
+    {
+        if (_count == 0) { item = default!; return false; }
+        var items = _items;
+        ref T slot = ref System.Runtime.CompilerServices.Unsafe.Add(ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(items), _head);
+        item = slot;
+        if (System.Runtime.CompilerServices.RuntimeHelpers.IsReferenceOrContainsReferences<T>()) slot = default!;   // no stale reference kept alive
+        _head = (_head + 1) & (items.Length - 1);
+        _count--;
+        return true;
+    }
+
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    void Grow()
+    {
+        var bigger = new T[_items.Length * 2];
+        for (int i = 0; i < _count; i++) bigger[i] = _items[(_head + i) & (_items.Length - 1)];
+        _items = bigger;
+        _head = 0;
     }
 }

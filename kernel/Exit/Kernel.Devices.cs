@@ -25,7 +25,8 @@ public sealed partial class Kernel
         var e = vc.Vm.OwnerOf(owner);
         if (e is null) { Unowned(cpu, v, kind, addr, write, data); return; }
         var f = _f;   // one load: the stores below would otherwise make the JIT reload the field for each
-        f.ReqKind[v] = kind; f.ReqAddr[v] = addr; f.ReqSize[v] = (byte)ElementSize(v); f.ReqWrite[v] = write; f.ReqData[v] = data; f.ReqOwner[v] = owner;
+        byte size = (byte)ElementSize(v);
+        f.ReqKind[v] = kind; f.ReqAddr[v] = addr; f.ReqSize[v] = size; f.ReqWrite[v] = write; f.ReqData[v] = data; f.ReqOwner[v] = owner;
         // Only this exit changes the state of a vCPU that is in an exit (Runnable here; Dead is set by
         // this CPU too): a compare-and-swap on the vCPU's own word instead of its lock.
         SetRun(vc, VcpuRun.Runnable, VcpuRun.WaitingDevice);
@@ -41,7 +42,7 @@ public sealed partial class Kernel
             // A locked read-modify-write of another vCPU holds the object from its read to its write: queue behind it.
             if (e.Inflight >= 0 || (e.HeldBy >= 0 && e.HeldBy != v)) { e.Enqueue(v); e.Publish(); return; }
         }
-        FillArea(e, v);
+        FillArea(e, v, kind, addr, size, write, data);
         var wake = e.Waiter;
         e.Waiter = null;
         if (wake is not null) e.Handed = e.Area.Sequence;
@@ -64,20 +65,28 @@ public sealed partial class Kernel
     void NarrateAnswer(IExitTracer tracer, int v, ulong value, Cpu? here) =>
         tracer.Step(v, $"the device model answered (state Done, data 0x{value:x}) and called WAIT_FOR_EVENT: completing on cpu {_vcpus[v].Cpu}{(here is not null && here.Index != _vcpus[v].Cpu ? $" (posted from cpu {here.Index} to its inbox)" : "")}");
 
-    /// <summary>Writes vCPU <paramref name="v"/>'s request into the area. Caller holds the object's claim.</summary>
+    /// <summary>Writes vCPU <paramref name="v"/>'s queued request (from its row) into the area. Caller holds the object's claim.</summary>
     void FillArea(EventObject e, int v)
+    {
+        var f = _f;
+        FillArea(e, v, f.ReqKind[v], f.ReqAddr[v], f.ReqSize[v], f.ReqWrite[v], f.ReqData[v]);
+    }
+
+    /// <summary>Writes vCPU <paramref name="v"/>'s request into the area. Caller holds the object's claim. Inlined into
+    /// <see cref="Request"/>, which passes what it has in registers instead of reading back the row it just wrote.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    void FillArea(EventObject e, int v, EventKind kind, ulong addr, byte size, bool write, ulong data)
     {
         ref var a = ref e.Area;
         var f = _f;   // one load: the stores into the area would otherwise make the JIT reload the field for each read
         ref readonly var d = ref f.Acc[v];
-        bool write = f.ReqWrite[v];
         var vc = _vcpus[v];
         a.Sequence++;
-        a.Kind = f.ReqKind[v];
-        a.Address = f.ReqAddr[v];
-        a.Size = f.ReqSize[v];
+        a.Kind = kind;
+        a.Address = addr;
+        a.Size = size;
         a.Direction = write ? AccessDirection.Write : AccessDirection.Read;
-        a.Data = write ? f.ReqData[v] : 0;
+        a.Data = write ? data : 0;
         a.Vcpu = (uint)vc.LocalIndex;
         a.Cpu = (uint)vc.Cpu;
         a.Rip = State.Rip(v);
@@ -159,7 +168,8 @@ public sealed partial class Kernel
         if ((seen & EventObject.SlotInflight) == 0 || e.Area.ReadState() != EventState.Done) return;
         long t0 = (long)Tsc.Read();
         // The common transition: the access in flight answered, nothing queued or held. The claim is the check.
-        if ((seen & EventObject.SlotRare) != 0 || !e.TryClaim(seen))
+        bool rare = (seen & EventObject.SlotRare) != 0 || !e.TryClaim(seen);
+        if (rare)
         {
             e.Seize();
             if (e.Inflight < 0 || e.Area.ReadState() != EventState.Done) { e.Publish(); return; }
@@ -175,7 +185,8 @@ public sealed partial class Kernel
         // A locked read keeps the object for its vCPU until its write is answered Applied (ReleaseHeld gives it up).
         if (locked && (!wrote || mismatch)) { e.HeldBy = v; _held[v] = e; }
         else if (e.HeldBy == v) { e.HeldBy = -1; _held[v] = null; }
-        if (e.HeldBy < 0 && e.TryDequeue(out int next)) FillArea(e, next);
+        // A claim taken without rare found the queue empty, and nothing enqueues while this claim is held.
+        if (rare && e.HeldBy < 0 && e.TryDequeue(out int next)) FillArea(e, next);
         e.Publish();
         if (Followed(v) is { } tracer) NarrateAnswer(tracer, v, value, here);
         int owner = _vcpus[v].Cpu;

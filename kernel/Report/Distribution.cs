@@ -38,14 +38,7 @@ public sealed record Distribution(long Count, long Min, long P25, long P50, long
         h.Clear();
         long min = long.MaxValue, max = long.MinValue;
         double sum = 0;
-        foreach (var part in parts)
-            foreach (long raw in part.Span)
-            {
-                h.Record(raw);
-                if (raw < min) min = raw;
-                if (raw > max) max = raw;
-                sum += raw;
-            }
+        foreach (var part in parts) h.RecordAll(part.Span, ref min, ref max, ref sum);
         union?.Add(h, min, max, sum);
         return From(h, min, max, sum, convert);
     }
