@@ -92,16 +92,14 @@ public static class X86Decoder
         int flags = Unsafe.Add(ref t, e + 1);
         int immKind = Unsafe.Add(ref t, e + 2);
         int arg = Unsafe.Add(ref t, e + 3);
-        int vecSize = 0, align = 0;
+        int prow = 0;   // the prefix row's entry (size, then alignment, follow the kind), 0 when the form has none
         if (kind == KindPrefixed)
         {
             // Why: the mandatory prefix is the last F2/F3 if any, else 66; it selects the row entry and is not an
             // operand-size or REP prefix for the instruction it selects.
             int mp = (pf & PfRep) != 0 ? ((pf & PfRepne) != 0 ? MandatoryF2 : MandatoryF3) : (pf & PfOpSize) != 0 ? Mandatory66 : MandatoryNone;
-            int r = PrefixRowsAt + arg * PrefixRowSize + mp * 4;
-            kind = Unsafe.Add(ref t, r);
-            vecSize = Unsafe.Add(ref t, r + 1);
-            align = Unsafe.Add(ref t, r + 2);
+            prow = PrefixRowsAt + arg * PrefixRowSize + mp * 4;
+            kind = Unsafe.Add(ref t, prow);
         }
         if (kind == (int)AccessKind.Unsupported) return Refuse(ref d, RefuseReason.UnknownOpcode);
         if ((flags & FOnly64) != 0 && !is64) return Refuse(ref d, RefuseReason.InvalidInMode);
@@ -114,12 +112,13 @@ public static class X86Decoder
             if (kind == (int)AccessKind.Alu && arg is (int)AluOp.Bsf or (int)AluOp.Bsr && (pf & (PfRep | PfRepne)) == PfRep) return Refuse(ref d, RefuseReason.UnknownOpcode);
         }
 
-        int opSize;
-        if ((flags & FByte) != 0) opSize = 1;
+        // Operand and address size: rows of OpcodeTable's mode-size table (mode, 66, REX.W; mode, 67).
+        // Why the clamp: a mode byte that is no CpuMode decodes as 16-bit code (as before the table), never past the rows.
+        int sizes = ModeSizesAt + ((uint)mode <= (uint)CpuMode.Bits64 ? (int)mode : 0) * ModeSizesRow;
+        int opSize = (flags & FByte) != 0 ? 1 : Unsafe.Add(ref t, sizes + (pf & PfOpSize) * 2 + ((rex >> 3) & 1));
         // Why: on IN/OUT/INS/OUTS a REX.W still overrides 66 but cannot reach 8 bytes, so it yields 4 (as Iced and XED do).
-        else if (is64) opSize = (rex & 8) != 0 ? ((flags & FNoRexW) != 0 ? 4 : 8) : (pf & PfOpSize) != 0 ? 2 : 4;
-        else opSize = (mode == CpuMode.Bits32) != ((pf & PfOpSize) != 0) ? 4 : 2;
-        int addrSize = is64 ? ((pf & PfAddrSize) != 0 ? 4 : 8) : (mode == CpuMode.Bits32) != ((pf & PfAddrSize) != 0) ? 4 : 2;
+        if (opSize == 8 && (flags & FNoRexW) != 0) opSize = 4;
+        int addrSize = Unsafe.Add(ref t, sizes + 4 + ((pf & PfAddrSize) >> 1));
 
         int aluOp = arg;
         int sysSize = 0;   // the system forms' fixed operand size (OpcodeTable.SizeWord/SizeDescTable/SizeFarPtr), else 0
@@ -244,10 +243,10 @@ public static class X86Decoder
                     // Why: 512 bytes do not fit the byte-wide Size; the exit path moves the image in X87.PieceSize pieces and
                     // sets the size of each; REX.W (the 64-bit FIP/FDP layout) rides in Imm.
                     size = X87Piece;
-                    align = 16;
+                    d.Align = 16;
                     d.Imm = (rex & 8) >> 3;
                 }
-                else if (vecSize != 0 && kind is (int)AccessKind.MmxRead or (int)AccessKind.MmxWrite)
+                else if (prow != 0 && kind is (int)AccessKind.MmxRead or (int)AccessKind.MmxWrite)
                 {
                     size = regSize = 8;
                     reg &= 7;   // MM0..MM7: REX.R is ignored
@@ -261,7 +260,8 @@ public static class X86Decoder
             {
                 // SSE moves: m128 and an XMM register (REX.R reaches XMM8..15); MOVDIR64B: m512 and the destination's
                 // address register at the address size.
-                size = vecSize;
+                size = Unsafe.Add(ref t, prow + 1);
+                d.Align = Unsafe.Add(ref t, prow + 2);
                 regSize = kind == (int)AccessKind.Movdir64b ? addrSize : 16;
             }
         }
@@ -272,6 +272,7 @@ public static class X86Decoder
                 // Why: CMPXCHG8B ignores 66; only REX.W turns it into CMPXCHG16B (m128).
                 size = (rex & 8) != 0 ? 16 : 8;
                 aluOp += (rex & 8) >> 3;
+                if (aluOp == (int)AluOp.Cmpxchg16b) d.Align = 16;
             }
         }
         else if (kind == (int)AccessKind.Write && arg != 0 && opSize == 2)
@@ -359,7 +360,6 @@ public static class X86Decoder
         {
             d.Lock = kind == (int)AccessKind.Xchg;
         }
-        d.Align = (byte)(op == (int)AluOp.Cmpxchg16b ? 16 : align);
 
         // Why: only rSP/rBP themselves (not R12/R13) make the stack segment the default.
         int seg = segOverride >= 0 ? segOverride : bas is Gpr.Rsp or Gpr.Rbp ? Seg.SS : Seg.DS;
