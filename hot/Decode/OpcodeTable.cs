@@ -77,11 +77,7 @@ internal static class OpcodeTable
     /// the group rows, the prefix rows and the kind traits.</summary>
     public const int PrefixesAt = 0, EntriesAt = 256, GroupsAt = EntriesAt + 3 * 256 * EntrySize,
         PrefixRowsAt = GroupsAt + GroupCount * 8 * GroupRowSize, TraitsAt = PrefixRowsAt + PrefixRowCount * PrefixRowSize,
-        ModeSizesAt = TraitsAt + 256, TableSize = ModeSizesAt + 3 * ModeSizesRow;
-
-    /// <summary>One mode-size row per CpuMode: operand sizes [no 66, REX.W, 66, 66 and REX.W], then address sizes [no 67, 67].
-    /// REX exists only in 64-bit mode, so the REX.W columns of 16/32-bit rows are never read (they repeat the others).</summary>
-    public const int ModeSizesRow = 8;
+        TableSize = TraitsAt + 256;
 
     // Why one array: the decoder reaches every table through one reference fetched once per call (a static field read in
     // NativeAOT is a class-init check, a base load and a null check; four tables paid that four times and spilled the bases).
@@ -98,13 +94,6 @@ internal static class OpcodeTable
         BuildGroups().CopyTo(t, GroupsAt);
         BuildPrefixRows().CopyTo(t, PrefixRowsAt);
         BuildTraits().CopyTo(t, TraitsAt);
-        byte[] modeSizes =
-        [
-            2, 2, 4, 4, 2, 4, 0, 0,   // Bits16: 66 makes 32-bit operands, 67 32-bit addresses
-            4, 4, 2, 2, 4, 2, 0, 0,   // Bits32
-            4, 8, 2, 8, 8, 4, 0, 0,   // Bits64: REX.W wins over 66; 67 makes 32-bit addresses
-        ];
-        modeSizes.CopyTo(t, ModeSizesAt);
         return t;
     }
 

@@ -54,8 +54,8 @@ public static class X86Decoder
         while (true)
         {
             if (i >= limit) return RefuseShort(ref d, bytes.Length);
-            b = Unsafe.Add(ref code, i);
-            int p = Unsafe.Add(ref t, PrefixesAt + b);
+            b = At(ref code, i);
+            int p = At(ref t, PrefixesAt + b);
             if (p == PNone) break;
             if (p == PRex)
             {
@@ -83,15 +83,15 @@ public static class X86Decoder
         i++;
         int e = EntriesAt + b * EntrySize;
         // 0F, then 0F 38: the escape entry's arg names the next map.
-        while (Unsafe.Add(ref t, e) == KindEscape)
+        while (At(ref t, e) == KindEscape)
         {
             if (i >= limit) return RefuseShort(ref d, bytes.Length);
-            e = EntriesAt + (Map0F + Unsafe.Add(ref t, e + 3) * 256 + Unsafe.Add(ref code, i++)) * EntrySize;
+            e = EntriesAt + (Map0F + At(ref t, e + 3) * 256 + At(ref code, i++)) * EntrySize;
         }
-        int kind = Unsafe.Add(ref t, e);
-        int flags = Unsafe.Add(ref t, e + 1);
-        int immKind = Unsafe.Add(ref t, e + 2);
-        int arg = Unsafe.Add(ref t, e + 3);
+        int kind = At(ref t, e);
+        int flags = At(ref t, e + 1);
+        int immKind = At(ref t, e + 2);
+        int arg = At(ref t, e + 3);
         int prow = 0;   // the prefix row's entry (size, then alignment, follow the kind), 0 when the form has none
         if (kind == KindPrefixed)
         {
@@ -99,7 +99,7 @@ public static class X86Decoder
             // operand-size or REP prefix for the instruction it selects.
             int mp = (pf & PfRep) != 0 ? ((pf & PfRepne) != 0 ? MandatoryF2 : MandatoryF3) : (pf & PfOpSize) != 0 ? Mandatory66 : MandatoryNone;
             prow = PrefixRowsAt + arg * PrefixRowSize + mp * 4;
-            kind = Unsafe.Add(ref t, prow);
+            kind = At(ref t, prow);
         }
         if (kind == (int)AccessKind.Unsupported) return Refuse(ref d, RefuseReason.UnknownOpcode);
         if ((flags & FOnly64) != 0 && !is64) return Refuse(ref d, RefuseReason.InvalidInMode);
@@ -112,13 +112,12 @@ public static class X86Decoder
             if (kind == (int)AccessKind.Alu && arg is (int)AluOp.Bsf or (int)AluOp.Bsr && (pf & (PfRep | PfRepne)) == PfRep) return Refuse(ref d, RefuseReason.UnknownOpcode);
         }
 
-        // Operand and address size: rows of OpcodeTable's mode-size table (mode, 66, REX.W; mode, 67).
-        // Why the clamp: a mode byte that is no CpuMode decodes as 16-bit code (as before the table), never past the rows.
-        int sizes = ModeSizesAt + ((uint)mode <= (uint)CpuMode.Bits64 ? (int)mode : 0) * ModeSizesRow;
-        int opSize = (flags & FByte) != 0 ? 1 : Unsafe.Add(ref t, sizes + (pf & PfOpSize) * 2 + ((rex >> 3) & 1));
+        int opSize;
+        if ((flags & FByte) != 0) opSize = 1;
         // Why: on IN/OUT/INS/OUTS a REX.W still overrides 66 but cannot reach 8 bytes, so it yields 4 (as Iced and XED do).
-        if (opSize == 8 && (flags & FNoRexW) != 0) opSize = 4;
-        int addrSize = Unsafe.Add(ref t, sizes + 4 + ((pf & PfAddrSize) >> 1));
+        else if (is64) opSize = (rex & 8) != 0 ? ((flags & FNoRexW) != 0 ? 4 : 8) : (pf & PfOpSize) != 0 ? 2 : 4;
+        else opSize = (mode == CpuMode.Bits32) != ((pf & PfOpSize) != 0) ? 4 : 2;
+        int addrSize = is64 ? ((pf & PfAddrSize) != 0 ? 4 : 8) : (mode == CpuMode.Bits32) != ((pf & PfAddrSize) != 0) ? 4 : 2;
 
         int aluOp = arg;
         int sysSize = 0;   // the system forms' fixed operand size (OpcodeTable.SizeWord/SizeDescTable/SizeFarPtr), else 0
@@ -128,20 +127,20 @@ public static class X86Decoder
         if ((flags & FModRM) != 0)
         {
             if (i >= limit) return RefuseShort(ref d, bytes.Length);
-            int modrm = Unsafe.Add(ref code, i++);
+            int modrm = At(ref code, i++);
             int mod = modrm >> 6;
             int rm = modrm & 7;
             if (kind == KindGroup)
             {
                 int g = GroupsAt + (arg * 8 + ((modrm >> 3) & 7)) * GroupRowSize;
-                kind = Unsafe.Add(ref t, g);
+                kind = At(ref t, g);
                 if (kind == (int)AccessKind.Unsupported) return Refuse(ref d, RefuseReason.UnsupportedOp);
                 // Why: 66/F2/F3 make 0F AE /0 and /1 undefined (Iced agrees); decided on ModRM, before SIB and displacement.
                 if (kind is (int)AccessKind.Fxsave or (int)AccessKind.Fxrstor && (pf & (PfOpSize | PfRep)) != 0) return Refuse(ref d, RefuseReason.UnknownOpcode);
-                aluOp = Unsafe.Add(ref t, g + 1);
-                immKind &= Unsafe.Add(ref t, g + 2);
+                aluOp = At(ref t, g + 1);
+                immKind &= At(ref t, g + 2);
                 // Why: PUSH/POP m default to 8 bytes in 64-bit mode (66 gives 2, REX.W wins); near CALL/JMP m are always 8.
-                int rule = Unsafe.Add(ref t, g + 3);
+                int rule = At(ref t, g + 3);
                 if (rule >= SizeWord)
                 {
                     sysSize = rule == SizeWord ? 2 : rule == SizeDescTable ? (is64 ? 10 : 6) : opSize + 2;
@@ -180,7 +179,7 @@ public static class X86Decoder
                 if (rm == 4)
                 {
                     if (i >= limit) return RefuseShort(ref d, bytes.Length);
-                    int sib = Unsafe.Add(ref code, i++);
+                    int sib = At(ref code, i++);
                     int index = ((sib >> 3) & 7) | ((rex & 2) << 2);
                     if (index != 4)
                     {
@@ -204,7 +203,7 @@ public static class X86Decoder
             if (dispBytes != 0)
             {
                 if (i + dispBytes > limit) return RefuseShort(ref d, bytes.Length);
-                ref byte at = ref Unsafe.Add(ref code, i);
+                ref byte at = ref At(ref code, i);
                 d.Disp = dispBytes == 1 ? (sbyte)at
                     : dispBytes == 2 ? Le16(ref at)
                     : Le32(ref at);
@@ -221,7 +220,7 @@ public static class X86Decoder
         int size = opSize;
         int regSize = opSize;
         if ((flags & FAcc) != 0) reg = Gpr.Rax;
-        int traits = Unsafe.Add(ref t, TraitsAt + kind);
+        int traits = At(ref t, TraitsAt + kind);
         if ((traits & TSized) != 0)
         {
             if (kind == (int)AccessKind.ReadZx || kind == (int)AccessKind.ReadSx)
@@ -260,8 +259,8 @@ public static class X86Decoder
             {
                 // SSE moves: m128 and an XMM register (REX.R reaches XMM8..15); MOVDIR64B: m512 and the destination's
                 // address register at the address size.
-                size = Unsafe.Add(ref t, prow + 1);
-                d.Align = Unsafe.Add(ref t, prow + 2);
+                size = At(ref t, prow + 1);
+                d.Align = At(ref t, prow + 2);
                 regSize = kind == (int)AccessKind.Movdir64b ? addrSize : 16;
             }
         }
@@ -295,7 +294,7 @@ public static class X86Decoder
         // Immediate, moffs or port byte.
         if (immKind != ImmNone)
         {
-            ref byte at = ref Unsafe.Add(ref code, i);
+            ref byte at = ref At(ref code, i);
             switch (immKind)
             {
                 case Imm8:
@@ -381,6 +380,10 @@ public static class X86Decoder
 
     /// <summary>The legacy prefixes as bits of one int: 66, 67, a REP (F2 or F3), the last of F2/F3 was F2, LOCK.</summary>
     const int PfOpSize = 1, PfAddrSize = 2, PfRep = 4, PfRepne = 8, PfLock = 16;
+
+    /// <summary>The byte <paramref name="i"/> bytes on: indices here are never negative, and as unsigned they need no sign extension.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static ref byte At(ref byte at, int i) => ref Unsafe.Add(ref at, (nuint)(uint)i);
 
     // Little-endian reads of guest bytes already known to be there (the caller checked i + n <= limit).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
