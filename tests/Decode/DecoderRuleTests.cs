@@ -23,7 +23,7 @@ public class DecoderRuleTests
     }
 
     [Theory]
-    [InlineData("8b 46 08"), InlineData("66 8b 06"), InlineData("67 8b 06"), InlineData("a1 34 12"), InlineData("66 c7 07 78 56 34 12")]
+    [InlineData("8b 46 08"), InlineData("66 8b 07"), InlineData("67 8b 06"), InlineData("a1 34 12"), InlineData("66 c7 07 78 56 34 12")]
     public void A_mode_byte_that_is_no_CpuMode_decodes_as_16_bit_code(string hex)
     {
         // The operand/address sizes come from a per-mode row of the table; a mode outside the enum must pick the 16-bit
