@@ -139,6 +139,7 @@ public sealed partial class Kernel
         int v = vc.Global;
         // The IRR is the kernel's own memory: look there before paying a TDG.VP.RD for the pending-event field.
         if ((State.Rflags(v) & RflagsIf) == 0 || !IrqPending(vc) || State.PendingEvent(v) != 0) return;
+        if (State.Interruptibility(v) != 0) return;   // the STI/MOV SS shadow: not before the next instruction (Kernel.System.cs)
         lock (vc)
         {
             for (int w = 3; w >= 0; w--)
@@ -174,6 +175,7 @@ public sealed partial class Kernel
         _f.Modelled[v] = Cost.ExitCycles + entryTd * Cost.TdcallCycles;
         _f.Hardware[v] = _timedBackend is { } hwb ? hwb.LastRunTicks(v) : 0;
         _f.Exit[v] = rec;
+        if (_f.Shadow[v]) EndShadow(v);
         _f.HardwareCompletes[v] = (rec.Flags & ExitFlags.HardwareCompletes) != 0;
         var vc = _vcpus[v];
         switch (rec.Reason)
@@ -617,7 +619,8 @@ public sealed partial class Kernel
     void FinishInstruction(Cpu cpu, int v)
     {
         State.Rip(v) = NextRip(v);
-        if (_f.Fault[v].SingleStep) SingleStepTrap(cpu, v);
+        bool shadow = _f.Acc[v].Kind is AccessKind.SegLoad or AccessKind.LoadFarPtr && StartsShadow(v);
+        if (_f.Fault[v].SingleStep && !shadow) SingleStepTrap(cpu, v);
         EndInstruction(cpu, v);
     }
 
