@@ -1,5 +1,6 @@
 using BenchmarkDotNet.Attributes;
 using Copra.Hot.Decode;
+using Copra.Kernel;
 using Iced.Intel;
 
 namespace Copra.Bench;
@@ -18,24 +19,10 @@ public class CorpusDecodeBench
     int[] _starts = [];
     ByteArrayCodeReader _reader = null!;
     Decoder _iced = null!;
-    public const int Forms = 4112;
+    public const int Forms = DecodeSets.CorpusForms;
 
     /// <summary>The embedded sample, one instruction after another, and where each starts.</summary>
-    public static (byte[] Code, int[] Starts) Load()
-    {
-        using var s = typeof(CorpusDecodeBench).Assembly.GetManifestResourceStream("corpus-sample.hex")
-            ?? throw new InvalidOperationException("corpus-sample.hex is not embedded in Copra.Bench");
-        using var r = new StreamReader(s);
-        var code = new List<byte>();
-        var starts = new List<int>();
-        while (r.ReadLine() is { } line)
-        {
-            if (line.Length == 0) continue;
-            starts.Add(code.Count);
-            code.AddRange(Convert.FromHexString(line));
-        }
-        return (code.ToArray(), starts.ToArray());
-    }
+    public static (byte[] Code, int[] Starts) Load() => DecodeSets.Corpus();
 
     [GlobalSetup]
     public void Setup()

@@ -1,5 +1,6 @@
 using BenchmarkDotNet.Attributes;
 using Copra.Hot.Decode;
+using Copra.Kernel;
 using Iced.Intel;
 using static Iced.Intel.AssemblerRegisters;
 

@@ -73,15 +73,52 @@ internal static class OpcodeTable
     // Prefix table values (one byte per possible first byte).
     public const byte PNone = 0, POpSize = 1, PAddrSize = 2, PRep = 3, PRepne = 4, PLock = 5, PRex = 6, PSeg = 8; // PSeg + segment number
 
-    static readonly byte[] s_entries = BuildEntries();
-    static readonly byte[] s_groups = BuildGroups();
-    static readonly byte[] s_prefixes = BuildPrefixes();
-    static readonly byte[] s_prefixRows = BuildPrefixRows();
+    /// <summary>Where each table starts in <see cref="Table"/>: the prefix table (256 bytes), the opcode entries (3 maps),
+    /// the group rows, the prefix rows and the kind traits.</summary>
+    public const int PrefixesAt = 0, EntriesAt = 256, GroupsAt = EntriesAt + 3 * 256 * EntrySize,
+        PrefixRowsAt = GroupsAt + GroupCount * 8 * GroupRowSize, TraitsAt = PrefixRowsAt + PrefixRowCount * PrefixRowSize,
+        TableSize = TraitsAt + 256;
 
-    public static ReadOnlySpan<byte> Entries => s_entries;
-    public static ReadOnlySpan<byte> Groups => s_groups;
-    public static ReadOnlySpan<byte> PrefixRows => s_prefixRows;
-    public static ReadOnlySpan<byte> Prefixes => s_prefixes;
+    // Why one array: the decoder reaches every table through one reference fetched once per call (a static field read in
+    // NativeAOT is a class-init check, a base load and a null check; four tables paid that four times and spilled the bases).
+    static readonly byte[] s_table = BuildTable();
+
+    /// <summary>All the tables, one after another (offsets <see cref="PrefixesAt"/> .. <see cref="TraitsAt"/>).</summary>
+    public static byte[] Table => s_table;
+
+    static byte[] BuildTable()
+    {
+        var t = new byte[TableSize];
+        BuildPrefixes().CopyTo(t, PrefixesAt);
+        BuildEntries().CopyTo(t, EntriesAt);
+        BuildGroups().CopyTo(t, GroupsAt);
+        BuildPrefixRows().CopyTo(t, PrefixRowsAt);
+        BuildTraits().CopyTo(t, TraitsAt);
+        return t;
+    }
+
+    /// <summary>Kind traits (one byte per AccessKind), so the decoder's tail reads one byte instead of comparing the kind
+    /// against lists: TEsDest = the rDI/ES operand is the memory operand (STOS, INS, MOVS, CMPS, SCAS, MOVDIR64B);
+    /// TSrcSeg = a second, overridable source segment (MOVS, CMPS, MOVDIR64B); TOp = the AluOp is reported (ALU, BTx);
+    /// TCond = the opcode's low nibble is a condition (SETcc, CMOVcc); TRepNe = F2 means REPNE (CMPS, SCAS);
+    /// TPortDx = the port is DX unless an imm8 names it (IN, OUT, INS, OUTS); TSized = the operand is not sized by the
+    /// operand size alone (MOVZX/MOVSX/MOVSXD, the SSE moves, MOVDIR64B, and every kind from FNSTCW on; MOVNTI/MOVDIRI and
+    /// CMPXCHG8B/16B share the Write and ALU kinds and are told apart by their arg).</summary>
+    public const byte TEsDest = 1, TSrcSeg = 2, TOp = 4, TCond = 8, TRepNe = 16, TPortDx = 32, TSized = 64;
+
+    static byte[] BuildTraits()
+    {
+        var r = new byte[256];
+        foreach (var k in new[] { AccessKind.Stos, AccessKind.Ins, AccessKind.Movs, AccessKind.Cmps, AccessKind.Scas, AccessKind.Movdir64b }) r[(int)k] |= TEsDest;
+        foreach (var k in new[] { AccessKind.Movs, AccessKind.Cmps, AccessKind.Movdir64b }) r[(int)k] |= TSrcSeg;
+        r[(int)AccessKind.Alu] |= TOp; r[(int)AccessKind.Bt] |= TOp;
+        r[(int)AccessKind.Setcc] |= TCond; r[(int)AccessKind.Cmov] |= TCond;
+        r[(int)AccessKind.Cmps] |= TRepNe; r[(int)AccessKind.Scas] |= TRepNe;
+        foreach (var k in new[] { AccessKind.In, AccessKind.Out, AccessKind.Ins, AccessKind.Outs }) r[(int)k] |= TPortDx;
+        foreach (var k in new[] { AccessKind.ReadZx, AccessKind.ReadSx, AccessKind.ReadVec, AccessKind.WriteVec, AccessKind.Movdir64b }) r[(int)k] |= TSized;
+        foreach (var k in Enum.GetValues<AccessKind>()) if (k >= AccessKind.Fnstcw) r[(int)k] |= TSized;
+        return r;
+    }
 
     static byte[] BuildEntries()
     {

@@ -15,6 +15,7 @@
 
 using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
+using System.Runtime.InteropServices;
 using static Copra.Hot.Decode.OpcodeTable;
 
 namespace Copra.Hot.Decode;
@@ -37,23 +38,24 @@ public static class X86Decoder
         d = default;
         d.Mode = mode;
         int limit = Math.Min(bytes.Length, MaxLength);
-        // Why: once 15 bytes are available, any further byte needed makes the instruction too long for the CPU.
-        RefuseReason shortOf = bytes.Length >= MaxLength ? RefuseReason.TooLong : RefuseReason.Truncated;
         bool is64 = mode == CpuMode.Bits64;
+        // Why references and Unsafe.Add: every table index below is a byte times a row size inside its table (OpcodeTable's
+        // offsets), and every instruction byte is read only after `i < limit` (limit <= bytes.Length), so the bounds checks
+        // the span indexers would add are provably dead; the JIT could not see it through the packed offsets.
+        ref byte t = ref MemoryMarshal.GetArrayDataReference(Table);
+        ref byte code = ref MemoryMarshal.GetReference(bytes);
 
-        bool opSizePrefix = false, addrSizePrefix = false, lockPrefix = false, repPrefix = false;
-        // Stryker disable once Boolean: every REP prefix sets repne, and nothing reads it without one
-        bool repne = false;
+        // Why one int: the legacy prefixes as bits (PfOpSize..PfLock) keep the decoder's live state in registers.
+        int pf = 0;
         int segOverride = -1;
         int rex = 0;
         int i = 0;
-        ReadOnlySpan<byte> prefixes = Prefixes;
         int b = 0; // initialised: Stryker's mutant switches break definite assignment of a bare local
         while (true)
         {
-            if (i >= limit) return Refuse(ref d, shortOf);
-            b = bytes[i];
-            int p = prefixes[b];
+            if (i >= limit) return RefuseShort(ref d, bytes.Length);
+            b = At(ref code, i);
+            int p = At(ref t, PrefixesAt + b);
             if (p == PNone) break;
             if (p == PRex)
             {
@@ -65,11 +67,11 @@ public static class X86Decoder
             rex = 0; // a REX that is not immediately before the opcode is ignored
             switch (p)
             {
-                case POpSize: opSizePrefix = true; break;
-                case PAddrSize: addrSizePrefix = true; break;
-                case PRep: repPrefix = true; repne = false; break;
-                case PRepne: repPrefix = true; repne = true; break;
-                case PLock: lockPrefix = true; break;
+                case POpSize: pf |= PfOpSize; break;
+                case PAddrSize: pf |= PfAddrSize; break;
+                case PRep: pf = (pf & ~PfRepne) | PfRep; break;
+                case PRepne: pf |= PfRep | PfRepne; break;
+                case PLock: pf |= PfLock; break;
                 default:
                     int s = p - PSeg;
                     if (!is64 || s >= Seg.FS) segOverride = s;
@@ -79,71 +81,68 @@ public static class X86Decoder
         }
 
         i++;
-        ReadOnlySpan<byte> entries = Entries;
-        int e = b * EntrySize;
+        int e = EntriesAt + b * EntrySize;
         // 0F, then 0F 38: the escape entry's arg names the next map.
-        while (entries[e] == KindEscape)
+        while (At(ref t, e) == KindEscape)
         {
-            if (i >= limit) return Refuse(ref d, shortOf);
-            e = (Map0F + entries[e + 3] * 256 + bytes[i++]) * EntrySize;
+            if (i >= limit) return RefuseShort(ref d, bytes.Length);
+            e = EntriesAt + (Map0F + At(ref t, e + 3) * 256 + At(ref code, i++)) * EntrySize;
         }
-        int kind = entries[e];
-        int flags = entries[e + 1];
-        int immKind = entries[e + 2];
-        int arg = entries[e + 3];
-        int vecSize = 0, align = 0;
+        int kind = At(ref t, e);
+        int flags = At(ref t, e + 1);
+        int immKind = At(ref t, e + 2);
+        int arg = At(ref t, e + 3);
+        int prow = 0;   // the prefix row's entry (size, then alignment, follow the kind), 0 when the form has none
         if (kind == KindPrefixed)
         {
             // Why: the mandatory prefix is the last F2/F3 if any, else 66; it selects the row entry and is not an
             // operand-size or REP prefix for the instruction it selects.
-            int mp = repPrefix ? (repne ? MandatoryF2 : MandatoryF3) : opSizePrefix ? Mandatory66 : MandatoryNone;
-            int r = arg * PrefixRowSize + mp * 4;
-            kind = PrefixRows[r];
-            vecSize = PrefixRows[r + 1];
-            align = PrefixRows[r + 2];
+            int mp = (pf & PfRep) != 0 ? ((pf & PfRepne) != 0 ? MandatoryF2 : MandatoryF3) : (pf & PfOpSize) != 0 ? Mandatory66 : MandatoryNone;
+            prow = PrefixRowsAt + arg * PrefixRowSize + mp * 4;
+            kind = At(ref t, prow);
         }
         if (kind == (int)AccessKind.Unsupported) return Refuse(ref d, RefuseReason.UnknownOpcode);
         // Why: MOVSXD exists only in 64-bit mode; LES/LDS (the one LoadFarPtr pair with the flag) only outside it, where
         // C4/C5 are VEX and not an emulated form (the flag is tested first, so other opcodes pay nothing more).
         if ((flags & FOnly64) != 0 && (kind == (int)AccessKind.LoadFarPtr) == is64) return Refuse(ref d, is64 ? RefuseReason.UnknownOpcode : RefuseReason.InvalidInMode);
-        // Why: MOVNTI exists only without 66/F2/F3; the CPU (and Iced) decide that before reading ModRM, so a
-        // truncated form with such a prefix is unknown, not truncated (found by the decoder property).
-        if (kind == (int)AccessKind.Write && arg != 0 && (opSizePrefix || repPrefix)) return Refuse(ref d, RefuseReason.UnknownOpcode);
-        // Why: F3 (when it is the last of F2/F3) makes 0F BC/BD TZCNT/LZCNT, which no anchor emulates.
-        if (kind == (int)AccessKind.Alu && arg is (int)AluOp.Bsf or (int)AluOp.Bsr && repPrefix && !repne) return Refuse(ref d, RefuseReason.UnknownOpcode);
+        if ((pf & (PfOpSize | PfRep)) != 0)
+        {
+            // Why: MOVNTI exists only without 66/F2/F3; the CPU (and Iced) decide that before reading ModRM, so a
+            // truncated form with such a prefix is unknown, not truncated (found by the decoder property).
+            if (kind == (int)AccessKind.Write && arg != 0) return Refuse(ref d, RefuseReason.UnknownOpcode);
+            // Why: F3 (when it is the last of F2/F3) makes 0F BC/BD TZCNT/LZCNT, which no anchor emulates.
+            if (kind == (int)AccessKind.Alu && arg is (int)AluOp.Bsf or (int)AluOp.Bsr && (pf & (PfRep | PfRepne)) == PfRep) return Refuse(ref d, RefuseReason.UnknownOpcode);
+        }
 
         int opSize;
         if ((flags & FByte) != 0) opSize = 1;
         // Why: on IN/OUT/INS/OUTS a REX.W still overrides 66 but cannot reach 8 bytes, so it yields 4 (as Iced and XED do).
-        else if (is64) opSize = (rex & 8) != 0 ? ((flags & FNoRexW) != 0 ? 4 : 8) : opSizePrefix ? 2 : 4;
-        else opSize = (mode == CpuMode.Bits32) != opSizePrefix ? 4 : 2;
-        int addrSize = is64 ? (addrSizePrefix ? 4 : 8) : (mode == CpuMode.Bits32) != addrSizePrefix ? 4 : 2;
+        else if (is64) opSize = (rex & 8) != 0 ? ((flags & FNoRexW) != 0 ? 4 : 8) : (pf & PfOpSize) != 0 ? 2 : 4;
+        else opSize = (mode == CpuMode.Bits32) != ((pf & PfOpSize) != 0) ? 4 : 2;
+        int addrSize = is64 ? ((pf & PfAddrSize) != 0 ? 4 : 8) : (mode == CpuMode.Bits32) != ((pf & PfAddrSize) != 0) ? 4 : 2;
 
         int aluOp = arg;
         int sysSize = 0;   // the system forms' fixed operand size (OpcodeTable.SizeWord/SizeDescTable/SizeFarPtr), else 0
-        int defaultSeg = Seg.DS;
-        d.Reg = -1;
-        d.Base = -1;
+        int reg = -1, bas = -1;
         d.Index = -1;
         d.Scale = 1;
         if ((flags & FModRM) != 0)
         {
-            if (i >= limit) return Refuse(ref d, shortOf);
-            int modrm = bytes[i++];
+            if (i >= limit) return RefuseShort(ref d, bytes.Length);
+            int modrm = At(ref code, i++);
             int mod = modrm >> 6;
-            int regField = (modrm >> 3) & 7;
             int rm = modrm & 7;
             if (kind == KindGroup)
             {
-                int g = (arg * 8 + regField) * GroupRowSize;
-                kind = Groups[g];
+                int g = GroupsAt + (arg * 8 + ((modrm >> 3) & 7)) * GroupRowSize;
+                kind = At(ref t, g);
                 if (kind == (int)AccessKind.Unsupported) return Refuse(ref d, RefuseReason.UnsupportedOp);
                 // Why: 66/F2/F3 make 0F AE /0 and /1 undefined (Iced agrees); decided on ModRM, before SIB and displacement.
-                if (kind is (int)AccessKind.Fxsave or (int)AccessKind.Fxrstor && (opSizePrefix || repPrefix)) return Refuse(ref d, RefuseReason.UnknownOpcode);
-                aluOp = Groups[g + 1];
-                immKind &= Groups[g + 2];
+                if (kind is (int)AccessKind.Fxsave or (int)AccessKind.Fxrstor && (pf & (PfOpSize | PfRep)) != 0) return Refuse(ref d, RefuseReason.UnknownOpcode);
+                aluOp = At(ref t, g + 1);
+                immKind &= At(ref t, g + 2);
                 // Why: PUSH/POP m default to 8 bytes in 64-bit mode (66 gives 2, REX.W wins); near CALL/JMP m are always 8.
-                int rule = Groups[g + 3];
+                int rule = At(ref t, g + 3);
                 if (rule >= SizeWord)
                 {
                     sysSize = rule == SizeWord ? 2 : rule == SizeDescTable ? (is64 ? 10 : 6) : opSize + 2;
@@ -151,11 +150,11 @@ public static class X86Decoder
                     // Why: a far pointer is memory by definition; FF /3, /5 with mod = 3 are undefined (#UD), not register forms.
                     if (rule == SizeFarPtr) flags |= FMemOnly;
                 }
-                else if (rule != SizeNormal && is64) opSize = rule == SizeStack && opSizePrefix && (rex & 8) == 0 ? 2 : 8;
+                else if (rule != SizeNormal && is64) opSize = rule == SizeStack && (pf & PfOpSize) != 0 && (rex & 8) == 0 ? 2 : 8;
             }
             else
             {
-                d.Reg = (sbyte)(regField | ((rex & 4) << 1));
+                reg = ((modrm >> 3) & 7) | ((rex & 4) << 1);
             }
             // Why: LOCK on a register operand is #UD whatever the opcode, so the CPU would never exit for it.
             if (mod == 3)
@@ -163,26 +162,26 @@ public static class X86Decoder
                 // Why: a register form is still a whole instruction only once its immediate is there; bytes that
                 // end first are Truncated (TooLong past 15 bytes), as for every other form (found by the fuzzer).
                 int immBytes = immKind is Imm8 or Imm8Sx ? 1 : immKind == ImmZ ? (opSize == 2 ? 2 : 4) : 0;
-                if (i + immBytes > limit) return Refuse(ref d, shortOf);
+                if (i + immBytes > limit) return RefuseShort(ref d, bytes.Length);
                 if ((flags & FMemOnly) != 0) return Refuse(ref d, RefuseReason.UnknownOpcode);
-                return Refuse(ref d, lockPrefix ? RefuseReason.LockInvalid : RefuseReason.RegisterOperand);
+                return Refuse(ref d, (pf & PfLock) != 0 ? RefuseReason.LockInvalid : RefuseReason.RegisterOperand);
             }
 
             int dispBytes;
             if (addrSize == 2)
             {
-                d.Base = Base16[rm];
+                bas = Base16[rm];
                 d.Index = Index16[rm];
                 dispBytes = mod == 1 ? 1 : mod == 2 ? 2 : 0;
-                if (mod == 0 && rm == 6) { d.Base = -1; dispBytes = 2; }
+                if (mod == 0 && rm == 6) { bas = -1; dispBytes = 2; }
             }
             else
             {
                 dispBytes = mod == 1 ? 1 : mod == 2 ? 4 : 0;
                 if (rm == 4)
                 {
-                    if (i >= limit) return Refuse(ref d, shortOf);
-                    int sib = bytes[i++];
+                    if (i >= limit) return RefuseShort(ref d, bytes.Length);
+                    int sib = At(ref code, i++);
                     int index = ((sib >> 3) & 7) | ((rex & 2) << 2);
                     if (index != 4)
                     {
@@ -190,171 +189,216 @@ public static class X86Decoder
                         d.Scale = (byte)(1 << (sib >> 6));
                     }
                     if ((sib & 7) == 5 && mod == 0) dispBytes = 4;
-                    else d.Base = (sbyte)((sib & 7) | ((rex & 1) << 3));
+                    else bas = (sib & 7) | ((rex & 1) << 3);
                 }
                 else if (rm == 5 && mod == 0)
                 {
                     dispBytes = 4;
-                    if (is64) d.Base = Gpr.Rip;
+                    if (is64) bas = Gpr.Rip;
                 }
                 else
                 {
-                    d.Base = (sbyte)(rm | ((rex & 1) << 3));
+                    bas = rm | ((rex & 1) << 3);
                 }
             }
-            // Why: only rSP/rBP themselves (not R12/R13) make the stack segment the default.
-            if (d.Base == Gpr.Rsp || d.Base == Gpr.Rbp) defaultSeg = Seg.SS;
+            d.Base = (sbyte)bas;
             if (dispBytes != 0)
             {
-                if (i + dispBytes > limit) return Refuse(ref d, shortOf);
-                d.Disp = dispBytes switch
-                {
-                    1 => (sbyte)bytes[i],
-                    2 => BinaryPrimitives.ReadInt16LittleEndian(bytes.Slice(i, 2)),
-                    _ => BinaryPrimitives.ReadInt32LittleEndian(bytes.Slice(i, 4)),
-                };
+                if (i + dispBytes > limit) return RefuseShort(ref d, bytes.Length);
+                ref byte at = ref At(ref code, i);
+                d.Disp = dispBytes == 1 ? (sbyte)at
+                    : dispBytes == 2 ? Le16(ref at)
+                    : Le32(ref at);
                 i += dispBytes;
             }
         }
-        else if ((flags & FString) != 0)
+        else
         {
-            d.Base = (sbyte)arg;
+            d.Base = -1;
+            if ((flags & FString) != 0) d.Base = (sbyte)arg;
         }
 
         // Register operand and access width.
         int size = opSize;
         int regSize = opSize;
-        if ((flags & FAcc) != 0) d.Reg = Gpr.Rax;
-        if (kind == (int)AccessKind.ReadZx || kind == (int)AccessKind.ReadSx)
+        if ((flags & FAcc) != 0) reg = Gpr.Rax;
+        int traits = At(ref t, TraitsAt + kind);
+        if ((traits & TSized) != 0)
         {
-            // MOVZX/MOVSX read 1 or 2 bytes; MOVSXD reads 4 only with REX.W, else it is a plain 2/4-byte load.
-            size = arg == 4 ? (opSize == 8 ? 4 : opSize) : arg;
-            aluOp = 0;
+            if (kind == (int)AccessKind.ReadZx || kind == (int)AccessKind.ReadSx)
+            {
+                // MOVZX/MOVSX read 1 or 2 bytes; MOVSXD reads 4 only with REX.W, else it is a plain 2/4-byte load.
+                size = arg == 4 ? (opSize == 8 ? 4 : opSize) : arg;
+                aluOp = 0;
+            }
+            else if (kind >= (int)AccessKind.Fnstcw)
+            {
+                // Why: the x87/MMX and system kinds are the enum's tail, so the common forms pay one compare for all of them.
+                if (kind == (int)AccessKind.LoadFarPtr) sysSize = opSize + 2;   // LSS/LFS/LGS: offset then selector; arg is the segment
+                if (kind is (int)AccessKind.Fnstcw or (int)AccessKind.Fnstsw)
+                {
+                    size = 2;   // m2byte whatever 66 or REX.W say
+                }
+                else if (kind is (int)AccessKind.Fxsave or (int)AccessKind.Fxrstor)
+                {
+                    // Why: 512 bytes do not fit the byte-wide Size; the exit path moves the image in X87.PieceSize pieces and
+                    // sets the size of each; REX.W (the 64-bit FIP/FDP layout) rides in Imm.
+                    size = X87Piece;
+                    d.Align = 16;
+                    d.Imm = (rex & 8) >> 3;
+                }
+                else if (prow != 0 && kind is (int)AccessKind.MmxRead or (int)AccessKind.MmxWrite)
+                {
+                    size = regSize = 8;
+                    reg &= 7;   // MM0..MM7: REX.R is ignored
+                }
+                else if (sysSize != 0)
+                {
+                    size = sysSize;   // the operand size stays in RegSize (Reg is -1): a far pointer's offset, an LGDT base
+                }
+            }
+            else
+            {
+                // SSE moves: m128 and an XMM register (REX.R reaches XMM8..15); MOVDIR64B: m512 and the destination's
+                // address register at the address size.
+                size = At(ref t, prow + 1);
+                d.Align = At(ref t, prow + 2);
+                regSize = kind == (int)AccessKind.Movdir64b ? addrSize : 16;
+            }
         }
-        else if (kind == (int)AccessKind.Alu && aluOp == (int)AluOp.Cmpxchg8b)
+        else if (kind == (int)AccessKind.Alu)
         {
-            // Why: CMPXCHG8B ignores 66; only REX.W turns it into CMPXCHG16B (m128).
-            size = (rex & 8) != 0 ? 16 : 8;
-            aluOp += (rex & 8) >> 3;
+            if (aluOp == (int)AluOp.Cmpxchg8b)
+            {
+                // Why: CMPXCHG8B ignores 66; only REX.W turns it into CMPXCHG16B (m128).
+                size = (rex & 8) != 0 ? 16 : 8;
+                aluOp += (rex & 8) >> 3;
+                if (aluOp == (int)AluOp.Cmpxchg16b) d.Align = 16;
+            }
         }
         else if (kind == (int)AccessKind.Write && arg != 0 && opSize == 2)
         {
             size = regSize = 4; // MOVNTI and MOVDIRI have no 16-bit form: 32 bits in 16-bit mode too
         }
-        else if (kind >= (int)AccessKind.Fnstcw)
-        {
-            // Why: the x87/MMX and system kinds are the enum's tail, so the common forms pay one compare for all of them.
-            if (kind == (int)AccessKind.LoadFarPtr) sysSize = opSize + 2;   // LSS/LFS/LGS: offset then selector; arg is the segment
-            if (kind is (int)AccessKind.Fnstcw or (int)AccessKind.Fnstsw)
-            {
-                size = 2;   // m2byte whatever 66 or REX.W say
-            }
-            else if (kind is (int)AccessKind.Fxsave or (int)AccessKind.Fxrstor)
-            {
-                // Why: 512 bytes do not fit the byte-wide Size; the exit path moves the image in X87.PieceSize pieces and
-                // sets the size of each; REX.W (the 64-bit FIP/FDP layout) rides in Imm.
-                size = X87Piece;
-                align = 16;
-                d.Imm = (rex & 8) >> 3;
-            }
-            else if (vecSize != 0 && kind is (int)AccessKind.MmxRead or (int)AccessKind.MmxWrite)
-            {
-                size = regSize = 8;
-                d.Reg &= 7;   // MM0..MM7: REX.R is ignored
-            }
-            else if (sysSize != 0)
-            {
-                size = sysSize;   // the operand size stays in RegSize (Reg is -1): a far pointer's offset, an LGDT base
-            }
-        }
-        else if (vecSize != 0)
-        {
-            // SSE moves: m128 and an XMM register (REX.R reaches XMM8..15); MOVDIR64B: m512 and the destination's
-            // address register at the address size.
-            size = vecSize;
-            regSize = kind == (int)AccessKind.Movdir64b ? addrSize : 16;
-        }
-        if (d.Reg >= 0)
+        if (reg >= 0)
         {
             d.RegSize = (byte)regSize;
-            if (regSize == 1 && rex == 0 && d.Reg >= 4)
+            if (regSize == 1 && rex == 0 && reg >= 4)
             {
-                d.Reg -= 4;
+                reg -= 4;
                 d.RegHigh8 = true;
             }
         }
+        d.Reg = (sbyte)reg;
         d.Size = (byte)size;
         if (sysSize != 0) { d.SysReg = (byte)aluOp; d.RegSize = (byte)opSize; }
 
         // Immediate, moffs or port byte.
-        switch (immKind)
+        if (immKind != ImmNone)
         {
-            case Imm8:
-                if (i >= limit) return Refuse(ref d, shortOf);
-                d.HasImm = true;
-                d.Imm = bytes[i++];
-                break;
-            case Imm8Sx:
-                if (i >= limit) return Refuse(ref d, shortOf);
-                d.HasImm = true;
-                d.Imm = (long)((ulong)(sbyte)bytes[i++] & SizeMask(opSize));
-                break;
-            case ImmZ:
-                {
-                    int n = opSize == 2 ? 2 : 4;
-                    if (i + n > limit) return Refuse(ref d, shortOf);
+            ref byte at = ref At(ref code, i);
+            switch (immKind)
+            {
+                case Imm8:
+                    if (i >= limit) return RefuseShort(ref d, bytes.Length);
                     d.HasImm = true;
-                    d.Imm = n == 2
-                        ? BinaryPrimitives.ReadUInt16LittleEndian(bytes.Slice(i, 2))
-                        : (long)((ulong)BinaryPrimitives.ReadInt32LittleEndian(bytes.Slice(i, 4)) & SizeMask(opSize));
-                    i += n;
+                    d.Imm = at;
+                    i++;
                     break;
-                }
-            case ImmMoffs:
-                if (i + addrSize > limit) return Refuse(ref d, shortOf);
-                d.Disp = addrSize switch
-                {
-                    2 => BinaryPrimitives.ReadUInt16LittleEndian(bytes.Slice(i, 2)),
-                    4 => BinaryPrimitives.ReadUInt32LittleEndian(bytes.Slice(i, 4)),
-                    _ => BinaryPrimitives.ReadInt64LittleEndian(bytes.Slice(i, 8)),
-                };
-                i += addrSize;
-                break;
-            case ImmPort8:
-                if (i >= limit) return Refuse(ref d, shortOf);
-                d.Port = bytes[i++];
-                break;
-            case ImmOne:
-                d.HasImm = true;
-                d.Imm = 1;
-                break;
-            case ImmCl:
-                d.Reg = Gpr.Rcx;
-                d.RegSize = 1;
-                break;
+                case Imm8Sx:
+                    if (i >= limit) return RefuseShort(ref d, bytes.Length);
+                    d.HasImm = true;
+                    d.Imm = (long)((ulong)(sbyte)at & SizeMask(opSize));
+                    i++;
+                    break;
+                case ImmZ:
+                    {
+                        int n = opSize == 2 ? 2 : 4;
+                        if (i + n > limit) return RefuseShort(ref d, bytes.Length);
+                        d.HasImm = true;
+                        d.Imm = n == 2
+                            ? (ushort)Le16(ref at)
+                            : (long)((ulong)Le32(ref at) & SizeMask(opSize));
+                        i += n;
+                        break;
+                    }
+                case ImmMoffs:
+                    if (i + addrSize > limit) return RefuseShort(ref d, bytes.Length);
+                    d.Disp = addrSize switch
+                    {
+                        2 => (ushort)Le16(ref at),
+                        4 => (uint)Le32(ref at),
+                        _ => Le64(ref at),
+                    };
+                    i += addrSize;
+                    break;
+                case ImmPort8:
+                    if (i >= limit) return RefuseShort(ref d, bytes.Length);
+                    d.Port = at;
+                    i++;
+                    break;
+                case ImmOne:
+                    d.HasImm = true;
+                    d.Imm = 1;
+                    break;
+                case ImmCl:
+                    d.Reg = Gpr.Rcx;
+                    d.RegSize = 1;
+                    break;
+            }
         }
 
         d.Kind = (AccessKind)kind;
-        d.Op = (AluOp)(kind is (int)AccessKind.Alu or (int)AccessKind.Bt ? aluOp : 0);
-        if (kind is (int)AccessKind.Setcc or (int)AccessKind.Cmov) d.Cond = (byte)((e / EntrySize) & 0xF);
-        if (lockPrefix && !LockAllowed(d.Kind, d.Op, flags)) return Refuse(ref d, RefuseReason.LockInvalid);
-        d.Lock = lockPrefix || d.Kind == AccessKind.Xchg;
-        d.Align = (byte)(d.Op == AluOp.Cmpxchg16b ? 16 : align);
+        int op = (traits & TOp) != 0 ? aluOp : 0;
+        d.Op = (AluOp)op;
+        if ((traits & TCond) != 0) d.Cond = (byte)(((e - EntriesAt) / EntrySize) & 0xF);
+        if ((pf & PfLock) != 0)
+        {
+            if (!LockAllowed(d.Kind, d.Op, flags)) return Refuse(ref d, RefuseReason.LockInvalid);
+            d.Lock = true;
+        }
+        else
+        {
+            d.Lock = kind == (int)AccessKind.Xchg;
+        }
 
-        int seg = segOverride >= 0 ? segOverride : defaultSeg;
-        d.SrcSegment = (byte)seg;
+        // Why: only rSP/rBP themselves (not R12/R13) make the stack segment the default.
+        int seg = segOverride >= 0 ? segOverride : bas is Gpr.Rsp or Gpr.Rbp ? Seg.SS : Seg.DS;
         // Why: the rDI operand of STOS/INS/MOVS/CMPS/SCAS is always ES; an override only moves the rSI side.
         // MOVDIR64B likewise writes to ES:[reg] and reads its ModRM source through the (overridable) segment.
-        d.Segment = d.Kind is AccessKind.Stos or AccessKind.Ins or AccessKind.Movs or AccessKind.Cmps or AccessKind.Scas or AccessKind.Movdir64b ? Seg.ES : (byte)seg;
-        if (d.Kind is not (AccessKind.Movs or AccessKind.Cmps or AccessKind.Movdir64b)) d.SrcSegment = d.Segment;
-        d.Rep = repPrefix && (flags & FString) != 0;
-        d.RepNe = d.Rep && repne && d.Kind is AccessKind.Cmps or AccessKind.Scas;
-        d.PortIsDx = (d.Kind is AccessKind.In or AccessKind.Out && immKind != ImmPort8) || d.Kind is AccessKind.Ins or AccessKind.Outs;
-        d.MemIsDest = d.Kind == AccessKind.Alu && (flags & FMemDest) != 0;
+        d.Segment = (traits & TEsDest) != 0 ? Seg.ES : (byte)seg;
+        d.SrcSegment = (traits & TSrcSeg) != 0 ? (byte)seg : d.Segment;
+        if ((pf & PfRep) != 0 && (flags & FString) != 0)
+        {
+            d.Rep = true;
+            d.RepNe = (pf & PfRepne) != 0 && (traits & TRepNe) != 0;
+        }
+        d.PortIsDx = (traits & TPortDx) != 0 && immKind != ImmPort8;
+        d.MemIsDest = kind == (int)AccessKind.Alu && (flags & FMemDest) != 0;
         d.AddressSize = (byte)addrSize;
         d.Length = (byte)i;
         return true;
     }
+
+    /// <summary>The legacy prefixes as bits of one int: 66, 67, a REP (F2 or F3), the last of F2/F3 was F2, LOCK.</summary>
+    const int PfOpSize = 1, PfAddrSize = 2, PfRep = 4, PfRepne = 8, PfLock = 16;
+
+    /// <summary>The byte <paramref name="i"/> bytes on: indices here are never negative, and as unsigned they need no sign extension.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static ref byte At(ref byte at, int i) => ref Unsafe.Add(ref at, (nuint)(uint)i);
+
+    // Little-endian reads of guest bytes already known to be there (the caller checked i + n <= limit).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static short Le16(ref byte at) => BitConverter.IsLittleEndian ? Unsafe.ReadUnaligned<short>(ref at) : BinaryPrimitives.ReverseEndianness(Unsafe.ReadUnaligned<short>(ref at));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static int Le32(ref byte at) => BitConverter.IsLittleEndian ? Unsafe.ReadUnaligned<int>(ref at) : BinaryPrimitives.ReverseEndianness(Unsafe.ReadUnaligned<int>(ref at));
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static long Le64(ref byte at) => BitConverter.IsLittleEndian ? Unsafe.ReadUnaligned<long>(ref at) : BinaryPrimitives.ReverseEndianness(Unsafe.ReadUnaligned<long>(ref at));
+
+    /// <summary>A refusal for bytes that end before the instruction: Truncated, or TooLong once 15 bytes were there
+    /// (any further byte needed makes the instruction too long for the CPU).</summary>
+    static bool RefuseShort(ref DecodedAccess d, int supplied) =>
+        Refuse(ref d, supplied >= MaxLength ? RefuseReason.TooLong : RefuseReason.Truncated);
 
     /// <summary>LOCK is legal only on read-modify-write of memory: XCHG, and the memory-destination forms whose
     /// operation is in <see cref="LockableOps"/> (ADD..XOR but CMP, INC/DEC/NEG/NOT, XADD, CMPXCHG*, BTS/BTR/BTC).</summary>

@@ -15,6 +15,7 @@ public static partial class Cli
         root.Subcommands.Add(TuneCommand.Build(io));
         root.Subcommands.Add(TraceCommand.Build(io));
         root.Subcommands.Add(ExitBenchCommand.Build(io));
+        root.Subcommands.Add(DecodeBenchCommand.Build(io));
         root.Subcommands.Add(KvmBenchCommand.Build(io));
         return root;
     }

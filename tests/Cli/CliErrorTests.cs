@@ -21,7 +21,7 @@ public class CliErrorTests
     }
 
     [Theory]
-    [InlineData("run"), InlineData("decode"), InlineData("tune"), InlineData("trace"), InlineData("exitbench"), InlineData("kvmbench")]
+    [InlineData("run"), InlineData("decode"), InlineData("tune"), InlineData("trace"), InlineData("exitbench"), InlineData("kvmbench"), InlineData("decodebench")]
     public void Help_works_on_every_command_and_shows_options_with_ranges(string command)
     {
         var r = CopraCli.Run(command, "--help");
@@ -29,7 +29,7 @@ public class CliErrorTests
         Assert.Contains($" {command} [options]", r.Out);
         Assert.Contains("--help", r.Out);
         Assert.Equal("", r.Err);
-        if (command is "run" or "tune" or "exitbench" or "kvmbench") Assert.Contains("[range: ", r.Out);
+        if (command is "run" or "tune" or "exitbench" or "kvmbench" or "decodebench") Assert.Contains("[range: ", r.Out);
     }
 
     [Fact]
@@ -37,7 +37,7 @@ public class CliErrorTests
     {
         var r = CopraCli.Run("--help");
         Assert.Equal(0, r.Code);
-        foreach (var c in new[] { "run", "decode", "tune", "trace", "exitbench", "kvmbench" }) Assert.Contains($"  {c} ", r.Out);
+        foreach (var c in new[] { "run", "decode", "tune", "trace", "exitbench", "kvmbench", "decodebench" }) Assert.Contains($"  {c} ", r.Out);
         Assert.Contains("2 usage error", r.Out);
         Assert.Contains("130 interrupted", r.Out);
     }

@@ -22,6 +22,17 @@ public class DecoderRuleTests
         return d.Error;
     }
 
+    [Theory]
+    [InlineData("8b 46 08"), InlineData("66 8b 07"), InlineData("67 8b 06"), InlineData("a1 34 12"), InlineData("66 c7 07 78 56 34 12")]
+    public void A_mode_byte_that_is_no_CpuMode_decodes_as_16_bit_code(string hex)
+    {
+        // The operand/address sizes come from a per-mode row of the table; a mode outside the enum must pick the 16-bit
+        // row, as the comparisons it replaced did, never a row past the table (catches the clamp's 0 turned into 1 or 2).
+        var bad = Fast(hex, (CpuMode)7);
+        var d16 = Fast(hex, CpuMode.Bits16);
+        Assert.Equal((d16.Length, d16.Size, d16.AddressSize, d16.Base, d16.Index, d16.Disp, d16.Imm), (bad.Length, bad.Size, bad.AddressSize, bad.Base, bad.Index, bad.Disp, bad.Imm));
+    }
+
     [Fact]
     public void RAX_counts_as_an_index_register()
     {
