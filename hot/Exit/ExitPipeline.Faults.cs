@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Copra.Abi;
 using Copra.Hot.Decode;
 using Copra.Hot.Emulate;
@@ -27,6 +28,7 @@ public sealed partial class ExitPipeline<THost>
     /// and RFLAGS.AC clear (at the instruction's start) a user page is #PF (SupervisorProtection.Data). Every side the
     /// exit path emulates is an explicit access (the operand, the string elements, the stack of PUSH/POP/CALL).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     AccessType DataAccess(int v, bool write) =>
         SupervisorProtection.Data(write, _f.Fault[v].Cpl, _f.Fault[v].Cr4, _f.Fault[v].Rflags);
 

@@ -12,8 +12,9 @@ namespace Copra.Hot.Exit;
 /// its own faults once given the value. So after the shared front (mode, fetch, decode: <see cref="BeginAccess"/>) an
 /// exit here is: check the decode against the record, perform the one side at the address the hardware named, hand
 /// the hardware the value, end the exit. No fault checks, no executor, no REP loop, no pending state and no LOCK
-/// protocol: the kernel-emulated pipeline (ExitPipeline.cs) keeps those, and the two meet only where a side returns
-/// (<see cref="AfterRead"/> and <see cref="AfterWrite"/>, one test each) and in the element's size.
+/// protocol: the kernel-emulated pipeline (ExitPipeline.cs) keeps those, and the two meet only where a side comes back from
+/// a device model or the host (<see cref="SideDone"/>, one test): the flag is read once when the exit is taken, picks
+/// this pipeline after the decode, and no stage of either pipeline tests it.
 /// </summary>
 public sealed partial class ExitPipeline<THost>
 {
@@ -22,6 +23,10 @@ public sealed partial class ExitPipeline<THost>
     {
         CheckHardware(v);
         ref readonly var rec = ref _f.Exit[v];
+        // Why: the element is the fragment the hardware reports (KVM hands a wider access over in pieces of at most 8
+        // bytes, kvm_run.mmio.data), so the rest of the exit (the owner lookup, the delivery's size, a forward) sees its size.
+        ref var acc = ref _f.Acc[v];
+        if (acc.Size > 8) acc.Size = rec.Size;
         var (read, writeSide) = SidesOf(in _f.Acc[v]);
         bool write = rec.IsWrite;
         var side = write ? writeSide : read;

@@ -1,3 +1,4 @@
+using System.Runtime.CompilerServices;
 using Copra.Abi;
 using Copra.Hot.Decode;
 using Copra.Hot.Emulate;
@@ -81,6 +82,7 @@ public sealed partial class ExitPipeline<THost>
     }
 
     /// <summary>The RIP the instruction leaves: a CALL/JMP's target (consumed), else the next instruction.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     ulong NextRip(int v)
     {
         if (!_f.Branch[v]) return State.Rip(v) + _f.Acc[v].Length;

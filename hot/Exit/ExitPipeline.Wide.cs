@@ -111,9 +111,15 @@ public sealed partial class ExitPipeline<THost>
     }
 
     /// <summary>The element's write is done: the registers and flags of a read-modify-write become the vCPU's.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     void CommitPending(int v)
     {
-        if (!_f.Pend[v]) return;
+        if (_f.Pend[v]) CommitPendingNow(v);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    void CommitPendingNow(int v)
+    {
         _f.Pend[v] = false;
         _f.PendGprs.Row(v).CopyTo(State.Gprs(v));
         State.Rflags(v) = _f.PendFlags[v];

@@ -427,8 +427,8 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         _host.Request(cpu, v, mmioOwner, EventKind.Mmio, gpa, write, data);
     }
 
-    /// <summary>Bytes this element moves: the instruction's, or under KVM the 8-byte fragment of a wide access the exit reports.</summary>
-    public uint ElementSize(int v) => _f.HardwareCompletes[v] && _f.Acc[v].Size > 8 ? _f.Exit[v].Size : _f.Acc[v].Size;
+    /// <summary>Bytes this element moves: the decode's (the hardware pipeline made it the fragment the exit reports).</summary>
+    public uint ElementSize(int v) => _f.Acc[v].Size;
 
     void RamSplit(int cpu, int v, ulong linear, bool write, ulong data)
     {
@@ -468,17 +468,28 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
             : _host.Forward(kind, addr, _f.Acc[v].Size, write, data, out value);
         if (!ok) Stats.Add(cpu, Counter.ForwardFailures);   // the guest sees all-ones for a read, a dropped write
         _f.Forwarded[v] = true;
-        if (write) AfterWrite(cpu, v); else AfterRead(cpu, v, ok ? value : AllOnes(_f.Acc[v].Size));
+        SideDone(cpu, v, write ? 0 : ok ? value : AllOnes(_f.Acc[v].Size), write);
+    }
+
+    /// <summary>
+    /// Where a side that left the stages comes back (a device model's answer, through the kernel's ContinueAfterDevice,
+    /// and the host's): the one place after the decode where the two pipelines meet, so the one test of
+    /// <see cref="InFlight.HardwareCompletes"/> after it. A hardware-completed exit's side is its whole part of the
+    /// instruction (ExitPipeline.Hardware.cs); the kernel-emulated element goes on to its write side or its end.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void SideDone(int cpu, int v, ulong value, bool write)
+    {
+        if (_f.HardwareCompletes[v]) HardwareDone(cpu, v, value, write);
+        else if (write) AfterWrite(cpu, v);
+        else AfterRead(cpu, v, value);
     }
 
     static ulong AllOnes(uint size) => ExitRules.AllOnes(size);
 
-    /// <summary>The read side is done (value in hand): compute, then the write side.</summary>
-    public void AfterRead(int cpu, int v, ulong value)
+    /// <summary>The read side is done (value in hand): compute, then the write side. Kernel-emulated exits only.</summary>
+    void AfterRead(int cpu, int v, ulong value)
     {
-        // The seam every read side returns through (RAM, the host, a device's answer): a hardware-completed exit's
-        // side is its whole part of the instruction (ExitPipeline.Hardware.cs).
-        if (_f.HardwareCompletes[v]) { HardwareDone(cpu, v, value, write: false); return; }
         ref readonly var d = ref _f.Acc[v];
         _f.Value[v] = value;
         // The common read (MOV/MOVZX/MOVSX/IN into a register): the executor's load, without the general path's copies.
@@ -487,6 +498,17 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
             WriteBack.ApplyRead(in d, State.Gprs(v), value);
             if (Followed(v) is { } t) NarrateValue(t, v, value, false, 0);
             AfterWrite(cpu, v);
+            return;
+        }
+        // The common store (MOV/OUT from a register or an immediate): the executor's store value (Executor.Execute's
+        // Write case, which changes no register or flag), without the general path's table, copies and dispatch.
+        if (d.Kind is AccessKind.Write or AccessKind.WriteImm or AccessKind.Out)
+        {
+            ulong store = WriteBack.StoreValue(in d, State.Gprs(v));
+            if (Followed(v) is { } ts) NarrateValue(ts, v, value, true, store);
+            _f.Phase[v] = ElementPhase.Write;
+            _f.WriteValue[v] = store;
+            Access(cpu, v, d.Kind == AccessKind.Out ? Side.Port : Side.Memory, write: true, store);
             return;
         }
         var (_, writeSide) = SidesOf(in d);
@@ -510,10 +532,9 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         Access(cpu, v, writeSide, write: true, toWrite);
     }
 
-    /// <summary>The element is done: step string registers, repeat, or finish.</summary>
-    public void AfterWrite(int cpu, int v)
+    /// <summary>The element is done: step string registers, repeat, or finish. Kernel-emulated exits only.</summary>
+    void AfterWrite(int cpu, int v)
     {
-        if (_f.HardwareCompletes[v]) { HardwareDone(cpu, v, 0, write: true); return; }
         ref readonly var d = ref _f.Acc[v];
         _f.Phase[v] = ElementPhase.None;
         _f.FirstElement[v] = false;

@@ -43,7 +43,7 @@ public interface IExitHost
     bool Reinjects(int v);
 
     // ---- delivering ---------------------------------------------------------------------------------
-    /// <summary>Delivers the element's side to device model <paramref name="owner"/>'s event area; the element resumes through <see cref="ExitPipeline{THost}.AfterRead"/>/<see cref="ExitPipeline{THost}.AfterWrite"/> when it answers.</summary>
+    /// <summary>Delivers the element's side to device model <paramref name="owner"/>'s event area; the element resumes through <see cref="ExitPipeline{THost}.SideDone"/> when it answers.</summary>
     void Request(int cpu, int v, int owner, EventKind kind, ulong addr, bool write, ulong data);
     /// <summary>The modelled host behind forwarded exits: false when it has nothing there.</summary>
     bool Forward(EventKind kind, ulong addr, uint size, bool write, ulong data, out ulong value);

@@ -211,8 +211,7 @@ public sealed partial class Kernel
         SetRun(_vcpus[v], VcpuRun.WaitingDevice, VcpuRun.Runnable);
         // Back into the pipeline (hot/Exit/ExitPipeline.cs) where the element left it.
         if (_f.ReqWrite[v] && lockMismatch) _pipe.LockMismatch(cpu.Index, v, value & ExitRules.AllOnes(_f.ReqSize[v]));
-        else if (_f.ReqWrite[v]) _pipe.AfterWrite(cpu.Index, v);
-        else _pipe.AfterRead(cpu.Index, v, value & ExitRules.AllOnes(_f.ReqSize[v]));
+        else _pipe.SideDone(cpu.Index, v, _f.ReqWrite[v] ? 0 : value & ExitRules.AllOnes(_f.ReqSize[v]), _f.ReqWrite[v]);
         _pipe.EndSegment(cpu.Index, v);
     }
 

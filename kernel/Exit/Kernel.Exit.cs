@@ -158,7 +158,12 @@ public sealed partial class Kernel
     }
 
     /// <summary>The tracers' one check per exit.</summary>
-    internal bool Tracing => Tracer is not null || _marks is not null;
+    internal bool Tracing
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => Tracer is not null || _marks is not null;
+    }
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal long HardwareTicks(int v) => _timedBackend is { } hwb ? hwb.LastRunTicks(v) : 0;
     /// <summary>The display marks' records of a followed exit's re-injection and faults.</summary>
     internal void MarkOn(int cpu, int v, TraceKind kind, long a) { var c = Cpus[cpu]; _marks!.Mark(c, c.Clock, kind, v, a); }
@@ -203,6 +208,7 @@ public sealed partial class Kernel
     }
 
     /// <summary>The exit is over: the vCPU goes back on its CPU unless it is dead or idle.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal void Reenter(int v)
     {
         var vc = _vcpus[v];
