@@ -563,6 +563,7 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
     }
 
     /// <summary>The instruction is done (by the kernel or, for a hardware-completed exit, about to be by the hardware): count it and end the exit.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     void EndInstruction(int cpu, int v)
     {
         bool forwarded = _f.Forwarded[v];
