@@ -19,6 +19,11 @@ public static class StateField
     public const ulong Cr0 = 32, Cr2 = 33, Cr3 = 34, Cr4 = 35, Efer = 36;
     /// <summary>DR6, the debug status register (the kernel sets BS when it raises a single-step #DB); resets to 0xFFFF0FF0.</summary>
     public const ulong Dr6 = 37;
+    /// <summary>The interruptibility state, in VMX's guest-interruptibility layout: bit 0 blocking by STI, bit 1 blocking
+    /// by MOV SS (the interrupt shadow; the kernel sets it when it completes MOV SS or LSS); other bits must be zero. The
+    /// VMSA keeps one bit for both (VINTR_CTRL.INT_SHADOW).</summary>
+    public const ulong Interruptibility = 38;
+    public const ulong BlockingBySti = 1, BlockingByMovSs = 2;
     /// <summary>GDTR and IDTR: base (linear, 64 bits) and limit (16 bits). Reset: base 0, limit 0xFFFF.</summary>
     public const ulong GdtrBase = 24, GdtrLimit = 25, IdtrBase = 26, IdtrLimit = 27;
     /// <summary>Segment fields: <c>SegBase + seg*4 + {0 selector, 1 base, 2 limit, 3 attributes}</c>, seg in x86 order ES CS SS DS FS GS,

@@ -29,7 +29,7 @@ public static class IcedForms
                 return ins.Op0Register == Register.CS ? AccessKind.Unsupported : AccessKind.SegLoad;
             case Mnemonic.Sgdt: case Mnemonic.Sidt: case Mnemonic.Sldt: case Mnemonic.Str: case Mnemonic.Smsw: return AccessKind.SysStore;
             case Mnemonic.Lgdt: case Mnemonic.Lidt: case Mnemonic.Lldt: case Mnemonic.Ltr: case Mnemonic.Lmsw: return AccessKind.SysLoad;
-            case Mnemonic.Lss: case Mnemonic.Lfs: case Mnemonic.Lgs: return AccessKind.LoadFarPtr;
+            case Mnemonic.Lss: case Mnemonic.Lfs: case Mnemonic.Lgs: case Mnemonic.Les: case Mnemonic.Lds: return AccessKind.LoadFarPtr;
             case Mnemonic.Movnti: case Mnemonic.Movdiri: return AccessKind.Write;
             case Mnemonic.Movups: case Mnemonic.Movupd: case Mnemonic.Movdqu: case Mnemonic.Movaps: case Mnemonic.Movapd: case Mnemonic.Movdqa:
                 if (ins.Encoding != EncodingKind.Legacy) return AccessKind.Unsupported;   // VEX/EVEX forms are not emulated
@@ -97,6 +97,8 @@ public static class IcedForms
             Mnemonic.Smsw or Mnemonic.Lmsw => SysReg.Msw,
             Mnemonic.Call or Mnemonic.Jmp => Seg.CS,
             Mnemonic.Lss => Seg.SS,
+            Mnemonic.Les => Seg.ES,
+            Mnemonic.Lds => Seg.DS,
             Mnemonic.Lfs => Seg.FS,
             Mnemonic.Lgs => Seg.GS,
             _ => SegmentOf(ins.Op0Kind == OpKind.Register ? ins.Op0Register : ins.Op1Register),

@@ -42,7 +42,7 @@ internal static class OpcodeTable
     public const byte FByte = 1 << 1;    // operand size is 1 regardless of prefixes
     public const byte FNoRexW = 1 << 2;  // IN/OUT/INS/OUTS: operand size 2 or 4 (REX.W selects 4)
     public const byte FMemDest = 1 << 3; // the memory operand is operand 0
-    public const byte FOnly64 = 1 << 4;  // exists only in 64-bit mode (MOVSXD)
+    public const byte FOnly64 = 1 << 4;  // exists only in 64-bit mode (MOVSXD); on LoadFarPtr the reverse: not in it (LES/LDS)
     public const byte FAcc = 1 << 5;     // the register operand is the accumulator (no ModRM.reg)
     public const byte FString = 1 << 6;  // implicit rSI/rDI operand, no ModRM
     public const byte FMemOnly = 1 << 7; // mod = 3 is not this instruction (#UD or another one): UnknownOpcode
@@ -221,7 +221,10 @@ internal static class OpcodeTable
         SetRaw(Map0F + 0x01, KindGroup, FModRM | FMemOnly, ImmNone, GroupSys7);
         SetRaw(0x8E, KindGroup, FModRM, ImmNone, GroupMovSreg);
         SetRaw(0x8C, KindGroup, FModRM | FMemDest, ImmNone, GroupStoreSreg);
-        // LSS, LFS, LGS r, m16:xx (arg: the segment). LES/LDS (C4/C5) are VEX prefixes in 64-bit mode and not built.
+        // LSS, LFS, LGS r, m16:xx (arg: the segment); LES, LDS (C4, C5) only outside 64-bit mode, where they are VEX
+        // prefixes (FOnly64 reversed on this kind: the flag byte is full), and with mod = 3 VEX in every mode.
+        Set(0xC4, AccessKind.LoadFarPtr, FModRM | FMemOnly | FOnly64, ImmNone, Seg.ES);
+        Set(0xC5, AccessKind.LoadFarPtr, FModRM | FMemOnly | FOnly64, ImmNone, Seg.DS);
         Set(Map0F + 0xB2, AccessKind.LoadFarPtr, FModRM | FMemOnly, ImmNone, Seg.SS);
         Set(Map0F + 0xB4, AccessKind.LoadFarPtr, FModRM | FMemOnly, ImmNone, Seg.FS);
         Set(Map0F + 0xB5, AccessKind.LoadFarPtr, FModRM | FMemOnly, ImmNone, Seg.GS);

@@ -103,7 +103,9 @@ public static class X86Decoder
             align = PrefixRows[r + 2];
         }
         if (kind == (int)AccessKind.Unsupported) return Refuse(ref d, RefuseReason.UnknownOpcode);
-        if ((flags & FOnly64) != 0 && !is64) return Refuse(ref d, RefuseReason.InvalidInMode);
+        // Why: MOVSXD exists only in 64-bit mode; LES/LDS (the one LoadFarPtr pair with the flag) only outside it, where
+        // C4/C5 are VEX and not an emulated form (the flag is tested first, so other opcodes pay nothing more).
+        if ((flags & FOnly64) != 0 && (kind == (int)AccessKind.LoadFarPtr) == is64) return Refuse(ref d, is64 ? RefuseReason.UnknownOpcode : RefuseReason.InvalidInMode);
         // Why: MOVNTI exists only without 66/F2/F3; the CPU (and Iced) decide that before reading ModRM, so a
         // truncated form with such a prefix is unknown, not truncated (found by the decoder property).
         if (kind == (int)AccessKind.Write && arg != 0 && (opSizePrefix || repPrefix)) return Refuse(ref d, RefuseReason.UnknownOpcode);

@@ -125,7 +125,13 @@ public sealed partial class ExitPipeline<THost>
         if (!ReadDescriptor(cpu, v, linear, bytes, out ulong lo, out ulong hi)) return WalkFaulted;
         f = SystemOps.CheckSystemLoad((byte)reg, sel, lo, hi, longMode, _f.Fault[v].La57);
         if (f.Raised) return f;
-        if (reg == SysReg.Tr && !WriteDescriptorByte(cpu, v, linear, SystemOps.WithBusy(lo))) return WalkFaulted;
+        if (reg == SysReg.Tr)
+        {
+            // The CPU's check and set of busy are one locked read-modify-write: if another vCPU's LTR made the TSS busy
+            // since the descriptor was read, this LTR sees a busy TSS, #GP(sel), as CheckSystemLoad would have said.
+            if (!SetDescriptorBit(cpu, v, linear, BusyBit, out byte before)) return WalkFaulted;
+            if ((before & BusyBit) != 0) return Fault.Gp(Faults.SelectorError(sel), FaultCause.Segment);
+        }
         SetSegment(v, reg, SystemOps.Cache(sel, reg == SysReg.Tr ? SystemOps.WithBusy(lo) : lo, hi, longMode));
         return Fault.None;
     }
@@ -216,6 +222,30 @@ public sealed partial class ExitPipeline<THost>
         return Fault.None;
     }
 
+    /// <summary>
+    /// MOV SS, m16 or LSS has completed: the interrupt shadow (SDM vol. 3 §6.8.3; vol. 2 MOV). The CPU holds interrupts
+    /// and debug traps until the next instruction completes, so the kernel records blocking by MOV SS in the
+    /// interruptibility field (InjectPendingIrq honours it at the next entry; the VMSA's INT_SHADOW, TDX's L2 VMCS
+    /// field) and the single-step trap of this instruction is not raised: TF still set, the next instruction's trap is
+    /// the delayed one. True when the shadow started (a segment load of another register starts none).
+    /// </summary>
+    bool StartsShadow(int v)
+    {
+        if (_f.Acc[v].SysReg != Seg.SS) return false;
+        State.SetInterruptibility(v, StateField.BlockingByMovSs);
+        _f.Shadow[v] = true;
+        Followed(v)?.Step(v, "SS loaded: interrupt shadow until the next instruction completes (interrupts and the #DB trap held)");
+        return true;
+    }
+
+    /// <summary>The exit after the one that started the shadow: the guest has reached the next instruction, which this
+    /// exit completes (or faults, whose delivery ends the shadow too), so the shadow the kernel set ends here.</summary>
+    void EndShadow(int v)
+    {
+        _f.Shadow[v] = false;
+        State.SetInterruptibility(v, 0);
+    }
+
     void SetSegment(int v, int seg, in SegmentState s)
     {
         State.SetSegSelector(v, seg, s.Selector);
@@ -254,16 +284,23 @@ public sealed partial class ExitPipeline<THost>
         return true;
     }
 
-    /// <summary>Sets the accessed bit of the descriptor at <paramref name="linear"/> in guest RAM unless it is set already
-    /// (the CPU writes only when it changes). False when a fault was injected.</summary>
-    bool SetAccessed(int cpu, int v, ulong linear, ulong desc) =>
-        (desc & 1UL << 40) != 0 || WriteDescriptorByte(cpu, v, linear, SystemOps.WithAccessed(desc));
+    /// <summary>Type bits 0 (accessed) and 1 (TSS busy) in descriptor byte 5.</summary>
+    const byte AccessedBit = 1, BusyBit = 2;
 
-    /// <summary>Writes byte 5 (P, DPL, S, type) of <paramref name="desc"/> at <paramref name="linear"/> + 5.</summary>
-    bool WriteDescriptorByte(int cpu, int v, ulong linear, ulong desc)
+    /// <summary>Sets the accessed bit of the descriptor at <paramref name="linear"/> in guest RAM unless it was set when
+    /// read (the CPU writes only when it changes). False when a fault was injected.</summary>
+    bool SetAccessed(int cpu, int v, ulong linear, ulong desc) =>
+        (desc & 1UL << 40) != 0 || SetDescriptorBit(cpu, v, linear, AccessedBit, out _);
+
+    /// <summary>Sets <paramref name="bit"/> in byte 5 (P, DPL, S, type) of the descriptor at <paramref name="linear"/> with
+    /// a locked OR on guest RAM (GuestMemory.OrU8Locked), as the CPU does: a concurrent write of the descriptor by another
+    /// vCPU is kept, where a plain store of the byte read before would undo it. <paramref name="before"/>: byte 5 just
+    /// before. False when a fault was injected.</summary>
+    bool SetDescriptorBit(int cpu, int v, ulong linear, byte bit, out byte before)
     {
+        before = 0;
         if (!DescriptorGpa(cpu, v, DescriptorLinear(v, linear + 5), write: true, out ulong gpa)) return false;
-        _memory.WriteU8(gpa, (byte)(desc >> 40));
+        before = _memory.OrU8Locked(gpa, bit);
         return true;
     }
 

@@ -149,6 +149,7 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         _f.Modelled[v] = _exitCycles + entryTd * _tdcallCycles;
         _f.Hardware[v] = _host.HardwareTicks(v);
         _f.Exit[v] = rec;
+        if (_f.Shadow[v]) EndShadow(v);
         _f.HardwareCompletes[v] = (rec.Flags & ExitFlags.HardwareCompletes) != 0;
         switch (rec.Reason)
         {
@@ -558,7 +559,8 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
     void FinishInstruction(int cpu, int v)
     {
         State.Rip(v) = NextRip(v);
-        if (_f.Fault[v].SingleStep) SingleStepTrap(cpu, v);
+        bool shadow = _f.Acc[v].Kind is AccessKind.SegLoad or AccessKind.LoadFarPtr && StartsShadow(v);
+        if (_f.Fault[v].SingleStep && !shadow) SingleStepTrap(cpu, v);
         EndInstruction(cpu, v);
     }
 

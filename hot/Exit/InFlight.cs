@@ -33,7 +33,7 @@ public sealed class InFlight
         Fault = new(n); CheckElements = new(n);
         Wide = new(n, 128); PendGprs = new(n, 16); PendFlags = new(n); Pend = new(n); CmpsSource = new(n); LockRetries = new(n);
         FxImage = new(n, X87.ImageSize); FxPiece = new(n);
-        StackGpa = new(n, 2); StackSplit = new(n); StackValue = new(n); BranchTarget = new(n); Branch = new(n);
+        StackGpa = new(n, 2); StackSplit = new(n); StackValue = new(n); BranchTarget = new(n); Branch = new(n); Shadow = new(n);
     }
 
     /// <summary>vCPUs (rows).</summary>
@@ -102,6 +102,8 @@ public sealed class InFlight
     /// <summary>CALL/JMP: the RIP the instruction loads, and whether it loads one.</summary>
     public readonly VcpuColumn<ulong> BranchTarget;
     public readonly VcpuColumn<bool> Branch;
+    /// <summary>MOV SS/LSS: the kernel set the interrupt shadow when it completed this vCPU's last instruction.</summary>
+    public readonly VcpuColumn<bool> Shadow;
 
     // ---- wide elements, pending state, LOCK (ExitPipeline.Wide.cs) --------------------------------------
     /// <summary>Bytes [0,64): the wide element's value read; [64,128): the value to write.</summary>

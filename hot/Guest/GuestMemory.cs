@@ -87,6 +87,27 @@ public sealed unsafe class GuestMemory : IDisposable
         return Interlocked.CompareExchange(ref *(ulong*)(_base + gpa), value, expected);
     }
 
+    /// <summary>
+    /// Sets <paramref name="bits"/> in the byte at <paramref name="gpa"/> with a locked read-modify-write, as the CPU sets a
+    /// descriptor's accessed or a TSS's busy bit (SDM vol. 3 §3.4.5.1, §7.2.2): a compare-exchange of the aligned u64 that
+    /// holds the byte, retried with what it found, so a concurrent write to that word by another CPU is never lost. Returns
+    /// the byte as it was just before; when it had every bit already, nothing is written (the CPU writes only a change).
+    /// </summary>
+    public byte OrU8Locked(ulong gpa, byte bits)
+    {
+        ulong word = gpa & ~7UL;
+        int shift = (int)(gpa & 7) * 8;
+        ulong old = ReadU64Volatile(word);
+        while (true)
+        {
+            byte before = (byte)(old >> shift);
+            if ((before & bits) == bits) return before;
+            ulong seen = CompareExchangeU64(word, old | (ulong)bits << shift, old);
+            if (seen == old) return before;
+            old = seen;
+        }
+    }
+
     void CheckAligned8(ulong gpa)
     {
         Check(gpa, 8);

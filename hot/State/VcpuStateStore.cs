@@ -66,11 +66,11 @@ public sealed partial class VcpuStateStore
     /// TDCALLs (<see cref="XmmTdcalls"/>): TDG.VP.RD/WR move 64 bits, and its two halves are read and written together.
     /// Bits 64 and up live in a second word of the masks (<see cref="ValidMaskHigh"/>), bit b at b - 64 there:
     /// <code>
-    ///  64+11 64+10  64+9   64+8   64+7 .. 64+4   64+3 .. 64+0
-    /// +------+------+------+------+------------+------------+
-    /// | IDTR | IDTR | GDTR | GDTR | TR part 3..0| LDTR part 3..0|
-    /// | limit| base | limit| base |            |            |
-    /// +------+------+------+------+------------+------------+
+    ///  64+12   64+11 64+10  64+9   64+8   64+7 .. 64+4   64+3 .. 64+0
+    /// +--------+------+------+------+------+------------+------------+
+    /// | inter- | IDTR | IDTR | GDTR | GDTR | TR part 3..0| LDTR part 3..0|
+    /// | ruptib.| limit| base | limit| base |            |            |
+    /// +--------+------+------+------+------+------------+------------+
     /// </code>
     /// </summary>
     public static class Bit
@@ -95,8 +95,10 @@ public sealed partial class VcpuStateStore
         /// <summary>First bit of the second mask word: LDTR's four parts, then TR's.</summary>
         public const int SysFirst = 64;
         public const int GdtrBase = SysFirst + 8, GdtrLimit = SysFirst + 9, IdtrBase = SysFirst + 10, IdtrLimit = SysFirst + 11;
+        /// <summary>The interruptibility state (the MOV SS/STI shadow; on TDX the L2 VMCS's guest-interruptibility field).</summary>
+        public const int Interruptibility = SysFirst + 12;
         /// <summary>Every tracked field of the second word.</summary>
-        public const ulong AllHigh = (1UL << (IdtrLimit + 1 - SysFirst)) - 1;
+        public const ulong AllHigh = (1UL << (Interruptibility + 1 - SysFirst)) - 1;
     }
 
     /// <summary>Segment registers with storage per vCPU: ES CS SS DS FS GS, LDTR (6), TR (7).</summary>
@@ -176,6 +178,7 @@ public sealed partial class VcpuStateStore
     readonly VcpuWays<UInt128> _xmm;        // (v, n)
     readonly VcpuWays<ulong> _dtBase;       // (v, t), t 0 GDTR, 1 IDTR
     readonly VcpuWays<ushort> _dtLimit;
+    readonly VcpuColumn<ulong> _interruptibility;
 
     /// <summary>Creates zeroed state for vCPUs 0..vcpuCount-1 charged as <paramref name="cost"/>.</summary>
     public VcpuStateStore(int vcpuCount, StateAccessCost cost)
@@ -213,6 +216,7 @@ public sealed partial class VcpuStateStore
         _xmm = new(vcpuCount, XmmCount);
         _dtBase = new(vcpuCount, 2);
         _dtLimit = new(vcpuCount, 2);
+        _interruptibility = new(vcpuCount);
         for (int v = 0; v < vcpuCount; v++)
         {
             _rflags[v] = 0x2; _dr6[v] = Dr6Reset; // RFLAGS bit 1 is always set
@@ -394,6 +398,12 @@ public sealed partial class VcpuStateStore
     public void SetIdtrBase(int v, ulong value) { ChargeWrite(v, Bit.IdtrBase); _dtBase.At(v, 1) = value; }
     public void SetIdtrLimit(int v, ushort value) { ChargeWrite(v, Bit.IdtrLimit); _dtLimit.At(v, 1) = value; }
 
+    /// <summary>The interruptibility state (<see cref="StateField.Interruptibility"/>: blocking by STI, by MOV SS).</summary>
+    public ulong Interruptibility(int v) { ChargeRead(v, Bit.Interruptibility); return _interruptibility[v]; }
+    public void SetInterruptibility(int v, ulong value) { ChargeWrite(v, Bit.Interruptibility); _interruptibility[v] = value; }
+    /// <summary>The defined bits of the interruptibility field (a write with any other is refused).</summary>
+    public const ulong InterruptibilityMask = StateField.BlockingBySti | StateField.BlockingByMovSs;
+
     /// <summary>XMM register <paramref name="n"/> (0..15): one charged read of both halves on TDX.</summary>
     public UInt128 Xmm(int v, int n) { ChargeRead(v, Bit.XmmFirst + n); return _xmm.At(v, n); }
     /// <summary>Writes XMM register <paramref name="n"/> (both halves; dirty until the next entry on TDX).</summary>
@@ -418,6 +428,7 @@ public sealed partial class VcpuStateStore
             case StateField.Cr4: value = Cr4(v); return true;
             case StateField.Efer: value = Efer(v); return true;
             case StateField.Dr6: value = Dr6(v); return true;
+            case StateField.Interruptibility: value = Interruptibility(v); return true;
             case >= StateField.SegBase and < StateField.SegBase + 4 * SegCount:
                 value = ReadSeg(v, (int)(field - StateField.SegBase));
                 return true;
@@ -465,6 +476,10 @@ public sealed partial class VcpuStateStore
                 if (value > uint.MaxValue) return false;   // bits 63:32 of DR6 are reserved (must be zero)
                 SetDr6(v, value);
                 return true;
+            case StateField.Interruptibility:
+                if ((value & ~InterruptibilityMask) != 0) return false;
+                SetInterruptibility(v, value);
+                return true;
             case >= StateField.SegBase and < StateField.SegBase + 4 * SegCount:
                 return WriteSeg(v, (int)(field - StateField.SegBase), value);
             case StateField.GdtrBase: SetGdtrBase(v, value); return true;
@@ -506,6 +521,7 @@ public sealed partial class VcpuStateStore
             case StateField.Cr4: return Bit.Cr4;
             case StateField.Efer: return Bit.Efer;
             case StateField.Dr6: return Bit.Dr6;
+            case StateField.Interruptibility: return Bit.Interruptibility;
             case >= StateField.SegBase and < StateField.SegBase + 4 * SegCount:
                 return Bit.Seg((int)(field - StateField.SegBase) >> 2, (int)(field - StateField.SegBase) & 3);
             case StateField.GdtrBase: return Bit.GdtrBase;
@@ -682,6 +698,8 @@ public sealed partial class VcpuStateStore
         Put(page, VmsaLayout.Efer, _efer[v]);
         Put(page, VmsaLayout.EventInj, _pendingEvent[v]);
         Put(page, VmsaLayout.Dr6, _dr6[v]);
+        // Why: SVM keeps one shadow bit for STI and MOV SS alike; an import gives it back as blocking by MOV SS.
+        Put(page, VmsaLayout.VintrCtrl, _interruptibility[v] != 0 ? 1UL << VmsaLayout.IntShadowBit : 0);
         Put(page, VmsaLayout.Star, _msr.At(v, MsrStar));
         Put(page, VmsaLayout.Lstar, _msr.At(v, MsrLstar));
         Put(page, VmsaLayout.Cstar, _msr.At(v, MsrCstar));
@@ -742,6 +760,7 @@ public sealed partial class VcpuStateStore
         _efer[v] = Get(page, VmsaLayout.Efer);
         _pendingEvent[v] = Get(page, VmsaLayout.EventInj);
         _dr6[v] = Get(page, VmsaLayout.Dr6);
+        _interruptibility[v] = (Get(page, VmsaLayout.VintrCtrl) >> VmsaLayout.IntShadowBit & 1) != 0 ? StateField.BlockingByMovSs : 0;
         _msr.At(v, MsrStar) = Get(page, VmsaLayout.Star);
         _msr.At(v, MsrLstar) = Get(page, VmsaLayout.Lstar);
         _msr.At(v, MsrCstar) = Get(page, VmsaLayout.Cstar);

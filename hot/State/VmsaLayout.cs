@@ -16,6 +16,7 @@ namespace Copra.Hot.State;
 ///  0x268  G_PAT  0x2EC  TSC_AUX (u32)
 ///  0x308  RCX RDX RBX (0x320 unused: RSP lives at 0x1D8) RBP RSI RDI R8 .. R15 (to 0x378)
 ///  0x390  EXITINFO1 (qualification)  0x398  EXITINFO2 (GPA)  0x3C0  EXITCODE (reason)   export only
+///  0x3B8  VINTR_CTRL (bit 10 INT_SHADOW: the interruptibility field, either blocking bit)
 ///  0x3E0  EVENTINJ (pending event)
 ///  0x400  X87_DP  0x408 MXCSR (u32)  0x40C X87_FTW  0x40E X87_FSW  0x410 X87_FCW  0x412 X87_FOP  (u16 each)
 ///  0x414  X87_DS  0x416 X87_CS (u16)  0x418 X87_RIP  0x420 FPREG_X87 (ST0..ST7, 10 B each: mantissa, then sign+exponent)
@@ -36,6 +37,8 @@ public static class VmsaLayout
     public const int GPat = 0x268, TscAux = 0x2EC;
     public const int Rcx = 0x308, Rdx = 0x310, Rbx = 0x318, Rbp = 0x328, Rsi = 0x330, Rdi = 0x338, R8 = 0x340;
     public const int ExitInfo1 = 0x390, ExitInfo2 = 0x398, ExitCode = 0x3C0, EventInj = 0x3E0;
+    /// <summary>VINTR_CTRL and its INT_SHADOW bit (COCONUT-SVSM cpuarch/src/vmsa.rs VIntrCtrl: v_tpr 7:0, v_irq 8, vgif 9, int_shadow 10).</summary>
+    public const int VintrCtrl = 0x3B8, IntShadowBit = 10;
     public const int XmmFirst = 0x470;
     public const int X87Dp = 0x400, Mxcsr = 0x408, X87Ftw = 0x40C, X87Fsw = 0x40E, X87Fcw = 0x410, X87Fop = 0x412;
     public const int X87Ds = 0x414, X87Cs = 0x416, X87Rip = 0x418, FpregX87 = 0x420;

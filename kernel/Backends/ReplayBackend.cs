@@ -32,6 +32,8 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
     public long[] ExceptionsByVector { get; } = new long[32];
     /// <summary>The first exceptions the kernel raised: the step, the EVENTINJ value (vector, error code), RIP and RCX then.</summary>
     public readonly List<(string Step, ulong Event, ulong Rip, ulong Rcx)> Exceptions = [];
+    /// <summary>The first interrupts delivered: the step they arrived after, and the vector.</summary>
+    public readonly List<(string Step, byte Vector)> Interrupts = [];
 
     public void Run(int v, ref ExitRecord exit)
     {
@@ -87,6 +89,7 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
             }
             // An interrupt: the ISR runs and returns. It ends a HLT wait; otherwise the step retires as usual.
             InterruptsSeen++;
+            lock (Interrupts) if (Interrupts.Count < 64) Interrupts.Add((s.Text, (byte)pe));
             if (s.Kind == StepKind.WaitIrq) { Advance(v, prog, s); return; }
         }
         ulong rip = state.Rip(v);

@@ -115,6 +115,7 @@ public sealed partial class Kernel
         int v = vc.Global;
         // The IRR is the kernel's own memory: look there before paying a TDG.VP.RD for the pending-event field.
         if ((State.Rflags(v) & RflagsIf) == 0 || !IrqPending(vc) || State.PendingEvent(v) != 0) return;
+        if (State.Interruptibility(v) != 0) return;   // the STI/MOV SS shadow: not before the next instruction (hot/Exit/ExitPipeline.System.cs)
         lock (vc)
         {
             for (int w = 3; w >= 0; w--)

@@ -47,52 +47,9 @@ public class FaultSemanticsTests
         .. Seg(StateField.Es, Gdt.Data | 3, SegmentAttributes.Data | Dpl3, 0xFFFF_FFFF),
     ];
 
-    sealed class Rig
-    {
-        public readonly List<Step> Steps = [];
-        ulong _rip;
-        readonly GuestBuilder _gb;
-        readonly int _bits;
-        public Rig(GuestBuilder gb, ulong code, int bits) { _gb = gb; _rip = code; _bits = bits; }
-
-        public Step Add(string text, Action<Assembler> insn, ExitReason reason, ulong gpa, byte size, bool write, (int, ulong)[] regs, (ulong, ulong)[] state, ushort port = 0, ulong? expect = null)
-        {
-            var asm = new Assembler(_bits);
-            var after = asm.CreateLabel();
-            insn(asm);
-            asm.Label(ref after);
-            asm.nop();
-            var code = _gb.Assemble(_rip, _rip, asm);
-            var s = new Step
-            {
-                Kind = StepKind.Access, Rip = _rip, Length = (int)(code.LabelAddress(after) - _rip), Text = text,
-                Reason = reason, Gpa = gpa, Port = port, Size = size, Flags = write ? ExitFlags.Write : 0,
-                Presets = regs, StatePresets = state, ExpectRax = expect, ExpectMask = 0xFFFF_FFFF,
-            };
-            s.Next = s.Rip + (ulong)s.Length;
-            _rip = code.End;
-            Steps.Add(s);
-            return s;
-        }
-
-        public ReplayProgram Program()
-        {
-            var asm = new Assembler(_bits);
-            asm.hlt();
-            var code = _gb.Assemble(_rip, _rip, asm);
-            var halt = new Step { Kind = StepKind.Halt, Rip = _rip, Length = (int)(code.End - _rip), Reason = ExitReason.Hlt, ClearIf = true, Text = "hlt" };
-            halt.Next = code.End;
-            var p = new ReplayProgram { Iterations = 1 };
-            p.Steps.AddRange(Steps);
-            p.Steps.Add(halt);
-            p.LoopStart = p.LoopEnd = p.Steps.Count;
-            return p;
-        }
-    }
-
     /// <summary>Boots one VM with one vCPU whose replay program <paramref name="build"/> writes; 32-bit protected mode
     /// without paging (linear = physical) unless <paramref name="longMode"/>.</summary>
-    static CopraSystem Boot(Action<Rig, VmLayout> build, bool longMode = false, Action<PageTableBuilder, GuestMemory, VmLayout>? paging = null)
+    static CopraSystem Boot(Action<ReplayRig, VmLayout> build, bool longMode = false, Action<PageTableBuilder, GuestMemory, VmLayout>? paging = null)
     {
         var sc = Scenario.Default() with { Vms = [new VmScenario(Vcpus: 1)] };
         return new CopraSystem(sc, backend: (k, layouts) =>
@@ -113,7 +70,7 @@ public class FaultSemanticsTests
                 gb.WriteGdt(l.Gdt);
                 start = GuestCpuState.ProtectedMode(PagingKind.None, 0, l.Gdt, (uint)l.Code, (uint)l.StackTop(0));
             }
-            var rig = new Rig(gb, l.Code, longMode ? 64 : 32);
+            var rig = new ReplayRig(gb, l.Code, longMode ? 64 : 32);
             build(rig, l);
             start.ApplyTo(k.State, 0);
             k.State.OnEntry(0);

@@ -94,7 +94,7 @@ public sealed class SystemRegisterStateTests
             Assert.True(bits.Add(b), $"field {f} shares bit {b}");
         }
         Assert.Equal(VcpuStateStore.Bit.Seg(StateField.Gs, StateField.Attributes), VcpuStateStore.TrackedBit(71));
-        Assert.Equal(0xFFFUL, VcpuStateStore.Bit.AllHigh);
+        Assert.Equal(0x1FFFUL, VcpuStateStore.Bit.AllHigh);   // and bit 64+12, the interruptibility field (InterruptibilityStateTests)
     }
 
     [Fact]
