@@ -1,6 +1,7 @@
 using Copra.Kernel.Run;
 using Copra.Hot.Timing;
 using Copra.Kernel.Exit;
+using Copra.Hot.Exit;
 
 namespace Copra.Bench;
 

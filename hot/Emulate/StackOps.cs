@@ -2,7 +2,7 @@
 //
 // The memory operand of these forms is the MMIO side (the device answers the value PUSH pushes, the target CALL/JMP
 // load, or takes the value POP pops); the other side is the guest's own stack, which is RAM: the exit path reads or
-// writes it at once through the page walk (kernel/Exit/Kernel.Stack.cs). This unit is the pure arithmetic: the stack
+// writes it at once through the page walk (hot/Exit/ExitPipeline.Stack.cs). This unit is the pure arithmetic: the stack
 // pointer's width, the stack slot's offset, rSP after the instruction, the return address and the branch target, and
 // the target's fault. Nothing here touches state; the exit path commits rSP and RIP only when every side is done, so
 // the guest never sees half an instruction (SDM vol. 2: PUSH, POP, CALL, JMP).

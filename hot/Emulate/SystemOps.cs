@@ -5,7 +5,7 @@
 // The memory operand of these forms is the MMIO side, as for every other form: the device receives the bytes SGDT or
 // MOV m16, Sreg store, or supplies the pointer, selector or limit:base the loads take. The descriptor tables (GDT, LDT)
 // are guest RAM, read (and their accessed/busy bits written) by the exit path through the page walk
-// (kernel/Exit/Kernel.System.cs). This unit is the arithmetic and the rules, pure functions over values: where a
+// (hot/Exit/ExitPipeline.System.cs). This unit is the arithmetic and the rules, pure functions over values: where a
 // selector's descriptor is, whether the descriptor may be loaded into a register (and which fault if not), what the
 // register caches afterwards, and the bytes a store writes. Nothing here touches state or memory, so every rule has a
 // unit test that names its fault and error code (tests/Emulate/SystemRuleTests.cs); none of these forms can run natively

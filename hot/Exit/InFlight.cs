@@ -92,7 +92,7 @@ public sealed class InFlight
     /// <summary>With <see cref="Answer"/>: the model answered a locked write with a mismatch (compare-and-write failed).</summary>
     public readonly VcpuColumn<bool> AnswerMismatch;
 
-    // ---- PUSH/POP/CALL/JMP m: the stack slot and the branch (kernel/Exit/Kernel.Stack.cs) -----------------------
+    // ---- PUSH/POP/CALL/JMP m: the stack slot and the branch (ExitPipeline.Stack.cs) -----------------------
     /// <summary>v*2: GPA of the stack slot's first byte, and of its first byte on the next page when it crosses.</summary>
     public readonly VcpuWays<ulong> StackGpa;
     /// <summary>Bytes of the slot on its first page (the operand size when it does not cross).</summary>
@@ -105,9 +105,12 @@ public sealed class InFlight
     /// <summary>MOV SS/LSS: the kernel set the interrupt shadow when it completed this vCPU's last instruction.</summary>
     public readonly VcpuColumn<bool> Shadow;
 
-    // ---- wide elements, pending state, LOCK (kernel/Exit/Kernel.Wide.cs) --------------------------------------
+    // ---- wide elements, pending state, LOCK (ExitPipeline.Wide.cs) --------------------------------------
     /// <summary>Bytes [0,64): the wide element's value read; [64,128): the value to write.</summary>
     public readonly VcpuWays<byte> Wide;
+    /// <summary>The value read and the value to write of vCPU <paramref name="v"/>'s wide element.</summary>
+    public Span<byte> WideRead(int v) => Wide.Row(v)[..64];
+    public Span<byte> WideWrite(int v) => Wide.Row(v)[64..];
     /// <summary>The registers a read-modify-write commits when its write is done, and its flags.</summary>
     public readonly VcpuWays<ulong> PendGprs;
     public readonly VcpuColumn<ulong> PendFlags;
@@ -118,7 +121,7 @@ public sealed class InFlight
     /// <summary>Compare-and-write attempts against a device in this exit.</summary>
     public readonly VcpuColumn<int> LockRetries;
 
-    // ---- FXSAVE/FXRSTOR as 64-byte pieces (kernel/Exit/Kernel.X87.cs) ----------------------------------------------
+    // ---- FXSAVE/FXRSTOR as 64-byte pieces (ExitPipeline.X87.cs) ----------------------------------------------
     /// <summary>The FXSAVE image being written, or the FXRSTOR image being read.</summary>
     public readonly VcpuWays<byte> FxImage;
     /// <summary>The piece in flight.</summary>

@@ -3,6 +3,7 @@ using Copra.Hot.Timing;
 using Copra.Kernel.Exit;
 using Copra.Kernel.Run;
 using Spectre.Console;
+using Copra.Hot.Exit;
 
 namespace Copra.Kernel;
 

@@ -5,6 +5,7 @@ using Copra.Kernel.Exit;
 using Copra.Kernel.Kvm;
 using Copra.Kernel.Run;
 using Spectre.Console;
+using Copra.Hot.Exit;
 
 namespace Copra.Kernel;
 

@@ -1,6 +1,7 @@
 using System.Text;
 using Copra.Abi;
 using Copra.Cold;
+using Copra.Hot.Exit;
 
 namespace Copra.Kernel.Core;
 
@@ -24,7 +25,7 @@ public sealed record KernelConfig
     public Machine.CostModel? Cost { get; init; }
     public int MaxEventObjects { get; init; } = 256;
     /// <summary>Measured/modelled samples kept per exit kind (counts are always kept).</summary>
-    public int SampleCapacity { get; init; } = Exit.ExitStats.SampleCapacity;
+    public int SampleCapacity { get; init; } = ExitStats.SampleCapacity;
 }
 
 /// <summary>

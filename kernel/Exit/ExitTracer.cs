@@ -1,3 +1,4 @@
+using Copra.Hot.Exit;
 using Copra.Kernel.Core;
 
 namespace Copra.Kernel.Exit;
@@ -9,16 +10,13 @@ namespace Copra.Kernel.Exit;
 /// only to a tracer that follows its exit. With no tracer (every normal run) that is one test per exit and one per
 /// stage of a flag already in hand; text is built only for a tracer that <see cref="Narrates"/>.
 /// </summary>
-public interface IExitTracer
+public interface IExitTracer : IExitNarrator
 {
     /// <summary>Called once per exit, before any stage: true to have this exit's stages reported. <paramref name="ordinal"/> is the number of exits the run has taken, this one included (over all CPUs).</summary>
     bool Follow(int vcpu, long ordinal);
 
     /// <summary>True when <see cref="Step"/> wants the stages' text (building it costs; a tracer that keeps records says false).</summary>
     bool Narrates { get; }
-
-    /// <summary>One stage of a followed exit, in the order the exit runs them.</summary>
-    void Step(int vcpu, string text);
 
     /// <summary>A stage boundary of a followed exit: what it is, the CPU it ran on, that CPU's virtual clock then, one argument.</summary>
     void Mark(Cpu cpu, long clock, TraceKind kind, int vcpu, long a);

@@ -1,5 +1,6 @@
 using Copra.Abi;
 using Copra.Cold;
+using Copra.Hot.Exit;
 using Copra.Hot.Timing;
 using Copra.Kernel.Exit;
 using Copra.Kernel.Machine;
@@ -23,9 +24,9 @@ public sealed partial class Kernel
     {
         var vc = _vcpus[v];
         var e = vc.Vm.OwnerOf(owner);
-        if (e is null) { Unowned(cpu, v, kind, addr, write, data); return; }
+        if (e is null) { _pipe.Unowned(cpu.Index, v, kind, addr, write, data); return; }
         var f = _f;   // one load: the stores below would otherwise make the JIT reload the field for each
-        byte size = (byte)ElementSize(v);
+        byte size = (byte)_pipe.ElementSize(v);
         f.ReqKind[v] = kind; f.ReqAddr[v] = addr; f.ReqSize[v] = size; f.ReqWrite[v] = write; f.ReqData[v] = data; f.ReqOwner[v] = owner;
         // Only this exit changes the state of a vCPU that is in an exit (Runnable here; Dead is set by
         // this CPU too): a compare-and-swap on the vCPU's own word instead of its lock.
@@ -101,7 +102,7 @@ public sealed partial class Kernel
             if (a.Size > 8) { a.Expected = BitConverter.ToUInt64(WideRead(v)); a.ExpectedHigh = BitConverter.ToUInt64(WideRead(v)[8..]); }
             else { a.Expected = f.Value[v]; a.ExpectedHigh = 0; }
         }
-        a.Count = str && d.Rep ? (uint)Masked(State.Gpr(v, 1), d.AddressSize) : 1;
+        a.Count = str && d.Rep ? (uint)ExitRules.Masked(State.Gpr(v, 1), d.AddressSize) : 1;
         a.PublishState(EventState.Pending);   // release: the fields above are visible first
         e.Inflight = v;
         e.Delivered++;
@@ -219,10 +220,10 @@ public sealed partial class Kernel
         // The completion took this access out of the event object under its lock, so VM_CONTROL Stop
         // can no longer abandon it: nothing else writes the state now but this CAS.
         SetRun(_vcpus[v], VcpuRun.WaitingDevice, VcpuRun.Runnable);
-        if (_f.ReqWrite[v] && lockMismatch) LockMismatch(cpu, v, value & AllOnes(_f.ReqSize[v]));
-        else if (_f.ReqWrite[v]) AfterWrite(cpu, v);
-        else AfterRead(cpu, v, value & AllOnes(_f.ReqSize[v]));
-        EndSegment(cpu, v);
+        // Back into the pipeline (hot/Exit/ExitPipeline.cs) where the element left it.
+        if (_f.ReqWrite[v] && lockMismatch) _pipe.LockMismatch(cpu.Index, v, value & ExitRules.AllOnes(_f.ReqSize[v]));
+        else _pipe.SideDone(cpu.Index, v, _f.ReqWrite[v] ? 0 : value & ExitRules.AllOnes(_f.ReqSize[v]), _f.ReqWrite[v]);
+        _pipe.EndSegment(cpu.Index, v);
     }
 
     /// <summary>Run state <paramref name="from"/> → <paramref name="to"/> if it is still <paramref name="from"/> (the vCPU's own word; no lock).</summary>

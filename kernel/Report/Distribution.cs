@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Copra.Hot.Timing;
 using Copra.Kernel.Exit;
+using Copra.Hot.Exit;
 
 namespace Copra.Kernel.Report;
 

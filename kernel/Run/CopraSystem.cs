@@ -5,6 +5,7 @@ using Copra.Kernel.Backends;
 using Copra.Kernel.Core;
 using Copra.Kernel.Machine;
 using Copra.User.Programs;
+using Copra.Hot.Exit;
 
 namespace Copra.Kernel.Run;
 
@@ -19,7 +20,7 @@ public sealed class CopraSystem : IDisposable
 {
     public const ulong FirstVmBase = 8UL << 20;
 
-    public CopraSystem(Scenario sc, bool keepTrace = false, Func<Core.Kernel, IReadOnlyList<VmLayout>, Exit.IGuestBackend>? backend = null, FaultSpec? faults = null, int sampleCapacity = Exit.ExitStats.SampleCapacity)
+    public CopraSystem(Scenario sc, bool keepTrace = false, Func<Core.Kernel, IReadOnlyList<VmLayout>, Exit.IGuestBackend>? backend = null, FaultSpec? faults = null, int sampleCapacity = ExitStats.SampleCapacity)
     {
         Scenario = sc;
         Faults = faults ?? new FaultSpec();

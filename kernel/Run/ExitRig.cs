@@ -1,6 +1,7 @@
 using Copra.Kernel.Backends;
 using Copra.Kernel.Exit;
 using Copra.User.Programs;
+using Copra.Hot.Exit;
 
 namespace Copra.Kernel.Run;
 

@@ -1,5 +1,6 @@
 using System.Reflection;
 using System.Runtime.CompilerServices;
+using Copra.Hot.Exit;
 
 namespace Copra.Kernel.Run;
 
@@ -18,7 +19,9 @@ public static class Prejit
         Prepare(typeof(Core.KThread));
         Prepare(typeof(Core.Cpu));
         Prepare(typeof(Core.Trace));
-        Prepare(typeof(Exit.ExitStats));
+        Prepare(typeof(ExitStats));
+        Prepare(typeof(ExitPipeline<Core.Kernel.KernelExitHost>));
+        Prepare(typeof(InFlight));
         Prepare(typeof(Exit.ModelledHost));
         Prepare(typeof(Backends.ReplayBackend));
         Prepare(typeof(Hot.Decode.X86Decoder));
@@ -36,10 +39,12 @@ public static class Prejit
     static void Prepare([System.Diagnostics.CodeAnalysis.DynamicallyAccessedMembers(
         System.Diagnostics.CodeAnalysis.DynamicallyAccessedMemberTypes.PublicMethods | System.Diagnostics.CodeAnalysis.DynamicallyAccessedMemberTypes.NonPublicMethods)] Type t)
     {
+        // A closed generic (the exit pipeline over the kernel's host) is prepared for its type arguments.
+        RuntimeTypeHandle[]? instantiation = t.IsConstructedGenericType ? Array.ConvertAll(t.GenericTypeArguments, a => a.TypeHandle) : null;
         foreach (var m in t.GetMethods(BindingFlags.Instance | BindingFlags.Static | BindingFlags.Public | BindingFlags.NonPublic | BindingFlags.DeclaredOnly))
         {
             if (m.IsAbstract || m.ContainsGenericParameters) continue;
-            try { RuntimeHelpers.PrepareMethod(m.MethodHandle); }
+            try { RuntimeHelpers.PrepareMethod(m.MethodHandle, instantiation); }
             catch (ArgumentException) { }   // methods the runtime cannot prepare ahead (e.g. some interop stubs)
         }
     }

@@ -1,5 +1,6 @@
 using Copra.Kernel.Exit;
 using Xunit;
+using Copra.Hot.Exit;
 
 namespace Copra.Tests.Accounting;
 

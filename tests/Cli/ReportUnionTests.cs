@@ -1,6 +1,7 @@
 using Copra.Kernel.Exit;
 using Copra.Kernel.Report;
 using Xunit;
+using Copra.Hot.Exit;
 
 namespace Copra.Tests.Reporting;
 

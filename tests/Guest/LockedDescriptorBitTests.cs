@@ -5,7 +5,7 @@ namespace Copra.Tests.Guest;
 
 /// <summary>
 /// GuestMemory.OrU8Locked, the locked read-modify-write the exit path sets a descriptor's accessed bit and a TSS's busy
-/// bit with (kernel/Exit/Kernel.System.cs SetDescriptorBit; SDM vol. 3 §3.4.5.1, §7.2.2).
+/// bit with (hot/Exit/ExitPipeline.System.cs SetDescriptorBit; SDM vol. 3 §3.4.5.1, §7.2.2).
 /// </summary>
 public sealed class LockedDescriptorBitTests
 {

@@ -11,7 +11,7 @@ using static Iced.Intel.AssemblerRegisters;
 namespace Copra.Tests.Kernel;
 
 /// <summary>
-/// The hardware-completes pipeline (kernel/Exit/Kernel.Hardware.cs) without /dev/kvm: a backend that plays KVM's part
+/// The hardware-completes pipeline (hot/Exit/ExitPipeline.Hardware.cs) without /dev/kvm: a backend that plays KVM's part
 /// over the replay guest. It flags every MMIO exit <see cref="ExitFlags.HardwareCompletes"/>, reports a write's data in
 /// the record, and finishes the instruction itself when the kernel hands the value back (a read's value into EAX, RIP
 /// past the instruction), as KVM does at the next KVM_RUN. The kernel must deliver the one side at the address the

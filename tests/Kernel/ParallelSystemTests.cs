@@ -1,5 +1,6 @@
 using Copra.Kernel.Run;
 using Xunit;
+using Copra.Hot.Exit;
 
 namespace Copra.Tests.Kernel;
 

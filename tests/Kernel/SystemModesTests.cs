@@ -17,7 +17,7 @@ namespace Copra.Tests.Kernel;
 /// protected mode, in 16-bit protected mode and in real mode. Each step asserts the guest-visible outcome: the registers
 /// and descriptor caches it leaves (Step.ExpectFields, checked by the replay), RIP, the exception and its error code,
 /// what reached the device (read back by a later step and counted in DeviceRoundTrips) and the descriptor bits in RAM.
-/// Operands are written to the device by the steps before; each assertion names a rule of Kernel.System.cs or
+/// Operands are written to the device by the steps before; each assertion names a rule of ExitPipeline.System.cs or
 /// SystemOps.cs that a wrong line would break.
 /// </summary>
 public class SystemModesTests

@@ -6,6 +6,7 @@ using Copra.Kernel.Run;
 using Copra.User.Programs;
 using Xunit;
 using Slot = Copra.Kernel.Backends.KvmGuestLayout.Slot;
+using Copra.Hot.Exit;
 
 namespace Copra.Tests.Kvm;
 

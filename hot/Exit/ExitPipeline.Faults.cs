@@ -1,19 +1,17 @@
+using System.Runtime.CompilerServices;
 using Copra.Abi;
 using Copra.Hot.Decode;
 using Copra.Hot.Emulate;
-using Copra.Hot.Exit;
 using Copra.Hot.Guest;
-using Copra.Kernel.Exit;
-using Copra.Kernel.Machine;
 
-namespace Copra.Kernel.Core;
+namespace Copra.Hot.Exit;
 
 /// <summary>
 /// The exit path's call sites into hot/Emulate/Faults.cs: the segment, canonical, alignment and port-permission checks
 /// before an element is performed, and the single-step trap after an instruction. Only on the kernel-emulated path:
 /// a hardware backend that finishes the instruction has made the checks itself.
 /// </summary>
-public sealed partial class Kernel
+public sealed partial class ExitPipeline<THost>
 {
     FaultContext FaultContextOf(int v, CpuMode cpuMode, ulong cr0, ulong cr4, ushort csAttr, in ExitRecord rec)
     {
@@ -30,11 +28,12 @@ public sealed partial class Kernel
     /// and RFLAGS.AC clear (at the instruction's start) a user page is #PF (SupervisorProtection.Data). Every side the
     /// exit path emulates is an explicit access (the operand, the string elements, the stack of PUSH/POP/CALL).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     AccessType DataAccess(int v, bool write) =>
         SupervisorProtection.Data(write, _f.Fault[v].Cpl, _f.Fault[v].Cr4, _f.Fault[v].Rflags);
 
     /// <summary>True when the element must not be performed: the fault (or the #PF that outranks an #AC) is pending.</summary>
-    bool ElementFaults(Cpu cpu, int v)
+    bool ElementFaults(int cpu, int v)
     {
         ref readonly var d = ref _f.Acc[v];
         var f = Faults.CheckElement(State, v, in d, in _f.Fault[v], State.Rip(v) + d.Length, _f.SegBase[v], _f.EsBase[v], out ulong misaligned, out bool write);
@@ -54,7 +53,7 @@ public sealed partial class Kernel
     /// first byte, and a not-present page there would report #PF where the CPU reports #GP(0)). SS-based references
     /// were checked in <see cref="ElementFaults"/> (#SS).
     /// </summary>
-    bool CanonicalFaults(Cpu cpu, int v, ulong linear)
+    bool CanonicalFaults(int cpu, int v, ulong linear)
     {
         ref readonly var d = ref _f.Acc[v];
         if (d.Mode != CpuMode.Bits64) return false;
@@ -68,9 +67,9 @@ public sealed partial class Kernel
         return true;
     }
 
-    void RaiseCheckFault(Cpu cpu, int v, in Fault f)
+    void RaiseCheckFault(int cpu, int v, in Fault f)
     {
-        Stats.Add(cpu.Index, f.Cause switch
+        Stats.Add(cpu, f.Cause switch
         {
             FaultCause.Alignment => Counter.AlignmentFaults,
             FaultCause.IoPrivilege => Counter.IoPrivilegeFaults,
@@ -80,12 +79,12 @@ public sealed partial class Kernel
     }
 
     /// <summary>TF was set when the instruction started: #DB (a trap, after RIP moved) with DR6.BS set.</summary>
-    void SingleStepTrap(Cpu cpu, int v)
+    void SingleStepTrap(int cpu, int v)
     {
         State.SetDr6(v, Faults.Dr6AfterSingleStep(State.Dr6(v)));
         State.SetPendingEvent(v, PendingEventValid | EventTypeException | Fault.VectorDb);
-        Stats.Add(cpu.Index, Counter.SingleStepTraps);
-        Trace.Add(cpu, TraceKind.Fault, v, Fault.VectorDb);
+        Stats.Add(cpu, Counter.SingleStepTraps);
+        _host.TraceFault(cpu, v, Fault.VectorDb);
         Followed(v)?.Step(v, $"RFLAGS.TF: single-step #DB pending, DR6 0x{State.Dr6(v):x}");
     }
 }

@@ -2,9 +2,8 @@ using Copra.Abi;
 using Copra.Hot.Decode;
 using Copra.Hot.Emulate;
 using Copra.Hot.Guest;
-using Copra.Kernel.Machine;
 
-namespace Copra.Kernel.Core;
+namespace Copra.Hot.Exit;
 
 /// <summary>
 /// The exit path's x87/MMX/FXSAVE forms (hot/Emulate/X87.cs has the state rules; docs/emulation.md "x87, MMX and
@@ -19,7 +18,7 @@ namespace Copra.Kernel.Core;
 /// piece must sit inside one registered range). FXSAVE builds the whole image from the state before its first write;
 /// FXRSTOR checks MXCSR after its first piece (#GP(0), nothing loaded) and loads the state only after its last.
 /// </summary>
-public sealed partial class Kernel
+public sealed partial class ExitPipeline<THost>
 {
 
     Span<byte> FxImage(int v) => _f.FxImage.Row(v);
@@ -33,7 +32,7 @@ public sealed partial class Kernel
     /// Before anything of an x87/MMX form is done (and before the alignment #GP, which ranks below them): #UD/#NM/#MF from
     /// CR0 and FSW. True when a fault was injected.
     /// </summary>
-    bool X87Precheck(Cpu cpu, int v, ulong cr0)
+    bool X87Precheck(int cpu, int v, ulong cr0)
     {
         ref readonly var d = ref _f.Acc[v];
         bool mmx = d.Kind is AccessKind.MmxRead or AccessKind.MmxWrite;
@@ -47,13 +46,12 @@ public sealed partial class Kernel
     /// FXSAVE/FXRSTOR, kernel-emulated: every piece checked before the first (see the type's note); FXSAVE's image built.
     /// True when a fault was injected (nothing done).
     /// </summary>
-    bool FxBegin(Cpu cpu, int v)
+    bool FxBegin(int cpu, int v)
     {
         ref var d = ref _f.Acc[v];
         bool write = d.Kind == AccessKind.Fxsave;
         bool mode64 = d.Mode == CpuMode.Bits64;
         int pieces = X87.Pieces(mode64);
-        var vm = _vcpus[v].Vm;
         long disp = d.Disp;
         try
         {
@@ -73,11 +71,11 @@ public sealed partial class Kernel
                     var walk2 = PageWalker.Translate(_memory, _f.Mode[v], _f.Cr3[v], last & ~(ulong)Page.Mask, DataAccess(v, write), out ulong gpa2);
                     if (!walk2.IsOk) { InjectWalkFault(cpu, v, walk2); return true; }
                     uint head = Page.Size - (uint)(first & Page.Mask);
-                    if (!vm.IsRam(gpa, head) || !vm.IsRam(gpa2, size - head)) { InjectException(cpu, v, VectorGp, 0); return true; }
+                    if (!_host.IsRam(v, gpa, head) || !_host.IsRam(v, gpa2, size - head)) { InjectException(cpu, v, VectorGp, 0); return true; }
                     continue;
                 }
-                if (vm.IsRam(gpa, size)) continue;
-                vm.Mmio.Lookup(v, gpa, size, out _, out bool straddles);
+                if (_host.IsRam(v, gpa, size)) continue;
+                _host.Mmio(v).Lookup(v, gpa, size, out _, out bool straddles);
                 if (straddles) { InjectException(cpu, v, VectorGp, 0); return true; }
             }
         }
@@ -118,7 +116,7 @@ public sealed partial class Kernel
     /// reserved MXCSR bit is raised as soon as the first piece (which holds MXCSR) is in. False when the instruction is
     /// over (finished or faulted).
     /// </summary>
-    bool FxNextPiece(Cpu cpu, int v)
+    bool FxNextPiece(int cpu, int v)
     {
         ref var d = ref _f.Acc[v];
         bool mode64 = d.Mode == CpuMode.Bits64;

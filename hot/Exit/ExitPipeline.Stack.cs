@@ -1,11 +1,10 @@
+using System.Runtime.CompilerServices;
 using Copra.Abi;
 using Copra.Hot.Decode;
 using Copra.Hot.Emulate;
 using Copra.Hot.Guest;
-using Copra.Kernel.Exit;
-using Copra.Kernel.Machine;
 
-namespace Copra.Kernel.Core;
+namespace Copra.Hot.Exit;
 
 /// <summary>
 /// The stack and branch side of PUSH m, POP m, CALL m and JMP m (the arithmetic is hot/Emulate/StackOps.cs). Small hooks
@@ -25,13 +24,13 @@ namespace Copra.Kernel.Core;
 /// operand that straddles a device; no anchor emulates a device-backed stack either (KVM: "stack references ... will
 /// never occur in special memory areas").
 /// </summary>
-public sealed partial class Kernel
+public sealed partial class ExitPipeline<THost>
 {
     /// <summary>
     /// Before the element's device side: translates the stack slot (PUSH/CALL: the one written, POP: the one read) and,
     /// for POP, reads it and stages rSP in the pending registers. False when a fault was injected.
     /// </summary>
-    bool StackBegin(Cpu cpu, int v)
+    bool StackBegin(int cpu, int v)
     {
         ref readonly var d = ref _f.Acc[v];
         _f.Branch[v] = false;
@@ -56,7 +55,7 @@ public sealed partial class Kernel
     /// The operand is in hand (PUSH: the value, CALL/JMP: the target): checks the target, writes the stack slot and
     /// commits rSP; the branch's RIP is loaded by FinishInstruction. False when a fault was injected (nothing committed).
     /// </summary>
-    bool StackAfterRead(Cpu cpu, int v, ulong value)
+    bool StackAfterRead(int cpu, int v, ulong value)
     {
         ref readonly var d = ref _f.Acc[v];
         if (d.Kind == AccessKind.Pop) return true;
@@ -83,6 +82,7 @@ public sealed partial class Kernel
     }
 
     /// <summary>The RIP the instruction leaves: a CALL/JMP's target (consumed), else the next instruction.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     ulong NextRip(int v)
     {
         if (!_f.Branch[v]) return State.Rip(v) + _f.Acc[v].Length;
@@ -93,8 +93,8 @@ public sealed partial class Kernel
     int StackWidth(int v) => StackOps.StackWidth(_f.Acc[v].Mode, _f.Acc[v].Mode == CpuMode.Bits64 ? (ushort)0 : State.SegAttributes(v, StateField.Ss));
 
     /// <summary>SS:[slot] through the CPU's checks and the page walk into <see cref="_f.StackGpa"/>; false when a fault was injected.
-    /// <paramref name="slotSize"/>: the slot's bytes when not the operand's (far CALL's two pushes, Kernel.System.cs).</summary>
-    bool StackTranslate(Cpu cpu, int v, bool write, uint slotSize = 0)
+    /// <paramref name="slotSize"/>: the slot's bytes when not the operand's (far CALL's two pushes, ExitPipeline.System.cs).</summary>
+    bool StackTranslate(int cpu, int v, bool write, uint slotSize = 0)
     {
         ref readonly var d = ref _f.Acc[v];
         ref readonly var c = ref _f.Fault[v];
@@ -122,7 +122,7 @@ public sealed partial class Kernel
             ulong at = part == 0 ? linear : linear + (ulong)first;
             var walk = PageWalker.Translate(_memory, _f.Mode[v], _f.Cr3[v], at, DataAccess(v, write), out ulong gpa);
             if (!walk.IsOk) { InjectWalkFault(cpu, v, walk); return false; }
-            if (!_vcpus[v].Vm.IsRam(gpa, part == 0 ? (uint)first : size - (uint)first))
+            if (!_host.IsRam(v, gpa, part == 0 ? (uint)first : size - (uint)first))
             {
                 Followed(v)?.Step(v, $"stack slot at GPA 0x{gpa:x} is not RAM: #GP(0)");
                 InjectException(cpu, v, VectorGp, 0);

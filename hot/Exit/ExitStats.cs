@@ -1,4 +1,4 @@
-namespace Copra.Kernel.Exit;
+namespace Copra.Hot.Exit;
 
 /// <summary>The kinds an exit is reported under in the per-kind table.</summary>
 public enum ExitKind : byte { MmioRead, MmioWrite, MmioString, MmioAlu, PortIn, PortOut, PortString, Forwarded, Reinjected, Faulted, Hlt, Cpuid, Msr, Other }

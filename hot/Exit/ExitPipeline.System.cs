@@ -4,10 +4,8 @@ using Copra.Hot.Decode;
 using Copra.Hot.Emulate;
 using Copra.Hot.Guest;
 using Copra.Hot.State;
-using Copra.Kernel.Exit;
-using Copra.Kernel.Machine;
 
-namespace Copra.Kernel.Core;
+namespace Copra.Hot.Exit;
 
 /// <summary>
 /// The exit-path side of the system-state forms and the segment loads (the rules are hot/Emulate/SystemOps.cs): SGDT,
@@ -18,13 +16,13 @@ namespace Copra.Kernel.Core;
 /// one in the payload). The descriptor tables are guest RAM, read through the guest's page walk as implicit supervisor
 /// accesses (their own #PF); a descriptor that is not RAM is #GP(0), as a stack slot that is not RAM is. Order, so that
 /// nothing is ever half done: privilege and mode (#UD, #GP(0)) before anything; far CALL's stack slots translated
-/// before the device is asked (Kernel.Exit.cs StartElement); once the operand is in hand every descriptor is read and
+/// before the device is asked (ExitPipeline.cs StartElement); once the operand is in hand every descriptor is read and
 /// checked, then the accessed (or TSS busy) bit, the stack frame, the registers and RIP are written together.
 /// </summary>
-public sealed partial class Kernel
+public sealed partial class ExitPipeline<THost>
 {
     /// <summary>Before the element: the privilege/mode check of the system forms. False when a fault was injected.</summary>
-    bool SystemBegin(Cpu cpu, int v)
+    bool SystemBegin(int cpu, int v)
     {
         ref readonly var d = ref _f.Acc[v];
         _f.Branch[v] = false;
@@ -43,7 +41,7 @@ public sealed partial class Kernel
     /// bytes): a store's bytes into <paramref name="toWrite"/>/<see cref="WideWrite"/>, or a load's checks and commit.
     /// False when a fault was injected (nothing committed).
     /// </summary>
-    bool SystemCompute(Cpu cpu, int v, ulong value, out bool write, out ulong toWrite)
+    bool SystemCompute(int cpu, int v, ulong value, out bool write, out ulong toWrite)
     {
         ref readonly var d = ref _f.Acc[v];
         toWrite = 0;
@@ -87,7 +85,7 @@ public sealed partial class Kernel
     }
 
     /// <summary>LGDT, LIDT, LMSW, LLDT, LTR from the operand bytes.</summary>
-    Fault SystemLoad(Cpu cpu, int v, ReadOnlySpan<byte> op)
+    Fault SystemLoad(int cpu, int v, ReadOnlySpan<byte> op)
     {
         ref readonly var d = ref _f.Acc[v];
         switch (d.SysReg)
@@ -111,7 +109,7 @@ public sealed partial class Kernel
 
     /// <summary>LLDT/LTR: a null selector (LLDT only) makes LDTR unusable; else the 8- or 16-byte descriptor from the GDT,
     /// its checks, LTR's busy bit written back, then the register.</summary>
-    Fault LoadSystemSegment(Cpu cpu, int v, int reg, ushort sel)
+    Fault LoadSystemSegment(int cpu, int v, int reg, ushort sel)
     {
         bool longMode = _f.Mode[v].LongMode;
         if (SystemOps.IsNull(sel))
@@ -140,7 +138,7 @@ public sealed partial class Kernel
 
     /// <summary>MOV Sreg, m16 (and the CS of a far branch through <see cref="FarBranch"/>): checks, accessed bit, commit.
     /// <paramref name="loaded"/> is what the register now holds.</summary>
-    Fault LoadSegment(Cpu cpu, int v, int seg, ushort sel, out SegmentState loaded)
+    Fault LoadSegment(int cpu, int v, int seg, ushort sel, out SegmentState loaded)
     {
         ref readonly var c = ref _f.Fault[v];
         loaded = default;
@@ -170,7 +168,7 @@ public sealed partial class Kernel
     }
 
     /// <summary>Far JMP/CALL m16:xx: the new CS and the target are checked, then (CALL) the frame pushed, CS, rSP and RIP committed.</summary>
-    Fault FarBranch(Cpu cpu, int v, ReadOnlySpan<byte> op)
+    Fault FarBranch(int cpu, int v, ReadOnlySpan<byte> op)
     {
         ref readonly var d = ref _f.Acc[v];
         ref readonly var c = ref _f.Fault[v];
@@ -214,7 +212,7 @@ public sealed partial class Kernel
     }
 
     /// <summary>LSS/LFS/LGS: the segment from the pointer's selector (every check of MOV Sreg), then the register = the offset.</summary>
-    Fault LoadFarPointer(Cpu cpu, int v, ReadOnlySpan<byte> op)
+    Fault LoadFarPointer(int cpu, int v, ReadOnlySpan<byte> op)
     {
         ref readonly var d = ref _f.Acc[v];
         var (offset, sel) = SystemOps.FarPointer(op, d.RegSize);
@@ -269,7 +267,7 @@ public sealed partial class Kernel
 
     /// <summary>Reads <paramref name="bytes"/> (8 or 16) of a descriptor table at <paramref name="linear"/> through the page
     /// walk (implicit supervisor reads, a page at a time). False when a fault was injected.</summary>
-    bool ReadDescriptor(Cpu cpu, int v, ulong linear, int bytes, out ulong lo, out ulong hi)
+    bool ReadDescriptor(int cpu, int v, ulong linear, int bytes, out ulong lo, out ulong hi)
     {
         Span<byte> b = stackalloc byte[16];
         lo = hi = 0;
@@ -291,14 +289,14 @@ public sealed partial class Kernel
 
     /// <summary>Sets the accessed bit of the descriptor at <paramref name="linear"/> in guest RAM unless it was set when
     /// read (the CPU writes only when it changes). False when a fault was injected.</summary>
-    bool SetAccessed(Cpu cpu, int v, ulong linear, ulong desc) =>
+    bool SetAccessed(int cpu, int v, ulong linear, ulong desc) =>
         (desc & 1UL << 40) != 0 || SetDescriptorBit(cpu, v, linear, AccessedBit, out _);
 
     /// <summary>Sets <paramref name="bit"/> in byte 5 (P, DPL, S, type) of the descriptor at <paramref name="linear"/> with
     /// a locked OR on guest RAM (GuestMemory.OrU8Locked), as the CPU does: a concurrent write of the descriptor by another
     /// vCPU is kept, where a plain store of the byte read before would undo it. <paramref name="before"/>: byte 5 just
     /// before. False when a fault was injected.</summary>
-    bool SetDescriptorBit(Cpu cpu, int v, ulong linear, byte bit, out byte before)
+    bool SetDescriptorBit(int cpu, int v, ulong linear, byte bit, out byte before)
     {
         before = 0;
         if (!DescriptorGpa(cpu, v, DescriptorLinear(v, linear + 5), write: true, out ulong gpa)) return false;
@@ -306,12 +304,12 @@ public sealed partial class Kernel
         return true;
     }
 
-    bool DescriptorGpa(Cpu cpu, int v, ulong linear, bool write, out ulong gpa)
+    bool DescriptorGpa(int cpu, int v, ulong linear, bool write, out ulong gpa)
     {
         var access = SupervisorProtection.Data(write, 0, _f.Fault[v].Cr4, _f.Fault[v].Rflags, implicitAccess: true);
         var walk = PageWalker.Translate(_memory, _f.Mode[v], _f.Cr3[v], linear, access, out gpa);
         if (!walk.IsOk) { InjectWalkFault(cpu, v, walk); return false; }
-        if (_vcpus[v].Vm.IsRam(gpa, 1)) return true;
+        if (_host.IsRam(v, gpa, 1)) return true;
         Followed(v)?.Step(v, $"descriptor at GPA 0x{gpa:x} is not RAM: #GP(0)");
         InjectException(cpu, v, VectorGp, 0);
         return false;

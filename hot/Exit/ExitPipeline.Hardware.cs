@@ -1,12 +1,9 @@
 using Copra.Abi;
 using Copra.Hot.Decode;
 using Copra.Hot.Emulate;
-using Copra.Hot.Exit;
 using Copra.Hot.Guest;
-using Copra.Kernel.Exit;
-using Copra.Kernel.Machine;
 
-namespace Copra.Kernel.Core;
+namespace Copra.Hot.Exit;
 
 /// <summary>
 /// The second, short pipeline: exits the hardware finishes itself (KVM, <see cref="ExitFlags.HardwareCompletes"/>).
@@ -15,16 +12,21 @@ namespace Copra.Kernel.Core;
 /// its own faults once given the value. So after the shared front (mode, fetch, decode: <see cref="BeginAccess"/>) an
 /// exit here is: check the decode against the record, perform the one side at the address the hardware named, hand
 /// the hardware the value, end the exit. No fault checks, no executor, no REP loop, no pending state and no LOCK
-/// protocol: the kernel-emulated pipeline (Kernel.Exit.cs) keeps those, and the two meet only where a side returns
-/// (<see cref="AfterRead"/> and <see cref="AfterWrite"/>, one test each) and in the element's size.
+/// protocol: the kernel-emulated pipeline (ExitPipeline.cs) keeps those, and the two meet only where a side comes back from
+/// a device model or the host (<see cref="SideDone"/>, one test): the flag is read once when the exit is taken, picks
+/// this pipeline after the decode, and no stage of either pipeline tests it.
 /// </summary>
-public sealed partial class Kernel
+public sealed partial class ExitPipeline<THost>
 {
     /// <summary>After the decode: the one side this exit is.</summary>
-    void HardwareElement(Cpu cpu, int v)
+    void HardwareElement(int cpu, int v)
     {
         CheckHardware(v);
         ref readonly var rec = ref _f.Exit[v];
+        // Why: the element is the fragment the hardware reports (KVM hands a wider access over in pieces of at most 8
+        // bytes, kvm_run.mmio.data), so the rest of the exit (the owner lookup, the delivery's size, a forward) sees its size.
+        ref var acc = ref _f.Acc[v];
+        if (acc.Size > 8) acc.Size = rec.Size;
         var (read, writeSide) = SidesOf(in _f.Acc[v]);
         bool write = rec.IsWrite;
         var side = write ? writeSide : read;
@@ -36,9 +38,8 @@ public sealed partial class Kernel
         // The hardware names the element's address; a wide access arrives in fragments of at most 8 bytes (kvm_run.mmio.data).
         ulong gpa = rec.Gpa;
         uint size = Math.Min(ElementSize(v), 8u);
-        var vm = _vcpus[v].Vm;
         if (Followed(v) is { } t) NarrateSide(t, v, write, gpa, size, " (the hardware's)");
-        if (vm.IsRam(gpa, size))
+        if (_host.IsRam(v, gpa, size))
         {
             if (write) { _memory.WriteSized(gpa, (int)size, rec.Data); HardwareDone(cpu, v, 0, write: true); }
             else HardwareDone(cpu, v, _memory.ReadSized(gpa, (int)size), write: false);
@@ -48,14 +49,14 @@ public sealed partial class Kernel
     }
 
     /// <summary>The side is done (at once, or when the device answered): the hardware gets the value and finishes the instruction.</summary>
-    void HardwareDone(Cpu cpu, int v, ulong value, bool write)
+    void HardwareDone(int cpu, int v, ulong value, bool write)
     {
         _f.Phase[v] = ElementPhase.None;
         _f.FirstElement[v] = false;
         _f.Value[v] = value;
         if (!write) _f.HwRead[v] = value;
         Followed(v)?.Step(v, write ? "write done; the hardware finishes the instruction" : $"value 0x{value:x} in hand; the hardware finishes the instruction");
-        Backend!.CompleteAccess(v, write ? 0 : value);
+        _host.CompleteAccess(v, write ? 0 : value);
         EndInstruction(cpu, v);
     }
 
@@ -69,7 +70,7 @@ public sealed partial class Kernel
     {
         ref readonly var d = ref _f.Acc[v];
         ref readonly var rec = ref _f.Exit[v];
-        Stats.Add(Here, Counter.HardwareChecked);
+        Stats.Add(_host.Here, Counter.HardwareChecked);
         var gprs = State.Gprs(v);
         ulong ones = AllOnes(d.Size);
         // Why: KVM hands a wider-than-8-byte access to user space in 8-byte fragments (kvm_run.mmio.data is 8 bytes).
@@ -127,7 +128,7 @@ public sealed partial class Kernel
                     case AccessKind.Movs:
                     {
                         var src = PageWalker.Translate(_memory, _f.Mode[v], _f.Cr3[v], LinearOf(v, false), AccessType.Read, out ulong sg);
-                        known = src.IsOk && _vcpus[v].Vm.IsRam(sg, d.Size);
+                        known = src.IsOk && _host.IsRam(v, sg, d.Size);
                         if (known) expect = _memory.ReadSized(sg, d.Size);
                         break;
                     }
@@ -135,10 +136,10 @@ public sealed partial class Kernel
                 data = !known || (expect & ones) == (rec.Data & ones);
             }
         }
-        if (!addr) Stats.Add(Here, Counter.MismatchAddress);
-        if (!size) Stats.Add(Here, Counter.MismatchSize);
-        if (!dir) Stats.Add(Here, Counter.MismatchDirection);
-        if (!data) Stats.Add(Here, Counter.MismatchData);
-        if (!(addr && size && dir && data)) Stats.Add(Here, Counter.DecodeMismatch);
+        if (!addr) Stats.Add(_host.Here, Counter.MismatchAddress);
+        if (!size) Stats.Add(_host.Here, Counter.MismatchSize);
+        if (!dir) Stats.Add(_host.Here, Counter.MismatchDirection);
+        if (!data) Stats.Add(_host.Here, Counter.MismatchData);
+        if (!(addr && size && dir && data)) Stats.Add(_host.Here, Counter.DecodeMismatch);
     }
 }

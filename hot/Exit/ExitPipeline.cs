@@ -1,0 +1,619 @@
+using System.Runtime.CompilerServices;
+using Copra.Abi;
+using Copra.Hot.Decode;
+using Copra.Hot.Emulate;
+using Copra.Hot.Guest;
+using Copra.Hot.State;
+using Copra.Hot.Timing;
+
+namespace Copra.Hot.Exit;
+
+/// <summary>The guest-visible constants and limits of the exit path, and the arithmetic the kernel's side shares with it.</summary>
+public static class ExitRules
+{
+    public const ulong RflagsIf = 1 << 9, RflagsDf = 1 << 10;
+    public const uint PendingEventValid = 1u << 31;
+    public const uint EventTypeException = 3 << 8, EventHasErrorCode = 1 << 11;
+    public const byte VectorDe = 0, VectorUd = 6, VectorGp = 13, VectorPf = 14, VectorVe = 20, VectorVc = 29;
+
+    /// <summary>
+    /// REP string elements one exit may run before the kernel re-enters the guest at the same RIP (the CPU's own
+    /// interruptible REP: rSI/rDI/rCX carry the progress and the next exit resumes). Bounds the time one exit holds a CPU.
+    /// </summary>
+    public const int MaxRepPerExit = 256;
+    /// <summary>Compare-and-write attempts against a device per exit before the instruction is left to the guest to re-run.</summary>
+    public const int MaxLockRetries = 8;
+
+    /// <summary><see cref="InFlight.Follow"/> bits: the narrating tracer follows this exit, the display marks record it.</summary>
+    public const byte FollowNarrate = 1, FollowMark = 2;
+
+    /// <summary>All ones in the low <paramref name="size"/> bytes (what a read of nothing returns).</summary>
+    public static ulong AllOnes(uint size) => size >= 8 ? ulong.MaxValue : (1UL << (int)(size * 8)) - 1;
+
+    /// <summary>A register at the address size (16, 32 or 64 bits).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static ulong Masked(ulong value, byte size) => size switch { 2 => value & 0xFFFF, 4 => value & 0xFFFF_FFFF, _ => value };
+}
+
+/// <summary>
+/// The exit path, in the order an exit runs it. Per MMIO/IOIO exit: take the record the backend filled
+/// (<see cref="HandleExit"/>), read the mode and RIP from the state store, fetch through the guest's page tables
+/// (per-vCPU code-page cache), decode (<see cref="BeginAccess"/>), then run the instruction as a sequence of elements
+/// (<see cref="StartElement"/>). An element is at most one read followed by at most one write; each side's address is
+/// resolved and its owner found (<see cref="Access"/>, <see cref="PortSide"/>, <see cref="MmioSide"/>): guest RAM
+/// (done at once), a device model (delivered by the host, <see cref="IExitHost.Request"/>; the element resumes at
+/// <see cref="AfterRead"/>/<see cref="AfterWrite"/> when the model answers) or the modelled host (forwarded, answered
+/// at once, <see cref="Unowned"/>). <see cref="AfterRead"/> writes back, <see cref="AfterWrite"/> repeats a string
+/// form's element with REP and DF, the last element advances RIP (<see cref="FinishInstruction"/>) and the vCPU
+/// re-enters (<see cref="EndExit"/>). The families the stages call sit beside this file: ExitPipeline.Faults.cs,
+/// .Stack.cs, .System.cs, .X87.cs, .Wide.cs; exits the hardware completes take the second, short pipeline after the
+/// decode (ExitPipeline.Hardware.cs); narration text is built in ExitPipeline.Narration.cs.
+///
+/// Per-vCPU state of an instruction in progress is <see cref="InFlight"/> (struct-of-arrays indexed by the global
+/// vCPU index). Everything here runs on the CPU the vCPU is bound to, except a completion signalled from another CPU,
+/// which the host hands back through the CPU's inbox. No allocation in steady state.
+///
+/// Why a generic over a struct host: the kernel's part (owner lookups, delivery, forwarding, re-entry, the trace)
+/// is reached through <typeparamref name="THost"/>, and a generic instantiated over a struct is compiled per type, so
+/// every host call is a direct, inlinable call (over a class or an interface it would be a virtual call per stage).
+/// </summary>
+public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
+{
+    THost _host;   // not readonly: a call on a readonly field of an unconstrained struct type would copy it first
+    readonly VcpuStateStore State;
+    readonly GuestMemory _memory;
+    readonly bool _tdx;                     // TDG.VP.RD/WR are charged (the state store counts nothing on SNP)
+    readonly bool _tdp;                     // the platform re-injects #VE (TDX) rather than #VC (SNP)
+    readonly long _exitCycles, _tdcallCycles, _forwardCycles;   // the platform's modelled costs (the kernel's cost model)
+
+    /// <param name="host">The kernel's part.</param>
+    /// <param name="vcpus">vCPUs (rows of every per-vCPU table).</param>
+    /// <param name="stats">The exit statistics (per CPU).</param>
+    /// <param name="state">The vCPUs' architectural state.</param>
+    /// <param name="memory">Guest memory (RAM sides, page walks).</param>
+    /// <param name="tdp">The platform is TDX (#VE re-injection).</param>
+    /// <param name="exitCycles">Modelled cycles of an exit and its entry.</param>
+    /// <param name="tdcallCycles">Modelled cycles of one TDG.VP.RD/WR.</param>
+    /// <param name="forwardCycles">Modelled cycles of forwarding an access to the host.</param>
+    public ExitPipeline(THost host, int vcpus, ExitStats stats, VcpuStateStore state, GuestMemory memory, bool tdp,
+        long exitCycles, long tdcallCycles, long forwardCycles)
+    {
+        int n = Math.Max(1, vcpus);
+        _host = host;
+        Stats = stats;
+        State = state;
+        _memory = memory;
+        _tdp = tdp;
+        _tdx = state.Cost == StateAccessCost.Tdx;
+        _exitCycles = exitCycles;
+        _tdcallCycles = tdcallCycles;
+        _forwardCycles = forwardCycles;
+        Fetcher = new InstructionFetcher(n);
+        _f = new InFlight(n);
+        _dataTlb = new DataTlb(n);
+        _decodeCache = new DecodeCache(n);
+    }
+
+    public InstructionFetcher Fetcher { get; }
+    public ExitStats Stats { get; }
+    /// <summary>The instruction in flight, per vCPU (struct-of-arrays; the vCPU's CPU owns its row).</summary>
+    public InFlight InFlight => _f;
+    readonly InFlight _f;
+    int _firstExit;
+
+    /// <summary>The narrating tracer when vCPU <paramref name="v"/>'s exit is followed, else null (a stage's one test).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    IExitNarrator? Followed(int v) => (_f.Follow[v] & ExitRules.FollowNarrate) != 0 ? _host.Narrator : null;
+
+    /// <summary>The display marks record vCPU <paramref name="v"/>'s exit (a stage's one test).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    bool Marked(int v) => (_f.Follow[v] & ExitRules.FollowMark) != 0;
+
+    /// <summary>The data side's TLB and the recent decodes, per vCPU (hot/Guest/DataTlb.cs, hot/Decode/DecodeCache.cs).</summary>
+    readonly DataTlb _dataTlb;
+    readonly DecodeCache _decodeCache;
+
+    /// <summary>Drops vCPU <paramref name="v"/>'s cached translations and decodes (its CR3, mode or state was written).</summary>
+    public void InvalidateCaches(int v)
+    {
+        Fetcher.Invalidate(v);
+        _dataTlb.Invalidate(v);
+        _decodeCache.Invalidate(v);
+    }
+
+    const int MaxRepPerExit = ExitRules.MaxRepPerExit;
+    const ulong RflagsIf = ExitRules.RflagsIf;
+    const uint PendingEventValid = ExitRules.PendingEventValid, EventTypeException = ExitRules.EventTypeException, EventHasErrorCode = ExitRules.EventHasErrorCode;
+    const byte VectorDe = ExitRules.VectorDe, VectorUd = ExitRules.VectorUd, VectorGp = ExitRules.VectorGp, VectorPf = ExitRules.VectorPf,
+        VectorVe = ExitRules.VectorVe, VectorVc = ExitRules.VectorVc;
+
+    // ---- taking an exit ----------------------------------------------------------------------
+
+    /// <summary>
+    /// Takes the exit the backend just reported for <c>rec.Vcpu</c> on CPU <paramref name="cpu"/> (the guest entry that
+    /// led to it charged <paramref name="entryTd"/> TDG.VP.WRs) and runs it as far as it goes now: to its end, or to a
+    /// device model's answer.
+    /// </summary>
+    public void HandleExit(int cpu, in ExitRecord rec, long entryTd)
+    {
+        _host.ExitTaken(rec.Vcpu);
+        long t0 = (long)Tsc.Read();
+        int v = rec.Vcpu;
+        State.OnExit(v);   // TDG.VP.RDs since the last charge (the entry's, e.g. the interrupt check) go to this exit
+        Stats.Add(cpu, Counter.Taken);
+        if (_firstExit == 0 && Interlocked.Exchange(ref _firstExit, 1) == 0) _host.FirstExit();
+        // The tracers' one check per exit; the stages then test the vCPU's flag.
+        _f.Follow[v] = _host.Tracing ? _host.Follow(cpu, in rec, entryTd) : (byte)0;
+        _f.Measured[v] = 0;
+        _f.SegStart[v] = t0;
+        _f.Modelled[v] = _exitCycles + entryTd * _tdcallCycles;
+        _f.Hardware[v] = _host.HardwareTicks(v);
+        _f.Exit[v] = rec;
+        if (_f.Shadow[v]) EndShadow(v);
+        _f.HardwareCompletes[v] = (rec.Flags & ExitFlags.HardwareCompletes) != 0;
+        switch (rec.Reason)
+        {
+            case ExitReason.Mmio:
+            case ExitReason.Io:
+                if (rec.Reason == ExitReason.Mmio) Stats.Add(cpu, Counter.Mmio); else Stats.Add(cpu, Counter.Io);
+                BeginAccess(cpu, v);
+                break;
+            case ExitReason.Hlt:
+                Stats.Add(cpu, Counter.Hlt);
+                RunPageExit(cpu, v, RunExit.Hlt, ExitKind.Hlt);
+                break;
+            case ExitReason.Cpuid:
+                Stats.Add(cpu, Counter.Cpuid);
+                RunPageExit(cpu, v, RunExit.Cpuid, ExitKind.Cpuid);
+                break;
+            case ExitReason.MsrRead:
+            case ExitReason.MsrWrite:
+                Stats.Add(cpu, Counter.Msr);
+                RunPageExit(cpu, v, rec.Reason == ExitReason.MsrRead ? RunExit.MsrRead : RunExit.MsrWrite, ExitKind.Msr);
+                break;
+            default:
+                Stats.Add(cpu, Counter.Shutdown);
+                _host.Kill(v);
+                RunPageExit(cpu, v, RunExit.Shutdown, ExitKind.Other);
+                break;
+        }
+        EndSegment(cpu, v);
+    }
+
+    /// <summary>
+    /// Charges the TDG.VP.RDs the state store counted for this vCPU since the last charge to the
+    /// exit's modelled cost. Called before a sample is recorded and at the end of each kernel segment,
+    /// so every read lands in the exit that made it.
+    /// </summary>
+    void ChargeTdReads(int cpu, int v)
+    {
+        long now = State.TdReads[v];
+        long reads = now - _f.TdRead0[v];
+        if (reads == 0) return;
+        _f.TdRead0[v] = now;
+        Stats.Add(cpu, Counter.TdReads, reads);
+        _f.Modelled[v] += reads * _tdcallCycles;
+    }
+
+    /// <summary>A kernel segment of this exit ends: its TDG.VP.RDs are charged (TDX only) and its time added to the measured.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void EndSegment(int cpu, int v)
+    {
+        if (_tdx) ChargeTdReads(cpu, v);
+        ref long start = ref _f.SegStart[v];
+        if (start == 0) return;
+        _f.Measured[v] += (long)Tsc.Read() - start;
+        start = 0;
+    }
+
+    /// <summary>An exit the VMM handles: the host fills the run page and wakes the vCPU's thread; the exit is recorded.</summary>
+    void RunPageExit(int cpu, int v, RunExit why, ExitKind kind)
+    {
+        _host.RunPageExit(cpu, v, why);
+        EndSegment(cpu, v);
+        Stats.Record(cpu, kind, _f.Measured[v], _f.Modelled[v], _f.Hardware[v]);
+    }
+
+    /// <summary>Decode the instruction behind an MMIO/IOIO exit and start its first element.</summary>
+    void BeginAccess(int cpu, int v)
+    {
+        ref readonly var rec = ref _f.Exit[v];
+        ulong cr0 = State.Cr0(v), cr4 = State.Cr4(v), efer = State.Efer(v);
+        var pmode = PagingMode.From(cr0, cr4, efer);
+        ushort csAttr = State.SegAttributes(v, StateField.Cs);
+        bool pe = (cr0 & 1) != 0;
+        var cpuMode = SegmentAttributes.CodeBitness(csAttr, pmode.LongMode, pe) switch { 64 => CpuMode.Bits64, 32 => CpuMode.Bits32, _ => CpuMode.Bits16 };
+        ulong cr3 = State.Cr3(v);
+        _f.Mode[v] = pmode;
+        _f.Cr3[v] = cr3;
+        ulong csBase = cpuMode == CpuMode.Bits64 ? 0 : State.SegBase(v, StateField.Cs);
+        ulong rip = State.Rip(v);
+
+        Span<byte> buffer = stackalloc byte[DecodeCache.BufferLength];   // zeroed: the byte past the fetch is part of the cache key
+        Span<byte> bytes = buffer[..InstructionFetcher.MaxInstructionLength];
+        bool cached = Fetcher.IsCached(v);
+        // The fetch is checked at the guest's CPL (U/S at CPL 3, CR4.SMEP below it); the element checks use the same context.
+        bool hw = _f.HardwareCompletes[v];
+        if (!hw) _f.Fault[v] = FaultContextOf(v, cpuMode, cr0, cr4, csAttr, in rec);
+        int fetchCpl = hw ? (csAttr & SegmentAttributes.DplMask) >> SegmentAttributes.DplShift : _f.Fault[v].Cpl;
+        var fr = Fetcher.Fetch(v, _memory, pmode, cr3, csBase + rip, bytes, out int got, out var fault, SupervisorProtection.Fetch(fetchCpl, cr4));
+        if (Followed(v) is { } t) NarrateFront(t, v, cr0, cr4, efer, csAttr, cpuMode, pmode, cr3, csBase + rip, cached, fr, bytes[..got]);
+        if (got == 0) { InjectWalkFault(cpu, v, fault); return; }
+
+        // Decoded in place into the vCPU's row (no 60-byte copy per exit).
+        ref var d = ref _f.Acc[v];
+        if (!_decodeCache.TryDecode(v, csBase + rip, buffer, got, cpuMode, out d))
+        {
+            if (d.Error == RefuseReason.Truncated && !fault.IsOk) { InjectWalkFault(cpu, v, fault); return; }
+            Stats.Add(cpu, Counter.IcedFallbacks);
+            if (!IcedFallback.TryDecode(bytes[..got], cpuMode, out d))
+            {
+                // The fetch's fault only when the decoder needed the missing bytes: an opcode already undefined is #UD.
+                if (d.Error == RefuseReason.Truncated && !fault.IsOk) { InjectWalkFault(cpu, v, fault); return; }
+                InjectException(cpu, v, VectorUd, null);
+                return;
+            }
+        }
+        _ = fr;
+        if (Followed(v) is { } td) NarrateDecode(td, v, in d);
+        bool isPort = d.Kind is AccessKind.In or AccessKind.Out or AccessKind.Ins or AccessKind.Outs;
+        if (isPort != (rec.Reason == ExitReason.Io) || (isPort && !d.PortIsDx && d.Port != rec.Port && rec.Port != 0))
+        {
+            Stats.Add(cpu, Counter.DecodeMismatch);
+            InjectException(cpu, v, VectorGp, 0);
+            return;
+        }
+        _f.SegBase[v] = SegmentBaseFor(v, cpuMode, d.SrcSegment);   // MOVS/OUTS read through the (overridable) source segment
+        _f.EsBase[v] = cpuMode == CpuMode.Bits64 ? 0 : State.SegBase(v, StateField.Es);
+        _f.FirstElement[v] = true;
+        _f.RepElements[v] = 0;
+        _f.LockRetries[v] = 0;
+        // x87/MMX forms: #UD/#NM/#MF from CR0 and FSW rank above the alignment #GP (ExitPipeline.X87.cs).
+        if (!hw && IsX87Form(d.Kind) && X87Precheck(cpu, v, cr0)) return;
+        // MOVAPS/APD/DQA, MOVNT*, CMPXCHG16B (operand) and MOVDIR64B (destination): #GP(0) when misaligned.
+        if (d.Align != 0 && !Executor.Aligned(in d, LinearOf(v, write: d.Kind == AccessKind.Movdir64b))) { InjectException(cpu, v, VectorGp, 0); return; }
+        // The hardware finishes this instruction (KVM): the second, short pipeline (ExitPipeline.Hardware.cs) takes it from here.
+        if (hw) { HardwareElement(cpu, v); return; }
+        _f.CheckElements[v] = _f.Fault[v].ChecksNeeded(in d);
+        if (IsFx(d.Kind) && FxBegin(cpu, v)) return;   // every piece checked before the first
+
+        // REP with a zero count does nothing but advance RIP.
+        if (d.Rep && IsString(d.Kind) && Masked(State.Gpr(v, 1), d.AddressSize) == 0)
+        {
+            FinishInstruction(cpu, v);
+            return;
+        }
+        StartElement(cpu, v);
+    }
+
+    ulong SegmentBaseFor(int v, CpuMode mode, byte seg)
+    {
+        if (mode == CpuMode.Bits64 && seg != StateField.Fs && seg != StateField.Gs) return 0;
+        return State.SegBase(v, seg);
+    }
+
+    static bool IsString(AccessKind k) => IcedForms.IsString(k);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static ulong Masked(ulong value, byte size) => ExitRules.Masked(value, size);
+
+    // ---- elements ----------------------------------------------------------------------------
+
+    /// <summary>Where an element reads from or writes to.</summary>
+    enum Side : byte { None, Memory, Port }
+
+    static (Side read, Side write) SidesOf(in DecodedAccess d) => d.Kind switch
+    {
+        AccessKind.Bt => (Side.Memory, d.Op == AluOp.None ? Side.None : Side.Memory),
+        AccessKind.Read or AccessKind.ReadZx or AccessKind.ReadSx or AccessKind.Cmov or AccessKind.Lods or AccessKind.Scas
+            or AccessKind.Cmps or AccessKind.ReadVec => (Side.Memory, Side.None),
+        AccessKind.Setcc or AccessKind.Pop => (Side.None, Side.Memory),
+        AccessKind.Push or AccessKind.Call or AccessKind.Jmp => (Side.Memory, Side.None),
+        AccessKind.SysLoad or AccessKind.SegLoad or AccessKind.FarJmp or AccessKind.FarCall or AccessKind.LoadFarPtr => (Side.Memory, Side.None),
+        AccessKind.SysStore => (Side.None, Side.Memory),
+        AccessKind.Alu or AccessKind.Xchg => (Side.Memory, Side.Memory),
+        AccessKind.Write or AccessKind.WriteImm or AccessKind.Stos or AccessKind.WriteVec => (Side.None, Side.Memory),
+        AccessKind.Movs or AccessKind.Movdir64b => (Side.Memory, Side.Memory),
+        AccessKind.Fnstcw or AccessKind.Fnstsw or AccessKind.MmxWrite or AccessKind.Fxsave => (Side.None, Side.Memory),
+        AccessKind.MmxRead or AccessKind.Fxrstor => (Side.Memory, Side.None),
+        AccessKind.In => (Side.Port, Side.None),
+        AccessKind.Out => (Side.None, Side.Port),
+        AccessKind.Ins => (Side.Port, Side.Memory),
+        AccessKind.Outs => (Side.Memory, Side.Port),
+        _ => (Side.None, Side.None),
+    };
+
+    /// <summary>Linear address of the memory side: string forms use rSI (source) / rDI (destination).</summary>
+    ulong LinearOf(int v, bool write)
+    {
+        ref readonly var d = ref _f.Acc[v];
+        switch (d.Kind)
+        {
+            case AccessKind.Movs:
+                return write ? _f.EsBase[v] + Masked(State.Gpr(v, 7), d.AddressSize) : _f.SegBase[v] + Masked(State.Gpr(v, 6), d.AddressSize);
+            case AccessKind.Stos:
+            case AccessKind.Ins:
+            case AccessKind.Scas:
+                return _f.EsBase[v] + Masked(State.Gpr(v, 7), d.AddressSize);
+            case AccessKind.Outs:
+            case AccessKind.Lods:
+                return _f.SegBase[v] + Masked(State.Gpr(v, 6), d.AddressSize);
+            case AccessKind.Cmps:   // the rSI element first, then (Read2) the ES:rDI one
+                return _f.Phase[v] == ElementPhase.Read2 ? _f.EsBase[v] + Masked(State.Gpr(v, 7), d.AddressSize) : _f.SegBase[v] + Masked(State.Gpr(v, 6), d.AddressSize);
+            case AccessKind.Movdir64b when write:
+                return _f.EsBase[v] + Masked(State.Gpr(v, d.Reg), d.AddressSize);
+            case AccessKind.Pop:
+            {
+                // Why: the CPU computes a POP destination with rSP already incremented (StackOps.PopDestinationOffset).
+                ulong off = StackOps.PopDestinationOffset(in d, EffectiveAddress.Offset(in d, State.Gprs(v), State.Rip(v) + d.Length));
+                ulong linear = _f.SegBase[v] + off;
+                return d.Mode == CpuMode.Bits64 ? linear : linear & 0xFFFF_FFFFUL;
+            }
+            default:
+            {
+                ulong next = State.Rip(v) + d.Length;
+                return EffectiveAddress.Compute(d, State.Gprs(v), next, _f.SegBase[v]);
+            }
+        }
+    }
+
+    void StartElement(int cpu, int v)
+    {
+        var (read, _) = SidesOf(in _f.Acc[v]);
+        _f.Phase[v] = ElementPhase.Read;
+        // SGDT..LMSW, MOV Sreg, far JMP/CALL: privilege and mode first (ExitPipeline.System.cs).
+        if (IcedForms.IsSystem(_f.Acc[v].Kind) && !SystemBegin(cpu, v)) return;
+        if (_f.CheckElements[v] && ElementFaults(cpu, v)) return;
+        // PUSH/POP/CALL/JMP m: the stack slot before the device side (ExitPipeline.Stack.cs); POP's value comes from it.
+        if (StackOps.IsStackForm(_f.Acc[v].Kind) && !StackBegin(cpu, v)) return;
+        // Far CALL: its two stack slots are translated before the device is asked for the pointer, as PUSH's is.
+        if (_f.Acc[v].Kind == AccessKind.FarCall && !StackTranslate(cpu, v, write: true, FarCallSlot(v))) return;
+        if (read == Side.None) { AfterRead(cpu, v, _f.Acc[v].Kind == AccessKind.Pop ? _f.StackValue[v] : 0); return; }
+        Access(cpu, v, read, write: false, 0);
+    }
+
+    /// <summary>Performs one side of an element: RAM now, a device model later, or the host now.</summary>
+    void Access(int cpu, int v, Side side, bool write, ulong data)
+    {
+        ref readonly var d = ref _f.Acc[v];
+        ref readonly var rec = ref _f.Exit[v];
+        uint size = d.Size;
+        if (side == Side.Port) { PortSide(cpu, v, write, data); return; }
+
+        ulong gpa;
+        {
+            ulong linear = LinearOf(v, write);
+            if (CanonicalFaults(cpu, v, linear)) return;
+            // The exit's first element carries the GPA the hardware faulted on: a cached translation must agree with it.
+            ulong witness = rec.Reason == ExitReason.Mmio && _f.FirstElement[v] ? rec.Gpa & ~(ulong)Page.Mask : DataTlb.NoWitness;
+            var walk = _dataTlb.Translate(v, _memory, _f.Mode[v], _f.Cr3[v], linear, DataAccess(v, write), out gpa, witness);
+            if (!walk.IsOk) { InjectWalkFault(cpu, v, walk); return; }
+            if ((linear & Page.Mask) + size > Page.Size)
+            {
+                // Crosses a page: both halves must be RAM, contiguous or not; a device never spans pages here.
+                if (!_host.IsRam(v, gpa, Page.Size - (gpa & Page.Mask))) { InjectException(cpu, v, VectorGp, 0); return; }
+                // Why: a locked operand split over two pages is a bus lock on the CPU; here the bus lock of ExitPipeline.Wide.cs.
+                if (d.Lock && !write) { lock (s_busLock) RamSplit(cpu, v, linear, write, data); return; }
+                RamSplit(cpu, v, linear, write, data);
+                return;
+            }
+        }
+        if (Followed(v) is { } t) NarrateSide(t, v, write, gpa, size, "");
+        if (_host.IsRam(v, gpa, size))
+        {
+            if (size > 8 || d.Lock) { SpecialRam(cpu, v, gpa, write); return; }
+            if (write) { _memory.WriteSized(gpa, (int)size, data); AfterWrite(cpu, v); }
+            else AfterRead(cpu, v, _memory.ReadSized(gpa, (int)size));
+            return;
+        }
+        MmioSide(cpu, v, gpa, size, write, data);
+    }
+
+    /// <summary>A port side: the VM's port table names the owner (a device model), or nobody (forward or re-inject).</summary>
+    void PortSide(int cpu, int v, bool write, ulong data)
+    {
+        ref readonly var d = ref _f.Acc[v];
+        ushort port = d.PortIsDx ? (ushort)State.Gpr(v, 2) : d.Port;
+        int owner = _host.Ports(v).Lookup(port);
+        if (owner == 0) { Unowned(cpu, v, EventKind.Ioio, port, write, data); return; }
+        _host.Request(cpu, v, owner, EventKind.Ioio, port, write, data);
+    }
+
+    /// <summary>A memory side that is not RAM: the VM's MMIO ranges name the owner, or nobody; an access over two ranges is #GP.</summary>
+    void MmioSide(int cpu, int v, ulong gpa, uint size, bool write, ulong data)
+    {
+        int mmioOwner = _host.Mmio(v).Lookup(v, gpa, size, out _, out bool straddles);
+        if (straddles) { InjectException(cpu, v, VectorGp, 0); return; }
+        if (mmioOwner == 0) { Unowned(cpu, v, EventKind.Mmio, gpa, write, data); return; }
+        _host.Request(cpu, v, mmioOwner, EventKind.Mmio, gpa, write, data);
+    }
+
+    /// <summary>Bytes this element moves: the decode's (the hardware pipeline made it the fragment the exit reports).</summary>
+    public uint ElementSize(int v) => _f.Acc[v].Size;
+
+    void RamSplit(int cpu, int v, ulong linear, bool write, ulong data)
+    {
+        uint size = _f.Acc[v].Size;
+        ulong value = 0;
+        Span<byte> wide = write ? WideWrite(v) : WideRead(v);
+        for (uint i = 0; i < size; i++)
+        {
+            var walk = PageWalker.Translate(_memory, _f.Mode[v], _f.Cr3[v], linear + i, DataAccess(v, write), out ulong g);
+            if (!walk.IsOk) { InjectWalkFault(cpu, v, walk); return; }
+            if (!_host.IsRam(v, g, 1)) { InjectException(cpu, v, VectorGp, 0); return; }
+            if (size > 8) { if (write) _memory.WriteU8(g, wide[(int)i]); else wide[(int)i] = _memory.ReadU8(g); }
+            else if (write) _memory.WriteU8(g, (byte)(data >> (int)(8 * i)));
+            else value |= (ulong)_memory.ReadU8(g) << (int)(8 * i);
+        }
+        if (write) AfterWrite(cpu, v); else AfterRead(cpu, v, value);
+    }
+
+    /// <summary>An access nobody registered: forward to the host (default) or re-inject #VC/#VE.</summary>
+    public void Unowned(int cpu, int v, EventKind kind, ulong addr, bool write, ulong data)
+    {
+        // Re-injection hands the whole instruction to the guest, so only before anything of it was done.
+        if (_host.Reinjects(v) && _f.FirstElement[v])
+        {
+            byte vector = _tdp ? VectorVe : VectorVc;
+            Stats.Add(cpu, Counter.Reinjected);
+            if (Marked(v)) _host.MarkReinject(cpu, v, addr);
+            State.SetPendingEvent(v, PendingEventValid | EventTypeException | vector);
+            EndExit(cpu, v, ExitKind.Reinjected, countCompleted: false);
+            return;
+        }
+        _f.Modelled[v] += _forwardCycles;
+        Followed(v)?.Step(v, $"nobody registered {kind} 0x{addr:x}: forwarded to the host (+{_forwardCycles} modelled cycles)");
+        _host.TraceForward(cpu, v, addr);
+        bool ok = _f.Acc[v].Size > 8
+            ? _host.ForwardWide(addr, write ? WideWrite(v)[.._f.Acc[v].Size] : WideRead(v)[.._f.Acc[v].Size], write, out ulong value)
+            : _host.Forward(kind, addr, _f.Acc[v].Size, write, data, out value);
+        if (!ok) Stats.Add(cpu, Counter.ForwardFailures);   // the guest sees all-ones for a read, a dropped write
+        _f.Forwarded[v] = true;
+        SideDone(cpu, v, write ? 0 : ok ? value : AllOnes(_f.Acc[v].Size), write);
+    }
+
+    /// <summary>
+    /// Where a side that left the stages comes back (a device model's answer, through the kernel's ContinueAfterDevice,
+    /// and the host's): the one place after the decode where the two pipelines meet, so the one test of
+    /// <see cref="InFlight.HardwareCompletes"/> after it. A hardware-completed exit's side is its whole part of the
+    /// instruction (ExitPipeline.Hardware.cs); the kernel-emulated element goes on to its write side or its end.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void SideDone(int cpu, int v, ulong value, bool write)
+    {
+        if (_f.HardwareCompletes[v]) HardwareDone(cpu, v, value, write);
+        else if (write) AfterWrite(cpu, v);
+        else AfterRead(cpu, v, value);
+    }
+
+    static ulong AllOnes(uint size) => ExitRules.AllOnes(size);
+
+    /// <summary>The read side is done (value in hand): compute, then the write side. Kernel-emulated exits only.</summary>
+    void AfterRead(int cpu, int v, ulong value)
+    {
+        ref readonly var d = ref _f.Acc[v];
+        _f.Value[v] = value;
+        // The common read (MOV/MOVZX/MOVSX/IN into a register): the executor's load, without the general path's copies.
+        if (d.Kind is AccessKind.Read or AccessKind.ReadZx or AccessKind.ReadSx or AccessKind.In)
+        {
+            WriteBack.ApplyRead(in d, State.Gprs(v), value);
+            if (Followed(v) is { } t) NarrateValue(t, v, value, false, 0);
+            AfterWrite(cpu, v);
+            return;
+        }
+        // The common store (MOV/OUT from a register or an immediate): the executor's store value (Executor.Execute's
+        // Write case, which changes no register or flag), without the general path's table, copies and dispatch.
+        if (d.Kind is AccessKind.Write or AccessKind.WriteImm or AccessKind.Out)
+        {
+            ulong store = WriteBack.StoreValue(in d, State.Gprs(v));
+            if (Followed(v) is { } ts) NarrateValue(ts, v, value, true, store);
+            _f.Phase[v] = ElementPhase.Write;
+            _f.WriteValue[v] = store;
+            Access(cpu, v, d.Kind == AccessKind.Out ? Side.Port : Side.Memory, write: true, store);
+            return;
+        }
+        var (_, writeSide) = SidesOf(in d);
+        bool write = writeSide != Side.None;
+        // CMPS reads twice per element: the rSI side first, then the ES:rDI side, then the flags.
+        if (d.Kind == AccessKind.Cmps && _f.Phase[v] == ElementPhase.Read)
+        {
+            _f.CmpsSource[v] = value;
+            _f.Phase[v] = ElementPhase.Read2;
+            Access(cpu, v, Side.Memory, write: false, 0);
+            return;
+        }
+        // The executor is the one state update for every form (hot/Emulate/Executor.cs), through Compute.
+        if (!Compute(cpu, v, value, writeSide == Side.Memory, out bool w, out ulong toWrite)) return;
+        if (StackOps.IsStackForm(d.Kind) && !StackAfterRead(cpu, v, value)) return;
+        if (writeSide == Side.Memory) write = w;
+        if (Followed(v) is { } tv) NarrateValue(tv, v, value, write, toWrite);
+        if (!write) { AfterWrite(cpu, v); return; }
+        _f.Phase[v] = ElementPhase.Write;
+        _f.WriteValue[v] = toWrite;
+        Access(cpu, v, writeSide, write: true, toWrite);
+    }
+
+    /// <summary>The element is done: step string registers, repeat, or finish. Kernel-emulated exits only.</summary>
+    void AfterWrite(int cpu, int v)
+    {
+        ref readonly var d = ref _f.Acc[v];
+        _f.Phase[v] = ElementPhase.None;
+        _f.FirstElement[v] = false;
+        CommitPending(v);
+        ReleaseHeld(v);
+        if (IsFx(d.Kind)) { FxNextPiece(cpu, v); return; }
+        if (IsString(d.Kind) && !Executor.StringStep(in d, State.Gprs(v), State.Rflags(v)))
+        {
+            // Why: with TF the CPU traps after every REP iteration, RIP still at the instruction (the count resumes).
+            if (_f.Fault[v].SingleStep) { SingleStepTrap(cpu, v); EndExit(cpu, v, KindOf(d, _f.Exit[v]), countCompleted: true); return; }
+            // Why: a REP run longer than MaxRepPerExit ends this exit with RIP unchanged; the guest re-executes the
+            // instruction, exits again and the count resumes where it stopped, so one exit never runs unbounded.
+            if (++_f.RepElements[v] < MaxRepPerExit) { StartElement(cpu, v); return; }
+            Stats.Add(cpu, Counter.RepResumed);
+            EndExit(cpu, v, KindOf(d, _f.Exit[v]), countCompleted: true);
+            return;
+        }
+        FinishInstruction(cpu, v);
+    }
+
+    void FinishInstruction(int cpu, int v)
+    {
+        State.Rip(v) = NextRip(v);
+        bool shadow = _f.Acc[v].Kind is AccessKind.SegLoad or AccessKind.LoadFarPtr && StartsShadow(v);
+        if (_f.Fault[v].SingleStep && !shadow) SingleStepTrap(cpu, v);
+        EndInstruction(cpu, v);
+    }
+
+    /// <summary>The instruction is done (by the kernel or, for a hardware-completed exit, about to be by the hardware): count it and end the exit.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    void EndInstruction(int cpu, int v)
+    {
+        bool forwarded = _f.Forwarded[v];
+        _f.Forwarded[v] = false;
+        if (forwarded) Stats.Add(cpu, Counter.Forwarded);
+        EndExit(cpu, v, forwarded ? ExitKind.Forwarded : KindOf(_f.Acc[v], _f.Exit[v]), countCompleted: !forwarded);
+    }
+
+    static ExitKind KindOf(in DecodedAccess d, in ExitRecord rec) => d.Kind switch
+    {
+        AccessKind.In => ExitKind.PortIn,
+        AccessKind.Out => ExitKind.PortOut,
+        AccessKind.Ins or AccessKind.Outs => ExitKind.PortString,
+        AccessKind.Movs or AccessKind.Stos or AccessKind.Lods or AccessKind.Scas or AccessKind.Cmps => ExitKind.MmioString,
+        AccessKind.Alu or AccessKind.Xchg or AccessKind.Bt => ExitKind.MmioAlu,
+        AccessKind.Write or AccessKind.WriteImm or AccessKind.Setcc or AccessKind.WriteVec or AccessKind.Movdir64b or AccessKind.Pop
+            or AccessKind.SysStore or AccessKind.Fnstcw or AccessKind.Fnstsw or AccessKind.MmxWrite or AccessKind.Fxsave => ExitKind.MmioWrite,
+        _ => ExitKind.MmioRead,
+    };
+
+    /// <summary>The exit is over: record it and put the vCPU back on its CPU.</summary>
+    void EndExit(int cpu, int v, ExitKind kind, bool countCompleted)
+    {
+        _f.Pend[v] = false;   // a fault or a give-up after the read: nothing of the instruction is committed
+        ReleaseHeld(v);
+        if (countCompleted) Stats.Add(cpu, Counter.Completed);
+        EndSegment(cpu, v);
+        Stats.Record(cpu, kind, _f.Measured[v], _f.Modelled[v], _f.Hardware[v]);
+        if (Followed(v) is { } t) NarrateDone(t, v, kind);
+        _host.TraceComplete(cpu, v, kind);
+        _host.Reenter(v);
+    }
+
+    void InjectWalkFault(int cpu, int v, in WalkResult fault)
+    {
+        if (fault.Status == WalkStatus.GeneralProtection) { InjectException(cpu, v, VectorGp, 0); return; }
+        State.SetCr2(v, fault.Address);
+        InjectException(cpu, v, VectorPf, fault.ErrorCode);
+    }
+
+    /// <summary>A defined guest-visible outcome for what the kernel cannot or will not do: the exception is pending at the next entry.</summary>
+    void InjectException(int cpu, int v, byte vector, uint? errorCode)
+    {
+        Stats.Add(cpu, Counter.Faulted);
+        if (Marked(v)) _host.MarkFault(cpu, v, vector);
+        // EVENTINJ format (as SVM's): error code in bits 63:32, valid 31, has-error 11, type 10:8, vector 7:0.
+        State.SetPendingEvent(v, (ulong)(errorCode ?? 0) << 32 | PendingEventValid | EventTypeException | (errorCode.HasValue ? EventHasErrorCode : 0) | vector);
+        _f.Forwarded[v] = false;
+        EndExit(cpu, v, ExitKind.Faulted, countCompleted: false);
+    }
+}
