@@ -63,7 +63,7 @@ public enum AccessKind : byte
     /// <summary>FXRSTOR m512 (0F AE /1; FXRSTOR64 with REX.W): all pieces are read before any state is loaded.</summary>
     Fxrstor,
 
-    // ---- system state and segment loads (hot/Emulate/SystemOps.cs; kernel/Exit/Kernel.System.cs) ----
+    // ---- system state and segment loads (hot/Emulate/SystemOps.cs; hot/Exit/ExitPipeline.System.cs) ----
     /// <summary>SGDT/SIDT m (limit:16 then base:32/64), SLDT/STR/SMSW m16, MOV m16, Sreg (8C): writes the register named by
     /// <see cref="DecodedAccess.SysReg"/> to the operand.</summary>
     SysStore,
