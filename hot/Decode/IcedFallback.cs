@@ -57,6 +57,7 @@ public static class IcedFallback
             if (r.IsSegmentRegister() && IcedForms.IsSystem(kind)) continue;   // MOV Sreg: the segment is SysReg, not a GPR
             // Stryker disable once Logical: only the SSE moves are vec kinds, and their register operand is always an XMM register
             if (vec && r.IsXMM()) { d.Reg = (sbyte)(r - Register.XMM0); d.RegSize = 16; continue; }
+            // Stryker disable once Logical: only MOVQ mm is an MMX kind, and no other accepted form has an MM register operand
             if (r.IsMM() && kind is AccessKind.MmxRead or AccessKind.MmxWrite) { d.Reg = (sbyte)(r - Register.MM0); d.RegSize = 8; continue; }
             if (!r.IsGPR()) return Refuse(ref d, RefuseReason.UnsupportedOp);
             if (kind is AccessKind.Ins or AccessKind.Outs) continue;

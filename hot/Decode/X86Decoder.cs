@@ -235,6 +235,7 @@ public static class X86Decoder
             {
                 // Why: the x87/MMX and system kinds are the enum's tail, so the common forms pay one compare for all of them.
                 if (kind == (int)AccessKind.LoadFarPtr) sysSize = opSize + 2;   // LSS/LFS/LGS: offset then selector; arg is the segment
+                // Stryker disable once Logical: the MMX arm's `prow != 0 &&` made `||` is equivalent (the MOVQ rows are the only prefix rows past Fnstcw)
                 if (kind is (int)AccessKind.Fnstcw or (int)AccessKind.Fnstsw)
                 {
                     size = 2;   // m2byte whatever 66 or REX.W say
