@@ -139,7 +139,7 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         _host.ExitTaken(rec.Vcpu);
         long t0 = (long)Tsc.Read();
         int v = rec.Vcpu;
-        State.OnExit(v);   // TDG.VP.RDs since the last charge (the entry's, e.g. the interrupt check) go to this exit
+        if (_tdx) State.OnExit(v);   // TDG.VP.RDs since the last charge (the entry's, e.g. the interrupt check) go to this exit (a no-op on SNP)
         Stats.Add(cpu, Counter.Taken);
         if (_firstExit == 0 && Interlocked.Exchange(ref _firstExit, 1) == 0) _host.FirstExit();
         // The tracers' one check per exit; the stages then test the vCPU's flag.
@@ -229,32 +229,20 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         ulong csBase = cpuMode == CpuMode.Bits64 ? 0 : State.SegBase(v, StateField.Cs);
         ulong rip = State.Rip(v);
 
-        Span<byte> buffer = stackalloc byte[DecodeCache.BufferLength];   // zeroed: the byte past the fetch is part of the cache key
-        Span<byte> bytes = buffer[..InstructionFetcher.MaxInstructionLength];
-        bool cached = Fetcher.IsCached(v);
         // The fetch is checked at the guest's CPL (U/S at CPL 3, CR4.SMEP below it); the element checks use the same context.
         bool hw = _f.HardwareCompletes[v];
         if (!hw) _f.Fault[v] = FaultContextOf(v, cpuMode, cr0, cr4, csAttr, in rec);
         int fetchCpl = hw ? (csAttr & SegmentAttributes.DplMask) >> SegmentAttributes.DplShift : _f.Fault[v].Cpl;
-        var fr = Fetcher.Fetch(v, _memory, pmode, cr3, csBase + rip, bytes, out int got, out var fault, SupervisorProtection.Fetch(fetchCpl, cr4));
-        if (Followed(v) is { } t) NarrateFront(t, v, cr0, cr4, efer, csAttr, cpuMode, pmode, cr3, csBase + rip, cached, fr, bytes[..got]);
-        if (got == 0) { InjectWalkFault(cpu, v, fault); return; }
+        var access = SupervisorProtection.Fetch(fetchCpl, cr4);
+        ulong lo = 0, hi = 0;
 
-        // Decoded in place into the vCPU's row (no 60-byte copy per exit).
+        // Decoded in place into the vCPU's row. The common exit takes the first test: the code-page entry hits, the
+        // instruction's 16 bytes are in that page, and the decode cache holds them (no buffer, no decode). Otherwise,
+        // and for a followed exit (its narration shows the fetch), the fetch into a buffer and the cache's full path.
         ref var d = ref _f.Acc[v];
-        if (!_decodeCache.TryDecode(v, csBase + rip, buffer, got, cpuMode, out d))
-        {
-            if (d.Error == RefuseReason.Truncated && !fault.IsOk) { InjectWalkFault(cpu, v, fault); return; }
-            Stats.Add(cpu, Counter.IcedFallbacks);
-            if (!IcedFallback.TryDecode(bytes[..got], cpuMode, out d))
-            {
-                // The fetch's fault only when the decoder needed the missing bytes: an opcode already undefined is #UD.
-                if (d.Error == RefuseReason.Truncated && !fault.IsOk) { InjectWalkFault(cpu, v, fault); return; }
-                InjectException(cpu, v, VectorUd, null);
-                return;
-            }
-        }
-        _ = fr;
+        bool words = (_f.Follow[v] & ExitRules.FollowNarrate) == 0 && Fetcher.TryFetchWords(v, _memory, pmode, cr3, csBase + rip, access, out lo, out hi);
+        if (!words || !_decodeCache.TryHit(v, csBase + rip, lo, hi, cpuMode, out d))
+            if (!FetchAndDecode(cpu, v, cr0, cr4, efer, csAttr, cpuMode, pmode, cr3, csBase + rip, access, words, lo, hi, ref d)) return;
         if (Followed(v) is { } td) NarrateDecode(td, v, in d);
         bool isPort = d.Kind is AccessKind.In or AccessKind.Out or AccessKind.Ins or AccessKind.Outs;
         if (isPort != (rec.Reason == ExitReason.Io) || (isPort && !d.PortIsDx && d.Port != rec.Port && rec.Port != 0))
@@ -284,6 +272,44 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
             return;
         }
         StartElement(cpu, v);
+    }
+
+    /// <summary>
+    /// The decode cache's full path and the Iced fallback for what the tables do not cover, after the fetch into a
+    /// buffer (a code-page miss, a page end, a followed exit) or from the words <see cref="InstructionFetcher.TryFetchWords"/>
+    /// read when only the decode missed (<paramref name="words"/>). False when the exit ended here (a fetch fault, #UD).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    bool FetchAndDecode(int cpu, int v, ulong cr0, ulong cr4, ulong efer, ushort csAttr, CpuMode cpuMode,
+        in PagingMode pmode, ulong cr3, ulong linearRip, AccessType access, bool words, ulong lo, ulong hi, ref DecodedAccess d)
+    {
+        Span<byte> buffer = stackalloc byte[DecodeCache.BufferLength];   // zeroed: the byte past the fetch is part of the cache key
+        Span<byte> bytes = buffer[..InstructionFetcher.MaxInstructionLength];
+        FetchResult fr;
+        int got;
+        WalkResult fault;
+        if (words)
+        {
+            // The code-page entry hit and the instruction's bytes are in hand (only the decode missed): what Fetch returns.
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(buffer, lo);
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(buffer[8..], hi);
+            (fr, got, fault) = (FetchResult.Complete, InstructionFetcher.MaxInstructionLength, WalkResult.Ok);
+        }
+        else
+        {
+            bool cached = Fetcher.IsCached(v);
+            fr = Fetcher.Fetch(v, _memory, pmode, cr3, linearRip, bytes, out got, out fault, access);
+            if (Followed(v) is { } t) NarrateFront(t, v, cr0, cr4, efer, csAttr, cpuMode, pmode, cr3, linearRip, cached, fr, bytes[..got]);
+        }
+        if (got == 0) { InjectWalkFault(cpu, v, fault); return false; }
+        if (_decodeCache.TryDecode(v, linearRip, buffer, got, cpuMode, out d)) return true;
+        if (d.Error == RefuseReason.Truncated && !fault.IsOk) { InjectWalkFault(cpu, v, fault); return false; }
+        Stats.Add(cpu, Counter.IcedFallbacks);
+        if (IcedFallback.TryDecode(bytes[..got], cpuMode, out d)) return true;
+        // The fetch's fault only when the decoder needed the missing bytes: an opcode already undefined is #UD.
+        if (d.Error == RefuseReason.Truncated && !fault.IsOk) { InjectWalkFault(cpu, v, fault); return false; }
+        InjectException(cpu, v, VectorUd, null);
+        return false;
     }
 
     ulong SegmentBaseFor(int v, CpuMode mode, byte seg)
