@@ -28,6 +28,7 @@ public static class ExitRules
     public const byte FollowNarrate = 1, FollowMark = 2;
 
     /// <summary>All ones in the low <paramref name="size"/> bytes (what a read of nothing returns).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static ulong AllOnes(uint size) => size >= 8 ? ulong.MaxValue : (1UL << (int)(size * 8)) - 1;
 
     /// <summary>A register at the address size (16, 32 or 64 bits).</summary>
@@ -512,6 +513,7 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         else AfterRead(cpu, v, value);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static ulong AllOnes(uint size) => ExitRules.AllOnes(size);
 
     /// <summary>The read side is done (value in hand): compute, then the write side. Kernel-emulated exits only.</summary>
@@ -600,6 +602,7 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         EndExit(cpu, v, forwarded ? ExitKind.Forwarded : KindOf(_f.Acc[v], _f.Exit[v]), countCompleted: !forwarded);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]   // once per exit, at its end: a call for a jump-table lookup
     static ExitKind KindOf(in DecodedAccess d, in ExitRecord rec) => d.Kind switch
     {
         AccessKind.In => ExitKind.PortIn,
