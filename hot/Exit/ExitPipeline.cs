@@ -272,6 +272,14 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
             FinishInstruction(cpu, v);
             return;
         }
+        // The plain MOV load or store with no element check due (64-bit mode, no #AC, no SS operand) and no narration:
+        // its one element without the general start's tests (ExitPipeline.cs PlainElement). Everything else: StartElement.
+        if (d.Kind is AccessKind.Read or AccessKind.ReadZx or AccessKind.ReadSx or AccessKind.Write or AccessKind.WriteImm
+            && !_f.CheckElements[v] && (_f.Follow[v] & ExitRules.FollowNarrate) == 0)
+        {
+            PlainElement(cpu, v, write: d.Kind is AccessKind.Write or AccessKind.WriteImm);
+            return;
+        }
         StartElement(cpu, v);
     }
 
@@ -399,17 +407,42 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         Access(cpu, v, read, write: false, 0);
     }
 
+    /// <summary>
+    /// The one element of a plain MOV load (Read, ReadZx, ReadSx) or store (Write, WriteImm) when no element check is
+    /// due and nobody narrates: what <see cref="StartElement"/> and, for a store, <see cref="AfterRead"/>'s store case do
+    /// for these forms (the phase, the store's value), then the memory side at the operand's address. Why a stage of its
+    /// own: it is the exit of nearly every driver's register access, and the general start's tests (system, stack,
+    /// far-call, fault-check forms), the side table and the address switch are not for it.
+    /// </summary>
+    void PlainElement(int cpu, int v, bool write)
+    {
+        ref readonly var d = ref _f.Acc[v];
+        ulong data = 0;
+        if (write)
+        {
+            _f.Value[v] = 0;
+            data = WriteBack.StoreValue(in d, State.Gprs(v));
+            _f.WriteValue[v] = data;
+        }
+        _f.Phase[v] = write ? ElementPhase.Write : ElementPhase.Read;
+        MemorySide(cpu, v, EffectiveAddress.Compute(d, State.Gprs(v), State.Rip(v) + d.Length, _f.SegBase[v]), write, data);
+    }
+
     /// <summary>Performs one side of an element: RAM now, a device model later, or the host now.</summary>
     void Access(int cpu, int v, Side side, bool write, ulong data)
+    {
+        if (side == Side.Port) { PortSide(cpu, v, write, data); return; }
+        MemorySide(cpu, v, LinearOf(v, write), write, data);
+    }
+
+    /// <summary>A memory side at <paramref name="linear"/>: the canonical check, the walk, then RAM, a device or the host.</summary>
+    void MemorySide(int cpu, int v, ulong linear, bool write, ulong data)
     {
         ref readonly var d = ref _f.Acc[v];
         ref readonly var rec = ref _f.Exit[v];
         uint size = d.Size;
-        if (side == Side.Port) { PortSide(cpu, v, write, data); return; }
-
         ulong gpa;
         {
-            ulong linear = LinearOf(v, write);
             if (CanonicalFaults(cpu, v, linear)) return;
             // The exit's first element carries the GPA the hardware faulted on: a cached translation must agree with it.
             ulong witness = rec.Reason == ExitReason.Mmio && _f.FirstElement[v] ? rec.Gpa & ~(ulong)Page.Mask : DataTlb.NoWitness;
