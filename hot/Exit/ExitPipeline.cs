@@ -559,7 +559,12 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         {
             WriteBack.ApplyRead(in d, State.Gprs(v), value);
             if (Followed(v) is { } t) NarrateValue(t, v, value, false, 0);
-            AfterWrite(cpu, v);
+            if (d.Lock) { AfterWrite(cpu, v); return; }
+            // AfterWrite for a one-element form with nothing pending or held (no LOCK, no read-modify-write, not FX or a
+            // string: EndExit released what an earlier instruction held): the element ends, the instruction finishes.
+            _f.Phase[v] = ElementPhase.None;
+            _f.FirstElement[v] = false;
+            FinishInstruction(cpu, v);
             return;
         }
         // The common store (MOV/OUT from a register or an immediate): the executor's store value (Executor.Execute's

@@ -214,6 +214,7 @@ public sealed partial class Kernel
 
 
     /// <summary>The device answered vCPU v's request: resume its element.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]   // into the completion: one call fewer per exit
     void ContinueAfterDevice(Cpu cpu, int v, ulong value, bool lockMismatch = false)
     {
         if (_f.SegStart[v] == 0) _f.SegStart[v] = (long)Tsc.Read();
