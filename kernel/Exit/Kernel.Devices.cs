@@ -214,6 +214,7 @@ public sealed partial class Kernel
 
 
     /// <summary>The device answered vCPU v's request: resume its element.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]   // into the completion: one call fewer per exit
     void ContinueAfterDevice(Cpu cpu, int v, ulong value, bool lockMismatch = false)
     {
         if (_f.SegStart[v] == 0) _f.SegStart[v] = (long)Tsc.Read();
@@ -308,7 +309,12 @@ public sealed partial class Kernel
         }
     }
 
-    static bool IrqPending(VcpuObject vc) => (vc.Irr[0] | vc.Irr[1] | vc.Irr[2] | vc.Irr[3]) != 0;
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]   // at every entry
+    static bool IrqPending(VcpuObject vc)
+    {
+        var irr = vc.Irr;
+        return irr.Length >= 4 && (irr[0] | irr[1] | irr[2] | irr[3]) != 0;   // the length test lets the compiler drop four bounds checks
+    }
 
     /// <summary>EVENT_SIGNAL on an IRQ object: the vector becomes pending on the VM's vCPU 0; a halted vCPU wakes.</summary>
     void RaiseIrq(IrqObject irq)
