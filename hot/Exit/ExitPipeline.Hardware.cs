@@ -118,6 +118,7 @@ public sealed partial class ExitPipeline<THost>
                     case AccessKind.MmxWrite: case AccessKind.Fxsave: known = false; break;   // MMX state and the image: the hardware's, read before the exit
                     case AccessKind.Stos: expect = gprs[0]; break;
                     case AccessKind.Pop: known = false; break;   // the value popped is the guest stack's, which KVM read
+                    case AccessKind.SysStore: known = false; break;   // SGDT/SIDT/SMSW/SLDT/STR: a piece of KVM's own register image
                     case AccessKind.Xchg: expect = WriteBack.Xchg(d, copy, _f.HwRead[v]); break;
                     case AccessKind.Alu: case AccessKind.Bt: case AccessKind.Setcc:
                     {
