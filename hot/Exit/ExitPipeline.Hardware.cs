@@ -25,8 +25,8 @@ public sealed partial class ExitPipeline<THost>
         ref readonly var rec = ref _f.Exit[v];
         // Why: the element is the fragment the hardware reports (KVM hands a wider access over in pieces of at most 8
         // bytes, kvm_run.mmio.data), so the rest of the exit (the owner lookup, the delivery's size, a forward) sees its size.
-        ref var acc = ref _f.Acc[v];
-        if (acc.Size > 8) acc.Size = rec.Size;
+        // Where the decode's size disagrees (counted above), the hardware's wins too, as its address and data do.
+        _f.Acc[v].Size = rec.Size;
         var (read, writeSide) = SidesOf(in _f.Acc[v]);
         bool write = rec.IsWrite;
         var side = write ? writeSide : read;
