@@ -12,12 +12,13 @@ namespace Copra.Tests.Kernel;
 /// </summary>
 public class HardwareCheckRuleTests
 {
-    static HwOutcome One(Action<Builder> build)
+    /// <summary>Runs one instruction; its one exit's outcome (or, with <paramref name="second"/>, the second of its two).</summary>
+    static HwOutcome One(Action<Builder> build, bool second = false)
     {
         using var rig = new HardwareRig(build);
         rig.Run();
-        Assert.Single(rig.Outcomes);
-        return rig.Outcomes[0];
+        Assert.Equal(second ? 2 : 1, rig.Outcomes.Count);
+        return rig.Outcomes[^1];
     }
 
     static void Agrees(HwOutcome o) => Assert.True(o.Mismatches == 0 && o.Decode == 0, o.ToString());
@@ -45,6 +46,82 @@ public class HardwareCheckRuleTests
         // SGDT's first fragment: the limit and the base's low six bytes, as KVM read them (the kernel's copy is not KVM's).
         Agrees(One(b => b.Add("sgdt [m]", a => a.sgdt(__[rbx + 0x1000]), [(3, Dev)], [HwSide.Store(Dev + 0x1000, 8, 0x1234_5678_0027)])));
         Agrees(One(b => b.Add("smsw [m]", a => a.smsw(__word_ptr[rbx + 8]), [(3, Dev)], [HwSide.Store(Dev + 8, 2, 0x33)])));
+    }
+
+    [Fact]
+    public void Store_data_is_compared_at_the_access_size_only()
+    {
+        // STOSB stores AL: RAX's upper bytes and the record's bytes past the first are not the instruction's.
+        Agrees(One(b => b.Add("stosb", a => a.stosb(), [(7, Dev + 8), (0, 0x1122_3344)], [HwSide.Store(Dev + 8, 1, 0xFFFF_FF44)])));
+        Only(One(b => b.Add("stosb", a => a.stosb(), [(7, Dev + 8), (0, 0x1122_3344)], [HwSide.Store(Dev + 8, 1, 0x45)])), data: 1);
+    }
+
+    [Fact]
+    public void Each_known_store_value_is_compared_and_a_wrong_one_is_a_data_mismatch()
+    {
+        Only(One(b => b.Add("mov dword [m], imm", a => a.mov(__dword_ptr[rbx + 8], 0x5566_7788), [(3, Dev)], [HwSide.Store(Dev + 8, 4, 0x5566_7789)])), data: 1);
+        Only(One(b => b.Add("stosd", a => a.stosd(), [(7, Dev + 8), (0, 0x99)], [HwSide.Store(Dev + 8, 4, 0x98)])), data: 1);
+        Only(One(b => b.Add("sete", a => a.sete(__byte_ptr[rbx + 8]), [(3, Dev)], [HwSide.Store(Dev + 8, 1, 1)])), data: 1);   // ZF clear: 0
+        Only(One(b => b.Add("fnstcw", a => a.fnstcw(__word_ptr[rbx + 8]), [(3, Dev)], [HwSide.Store(Dev + 8, 2, 0x037E)], [(Abi.StateField.Fcw, 0x037F)])), data: 1);
+        Only(One(b => b.Add("fnstsw", a => a.fnstsw(__word_ptr[rbx + 8]), [(3, Dev)], [HwSide.Store(Dev + 8, 2, 0x3801)], [(Abi.StateField.Fsw, 0x3800)])), data: 1);
+        Only(One(b => b.Add("xchg [m], eax", a => a.xchg(__dword_ptr[rbx + 8], eax), [(3, Dev), (0, 0x4242)], [HwSide.Read(Dev + 8, 4), HwSide.Store(Dev + 8, 4, 0x4243)]), second: true), data: 1);
+    }
+
+    [Fact]
+    public void A_movs_from_ram_is_checked_against_the_ram_and_one_from_a_device_or_an_unmapped_source_is_not()
+    {
+        using (var rig = new HardwareRig(b =>
+        {
+            ulong ram = b.Layout.Data;
+            b.Add("movsd (ram to device)", a => a.movsd(), [(6, ram), (7, Dev + 8)], [HwSide.Store(Dev + 8, 4, 0x1357_9BDF)]);
+            b.Add("movsd (ram to device, wrong data)", a => a.movsd(), [(6, ram), (7, Dev + 8)], [HwSide.Store(Dev + 8, 4, 0x1357_9BDE)]);
+            b.Add("movsd (unmapped to device)", a => a.movsd(), [(6, 0x40_0000_0000), (7, Dev + 8)], [HwSide.Store(Dev + 8, 4, 0x2468)]);
+        }))
+        {
+            rig.Memory.WriteU64(rig.Data, 0xFFFF_FFFF_1357_9BDF);
+            rig.Run();
+            Assert.Equal([0L, 1, 0], rig.Outcomes.Select(o => o.Data));
+            Assert.Equal(0, rig.Outcomes.Sum(o => o.Address + o.Size + o.Direction));
+        }
+    }
+
+    // ---- memory: address and size --------------------------------------------------------------
+
+    [Fact]
+    public void A_memory_exit_at_another_address_than_the_decodes_is_an_address_mismatch()
+    {
+        Only(One(b => b.Add("mov eax, [m]", a => a.mov(eax, __dword_ptr[rbx + 8]), [(3, Dev)], [HwSide.Read(Dev + 12, 4)])), address: 1);
+        // The decode's address is not mapped: the hardware's cannot be it.
+        Only(One(b => b.Add("mov eax, [m] (unmapped)", a => a.mov(eax, __dword_ptr[rbx]), [(3, 0x40_0000_0000)], [HwSide.Read(0, 4)])), address: 1);
+    }
+
+    [Fact]
+    public void A_wide_access_fragment_must_lie_inside_the_access()
+    {
+        static HwOutcome At(ulong gpa) => One(b => b.Add("movdqu [m], xmm0", a => a.movdqu(__xmmword_ptr[rbx + 0x1000], xmm0), [(3, Dev)], [HwSide.Store(gpa, 8, 1)]));
+        Agrees(At(Dev + 0x1000));
+        Agrees(At(Dev + 0x1008));
+        Only(At(Dev + 0x1010), address: 1);
+        Only(At(Dev + 0x0FF8), address: 1);
+    }
+
+    [Fact]
+    public void An_fxsave_fragment_may_lie_anywhere_in_the_512_byte_image()
+    {
+        static HwOutcome At(ulong gpa) => One(b => b.Add("fxsave [m]", a => a.fxsave(__[rbx + 0x1000]), [(3, Dev)], [HwSide.Store(gpa, 8, 1)]));
+        Agrees(At(Dev + 0x1000 + 504));
+        Only(At(Dev + 0x1000 + 512), address: 1);
+        static HwOutcome ReadAt(ulong gpa) => One(b => b.Add("fxrstor [m]", a => a.fxrstor(__[rbx + 0x1000]), [(3, Dev)], [HwSide.Read(gpa, 8)]));
+        Agrees(ReadAt(Dev + 0x1000 + 256));
+        Only(ReadAt(Dev + 0x1000 + 512), address: 1);
+    }
+
+    [Fact]
+    public void A_narrow_access_must_have_the_decodes_size_and_a_wide_one_fragments_of_at_most_8_bytes()
+    {
+        Only(One(b => b.Add("mov rax, [m]", a => a.mov(rax, __qword_ptr[rbx + 0x10]), [(3, Dev)], [HwSide.Read(Dev + 0x10, 4)])), size: 1);
+        Only(One(b => b.Add("movdqu xmm0, [m]", a => a.movdqu(xmm0, __xmmword_ptr[rbx + 0x1000]), [(3, Dev)], [HwSide.Read(Dev + 0x1000, 16)])), size: 1);
+        Agrees(One(b => b.Add("movdqu xmm0, [m]", a => a.movdqu(xmm0, __xmmword_ptr[rbx + 0x1000]), [(3, Dev)], [HwSide.Read(Dev + 0x1000, 4)])));
     }
 
     // ---- port I/O ----------------------------------------------------------------------------
