@@ -13,9 +13,9 @@ namespace Copra.Tests.Kernel;
 public class HardwareCheckRuleTests
 {
     /// <summary>Runs one instruction; its one exit's outcome (or, with <paramref name="second"/>, the second of its two).</summary>
-    static HwOutcome One(Action<Builder> build, bool second = false)
+    static HwOutcome One(Action<Builder> build, bool second = false, Action<Copra.Hot.Guest.PageTableBuilder>? map = null)
     {
-        using var rig = new HardwareRig(build);
+        using var rig = new HardwareRig(build, map: map);
         rig.Run();
         Assert.Equal(second ? 2 : 1, rig.Outcomes.Count);
         return rig.Outcomes[^1];
@@ -91,8 +91,22 @@ public class HardwareCheckRuleTests
     public void A_memory_exit_at_another_address_than_the_decodes_is_an_address_mismatch()
     {
         Only(One(b => b.Add("mov eax, [m]", a => a.mov(eax, __dword_ptr[rbx + 8]), [(3, Dev)], [HwSide.Read(Dev + 12, 4)])), address: 1);
+        // An 8-byte access is narrow: its exit's address is its own, not anywhere inside it.
+        Only(One(b => b.Add("mov rax, [m]", a => a.mov(rax, __qword_ptr[rbx + 0x10]), [(3, Dev)], [HwSide.Read(Dev + 0x14, 8)])), address: 1);
         // The decode's address is not mapped: the hardware's cannot be it.
         Only(One(b => b.Add("mov eax, [m] (unmapped)", a => a.mov(eax, __dword_ptr[rbx]), [(3, 0x40_0000_0000)], [HwSide.Read(0, 4)])), address: 1);
+    }
+
+    [Fact]
+    public void The_decodes_address_is_translated_for_the_direction_the_hardware_reports()
+    {
+        // A read-only alias of the device: a read through it translates, a write cannot (the hardware would have faulted).
+        const ulong Alias = 0x50_0000_0000;
+        static HwOutcome Via(bool write) => One(b => b.Add(write ? "mov [alias], eax" : "mov eax, [alias]",
+            a => { if (write) a.mov(__dword_ptr[rbx + 8], eax); else a.mov(eax, __dword_ptr[rbx + 8]); }, [(3, Alias), (0, 7)],
+            [write ? HwSide.Store(Dev + 8, 4, 7) : HwSide.Read(Dev + 8, 4)]), map: t => t.Map(Alias, Dev, 0x1000, Copra.Hot.Guest.PageSize.Size4K, writable: false, executable: false));
+        Agrees(Via(write: false));
+        Only(Via(write: true), address: 1);
     }
 
     [Fact]
@@ -263,11 +277,12 @@ public class HardwareFormDirectionTests
     {
         var f = Forms[name];
         var s = f.Sides[0];
-        var flipped = s with { Write = !s.Write, Data = s.Write ? 0UL : 0x5A5AUL };
+        var flipped = s with { Write = !s.Write, Data = 0x5A5A };
         using var rig = new HardwareRig(b => b.Add(name, f.Insn, f.Regs, [flipped], f.State));
         rig.Run();
         var o = Assert.Single(rig.Outcomes);
-        Assert.True(o.Direction == 1 && o.Decode == 1, o.ToString());
+        // Reported the other way, nothing else is compared: a write's data is not checked against a form that does not write.
+        Assert.True(o.Direction == 1 && o.Decode == 1 && o.Mismatches == 1, o.ToString());
         // The decode has no side that way: the hardware gets 0 at once, no device is asked.
         Assert.Equal(0UL, o.HandedBack);
         Assert.Equal(0, rig.Stats.DeviceRoundTrips);

@@ -11,9 +11,11 @@ namespace Copra.Tests.Kernel;
 /// <summary>One exit the hardware reports for an instruction: what KVM's record says (reason, GPA or port, size, direction, a write's data).</summary>
 internal readonly record struct HwSide(ExitReason Reason, ulong Gpa, byte Size, bool Write, ulong Data = 0, ushort Port = 0)
 {
-    public static HwSide Read(ulong gpa, byte size) => new(ExitReason.Mmio, gpa, size, false);
+    /// <summary>KVM's data buffer for a read holds whatever was there: a read's record carries this stale value.</summary>
+    public const ulong Stale = 0xBAD0_BAD0_BAD0_BAD0;
+    public static HwSide Read(ulong gpa, byte size) => new(ExitReason.Mmio, gpa, size, false, Stale);
     public static HwSide Store(ulong gpa, byte size, ulong data) => new(ExitReason.Mmio, gpa, size, true, data);
-    public static HwSide In(ushort port, byte size) => new(ExitReason.Io, 0, size, false, Port: port);
+    public static HwSide In(ushort port, byte size) => new(ExitReason.Io, 0, size, false, Stale, port);
     public static HwSide Out(ushort port, byte size, ulong data) => new(ExitReason.Io, 0, size, true, data, port);
 }
 
@@ -47,8 +49,12 @@ internal sealed class HardwareRig : IDisposable
     public GuestMemory Memory => Sys.Kernel.Memory;
     public ulong Data => Layout.Data;
 
-    /// <summary>Boots with the instructions <paramref name="build"/> adds (text, code, registers set before it, its exits).</summary>
-    public HardwareRig(Action<Builder> build)
+    /// <summary>
+    /// Boots with the instructions <paramref name="build"/> adds (text, code, registers set before it, its exits).
+    /// <paramref name="hardware"/> false: the exits are the kernel-emulated kind (the kernel completes them; one side each).
+    /// <paramref name="map"/> adds mappings to the guest's page tables (e.g. a read-only alias of the device).
+    /// </summary>
+    public HardwareRig(Action<Builder> build, bool hardware = true, Action<PageTableBuilder>? map = null)
     {
         Kvm? kvm = null;
         VmLayout? layout = null;
@@ -57,12 +63,13 @@ internal sealed class HardwareRig : IDisposable
         {
             var l = layout = layouts[0];
             var wb = new WorkloadBuilder(k.Memory, l);
+            map?.Invoke(wb.Tables);
             var b = new Builder(new GuestBuilder(k.Memory), l.Code, l);
             build(b);
             var p = b.Program();
             wb.InitialState(p.EntryRip, 0).ApplyTo(k.State, 0);
             k.State.OnEntry(0);
-            kvm = new Kvm(k.State, new ReplayBackend(k.State, [p]), b.Sides, () => k.Stats);
+            kvm = new Kvm(k.State, new ReplayBackend(k.State, [p]), b.Sides, () => k.Stats, hardware);
             return kvm;
         });
         _kvm = kvm!;
@@ -127,7 +134,7 @@ internal sealed class HardwareRig : IDisposable
     }
 
     /// <summary>KVM's part: issues each side with the test's record, flagged hardware-completes; finishes the instruction on its last side's CompleteAccess.</summary>
-    sealed class Kvm(VcpuStateStore state, ReplayBackend replay, List<(Step Step, HwSide Side, bool Last)> sides, Func<ExitStats> stats) : IGuestBackend
+    sealed class Kvm(VcpuStateStore state, ReplayBackend replay, List<(Step Step, HwSide Side, bool Last)> sides, Func<ExitStats> stats, bool hardware) : IGuestBackend
     {
         public readonly ReplayBackend Replay = replay;
         public readonly List<HwOutcome> Outcomes = [];
@@ -159,6 +166,7 @@ internal sealed class HardwareRig : IDisposable
             _current = _next++;
             _before = Snapshot();
             _handedBack = null;
+            if (!hardware) return;
             exit.Flags |= ExitFlags.HardwareCompletes;
             exit.Data = sides[_current].Side.Data;
         }
