@@ -124,4 +124,28 @@ public sealed class ExitStatsRuleTests
         Assert.Equal(0, st.Samples(ExitKind.Cpuid));
         Assert.Equal(0, st.MeasuredMedianAll());
     }
+
+    [Fact]
+    public void The_median_of_every_ordering_of_small_inputs_is_the_sorted_median()
+    {
+        // Every permutation of 1..7 and of a multiset with repeats, odd and even lengths: each partition step's branch is taken.
+        foreach (long[] values in new long[][] { [1, 2, 3, 4, 5, 6, 7], [1, 2, 3, 4, 5, 6], [2, 2, 1, 3, 3, 1, 2], [5, 1, 3, 2, 4] })
+            foreach (var p in Permutations(values))
+            {
+                var sorted = p.Order().ToArray();
+                int m = p.Length / 2;
+                double want = p.Length % 2 == 1 ? sorted[m] : (sorted[m - 1] + sorted[m]) / 2.0;
+                Assert.True(want == ExitStats.Median(p), $"[{string.Join(", ", p)}]: {ExitStats.Median(p)}, want {want}");
+            }
+    }
+
+    static IEnumerable<long[]> Permutations(long[] a)
+    {
+        if (a.Length <= 1) { yield return a; yield break; }
+        for (int i = 0; i < a.Length; i++)
+        {
+            var rest = a.Take(i).Concat(a.Skip(i + 1)).ToArray();
+            foreach (var p in Permutations(rest)) yield return [a[i], .. p];
+        }
+    }
 }
