@@ -103,6 +103,12 @@ public sealed partial class ExitPipeline<THost>
             // Why: FXSAVE/FXRSTOR's fragments fall anywhere in the 512-byte image (d.Size is its first piece's).
             ulong span = IsFx(d.Kind) ? (ulong)X87.ImageSize : d.Size;
             addr = walk.IsOk && (d.Size > 8 ? rec.Gpa - gpa < span : gpa == rec.Gpa);
+            // Why: CMPS reads two operands and the hardware exits for each that is not RAM (rSI's first): an exit may be ES:rDI's.
+            if (!addr && d.Kind == AccessKind.Cmps)
+            {
+                var es = PageWalker.Translate(_memory, _f.Mode[v], _f.Cr3[v], _f.EsBase[v] + Masked(gprs[7], d.AddressSize), AccessType.Read, out ulong esGpa);
+                addr = es.IsOk && esGpa == rec.Gpa;
+            }
             if (rec.IsWrite && dir)
             {
                 ulong expect = 0;
