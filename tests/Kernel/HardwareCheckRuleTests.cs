@@ -110,6 +110,20 @@ public class HardwareCheckRuleTests
     }
 
     [Fact]
+    public void A_cmps_exit_may_be_either_operands_and_no_other_address()
+    {
+        using var rig = new HardwareRig(b =>
+        {
+            b.Add("cmpsd (ram, device)", a => a.cmpsd(), [(6, b.Layout.Data), (7, Dev + 8)], [HwSide.Read(Dev + 8, 4)]);
+            b.Add("cmpsd (device, device)", a => a.cmpsd(), [(6, Dev + 0x10), (7, Dev + 8)], [HwSide.Read(Dev + 0x10, 4), HwSide.Read(Dev + 8, 4)]);
+            b.Add("cmpsd (neither)", a => a.cmpsd(), [(6, Dev + 0x10), (7, Dev + 8)], [HwSide.Read(Dev + 0x20, 4)]);
+        });
+        rig.Run();
+        Assert.Equal([0L, 0, 0, 1], rig.Outcomes.Select(o => o.Address));
+        Assert.Equal(1, rig.Stats.DecodeMismatch);
+    }
+
+    [Fact]
     public void A_wide_access_fragment_must_lie_inside_the_access()
     {
         static HwOutcome At(ulong gpa) => One(b => b.Add("movdqu [m], xmm0", a => a.movdqu(__xmmword_ptr[rbx + 0x1000], xmm0), [(3, Dev)], [HwSide.Store(gpa, 8, 1)]));
