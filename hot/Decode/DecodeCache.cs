@@ -44,13 +44,7 @@ public sealed class DecodeCache
         // Why two ulongs and not a UInt128: the 128-bit shift and compare were calls under NativeAOT (~40 instructions a hit).
         ulong lo = MemoryMarshal.Read<ulong>(buffer), hi = MemoryMarshal.Read<ulong>(buffer[8..BufferLength]);
         int slot = (int)(linear & (Ways - 1));
-        int len = _length.At(vcpu, slot);
-        if (len != 0 && len <= got && _mode.At(vcpu, slot) == mode
-            && (lo & LowMask(len)) == _lo.At(vcpu, slot) && (hi & HighMask(len)) == _hi.At(vcpu, slot))
-        {
-            d = _decoded.At(vcpu, slot);
-            return true;
-        }
+        if (TryHit(vcpu, slot, lo, hi, got, mode, out d)) return true;
         if (!X86Decoder.TryDecode(buffer[..got], mode, out d)) return false;
         _length.At(vcpu, slot) = d.Length;
         _mode.At(vcpu, slot) = mode;
@@ -58,6 +52,29 @@ public sealed class DecodeCache
         _hi.At(vcpu, slot) = hi & HighMask(d.Length);
         _decoded.At(vcpu, slot) = d;
         return true;
+    }
+
+    /// <summary>
+    /// The hit half of <see cref="TryDecode"/>, for a caller that holds the key as two words (<see
+    /// cref="Guest.InstructionFetcher.TryFetchWords"/>: 15 bytes fetched, the 16th zero). False on a miss, with
+    /// <paramref name="d"/> undefined: the caller then fills the buffer and calls <see cref="TryDecode"/>.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool TryHit(int vcpu, ulong linear, ulong lo, ulong hi, CpuMode mode, out DecodedAccess d) =>
+        TryHit(vcpu, (int)(linear & (Ways - 1)), lo, hi, Guest.InstructionFetcher.MaxInstructionLength, mode, out d);
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    bool TryHit(int vcpu, int slot, ulong lo, ulong hi, int got, CpuMode mode, out DecodedAccess d)
+    {
+        int len = _length.At(vcpu, slot);
+        if (len != 0 && len <= got && _mode.At(vcpu, slot) == mode
+            && (lo & LowMask(len)) == _lo.At(vcpu, slot) && (hi & HighMask(len)) == _hi.At(vcpu, slot))
+        {
+            d = _decoded.At(vcpu, slot);
+            return true;
+        }
+        Unsafe.SkipInit(out d);
+        return false;
     }
 
     /// <summary>Forgets vCPU <paramref name="vcpu"/>'s entries.</summary>

@@ -133,7 +133,11 @@ public readonly struct FaultContext
     };
 
     public int Iopl => (int)((Rflags & RflagsIoplMask) >> RflagsIoplShift);
-    public bool SingleStep => (Rflags & RflagsTf) != 0;
+    public bool SingleStep
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]   // read at every instruction's end: a call for one test
+        get => (Rflags & RflagsTf) != 0;
+    }
 
     /// <summary>
     /// Whether any check of <see cref="Faults.CheckElement"/> can fire for <paramref name="d"/>, decided once per exit so

@@ -53,6 +53,7 @@ public sealed partial class ExitPipeline<THost>
     /// first byte, and a not-present page there would report #PF where the CPU reports #GP(0)). SS-based references
     /// were checked in <see cref="ElementFaults"/> (#SS).
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]   // every memory side: the common answer is two compares
     bool CanonicalFaults(int cpu, int v, ulong linear)
     {
         ref readonly var d = ref _f.Acc[v];
@@ -61,6 +62,13 @@ public sealed partial class ExitPipeline<THost>
         // paging is canonical with 5-level too); anything else takes the full check.
         long first = (long)linear >> 47, last = (long)(linear + d.Size - 1) >> 47;
         if (first == last && (first == 0 || first == -1)) return false;
+        return CanonicalFaultsFull(cpu, v, linear);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    bool CanonicalFaultsFull(int cpu, int v, ulong linear)
+    {
+        ref readonly var d = ref _f.Acc[v];
         var f = Faults.Canonical(linear, d.Size, stack: false, _f.Fault[v].La57);
         if (!f.Raised) return false;
         RaiseCheckFault(cpu, v, in f);

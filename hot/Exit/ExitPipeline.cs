@@ -28,6 +28,7 @@ public static class ExitRules
     public const byte FollowNarrate = 1, FollowMark = 2;
 
     /// <summary>All ones in the low <paramref name="size"/> bytes (what a read of nothing returns).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static ulong AllOnes(uint size) => size >= 8 ? ulong.MaxValue : (1UL << (int)(size * 8)) - 1;
 
     /// <summary>A register at the address size (16, 32 or 64 bits).</summary>
@@ -139,7 +140,7 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         _host.ExitTaken(rec.Vcpu);
         long t0 = (long)Tsc.Read();
         int v = rec.Vcpu;
-        State.OnExit(v);   // TDG.VP.RDs since the last charge (the entry's, e.g. the interrupt check) go to this exit
+        if (_tdx) State.OnExit(v);   // TDG.VP.RDs since the last charge (the entry's, e.g. the interrupt check) go to this exit (a no-op on SNP)
         Stats.Add(cpu, Counter.Taken);
         if (_firstExit == 0 && Interlocked.Exchange(ref _firstExit, 1) == 0) _host.FirstExit();
         // The tracers' one check per exit; the stages then test the vCPU's flag.
@@ -229,32 +230,20 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         ulong csBase = cpuMode == CpuMode.Bits64 ? 0 : State.SegBase(v, StateField.Cs);
         ulong rip = State.Rip(v);
 
-        Span<byte> buffer = stackalloc byte[DecodeCache.BufferLength];   // zeroed: the byte past the fetch is part of the cache key
-        Span<byte> bytes = buffer[..InstructionFetcher.MaxInstructionLength];
-        bool cached = Fetcher.IsCached(v);
         // The fetch is checked at the guest's CPL (U/S at CPL 3, CR4.SMEP below it); the element checks use the same context.
         bool hw = _f.HardwareCompletes[v];
         if (!hw) _f.Fault[v] = FaultContextOf(v, cpuMode, cr0, cr4, csAttr, in rec);
         int fetchCpl = hw ? (csAttr & SegmentAttributes.DplMask) >> SegmentAttributes.DplShift : _f.Fault[v].Cpl;
-        var fr = Fetcher.Fetch(v, _memory, pmode, cr3, csBase + rip, bytes, out int got, out var fault, SupervisorProtection.Fetch(fetchCpl, cr4));
-        if (Followed(v) is { } t) NarrateFront(t, v, cr0, cr4, efer, csAttr, cpuMode, pmode, cr3, csBase + rip, cached, fr, bytes[..got]);
-        if (got == 0) { InjectWalkFault(cpu, v, fault); return; }
+        var access = SupervisorProtection.Fetch(fetchCpl, cr4);
+        ulong lo = 0, hi = 0;
 
-        // Decoded in place into the vCPU's row (no 60-byte copy per exit).
+        // Decoded in place into the vCPU's row. The common exit takes the first test: the code-page entry hits, the
+        // instruction's 16 bytes are in that page, and the decode cache holds them (no buffer, no decode). Otherwise,
+        // and for a followed exit (its narration shows the fetch), the fetch into a buffer and the cache's full path.
         ref var d = ref _f.Acc[v];
-        if (!_decodeCache.TryDecode(v, csBase + rip, buffer, got, cpuMode, out d))
-        {
-            if (d.Error == RefuseReason.Truncated && !fault.IsOk) { InjectWalkFault(cpu, v, fault); return; }
-            Stats.Add(cpu, Counter.IcedFallbacks);
-            if (!IcedFallback.TryDecode(bytes[..got], cpuMode, out d))
-            {
-                // The fetch's fault only when the decoder needed the missing bytes: an opcode already undefined is #UD.
-                if (d.Error == RefuseReason.Truncated && !fault.IsOk) { InjectWalkFault(cpu, v, fault); return; }
-                InjectException(cpu, v, VectorUd, null);
-                return;
-            }
-        }
-        _ = fr;
+        bool words = (_f.Follow[v] & ExitRules.FollowNarrate) == 0 && Fetcher.TryFetchWords(v, _memory, pmode, cr3, csBase + rip, access, out lo, out hi);
+        if (!words || !_decodeCache.TryHit(v, csBase + rip, lo, hi, cpuMode, out d))
+            if (!FetchAndDecode(cpu, v, cr0, cr4, efer, csAttr, cpuMode, pmode, cr3, csBase + rip, access, words, lo, hi, ref d)) return;
         if (Followed(v) is { } td) NarrateDecode(td, v, in d);
         bool isPort = d.Kind is AccessKind.In or AccessKind.Out or AccessKind.Ins or AccessKind.Outs;
         if (isPort != (rec.Reason == ExitReason.Io) || (isPort && !d.PortIsDx && d.Port != rec.Port && rec.Port != 0))
@@ -283,7 +272,53 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
             FinishInstruction(cpu, v);
             return;
         }
+        // The plain MOV load or store with no element check due (64-bit mode, no #AC, no SS operand) and no narration:
+        // its one element without the general start's tests (ExitPipeline.cs PlainElement). Everything else: StartElement.
+        if (d.Kind is AccessKind.Read or AccessKind.ReadZx or AccessKind.ReadSx or AccessKind.Write or AccessKind.WriteImm
+            && !_f.CheckElements[v] && (_f.Follow[v] & ExitRules.FollowNarrate) == 0)
+        {
+            PlainElement(cpu, v, write: d.Kind is AccessKind.Write or AccessKind.WriteImm);
+            return;
+        }
         StartElement(cpu, v);
+    }
+
+    /// <summary>
+    /// The decode cache's full path and the Iced fallback for what the tables do not cover, after the fetch into a
+    /// buffer (a code-page miss, a page end, a followed exit) or from the words <see cref="InstructionFetcher.TryFetchWords"/>
+    /// read when only the decode missed (<paramref name="words"/>). False when the exit ended here (a fetch fault, #UD).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    bool FetchAndDecode(int cpu, int v, ulong cr0, ulong cr4, ulong efer, ushort csAttr, CpuMode cpuMode,
+        in PagingMode pmode, ulong cr3, ulong linearRip, AccessType access, bool words, ulong lo, ulong hi, ref DecodedAccess d)
+    {
+        Span<byte> buffer = stackalloc byte[DecodeCache.BufferLength];   // zeroed: the byte past the fetch is part of the cache key
+        Span<byte> bytes = buffer[..InstructionFetcher.MaxInstructionLength];
+        FetchResult fr;
+        int got;
+        WalkResult fault;
+        if (words)
+        {
+            // The code-page entry hit and the instruction's bytes are in hand (only the decode missed): what Fetch returns.
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(buffer, lo);
+            System.Buffers.Binary.BinaryPrimitives.WriteUInt64LittleEndian(buffer[8..], hi);
+            (fr, got, fault) = (FetchResult.Complete, InstructionFetcher.MaxInstructionLength, WalkResult.Ok);
+        }
+        else
+        {
+            bool cached = Fetcher.IsCached(v);
+            fr = Fetcher.Fetch(v, _memory, pmode, cr3, linearRip, bytes, out got, out fault, access);
+            if (Followed(v) is { } t) NarrateFront(t, v, cr0, cr4, efer, csAttr, cpuMode, pmode, cr3, linearRip, cached, fr, bytes[..got]);
+        }
+        if (got == 0) { InjectWalkFault(cpu, v, fault); return false; }
+        if (_decodeCache.TryDecode(v, linearRip, buffer, got, cpuMode, out d)) return true;
+        if (d.Error == RefuseReason.Truncated && !fault.IsOk) { InjectWalkFault(cpu, v, fault); return false; }
+        Stats.Add(cpu, Counter.IcedFallbacks);
+        if (IcedFallback.TryDecode(bytes[..got], cpuMode, out d)) return true;
+        // The fetch's fault only when the decoder needed the missing bytes: an opcode already undefined is #UD.
+        if (d.Error == RefuseReason.Truncated && !fault.IsOk) { InjectWalkFault(cpu, v, fault); return false; }
+        InjectException(cpu, v, VectorUd, null);
+        return false;
     }
 
     ulong SegmentBaseFor(int v, CpuMode mode, byte seg)
@@ -372,17 +407,42 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         Access(cpu, v, read, write: false, 0);
     }
 
+    /// <summary>
+    /// The one element of a plain MOV load (Read, ReadZx, ReadSx) or store (Write, WriteImm) when no element check is
+    /// due and nobody narrates: what <see cref="StartElement"/> and, for a store, <see cref="AfterRead"/>'s store case do
+    /// for these forms (the phase, the store's value), then the memory side at the operand's address. Why a stage of its
+    /// own: it is the exit of nearly every driver's register access, and the general start's tests (system, stack,
+    /// far-call, fault-check forms), the side table and the address switch are not for it.
+    /// </summary>
+    void PlainElement(int cpu, int v, bool write)
+    {
+        ref readonly var d = ref _f.Acc[v];
+        ulong data = 0;
+        if (write)
+        {
+            _f.Value[v] = 0;
+            data = WriteBack.StoreValue(in d, State.Gprs(v));
+            _f.WriteValue[v] = data;
+        }
+        _f.Phase[v] = write ? ElementPhase.Write : ElementPhase.Read;
+        MemorySide(cpu, v, EffectiveAddress.Compute(d, State.Gprs(v), State.Rip(v) + d.Length, _f.SegBase[v]), write, data);
+    }
+
     /// <summary>Performs one side of an element: RAM now, a device model later, or the host now.</summary>
     void Access(int cpu, int v, Side side, bool write, ulong data)
+    {
+        if (side == Side.Port) { PortSide(cpu, v, write, data); return; }
+        MemorySide(cpu, v, LinearOf(v, write), write, data);
+    }
+
+    /// <summary>A memory side at <paramref name="linear"/>: the canonical check, the walk, then RAM, a device or the host.</summary>
+    void MemorySide(int cpu, int v, ulong linear, bool write, ulong data)
     {
         ref readonly var d = ref _f.Acc[v];
         ref readonly var rec = ref _f.Exit[v];
         uint size = d.Size;
-        if (side == Side.Port) { PortSide(cpu, v, write, data); return; }
-
         ulong gpa;
         {
-            ulong linear = LinearOf(v, write);
             if (CanonicalFaults(cpu, v, linear)) return;
             // The exit's first element carries the GPA the hardware faulted on: a cached translation must agree with it.
             ulong witness = rec.Reason == ExitReason.Mmio && _f.FirstElement[v] ? rec.Gpa & ~(ulong)Page.Mask : DataTlb.NoWitness;
@@ -486,6 +546,7 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         else AfterRead(cpu, v, value);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static ulong AllOnes(uint size) => ExitRules.AllOnes(size);
 
     /// <summary>The read side is done (value in hand): compute, then the write side. Kernel-emulated exits only.</summary>
@@ -498,7 +559,12 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         {
             WriteBack.ApplyRead(in d, State.Gprs(v), value);
             if (Followed(v) is { } t) NarrateValue(t, v, value, false, 0);
-            AfterWrite(cpu, v);
+            if (d.Lock) { AfterWrite(cpu, v); return; }
+            // AfterWrite for a one-element form with nothing pending or held (no LOCK, no read-modify-write, not FX or a
+            // string: EndExit released what an earlier instruction held): the element ends, the instruction finishes.
+            _f.Phase[v] = ElementPhase.None;
+            _f.FirstElement[v] = false;
+            FinishInstruction(cpu, v);
             return;
         }
         // The common store (MOV/OUT from a register or an immediate): the executor's store value (Executor.Execute's
@@ -574,6 +640,7 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         EndExit(cpu, v, forwarded ? ExitKind.Forwarded : KindOf(_f.Acc[v], _f.Exit[v]), countCompleted: !forwarded);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]   // once per exit, at its end: a call for a jump-table lookup
     static ExitKind KindOf(in DecodedAccess d, in ExitRecord rec) => d.Kind switch
     {
         AccessKind.In => ExitKind.PortIn,

@@ -277,7 +277,10 @@ public sealed partial class VcpuStateStore
     }
 
     /// <summary>The vCPU is about to enter the guest: on TDX one TDG.VP.WR per dirty field. Returns the number charged.</summary>
-    public int OnEntry(int v)
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public int OnEntry(int v) => _dirtyTrack == 0 ? 0 : ChargeEntry(v);   // SNP tracks nothing dirty: no call per entry
+
+    int ChargeEntry(int v)
     {
         ref Accounting a = ref _acct[v];
         if ((a.Dirty | a.X87Dirty | a.DirtyHigh) == 0) return 0;   // always on SNP, and on TDX after an exit that wrote nothing

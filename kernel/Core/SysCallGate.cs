@@ -24,6 +24,13 @@ public sealed class SysCallGate(Kernel k)
         var cpu = Kernel.CurrentCpu;
         if (cpu is not null) { cpu.GateTransitions++; cpu.GateCalls++; cpu.Clock += k.Cost.SyscallCycles; }
         else { Interlocked.Increment(ref _transitions); Interlocked.Increment(ref _calls); }
+        // WAIT_FOR_EVENT, a device model's one call per exit (its answer and its next access), skips the table's lookup and
+        // the handler's delegate: the same call its row makes, with Run's checks and error mapping (docs/design.md, "IPC").
+        if (r.Rax == SysNr.WaitForEvent && t.State != ThreadState.Dead)
+        {
+            try { return k.WaitForEvent(t, (uint)r.Rdi); }
+            catch (Exception e) when (e is not ThreadKilledException) { return new(ToAbi(e)); }
+        }
         return Run(t, r, inBatch: false);
     }
 

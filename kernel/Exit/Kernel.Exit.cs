@@ -110,11 +110,20 @@ public sealed partial class Kernel
         _pipe.HandleExit(cpu.Index, rec, entryTd);
     }
 
+    /// <summary>Makes the highest pending IRQ the vCPU's pending event if it may take one now. Inlined: at every entry
+    /// the common answer is the IRR's four words, all zero.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     void InjectPendingIrq(VcpuObject vc)
+    {
+        if (IrqPending(vc)) InjectIrq(vc);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    void InjectIrq(VcpuObject vc)
     {
         int v = vc.Global;
         // The IRR is the kernel's own memory: look there before paying a TDG.VP.RD for the pending-event field.
-        if ((State.Rflags(v) & RflagsIf) == 0 || !IrqPending(vc) || State.PendingEvent(v) != 0) return;
+        if ((State.Rflags(v) & RflagsIf) == 0 || State.PendingEvent(v) != 0) return;
         if (State.Interruptibility(v) != 0) return;   // the STI/MOV SS shadow: not before the next instruction (hot/Exit/ExitPipeline.System.cs)
         lock (vc)
         {

@@ -134,6 +134,24 @@ public sealed class ExitCacheTests : IDisposable
     }
 
     [Fact]
+    public void Decode_cache_hit_on_words_answers_as_the_buffer_path_and_only_for_the_same_bytes_and_mode()
+    {
+        var cache = new DecodeCache(2);
+        // Nothing decoded yet: a miss.
+        Assert.False(cache.TryHit(0, 0x1000, 0x10468B, 0, CpuMode.Bits64, out _));
+        Assert.True(cache.TryDecode(0, 0x1000, Buffer(0x8B, 0x46, 0x10, 0x90, 0x90), 15, CpuMode.Bits64, out var viaBuffer));
+        // The instruction's bytes agree; the bytes after it (here 0x90s, there 0xCC) are not part of the key.
+        Assert.True(cache.TryHit(0, 0x1000, 0xCCCC_CCCC_CC10_468BUL, 0x00CC_CCCC_CCCC_CCCCUL, CpuMode.Bits64, out var viaWords));
+        Assert.Equal(viaBuffer, viaWords);
+        Assert.False(cache.TryHit(0, 0x1000, 0x20468B, 0, CpuMode.Bits64, out _));   // another displacement
+        Assert.False(cache.TryHit(0, 0x1000, 0x10468B, 0, CpuMode.Bits32, out _));   // another mode
+        Assert.False(cache.TryHit(1, 0x1000, 0x10468B, 0, CpuMode.Bits64, out _));   // another vCPU
+        Assert.False(cache.TryHit(0, 0x1001, 0x10468B, 0, CpuMode.Bits64, out _));   // another slot
+        cache.Invalidate(0);
+        Assert.False(cache.TryHit(0, 0x1000, 0x10468B, 0, CpuMode.Bits64, out _));
+    }
+
+    [Fact]
     public void Report_histogram_percentiles_are_within_a_thousandth_of_the_exact_ones()
     {
         var rng = new Random(13);

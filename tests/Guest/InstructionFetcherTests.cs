@@ -144,4 +144,47 @@ public sealed class InstructionFetcherTests : IDisposable
             for (int i = 0; i < 1000; i++) _fetch.Fetch(3, _mem, _mode, _pt.Cr3, PageA + (ulong)(i & 0xFFF), dest, out _, out _);
         }));
     }
+    // ---- TryFetchWords: the exit path's one-step fetch (issue 13) -------------------------------------------------
+
+    [Fact]
+    public void Fetch_words_need_the_code_page_entry_and_then_are_the_fetch_bytes_with_the_16th_zeroed()
+    {
+        // Nothing cached yet: no words, and nothing counted (the caller's Fetch counts the walk).
+        Assert.False(_fetch.TryFetchWords(0, _mem, _mode, _pt.Cr3, PageA + 0x10, AccessType.Execute, out _, out _));
+        Assert.Equal(0, _fetch.Hits[0] + _fetch.Misses[0]);
+        Span<byte> dest = stackalloc byte[15];
+        _fetch.Fetch(0, _mem, _mode, _pt.Cr3, PageA + 0x10, dest, out _, out _);
+        Assert.True(_fetch.TryFetchWords(0, _mem, _mode, _pt.Cr3, PageA + 0x10, AccessType.Execute, out ulong lo, out ulong hi));
+        Assert.Equal(0x17161514_13121110UL, lo);
+        Assert.Equal(0x001E1D1C_1B1A1918UL, hi);   // byte 15 (0x1F in memory) is the key's zero
+        Assert.Equal(1, _fetch.Hits[0]);
+        // The last offset whose 16 bytes stay in the page, and the first that does not (Fetch straddles then).
+        Assert.True(_fetch.TryFetchWords(0, _mem, _mode, _pt.Cr3, PageA + 0xFF0, AccessType.Execute, out lo, out _));
+        Assert.Equal(0xF7F6F5F4_F3F2F1F0UL, lo);
+        Assert.False(_fetch.TryFetchWords(0, _mem, _mode, _pt.Cr3, PageA + 0xFF1, AccessType.Execute, out _, out _));
+    }
+
+    [Fact]
+    public void Fetch_words_miss_on_another_page_cr3_or_access_key()
+    {
+        Span<byte> dest = stackalloc byte[15];
+        _fetch.Fetch(0, _mem, _mode, _pt.Cr3, PageA, dest, out _, out _);
+        Assert.True(_fetch.TryFetchWords(0, _mem, _mode, _pt.Cr3, PageA + 8, AccessType.Execute, out _, out _));
+        Assert.False(_fetch.TryFetchWords(0, _mem, _mode, _pt.Cr3, PageB + 8, AccessType.Execute, out _, out _));
+        Assert.False(_fetch.TryFetchWords(0, _mem, _mode, _pt.Cr3 + 0x1000, PageA + 8, AccessType.Execute, out _, out _));
+        Assert.False(_fetch.TryFetchWords(0, _mem, _mode, _pt.Cr3, PageA + 8, AccessType.Execute | AccessType.User, out _, out _));
+        Assert.False(_fetch.TryFetchWords(1, _mem, _mode, _pt.Cr3, PageA + 8, AccessType.Execute, out _, out _));   // per vCPU
+        _fetch.Invalidate(0);
+        Assert.False(_fetch.TryFetchWords(0, _mem, _mode, _pt.Cr3, PageA + 8, AccessType.Execute, out _, out _));
+    }
+
+    [Fact]
+    public void Fetch_words_read_the_bytes_now_not_when_the_entry_was_filled()
+    {
+        Span<byte> dest = stackalloc byte[15];
+        _fetch.Fetch(2, _mem, _mode, _pt.Cr3, PageA + 0x40, dest, out _, out _);
+        _mem.WriteU8(PhysA + 0x41, 0xEE);   // code rewritten in place
+        Assert.True(_fetch.TryFetchWords(2, _mem, _mode, _pt.Cr3, PageA + 0x40, AccessType.Execute, out ulong lo, out _));
+        Assert.Equal(0xEE, (byte)(lo >> 8));
+    }
 }

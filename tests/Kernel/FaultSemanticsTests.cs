@@ -49,7 +49,8 @@ public class FaultSemanticsTests
 
     /// <summary>Boots one VM with one vCPU whose replay program <paramref name="build"/> writes; 32-bit protected mode
     /// without paging (linear = physical) unless <paramref name="longMode"/>.</summary>
-    static CopraSystem Boot(Action<ReplayRig, VmLayout> build, bool longMode = false, Action<PageTableBuilder, GuestMemory, VmLayout>? paging = null)
+    internal static CopraSystem Boot(Action<ReplayRig, VmLayout> build, bool longMode = false, Action<PageTableBuilder, GuestMemory, VmLayout>? paging = null,
+        Action<ReplayProgram>? program = null)
     {
         var sc = Scenario.Default() with { Vms = [new VmScenario(Vcpus: 1)] };
         return new CopraSystem(sc, backend: (k, layouts) =>
@@ -74,11 +75,13 @@ public class FaultSemanticsTests
             build(rig, l);
             start.ApplyTo(k.State, 0);
             k.State.OnEntry(0);
-            return new ReplayBackend(k.State, [rig.Program()]);
+            var p = rig.Program();
+            program?.Invoke(p);
+            return new ReplayBackend(k.State, [p]);
         });
     }
 
-    static void AssertClean(CopraSystem sys)
+    internal static void AssertClean(CopraSystem sys)
     {
         Assert.True(sys.Replay!.Desyncs == 0 && sys.Replay.DataMismatches == 0, string.Join("\n", sys.Replay.Problems));
         Assert.Equal(0, sys.Kernel.InternalErrors);
