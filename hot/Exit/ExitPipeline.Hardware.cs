@@ -25,8 +25,8 @@ public sealed partial class ExitPipeline<THost>
         ref readonly var rec = ref _f.Exit[v];
         // Why: the element is the fragment the hardware reports (KVM hands a wider access over in pieces of at most 8
         // bytes, kvm_run.mmio.data), so the rest of the exit (the owner lookup, the delivery's size, a forward) sees its size.
-        ref var acc = ref _f.Acc[v];
-        if (acc.Size > 8) acc.Size = rec.Size;
+        // Where the decode's size disagrees (counted above), the hardware's wins too, as its address and data do.
+        _f.Acc[v].Size = rec.Size;
         var (read, writeSide) = SidesOf(in _f.Acc[v]);
         bool write = rec.IsWrite;
         var side = write ? writeSide : read;
@@ -103,6 +103,12 @@ public sealed partial class ExitPipeline<THost>
             // Why: FXSAVE/FXRSTOR's fragments fall anywhere in the 512-byte image (d.Size is its first piece's).
             ulong span = IsFx(d.Kind) ? (ulong)X87.ImageSize : d.Size;
             addr = walk.IsOk && (d.Size > 8 ? rec.Gpa - gpa < span : gpa == rec.Gpa);
+            // Why: CMPS reads two operands and the hardware exits for each that is not RAM (rSI's first): an exit may be ES:rDI's.
+            if (!addr && d.Kind == AccessKind.Cmps)
+            {
+                var es = PageWalker.Translate(_memory, _f.Mode[v], _f.Cr3[v], _f.EsBase[v] + Masked(gprs[7], d.AddressSize), AccessType.Read, out ulong esGpa);
+                addr = es.IsOk && esGpa == rec.Gpa;
+            }
             if (rec.IsWrite && dir)
             {
                 ulong expect = 0;
@@ -118,6 +124,7 @@ public sealed partial class ExitPipeline<THost>
                     case AccessKind.MmxWrite: case AccessKind.Fxsave: known = false; break;   // MMX state and the image: the hardware's, read before the exit
                     case AccessKind.Stos: expect = gprs[0]; break;
                     case AccessKind.Pop: known = false; break;   // the value popped is the guest stack's, which KVM read
+                    case AccessKind.SysStore: known = false; break;   // SGDT/SIDT/SMSW/SLDT/STR: a piece of KVM's own register image
                     case AccessKind.Xchg: expect = WriteBack.Xchg(d, copy, _f.HwRead[v]); break;
                     case AccessKind.Alu: case AccessKind.Bt: case AccessKind.Setcc:
                     {
