@@ -446,7 +446,8 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
             if (CanonicalFaults(cpu, v, linear)) return;
             // The exit's first element carries the GPA the hardware faulted on: a cached translation must agree with it.
             ulong witness = rec.Reason == ExitReason.Mmio && _f.FirstElement[v] ? rec.Gpa & ~(ulong)Page.Mask : DataTlb.NoWitness;
-            var walk = _dataTlb.Translate(v, _memory, _f.Mode[v], _f.Cr3[v], linear, DataAccess(v, write), out gpa, witness);
+            // A read-modify-write's read is walked as a write, as the CPU does (its #PF, W set, comes before the device is read).
+            var walk = _dataTlb.Translate(v, _memory, _f.Mode[v], _f.Cr3[v], linear, DataAccess(v, write || IsRmw(in d)), out gpa, witness);
             if (!walk.IsOk) { InjectWalkFault(cpu, v, walk); return; }
             if ((linear & Page.Mask) + size > Page.Size)
             {
@@ -498,7 +499,7 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         Span<byte> wide = write ? WideWrite(v) : WideRead(v);
         for (uint i = 0; i < size; i++)
         {
-            var walk = PageWalker.Translate(_memory, _f.Mode[v], _f.Cr3[v], linear + i, DataAccess(v, write), out ulong g);
+            var walk = PageWalker.Translate(_memory, _f.Mode[v], _f.Cr3[v], linear + i, DataAccess(v, write || IsRmw(in _f.Acc[v])), out ulong g);
             if (!walk.IsOk) { InjectWalkFault(cpu, v, walk); return; }
             if (!_host.IsRam(v, g, 1)) { InjectException(cpu, v, VectorGp, 0); return; }
             if (size > 8) { if (write) _memory.WriteU8(g, wide[(int)i]); else wide[(int)i] = _memory.ReadU8(g); }

@@ -9,7 +9,8 @@ namespace Copra.Tests.Kernel;
 /// <summary>
 /// A kernel-emulated read-modify-write computes its registers and flags into a pending copy that becomes the vCPU's only
 /// when its write is done (ExitPipeline.Wide.cs, Compute/IsRmw): a write that faults leaves the instruction wholly undone.
-/// The device is reached through a read-only alias, so the read succeeds and the write's translation raises #PF.
+/// The device is reached through a read-only alias: the operand's walk, made as a write for a read-modify-write as the
+/// CPU makes it, raises #PF before the device is read; a plain BT only reads and succeeds.
 /// </summary>
 public class PendingStateRuleTests
 {
@@ -37,7 +38,10 @@ public class PendingStateRuleTests
             else a.btc(__dword_ptr[rbx + 8], eax);
         }, [(0, 0)], Reserved | Cf);
         Assert.Equal(1, r.Replay.ExceptionsByVector[14]);
-        Assert.Equal(1, r.Stats.DeviceRoundTrips);   // the read was performed; the write's translation faulted
+        // The CPU walks a read-modify-write's operand as a write before reading it: #PF with P and W set, and the
+        // device is never read (a read with side effects must not happen for an instruction that faults).
+        Assert.Equal(0, r.Stats.DeviceRoundTrips);
+        Assert.Equal(0b11UL, (Assert.Single(r.Replay.Exceptions).Event >> 32) & 0b11);
         Assert.Equal(Cf, r.Sys.Kernel.State.Rflags(0) & Cf);
     }
 
@@ -55,6 +59,7 @@ public class PendingStateRuleTests
         using (var r = Faulting("add", a => a.add(__dword_ptr[rbx + 8], eax), [(0, 0)], Reserved | Cf))
         {
             Assert.Equal(1, r.Replay.ExceptionsByVector[14]);
+            Assert.Equal(0, r.Stats.DeviceRoundTrips);
             Assert.Equal(Reserved | Cf, r.Sys.Kernel.State.Rflags(0) & 0xFFF);
         }
         using (var r = Faulting("xchg", a => a.xchg(__dword_ptr[rbx + 8], eax), [(0, 0x1234)], Reserved))
