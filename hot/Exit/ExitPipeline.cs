@@ -140,7 +140,7 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         _host.ExitTaken(rec.Vcpu);
         long t0 = (long)Tsc.Read();
         int v = rec.Vcpu;
-        if (_tdx) State.OnExit(v);   // TDG.VP.RDs since the last charge (the entry's, e.g. the interrupt check) go to this exit (a no-op on SNP)
+        State.OnExit(v);   // TDG.VP.RDs since the last charge (the entry's, e.g. the interrupt check) go to this exit
         Stats.Add(cpu, Counter.Taken);
         if (_firstExit == 0 && Interlocked.Exchange(ref _firstExit, 1) == 0) _host.FirstExit();
         // The tracers' one check per exit; the stages then test the vCPU's flag.

@@ -268,8 +268,10 @@ public sealed partial class VcpuStateStore
     }
 
     /// <summary>The vCPU left the guest: on TDX every tracked field becomes stale (GPRs, RIP, RFLAGS came with the exit).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void OnExit(int v)
     {
+        if (_keepOnExit == Bit.All) return;   // SNP: every valid bit survives an exit, so there is nothing to drop (no call per exit)
         ref Accounting a = ref _acct[v];
         a.Valid &= _keepOnExit;
         a.X87Valid &= _keepOnExit;
