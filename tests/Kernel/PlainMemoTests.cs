@@ -1,4 +1,5 @@
 using Copra.Abi;
+using Copra.Hot.Emulate;
 using Copra.Hot.Exit;
 using Copra.Hot.Guest;
 using Copra.Hot.State;
@@ -240,6 +241,51 @@ public class PlainMemoTests
             paging: (pt, mem, l) => ram = l.Data);   // guest RAM, identity-mapped
         Assert.True(sys.Run().Quiescent);
         Assert.Equal(Exits - 1, sys.Kernel.Stats.DeviceRoundTrips);   // the fourth read RAM, not the device
+    }
+
+    const ushort UartScratch = 0x3F8 + 7;   // the UART model's scratch register (reads back what was written)
+
+    [Fact]
+    public void A_replayed_out_writes_this_exits_value_and_an_in_after_the_loop_reads_the_last()
+    {
+        var valid = new bool[Exits + 3];   // four OUTs, the IN, the program's end
+        using var sys = Loop(
+            r =>
+            {
+                r.Add("out dx, al", a => a.@out(dx, al), ExitReason.Io, 0, 1, true, [(2, UartScratch)], [], port: UartScratch);
+                r.Add("in al, dx (after the loop: what the last out left)", a => a.@in(al, dx), ExitReason.Io, 0, 1, false, [(2, UartScratch), (0, 0)], [], port: UartScratch, expect: 0x44);
+            },
+            (k, n) => { valid[n] = k.ExitInFlight.Memo[0].Valid; if (n <= Exits) k.State.Gpr(0, 0) = 0x40UL + (ulong)n; });
+        Assert.True(sys.Run().Quiescent);
+        FaultSemanticsTests.AssertClean(sys);
+        Assert.True(valid[3] && valid[4]);   // the third and fourth OUT were replayed
+        Assert.Equal(Exits + 1, sys.Kernel.Stats.DeviceRoundTrips);
+    }
+
+    [Fact]
+    public void IOPL_lowered_below_CPL_before_a_replayed_out_to_a_port_the_exit_did_not_report_is_a_general_protection_fault()
+    {
+        using var sys = Loop(
+            r => r.Add("out dx, al at CPL 3", a => a.@out(dx, al), ExitReason.Io, 0, 1, true, [(2, UartScratch), (0, 0x33)], [], port: UartScratch),
+            (k, n) =>
+            {
+                if (n == 1)
+                {
+                    k.State.TryWrite(0, StateField.Seg(StateField.Cs, StateField.Selector), Gdt.Code64 | 3);
+                    k.State.TryWrite(0, StateField.Seg(StateField.Cs, StateField.Attributes), SegmentAttributes.Code64 | Dpl3);
+                    k.State.TryWrite(0, StateField.Seg(StateField.Ss, StateField.Selector), Gdt.Data | 3);
+                    k.State.TryWrite(0, StateField.Seg(StateField.Ss, StateField.Attributes), SegmentAttributes.Data | Dpl3);
+                    k.State.Rflags(0) |= FaultContext.RflagsIoplMask;   // IOPL 3: CPL 3 may
+                }
+                // Below IOPL only the port the hardware reported (the TSS bitmap allowed it) may be used: DX now names another.
+                if (n == Exits) { k.State.Rflags(0) &= ~FaultContext.RflagsIoplMask; k.State.Gpr(0, 2) = UartScratch - 1; }
+            },
+            paging: UserCode);
+        Assert.True(sys.Run().Quiescent);
+        FaultSemanticsTests.AssertClean(sys);
+        Assert.Equal(13UL, OnlyException(sys).Event & 0xFF);   // #GP(0)
+        Assert.Equal(Exits - 1, sys.Kernel.Stats.DeviceRoundTrips);
+        Assert.Equal(1, sys.Kernel.Stats.IoPrivilegeFaults);
     }
 
     /// <summary>The leaf entry for <paramref name="linear"/> under the 4-level tables at <paramref name="root"/>.</summary>
