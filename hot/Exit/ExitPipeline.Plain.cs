@@ -10,12 +10,13 @@ namespace Copra.Hot.Exit;
 /// What vCPU <c>v</c>'s last plain MOV, IN or OUT exit was derived from (<see cref="InFlight.Memo"/>): the inputs of the
 /// front end (the control registers, CS's attributes, the RFLAGS bits such an instruction's checks read, the
 /// instruction's bytes, the exit's kind and reported port) and the page its operand was on with the guest-physical page
-/// it mapped to. One entry per vCPU. Why no RIP: nothing the front end derives depends on it beyond the bytes (a
-/// RIP-relative operand is computed from this exit's RIP), so the same encoding at another RIP is the same derivation.
+/// it mapped to, and the RIP it was at. One entry per vCPU. The RIP is not needed for exactness (nothing the front end
+/// derives depends on it beyond the bytes; a RIP-relative operand is computed from this exit's RIP): it is the first,
+/// cheapest reject, so a vCPU that runs many instructions pays one compare, not the state reads and the fetch.
 /// </summary>
 public struct PlainMemo
 {
-    public ulong Cr0, Cr4, Efer, Cr3, RflagsKey;
+    public ulong Rip, Cr0, Cr4, Efer, Cr3, RflagsKey;
     /// <summary>The instruction's bytes as <see cref="InstructionFetcher.TryFetchWords"/> reads them (the 16th zeroed).</summary>
     public ulong CodeLo, CodeHi;
     /// <summary>The operand's linear page and the guest-physical page the walk gave (the hardware's GPA agreed).</summary>
@@ -35,8 +36,7 @@ public struct PlainMemo
 
 /// <summary>
 /// The fused stage for the exit of nearly every driver's register access: the same plain MOV load or store
-/// (Read, ReadZx, ReadSx, Write, WriteImm), IN or OUT, exiting again (at the same RIP, or the same bytes elsewhere), in
-/// the same context. The front end's
+/// (Read, ReadZx, ReadSx, Write, WriteImm), IN or OUT at the same RIP, exiting again, in the same context. The front end's
 /// work (paging mode, code bitness, fault context, decode, the element checks' verdict) is a function of the state
 /// it reads and of the instruction's bytes; when all of those equal what the last exit of this vCPU derived its
 /// columns from (<see cref="PlainMemo"/>), the columns (<see cref="InFlight.Acc"/>, <c>Mode</c>, <c>Cr3</c>,
@@ -72,7 +72,7 @@ public sealed partial class ExitPipeline<THost>
         if (rec.Reason != m.Reason || _f.HardwareCompletes[v] || _f.Follow[v] != 0) return false;
         if (rec.Reason == ExitReason.Io && (rec.Port != m.Port || rec.Size != m.Size)) return false;
         ulong rip = State.Rip(v);
-        if (State.Cr3(v) != m.Cr3 || State.Cr0(v) != m.Cr0 || State.Cr4(v) != m.Cr4 || State.Efer(v) != m.Efer
+        if (rip != m.Rip || State.Cr3(v) != m.Cr3 || State.Cr0(v) != m.Cr0 || State.Cr4(v) != m.Cr4 || State.Efer(v) != m.Efer
             || State.SegAttributes(v, StateField.Cs) != m.CsAttr || (State.Rflags(v) & MemoRflags) != m.RflagsKey)
             return false;
         if (!Fetcher.TryFetchWords(v, _memory, _f.Mode[v], m.Cr3, rip, m.Fetch, out ulong lo, out ulong hi) || lo != m.CodeLo || hi != m.CodeHi)
@@ -130,13 +130,13 @@ public sealed partial class ExitPipeline<THost>
     /// derived from, so the element's MMIO side (<see cref="RecordPlainPages"/>) or port side (<see cref="RecordPlainPort"/>)
     /// can complete the memo.
     /// </summary>
-    void ArmPlain(int v, in ExitRecord rec, ulong cr0, ulong cr4, ulong efer, ushort csAttr, ulong cr3, AccessType fetch, ulong lo, ulong hi)
+    void ArmPlain(int v, in ExitRecord rec, ulong rip, ulong cr0, ulong cr4, ulong efer, ushort csAttr, ulong cr3, AccessType fetch, ulong lo, ulong hi)
     {
         ref readonly var d = ref _f.Acc[v];
         if (FaultContext.CplNeedsSs(SegMode.Long64, csAttr) || d.SrcSegment is Seg.FS or Seg.GS) return;
         ref var m = ref _f.Memo[v];
         m.Reason = rec.Reason; m.Port = rec.Port; m.Size = rec.Size;
-        m.Cr0 = cr0; m.Cr4 = cr4; m.Efer = efer; m.CsAttr = csAttr; m.Cr3 = cr3;
+        m.Rip = rip; m.Cr0 = cr0; m.Cr4 = cr4; m.Efer = efer; m.CsAttr = csAttr; m.Cr3 = cr3;
         m.RflagsKey = _f.Fault[v].Rflags & MemoRflags;
         m.Fetch = fetch; m.CodeLo = lo; m.CodeHi = hi;
         m.Armed = true;
