@@ -45,7 +45,7 @@ public struct PlainMemo
 /// the page the walk gave then, the translation is known too, and the side goes straight to the owner lookup.
 ///
 /// Why exact: the key holds every input the front end reads for such an instruction in 64-bit mode (CR0, CR4, EFER,
-/// CS's attributes, CR3, RFLAGS' TF, IOPL, VM and AC, the exit's kind and for port I/O its reported port and width; SS's attributes are not read for a non-conforming CS, and a
+/// CS's attributes, CR3, RFLAGS' TF, IOPL and AC, the exit's kind and for port I/O its reported port and width; SS's attributes are not read for a non-conforming CS, and a
 /// conforming CS is never memoised; FS and GS operands, whose base is state, are never memoised), and the bytes are
 /// read from guest memory on every exit through the same code-page entry the full path uses (self-modifying code
 /// misses). The columns are written only by the full front end, which clears the memo first, and
@@ -58,8 +58,8 @@ public struct PlainMemo
 /// </summary>
 public sealed partial class ExitPipeline<THost>
 {
-    /// <summary>RFLAGS bits the front end's derivation reads for a plain MOV in 64-bit mode (TF, IOPL, VM, AC).</summary>
-    const ulong MemoRflags = FaultContext.RflagsTf | FaultContext.RflagsIoplMask | FaultContext.RflagsVm | FaultContext.RflagsAc;
+    /// <summary>RFLAGS bits the front end's derivation reads for a plain MOV, IN or OUT in 64-bit mode (TF, IOPL, AC; VM is ignored there).</summary>
+    const ulong MemoRflags = FaultContext.RflagsTf | FaultContext.RflagsIoplMask | FaultContext.RflagsAc;
 
     /// <summary>
     /// The fused stage: true when vCPU <paramref name="v"/>'s exit is the memoised instruction in the memoised context
@@ -132,11 +132,14 @@ public sealed partial class ExitPipeline<THost>
     /// </summary>
     void ArmPlain(int v, in ExitRecord rec, ulong rip, ulong cr0, ulong cr4, ulong efer, ushort csAttr, ulong cr3, AccessType fetch, ulong lo, ulong hi)
     {
+        ref var m = ref _f.Memo[v];
+        // Why only at the second exit in a row at one RIP: a vCPU that runs many instructions (a driver's setup
+        // sequence) would pay the key's stores on every exit for a memo it never uses; a poll pays them once.
+        if (m.Rip != rip) { m.Rip = rip; return; }
         ref readonly var d = ref _f.Acc[v];
         if (FaultContext.CplNeedsSs(SegMode.Long64, csAttr) || d.SrcSegment is Seg.FS or Seg.GS) return;
-        ref var m = ref _f.Memo[v];
         m.Reason = rec.Reason; m.Port = rec.Port; m.Size = rec.Size;
-        m.Rip = rip; m.Cr0 = cr0; m.Cr4 = cr4; m.Efer = efer; m.CsAttr = csAttr; m.Cr3 = cr3;
+        m.Cr0 = cr0; m.Cr4 = cr4; m.Efer = efer; m.CsAttr = csAttr; m.Cr3 = cr3;
         m.RflagsKey = _f.Fault[v].Rflags & MemoRflags;
         m.Fetch = fetch; m.CodeLo = lo; m.CodeHi = hi;
         m.Armed = true;

@@ -286,7 +286,7 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         {
             // Memoised for the next exit when it came from the decode cache in 64-bit mode with nobody following.
             if (cached && cpuMode == CpuMode.Bits64 && rec.Reason == ExitReason.Mmio && _f.Follow[v] == 0)
-                ArmPlain(v, in rec, rip, cr0, cr4, efer, csAttr, cr3, access, lo, hi);
+                ArmPlain(v, in rec, rip, cr0, cr4, efer, csAttr, cr3, access, lo, hi);   // (from the second exit at one RIP)
             PlainElement(cpu, v, write: d.Kind is AccessKind.Write or AccessKind.WriteImm);
             return;
         }

@@ -81,7 +81,9 @@ public sealed partial class Kernel
     }
 
     /// <summary>Drops vCPU <paramref name="v"/>'s cached translations and decodes (its CR3, mode or state was written).</summary>
-    void InvalidateCaches(int v) => _pipe.InvalidateCaches(v);
+    /// <summary>Drops vCPU <paramref name="v"/>'s cached translations, decodes and memo (SET_STATE and VMSA import do;
+    /// a tool or test that rewrites guest state or page tables behind the kernel does too).</summary>
+    public void InvalidateCaches(int v) => _pipe.InvalidateCaches(v);
 
     // ---- entering the guest ------------------------------------------------------------------
 
