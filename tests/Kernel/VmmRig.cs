@@ -4,6 +4,7 @@ using Copra.Hot.Guest;
 using Copra.Hot.State;
 using Copra.Kernel.Backends;
 using Copra.Kernel.Core;
+using Copra.Kernel.Machine;
 using Copra.Kernel.Exit;
 using Copra.User;
 using Iced.Intel;
@@ -13,7 +14,7 @@ namespace Copra.Tests.Kernel;
 
 /// <summary>One exit a scripted guest takes: the registers (and RIP, RFLAGS, interruptibility) it holds then, and what the hardware reports.</summary>
 internal sealed record GuestExit(ExitReason Reason, (int Reg, ulong Value)[]? Regs = null, ulong Rip = 0, ulong Gpa = 0, ushort Port = 0,
-    byte Size = 0, bool Write = false, ulong? Rflags = null, ulong? Interruptibility = null);
+    byte Size = 0, bool Write = false, ulong? Rflags = null, ulong? Interruptibility = null, ulong? PendingEvent = null);
 
 /// <summary>What a vCPU held when the kernel entered it: RIP, RAX, RBX, RCX, RDX and the event the entry injects.</summary>
 internal readonly record struct GuestEntry(int Vcpu, ulong Rip, ulong Rax, ulong Rbx, ulong Rcx, ulong Rdx, ulong PendingEvent);
@@ -22,7 +23,8 @@ internal readonly record struct GuestEntry(int Vcpu, ulong Rip, ulong Rax, ulong
 /// A guest that takes the exits a test lists, in order, per vCPU, and notes what the kernel left in it at every entry
 /// (the hardware delivers the pending event there and clears it). Run-page exits (HLT, CPUID, MSRs, shutdown) need no
 /// code; an access exit is given the RIP of an instruction the test assembled (<see cref="VmmRig.Code"/>). With nothing
-/// left, the guest halts with interrupts off. Deterministic driver only (the notes are not locked).
+/// left, the guest halts with interrupts off. An exit may leave an event pending (one the guest has not taken yet).
+/// Deterministic driver only (the notes are not locked).
 /// </summary>
 internal sealed class ScriptedGuest(VcpuStateStore state, int vcpus) : IGuestBackend
 {
@@ -45,6 +47,7 @@ internal sealed class ScriptedGuest(VcpuStateStore state, int vcpus) : IGuestBac
         if (x.Rip != 0) state.Rip(v) = x.Rip;
         if (x.Rflags is { } f) state.Rflags(v) = f;
         if (x.Interruptibility is { } i) state.SetInterruptibility(v, i);
+        if (x.PendingEvent is { } pe) state.SetPendingEvent(v, pe);
         foreach (var (r, value) in x.Regs ?? []) state.Gpr(v, r) = value;
         rec = new ExitRecord { Reason = x.Reason, Gpa = x.Gpa, Port = x.Port, Size = x.Size, Flags = x.Write ? ExitFlags.Write : 0 };
     }
@@ -76,6 +79,10 @@ internal sealed class VmmRig : IDisposable
     public readonly List<(int Vcpu, RunExit Why, RunPage Page)> Exits = [];
     public readonly List<(long Seq, EventArea Area)> Deliveries = [];
     readonly List<(EventKind Kind, ulong Start, ulong Length, DeviceAnswer Answer)> _devices = [];
+    /// <summary>The VMM's handles of the devices, in the order they were added (any of its threads may close one).</summary>
+    public readonly List<uint> DeviceHandles = [];
+    /// <summary>The devices' event objects (kept here: the VM forgets one when its last handle closes).</summary>
+    public readonly List<EventObject> DeviceObjects = [];
 
     public VmmRig(int vcpus = 1, int cpus = 1, bool keepTrace = false)
     {
@@ -128,6 +135,8 @@ internal sealed class VmmRig : IDisposable
             {
                 uint ev = kind == EventKind.Mmio ? Sys.MmioEvent(ctx, vm, start, length) : Sys.IoioEvent(ctx, vm, start, length);
                 ulong area = Sys.Mmap(ctx, ev, 0, Page.Size);
+                DeviceHandles.Add(ev);
+                DeviceObjects.Add(K.Vms[0].Owners[^1]!);
                 Sys.ThreadCreate(ctx, async (c, _) =>
                 {
                     while (true)
@@ -180,6 +189,12 @@ internal sealed class VmmRig : IDisposable
         a.PublishState(EventState.Done);
         return true;
     };
+
+    /// <summary>A model that holds every access and never answers (a silent device).</summary>
+    public static DeviceAnswer Silent => (IUserContext _, uint _, ref EventArea _) => true;
+
+    /// <summary>A model that closes its event object at the first access, answering nothing.</summary>
+    public static DeviceAnswer Dies => (IUserContext c, uint h, ref EventArea _) => { Sys.Close(c, h); return false; };
 
     public void Dispose() => K.Dispose();
 }
