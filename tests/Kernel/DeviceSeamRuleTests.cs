@@ -210,4 +210,44 @@ public sealed class DeviceSeamRuleTests
         Assert.Equal(RunExit.Stopped, rig.Exits.Last(x => x.Vcpu == 1).Why);
         Assert.True(rig.Guest.Of(1).Count() < 11, "vCPU 1 ran its whole script after the stop");
     }
+
+    [Fact]
+    public void An_access_queued_behind_another_is_delivered_when_the_first_is_answered_and_an_answer_from_another_cpu_goes_through_its_inbox()
+    {
+        // vCPU 0 (CPU 0) and vCPU 1 (CPU 1) read the silent model's ports; vCPU 2's VMM thread (CPU 0) answers whatever
+        // the area holds, through EVENT_SIGNAL, once both wait: vCPU 0's answer is taken on its own CPU, vCPU 1's is
+        // posted to CPU 1. The one that came second was queued and is delivered by the first one's completion.
+        using var rig = new VmmRig(vcpus: 3, cpus: 2);
+        rig.Device(EventKind.Ioio, Port, 4, VmmRig.Silent);
+        ulong in0 = rig.Code(a => a.@in(al, dx)), in1 = rig.Code(a => a.@in(al, dx));
+        rig.Guest.Add(0, In(in0, Port, 1, 0xAAAA_0000));
+        rig.Guest.Add(1, In(in1, Port + 1, 1, 0xBBBB_0000));
+        for (int i = 0; i < 20; i++) rig.Guest.Add(2, new GuestExit(ExitReason.Cpuid, Rip: 0x40_0000, Rflags: NoIf));
+        var vcpus = rig.K.Vms[0].Vcpus;
+        var answered = new List<(uint Vcpu, ulong Address, ulong Sequence, long CrossWakes)>();
+        rig.Run((IUserContext ctx, RunExit why, ref RunPage p) =>
+        {
+            ref var a = ref Sys.Ref<EventArea>(ctx, rig.DeviceAreas[0]);
+            if (answered.Count < 2 && a.State == EventState.Pending
+                && (answered.Count > 0 || vcpus[0].Run == VcpuRun.WaitingDevice && vcpus[1].Run == VcpuRun.WaitingDevice))
+            {
+                answered.Add((a.Vcpu, a.Address, a.Sequence, rig.K.Stats.CrossCpuWakes));
+                a.Data = 0x40 + a.Vcpu;
+                a.PublishState(EventState.Done);
+                Sys.EventSignal(ctx, rig.DeviceHandles[0]);
+            }
+            return VmmRig.Continue(ctx, why, ref p);
+        });
+        // Whichever came first is answered first; the other was queued and delivered next.
+        Assert.Equal([1UL, 2UL], answered.Select(x => x.Sequence));
+        Assert.Equal([0u, 1u], answered.Select(x => x.Vcpu).Order());
+        Assert.All(answered, x => Assert.Equal(Port + x.Vcpu, x.Address));
+        Assert.Equal(0xAAAA_0040UL, rig.Guest.Of(0).Last().Rax);
+        Assert.Equal(0xBBBB_0041UL, rig.Guest.Of(1).Last().Rax);
+        Assert.Equal(in1 + 1, rig.Guest.Of(1).Last().Rip);
+        Assert.True(rig.K.Stats.CrossCpuWakes > answered[1].CrossWakes, "vCPU 1's answer did not cross to CPU 1");
+        var e = rig.DeviceObjects[0];
+        Assert.Equal((2L, 2L, -1, 0), (e.Delivered, e.Completed, e.Inflight, e.Queued));
+        Assert.Equal(2, rig.K.Stats.DeviceRoundTrips);
+    }
 }

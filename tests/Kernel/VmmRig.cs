@@ -83,6 +83,8 @@ internal sealed class VmmRig : IDisposable
     public readonly List<uint> DeviceHandles = [];
     /// <summary>The devices' event objects (kept here: the VM forgets one when its last handle closes).</summary>
     public readonly List<EventObject> DeviceObjects = [];
+    /// <summary>Where the VMM mapped each device's event area (any of its threads may answer through it, then EVENT_SIGNAL).</summary>
+    public readonly List<ulong> DeviceAreas = [];
 
     public VmmRig(int vcpus = 1, int cpus = 1, bool keepTrace = false)
     {
@@ -136,6 +138,7 @@ internal sealed class VmmRig : IDisposable
                 uint ev = kind == EventKind.Mmio ? Sys.MmioEvent(ctx, vm, start, length) : Sys.IoioEvent(ctx, vm, start, length);
                 ulong area = Sys.Mmap(ctx, ev, 0, Page.Size);
                 DeviceHandles.Add(ev);
+                DeviceAreas.Add(area);
                 DeviceObjects.Add(K.Vms[0].Owners[^1]!);
                 Sys.ThreadCreate(ctx, async (c, _) =>
                 {
