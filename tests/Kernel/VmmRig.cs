@@ -26,8 +26,11 @@ internal readonly record struct GuestEntry(int Vcpu, ulong Rip, ulong Rax, ulong
 /// left, the guest halts with interrupts off. An exit may leave an event pending (one the guest has not taken yet).
 /// Deterministic driver only (the notes are not locked).
 /// </summary>
-internal sealed class ScriptedGuest(VcpuStateStore state, int vcpus) : IGuestBackend
+internal sealed class ScriptedGuest(VcpuStateStore state, int vcpus) : IGuestBackend, IHardwareTimedBackend
 {
+    /// <summary>What the guest says the hardware took for each exit (its number, from 1), as KVM's timed backend would; null: 0.</summary>
+    public Func<int, long>? Ticks;
+    public long LastRunTicks(int vcpu) => Ticks?.Invoke(Entries.Count) ?? 0;
     readonly Queue<GuestExit>[] _script = Enumerable.Range(0, vcpus).Select(_ => new Queue<GuestExit>()).ToArray();
     public readonly List<GuestEntry> Entries = [];
     public string Name => "scripted";
