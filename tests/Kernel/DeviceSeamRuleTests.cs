@@ -69,11 +69,14 @@ public sealed class DeviceSeamRuleTests
         rig.K.Memory.WriteU8(rig.Layout.Data, 0x61);
         rig.K.Memory.WriteU8(rig.Layout.Data + 1, 0x62);
         rig.K.Memory.WriteU8(rig.Layout.Data + 2, 0x63);
-        rig.Guest.Add(0, new GuestExit(ExitReason.Io, [(1, 3), (2, Port), (6, rig.Layout.Data)], Rip: outs, Port: Port, Size: 1, Write: true, Rflags: NoIf));
+        ulong once = rig.Code(a => a.outsb());
+        rig.Guest.Add(0, new GuestExit(ExitReason.Io, [(1, 3), (2, Port), (6, rig.Layout.Data)], Rip: outs, Port: Port, Size: 1, Write: true, Rflags: NoIf),
+            new GuestExit(ExitReason.Io, [(1, 5), (2, Port), (6, rig.Layout.Data)], Rip: once, Port: Port, Size: 1, Write: true, Rflags: NoIf));
         rig.Run();
-        Assert.Equal([3u, 2u, 1u], rig.Deliveries.Select(d => d.Area.Count));
-        Assert.Equal([0x61UL, 0x62UL, 0x63UL], rig.Deliveries.Select(d => d.Area.Data));
-        Assert.All(rig.Deliveries, d => Assert.Equal(EventFlags.String | EventFlags.Rep, d.Area.Flags));
+        Assert.Equal([3u, 2u, 1u, 1u], rig.Deliveries.Select(d => d.Area.Count));   // without REP, one element whatever RCX holds
+        Assert.Equal([0x61UL, 0x62UL, 0x63UL, 0x61UL], rig.Deliveries.Select(d => d.Area.Data));
+        Assert.All(rig.Deliveries.Take(3), d => Assert.Equal(EventFlags.String | EventFlags.Rep, d.Area.Flags));
+        Assert.Equal(EventFlags.String, rig.Deliveries[3].Area.Flags);
     }
 
     [Fact]
@@ -207,6 +210,7 @@ public sealed class DeviceSeamRuleTests
         Assert.Single(rig.Guest.Of(0));
         Assert.Equal(4, zero.Count);   // the HLT, the stop, two waits after it
         Assert.All(zero.Skip(1), x => Assert.Equal(RunExit.Stopped, x.Why));
+        Assert.All(zero.Skip(2), x => Assert.Equal(2UL, x.Page.Sequence));   // the waits after it are answered at once: no exit, no entry
         Assert.Equal(RunExit.Stopped, rig.Exits.Last(x => x.Vcpu == 1).Why);
         Assert.True(rig.Guest.Of(1).Count() < 11, "vCPU 1 ran its whole script after the stop");
     }

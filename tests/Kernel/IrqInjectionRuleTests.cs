@@ -50,6 +50,13 @@ public sealed class IrqInjectionRuleTests
     }
 
     [Fact]
+    public void A_vector_in_the_top_word_alone_is_seen_as_pending()
+    {
+        var seen = Entries([0xE1], Cpuid(If));
+        Assert.Equal([0, Valid | 0xE1], seen);
+    }
+
+    [Fact]
     public void Nothing_is_injected_while_RFLAGS_IF_is_clear()
     {
         var seen = Entries([0x41], Cpuid(NoIf), Cpuid(NoIf), Cpuid(If), Cpuid(If));
