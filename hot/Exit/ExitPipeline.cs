@@ -118,6 +118,8 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
     public void InvalidateCaches(int v)
     {
         Fetcher.Invalidate(v);
+        _f.Memo[v].Valid = false;
+        _f.Memo[v].Armed = false;
         _dataTlb.Invalidate(v);
         _decodeCache.Invalidate(v);
     }
@@ -218,6 +220,11 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
     /// <summary>Decode the instruction behind an MMIO/IOIO exit and start its first element.</summary>
     void BeginAccess(int cpu, int v)
     {
+        // The fused stage first: the same plain MOV in the same context as this vCPU's last exit (ExitPipeline.Plain.cs).
+        ref var memo = ref _f.Memo[v];
+        if (memo.Valid && ReplayPlain(cpu, v)) return;
+        memo.Valid = false;   // the columns below are about to be derived afresh
+        memo.Armed = false;
         ref readonly var rec = ref _f.Exit[v];
         ulong cr0 = State.Cr0(v), cr4 = State.Cr4(v), efer = State.Efer(v);
         var pmode = PagingMode.From(cr0, cr4, efer);
@@ -242,8 +249,8 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         // and for a followed exit (its narration shows the fetch), the fetch into a buffer and the cache's full path.
         ref var d = ref _f.Acc[v];
         bool words = (_f.Follow[v] & ExitRules.FollowNarrate) == 0 && Fetcher.TryFetchWords(v, _memory, pmode, cr3, csBase + rip, access, out lo, out hi);
-        if (!words || !_decodeCache.TryHit(v, csBase + rip, lo, hi, cpuMode, out d))
-            if (!FetchAndDecode(cpu, v, cr0, cr4, efer, csAttr, cpuMode, pmode, cr3, csBase + rip, access, words, lo, hi, ref d)) return;
+        bool cached = words && _decodeCache.TryHit(v, csBase + rip, lo, hi, cpuMode, out d);
+        if (!cached && !FetchAndDecode(cpu, v, cr0, cr4, efer, csAttr, cpuMode, pmode, cr3, csBase + rip, access, words, lo, hi, ref d)) return;
         if (Followed(v) is { } td) NarrateDecode(td, v, in d);
         bool isPort = d.Kind is AccessKind.In or AccessKind.Out or AccessKind.Ins or AccessKind.Outs;
         if (isPort != (rec.Reason == ExitReason.Io) || (isPort && !d.PortIsDx && d.Port != rec.Port && rec.Port != 0))
@@ -277,9 +284,15 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         if (d.Kind is AccessKind.Read or AccessKind.ReadZx or AccessKind.ReadSx or AccessKind.Write or AccessKind.WriteImm
             && !_f.CheckElements[v] && (_f.Follow[v] & ExitRules.FollowNarrate) == 0)
         {
+            // Memoised for the next exit when it came from the decode cache in 64-bit mode with nobody following.
+            if (cached && cpuMode == CpuMode.Bits64 && rec.Reason == ExitReason.Mmio && _f.Follow[v] == 0)
+                ArmPlain(v, in rec, rip, cr0, cr4, efer, csAttr, cr3, access, lo, hi);
             PlainElement(cpu, v, write: d.Kind is AccessKind.Write or AccessKind.WriteImm);
             return;
         }
+        // IN and OUT are memoised on the same terms (their port side completes the memo).
+        if (d.Kind is AccessKind.In or AccessKind.Out && cached && cpuMode == CpuMode.Bits64 && !_f.CheckElements[v] && _f.Follow[v] == 0)
+            ArmPlain(v, in rec, rip, cr0, cr4, efer, csAttr, cr3, access, lo, hi);
         StartElement(cpu, v);
     }
 
@@ -467,6 +480,7 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
             else AfterRead(cpu, v, _memory.ReadSized(gpa, (int)size));
             return;
         }
+        if (_f.Memo[v].Armed) RecordPlainPages(v, linear, gpa);
         MmioSide(cpu, v, gpa, size, write, data);
     }
 
@@ -476,6 +490,7 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         ref readonly var d = ref _f.Acc[v];
         ushort port = d.PortIsDx ? (ushort)State.Gpr(v, 2) : d.Port;
         int owner = _host.Ports(v).Lookup(port);
+        if (_f.Memo[v].Armed) RecordPlainPort(v);
         if (owner == 0) { Unowned(cpu, v, EventKind.Ioio, port, write, data); return; }
         _host.Request(cpu, v, owner, EventKind.Ioio, port, write, data);
     }

@@ -33,6 +33,7 @@ public sealed class InFlight
         Fault = new(n); CheckElements = new(n);
         Wide = new(n, 128); PendGprs = new(n, 16); PendFlags = new(n); Pend = new(n); CmpsSource = new(n); LockRetries = new(n);
         FxImage = new(n, X87.ImageSize); FxPiece = new(n);
+        Memo = new(n);
         StackGpa = new(n, 2); StackSplit = new(n); StackValue = new(n); BranchTarget = new(n); Branch = new(n); Shadow = new(n);
     }
 
@@ -91,6 +92,10 @@ public sealed class InFlight
     public readonly VcpuColumn<ulong> Answer;
     /// <summary>With <see cref="Answer"/>: the model answered a locked write with a mismatch (compare-and-write failed).</summary>
     public readonly VcpuColumn<bool> AnswerMismatch;
+
+    // ---- the last plain MOV exit, replayed (ExitPipeline.Plain.cs) ------------------------------------------
+    /// <summary>What vCPU v's last plain MOV exit was derived from, and its operand's pages; valid only while the columns above hold that derivation.</summary>
+    public readonly VcpuColumn<PlainMemo> Memo;
 
     // ---- PUSH/POP/CALL/JMP m: the stack slot and the branch (ExitPipeline.Stack.cs) -----------------------
     /// <summary>v*2: GPA of the stack slot's first byte, and of its first byte on the next page when it crosses.</summary>

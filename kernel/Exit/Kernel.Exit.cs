@@ -25,6 +25,8 @@ public sealed partial class Kernel
     IGuestBackend? _backend;
     IHardwareTimedBackend? _timedBackend;   // asked once when the backend is set, not by a type test per exit
     public InstructionFetcher Fetcher => _pipe.Fetcher;
+    /// <summary>The exit path's per-vCPU instruction state (read by tests and tools; the vCPU's CPU owns each row).</summary>
+    public InFlight ExitInFlight => _pipe.InFlight;
     public ExitStats Stats { get; private set; } = null!;
     /// <summary>The modelled host behind forwarded exits.</summary>
     public ModelledHost Host { get; } = new();

@@ -1,0 +1,161 @@
+using System.Runtime.CompilerServices;
+using Copra.Abi;
+using Copra.Hot.Decode;
+using Copra.Hot.Emulate;
+using Copra.Hot.Guest;
+
+namespace Copra.Hot.Exit;
+
+/// <summary>
+/// What vCPU <c>v</c>'s last plain MOV exit was derived from (<see cref="InFlight.Memo"/>): the inputs of the front end
+/// (RIP, the control registers, CS's attributes, the RFLAGS bits a plain MOV's checks read, the instruction's bytes)
+/// and the page its operand was on with the guest-physical page it mapped to. One entry per vCPU, 96 bytes.
+/// </summary>
+public struct PlainMemo
+{
+    public ulong Rip, Cr0, Cr4, Efer, Cr3, RflagsKey;
+    /// <summary>The instruction's bytes as <see cref="InstructionFetcher.TryFetchWords"/> reads them (the 16th zeroed).</summary>
+    public ulong CodeLo, CodeHi;
+    /// <summary>The operand's linear page and the guest-physical page the walk gave (the hardware's GPA agreed).</summary>
+    public ulong LinearPage, GpaPage;
+    public ushort CsAttr;
+    /// <summary>The exit's kind, and for port I/O the port and width the hardware reported (the fault context holds them).</summary>
+    public ExitReason Reason;
+    public ushort Port;
+    public byte Size;
+    /// <summary>The fetch's access type (CPL and CR4.SMEP), for the code-page entry's key.</summary>
+    public AccessType Fetch;
+    /// <summary>The front end stored the key: the element's MMIO side completes it with the pages.</summary>
+    public bool Armed;
+    /// <summary>Key and pages are complete, and the instruction columns still hold what they were derived into.</summary>
+    public bool Valid;
+}
+
+/// <summary>
+/// The fused stage for the exit of nearly every driver's register access: the same plain MOV load or store
+/// (Read, ReadZx, ReadSx, Write, WriteImm) at the same RIP, exiting again, in the same context. The front end's
+/// work (paging mode, code bitness, fault context, decode, the element checks' verdict) is a function of the state
+/// it reads and of the instruction's bytes; when all of those equal what the last exit of this vCPU derived its
+/// columns from (<see cref="PlainMemo"/>), the columns (<see cref="InFlight.Acc"/>, <c>Mode</c>, <c>Cr3</c>,
+/// <c>Fault</c>, <c>CheckElements</c>, <c>SegBase</c>, <c>EsBase</c>) are already right, and the exit goes from the
+/// compare straight to its operand; when the operand is on the page the last one was on and the hardware's GPA names
+/// the page the walk gave then, the translation is known too, and the side goes straight to the owner lookup.
+///
+/// Why exact: the key holds every input the front end reads for such an instruction in 64-bit mode (CR0, CR4, EFER,
+/// CS's attributes, CR3, RIP, RFLAGS' TF, IOPL, VM and AC; SS's attributes are not read for a non-conforming CS, and a
+/// conforming CS is never memoised; FS and GS operands, whose base is state, are never memoised), and the bytes are
+/// read from guest memory on every exit through the same code-page entry the full path uses (self-modifying code
+/// misses). The columns are written only by the full front end, which clears the memo first, and
+/// <see cref="InvalidateCaches"/> clears it too. The memo is armed only when the decode came from the decode cache (an
+/// Iced fallback is counted on every exit, so it is never skipped), and a followed or hardware-completed exit never
+/// takes it. The RFLAGS copy in the fault context may then differ from RFLAGS in the status flags, which no check of a
+/// plain MOV reads. The data TLB's entry that gave the pages is not touched in between (the walker sets no
+/// accessed or dirty bits), so skipping its lookup changes nothing either. Every counter the full path moves, this
+/// path moves the same (the code-page hit; the TLB and decode cache count nothing).
+/// </summary>
+public sealed partial class ExitPipeline<THost>
+{
+    /// <summary>RFLAGS bits the front end's derivation reads for a plain MOV in 64-bit mode (TF, IOPL, VM, AC).</summary>
+    const ulong MemoRflags = FaultContext.RflagsTf | FaultContext.RflagsIoplMask | FaultContext.RflagsVm | FaultContext.RflagsAc;
+
+    /// <summary>
+    /// The fused stage: true when vCPU <paramref name="v"/>'s exit is the memoised instruction in the memoised context
+    /// and has been run from here (to its device, the host, RAM or a fault); false, having written nothing, otherwise.
+    /// </summary>
+    bool ReplayPlain(int cpu, int v)
+    {
+        ref var m = ref _f.Memo[v];
+        ref readonly var rec = ref _f.Exit[v];
+        if (rec.Reason != m.Reason || _f.HardwareCompletes[v] || _f.Follow[v] != 0) return false;
+        if (rec.Reason == ExitReason.Io && (rec.Port != m.Port || rec.Size != m.Size)) return false;
+        ulong rip = State.Rip(v);
+        if (rip != m.Rip || State.Cr3(v) != m.Cr3 || State.Cr0(v) != m.Cr0 || State.Cr4(v) != m.Cr4 || State.Efer(v) != m.Efer
+            || State.SegAttributes(v, StateField.Cs) != m.CsAttr || (State.Rflags(v) & MemoRflags) != m.RflagsKey)
+            return false;
+        if (!Fetcher.TryFetchWords(v, _memory, _f.Mode[v], m.Cr3, rip, m.Fetch, out ulong lo, out ulong hi) || lo != m.CodeLo || hi != m.CodeHi)
+            return false;
+
+        // BeginAccess's per-instruction stores, then PlainElement's.
+        ref readonly var d = ref _f.Acc[v];
+        _f.FirstElement[v] = true;
+        _f.RepElements[v] = 0;
+        _f.LockRetries[v] = 0;
+        if (rec.Reason == ExitReason.Io)
+        {
+            // StartElement and AfterRead's OUT case: IN reads the port; OUT has no read side and stores its register.
+            if (d.Kind == AccessKind.Out)
+            {
+                _f.Value[v] = 0;
+                ulong store = WriteBack.StoreValue(in d, State.Gprs(v));
+                _f.Phase[v] = ElementPhase.Write;
+                _f.WriteValue[v] = store;
+                PortSide(cpu, v, write: true, store);
+            }
+            else
+            {
+                _f.Phase[v] = ElementPhase.Read;
+                PortSide(cpu, v, write: false, 0);
+            }
+            return true;
+        }
+        bool write = d.Kind is AccessKind.Write or AccessKind.WriteImm;
+        ulong data = 0;
+        if (write)
+        {
+            _f.Value[v] = 0;
+            data = WriteBack.StoreValue(in d, State.Gprs(v));
+            _f.WriteValue[v] = data;
+        }
+        _f.Phase[v] = write ? ElementPhase.Write : ElementPhase.Read;
+        ulong linear = EffectiveAddress.Compute(d, State.Gprs(v), rip + d.Length, 0);   // SegBase is 0: 64-bit, not FS/GS
+        if (CanonicalFaults(cpu, v, linear)) return true;
+        ulong offset = linear & Page.Mask;
+        if ((linear & ~(ulong)Page.Mask) != m.LinearPage || (rec.Gpa & ~(ulong)Page.Mask) != m.GpaPage || offset + d.Size > Page.Size
+            || _host.IsRam(v, m.GpaPage | offset, d.Size))
+        {
+            // Another page: the general side, which records the new pages when it reaches a device.
+            m.Armed = true;
+            MemorySide(cpu, v, linear, write, data);
+            return true;
+        }
+        MmioSide(cpu, v, m.GpaPage | offset, d.Size, write, data);
+        return true;
+    }
+
+    /// <summary>
+    /// The full front end dispatches a plain MOV, IN or OUT decoded from the cache in 64-bit mode: stores the key it was
+    /// derived from, so the element's MMIO side (<see cref="RecordPlainPages"/>) or port side (<see cref="RecordPlainPort"/>)
+    /// can complete the memo.
+    /// </summary>
+    void ArmPlain(int v, in ExitRecord rec, ulong rip, ulong cr0, ulong cr4, ulong efer, ushort csAttr, ulong cr3, AccessType fetch, ulong lo, ulong hi)
+    {
+        ref readonly var d = ref _f.Acc[v];
+        if (FaultContext.CplNeedsSs(SegMode.Long64, csAttr) || d.SrcSegment is Seg.FS or Seg.GS) return;
+        ref var m = ref _f.Memo[v];
+        m.Reason = rec.Reason; m.Port = rec.Port; m.Size = rec.Size;
+        m.Rip = rip; m.Cr0 = cr0; m.Cr4 = cr4; m.Efer = efer; m.CsAttr = csAttr; m.Cr3 = cr3;
+        m.RflagsKey = _f.Fault[v].Rflags & MemoRflags;
+        m.Fetch = fetch; m.CodeLo = lo; m.CodeHi = hi;
+        m.Armed = true;
+    }
+
+    /// <summary>The armed plain element reached a device (or nobody) at <paramref name="gpa"/> through <paramref name="linear"/>'s page: the memo is complete.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    void RecordPlainPages(int v, ulong linear, ulong gpa)
+    {
+        ref var m = ref _f.Memo[v];
+        m.LinearPage = linear & ~(ulong)Page.Mask;
+        m.GpaPage = gpa & ~(ulong)Page.Mask;
+        m.Armed = false;
+        m.Valid = true;
+    }
+
+    /// <summary>The armed IN or OUT reached its port's owner (or nobody): the memo is complete.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    void RecordPlainPort(int v)
+    {
+        ref var m = ref _f.Memo[v];
+        m.Armed = false;
+        m.Valid = true;
+    }
+}

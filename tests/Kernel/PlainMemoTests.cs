@@ -1,0 +1,299 @@
+using Copra.Abi;
+using Copra.Hot.Emulate;
+using Copra.Hot.Exit;
+using Copra.Hot.Guest;
+using Copra.Hot.State;
+using Copra.Kernel.Backends;
+using Copra.Kernel.Run;
+using Copra.User.Programs;
+using Xunit;
+using static Iced.Intel.AssemblerRegisters;
+
+namespace Copra.Tests.Kernel;
+
+/// <summary>
+/// The fused stage for a plain MOV that exits again at the same RIP (hot/Exit/ExitPipeline.Plain.cs), through the
+/// real pipeline (replay backend, the test device on the other side). One instruction runs in a loop of four
+/// iterations: the first exit decodes it, the second finds it in the decode cache and memoises it, the third and the
+/// fourth are replayed from the memo. Each test changes one input of the front end's derivation just before the
+/// fourth exit (in the kernel's exit hook, after the guest ran and before the kernel reads its state) and shows that
+/// exit getting what the full path gives: the memo must step aside for every input it was derived from.
+/// </summary>
+public class PlainMemoTests
+{
+    const ulong Dev = 0xFEB0_0000;
+    const ulong Scratch = Dev + 0x08;   // the test device's scratch register (reads back what was written)
+    const int Exits = 4;
+    const ulong Tf = 1UL << 8, Ac = 1UL << 18, Am = 1UL << 18;
+    const ushort Dpl3 = 3 << SegmentAttributes.DplShift;
+
+    /// <summary>Boots the loop of <see cref="Exits"/> iterations of one step; <paramref name="before"/> runs as exit n (1-based) is taken.</summary>
+    static CopraSystem Loop(Action<ReplayRig> step, Action<Copra.Kernel.Core.Kernel, int> before,
+        Action<PageTableBuilder, GuestMemory, VmLayout>? paging = null)
+    {
+        var sys = FaultSemanticsTests.Boot((r, l) => step(r), longMode: true, paging: paging,
+            program: p => { p.LoopStart = 0; p.LoopEnd = 1; p.Iterations = Exits; });
+        int n = 0;
+        var k = sys.Kernel;
+        k.OnExitTaken = v => before(k, ++n);
+        return sys;
+    }
+
+    static (string Step, ulong Event, ulong Rip, ulong Rcx) OnlyException(CopraSystem sys) => Assert.Single(sys.Replay!.Exceptions);
+
+    static void SetUser(PageTableBuilder pt, GuestMemory mem, ulong linear)
+    {
+        ulong e = pt.EntryAddress(linear, 1);
+        mem.WriteU64(e, mem.ReadU64(e) | 4);
+    }
+
+    static void SetReadOnly(PageTableBuilder pt, GuestMemory mem, ulong linear)
+    {
+        ulong e = pt.EntryAddress(linear, 1);
+        mem.WriteU64(e, mem.ReadU64(e) & ~2UL);
+    }
+
+    static void UserCode(PageTableBuilder pt, GuestMemory mem, VmLayout l)
+    {
+        for (int i = 0; i < 16; i++) SetUser(pt, mem, l.Code + (ulong)i * 0x1000);
+    }
+
+    [Fact]
+    public void The_same_load_at_one_rip_is_memoised_at_the_second_exit_and_replayed_from_the_third()
+    {
+        var valid = new bool[Exits + 2];   // the program's end exits once more
+        using var sys = Loop(
+            r => r.Add("mov eax, [rbx] (the ID register)", a => a.mov(eax, __dword_ptr[rbx]), ExitReason.Mmio, Dev, 4, false, [(3, Dev)], [], expect: TestDeviceRegs.IdValue),
+            (k, n) => valid[n] = k.ExitInFlight.Memo[0].Valid);
+        Assert.True(sys.Run().Quiescent);
+        FaultSemanticsTests.AssertClean(sys);
+        Assert.Equal([false, false, false, true, true, true], valid);   // as exits 1..5 are taken (the fifth: the program's end)
+        Assert.Equal(Exits, sys.Kernel.Stats.Completed);
+        Assert.Equal(Exits, sys.Kernel.Stats.DeviceRoundTrips);
+        Assert.Equal(TestDeviceRegs.IdValue, sys.Kernel.State.Gpr(0, 0));
+    }
+
+    [Fact]
+    public void A_replayed_store_writes_the_register_of_this_exit_not_of_the_one_memoised()
+    {
+        using var sys = Loop(
+            r =>
+            {
+                r.Add("mov [rbx], eax", a => a.mov(__dword_ptr[rbx], eax), ExitReason.Mmio, Scratch, 4, true, [(3, Scratch)], []);
+                r.Add("mov eax, [rbx] (after the loop: what the last store left)", a => a.mov(eax, __dword_ptr[rbx]), ExitReason.Mmio, Scratch, 4, false, [(3, Scratch)], [], expect: 0x1004);
+            },
+            (k, n) => { if (n <= Exits) k.State.Gpr(0, 0) = 0x1000UL + (ulong)n; });
+        Assert.True(sys.Run().Quiescent);
+        FaultSemanticsTests.AssertClean(sys);
+        Assert.Equal(0x1004UL, sys.Kernel.State.Gpr(0, 0));
+    }
+
+    [Fact]
+    public void Code_rewritten_in_place_before_a_replayed_exit_is_decoded_afresh()
+    {
+        Step? load = null;
+        using var sys = Loop(
+            r => load = r.Add("mov eax, [rbx] (rewritten to mov ecx, [rbx])", a => a.mov(eax, __dword_ptr[rbx]), ExitReason.Mmio, Dev, 4, false, [(3, Dev), (0, 0), (1, 0)], []),
+            (k, n) => { if (n == Exits) k.Memory.WriteU8(load!.Rip + 1, 0x0B); });   // ModRM 03 (eax) -> 0B (ecx); the code is identity-mapped
+        Assert.True(sys.Run().Quiescent);
+        FaultSemanticsTests.AssertClean(sys);
+        Assert.Equal(TestDeviceRegs.IdValue, sys.Kernel.State.Gpr(0, 1));
+        Assert.Equal(0UL, sys.Kernel.State.Gpr(0, 0));
+    }
+
+    [Fact]
+    public void RFLAGS_TF_set_before_a_replayed_exit_traps_after_the_instruction()
+    {
+        Step? load = null;
+        using var sys = Loop(
+            r => load = r.Add("mov eax, [rbx]", a => a.mov(eax, __dword_ptr[rbx]), ExitReason.Mmio, Dev, 4, false, [(3, Dev)], []),
+            (k, n) => { if (n == Exits) k.State.Rflags(0) |= Tf; });
+        Assert.True(sys.Run().Quiescent);
+        FaultSemanticsTests.AssertClean(sys);
+        var e = OnlyException(sys);
+        Assert.Equal(1UL, e.Event & 0xFF);                           // #DB
+        Assert.Equal(load!.Rip + (ulong)load.Length, e.Rip);         // a trap, after the instruction
+        Assert.Equal(1, sys.Kernel.Stats.SingleStepTraps);
+    }
+
+    [Fact]
+    public void A_cpl_change_to_3_before_a_replayed_exit_walks_the_supervisor_page_and_faults()
+    {
+        using var sys = Loop(
+            r => r.Add("mov eax, [rbx]", a => a.mov(eax, __dword_ptr[rbx]), ExitReason.Mmio, Dev, 4, false, [(3, Dev)], []),
+            (k, n) =>
+            {
+                if (n != Exits) return;
+                k.State.TryWrite(0, StateField.Seg(StateField.Cs, StateField.Selector), Gdt.Code64 | 3);
+                k.State.TryWrite(0, StateField.Seg(StateField.Cs, StateField.Attributes), SegmentAttributes.Code64 | Dpl3);
+                k.State.TryWrite(0, StateField.Seg(StateField.Ss, StateField.Selector), Gdt.Data | 3);
+                k.State.TryWrite(0, StateField.Seg(StateField.Ss, StateField.Attributes), SegmentAttributes.Data | Dpl3);
+            },
+            paging: UserCode);   // the code is user-accessible; the device page is not
+        Assert.True(sys.Run().Quiescent);
+        FaultSemanticsTests.AssertClean(sys);
+        Assert.Equal(14UL | 0x5UL << 32, OnlyException(sys).Event & (0xFF | 0xFFFF_FFFFUL << 32));   // #PF: present | user
+        Assert.Equal(Exits - 1, sys.Kernel.Stats.DeviceRoundTrips);
+    }
+
+    [Fact]
+    public void CR3_switched_before_a_replayed_store_is_walked_again()
+    {
+        ulong root2 = 0;
+        using var sys = Loop(
+            r => r.Add("mov [rbx], eax", a => a.mov(__dword_ptr[rbx], eax), ExitReason.Mmio, Scratch, 4, true, [(3, Scratch), (0, 7)], []),
+            (k, n) =>
+            {
+                if (n != Exits) return;
+                // The device page made read-only under both roots (they share every table below the root); under the old
+                // CR3 a cached translation would still be used, as a TLB would: the switch to the second root must walk.
+                ulong pte = Pte(k.Memory, root2, Scratch);
+                k.Memory.WriteU64(pte, k.Memory.ReadU64(pte) & ~2UL);
+                k.State.TryWrite(0, StateField.Cr3, root2);
+            },
+            paging: (pt, mem, l) =>
+            {
+                root2 = l.Tables + 0x7F000;   // the last page of the table region: a copy of the root
+                Assert.True((ulong)pt.TablePages * 0x1000 < 0x7F000);
+                for (ulong i = 0; i < 0x1000; i += 8) mem.WriteU64(root2 + i, mem.ReadU64(pt.Root + i));
+            });
+        Assert.True(sys.Run().Quiescent);
+        FaultSemanticsTests.AssertClean(sys);
+        Assert.Equal(14UL | 0x3UL << 32, OnlyException(sys).Event & (0xFF | 0xFFFF_FFFFUL << 32));   // #PF: present | write
+        Assert.Equal(Exits - 1, sys.Kernel.Stats.DeviceRoundTrips);
+    }
+
+    [Fact]
+    public void CR0_WP_set_before_a_replayed_supervisor_store_to_a_read_only_page_faults()
+    {
+        using var sys = Loop(
+            r => r.Add("mov [rbx], eax", a => a.mov(__dword_ptr[rbx], eax), ExitReason.Mmio, Scratch, 4, true, [(3, Scratch), (0, 7)], []),
+            (k, n) =>
+            {
+                // WP clear: a supervisor store ignores R/W (exits 1..3 reach the device); set at exit 4, it faults.
+                if (n == Exits) k.State.TryWrite(0, StateField.Cr0, k.State.Cr0(0) | GuestCpuState.Cr0Wp);
+                else k.State.TryWrite(0, StateField.Cr0, k.State.Cr0(0) & ~GuestCpuState.Cr0Wp);
+            },
+            paging: (pt, mem, l) => SetReadOnly(pt, mem, Scratch));
+        Assert.True(sys.Run().Quiescent);
+        FaultSemanticsTests.AssertClean(sys);
+        Assert.Equal(14UL | 0x3UL << 32, OnlyException(sys).Event & (0xFF | 0xFFFF_FFFFUL << 32));   // #PF: present | write
+        Assert.Equal(Exits - 1, sys.Kernel.Stats.DeviceRoundTrips);
+    }
+
+    [Fact]
+    public void CR4_SMAP_set_before_a_replayed_supervisor_load_from_a_user_page_faults()
+    {
+        const ulong Smap = 1UL << 21;
+        using var sys = Loop(
+            r => r.Add("mov eax, [rbx]", a => a.mov(eax, __dword_ptr[rbx]), ExitReason.Mmio, Dev, 4, false, [(3, Dev)], []),
+            (k, n) => { if (n == Exits) k.State.TryWrite(0, StateField.Cr4, k.State.Cr4(0) | Smap); },
+            paging: (pt, mem, l) => { UserCode(pt, mem, l); SetUser(pt, mem, Dev); });
+        Assert.True(sys.Run().Quiescent);
+        FaultSemanticsTests.AssertClean(sys);
+        Assert.Equal(14UL | 0x1UL << 32, OnlyException(sys).Event & (0xFF | 0xFFFF_FFFFUL << 32));   // #PF: present, supervisor read
+        Assert.Equal(Exits - 1, sys.Kernel.Stats.DeviceRoundTrips);
+    }
+
+    [Fact]
+    public void RFLAGS_AC_set_before_a_replayed_misaligned_cpl3_load_is_an_alignment_check()
+    {
+        using var sys = Loop(
+            r => r.Add("mov eax, [rbx+1] at CPL 3 (misaligned)", a => a.mov(eax, __dword_ptr[rbx + 1]), ExitReason.Mmio, Dev + 1, 4, false, [(3, Dev)], []),
+            (k, n) =>
+            {
+                if (n == 1)
+                {
+                    k.State.TryWrite(0, StateField.Cr0, k.State.Cr0(0) | Am);
+                    k.State.TryWrite(0, StateField.Seg(StateField.Cs, StateField.Selector), Gdt.Code64 | 3);
+                    k.State.TryWrite(0, StateField.Seg(StateField.Cs, StateField.Attributes), SegmentAttributes.Code64 | Dpl3);
+                    k.State.TryWrite(0, StateField.Seg(StateField.Ss, StateField.Selector), Gdt.Data | 3);
+                    k.State.TryWrite(0, StateField.Seg(StateField.Ss, StateField.Attributes), SegmentAttributes.Data | Dpl3);
+                }
+                if (n == Exits) k.State.Rflags(0) |= Ac;
+            },
+            paging: (pt, mem, l) => { UserCode(pt, mem, l); SetUser(pt, mem, Dev); });
+        Assert.True(sys.Run().Quiescent);
+        FaultSemanticsTests.AssertClean(sys);
+        Assert.Equal(17UL, OnlyException(sys).Event & 0xFF);   // #AC
+        Assert.Equal(Exits - 1, sys.Kernel.Stats.DeviceRoundTrips);
+    }
+
+    [Fact]
+    public void An_fs_operand_is_never_replayed_without_its_base()
+    {
+        using var sys = Loop(
+            r => r.Add("mov eax, fs:[rbx] (64 8B 03; FS base + rbx = the ID register)", a => a.db(0x64, 0x8B, 0x03), ExitReason.Mmio, Dev, 4, false, [(3, Dev - 0x10000)], [], expect: TestDeviceRegs.IdValue),
+            (k, n) => { if (n == 1) k.State.TryWrite(0, StateField.Seg(StateField.Fs, StateField.Base), 0x10000); });
+        Assert.True(sys.Run().Quiescent);
+        FaultSemanticsTests.AssertClean(sys);
+        Assert.Equal(Exits, sys.Kernel.Stats.DeviceRoundTrips);
+        Assert.Equal(Exits, sys.Kernel.Stats.Completed);
+    }
+
+    [Fact]
+    public void A_replayed_load_whose_register_moved_to_another_page_walks_that_page()
+    {
+        ulong ram = 0;
+        using var sys = Loop(
+            r => r.Add("mov eax, [rbx]", a => a.mov(eax, __dword_ptr[rbx]), ExitReason.Mmio, Dev, 4, false, [(3, Dev)], []),
+            (k, n) => { if (n == Exits) k.State.Gpr(0, 3) = ram; },
+            paging: (pt, mem, l) => ram = l.Data);   // guest RAM, identity-mapped
+        Assert.True(sys.Run().Quiescent);
+        Assert.Equal(Exits - 1, sys.Kernel.Stats.DeviceRoundTrips);   // the fourth read RAM, not the device
+    }
+
+    const ushort UartScratch = 0x3F8 + 7;   // the UART model's scratch register (reads back what was written)
+
+    [Fact]
+    public void A_replayed_out_writes_this_exits_value_and_an_in_after_the_loop_reads_the_last()
+    {
+        var valid = new bool[Exits + 3];   // four OUTs, the IN, the program's end
+        using var sys = Loop(
+            r =>
+            {
+                r.Add("out dx, al", a => a.@out(dx, al), ExitReason.Io, 0, 1, true, [(2, UartScratch)], [], port: UartScratch);
+                r.Add("in al, dx (after the loop: what the last out left)", a => a.@in(al, dx), ExitReason.Io, 0, 1, false, [(2, UartScratch), (0, 0)], [], port: UartScratch, expect: 0x44);
+            },
+            (k, n) => { valid[n] = k.ExitInFlight.Memo[0].Valid; if (n <= Exits) k.State.Gpr(0, 0) = 0x40UL + (ulong)n; });
+        Assert.True(sys.Run().Quiescent);
+        FaultSemanticsTests.AssertClean(sys);
+        Assert.True(valid[3] && valid[4]);   // the third and fourth OUT were replayed
+        Assert.Equal(Exits + 1, sys.Kernel.Stats.DeviceRoundTrips);
+    }
+
+    [Fact]
+    public void IOPL_lowered_below_CPL_before_a_replayed_out_to_a_port_the_exit_did_not_report_is_a_general_protection_fault()
+    {
+        using var sys = Loop(
+            r => r.Add("out dx, al at CPL 3", a => a.@out(dx, al), ExitReason.Io, 0, 1, true, [(2, UartScratch), (0, 0x33)], [], port: UartScratch),
+            (k, n) =>
+            {
+                if (n == 1)
+                {
+                    k.State.TryWrite(0, StateField.Seg(StateField.Cs, StateField.Selector), Gdt.Code64 | 3);
+                    k.State.TryWrite(0, StateField.Seg(StateField.Cs, StateField.Attributes), SegmentAttributes.Code64 | Dpl3);
+                    k.State.TryWrite(0, StateField.Seg(StateField.Ss, StateField.Selector), Gdt.Data | 3);
+                    k.State.TryWrite(0, StateField.Seg(StateField.Ss, StateField.Attributes), SegmentAttributes.Data | Dpl3);
+                    k.State.Rflags(0) |= FaultContext.RflagsIoplMask;   // IOPL 3: CPL 3 may
+                }
+                // Below IOPL only the port the hardware reported (the TSS bitmap allowed it) may be used: DX now names another.
+                if (n == Exits) { k.State.Rflags(0) &= ~FaultContext.RflagsIoplMask; k.State.Gpr(0, 2) = UartScratch - 1; }
+            },
+            paging: UserCode);
+        Assert.True(sys.Run().Quiescent);
+        FaultSemanticsTests.AssertClean(sys);
+        Assert.Equal(13UL, OnlyException(sys).Event & 0xFF);   // #GP(0)
+        Assert.Equal(Exits - 1, sys.Kernel.Stats.DeviceRoundTrips);
+        Assert.Equal(1, sys.Kernel.Stats.IoPrivilegeFaults);
+    }
+
+    /// <summary>The leaf entry for <paramref name="linear"/> under the 4-level tables at <paramref name="root"/>.</summary>
+    static ulong Pte(GuestMemory mem, ulong root, ulong linear)
+    {
+        ulong table = root;
+        for (int level = 4; level > 1; level--)
+            table = mem.ReadU64(table + ((linear >> (12 + 9 * (level - 1))) & 0x1FF) * 8) & 0x000F_FFFF_FFFF_F000UL;
+        return table + ((linear >> 12) & 0x1FF) * 8;
+    }
+}
