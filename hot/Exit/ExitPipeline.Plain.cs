@@ -7,13 +7,15 @@ using Copra.Hot.Guest;
 namespace Copra.Hot.Exit;
 
 /// <summary>
-/// What vCPU <c>v</c>'s last plain MOV exit was derived from (<see cref="InFlight.Memo"/>): the inputs of the front end
-/// (RIP, the control registers, CS's attributes, the RFLAGS bits a plain MOV's checks read, the instruction's bytes)
-/// and the page its operand was on with the guest-physical page it mapped to. One entry per vCPU, 96 bytes.
+/// What vCPU <c>v</c>'s last plain MOV, IN or OUT exit was derived from (<see cref="InFlight.Memo"/>): the inputs of the
+/// front end (the control registers, CS's attributes, the RFLAGS bits such an instruction's checks read, the
+/// instruction's bytes, the exit's kind and reported port) and the page its operand was on with the guest-physical page
+/// it mapped to. One entry per vCPU. Why no RIP: nothing the front end derives depends on it beyond the bytes (a
+/// RIP-relative operand is computed from this exit's RIP), so the same encoding at another RIP is the same derivation.
 /// </summary>
 public struct PlainMemo
 {
-    public ulong Rip, Cr0, Cr4, Efer, Cr3, RflagsKey;
+    public ulong Cr0, Cr4, Efer, Cr3, RflagsKey;
     /// <summary>The instruction's bytes as <see cref="InstructionFetcher.TryFetchWords"/> reads them (the 16th zeroed).</summary>
     public ulong CodeLo, CodeHi;
     /// <summary>The operand's linear page and the guest-physical page the walk gave (the hardware's GPA agreed).</summary>
@@ -33,7 +35,8 @@ public struct PlainMemo
 
 /// <summary>
 /// The fused stage for the exit of nearly every driver's register access: the same plain MOV load or store
-/// (Read, ReadZx, ReadSx, Write, WriteImm) at the same RIP, exiting again, in the same context. The front end's
+/// (Read, ReadZx, ReadSx, Write, WriteImm), IN or OUT, exiting again (at the same RIP, or the same bytes elsewhere), in
+/// the same context. The front end's
 /// work (paging mode, code bitness, fault context, decode, the element checks' verdict) is a function of the state
 /// it reads and of the instruction's bytes; when all of those equal what the last exit of this vCPU derived its
 /// columns from (<see cref="PlainMemo"/>), the columns (<see cref="InFlight.Acc"/>, <c>Mode</c>, <c>Cr3</c>,
@@ -42,7 +45,7 @@ public struct PlainMemo
 /// the page the walk gave then, the translation is known too, and the side goes straight to the owner lookup.
 ///
 /// Why exact: the key holds every input the front end reads for such an instruction in 64-bit mode (CR0, CR4, EFER,
-/// CS's attributes, CR3, RIP, RFLAGS' TF, IOPL, VM and AC; SS's attributes are not read for a non-conforming CS, and a
+/// CS's attributes, CR3, RFLAGS' TF, IOPL, VM and AC, the exit's kind and for port I/O its reported port and width; SS's attributes are not read for a non-conforming CS, and a
 /// conforming CS is never memoised; FS and GS operands, whose base is state, are never memoised), and the bytes are
 /// read from guest memory on every exit through the same code-page entry the full path uses (self-modifying code
 /// misses). The columns are written only by the full front end, which clears the memo first, and
@@ -69,7 +72,7 @@ public sealed partial class ExitPipeline<THost>
         if (rec.Reason != m.Reason || _f.HardwareCompletes[v] || _f.Follow[v] != 0) return false;
         if (rec.Reason == ExitReason.Io && (rec.Port != m.Port || rec.Size != m.Size)) return false;
         ulong rip = State.Rip(v);
-        if (rip != m.Rip || State.Cr3(v) != m.Cr3 || State.Cr0(v) != m.Cr0 || State.Cr4(v) != m.Cr4 || State.Efer(v) != m.Efer
+        if (State.Cr3(v) != m.Cr3 || State.Cr0(v) != m.Cr0 || State.Cr4(v) != m.Cr4 || State.Efer(v) != m.Efer
             || State.SegAttributes(v, StateField.Cs) != m.CsAttr || (State.Rflags(v) & MemoRflags) != m.RflagsKey)
             return false;
         if (!Fetcher.TryFetchWords(v, _memory, _f.Mode[v], m.Cr3, rip, m.Fetch, out ulong lo, out ulong hi) || lo != m.CodeLo || hi != m.CodeHi)
@@ -127,13 +130,13 @@ public sealed partial class ExitPipeline<THost>
     /// derived from, so the element's MMIO side (<see cref="RecordPlainPages"/>) or port side (<see cref="RecordPlainPort"/>)
     /// can complete the memo.
     /// </summary>
-    void ArmPlain(int v, in ExitRecord rec, ulong rip, ulong cr0, ulong cr4, ulong efer, ushort csAttr, ulong cr3, AccessType fetch, ulong lo, ulong hi)
+    void ArmPlain(int v, in ExitRecord rec, ulong cr0, ulong cr4, ulong efer, ushort csAttr, ulong cr3, AccessType fetch, ulong lo, ulong hi)
     {
         ref readonly var d = ref _f.Acc[v];
         if (FaultContext.CplNeedsSs(SegMode.Long64, csAttr) || d.SrcSegment is Seg.FS or Seg.GS) return;
         ref var m = ref _f.Memo[v];
         m.Reason = rec.Reason; m.Port = rec.Port; m.Size = rec.Size;
-        m.Rip = rip; m.Cr0 = cr0; m.Cr4 = cr4; m.Efer = efer; m.CsAttr = csAttr; m.Cr3 = cr3;
+        m.Cr0 = cr0; m.Cr4 = cr4; m.Efer = efer; m.CsAttr = csAttr; m.Cr3 = cr3;
         m.RflagsKey = _f.Fault[v].Rflags & MemoRflags;
         m.Fetch = fetch; m.CodeLo = lo; m.CodeHi = hi;
         m.Armed = true;

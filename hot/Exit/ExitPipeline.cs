@@ -286,13 +286,13 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         {
             // Memoised for the next exit when it came from the decode cache in 64-bit mode with nobody following.
             if (cached && cpuMode == CpuMode.Bits64 && rec.Reason == ExitReason.Mmio && _f.Follow[v] == 0)
-                ArmPlain(v, in rec, rip, cr0, cr4, efer, csAttr, cr3, access, lo, hi);
+                ArmPlain(v, in rec, cr0, cr4, efer, csAttr, cr3, access, lo, hi);
             PlainElement(cpu, v, write: d.Kind is AccessKind.Write or AccessKind.WriteImm);
             return;
         }
         // IN and OUT are memoised on the same terms (their port side completes the memo).
         if (d.Kind is AccessKind.In or AccessKind.Out && cached && cpuMode == CpuMode.Bits64 && !_f.CheckElements[v] && _f.Follow[v] == 0)
-            ArmPlain(v, in rec, rip, cr0, cr4, efer, csAttr, cr3, access, lo, hi);
+            ArmPlain(v, in rec, cr0, cr4, efer, csAttr, cr3, access, lo, hi);
         StartElement(cpu, v);
     }
 

@@ -196,6 +196,24 @@ public class PlainMemoTests
     }
 
     [Fact]
+    public void EFER_NXE_cleared_before_a_replayed_load_makes_the_device_pages_XD_bit_reserved()
+    {
+        const ulong Nxe = 1UL << 11;
+        using var sys = Loop(
+            r => r.Add("mov eax, [rbx]", a => a.mov(eax, __dword_ptr[rbx]), ExitReason.Mmio, Dev, 4, false, [(3, Dev)], []),
+            (k, n) => { if (n == Exits) k.State.TryWrite(0, StateField.Efer, k.State.Efer(0) & ~Nxe); },
+            paging: (pt, mem, l) =>
+            {
+                ulong e = pt.EntryAddress(Dev, 1);
+                mem.WriteU64(e, mem.ReadU64(e) | 1UL << 63);   // XD on the device page: reserved without EFER.NXE
+            });
+        Assert.True(sys.Run().Quiescent);
+        FaultSemanticsTests.AssertClean(sys);
+        Assert.Equal(14UL | 0x9UL << 32, OnlyException(sys).Event & (0xFF | 0xFFFF_FFFFUL << 32));   // #PF: present | reserved bit
+        Assert.Equal(Exits - 1, sys.Kernel.Stats.DeviceRoundTrips);
+    }
+
+    [Fact]
     public void RFLAGS_AC_set_before_a_replayed_misaligned_cpl3_load_is_an_alignment_check()
     {
         using var sys = Loop(
