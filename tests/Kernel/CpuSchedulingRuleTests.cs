@@ -1,0 +1,66 @@
+using Copra.Abi;
+using Copra.Hot.Exit;
+using Copra.Kernel.Core;
+using Copra.User;
+using Xunit;
+
+namespace Copra.Tests.Kernel;
+
+/// <summary>
+/// One simulated CPU (kernel/Core/Cpu.cs): a step with nothing to do, the inbox's bound, the order of its run queue and
+/// of its runnable vCPUs past their first capacity (the owner-only FIFOs grow), and its counters.
+/// </summary>
+public sealed class CpuSchedulingRuleTests
+{
+    [Fact]
+    public void A_step_with_nothing_to_do_is_idle_and_says_so()
+    {
+        using var k = KernelHarness.Boot(cpus: 1);
+        var cpu = k.Cpus[0];
+        Assert.False(cpu.HasWork);
+        Assert.False(cpu.Step());
+        Assert.Equal((1L, 1L, 0L, 0L), (cpu.Steps, cpu.IdleSteps, cpu.ThreadSlices, cpu.GuestRuns));
+        Assert.False(cpu.Step());
+        Assert.Equal((2L, 2L), (cpu.Steps, cpu.IdleSteps));
+    }
+
+    [Fact]
+    public void The_inbox_holds_sixteen_thousand_messages_and_refuses_the_next_with_a_clear_error()
+    {
+        using var k = KernelHarness.Boot(cpus: 1);
+        var cpu = k.Cpus[0];
+        const int capacity = 1 << 14;
+        for (int i = 0; i < capacity; i++) cpu.Post(new CpuMessage(CpuMessageKind.RunVcpu, 0));
+        Assert.Equal(capacity, cpu.InboxDepth);
+        Assert.True(cpu.HasWork);
+        var e = Assert.Throws<InvalidOperationException>(() => cpu.Post(new CpuMessage(CpuMessageKind.RunVcpu, 0)));
+        Assert.Equal("cpu 0 inbox full: a wake-up was queued twice", e.Message);
+    }
+
+    [Fact]
+    public void Threads_run_in_the_order_they_were_made_ready_past_the_run_queues_first_capacity()
+    {
+        using var k = KernelHarness.Boot(cpus: 1);
+        var order = new List<int>();
+        KernelHarness.Run(k, ctx =>
+        {
+            for (int i = 0; i < 150; i++)
+                Sys.ThreadCreate(ctx, (c, arg) => { order.Add((int)arg); return Task.CompletedTask; }, (ulong)i);
+        });
+        Assert.Equal(Enumerable.Range(0, 150), order);
+        Assert.True(k.Cpus[0].ThreadSlices >= 151, $"{k.Cpus[0].ThreadSlices} slices");
+    }
+
+    [Fact]
+    public void Vcpus_enter_in_the_order_they_became_runnable_past_the_vcpu_queues_first_capacity_and_each_entry_is_a_guest_run()
+    {
+        // 40 vCPUs on one CPU: their threads all wait (threads are preferred to guests) before any is entered.
+        using var rig = new VmmRig(vcpus: 40, cpus: 1);
+        for (int v = 0; v < 40; v++) rig.Guest.Add(v, new GuestExit(ExitReason.Cpuid, Rip: 0x40_0000, Rflags: 2));
+        rig.Run();
+        var first = rig.Guest.Entries.Take(40).Select(e => e.Vcpu);
+        Assert.Equal(Enumerable.Range(0, 40), first);
+        Assert.Equal(80, rig.Guest.Entries.Count);
+        Assert.Equal(rig.Guest.Entries.Count, rig.K.Cpus.Sum(c => c.GuestRuns));
+    }
+}
