@@ -164,6 +164,30 @@ public class PlainMemoTests
     }
 
     [Fact]
+    public void A_replayed_load_moved_to_the_end_of_its_page_is_split_and_refused()
+    {
+        using var sys = Loop(
+            r => r.Add("mov eax, [rbx]", a => a.mov(eax, __dword_ptr[rbx]), ExitReason.Mmio, Dev, 4, false, [(3, Dev)], []),
+            (k, n) => { if (n == Exits) k.State.Gpr(0, 3) = Dev + 0xFFE; });   // the same page, two bytes on the next
+        Assert.True(sys.Run().Quiescent);
+        Assert.Equal(13UL, OnlyException(sys).Event & 0xFF);   // #GP(0): a device never spans pages here
+        Assert.Equal(Exits - 1, sys.Kernel.Stats.DeviceRoundTrips);
+    }
+
+    [Fact]
+    public void A_port_exit_at_a_memoised_mmio_instruction_is_a_decode_mismatch()
+    {
+        Step? load = null;
+        using var sys = Loop(
+            r => load = r.Add("mov eax, [rbx]", a => a.mov(eax, __dword_ptr[rbx]), ExitReason.Mmio, Dev, 4, false, [(3, Dev)], []),
+            (k, n) => { if (n == Exits - 1) load!.Reason = ExitReason.Io; });   // the fourth exit reports port I/O
+        Assert.True(sys.Run().Quiescent);
+        Assert.Equal(13UL, OnlyException(sys).Event & 0xFF);   // #GP(0)
+        Assert.Equal(1, sys.Kernel.Stats.DecodeMismatch);
+        Assert.Equal(Exits - 1, sys.Kernel.Stats.DeviceRoundTrips);
+    }
+
+    [Fact]
     public void RFLAGS_TF_set_before_a_replayed_exit_traps_after_the_instruction()
     {
         Step? load = null;
