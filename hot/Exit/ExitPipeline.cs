@@ -279,20 +279,19 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
             FinishInstruction(cpu, v);
             return;
         }
+        bool plain = d.Kind is AccessKind.Read or AccessKind.ReadZx or AccessKind.ReadSx or AccessKind.Write or AccessKind.WriteImm;
+        // A plain MOV, IN or OUT from the decode cache in 64-bit mode, no element check due, nobody following: memoised
+        // for the next exit (from the second in a row at one RIP; its MMIO or port side completes the memo). The
+        // exit's kind agrees with the form here (the check above refused a disagreement).
+        if ((plain || d.Kind is AccessKind.In or AccessKind.Out) && cached && cpuMode == CpuMode.Bits64 && !_f.CheckElements[v] && _f.Follow[v] == 0)
+            ArmPlain(v, in rec, rip, cr0, cr4, efer, csAttr, cr3, access, lo, hi);
         // The plain MOV load or store with no element check due (64-bit mode, no #AC, no SS operand) and no narration:
         // its one element without the general start's tests (ExitPipeline.cs PlainElement). Everything else: StartElement.
-        if (d.Kind is AccessKind.Read or AccessKind.ReadZx or AccessKind.ReadSx or AccessKind.Write or AccessKind.WriteImm
-            && !_f.CheckElements[v] && (_f.Follow[v] & ExitRules.FollowNarrate) == 0)
+        if (plain && !_f.CheckElements[v] && (_f.Follow[v] & ExitRules.FollowNarrate) == 0)
         {
-            // Memoised for the next exit when it came from the decode cache in 64-bit mode with nobody following.
-            if (cached && cpuMode == CpuMode.Bits64 && rec.Reason == ExitReason.Mmio && _f.Follow[v] == 0)
-                ArmPlain(v, in rec, rip, cr0, cr4, efer, csAttr, cr3, access, lo, hi);   // (from the second exit at one RIP)
             PlainElement(cpu, v, write: d.Kind is AccessKind.Write or AccessKind.WriteImm);
             return;
         }
-        // IN and OUT are memoised on the same terms (their port side completes the memo).
-        if (d.Kind is AccessKind.In or AccessKind.Out && cached && cpuMode == CpuMode.Bits64 && !_f.CheckElements[v] && _f.Follow[v] == 0)
-            ArmPlain(v, in rec, rip, cr0, cr4, efer, csAttr, cr3, access, lo, hi);
         StartElement(cpu, v);
     }
 

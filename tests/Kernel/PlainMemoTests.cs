@@ -53,6 +53,15 @@ public class PlainMemoTests
         mem.WriteU64(e, mem.ReadU64(e) & ~2UL);
     }
 
+    /// <summary>CS and SS at DPL 3 (RPL 3), flat 64-bit: the vCPU now runs at CPL 3.</summary>
+    static void EnterCpl3(Copra.Kernel.Core.Kernel k)
+    {
+        k.State.TryWrite(0, StateField.Seg(StateField.Cs, StateField.Selector), Gdt.Code64 | 3);
+        k.State.TryWrite(0, StateField.Seg(StateField.Cs, StateField.Attributes), SegmentAttributes.Code64 | Dpl3);
+        k.State.TryWrite(0, StateField.Seg(StateField.Ss, StateField.Selector), Gdt.Data | 3);
+        k.State.TryWrite(0, StateField.Seg(StateField.Ss, StateField.Attributes), SegmentAttributes.Data | Dpl3);
+    }
+
     static void UserCode(PageTableBuilder pt, GuestMemory mem, VmLayout l)
     {
         for (int i = 0; i < 16; i++) SetUser(pt, mem, l.Code + (ulong)i * 0x1000);
@@ -210,10 +219,7 @@ public class PlainMemoTests
             (k, n) =>
             {
                 if (n != Exits) return;
-                k.State.TryWrite(0, StateField.Seg(StateField.Cs, StateField.Selector), Gdt.Code64 | 3);
-                k.State.TryWrite(0, StateField.Seg(StateField.Cs, StateField.Attributes), SegmentAttributes.Code64 | Dpl3);
-                k.State.TryWrite(0, StateField.Seg(StateField.Ss, StateField.Selector), Gdt.Data | 3);
-                k.State.TryWrite(0, StateField.Seg(StateField.Ss, StateField.Attributes), SegmentAttributes.Data | Dpl3);
+                EnterCpl3(k);
             },
             paging: UserCode);   // the code is user-accessible; the device page is not
         Assert.True(sys.Run().Quiescent);
@@ -309,10 +315,7 @@ public class PlainMemoTests
                 if (n == 1)
                 {
                     k.State.TryWrite(0, StateField.Cr0, k.State.Cr0(0) | Am);
-                    k.State.TryWrite(0, StateField.Seg(StateField.Cs, StateField.Selector), Gdt.Code64 | 3);
-                    k.State.TryWrite(0, StateField.Seg(StateField.Cs, StateField.Attributes), SegmentAttributes.Code64 | Dpl3);
-                    k.State.TryWrite(0, StateField.Seg(StateField.Ss, StateField.Selector), Gdt.Data | 3);
-                    k.State.TryWrite(0, StateField.Seg(StateField.Ss, StateField.Attributes), SegmentAttributes.Data | Dpl3);
+                    EnterCpl3(k);
                 }
                 if (n == Exits) k.State.Rflags(0) |= Ac;
             },
@@ -375,10 +378,7 @@ public class PlainMemoTests
             {
                 if (n == 1)
                 {
-                    k.State.TryWrite(0, StateField.Seg(StateField.Cs, StateField.Selector), Gdt.Code64 | 3);
-                    k.State.TryWrite(0, StateField.Seg(StateField.Cs, StateField.Attributes), SegmentAttributes.Code64 | Dpl3);
-                    k.State.TryWrite(0, StateField.Seg(StateField.Ss, StateField.Selector), Gdt.Data | 3);
-                    k.State.TryWrite(0, StateField.Seg(StateField.Ss, StateField.Attributes), SegmentAttributes.Data | Dpl3);
+                    EnterCpl3(k);
                     k.State.Rflags(0) |= FaultContext.RflagsIoplMask;   // IOPL 3: CPL 3 may
                 }
                 // Below IOPL only the port the hardware reported (the TSS bitmap allowed it) may be used: DX now names another.
