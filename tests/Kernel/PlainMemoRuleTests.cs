@@ -119,6 +119,35 @@ public class PlainMemoRuleTests
         Assert.Equal(Exits - 1, st.DeviceRoundTrips);
     }
 
+    /// <summary>
+    /// A RIP-relative load replayed from the memo computes its operand from this exit's RIP plus the instruction's length,
+    /// as the full path does: <c>mov eax, [rip+disp32]</c> (8B 05, 6 bytes) reads the test device's ID register through
+    /// a page the guest maps near its code, four times at one RIP (the fourth replayed).
+    /// </summary>
+    [Fact]
+    public void A_replayed_rip_relative_load_addresses_its_operand_from_the_next_instruction()
+    {
+        ulong near = 0;
+        var valid = new bool[Exits + 2];
+        using var sys = FaultSemanticsTests.Boot((r, l) =>
+        {
+            near = l.MemBase + l.MemLength + 0x100_0000;   // 16 MiB past RAM: unmapped until the paging step below
+            long disp = (long)(near - (l.Code + 6));
+            Assert.InRange(disp, int.MinValue, int.MaxValue);
+            r.Add("mov eax, [rip+disp32] (the ID register)", a => a.db([0x8B, 0x05, .. BitConverter.GetBytes((int)disp)]), ExitReason.Mmio, Dev, 4, false, [(0, 0)], [],
+                expect: TestDeviceRegs.IdValue);
+        }, longMode: true, paging: (pt, mem, l) => pt.Map(l.MemBase + l.MemLength + 0x100_0000, Dev, 0x1000, PageSize.Size4K, writable: true, executable: false),
+            program: p => { p.LoopStart = 0; p.LoopEnd = 1; p.Iterations = Exits; });
+        var k = sys.Kernel;
+        int n = 0;
+        k.OnExitTaken = _ => valid[++n] = k.ExitInFlight.Memo[0].Valid;
+        Assert.True(sys.Run().Quiescent);
+        FaultSemanticsTests.AssertClean(sys);
+        Assert.True(valid[Exits]);
+        Assert.Equal(0, sys.Replay!.ExceptionsSeen);
+        Assert.Equal(Exits, k.Stats.DeviceRoundTrips);
+    }
+
     /// <summary>One vCPU in long mode (the workload's page tables), the loop of <see cref="Exits"/> iterations, re-injecting.</summary>
     static CopraSystem Boot(Action<ReplayRig> build)
     {
