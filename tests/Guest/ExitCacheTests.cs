@@ -68,6 +68,30 @@ public sealed class ExitCacheTests : IDisposable
     }
 
     [Fact]
+    public void Data_tlb_keeps_a_read_and_a_write_entry_for_each_of_four_consecutive_pages()
+    {
+        // A driver's loop reads and writes its registers: neither access may evict the other's entry (a hit is visible
+        // as the stale translation after the PTEs are pointed elsewhere behind the TLB's back).
+        const ulong Base = 0x64_0000, Phys = 0x34_0000;
+        _pt.Map(Base, Phys, 4 * 0x1000, PageSize.Size4K, writable: true, executable: false);
+        var tlb = new DataTlb(1);
+        for (ulong i = 0; i < 4; i++)
+            foreach (var access in new[] { AccessType.Read, AccessType.Write })
+                Assert.True(tlb.Translate(0, _mem, _mode, _pt.Cr3, Base + i * 0x1000 + 8, access, out _).IsOk);
+        for (ulong i = 0; i < 4; i++)
+        {
+            ulong pte = _pt.EntryAddress(Base + i * 0x1000, 1);
+            _mem.WriteU64(pte, (_mem.ReadU64(pte) & ~0x000F_FFFF_FFFF_F000UL) | Phys2);
+        }
+        for (ulong i = 0; i < 4; i++)
+            foreach (var access in new[] { AccessType.Read, AccessType.Write })
+            {
+                tlb.Translate(0, _mem, _mode, _pt.Cr3, Base + i * 0x1000 + 8, access, out ulong gpa);
+                Assert.Equal(Phys + i * 0x1000 + 8, gpa);
+            }
+    }
+
+    [Fact]
     public void Data_tlb_walks_again_when_the_hardware_named_another_page()
     {
         var tlb = new DataTlb(1);
@@ -149,6 +173,22 @@ public sealed class ExitCacheTests : IDisposable
         Assert.False(cache.TryHit(0, 0x1001, 0x10468B, 0, CpuMode.Bits64, out _));   // another slot
         cache.Invalidate(0);
         Assert.False(cache.TryHit(0, 0x1000, 0x10468B, 0, CpuMode.Bits64, out _));
+    }
+
+    [Fact]
+    public void Decode_cache_keeps_every_instruction_of_a_64_byte_window()
+    {
+        // A loop's exiting instructions, four bytes apart over 64 bytes (the window starts off a 64-byte boundary),
+        // each a different displacement: none evicts another.
+        var cache = new DecodeCache(1);
+        const ulong Start = 0x40_1234;
+        for (uint i = 0; i < 16; i++)
+            Assert.True(cache.TryDecode(0, Start + 4 * i, Buffer(0x8B, 0x46, (byte)(0x10 + i)), 3, CpuMode.Bits64, out _));
+        for (uint i = 0; i < 16; i++)
+        {
+            Assert.True(cache.TryHit(0, Start + 4 * i, 0x46_8B | (ulong)(0x10 + i) << 16, 0, CpuMode.Bits64, out var d), $"instruction {i}");
+            Assert.Equal(0x10 + i, (ulong)d.Disp);
+        }
     }
 
     [Fact]
