@@ -288,10 +288,10 @@ public sealed partial class Kernel : IDisposable
     /// Stops the host thread's execution context from flowing into the user threads' continuations while a driver runs.
     /// Why: a user thread's async method captures the context each time it blocks and, when it is non-null, runs its
     /// continuation through ExecutionContext.RunInternal; nothing in the kernel or its programs uses an AsyncLocal, so
-    /// that was ~70 instructions of every migration or wake for nothing (counted in the default run mix). Null when
-    /// the caller already suppressed it.
+    /// that was ~70 instructions of every migration or wake for nothing (counted in the default run mix). A caller that
+    /// suppressed it already keeps its suppression: the nested control's undo leaves it in place (DriverContextFlowTests).
     /// </summary>
-    static AsyncFlowControl? NoContextFlow() => ExecutionContext.IsFlowSuppressed() ? null : ExecutionContext.SuppressFlow();
+    static AsyncFlowControl NoContextFlow() => ExecutionContext.SuppressFlow();
 
     bool AnyCpuHasWork()
     {
