@@ -266,7 +266,6 @@ public sealed partial class Kernel : IDisposable
         var rng = new DetRandom(Config.Seed);
         Span<int> order = stackalloc int[Cpus.Length];
         long steps = 0;
-        using var flow = NoContextFlow();
         while (steps < maxSteps)
         {
             for (int i = 0; i < order.Length; i++) order[i] = i;
@@ -283,15 +282,6 @@ public sealed partial class Kernel : IDisposable
         }
         return new DriverResult(steps, Quiescent: false);
     }
-
-    /// <summary>
-    /// Stops the host thread's execution context from flowing into the user threads' continuations while a driver runs.
-    /// Why: a user thread's async method captures the context each time it blocks and, when it is non-null, runs its
-    /// continuation through ExecutionContext.RunInternal; nothing in the kernel or its programs uses an AsyncLocal, so
-    /// that was ~70 instructions of every migration or wake for nothing (counted in the default run mix). A caller that
-    /// suppressed it already keeps its suppression: the nested control's undo leaves it in place (DriverContextFlowTests).
-    /// </summary>
-    static AsyncFlowControl NoContextFlow() => ExecutionContext.SuppressFlow();
 
     bool AnyCpuHasWork()
     {
@@ -317,7 +307,6 @@ public sealed partial class Kernel : IDisposable
             threads[c] = new Thread(() =>
             {
                 t_cpu = cpu;
-                using var flow = NoContextFlow();
                 bool wasIdle = false;
                 var spin = new SpinWait();
                 long n = 0;
