@@ -48,9 +48,6 @@ public sealed class DataTlb
     /// <summary>Drops vCPU <paramref name="vcpu"/>'s entries. Call on every CR3 or CR0/CR4/EFER write for that vCPU.</summary>
     public void Invalidate(int vcpu) => _e.Row(vcpu).Clear();
 
-    /// <summary>Drops every entry.</summary>
-    public void InvalidateAll() { for (int v = 0; v < _e.Count; v++) _e.Row(v).Clear(); }
-
     /// <summary>No witness: a hit is trusted (an element the hardware did not name, e.g. a later REP iteration).</summary>
     public const ulong NoWitness = ulong.MaxValue;
 
