@@ -7,12 +7,12 @@ using Copra.Hot.Guest;
 namespace Copra.Hot.Exit;
 
 /// <summary>
-/// What vCPU <c>v</c>'s last plain MOV, IN or OUT exit was derived from (<see cref="InFlight.Memo"/>): the inputs of the
-/// front end (the control registers, CS's attributes, the RFLAGS bits such an instruction's checks read, the
-/// instruction's bytes, the exit's kind and reported port) and the page its operand was on with the guest-physical page
-/// it mapped to, and the RIP it was at. One entry per vCPU. The RIP is not needed for exactness (nothing the front end
-/// derives depends on it beyond the bytes; a RIP-relative operand is computed from this exit's RIP): it is the first,
-/// cheapest reject, so a vCPU that runs many instructions pays one compare, not the state reads and the fetch.
+/// One memo entry (<see cref="InFlight.Memo"/>: per vCPU, one per instruction address's low bits): a plain MOV, IN or OUT
+/// at <see cref="Rip"/>, the inputs its front end read (the control registers, CS's attributes, the RFLAGS bits such an
+/// instruction's checks read, the instruction's bytes, the exit's kind and reported port) with what it derived from them
+/// (the decode, the paging mode, the fault context), and the page its operand was on with the guest-physical page it
+/// mapped to. The RIP names the entry; nothing the front end derives depends on it beyond the bytes (a RIP-relative
+/// operand is computed from this exit's RIP).
 /// </summary>
 public struct PlainMemo
 {
@@ -28,28 +28,31 @@ public struct PlainMemo
     public byte Size;
     /// <summary>The fetch's access type (CPL and CR4.SMEP), for the code-page entry's key.</summary>
     public AccessType Fetch;
-    /// <summary>The front end stored the key: the element's MMIO side completes it with the pages.</summary>
-    public bool Armed;
-    /// <summary>Key and pages are complete, and the instruction columns still hold what they were derived into.</summary>
+    /// <summary>Key, derivation and pages are complete.</summary>
     public bool Valid;
+    /// <summary>What the front end derived: the columns <see cref="InFlight.Acc"/>, <c>Mode</c> and <c>Fault</c> take these on a replay.</summary>
+    public DecodedAccess Acc;
+    public PagingMode Mode;
+    public FaultContext Fault;
 }
 
 /// <summary>
-/// The fused stage for the exit of nearly every driver's register access: the same plain MOV load or store
-/// (Read, ReadZx, ReadSx, Write, WriteImm), IN or OUT at the same RIP, exiting again, in the same context. The front end's
-/// work (paging mode, code bitness, fault context, decode, the element checks' verdict) is a function of the state
-/// it reads and of the instruction's bytes; when all of those equal what the last exit of this vCPU derived its
-/// columns from (<see cref="PlainMemo"/>), the columns (<see cref="InFlight.Acc"/>, <c>Mode</c>, <c>Cr3</c>,
-/// <c>Fault</c>, <c>CheckElements</c>, <c>SegBase</c>, <c>EsBase</c>) are already right, and the exit goes from the
-/// compare straight to its operand; when the operand is on the page the last one was on and the hardware's GPA names
-/// the page the walk gave then, the translation is known too, and the side goes straight to the owner lookup.
+/// The fused stage for the exit of nearly every driver's register access: a plain MOV load or store (Read, ReadZx,
+/// ReadSx, Write, WriteImm), IN or OUT that exited before at the same RIP, exiting again in the same context. The front
+/// end's work (paging mode, code bitness, fault context, decode, the element checks' verdict) is a function of the state
+/// it reads and of the instruction's bytes; when all of those equal what the instruction's memo entry was derived from
+/// (<see cref="PlainMemo"/>), the entry's derivation is right for this exit, the columns (<see cref="InFlight.Acc"/>,
+/// <c>Mode</c>, <c>Cr3</c>, <c>Fault</c>, <c>CheckElements</c>, <c>SegBase</c>, <c>EsBase</c>) take it (or already hold
+/// it: <see cref="InFlight.MemoHeld"/>), and the exit goes from the compare straight to its operand; when the operand is
+/// on the page it was on then and the hardware's GPA names the page the walk gave then, the translation is known too,
+/// and the side goes straight to the owner lookup.
 ///
 /// Why exact: the key holds every input the front end reads for such an instruction in 64-bit mode (CR0, CR4, EFER,
 /// CS's attributes, CR3, RFLAGS' TF, IOPL and AC, the exit's kind and for port I/O its reported port and width; SS's attributes are not read for a non-conforming CS, and a
 /// conforming CS is never memoised; FS and GS operands, whose base is state, are never memoised), and the bytes are
 /// read from guest memory on every exit through the same code-page entry the full path uses (self-modifying code
-/// misses). The columns are written only by the full front end, which clears the memo first, and
-/// <see cref="InvalidateCaches"/> clears it too. The memo is armed only when the decode came from the decode cache (an
+/// misses). An entry holds its own derivation, so nothing the full front end does to the columns in between can make it
+/// wrong; <see cref="InvalidateCaches"/> clears the entries anyway. An entry is armed only when the decode came from the decode cache (an
 /// Iced fallback is counted on every exit, so it is never skipped), and a followed or hardware-completed exit never
 /// takes it. The RFLAGS copy in the fault context may then differ from RFLAGS in the status flags, which no check of a
 /// plain MOV reads. The data TLB's entry that gave the pages is not touched in between (the walker sets no
@@ -67,16 +70,30 @@ public sealed partial class ExitPipeline<THost>
     /// </summary>
     bool ReplayPlain(int cpu, int v)
     {
-        ref var m = ref _f.Memo[v];
         ref readonly var rec = ref _f.Exit[v];
-        if (rec.Reason != m.Reason || _f.HardwareCompletes[v] || _f.Follow[v] != 0) return false;
-        if (rec.Reason == ExitReason.Io && (rec.Port != m.Port || rec.Size != m.Size)) return false;
+        if (_f.HardwareCompletes[v] || _f.Follow[v] != 0) return false;
         ulong rip = State.Rip(v);
-        if (rip != m.Rip || State.Cr3(v) != m.Cr3 || State.Cr0(v) != m.Cr0 || State.Cr4(v) != m.Cr4 || State.Efer(v) != m.Efer
+        int slot = InFlight.MemoSlot(rip);
+        ref var m = ref _f.Memo.At(v, slot);
+        if (!m.Valid || rip != m.Rip || rec.Reason != m.Reason) return false;
+        if (rec.Reason == ExitReason.Io && (rec.Port != m.Port || rec.Size != m.Size)) return false;
+        if (State.Cr3(v) != m.Cr3 || State.Cr0(v) != m.Cr0 || State.Cr4(v) != m.Cr4 || State.Efer(v) != m.Efer
             || State.SegAttributes(v, StateField.Cs) != m.CsAttr || (State.Rflags(v) & MemoRflags) != m.RflagsKey)
             return false;
-        if (!Fetcher.TryFetchWords(v, _memory, _f.Mode[v], m.Cr3, rip, m.Fetch, out ulong lo, out ulong hi) || lo != m.CodeLo || hi != m.CodeHi)
+        if (!Fetcher.TryFetchWords(v, _memory, m.Mode, m.Cr3, rip, m.Fetch, out ulong lo, out ulong hi) || lo != m.CodeLo || hi != m.CodeHi)
             return false;
+        // The entry's derivation into the columns, unless they hold it already (the same instruction as the last exit's).
+        if (_f.MemoHeld[v] != slot + 1)
+        {
+            _f.Acc[v] = m.Acc;
+            _f.Mode[v] = m.Mode;
+            _f.Cr3[v] = m.Cr3;
+            _f.Fault[v] = m.Fault;
+            _f.SegBase[v] = 0;   // 64-bit mode, not FS or GS
+            _f.EsBase[v] = 0;
+            _f.CheckElements[v] = false;
+            _f.MemoHeld[v] = slot + 1;
+        }
 
         // BeginAccess's per-instruction stores, then PlainElement's.
         ref readonly var d = ref _f.Acc[v];
@@ -117,7 +134,7 @@ public sealed partial class ExitPipeline<THost>
             || _host.IsRam(v, m.GpaPage | offset, d.Size))
         {
             // Another page: the general side, which records the new pages when it reaches a device.
-            m.Armed = true;
+            _f.MemoArmed[v] = slot + 1;
             MemorySide(cpu, v, linear, write, data);
             return true;
         }
@@ -132,36 +149,47 @@ public sealed partial class ExitPipeline<THost>
     /// </summary>
     void ArmPlain(int v, in ExitRecord rec, ulong rip, ulong cr0, ulong cr4, ulong efer, ushort csAttr, ulong cr3, AccessType fetch, ulong lo, ulong hi)
     {
-        ref var m = ref _f.Memo[v];
-        // Why only at the second exit in a row at one RIP: a vCPU that runs many instructions (a driver's setup
-        // sequence) would pay the key's stores on every exit for a memo it never uses; a poll pays them once.
-        if (m.Rip != rip) { m.Rip = rip; return; }
+        int slot = InFlight.MemoSlot(rip);
+        ref var m = ref _f.Memo.At(v, slot);
+        // Why only at the second exit at one RIP: a vCPU that runs many instructions once (a driver's setup sequence)
+        // would pay the entry's stores on every exit for an entry it never uses; a poll or a loop pays them once.
+        if (m.Rip != rip) { m.Rip = rip; m.Valid = false; return; }
         ref readonly var d = ref _f.Acc[v];
         if (FaultContext.CplNeedsSs(SegMode.Long64, csAttr) || d.SrcSegment is Seg.FS or Seg.GS) return;
+        m.Valid = false;   // until its side completes it
         m.Reason = rec.Reason; m.Port = rec.Port; m.Size = rec.Size;
         m.Cr0 = cr0; m.Cr4 = cr4; m.Efer = efer; m.CsAttr = csAttr; m.Cr3 = cr3;
         m.RflagsKey = _f.Fault[v].Rflags & MemoRflags;
         m.Fetch = fetch; m.CodeLo = lo; m.CodeHi = hi;
-        m.Armed = true;
+        m.Acc = d; m.Mode = _f.Mode[v]; m.Fault = _f.Fault[v];
+        _f.MemoArmed[v] = slot + 1;
     }
 
-    /// <summary>The armed plain element reached a device (or nobody) at <paramref name="gpa"/> through <paramref name="linear"/>'s page: the memo is complete.</summary>
+    /// <summary>The armed plain element reached a device (or nobody) at <paramref name="gpa"/> through <paramref name="linear"/>'s page: the entry is complete.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     void RecordPlainPages(int v, ulong linear, ulong gpa)
     {
-        ref var m = ref _f.Memo[v];
+        int armed = _f.MemoArmed[v];
+        ref var m = ref _f.Memo.At(v, armed - 1);
         m.LinearPage = linear & ~(ulong)Page.Mask;
         m.GpaPage = gpa & ~(ulong)Page.Mask;
-        m.Armed = false;
-        m.Valid = true;
+        Complete(v, ref m, armed);
     }
 
-    /// <summary>The armed IN or OUT reached its port's owner (or nobody): the memo is complete.</summary>
+    /// <summary>The armed IN or OUT reached its port's owner (or nobody): the entry is complete.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     void RecordPlainPort(int v)
     {
-        ref var m = ref _f.Memo[v];
-        m.Armed = false;
+        int armed = _f.MemoArmed[v];
+        Complete(v, ref _f.Memo.At(v, armed - 1), armed);
+    }
+
+    /// <summary>The entry is complete, and the columns hold its derivation (the full front end's or a replay's).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    void Complete(int v, ref PlainMemo m, int armed)
+    {
         m.Valid = true;
+        _f.MemoArmed[v] = 0;
+        _f.MemoHeld[v] = armed;
     }
 }

@@ -118,8 +118,9 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
     public void InvalidateCaches(int v)
     {
         Fetcher.Invalidate(v);
-        _f.Memo[v].Valid = false;
-        _f.Memo[v].Armed = false;
+        _f.Memo.Row(v).Clear();
+        _f.MemoArmed[v] = 0;
+        _f.MemoHeld[v] = 0;
         _dataTlb.Invalidate(v);
         _decodeCache.Invalidate(v);
     }
@@ -220,11 +221,10 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
     /// <summary>Decode the instruction behind an MMIO/IOIO exit and start its first element.</summary>
     void BeginAccess(int cpu, int v)
     {
-        // The fused stage first: the same plain MOV in the same context as this vCPU's last exit (ExitPipeline.Plain.cs).
-        ref var memo = ref _f.Memo[v];
-        if (memo.Valid && ReplayPlain(cpu, v)) return;
-        memo.Valid = false;   // the columns below are about to be derived afresh
-        memo.Armed = false;
+        // The fused stage first: a plain MOV, IN or OUT memoised at this RIP, in the same context (ExitPipeline.Plain.cs).
+        _f.MemoArmed[v] = 0;
+        if (ReplayPlain(cpu, v)) return;
+        _f.MemoHeld[v] = 0;   // the columns below are about to be derived afresh
         ref readonly var rec = ref _f.Exit[v];
         ulong cr0 = State.Cr0(v), cr4 = State.Cr4(v), efer = State.Efer(v);
         var pmode = PagingMode.From(cr0, cr4, efer);
@@ -281,7 +281,7 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         }
         bool plain = d.Kind is AccessKind.Read or AccessKind.ReadZx or AccessKind.ReadSx or AccessKind.Write or AccessKind.WriteImm;
         // A plain MOV, IN or OUT from the decode cache in 64-bit mode, no element check due, nobody following: memoised
-        // for the next exit (from the second in a row at one RIP; its MMIO or port side completes the memo). The
+        // for its next exit (from its second at one RIP; its MMIO or port side completes the entry). The
         // exit's kind agrees with the form here (the check above refused a disagreement).
         if ((plain || d.Kind is AccessKind.In or AccessKind.Out) && cached && cpuMode == CpuMode.Bits64 && !_f.CheckElements[v] && _f.Follow[v] == 0)
             ArmPlain(v, in rec, rip, cr0, cr4, efer, csAttr, cr3, access, lo, hi);
@@ -479,7 +479,7 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
             else AfterRead(cpu, v, _memory.ReadSized(gpa, (int)size));
             return;
         }
-        if (_f.Memo[v].Armed) RecordPlainPages(v, linear, gpa);
+        if (_f.MemoArmed[v] != 0) RecordPlainPages(v, linear, gpa);
         MmioSide(cpu, v, gpa, size, write, data);
     }
 
@@ -489,7 +489,7 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         ref readonly var d = ref _f.Acc[v];
         ushort port = d.PortIsDx ? (ushort)State.Gpr(v, 2) : d.Port;
         int owner = _host.Ports(v).Lookup(port);
-        if (_f.Memo[v].Armed) RecordPlainPort(v);
+        if (_f.MemoArmed[v] != 0) RecordPlainPort(v);
         if (owner == 0) { Unowned(cpu, v, EventKind.Ioio, port, write, data); return; }
         _host.Request(cpu, v, owner, EventKind.Ioio, port, write, data);
     }

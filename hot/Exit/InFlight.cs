@@ -33,7 +33,7 @@ public sealed class InFlight
         Fault = new(n); CheckElements = new(n);
         Wide = new(n, 128); PendGprs = new(n, 16); PendFlags = new(n); Pend = new(n); CmpsSource = new(n); LockRetries = new(n);
         FxImage = new(n, X87.ImageSize); FxPiece = new(n);
-        Memo = new(n);
+        Memo = new(n, MemoWays); MemoArmed = new(n); MemoHeld = new(n);
         StackGpa = new(n, 2); StackSplit = new(n); StackValue = new(n); BranchTarget = new(n); Branch = new(n); Shadow = new(n);
     }
 
@@ -93,9 +93,23 @@ public sealed class InFlight
     /// <summary>With <see cref="Answer"/>: the model answered a locked write with a mismatch (compare-and-write failed).</summary>
     public readonly VcpuColumn<bool> AnswerMismatch;
 
-    // ---- the last plain MOV exit, replayed (ExitPipeline.Plain.cs) ------------------------------------------
-    /// <summary>What vCPU v's last plain MOV exit was derived from, and its operand's pages; valid only while the columns above hold that derivation.</summary>
-    public readonly VcpuColumn<PlainMemo> Memo;
+    // ---- plain MOV, IN and OUT exits, replayed (ExitPipeline.Plain.cs) ---------------------------------------
+    /// <summary>
+    /// Memo entries per vCPU, one per instruction address's low six bits (<see cref="MemoSlot"/>), as the decode cache:
+    /// a driver loop's exiting instructions within 64 bytes never evict each other. Why more than one: a vCPU that
+    /// cycles through several registers (the default run mix: eight instructions) exits at a different RIP each time.
+    /// </summary>
+    public const int MemoWays = DecodeCache.Ways;
+    /// <summary>The memo entry of the instruction at <paramref name="rip"/>.</summary>
+    public static int MemoSlot(ulong rip) => DecodeCache.Slot(rip);
+    /// <summary>What vCPU v's plain MOV, IN and OUT exits were derived from and derived, one entry per slot.</summary>
+    public readonly VcpuWays<PlainMemo> Memo;
+    /// <summary>The memo entry of vCPU <paramref name="v"/>'s instruction at <paramref name="rip"/> (tests, tools).</summary>
+    public ref PlainMemo MemoAt(int v, ulong rip) => ref Memo.At(v, MemoSlot(rip));
+    /// <summary>Slot + 1 of the entry this exit's front end stored a key in, for its MMIO or port side to complete; 0: none.</summary>
+    public readonly VcpuColumn<int> MemoArmed;
+    /// <summary>Slot + 1 of the entry whose derivation the columns above (Acc, Mode, Cr3, Fault, ...) hold; 0: none.</summary>
+    public readonly VcpuColumn<int> MemoHeld;
 
     // ---- PUSH/POP/CALL/JMP m: the stack slot and the branch (ExitPipeline.Stack.cs) -----------------------
     /// <summary>v*2: GPA of the stack slot's first byte, and of its first byte on the next page when it crosses.</summary>

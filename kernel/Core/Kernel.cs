@@ -37,6 +37,10 @@ public sealed partial class Kernel : IDisposable
 {
     readonly List<Process> _processes = [];
     readonly List<KThread> _threads = [];
+    /// <summary>The threads by id, for <see cref="Thread"/> without the lock: the inbox looks a woken thread up on every
+    /// cross-CPU wake (once per exit of a model shared by two CPUs). Grown by doubling under the lock and published
+    /// whole; a thread's slot is written before its id is posted anywhere.</summary>
+    KThread[] _threadTable = new KThread[16];
     readonly Dictionary<Process, List<ThreadEntry>> _text = [];
     readonly Dictionary<string, Func<IUserProgram>> _programs = new(StringComparer.Ordinal);
     readonly object _procLock = new();
@@ -81,7 +85,7 @@ public sealed partial class Kernel : IDisposable
     }
 
     public IReadOnlyList<Process> Processes { get { lock (_procLock) return _processes.ToList(); } }
-    public KThread Thread(int id) { lock (_procLock) return _threads[id]; }
+    public KThread Thread(int id) => Volatile.Read(ref _threadTable)[id];
     public IReadOnlyList<KThread> Threads { get { lock (_procLock) return _threads.ToList(); } }
 
     /// <summary>Starts a process running <paramref name="path"/> with its main thread on <paramref name="cpu"/>.</summary>
@@ -141,6 +145,9 @@ public sealed partial class Kernel : IDisposable
         {
             t = new KThread(_threads.Count, p, entry, arg) { Cpu = cpu };
             _threads.Add(t);
+            var table = _threadTable;
+            if (t.Id >= table.Length) { Array.Resize(ref table, table.Length * 2); table[t.Id] = t; Volatile.Write(ref _threadTable, table); }
+            else Volatile.Write(ref table[t.Id], t);
         }
         t.Context = new UserContext(this, t);
         t.QueueOnWakeCpu = QueueOnWakeCpu;

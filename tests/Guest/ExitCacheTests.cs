@@ -68,6 +68,30 @@ public sealed class ExitCacheTests : IDisposable
     }
 
     [Fact]
+    public void Data_tlb_keeps_a_read_and_a_write_entry_for_each_of_four_consecutive_pages()
+    {
+        // A driver's loop reads and writes its registers: neither access may evict the other's entry (a hit is visible
+        // as the stale translation after the PTEs are pointed elsewhere behind the TLB's back).
+        const ulong Base = 0x64_0000, Phys = 0x34_0000;
+        _pt.Map(Base, Phys, 4 * 0x1000, PageSize.Size4K, writable: true, executable: false);
+        var tlb = new DataTlb(1);
+        for (ulong i = 0; i < 4; i++)
+            foreach (var access in new[] { AccessType.Read, AccessType.Write })
+                Assert.True(tlb.Translate(0, _mem, _mode, _pt.Cr3, Base + i * 0x1000 + 8, access, out _).IsOk);
+        for (ulong i = 0; i < 4; i++)
+        {
+            ulong pte = _pt.EntryAddress(Base + i * 0x1000, 1);
+            _mem.WriteU64(pte, (_mem.ReadU64(pte) & ~0x000F_FFFF_FFFF_F000UL) | Phys2);
+        }
+        for (ulong i = 0; i < 4; i++)
+            foreach (var access in new[] { AccessType.Read, AccessType.Write })
+            {
+                tlb.Translate(0, _mem, _mode, _pt.Cr3, Base + i * 0x1000 + 8, access, out ulong gpa);
+                Assert.Equal(Phys + i * 0x1000 + 8, gpa);
+            }
+    }
+
+    [Fact]
     public void Data_tlb_walks_again_when_the_hardware_named_another_page()
     {
         var tlb = new DataTlb(1);
@@ -149,6 +173,74 @@ public sealed class ExitCacheTests : IDisposable
         Assert.False(cache.TryHit(0, 0x1001, 0x10468B, 0, CpuMode.Bits64, out _));   // another slot
         cache.Invalidate(0);
         Assert.False(cache.TryHit(0, 0x1000, 0x10468B, 0, CpuMode.Bits64, out _));
+    }
+
+    [Fact]
+    public void Decode_cache_keeps_every_instruction_of_a_64_byte_window()
+    {
+        // A loop's exiting instructions, four bytes apart over 64 bytes (the window starts off a 64-byte boundary),
+        // each a different displacement: none evicts another.
+        var cache = new DecodeCache(1);
+        const ulong Start = 0x40_1234;
+        for (uint i = 0; i < 16; i++)
+            Assert.True(cache.TryDecode(0, Start + 4 * i, Buffer(0x8B, 0x46, (byte)(0x10 + i)), 3, CpuMode.Bits64, out _));
+        for (uint i = 0; i < 16; i++)
+        {
+            Assert.True(cache.TryHit(0, Start + 4 * i, 0x46_8B | (ulong)(0x10 + i) << 16, 0, CpuMode.Bits64, out var d), $"instruction {i}");
+            Assert.Equal(0x10 + i, (ulong)d.Disp);
+        }
+    }
+
+    [Fact]
+    public void Both_caches_refuse_a_table_for_no_vcpus()
+    {
+        Assert.Throws<ArgumentOutOfRangeException>(() => new DecodeCache(0));
+        Assert.Throws<ArgumentOutOfRangeException>(() => new DataTlb(0));
+    }
+
+    [Fact]
+    public void An_empty_decode_cache_hits_in_no_mode_even_for_zero_bytes()
+    {
+        var cache = new DecodeCache(1);
+        foreach (var mode in Enum.GetValues<CpuMode>())
+            for (ulong linear = 0; linear < DecodeCache.Ways; linear++)
+                Assert.False(cache.TryHit(0, linear, 0, 0, mode, out _), $"{mode} at {linear}");
+    }
+
+    [Fact]
+    public void A_fifteen_byte_instruction_hits_on_the_words_that_hold_all_of_it()
+    {
+        // 66 x11, then mov word [rsi+0x11223344], 0x5566: 66 C7 86 44 33 22 11 66 55 is 9 bytes; 6 more 66 prefixes make 15.
+        byte[] insn = [0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0x66, 0xC7, 0x86, 0x44, 0x33, 0x22, 0x11, 0x66, 0x55];
+        var cache = new DecodeCache(1);
+        var b = Buffer(insn);
+        Assert.True(cache.TryDecode(0, 0x3000, b, 15, CpuMode.Bits64, out var d));
+        Assert.Equal(15, d.Length);
+        Assert.True(cache.TryHit(0, 0x3000, BitConverter.ToUInt64(b, 0), BitConverter.ToUInt64(b, 8), CpuMode.Bits64, out _));
+    }
+
+    [Theory]
+    [InlineData(8)]    // mov qword [rsi+0x11223344], rax: 48 89 86 44 33 22 11 .. (7 bytes) with a segment prefix: 8
+    [InlineData(10)]   // mov dword [rbx+0x100], 0x11223344: C7 83 00 01 00 00 44 33 22 11
+    public void The_key_is_every_byte_of_the_instruction_and_none_after_it(int length)
+    {
+        byte[] insn = length == 8
+            ? [0x3E, 0x48, 0x89, 0x86, 0x44, 0x33, 0x22, 0x11]
+            : [0xC7, 0x83, 0x00, 0x01, 0x00, 0x00, 0x44, 0x33, 0x22, 0x11];
+        var cache = new DecodeCache(1);
+        var b = Buffer([.. insn, 0xAA, 0xBB, 0xCC]);
+        Assert.True(cache.TryDecode(0, 0x5000, b, 15, CpuMode.Bits64, out var d));
+        Assert.Equal(length, d.Length);
+        ulong lo = BitConverter.ToUInt64(b, 0), hi = BitConverter.ToUInt64(b, 8);
+        Assert.True(cache.TryHit(0, 0x5000, lo, hi, CpuMode.Bits64, out _));
+        // Other bytes after the instruction (in the high word, or all of it for 8 bytes): still the same instruction.
+        ulong after = length == 8 ? 0x1234_5678_9ABC_DEF0UL : (hi & 0xFFFF) | 0x0012_3456_7800_0000UL;
+        Assert.True(cache.TryHit(0, 0x5000, lo, after, CpuMode.Bits64, out _));
+        // Any byte of the instruction itself changed: a miss (the first, the eighth, and for 10 bytes the last).
+        for (int i = 0; i < 8; i++)
+            Assert.False(cache.TryHit(0, 0x5000, lo ^ (0x01UL << (8 * i)), hi, CpuMode.Bits64, out _), $"byte {i}");
+        for (int i = 8; i < length; i++)
+            Assert.False(cache.TryHit(0, 0x5000, lo, hi ^ (0x01UL << (8 * (i - 8))), CpuMode.Bits64, out _), $"byte {i}");
     }
 
     [Fact]

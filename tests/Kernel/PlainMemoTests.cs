@@ -29,10 +29,10 @@ public class PlainMemoTests
 
     /// <summary>Boots the loop of <see cref="Exits"/> iterations of one step; <paramref name="before"/> runs as exit n (1-based) is taken.</summary>
     static CopraSystem Loop(Action<ReplayRig> step, Action<Copra.Kernel.Core.Kernel, int> before,
-        Action<PageTableBuilder, GuestMemory, VmLayout>? paging = null)
+        Action<PageTableBuilder, GuestMemory, VmLayout>? paging = null, int loopSteps = 1)
     {
         var sys = FaultSemanticsTests.Boot((r, l) => step(r), longMode: true, paging: paging,
-            program: p => { p.LoopStart = 0; p.LoopEnd = 1; p.Iterations = Exits; });
+            program: p => { p.LoopStart = 0; p.LoopEnd = loopSteps; p.Iterations = Exits; });
         int n = 0;
         var k = sys.Kernel;
         k.OnExitTaken = v => before(k, ++n);
@@ -71,15 +71,67 @@ public class PlainMemoTests
     public void The_same_load_at_one_rip_is_memoised_at_the_third_exit_and_replayed_from_the_fourth()
     {
         var valid = new bool[Exits + 2];   // the program's end exits once more
+        Step? load = null;
         using var sys = Loop(
-            r => r.Add("mov eax, [rbx] (the ID register)", a => a.mov(eax, __dword_ptr[rbx]), ExitReason.Mmio, Dev, 4, false, [(3, Dev)], [], expect: TestDeviceRegs.IdValue),
-            (k, n) => valid[n] = k.ExitInFlight.Memo[0].Valid);
+            r => load = r.Add("mov eax, [rbx] (the ID register)", a => a.mov(eax, __dword_ptr[rbx]), ExitReason.Mmio, Dev, 4, false, [(3, Dev)], [], expect: TestDeviceRegs.IdValue),
+            (k, n) => valid[n] = k.ExitInFlight.MemoAt(0, load!.Rip).Valid);
         Assert.True(sys.Run().Quiescent);
         FaultSemanticsTests.AssertClean(sys);
         Assert.Equal([false, false, false, false, true, true], valid);   // as exits 1..5 are taken (the fifth: the program's end)
         Assert.Equal(Exits, sys.Kernel.Stats.Completed);
         Assert.Equal(Exits, sys.Kernel.Stats.DeviceRoundTrips);
         Assert.Equal(TestDeviceRegs.IdValue, sys.Kernel.State.Gpr(0, 0));
+    }
+
+    /// <summary>A load and a store at two RIPs, alternating (exits A1 B2 A3 B4 A5 B6 A7 B8): each has its own entry,
+    /// armed and completed at its third exit and replayed at its fourth, A7 and B8, each taking its own decode into the
+    /// columns (which held the other's).</summary>
+    static CopraSystem Alternating(Action<Step, Step> steps, Action<Copra.Kernel.Core.Kernel, int> before, ulong expectLast) =>
+        Loop(r =>
+            {
+                var a = r.Add("mov eax, [rbx] (the ID register)", x => x.mov(eax, __dword_ptr[rbx]), ExitReason.Mmio, Dev, 4, false, [(3, Dev)], [], expect: TestDeviceRegs.IdValue);
+                var b = r.Add("mov [rsi], ecx (the scratch register)", x => x.mov(__dword_ptr[rsi], ecx), ExitReason.Mmio, Scratch, 4, true, [(6, Scratch)], []);
+                r.Add("mov eax, [rsi] (after the loop: what the last store left)", x => x.mov(eax, __dword_ptr[rsi]), ExitReason.Mmio, Scratch, 4, false, [(6, Scratch)], [], expect: expectLast);
+                steps(a, b);
+            }, before, loopSteps: 2);
+
+    [Fact]
+    public void Two_instructions_at_two_rips_alternating_are_each_replayed_with_their_own_decode()
+    {
+        Step? a = null, b = null;
+        var validA = new bool[2 * Exits + 1];
+        var validB = new bool[2 * Exits + 1];
+        using var sys = Alternating((x, y) => { a = x; b = y; },
+            (k, n) =>
+            {
+                if (n > 2 * Exits) return;
+                validA[n] = k.ExitInFlight.MemoAt(0, a!.Rip).Valid;
+                validB[n] = k.ExitInFlight.MemoAt(0, b!.Rip).Valid;
+                k.State.Gpr(0, 1) = 0x2000UL + (ulong)n;   // ECX as exit n is taken: a replayed store must write this one
+                k.State.Gpr(0, 0) = 0;                     // and a replayed load must fill EAX (the step expects the ID)
+            }, expectLast: 0x2008);
+        Assert.NotEqual(InFlight.MemoSlot(a!.Rip), InFlight.MemoSlot(b!.Rip));
+        Assert.True(sys.Run().Quiescent);
+        FaultSemanticsTests.AssertClean(sys);
+        Assert.Equal([false, false, false, false, false, false, true, true, true], validA);   // A complete from A5: A7 replayed
+        Assert.Equal([false, false, false, false, false, false, false, true, true], validB);   // B complete from B6: B8 replayed
+        Assert.Equal(2 * Exits + 1, sys.Kernel.Stats.DeviceRoundTrips);
+        Assert.Equal(0x2008UL, sys.Kernel.State.Gpr(0, 0));   // B8's store (replayed, ECX) is what the last load read back
+    }
+
+    [Fact]
+    public void The_second_of_two_alternating_instructions_rewritten_before_its_replay_is_decoded_afresh()
+    {
+        Step? b = null;
+        using var sys = Alternating((_, y) => b = y,
+            (k, n) =>
+            {
+                k.State.Gpr(0, 1) = 0x2000UL + (ulong)n;
+                k.State.Gpr(0, 2) = 0x3000UL + (ulong)n;
+                if (n == 2 * Exits) k.Memory.WriteU8(b!.Rip + 1, 0x16);   // ModRM 0E (ecx) -> 16 (edx); the code is identity-mapped
+            }, expectLast: 0x3008);
+        Assert.True(sys.Run().Quiescent);
+        FaultSemanticsTests.AssertClean(sys);
     }
 
     [Fact]
@@ -356,13 +408,14 @@ public class PlainMemoTests
     public void A_replayed_out_writes_this_exits_value_and_an_in_after_the_loop_reads_the_last()
     {
         var valid = new bool[Exits + 3];   // four OUTs, the IN, the program's end
+        Step? output = null;
         using var sys = Loop(
             r =>
             {
-                r.Add("out dx, al", a => a.@out(dx, al), ExitReason.Io, 0, 1, true, [(2, UartScratch)], [], port: UartScratch);
+                output = r.Add("out dx, al", a => a.@out(dx, al), ExitReason.Io, 0, 1, true, [(2, UartScratch)], [], port: UartScratch);
                 r.Add("in al, dx (after the loop: what the last out left)", a => a.@in(al, dx), ExitReason.Io, 0, 1, false, [(2, UartScratch), (0, 0)], [], port: UartScratch, expect: 0x44);
             },
-            (k, n) => { valid[n] = k.ExitInFlight.Memo[0].Valid; if (n <= Exits) k.State.Gpr(0, 0) = 0x40UL + (ulong)n; });
+            (k, n) => { valid[n] = k.ExitInFlight.MemoAt(0, output!.Rip).Valid; if (n <= Exits) k.State.Gpr(0, 0) = 0x40UL + (ulong)n; });
         Assert.True(sys.Run().Quiescent);
         FaultSemanticsTests.AssertClean(sys);
         Assert.True(valid[4]);   // the fourth OUT was replayed
