@@ -24,7 +24,8 @@ case "$verb" in
     # One config per area in stryker/ (cold and decode test their own small test projects, tests/Cold and tests/Decode,
     # so each per-mutant test host loads a small assembly). Concurrency 1 unless --concurrency N (a shared 2-core machine).
     # Reports land in artifacts/mutation/AREA. Run it under a terminal (e.g. script -qfc) to see the progress bar.
-    # --mutate SPEC (repeatable) narrows the config's files to a chunk: Stryker's -m, e.g. 'Exit/ExitPipeline.cs{1..300}'.
+    # --mutate SPEC (repeatable) narrows the config's files to a chunk: Stryker's -m, a file or a span of one in characters
+    # (not lines), e.g. 'Exit/ExitPipeline.cs{0..23185}'.
     area=cold; conc=(); spans=()
     while [ $# -gt 0 ]; do
       case "$1" in
@@ -32,7 +33,7 @@ case "$verb" in
         --concurrency)
           case "${2:-}" in [1-9]|[1-9][0-9]) conc=(--concurrency "$2"); shift 2 ;;
             *) echo "mutate: --concurrency needs a number of test hosts (1-99)" >&2; exit 2 ;; esac ;;
-        --mutate) [ -n "${2:-}" ] || { echo "mutate: --mutate needs a file or span, e.g. 'Exit/ExitPipeline.cs{1..300}'" >&2; exit 2; }
+        --mutate) [ -n "${2:-}" ] || { echo "mutate: --mutate needs a file or span, e.g. 'Exit/ExitPipeline.cs{0..23185}' (characters)" >&2; exit 2; }
           spans+=(-m "$2"); shift 2 ;;
         *) echo "mutate: unknown option $1 (usage: ./build.sh mutate [--project cold|decode|gate|pipeline[-host|-exit|-devices]] [--concurrency N] [--mutate SPEC]...)" >&2; exit 2 ;;
       esac

@@ -104,7 +104,7 @@ public class PlainMemoRuleTests
         int n = 0;
         k.OnExitTaken = _ =>
         {
-            valid[++n] = k.ExitInFlight.Memo[0].Valid;
+            valid[++n] = k.ExitInFlight.MemoAt(0, k.State.Rip(0)).Valid;
             if (n == Exits - 1) load!.Gpa = VmLayout.HostScratch;   // the hardware's fourth exit names the scratch page
             if (n == Exits) k.State.Gpr(0, 3) = VmLayout.HostScratch;
         };
@@ -140,7 +140,7 @@ public class PlainMemoRuleTests
             program: p => { p.LoopStart = 0; p.LoopEnd = 1; p.Iterations = Exits; });
         var k = sys.Kernel;
         int n = 0;
-        k.OnExitTaken = _ => valid[++n] = k.ExitInFlight.Memo[0].Valid;
+        k.OnExitTaken = _ => valid[++n] = k.ExitInFlight.MemoAt(0, k.State.Rip(0)).Valid;
         Assert.True(sys.Run().Quiescent);
         FaultSemanticsTests.AssertClean(sys);
         Assert.True(valid[Exits]);
