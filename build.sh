@@ -24,14 +24,18 @@ case "$verb" in
     # One config per area in stryker/ (cold and decode test their own small test projects, tests/Cold and tests/Decode,
     # so each per-mutant test host loads a small assembly). Concurrency 1 unless --concurrency N (a shared 2-core machine).
     # Reports land in artifacts/mutation/AREA. Run it under a terminal (e.g. script -qfc) to see the progress bar.
-    area=cold; conc=()
+    # --mutate SPEC (repeatable) narrows the config's files to a chunk: Stryker's -m, a file or a span of one in characters
+    # (not lines), e.g. 'Exit/ExitPipeline.cs{0..23185}'.
+    area=cold; conc=(); spans=()
     while [ $# -gt 0 ]; do
       case "$1" in
         --project) area="${2:-}"; shift 2 || { echo "mutate: --project needs cold|decode|gate|pipeline[-host|-exit|-devices]" >&2; exit 2; } ;;
         --concurrency)
           case "${2:-}" in [1-9]|[1-9][0-9]) conc=(--concurrency "$2"); shift 2 ;;
             *) echo "mutate: --concurrency needs a number of test hosts (1-99)" >&2; exit 2 ;; esac ;;
-        *) echo "mutate: unknown option $1 (usage: ./build.sh mutate [--project cold|decode|gate|pipeline[-host|-exit|-devices]] [--concurrency N])" >&2; exit 2 ;;
+        --mutate) [ -n "${2:-}" ] || { echo "mutate: --mutate needs a file or span, e.g. 'Exit/ExitPipeline.cs{0..23185}' (characters)" >&2; exit 2; }
+          spans+=(-m "$2"); shift 2 ;;
+        *) echo "mutate: unknown option $1 (usage: ./build.sh mutate [--project cold|decode|gate|pipeline[-host|-exit|-devices]] [--concurrency N] [--mutate SPEC]...)" >&2; exit 2 ;;
       esac
     done
     # Stryker runs in the test project's folder (from the root it would see Copra.slnx and switch to solution mode).
@@ -41,7 +45,7 @@ case "$verb" in
     dotnet tool restore >/dev/null
     out="$PWD/artifacts/mutation/$area"
     mkdir -p "$out"
-    (cd "$dir" && dotnet tool run dotnet-stryker -- --config-file "$OLDPWD/stryker/$area.json" --output "$out" --skip-version-check "${conc[@]}") ;;
+    (cd "$dir" && dotnet tool run dotnet-stryker -- --config-file "$OLDPWD/stryker/$area.json" --output "$out" --skip-version-check "${conc[@]}" "${spans[@]}") ;;
   aot)
     # NativeAOT stands in for bflat (which wraps the same compiler and cannot be installed here).
     # The folder then holds copra (the whole program, self-contained) and libSkiaSharp.so + libHarfBuzzSharp.so (the
