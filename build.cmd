@@ -37,14 +37,35 @@ echo usage: build.cmd build^|test^|run^|copra^|bench^|fuzz^|aot^|mutate [args...
 exit /b 2
 :mutate
 rem Mutation testing (Stryker.NET, local tool pinned in .config\dotnet-tools.json); one config per area in stryker\.
-rem ARGS holds what followed the verb (the collect loop above consumed %1..%n).
-set AREA=cold
-set OPT=
-set VAL=
-for /f "tokens=1,2" %%a in ("%ARGS%") do ( set OPT=%%a& set VAL=%%b )
-if /i "%OPT%"=="--project" set AREA=%VAL%
-if not "%OPT%"=="" if /i not "%OPT%"=="--project" ( echo mutate: unknown option %OPT% 1>&2 & exit /b 2 )
-if not "%AREA%"=="cold" if not "%AREA%"=="decode" if not "%AREA%"=="gate" if not "%AREA%"=="pipeline" ( echo mutate: unknown project '%AREA%' ^(cold^|decode^|gate^|pipeline^) 1>&2 & exit /b 2 )
+rem The same options as build.sh: --project AREA, --concurrency N, --mutate SPEC (repeatable: Stryker's -m, a file or a
+rem span of one in characters, e.g. "Exit/ExitPipeline.cs{0..23185}"). The options are read with shift from %2 on.
+set "AREA=cold"
+set "CONC="
+set "SPANS="
+shift
+:mutate_opt
+if "%~1"=="" goto mutate_run
+if /i "%~1"=="--project" (
+  if "%~2"=="" ( echo mutate: --project needs cold^|decode^|gate^|pipeline[-host^|-exit^|-devices]^|caches 1>&2 & exit /b 2 )
+  set "AREA=%~2"
+  shift & shift & goto mutate_opt
+)
+if /i "%~1"=="--concurrency" (
+  echo %~2| findstr /r "^[1-9][0-9]*$" >nul || ( echo mutate: --concurrency needs a number of test hosts ^(1-99^) 1>&2 & exit /b 2 )
+  set "CONC=--concurrency %~2"
+  shift & shift & goto mutate_opt
+)
+if /i "%~1"=="--mutate" (
+  if "%~2"=="" ( echo mutate: --mutate needs a file or span, e.g. Exit/ExitPipeline.cs{0..23185} ^(characters^) 1>&2 & exit /b 2 )
+  set SPANS=%SPANS% -m "%~2"
+  shift & shift & goto mutate_opt
+)
+echo mutate: unknown option %~1 (usage: build.cmd mutate [--project AREA] [--concurrency N] [--mutate SPEC]...) 1>&2
+exit /b 2
+:mutate_run
+set "KNOWN="
+for %%a in (cold decode gate pipeline pipeline-host pipeline-exit pipeline-devices caches) do if /i "%%a"=="%AREA%" set "KNOWN=1"
+if not defined KNOWN ( echo mutate: unknown project '%AREA%' ^(cold^|decode^|gate^|pipeline^|pipeline-host^|pipeline-exit^|pipeline-devices^|caches^) 1>&2 & exit /b 2 )
 dotnet tool restore >nul || exit /b 1
 if not exist artifacts\mutation\%AREA% mkdir artifacts\mutation\%AREA%
 rem Stryker runs in the area's test project folder (cold and decode have their own small test projects).
@@ -52,7 +73,7 @@ set DIR=tests
 if "%AREA%"=="cold" set DIR=tests\Cold
 if "%AREA%"=="decode" set DIR=tests\Decode
 pushd %DIR%
-dotnet tool run dotnet-stryker -- --config-file "%~dp0stryker\%AREA%.json" --output "%~dp0artifacts\mutation\%AREA%" --skip-version-check
+dotnet tool run dotnet-stryker -- --config-file "%~dp0stryker\%AREA%.json" --output "%~dp0artifacts\mutation\%AREA%" --skip-version-check %CONC% %SPANS%
 set RC=%ERRORLEVEL%
 popd
 exit /b %RC%
