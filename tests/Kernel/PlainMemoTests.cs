@@ -29,10 +29,10 @@ public class PlainMemoTests
 
     /// <summary>Boots the loop of <see cref="Exits"/> iterations of one step; <paramref name="before"/> runs as exit n (1-based) is taken.</summary>
     static CopraSystem Loop(Action<ReplayRig> step, Action<Copra.Kernel.Core.Kernel, int> before,
-        Action<PageTableBuilder, GuestMemory, VmLayout>? paging = null, int loopSteps = 1)
+        Action<PageTableBuilder, GuestMemory, VmLayout>? paging = null, int loopSteps = 1, int iterations = Exits)
     {
         var sys = FaultSemanticsTests.Boot((r, l) => step(r), longMode: true, paging: paging,
-            program: p => { p.LoopStart = 0; p.LoopEnd = loopSteps; p.Iterations = Exits; });
+            program: p => { p.LoopStart = 0; p.LoopEnd = loopSteps; p.Iterations = iterations; });
         int n = 0;
         var k = sys.Kernel;
         k.OnExitTaken = v => before(k, ++n);
@@ -322,6 +322,27 @@ public class PlainMemoTests
         Assert.True(sys.Run().Quiescent);
         FaultSemanticsTests.AssertClean(sys);
         Assert.Equal(14UL | 0x3UL << 32, OnlyException(sys).Event & (0xFF | 0xFFFF_FFFFUL << 32));   // #PF: present | write
+        Assert.Equal(Exits - 1, sys.Kernel.Stats.DeviceRoundTrips);
+    }
+
+    [Fact]
+    public void A_store_that_faulted_in_a_new_context_faults_again_at_its_next_exit()
+    {
+        // Exit 4 takes the full path (CR0 differs from the entry's key), stores the new key in the entry and faults
+        // before its side completes: the entry holds the new key with the old pages, and must not be replayed. Exits 5
+        // and 6, in the same context, fault as exit 4 did (the walk sees the read-only page again).
+        using var sys = Loop(
+            r => r.Add("mov [rbx], eax", a => a.mov(__dword_ptr[rbx], eax), ExitReason.Mmio, Scratch, 4, true, [(3, Scratch), (0, 7)], []),
+            (k, n) =>
+            {
+                if (n >= Exits) k.State.TryWrite(0, StateField.Cr0, k.State.Cr0(0) | GuestCpuState.Cr0Wp);
+                else k.State.TryWrite(0, StateField.Cr0, k.State.Cr0(0) & ~GuestCpuState.Cr0Wp);
+            },
+            paging: (pt, mem, l) => SetReadOnly(pt, mem, Scratch), iterations: Exits + 2);
+        Assert.True(sys.Run().Quiescent);
+        FaultSemanticsTests.AssertClean(sys);
+        Assert.Equal(3, sys.Replay!.Exceptions.Count);
+        Assert.All(sys.Replay.Exceptions, e => Assert.Equal(14UL | 0x3UL << 32, e.Event & (0xFF | 0xFFFF_FFFFUL << 32)));
         Assert.Equal(Exits - 1, sys.Kernel.Stats.DeviceRoundTrips);
     }
 
