@@ -307,21 +307,27 @@ public class PlainMemoTests
         Assert.Equal(Exits - 1, sys.Kernel.Stats.DeviceRoundTrips);
     }
 
+    /// <summary>A supervisor store to a read-only page in a loop of <paramref name="iterations"/>: CR0.WP clear (exits 1..3
+    /// reach the device, R/W ignored), set from exit 4 on when <paramref name="keepWp"/>, else at exit 4 only.</summary>
+    static CopraSystem ReadOnlyStoreLoop(bool keepWp, int iterations) => Loop(
+        r => r.Add("mov [rbx], eax", a => a.mov(__dword_ptr[rbx], eax), ExitReason.Mmio, Scratch, 4, true, [(3, Scratch), (0, 7)], []),
+        (k, n) =>
+        {
+            bool wp = keepWp ? n >= Exits : n == Exits;
+            ulong cr0 = k.State.Cr0(0);
+            k.State.TryWrite(0, StateField.Cr0, wp ? cr0 | GuestCpuState.Cr0Wp : cr0 & ~GuestCpuState.Cr0Wp);
+        },
+        paging: (pt, mem, l) => SetReadOnly(pt, mem, Scratch), iterations: iterations);
+
+    const ulong PfWrite = 14UL | 0x3UL << 32, PfMask = 0xFF | 0xFFFF_FFFFUL << 32;   // #PF: present | write
+
     [Fact]
     public void CR0_WP_set_before_a_replayed_supervisor_store_to_a_read_only_page_faults()
     {
-        using var sys = Loop(
-            r => r.Add("mov [rbx], eax", a => a.mov(__dword_ptr[rbx], eax), ExitReason.Mmio, Scratch, 4, true, [(3, Scratch), (0, 7)], []),
-            (k, n) =>
-            {
-                // WP clear: a supervisor store ignores R/W (exits 1..3 reach the device); set at exit 4, it faults.
-                if (n == Exits) k.State.TryWrite(0, StateField.Cr0, k.State.Cr0(0) | GuestCpuState.Cr0Wp);
-                else k.State.TryWrite(0, StateField.Cr0, k.State.Cr0(0) & ~GuestCpuState.Cr0Wp);
-            },
-            paging: (pt, mem, l) => SetReadOnly(pt, mem, Scratch));
+        using var sys = ReadOnlyStoreLoop(keepWp: false, iterations: Exits);
         Assert.True(sys.Run().Quiescent);
         FaultSemanticsTests.AssertClean(sys);
-        Assert.Equal(14UL | 0x3UL << 32, OnlyException(sys).Event & (0xFF | 0xFFFF_FFFFUL << 32));   // #PF: present | write
+        Assert.Equal(PfWrite, OnlyException(sys).Event & PfMask);
         Assert.Equal(Exits - 1, sys.Kernel.Stats.DeviceRoundTrips);
     }
 
@@ -331,18 +337,11 @@ public class PlainMemoTests
         // Exit 4 takes the full path (CR0 differs from the entry's key), stores the new key in the entry and faults
         // before its side completes: the entry holds the new key with the old pages, and must not be replayed. Exits 5
         // and 6, in the same context, fault as exit 4 did (the walk sees the read-only page again).
-        using var sys = Loop(
-            r => r.Add("mov [rbx], eax", a => a.mov(__dword_ptr[rbx], eax), ExitReason.Mmio, Scratch, 4, true, [(3, Scratch), (0, 7)], []),
-            (k, n) =>
-            {
-                if (n >= Exits) k.State.TryWrite(0, StateField.Cr0, k.State.Cr0(0) | GuestCpuState.Cr0Wp);
-                else k.State.TryWrite(0, StateField.Cr0, k.State.Cr0(0) & ~GuestCpuState.Cr0Wp);
-            },
-            paging: (pt, mem, l) => SetReadOnly(pt, mem, Scratch), iterations: Exits + 2);
+        using var sys = ReadOnlyStoreLoop(keepWp: true, iterations: Exits + 2);
         Assert.True(sys.Run().Quiescent);
         FaultSemanticsTests.AssertClean(sys);
         Assert.Equal(3, sys.Replay!.Exceptions.Count);
-        Assert.All(sys.Replay.Exceptions, e => Assert.Equal(14UL | 0x3UL << 32, e.Event & (0xFF | 0xFFFF_FFFFUL << 32)));
+        Assert.All(sys.Replay.Exceptions, e => Assert.Equal(PfWrite, e.Event & PfMask));
         Assert.Equal(Exits - 1, sys.Kernel.Stats.DeviceRoundTrips);
     }
 
