@@ -23,7 +23,7 @@ public sealed class StageNarrationRuleTests
     const ulong Cr0Pe32 = GuestCpuState.Cr0Pe | GuestCpuState.Cr0Mp | GuestCpuState.Cr0Et | GuestCpuState.Cr0Ne | GuestCpuState.Cr0Wp;
     const ushort ReadOnlyData = 0x1 | SegmentAttributes.S | SegmentAttributes.P | SegmentAttributes.Db | SegmentAttributes.G;
 
-    sealed class Every : IExitTracer
+    internal sealed class Every : IExitTracer
     {
         public readonly List<string> Lines = [];
         public bool Follow(int vcpu, long ordinal) => true;
@@ -32,7 +32,7 @@ public sealed class StageNarrationRuleTests
         public void Mark(Cpu cpu, long clock, TraceKind kind, int vcpu, long a) { }
     }
 
-    static (ulong, ulong)[] Flat(ulong rflags = 0x2) =>
+    internal static (ulong, ulong)[] Flat(ulong rflags = 0x2) =>
     [
         (StateField.Seg(StateField.Cs, StateField.Limit), 0xFFFF_FFFF),
         (StateField.Seg(StateField.Ds, StateField.Attributes), SegmentAttributes.Data),
@@ -75,7 +75,7 @@ public sealed class StageNarrationRuleTests
     }
 
     /// <summary>One vCPU in flat 32-bit protected mode (no paging), a tracer following every exit, the trace's records kept.</summary>
-    static CopraSystem Boot(Action<ReplayRig, VmLayout> build, out Every tracer)
+    internal static CopraSystem Boot(Action<ReplayRig, VmLayout> build, out Every tracer)
     {
         var sc = Scenario.Default() with { Vms = [new VmScenario(Vcpus: 1)] };
         var sys = new CopraSystem(sc, keepTrace: true, backend: (k, layouts) =>
