@@ -26,6 +26,8 @@
 //   as the CPU decides): [AccessKind, access size, required alignment, 0]; Unsupported = not an emulated form.
 //   LOCK: legal on XCHG and on the memory-destination forms whose AluOp has its bit in LockableOps.
 
+using System.Runtime.CompilerServices;
+
 namespace Copra.Hot.Decode;
 
 internal static class OpcodeTable
@@ -74,10 +76,37 @@ internal static class OpcodeTable
     public const byte PNone = 0, POpSize = 1, PAddrSize = 2, PRep = 3, PRepne = 4, PLock = 5, PRex = 6, PSeg = 8; // PSeg + segment number
 
     /// <summary>Where each table starts in <see cref="Table"/>: the prefix table (256 bytes), the opcode entries (3 maps),
-    /// the group rows, the prefix rows and the kind traits.</summary>
+    /// the group rows, the prefix rows, the kind traits, the form entries (one uint per opcode of the one-byte and 0F
+    /// maps), the mode-size bytes (8 per CpuMode value, 256 values) and the form rows (their count is known once built).</summary>
     public const int PrefixesAt = 0, EntriesAt = 256, GroupsAt = EntriesAt + 3 * 256 * EntrySize,
         PrefixRowsAt = GroupsAt + GroupCount * 8 * GroupRowSize, TraitsAt = PrefixRowsAt + PrefixRowCount * PrefixRowSize,
-        TableSize = TraitsAt + 256;
+        FormsAt = TraitsAt + 256, ModeSizesAt = FormsAt + 2 * 256 * 4, FormRowsAt = ModeSizesAt + 256 * 8;
+
+    // ---- Form rows (the decoder's short path; X86Decoder.TryDecode) ----
+    //
+    // A form is an opcode of the one-byte or 0F map, or one ModRM.reg member of a group opcode, whose DecodedAccess is
+    // fixed by the form, the CPU mode and the operand size except for what the bytes name: the ModRM/SIB operands, the
+    // displacement, the immediate, the segment, the length, LOCK and REP. Its row holds that DecodedAccess once per
+    // variant (mode and operand size: FormVariantCount, ModeSizes), built at type initialisation by running the full
+    // decoder (X86Decoder.Decode) on a synthesised instance of the form, so a row cannot disagree with the decoder it
+    // shortens; the decoder copies the row in one 48-byte move and writes the operands after it.
+    // Why built by decoding and not from the tables directly: a second derivation of Size/RegSize/Op/Align per kind
+    // would be a second decoder to keep in step; decoding the form once per variant is the first one, by construction.
+    //
+    //   form entry (uint, FormsAt + (map * 256 + opcode) * 4): bits 0..15 the form (a group's member 0; its members
+    //   follow), FormModRM, FormGroup; FormEscape on 0F (the next byte indexes the 0F map's entries); 0 = no form.
+    //   form row (FormRowSize bytes): [0..47] the DecodedAccess; [RowImmMask] the immediate's mask (8 bytes: the
+    //   immediate is read sign-extended and ANDed with it); [RowImmBytes] its length; [RowCtl] C* bits; CValid clear
+    //   = this form does not exist in this variant (the full decoder refuses it, or decides more than the row holds).
+    //   mode-size byte (ModeSizesAt + mode * 8 + 66 + 67 * 2 + REX.W * 4): the variant (bits 0..2; 7 = none, for the
+    //   CpuMode values that are not modes) and the address size (bits 3..).
+    public const uint FormIndexMask = 0xFFFF, FormModRM = 1u << 16, FormGroup = 1u << 17, FormEscape = 1u << 18;
+    public const int FormVariantBits = 3, FormVariantMask = 7, FormVariantCount = 7, FormRowSize = 64,
+        RowImmMask = 48, RowImmBytes = 56, RowCtl = 57;
+    /// <summary>Form-row control bits: CValid = the row exists; CRegModRM = Reg is ModRM.reg (+ REX.R); CByteReg = ... and
+    /// it is a byte register (AH..BH without REX); CLockable = LOCK is legal; CRep = F2/F3 make it a REP string form;
+    /// CRepNe = F2 means REPNE; CEsDest = Segment is ES whatever the prefixes; CSrcSeg = SrcSegment takes the segment.</summary>
+    public const byte CValid = 1, CRegModRM = 2, CByteReg = 4, CLockable = 8, CRep = 16, CRepNe = 32, CEsDest = 64, CSrcSeg = 128;
 
     // Why one array: the decoder reaches every table through one reference fetched once per call (a static field read in
     // NativeAOT is a class-init check, a base load and a null check; four tables paid that four times and spilled the bases).
@@ -88,13 +117,127 @@ internal static class OpcodeTable
 
     static byte[] BuildTable()
     {
-        var t = new byte[TableSize];
+        var t = new byte[FormRowsAt];
         BuildPrefixes().CopyTo(t, PrefixesAt);
         BuildEntries().CopyTo(t, EntriesAt);
         BuildGroups().CopyTo(t, GroupsAt);
         BuildPrefixRows().CopyTo(t, PrefixRowsAt);
         BuildTraits().CopyTo(t, TraitsAt);
-        return t;
+        BuildModeSizes(t);
+        byte[] rows = BuildForms(t);
+        var all = new byte[FormRowsAt + rows.Length];
+        t.CopyTo(all, 0);
+        rows.CopyTo(all, FormRowsAt);
+        return all;
+    }
+
+    /// <summary>The variant (which operand size a row was built for) and the address size per mode, 66, 67 and REX.W.</summary>
+    static void BuildModeSizes(byte[] t)
+    {
+        t.AsSpan(ModeSizesAt, 256 * 8).Fill(FormVariantMask);   // not a mode: no variant, so every form goes to Decode
+        for (int k = 0; k < 8; k++)
+        {
+            bool o = (k & 1) != 0, a = (k & 2) != 0, w = (k & 4) != 0;
+            t[ModeSizesAt + (int)CpuMode.Bits16 * 8 + k] = Sel(o ? 1 : 0, a ? 4 : 2);
+            t[ModeSizesAt + (int)CpuMode.Bits32 * 8 + k] = Sel(o ? 3 : 2, a ? 2 : 4);
+            t[ModeSizesAt + (int)CpuMode.Bits64 * 8 + k] = Sel(w ? 6 : o ? 5 : 4, a ? 4 : 8);
+        }
+        static byte Sel(int variant, int addrSize) => (byte)(variant | addrSize << FormVariantBits);
+    }
+
+    /// <summary>A variant's mode and prefixes: 0, 1 = 16-bit mode without and with 66; 2, 3 = 32-bit mode without and
+    /// with 66; 4, 5, 6 = 64-bit mode without a prefix, with 66, with REX.W.</summary>
+    static (CpuMode Mode, byte[] Prefixes) Variant(int v) => v switch
+    {
+        // 67 in 16-bit mode: the rows are for 32/64-bit addressing (16-bit addressing goes to Decode), and the address
+        // size is not part of a row.
+        0 => (CpuMode.Bits16, [0x67]),
+        1 => (CpuMode.Bits16, [0x67, 0x66]),
+        2 => (CpuMode.Bits32, []),
+        3 => (CpuMode.Bits32, [0x66]),
+        4 => (CpuMode.Bits64, []),
+        5 => (CpuMode.Bits64, [0x66]),
+        _ => (CpuMode.Bits64, [0x48]),
+    };
+
+    /// <summary>Whether a kind's DecodedAccess is fixed by the form, mode and operand size (so a row can hold it): not the
+    /// SSE/MMX, MOVDIR64B, x87 and system kinds (a mandatory prefix or a size rule of their own), not MOVNTI/MOVDIRI
+    /// (refused with 66/F2/F3) and not BSF/BSR (F3 makes them TZCNT/LZCNT).</summary>
+    static bool RowKind(AccessKind kind, int op, bool writeArg) =>
+        kind is not (AccessKind.Unsupported or AccessKind.ReadVec or AccessKind.WriteVec or AccessKind.Movdir64b)
+        && kind < AccessKind.Fnstcw
+        && !(kind == AccessKind.Write && writeArg)
+        && !(kind == AccessKind.Alu && op is (int)AluOp.Bsf or (int)AluOp.Bsr);
+
+    static byte[] BuildForms(byte[] t)
+    {
+        var rows = new List<byte>(new byte[FormRowSize << FormVariantBits]);   // form 0: "no form"
+        int next = 1;
+        for (int map = 0; map < 2; map++)
+        {
+            for (int op = 0; op < 256; op++)
+            {
+                int e = EntriesAt + (map * 256 + op) * EntrySize;
+                byte kind = t[e], flags = t[e + 1], imm = t[e + 2], arg = t[e + 3];
+                uint entry = 0;
+                if (kind == KindEscape && map == 0) entry = FormEscape;
+                else if (kind is not (KindEscape or KindPrefixed) && kind != (byte)AccessKind.Unsupported && imm is not (ImmMoffs or ImmPort8))
+                {
+                    bool group = kind == KindGroup;
+                    entry = (uint)next | ((flags & FModRM) != 0 ? FormModRM : 0) | (group ? FormGroup : 0);
+                    for (int m = 0; m < (group ? 8 : 1); m++, next++)
+                    {
+                        int g = GroupsAt + (arg * 8 + m) * GroupRowSize;
+                        bool rowKind = group ? RowKind((AccessKind)t[g], t[g + 1], false) : RowKind((AccessKind)kind, arg, arg != 0);
+                        for (int v = 0; v < 1 << FormVariantBits; v++)
+                            rows.AddRange(rowKind && v < FormVariantCount ? FormRow(t, map, op, m, v, group) : new byte[FormRowSize]);
+                    }
+                }
+                Unsafe.WriteUnaligned(ref t[FormsAt + (map * 256 + op) * 4], entry);
+            }
+        }
+        if (next > (int)FormIndexMask) throw new InvalidOperationException($"OpcodeTable: {next} forms do not fit a form entry");
+        return [.. rows];
+    }
+
+    /// <summary>One form's row for variant <paramref name="v"/>: the full decoder's result for the form with ModRM
+    /// [rAX] (mod 0, rm 0, reg = the group member or 0) and an all-ones immediate, and what the decoder must still
+    /// write per instance.</summary>
+    static byte[] FormRow(byte[] t, int map, int op, int member, int v, bool group)
+    {
+        if (Unsafe.SizeOf<DecodedAccess>() > RowImmMask) throw new InvalidOperationException("OpcodeTable: DecodedAccess outgrew its form row");
+        var (mode, prefixes) = Variant(v);
+        var bytes = new List<byte>(prefixes);
+        if (map == 1) bytes.Add(0x0F);
+        bytes.Add((byte)op);
+        int e = EntriesAt + (map * 256 + op) * EntrySize;
+        byte flags = t[e + 1];
+        if ((flags & FModRM) != 0) bytes.Add((byte)(member << 3));
+        int end = bytes.Count;
+        bytes.AddRange([0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]);
+        var row = new byte[FormRowSize];
+        if (!X86Decoder.Decode(ref t[0], bytes.ToArray(), mode, out DecodedAccess d)) return row;   // not a form in this variant
+
+        int immBytes = d.Length - end;
+        if (immBytes is not (0 or 1 or 2 or 4) || d.Port != 0 || d.Disp != 0)
+            throw new InvalidOperationException($"OpcodeTable: form {map:X}/{op:X2}/{member} has operands a row cannot hold");
+        int traits = t[TraitsAt + (int)d.Kind];
+        bool regModRM = (flags & FModRM) != 0 && !group && (flags & FAcc) == 0 && t[e + 2] != ImmCl;
+        byte ctl = CValid;
+        if (regModRM) ctl |= CRegModRM;
+        if (regModRM && d.RegSize == 1) ctl |= CByteReg;
+        if ((flags & FString) != 0) ctl |= CRep;
+        if ((flags & FString) != 0 && (traits & TRepNe) != 0) ctl |= CRepNe;
+        if ((traits & TEsDest) != 0) ctl |= CEsDest;
+        if ((traits & TSrcSeg) != 0) ctl |= CSrcSeg;
+        bytes.Insert(0, 0xF0);
+        if (X86Decoder.Decode(ref t[0], bytes.ToArray(), mode, out _)) ctl |= CLockable;
+
+        Unsafe.WriteUnaligned(ref row[0], d);
+        Unsafe.WriteUnaligned(ref row[RowImmMask], immBytes != 0 ? d.Imm : 0L);
+        row[RowImmBytes] = (byte)immBytes;
+        row[RowCtl] = ctl;
+        return row;
     }
 
     /// <summary>Kind traits (one byte per AccessKind), so the decoder's tail reads one byte instead of comparing the kind

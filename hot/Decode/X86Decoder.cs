@@ -35,31 +35,144 @@ public static class X86Decoder
     /// </summary>
     public static bool TryDecode(ReadOnlySpan<byte> bytes, CpuMode mode, out DecodedAccess d)
     {
-        d = default;
-        d.Mode = mode;
-        int limit = Math.Min(bytes.Length, MaxLength);
-        bool is64 = mode == CpuMode.Bits64;
-        // Why references and Unsafe.Add: every table index below is a byte times a row size inside its table (OpcodeTable's
-        // offsets), and every instruction byte is read only after `i < limit` (limit <= bytes.Length), so the bounds checks
-        // the span indexers would add are provably dead; the JIT could not see it through the packed offsets.
+        // The form-row path (OpcodeTable's design note, "form rows"): prefixes, the form's entry, ModRM, then one
+        // 48-byte copy of the row's precomputed DecodedAccess, and only the operands the bytes name are written after
+        // it. Whatever the row does not cover (no row for the form, mod = 3, 16-bit addressing, bytes that end early,
+        // a LOCK the form refuses) goes to Decode, which decides it from scratch, refusals included.
         ref byte t = ref MemoryMarshal.GetArrayDataReference(Table);
         ref byte code = ref MemoryMarshal.GetReference(bytes);
+        int limit = Math.Min(bytes.Length, MaxLength);
+        int i = 0, pf = 0, segOverride = -1, rex = 0;
+        int b = Prefixes(ref t, ref code, limit, mode == CpuMode.Bits64, ref i, ref pf, ref segOverride, ref rex);
+        if (b < 0) goto Full;
+        uint ent = Unsafe.ReadUnaligned<uint>(ref At(ref t, FormsAt + b * 4));
+        i++;
+        if ((ent & FormEscape) != 0)
+        {
+            // 0F: the next byte is an index into the 0F map's form entries (0F 38 has none: Decode takes it).
+            if (i >= limit) goto Full;
+            ent = Unsafe.ReadUnaligned<uint>(ref At(ref t, FormsAt + (Map0F + At(ref code, i)) * 4));
+            i++;
+        }
+        if (ent == 0) goto Full;
+        // Why one byte per (mode, 66, 67, REX.W): the row variant (the operand size it was built for) and the address size
+        // come from one load instead of the compares Decode makes.
+        int sel = At(ref t, ModeSizesAt + (byte)mode * 8 + (pf & (PfOpSize | PfAddrSize)) + ((rex >> 1) & 4));
+        int form = (int)(ent & FormIndexMask);
+        int modrm = 0;
+        if ((ent & FormModRM) != 0)
+        {
+            if (i >= limit) goto Full;
+            modrm = At(ref code, i);
+            if (modrm >= 0xC0) goto Full;
+            i++;
+            if ((ent & FormGroup) != 0) form += (modrm >> 3) & 7;
+        }
+        ref byte row = ref At(ref t, FormRowsAt + ((form << FormVariantBits) + (sel & FormVariantMask)) * FormRowSize);
+        int ctl = At(ref row, RowCtl);
+        if ((ctl & CValid) == 0) goto Full;
+        d = Unsafe.ReadUnaligned<DecodedAccess>(ref row);
+        int addrSize = sel >> FormVariantBits;
+        d.AddressSize = (byte)addrSize;
+        int bas = -1;
+        if ((ent & FormModRM) != 0)
+        {
+            if (addrSize == 2) goto Full;
+            int mod = modrm >> 6;
+            int rm = modrm & 7;
+            int dispBytes = mod == 1 ? 1 : mod == 2 ? 4 : 0;
+            if (rm == 4)
+            {
+                if (i >= limit) goto Full;
+                int sib = At(ref code, i++);
+                int index = ((sib >> 3) & 7) | ((rex & 2) << 2);
+                if (index != 4)
+                {
+                    d.Index = (sbyte)index;
+                    d.Scale = (byte)(1 << (sib >> 6));
+                }
+                if ((sib & 7) == 5 && mod == 0) dispBytes = 4;
+                else bas = (sib & 7) | ((rex & 1) << 3);
+            }
+            else if (rm == 5 && mod == 0)
+            {
+                dispBytes = 4;
+                if (mode == CpuMode.Bits64) bas = Gpr.Rip;
+            }
+            else
+            {
+                bas = rm | ((rex & 1) << 3);
+            }
+            d.Base = (sbyte)bas;
+            if (dispBytes != 0)
+            {
+                if (i + dispBytes > limit) goto Full;
+                d.Disp = dispBytes == 1 ? (sbyte)At(ref code, i) : Le32(ref At(ref code, i));
+                i += dispBytes;
+            }
+            if ((ctl & CRegModRM) != 0)
+            {
+                int reg = ((modrm >> 3) & 7) | ((rex & 4) << 1);
+                if ((ctl & CByteReg) != 0 && rex == 0 && reg >= 4)
+                {
+                    reg -= 4;
+                    d.RegHigh8 = true;
+                }
+                d.Reg = (sbyte)reg;
+            }
+        }
+        int seg = segOverride >= 0 ? segOverride : (uint)(bas - Gpr.Rsp) <= 1 ? Seg.SS : Seg.DS;
+        if ((ctl & CEsDest) == 0) { d.Segment = (byte)seg; d.SrcSegment = (byte)seg; }
+        else if ((ctl & CSrcSeg) != 0) d.SrcSegment = (byte)seg;
+        int n = At(ref row, RowImmBytes);
+        if (n != 0)
+        {
+            if (i + n > limit) goto Full;
+            ref byte at = ref At(ref code, i);
+            long imm = n == 1 ? (sbyte)at : n == 2 ? Le16(ref at) : Le32(ref at);
+            d.Imm = imm & Unsafe.ReadUnaligned<long>(ref At(ref row, RowImmMask));
+            i += n;
+        }
+        if ((pf & (PfLock | PfRep)) != 0)
+        {
+            if ((pf & PfLock) != 0)
+            {
+                if ((ctl & CLockable) == 0) goto Full;
+                d.Lock = true;
+            }
+            if ((pf & PfRep) != 0 && (ctl & CRep) != 0)
+            {
+                d.Rep = true;
+                d.RepNe = (pf & PfRepne) != 0 && (ctl & CRepNe) != 0;
+            }
+        }
+        d.Length = (byte)i;
+        return true;
+    Full:
+        return Decode(ref t, bytes, mode, out d);
+    }
 
-        // Why one int: the legacy prefixes as bits (PfOpSize..PfLock) keep the decoder's live state in registers.
-        int pf = 0;
-        int segOverride = -1;
-        int rex = 0;
-        int i = 0;
-        int b = 0; // initialised: Stryker's mutant switches break definite assignment of a bare local
+    /// <summary>
+    /// The full decoder alone, without the form rows: what <see cref="TryDecode"/> returns for every input (the
+    /// form-row path is a shortcut to the same result, and DecoderFormRowTests checks the two byte for byte).
+    /// </summary>
+    public static bool TryDecodeFull(ReadOnlySpan<byte> bytes, CpuMode mode, out DecodedAccess d) =>
+        Decode(ref MemoryMarshal.GetArrayDataReference(Table), bytes, mode, out d);
+
+    /// <summary>The legacy prefixes and REX before the opcode: returns the opcode byte (i at it), or -1 when the bytes end
+    /// first. Shared by both paths, so they cannot read prefixes differently.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static int Prefixes(ref byte t, ref byte code, int limit, bool is64, ref int i, ref int pf, ref int segOverride, ref int rex)
+    {
         while (true)
         {
-            if (i >= limit) return RefuseShort(ref d, bytes.Length);
-            b = At(ref code, i);
+            if (i >= limit) return -1;
+            int b = At(ref code, i);
             int p = At(ref t, PrefixesAt + b);
-            if (p == PNone) break;
+            if (p == PNone) return b;
             if (p == PRex)
             {
-                if (!is64) break; // 40..4F are INC/DEC outside 64-bit mode: an opcode, not a prefix
+                if (!is64) return b; // 40..4F are INC/DEC outside 64-bit mode: an opcode, not a prefix
                 rex = b;
                 i++;
                 continue;
@@ -79,6 +192,29 @@ public static class X86Decoder
             }
             i++;
         }
+    }
+
+    /// <summary>The full decoder over the tables at <paramref name="t"/> (OpcodeTable's layout; the form rows are not
+    /// read, so OpcodeTable builds them by calling this on its own tables before they are published).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal static bool Decode(ref byte t, ReadOnlySpan<byte> bytes, CpuMode mode, out DecodedAccess d)
+    {
+        d = default;
+        d.Mode = mode;
+        int limit = Math.Min(bytes.Length, MaxLength);
+        bool is64 = mode == CpuMode.Bits64;
+        // Why references and Unsafe.Add: every table index below is a byte times a row size inside its table (OpcodeTable's
+        // offsets), and every instruction byte is read only after `i < limit` (limit <= bytes.Length), so the bounds checks
+        // the span indexers would add are provably dead; the JIT could not see it through the packed offsets.
+        ref byte code = ref MemoryMarshal.GetReference(bytes);
+
+        // Why one int: the legacy prefixes as bits (PfOpSize..PfLock) keep the decoder's live state in registers.
+        int pf = 0;
+        int segOverride = -1;
+        int rex = 0;
+        int i = 0;
+        int b = Prefixes(ref t, ref code, limit, is64, ref i, ref pf, ref segOverride, ref rex);
+        if (b < 0) return RefuseShort(ref d, bytes.Length);
 
         i++;
         int e = EntriesAt + b * EntrySize;
@@ -381,8 +517,9 @@ public static class X86Decoder
         return true;
     }
 
-    /// <summary>The legacy prefixes as bits of one int: 66, 67, a REP (F2 or F3), the last of F2/F3 was F2, LOCK.</summary>
-    const int PfOpSize = 1, PfAddrSize = 2, PfRep = 4, PfRepne = 8, PfLock = 16;
+    /// <summary>The legacy prefixes as bits of one int: 66, 67, a REP (F2 or F3), the last of F2/F3 was F2, LOCK
+    /// (66 and 67 are bits 0 and 1: OpcodeTable's ModeSizes row is indexed by them).</summary>
+    internal const int PfOpSize = 1, PfAddrSize = 2, PfRep = 4, PfRepne = 8, PfLock = 16;
 
     /// <summary>The byte <paramref name="i"/> bytes on: indices here are never negative, and as unsigned they need no sign extension.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
