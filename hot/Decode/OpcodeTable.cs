@@ -80,7 +80,7 @@ internal static class OpcodeTable
     /// maps), the mode-size bytes (8 per CpuMode value, 256 values) and the form rows (their count is known once built).</summary>
     public const int PrefixesAt = 0, EntriesAt = 256, GroupsAt = EntriesAt + 3 * 256 * EntrySize,
         PrefixRowsAt = GroupsAt + GroupCount * 8 * GroupRowSize, TraitsAt = PrefixRowsAt + PrefixRowCount * PrefixRowSize,
-        FormsAt = TraitsAt + 256, ModeSizesAt = FormsAt + 2 * 256 * 4, FormRowsAt = ModeSizesAt + 256 * 8;
+        FormsAt = TraitsAt + 256, ModeSizesAt = FormsAt + 2 * 256 * 4, ModRMAt = ModeSizesAt + 256 * 8 * 2, FormRowsAt = ModRMAt + 3 * 512;
 
     // ---- Form rows (the decoder's short path; X86Decoder.TryDecode) ----
     //
@@ -93,20 +93,33 @@ internal static class OpcodeTable
     // Why built by decoding and not from the tables directly: a second derivation of Size/RegSize/Op/Align per kind
     // would be a second decoder to keep in step; decoding the form once per variant is the first one, by construction.
     //
-    //   form entry (uint, FormsAt + (map * 256 + opcode) * 4): bits 0..15 the form (a group's member 0; its members
-    //   follow), FormModRM, FormGroup; FormEscape on 0F (the next byte indexes the 0F map's entries); 0 = no form.
+    //   form entry (uint, FormsAt + (map * 256 + opcode) * 4): bits 0..23 the offset in Table of the form's rows (a
+    //   group's member 0; its members follow), FormModRM, FormGroup; FormEscape on 0F (the next byte indexes the 0F
+    //   map's entries); 0 = no form. A form's rows: one per variant, 1 << FormVariantBits of them.
     //   form row (FormRowSize bytes): [0..47] the DecodedAccess; [RowImmMask] the immediate's mask (8 bytes: the
-    //   immediate is read sign-extended and ANDed with it); [RowImmBytes] its length; [RowCtl] C* bits; CValid clear
-    //   = this form does not exist in this variant (the full decoder refuses it, or decides more than the row holds).
-    //   mode-size byte (ModeSizesAt + mode * 8 + 66 + 67 * 2 + REX.W * 4): the variant (bits 0..2; 7 = none, for the
-    //   CpuMode values that are not modes) and the address size (bits 3..).
-    public const uint FormIndexMask = 0xFFFF, FormModRM = 1u << 16, FormGroup = 1u << 17, FormEscape = 1u << 18;
-    public const int FormVariantBits = 3, FormVariantMask = 7, FormVariantCount = 7, FormRowSize = 64,
-        RowImmMask = 48, RowImmBytes = 56, RowCtl = 57;
-    /// <summary>Form-row control bits: CValid = the row exists; CRegModRM = Reg is ModRM.reg (+ REX.R); CByteReg = ... and
-    /// it is a byte register (AH..BH without REX); CLockable = LOCK is legal; CRep = F2/F3 make it a REP string form;
-    /// CRepNe = F2 means REPNE; CEsDest = Segment is ES whatever the prefixes; CSrcSeg = SrcSegment takes the segment.</summary>
-    public const byte CValid = 1, CRegModRM = 2, CByteReg = 4, CLockable = 8, CRep = 16, CRepNe = 32, CEsDest = 64, CSrcSeg = 128;
+    //   immediate is read sign-extended and ANDed with it); [RowCtl] an int: the immediate's length and C* bits; CValid
+    //   clear = this form does not exist in this variant (the full decoder refuses it, or decides more than a row holds).
+    //   mode-size entry (ushort at ModeSizesAt + (mode * 8 + 66 + 67 * 2 + REX.W * 4) * 2): the variant's row offset
+    //   (SelVariant; variant 7 = none, for the CpuMode values that are not modes), the address size (SelAddrSize) and
+    //   the ModRM table (SelModRM).
+    public const uint FormRowMask = 0xFF_FFFF, FormModRM = 1u << 24, FormGroup = 1u << 25, FormEscape = 1u << 26;
+    public const int FormVariantBits = 3, FormVariantCount = 7, FormRowBits = 6, FormRowSize = 1 << FormRowBits,
+        RowImmMask = 48, RowCtl = 56;
+    /// <summary>A mode-size entry (ushort): the address size, the variant's byte offset within a form's rows, and which
+    /// ModRM table the mode and address size use (its offset from ModRMAt: 16-bit addressing, 32-bit, 64-bit mode; the
+    /// tables are 512 bytes apart, 256 of them used, so the entry's bits are the offset).</summary>
+    public const int SelAddrSize = 0xF, SelVariant = ((1 << FormVariantBits) - 1) << FormRowBits,
+        SelModRM16 = 0, SelModRM32 = 1 << 9, SelModRM64 = 2 << 9, SelModRM = 3 << 9;
+    /// <summary>Form-row control (an int at RowCtl): the immediate's length (CImmBytes); CValid = the row exists; CModRM =
+    /// a ModRM byte follows; CRegModRM = Reg is ModRM.reg (+ REX.R); CByteReg = ... and it is a byte register (AH..BH
+    /// without REX); CLockable = LOCK is legal; CRep = F2/F3 make it a REP string form; CRepNe = F2 means REPNE;
+    /// CEsDest = Segment is ES whatever the prefixes; CSrcSeg = SrcSegment takes the segment.</summary>
+    public const int CImmBytes = 0xFF, CValid = 1 << 8, CModRM = 1 << 9, CRegModRM = 1 << 10, CByteReg = 1 << 11,
+        CLockable = 1 << 12, CRep = 1 << 13, CRepNe = 1 << 14, CEsDest = 1 << 15, CSrcSeg = 1 << 16;
+    /// <summary>ModRM table bytes (ModRMAt + SelModRM* + the ModRM byte, mod 0..2): the displacement's length (MDisp:
+    /// 0, 1 or 4), MSib = a SIB byte follows, MNoBase = mod 0, rm 5 (disp32 alone: RIP-relative in 64-bit mode), MNone =
+    /// 16-bit addressing (not decoded by the rows).</summary>
+    public const int MDisp = 7, MSib = 8, MNoBase = 16, MNone = 32;
 
     // Why one array: the decoder reaches every table through one reference fetched once per call (a static field read in
     // NativeAOT is a class-init check, a base load and a null check; four tables paid that four times and spilled the bases).
@@ -134,15 +147,33 @@ internal static class OpcodeTable
     /// <summary>The variant (which operand size a row was built for) and the address size per mode, 66, 67 and REX.W.</summary>
     static void BuildModeSizes(byte[] t)
     {
-        t.AsSpan(ModeSizesAt, 256 * 8).Fill(FormVariantMask);   // not a mode: no variant, so every form goes to Decode
-        for (int k = 0; k < 8; k++)
+        for (int m = 0; m < 256; m++)
+            for (int k = 0; k < 8; k++)
+            {
+                bool o = (k & 1) != 0, a = (k & 2) != 0, w = (k & 4) != 0;
+                int sel = (CpuMode)m switch
+                {
+                    CpuMode.Bits16 => Sel(o ? 1 : 0, a ? 4 : 2, a ? SelModRM32 : SelModRM16),
+                    CpuMode.Bits32 => Sel(o ? 3 : 2, a ? 2 : 4, a ? SelModRM16 : SelModRM32),
+                    CpuMode.Bits64 => Sel(w ? 6 : o ? 5 : 4, a ? 4 : 8, SelModRM64),
+                    _ => Sel(FormVariantCount, 0, SelModRM16),   // not a mode: the variant no form has, so every form goes to Decode
+                };
+                Unsafe.WriteUnaligned(ref t[ModeSizesAt + (m * 8 + k) * 2], (ushort)sel);
+            }
+        static int Sel(int variant, int addrSize, int modrmTable) => variant << FormRowBits | addrSize | modrmTable;
+
+        // ModRM (mod 0..2) for 16-bit addressing (MNone), 32-bit addressing and 64-bit mode (which differ in nothing here but
+        // the table's name: RIP-relative is decided on SelModRM64).
+        for (int modrm = 0; modrm < 0xC0; modrm++)
         {
-            bool o = (k & 1) != 0, a = (k & 2) != 0, w = (k & 4) != 0;
-            t[ModeSizesAt + (int)CpuMode.Bits16 * 8 + k] = Sel(o ? 1 : 0, a ? 4 : 2);
-            t[ModeSizesAt + (int)CpuMode.Bits32 * 8 + k] = Sel(o ? 3 : 2, a ? 2 : 4);
-            t[ModeSizesAt + (int)CpuMode.Bits64 * 8 + k] = Sel(w ? 6 : o ? 5 : 4, a ? 4 : 8);
+            int mod = modrm >> 6, rm = modrm & 7;
+            int m = mod == 1 ? 1 : mod == 2 ? 4 : 0;
+            if (rm == 4) m |= MSib;
+            else if (rm == 5 && mod == 0) m |= MNoBase | 4;
+            t[ModRMAt + SelModRM16 + modrm] = MNone;
+            t[ModRMAt + SelModRM32 + modrm] = (byte)m;
+            t[ModRMAt + SelModRM64 + modrm] = (byte)m;
         }
-        static byte Sel(int variant, int addrSize) => (byte)(variant | addrSize << FormVariantBits);
     }
 
     /// <summary>A variant's mode and prefixes: 0, 1 = 16-bit mode without and with 66; 2, 3 = 32-bit mode without and
@@ -171,8 +202,8 @@ internal static class OpcodeTable
 
     static byte[] BuildForms(byte[] t)
     {
-        var rows = new List<byte>(new byte[FormRowSize << FormVariantBits]);   // form 0: "no form"
-        int next = 1;
+        var rows = new List<byte>();
+        int next = 0;
         for (int map = 0; map < 2; map++)
         {
             for (int op = 0; op < 256; op++)
@@ -184,7 +215,7 @@ internal static class OpcodeTable
                 else if (kind is not (KindEscape or KindPrefixed) && kind != (byte)AccessKind.Unsupported && imm is not (ImmMoffs or ImmPort8))
                 {
                     bool group = kind == KindGroup;
-                    entry = (uint)next | ((flags & FModRM) != 0 ? FormModRM : 0) | (group ? FormGroup : 0);
+                    entry = (uint)(FormRowsAt + (next << (FormVariantBits + FormRowBits))) | ((flags & FModRM) != 0 ? FormModRM : 0) | (group ? FormGroup : 0);
                     for (int m = 0; m < (group ? 8 : 1); m++, next++)
                     {
                         int g = GroupsAt + (arg * 8 + m) * GroupRowSize;
@@ -196,7 +227,7 @@ internal static class OpcodeTable
                 Unsafe.WriteUnaligned(ref t[FormsAt + (map * 256 + op) * 4], entry);
             }
         }
-        if (next > (int)FormIndexMask) throw new InvalidOperationException($"OpcodeTable: {next} forms do not fit a form entry");
+        if (FormRowsAt + rows.Count > FormRowMask) throw new InvalidOperationException($"OpcodeTable: {next} forms do not fit a form entry");
         return [.. rows];
     }
 
@@ -223,7 +254,8 @@ internal static class OpcodeTable
             throw new InvalidOperationException($"OpcodeTable: form {map:X}/{op:X2}/{member} has operands a row cannot hold");
         int traits = t[TraitsAt + (int)d.Kind];
         bool regModRM = (flags & FModRM) != 0 && !group && (flags & FAcc) == 0 && t[e + 2] != ImmCl;
-        byte ctl = CValid;
+        int ctl = CValid | immBytes;
+        if ((flags & FModRM) != 0) ctl |= CModRM;
         if (regModRM) ctl |= CRegModRM;
         if (regModRM && d.RegSize == 1) ctl |= CByteReg;
         if ((flags & FString) != 0) ctl |= CRep;
@@ -235,8 +267,7 @@ internal static class OpcodeTable
 
         Unsafe.WriteUnaligned(ref row[0], d);
         Unsafe.WriteUnaligned(ref row[RowImmMask], immBytes != 0 ? d.Imm : 0L);
-        row[RowImmBytes] = (byte)immBytes;
-        row[RowCtl] = ctl;
+        Unsafe.WriteUnaligned(ref row[RowCtl], ctl);
         return row;
     }
 

@@ -33,87 +33,100 @@ public static class X86Decoder
     /// Returns false when the instruction is not an emulated form; then <c>d.Kind == Unsupported</c>,
     /// <c>d.Length == 0</c> and <c>d.Error</c> says why.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static bool TryDecode(ReadOnlySpan<byte> bytes, CpuMode mode, out DecodedAccess d)
     {
-        // The form-row path (OpcodeTable's design note, "form rows"): prefixes, the form's entry, ModRM, then one
-        // 48-byte copy of the row's precomputed DecodedAccess, and only the operands the bytes name are written after
-        // it. Whatever the row does not cover (no row for the form, mod = 3, 16-bit addressing, bytes that end early,
-        // a LOCK the form refuses) goes to Decode, which decides it from scratch, refusals included.
+        // Why a wrapper: the row path is a leaf (no call, so no callee-saved registers to save and nothing kept alive for
+        // a call), and the full decoder is called from here only for what the rows do not cover.
         ref byte t = ref MemoryMarshal.GetArrayDataReference(Table);
-        ref byte code = ref MemoryMarshal.GetReference(bytes);
-        int limit = Math.Min(bytes.Length, MaxLength);
-        int i = 0, pf = 0, segOverride = -1, rex = 0;
-        int b = Prefixes(ref t, ref code, limit, mode == CpuMode.Bits64, ref i, ref pf, ref segOverride, ref rex);
-        if (b < 0) goto Full;
+        Unsafe.SkipInit(out d);
+        return TryRows(ref t, ref MemoryMarshal.GetReference(bytes), bytes.Length, mode, ref d) || Decode(ref t, bytes, mode, out d);
+    }
+
+    /// <summary>
+    /// The form-row path (OpcodeTable's design note, "form rows"): prefixes, the form's entry, ModRM, then one 48-byte
+    /// copy of the row's precomputed DecodedAccess, and only the operands the bytes name are written after it. Returns
+    /// false, with <paramref name="d"/> undefined, for whatever the rows do not cover (no row for the form, mod = 3, 16-bit
+    /// addressing, bytes that end early or run past 15, a LOCK the form refuses): Decode decides those from scratch.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    static bool TryRows(ref byte t, ref byte code, int length, CpuMode mode, ref DecodedAccess d)
+    {
+        // Bounds: every byte is read only after a check against `length`; the 15-byte limit is checked once at the end (a
+        // longer instruction goes to Decode, which refuses it TooLong). Few values live, so the method needs no frame.
+        int i = 0, pf = 0;
+        int b = Prefixes(ref t, ref code, length, mode, ref i, ref pf);
+        if (b < 0) return false;
         uint ent = Unsafe.ReadUnaligned<uint>(ref At(ref t, FormsAt + b * 4));
         i++;
         if ((ent & FormEscape) != 0)
         {
             // 0F: the next byte is an index into the 0F map's form entries (0F 38 has none: Decode takes it).
-            if (i >= limit) goto Full;
+            if (i >= length) return false;
             ent = Unsafe.ReadUnaligned<uint>(ref At(ref t, FormsAt + (Map0F + At(ref code, i)) * 4));
             i++;
         }
-        if (ent == 0) goto Full;
-        // Why one byte per (mode, 66, 67, REX.W): the row variant (the operand size it was built for) and the address size
-        // come from one load instead of the compares Decode makes.
-        int sel = At(ref t, ModeSizesAt + (byte)mode * 8 + (pf & (PfOpSize | PfAddrSize)) + ((rex >> 1) & 4));
-        int form = (int)(ent & FormIndexMask);
+        if (ent == 0) return false;
+        // Why one load per (mode, 66, 67, REX.W): the row variant (as a byte offset), the address size and the ModRM table
+        // come from one entry instead of the compares Decode makes.
+        int sel = Unsafe.ReadUnaligned<ushort>(ref At(ref t, ModeSizesAt + ((byte)mode * 8 + (pf & (PfOpSize | PfAddrSize)) + ((pf >> (PfRexShift + 1)) & 4)) * 2));
+        int row = (int)(ent & FormRowMask) + (sel & SelVariant);
         int modrm = 0;
         if ((ent & FormModRM) != 0)
         {
-            if (i >= limit) goto Full;
+            if (i >= length) return false;
             modrm = At(ref code, i);
-            if (modrm >= 0xC0) goto Full;
+            if (modrm >= 0xC0) return false;
             i++;
-            if ((ent & FormGroup) != 0) form += (modrm >> 3) & 7;
+            if ((ent & FormGroup) != 0) row += (modrm & 0x38) << (FormRowBits + FormVariantBits - 3);   // the member's row
         }
-        ref byte row = ref At(ref t, FormRowsAt + ((form << FormVariantBits) + (sel & FormVariantMask)) * FormRowSize);
-        int ctl = At(ref row, RowCtl);
-        if ((ctl & CValid) == 0) goto Full;
-        d = Unsafe.ReadUnaligned<DecodedAccess>(ref row);
-        int addrSize = sel >> FormVariantBits;
-        d.AddressSize = (byte)addrSize;
+        ref byte r = ref At(ref t, row);
+        int ctl = Unsafe.ReadUnaligned<int>(ref At(ref r, RowCtl));
+        if ((ctl & CValid) == 0) return false;
+        d = Unsafe.ReadUnaligned<DecodedAccess>(ref r);
+        d.AddressSize = (byte)(sel & SelAddrSize);
         int bas = -1;
-        if ((ent & FormModRM) != 0)
+        int end = i + (ctl & CImmBytes);   // the instruction's end, once the ModRM operand's bytes are added
+        if ((ctl & CModRM) != 0)
         {
-            if (addrSize == 2) goto Full;
-            int mod = modrm >> 6;
-            int rm = modrm & 7;
-            int dispBytes = mod == 1 ? 1 : mod == 2 ? 4 : 0;
-            if (rm == 4)
+            int mi = At(ref t, ModRMAt + (sel & SelModRM) + modrm);
+            end += mi & MDisp;
+            if ((mi & (MSib | MNoBase | MNone)) == 0)
             {
-                if (i >= limit) goto Full;
+                if (end > length) return false;
+                bas = (modrm & 7) | ((pf >> (PfRexShift - 3)) & 8);
+            }
+            else if ((mi & MSib) != 0)
+            {
+                if (++end > length) return false;
                 int sib = At(ref code, i++);
-                int index = ((sib >> 3) & 7) | ((rex & 2) << 2);
+                int index = ((sib >> 3) & 7) | ((pf >> (PfRexShift - 2)) & 8);
                 if (index != 4)
                 {
                     d.Index = (sbyte)index;
                     d.Scale = (byte)(1 << (sib >> 6));
                 }
-                if ((sib & 7) == 5 && mod == 0) dispBytes = 4;
-                else bas = (sib & 7) | ((rex & 1) << 3);
+                if ((sib & 7) != 5 || (modrm & 0xC0) != 0) bas = (sib & 7) | ((pf >> (PfRexShift - 3)) & 8);
+                else if ((end += 4) > length) return false;   // no base: disp32
+                else mi = 4;
             }
-            else if (rm == 5 && mod == 0)
-            {
-                dispBytes = 4;
-                if (mode == CpuMode.Bits64) bas = Gpr.Rip;
-            }
+            else if ((mi & MNone) != 0) return false;   // 16-bit addressing: Decode
             else
             {
-                bas = rm | ((rex & 1) << 3);
+                if (end > length) return false;
+                if ((sel & SelModRM) == SelModRM64) bas = Gpr.Rip;   // disp32 alone is RIP-relative in 64-bit mode
             }
             d.Base = (sbyte)bas;
+            int dispBytes = mi & MDisp;
             if (dispBytes != 0)
             {
-                if (i + dispBytes > limit) goto Full;
                 d.Disp = dispBytes == 1 ? (sbyte)At(ref code, i) : Le32(ref At(ref code, i));
                 i += dispBytes;
             }
             if ((ctl & CRegModRM) != 0)
             {
-                int reg = ((modrm >> 3) & 7) | ((rex & 4) << 1);
-                if ((ctl & CByteReg) != 0 && rex == 0 && reg >= 4)
+                int reg = ((modrm >> 3) & 7) | ((pf >> (PfRexShift - 1)) & 8);
+                if ((ctl & CByteReg) != 0 && (pf & PfRex) == 0 && reg >= 4)
                 {
                     reg -= 4;
                     d.RegHigh8 = true;
@@ -121,23 +134,27 @@ public static class X86Decoder
                 d.Reg = (sbyte)reg;
             }
         }
-        int seg = segOverride >= 0 ? segOverride : (uint)(bas - Gpr.Rsp) <= 1 ? Seg.SS : Seg.DS;
-        if ((ctl & CEsDest) == 0) { d.Segment = (byte)seg; d.SrcSegment = (byte)seg; }
-        else if ((ctl & CSrcSeg) != 0) d.SrcSegment = (byte)seg;
-        int n = At(ref row, RowImmBytes);
+        else if (end > length) return false;
+        // The row holds the segment for no override and a base other than rSP/rBP (DS, or ES for the rDI operand).
+        if ((pf & PfSeg) != 0 || (uint)(bas - Gpr.Rsp) <= 1)
+        {
+            int seg = (pf & PfSeg) != 0 ? ((pf & PfSeg) >> PfSegShift) - 1 : Seg.SS;
+            if ((ctl & CEsDest) == 0) Unsafe.WriteUnaligned(ref d.Segment, (ushort)(seg | seg << 8));   // Segment, SrcSegment
+            else if ((ctl & CSrcSeg) != 0) d.SrcSegment = (byte)seg;
+        }
+        int n = ctl & CImmBytes;
         if (n != 0)
         {
-            if (i + n > limit) goto Full;
             ref byte at = ref At(ref code, i);
             long imm = n == 1 ? (sbyte)at : n == 2 ? Le16(ref at) : Le32(ref at);
-            d.Imm = imm & Unsafe.ReadUnaligned<long>(ref At(ref row, RowImmMask));
+            d.Imm = imm & Unsafe.ReadUnaligned<long>(ref At(ref r, RowImmMask));
             i += n;
         }
         if ((pf & (PfLock | PfRep)) != 0)
         {
             if ((pf & PfLock) != 0)
             {
-                if ((ctl & CLockable) == 0) goto Full;
+                if ((ctl & CLockable) == 0) return false;
                 d.Lock = true;
             }
             if ((pf & PfRep) != 0 && (ctl & CRep) != 0)
@@ -146,10 +163,9 @@ public static class X86Decoder
                 d.RepNe = (pf & PfRepne) != 0 && (ctl & CRepNe) != 0;
             }
         }
+        if (i > MaxLength) return false;
         d.Length = (byte)i;
         return true;
-    Full:
-        return Decode(ref t, bytes, mode, out d);
     }
 
     /// <summary>
@@ -159,10 +175,11 @@ public static class X86Decoder
     public static bool TryDecodeFull(ReadOnlySpan<byte> bytes, CpuMode mode, out DecodedAccess d) =>
         Decode(ref MemoryMarshal.GetArrayDataReference(Table), bytes, mode, out d);
 
-    /// <summary>The legacy prefixes and REX before the opcode: returns the opcode byte (i at it), or -1 when the bytes end
-    /// first. Shared by both paths, so they cannot read prefixes differently.</summary>
+    /// <summary>The legacy prefixes and REX before the opcode, as bits of <paramref name="pf"/> (PfOpSize..PfLock, the
+    /// segment override + 1 at PfSegShift, the REX byte at PfRexShift): returns the opcode byte (i at it), or -1 when the
+    /// bytes end first. Shared by both paths, so they cannot read prefixes differently.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static int Prefixes(ref byte t, ref byte code, int limit, bool is64, ref int i, ref int pf, ref int segOverride, ref int rex)
+    static int Prefixes(ref byte t, ref byte code, int limit, CpuMode mode, ref int i, ref int pf)
     {
         while (true)
         {
@@ -172,12 +189,12 @@ public static class X86Decoder
             if (p == PNone) return b;
             if (p == PRex)
             {
-                if (!is64) return b; // 40..4F are INC/DEC outside 64-bit mode: an opcode, not a prefix
-                rex = b;
+                if (mode != CpuMode.Bits64) return b; // 40..4F are INC/DEC outside 64-bit mode: an opcode, not a prefix
+                pf = (pf & ~PfRex) | b << PfRexShift;
                 i++;
                 continue;
             }
-            rex = 0; // a REX that is not immediately before the opcode is ignored
+            pf &= ~PfRex; // a REX that is not immediately before the opcode is ignored
             switch (p)
             {
                 case POpSize: pf |= PfOpSize; break;
@@ -187,7 +204,7 @@ public static class X86Decoder
                 case PLock: pf |= PfLock; break;
                 default:
                     int s = p - PSeg;
-                    if (!is64 || s >= Seg.FS) segOverride = s;
+                    if (mode != CpuMode.Bits64 || s >= Seg.FS) pf = (pf & ~PfSeg) | (s + 1) << PfSegShift;
                     break;
             }
             i++;
@@ -210,11 +227,11 @@ public static class X86Decoder
 
         // Why one int: the legacy prefixes as bits (PfOpSize..PfLock) keep the decoder's live state in registers.
         int pf = 0;
-        int segOverride = -1;
-        int rex = 0;
         int i = 0;
-        int b = Prefixes(ref t, ref code, limit, is64, ref i, ref pf, ref segOverride, ref rex);
+        int b = Prefixes(ref t, ref code, limit, mode, ref i, ref pf);
         if (b < 0) return RefuseShort(ref d, bytes.Length);
+        int segOverride = ((pf & PfSeg) >> PfSegShift) - 1;
+        int rex = (pf & PfRex) >> PfRexShift;
 
         i++;
         int e = EntriesAt + b * EntrySize;
@@ -520,6 +537,8 @@ public static class X86Decoder
     /// <summary>The legacy prefixes as bits of one int: 66, 67, a REP (F2 or F3), the last of F2/F3 was F2, LOCK
     /// (66 and 67 are bits 0 and 1: OpcodeTable's ModeSizes row is indexed by them).</summary>
     internal const int PfOpSize = 1, PfAddrSize = 2, PfRep = 4, PfRepne = 8, PfLock = 16;
+    /// <summary>In the same int: the segment override + 1 (0 = none) at PfSegShift, the REX byte (0x40..0x4F, 0 = none) at PfRexShift.</summary>
+    const int PfSegShift = 8, PfSeg = 7 << PfSegShift, PfRexShift = 16, PfRex = 0xFF << PfRexShift;
 
     /// <summary>The byte <paramref name="i"/> bytes on: indices here are never negative, and as unsigned they need no sign extension.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
