@@ -94,15 +94,15 @@ internal static class OpcodeTable
     // would be a second decoder to keep in step; decoding the form once per variant is the first one, by construction.
     //
     //   form entry (uint, FormsAt + (map * 256 + opcode) * 4): bits 0..23 the offset in Table of the form's rows (a
-    //   group's member 0; its members follow), FormModRM, FormGroup; FormEscape on 0F (the next byte indexes the 0F
-    //   map's entries); 0 = no form. A form's rows: one per variant, 1 << FormVariantBits of them.
+    //   group's member 0; its members follow), FormModRM, FormGroup; below FormRowsAt: FormEscape on 0F (the next byte
+    //   indexes the 0F map's entries), 0 = no form. A form's rows: one per variant, 1 << FormVariantBits of them.
     //   form row (FormRowSize bytes): [0..47] the DecodedAccess; [RowImmMask] the immediate's mask (8 bytes: the
     //   immediate is read sign-extended and ANDed with it); [RowCtl] an int: the immediate's length and C* bits; CValid
     //   clear = this form does not exist in this variant (the full decoder refuses it, or decides more than a row holds).
     //   mode-size entry (ushort at ModeSizesAt + (mode * 8 + 66 + 67 * 2 + REX.W * 4) * 2): the variant's row offset
     //   (SelVariant; variant 7 = none, for the CpuMode values that are not modes), the address size (SelAddrSize) and
     //   the ModRM table (SelModRM).
-    public const uint FormRowMask = 0xFF_FFFF, FormModRM = 1u << 24, FormGroup = 1u << 25, FormEscape = 1u << 26;
+    public const uint FormRowMask = 0xFF_FFFF, FormModRM = 1u << 24, FormGroup = 1u << 25, FormEscape = 1;
     public const int FormVariantBits = 3, FormVariantCount = 7, FormRowBits = 6, FormRowSize = 1 << FormRowBits,
         RowImmMask = 48, RowCtl = 56;
     /// <summary>A mode-size entry (ushort): the address size, the variant's byte offset within a form's rows, and which

@@ -59,17 +59,17 @@ public static class X86Decoder
         if (b < 0) return false;
         uint ent = Unsafe.ReadUnaligned<uint>(ref At(ref t, FormsAt + b * 4));
         i++;
-        if ((ent & FormEscape) != 0)
+        if (ent < FormRowsAt)
         {
-            // 0F: the next byte is an index into the 0F map's form entries (0F 38 has none: Decode takes it).
-            if (i >= length) return false;
+            // 0F (FormEscape): the next byte is an index into the 0F map's form entries (0F 38 has none: Decode takes it).
+            if (ent == 0 || i >= length) return false;
             ent = Unsafe.ReadUnaligned<uint>(ref At(ref t, FormsAt + (Map0F + At(ref code, i)) * 4));
             i++;
+            if (ent < FormRowsAt) return false;
         }
-        if (ent == 0) return false;
         // Why one load per (mode, 66, 67, REX.W): the row variant (as a byte offset), the address size and the ModRM table
         // come from one entry instead of the compares Decode makes.
-        int sel = Unsafe.ReadUnaligned<ushort>(ref At(ref t, ModeSizesAt + ((byte)mode * 8 + (pf & (PfOpSize | PfAddrSize)) + ((pf >> (PfRexShift + 1)) & 4)) * 2));
+        int sel = Unsafe.ReadUnaligned<ushort>(ref At(ref t, ModeSizesAt + ((byte)mode * 8 + (pf & PfSizes)) * 2));
         int row = (int)(ent & FormRowMask) + (sel & SelVariant);
         int modrm = 0;
         if ((ent & FormModRM) != 0)
@@ -190,7 +190,7 @@ public static class X86Decoder
             if (p == PRex)
             {
                 if (mode != CpuMode.Bits64) return b; // 40..4F are INC/DEC outside 64-bit mode: an opcode, not a prefix
-                pf = (pf & ~PfRex) | b << PfRexShift;
+                pf = (pf & ~PfRex) | b << PfRexShift | (b >> 1) & PfRexW;
                 i++;
                 continue;
             }
@@ -231,7 +231,7 @@ public static class X86Decoder
         int b = Prefixes(ref t, ref code, limit, mode, ref i, ref pf);
         if (b < 0) return RefuseShort(ref d, bytes.Length);
         int segOverride = ((pf & PfSeg) >> PfSegShift) - 1;
-        int rex = (pf & PfRex) >> PfRexShift;
+        int rex = (pf >> PfRexShift) & 0xFF;
 
         i++;
         int e = EntriesAt + b * EntrySize;
@@ -536,9 +536,11 @@ public static class X86Decoder
 
     /// <summary>The legacy prefixes as bits of one int: 66, 67, a REP (F2 or F3), the last of F2/F3 was F2, LOCK
     /// (66 and 67 are bits 0 and 1: OpcodeTable's ModeSizes row is indexed by them).</summary>
-    internal const int PfOpSize = 1, PfAddrSize = 2, PfRep = 4, PfRepne = 8, PfLock = 16;
-    /// <summary>In the same int: the segment override + 1 (0 = none) at PfSegShift, the REX byte (0x40..0x4F, 0 = none) at PfRexShift.</summary>
-    const int PfSegShift = 8, PfSeg = 7 << PfSegShift, PfRexShift = 16, PfRex = 0xFF << PfRexShift;
+    internal const int PfOpSize = 1, PfAddrSize = 2, PfRep = 8, PfRepne = 16, PfLock = 32;
+    /// <summary>In the same int: REX.W (PfRexW, beside 66 and 67: the three index OpcodeTable's mode-size entries), the
+    /// segment override + 1 (0 = none) at PfSegShift, the REX byte (0x40..0x4F, 0 = none) at PfRexShift.</summary>
+    const int PfRexW = 4, PfSizes = PfOpSize | PfAddrSize | PfRexW, PfSegShift = 8, PfSeg = 7 << PfSegShift, PfRexShift = 16,
+        PfRex = 0xFF << PfRexShift | PfRexW;
 
     /// <summary>The byte <paramref name="i"/> bytes on: indices here are never negative, and as unsigned they need no sign extension.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
