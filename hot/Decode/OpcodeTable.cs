@@ -26,6 +26,7 @@
 //   as the CPU decides): [AccessKind, access size, required alignment, 0]; Unsupported = not an emulated form.
 //   LOCK: legal on XCHG and on the memory-destination forms whose AluOp has its bit in LockableOps.
 
+using System.Numerics;
 using System.Runtime.CompilerServices;
 
 namespace Copra.Hot.Decode;
@@ -96,25 +97,26 @@ internal static class OpcodeTable
     //   form entry (uint, FormsAt + (map * 256 + opcode) * 4): bits 0..23 the offset in Table of the form's rows (a
     //   group's member 0; its members follow), FormModRM, FormGroup; below FormRowsAt: FormEscape on 0F (the next byte
     //   indexes the 0F map's entries), 0 = no form. A form's rows: one per variant, 1 << FormVariantBits of them.
-    //   form row (FormRowSize bytes): [0..47] the DecodedAccess; [RowImmMask] the immediate's mask (8 bytes: the
-    //   immediate is read sign-extended and ANDed with it); [RowCtl] an int: the immediate's length and C* bits; CValid
-    //   clear = this form does not exist in this variant (the full decoder refuses it, or decides more than a row holds).
+    //   form row (FormRowSize bytes): [0..47] the DecodedAccess; [RowCtl] an int: the immediate's length and mask, and
+    //   C* bits; CValid clear = this form does not exist in this variant (the full decoder refuses it, or decides more
+    //   than a row holds).
     //   mode-size entry (ushort at ModeSizesAt + (mode * 8 + 66 + 67 * 2 + REX.W * 4) * 2): the variant's row offset
     //   (SelVariant; variant 7 = none, for the CpuMode values that are not modes), the address size (SelAddrSize) and
     //   the ModRM table (SelModRM).
     public const uint FormRowMask = 0xFF_FFFF, FormModRM = 1u << 24, FormGroup = 1u << 25, FormEscape = 1;
     public const int FormVariantBits = 3, FormVariantCount = 7, FormRowBits = 6, FormRowSize = 1 << FormRowBits,
-        RowImmMask = 48, RowCtl = 56;
+        RowCtl = 48;
     /// <summary>A mode-size entry (ushort): the address size, the variant's byte offset within a form's rows, and which
     /// ModRM table the mode and address size use (its offset from ModRMAt: 16-bit addressing, 32-bit, 64-bit mode; the
     /// tables are 512 bytes apart, 256 of them used, so the entry's bits are the offset).</summary>
     public const int SelAddrSize = 0xF, SelVariant = ((1 << FormVariantBits) - 1) << FormRowBits,
         SelModRM16 = 0, SelModRM32 = 1 << 9, SelModRM64 = 2 << 9, SelModRM = 3 << 9;
-    /// <summary>Form-row control (an int at RowCtl): the immediate's length (CImmBytes); CValid = the row exists; CModRM =
+    /// <summary>Form-row control (an int at RowCtl): the immediate's length (CImmBytes) and its mask (bits CImmShift..: the
+    /// immediate is read sign-extended and ANDed with ulong.MaxValue shifted right by this); CValid = the row exists; CModRM =
     /// a ModRM byte follows; CRegModRM = Reg is ModRM.reg (+ REX.R); CByteReg = ... and it is a byte register (AH..BH
     /// without REX); CLockable = LOCK is legal; CRep = F2/F3 make it a REP string form; CRepNe = F2 means REPNE;
     /// CEsDest = Segment is ES whatever the prefixes; CSrcSeg = SrcSegment takes the segment.</summary>
-    public const int CImmBytes = 0xFF, CValid = 1 << 8, CModRM = 1 << 9, CRegModRM = 1 << 10, CByteReg = 1 << 11,
+    public const int CImmBytes = 0xFF, CImmShift = 24, CValid = 1 << 8, CModRM = 1 << 9, CRegModRM = 1 << 10, CByteReg = 1 << 11,
         CLockable = 1 << 12, CRep = 1 << 13, CRepNe = 1 << 14, CEsDest = 1 << 15, CSrcSeg = 1 << 16;
     /// <summary>ModRM table bytes (ModRMAt + SelModRM* + the ModRM byte, mod 0..2): the displacement's length (MDisp:
     /// 0, 1 or 4), MSib = a SIB byte follows, MNoBase = mod 0, rm 5 (disp32 alone: RIP-relative in 64-bit mode), MNone =
@@ -236,7 +238,7 @@ internal static class OpcodeTable
     /// write per instance.</summary>
     static byte[] FormRow(byte[] t, int map, int op, int member, int v, bool group)
     {
-        if (Unsafe.SizeOf<DecodedAccess>() > RowImmMask) throw new InvalidOperationException("OpcodeTable: DecodedAccess outgrew its form row");
+        if (Unsafe.SizeOf<DecodedAccess>() > RowCtl) throw new InvalidOperationException("OpcodeTable: DecodedAccess outgrew its form row");
         var (mode, prefixes) = Variant(v);
         var bytes = new List<byte>(prefixes);
         if (map == 1) bytes.Add(0x0F);
@@ -265,8 +267,14 @@ internal static class OpcodeTable
         bytes.Insert(0, 0xF0);
         if (X86Decoder.Decode(ref t[0], bytes.ToArray(), mode, out _)) ctl |= CLockable;
 
+        if (immBytes != 0)
+        {
+            // The all-ones immediate decodes to its mask (sign-extended, then cut to the operand size or to its own width).
+            int shift = BitOperations.LeadingZeroCount((ulong)d.Imm);
+            if (ulong.MaxValue >> shift != (ulong)d.Imm) throw new InvalidOperationException($"OpcodeTable: form {map:X}/{op:X2}/{member} has an immediate mask {d.Imm:X}");
+            ctl |= shift << CImmShift;
+        }
         Unsafe.WriteUnaligned(ref row[0], d);
-        Unsafe.WriteUnaligned(ref row[RowImmMask], immBytes != 0 ? d.Imm : 0L);
         Unsafe.WriteUnaligned(ref row[RowCtl], ctl);
         return row;
     }

@@ -85,11 +85,11 @@ public static class X86Decoder
         if ((ctl & CValid) == 0) return false;
         d = Unsafe.ReadUnaligned<DecodedAccess>(ref r);
         d.AddressSize = (byte)(sel & SelAddrSize);
-        int bas = -1;
         int end = i + (ctl & CImmBytes);   // the instruction's end, once the ModRM operand's bytes are added
         if ((ctl & CModRM) != 0)
         {
             int mi = At(ref t, ModRMAt + (sel & SelModRM) + modrm);
+            int bas = -1;
             end += mi & MDisp;
             if ((mi & (MSib | MNoBase | MNone)) == 0)
             {
@@ -117,6 +117,9 @@ public static class X86Decoder
                 if ((sel & SelModRM) == SelModRM64) bas = Gpr.Rip;   // disp32 alone is RIP-relative in 64-bit mode
             }
             d.Base = (sbyte)bas;
+            // The row holds the segment for no override and a base other than rSP/rBP (DS, or ES for the rDI operand).
+            if ((pf & PfSeg) != 0) SetSegment(ref d, ((pf & PfSeg) >> PfSegShift) - 1, ctl);
+            else if ((uint)(bas - Gpr.Rsp) <= 1) SetSegment(ref d, Seg.SS, ctl);
             int dispBytes = mi & MDisp;
             if (dispBytes != 0)
             {
@@ -134,20 +137,17 @@ public static class X86Decoder
                 d.Reg = (sbyte)reg;
             }
         }
-        else if (end > length) return false;
-        // The row holds the segment for no override and a base other than rSP/rBP (DS, or ES for the rDI operand).
-        if ((pf & PfSeg) != 0 || (uint)(bas - Gpr.Rsp) <= 1)
+        else
         {
-            int seg = (pf & PfSeg) != 0 ? ((pf & PfSeg) >> PfSegShift) - 1 : Seg.SS;
-            if ((ctl & CEsDest) == 0) Unsafe.WriteUnaligned(ref d.Segment, (ushort)(seg | seg << 8));   // Segment, SrcSegment
-            else if ((ctl & CSrcSeg) != 0) d.SrcSegment = (byte)seg;
+            if (end > length) return false;
+            if ((pf & PfSeg) != 0) SetSegment(ref d, ((pf & PfSeg) >> PfSegShift) - 1, ctl);
         }
         int n = ctl & CImmBytes;
         if (n != 0)
         {
             ref byte at = ref At(ref code, i);
             long imm = n == 1 ? (sbyte)at : n == 2 ? Le16(ref at) : Le32(ref at);
-            d.Imm = imm & Unsafe.ReadUnaligned<long>(ref At(ref r, RowImmMask));
+            d.Imm = imm & (long)(ulong.MaxValue >> (ctl >> CImmShift));
             i += n;
         }
         if ((pf & (PfLock | PfRep)) != 0)
@@ -166,6 +166,15 @@ public static class X86Decoder
         if (i > MaxLength) return false;
         d.Length = (byte)i;
         return true;
+    }
+
+    /// <summary>The memory operand's segment when it is not the row's: an override, or SS for an rSP/rBP base. The rDI
+    /// operand of the string forms and MOVDIR64B stays ES; only their second source (CSrcSeg) moves.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void SetSegment(ref DecodedAccess d, int seg, int ctl)
+    {
+        if ((ctl & CEsDest) == 0) Unsafe.WriteUnaligned(ref d.Segment, (ushort)(seg | seg << 8));   // Segment, SrcSegment
+        else if ((ctl & CSrcSeg) != 0) d.SrcSegment = (byte)seg;
     }
 
     /// <summary>
