@@ -78,10 +78,11 @@ internal static class OpcodeTable
 
     /// <summary>Where each table starts in <see cref="Table"/>: the prefix table (256 bytes), the opcode entries (3 maps),
     /// the group rows, the prefix rows, the kind traits, the form entries (one uint per opcode of the one-byte and 0F
-    /// maps), the mode-size bytes (8 per CpuMode value, 256 values) and the form rows (their count is known once built).</summary>
+    /// maps, after one zero entry for "no opcode byte"), the mode-size entries (8 per CpuMode value, 256 values), the ModRM
+    /// tables and the form rows (their count is known once built).</summary>
     public const int PrefixesAt = 0, EntriesAt = 256, GroupsAt = EntriesAt + 3 * 256 * EntrySize,
         PrefixRowsAt = GroupsAt + GroupCount * 8 * GroupRowSize, TraitsAt = PrefixRowsAt + PrefixRowCount * PrefixRowSize,
-        FormsAt = TraitsAt + 256, ModeSizesAt = FormsAt + 2 * 256 * 4, ModRMAt = ModeSizesAt + 256 * 8 * 2, FormRowsAt = ModRMAt + 3 * 512;
+        FormsAt = TraitsAt + 256 + 4, ModeSizesAt = FormsAt + 2 * 256 * 4, ModRMAt = ModeSizesAt + 256 * 8 * 2, FormRowsAt = ModRMAt + 3 * 512;
 
     // ---- Form rows (the decoder's short path; X86Decoder.TryDecode) ----
     //

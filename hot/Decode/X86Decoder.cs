@@ -56,8 +56,8 @@ public static class X86Decoder
         // longer instruction goes to Decode, which refuses it TooLong). Few values live, so the method needs no frame.
         int i = 0, pf = 0;
         int b = Prefixes(ref t, ref code, length, mode, ref i, ref pf);
-        if (b < 0) return false;
-        uint ent = Unsafe.ReadUnaligned<uint>(ref At(ref t, FormsAt + b * 4));
+        // b = -1 (the bytes ended) reads the zero entry just before the form entries: no form.
+        uint ent = Unsafe.ReadUnaligned<uint>(ref Unsafe.Add(ref t, (nint)(FormsAt + b * 4)));
         i++;
         if (ent < FormRowsAt)
         {
@@ -89,7 +89,7 @@ public static class X86Decoder
         if ((ctl & CModRM) != 0)
         {
             int mi = At(ref t, ModRMAt + (sel & SelModRM) + modrm);
-            int bas = -1;
+            int bas;
             end += mi & MDisp;
             if ((mi & (MSib | MNoBase | MNone)) == 0)
             {
@@ -108,13 +108,13 @@ public static class X86Decoder
                 }
                 if ((sib & 7) != 5 || (modrm & 0xC0) != 0) bas = (sib & 7) | ((pf >> (PfRexShift - 3)) & 8);
                 else if ((end += 4) > length) return false;   // no base: disp32
-                else mi = 4;
+                else { mi = 4; bas = -1; }
             }
             else if ((mi & MNone) != 0) return false;   // 16-bit addressing: Decode
             else
             {
                 if (end > length) return false;
-                if ((sel & SelModRM) == SelModRM64) bas = Gpr.Rip;   // disp32 alone is RIP-relative in 64-bit mode
+                bas = (sel & SelModRM) == SelModRM64 ? Gpr.Rip : -1;   // disp32 alone is RIP-relative in 64-bit mode
             }
             d.Base = (sbyte)bas;
             // The row holds the segment for no override and a base other than rSP/rBP (DS, or ES for the rDI operand).
