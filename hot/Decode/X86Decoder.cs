@@ -40,7 +40,7 @@ public static class X86Decoder
         // a call), and the full decoder is called from here only for what the rows do not cover.
         ref byte t = ref MemoryMarshal.GetArrayDataReference(Table);
         Unsafe.SkipInit(out d);
-        return TryRows(ref t, ref MemoryMarshal.GetReference(bytes), bytes.Length, mode, ref d) || Decode(ref t, bytes, mode, out d);
+        return TryRows(ref t, ref MemoryMarshal.GetReference(bytes), (nint)(uint)bytes.Length, mode, ref d) || Decode(ref t, bytes, mode, out d);
     }
 
     /// <summary>
@@ -50,11 +50,12 @@ public static class X86Decoder
     /// addressing, bytes that end early or run past 15, a LOCK the form refuses): Decode decides those from scratch.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    static bool TryRows(ref byte t, ref byte code, int length, CpuMode mode, ref DecodedAccess d)
+    static bool TryRows(ref byte t, ref byte code, nint length, CpuMode mode, ref DecodedAccess d)
     {
         // Bounds: every byte is read only after a check against `length`; the 15-byte limit is checked once at the end (a
         // longer instruction goes to Decode, which refuses it TooLong). Few values live, so the method needs no frame.
-        int i = 0, pf = 0;
+        nint i = 0;
+        int pf = 0;
         int b = Prefixes(ref t, ref code, length, mode, ref i, ref pf);
         // b = -1 (the bytes ended) reads the zero entry just before the form entries: no form.
         uint ent = Unsafe.ReadUnaligned<uint>(ref Unsafe.Add(ref t, (nint)(FormsAt + b * 4)));
@@ -85,7 +86,7 @@ public static class X86Decoder
         if ((ctl & CValid) == 0) return false;
         d = Unsafe.ReadUnaligned<DecodedAccess>(ref r);
         d.AddressSize = (byte)(sel & SelAddrSize);
-        int end = i + (ctl & CImmBytes);   // the instruction's end, once the ModRM operand's bytes are added
+        nint end = i + (ctl & CImmBytes);   // the instruction's end, once the ModRM operand's bytes are added
         if ((ctl & CModRM) != 0)
         {
             int mi = At(ref t, ModRMAt + (sel & SelModRM) + modrm);
@@ -188,7 +189,7 @@ public static class X86Decoder
     /// segment override + 1 at PfSegShift, the REX byte at PfRexShift): returns the opcode byte (i at it), or -1 when the
     /// bytes end first. Shared by both paths, so they cannot read prefixes differently.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static int Prefixes(ref byte t, ref byte code, int limit, CpuMode mode, ref int i, ref int pf)
+    static int Prefixes(ref byte t, ref byte code, nint limit, CpuMode mode, ref nint i, ref int pf)
     {
         while (true)
         {
@@ -236,8 +237,9 @@ public static class X86Decoder
 
         // Why one int: the legacy prefixes as bits (PfOpSize..PfLock) keep the decoder's live state in registers.
         int pf = 0;
-        int i = 0;
-        int b = Prefixes(ref t, ref code, limit, mode, ref i, ref pf);
+        nint at0 = 0;
+        int b = Prefixes(ref t, ref code, limit, mode, ref at0, ref pf);
+        int i = (int)at0;
         if (b < 0) return RefuseShort(ref d, bytes.Length);
         int segOverride = ((pf & PfSeg) >> PfSegShift) - 1;
         int rex = (pf >> PfRexShift) & 0xFF;
@@ -554,6 +556,9 @@ public static class X86Decoder
     /// <summary>The byte <paramref name="i"/> bytes on: indices here are never negative, and as unsigned they need no sign extension.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static ref byte At(ref byte at, int i) => ref Unsafe.Add(ref at, (nuint)(uint)i);
+    /// <summary>The byte <paramref name="i"/> bytes on, for an index that is already pointer-sized (never negative).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static ref byte At(ref byte at, nint i) => ref Unsafe.Add(ref at, i);
 
     // Little-endian reads of guest bytes already known to be there (the caller checked i + n <= limit).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
