@@ -40,7 +40,7 @@ public static class X86Decoder
         // a call), and the full decoder is called from here only for what the rows do not cover.
         ref byte t = ref MemoryMarshal.GetArrayDataReference(Table);
         Unsafe.SkipInit(out d);
-        return TryRows(ref t, ref MemoryMarshal.GetReference(bytes), (nint)(uint)bytes.Length, mode, ref d) || Decode(ref t, bytes, mode, out d);
+        return TryRows(ref t, ref MemoryMarshal.GetReference(bytes), (nint)(uint)bytes.Length, (byte)mode, ref d) || Decode(ref t, bytes, mode, out d);
     }
 
     /// <summary>
@@ -50,15 +50,15 @@ public static class X86Decoder
     /// addressing, bytes that end early or run past 15, a LOCK the form refuses): Decode decides those from scratch.
     /// </summary>
     [MethodImpl(MethodImplOptions.NoInlining)]
-    static bool TryRows(ref byte t, ref byte code, nint length, CpuMode mode, ref DecodedAccess d)
+    static bool TryRows(ref byte t, ref byte code, nint length, int mode, ref DecodedAccess d)
     {
         // Bounds: every byte is read only after a check against `length`; the 15-byte limit is checked once at the end (a
         // longer instruction goes to Decode, which refuses it TooLong). Few values live, so the method needs no frame.
         nint i = 0;
         int pf = 0;
-        int b = Prefixes(ref t, ref code, length, mode, ref i, ref pf);
+        int b = Prefixes(ref t, ref code, length, (CpuMode)mode, ref i, ref pf);
         // b = -1 (the bytes ended) reads the zero entry just before the form entries: no form.
-        uint ent = Unsafe.ReadUnaligned<uint>(ref Unsafe.Add(ref t, (nint)(FormsAt + b * 4)));
+        uint ent = Unsafe.ReadUnaligned<uint>(ref At(ref t, FormsAt + b * 4));
         i++;
         if (ent < FormRowsAt)
         {
@@ -70,7 +70,7 @@ public static class X86Decoder
         }
         // Why one load per (mode, 66, 67, REX.W): the row variant (as a byte offset), the address size and the ModRM table
         // come from one entry instead of the compares Decode makes.
-        int sel = Unsafe.ReadUnaligned<ushort>(ref At(ref t, ModeSizesAt + ((byte)mode * 8 + (pf & PfSizes)) * 2));
+        int sel = Unsafe.ReadUnaligned<ushort>(ref At(ref t, ModeSizesAt + (mode * 8 + (pf & PfSizes)) * 2));
         int row = (int)(ent & FormRowMask) + (sel & SelVariant);
         int modrm = 0;
         if ((ent & FormModRM) != 0)
@@ -86,12 +86,12 @@ public static class X86Decoder
         if ((ctl & CValid) == 0) return false;
         d = Unsafe.ReadUnaligned<DecodedAccess>(ref r);
         d.AddressSize = (byte)(sel & SelAddrSize);
-        nint end = i + (ctl & CImmBytes);   // the instruction's end, once the ModRM operand's bytes are added
+        nint end = i + (nint)(uint)(ctl & CImmBytes);   // the instruction's end, once the ModRM operand's bytes are added
         if ((ctl & CModRM) != 0)
         {
             int mi = At(ref t, ModRMAt + (sel & SelModRM) + modrm);
             int bas;
-            end += mi & MDisp;
+            end += (nint)(uint)(mi & MDisp);
             if ((mi & (MSib | MNoBase | MNone)) == 0)
             {
                 if (end > length) return false;
