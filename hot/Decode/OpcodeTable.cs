@@ -77,12 +77,12 @@ internal static class OpcodeTable
     public const byte PNone = 0, POpSize = 1, PAddrSize = 2, PRep = 3, PRepne = 4, PLock = 5, PRex = 6, PSeg = 8; // PSeg + segment number
 
     /// <summary>Where each table starts in <see cref="Table"/>: the prefix table (256 bytes), the opcode entries (3 maps),
-    /// the group rows, the prefix rows, the kind traits, the form entries (one uint per opcode of the one-byte and 0F
+    /// the group rows, the prefix rows, the kind traits, the decoder's prefix bits per REX byte (RexBits), the form entries (one uint per opcode of the one-byte and 0F
     /// maps, after one zero entry for "no opcode byte"), the mode-size entries (8 per CpuMode value, 256 values), the ModRM
     /// tables and the form rows (their count is known once built).</summary>
     public const int PrefixesAt = 0, EntriesAt = 256, GroupsAt = EntriesAt + 3 * 256 * EntrySize,
         PrefixRowsAt = GroupsAt + GroupCount * 8 * GroupRowSize, TraitsAt = PrefixRowsAt + PrefixRowCount * PrefixRowSize,
-        FormsAt = TraitsAt + 256 + 4, ModeSizesAt = FormsAt + 2 * 256 * 4, ModRMAt = ModeSizesAt + 256 * 8 * 2, FormRowsAt = ModRMAt + 3 * 512;
+        RexBitsAt = TraitsAt + 256, FormsAt = RexBitsAt + 16 * 4 + 4, ModeSizesAt = FormsAt + 2 * 256 * 4, ModRMAt = ModeSizesAt + 256 * 8 * 2, FormRowsAt = ModRMAt + 3 * 512;
 
     // ---- Form rows (the decoder's short path; X86Decoder.TryDecode) ----
     //
@@ -104,6 +104,9 @@ internal static class OpcodeTable
     //   mode-size entry (ushort at ModeSizesAt + (mode * 8 + 66 + 67 * 2 + REX.W * 4) * 2): the variant's row offset
     //   (SelVariant; variant 7 = none, for the CpuMode values that are not modes), the address size (SelAddrSize) and
     //   the ModRM table (SelModRM).
+    /// <summary>Where a REX prefix sits in the decoder's prefix bits (X86Decoder.Prefixes): REX.W at PfRexW, beside 66 and
+    /// 67, and the whole byte at PfRexShift. RexBitsAt holds those bits for 40..4F, so a REX costs a load and no shifts.</summary>
+    public const int PfRexW = 4, PfRexShift = 16;
     public const uint FormRowMask = 0xFF_FFFF, FormModRM = 1u << 24, FormGroup = 1u << 25, FormEscape = 1;
     public const int FormVariantBits = 3, FormVariantCount = 7, FormRowBits = 6, FormRowSize = 1 << FormRowBits,
         RowCtl = 48;
@@ -140,6 +143,8 @@ internal static class OpcodeTable
         BuildPrefixRows().CopyTo(t, PrefixRowsAt);
         BuildTraits().CopyTo(t, TraitsAt);
         BuildModeSizes(t);
+        for (int rex = 0x40; rex <= 0x4F; rex++)
+            Unsafe.WriteUnaligned(ref t[RexBitsAt + (rex & 0xF) * 4], rex << PfRexShift | ((rex & 8) != 0 ? PfRexW : 0));
         byte[] rows = BuildForms(t);
         var all = new byte[FormRowsAt + rows.Length];
         t.CopyTo(all, 0);

@@ -200,7 +200,7 @@ public static class X86Decoder
             if (p == PRex)
             {
                 if (mode != CpuMode.Bits64) return b; // 40..4F are INC/DEC outside 64-bit mode: an opcode, not a prefix
-                pf = (pf & ~PfRex) | b << PfRexShift | (b >> 1) & PfRexW;
+                pf = (pf & ~PfRex) | Unsafe.ReadUnaligned<int>(ref At(ref t, RexBitsAt + (b & 0xF) * 4));
                 i++;
                 continue;
             }
@@ -546,12 +546,11 @@ public static class X86Decoder
     }
 
     /// <summary>The legacy prefixes as bits of one int: 66, 67, a REP (F2 or F3), the last of F2/F3 was F2, LOCK
-    /// (66 and 67 are bits 0 and 1: OpcodeTable's ModeSizes row is indexed by them).</summary>
+    /// (66 and 67 are bits 0 and 1: OpcodeTable's ModeSizes row is indexed by them; REX is OpcodeTable's PfRexW/PfRexShift).</summary>
     internal const int PfOpSize = 1, PfAddrSize = 2, PfRep = 8, PfRepne = 16, PfLock = 32;
-    /// <summary>In the same int: REX.W (PfRexW, beside 66 and 67: the three index OpcodeTable's mode-size entries), the
-    /// segment override + 1 (0 = none) at PfSegShift, the REX byte (0x40..0x4F, 0 = none) at PfRexShift.</summary>
-    const int PfRexW = 4, PfSizes = PfOpSize | PfAddrSize | PfRexW, PfSegShift = 8, PfSeg = 7 << PfSegShift, PfRexShift = 16,
-        PfRex = 0xFF << PfRexShift | PfRexW;
+    /// <summary>In the same int: the segment override + 1 (0 = none) at PfSegShift; 66, 67 and REX.W together (PfSizes);
+    /// REX.W and the REX byte (PfRex).</summary>
+    const int PfSizes = PfOpSize | PfAddrSize | PfRexW, PfSegShift = 8, PfSeg = 7 << PfSegShift, PfRex = 0xFF << PfRexShift | PfRexW;
 
     /// <summary>The byte <paramref name="i"/> bytes on: indices here are never negative, and as unsigned they need no sign extension.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
