@@ -179,6 +179,19 @@ public static class X86Decoder
     }
 
     /// <summary>
+    /// The form-row path alone: true and the access when the rows decode the instruction, false (and <paramref name="d"/>
+    /// default) when TryDecode would hand it to the full decoder. For tests and benchmarks that check what the rows
+    /// cover; TryDecode is the decoder.
+    /// </summary>
+    public static bool TryDecodeRows(ReadOnlySpan<byte> bytes, CpuMode mode, out DecodedAccess d)
+    {
+        d = default;
+        if (TryRows(ref MemoryMarshal.GetArrayDataReference(Table), ref MemoryMarshal.GetReference(bytes), (nint)(uint)bytes.Length, (byte)mode, ref d)) return true;
+        d = default;
+        return false;
+    }
+
+    /// <summary>
     /// The full decoder alone, without the form rows: what <see cref="TryDecode"/> returns for every input (the
     /// form-row path is a shortcut to the same result, and DecoderFormRowTests checks the two byte for byte).
     /// </summary>

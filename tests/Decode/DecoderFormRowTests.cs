@@ -29,6 +29,13 @@ public class DecoderFormRowTests
         bool full = X86Decoder.TryDecodeFull(bytes, mode, out DecodedAccess f);
         string diff = Diff(d, f);
         Assert.True(fast == full && diff.Length == 0, $"{mode} {Convert.ToHexString(bytes)}: rows {fast}, full {full}; {diff}");
+        // The row path on its own: where it accepts, exactly the full decoder's access (TryDecode above would hide a
+        // wrong row behind a fallback only if the row path refused, so this checks the rows themselves).
+        if (X86Decoder.TryDecodeRows(bytes, mode, out DecodedAccess r))
+        {
+            string rowDiff = Diff(r, f);
+            Assert.True(full && rowDiff.Length == 0, $"{mode} {Convert.ToHexString(bytes)}: the rows accept, full {full}; {rowDiff}");
+        }
     }
 
     static byte[] RandomInstruction(Random rng)
@@ -84,6 +91,40 @@ public class DecoderFormRowTests
                 AssertSame(code[starts[i]..Math.Min(code.Length, starts[i] + 15)], m);
                 AssertSame(form[..^1], m);
             }
+        }
+    }
+
+    [Fact]
+    public void TheRowsDecodeEveryFormOfTheMixAndTheCorpusSampleThemselves()
+    {
+        // What the rows are for: the common forms never reach the full decoder (a row that stopped existing, or a check
+        // that sent every instruction to Decode, would still decode correctly and only show in the instruction counts).
+        foreach (var (code, starts) in new[] { Copra.Kernel.DecodeSets.Mix(), Copra.Kernel.DecodeSets.Corpus() })
+            for (int i = 0; i < starts.Length; i++)
+            {
+                int end = i + 1 < starts.Length ? starts[i + 1] : code.Length;
+                byte[] form = code[starts[i]..end];
+                Assert.True(X86Decoder.TryDecodeRows(form, CpuMode.Bits64, out DecodedAccess d), $"{Convert.ToHexString(form)}: not decoded by the rows");
+                Assert.Equal(form.Length, d.Length);
+            }
+    }
+
+    [Fact]
+    public void TheRowsLeaveTheirGapsToTheFullDecoder()
+    {
+        // Forms and cases the rows do not hold: 16-bit addressing, SSE (mandatory prefix), 0F 38, moffs, port imm8, x87,
+        // system forms, MOVNTI, BSF with F3, LOCK on a form that refuses it, mod = 3, bytes that end early.
+        (string Hex, CpuMode Mode)[] gaps =
+        [
+            ("8B07", CpuMode.Bits16), ("0F1006", CpuMode.Bits64), ("660F38F806", CpuMode.Bits64), ("A100000000", CpuMode.Bits32),
+            ("E460", CpuMode.Bits64), ("D93E", CpuMode.Bits64), ("0F0116", CpuMode.Bits64), ("0FC306", CpuMode.Bits64),
+            ("F30FBC06", CpuMode.Bits64), ("F08B06", CpuMode.Bits64), ("8BC0", CpuMode.Bits64), ("8B46", CpuMode.Bits64),
+        ];
+        foreach (var (hex, mode) in gaps)
+        {
+            byte[] bytes = Convert.FromHexString(hex);
+            Assert.False(X86Decoder.TryDecodeRows(bytes, mode, out _), $"{mode} {hex}: the rows decoded it");
+            AssertSame(bytes, mode);
         }
     }
 
