@@ -35,6 +35,30 @@ public class ScenarioDocTests
         Assert.Equal(1500, sc.Costs["tdcall"]);
     }
 
+    [Theory]
+    [InlineData("two-vms.json", 2, 2)]
+    [InlineData("one-vm.json", 1, 1)]
+    public void The_shipped_scaling_scenarios_parse_with_the_shape_bench_scaling_sh_assumes(string file, int cpus, int vms)
+    {
+        // bench/scaling.sh compares one-vm.json's one VM against two-vms.json's two: the VMs must be the same, and each
+        // scenario must say the CPU count the script's comparison assumes.
+        string dir = Path.Combine(Path.GetDirectoryName(Path.GetDirectoryName(DocPath()))!, "bench", "scenarios");
+        var sc = Scenario.Load(Path.Combine(dir, file));
+        Assert.Equal(cpus, sc.Cpus);
+        Assert.Equal(vms, sc.Vms.Count);
+        var two = Scenario.Load(Path.Combine(dir, "two-vms.json"));
+        Assert.All(sc.Vms, vm => Assert.Equal(two.Vms[0], vm));
+        Assert.Equal(two.Workload.Mix, sc.Workload.Mix);
+        Assert.Equal(two.Workload with { Mix = sc.Workload.Mix }, sc.Workload);   // every other workload key
+    }
+
+    static string DocPath()
+    {
+        for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
+            if (File.Exists(Path.Combine(d.FullName, "docs", "scenario.md"))) return Path.Combine(d.FullName, "docs", "scenario.md");
+        throw new FileNotFoundException("docs/scenario.md");
+    }
+
     [Fact]
     public void Every_known_key_is_accepted_by_the_reader()
     {
