@@ -223,13 +223,24 @@ internal static class OpcodeTable
                 else if (kind is not (KindEscape or KindPrefixed) && kind != (byte)AccessKind.Unsupported && imm is not (ImmMoffs or ImmPort8))
                 {
                     bool group = kind == KindGroup;
-                    entry = (uint)(FormRowsAt + (next << (FormVariantBits + FormRowBits))) | ((flags & FModRM) != 0 ? FormModRM : 0) | (group ? FormGroup : 0);
-                    for (int m = 0; m < (group ? 8 : 1); m++, next++)
+                    var members = new List<byte[]>();
+                    for (int m = 0; m < (group ? 8 : 1); m++)
                     {
                         int g = GroupsAt + (arg * 8 + m) * GroupRowSize;
                         bool rowKind = group ? RowKind((AccessKind)t[g], t[g + 1], false) : RowKind((AccessKind)kind, arg, arg != 0);
+                        var memberRows = new List<byte>();
                         for (int v = 0; v < 1 << FormVariantBits; v++)
-                            rows.AddRange(rowKind && v < FormVariantCount ? FormRow(t, map, op, m, v, group) : new byte[FormRowSize]);
+                            memberRows.AddRange(rowKind && v < FormVariantCount ? FormRow(t, map, op, m, v, group) : new byte[FormRowSize]);
+                        members.Add([.. memberRows]);
+                    }
+                    // Why: a group whose members decode alike (SETcc ignores ModRM.reg) needs one form, not eight, and a
+                    // form without a row in any variant needs none (the full decoder takes it before ModRM is read).
+                    if (members.TrueForAll(r => r.AsSpan().SequenceEqual(members[0]))) { members.RemoveRange(1, members.Count - 1); group = false; }
+                    if (members.Exists(HasRow))
+                    {
+                        entry = (uint)(FormRowsAt + (next << (FormVariantBits + FormRowBits))) | ((flags & FModRM) != 0 ? FormModRM : 0) | (group ? FormGroup : 0);
+                        foreach (byte[] r in members) rows.AddRange(r);
+                        next += members.Count;
                     }
                 }
                 Unsafe.WriteUnaligned(ref t[FormsAt + (map * 256 + op) * 4], entry);
@@ -237,6 +248,14 @@ internal static class OpcodeTable
         }
         if (FormRowsAt + rows.Count > FormRowMask) throw new InvalidOperationException($"OpcodeTable: {next} forms do not fit a form entry");
         return [.. rows];
+    }
+
+    /// <summary>Whether a form's rows (all variants) hold at least one row.</summary>
+    static bool HasRow(byte[] rows)
+    {
+        for (int o = 0; o < rows.Length; o += FormRowSize)
+            if ((Unsafe.ReadUnaligned<int>(ref rows[o + RowCtl]) & CValid) != 0) return true;
+        return false;
     }
 
     /// <summary>One form's row for variant <paramref name="v"/>: the full decoder's result for the form with ModRM
