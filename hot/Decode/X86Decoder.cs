@@ -12,6 +12,13 @@
 //
 // Length rule: at most 15 bytes are looked at. Running out of bytes when fewer than 15 were supplied is
 // Truncated; needing a 16th byte is TooLong (the CPU's #GP).
+//
+// Two paths, one result (issue 14): TryDecode first runs the form-row path (TryRows; OpcodeTable's "form rows"),
+// which copies a DecodedAccess precomputed per form, mode and operand size and writes only the operands the bytes
+// name; whatever the rows do not hold goes to Decode, the pipeline above, which also built the rows. The row path is
+// a leaf with few values live (NativeAOT spills whatever does not fit the caller-saved registers), so its state is
+// packed: prefixes, segment override and REX in one int. TryDecodeFull and TryDecodeRows expose each path alone for
+// the tests that hold them to the same result (DecoderFormRowTests).
 
 using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
