@@ -25,6 +25,7 @@ public static class WriteBack
     /// Writes a value read from memory or a port into the destination register of a Read, ReadZx, ReadSx or In
     /// access (and the register side of XCHG). Does nothing when the access has no register operand.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]   // into the common read's completion (AfterRead): one frame fewer per exit
     public static void ApplyRead(in DecodedAccess d, Span<ulong> gprs, ulong value)
     {
         if (d.Reg < 0) return;

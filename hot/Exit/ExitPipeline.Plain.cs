@@ -68,6 +68,7 @@ public sealed partial class ExitPipeline<THost>
     /// The fused stage: true when vCPU <paramref name="v"/>'s exit is the memoised instruction in the memoised context
     /// and has been run from here (to its device, the host, RAM or a fault); false, having written nothing, otherwise.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]   // its one caller is BeginAccess, itself inlined into HandleExit
     bool ReplayPlain(int cpu, int v)
     {
         ref readonly var rec = ref _f.Exit[v];

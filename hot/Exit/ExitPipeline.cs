@@ -219,6 +219,7 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
     }
 
     /// <summary>Decode the instruction behind an MMIO/IOIO exit and start its first element.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]   // its one caller is HandleExit: one frame fewer per MMIO/IO exit
     void BeginAccess(int cpu, int v)
     {
         // The fused stage first: a plain MOV, IN or OUT memoised at this RIP, in the same context (ExitPipeline.Plain.cs).
@@ -495,6 +496,7 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
     }
 
     /// <summary>A memory side that is not RAM: the VM's MMIO ranges name the owner, or nobody; an access over two ranges is #GP.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]   // into the memo's replay and the memory side: one frame fewer per MMIO exit
     void MmioSide(int cpu, int v, ulong gpa, uint size, bool write, ulong data)
     {
         int mmioOwner = _host.Mmio(v).Lookup(v, gpa, size, out _, out bool straddles);
@@ -637,6 +639,7 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         FinishInstruction(cpu, v);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]   // into AfterRead and AfterWrite: one frame fewer per exit
     void FinishInstruction(int cpu, int v)
     {
         State.Rip(v) = NextRip(v);

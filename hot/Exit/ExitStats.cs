@@ -164,6 +164,7 @@ public sealed unsafe class ExitStats
     /// stores (the CPU's host thread owns them); a sample past the stripe is counted but not kept. A caller
     /// outside both drivers (no current CPU) is counted in the shared lane and keeps no sample.
     /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]   // into the exit's end (EndExit) and the run-page exit: one frame fewer per exit
     public void Record(int cpu, ExitKind kind, long measuredTicks, long modelledCycles, long hardwareTicks = 0)
     {
         int k = (int)kind;

@@ -77,6 +77,7 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
     void DesyncAt(int v, Step s, ulong rip) => Desync(v, $"vcpu {v}: at step '{s.Text}' expected rip 0x{s.Rip:x}, found 0x{rip:x}");
 
     /// <summary>What happened to the issued step: move on, loop, or count a problem.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]   // its one caller is Run
     void Retire(int v, ReplayProgram prog, Step[] steps)
     {
         _issued[v] = false;
@@ -140,6 +141,7 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
         Advance(v, prog, steps, s);
     }
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]   // three lines, at the end of most exits
     void Advance(int v, ReplayProgram prog, Step[] steps, Step s)
     {
         int next = _step[v] + 1;

@@ -101,6 +101,7 @@ public sealed class Cpu
     /// the inbox, no poller) and the step's budget allows. The caller enters it in place, so a model that is
     /// already waiting finds the vCPU's next access in its area without a scheduler round trip or a resume.
     /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]   // its one caller is WAIT_FOR_EVENT's fast path
     internal bool TryTakeDirectVcpu(out int vcpu)
     {
         vcpu = -1;

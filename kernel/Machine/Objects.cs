@@ -137,6 +137,7 @@ public sealed class VmObject : KObject
     public ulong Unhandled = VmCtl.UnhandledForward;
     public volatile bool Stopped;
     /// <summary>True if [gpa, gpa+size) is the VM's own RAM (anything else is a device or nothing).</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]   // into the exit path's RAM test (KernelExitHost.IsRam), once or twice per exit
     public bool IsRam(ulong gpa, ulong size)
     {
         // An array copy of Ranges: no enumerator (40 B) and no interface call per exit.
