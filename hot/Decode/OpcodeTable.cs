@@ -26,6 +26,9 @@
 //   as the CPU decides): [AccessKind, access size, required alignment, 0]; Unsupported = not an emulated form.
 //   LOCK: legal on XCHG and on the memory-destination forms whose AluOp has its bit in LockableOps.
 
+using System.Numerics;
+using System.Runtime.CompilerServices;
+
 namespace Copra.Hot.Decode;
 
 internal static class OpcodeTable
@@ -74,10 +77,55 @@ internal static class OpcodeTable
     public const byte PNone = 0, POpSize = 1, PAddrSize = 2, PRep = 3, PRepne = 4, PLock = 5, PRex = 6, PSeg = 8; // PSeg + segment number
 
     /// <summary>Where each table starts in <see cref="Table"/>: the prefix table (256 bytes), the opcode entries (3 maps),
-    /// the group rows, the prefix rows and the kind traits.</summary>
+    /// the group rows, the prefix rows, the kind traits, the decoder's prefix bits per REX byte (RexBits), the form entries (one uint per opcode of the one-byte and 0F
+    /// maps, after one zero entry for "no opcode byte"), the mode-size entries (8 per CpuMode value, 256 values), the ModRM
+    /// tables and the form rows (their count is known once built).</summary>
     public const int PrefixesAt = 0, EntriesAt = 256, GroupsAt = EntriesAt + 3 * 256 * EntrySize,
         PrefixRowsAt = GroupsAt + GroupCount * 8 * GroupRowSize, TraitsAt = PrefixRowsAt + PrefixRowCount * PrefixRowSize,
-        TableSize = TraitsAt + 256;
+        RexBitsAt = TraitsAt + 256, FormsAt = RexBitsAt + 16 * 4 + 4, ModeSizesAt = FormsAt + 2 * 256 * 4, ModRMAt = ModeSizesAt + 256 * 8 * 2, FormRowsAt = ModRMAt + 3 * 512;
+
+    // ---- Form rows (the decoder's short path; X86Decoder.TryDecode) ----
+    //
+    // A form is an opcode of the one-byte or 0F map, or one ModRM.reg member of a group opcode, whose DecodedAccess is
+    // fixed by the form, the CPU mode and the operand size except for what the bytes name: the ModRM/SIB operands, the
+    // displacement, the immediate, the segment, the length, LOCK and REP. Its row holds that DecodedAccess once per
+    // variant (mode and operand size: FormVariantCount, ModeSizes), built at type initialisation by running the full
+    // decoder (X86Decoder.Decode) on a synthesised instance of the form, so a row cannot disagree with the decoder it
+    // shortens; the decoder copies the row in one 48-byte move and writes the operands after it.
+    // Why built by decoding and not from the tables directly: a second derivation of Size/RegSize/Op/Align per kind
+    // would be a second decoder to keep in step; decoding the form once per variant is the first one, by construction.
+    //
+    //   form entry (uint, FormsAt + (map * 256 + opcode) * 4): bits 0..23 the offset in Table of the form's rows (a
+    //   group's member 0; its members follow), FormModRM, FormGroup; below FormRowsAt: FormEscape on 0F (the next byte
+    //   indexes the 0F map's entries), 0 = no form. A form's rows: one per variant, 1 << FormVariantBits of them.
+    //   form row (FormRowSize bytes): [0..47] the DecodedAccess; [RowCtl] an int: the immediate's length and mask, and
+    //   C* bits; CValid clear = this form does not exist in this variant (the full decoder refuses it, or decides more
+    //   than a row holds).
+    //   mode-size entry (ushort at ModeSizesAt + (mode * 8 + 66 + 67 * 2 + REX.W * 4) * 2): the variant's row offset
+    //   (SelVariant; variant 7 = none, for the CpuMode values that are not modes), the address size (SelAddrSize) and
+    //   the ModRM table (SelModRM).
+    /// <summary>Where a REX prefix sits in the decoder's prefix bits (X86Decoder.Prefixes): REX.W at PfRexW, beside 66 and
+    /// 67, and the whole byte at PfRexShift. RexBitsAt holds those bits for 40..4F, so a REX costs a load and no shifts.</summary>
+    public const int PfRexW = 4, PfRexShift = 16;
+    public const uint FormRowMask = 0xFF_FFFF, FormModRM = 1u << 24, FormGroup = 1u << 25, FormEscape = 1;
+    public const int FormVariantBits = 3, FormVariantCount = 7, FormRowBits = 6, FormRowSize = 1 << FormRowBits,
+        RowCtl = 48;
+    /// <summary>A mode-size entry (ushort): the address size, the variant's byte offset within a form's rows, and which
+    /// ModRM table the mode and address size use (its offset from ModRMAt: 16-bit addressing, 32-bit, 64-bit mode; the
+    /// tables are 512 bytes apart, 256 of them used, so the entry's bits are the offset).</summary>
+    public const int SelAddrSize = 0xF, SelVariant = ((1 << FormVariantBits) - 1) << FormRowBits,
+        SelModRM16 = 0, SelModRM32 = 1 << 9, SelModRM64 = 2 << 9, SelModRM = 3 << 9;
+    /// <summary>Form-row control (an int at RowCtl): the immediate's length (CImmBytes) and its mask (bits CImmShift..: the
+    /// immediate is read sign-extended and ANDed with ulong.MaxValue shifted right by this); CValid = the row exists; CModRM =
+    /// a ModRM byte follows; CRegModRM = Reg is ModRM.reg (+ REX.R); CByteReg = ... and it is a byte register (AH..BH
+    /// without REX); CLockable = LOCK is legal; CRep = F2/F3 make it a REP string form; CRepNe = F2 means REPNE;
+    /// CEsDest = Segment is ES whatever the prefixes; CSrcSeg = SrcSegment takes the segment.</summary>
+    public const int CImmBytes = 0xFF, CImmShift = 24, CValid = 1 << 8, CModRM = 1 << 9, CRegModRM = 1 << 10, CByteReg = 1 << 11,
+        CLockable = 1 << 12, CRep = 1 << 13, CRepNe = 1 << 14, CEsDest = 1 << 15, CSrcSeg = 1 << 16;
+    /// <summary>ModRM table bytes (ModRMAt + SelModRM* + the ModRM byte, mod 0..2): the displacement's length (MDisp:
+    /// 0, 1 or 4), MSib = a SIB byte follows, MNoBase = mod 0, rm 5 (disp32 alone: RIP-relative in 64-bit mode), MNone =
+    /// 16-bit addressing (not decoded by the rows).</summary>
+    public const int MDisp = 7, MSib = 8, MNoBase = 16, MNone = 32;
 
     // Why one array: the decoder reaches every table through one reference fetched once per call (a static field read in
     // NativeAOT is a class-init check, a base load and a null check; four tables paid that four times and spilled the bases).
@@ -88,13 +136,172 @@ internal static class OpcodeTable
 
     static byte[] BuildTable()
     {
-        var t = new byte[TableSize];
+        var t = new byte[FormRowsAt];
         BuildPrefixes().CopyTo(t, PrefixesAt);
         BuildEntries().CopyTo(t, EntriesAt);
         BuildGroups().CopyTo(t, GroupsAt);
         BuildPrefixRows().CopyTo(t, PrefixRowsAt);
         BuildTraits().CopyTo(t, TraitsAt);
-        return t;
+        BuildModeSizes(t);
+        for (int rex = 0x40; rex <= 0x4F; rex++)
+            Unsafe.WriteUnaligned(ref t[RexBitsAt + (rex & 0xF) * 4], rex << PfRexShift | ((rex & 8) != 0 ? PfRexW : 0));
+        byte[] rows = BuildForms(t);
+        var all = new byte[FormRowsAt + rows.Length];
+        t.CopyTo(all, 0);
+        rows.CopyTo(all, FormRowsAt);
+        return all;
+    }
+
+    /// <summary>The variant (which operand size a row was built for) and the address size per mode, 66, 67 and REX.W.</summary>
+    static void BuildModeSizes(byte[] t)
+    {
+        for (int m = 0; m < 256; m++)
+            for (int k = 0; k < 8; k++)
+            {
+                bool o = (k & 1) != 0, a = (k & 2) != 0, w = (k & 4) != 0;
+                int sel = (CpuMode)m switch
+                {
+                    CpuMode.Bits16 => Sel(o ? 1 : 0, a ? 4 : 2, a ? SelModRM32 : SelModRM16),
+                    CpuMode.Bits32 => Sel(o ? 3 : 2, a ? 2 : 4, a ? SelModRM16 : SelModRM32),
+                    CpuMode.Bits64 => Sel(w ? 6 : o ? 5 : 4, a ? 4 : 8, SelModRM64),
+                    _ => Sel(FormVariantCount, 0, SelModRM16),   // not a mode: the variant no form has, so every form goes to Decode
+                };
+                Unsafe.WriteUnaligned(ref t[ModeSizesAt + (m * 8 + k) * 2], (ushort)sel);
+            }
+        static int Sel(int variant, int addrSize, int modrmTable) => variant << FormRowBits | addrSize | modrmTable;
+
+        // ModRM (mod 0..2) for 16-bit addressing (MNone), 32-bit addressing and 64-bit mode (which differ in nothing here but
+        // the table's name: RIP-relative is decided on SelModRM64).
+        for (int modrm = 0; modrm < 0xC0; modrm++)
+        {
+            int mod = modrm >> 6, rm = modrm & 7;
+            int m = mod == 1 ? 1 : mod == 2 ? 4 : 0;
+            if (rm == 4) m |= MSib;
+            else if (rm == 5 && mod == 0) m |= MNoBase | 4;
+            t[ModRMAt + SelModRM16 + modrm] = MNone;
+            t[ModRMAt + SelModRM32 + modrm] = (byte)m;
+            t[ModRMAt + SelModRM64 + modrm] = (byte)m;
+        }
+    }
+
+    /// <summary>A variant's mode and prefixes: 0, 1 = 16-bit mode without and with 66; 2, 3 = 32-bit mode without and
+    /// with 66; 4, 5, 6 = 64-bit mode without a prefix, with 66, with REX.W.</summary>
+    static (CpuMode Mode, byte[] Prefixes) Variant(int v) => v switch
+    {
+        // 67 in 16-bit mode: the rows are for 32/64-bit addressing (16-bit addressing goes to Decode), and the address
+        // size is not part of a row.
+        0 => (CpuMode.Bits16, [0x67]),
+        1 => (CpuMode.Bits16, [0x67, 0x66]),
+        2 => (CpuMode.Bits32, []),
+        3 => (CpuMode.Bits32, [0x66]),
+        4 => (CpuMode.Bits64, []),
+        5 => (CpuMode.Bits64, [0x66]),
+        _ => (CpuMode.Bits64, [0x48]),
+    };
+
+    /// <summary>Whether a kind's DecodedAccess is fixed by the form, mode and operand size (so a row can hold it): not the
+    /// SSE/MMX, MOVDIR64B, x87 and system kinds (a mandatory prefix or a size rule of their own), not MOVNTI/MOVDIRI
+    /// (refused with 66/F2/F3) and not BSF/BSR (F3 makes them TZCNT/LZCNT).</summary>
+    static bool RowKind(AccessKind kind, int op, bool writeArg) =>
+        kind is not (AccessKind.Unsupported or AccessKind.ReadVec or AccessKind.WriteVec or AccessKind.Movdir64b)
+        && kind < AccessKind.Fnstcw
+        && !(kind == AccessKind.Write && writeArg)
+        && !(kind == AccessKind.Alu && op is (int)AluOp.Bsf or (int)AluOp.Bsr);
+
+    static byte[] BuildForms(byte[] t)
+    {
+        var rows = new List<byte>();
+        int next = 0;
+        for (int map = 0; map < 2; map++)
+        {
+            for (int op = 0; op < 256; op++)
+            {
+                int e = EntriesAt + (map * 256 + op) * EntrySize;
+                byte kind = t[e], flags = t[e + 1], imm = t[e + 2], arg = t[e + 3];
+                uint entry = 0;
+                if (kind == KindEscape && map == 0) entry = FormEscape;
+                else if (kind is not (KindEscape or KindPrefixed) && kind != (byte)AccessKind.Unsupported && imm is not (ImmMoffs or ImmPort8))
+                {
+                    bool group = kind == KindGroup;
+                    var members = new List<byte[]>();
+                    for (int m = 0; m < (group ? 8 : 1); m++)
+                    {
+                        int g = GroupsAt + (arg * 8 + m) * GroupRowSize;
+                        bool rowKind = group ? RowKind((AccessKind)t[g], t[g + 1], false) : RowKind((AccessKind)kind, arg, arg != 0);
+                        var memberRows = new List<byte>();
+                        for (int v = 0; v < 1 << FormVariantBits; v++)
+                            memberRows.AddRange(rowKind && v < FormVariantCount ? FormRow(t, map, op, m, v, group) : new byte[FormRowSize]);
+                        members.Add([.. memberRows]);
+                    }
+                    // Why: a group whose members decode alike (SETcc ignores ModRM.reg) needs one form, not eight, and a
+                    // form without a row in any variant needs none (the full decoder takes it before ModRM is read).
+                    if (members.TrueForAll(r => r.AsSpan().SequenceEqual(members[0]))) { members.RemoveRange(1, members.Count - 1); group = false; }
+                    if (members.Exists(HasRow))
+                    {
+                        entry = (uint)(FormRowsAt + (next << (FormVariantBits + FormRowBits))) | ((flags & FModRM) != 0 ? FormModRM : 0) | (group ? FormGroup : 0);
+                        foreach (byte[] r in members) rows.AddRange(r);
+                        next += members.Count;
+                    }
+                }
+                Unsafe.WriteUnaligned(ref t[FormsAt + (map * 256 + op) * 4], entry);
+            }
+        }
+        if (FormRowsAt + rows.Count > FormRowMask) throw new InvalidOperationException($"OpcodeTable: {next} forms do not fit a form entry");
+        return [.. rows];
+    }
+
+    /// <summary>Whether a form's rows (all variants) hold at least one row.</summary>
+    static bool HasRow(byte[] rows)
+    {
+        for (int o = 0; o < rows.Length; o += FormRowSize)
+            if ((Unsafe.ReadUnaligned<int>(ref rows[o + RowCtl]) & CValid) != 0) return true;
+        return false;
+    }
+
+    /// <summary>One form's row for variant <paramref name="v"/>: the full decoder's result for the form with ModRM
+    /// [rAX] (mod 0, rm 0, reg = the group member or 0) and an all-ones immediate, and what the decoder must still
+    /// write per instance.</summary>
+    static byte[] FormRow(byte[] t, int map, int op, int member, int v, bool group)
+    {
+        if (Unsafe.SizeOf<DecodedAccess>() > RowCtl) throw new InvalidOperationException("OpcodeTable: DecodedAccess outgrew its form row");
+        var (mode, prefixes) = Variant(v);
+        var bytes = new List<byte>(prefixes);
+        if (map == 1) bytes.Add(0x0F);
+        bytes.Add((byte)op);
+        int e = EntriesAt + (map * 256 + op) * EntrySize;
+        byte flags = t[e + 1];
+        if ((flags & FModRM) != 0) bytes.Add((byte)(member << 3));
+        int end = bytes.Count;
+        bytes.AddRange([0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF, 0xFF]);
+        var row = new byte[FormRowSize];
+        if (!X86Decoder.Decode(ref t[0], bytes.ToArray(), mode, out DecodedAccess d)) return row;   // not a form in this variant
+
+        int immBytes = d.Length - end;
+        if (immBytes is not (0 or 1 or 2 or 4) || d.Port != 0 || d.Disp != 0)
+            throw new InvalidOperationException($"OpcodeTable: form {map:X}/{op:X2}/{member} has operands a row cannot hold");
+        int traits = t[TraitsAt + (int)d.Kind];
+        bool regModRM = (flags & FModRM) != 0 && !group && (flags & FAcc) == 0 && t[e + 2] != ImmCl;
+        int ctl = CValid | immBytes;
+        if ((flags & FModRM) != 0) ctl |= CModRM;
+        if (regModRM) ctl |= CRegModRM;
+        if (regModRM && d.RegSize == 1) ctl |= CByteReg;
+        if ((flags & FString) != 0) ctl |= CRep;
+        if ((flags & FString) != 0 && (traits & TRepNe) != 0) ctl |= CRepNe;
+        if ((traits & TEsDest) != 0) ctl |= CEsDest;
+        if ((traits & TSrcSeg) != 0) ctl |= CSrcSeg;
+        bytes.Insert(0, 0xF0);
+        if (X86Decoder.Decode(ref t[0], bytes.ToArray(), mode, out _)) ctl |= CLockable;
+
+        if (immBytes != 0)
+        {
+            // The all-ones immediate decodes to its mask (sign-extended, then cut to the operand size or to its own width).
+            int shift = BitOperations.LeadingZeroCount((ulong)d.Imm);
+            if (ulong.MaxValue >> shift != (ulong)d.Imm) throw new InvalidOperationException($"OpcodeTable: form {map:X}/{op:X2}/{member} has an immediate mask {d.Imm:X}");
+            ctl |= shift << CImmShift;
+        }
+        Unsafe.WriteUnaligned(ref row[0], d);
+        Unsafe.WriteUnaligned(ref row[RowCtl], ctl);
+        return row;
     }
 
     /// <summary>Kind traits (one byte per AccessKind), so the decoder's tail reads one byte instead of comparing the kind

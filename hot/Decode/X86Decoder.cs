@@ -12,6 +12,13 @@
 //
 // Length rule: at most 15 bytes are looked at. Running out of bytes when fewer than 15 were supplied is
 // Truncated; needing a 16th byte is TooLong (the CPU's #GP).
+//
+// Two paths, one result (issue 14): TryDecode first runs the form-row path (TryRows; OpcodeTable's "form rows"),
+// which copies a DecodedAccess precomputed per form, mode and operand size and writes only the operands the bytes
+// name; whatever the rows do not hold goes to Decode, the pipeline above, which also built the rows. The row path is
+// a leaf with few values live (NativeAOT spills whatever does not fit the caller-saved registers), so its state is
+// packed: prefixes, segment override and REX in one int. TryDecodeFull and TryDecodeRows expose each path alone for
+// the tests that hold them to the same result (DecoderFormRowTests).
 
 using System.Buffers.Binary;
 using System.Runtime.CompilerServices;
@@ -33,38 +40,191 @@ public static class X86Decoder
     /// Returns false when the instruction is not an emulated form; then <c>d.Kind == Unsupported</c>,
     /// <c>d.Length == 0</c> and <c>d.Error</c> says why.
     /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static bool TryDecode(ReadOnlySpan<byte> bytes, CpuMode mode, out DecodedAccess d)
     {
-        d = default;
-        d.Mode = mode;
-        int limit = Math.Min(bytes.Length, MaxLength);
-        bool is64 = mode == CpuMode.Bits64;
-        // Why references and Unsafe.Add: every table index below is a byte times a row size inside its table (OpcodeTable's
-        // offsets), and every instruction byte is read only after `i < limit` (limit <= bytes.Length), so the bounds checks
-        // the span indexers would add are provably dead; the JIT could not see it through the packed offsets.
+        // Why a wrapper: the row path is a leaf (no call, so no callee-saved registers to save and nothing kept alive for
+        // a call), and the full decoder is called from here only for what the rows do not cover.
         ref byte t = ref MemoryMarshal.GetArrayDataReference(Table);
-        ref byte code = ref MemoryMarshal.GetReference(bytes);
+        Unsafe.SkipInit(out d);
+        return TryRows(ref t, ref MemoryMarshal.GetReference(bytes), (nint)(uint)bytes.Length, (byte)mode, ref d) || Decode(ref t, bytes, mode, out d);
+    }
 
-        // Why one int: the legacy prefixes as bits (PfOpSize..PfLock) keep the decoder's live state in registers.
+    /// <summary>
+    /// The form-row path (OpcodeTable's design note, "form rows"): prefixes, the form's entry, ModRM, then one 48-byte
+    /// copy of the row's precomputed DecodedAccess, and only the operands the bytes name are written after it. Returns
+    /// false, with <paramref name="d"/> undefined, for whatever the rows do not cover (no row for the form, mod = 3, 16-bit
+    /// addressing, bytes that end early or run past 15, a LOCK the form refuses): Decode decides those from scratch.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    static bool TryRows(ref byte t, ref byte code, nint length, int mode, ref DecodedAccess d)
+    {
+        // Bounds: every byte is read only after a check against `length`; the 15-byte limit is checked once at the end (a
+        // longer instruction goes to Decode, which refuses it TooLong). Few values live, so the method needs no frame.
+        nint i = 0;
         int pf = 0;
-        int segOverride = -1;
-        int rex = 0;
-        int i = 0;
-        int b = 0; // initialised: Stryker's mutant switches break definite assignment of a bare local
+        int b = Prefixes(ref t, ref code, length, (CpuMode)mode, ref i, ref pf);
+        // b = -1 (the bytes ended) reads the zero entry just before the form entries: no form.
+        uint ent = Unsafe.ReadUnaligned<uint>(ref At(ref t, FormsAt + b * 4));
+        i++;
+        if (ent < FormRowsAt)
+        {
+            // 0F (FormEscape): the next byte is an index into the 0F map's form entries (0F 38 has none: Decode takes it).
+            if (ent == 0 || i >= length) return false;
+            ent = Unsafe.ReadUnaligned<uint>(ref At(ref t, FormsAt + (Map0F + At(ref code, i)) * 4));
+            i++;
+            if (ent < FormRowsAt) return false;
+        }
+        // Why one load per (mode, 66, 67, REX.W): the row variant (as a byte offset), the address size and the ModRM table
+        // come from one entry instead of the compares Decode makes.
+        int sel = Unsafe.ReadUnaligned<ushort>(ref At(ref t, ModeSizesAt + (mode * 8 + (pf & PfSizes)) * 2));
+        int row = (int)(ent & FormRowMask) + (sel & SelVariant);
+        int modrm = 0;
+        if ((ent & FormModRM) != 0)
+        {
+            if (i >= length) return false;
+            modrm = At(ref code, i);
+            if (modrm >= 0xC0) return false;
+            i++;
+            if ((ent & FormGroup) != 0) row += (modrm & 0x38) << (FormRowBits + FormVariantBits - 3);   // the member's row
+        }
+        ref byte r = ref At(ref t, row);
+        int ctl = Unsafe.ReadUnaligned<int>(ref At(ref r, RowCtl));
+        if ((ctl & CValid) == 0) return false;
+        d = Unsafe.ReadUnaligned<DecodedAccess>(ref r);
+        d.AddressSize = (byte)(sel & SelAddrSize);
+        nint end = i + (nint)(uint)(ctl & CImmBytes);   // the instruction's end, once the ModRM operand's bytes are added
+        if ((ctl & CModRM) != 0)
+        {
+            int mi = At(ref t, ModRMAt + (sel & SelModRM) + modrm);
+            int bas;
+            end += (nint)(uint)(mi & MDisp);
+            if ((mi & (MSib | MNoBase | MNone)) == 0)
+            {
+                if (end > length) return false;
+                bas = (modrm & 7) | ((pf >> (PfRexShift - 3)) & 8);
+            }
+            else if ((mi & MSib) != 0)
+            {
+                if (++end > length) return false;
+                int sib = At(ref code, i++);
+                int index = ((sib >> 3) & 7) | ((pf >> (PfRexShift - 2)) & 8);
+                if (index != 4)
+                {
+                    d.Index = (sbyte)index;
+                    d.Scale = (byte)(1 << (sib >> 6));
+                }
+                if ((sib & 7) != 5 || (modrm & 0xC0) != 0) bas = (sib & 7) | ((pf >> (PfRexShift - 3)) & 8);
+                else if ((end += 4) > length) return false;   // no base: disp32
+                else { mi = 4; bas = -1; }
+            }
+            else if ((mi & MNone) != 0) return false;   // 16-bit addressing: Decode
+            else
+            {
+                if (end > length) return false;
+                bas = (sel & SelModRM) == SelModRM64 ? Gpr.Rip : -1;   // disp32 alone is RIP-relative in 64-bit mode
+            }
+            d.Base = (sbyte)bas;
+            // The row holds the segment for no override and a base other than rSP/rBP (DS, or ES for the rDI operand).
+            if ((pf & PfSeg) != 0) SetSegment(ref d, ((pf & PfSeg) >> PfSegShift) - 1, ctl);
+            else if ((uint)(bas - Gpr.Rsp) <= 1) SetSegment(ref d, Seg.SS, ctl);
+            int dispBytes = mi & MDisp;
+            if (dispBytes != 0)
+            {
+                d.Disp = dispBytes == 1 ? (sbyte)At(ref code, i) : Le32(ref At(ref code, i));
+                i += dispBytes;
+            }
+            if ((ctl & CRegModRM) != 0)
+            {
+                int reg = ((modrm >> 3) & 7) | ((pf >> (PfRexShift - 1)) & 8);
+                if ((ctl & CByteReg) != 0 && (pf & PfRex) == 0 && reg >= 4)
+                {
+                    reg -= 4;
+                    d.RegHigh8 = true;
+                }
+                d.Reg = (sbyte)reg;
+            }
+        }
+        else
+        {
+            if (end > length) return false;
+            if ((pf & PfSeg) != 0) SetSegment(ref d, ((pf & PfSeg) >> PfSegShift) - 1, ctl);
+        }
+        int n = ctl & CImmBytes;
+        if (n != 0)
+        {
+            ref byte at = ref At(ref code, i);
+            long imm = n == 1 ? (sbyte)at : n == 2 ? Le16(ref at) : Le32(ref at);
+            d.Imm = imm & (long)(ulong.MaxValue >> (ctl >> CImmShift));
+            i += n;
+        }
+        if ((pf & (PfLock | PfRep)) != 0)
+        {
+            if ((pf & PfLock) != 0)
+            {
+                if ((ctl & CLockable) == 0) return false;
+                d.Lock = true;
+            }
+            if ((pf & PfRep) != 0 && (ctl & CRep) != 0)
+            {
+                d.Rep = true;
+                d.RepNe = (pf & PfRepne) != 0 && (ctl & CRepNe) != 0;
+            }
+        }
+        if (i > MaxLength) return false;
+        d.Length = (byte)i;
+        return true;
+    }
+
+    /// <summary>The memory operand's segment when it is not the row's: an override, or SS for an rSP/rBP base. The rDI
+    /// operand of the string forms and MOVDIR64B stays ES; only their second source (CSrcSeg) moves.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static void SetSegment(ref DecodedAccess d, int seg, int ctl)
+    {
+        if ((ctl & CEsDest) == 0) Unsafe.WriteUnaligned(ref d.Segment, (ushort)(seg | seg << 8));   // Segment, SrcSegment
+        else if ((ctl & CSrcSeg) != 0) d.SrcSegment = (byte)seg;
+    }
+
+    /// <summary>
+    /// The form-row path alone: true and the access when the rows decode the instruction, false (and <paramref name="d"/>
+    /// default) when TryDecode would hand it to the full decoder. For tests and benchmarks that check what the rows
+    /// cover; TryDecode is the decoder.
+    /// </summary>
+    public static bool TryDecodeRows(ReadOnlySpan<byte> bytes, CpuMode mode, out DecodedAccess d)
+    {
+        d = default;
+        if (TryRows(ref MemoryMarshal.GetArrayDataReference(Table), ref MemoryMarshal.GetReference(bytes), (nint)(uint)bytes.Length, (byte)mode, ref d)) return true;
+        d = default;
+        return false;
+    }
+
+    /// <summary>
+    /// The full decoder alone, without the form rows: what <see cref="TryDecode"/> returns for every input (the
+    /// form-row path is a shortcut to the same result, and DecoderFormRowTests checks the two byte for byte).
+    /// </summary>
+    public static bool TryDecodeFull(ReadOnlySpan<byte> bytes, CpuMode mode, out DecodedAccess d) =>
+        Decode(ref MemoryMarshal.GetArrayDataReference(Table), bytes, mode, out d);
+
+    /// <summary>The legacy prefixes and REX before the opcode, as bits of <paramref name="pf"/> (PfOpSize..PfLock, the
+    /// segment override + 1 at PfSegShift, the REX byte at PfRexShift): returns the opcode byte (i at it), or -1 when the
+    /// bytes end first. Shared by both paths, so they cannot read prefixes differently.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static int Prefixes(ref byte t, ref byte code, nint limit, CpuMode mode, ref nint i, ref int pf)
+    {
         while (true)
         {
-            if (i >= limit) return RefuseShort(ref d, bytes.Length);
-            b = At(ref code, i);
+            if (i >= limit) return -1;
+            int b = At(ref code, i);
             int p = At(ref t, PrefixesAt + b);
-            if (p == PNone) break;
+            if (p == PNone) return b;
             if (p == PRex)
             {
-                if (!is64) break; // 40..4F are INC/DEC outside 64-bit mode: an opcode, not a prefix
-                rex = b;
+                if (mode != CpuMode.Bits64) return b; // 40..4F are INC/DEC outside 64-bit mode: an opcode, not a prefix
+                pf = (pf & ~PfRex) | Unsafe.ReadUnaligned<int>(ref At(ref t, RexBitsAt + (b & 0xF) * 4));
                 i++;
                 continue;
             }
-            rex = 0; // a REX that is not immediately before the opcode is ignored
+            pf &= ~PfRex; // a REX that is not immediately before the opcode is ignored
             switch (p)
             {
                 case POpSize: pf |= PfOpSize; break;
@@ -74,11 +234,35 @@ public static class X86Decoder
                 case PLock: pf |= PfLock; break;
                 default:
                     int s = p - PSeg;
-                    if (!is64 || s >= Seg.FS) segOverride = s;
+                    if (mode != CpuMode.Bits64 || s >= Seg.FS) pf = (pf & ~PfSeg) | (s + 1) << PfSegShift;
                     break;
             }
             i++;
         }
+    }
+
+    /// <summary>The full decoder over the tables at <paramref name="t"/> (OpcodeTable's layout; the form rows are not
+    /// read, so OpcodeTable builds them by calling this on its own tables before they are published).</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    internal static bool Decode(ref byte t, ReadOnlySpan<byte> bytes, CpuMode mode, out DecodedAccess d)
+    {
+        d = default;
+        d.Mode = mode;
+        int limit = Math.Min(bytes.Length, MaxLength);
+        bool is64 = mode == CpuMode.Bits64;
+        // Why references and Unsafe.Add: every table index below is a byte times a row size inside its table (OpcodeTable's
+        // offsets), and every instruction byte is read only after `i < limit` (limit <= bytes.Length), so the bounds checks
+        // the span indexers would add are provably dead; the JIT could not see it through the packed offsets.
+        ref byte code = ref MemoryMarshal.GetReference(bytes);
+
+        // Why one int: the legacy prefixes as bits (PfOpSize..PfLock) keep the decoder's live state in registers.
+        int pf = 0;
+        nint at0 = 0;
+        int b = Prefixes(ref t, ref code, limit, mode, ref at0, ref pf);
+        int i = (int)at0;
+        if (b < 0) return RefuseShort(ref d, bytes.Length);
+        int segOverride = ((pf & PfSeg) >> PfSegShift) - 1;
+        int rex = (pf >> PfRexShift) & 0xFF;
 
         i++;
         int e = EntriesAt + b * EntrySize;
@@ -381,12 +565,19 @@ public static class X86Decoder
         return true;
     }
 
-    /// <summary>The legacy prefixes as bits of one int: 66, 67, a REP (F2 or F3), the last of F2/F3 was F2, LOCK.</summary>
-    const int PfOpSize = 1, PfAddrSize = 2, PfRep = 4, PfRepne = 8, PfLock = 16;
+    /// <summary>The legacy prefixes as bits of one int: 66, 67, a REP (F2 or F3), the last of F2/F3 was F2, LOCK
+    /// (66 and 67 are bits 0 and 1: OpcodeTable's ModeSizes row is indexed by them; REX is OpcodeTable's PfRexW/PfRexShift).</summary>
+    internal const int PfOpSize = 1, PfAddrSize = 2, PfRep = 8, PfRepne = 16, PfLock = 32;
+    /// <summary>In the same int: the segment override + 1 (0 = none) at PfSegShift; 66, 67 and REX.W together (PfSizes);
+    /// REX.W and the REX byte (PfRex).</summary>
+    const int PfSizes = PfOpSize | PfAddrSize | PfRexW, PfSegShift = 8, PfSeg = 7 << PfSegShift, PfRex = 0xFF << PfRexShift | PfRexW;
 
     /// <summary>The byte <paramref name="i"/> bytes on: indices here are never negative, and as unsigned they need no sign extension.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static ref byte At(ref byte at, int i) => ref Unsafe.Add(ref at, (nuint)(uint)i);
+    /// <summary>The byte <paramref name="i"/> bytes on, for an index that is already pointer-sized (never negative).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static ref byte At(ref byte at, nint i) => ref Unsafe.Add(ref at, i);
 
     // Little-endian reads of guest bytes already known to be there (the caller checked i + n <= limit).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -239,6 +239,7 @@ public sealed partial class Kernel
         QueueVcpu(vc);
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]   // at the end of every exit (Reenter) and on a wake
     void QueueVcpu(VcpuObject vc)
     {
         var here = CurrentCpu;
