@@ -513,19 +513,20 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         uint size = _f.Acc[v].Size;
         ulong value = 0;
         Span<byte> wide = write ? WideWrite(v) : WideRead(v);
-        // Why two passes for a store: a store whose second page faults writes nothing, so every byte is checked first.
-        for (int pass = write ? 0 : 1; pass < 2; pass++)
+        // Every byte translated and checked before any moves: a store whose second page faults writes nothing.
+        Span<ulong> gpas = stackalloc ulong[(int)size];   // at most 64 (an FXSAVE piece, MOVDIR64B)
+        for (uint i = 0; i < size; i++)
         {
-            for (uint i = 0; i < size; i++)
-            {
-                var walk = PageWalker.Translate(_memory, _f.Mode[v], _f.Cr3[v], linear + i, DataAccess(v, write || IsRmw(in _f.Acc[v])), out ulong g);
-                if (!walk.IsOk) { InjectWalkFault(cpu, v, walk); return; }
-                if (!_host.IsRam(v, g, 1)) { InjectException(cpu, v, VectorGp, 0); return; }
-                if (pass == 0) continue;
-                if (size > 8) { if (write) _memory.WriteU8(g, wide[(int)i]); else wide[(int)i] = _memory.ReadU8(g); }
-                else if (write) _memory.WriteU8(g, (byte)(data >> (int)(8 * i)));
-                else value |= (ulong)_memory.ReadU8(g) << (int)(8 * i);
-            }
+            var walk = PageWalker.Translate(_memory, _f.Mode[v], _f.Cr3[v], linear + i, DataAccess(v, write || IsRmw(in _f.Acc[v])), out gpas[(int)i]);
+            if (!walk.IsOk) { InjectWalkFault(cpu, v, walk); return; }
+            if (!_host.IsRam(v, gpas[(int)i], 1)) { InjectException(cpu, v, VectorGp, 0); return; }
+        }
+        for (uint i = 0; i < size; i++)
+        {
+            ulong g = gpas[(int)i];
+            if (size > 8) { if (write) _memory.WriteU8(g, wide[(int)i]); else wide[(int)i] = _memory.ReadU8(g); }
+            else if (write) _memory.WriteU8(g, (byte)(data >> (int)(8 * i)));
+            else value |= (ulong)_memory.ReadU8(g) << (int)(8 * i);
         }
         if (write) AfterWrite(cpu, v); else AfterRead(cpu, v, value);
     }
