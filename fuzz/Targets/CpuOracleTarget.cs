@@ -181,6 +181,8 @@ public sealed class CpuOracleTarget(OracleFamily family, ExecFn? exec = null, Ad
             (0x66, [0x0F, 0x7F]), (0xF3, [0x0F, 0x7F]), (0x66, [0x0F, 0xE7]),
             (0, [0x0F, 0x38, 0xF9]), (0x66, [0x0F, 0x38, 0xF8]),
         ];
+        // MOVDIRI and MOVDIR64B only where this processor has them (NativeCpu.HasMovdiri): elsewhere they would raise #UD natively.
+        forms = [.. forms.Where(x => !(x.Op is [0x0F, 0x38, 0xF9] && !NativeCpu.HasMovdiri) && !(x.Op is [0x0F, 0x38, 0xF8] && !NativeCpu.HasMovdir64b))];
         var f = r.Pick(forms);
         if (f.Prefix != 0) b.Add(f.Prefix);
         if (r.Chance(60)) b.Add((byte)(0x40 | r.Next(16)));
@@ -264,10 +266,24 @@ public sealed class CpuOracleTarget(OracleFamily family, ExecFn? exec = null, Ad
         if (regsFree && d.Op is AluOp.Div or AluOp.Idiv && d.Size == 1 && (c.MemPattern & 2) == 0) g[Gpr.Rax] &= ~0xFF00UL;
     }
 
+    /// <summary>The instruction needs a feature this processor lacks (a replayed case from another host), else null.</summary>
+    static string? MissingFeature(byte[] bytes)
+    {
+        var dec = Iced.Intel.Decoder.Create(64, new Iced.Intel.ByteArrayCodeReader(bytes));
+        dec.Decode(out var ins);
+        return ins.Mnemonic switch
+        {
+            Iced.Intel.Mnemonic.Movdiri when !NativeCpu.HasMovdiri => "MOVDIRI (CPUID.7.0:ECX[27])",
+            Iced.Intel.Mnemonic.Movdir64b when !NativeCpu.HasMovdir64b => "MOVDIR64B (CPUID.7.0:ECX[28])",
+            _ => null,
+        };
+    }
+
     public override string? Check(CpuCase c)
     {
         if (!NativeCpu.IsSupported) return null;
         if (!X86Decoder.TryDecode(c.Bytes, CpuMode.Bits64, out DecodedAccess d)) return "generator produced a refused form";
+        if (MissingFeature(c.Bytes) is { } missing) return $"this host's processor has no {missing}: the case cannot run natively here";
         var cpu = t_cpu ??= new NativeCpu(DataSize);
         Span<byte> native = cpu.Data;
         FillMemory(in c, native);

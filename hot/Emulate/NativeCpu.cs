@@ -45,6 +45,17 @@ public sealed unsafe partial class NativeCpu : IDisposable
     /// <summary>True where this runner works: Linux on x86-64.</summary>
     public static bool IsSupported => OperatingSystem.IsLinux() && RuntimeInformation.ProcessArchitecture == Architecture.X64;
 
+    /// <summary>
+    /// The host processor has MOVDIRI (CPUID.(EAX=7,ECX=0):ECX[27]) and MOVDIR64B (ECX[28]). Why it matters: run natively
+    /// on a processor without them they raise #UD, which kills the process (not every x86-64 host has them: this
+    /// project's build machines have had both kinds).
+    /// </summary>
+    public static readonly bool HasMovdiri = CpuidEcx7(27), HasMovdir64b = CpuidEcx7(28);
+
+    static bool CpuidEcx7(int bit) =>
+        System.Runtime.Intrinsics.X86.X86Base.IsSupported && System.Runtime.Intrinsics.X86.X86Base.CpuId(0, 0).Eax >= 7
+        && (System.Runtime.Intrinsics.X86.X86Base.CpuId(7, 0).Ecx & (1 << bit)) != 0;
+
     /// <summary>Maps the code page, the state block and a <paramref name="dataSize"/>-byte data buffer.</summary>
     public NativeCpu(int dataSize = 8192)
     {
@@ -68,6 +79,7 @@ public sealed unsafe partial class NativeCpu : IDisposable
     public void Run(ReadOnlySpan<byte> instruction, Span<ulong> gprs, ref ulong rflags)
     {
         Span<UInt128> xmm = stackalloc UInt128[16];
+        xmm.Clear();   // SkipLocalsInit: the registers start at zero, as before
         Run(instruction, gprs, ref rflags, xmm);
     }
 

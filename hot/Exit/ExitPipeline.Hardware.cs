@@ -54,7 +54,13 @@ public sealed partial class ExitPipeline<THost>
         _f.Phase[v] = ElementPhase.None;
         _f.FirstElement[v] = false;
         _f.Value[v] = value;
-        if (!write) _f.HwRead[v] = value;
+        if (!write)
+        {
+            _f.HwRead[v] = value;
+            State.Gprs(v).CopyTo(_f.HwGprs.Row(v));
+            _f.HwFlags[v] = State.Rflags(v);
+            _f.HwReadEnd[v] = State.Rip(v) + _f.Acc[v].Length;
+        }
         Followed(v)?.Step(v, write ? "write done; the hardware finishes the instruction" : $"value 0x{value:x} in hand; the hardware finishes the instruction");
         _host.CompleteAccess(v, write ? 0 : value);
         EndInstruction(cpu, v);
@@ -114,21 +120,26 @@ public sealed partial class ExitPipeline<THost>
                 ulong expect = 0;
                 bool known = true;
                 Span<ulong> copy = stackalloc ulong[16];
-                gprs.CopyTo(copy);
+                // The write of an instruction whose read this vCPU's last hardware read was: the state that read saw
+                // (the hardware has written the instruction's registers and flags by the time it reports the write).
+                bool ofRead = _f.HwReadEnd[v] == State.Rip(v) + d.Length;
+                _f.HwReadEnd[v] = 0;
+                (ofRead ? _f.HwGprs.Row(v) : gprs).CopyTo(copy);
+                ulong flagsBefore = ofRead ? _f.HwFlags[v] : State.Rflags(v);
                 switch (d.Kind)
                 {
-                    case AccessKind.Write: case AccessKind.WriteImm: expect = WriteBack.StoreValue(d, gprs); break;
+                    case AccessKind.Write: case AccessKind.WriteImm: expect = WriteBack.StoreValue(d, copy); break;
                     case AccessKind.WriteVec: case AccessKind.Movdir64b: known = false; break;   // an 8-byte fragment of a wide store
                     case AccessKind.Fnstcw: expect = State.Fcw(v); break;
                     case AccessKind.Fnstsw: expect = State.Fsw(v); break;
                     case AccessKind.MmxWrite: case AccessKind.Fxsave: known = false; break;   // MMX state and the image: the hardware's, read before the exit
-                    case AccessKind.Stos: expect = gprs[0]; break;
+                    case AccessKind.Stos: expect = copy[0]; break;
                     case AccessKind.Pop: known = false; break;   // the value popped is the guest stack's, which KVM read
                     case AccessKind.SysStore: known = false; break;   // SGDT/SIDT/SMSW/SLDT/STR: a piece of KVM's own register image
                     case AccessKind.Xchg: expect = WriteBack.Xchg(d, copy, _f.HwRead[v]); break;
                     case AccessKind.Alu: case AccessKind.Bt: case AccessKind.Setcc:
                     {
-                        ulong fl = State.Rflags(v);
+                        ulong fl = flagsBefore;
                         known = Executor.Execute(in d, copy, ref fl, _f.HwRead[v], out expect) == ExecResult.Write;
                         break;
                     }

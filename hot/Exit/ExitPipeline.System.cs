@@ -47,6 +47,7 @@ public sealed partial class ExitPipeline<THost>
         toWrite = 0;
         write = d.Kind == AccessKind.SysStore;
         Span<byte> op = stackalloc byte[16];
+        op.Clear();   // SkipLocalsInit: bytes a form does not write stay zero
         if (d.Kind == AccessKind.SysStore)
         {
             if (d.SysReg is SysReg.Gdtr or SysReg.Idtr)
@@ -270,6 +271,7 @@ public sealed partial class ExitPipeline<THost>
     bool ReadDescriptor(int cpu, int v, ulong linear, int bytes, out ulong lo, out ulong hi)
     {
         Span<byte> b = stackalloc byte[16];
+        b.Clear();   // SkipLocalsInit: bytes past the descriptor stay zero
         lo = hi = 0;
         for (int i = 0; i < bytes;)
         {

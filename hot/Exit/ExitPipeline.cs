@@ -98,7 +98,7 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
     public InstructionFetcher Fetcher { get; }
     public ExitStats Stats { get; }
     /// <summary>The instruction in flight, per vCPU (struct-of-arrays; the vCPU's CPU owns its row).</summary>
-    public InFlight InFlight => _f;
+    public ref readonly InFlight InFlight => ref _f;
     readonly InFlight _f;
     int _firstExit;
 
@@ -305,7 +305,8 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
     bool FetchAndDecode(int cpu, int v, ulong cr0, ulong cr4, ulong efer, ushort csAttr, CpuMode cpuMode,
         in PagingMode pmode, ulong cr3, ulong linearRip, AccessType access, bool words, ulong lo, ulong hi, ref DecodedAccess d)
     {
-        Span<byte> buffer = stackalloc byte[DecodeCache.BufferLength];   // zeroed: the byte past the fetch is part of the cache key
+        Span<byte> buffer = stackalloc byte[DecodeCache.BufferLength];
+        buffer.Clear();   // zeroed (SkipLocalsInit): the byte past the fetch is part of the cache key
         Span<byte> bytes = buffer[..InstructionFetcher.MaxInstructionLength];
         FetchResult fr;
         int got;

@@ -16,8 +16,11 @@ public enum ElementPhase : byte { None, Read, Write, Read2 }   // Read2: a secon
 /// applied there, so no row is ever written by two host threads and none needs a lock. A vCPU has at most one
 /// instruction in flight, and its row survives while the access waits behind another vCPU's in a device's queue.
 /// Allocated once at boot; nothing here allocates afterwards.
+/// Why a struct: held inline by the pipeline (and copied once into the kernel), a column's base is one load from the
+/// holder, where a class would add a load of the reference before every column access (the JIT cannot keep it in a
+/// register across the exit path's stores through pointers). Every copy shares the same pinned storage.
 /// </summary>
-public sealed class InFlight
+public readonly struct InFlight
 {
     public InFlight(int vcpus)
     {
@@ -26,7 +29,7 @@ public sealed class InFlight
         Acc = new(n); Exit = new(n); Phase = new(n);
         Value = new(n); WriteValue = new(n); SegBase = new(n); EsBase = new(n);
         Mode = new(n); Cr3 = new(n);
-        Measured = new(n); SegStart = new(n); Modelled = new(n); Hardware = new(n); HwRead = new(n);
+        Measured = new(n); SegStart = new(n); Modelled = new(n); Hardware = new(n); HwRead = new(n); HwGprs = new(n, 16); HwFlags = new(n); HwReadEnd = new(n);
         FirstElement = new(n); HardwareCompletes = new(n); Follow = new(n); RepElements = new(n); Forwarded = new(n); TdRead0 = new(n);
         ReqKind = new(n); ReqAddr = new(n); ReqSize = new(n); ReqWrite = new(n); ReqData = new(n); ReqOwner = new(n);
         Answer = new(n); AnswerMismatch = new(n);
@@ -78,6 +81,13 @@ public sealed class InFlight
     public readonly VcpuColumn<long> Hardware;
     /// <summary>The value the last hardware-completed read returned (checks an ALU's write).</summary>
     public readonly VcpuColumn<ulong> HwRead;
+    /// <summary>
+    /// The registers and RFLAGS at that read exit, and the end of its instruction (RIP + length; 0: none). Why: the
+    /// hardware reports a read-modify-write's write after the instruction's register writes (XADD's source, XCHG's
+    /// register, the flags ADC reads), so the write's expected data is computed from the state its read saw.
+    /// </summary>
+    public readonly VcpuWays<ulong> HwGprs;
+    public readonly VcpuColumn<ulong> HwFlags, HwReadEnd;
     /// <summary>The vCPU's TDG.VP.RD count already charged to this exit.</summary>
     public readonly VcpuColumn<long> TdRead0;
 

@@ -50,10 +50,24 @@ public static class WriteExitCheck
         if (!e.IsWrite || e.Reason is not (KvmExitReason.Mmio or KvmExitReason.Io)) return null;
         bool port = e.Reason == KvmExitReason.Io;
         Span<byte> buf = stackalloc byte[MaxLength];
+        buf.Clear();   // SkipLocalsInit: a short read leaves the rest zero
         if (!port && Match(g, rip, 0, gprs, rflags, e, buf, runningString: true) is { } running) return running;
         if (port && Match(g, rip, 0, gprs, rflags, e, buf, runningString: false) is { } here) return here;
         for (int len = 1; len <= MaxLength; len++)
-            if (rip >= (ulong)len && Match(g, rip - (ulong)len, len, gprs, rflags, e, buf, runningString: false) is { } l) return l;
+            if (rip >= (ulong)len && Match(g, rip - (ulong)len, len, gprs, rflags, e, buf, runningString: false) is { } l)
+            {
+                // Why the longest: the bytes of `lock xadd` or `movdqu` (F3 0F 7F) without their first prefix are an
+                // instruction too (`xadd`, MMX `movq`) that ends at RIP and writes the same place. A byte before the
+                // shorter match that Iced takes as a prefix of it makes the longer one; that longer one is kept (if the
+                // byte was the tail of the instruction before, the decoders still agree on the access, and only the
+                // prefix's meaning, e.g. LOCK, is misattributed).
+                for (int more = len + 1; more <= MaxLength && rip >= (ulong)more; more++)
+                {
+                    if (Match(g, rip - (ulong)more, more, gprs, rflags, e, buf, runningString: false) is not { } longer) break;
+                    l = longer;
+                }
+                return l;
+            }
         if (!port && Match(g, rip, 0, gprs, rflags, e, buf, runningString: false) is { } at) return at;
         return null;
     }
@@ -79,7 +93,9 @@ public static class WriteExitCheck
         if (runningString && !(isString && rep && Mask(gprs[1], addrBits) != 0)) return null;
         // Iced reports no used memory for REP strings (the count is not known): ES:[RDI] is the destination there.
         UsedMemory mem = default;
-        if (isString ? ins.MemorySize.GetSize() != (int)e.Size : !TryWrittenMemory(ins, out mem) || mem.MemorySize.GetSize() != (int)e.Size) return null;
+        if (!isString && !TryWrittenMemory(ins, out mem)) return null;
+        int msize = isString ? ins.MemorySize.GetSize() : mem.MemorySize.GetSize();
+        if (msize != (int)e.Size && !(msize > 8 && e.Size == 8)) return null;
         ulong[] before = gprs.ToArray();
         long step = 0;
         if (isString)
@@ -91,7 +107,15 @@ public static class WriteExitCheck
         }
         ulong linear = Mask(before[7], addrBits);
         if (!isString && !mem.TryGetVirtualAddress(0, out linear, (Register r, int _, int _, out ulong v) => Reg(before, r, out v))) return null;
-        if (!g.Translate(linear, write: true, out ulong gpa) || gpa != e.Gpa) return null;
+        // BT/BTS/BTR/BTC with a register bit offset address the operand-sized unit the offset falls in (signed, any
+        // distance from the operand); Iced reports the operand's own address.
+        if (ins.Mnemonic is Mnemonic.Bts or Mnemonic.Btr or Mnemonic.Btc && ins.GetOpKind(1) == OpKind.Register)
+        {
+            int bits = msize * 8;
+            long offset = bits switch { 16 => (short)RegValue(before, ins.GetOpRegister(1)), 32 => (int)RegValue(before, ins.GetOpRegister(1)), _ => (long)RegValue(before, ins.GetOpRegister(1)) };
+            linear += (ulong)((offset >> System.Numerics.BitOperations.Log2((uint)bits)) * msize);
+        }
+        if (!g.Translate(linear, write: true, out ulong gpa) || !IsPiece(gpa, (uint)msize, e)) return null;
         // A store of a register or an immediate: the data must be the guest's own (Iced's immediate, KVM's register).
         if (ins.Mnemonic == Mnemonic.Mov && ins.OpCount == 2 && ins.GetOpKind(0) == OpKind.Memory)
         {
@@ -114,6 +138,7 @@ public static class WriteExitCheck
         ulong start = rip;
         int expectLength;
         Span<byte> buf = stackalloc byte[MaxLength];
+        buf.Clear();   // SkipLocalsInit: a short read leaves the rest zero
         if (write)
         {
             if (located is not { } l) return $"no instruction before rip 0x{rip:x} matches the reported {(e.Reason == KvmExitReason.Io ? "OUT" : "write")}";
@@ -129,7 +154,7 @@ public static class WriteExitCheck
         int got = g.Fetch(start, buf);
         if (got == 0 || !decoder(buf[..got], out var d)) return $"the decoder refuses the instruction at 0x{start:x}";
         if (d.Length != expectLength) return $"length {d.Length}, the instruction is {expectLength} bytes";
-        if (d.Size != e.Size) return $"size {d.Size}, the hardware accessed {e.Size}";
+        if (d.Size != e.Size && !(d.Size > 8 && e.Size == 8)) return $"size {d.Size}, the hardware accessed {e.Size}";
         ulong ones = Ones(e.Size);
         if (e.Reason == KvmExitReason.Io)
         {
@@ -140,19 +165,36 @@ public static class WriteExitCheck
             if (write && d.Kind == AccessKind.Out && (WriteBack.StoreValue(d, before) & ones) != (e.Data & ones)) return "OUT data differs";
             return null;
         }
-        bool writes = d.Kind is AccessKind.Write or AccessKind.WriteImm or AccessKind.Stos or AccessKind.Movs or AccessKind.Xchg
-            || (d.Kind == AccessKind.Alu && d.Op is not (AluOp.Cmp or AluOp.Test));
-        bool reads = d.Kind is AccessKind.Read or AccessKind.ReadZx or AccessKind.ReadSx or AccessKind.Bt or AccessKind.Alu or AccessKind.Xchg or AccessKind.Movs;
-        if (write ? !writes : !reads) return $"kind {d.Kind} does not {(write ? "write" : "read")} memory";
-        ulong linear;
-        if (d.Kind is AccessKind.Stos or AccessKind.Movs)
-            linear = Mask(write || d.Kind == AccessKind.Stos ? before[7] : before[6], d.AddressSize * 8);
-        else
-            linear = EffectiveAddress.Compute(d, before, start + d.Length, 0);
-        if (!g.Translate(linear, write, out ulong gpa) || gpa != e.Gpa) return $"address 0x{linear:x} (gpa {(g.Translate(linear, write, out ulong x) ? $"0x{x:x}" : "none")}), the hardware accessed 0x{e.Gpa:x}";
+        if (write ? !Writes(in d) : !Reads(in d)) return $"kind {d.Kind} does not {(write ? "write" : "read")} memory";
+        int bits = d.AddressSize * 8;
+        ulong linear = d.Kind switch
+        {
+            AccessKind.Stos or AccessKind.Scas => Mask(before[7], bits),
+            AccessKind.Lods => Mask(before[6], bits),
+            AccessKind.Movs => Mask(write ? before[7] : before[6], bits),
+            AccessKind.Movdir64b when write => Mask(before[d.Reg], bits),
+            _ => EffectiveAddress.Compute(d, before, start + d.Length, 0),
+        };
+        bool at = g.Translate(linear, write, out ulong gpa) && IsPiece(gpa, d.Size, e);
+        // CMPS reads both operands; the hardware exits for each that is not RAM: the access may be ES:rDI's.
+        if (!at && d.Kind == AccessKind.Cmps) at = g.Translate(linear = Mask(before[7], bits), false, out gpa) && IsPiece(gpa, d.Size, e);
+        if (!at) return $"address 0x{linear:x} (gpa {(g.Translate(linear, write, out ulong x) ? $"0x{x:x}" : "none")}), the hardware accessed 0x{e.Gpa:x}";
         if (write && d.Kind is AccessKind.Write or AccessKind.WriteImm && (WriteBack.StoreValue(d, before) & ones) != (e.Data & ones)) return "store data differs";
         return null;
     }
+
+    /// <summary>
+    /// KVM's access is the operand at <paramref name="gpa"/> of <paramref name="size"/> bytes, or one 8-byte piece of it
+    /// (KVM hands a wider access to user space in pieces of at most 8 bytes: kvm_run.mmio.data).
+    /// </summary>
+    static bool IsPiece(ulong gpa, uint size, in KvmExit e) =>
+        e.Size == size ? e.Gpa == gpa : size > 8 && e.Size == 8 && e.Gpa - gpa < size && (e.Gpa - gpa) % 8 == 0;
+
+    /// <summary>The decoder's claim that the instruction writes memory (its memory operand, a string's or MOVDIR64B's destination).</summary>
+    static bool Writes(in DecodedAccess d) => Hot.Emulate.Executor.MemoryDirection(in d) is "write" or "rmw";
+
+    /// <summary>The decoder's claim that the instruction reads memory.</summary>
+    static bool Reads(in DecodedAccess d) => Hot.Emulate.Executor.MemoryDirection(in d) is "read" or "rmw";
 
     /// <summary>The registers before a located instruction: string registers stepped back one element.</summary>
     public static void Rewind(in LocatedInstruction l, Span<ulong> gprs)

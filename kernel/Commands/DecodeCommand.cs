@@ -38,6 +38,7 @@ public static class DecodeCommand
         var buffer = new ArrayBufferWriter<byte>(512);
         using var json = new Utf8JsonWriter(buffer);
         Span<byte> bytes = stackalloc byte[64];
+        bytes.Clear();   // SkipLocalsInit
         string? line;
         while ((line = input.ReadLine()) is not null)
         {

@@ -25,7 +25,7 @@ public sealed partial class Kernel
         var vc = _vcpus[v];
         var e = vc.Vm.OwnerOf(owner);
         if (e is null) { _pipe.Unowned(cpu.Index, v, kind, addr, write, data); return; }
-        var f = _f;   // one load: the stores below would otherwise make the JIT reload the field for each
+        ref readonly var f = ref _f;
         byte size = (byte)_pipe.ElementSize(v);
         f.ReqKind[v] = kind; f.ReqAddr[v] = addr; f.ReqSize[v] = size; f.ReqWrite[v] = write; f.ReqData[v] = data; f.ReqOwner[v] = owner;
         // Only this exit changes the state of a vCPU that is in an exit (Runnable here; Dead is set by
@@ -69,7 +69,7 @@ public sealed partial class Kernel
     /// <summary>Writes vCPU <paramref name="v"/>'s queued request (from its row) into the area. Caller holds the object's claim.</summary>
     void FillArea(EventObject e, int v)
     {
-        var f = _f;
+        ref readonly var f = ref _f;
         FillArea(e, v, f.ReqKind[v], f.ReqAddr[v], f.ReqSize[v], f.ReqWrite[v], f.ReqData[v]);
     }
 
@@ -79,7 +79,7 @@ public sealed partial class Kernel
     void FillArea(EventObject e, int v, EventKind kind, ulong addr, byte size, bool write, ulong data)
     {
         ref var a = ref e.Area;
-        var f = _f;   // one load: the stores into the area would otherwise make the JIT reload the field for each read
+        ref readonly var f = ref _f;
         ref readonly var d = ref f.Acc[v];
         var vc = _vcpus[v];
         a.Sequence++;

@@ -26,7 +26,7 @@ public sealed partial class Kernel
     IHardwareTimedBackend? _timedBackend;   // asked once when the backend is set, not by a type test per exit
     public InstructionFetcher Fetcher => _pipe.Fetcher;
     /// <summary>The exit path's per-vCPU instruction state (read by tests and tools; the vCPU's CPU owns each row).</summary>
-    public InFlight ExitInFlight => _pipe.InFlight;
+    public ref readonly InFlight ExitInFlight => ref _pipe.InFlight;
     public ExitStats Stats { get; private set; } = null!;
     /// <summary>The modelled host behind forwarded exits.</summary>
     public ModelledHost Host { get; } = new();
@@ -62,7 +62,7 @@ public sealed partial class Kernel
     /// <summary>The exit path (hot/Exit/ExitPipeline.cs), specialised over the kernel's host struct.</summary>
     ExitPipeline<KernelExitHost> _pipe = null!;
     /// <summary>The pipeline's instruction in flight, per vCPU (the device seam reads and writes its request columns).</summary>
-    InFlight _f = null!;
+    InFlight _f;
 
     /// <inheritdoc cref="ExitRules.MaxRepPerExit"/>
     public const int MaxRepPerExit = ExitRules.MaxRepPerExit;

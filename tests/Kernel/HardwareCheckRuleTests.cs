@@ -67,6 +67,33 @@ public class HardwareCheckRuleTests
         Only(One(b => b.Add("xchg [m], eax", a => a.xchg(__dword_ptr[rbx + 8], eax), [(3, Dev), (0, 0x4242)], [HwSide.Read(Dev + 8, 4), HwSide.Store(Dev + 8, 4, 0x4243)]), second: true), data: 1);
     }
 
+    /// <summary>
+    /// KVM reports a read-modify-write's write after the instruction has written its registers and flags: the expected
+    /// data comes from the state the instruction's read exit saw, not from the state at the write exit.
+    /// </summary>
+    [Fact]
+    public void A_read_modify_writes_store_is_checked_against_the_registers_and_flags_its_read_saw()
+    {
+        // XCHG stores EAX as it was (0x4242); by the write exit the hardware has put the old memory value in EAX.
+        Agrees(One(b => b.Add("xchg [m], eax", a => a.xchg(__dword_ptr[rbx + 8], eax), [(3, Dev), (0, 0x4242)],
+            [HwSide.Read(Dev + 8, 4), HwSide.Store(Dev + 8, 4, 0x4242) with { Regs = [(0, 0x7777)] }]), second: true));
+        Only(One(b => b.Add("xchg [m], eax", a => a.xchg(__dword_ptr[rbx + 8], eax), [(3, Dev), (0, 0x4242)],
+            [HwSide.Read(Dev + 8, 4), HwSide.Store(Dev + 8, 4, 0x7777) with { Regs = [(0, 0x7777)] }]), second: true), data: 1);
+        // ADC stores old + EAX + CF with CF as it was before (set); by the write exit the hardware's flags have CF clear.
+        // The device register's value is the rig's: learnt from a first run (the hand-back of the read).
+        ulong old;
+        using (var rig = new HardwareRig(b => b.Add("adc [m], eax", a => a.adc(__dword_ptr[rbx + 8], eax), [(3, Dev), (0, 0x10)],
+            [HwSide.Read(Dev + 8, 4), HwSide.Store(Dev + 8, 4, 0)], [(Abi.StateField.Rflags, 0x3)])))
+        {
+            rig.Run();
+            old = rig.Outcomes[0].HandedBack!.Value;
+        }
+        HwOutcome Adc(ulong stored) => One(b => b.Add("adc [m], eax", a => a.adc(__dword_ptr[rbx + 8], eax), [(3, Dev), (0, 0x10)],
+            [HwSide.Read(Dev + 8, 4), HwSide.Store(Dev + 8, 4, stored & 0xFFFF_FFFF) with { Rflags = 0x2 }], [(Abi.StateField.Rflags, 0x3)]), second: true);
+        Agrees(Adc(old + 0x11));
+        Only(Adc(old + 0x10), data: 1);
+    }
+
     [Fact]
     public void A_movs_from_ram_is_checked_against_the_ram_and_one_from_a_device_or_an_unmapped_source_is_not()
     {

@@ -17,6 +17,13 @@ internal readonly record struct HwSide(ExitReason Reason, ulong Gpa, byte Size, 
     public static HwSide Store(ulong gpa, byte size, ulong data) => new(ExitReason.Mmio, gpa, size, true, data);
     public static HwSide In(ushort port, byte size) => new(ExitReason.Io, 0, size, false, Stale, port);
     public static HwSide Out(ushort port, byte size, ulong data) => new(ExitReason.Io, 0, size, true, data, port);
+
+    /// <summary>
+    /// Registers and RFLAGS as the hardware has left them when it reports this side: KVM reports a read-modify-write's
+    /// write after the instruction's own register and flag writes (XCHG's register, XADD's source, ADC's flags).
+    /// </summary>
+    public (int Reg, ulong Value)[]? Regs { get; init; }
+    public ulong? Rflags { get; init; }
 }
 
 /// <summary>What the kernel made of one hardware exit: the step, the mismatch counters it added, and what it handed back (null: nothing, e.g. a fault).</summary>
@@ -169,6 +176,8 @@ internal sealed class HardwareRig : IDisposable
             if (!hardware) return;
             exit.Flags |= ExitFlags.HardwareCompletes;
             exit.Data = sides[_current].Side.Data;
+            if (sides[_current].Side.Regs is { } regs) foreach (var (r, x) in regs) state.Gpr(vcpu, r) = x;
+            if (sides[_current].Side.Rflags is { } fl) state.Rflags(vcpu) = fl;
         }
 
         public void CompleteAccess(int vcpu, ulong readValue)

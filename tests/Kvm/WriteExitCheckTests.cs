@@ -130,6 +130,87 @@ public sealed class WriteExitCheckTests
         Assert.NotNull(CheckWrite(wrongPort, code, Code + 2, regs, e));
     }
 
+    /// <summary>
+    /// KVM hands a 16-byte store to user space as two 8-byte pieces, each its own exit with RIP past the instruction:
+    /// both pieces are located (as MOVDQU, not as the MMX MOVQ its bytes without F3 would be) and both agree; a piece
+    /// outside the operand, or one not on an 8-byte boundary of it, is not this instruction.
+    /// </summary>
+    [Fact]
+    public void Both_8_byte_pieces_of_a_16_byte_store_are_located_with_their_prefix_and_agree()
+    {
+        byte[] code = [0xF3, 0x0F, 0x7F, 0x06];   // movdqu [rsi], xmm0
+        var regs = Regs(rsi: Device + 4);
+        foreach (ulong piece in new ulong[] { 0, 8 })
+        {
+            var e = Mmio(Device + 4 + piece, 8, true, 0x1122);
+            Assert.Equal(new LocatedInstruction(Code, 4, false, 0, false, false, false), WriteExitCheck.Locate(new Guest(code), Code + 4, regs, 0x2, e));
+            Assert.Null(CheckWrite(Good, code, Code + 4, regs, e));
+        }
+        Assert.Null(WriteExitCheck.Locate(new Guest(code), Code + 4, regs, 0x2, Mmio(Device + 4 + 16, 8, true)));
+        Assert.Null(WriteExitCheck.Locate(new Guest(code), Code + 4, regs, 0x2, Mmio(Device + 4 + 4, 8, true)));
+        // The reads of a 16-byte load come in the same pieces, checked at RIP.
+        byte[] load = [0xF3, 0x0F, 0x6F, 0x0E];   // movdqu xmm1, [rsi]
+        Assert.Null(WriteExitCheck.Check(Good, new Guest(load), Code, regs, Mmio(Device + 12, 8, false), null));
+        Assert.NotNull(WriteExitCheck.Check(Good, new Guest(load), Code, regs, Mmio(Device + 20, 8, false), null));
+    }
+
+    /// <summary>
+    /// BTS with a register bit offset writes the dword the offset falls in, which may be past the operand (bit 33: the
+    /// next dword) or before it (bit -1): located there, and not as the BTR at RIP that writes that next dword itself.
+    /// </summary>
+    [Fact]
+    public void A_bts_with_a_register_offset_is_located_at_the_dword_its_bit_falls_in()
+    {
+        byte[] code = [0x0F, 0xAB, 0x06, 0x0F, 0xBA, 0x76, 0x04, 0x01];   // bts [rsi], eax; btr dword [rsi+4], 1
+        var past = WriteExitCheck.Locate(new Guest(code), Code + 3, Regs(rax: 33, rsi: Device), 0x2, Mmio(Device + 4, 4, true, 2));
+        Assert.Equal(new LocatedInstruction(Code, 3, false, 0, false, false, false), past);
+        var before = WriteExitCheck.Locate(new Guest(code), Code + 3, Regs(rax: 0xFFFF_FFFF, rsi: Device), 0x2, Mmio(Device - 4, 4, true, 0x8000_0000));
+        Assert.Equal(Code, before!.Value.Start);
+        Assert.Null(CheckWrite(Good, code, Code + 3, Regs(rax: 33, rsi: Device), Mmio(Device + 4, 4, true, 2)));
+    }
+
+    [Fact]
+    public void A_locked_instruction_is_located_with_its_lock_prefix()
+    {
+        byte[] code = [0xF0, 0x0F, 0xC1, 0x06];   // lock xadd [rsi], eax
+        var loc = WriteExitCheck.Locate(new Guest(code), Code + 4, Regs(rax: 1, rsi: Device), 0x2, Mmio(Device, 4, true, 5));
+        Assert.Equal(Code, loc!.Value.Start);
+        Assert.Equal(4, loc.Value.Length);
+    }
+
+    /// <summary>What the decoder claims an instruction does with memory must be what the hardware did (each form's direction).</summary>
+    [Theory]
+    [InlineData(new byte[] { 0xFF, 0x36 })]   // push qword [rsi]: reads the operand
+    [InlineData(new byte[] { 0xFF, 0x16 })]   // call qword [rsi]
+    [InlineData(new byte[] { 0xFF, 0x26 })]   // jmp qword [rsi]
+    [InlineData(new byte[] { 0xA6 })]   // cmpsb: reads [rsi] (and [rdi])
+    [InlineData(new byte[] { 0x0F, 0xBC, 0x06 })]   // bsf eax, [rsi]
+    [InlineData(new byte[] { 0x0F, 0x6F, 0x06 })]   // movq mm0, [rsi]
+    public void A_read_form_agrees_with_a_read_and_not_with_a_write(byte[] code)
+    {
+        var regs = Regs(rsi: Device, rdi: Device);
+        var size = (uint)(code[0] == 0xA6 ? 1 : code[0] == 0x0F && code[1] == 0xBC ? 4 : 8);
+        Assert.Null(WriteExitCheck.Check(Good, new Guest(code), Code, regs, Mmio(Device, size, false), null));
+        var located = new LocatedInstruction(Code, code.Length, false, 0, false, false, false);
+        Assert.Contains("does not write", WriteExitCheck.Check(Good, new Guest(code), Code + (ulong)code.Length, regs, Mmio(Device, size, true), located));
+    }
+
+    [Fact]
+    public void A_cmps_read_of_the_destination_operand_agrees_and_one_elsewhere_does_not()
+    {
+        var regs = Regs(rsi: 0x2000, rdi: Device);
+        Assert.Null(WriteExitCheck.Check(Good, new Guest([0xA6]), Code, regs, Mmio(Device, 1, false), null));
+        Assert.NotNull(WriteExitCheck.Check(Good, new Guest([0xA6]), Code, regs, Mmio(Device + 1, 1, false), null));
+    }
+
+    [Fact]
+    public void An_mmx_store_is_a_write()
+    {
+        byte[] code = [0x0F, 0x7F, 0x06];   // movq [rsi], mm0
+        var located = new LocatedInstruction(Code, 3, false, 0, false, false, false);
+        Assert.Null(WriteExitCheck.Check(Good, new Guest(code), Code + 3, Regs(rsi: Device), Mmio(Device, 8, true), located));
+    }
+
     [Fact]
     public void A_write_no_instruction_explains_is_a_failure_of_the_check()
     {
