@@ -55,9 +55,12 @@ public sealed unsafe class KvmBackend : IGuestBackend, IHardwareTimedBackend
     struct Counts
     {
         public long OutsRewound, RegsLoaded, RegsSkipped, Exits, InterruptWindows, InterruptsInjected, ExceptionsDropped,
-            LocateFailures, ShutdownExits, IndependentMismatches;
+            LocateFailures, ShutdownExits, IndependentMismatches, KernelCompleted;
     }
     readonly VcpuColumn<Counts> _counts;
+    /// <summary>Each vCPU's VM's RAM (what KVM maps; everything else exits as MMIO).</summary>
+    readonly (ulong Base, ulong Length)[] _ram;
+    bool IsVmRam(int v, ulong gpa) => gpa - _ram[v].Base < _ram[v].Length;
     long Sum(Func<Counts, long> field)
     {
         long n = 0;
@@ -76,6 +79,8 @@ public sealed unsafe class KvmBackend : IGuestBackend, IHardwareTimedBackend
     public long ExceptionsDropped => Sum(c => c.ExceptionsDropped);
     public long LocateFailures => Sum(c => c.LocateFailures);
     public long ShutdownExits => Sum(c => c.ShutdownExits);
+    /// <summary>MMIO instructions KVM's emulator could not finish (KVM_EXIT_INTERNAL_ERROR, emulation) that the kernel finished instead.</summary>
+    public long KernelCompleted => Sum(c => c.KernelCompleted);
     /// <summary>Exits where the kernel's decoder disagreed with the instruction Iced found and KVM's report (WriteExitCheck).</summary>
     public long IndependentMismatches => Sum(c => c.IndependentMismatches);
     public readonly List<string> Problems = [];
@@ -94,6 +99,7 @@ public sealed unsafe class KvmBackend : IGuestBackend, IHardwareTimedBackend
         _lastRun = new(n); _runStart = new(n); _last = new(n);
         _pulled = new(n); _pulledValid = new(n);
         _counts = new(n);
+        _ram = new (ulong, ulong)[n];
         _cycles = [.. Enumerable.Range(0, n).Select(_ => new List<long>[] { [], [], [], [] })];
         _rewound = new(n);
         _shownRip = new(n); _shownRsi = new(n); _shownRdi = new(n); _shownRcx = new(n);
@@ -126,6 +132,7 @@ public sealed unsafe class KvmBackend : IGuestBackend, IHardwareTimedBackend
                     k.State.OnEntry(g);   // the platform loaded this state; it is not the kernel's to pay for
                     var cpu = kvm.CreateVcpu((uint)v);
                     b._vcpus[g] = cpu;
+                    b._ram[g] = (l.MemBase, l.MemLength);
                     cpu.LoadLongMode(new LongModeState(st.Cr3, st.GdtBase, st.GdtLimit, Gdt.Code64, Gdt.Data, st.IdtBase, st.IdtLimit,
                         Cr0: st.Cr0, Cr4: st.Cr4, Efer: st.Efer));
                 }
@@ -189,6 +196,9 @@ public sealed unsafe class KvmBackend : IGuestBackend, IHardwareTimedBackend
                 break;
             case KvmExitReason.Hlt:
                 exit.Reason = ExitReason.Hlt;
+                break;
+            case KvmExitReason.InternalError when e.Suberror == KvmRunInternal.SuberrorEmulation && KernelCompletes(v, ref exit):
+                _counts[v].KernelCompleted++;
                 break;
             default:
                 // Shutdown (triple fault), internal errors, entry failures and anything unexpected end the vCPU.
@@ -297,6 +307,49 @@ public sealed unsafe class KvmBackend : IGuestBackend, IHardwareTimedBackend
         _s.TryPoke(v, StateField.Seg(seg, StateField.Base), k.Base);
         _s.TryPoke(v, StateField.Seg(seg, StateField.Limit), k.Limit);
         _s.TryPoke(v, StateField.Seg(seg, StateField.Attributes), attr);
+    }
+
+    /// <summary>
+    /// KVM's emulator gave up on an instruction (KVM_EXIT_INTERNAL_ERROR, emulation: on this host MOVDIRI, MOVDIR64B and
+    /// CMPXCHG16B on MMIO). RIP is still at it and nothing of it has happened. If its memory operand is MMIO (not the
+    /// VM's RAM), the exit goes to the kernel as an MMIO exit the kernel completes itself, as a paravisor does for what
+    /// the host will not: the kernel-emulated pipeline decodes it, performs its sides through the device model, and
+    /// writes registers, flags and RIP into the store, which the next entry loads into KVM (PushState). False (the vCPU
+    /// ends, as before) for anything else. Iced finds the operand, independently of the decoder the kernel then runs.
+    /// </summary>
+    bool KernelCompletes(int v, ref ExitRecord exit)
+    {
+        var view = new GuestView(this, v);
+        Span<byte> bytes = stackalloc byte[15];
+        bytes.Clear();
+        int got = view.Fetch(_s.Rip(v), bytes);
+        if (got == 0) return false;
+        var dec = Iced.Intel.Decoder.Create(64, new Iced.Intel.ByteArrayCodeReader(bytes[..got].ToArray()), _s.Rip(v));
+        dec.Decode(out var ins);
+        if (ins.IsInvalid) return false;
+        var gpr = _s.Gprs(v).ToArray();
+        foreach (var m in new Iced.Intel.InstructionInfoFactory().GetInfo(ins).GetUsedMemory())
+        {
+            if (!m.TryGetVirtualAddress(0, out ulong linear, (Iced.Intel.Register r, int _, int _, out ulong x) => GprValue(gpr, r, out x))) continue;
+            bool write = m.Access is not (Iced.Intel.OpAccess.Read or Iced.Intel.OpAccess.CondRead);
+            if (!view.Translate(linear, write, out ulong gpa) || IsVmRam(v, gpa)) continue;
+            exit.Reason = ExitReason.Mmio;
+            exit.Gpa = gpa;
+            exit.Size = (byte)Math.Min(Iced.Intel.MemorySizeExtensions.GetSize(m.MemorySize), 8);
+            exit.Flags = write ? ExitFlags.Write : 0;   // not HardwareCompletes: the kernel finishes it
+            if (s_debug) Console.Error.WriteLine($"[kvm] v{v} KVM could not emulate {ins} at rip 0x{_s.Rip(v):x}: the kernel completes it (gpa 0x{gpa:x})");
+            return true;
+        }
+        return false;
+    }
+
+    static bool GprValue(ulong[] gpr, Iced.Intel.Register r, out ulong value)
+    {
+        value = 0;
+        if (r is Iced.Intel.Register.ES or Iced.Intel.Register.CS or Iced.Intel.Register.SS or Iced.Intel.Register.DS) return true;
+        if (!Iced.Intel.RegisterExtensions.IsGPR64(r)) return false;
+        value = gpr[r - Iced.Intel.Register.RAX];
+        return true;
     }
 
     // ---- where a write exit's instruction is ---------------------------------------------------

@@ -172,7 +172,7 @@ public static class RunCommand
         AnsiConsole.Write(table);
         if (sys.Kvm is { } kv)
         {
-            AnsiConsole.MarkupLine($"kvm: {kv.Exits:N0} real exits, decode checked {st.HardwareChecked:N0}, [bold]decode disagreements {st.DecodeMismatch}[/] (address {st.MismatchAddress}, size {st.MismatchSize}, direction {st.MismatchDirection}, data {st.MismatchData}), interrupts injected {kv.InterruptsInjected}, shutdowns {kv.ShutdownExits}");
+            AnsiConsole.MarkupLine($"kvm: {kv.Exits:N0} real exits, decode checked {st.HardwareChecked:N0}, [bold]decode disagreements {st.DecodeMismatch}[/] (address {st.MismatchAddress}, size {st.MismatchSize}, direction {st.MismatchDirection}, data {st.MismatchData}), interrupts injected {kv.InterruptsInjected}, KVM could not emulate and the kernel completed {kv.KernelCompleted}, shutdowns {kv.ShutdownExits}");
             foreach (var pr in kv.Problems) AnsiConsole.MarkupLine($"[red]kvm: {Markup.Escape(pr)}[/]");
         }
         AnsiConsole.MarkupLine($"accesses: {st.AccessesTaken:N0} taken = {st.Completed:N0} completed + {st.Forwarded:N0} forwarded + {st.Reinjected:N0} re-injected + {st.Faulted:N0} faulted + {st.Aborted:N0} aborted; in flight {st.InFlight}");
