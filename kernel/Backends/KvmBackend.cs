@@ -327,6 +327,10 @@ public sealed unsafe class KvmBackend : IGuestBackend, IHardwareTimedBackend
         var dec = Iced.Intel.Decoder.Create(64, new Iced.Intel.ByteArrayCodeReader(bytes[..got].ToArray()), _s.Rip(v));
         dec.Decode(out var ins);
         if (ins.IsInvalid) return false;
+        // Why: only GPRs, RIP and RFLAGS travel between the store and KVM (PushState, PullState); an instruction with an
+        // XMM, MMX or x87 operand would be completed against state KVM does not see.
+        for (int k = 0; k < ins.OpCount; k++)
+            if (ins.GetOpKind(k) == Iced.Intel.OpKind.Register && !Iced.Intel.RegisterExtensions.IsGPR(ins.GetOpRegister(k))) return false;
         var gpr = _s.Gprs(v).ToArray();
         foreach (var m in new Iced.Intel.InstructionInfoFactory().GetInfo(ins).GetUsedMemory())
         {
