@@ -301,6 +301,15 @@ public sealed class KvmGuestBuilder
                 // Issue 14's narrow families against the device window, once each (tests/Kvm: KVM's emulator finishes them,
                 // the kernel checks its decode against each exit). Registers the loop keeps (RBX, RCX, RDX, RDI) are saved.
                 case "families": EmitFamilies(a); break;
+                // Issue 14's SSE moves, stores then loads, on the window's 16-byte aligned slot (the aligned forms need it).
+                case "vector":
+                    a.push(rsi); a.and(rsi, -16);
+                    a.movups(__xmmword_ptr[rsi], xmm0); a.movupd(__xmmword_ptr[rsi], xmm1); a.movaps(__xmmword_ptr[rsi], xmm2);
+                    a.movapd(__xmmword_ptr[rsi], xmm3); a.movdqa(__xmmword_ptr[rsi], xmm4); a.movntps(__xmmword_ptr[rsi], xmm5);
+                    a.movntpd(__xmmword_ptr[rsi], xmm6); a.movntdq(__xmmword_ptr[rsi], xmm7);
+                    a.movups(xmm0, __xmmword_ptr[rsi]); a.movupd(xmm1, __xmmword_ptr[rsi]); a.movaps(xmm2, __xmmword_ptr[rsi]);
+                    a.movapd(xmm3, __xmmword_ptr[rsi]); a.movdqa(xmm4, __xmmword_ptr[rsi]);
+                    a.pop(rsi); break;
                 // Why no exit here: KVM answers CPUID in its own kernel; the replay backend models it as an exit to the VMM.
                 case "cpuid": a.push(rbx); a.push(rcx); a.push(rdx); a.xor(eax, eax); a.cpuid(); a.pop(rdx); a.pop(rcx); a.pop(rbx); break;
                 case "port_out": a.mov(edx, (uint)outPort); a.mov(al, 0x55); a.@out(dx, al); break;

@@ -144,7 +144,7 @@ public sealed class KvmBackendTests
     }
 
     /// <summary>The KVM path entries KVM's own emulator completes on MMIO (measured here: kvm_pvm; see <see cref="KvmRefused"/>).</summary>
-    static readonly string[] KvmEmulated = ["sse", "cmps", "call_jmp", "bsf_bsr"];
+    static readonly string[] KvmEmulated = ["sse", "vector", "cmps", "call_jmp", "bsf_bsr"];
 
     /// <summary>
     /// MOVDIRI, MOVDIR64B and CMPXCHG16B on MMIO: KVM's instruction emulator has no case for them and stops with

@@ -32,6 +32,9 @@ public class KvmGuestCodeTests
     [InlineData("cmpxchg16b", Gpr.Rdi, AccessKind.Alu)]
     [InlineData("call_jmp", Gpr.Rsi, AccessKind.Write, AccessKind.Call, AccessKind.Write, AccessKind.Jmp)]
     [InlineData("bsf_bsr", Gpr.Rsi, AccessKind.Alu, AccessKind.Alu)]
+    [InlineData("vector", Gpr.Rsi, AccessKind.WriteVec, AccessKind.WriteVec, AccessKind.WriteVec, AccessKind.WriteVec, AccessKind.WriteVec,
+        AccessKind.WriteVec, AccessKind.WriteVec, AccessKind.WriteVec, AccessKind.ReadVec, AccessKind.ReadVec, AccessKind.ReadVec,
+        AccessKind.ReadVec, AccessKind.ReadVec)]
     public void The_access_loop_emits_the_kvm_path_forms(string entry, sbyte baseReg, params AccessKind[] kinds) =>
         Check(entry, kinds, entry == "cmpxchg16b" ? AluOp.Cmpxchg16b : AluOp.None, entry == "cmpxchg16b", baseReg,
             entry == "bsf_bsr" ? [AluOp.Bsf, AluOp.Bsr] : null);
