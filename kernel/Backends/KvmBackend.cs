@@ -55,9 +55,10 @@ public sealed unsafe class KvmBackend : IGuestBackend, IHardwareTimedBackend
     struct Counts
     {
         public long OutsRewound, RegsLoaded, RegsSkipped, Exits, InterruptWindows, InterruptsInjected, ExceptionsDropped,
-            LocateFailures, ShutdownExits, IndependentMismatches, KernelCompleted;
+            LocateFailures, ShutdownExits, IndependentMismatches, IndependentWriteMismatches, KernelCompleted;
     }
     readonly VcpuColumn<Counts> _counts;
+    DecoderUnderTest _decoder = Decode;
     /// <summary>Each vCPU's VM's RAM (what KVM maps; everything else exits as MMIO).</summary>
     readonly (ulong Base, ulong Length)[] _ram;
     bool IsVmRam(int v, ulong gpa) => gpa - _ram[v].Base < _ram[v].Length;
@@ -83,6 +84,8 @@ public sealed unsafe class KvmBackend : IGuestBackend, IHardwareTimedBackend
     public long KernelCompleted => Sum(c => c.KernelCompleted);
     /// <summary>Exits where the kernel's decoder disagreed with the instruction Iced found and KVM's report (WriteExitCheck).</summary>
     public long IndependentMismatches => Sum(c => c.IndependentMismatches);
+    /// <summary>Of those, the ones on MMIO write and OUT exits (the rest are on reads and IN).</summary>
+    public long IndependentWriteMismatches => Sum(c => c.IndependentWriteMismatches);
     public readonly List<string> Problems = [];
 
     /// <summary>Full cycle kinds: what the bare loop measures.</summary>
@@ -110,10 +113,14 @@ public sealed unsafe class KvmBackend : IGuestBackend, IHardwareTimedBackend
     /// Builds the KVM guests (<see cref="KvmGuestBuilder"/>) into the kernel's memory, creates one KVM VM per
     /// Copra VM and its vCPUs, and loads the long-mode start state into both KVM and the state store.
     /// </summary>
-    public static KvmBackend Create(Core.Kernel k, IReadOnlyList<VmLayout> layouts, WorkloadSpec workload, IReadOnlyList<byte> irqVectors)
+    /// <param name="decoder">The decoder the hardware check holds against KVM and Iced: the kernel's (null), or a planted
+    /// bug (tests show the check catching it on reads and writes alike).</param>
+    public static KvmBackend Create(Core.Kernel k, IReadOnlyList<VmLayout> layouts, WorkloadSpec workload, IReadOnlyList<byte> irqVectors,
+        DecoderUnderTest? decoder = null)
     {
         var sys = KvmSystem.Open();
         var b = new KvmBackend(k, sys);
+        b._decoder = decoder ?? Decode;
         try
         {
             for (int i = 0; i < k.Vms.Count; i++)
@@ -392,9 +399,10 @@ public sealed unsafe class KvmBackend : IGuestBackend, IHardwareTimedBackend
             }
         }
         if (located is null && e.IsWrite) return;   // counted above; nothing for the decoder to be checked against
-        if (WriteExitCheck.Check(Decode, view, rip, before, e, located) is { } why)
+        if (WriteExitCheck.Check(_decoder, view, rip, before, e, located) is { } why)
         {
             _counts[v].IndependentMismatches++;
+            if (e.IsWrite) _counts[v].IndependentWriteMismatches++;
             Note($"vcpu {v}: the kernel's decoder disagrees with the hardware on {e}: {why}");
         }
     }
