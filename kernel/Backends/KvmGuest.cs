@@ -220,7 +220,7 @@ public sealed class KvmGuestBuilder
     /// <summary>
     /// The "families" entry: INC, DEC (locked), NEG, NOT, ADC, SBB, XADD, CMPXCHG (locked match, mismatch), SHL, ROR by CL,
     /// SHLD, BTS with a register offset past the dword, BTR, BTC, IMUL (three forms), MUL, DIV, CMP, SETcc, CMOVcc (taken
-    /// and not), LODS, SCAS, MOVNTI, SAR, SHR, RCL, RCR, ROL, SHRD, BT, IDIV, CMPXCHG8B, BSF, BSR, REPNE SCASB, each on
+    /// and not), LODS, SCAS, MOVNTI, SAR, SHR, RCL, RCR, ROL, SHRD, BT, IDIV, CMPXCHG8B, BSF, BSR, REPNE SCASB, REP LODSB, REPE CMPSB, each on
     /// [rsi], [rsi+4] or [rsi+8] (the window's current dword and the two after it).
     /// </summary>
     static void EmitFamilies(Assembler a)
@@ -250,6 +250,8 @@ public sealed class KvmGuestBuilder
         a.mov(eax, __dword_ptr[rsi]); a.mov(edx, __dword_ptr[rsi + 4]); a.mov(ebx, 0x1234); a.mov(ecx, 0x5678); a.cmpxchg8b(__qword_ptr[rsi]);
         a.bsf(eax, __dword_ptr[rsi]); a.bsr(eax, __dword_ptr[rsi]);
         a.mov(rdi, rsi); a.mov(eax, 0xA0); a.mov(ecx, 4); a.repne.scasb();
+        a.mov(rdi, rsi); a.mov(ecx, 3); a.rep.lodsb(); a.mov(rsi, rdi);
+        a.lea(rdi, __[rsi + 4]); a.mov(ecx, 3); a.repe.cmpsb(); a.lea(rsi, __[rdi - 4 - 3]);
         a.pop(rsi); a.pop(rdi); a.pop(rdx); a.pop(rcx); a.pop(rbx);
     }
 

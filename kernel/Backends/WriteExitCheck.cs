@@ -170,7 +170,7 @@ public static class WriteExitCheck
         ulong linear = d.Kind switch
         {
             AccessKind.Stos or AccessKind.Scas => Mask(before[7], bits),
-            AccessKind.Lods => Mask(before[6], bits),
+            AccessKind.Lods or AccessKind.Cmps => Mask(before[6], bits),   // CMPS: rSI's operand, else (below) ES:rDI's
             AccessKind.Movs => Mask(write ? before[7] : before[6], bits),
             AccessKind.Movdir64b when write => Mask(before[d.Reg], bits),
             _ => EffectiveAddress.Compute(d, before, start + d.Length, 0),

@@ -201,6 +201,10 @@ public sealed class WriteExitCheckTests
         var regs = Regs(rsi: 0x2000, rdi: Device);
         Assert.Null(WriteExitCheck.Check(Good, new Guest([0xA6]), Code, regs, Mmio(Device, 1, false), null));
         Assert.NotNull(WriteExitCheck.Check(Good, new Guest([0xA6]), Code, regs, Mmio(Device + 1, 1, false), null));
+        // Both on the device (REPE CMPSB over two device ranges): the rSI side's read agrees as well as the rDI side's.
+        var both = Regs(rsi: Device, rdi: Device + 4);
+        Assert.Null(WriteExitCheck.Check(Good, new Guest([0xF3, 0xA6]), Code, both, Mmio(Device, 1, false), null));
+        Assert.Null(WriteExitCheck.Check(Good, new Guest([0xF3, 0xA6]), Code, both, Mmio(Device + 4, 1, false), null));
     }
 
     [Fact]
