@@ -135,9 +135,10 @@ public partial class DecoderFormRowBoundaryTests
     {
         // Rule: LOCK is reported on a lockable form, REP only on a string form and REPNE only on CMPS/SCAS; every other
         // F2/F3 is ignored, as the full decoder does. Catches the tail's `ctl & CRep` or `ctl & CRepNe` made `|` (REP on
-        // MOV, REPNE on MOVS) and `pf & PfRepne` made `|`. The tail's entry test `pf & (PfLock | PfRep)` made `|` and
-        // `pf & PfRep` made `|` are equivalent (docs/testing.md): the tail tests each bit again, and no row is both
-        // lockable and a string form, so a LOCK never reaches the REP test with a form that takes REP.
+        // MOV, REPNE on MOVS; DecoderFormRowTests' comparisons catch them too, this names the rule). The tail's entry
+        // test `pf & (PfLock | PfRep)` made `|` and `pf & PfRep` made `|` are equivalent (docs/testing.md): the tail
+        // tests each bit again, and no row is both lockable and a string form, so a LOCK never reaches the REP test with
+        // a form that takes REP.
         byte[] bytes = Hex(hex);
         Assert.True(X86Decoder.TryDecodeRows(bytes, CpuMode.Bits64, out DecodedAccess r), $"{hex}: not decoded by the rows");
         Assert.Equal((lk, rep, repNe), (r.Lock, r.Rep, r.RepNe));
