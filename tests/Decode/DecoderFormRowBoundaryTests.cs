@@ -34,8 +34,10 @@ public partial class DecoderFormRowBoundaryTests
         // Rule: an instruction is decoded from the bytes given, never from what lies after them; cut short, it is
         // Truncated (fewer than 15 bytes were supplied). The cut span is sliced from a buffer holding the whole
         // instruction twice, so a length check that let a read through would find the right byte there and decode.
-        // Catches the row path's end checks made one off (`end > length` -> `>=`, `i >= length` -> `>`) wherever the
-        // wrong answer is an acceptance, and a check that refuses the exact fit.
+        // Catches the row path's end checks after ModRM turned around or made one off: e.g. the SIB's no-base disp32
+        // check `(end += 4) > length` made `<` (a cut one accepted) and the disp32-alone check `end > length` made `>=`
+        // (the exact fit refused; both applied by hand). The checks before the 0F opcode and ModRM made one off read a
+        // byte too far but still refuse: Neither_path_reads_a_byte_past_its_input catches those.
         foreach (var f in Forms)
         {
             byte[] whole = Bytes(f);
