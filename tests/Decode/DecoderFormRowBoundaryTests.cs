@@ -157,7 +157,9 @@ public partial class DecoderFormRowBoundaryTests
         // input faults there, and the fault ends the test host (the run is reported aborted, naming this test with
         // --blame). Catches the row path's `i >= length` made `i > length` before the 0F map's opcode and before ModRM
         // (the byte after the input is read, then the later end checks refuse: the same answer, so only the fault shows
-        // it) and its 2-byte immediate read as 4 bytes (`n == 2` made false: the value is masked to 16 bits, the same).
+        // it) and its 2-byte immediate read as 4 bytes (`n == 2` made false: the value is masked to 16 bits, the same);
+        // and, through TryDecodeFull (the forms the rows take never reach Decode otherwise), the full decoder's ImmZ
+        // read the same way (`n == 2 ? … : …` made false).
         using var guarded = new GuardedPage();
         foreach (var f in Forms)
         {
@@ -168,11 +170,14 @@ public partial class DecoderFormRowBoundaryTests
                 ReadOnlySpan<byte> atEnd = guarded.AtEnd(cut);
                 bool rows = X86Decoder.TryDecodeRows(atEnd, f.Mode, out DecodedAccess r);
                 bool any = X86Decoder.TryDecode(atEnd, f.Mode, out DecodedAccess d);
+                bool full = X86Decoder.TryDecodeFull(atEnd, f.Mode, out DecodedAccess fd);
                 // The same answers as from the same bytes on the heap (so the page changes nothing but what a stray read meets).
                 Assert.Equal(X86Decoder.TryDecodeRows(cut, f.Mode, out DecodedAccess r2), rows);
                 Assert.Equal(r2, r);
                 Assert.Equal(X86Decoder.TryDecode(cut, f.Mode, out DecodedAccess d2), any);
                 Assert.Equal(d2, d);
+                Assert.Equal(any, full);
+                Assert.Equal(d, fd);
                 Assert.Equal(k == whole.Length, rows);
             }
         }
