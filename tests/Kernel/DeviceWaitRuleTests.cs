@@ -165,4 +165,28 @@ public sealed class DeviceWaitRuleTests
         Assert.Equal(0x50UL + second, rig.Guest.Of((int)second).Last().Rax & 0xFF);
         Assert.All(vcpus.Take(2), vc => Assert.NotEqual(VcpuRun.WaitingDevice, vc.Run));
     }
+
+    [Fact]
+    public void A_vcpu_whose_thread_died_with_its_process_does_not_enter_the_guest_again()
+    {
+        // vCPU 0 writes the POST port (forwarded to the host: no run-page exit) forty times; at vCPU 1's first CPUID its
+        // VMM thread ends the VMM process. vCPU 0's thread dies in it, so vCPU 0 leaves the guest at its next entry.
+        using var rig = new VmmRig(vcpus: 2, cpus: 2);
+        ulong outp = rig.Code(a => a.@out(0x80, al));
+        for (int i = 0; i < 40; i++)
+            rig.Guest.Add(0, new GuestExit(ExitReason.Io, [(0, (ulong)i)], Rip: outp, Port: 0x80, Size: 1, Write: true, Rflags: NoIf));
+        rig.Guest.Add(1, Cpuid);
+        int before = -1;
+        rig.Run((IUserContext ctx, RunExit why, ref RunPage p) =>
+        {
+            before = rig.Guest.Of(0).Count();
+            _ = Sys.Exit(ctx, 0);
+            return false;
+        });
+        Assert.InRange(before, 1, 30);   // it was still running when the VMM went
+        Assert.InRange(rig.Guest.Of(0).Count(), before, before + 1);
+        var vc = rig.K.Vms[0].Vcpus[0];
+        Assert.Null(vc.Waiter);
+        Assert.Equal(VcpuRun.Idle, vc.Run);
+    }
 }
