@@ -189,4 +189,43 @@ public sealed class DeviceWaitRuleTests
         Assert.Null(vc.Waiter);
         Assert.Equal(VcpuRun.Idle, vc.Run);
     }
+
+    [Fact]
+    public void An_answer_taken_on_another_cpu_is_charged_the_cross_cpu_wake_in_the_exits_modelled_cost()
+    {
+        // vCPU 1 (CPU 1) reads the model's port twice. The first moves the model's thread to CPU 1 (charged the wake) and
+        // is answered there; the model holds the second, and vCPU 0's VMM thread (CPU 0) answers it with EVENT_SIGNAL:
+        // that answer is posted to CPU 1, and charged the wake too.
+        using var rig = new VmmRig(vcpus: 2, cpus: 2);
+        int handed = 0;
+        rig.Device(EventKind.Ioio, Port, 4, (IUserContext _, uint _, ref EventArea a) =>
+        {
+            if (handed++ > 0) return true;
+            a.Data = 0x41;
+            a.PublishState(EventState.Done);
+            return true;
+        });
+        ulong in1 = rig.Code(a => a.@in(al, dx)), in2 = rig.Code(a => a.@in(al, dx));
+        rig.Guest.Add(1, In(in1, Port), In(in2, Port));
+        for (int i = 0; i < 20; i++) rig.Guest.Add(0, Cpuid);
+        var vcpus = rig.K.Vms[0].Vcpus;
+        bool answered = false;
+        rig.Run((IUserContext ctx, RunExit why, ref RunPage p) =>
+        {
+            ref var a = ref Sys.Ref<EventArea>(ctx, rig.DeviceAreas[0]);
+            if (!answered && handed == 2 && a.State == EventState.Pending)
+            {
+                answered = true;
+                a.Data = 0x42;
+                a.PublishState(EventState.Done);
+                Sys.EventSignal(ctx, rig.DeviceHandles[0]);
+            }
+            return VmmRig.Continue(ctx, why, ref p);
+        });
+        Assert.True(answered);
+        Assert.Equal(0x42UL, rig.Guest.Of(1).Last().Rax & 0xFF);
+        var c = rig.K.Cost;
+        long one = c.ExitCycles + c.SyscallCycles + c.CrossCpuWakeCycles;
+        Assert.Equal([one, one], rig.K.Stats.ModelledSamples(ExitKind.PortIn).ToArray());
+    }
 }

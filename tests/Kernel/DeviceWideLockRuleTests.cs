@@ -3,6 +3,7 @@ using Copra.Hot.Exit;
 using Copra.User;
 using Xunit;
 using static Iced.Intel.AssemblerRegisters;
+using KernelT = Copra.Kernel.Core.Kernel;
 
 namespace Copra.Tests.Kernel;
 
@@ -156,5 +157,64 @@ public sealed class DeviceWideLockRuleTests
         Assert.Equal(0x1111_2222_3333_4444UL, BitConverter.ToUInt64(((ReadOnlySpan<byte>)w.Payload)[..8]));
         Assert.Equal(0x5555_6666_7777_8888UL, BitConverter.ToUInt64(((ReadOnlySpan<byte>)w.Payload)[8..16]));
         Assert.Equal(cx + 5, rig.Guest.Entries[1].Rip);
+    }
+
+    [Fact]
+    public void A_locked_16_byte_write_answered_Mismatch_takes_the_models_current_payload()
+    {
+        // CMPXCHG16B: the first write is answered Mismatch with the location's current 16 bytes (0xC0, 0xC1, …). The
+        // kernel compares again with those: they differ from RDX:RAX, so the instruction fails (no second write) and RDX:RAX
+        // gets them.
+        using var rig = new VmmRig();
+        int writes = 0;
+        rig.Device(EventKind.Mmio, VmmRig.Dev, 0x1000, (IUserContext _, uint _, ref EventArea a) =>
+        {
+            if (a.Direction == AccessDirection.Read) for (int i = 0; i < 16; i++) a.Payload[i] = (byte)(0xA0 + i);
+            else if (writes++ == 0) { a.Result = LockResult.Mismatch; for (int i = 0; i < 16; i++) a.Payload[i] = (byte)(0xC0 + i); }
+            a.PublishState(EventState.Done);
+            return true;
+        });
+        ulong cx = rig.Code(a => a.@lock.cmpxchg16b(__xmmword_ptr[rsi]));
+        UInt128 read = Bytes(0xA0), now = Bytes(0xC0);
+        rig.Guest.Add(0, Mmio(cx, 16, false, 6, (0, (ulong)read), (2, (ulong)(read >> 64)), (3, 1), (1, 2)));
+        rig.Run();
+        Assert.Equal(1, rig.K.Stats.LockRetries);
+        Assert.Equal(2, rig.Deliveries.Count);   // a compare that fails writes nothing
+        var after = rig.Guest.Entries[1];
+        Assert.Equal(((ulong)now, (ulong)(now >> 64)), (after.Rax, after.Rdx));
+        Assert.Equal(cx + 5, after.Rip);
+    }
+
+    [Fact]
+    public void A_locked_write_answered_Mismatch_every_time_gives_up_after_the_retry_bound_commits_nothing_and_frees_the_device()
+    {
+        using var rig = new VmmRig();
+        rig.Device(EventKind.Mmio, VmmRig.Dev, 0x1000, (IUserContext _, uint _, ref EventArea a) =>
+        {
+            if (a.Direction == AccessDirection.Read) a.Data = 0x100;
+            else { a.Result = LockResult.Mismatch; a.Data = 0x200 + (ulong)a.Sequence; }
+            a.PublishState(EventState.Done);
+            return true;
+        });
+        ulong xadd = rig.Code(a => a.@lock.xadd(__dword_ptr[rbx], eax));
+        ulong inb = rig.Code(a => a.mov(al, __byte_ptr[rbx]));
+        rig.Guest.Add(0, Mmio(xadd, 4, false, 3, (0, 0x23)), new GuestExit(ExitReason.Cpuid, Rip: 0x40_0000, Rflags: NoIf), Mmio(inb, 1, false, 3, (0, 0x23)));
+        int heldAtCpuid = -2;
+        rig.Run((IUserContext ctx, RunExit why, ref RunPage p) =>
+        {
+            if (why == RunExit.Cpuid) heldAtCpuid = rig.DeviceObjects[0].HeldBy;   // the exit that gave up is over
+            return VmmRig.Continue(ctx, why, ref p);
+        });
+        Assert.Equal(-1, heldAtCpuid);
+        int bound = KernelT.MaxLockRetries;
+        // The read, the first write and one write per retry (the retry past the bound is not made), then the MOV's read.
+        Assert.Equal(1 + 1 + bound + 1, rig.Deliveries.Count);
+        Assert.Equal(bound + 1, rig.K.Stats.LockRetries);
+        var after = rig.Guest.Entries[1];
+        Assert.Equal((xadd, 0x23UL), (after.Rip, after.Rax));   // the guest runs the instruction again; EAX as it was
+        // The device is free: the next access is delivered and answered.
+        Assert.Equal((AccessDirection.Read, (EventFlags)0), (rig.Deliveries[^1].Area.Direction, rig.Deliveries[^1].Area.Flags));
+        Assert.Equal(inb + 2, rig.Guest.Entries[3].Rip);
+        Assert.Equal((-1, -1, 0), (rig.DeviceObjects[0].HeldBy, rig.DeviceObjects[0].Inflight, rig.DeviceObjects[0].Queued));
     }
 }
