@@ -43,6 +43,9 @@ case "$verb" in
     case "$area" in cold) dir=tests/Cold ;; decode) dir=tests/Decode ;; gate|pipeline|pipeline-host|pipeline-exit|pipeline-devices|caches) dir=tests ;;
       *) echo "mutate: unknown project '$area' (cold|decode|gate|pipeline|pipeline-host|pipeline-exit|pipeline-devices|caches)" >&2; exit 2 ;; esac
     dotnet tool restore >/dev/null
+    # Stryker's progress bar cuts its line to the terminal's width: on a terminal of width 0 (script -qfc started from a
+    # background job) it crashes after the last mutant, before any report is written. Give such a terminal a size.
+    if [ -t 0 ] && [ "$(stty size 2>/dev/null | cut -d' ' -f2)" = "0" ]; then stty cols 160 rows 50 2>/dev/null || true; fi
     out="$PWD/artifacts/mutation/$area"
     mkdir -p "$out"
     (cd "$dir" && dotnet tool run dotnet-stryker -- --config-file "$OLDPWD/stryker/$area.json" --output "$out" --skip-version-check "${conc[@]}" "${spans[@]}") ;;
