@@ -176,7 +176,7 @@ public sealed partial class Kernel
             e.Seize();
             if (e.Inflight < 0 || e.Area.ReadState() != EventState.Done) { e.Publish(); return; }
         }
-        int v = e.Inflight;
+        int v = e.Inflight, wakeCpu = 0;
         ulong value = e.Area.Data;
         bool locked = (e.Area.Flags & EventFlags.Locked) != 0, wrote = e.Area.Direction == AccessDirection.Write;
         bool mismatch = locked && wrote && e.Area.Result == LockResult.Mismatch;
@@ -188,8 +188,18 @@ public sealed partial class Kernel
         if (locked && (!wrote || mismatch)) { e.HeldBy = v; _held[v] = e; }
         else if (e.HeldBy == v) { e.HeldBy = -1; _held[v] = null; }
         // A claim taken without rare found the queue empty, and nothing enqueues while this claim is held.
-        if (rare && e.HeldBy < 0 && e.TryDequeue(out int next)) FillArea(e, next);
+        // The next queued access goes into the area, and a model thread parked on the object is handed it (as a
+        // delivery's would be): the thread answering here (EVENT_SIGNAL) need not be the one that waits.
+        KThread? wake = null;
+        if (rare && e.HeldBy < 0 && e.TryDequeue(out int next))
+        {
+            FillArea(e, next);
+            wake = e.Waiter;
+            e.Waiter = null;
+            if (wake is not null) { e.Handed = e.Area.Sequence; wakeCpu = _vcpus[next].Cpu; }
+        }
         e.Publish();
+        if (wake is not null) WakeThread(wake, 1, wakeCpu);
         if (Followed(v) is { } tracer) NarrateAnswer(tracer, v, value, here);
         int owner = _vcpus[v].Cpu;
         if (here is not null && here.Index != owner) { PostAnswer(here, v, value, mismatch); return; }

@@ -88,6 +88,8 @@ internal sealed class VmmRig : IDisposable
     public readonly List<EventObject> DeviceObjects = [];
     /// <summary>Where the VMM mapped each device's event area (any of its threads may answer through it, then EVENT_SIGNAL).</summary>
     public readonly List<ulong> DeviceAreas = [];
+    /// <summary>The VMM's handles of the vCPUs, by index (any of its threads may wait on one).</summary>
+    public readonly List<uint> VcpuHandles = [];
 
     public VmmRig(int vcpus = 1, int cpus = 1, bool keepTrace = false)
     {
@@ -156,6 +158,7 @@ internal sealed class VmmRig : IDisposable
             for (int i = 0; i < vcpus; i++)
             {
                 uint vcpu = Sys.VcpuCreate(ctx, vm, (ulong)i);
+                VcpuHandles.Add(vcpu);
                 int index = i;
                 Sys.ThreadCreate(ctx, async (c, _) =>
                 {

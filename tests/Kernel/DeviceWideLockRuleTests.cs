@@ -1,0 +1,220 @@
+using Copra.Abi;
+using Copra.Hot.Exit;
+using Copra.User;
+using Xunit;
+using static Iced.Intel.AssemblerRegisters;
+using KernelT = Copra.Kernel.Core.Kernel;
+
+namespace Copra.Tests.Kernel;
+
+/// <summary>
+/// The device seam's wide and locked accesses (kernel/Exit/Kernel.Devices.cs FillArea, CompleteIfDone, AnswerLost;
+/// Kernel.Wide.cs): a 16-byte access carries its bytes in the event area's payload, in memory order, both ways; a wide
+/// read a dead model held is all ones; both sides of a locked read-modify-write are flagged Locked, the write carries what
+/// the read returned as Expected (both halves for CMPXCHG16B), the kernel sets Result to Applied before every delivery,
+/// and a Mismatch answer makes the kernel recompute from the value the model reports and write again.
+/// Through <see cref="VmmRig"/> with an MMIO device at <see cref="VmmRig.Dev"/>.
+/// </summary>
+public sealed class DeviceWideLockRuleTests
+{
+    const ulong NoIf = 0x2;
+    const ulong At = VmmRig.Dev + 0x40;
+
+    static GuestExit Mmio(ulong rip, byte size, bool write, int addrReg = 3, params (int, ulong)[] regs) =>
+        new(ExitReason.Mmio, [(addrReg, At), .. regs], Rip: rip, Gpa: At, Size: size, Write: write, Rflags: NoIf);
+
+    static UInt128 Bytes(byte first) // first, first+1, ..., first+15 in memory order
+    {
+        UInt128 x = 0;
+        for (int i = 15; i >= 0; i--) x = x << 8 | (byte)(first + i);
+        return x;
+    }
+
+    /// <summary>A model that answers a read with the payload 0xA0, 0xA1, … (and Data 0x5A5A) and takes every write.</summary>
+    static DeviceAnswer WideAnswers => (IUserContext _, uint _, ref EventArea a) =>
+    {
+        if (a.Direction == AccessDirection.Read)
+        {
+            for (int i = 0; i < (int)a.Size; i++) a.Payload[i] = (byte)(0xA0 + i);
+            a.Data = 0x5A5A;
+        }
+        a.PublishState(EventState.Done);
+        return true;
+    };
+
+    [Fact]
+    public void A_16_byte_store_to_a_device_carries_its_bytes_in_the_payload_in_memory_order()
+    {
+        using var rig = new VmmRig();
+        rig.Device(EventKind.Mmio, VmmRig.Dev, 0x1000, WideAnswers);
+        ulong st = rig.Code(a => a.movdqu(__xmmword_ptr[rbx], xmm2));
+        rig.K.State.SetXmm(0, 2, Bytes(0x30));
+        rig.Guest.Add(0, Mmio(st, 16, true));
+        rig.Run();
+        var a = Assert.Single(rig.Deliveries).Area;
+        Assert.Equal((16u, AccessDirection.Write, At), (a.Size, a.Direction, a.Address));
+        Assert.Equal(Enumerable.Range(0x30, 16).Select(i => (byte)i).ToArray(), ((ReadOnlySpan<byte>)a.Payload)[..16].ToArray());
+        Assert.Equal(st + 4, rig.Guest.Entries[1].Rip);
+    }
+
+    [Fact]
+    public void A_16_byte_load_from_a_device_takes_the_models_payload_whole()
+    {
+        using var rig = new VmmRig();
+        rig.Device(EventKind.Mmio, VmmRig.Dev, 0x1000, WideAnswers);
+        ulong ld = rig.Code(a => a.movdqu(xmm1, __xmmword_ptr[rbx]));
+        rig.K.State.SetXmm(0, 1, 0);
+        rig.Guest.Add(0, Mmio(ld, 16, false));
+        rig.Run();
+        var a = Assert.Single(rig.Deliveries).Area;
+        Assert.Equal((16u, AccessDirection.Read), (a.Size, a.Direction));
+        Assert.Equal(Bytes(0xA0), rig.K.State.Xmm(0, 1));   // the payload, not Data
+        Assert.Equal(ld + 4, rig.Guest.Entries[1].Rip);
+    }
+
+    [Fact]
+    public void A_16_byte_load_a_dead_model_held_is_all_ones()
+    {
+        using var rig = new VmmRig();
+        rig.Device(EventKind.Mmio, VmmRig.Dev, 0x1000, VmmRig.Dies);
+        ulong ld = rig.Code(a => a.movdqu(xmm1, __xmmword_ptr[rbx]));
+        rig.K.State.SetXmm(0, 1, 0x1234);
+        rig.Guest.Add(0, Mmio(ld, 16, false));
+        rig.Run();
+        Assert.Equal(1, rig.K.Stats.DevicesLost);
+        Assert.Equal(UInt128.MaxValue, rig.K.State.Xmm(0, 1));
+        Assert.Equal(ld + 4, rig.Guest.Entries[1].Rip);
+    }
+
+    [Fact]
+    public void Both_sides_of_a_locked_read_modify_write_are_flagged_Locked_and_the_write_expects_what_the_read_returned()
+    {
+        using var rig = new VmmRig();
+        rig.Device(EventKind.Mmio, VmmRig.Dev, 0x1000, VmmRig.Answers(0x100));
+        ulong xadd = rig.Code(a => a.@lock.xadd(__dword_ptr[rbx], eax));
+        ulong plain = rig.Code(a => a.xadd(__dword_ptr[rbx], eax));
+        rig.Guest.Add(0, Mmio(xadd, 4, false, 3, (0, 0x23)), Mmio(plain, 4, false, 3, (0, 0x5)));
+        rig.Run();
+        Assert.Equal(4, rig.Deliveries.Count);
+        var (r, w) = (rig.Deliveries[0].Area, rig.Deliveries[1].Area);
+        Assert.Equal((AccessDirection.Read, EventFlags.Locked, 0UL), (r.Direction, r.Flags, r.Data));
+        Assert.Equal((AccessDirection.Write, EventFlags.Locked, 0x123UL, 0x100UL, 0UL), (w.Direction, w.Flags, w.Data, w.Expected, w.ExpectedHigh));
+        Assert.Equal(0x100UL, rig.Guest.Entries[1].Rax);   // XADD: the old value
+        Assert.Equal(xadd + 4, rig.Guest.Entries[1].Rip);
+        // Without LOCK the same form is two plain sides.
+        Assert.All(rig.Deliveries.Skip(2), d => Assert.Equal((EventFlags)0, d.Area.Flags));
+        Assert.Equal(0x105UL, rig.Deliveries[3].Area.Data);
+        Assert.Equal(0, rig.K.Stats.LockRetries);
+        // The object is given up once the write is answered Applied: nothing holds or queues on it.
+        var e = rig.DeviceObjects[0];
+        Assert.Equal((-1, -1, 0, 4L), (e.HeldBy, e.Inflight, e.Queued, e.Completed));
+    }
+
+    [Fact]
+    public void A_locked_write_answered_Mismatch_is_recomputed_from_the_models_current_value_and_each_delivery_starts_Applied()
+    {
+        // The model's location moved from 0x100 to 0x200 after the read: it answers the first write Mismatch with 0x200
+        // and leaves Result alone from then on (as a model that only ever writes Mismatch does).
+        using var rig = new VmmRig();
+        var results = new List<LockResult>();
+        int writes = 0;
+        rig.Device(EventKind.Mmio, VmmRig.Dev, 0x1000, (IUserContext _, uint _, ref EventArea a) =>
+        {
+            results.Add(a.Result);
+            if (a.Direction == AccessDirection.Read) a.Data = 0x100;
+            else if (writes++ == 0) { a.Result = LockResult.Mismatch; a.Data = 0x200; }
+            a.PublishState(EventState.Done);
+            return true;
+        });
+        ulong xadd = rig.Code(a => a.@lock.xadd(__dword_ptr[rbx], eax));
+        rig.Guest.Add(0, Mmio(xadd, 4, false, 3, (0, 0x23)));
+        rig.Run();
+        Assert.Equal([AccessDirection.Read, AccessDirection.Write, AccessDirection.Write], rig.Deliveries.Select(d => d.Area.Direction));
+        Assert.Equal([LockResult.Applied, LockResult.Applied, LockResult.Applied], results);
+        var retry = rig.Deliveries[2].Area;
+        Assert.Equal((0x223UL, 0x200UL, EventFlags.Locked), (retry.Data, retry.Expected, retry.Flags));
+        Assert.Equal(1, rig.K.Stats.LockRetries);
+        Assert.Equal(0x200UL, rig.Guest.Entries[1].Rax);   // XADD returns the value its write replaced
+        Assert.Equal(xadd + 4, rig.Guest.Entries[1].Rip);
+        Assert.Equal(-1, rig.DeviceObjects[0].HeldBy);
+    }
+
+    [Fact]
+    public void A_locked_16_byte_compare_and_exchange_on_a_device_expects_both_halves_of_what_it_read()
+    {
+        using var rig = new VmmRig();
+        rig.Device(EventKind.Mmio, VmmRig.Dev, 0x1000, WideAnswers);
+        ulong cx = rig.Code(a => a.@lock.cmpxchg16b(__xmmword_ptr[rsi]));
+        UInt128 read = Bytes(0xA0);
+        ulong lo = (ulong)read, hi = (ulong)(read >> 64);
+        // RDX:RAX holds what the device holds: RCX:RBX is written.
+        rig.Guest.Add(0, Mmio(cx, 16, false, 6, (0, lo), (2, hi), (3, 0x1111_2222_3333_4444), (1, 0x5555_6666_7777_8888)));
+        rig.Run();
+        Assert.Equal(2, rig.Deliveries.Count);
+        var w = rig.Deliveries[1].Area;
+        Assert.Equal((AccessDirection.Write, 16u, EventFlags.Locked), (w.Direction, w.Size, w.Flags));
+        Assert.Equal((lo, hi), (w.Expected, w.ExpectedHigh));
+        Assert.Equal(0x1111_2222_3333_4444UL, BitConverter.ToUInt64(((ReadOnlySpan<byte>)w.Payload)[..8]));
+        Assert.Equal(0x5555_6666_7777_8888UL, BitConverter.ToUInt64(((ReadOnlySpan<byte>)w.Payload)[8..16]));
+        Assert.Equal(cx + 5, rig.Guest.Entries[1].Rip);
+    }
+
+    [Fact]
+    public void A_locked_16_byte_write_answered_Mismatch_takes_the_models_current_payload()
+    {
+        // CMPXCHG16B: the first write is answered Mismatch with the location's current 16 bytes (0xC0, 0xC1, …). The
+        // kernel compares again with those: they differ from RDX:RAX, so the instruction fails (no second write) and RDX:RAX
+        // gets them.
+        using var rig = new VmmRig();
+        int writes = 0;
+        rig.Device(EventKind.Mmio, VmmRig.Dev, 0x1000, (IUserContext _, uint _, ref EventArea a) =>
+        {
+            if (a.Direction == AccessDirection.Read) for (int i = 0; i < 16; i++) a.Payload[i] = (byte)(0xA0 + i);
+            else if (writes++ == 0) { a.Result = LockResult.Mismatch; for (int i = 0; i < 16; i++) a.Payload[i] = (byte)(0xC0 + i); }
+            a.PublishState(EventState.Done);
+            return true;
+        });
+        ulong cx = rig.Code(a => a.@lock.cmpxchg16b(__xmmword_ptr[rsi]));
+        UInt128 read = Bytes(0xA0), now = Bytes(0xC0);
+        rig.Guest.Add(0, Mmio(cx, 16, false, 6, (0, (ulong)read), (2, (ulong)(read >> 64)), (3, 1), (1, 2)));
+        rig.Run();
+        Assert.Equal(1, rig.K.Stats.LockRetries);
+        Assert.Equal(2, rig.Deliveries.Count);   // a compare that fails writes nothing
+        var after = rig.Guest.Entries[1];
+        Assert.Equal(((ulong)now, (ulong)(now >> 64)), (after.Rax, after.Rdx));
+        Assert.Equal(cx + 5, after.Rip);
+    }
+
+    [Fact]
+    public void A_locked_write_answered_Mismatch_every_time_gives_up_after_the_retry_bound_commits_nothing_and_frees_the_device()
+    {
+        using var rig = new VmmRig();
+        rig.Device(EventKind.Mmio, VmmRig.Dev, 0x1000, (IUserContext _, uint _, ref EventArea a) =>
+        {
+            if (a.Direction == AccessDirection.Read) a.Data = 0x100;
+            else { a.Result = LockResult.Mismatch; a.Data = 0x200 + (ulong)a.Sequence; }
+            a.PublishState(EventState.Done);
+            return true;
+        });
+        ulong xadd = rig.Code(a => a.@lock.xadd(__dword_ptr[rbx], eax));
+        ulong inb = rig.Code(a => a.mov(al, __byte_ptr[rbx]));
+        rig.Guest.Add(0, Mmio(xadd, 4, false, 3, (0, 0x23)), new GuestExit(ExitReason.Cpuid, Rip: 0x40_0000, Rflags: NoIf), Mmio(inb, 1, false, 3, (0, 0x23)));
+        int heldAtCpuid = -2;
+        rig.Run((IUserContext ctx, RunExit why, ref RunPage p) =>
+        {
+            if (why == RunExit.Cpuid) heldAtCpuid = rig.DeviceObjects[0].HeldBy;   // the exit that gave up is over
+            return VmmRig.Continue(ctx, why, ref p);
+        });
+        Assert.Equal(-1, heldAtCpuid);
+        int bound = KernelT.MaxLockRetries;
+        // The read, the first write and one write per retry (the retry past the bound is not made), then the MOV's read.
+        Assert.Equal(1 + 1 + bound + 1, rig.Deliveries.Count);
+        Assert.Equal(bound + 1, rig.K.Stats.LockRetries);
+        var after = rig.Guest.Entries[1];
+        Assert.Equal((xadd, 0x23UL), (after.Rip, after.Rax));   // the guest runs the instruction again; EAX as it was
+        // The device is free: the next access is delivered and answered.
+        Assert.Equal((AccessDirection.Read, (EventFlags)0), (rig.Deliveries[^1].Area.Direction, rig.Deliveries[^1].Area.Flags));
+        Assert.Equal(inb + 2, rig.Guest.Entries[3].Rip);
+        Assert.Equal((-1, -1, 0), (rig.DeviceObjects[0].HeldBy, rig.DeviceObjects[0].Inflight, rig.DeviceObjects[0].Queued));
+    }
+}
