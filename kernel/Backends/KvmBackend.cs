@@ -358,8 +358,9 @@ public sealed unsafe class KvmBackend : IGuestBackend, IHardwareTimedBackend
     {
         value = 0;
         if (r is Iced.Intel.Register.ES or Iced.Intel.Register.CS or Iced.Intel.Register.SS or Iced.Intel.Register.DS) return true;
-        if (!Iced.Intel.RegisterExtensions.IsGPR64(r)) return false;
-        value = gpr[r - Iced.Intel.Register.RAX];
+        if (!Iced.Intel.RegisterExtensions.IsGPR32(r) && !Iced.Intel.RegisterExtensions.IsGPR64(r)) return false;
+        ulong full = gpr[Iced.Intel.RegisterExtensions.GetFullRegister(r) - Iced.Intel.Register.RAX];
+        value = Iced.Intel.RegisterExtensions.IsGPR32(r) ? full & 0xFFFF_FFFF : full;   // a 67-prefixed (32-bit) address
         return true;
     }
 
