@@ -341,7 +341,7 @@ public sealed unsafe class KvmBackend : IGuestBackend, IHardwareTimedBackend
         var gpr = _s.Gprs(v).ToArray();
         foreach (var m in new Iced.Intel.InstructionInfoFactory().GetInfo(ins).GetUsedMemory())
         {
-            if (!m.TryGetVirtualAddress(0, out ulong linear, (Iced.Intel.Register r, int _, int _, out ulong x) => GprValue(gpr, r, out x))) continue;
+            if (!m.TryGetVirtualAddress(0, out ulong linear, (Iced.Intel.Register r, int _, int _, out ulong x) => WriteExitCheck.Reg(gpr, r, out x))) continue;
             bool write = m.Access is not (Iced.Intel.OpAccess.Read or Iced.Intel.OpAccess.CondRead);
             if (!view.Translate(linear, write, out ulong gpa) || IsVmRam(v, gpa)) continue;
             exit.Reason = ExitReason.Mmio;
@@ -352,16 +352,6 @@ public sealed unsafe class KvmBackend : IGuestBackend, IHardwareTimedBackend
             return true;
         }
         return false;
-    }
-
-    static bool GprValue(ulong[] gpr, Iced.Intel.Register r, out ulong value)
-    {
-        value = 0;
-        if (r is Iced.Intel.Register.ES or Iced.Intel.Register.CS or Iced.Intel.Register.SS or Iced.Intel.Register.DS) return true;
-        if (!Iced.Intel.RegisterExtensions.IsGPR32(r) && !Iced.Intel.RegisterExtensions.IsGPR64(r)) return false;
-        ulong full = gpr[Iced.Intel.RegisterExtensions.GetFullRegister(r) - Iced.Intel.Register.RAX];
-        value = Iced.Intel.RegisterExtensions.IsGPR32(r) ? full & 0xFFFF_FFFF : full;   // a 67-prefixed (32-bit) address
-        return true;
     }
 
     // ---- where a write exit's instruction is ---------------------------------------------------

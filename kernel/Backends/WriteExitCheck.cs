@@ -112,7 +112,8 @@ public static class WriteExitCheck
         if (ins.Mnemonic is Mnemonic.Bts or Mnemonic.Btr or Mnemonic.Btc && ins.GetOpKind(1) == OpKind.Register)
         {
             int bits = msize * 8;
-            long offset = bits switch { 16 => (short)RegValue(before, ins.GetOpRegister(1)), 32 => (int)RegValue(before, ins.GetOpRegister(1)), _ => (long)RegValue(before, ins.GetOpRegister(1)) };
+            ulong raw = RegValue(before, ins.GetOpRegister(1));
+            long offset = bits switch { 16 => (short)raw, 32 => (int)raw, _ => (long)raw };
             linear += (ulong)((offset >> System.Numerics.BitOperations.Log2((uint)bits)) * msize);
         }
         if (!g.Translate(linear, write: true, out ulong gpa) || !IsPiece(gpa, (uint)msize, e)) return null;
@@ -226,7 +227,8 @@ public static class WriteExitCheck
         return false;
     }
 
-    static bool Reg(ulong[] gprs, Register r, out ulong v)
+    /// <summary>An address register's value for Iced's effective-address callback (64-bit mode: ES/CS/SS/DS base 0).</summary>
+    internal static bool Reg(ulong[] gprs, Register r, out ulong v)
     {
         v = 0;
         if (r is Register.ES or Register.CS or Register.SS or Register.DS) return true;   // 64-bit mode: base 0

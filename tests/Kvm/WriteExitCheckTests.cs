@@ -180,16 +180,15 @@ public sealed class WriteExitCheckTests
 
     /// <summary>What the decoder claims an instruction does with memory must be what the hardware did (each form's direction).</summary>
     [Theory]
-    [InlineData(new byte[] { 0xFF, 0x36 })]   // push qword [rsi]: reads the operand
-    [InlineData(new byte[] { 0xFF, 0x16 })]   // call qword [rsi]
-    [InlineData(new byte[] { 0xFF, 0x26 })]   // jmp qword [rsi]
-    [InlineData(new byte[] { 0xA6 })]   // cmpsb: reads [rsi] (and [rdi])
-    [InlineData(new byte[] { 0x0F, 0xBC, 0x06 })]   // bsf eax, [rsi]
-    [InlineData(new byte[] { 0x0F, 0x6F, 0x06 })]   // movq mm0, [rsi]
-    public void A_read_form_agrees_with_a_read_and_not_with_a_write(byte[] code)
+    [InlineData(new byte[] { 0xFF, 0x36 }, 8u)]   // push qword [rsi]: reads the operand
+    [InlineData(new byte[] { 0xFF, 0x16 }, 8u)]   // call qword [rsi]
+    [InlineData(new byte[] { 0xFF, 0x26 }, 8u)]   // jmp qword [rsi]
+    [InlineData(new byte[] { 0xA6 }, 1u)]   // cmpsb: reads [rsi] (and [rdi])
+    [InlineData(new byte[] { 0x0F, 0xBC, 0x06 }, 4u)]   // bsf eax, [rsi]
+    [InlineData(new byte[] { 0x0F, 0x6F, 0x06 }, 8u)]   // movq mm0, [rsi]
+    public void A_read_form_agrees_with_a_read_and_not_with_a_write(byte[] code, uint size)
     {
         var regs = Regs(rsi: Device, rdi: Device);
-        var size = (uint)(code[0] == 0xA6 ? 1 : code[0] == 0x0F && code[1] == 0xBC ? 4 : 8);
         Assert.Null(WriteExitCheck.Check(Good, new Guest(code), Code, regs, Mmio(Device, size, false), null));
         var located = new LocatedInstruction(Code, code.Length, false, 0, false, false, false);
         Assert.Contains("does not write", WriteExitCheck.Check(Good, new Guest(code), Code + (ulong)code.Length, regs, Mmio(Device, size, true), located));
