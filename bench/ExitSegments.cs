@@ -35,11 +35,11 @@ public static class ExitSegments
             var warm = System.Diagnostics.Stopwatch.StartNew();
             while (warm.ElapsedMilliseconds < 1500) rig.StepOneExit();
             stats.ResetSamples();
-            int before = stats.Samples(kind);
+            int before = stats.Samples(kind), beforeTimed = stats.TimedSamples(kind);
             long steps = 0;
             for (int i = 0; i < exits; i++) steps += rig.StepOneExit();
             rig.Check();
-            var measured = stats.Measured[(int)kind].AsSpan(before, stats.Samples(kind) - before);
+            var measured = stats.Measured[(int)kind].AsSpan(beforeTimed, stats.TimedSamples(kind) - beforeTimed);
             var modelled = stats.Modelled[(int)kind].AsSpan(before, stats.Samples(kind) - before);
             double ticks = ExitStats.Median(measured);
             double cycles = Tsc.ToReportUnits(ticks);

@@ -141,7 +141,9 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
     public void HandleExit(int cpu, in ExitRecord rec, long entryTd)
     {
         _host.ExitTaken(rec.Vcpu);
-        long t0 = (long)Tsc.Read();
+        // Timed: one exit in Stats.TimeEvery, or every exit while a tracer or the display marks are on.
+        bool timed = _host.Tracing || Stats.TimeThis(cpu);
+        long t0 = timed ? (long)Tsc.Read() : 0;
         int v = rec.Vcpu;
         State.OnExit(v);   // TDG.VP.RDs since the last charge (the entry's, e.g. the interrupt check) go to this exit
         Stats.Add(cpu, Counter.Taken);
@@ -149,6 +151,7 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         // The tracers' one check per exit; the stages then test the vCPU's flag.
         _f.Follow[v] = _host.Tracing ? _host.Follow(cpu, in rec, entryTd) : (byte)0;
         _f.Measured[v] = 0;
+        _f.Timed[v] = timed;
         _f.SegStart[v] = t0;
         _f.Modelled[v] = _exitCycles + entryTd * _tdcallCycles;
         _f.Hardware[v] = _host.HardwareTicks(v);
@@ -199,7 +202,7 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         _f.Modelled[v] += reads * _tdcallCycles;
     }
 
-    /// <summary>A kernel segment of this exit ends: its TDG.VP.RDs are charged (TDX only) and its time added to the measured.</summary>
+    /// <summary>A kernel segment of this exit ends: its TDG.VP.RDs are charged (TDX only) and, for a timed exit, its time added to the measured.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void EndSegment(int cpu, int v)
     {
@@ -215,7 +218,7 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
     {
         _host.RunPageExit(cpu, v, why);
         EndSegment(cpu, v);
-        Stats.Record(cpu, kind, _f.Measured[v], _f.Modelled[v], _f.Hardware[v]);
+        Record(cpu, v, kind);
     }
 
     /// <summary>Decode the instruction behind an MMIO/IOIO exit and start its first element.</summary>
@@ -685,11 +688,15 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         ReleaseHeld(v);
         if (countCompleted) Stats.Add(cpu, Counter.Completed);
         EndSegment(cpu, v);
-        Stats.Record(cpu, kind, _f.Measured[v], _f.Modelled[v], _f.Hardware[v]);
+        Record(cpu, v, kind);
         if (Followed(v) is { } t) NarrateDone(t, v, kind);
         _host.TraceComplete(cpu, v, kind);
         _host.Reenter(v);
     }
+
+    /// <summary>The exit is counted under its kind with its modelled (and hardware) sample; a timed one keeps its measured sample too.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    void Record(int cpu, int v, ExitKind kind) => Stats.Record(cpu, kind, _f.Timed[v], _f.Measured[v], _f.Modelled[v], _f.Hardware[v]);
 
     void InjectWalkFault(int cpu, int v, in WalkResult fault)
     {

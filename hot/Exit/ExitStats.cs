@@ -31,8 +31,9 @@ public sealed unsafe class ExitStats
     public const int KindCount = (int)ExitKind.Other + 1;
     public const int SampleCapacity = 1 << 18;
     const int CounterCount = (int)Counter.SingleStepTraps + 1;
-    // A lane: 8 words of padding, the counters, the per-kind counts, 8 words of padding (no two CPUs' words share a line).
-    const int Pad = 8, KindBase = Pad + CounterCount, LaneWords = KindBase + KindCount + Pad;
+    // A lane: 8 words of padding, the counters, the per-kind counts, the timing sampler's state, 8 words of padding (no
+    // two CPUs' words share a line).
+    const int Pad = 8, KindBase = Pad + CounterCount, SamplerWord = KindBase + KindCount, LaneWords = SamplerWord + 1 + Pad;
 
     // The lanes, one after another in one pinned block (lane c at c × LaneWords; the shared lane last). Why a block and
     // not an array per lane: a counter add is then one compare and one add at a computed address (~3 instructions),
@@ -48,6 +49,27 @@ public sealed unsafe class ExitStats
         if ((uint)cpu < (uint)_cpus) _lanes[cpu * LaneWords + Pad + (int)c] += n;
         else Interlocked.Add(ref _lanes[_cpus * LaneWords + Pad + (int)c], n);
     }
+
+    /// <summary>
+    /// Whether the exit CPU <paramref name="cpu"/> takes now is timed: every exit with <see cref="TimeEvery"/> 1, else one in
+    /// <see cref="TimeEvery"/> picked by the CPU's own xorshift (deterministic, and not in step with a workload's loop, as a
+    /// fixed stride could be). Why sample: the four LFENCE+RDTSC reads that time an exit's two kernel segments cost
+    /// ~190 TSC cycles on an AMD EPYC host whose whole MMIO exit costs ~460 (docs/design.md, "Timing one exit in N").
+    /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    public bool TimeThis(int cpu)
+    {
+        if (_timeMask == 0 || (uint)cpu >= (uint)_cpus) return true;
+        ref long s = ref _lanes[cpu * LaneWords + SamplerWord];
+        ulong x = (ulong)s;
+        x ^= x << 13; x ^= x >> 7; x ^= x << 17;
+        s = (long)x;
+        return (x & _timeMask) == 0;
+    }
+
+    /// <summary>Exits timed: every one (1), or one in this many, chosen at random per CPU (a power of two).</summary>
+    public int TimeEvery { get; }
+    readonly ulong _timeMask;
 
     long Sum(int word)
     {
@@ -127,20 +149,26 @@ public sealed unsafe class ExitStats
     public readonly long[][] Modelled = new long[KindCount][];
     /// <summary>Per kind: the hardware round trip (TSC around KVM_RUN) of each exit, when the backend is real hardware.</summary>
     public readonly long[]?[] Hardware = new long[KindCount][];
-    // Per CPU: the samples kept per kind, padded so no two CPUs' counts share a cache line.
+    // Per CPU: the samples kept per kind (modelled and hardware: every exit), then the measured samples kept per kind
+    // (timed exits only), padded so no two CPUs' counts share a cache line.
     readonly int[][] _kept;
     readonly int _stripe;
-    const int KeptWords = KindCount + 16;
+    const int TimedBase = KindCount, KeptWords = 2 * KindCount + 16;
 
-    /// <summary>Keeps up to <paramref name="capacity"/> samples per kind (a sweep that only needs counts keeps few).</summary>
-    public ExitStats(int capacity = SampleCapacity, int cpus = 1)
+    /// <summary>Keeps up to <paramref name="capacity"/> samples per kind (a sweep that only needs counts keeps few), and times
+    /// every exit, or one in <paramref name="timeEvery"/> (a power of two up to <see cref="MaxTimeEvery"/>).</summary>
+    public ExitStats(int capacity = SampleCapacity, int cpus = 1, int timeEvery = 1)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(capacity);
         ArgumentOutOfRangeException.ThrowIfLessThan(cpus, 1);
+        if (!IsValidTimeEvery(timeEvery)) throw new ArgumentOutOfRangeException(nameof(timeEvery), timeEvery, $"a power of two from 1 to {MaxTimeEvery}");
         _cpus = cpus;
+        TimeEvery = timeEvery;
+        _timeMask = (ulong)timeEvery - 1;
         _laneOwner = GC.AllocateArray<long>((cpus + 1) * LaneWords, pinned: true);
         // SAFETY: the array is on the pinned object heap, so its address never changes while _laneOwner holds it.
         _lanes = (long*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref _laneOwner[0]);
+        for (int c = 0; c < cpus; c++) _lanes[c * LaneWords + SamplerWord] = unchecked((long)(0x9E3779B97F4A7C15UL + (ulong)c * 0xBF58476D1CE4E5B9UL));
         Capacity = capacity;
         _stripe = capacity / cpus;
         _kept = new int[cpus][];
@@ -160,24 +188,42 @@ public sealed unsafe class ExitStats
     public bool HasHardware => Hardware[0] is not null;
 
     /// <summary>
-    /// Records one finished exit: the count in the CPU's lane, the sample in the CPU's stripe, both with plain
-    /// stores (the CPU's host thread owns them); a sample past the stripe is counted but not kept. A caller
-    /// outside both drivers (no current CPU) is counted in the shared lane and keeps no sample.
+    /// Records one finished exit: the count in the CPU's lane, the modelled (and hardware) sample in the CPU's stripe,
+    /// and for a <paramref name="timed"/> exit (<see cref="TimeThis"/>) the measured sample in the CPU's stripe of timed
+    /// samples; all with plain stores (the CPU's host thread owns them). A sample past the stripe is counted but not kept.
+    /// A caller outside both drivers (no current CPU) is counted in the shared lane and keeps no sample.
     /// </summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]   // into the exit's end (EndExit) and the run-page exit: one frame fewer per exit
-    public void Record(int cpu, ExitKind kind, long measuredTicks, long modelledCycles, long hardwareTicks = 0)
+    public void Record(int cpu, ExitKind kind, bool timed, long measuredTicks, long modelledCycles, long hardwareTicks = 0)
     {
         int k = (int)kind;
         if ((uint)cpu >= (uint)_cpus) { Interlocked.Increment(ref _lanes[_cpus * LaneWords + KindBase + k]); return; }
         _lanes[cpu * LaneWords + KindBase + k]++;
-        ref int kept = ref _kept[cpu][k];
-        if (kept >= _stripe) return;
-        int i = cpu * _stripe + kept;
-        Measured[k][i] = measuredTicks;
-        Modelled[k][i] = modelledCycles;
-        if (Hardware[k] is { } h) h[i] = hardwareTicks;
-        Volatile.Write(ref kept, kept + 1);
+        var row = _kept[cpu];
+        ref int kept = ref row[k];
+        if (kept < _stripe)
+        {
+            int i = cpu * _stripe + kept;
+            Modelled[k][i] = modelledCycles;
+            if (Hardware[k] is { } h) h[i] = hardwareTicks;
+            Volatile.Write(ref kept, kept + 1);
+        }
+        if (!timed) return;
+        ref int keptTimed = ref row[TimedBase + k];
+        if (keptTimed >= _stripe) return;
+        Measured[k][cpu * _stripe + keptTimed] = measuredTicks;
+        Volatile.Write(ref keptTimed, keptTimed + 1);
     }
+
+    /// <summary>A timed exit (<see cref="Record(int, ExitKind, bool, long, long, long)"/> with timed true).</summary>
+    public void Record(int cpu, ExitKind kind, long measuredTicks, long modelledCycles, long hardwareTicks = 0) =>
+        Record(cpu, kind, timed: true, measuredTicks, modelledCycles, hardwareTicks);
+
+    /// <summary>The largest <see cref="TimeEvery"/>.</summary>
+    public const int MaxTimeEvery = 1 << 16;
+    /// <summary>The default for a run: one exit in 16 timed (docs/design.md, "Timing one exit in N").</summary>
+    public const int DefaultTimeEvery = 16;
+    public static bool IsValidTimeEvery(int n) => n >= 1 && n <= MaxTimeEvery && (n & (n - 1)) == 0;
 
     /// <summary>Forgets the kept samples (not the counts): a measurement phase after a warm-up. Not while CPUs run.</summary>
     public void ResetSamples()
@@ -201,8 +247,10 @@ public sealed unsafe class ExitStats
     ReadOnlyMemory<long>[] Parts(long[]? samples, int k)
     {
         if (samples is null) return [ReadOnlyMemory<long>.Empty];
+        // Measured samples are kept for timed exits only, so they have their own kept counts.
+        int at = ReferenceEquals(samples, Measured[k]) ? TimedBase + k : k;
         var parts = new ReadOnlyMemory<long>[_kept.Length];
-        for (int c = 0; c < parts.Length; c++) parts[c] = samples.AsMemory(c * _stripe, Volatile.Read(ref _kept[c][k]));
+        for (int c = 0; c < parts.Length; c++) parts[c] = samples.AsMemory(c * _stripe, Volatile.Read(ref _kept[c][at]));
         return parts;
     }
 
@@ -210,11 +258,19 @@ public sealed unsafe class ExitStats
 
     public double HardwareMedianAll() => MedianAll(Hardware);
 
-    /// <summary>Samples of one kind kept over every CPU.</summary>
+    /// <summary>Modelled samples of one kind kept over every CPU (one per exit, up to the capacity).</summary>
     public int Samples(ExitKind kind)
     {
         int n = 0;
         foreach (var kept in _kept) n += Volatile.Read(ref kept[(int)kind]);
+        return n;
+    }
+
+    /// <summary>Measured samples of one kind kept over every CPU (one per timed exit, up to the capacity).</summary>
+    public int TimedSamples(ExitKind kind)
+    {
+        int n = 0;
+        foreach (var kept in _kept) n += Volatile.Read(ref kept[TimedBase + (int)kind]);
         return n;
     }
 

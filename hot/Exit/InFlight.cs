@@ -29,7 +29,7 @@ public readonly struct InFlight
         Acc = new(n); Exit = new(n); Phase = new(n);
         Value = new(n); WriteValue = new(n); SegBase = new(n); EsBase = new(n);
         Mode = new(n); Cr3 = new(n);
-        Measured = new(n); SegStart = new(n); Modelled = new(n); Hardware = new(n); HwRead = new(n); HwGprs = new(n, 16); HwFlags = new(n); HwReadEnd = new(n);
+        Measured = new(n); SegStart = new(n); Timed = new(n); Modelled = new(n); Hardware = new(n); HwRead = new(n); HwGprs = new(n, 16); HwFlags = new(n); HwReadEnd = new(n);
         FirstElement = new(n); HardwareCompletes = new(n); Follow = new(n); RepElements = new(n); Forwarded = new(n); TdRead0 = new(n);
         ReqKind = new(n); ReqAddr = new(n); ReqSize = new(n); ReqWrite = new(n); ReqData = new(n); ReqOwner = new(n);
         Answer = new(n); AnswerMismatch = new(n);
@@ -75,6 +75,8 @@ public readonly struct InFlight
     // ---- accounting ------------------------------------------------------------------------------
     /// <summary>TSC ticks of kernel code for this exit, and the start of the segment now running (0: none).</summary>
     public readonly VcpuColumn<long> Measured, SegStart;
+    /// <summary>This exit is timed (<see cref="ExitStats.TimeThis"/>): its segments read the TSC and it keeps a sample.</summary>
+    public readonly VcpuColumn<bool> Timed;
     /// <summary>Modelled platform cycles of this exit.</summary>
     public readonly VcpuColumn<long> Modelled;
     /// <summary>The hardware round trip (KVM: TSC around KVM_RUN), else 0.</summary>

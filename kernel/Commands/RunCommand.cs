@@ -41,7 +41,13 @@ public static class RunCommand
         var trace = Cli.Output("--trace", "Write a Chrome trace-event file (open it in Perfetto)", allowStdout: false);
         var plot = Cli.Output("--plot", "Draw per-kind cycle distributions, measured beside modelled: SVG if FILE ends in .svg, PNG otherwise", allowStdout: false);
         var quiet = Cli.Flag("--quiet", "Print no human report and no progress");
-        foreach (var o in new Option[] { scenario, platform, cpus, exits, seed, driver, unhandled, backend, tdcall, faults, json, trace, plot, quiet }) cmd.Options.Add(o);
+        var timeEvery = Cli.Int("--time-every", "Exits timed with the TSC: one in N per CPU, a power of two (1: every exit); overrides the scenario's (default 16)", 1, Hot.Exit.ExitStats.MaxTimeEvery);
+        timeEvery.Validators.Add(r =>
+        {
+            if (r.Tokens.Count == 1 && long.TryParse(r.Tokens[0].Value, out long n) && n is >= 1 and <= Hot.Exit.ExitStats.MaxTimeEvery && !Hot.Exit.ExitStats.IsValidTimeEvery((int)n))
+                r.AddError($"--time-every: {n} is not a power of two (1, 2, 4, ... {Hot.Exit.ExitStats.MaxTimeEvery})");
+        });
+        foreach (var o in new Option[] { scenario, platform, cpus, exits, seed, driver, unhandled, backend, tdcall, faults, json, trace, plot, quiet, timeEvery }) cmd.Options.Add(o);
         cmd.SetAction(pr =>
         {
             var sc = Scenario.Load(pr.GetValue(scenario));
@@ -53,6 +59,7 @@ public static class RunCommand
             if (pr.GetValue(backend) is { } b) sc = sc with { Backend = b };
             if (Cli.Given(pr, tdcall) is long t) sc = sc with { Costs = new Dictionary<string, long>(sc.Costs) { ["tdcall"] = t } };
             if (Cli.Given(pr, exits) is long target) sc = WithExits(sc, target);
+            if (Cli.Given(pr, timeEvery) is long te) sc = sc with { TimeEvery = (int)te };
             sc.Validate();
             return Execute(io, sc, new Outputs(pr.GetValue(json), pr.GetValue(trace), pr.GetValue(plot)),
                 pr.GetValue(faults) is { } fs ? FaultSpec.Parse(fs) : new FaultSpec(), pr.GetValue(quiet));
@@ -150,19 +157,22 @@ public static class RunCommand
             }
             AnsiConsole.Write(root);
         }
-        AnsiConsole.MarkupLine($"[bold]per exit by kind[/]: measured = the kernel's own software ({Tsc.Unit}, {Tsc.Describe()}), modelled = platform cycles (cost model); never added together");
+        AnsiConsole.MarkupLine($"[bold]per exit by kind[/]: measured = the kernel's own software ({Tsc.Unit}, {Tsc.Describe()}), modelled = platform cycles (cost model); never added together; distributions over the timed exits ({(st.TimeEvery == 1 ? "every exit" : $"one in {st.TimeEvery}, at random: --time-every")})");
         var table = new Table();
         bool hw = st.HasHardware;
         table.AddColumn("kind");
         table.AddColumn(new TableColumn("count").RightAligned());
+        table.AddColumn(new TableColumn("timed").RightAligned());
         foreach (var h in new[] { "measured p50", "p90", "p99", "max" }) table.AddColumn(new TableColumn(h).RightAligned());
         foreach (var h in new[] { "modelled p50", "p99" }) table.AddColumn(new TableColumn(h).RightAligned());
         if (hw) { table.AddColumn(new TableColumn("real KVM_RUN p50").RightAligned()); table.AddColumn(new TableColumn("kernel share").RightAligned()); }
+        // A kind none of whose exits was timed (--time-every) has no measured figure: "-", not 0.
+        static string Fig(Report.Distribution m, long x) => m.Count == 0 ? "-" : x.ToString("N0");
         void Row(Report.KindReport r, bool bold)
         {
             var m = r.Measured; var d = r.Modelled;
-            var row = new List<string> { bold ? $"[bold]{r.Name}[/]" : r.Name, r.Count.ToString("N0"),
-                m.P50.ToString("N0"), m.P90.ToString("N0"), m.P99.ToString("N0"), m.Max.ToString("N0"), d.P50.ToString("N0"), d.P99.ToString("N0") };
+            var row = new List<string> { bold ? $"[bold]{r.Name}[/]" : r.Name, r.Count.ToString("N0"), m.Count.ToString("N0"),
+                Fig(m, m.P50), Fig(m, m.P90), Fig(m, m.P99), Fig(m, m.Max), d.P50.ToString("N0"), d.P99.ToString("N0") };
             if (hw) row.AddRange([r.Hardware!.P50.ToString("N0"), r.Hardware.P50 > 0 ? $"{(double)m.P50 / r.Hardware.P50:P0}" : "-"]);
             table.AddRow(row.ToArray());
         }
@@ -249,6 +259,7 @@ public static class RunCommand
         w.WriteStartObject("cycles");
         w.WriteString("measured_is", Report.ExitReport.MeasuredIs);
         w.WriteString("measured_unit", Tsc.Unit);
+        w.WriteNumber("time_every", st.TimeEvery);
         w.WriteString("modelled_is", $"platform cycles from the cost model '{k.Cost.Name}' (modelled)");
         w.WriteString("percentiles_are", "from a histogram with HdrHistogram's bucketing at 3 significant digits; min and max are exact");
         var (kinds, all) = Report.ExitReport.Full(st);   // one pass over the samples for both

@@ -26,6 +26,8 @@ public sealed record KernelConfig
     public int MaxEventObjects { get; init; } = 256;
     /// <summary>Measured/modelled samples kept per exit kind (counts are always kept).</summary>
     public int SampleCapacity { get; init; } = ExitStats.SampleCapacity;
+    /// <summary>Exits timed with the TSC: one in this many per CPU (<see cref="ExitStats.TimeThis"/>); 1 times every exit.</summary>
+    public int TimeEvery { get; init; } = 1;
 }
 
 /// <summary>

@@ -168,7 +168,8 @@ public sealed partial class Kernel
         // Nothing answered: read without a claim (only the model writes Done; only a claim holder takes the access out).
         int seen = Volatile.Read(ref e.Slot);
         if ((seen & EventObject.SlotInflight) == 0 || e.Area.ReadState() != EventState.Done) return;
-        long t0 = (long)Tsc.Read();
+        // The vCPU in the slot wrote its Timed column before its delivery published the area (read here for the clock only).
+        long t0 = _f.Timed[(seen & EventObject.SlotInflight) - 1] ? (long)Tsc.Read() : 0;
         // The common transition: the access in flight answered, nothing queued or held. The claim is the check.
         bool rare = (seen & EventObject.SlotRare) != 0 || !e.TryClaim(seen);
         if (rare)
@@ -228,7 +229,7 @@ public sealed partial class Kernel
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]   // into the completion: one call fewer per exit
     void ContinueAfterDevice(Cpu cpu, int v, ulong value, bool lockMismatch = false)
     {
-        if (_f.SegStart[v] == 0) _f.SegStart[v] = (long)Tsc.Read();
+        if (_f.Timed[v] && _f.SegStart[v] == 0) _f.SegStart[v] = (long)Tsc.Read();
         // The completion took this access out of the event object under its claim, so VM_CONTROL Stop
         // can no longer abandon it: nothing else writes the state now but this store.
         SetRun(_vcpus[v], VcpuRun.WaitingDevice, VcpuRun.Runnable);

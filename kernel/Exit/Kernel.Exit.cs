@@ -72,7 +72,7 @@ public sealed partial class Kernel
     void InitExitPath(int vcpus)
     {
         int n = Math.Max(1, vcpus);
-        Stats = new ExitStats(Config.SampleCapacity, Cpus.Length);
+        Stats = new ExitStats(Config.SampleCapacity, Cpus.Length, Config.TimeEvery);
         _pipe = new ExitPipeline<KernelExitHost>(new KernelExitHost(this), n, Stats, State, _memory, Config.Platform == PlatformType.Tdp,
             Cost.ExitCycles, Cost.TdcallCycles, Cost.ForwardCycles);
         _f = _pipe.InFlight;

@@ -32,7 +32,7 @@ public sealed class CopraSystem : IDisposable
         Kernel = new Core.Kernel(new KernelConfig
         {
             Cpus = sc.Cpus, Platform = cost.Platform, Seed = sc.Seed, MemoryBytes = at + (2UL << 20),
-            Vms = specs, Cost = cost, KeepTrace = keepTrace, SampleCapacity = sampleCapacity,
+            Vms = specs, Cost = cost, KeepTrace = keepTrace, SampleCapacity = sampleCapacity, TimeEvery = sc.TimeEvery,
         });
         Layouts = specs.Select((s, i) => new VmLayout(s.MemoryBase, s.MemoryLength, sc.Vms[i].Uart, sc.Vms[i].TestDevice)).ToList();
         Kernel.Backend = backend is not null ? backend(Kernel, Layouts) : BuildReplay();

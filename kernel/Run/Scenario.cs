@@ -28,6 +28,8 @@ public sealed record Scenario
     /// <summary>The VMM's per-exit state traffic ("vmm": {"state_fields": n, "batch": k}); 0 fields = none. See <c>copra tune</c>.</summary>
     public int VmmStateFields { get; init; }
     public int VmmBatch { get; init; } = 1;
+    /// <summary>Exits timed: one in this many (a power of two; 1 times every exit). See <see cref="Hot.Exit.ExitStats.TimeThis"/>.</summary>
+    public int TimeEvery { get; init; } = Hot.Exit.ExitStats.DefaultTimeEvery;
 
     /// <summary>The loop-body entries a workload mix may name.</summary>
     public static readonly string[] MixKinds = ["read", "write", "write_imm", "read_zx", "read_sx", "alu", "port_out", "port_in", "movs", "stos", "cpuid", "lock_xadd", "push_pop"];
@@ -57,6 +59,7 @@ public sealed record Scenario
         ("vmm", "object", "no state traffic", "the VMM's per-exit vCPU-state traffic (see copra tune)"),
         ("vmm.state_fields", "integer 0..16", "0", "state fields the VMM reads per exit (every fourth is written back)"),
         ("vmm.batch", $"integer 1..{Core.Kernel.MaxBatch}", "1", "state calls submitted per BATCH syscall"),
+        ("time_every", "power of two 1..65536", "16", "exits timed with the TSC: one in this many, picked at random per CPU (1: every exit); the rest are counted"),
         ("costs", "object", "the platform's", "cost-model overrides in cycles"),
         ("costs.exit", "integer 0..10^9", "the platform's", "cycles of one exit and re-entry"),
         ("costs.tdcall", "integer 0..10^9", "the platform's", "cycles of one TDCALL (TDX)"),
@@ -201,6 +204,7 @@ public sealed record Scenario
             if (vmm.StateFields is { } f) sc = sc with { VmmStateFields = f };
             if (vmm.Batch is { } bt) sc = sc with { VmmBatch = bt };
         }
+        if (d.TimeEvery is { } te) sc = sc with { TimeEvery = te };
         if (d.Costs is { } costs)
         {
             var map = new Dictionary<string, long>();
@@ -244,6 +248,7 @@ public sealed record Scenario
             }
         if (VmmStateFields < 0 || VmmStateFields > User.Programs.StateWork.Fields.Length) throw new CliException($"$.vmm.state_fields: {VmmStateFields} is out of range 0..{User.Programs.StateWork.Fields.Length}");
         if (VmmBatch is < 1 or > Core.Kernel.MaxBatch) throw new CliException($"$.vmm.batch: {VmmBatch} is out of range 1..{Core.Kernel.MaxBatch}");
+        if (!Hot.Exit.ExitStats.IsValidTimeEvery(TimeEvery)) throw new CliException($"$.time_every: {TimeEvery} is not a power of two in 1..{Hot.Exit.ExitStats.MaxTimeEvery}");
         foreach (var (k, v) in Costs)
             if (v is < 0 or > 1_000_000_000) throw new CliException($"$.costs.{k}: {v} is out of range 0..1000000000");
     }
@@ -263,6 +268,7 @@ internal sealed class ScenarioDoc
     [JsonPropertyName("vms")] public List<VmDoc?>? Vms { get; set; }
     [JsonPropertyName("workload")] public WorkloadDoc? Workload { get; set; }
     [JsonPropertyName("vmm")] public VmmDoc? Vmm { get; set; }
+    [JsonPropertyName("time_every")] public int? TimeEvery { get; set; }
     [JsonPropertyName("costs")] public CostsDoc? Costs { get; set; }
 }
 

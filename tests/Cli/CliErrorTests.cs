@@ -54,6 +54,8 @@ public class CliErrorTests
     [Fact] public void Near_miss_option_suggests_the_option() => OneLine(CopraCli.Run("run", "--cpu", "3"), 2, "'--cpu'", "did you mean '--cpus'");
     [Fact] public void Unknown_command_is_named() => OneLine(CopraCli.Run("frob"), 2, "copra:", "unknown command 'frob'", "exitbench");
     [Fact] public void No_command_is_a_usage_error() => Assert.Equal(2, CopraCli.Run().Code);
+    [Fact] public void Time_every_that_is_not_a_power_of_two_is_refused() => OneLine(CopraCli.Run("run", "--time-every", "3"), 2, "--time-every: 3 is not a power of two");
+    [Fact] public void Time_every_out_of_range_is_refused() => OneLine(CopraCli.Run("run", "--time-every", "131072"), 2, "--time-every: 131072 is out of range 1..65,536");
     [Fact] public void Cpus_out_of_int_range_is_refused() => OneLine(CopraCli.Run("run", "--cpus", "4294967298"), 2, "--cpus: 4294967298 is out of range 1..64");
     [Fact] public void Negative_seed_is_refused() => OneLine(CopraCli.Run("run", "--seed", "-5"), 2, "--seed: '-5'");
     [Fact] public void Unknown_platform_lists_the_choices() => OneLine(CopraCli.Run("run", "--platform", "arm"), 2, "--platform: 'arm' is not one of snp, tdx, native");
