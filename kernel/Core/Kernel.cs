@@ -19,6 +19,8 @@ public sealed record KernelConfig
     /// <summary>Private data segment of each process.</summary>
     public int ProcessDataBytes { get; init; } = 256 << 10;
     public bool KeepTrace { get; init; }
+    /// <summary>Hash the trace (the deterministic driver's check; <see cref="Trace.Hashed"/>). Off only for harnesses that never read it.</summary>
+    public bool HashTrace { get; init; } = true;
     /// <summary>The VMs the platform offers (VM index = position + 1).</summary>
     public IReadOnlyList<VmSpec> Vms { get; init; } = [];
     /// <summary>Overrides the platform's default cost model.</summary>
@@ -56,7 +58,7 @@ public sealed partial class Kernel : IDisposable
         Config = config;
         Cpus = new Cpu[config.Cpus];
         for (int i = 0; i < Cpus.Length; i++) Cpus[i] = new Cpu(this, i);
-        Trace = new Trace(config.Cpus) { Keep = config.KeepTrace };
+        Trace = new Trace(config.Cpus) { Keep = config.KeepTrace, Hashed = config.HashTrace };
         Gate = new SysCallGate(this);
         Phys = new PhysPages(config.MemoryBytes, config.KernelBase, config.KernelLength);
         InitMachine();

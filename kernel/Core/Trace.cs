@@ -51,14 +51,21 @@ public sealed class Trace
 
     public bool Keep { get; init; }
 
+    /// <summary>
+    /// Records are hashed (the default). Off for a harness that never reads the hash (the exit-path rigs of exitbench and
+    /// the benchmarks): the trace is the deterministic driver's check, not part of the exit, and off it costs one test.
+    /// </summary>
+    public bool Hashed { get; init; } = true;
+
     /// <summary>Records hashed, over all CPUs.</summary>
     public long Count { get { long n = 0; foreach (var l in _lanes) n += l.Count; return n; } }
 
-    /// <summary>The run's hash: the lanes' hashes folded in CPU order.</summary>
+    /// <summary>The run's hash: the lanes' hashes folded in CPU order. A trace that is not <see cref="Hashed"/> has none.</summary>
     public ulong Hash
     {
         get
         {
+            if (!Hashed) throw new InvalidOperationException("this trace is not hashed (Trace.Hashed is off)");
             ulong h = 14695981039346656037UL;
             foreach (var l in _lanes) h = Mix(h, l.Hash);
             return h;
@@ -89,8 +96,10 @@ public sealed class Trace
     /// Adds a record to <paramref name="here"/>'s lane. Caller obligation: the calling host thread is the one stepping
     /// <paramref name="here"/> (or no driver runs). The exit path knows its CPU, so it skips the thread-local lookup.
     /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]   // once per exit (its Complete record): no frame
     public void AddOn(Cpu here, TraceKind kind, long a = 0, long b = 0, long measuredTicks = 0)
     {
+        if (!Hashed) { if (Keep) Keep1(_lanes[here.Index], new Record(here.Clock, here.Index, kind, a, b, measuredTicks)); return; }
         var lane = _lanes[here.Index];
         lane.Count++;
         ulong h = lane.Hash;

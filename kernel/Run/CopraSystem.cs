@@ -20,7 +20,7 @@ public sealed class CopraSystem : IDisposable
 {
     public const ulong FirstVmBase = 8UL << 20;
 
-    public CopraSystem(Scenario sc, bool keepTrace = false, Func<Core.Kernel, IReadOnlyList<VmLayout>, Exit.IGuestBackend>? backend = null, FaultSpec? faults = null, int sampleCapacity = ExitStats.SampleCapacity)
+    public CopraSystem(Scenario sc, bool keepTrace = false, Func<Core.Kernel, IReadOnlyList<VmLayout>, Exit.IGuestBackend>? backend = null, FaultSpec? faults = null, int sampleCapacity = ExitStats.SampleCapacity, bool hashTrace = true)
     {
         Scenario = sc;
         Faults = faults ?? new FaultSpec();
@@ -32,7 +32,7 @@ public sealed class CopraSystem : IDisposable
         Kernel = new Core.Kernel(new KernelConfig
         {
             Cpus = sc.Cpus, Platform = cost.Platform, Seed = sc.Seed, MemoryBytes = at + (2UL << 20),
-            Vms = specs, Cost = cost, KeepTrace = keepTrace, SampleCapacity = sampleCapacity, TimeEvery = sc.TimeEvery,
+            Vms = specs, Cost = cost, KeepTrace = keepTrace, SampleCapacity = sampleCapacity, TimeEvery = sc.TimeEvery, HashTrace = hashTrace,
         });
         Layouts = specs.Select((s, i) => new VmLayout(s.MemoryBase, s.MemoryLength, sc.Vms[i].Uart, sc.Vms[i].TestDevice)).ToList();
         Kernel.Backend = backend is not null ? backend(Kernel, Layouts) : BuildReplay();
