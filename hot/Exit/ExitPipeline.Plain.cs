@@ -69,7 +69,7 @@ public sealed partial class ExitPipeline<THost>
     /// and has been run from here (to its device, the host, RAM or a fault); false, having written nothing, otherwise.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]   // its one caller is BeginAccess, itself inlined into HandleExit
-    bool ReplayPlain(int cpu, int v, ulong cr0, ulong cr4, ulong efer, ulong cr3, ushort csAttr)
+    bool ReplayPlain(int cpu, int v)
     {
         ref readonly var rec = ref _f.Exit[v];
         if (_f.HardwareCompletes[v] || _f.Follow[v] != 0) return false;
@@ -78,7 +78,8 @@ public sealed partial class ExitPipeline<THost>
         ref var m = ref _f.Memo.At(v, slot);
         if (!m.Valid || rip != m.Rip || rec.Reason != m.Reason) return false;
         if (rec.Reason == ExitReason.Io && (rec.Port != m.Port || rec.Size != m.Size)) return false;
-        if (cr3 != m.Cr3 || cr0 != m.Cr0 || cr4 != m.Cr4 || efer != m.Efer || csAttr != m.CsAttr || (State.Rflags(v) & MemoRflags) != m.RflagsKey)
+        if (State.Cr3(v) != m.Cr3 || State.Cr0(v) != m.Cr0 || State.Cr4(v) != m.Cr4 || State.Efer(v) != m.Efer
+            || State.SegAttributes(v, StateField.Cs) != m.CsAttr || (State.Rflags(v) & MemoRflags) != m.RflagsKey)
             return false;
         if (!Fetcher.TryFetchWords(v, _memory, m.Mode, m.Cr3, rip, m.Fetch, out ulong lo, out ulong hi) || lo != m.CodeLo || hi != m.CodeHi)
             return false;

@@ -353,30 +353,6 @@ public sealed partial class VcpuStateStore
 
     // ---- tracked fields: typed accessors with accounting -------------------------------------
 
-    /// <summary>The tracked fields an MMIO/IOIO exit's front end reads first: CR0, CR3, CR4, EFER and CS's attributes.</summary>
-    const ulong FrontEndMask = 1UL << Bit.Cr0 | 1UL << Bit.Cr3 | 1UL << Bit.Cr4 | 1UL << Bit.Efer
-        | 1UL << (Bit.SegFirst + StateField.Cs * 4 + StateField.Attributes);
-
-    /// <summary>
-    /// CR0, CR4, EFER, CR3 and CS's attributes with one accounting test instead of five: each exit's front end reads all
-    /// five (the plain memo's key, or the full decode's mode), so charging them together charges what the five accessors
-    /// would (one TDG.VP.RD for each not yet valid).
-    /// </summary>
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public void FrontEnd(int v, out ulong cr0, out ulong cr4, out ulong efer, out ulong cr3, out ushort csAttributes)
-    {
-        ref Accounting a = ref _acct[v];
-        if ((a.Valid & FrontEndMask) != FrontEndMask) ChargeFrontEnd(ref a);
-        cr0 = _cr0[v]; cr4 = _cr4[v]; efer = _efer[v]; cr3 = _cr3[v];
-        csAttributes = _segAttributes.At(v, StateField.Cs);
-    }
-
-    static void ChargeFrontEnd(ref Accounting a)
-    {
-        a.Reads += BitOperations.PopCount(FrontEndMask & ~a.Valid);
-        a.Valid |= FrontEndMask;
-    }
-
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public ulong Cr0(int v) { ChargeRead(v, Bit.Cr0); return _cr0[v]; }
     public ulong Cr2(int v) { ChargeRead(v, Bit.Cr2); return _cr2[v]; }

@@ -23,30 +23,6 @@ public sealed class VcpuStateStoreTests
     }
 
     [Fact]
-    public void Front_end_reads_its_five_fields_and_charges_one_tdg_vp_rd_for_each_not_yet_valid()
-    {
-        VcpuStateStore s = Tdx();
-        s.SetCr0(2, 0x8000_0011); s.SetCr3(2, 0x5000); s.SetCr4(2, 0x20); s.SetEfer(2, 0x500);
-        s.SetSegAttributes(2, StateField.Cs, 0xA09B);
-        s.OnExit(2);
-        long r0 = s.TdReads[2];
-        s.Cr4(2);   // one already valid: the other four are charged, not five
-        s.FrontEnd(2, out ulong cr0, out ulong cr4, out ulong efer, out ulong cr3, out ushort cs);
-        Assert.Equal((0x8000_0011UL, 0x20UL, 0x500UL, 0x5000UL, (ushort)(0xA09B & SegmentAttributes.Mask)), (cr0, cr4, efer, cr3, cs));
-        Assert.Equal(r0 + 5, s.TdReads[2]);
-        s.FrontEnd(2, out _, out _, out _, out _, out _);   // all valid now: free
-        s.Cr0(2); s.Cr3(2); s.Efer(2); s.SegAttributes(2, StateField.Cs);
-        Assert.Equal(r0 + 5, s.TdReads[2]);
-        Assert.Equal(0, s.TdReads[1]);
-        s.OnExit(2);
-        s.FrontEnd(2, out _, out _, out _, out _, out _);   // the exit invalidated them: five again
-        Assert.Equal(r0 + 10, s.TdReads[2]);
-        var snp = Snp();
-        snp.FrontEnd(0, out _, out _, out _, out _, out _);
-        Assert.Equal(0, snp.TotalTdReads);
-    }
-
-    [Fact]
     public void Tdx_write_costs_one_tdg_vp_wr_at_entry_and_no_read()
     {
         VcpuStateStore s = Tdx();
