@@ -21,7 +21,9 @@ public enum Counter
 /// drivers (no current CPU) adds to a shared lane atomically. For MMIO and I/O exits: taken =
 /// completed + forwarded + reinjected + faulted + aborted + in flight, and a finished run has none in
 /// flight. Samples are kept per kind in preallocated arrays (the exit path records without
-/// allocating); past the capacity, further samples are not kept (counts still are). Samples are per CPU
+/// allocating); past the capacity, further samples are not kept (counts still are). Modelled (and hardware) samples
+/// are kept for every exit, measured ones for the timed exits only (<see cref="TimeThis"/>: one in
+/// <see cref="TimeEvery"/>), each with its own kept count. Samples are per CPU
 /// too: CPU c keeps its own in its stripe of each array, [c × stripe, c × stripe + kept), with a plain
 /// store and its own kept count; a report's read gathers the stripes (a copy when there is more than one
 /// CPU). A shared slot counter made the two CPUs of the two-VM scenario contend on every exit.
