@@ -60,12 +60,12 @@ public static class WriteBack
         {
             case AluOp.Add:
                 r = (a + b) & mask;
-                flags = (r < a ? CF : 0) | ((((a ^ r) & (b ^ r)) >> (size * 8 - 1) & 1) != 0 ? OF : 0) | ((a ^ b ^ r) & 0x10);
+                flags = (r < a ? CF : 0) | (((/* Stryker disable once Bitwise,Logical: ulongs, so >> is already logical (and ^ is no bool xor: its Logical mutants never compile) */ ((a ^ r) & (b ^ r)) >> (size * 8 - 1)) & 1) != 0 ? OF : 0) | ((a ^ b ^ r) & 0x10);
                 break;
             case AluOp.Sub:
             case AluOp.Cmp:
                 r = (a - b) & mask;
-                flags = (a < b ? CF : 0) | ((((a ^ b) & (a ^ r)) >> (size * 8 - 1) & 1) != 0 ? OF : 0) | ((a ^ b ^ r) & 0x10);
+                flags = (a < b ? CF : 0) | (((/* Stryker disable once Bitwise,Logical: ulongs, so >> is already logical (and ^ is no bool xor: its Logical mutants never compile) */ ((a ^ b) & (a ^ r)) >> (size * 8 - 1)) & 1) != 0 ? OF : 0) | ((a ^ b ^ r) & 0x10);
                 break;
             case AluOp.And:
             case AluOp.Test:

@@ -147,7 +147,8 @@ public static class X86Decoder
         }
         else
         {
-            if (end > length) return false;
+            // Unreachable today: the rows without ModRM (string forms, IN/OUT DX) have no immediate, so end == i <= length.
+            if (end > length) /* Stryker disable once Boolean: unreachable (a row without ModRM has no immediate) */ return false;
             if ((pf & PfSeg) != 0) SetSegment(ref d, ((pf & PfSeg) >> PfSegShift) - 1, ctl);
         }
         int n = ctl & CImmBytes;
@@ -165,7 +166,7 @@ public static class X86Decoder
                 if ((ctl & CLockable) == 0) return false;
                 d.Lock = true;
             }
-            if ((pf & PfRep) != 0 && (ctl & CRep) != 0)
+            if ((/* Stryker disable once Bitwise: `|` enters only for LOCK, and no CLockable row is CRep */ pf & PfRep) != 0 && (ctl & CRep) != 0)
             {
                 d.Rep = true;
                 d.RepNe = (pf & PfRepne) != 0 && (ctl & CRepNe) != 0;
@@ -213,7 +214,7 @@ public static class X86Decoder
     {
         while (true)
         {
-            if (i >= limit) return -1;
+            if (i >= limit) return /* Stryker disable once Unary: +1 is opcode 01, whose ModRM check refuses the same way, reading nothing */ -1;
             int b = At(ref code, i);
             int p = At(ref t, PrefixesAt + b);
             if (p == PNone) return b;
@@ -536,7 +537,7 @@ public static class X86Decoder
         d.Kind = (AccessKind)kind;
         int op = (traits & TOp) != 0 ? aluOp : 0;
         d.Op = (AluOp)op;
-        if ((traits & TCond) != 0) d.Cond = (byte)(((e - EntriesAt) / EntrySize) & 0xF);
+        if ((traits & TCond) != 0) d.Cond = (byte)(((/* Stryker disable once Arithmetic: + differs by 2 * 256 / 4 = 128 entries, a multiple of 16 */ e - EntriesAt) / EntrySize) & 0xF);
         if ((pf & PfLock) != 0)
         {
             if (!LockAllowed(d.Kind, d.Op, flags)) return Refuse(ref d, RefuseReason.LockInvalid);
@@ -580,12 +581,26 @@ public static class X86Decoder
     static ref byte At(ref byte at, nint i) => ref Unsafe.Add(ref at, i);
 
     // Little-endian reads of guest bytes already known to be there (the caller checked i + n <= limit).
+    // Why an if and not ?: (the same code: the JIT folds IsLittleEndian): Stryker's `true ?` mutant of a ?: here is
+    // equivalent on every host Copra builds for; the if's negated condition is not.
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static short Le16(ref byte at) => BitConverter.IsLittleEndian ? Unsafe.ReadUnaligned<short>(ref at) : BinaryPrimitives.ReverseEndianness(Unsafe.ReadUnaligned<short>(ref at));
+    static short Le16(ref byte at)
+    {
+        if (BitConverter.IsLittleEndian) return Unsafe.ReadUnaligned<short>(ref at);
+        return BinaryPrimitives.ReverseEndianness(Unsafe.ReadUnaligned<short>(ref at));
+    }
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static int Le32(ref byte at) => BitConverter.IsLittleEndian ? Unsafe.ReadUnaligned<int>(ref at) : BinaryPrimitives.ReverseEndianness(Unsafe.ReadUnaligned<int>(ref at));
+    static int Le32(ref byte at)
+    {
+        if (BitConverter.IsLittleEndian) return Unsafe.ReadUnaligned<int>(ref at);
+        return BinaryPrimitives.ReverseEndianness(Unsafe.ReadUnaligned<int>(ref at));
+    }
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static long Le64(ref byte at) => BitConverter.IsLittleEndian ? Unsafe.ReadUnaligned<long>(ref at) : BinaryPrimitives.ReverseEndianness(Unsafe.ReadUnaligned<long>(ref at));
+    static long Le64(ref byte at)
+    {
+        if (BitConverter.IsLittleEndian) return Unsafe.ReadUnaligned<long>(ref at);
+        return BinaryPrimitives.ReverseEndianness(Unsafe.ReadUnaligned<long>(ref at));
+    }
 
     /// <summary>A refusal for bytes that end before the instruction: Truncated, or TooLong once 15 bytes were there
     /// (any further byte needed makes the instruction too long for the CPU).</summary>
