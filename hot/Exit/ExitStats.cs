@@ -61,8 +61,8 @@ public sealed unsafe class ExitStats
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     public bool TimeThis(int cpu)
     {
-        if (_timeMask == 0 || (uint)cpu >= (uint)_cpus) return true;
-        ref long s = ref _lanes[cpu * LaneWords + SamplerWord];
+        if ((uint)cpu >= (uint)_cpus) return true;
+        ref long s = ref _lanes[cpu * LaneWords + SamplerWord];   // TimeEvery 1: the mask is 0, so every exit is timed
         ulong x = (ulong)s;
         x ^= x << 13; x ^= x >> 7; x ^= x << 17;
         s = (long)x;

@@ -88,7 +88,8 @@ public sealed class TimedExitTests
     public void Time_every_must_be_a_power_of_two_up_to_the_limit(int n)
     {
         Assert.False(ExitStats.IsValidTimeEvery(n));
-        Assert.Throws<ArgumentOutOfRangeException>(() => new ExitStats(capacity: 0, cpus: 1, timeEvery: n));
+        var ex = Assert.Throws<ArgumentOutOfRangeException>(() => new ExitStats(capacity: 0, cpus: 1, timeEvery: n));
+        Assert.Contains("a power of two from 1 to 65536", ex.Message);
         var e = Assert.Throws<Copra.Kernel.CliException>(() => (Scenario.Default() with { TimeEvery = n }).Validate());
         Assert.Contains("$.time_every", e.Message);
     }
