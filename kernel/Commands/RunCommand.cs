@@ -157,7 +157,7 @@ public static class RunCommand
             }
             AnsiConsole.Write(root);
         }
-        AnsiConsole.MarkupLine($"[bold]per exit by kind[/]: measured = the kernel's own software ({Tsc.Unit}, {Tsc.Describe()}), modelled = platform cycles (cost model); never added together; distributions over the timed exits ({(st.TimeEvery == 1 ? "every exit" : $"one in {st.TimeEvery}, at random: --time-every")})");
+        AnsiConsole.MarkupLine($"[bold]per exit by kind[/]: measured = the kernel's own software ({Tsc.Unit}, {Tsc.Describe()}), modelled = platform cycles (cost model); never added together; measured over the timed exits ({(st.TimeEvery == 1 ? "every exit" : $"one in {st.TimeEvery}, at random: --time-every")}), modelled over every exit");
         var table = new Table();
         bool hw = st.HasHardware;
         table.AddColumn("kind");
