@@ -217,4 +217,44 @@ public sealed class DeviceWideLockRuleTests
         Assert.Equal(inb + 2, rig.Guest.Entries[3].Rip);
         Assert.Equal((-1, -1, 0), (rig.DeviceObjects[0].HeldBy, rig.DeviceObjects[0].Inflight, rig.DeviceObjects[0].Queued));
     }
+    [Fact]
+    public void An_access_carries_in_its_payload_only_its_own_bytes_never_another_devices_wide_data()
+    {
+        // A 16-byte store to device A, then an 8-byte store and a 4-byte load on device B: B's area payload stays as the
+        // VMM mapped it (zero), since neither access is wider than 8 bytes (their data is in Data).
+        using var rig = new VmmRig();
+        rig.Device(EventKind.Mmio, VmmRig.Dev, 0x1000, WideAnswers);
+        rig.Device(EventKind.Mmio, VmmRig.Dev + 0x1000, 0x1000, VmmRig.Answers(0x66));
+        ulong b = VmmRig.Dev + 0x1040;
+        ulong wide = rig.Code(a => a.movdqu(__xmmword_ptr[rbx], xmm2));
+        ulong st8 = rig.Code(a => a.mov(__qword_ptr[rsi], rax));
+        ulong ld4 = rig.Code(a => a.mov(ecx, __dword_ptr[rsi]));
+        rig.K.State.SetXmm(0, 2, Bytes(0x30));
+        rig.Guest.Add(0, Mmio(wide, 16, true),
+            new GuestExit(ExitReason.Mmio, [(6, b), (0, 0x1122_3344_5566_7788)], Rip: st8, Gpa: b, Size: 8, Write: true, Rflags: NoIf),
+            new GuestExit(ExitReason.Mmio, [(6, b)], Rip: ld4, Gpa: b, Size: 4, Rflags: NoIf));
+        rig.Run();
+        Assert.Equal(3, rig.Deliveries.Count);
+        Assert.Equal(0x30, rig.Deliveries[0].Area.Payload[0]);   // A's store did carry its bytes
+        var (w8, r4) = (rig.Deliveries[1].Area, rig.Deliveries[2].Area);
+        Assert.Equal((8u, AccessDirection.Write, 0x1122_3344_5566_7788UL), (w8.Size, w8.Direction, w8.Data));
+        Assert.Equal((4u, AccessDirection.Read), (r4.Size, r4.Direction));
+        Assert.All([w8, r4], a => Assert.Equal(new byte[16], ((ReadOnlySpan<byte>)a.Payload)[..16].ToArray()));
+        Assert.Equal(0x66UL, rig.Guest.Entries[3].Rcx);
+    }
+
+    [Fact]
+    public void A_locked_8_byte_read_modify_write_expects_the_8_bytes_it_read()
+    {
+        using var rig = new VmmRig();
+        rig.Device(EventKind.Mmio, VmmRig.Dev, 0x1000, VmmRig.Answers(0x1122_3344_5566_7788));
+        ulong xadd = rig.Code(a => a.@lock.xadd(__qword_ptr[rbx], rax));
+        rig.Guest.Add(0, Mmio(xadd, 8, false, 3, (0, 0x10)));
+        rig.Run();
+        Assert.Equal(2, rig.Deliveries.Count);
+        var w = rig.Deliveries[1].Area;
+        Assert.Equal((AccessDirection.Write, 8u, EventFlags.Locked), (w.Direction, w.Size, w.Flags));
+        Assert.Equal((0x1122_3344_5566_7798UL, 0x1122_3344_5566_7788UL, 0UL), (w.Data, w.Expected, w.ExpectedHigh));
+        Assert.Equal(0x1122_3344_5566_7788UL, rig.Guest.Entries[1].Rax);
+    }
 }
