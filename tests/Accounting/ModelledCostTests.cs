@@ -41,4 +41,14 @@ public class ModelledCostTests
         // Every TDG.VP.RD the state store counted was charged to some exit.
         Assert.Equal(k.State.TotalTdReads - k.StateBaseline.Reads, k.Stats.TdReads);
     }
+    [Fact]
+    public void Every_TDG_VP_WR_the_entries_made_on_TDX_is_counted()
+    {
+        using var sys = Tdx();
+        sys.Run();
+        var k = sys.Kernel;
+        long writes = k.State.TotalTdWrites - k.StateBaseline.Writes;
+        Assert.True(writes > 0, "the run made no TDG.VP.WR");
+        Assert.Equal(writes, k.Stats.TdWrites);
+    }
 }

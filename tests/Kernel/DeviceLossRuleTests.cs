@@ -98,6 +98,7 @@ public sealed class DeviceLossRuleTests
             return VmmRig.Continue(ctx, why, ref p);
         }, after: (ctx, h) => { vm = h; return Task.CompletedTask; });
         Assert.Equal(0, signalled);
+        Assert.Equal(1, rig.K.Stats.GetOn(0, Counter.Aborted));   // the abandoned access, in the stopping CPU's lane
         var e = rig.DeviceObjects[0];
         Assert.Equal((0L, -1, 0), (e.Completed, e.Inflight, e.Queued));
         Assert.Single(rig.Guest.Of(0));   // never entered again

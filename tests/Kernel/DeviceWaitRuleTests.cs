@@ -183,7 +183,9 @@ public sealed class DeviceWaitRuleTests
         for (int i = 0; i < 40; i++)
             rig.Guest.Add(0, new GuestExit(ExitReason.Io, [(0, (ulong)i)], Rip: outp, Port: 0x80, Size: 1, Write: true, Rflags: NoIf));
         rig.Guest.Add(1, Cpuid);
-        int before = -1;
+        int before = -1, withoutThread = 0;
+        var vc0 = rig.K.Vms[0].Vcpus[0];
+        rig.Guest.OnEntry = v => { if (v == 0 && vc0.Waiter is null) withoutThread++; };
         rig.Run((IUserContext ctx, RunExit why, ref RunPage p) =>
         {
             before = rig.Guest.Of(0).Count();
@@ -192,6 +194,7 @@ public sealed class DeviceWaitRuleTests
         });
         Assert.InRange(before, 1, 30);   // it was still running when the VMM went
         Assert.InRange(rig.Guest.Of(0).Count(), before, before + 1);
+        Assert.Equal(0, withoutThread);
         var vc = rig.K.Vms[0].Vcpus[0];
         Assert.Null(vc.Waiter);
         Assert.Equal(VcpuRun.Idle, vc.Run);

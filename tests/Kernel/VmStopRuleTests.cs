@@ -101,4 +101,20 @@ public sealed class VmStopRuleTests
         Assert.Equal(Errno.EBUSY, second);
         Assert.Equal(RunExit.Stopped, Assert.Single(rig.Exits, x => x.Vcpu == 0).Why);
     }
+    [Fact]
+    public void The_watchdogs_stop_outside_the_drivers_counts_the_abandoned_access_in_the_shared_lane()
+    {
+        // vCPU 1 reads a port the model never answers; the run goes quiet with it waiting. The harness's watchdog then
+        // stops the VM from the test's thread, which steps no CPU: its count goes to the shared (atomic) lane, not to a CPU's.
+        using var rig = new VmmRig(vcpus: 2, cpus: 2);
+        rig.Device(EventKind.Ioio, 0x510, 4, VmmRig.Silent);
+        rig.Guest.Add(1, new GuestExit(ExitReason.Io, [(2, 0x510)], Rip: rig.Code(a => a.@in(Iced.Intel.AssemblerRegisters.al, Iced.Intel.AssemblerRegisters.dx)), Port: 0x510, Size: 1, Rflags: NoIf));
+        rig.Run();
+        Assert.Equal(VcpuRun.WaitingDevice, rig.K.Vms[0].Vcpus[1].Run);
+        Assert.Equal(1, rig.K.StopStuckVms());
+        var st = rig.K.Stats;
+        Assert.Equal((0L, 0L, 1L), (st.GetOn(0, Counter.Aborted), st.GetOn(1, Counter.Aborted), st.GetOn(2, Counter.Aborted)));
+        KernelHarness.Drive(rig.K);
+        Assert.Equal(RunExit.Stopped, rig.Exits.Last(x => x.Vcpu == 1).Why);
+    }
 }

@@ -42,8 +42,12 @@ internal sealed class ScriptedGuest(VcpuStateStore state, int vcpus) : IGuestBac
 
     public IEnumerable<GuestEntry> Of(int v) => Entries.Where(e => e.Vcpu == v);
 
+    /// <summary>Called at every entry, before the guest runs (a test notes what the kernel's state was then).</summary>
+    public Action<int>? OnEntry;
+
     public void Run(int v, ref ExitRecord rec)
     {
+        OnEntry?.Invoke(v);
         Entries.Add(new GuestEntry(v, state.Rip(v), state.Gpr(v, 0), state.Gpr(v, 3), state.Gpr(v, 1), state.Gpr(v, 2), state.PendingEvent(v)));
         state.SetPendingEvent(v, 0);
         var x = _script[v].Count > 0 ? _script[v].Dequeue() : new GuestExit(ExitReason.Hlt, Rflags: 2);
