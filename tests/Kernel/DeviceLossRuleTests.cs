@@ -106,4 +106,38 @@ public sealed class DeviceLossRuleTests
         Assert.Equal(RunExit.Stopped, zero.Why);
         Assert.Equal(VcpuRun.Idle, vcpus[0].Run);
     }
+    [Fact]
+    public void A_closed_device_leaves_no_claim_behind_so_the_thread_still_parked_on_it_can_die_with_its_process()
+    {
+        // The silent model's thread is parked on the object, holding vCPU 0's read, when vCPU 1's VMM thread closes the
+        // device (the read is answered all ones); at vCPU 1's next CPUID the VMM process exits, and the parked thread with it.
+        using var rig = new VmmRig(vcpus: 2, cpus: 1);
+        rig.Device(EventKind.Ioio, Port, 4, VmmRig.Silent);
+        ulong inb = rig.Code(a => a.@in(al, dx));
+        rig.Guest.Add(0, In(inb));
+        for (int i = 0; i < 20; i++) rig.Guest.Add(1, Cpuid);
+        var vcpus = rig.K.Vms[0].Vcpus;
+        var e = rig.DeviceObjects;
+        int stage = 0;
+        rig.Run((IUserContext ctx, RunExit why, ref RunPage p) =>
+        {
+            if (stage == 0 && why == RunExit.Cpuid && vcpus[0].Run == VcpuRun.WaitingDevice && e[0].Waiter is not null)
+            {
+                stage = 1;
+                Sys.Close(ctx, rig.DeviceHandles[0]);
+            }
+            else if (stage == 1 && why == RunExit.Cpuid)
+            {
+                stage = 2;
+                _ = Sys.Exit(ctx, 0);
+                return false;
+            }
+            return VmmRig.Continue(ctx, why, ref p);
+        });
+        Assert.Equal(2, stage);
+        Assert.Equal(1, rig.K.Stats.DevicesLost);
+        Assert.Equal(0xFFUL, rig.Guest.Of(0).Last().Rax & 0xFF);
+        Assert.Equal(0, e[0].Slot & EventObject.SlotBusy);   // published: nobody holds the claim
+        Assert.Null(e[0].Waiter);
+    }
 }

@@ -257,4 +257,45 @@ public sealed class DeviceWideLockRuleTests
         Assert.Equal((0x1122_3344_5566_7798UL, 0x1122_3344_5566_7788UL, 0UL), (w.Data, w.Expected, w.ExpectedHigh));
         Assert.Equal(0x1122_3344_5566_7788UL, rig.Guest.Entries[1].Rax);
     }
+    [Fact]
+    public void A_read_modify_write_without_LOCK_does_not_hold_the_device_between_its_read_and_its_write()
+    {
+        // vCPU 0 (CPU 0) runs ADD [dev], EAX; the model lets its read sit until vCPU 1's (CPU 1) read has queued behind
+        // it, then vCPU 2's VMM thread (CPU 0) answers the held read. Without LOCK nothing holds the device: the queued
+        // read goes into the area first, and the ADD's write queues behind it.
+        using var rig = new VmmRig(vcpus: 3, cpus: 2);
+        int handed = 0;
+        rig.Device(EventKind.Mmio, VmmRig.Dev, 0x1000, (IUserContext _, uint _, ref EventArea a) =>
+        {
+            if (handed++ == 0) return true;   // hold the first: park on the object
+            if (a.Direction == AccessDirection.Read) a.Data = 0x50;
+            a.PublishState(EventState.Done);
+            return true;
+        });
+        ulong add = rig.Code(a => a.add(__dword_ptr[rbx], eax));
+        ulong ld = rig.Code(a => a.mov(ecx, __dword_ptr[rsi]));
+        var cpuid = new GuestExit(ExitReason.Cpuid, Rip: 0x40_0000, Rflags: NoIf);
+        rig.Guest.Add(0, Mmio(add, 4, false, 3, (0, 0x23)));
+        rig.Guest.Add(1, cpuid, cpuid, new GuestExit(ExitReason.Mmio, [(6, At + 8)], Rip: ld, Gpa: At + 8, Size: 4, Rflags: NoIf));
+        for (int i = 0; i < 20; i++) rig.Guest.Add(2, cpuid);
+        bool answered = false;
+        rig.Run((IUserContext ctx, RunExit why, ref RunPage p) =>
+        {
+            ref var a = ref Sys.Ref<EventArea>(ctx, rig.DeviceAreas[0]);
+            if (!answered && a.State == EventState.Pending && rig.DeviceObjects[0].Queued == 1 && rig.DeviceObjects[0].Waiter is not null)
+            {
+                answered = true;
+                a.Data = 0x100;
+                a.PublishState(EventState.Done);
+                Sys.EventSignal(ctx, rig.DeviceHandles[0]);
+            }
+            return VmmRig.Continue(ctx, why, ref p);
+        });
+        Assert.True(answered);
+        Assert.Equal([(0u, AccessDirection.Read), (1u, AccessDirection.Read), (0u, AccessDirection.Write)],
+            rig.Deliveries.Select(d => (d.Area.Vcpu, d.Area.Direction)));
+        Assert.Equal(0x123UL, rig.Deliveries[2].Area.Data);
+        Assert.Equal(0x50UL, rig.Guest.Of(1).Last().Rcx);
+        Assert.Equal((-1, -1, 0), (rig.DeviceObjects[0].HeldBy, rig.DeviceObjects[0].Inflight, rig.DeviceObjects[0].Queued));
+    }
 }
