@@ -298,4 +298,40 @@ public sealed class DeviceWideLockRuleTests
         Assert.Equal(0x50UL, rig.Guest.Of(1).Last().Rcx);
         Assert.Equal((-1, -1, 0), (rig.DeviceObjects[0].HeldBy, rig.DeviceObjects[0].Inflight, rig.DeviceObjects[0].Queued));
     }
+    [Fact]
+    public void A_locked_read_whose_write_never_comes_gives_the_device_up_at_its_exits_end_and_hands_on_what_queued_behind_it()
+    {
+        // vCPU 0 (CPU 0) runs LOCK CMPXCHG [dev], ECX with EAX = 0x11; the device holds 0x22, so no write follows the
+        // locked read. The model lets that read sit until vCPU 1's read (CPU 1) has queued behind it; vCPU 2's VMM thread
+        // (CPU 0) answers it. The read's hold ends with the exit, and the queued read is handed to the model parked on the
+        // object, once: the model lets it sit too, and vCPU 2's thread answers that one as well.
+        using var rig = new VmmRig(vcpus: 3, cpus: 2);
+        rig.Device(EventKind.Mmio, VmmRig.Dev, 0x1000, VmmRig.Silent);
+        ulong cx = rig.Code(a => a.@lock.cmpxchg(__dword_ptr[rbx], ecx));
+        ulong ld = rig.Code(a => a.mov(ecx, __dword_ptr[rsi]));
+        var cpuid = new GuestExit(ExitReason.Cpuid, Rip: 0x40_0000, Rflags: NoIf);
+        rig.Guest.Add(0, Mmio(cx, 4, false, 3, (0, 0x11), (1, 0x99)));
+        rig.Guest.Add(1, cpuid, cpuid, new GuestExit(ExitReason.Mmio, [(6, At + 8)], Rip: ld, Gpa: At + 8, Size: 4, Rflags: NoIf));
+        for (int i = 0; i < 30; i++) rig.Guest.Add(2, cpuid);
+        var e = rig.DeviceObjects;
+        int answered = 0;
+        rig.Run((IUserContext ctx, RunExit why, ref RunPage p) =>
+        {
+            ref var a = ref Sys.Ref<EventArea>(ctx, rig.DeviceAreas[0]);
+            if (a.State == EventState.Pending && e[0].Waiter is not null
+                && (answered == 0 && e[0].Queued == 1 || answered == 1 && a.Vcpu == 1))
+            {
+                a.Data = answered++ == 0 ? 0x22UL : 0x33UL;
+                a.PublishState(EventState.Done);
+                Sys.EventSignal(ctx, rig.DeviceHandles[0]);
+            }
+            return VmmRig.Continue(ctx, why, ref p);
+        });
+        Assert.Equal(2, answered);
+        Assert.Equal([(0u, AccessDirection.Read, EventFlags.Locked), (1u, AccessDirection.Read, (EventFlags)0)],
+            rig.Deliveries.Select(d => (d.Area.Vcpu, d.Area.Direction, d.Area.Flags)));   // the model was handed each once
+        Assert.Equal((cx + 4, 0x22UL), (rig.Guest.Of(0).Last().Rip, rig.Guest.Of(0).Last().Rax));   // failed: EAX = what it read
+        Assert.Equal(0x33UL, rig.Guest.Of(1).Last().Rcx);
+        Assert.Equal((-1, -1, 0), (e[0].HeldBy, e[0].Inflight, e[0].Queued));
+    }
 }
