@@ -41,4 +41,39 @@ public class ModelledCostTests
         // Every TDG.VP.RD the state store counted was charged to some exit.
         Assert.Equal(k.State.TotalTdReads - k.StateBaseline.Reads, k.Stats.TdReads);
     }
+    [Fact]
+    public void Every_TDG_VP_WR_the_entries_made_on_TDX_is_counted()
+    {
+        using var sys = Tdx();
+        sys.Run();
+        var k = sys.Kernel;
+        long writes = k.State.TotalTdWrites - k.StateBaseline.Writes;
+        Assert.True(writes > 0, "the run made no TDG.VP.WR");
+        Assert.Equal(writes, k.Stats.TdWrites);
+    }
+    [Fact]
+    public void On_TDX_an_entrys_span_in_the_kept_trace_is_the_exit_and_entry_cost_plus_its_TDG_VP_WRs()
+    {
+        // The display trace marks each entry's start and the guest's entry at the clocks they had: the span between is
+        // ExitCycles plus one TdcallCycles per field the entry wrote back, never less.
+        using var sys = new CopraSystem(Scenario.Default() with
+        {
+            Platform = "tdx",
+            Workload = new global::Copra.Kernel.Backends.WorkloadSpec { Iterations = 20 },
+        }, keepTrace: true);
+        sys.Run();
+        var k = sys.Kernel;
+        var c = k.Cost;
+        var spans = new List<long>();
+        for (int cpu = 0; cpu < k.Cpus.Length; cpu++)
+        {
+            var r = k.Trace.RecordsOf(cpu);
+            for (int i = 0; i + 1 < r.Length; i++)
+                if (r[i].Kind == Copra.Kernel.Core.TraceKind.EntryStart && r[i + 1].Kind == Copra.Kernel.Core.TraceKind.GuestEnter)
+                    spans.Add(r[i + 1].Clock - r[i].Clock);
+        }
+        Assert.NotEmpty(spans);
+        Assert.All(spans, d => Assert.True(d >= c.ExitCycles && (d - c.ExitCycles) % c.TdcallCycles == 0, $"span {d}"));
+        Assert.Contains(spans, d => d > c.ExitCycles);   // some entry wrote fields back
+    }
 }

@@ -63,4 +63,29 @@ public sealed class CpuSchedulingRuleTests
         Assert.Equal(80, rig.Guest.Entries.Count);
         Assert.Equal(rig.Guest.Entries.Count, rig.K.Cpus.Sum(c => c.GuestRuns));
     }
+    [Fact]
+    public void A_vcpu_entered_directly_from_a_models_wait_is_a_guest_run_too()
+    {
+        // One CPU: the model answers from WAIT_FOR_EVENT with nothing else ready, so the vCPU is entered from that call
+        // (the IPC fast path), not by a scheduler step.
+        using var rig = new VmmRig();
+        rig.Device(EventKind.Ioio, 0x510, 4, VmmRig.Answers(0x42));
+        for (int i = 0; i < 3; i++)
+            rig.Guest.Add(0, new GuestExit(ExitReason.Io, [(2, 0x510)], Rip: rig.Code(a => a.@in(Iced.Intel.AssemblerRegisters.al, Iced.Intel.AssemblerRegisters.dx)), Port: 0x510, Size: 1, Rflags: 2));
+        rig.Run();
+        Assert.Equal(4, rig.Guest.Entries.Count);
+        Assert.Equal(rig.Guest.Entries.Count, rig.K.Cpus.Sum(c => c.GuestRuns));
+    }
+
+    [Fact]
+    public void The_kept_traces_queue_depth_counts_the_threads_and_vcpus_waiting_to_run()
+    {
+        using var rig = new VmmRig(vcpus: 2, cpus: 1, keepTrace: true);
+        for (int v = 0; v < 2; v++) rig.Guest.Add(v, new GuestExit(ExitReason.Cpuid, Rip: 0x40_0000, Rflags: 2));
+        rig.Run();
+        var depths = rig.K.Trace.Records.Where(r => r.Kind == TraceKind.QueueDepth).Select(r => r.B).ToArray();
+        Assert.NotEmpty(depths);
+        Assert.All(depths, d => Assert.InRange(d, 0, 8));
+        Assert.Contains(depths, d => d > 0);
+    }
 }

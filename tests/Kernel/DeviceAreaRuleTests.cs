@@ -94,4 +94,24 @@ public sealed class DeviceAreaRuleTests
         Assert.Equal((-1, 0), (e.Inflight, e.Queued));
         Assert.Null(rig.K.Vms[0].Owners[0]);
     }
+    [Fact]
+    public void A_read_the_hardware_completes_reaches_the_model_with_Data_zero_not_the_hardwares_stale_buffer()
+    {
+        // KVM's record of a read carries whatever its data buffer last held; the event area's Data of a read is 0.
+        using var rig = new VmmRig();
+        var seen = new List<ulong>();
+        rig.Device(EventKind.Ioio, Port, 4, (IUserContext _, uint _, ref EventArea a) =>
+        {
+            seen.Add(a.Data);
+            a.Data = 0x42;
+            a.PublishState(EventState.Done);
+            return true;
+        });
+        ulong inb = rig.Code(a => a.@in(al, dx));
+        rig.Guest.Add(0, new GuestExit(ExitReason.Io, [(2, Port)], Rip: inb, Port: Port, Size: 1, Rflags: NoIf,
+            HardwareCompletes: true, HwData: 0xBAD0_BAD0_BAD0_BAD0));
+        rig.Run();
+        Assert.Equal([0UL], seen);
+        Assert.Equal([(0, 0x42UL)], rig.Guest.Completed);   // the model's answer went back to the hardware
+    }
 }

@@ -82,4 +82,47 @@ public sealed class DeviceNarrationRuleTests
         // driver's order): posted the other way.
         Assert.Contains("0| the device model answered (state Done, data 0x77) and called WAIT_FOR_EVENT: completing on cpu 0 (posted from cpu 1 to its inbox)", t.Lines);
     }
+    [Fact]
+    public void A_delivery_with_no_model_thread_waiting_says_so()
+    {
+        // The model answers its first access itself (Done, then EVENT_SIGNAL) and its thread ends: the second access is
+        // delivered into the area with nobody waiting on the object.
+        using var rig = new VmmRig();
+        var t = new Every();
+        rig.K.Tracer = t;
+        rig.Device(EventKind.Ioio, 0x510, 4, (IUserContext c, uint h, ref EventArea a) =>
+        {
+            a.Data = 0x12;
+            a.PublishState(EventState.Done);
+            Sys.EventSignal(c, h);
+            return false;
+        });
+        ulong in1 = rig.Code(a => a.@in(al, dx)), in2 = rig.Code(a => a.@in(al, dx));
+        rig.Guest.Add(0,
+            new GuestExit(ExitReason.Io, [(2, 0x510)], Rip: in1, Port: 0x510, Size: 1, Rflags: 2),
+            new GuestExit(ExitReason.Io, [(2, 0x511)], Rip: in2, Port: 0x511, Size: 1, Rflags: 2));
+        rig.Run();
+        Assert.Contains("0| deliver: ioio 0x510+4 (vm 1) event area seq 2: read 0x511 size 1; no thread waiting yet (it will find it)", t.Lines);
+    }
+    sealed class FollowsSilently : IExitTracer
+    {
+        public readonly List<string> Lines = [];
+        public bool Follow(int vcpu, long ordinal) => true;
+        public bool Narrates => false;
+        public void Step(int vcpu, string text) => Lines.Add(text);
+        public void Mark(Cpu cpu, long clock, TraceKind kind, int vcpu, long a) { }
+    }
+
+    [Fact]
+    public void A_tracer_that_follows_without_narrating_is_told_nothing()
+    {
+        using var rig = new VmmRig();
+        var t = new FollowsSilently();
+        rig.K.Tracer = t;
+        rig.Device(EventKind.Ioio, 0x510, 4, VmmRig.Answers(0x12));
+        rig.Guest.Add(0, new GuestExit(ExitReason.Io, [(2, 0x510)], Rip: rig.Code(a => a.@in(al, dx)), Port: 0x510, Size: 1, Rflags: 2));
+        rig.Run();
+        Assert.Equal(0x12UL, rig.Guest.Entries[1].Rax & 0xFF);
+        Assert.Empty(t.Lines);
+    }
 }

@@ -96,6 +96,9 @@ public sealed class DeviceWaitRuleTests
         var model = rig.DeviceObjects[0].Waiter;
         Assert.NotNull(model);
         Assert.Equal(1, model.Cpu);
+        // Counted too: the two cross-CPU wakes are vCPU 1's first entry (queued from CPU 0, where its VMM thread started)
+        // and the model's.
+        Assert.Equal(2, rig.K.Stats.CrossCpuWakes);
     }
 
     [Fact]
@@ -134,16 +137,18 @@ public sealed class DeviceWaitRuleTests
         using var rig = new VmmRig(vcpus: 3, cpus: 2);
         var vcpus = rig.K.Vms[0].Vcpus;
         int handed = 0;
+        var answeredOn = new List<(uint Vcpu, int Cpu)>();
         rig.Device(EventKind.Ioio, Port, 4, (IUserContext _, uint _, ref EventArea a) =>
         {
             if (handed++ == 0) return true;   // hold the first: park on the object
+            answeredOn.Add((a.Vcpu, KernelT.CurrentCpu!.Index));
             a.Data = 0x50 + a.Vcpu;
             a.PublishState(EventState.Done);
             return true;
         });
         ulong in0 = rig.Code(a => a.@in(al, dx)), in1 = rig.Code(a => a.@in(al, dx));
         rig.Guest.Add(0, In(in0, Port));
-        rig.Guest.Add(1, In(in1, Port + 1));
+        rig.Guest.Add(1, Cpuid, Cpuid, In(in1, Port + 1));   // after vCPU 0's: the queued access is the one on CPU 1
         for (int i = 0; i < 20; i++) rig.Guest.Add(2, Cpuid);
         uint first = uint.MaxValue;
         rig.Run((IUserContext ctx, RunExit why, ref RunPage p) =>
@@ -158,12 +163,14 @@ public sealed class DeviceWaitRuleTests
             }
             return VmmRig.Continue(ctx, why, ref p);
         });
-        Assert.NotEqual(uint.MaxValue, first);
+        Assert.Equal(0u, first);
         uint second = 1 - first;
         Assert.Equal(2, handed);
         Assert.Equal(0x40UL + first, rig.Guest.Of((int)first).Last().Rax & 0xFF);
         Assert.Equal(0x50UL + second, rig.Guest.Of((int)second).Last().Rax & 0xFF);
         Assert.All(vcpus.Take(2), vc => Assert.NotEqual(VcpuRun.WaitingDevice, vc.Run));
+        // The parked model was woken on the queued vCPU's CPU, as a delivery's wake would (and answered there).
+        Assert.Equal([(second, vcpus[(int)second].Cpu)], answeredOn);
     }
 
     [Fact]
@@ -176,7 +183,9 @@ public sealed class DeviceWaitRuleTests
         for (int i = 0; i < 40; i++)
             rig.Guest.Add(0, new GuestExit(ExitReason.Io, [(0, (ulong)i)], Rip: outp, Port: 0x80, Size: 1, Write: true, Rflags: NoIf));
         rig.Guest.Add(1, Cpuid);
-        int before = -1;
+        int before = -1, withoutThread = 0;
+        var vc0 = rig.K.Vms[0].Vcpus[0];
+        rig.Guest.OnEntry = v => { if (v == 0 && vc0.Waiter is null) withoutThread++; };
         rig.Run((IUserContext ctx, RunExit why, ref RunPage p) =>
         {
             before = rig.Guest.Of(0).Count();
@@ -185,6 +194,7 @@ public sealed class DeviceWaitRuleTests
         });
         Assert.InRange(before, 1, 30);   // it was still running when the VMM went
         Assert.InRange(rig.Guest.Of(0).Count(), before, before + 1);
+        Assert.Equal(0, withoutThread);
         var vc = rig.K.Vms[0].Vcpus[0];
         Assert.Null(vc.Waiter);
         Assert.Equal(VcpuRun.Idle, vc.Run);

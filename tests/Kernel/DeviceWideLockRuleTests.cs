@@ -217,4 +217,121 @@ public sealed class DeviceWideLockRuleTests
         Assert.Equal(inb + 2, rig.Guest.Entries[3].Rip);
         Assert.Equal((-1, -1, 0), (rig.DeviceObjects[0].HeldBy, rig.DeviceObjects[0].Inflight, rig.DeviceObjects[0].Queued));
     }
+    [Fact]
+    public void An_access_carries_in_its_payload_only_its_own_bytes_never_another_devices_wide_data()
+    {
+        // A 16-byte store to device A, then an 8-byte store and a 4-byte load on device B: B's area payload stays as the
+        // VMM mapped it (zero), since neither access is wider than 8 bytes (their data is in Data).
+        using var rig = new VmmRig();
+        rig.Device(EventKind.Mmio, VmmRig.Dev, 0x1000, WideAnswers);
+        rig.Device(EventKind.Mmio, VmmRig.Dev + 0x1000, 0x1000, VmmRig.Answers(0x66));
+        ulong b = VmmRig.Dev + 0x1040;
+        ulong wide = rig.Code(a => a.movdqu(__xmmword_ptr[rbx], xmm2));
+        ulong st8 = rig.Code(a => a.mov(__qword_ptr[rsi], rax));
+        ulong ld4 = rig.Code(a => a.mov(ecx, __dword_ptr[rsi]));
+        rig.K.State.SetXmm(0, 2, Bytes(0x30));
+        rig.Guest.Add(0, Mmio(wide, 16, true),
+            new GuestExit(ExitReason.Mmio, [(6, b), (0, 0x1122_3344_5566_7788)], Rip: st8, Gpa: b, Size: 8, Write: true, Rflags: NoIf),
+            new GuestExit(ExitReason.Mmio, [(6, b)], Rip: ld4, Gpa: b, Size: 4, Rflags: NoIf));
+        rig.Run();
+        Assert.Equal(3, rig.Deliveries.Count);
+        Assert.Equal(0x30, rig.Deliveries[0].Area.Payload[0]);   // A's store did carry its bytes
+        var (w8, r4) = (rig.Deliveries[1].Area, rig.Deliveries[2].Area);
+        Assert.Equal((8u, AccessDirection.Write, 0x1122_3344_5566_7788UL), (w8.Size, w8.Direction, w8.Data));
+        Assert.Equal((4u, AccessDirection.Read), (r4.Size, r4.Direction));
+        Assert.All([w8, r4], a => Assert.Equal(new byte[16], ((ReadOnlySpan<byte>)a.Payload)[..16].ToArray()));
+        Assert.Equal(0x66UL, rig.Guest.Entries[3].Rcx);
+    }
+
+    [Fact]
+    public void A_locked_8_byte_read_modify_write_expects_the_8_bytes_it_read()
+    {
+        using var rig = new VmmRig();
+        rig.Device(EventKind.Mmio, VmmRig.Dev, 0x1000, VmmRig.Answers(0x1122_3344_5566_7788));
+        ulong xadd = rig.Code(a => a.@lock.xadd(__qword_ptr[rbx], rax));
+        rig.Guest.Add(0, Mmio(xadd, 8, false, 3, (0, 0x10)));
+        rig.Run();
+        Assert.Equal(2, rig.Deliveries.Count);
+        var w = rig.Deliveries[1].Area;
+        Assert.Equal((AccessDirection.Write, 8u, EventFlags.Locked), (w.Direction, w.Size, w.Flags));
+        Assert.Equal((0x1122_3344_5566_7798UL, 0x1122_3344_5566_7788UL, 0UL), (w.Data, w.Expected, w.ExpectedHigh));
+        Assert.Equal(0x1122_3344_5566_7788UL, rig.Guest.Entries[1].Rax);
+    }
+    [Fact]
+    public void A_read_modify_write_without_LOCK_does_not_hold_the_device_between_its_read_and_its_write()
+    {
+        // vCPU 0 (CPU 0) runs ADD [dev], EAX; the model lets its read sit until vCPU 1's (CPU 1) read has queued behind
+        // it, then vCPU 2's VMM thread (CPU 0) answers the held read. Without LOCK nothing holds the device: the queued
+        // read goes into the area first, and the ADD's write queues behind it.
+        using var rig = new VmmRig(vcpus: 3, cpus: 2);
+        int handed = 0;
+        rig.Device(EventKind.Mmio, VmmRig.Dev, 0x1000, (IUserContext _, uint _, ref EventArea a) =>
+        {
+            if (handed++ == 0) return true;   // hold the first: park on the object
+            if (a.Direction == AccessDirection.Read) a.Data = 0x50;
+            a.PublishState(EventState.Done);
+            return true;
+        });
+        ulong add = rig.Code(a => a.add(__dword_ptr[rbx], eax));
+        ulong ld = rig.Code(a => a.mov(ecx, __dword_ptr[rsi]));
+        var cpuid = new GuestExit(ExitReason.Cpuid, Rip: 0x40_0000, Rflags: NoIf);
+        rig.Guest.Add(0, Mmio(add, 4, false, 3, (0, 0x23)));
+        rig.Guest.Add(1, cpuid, cpuid, new GuestExit(ExitReason.Mmio, [(6, At + 8)], Rip: ld, Gpa: At + 8, Size: 4, Rflags: NoIf));
+        for (int i = 0; i < 20; i++) rig.Guest.Add(2, cpuid);
+        bool answered = false;
+        rig.Run((IUserContext ctx, RunExit why, ref RunPage p) =>
+        {
+            ref var a = ref Sys.Ref<EventArea>(ctx, rig.DeviceAreas[0]);
+            if (!answered && a.State == EventState.Pending && rig.DeviceObjects[0].Queued == 1 && rig.DeviceObjects[0].Waiter is not null)
+            {
+                answered = true;
+                a.Data = 0x100;
+                a.PublishState(EventState.Done);
+                Sys.EventSignal(ctx, rig.DeviceHandles[0]);
+            }
+            return VmmRig.Continue(ctx, why, ref p);
+        });
+        Assert.True(answered);
+        Assert.Equal([(0u, AccessDirection.Read), (1u, AccessDirection.Read), (0u, AccessDirection.Write)],
+            rig.Deliveries.Select(d => (d.Area.Vcpu, d.Area.Direction)));
+        Assert.Equal(0x123UL, rig.Deliveries[2].Area.Data);
+        Assert.Equal(0x50UL, rig.Guest.Of(1).Last().Rcx);
+        Assert.Equal((-1, -1, 0), (rig.DeviceObjects[0].HeldBy, rig.DeviceObjects[0].Inflight, rig.DeviceObjects[0].Queued));
+    }
+    [Fact]
+    public void A_locked_read_whose_write_never_comes_gives_the_device_up_at_its_exits_end_and_hands_on_what_queued_behind_it()
+    {
+        // vCPU 0 (CPU 0) runs LOCK CMPXCHG [dev], ECX with EAX = 0x11; the device holds 0x22, so no write follows the
+        // locked read. The model lets that read sit until vCPU 1's read (CPU 1) has queued behind it; vCPU 2's VMM thread
+        // (CPU 0) answers it. The read's hold ends with the exit, and the queued read is handed to the model parked on the
+        // object, once: the model lets it sit too, and vCPU 2's thread answers that one as well.
+        using var rig = new VmmRig(vcpus: 3, cpus: 2);
+        rig.Device(EventKind.Mmio, VmmRig.Dev, 0x1000, VmmRig.Silent);
+        ulong cx = rig.Code(a => a.@lock.cmpxchg(__dword_ptr[rbx], ecx));
+        ulong ld = rig.Code(a => a.mov(ecx, __dword_ptr[rsi]));
+        var cpuid = new GuestExit(ExitReason.Cpuid, Rip: 0x40_0000, Rflags: NoIf);
+        rig.Guest.Add(0, Mmio(cx, 4, false, 3, (0, 0x11), (1, 0x99)));
+        rig.Guest.Add(1, cpuid, cpuid, new GuestExit(ExitReason.Mmio, [(6, At + 8)], Rip: ld, Gpa: At + 8, Size: 4, Rflags: NoIf));
+        for (int i = 0; i < 30; i++) rig.Guest.Add(2, cpuid);
+        var e = rig.DeviceObjects;
+        int answered = 0;
+        rig.Run((IUserContext ctx, RunExit why, ref RunPage p) =>
+        {
+            ref var a = ref Sys.Ref<EventArea>(ctx, rig.DeviceAreas[0]);
+            if (a.State == EventState.Pending && e[0].Waiter is not null
+                && (answered == 0 && e[0].Queued == 1 || answered == 1 && a.Vcpu == 1))
+            {
+                a.Data = answered++ == 0 ? 0x22UL : 0x33UL;
+                a.PublishState(EventState.Done);
+                Sys.EventSignal(ctx, rig.DeviceHandles[0]);
+            }
+            return VmmRig.Continue(ctx, why, ref p);
+        });
+        Assert.Equal(2, answered);
+        Assert.Equal([(0u, AccessDirection.Read, EventFlags.Locked), (1u, AccessDirection.Read, (EventFlags)0)],
+            rig.Deliveries.Select(d => (d.Area.Vcpu, d.Area.Direction, d.Area.Flags)));   // the model was handed each once
+        Assert.Equal((cx + 4, 0x22UL), (rig.Guest.Of(0).Last().Rip, rig.Guest.Of(0).Last().Rax));   // failed: EAX = what it read
+        Assert.Equal(0x33UL, rig.Guest.Of(1).Last().Rcx);
+        Assert.Equal((-1, -1, 0), (e[0].HeldBy, e[0].Inflight, e[0].Queued));
+    }
 }

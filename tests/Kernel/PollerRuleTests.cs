@@ -37,4 +37,25 @@ public sealed class PollerRuleTests
         Assert.Equal(1, afterClose);
         Assert.Equal(0, k.Cpus[1].PollerCount);
     }
+    [Fact]
+    public void An_idle_polled_ring_is_no_work_so_a_run_that_keeps_one_open_still_goes_quiet()
+    {
+        // The ring stays open on CPU 1 with nothing in it: its thread waits on it for completions that never come.
+        using var k = KernelHarness.Boot(cpus: 2);
+        long result = 0;
+        KernelHarness.Start(k, async ctx =>
+        {
+            var r = PolledRing.Create(ctx, 4, cpu: 1);
+            r.TryPush(SysNr.Capabilities, Cap.Count, userData: 1);
+            r.Publish();
+            SysCallOut c;
+            while (!r.TryReap(out c)) await r.WaitAsync();
+            result = c.Result;
+            await r.WaitAsync();   // nothing more was pushed: it waits for ever
+        }, "/t");
+        var run = k.RunDeterministic(200_000);
+        Assert.True(run.Quiescent, "a CPU with an idle poller kept the run from going quiet");
+        Assert.Equal(2L, result);
+        Assert.Equal(1, k.Cpus[1].PollerCount);
+    }
 }

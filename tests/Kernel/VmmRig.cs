@@ -14,7 +14,8 @@ namespace Copra.Tests.Kernel;
 
 /// <summary>One exit a scripted guest takes: the registers (and RIP, RFLAGS, interruptibility) it holds then, and what the hardware reports.</summary>
 internal sealed record GuestExit(ExitReason Reason, (int Reg, ulong Value)[]? Regs = null, ulong Rip = 0, ulong Gpa = 0, ushort Port = 0,
-    byte Size = 0, bool Write = false, ulong? Rflags = null, ulong? Interruptibility = null, ulong? PendingEvent = null);
+    byte Size = 0, bool Write = false, ulong? Rflags = null, ulong? Interruptibility = null, ulong? PendingEvent = null,
+    bool HardwareCompletes = false, ulong HwData = 0);
 
 /// <summary>What a vCPU held when the kernel entered it: RIP, RAX, RBX, RCX, RDX and the event the entry injects.</summary>
 internal readonly record struct GuestEntry(int Vcpu, ulong Rip, ulong Rax, ulong Rbx, ulong Rcx, ulong Rdx, ulong PendingEvent);
@@ -42,8 +43,12 @@ internal sealed class ScriptedGuest(VcpuStateStore state, int vcpus) : IGuestBac
 
     public IEnumerable<GuestEntry> Of(int v) => Entries.Where(e => e.Vcpu == v);
 
+    /// <summary>Called at every entry, before the guest runs (a test notes what the kernel's state was then).</summary>
+    public Action<int>? OnEntry;
+
     public void Run(int v, ref ExitRecord rec)
     {
+        OnEntry?.Invoke(v);
         Entries.Add(new GuestEntry(v, state.Rip(v), state.Gpr(v, 0), state.Gpr(v, 3), state.Gpr(v, 1), state.Gpr(v, 2), state.PendingEvent(v)));
         state.SetPendingEvent(v, 0);
         var x = _script[v].Count > 0 ? _script[v].Dequeue() : new GuestExit(ExitReason.Hlt, Rflags: 2);
@@ -52,10 +57,13 @@ internal sealed class ScriptedGuest(VcpuStateStore state, int vcpus) : IGuestBac
         if (x.Interruptibility is { } i) state.SetInterruptibility(v, i);
         if (x.PendingEvent is { } pe) state.SetPendingEvent(v, pe);
         foreach (var (r, value) in x.Regs ?? []) state.Gpr(v, r) = value;
-        rec = new ExitRecord { Reason = x.Reason, Gpa = x.Gpa, Port = x.Port, Size = x.Size, Flags = x.Write ? ExitFlags.Write : 0 };
+        rec = new ExitRecord { Reason = x.Reason, Gpa = x.Gpa, Port = x.Port, Size = x.Size, Data = x.HwData,
+            Flags = (x.Write ? ExitFlags.Write : 0) | (x.HardwareCompletes ? ExitFlags.HardwareCompletes : 0) };
     }
 
-    public void CompleteAccess(int v, ulong readValue) => throw new InvalidOperationException("the scripted guest never asks the hardware to complete");
+    /// <summary>What the kernel handed back for each hardware-completed exit (vCPU, value), in order.</summary>
+    public readonly List<(int Vcpu, ulong Value)> Completed = [];
+    public void CompleteAccess(int v, ulong readValue) => Completed.Add((v, readValue));
     public void Dispose() { }
 }
 
