@@ -22,6 +22,18 @@ public sealed class DeviceLossRuleTests
     static GuestExit In(ulong rip) => new(ExitReason.Io, [(2, Port)], Rip: rip, Port: Port, Size: 1, Rflags: NoIf);
     static GuestExit Cpuid => new(ExitReason.Cpuid, Rip: 0x40_0000, Rflags: NoIf);
 
+    /// <summary>Two vCPUs: <paramref name="reader"/> runs IN AL, DX on the silent model's port (it waits there); the other
+    /// exits on CPUID twenty times, so its VMM thread gets the turns a test acts in.</summary>
+    static VmmRig SilentPortRead(int reader, int cpus, out ulong inb)
+    {
+        var rig = new VmmRig(vcpus: 2, cpus: cpus);
+        rig.Device(EventKind.Ioio, Port, 4, VmmRig.Silent);
+        inb = rig.Code(a => a.@in(al, dx));
+        rig.Guest.Add(reader, In(inb));
+        for (int i = 0; i < 20; i++) rig.Guest.Add(1 - reader, Cpuid);
+        return rig;
+    }
+
     [Fact]
     public void A_model_that_dies_on_its_vcpus_cpu_is_answered_there_without_a_cross_cpu_wake()
     {
@@ -43,11 +55,7 @@ public sealed class DeviceLossRuleTests
     {
         // vCPU 1 (CPU 1) reads the silent model's port; vCPU 0's VMM thread (CPU 0) closes the device while that access
         // waits in it.
-        using var rig = new VmmRig(vcpus: 2, cpus: 2);
-        rig.Device(EventKind.Ioio, Port, 4, VmmRig.Silent);
-        ulong inb = rig.Code(a => a.@in(al, dx));
-        rig.Guest.Add(1, In(inb));
-        for (int i = 0; i < 20; i++) rig.Guest.Add(0, Cpuid);
+        using var rig = SilentPortRead(reader: 1, cpus: 2, out ulong inb);
         var vcpus = rig.K.Vms[0].Vcpus;
         bool closed = false;
         long wakesAtClose = -1;
@@ -77,11 +85,7 @@ public sealed class DeviceLossRuleTests
     {
         // The silent model holds vCPU 0's read; vCPU 1's VMM thread stops the VM (the access is abandoned), then writes an
         // answer into the area as a late model would, and signals the object.
-        using var rig = new VmmRig(vcpus: 2, cpus: 1);
-        rig.Device(EventKind.Ioio, Port, 4, VmmRig.Silent);
-        ulong inb = rig.Code(a => a.@in(al, dx));
-        rig.Guest.Add(0, In(inb));
-        for (int i = 0; i < 20; i++) rig.Guest.Add(1, Cpuid);
+        using var rig = SilentPortRead(reader: 0, cpus: 1, out ulong inb);
         var vcpus = rig.K.Vms[0].Vcpus;
         uint vm = 0;
         long signalled = -1;
@@ -111,11 +115,7 @@ public sealed class DeviceLossRuleTests
     {
         // The silent model's thread is parked on the object, holding vCPU 0's read, when vCPU 1's VMM thread closes the
         // device (the read is answered all ones); at vCPU 1's next CPUID the VMM process exits, and the parked thread with it.
-        using var rig = new VmmRig(vcpus: 2, cpus: 1);
-        rig.Device(EventKind.Ioio, Port, 4, VmmRig.Silent);
-        ulong inb = rig.Code(a => a.@in(al, dx));
-        rig.Guest.Add(0, In(inb));
-        for (int i = 0; i < 20; i++) rig.Guest.Add(1, Cpuid);
+        using var rig = SilentPortRead(reader: 0, cpus: 1, out ulong inb);
         var vcpus = rig.K.Vms[0].Vcpus;
         var e = rig.DeviceObjects;
         int stage = 0;
