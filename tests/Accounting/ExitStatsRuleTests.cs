@@ -75,8 +75,11 @@ public sealed class ExitStatsRuleTests
         st.EnableHardware();
         Assert.True(st.HasHardware);
         var arrays = st.Hardware.ToArray();
+        st.ResetSamples();
+        st.Record(0, ExitKind.MmioRead, 1, 1, hardwareTicks: 7);
         st.EnableHardware();   // again: the arrays (and what they hold) stay
-        Assert.Equal(arrays, st.Hardware);
+        for (int k = 0; k < arrays.Length; k++) Assert.Same(arrays[k], st.Hardware[k]);
+        Assert.Equal([7L], st.HardwareSamples(ExitKind.MmioRead).ToArray());
         st.ResetSamples();
         st.Record(0, ExitKind.MmioRead, 1, 1, hardwareTicks: 10);
         st.Record(1, ExitKind.MmioRead, 2, 2, hardwareTicks: 30);
