@@ -117,6 +117,15 @@ public sealed class ExitStatsRuleTests
     }
 
     [Fact]
+    public void One_cpus_part_is_read_for_a_cpu_or_the_shared_lane_and_refused_past_it()
+    {
+        var st = new ExitStats(capacity: 0, cpus: 2);
+        st.Add(-1, Counter.Taken, 4);
+        Assert.Equal(4, st.GetOn(2, Counter.Taken));   // the shared lane
+        Assert.Throws<ArgumentOutOfRangeException>(() => st.GetOn(3, Counter.Taken));
+    }
+
+    [Fact]
     public void The_capacity_and_cpu_count_are_checked()
     {
         Assert.Throws<ArgumentOutOfRangeException>(() => new ExitStats(capacity: -1));

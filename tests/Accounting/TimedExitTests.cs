@@ -20,6 +20,19 @@ public sealed class TimedExitTests
     }
 
     [Fact]
+    public void A_cpus_draws_are_its_own_whatever_the_other_cpus_draw_between_them()
+    {
+        var alone = new ExitStats(capacity: 0, cpus: 2, timeEvery: 2);
+        var mixed = new ExitStats(capacity: 0, cpus: 2, timeEvery: 2);
+        for (int i = 0; i < 256; i++)
+        {
+            bool want = alone.TimeThis(1);
+            for (int j = 0; j <= i % 3; j++) mixed.TimeThis(0);   // CPU 0 takes 1 to 3 exits between CPU 1's
+            Assert.True(want == mixed.TimeThis(1), $"CPU 1's draw {i} changed with CPU 0's exits");
+        }
+    }
+
+    [Fact]
     public void One_in_sixteen_is_timed_at_random_per_cpu_and_the_same_sequence_every_run()
     {
         var a = new ExitStats(capacity: 0, cpus: 2, timeEvery: 16);

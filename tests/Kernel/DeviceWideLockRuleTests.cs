@@ -218,6 +218,25 @@ public sealed class DeviceWideLockRuleTests
         Assert.Equal((-1, -1, 0), (rig.DeviceObjects[0].HeldBy, rig.DeviceObjects[0].Inflight, rig.DeviceObjects[0].Queued));
     }
     [Fact]
+    public void A_locked_write_that_gives_up_ends_its_exit_as_completed_and_leaves_none_in_flight()
+    {
+        using var rig = new VmmRig();
+        rig.Device(EventKind.Mmio, VmmRig.Dev, 0x1000, (IUserContext _, uint _, ref EventArea a) =>
+        {
+            if (a.Direction == AccessDirection.Read) a.Data = 0x100;
+            else { a.Result = LockResult.Mismatch; a.Data = 0x200 + (ulong)a.Sequence; }
+            a.PublishState(EventState.Done);
+            return true;
+        });
+        ulong xadd = rig.Code(a => a.@lock.xadd(__dword_ptr[rbx], eax));
+        rig.Guest.Add(0, Mmio(xadd, 4, false, 3, (0, 0x23)), new GuestExit(ExitReason.Cpuid, Rip: 0x40_0000, Rflags: NoIf));
+        rig.Run();
+        Assert.Equal(KernelT.MaxLockRetries + 1, rig.K.Stats.LockRetries);   // it did give up
+        // The exit is over (the guest runs the instruction again): taken = completed, nothing left in flight.
+        Assert.Equal((1L, 1L, 0L), (rig.K.Stats.Mmio, rig.K.Stats.Completed, rig.K.Stats.InFlight));
+    }
+
+    [Fact]
     public void An_access_carries_in_its_payload_only_its_own_bytes_never_another_devices_wide_data()
     {
         // A 16-byte store to device A, then an 8-byte store and a 4-byte load on device B: B's area payload stays as the

@@ -103,11 +103,13 @@ public class HardwareCheckRuleTests
             b.Add("movsd (ram to device)", a => a.movsd(), [(6, ram), (7, Dev + 8)], [HwSide.Store(Dev + 8, 4, 0x1357_9BDF)]);
             b.Add("movsd (ram to device, wrong data)", a => a.movsd(), [(6, ram), (7, Dev + 8)], [HwSide.Store(Dev + 8, 4, 0x1357_9BDE)]);
             b.Add("movsd (unmapped to device)", a => a.movsd(), [(6, 0x40_0000_0000), (7, Dev + 8)], [HwSide.Store(Dev + 8, 4, 0x2468)]);
+            // The source is the device (read first, its own exit): the value written is the device's, not compared.
+            b.Add("movsd (device to device)", a => a.movsd(), [(6, Dev), (7, Dev + 8)], [HwSide.Read(Dev, 4), HwSide.Store(Dev + 8, 4, 0x2468)]);
         }))
         {
             rig.Memory.WriteU64(rig.Data, 0xFFFF_FFFF_1357_9BDF);
             rig.Run();
-            Assert.Equal([0L, 1, 0], rig.Outcomes.Select(o => o.Data));
+            Assert.Equal([0L, 1, 0, 0, 0], rig.Outcomes.Select(o => o.Data));
             Assert.Equal(0, rig.Outcomes.Sum(o => o.Address + o.Size + o.Direction));
         }
     }

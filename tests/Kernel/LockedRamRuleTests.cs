@@ -76,6 +76,15 @@ public class LockedRamRuleTests
     }
 
     [Fact]
+    public void A_locked_add_across_two_words_carries_into_the_second_word()
+    {
+        // Bytes 6..9: 22 11 | 00 FF = 0xFF001122; plus 0x00010000 is 0xFF011122, so byte 8 (the second word's first) becomes 01.
+        using var r = Locked("lock add dword [rsi], eax (carry)", a => a.@lock.add(__dword_ptr[rsi], eax), 6, 4, [(0, 0x0001_0000)]);
+        Assert.Equal(Before, Word(r, 0));
+        Assert.Equal(0x99AA_BBCC_DDEE_FF01UL, Word(r, 1));
+    }
+
+    [Fact]
     public void A_locked_compare_exchange_that_fails_writes_nothing_and_loads_the_accumulator()
     {
         using (var r = Locked("lock cmpxchg dword [rsi], ecx (mismatch)", a => a.@lock.cmpxchg(__dword_ptr[rsi], ecx), 4, 4, [(0, 5), (1, 0x7777)]))

@@ -16,6 +16,7 @@ public class HardwareNarrationTests
         {
             b.Add("mov [m], eax", a => a.mov(__dword_ptr[rbx + 8], eax), [(3, HardwareRig.Dev), (0, 0x5AB)], [HwSide.Store(HardwareRig.Dev + 8, 4, 0x5AB)]);
             b.Add("mov eax, [m]", a => a.mov(eax, __dword_ptr[rbx + 8]), [(3, HardwareRig.Dev)], [HwSide.Read(HardwareRig.Dev + 8, 4)]);
+            b.Add("mov [ram], eax", a => a.mov(__dword_ptr[rbx + 8], eax), [(3, b.Layout.Data), (0, 0x5AC)], [HwSide.Store(b.Layout.Data + 8, 4, 0x5AC)]);
         });
         rig.Sys.Kernel.Tracer = new ExitNarration(exit, lines.Add);
         rig.Run();
@@ -26,6 +27,15 @@ public class HardwareNarrationTests
     public void A_hardware_write_is_narrated_as_the_hardwares_side_and_ends_with_the_hardware_finishing_it()
     {
         var lines = Narrate(1);
+        Assert.Contains(lines, l => l.Contains("(the hardware's)"));
+        Assert.Contains(lines, l => l.Contains("write done; the hardware finishes the instruction"));
+        Assert.DoesNotContain(lines, l => l.Contains("in hand"));
+    }
+
+    [Fact]
+    public void A_hardware_write_to_ram_ends_as_a_write_with_nothing_handed_back()
+    {
+        var lines = Narrate(3);
         Assert.Contains(lines, l => l.Contains("(the hardware's)"));
         Assert.Contains(lines, l => l.Contains("write done; the hardware finishes the instruction"));
         Assert.DoesNotContain(lines, l => l.Contains("in hand"));
