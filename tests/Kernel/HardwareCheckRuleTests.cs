@@ -110,6 +110,9 @@ public class HardwareCheckRuleTests
             rig.Memory.WriteU64(rig.Data, 0xFFFF_FFFF_1357_9BDF);
             rig.Run();
             Assert.Equal([0L, 1, 0, 0, 0], rig.Outcomes.Select(o => o.Data));
+            // Each exit ends with its side handed back to the hardware (the device-to-device store too), none left in flight.
+            Assert.All(rig.Outcomes, o => Assert.NotNull(o.HandedBack));
+            Assert.Equal((5L, 0L), (rig.Stats.Completed, rig.Stats.InFlight));
             Assert.Equal(0, rig.Outcomes.Sum(o => o.Address + o.Size + o.Direction));
         }
     }
