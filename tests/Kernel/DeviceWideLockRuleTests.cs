@@ -140,6 +140,33 @@ public sealed class DeviceWideLockRuleTests
     }
 
     [Fact]
+    public void A_locked_compare_exchange_whose_retry_no_longer_matches_fails_with_the_flags_of_that_compare()
+    {
+        // The read returns 0x100, which EAX holds: the compare matches (ZF set) and ECX is written. The model answers that
+        // write Mismatch with 0x300: the kernel compares again, fails (no second write), loads EAX with 0x300 and clears ZF.
+        // Nothing of the first compare is left behind: its registers and flags were pending and are dropped.
+        using var rig = new VmmRig();
+        int writes = 0;
+        rig.Device(EventKind.Mmio, VmmRig.Dev, 0x1000, (IUserContext _, uint _, ref EventArea a) =>
+        {
+            if (a.Direction == AccessDirection.Read) a.Data = 0x100;
+            else if (writes++ == 0) { a.Result = LockResult.Mismatch; a.Data = 0x300; }
+            a.PublishState(EventState.Done);
+            return true;
+        });
+        ulong cx = rig.Code(a => a.@lock.cmpxchg(__dword_ptr[rbx], ecx));
+        rig.Guest.Add(0, Mmio(cx, 4, false, 3, (0, 0x100), (1, 0x777)));
+        var flags = new List<ulong>();
+        rig.Guest.OnEntry = v => flags.Add(rig.K.State.Rflags(v));
+        rig.Run();
+        Assert.Equal(1, rig.K.Stats.LockRetries);
+        Assert.Equal(2, rig.Deliveries.Count);   // the read and the one write: the failed compare writes nothing
+        var after = rig.Guest.Entries[1];
+        Assert.Equal((cx + 4, 0x300UL), (after.Rip, after.Rax));
+        Assert.Equal(0UL, flags[1] & (1UL << 6));   // ZF clear: the second compare's
+    }
+
+    [Fact]
     public void A_locked_16_byte_compare_and_exchange_on_a_device_expects_both_halves_of_what_it_read()
     {
         using var rig = new VmmRig();
