@@ -309,4 +309,27 @@ public sealed class EventClaimRaceRuleTests
         Assert.Equal("waiter False", other.Seen);
         Assert.Equal(0, e.Slot & EventObject.SlotBusy);
     }
+    [Fact]
+    public void A_locked_write_answered_Applied_frees_the_device_in_the_claim_that_completes_it()
+    {
+        // LOCK XADD on the device: its read holds the object for the vCPU until the write is answered. The completion of the
+        // write publishes the object free (not held, nothing rare), so another CPU's access from then on is delivered, not
+        // queued behind an instruction that is only finishing; each answer is looked at where it is told, just after
+        // the completion's publish and before the vCPU goes on.
+        using var rig = new VmmRig();
+        rig.Device(EventKind.Mmio, VmmRig.Dev, 0x1000, VmmRig.Answers(0x100));
+        ulong xadd = rig.Code(a => a.@lock.xadd(__dword_ptr[rbx], eax));
+        rig.Guest.Add(0, new GuestExit(ExitReason.Mmio, [(3, VmmRig.Dev + 0x40), (0, 0x23)], Rip: xadd, Gpa: VmmRig.Dev + 0x40, Size: 4, Rflags: NoIf));
+        var seen = new List<string>();
+        rig.K.Tracer = new OnDelivery((v, text) =>
+        {
+            if (!text.StartsWith("the device model answered", StringComparison.Ordinal)) return;
+            var e = rig.DeviceObjects[0];
+            seen.Add($"held by {e.HeldBy}, rare {(e.Slot & EventObject.SlotRare) != 0}");
+        });
+        rig.Run();
+        Assert.Equal(["held by 0, rare True", "held by -1, rare False"], seen);   // the read holds it; the applied write frees it
+        Assert.Equal(0x100UL, rig.Guest.Entries[^1].Rax);
+        Assert.Equal(0x123UL, rig.Deliveries[1].Area.Data);
+    }
 }
