@@ -96,6 +96,32 @@ public sealed class DeviceTimingRuleTests
         Assert.True(measured >= hold, $"the exit measured {Tsc.ToNanoseconds(measured) / 1e6:F1} ms: the work after the posted answer was left out");
     }
 
+    [Fact]
+    public void A_completions_kernel_work_is_measured_from_its_claim_on()
+    {
+        // One CPU: the model answers the vCPU's read where it runs, so its wait completes the access there. The completion
+        // is the exit's kernel work from the moment it claims the answered access: a tracer told of the answer (after the
+        // claim, before the vCPU goes on) holds it 200 ms, which the exit's measured time must then include. A lower bound.
+        using var rig = new VmmRig();
+        rig.Device(EventKind.Ioio, 0x510, 4, VmmRig.Answers(0x77));
+        ulong inb = rig.Code(a => a.@in(al, dx));
+        rig.Guest.Add(0, new GuestExit(ExitReason.Io, [(2, 0x510)], Rip: inb, Port: 0x510, Size: 1, Rflags: NoIf));
+        long hold = (long)(Tsc.Hz / 5);
+        bool held = false;
+        rig.K.Tracer = new Told((_, v, text) =>
+        {
+            if (held || !text.StartsWith("the device model answered", StringComparison.Ordinal)) return;
+            held = true;
+            long end = (long)Tsc.Read() + hold;
+            while ((long)Tsc.Read() < end) Thread.SpinWait(100);
+        });
+        rig.Run();
+        Assert.True(held);
+        Assert.Equal(0x77UL, rig.Guest.Entries[^1].Rax & 0xFF);
+        long measured = Assert.Single(rig.K.Stats.MeasuredSamples(ExitKind.PortIn).ToArray());
+        Assert.True(measured >= hold, $"the exit measured {Tsc.ToNanoseconds(measured) / 1e6:F1} ms: the completion's work before the vCPU went on was left out");
+    }
+
     sealed class Told(Action<int, int, string> step) : Copra.Kernel.Exit.IExitTracer
     {
         public bool Follow(int vcpu, long ordinal) => true;
