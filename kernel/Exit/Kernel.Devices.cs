@@ -92,14 +92,15 @@ public sealed partial class Kernel
         a.Cpu = (uint)vc.Cpu;
         a.Rip = State.Rip(v);
         bool str = d.Kind is Hot.Decode.AccessKind.Movs or Hot.Decode.AccessKind.Stos or Hot.Decode.AccessKind.Ins or Hot.Decode.AccessKind.Outs;
-        bool locked = d.Lock && (f.Exit[v].Flags & Hot.Exit.ExitFlags.HardwareCompletes) == 0;
+        bool locked = LockedAccess(v);
         a.Flags = (str ? EventFlags.String : 0) | (d.Rep ? EventFlags.Rep : 0) | (locked ? EventFlags.Locked : 0);
         a.Result = LockResult.Applied;
-        if (a.Size > 8 && write) WideToArea(v, ref a);
+        // The size from the argument, not read back from the area: a model thread may write its own memory at any time.
+        if (size > 8 && write) WideToArea(v, size, ref a);
         if (locked && write)
         {
             // The write carries what the locked read returned: the model applies it only if the location still holds that.
-            if (a.Size > 8) { a.Expected = BitConverter.ToUInt64(WideRead(v)); a.ExpectedHigh = BitConverter.ToUInt64(WideRead(v)[8..]); }
+            if (size > 8) { a.Expected = BitConverter.ToUInt64(WideRead(v)); a.ExpectedHigh = BitConverter.ToUInt64(WideRead(v)[8..]); }
             else { a.Expected = f.Value[v]; a.ExpectedHigh = 0; }
         }
         a.Count = str && d.Rep ? (uint)ExitRules.Masked(State.Gpr(v, 1), d.AddressSize) : 1;
@@ -107,6 +108,11 @@ public sealed partial class Kernel
         e.Inflight = v;
         e.Delivered++;
     }
+
+    /// <summary>vCPU <paramref name="v"/>'s access in a device is a locked one the kernel emulates (a LOCK prefix, not
+    /// completed by the hardware): its delivery is flagged Locked, and its write's answer may be Mismatch.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    bool LockedAccess(int v) => _f.Acc[v].Lock && !_f.HardwareCompletes[v];
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]   // its one caller is WaitForEvent: one frame fewer per model call
     ValueTask<long> WaitEvent(KThread t, EventObject e)
@@ -178,10 +184,13 @@ public sealed partial class Kernel
             if (e.Inflight < 0 || e.Area.ReadState() != EventState.Done) { e.Publish(); return; }
         }
         int v = e.Inflight, wakeCpu = 0;
+        // The model's answer is Data (or the payload) and, for a locked write, Result; what the access was (its size, its
+        // direction, whether it is locked) is the kernel's own record, not the area's copy, which the model may rewrite.
         ulong value = e.Area.Data;
-        bool locked = (e.Area.Flags & EventFlags.Locked) != 0, wrote = e.Area.Direction == AccessDirection.Write;
+        bool locked = LockedAccess(v), wrote = _f.ReqWrite[v];
         bool mismatch = locked && wrote && e.Area.Result == LockResult.Mismatch;
-        if (e.Area.Size > 8 && (!wrote || mismatch)) WideFromArea(v, in e.Area);
+        int size = _f.ReqSize[v];
+        if (size > 8 && (!wrote || mismatch)) WideFromArea(v, size, in e.Area);
         e.Area.State = EventState.Idle;
         e.Inflight = -1;
         e.Completed++;

@@ -44,8 +44,10 @@ public sealed partial class Kernel
         if (wake is not null) WakeThread(wake, 1, _vcpus[next].Cpu);
     }
 
-    /// <summary>Moves a wide access's data between the vCPU's buffers and the event area (caller holds the event object's claim).</summary>
-    void WideToArea(int v, ref EventArea a) => WideWrite(v)[..(int)a.Size].CopyTo(a.Payload);
+    /// <summary>Moves a wide access's <paramref name="size"/> bytes between the vCPU's buffers and the event area (caller
+    /// holds the event object's claim). The size is the kernel's (the request row's), never the area's: the area is the
+    /// model's memory, and what the model writes there is only ever its answer.</summary>
+    void WideToArea(int v, int size, ref EventArea a) => WideWrite(v)[..size].CopyTo(a.Payload);
 
-    void WideFromArea(int v, in EventArea a) => ((ReadOnlySpan<byte>)a.Payload)[..(int)a.Size].CopyTo(WideRead(v));
+    void WideFromArea(int v, int size, in EventArea a) => ((ReadOnlySpan<byte>)a.Payload)[..size].CopyTo(WideRead(v));
 }

@@ -198,10 +198,12 @@ public sealed partial class Kernel
             o = handles.Get(handle);
             t.WaitHandle = handle; t.WaitObject = o; t.WaitRemovals = removals;
         }
+        // The event object first, returned straight: a device model's one call per exit. (Through the switch below, its
+        // ValueTask went through three stack copies and a frame that had to be zeroed for them.)
+        if (o is EventObject e) return WaitEvent(t, e);
         return o switch
         {
             VcpuObject v => WaitVcpu(t, v),
-            EventObject e => WaitEvent(t, e),
             Batch.PolledRingObject ring => WaitRing(t, ring),
             _ => throw KernelError.NotSupp("not an event source"),
         };

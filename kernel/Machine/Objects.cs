@@ -239,8 +239,19 @@ public sealed class EventObject : PageObject
         // SpinWait's default backs off to yielding and then sleeping: on an oversubscribed host the claim's holder may be
         // a descheduled host thread, and a waiter that only spun would keep it off the core.
         var spin = new SpinWait();
-        while (!TryClaim(Volatile.Read(ref Slot))) spin.SpinOnce();
+        while (!TryClaim(Volatile.Read(ref Slot)))
+        {
+            Contended?.Invoke();
+            spin.SpinOnce();
+        }
     }
+
+    /// <summary>
+    /// Called by <see cref="Seize"/> each time it finds the object claimed by another party, before it spins: only there,
+    /// never on a path that got the claim at once. A test that holds the claim sets it to act at exactly that moment (as
+    /// the other CPU would between its claim and its publish) and then publish; unset, the spin is as it was.
+    /// </summary>
+    public Action? Contended;
 
     /// <summary>Ends a claim: the fields written under it become visible with the new word (a release store).</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]

@@ -290,6 +290,29 @@ public sealed class DeviceWideLockRuleTests
     }
 
     [Fact]
+    public void An_access_carries_in_expected_nothing_but_its_own_locked_read_never_another_devices_answer()
+    {
+        // Device B answers an 8-byte load with 0x1122334455667788; then LOCK XADD on device A. A's read side is delivered
+        // with `expected` as A's area had it (zero: no locked write yet), not B's answer; only the write side carries
+        // what A's read returned (docs/abi.md: `expected` is the kernel's on a locked write).
+        using var rig = new VmmRig();
+        rig.Device(EventKind.Mmio, VmmRig.Dev, 0x1000, VmmRig.Answers(0x100));
+        rig.Device(EventKind.Mmio, VmmRig.Dev + 0x1000, 0x1000, VmmRig.Answers(0x1122_3344_5566_7788));
+        ulong b = VmmRig.Dev + 0x1040;
+        ulong ld8 = rig.Code(a => a.mov(rcx, __qword_ptr[rsi]));
+        ulong xadd = rig.Code(a => a.@lock.xadd(__dword_ptr[rbx], eax));
+        rig.Guest.Add(0, new GuestExit(ExitReason.Mmio, [(6, b)], Rip: ld8, Gpa: b, Size: 8, Rflags: NoIf),
+            Mmio(xadd, 4, false, 3, (0, 0x23)));
+        rig.Run();
+        Assert.Equal(3, rig.Deliveries.Count);
+        Assert.Equal(0x1122_3344_5566_7788UL, rig.Guest.Entries[1].Rcx);   // B's answer reached the vCPU
+        var (r, w) = (rig.Deliveries[1].Area, rig.Deliveries[2].Area);
+        Assert.Equal((AccessDirection.Read, EventFlags.Locked), (r.Direction, r.Flags));
+        Assert.Equal((0UL, 0UL), (r.Expected, r.ExpectedHigh));
+        Assert.Equal((AccessDirection.Write, 0x100UL), (w.Direction, w.Expected));
+    }
+
+    [Fact]
     public void A_locked_8_byte_read_modify_write_expects_the_8_bytes_it_read()
     {
         using var rig = new VmmRig();

@@ -43,6 +43,10 @@ internal sealed class ScriptedGuest(VcpuStateStore state, int vcpus) : IGuestBac
 
     public IEnumerable<GuestEntry> Of(int v) => Entries.Where(e => e.Vcpu == v);
 
+    /// <summary>Asked at every entry before the script: a non-null exit is taken instead of the script's next (a test that
+    /// decides an exit only when the kernel reaches a state).</summary>
+    public Func<int, GuestExit?>? NextExit;
+
     /// <summary>Called at every entry, before the guest runs (a test notes what the kernel's state was then).</summary>
     public Action<int>? OnEntry;
 
@@ -51,7 +55,7 @@ internal sealed class ScriptedGuest(VcpuStateStore state, int vcpus) : IGuestBac
         OnEntry?.Invoke(v);
         Entries.Add(new GuestEntry(v, state.Rip(v), state.Gpr(v, 0), state.Gpr(v, 3), state.Gpr(v, 1), state.Gpr(v, 2), state.PendingEvent(v)));
         state.SetPendingEvent(v, 0);
-        var x = _script[v].Count > 0 ? _script[v].Dequeue() : new GuestExit(ExitReason.Hlt, Rflags: 2);
+        var x = NextExit?.Invoke(v) ?? (_script[v].Count > 0 ? _script[v].Dequeue() : new GuestExit(ExitReason.Hlt, Rflags: 2));
         if (x.Rip != 0) state.Rip(v) = x.Rip;
         if (x.Rflags is { } f) state.Rflags(v) = f;
         if (x.Interruptibility is { } i) state.SetInterruptibility(v, i);
