@@ -42,6 +42,15 @@ public sealed class DeviceWideLockRuleTests
         return true;
     };
 
+    /// <summary>A model that answers a read with 0x100 and every write Mismatch, its current value moving each time.</summary>
+    static DeviceAnswer MismatchEveryWrite => (IUserContext _, uint _, ref EventArea a) =>
+    {
+        if (a.Direction == AccessDirection.Read) a.Data = 0x100;
+        else { a.Result = LockResult.Mismatch; a.Data = 0x200 + (ulong)a.Sequence; }
+        a.PublishState(EventState.Done);
+        return true;
+    };
+
     [Fact]
     public void A_16_byte_store_to_a_device_carries_its_bytes_in_the_payload_in_memory_order()
     {
@@ -216,13 +225,7 @@ public sealed class DeviceWideLockRuleTests
     public void A_locked_write_answered_Mismatch_every_time_gives_up_after_the_retry_bound_commits_nothing_and_frees_the_device()
     {
         using var rig = new VmmRig();
-        rig.Device(EventKind.Mmio, VmmRig.Dev, 0x1000, (IUserContext _, uint _, ref EventArea a) =>
-        {
-            if (a.Direction == AccessDirection.Read) a.Data = 0x100;
-            else { a.Result = LockResult.Mismatch; a.Data = 0x200 + (ulong)a.Sequence; }
-            a.PublishState(EventState.Done);
-            return true;
-        });
+        rig.Device(EventKind.Mmio, VmmRig.Dev, 0x1000, MismatchEveryWrite);
         ulong xadd = rig.Code(a => a.@lock.xadd(__dword_ptr[rbx], eax));
         ulong inb = rig.Code(a => a.mov(al, __byte_ptr[rbx]));
         rig.Guest.Add(0, Mmio(xadd, 4, false, 3, (0, 0x23)), new GuestExit(ExitReason.Cpuid, Rip: 0x40_0000, Rflags: NoIf), Mmio(inb, 1, false, 3, (0, 0x23)));
@@ -248,13 +251,7 @@ public sealed class DeviceWideLockRuleTests
     public void A_locked_write_that_gives_up_ends_its_exit_as_completed_and_leaves_none_in_flight()
     {
         using var rig = new VmmRig();
-        rig.Device(EventKind.Mmio, VmmRig.Dev, 0x1000, (IUserContext _, uint _, ref EventArea a) =>
-        {
-            if (a.Direction == AccessDirection.Read) a.Data = 0x100;
-            else { a.Result = LockResult.Mismatch; a.Data = 0x200 + (ulong)a.Sequence; }
-            a.PublishState(EventState.Done);
-            return true;
-        });
+        rig.Device(EventKind.Mmio, VmmRig.Dev, 0x1000, MismatchEveryWrite);
         ulong xadd = rig.Code(a => a.@lock.xadd(__dword_ptr[rbx], eax));
         rig.Guest.Add(0, Mmio(xadd, 4, false, 3, (0, 0x23)), new GuestExit(ExitReason.Cpuid, Rip: 0x40_0000, Rflags: NoIf));
         rig.Run();
