@@ -26,6 +26,10 @@ public sealed class RamFs
     readonly Dir _root = new() { Name = "" };
     internal readonly object Lock = new();
 
+    /// <summary>The largest file a WRITE may make (bytes); a write that would end past it is ENOMEM and writes nothing.
+    /// A file is one managed array, so the default keeps well below the runtime's array limit.</summary>
+    public int MaxFileBytes { get; init; } = int.MaxValue / 2;
+
     /// <summary>The filesystem's root: every process's root unless EXEC gave it another.</summary>
     public Dir Root => _root;
 
@@ -222,7 +226,7 @@ public sealed class FileObject : KObject, IFileLike
         lock (_fs.Lock)
         {
             long end = _pos + src.Length;
-            if (end > int.MaxValue / 2) throw KernelError.NoMem("file too large");
+            if (end > _fs.MaxFileBytes) throw KernelError.NoMem("file too large");
             if (end > _file.Data.Length) Array.Resize(ref _file.Data, (int)Math.Max(end, _file.Data.Length * 2L));
             if (_pos > _file.Length) _file.Data.AsSpan(_file.Length, (int)_pos - _file.Length).Clear();
             src.CopyTo(_file.Data.AsSpan((int)_pos));

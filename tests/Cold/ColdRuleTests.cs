@@ -645,6 +645,21 @@ public class RamFsRuleTests
     static long Code(Action a) => Assert.Throws<KernelError>(a).AbiCode();
 
     [Fact]
+    public void AWriteMayEndExactlyAtTheLargestFile_OnePastItIsENOMEMAndWritesNothing()
+    {
+        var fs = new RamFs { MaxFileBytes = 64 };
+        var f = new FileObject(fs, fs.OpenFile("/f", create: true, truncate: false), OpenMode.Read | OpenMode.Write);
+        Assert.Equal(60, f.Write(new byte[60]));
+        Assert.Equal(Errno.ENOMEM, Code(() => f.Write("abcde"u8)));   // would end at 65
+        Assert.Equal(4, f.Write("wxyz"u8));                           // ends at 64: allowed
+        Assert.Equal(Errno.ENOMEM, Code(() => f.Write("!"u8)));
+        Assert.Equal(0, f.Seek(0, SeekWhence.Set));
+        var all = ReadAll(f);
+        Assert.Equal(64, all.Length);
+        Assert.Equal("wxyz"u8.ToArray(), all[60..]);
+    }
+
+    [Fact]
     public void SeekClampsToTheSize_CurrentIsSigned_EndSubtracts()
     {
         var (_, f) = NewFile();
