@@ -332,27 +332,30 @@ public sealed class EventClaimRaceRuleTests
         Assert.Equal(0x100UL, rig.Guest.Entries[^1].Rax);
         Assert.Equal(0x123UL, rig.Deliveries[1].Area.Data);
     }
-    [Fact]
-    public void An_access_of_another_vcpu_queues_behind_a_locked_read_modify_write_that_holds_the_device()
+    [Theory]
+    [InlineData(3, 1, 0, 2)]   // the holder on CPU 1; vCPU 0's VMM thread answers on CPU 0, where vCPU 2 is queued
+    [InlineData(4, 0, 1, 3)]   // the holder is vCPU 0 (a HeldBy test that took 0 for "nobody" would let the read in)
+    public void An_access_of_another_vcpu_queues_behind_a_locked_read_modify_write_that_holds_the_device(int n, int holder, int answerer, int reader)
     {
-        // vCPU 1 (CPU 1) runs LOCK XADD on the silent model's device. vCPU 0's VMM thread (CPU 0) answers the locked read
-        // and waits on the device itself: the completion posts the answer to CPU 1 (the device is now held for vCPU 1
-        // until its write), and the wait's direct switch enters vCPU 2, queued on CPU 0, whose next exit reads the device,
-        // all before CPU 1 applies the answer. That read must queue behind the hold, not go into the area.
-        using var rig = new VmmRig(vcpus: 3, cpus: 2);
+        // vCPU `holder` runs LOCK XADD on the silent model's device. vCPU `answerer`'s VMM thread (the other CPU) answers the
+        // locked read and waits on the device itself: the completion posts the answer to the holder's CPU (the device is now
+        // held for the holder until its write), and the wait's direct switch enters vCPU `reader`, queued on the answerer's
+        // CPU, whose next exit reads the device, all before the holder's CPU applies the answer. That read must queue
+        // behind the hold, not go into the area.
+        using var rig = new VmmRig(vcpus: n, cpus: 2);
         rig.Device(EventKind.Mmio, VmmRig.Dev, 0x1000, VmmRig.Silent);
         ulong xadd = rig.Code(a => a.@lock.xadd(__dword_ptr[rbx], eax));
         ulong ld = rig.Code(a => a.mov(ecx, __dword_ptr[rsi]));
-        rig.Guest.Add(1, new GuestExit(ExitReason.Mmio, [(3, VmmRig.Dev + 0x40), (0, 0x23)], Rip: xadd, Gpa: VmmRig.Dev + 0x40, Size: 4, Rflags: NoIf));
+        rig.Guest.Add(holder, new GuestExit(ExitReason.Mmio, [(3, VmmRig.Dev + 0x40), (0, 0x23)], Rip: xadd, Gpa: VmmRig.Dev + 0x40, Size: 4, Rflags: NoIf));
         var load = new GuestExit(ExitReason.Mmio, [(6, VmmRig.Dev + 0x80)], Rip: ld, Gpa: VmmRig.Dev + 0x80, Size: 4, Rflags: NoIf);
         bool armed = false, loaded = false;
         rig.Guest.NextExit = v =>
         {
-            if (v != 2) return null;
+            if (v != reader) return null;
             if (armed && !loaded) { loaded = true; return load; }
             return Cpuid;
         };
-        for (int i = 0; i < 40; i++) rig.Guest.Add(0, Cpuid);
+        for (int i = 0; i < 40; i++) rig.Guest.Add(answerer, Cpuid);
         var vcpus = rig.K.Vms[0].Vcpus;
         string? after = null;
         rig.Run((IUserContext ctx, RunExit why, ref RunPage p) =>
@@ -361,16 +364,16 @@ public sealed class EventClaimRaceRuleTests
             var e = rig.DeviceObjects[0];
             ref var a = ref Sys.Ref<EventArea>(ctx, rig.DeviceAreas[0]);
             if (a.State == EventState.Pending && a.Direction == AccessDirection.Read && (a.Flags & EventFlags.Locked) != 0
-                && vcpus[2].Run == VcpuRun.Runnable && rig.Guest.Entries.Count > 0)
+                && vcpus[reader].Run == VcpuRun.Runnable && rig.Guest.Entries.Count > 0)
             {
                 armed = true;
                 a.Data = 0x100;
                 a.PublishState(EventState.Done);
                 _ = Sys.WaitForEvent(ctx, rig.DeviceHandles[0]);
-                after = $"loaded {loaded}, held by {e.HeldBy}, inflight {e.Inflight}, queued {e.Queued}, vcpu 1 {vcpus[1].Run}";
+                after = $"loaded {loaded}, held by {e.HeldBy}, inflight {e.Inflight}, queued {e.Queued}, vcpu {holder} {vcpus[holder].Run}";
             }
             return VmmRig.Continue(ctx, why, ref p);
         });
-        Assert.Equal("loaded True, held by 1, inflight -1, queued 1, vcpu 1 WaitingDevice", after);
+        Assert.Equal($"loaded True, held by {holder}, inflight -1, queued 1, vcpu {holder} WaitingDevice", after);
     }
 }
