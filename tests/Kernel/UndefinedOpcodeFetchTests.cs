@@ -9,7 +9,8 @@ namespace Copra.Tests.Kernel;
 /// <summary>
 /// An exit whose instruction bytes end at a page boundary with the next page missing, through the replay exit path:
 /// the guest gets #UD when the bytes it has already make the opcode undefined (the CPU never needs the missing page),
-/// and the fetch's #PF when the next byte could still complete a defined instruction.
+/// and the fetch's #PF when the next byte could still complete a defined instruction. The fallback count
+/// (ExitStats.IcedFallbacks) says which decoder decided: the #UD after asking Iced, the #PF from the tables' refusal alone.
 /// </summary>
 public class UndefinedOpcodeFetchTests
 {
@@ -64,6 +65,8 @@ public class UndefinedOpcodeFetchTests
         Assert.Equal(0, r.ExceptionsByVector[14]);
         Assert.Equal(0, run.Kernel.Stats.DeviceRoundTrips);
         Assert.Equal(0, run.Kernel.InternalErrors);
+        // The tables refused the opcode, so Iced was asked once (FetchAndDecode counts each fallback) before the #UD.
+        Assert.Equal(1, run.Kernel.Stats.IcedFallbacks);
     }
 
     [Theory]
@@ -81,5 +84,7 @@ public class UndefinedOpcodeFetchTests
         Assert.True(sys.Kernel.State.TryPeek(0, Copra.Abi.StateField.Cr2, out ulong cr2));
         Assert.Equal(rip + 1, cr2);   // the first byte of the missing page
         Assert.Equal(0, sys.Kernel.Stats.DeviceRoundTrips);
+        // The tables' Truncated refusal with the fetch's fault in hand is the fault at once: Iced is not asked.
+        Assert.Equal(0, sys.Kernel.Stats.IcedFallbacks);
     }
 }
