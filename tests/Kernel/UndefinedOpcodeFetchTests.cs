@@ -87,4 +87,53 @@ public class UndefinedOpcodeFetchTests
         // The tables' Truncated refusal with the fetch's fault in hand is the fault at once: Iced is not asked.
         Assert.Equal(0, sys.Kernel.Stats.IcedFallbacks);
     }
+
+    /// <summary>
+    /// An instruction whose bytes run from the last canonical page (48-bit) into the non-canonical hole: the fetch of the
+    /// missing bytes is refused by the walk as non-canonical, and the guest gets #GP(0), not a #PF
+    /// (hot/Exit/ExitPipeline.cs InjectWalkFault's GeneralProtection answer). MOV's 8B is the page's last byte.
+    /// </summary>
+    [Fact]
+    public void An_instruction_running_into_the_non_canonical_hole_is_GP0()
+    {
+        const ulong Last = 0x7FFF_FFFF_F000;
+        ulong rip = Last + 0xFFF;
+        var sc = Scenario.Default() with { Vms = [new VmScenario(Vcpus: 1)] };
+        using var sys = new CopraSystem(sc, backend: (k, layouts) =>
+        {
+            var l = layouts[0];
+            var wb = new WorkloadBuilder(k.Memory, l);
+            ulong frame = ((l.Code + 0xFFF) & ~0xFFFUL) + 0x8000;   // a RAM page no code uses
+            wb.Tables.Map(Last, frame, 0x1000, Hot.Guest.PageSize.Size4K, writable: false, executable: true);
+            k.Memory.WriteU8(frame + 0xFFF, 0x8B);
+            ulong halt = frame + 0x1000;
+            k.Memory.WriteU8(halt, 0xF4);
+            var access = new Step
+            {
+                Kind = StepKind.Access, Rip = rip, Length = 2, Text = "mov r32, r/m32 cut by the hole",
+                Reason = ExitReason.Mmio, Gpa = Dev, Size = 4, Flags = 0, Presets = [], StatePresets = [],
+            };
+            access.Next = rip + 2;
+            var hlt = new Step { Kind = StepKind.Halt, Rip = halt, Length = 1, Reason = ExitReason.Hlt, ClearIf = true, Text = "hlt" };
+            hlt.Next = halt + 1;
+            var p = new ReplayProgram { Iterations = 1 };
+            p.Steps.Add(access);
+            p.Steps.Add(hlt);
+            p.LoopStart = p.LoopEnd = p.Steps.Count;
+            wb.InitialState(rip, 0).ApplyTo(k.State, 0);
+            k.State.OnEntry(0);
+            return new ReplayBackend(k.State, [p]);
+        });
+        Assert.True(sys.Run().Quiescent);
+        var r = sys.Replay!;
+        Assert.True(r.Desyncs == 0, string.Join("\n", r.Problems));
+        var e = Assert.Single(r.Exceptions);
+        Assert.Equal(13UL, e.Event & 0xFF);
+        Assert.True((e.Event & (1 << 11)) != 0);   // an error code, and it is 0
+        Assert.Equal(0U, (uint)(e.Event >> 32));
+        Assert.Equal(0, r.ExceptionsByVector[14]);
+        Assert.Equal(0, sys.Kernel.Stats.DeviceRoundTrips);
+        Assert.Equal(0, sys.Kernel.InternalErrors);
+        Assert.Equal(0, sys.Kernel.Stats.InFlight);
+    }
 }
