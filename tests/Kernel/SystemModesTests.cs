@@ -450,6 +450,27 @@ public class SystemModesTests
         Assert.Equal(0xF000UL, m.ReadU16(data + 0x1FE));                         // the old CS above it
     }
 
+    /// <summary>
+    /// Real mode decodes 16-bit code whatever CS's cached attributes say (hot/Exit/ExitPipeline.cs, the exit's mode from
+    /// CR0.PE: CodeBitness ignores D without PE): with CS's cache holding a 32-bit code segment's attributes (D=1, as
+    /// left by a switch out of protected mode without a 16-bit far jump), 8B 07 is <c>mov ax, [bx]</c> (2 bytes at DS:BX),
+    /// not <c>mov eax, [edi]</c>.
+    /// </summary>
+    [Fact]
+    public void Real_mode_decodes_16_bit_code_even_when_cs_cached_attributes_say_32_bit()
+    {
+        using var sys = Boot(16, l => GuestCpuState.RealMode(0xF000, 0, 0x8000, 0x100), l => l.Code, (r, l) =>
+        {
+            (ulong, ulong)[] st = [.. Real(l), .. Seg(StateField.Cs, 0xF000, l.Code, 0xFFFF, SegmentAttributes.Code32)];
+            r.Add("mov dword [bx], 0x5678 (CS attributes 16-bit)", a => a.mov(__dword_ptr[bx], 0x5678), ExitReason.Mmio, Win, 4, true, [(3, TestDeviceWindow)], Real(l));
+            r.Add("mov ax, [bx] (8B 07; CS attributes D=1)", Raw(0x8B, 0x07), ExitReason.Mmio, Win, 2, false, [(3, TestDeviceWindow), (7, 0x40), (0, 0)], st,
+                expect: 0x5678);
+        });
+        Run(sys);
+        Assert.Empty(Faults(sys));
+        Assert.Equal(0x5678UL, sys.Kernel.State.Gpr(0, 0) & 0xFFFF_FFFF);
+    }
+
     // ---- the MOV SS interrupt shadow ------------------------------------------------------------
 
     /// <summary>
