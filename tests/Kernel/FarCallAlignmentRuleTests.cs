@@ -19,7 +19,6 @@ public class FarCallAlignmentRuleTests
 {
     const ulong Dev = 0xFEB0_0000, Window = Dev + 0x1000, High = 0x80_0000_0000;
     const ulong Am = 1UL << 18, Ac = 1UL << 18;
-    const ushort Dpl3 = 3 << SegmentAttributes.DplShift;
 
     [Fact]
     public void A_64_bit_far_call_with_rsp_8_but_not_16_aligned_is_not_AC()
@@ -48,10 +47,7 @@ public class FarCallAlignmentRuleTests
             if (++n != 3) return;
             k.State.TryWrite(0, StateField.Cr0, k.State.Cr0(0) | Am);
             k.State.Rflags(0) |= Ac;
-            k.State.TryWrite(0, StateField.Seg(StateField.Cs, StateField.Selector), Gdt.Code64 | 3);
-            k.State.TryWrite(0, StateField.Seg(StateField.Cs, StateField.Attributes), SegmentAttributes.Code64 | Dpl3);
-            k.State.TryWrite(0, StateField.Seg(StateField.Ss, StateField.Selector), Gdt.Data | 3);
-            k.State.TryWrite(0, StateField.Seg(StateField.Ss, StateField.Attributes), SegmentAttributes.Data | Dpl3);
+            Support.Ring3.Enter(k.State, 0);
         };
         Assert.True(sys.Run().Quiescent);
         FaultSemanticsTests.AssertClean(sys);

@@ -16,7 +16,6 @@ namespace Copra.Tests.Kernel;
 public class HardwareFetchCplRuleTests
 {
     const ulong Alias = 0x80_0000_0000, Smep = 1UL << 20;
-    const ushort Dpl3 = 3 << SegmentAttributes.DplShift;
 
     static HardwareRig Run()
     {
@@ -35,10 +34,7 @@ public class HardwareFetchCplRuleTests
         {
             if (++n != 1) return;
             k.State.TryWrite(0, StateField.Cr4, k.State.Cr4(0) | Smep);
-            k.State.TryWrite(0, StateField.Seg(StateField.Cs, StateField.Selector), Gdt.Code64 | 3);
-            k.State.TryWrite(0, StateField.Seg(StateField.Cs, StateField.Attributes), SegmentAttributes.Code64 | Dpl3);
-            k.State.TryWrite(0, StateField.Seg(StateField.Ss, StateField.Selector), Gdt.Data | 3);
-            k.State.TryWrite(0, StateField.Seg(StateField.Ss, StateField.Attributes), SegmentAttributes.Data | Dpl3);
+            Support.Ring3.Enter(k.State, 0);
         };
         rig.Run();
         return rig;

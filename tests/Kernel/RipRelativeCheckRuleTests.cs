@@ -18,7 +18,6 @@ public class RipRelativeCheckRuleTests
 {
     const ulong Dev = 0xFEB0_0000;
     const ulong Am = 1UL << 18, Ac = 1UL << 18;
-    const ushort Dpl3 = 3 << SegmentAttributes.DplShift;
 
     [Fact]
     public void An_aligned_rip_relative_qword_at_cpl3_with_alignment_checks_on_is_not_AC()
@@ -46,10 +45,7 @@ public class RipRelativeCheckRuleTests
             if (++n != 1) return;
             k.State.TryWrite(0, StateField.Cr0, k.State.Cr0(0) | Am);
             k.State.Rflags(0) |= Ac;
-            k.State.TryWrite(0, StateField.Seg(StateField.Cs, StateField.Selector), Gdt.Code64 | 3);
-            k.State.TryWrite(0, StateField.Seg(StateField.Cs, StateField.Attributes), SegmentAttributes.Code64 | Dpl3);
-            k.State.TryWrite(0, StateField.Seg(StateField.Ss, StateField.Selector), Gdt.Data | 3);
-            k.State.TryWrite(0, StateField.Seg(StateField.Ss, StateField.Attributes), SegmentAttributes.Data | Dpl3);
+            Support.Ring3.Enter(k.State, 0);
         };
         Assert.True(sys.Run().Quiescent);
         FaultSemanticsTests.AssertClean(sys);
