@@ -16,6 +16,27 @@ public class UndefinedOpcodeFetchTests
 {
     const ulong Dev = 0xFEB0_0000;
 
+    /// <summary>vCPU 0 at <paramref name="rip"/>: one MMIO exit there (its bytes as the test placed them), then HLT at
+    /// <paramref name="halt"/> with interrupts off.</summary>
+    static ReplayBackend AccessThenHalt(Copra.Kernel.Core.Kernel k, WorkloadBuilder wb, ulong rip, int length, string text, ulong halt)
+    {
+        var access = new Step
+        {
+            Kind = StepKind.Access, Rip = rip, Length = length, Text = text,
+            Reason = ExitReason.Mmio, Gpa = Dev, Size = 4, Flags = 0, Presets = [], StatePresets = [],
+        };
+        access.Next = rip + (ulong)length;
+        var hlt = new Step { Kind = StepKind.Halt, Rip = halt, Length = 1, Reason = ExitReason.Hlt, ClearIf = true, Text = "hlt" };
+        hlt.Next = halt + 1;
+        var p = new ReplayProgram { Iterations = 1 };
+        p.Steps.Add(access);
+        p.Steps.Add(hlt);
+        p.LoopStart = p.LoopEnd = p.Steps.Count;
+        wb.InitialState(rip, 0).ApplyTo(k.State, 0);
+        k.State.OnEntry(0);
+        return new ReplayBackend(k.State, [p]);
+    }
+
     static (CopraSystem Sys, ulong Rip) RunAtPageEnd(byte[] tail)
     {
         ulong rip = 0;
@@ -31,21 +52,7 @@ public class UndefinedOpcodeFetchTests
             k.Memory.WriteU64(pte, k.Memory.ReadU64(pte) & ~1UL);   // the next page: not present
             ulong halt = page + 0x1000;
             k.Memory.WriteU8(halt, 0xF4);
-            var access = new Step
-            {
-                Kind = StepKind.Access, Rip = rip, Length = tail.Length, Text = "the bytes at the page end",
-                Reason = ExitReason.Mmio, Gpa = Dev, Size = 4, Flags = 0, Presets = [], StatePresets = [],
-            };
-            access.Next = rip + (ulong)tail.Length;
-            var hlt = new Step { Kind = StepKind.Halt, Rip = halt, Length = 1, Reason = ExitReason.Hlt, ClearIf = true, Text = "hlt" };
-            hlt.Next = halt + 1;
-            var p = new ReplayProgram { Iterations = 1 };
-            p.Steps.Add(access);
-            p.Steps.Add(hlt);
-            p.LoopStart = p.LoopEnd = p.Steps.Count;
-            wb.InitialState(rip, 0).ApplyTo(k.State, 0);
-            k.State.OnEntry(0);
-            return new ReplayBackend(k.State, [p]);
+            return AccessThenHalt(k, wb, rip, tail.Length, "the bytes at the page end", halt);
         });
         Assert.True(sys.Run().Quiescent);
         return (sys, rip);
@@ -108,21 +115,7 @@ public class UndefinedOpcodeFetchTests
             k.Memory.WriteU8(frame + 0xFFF, 0x8B);
             ulong halt = frame + 0x1000;
             k.Memory.WriteU8(halt, 0xF4);
-            var access = new Step
-            {
-                Kind = StepKind.Access, Rip = rip, Length = 2, Text = "mov r32, r/m32 cut by the hole",
-                Reason = ExitReason.Mmio, Gpa = Dev, Size = 4, Flags = 0, Presets = [], StatePresets = [],
-            };
-            access.Next = rip + 2;
-            var hlt = new Step { Kind = StepKind.Halt, Rip = halt, Length = 1, Reason = ExitReason.Hlt, ClearIf = true, Text = "hlt" };
-            hlt.Next = halt + 1;
-            var p = new ReplayProgram { Iterations = 1 };
-            p.Steps.Add(access);
-            p.Steps.Add(hlt);
-            p.LoopStart = p.LoopEnd = p.Steps.Count;
-            wb.InitialState(rip, 0).ApplyTo(k.State, 0);
-            k.State.OnEntry(0);
-            return new ReplayBackend(k.State, [p]);
+            return AccessThenHalt(k, wb, rip, 2, "mov r32, r/m32 cut by the hole", halt);
         });
         Assert.True(sys.Run().Quiescent);
         var r = sys.Replay!;
