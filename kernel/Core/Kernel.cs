@@ -270,6 +270,7 @@ public sealed partial class Kernel : IDisposable
         var rng = new DetRandom(Config.Seed);
         Span<int> order = stackalloc int[Cpus.Length];
         long steps = 0;
+        using var flow = new NoContextFlow();
         while (steps < maxSteps)
         {
             for (int i = 0; i < order.Length; i++) order[i] = i;
@@ -310,6 +311,7 @@ public sealed partial class Kernel : IDisposable
             var cpu = Cpus[c];
             threads[c] = new Thread(() =>
             {
+                using var flow = new NoContextFlow();
                 t_cpu = cpu;
                 bool wasIdle = false;
                 var spin = new SpinWait();
@@ -352,3 +354,28 @@ public sealed partial class Kernel : IDisposable
 }
 
 public readonly record struct DriverResult(long Steps, bool Quiescent);
+
+/// <summary>
+/// While a driver steps CPUs, the host thread's execution context does not flow into user threads' awaits. Why: the
+/// async method builder captures the context at every await that blocks and runs the continuation through
+/// ExecutionContext.RunInternal when it resumes (~70 instructions per block and resume in the `copra run` mix); with
+/// flow suppressed it captures nothing and calls MoveNext straight. Nothing in the kernel or the user programs uses
+/// AsyncLocal, so nothing observable changes. A caller that has already suppressed flow keeps it (SuppressFlow would throw).
+/// </summary>
+readonly struct NoContextFlow : IDisposable
+{
+    readonly bool _suppressed;
+    readonly AsyncFlowControl _control;
+
+    public NoContextFlow()
+    {
+        if (ExecutionContext.IsFlowSuppressed()) return;
+        _control = ExecutionContext.SuppressFlow();
+        _suppressed = true;
+    }
+
+    public void Dispose()
+    {
+        if (_suppressed) _control.Undo();
+    }
+}
