@@ -29,6 +29,8 @@ public sealed class Cpu
     public int Index { get; }
     /// <summary>Virtual clock in modelled cycles (deterministic driver); the trace is stamped with it.</summary>
     public long Clock;
+    /// <summary>The thread whose slice this CPU runs, or ran last (a syscall is made from its own thread's slice, so
+    /// during one this is the caller).</summary>
     public KThread? Current { get; private set; }
     public long Steps, ThreadSlices, GuestRuns, IdleSteps;
     /// <summary>Syscalls dispatched and gate entries made on this CPU (SysCallGate sums them; written only by this CPU's host thread).</summary>
@@ -134,10 +136,9 @@ public sealed class Cpu
         {
             if (t.State == ThreadState.Dead) continue;
             ThreadSlices++;
-            Current = t;
+            if (Current != t) Current = t;   // not cleared after the slice: a reference store is a GC write barrier
             t.State = ThreadState.Running;
             _k.RunSlice(this, t);
-            Current = null;
             return true;
         }
 

@@ -271,21 +271,26 @@ public sealed partial class Kernel : IDisposable
         Span<int> order = stackalloc int[Cpus.Length];
         long steps = 0;
         using var flow = new NoContextFlow();
-        while (steps < maxSteps)
+        var outer = t_cpu;
+        try
         {
-            for (int i = 0; i < order.Length; i++) order[i] = i;
-            for (int i = order.Length - 1; i > 0; i--) { int j = rng.Next(i + 1); (order[i], order[j]) = (order[j], order[i]); }
-            bool any = false;
-            foreach (int c in order)
+            while (steps < maxSteps)
             {
-                t_cpu = Cpus[c];
-                try { any |= Cpus[c].Step(); }
-                finally { t_cpu = null; }
-                steps++;
+                for (int i = 0; i < order.Length; i++) order[i] = i;
+                for (int i = order.Length - 1; i > 0; i--) { int j = rng.Next(i + 1); (order[i], order[j]) = (order[j], order[i]); }
+                bool any = false;
+                foreach (int c in order)
+                {
+                    var cpu = Cpus[c];
+                    if (t_cpu != cpu) t_cpu = cpu;   // stored only when it changes: a reference store is a GC write barrier
+                    any |= cpu.Step();
+                    steps++;
+                }
+                if (!any && !AnyCpuHasWork()) return new DriverResult(steps, Quiescent: true);
             }
-            if (!any && !AnyCpuHasWork()) return new DriverResult(steps, Quiescent: true);
+            return new DriverResult(steps, Quiescent: false);
         }
-        return new DriverResult(steps, Quiescent: false);
+        finally { t_cpu = outer; }
     }
 
     bool AnyCpuHasWork()
