@@ -1,3 +1,5 @@
+using Copra.Hot.Layout;
+
 namespace Copra.Hot.Exit;
 
 /// <summary>The kinds an exit is reported under in the per-kind table.</summary>
@@ -201,19 +203,21 @@ public sealed unsafe class ExitStats
         int k = (int)kind;
         if ((uint)cpu >= (uint)_cpus) { Interlocked.Increment(ref _lanes[_cpus * LaneWords + KindBase + k]); return; }
         _lanes[cpu * LaneWords + KindBase + k]++;
-        var row = _kept[cpu];
-        ref int kept = ref row[k];
+        // Unchecked below: cpu < _cpus (tested above), k < KindCount (an ExitKind), and a sample's index
+        // cpu * _stripe + kept < _cpus * _stripe <= Capacity, each array's length (hot/Layout/Unchecked.cs).
+        var row = Unchecked.At(_kept, cpu);
+        ref int kept = ref Unchecked.At(row, k);
         if (kept < _stripe)
         {
             int i = cpu * _stripe + kept;
-            Modelled[k][i] = modelledCycles;
-            if (Hardware[k] is { } h) h[i] = hardwareTicks;
+            Unchecked.At(Unchecked.At(Modelled, k), i) = modelledCycles;
+            if (Unchecked.At(Hardware, k) is { } h) Unchecked.At(h, i) = hardwareTicks;
             Volatile.Write(ref kept, kept + 1);
         }
         if (!timed) return;
-        ref int keptTimed = ref row[TimedBase + k];
+        ref int keptTimed = ref Unchecked.At(row, TimedBase + k);
         if (keptTimed >= _stripe) return;
-        Measured[k][cpu * _stripe + keptTimed] = measuredTicks;
+        Unchecked.At(Unchecked.At(Measured, k), cpu * _stripe + keptTimed) = measuredTicks;
         Volatile.Write(ref keptTimed, keptTimed + 1);
     }
 

@@ -21,7 +21,11 @@ public sealed class MmioRangeTable
         public readonly ulong[] Ends = ends;       // exclusive
         public readonly int[] Owners = owners;
         public readonly int Version = version;
+        /// <summary>The same ranges as rows, for the cache hit: one bounds check for the row instead of one per array read.</summary>
+        public readonly Range[] Ranges = [.. starts.Select((start, i) => new Range(start, ends[i], owners[i]))];
     }
+
+    readonly record struct Range(ulong Start, ulong End, int Owner);
 
     Snapshot _snap = new([], [], [], 0);
     readonly VcpuColumn<int> _lastHit;       // per vCPU: index into the snapshot named by _lastVersion (own cache-line pair)
@@ -102,12 +106,16 @@ public sealed class MmioRangeTable
     {
         var s = Volatile.Read(ref _snap);
         int i = _lastHit[vcpu];
-        if (_lastVersion[vcpu] == s.Version && gpa - s.Starts[i] < s.Ends[i] - s.Starts[i])
+        if (_lastVersion[vcpu] == s.Version)
         {
-            _hits[vcpu]++;
-            rangeStart = s.Starts[i];
-            straddles = gpa + size > s.Ends[i];
-            return s.Owners[i];
+            ref readonly var r = ref s.Ranges[i];
+            if (gpa - r.Start < r.End - r.Start)
+            {
+                _hits[vcpu]++;
+                rangeStart = r.Start;
+                straddles = gpa + size > r.End;
+                return r.Owner;
+            }
         }
         return LookupSlow(s, vcpu, gpa, size, out rangeStart, out straddles);
     }

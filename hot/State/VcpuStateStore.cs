@@ -1,4 +1,3 @@
-// VcpuStateStore: every vCPU's architectural state, struct-of-arrays with the
 // vCPU index as identity, plus the accounting of what reading and writing that
 // state costs on the platform.
 //
@@ -240,7 +239,7 @@ public sealed partial class VcpuStateStore
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     void ChargeRead(int v, int bit)
     {
-        ref Accounting a = ref _acct[v];
+        ref Accounting a = ref Unchecked.At(_acct, v);   // v < the store's vCPUs, as for its columns (VcpuColumn)
         if (bit >= Bit.SysFirst)
         {
             ulong h = 1UL << (bit - Bit.SysFirst);
@@ -254,7 +253,7 @@ public sealed partial class VcpuStateStore
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     void ChargeWrite(int v, int bit)
     {
-        ref Accounting a = ref _acct[v];
+        ref Accounting a = ref Unchecked.At(_acct, v);   // v < the store's vCPUs, as for its columns (VcpuColumn)
         if (bit >= Bit.SysFirst)
         {
             ulong h = 1UL << (bit - Bit.SysFirst);
@@ -272,7 +271,7 @@ public sealed partial class VcpuStateStore
     public void OnExit(int v)
     {
         if (_keepOnExit == Bit.All) return;   // SNP: every valid bit survives an exit, so there is nothing to drop (no call per exit)
-        ref Accounting a = ref _acct[v];
+        ref Accounting a = ref Unchecked.At(_acct, v);   // v < the store's vCPUs, as for its columns (VcpuColumn)
         a.Valid &= _keepOnExit;
         a.X87Valid &= _keepOnExit;
         a.ValidHigh &= _keepOnExitHigh;
@@ -284,7 +283,7 @@ public sealed partial class VcpuStateStore
 
     int ChargeEntry(int v)
     {
-        ref Accounting a = ref _acct[v];
+        ref Accounting a = ref Unchecked.At(_acct, v);   // v < the store's vCPUs, as for its columns (VcpuColumn)
         if ((a.Dirty | a.X87Dirty | a.DirtyHigh) == 0) return 0;   // always on SNP, and on TDX after an exit that wrote nothing
         int n = BitOperations.PopCount(a.Dirty) + (XmmTdcalls - 1) * BitOperations.PopCount(a.Dirty & Bit.XmmMask)
             + X87Tdcalls(a.X87Dirty) + BitOperations.PopCount(a.DirtyHigh);
@@ -639,7 +638,7 @@ public sealed partial class VcpuStateStore
     /// </summary>
     public bool TryPoke(int v, ulong field, ulong value)
     {
-        ref Accounting a = ref _acct[v];
+        ref Accounting a = ref Unchecked.At(_acct, v);   // v < the store's vCPUs, as for its columns (VcpuColumn)
         (ulong valid, ulong dirty) = (a.Valid, a.Dirty);
         bool ok;
         switch (field)
@@ -661,7 +660,7 @@ public sealed partial class VcpuStateStore
     /// <summary>Platform side: reads a field without charging (traces, tests, the KVM backend's own sync).</summary>
     public bool TryPeek(int v, ulong field, out ulong value)
     {
-        ref Accounting a = ref _acct[v];
+        ref Accounting a = ref Unchecked.At(_acct, v);   // v < the store's vCPUs, as for its columns (VcpuColumn)
         (ulong valid, long reads) = (a.Valid, a.Reads);
         bool ok = TryRead(v, field, out value);
         (a.Valid, a.Reads) = (valid, reads);

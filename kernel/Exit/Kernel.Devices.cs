@@ -22,7 +22,7 @@ public sealed partial class Kernel
 
     void Request(Cpu cpu, int v, int owner, EventKind kind, ulong addr, bool write, ulong data)
     {
-        var vc = _vcpus[v];
+        var vc = VcpuAt(v);
         var e = vc.Vm.OwnerOf(owner);
         if (e is null) { _pipe.Unowned(cpu.Index, v, kind, addr, write, data); return; }
         ref readonly var f = ref _f;
@@ -52,8 +52,8 @@ public sealed partial class Kernel
         if (Followed(v) is { } tracer) NarrateDelivery(tracer, v, e, addr, write, data, wake);
         if (wake is not null)
         {
-            if (wake.Cpu != _vcpus[v].Cpu) { _f.Modelled[v] += Cost.CrossCpuWakeCycles; Stats.Add(cpu.Index, Counter.CrossCpuWakes); }
-            WakeThread(wake, 1, _vcpus[v].Cpu);   // the model runs where the exit happened
+            if (wake.Cpu != VcpuAt(v).Cpu) { _f.Modelled[v] += Cost.CrossCpuWakeCycles; Stats.Add(cpu.Index, Counter.CrossCpuWakes); }
+            WakeThread(wake, 1, VcpuAt(v).Cpu);   // the model runs where the exit happened
         }
     }
 
@@ -81,7 +81,7 @@ public sealed partial class Kernel
         ref var a = ref e.Area;
         ref readonly var f = ref _f;
         ref readonly var d = ref f.Acc[v];
-        var vc = _vcpus[v];
+        var vc = VcpuAt(v);
         a.Sequence++;
         a.Kind = kind;
         a.Address = addr;
@@ -152,7 +152,7 @@ public sealed partial class Kernel
     ValueTask<long> Hand(KThread t, EventObject e, int v)
     {
         e.Handed = e.Area.Sequence;
-        int cpu = _vcpus[v].Cpu;
+        int cpu = VcpuAt(v).Cpu;
         return t.Cpu == cpu ? new ValueTask<long>(1) : Migrate(t, e, cpu);
     }
 
@@ -206,12 +206,12 @@ public sealed partial class Kernel
             FillArea(e, next);
             wake = e.Waiter;
             e.Waiter = null;
-            if (wake is not null) { e.Handed = e.Area.Sequence; wakeCpu = _vcpus[next].Cpu; }
+            if (wake is not null) { e.Handed = e.Area.Sequence; wakeCpu = VcpuAt(next).Cpu; }
         }
         e.Publish();
         if (wake is not null) WakeThread(wake, 1, wakeCpu);
         if (Followed(v) is { } tracer) NarrateAnswer(tracer, v, value, here);
-        int owner = _vcpus[v].Cpu;
+        int owner = VcpuAt(v).Cpu;
         if (here is not null && here.Index != owner) { PostAnswer(here, v, value, mismatch); return; }
         _f.SegStart[v] = t0;   // the completion is kernel work of this exit, from the claim on
         ContinueAfterDevice(here ?? Cpus[owner], v, value, mismatch);
@@ -241,7 +241,7 @@ public sealed partial class Kernel
         if (_f.Timed[v] && _f.SegStart[v] == 0) _f.SegStart[v] = (long)Tsc.Read();
         // The completion took this access out of the event object under its claim, so VM_CONTROL Stop
         // can no longer abandon it: nothing else writes the state now but this store.
-        SetRun(_vcpus[v], VcpuRun.WaitingDevice, VcpuRun.Runnable);
+        SetRun(VcpuAt(v), VcpuRun.WaitingDevice, VcpuRun.Runnable);
         // Back into the pipeline (hot/Exit/ExitPipeline.cs) where the element left it.
         if (_f.ReqWrite[v] && lockMismatch) _pipe.LockMismatch(cpu.Index, v, value & ExitRules.AllOnes(_f.ReqSize[v]));
         else _pipe.SideDone(cpu.Index, v, _f.ReqWrite[v] ? 0 : value & ExitRules.AllOnes(_f.ReqSize[v]), _f.ReqWrite[v]);

@@ -225,7 +225,7 @@ public sealed partial class Kernel
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     internal void Reenter(int v)
     {
-        var vc = _vcpus[v];
+        var vc = VcpuAt(v);
         // Runnable already (the common case: RAM, the host, or a device that answered) needs no write
         // and so no lock; anything else takes the lock as before.
         var run = vc.Run;

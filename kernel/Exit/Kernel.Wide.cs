@@ -21,7 +21,7 @@ public sealed partial class Kernel
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     void ReleaseHeld(int v)
     {
-        if (_held[v] is { } e) ReleaseHeld(v, e);
+        if (Hot.Layout.Unchecked.At(_held, v) is { } e) ReleaseHeld(v, e);   // v: the exit's vCPU (VcpuAt says why in range)
     }
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]

@@ -1,6 +1,7 @@
 using System.Runtime.CompilerServices;
 using Copra.Abi;
 using Copra.Hot.Exit;
+using Copra.Hot.Layout;
 using Copra.Hot.Lookup;
 
 namespace Copra.Kernel.Core;
@@ -25,18 +26,18 @@ public sealed partial class Kernel
         public IExitNarrator? Narrator => k.Tracer;
         public long HardwareTicks(int v) => k.HardwareTicks(v);
         public int Here => Kernel.Here;
-        public int CpuOf(int v) => k._vcpus[v].Cpu;
+        public int CpuOf(int v) => k.VcpuAt(v).Cpu;
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public bool IsRam(int v, ulong gpa, ulong size) => k._vcpus[v].Vm.IsRam(gpa, size);
+        public bool IsRam(int v, ulong gpa, ulong size) => k.VcpuAt(v).Vm.IsRam(gpa, size);
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public MmioRangeTable Mmio(int v) => k._vcpus[v].Vm.Mmio;
+        public MmioRangeTable Mmio(int v) => k.VcpuAt(v).Vm.Mmio;
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public PortTable Ports(int v) => k._vcpus[v].Vm.Ports;
-        public bool Reinjects(int v) => k._vcpus[v].Vm.Unhandled == VmCtl.UnhandledReinject;
+        public PortTable Ports(int v) => k.VcpuAt(v).Vm.Ports;
+        public bool Reinjects(int v) => k.VcpuAt(v).Vm.Unhandled == VmCtl.UnhandledReinject;
 
         public void Request(int cpu, int v, int owner, EventKind kind, ulong addr, bool write, ulong data) =>
-            k.Request(k.Cpus[cpu], v, owner, kind, addr, write, data);
+            k.Request(Unchecked.At(k.Cpus, cpu), v, owner, kind, addr, write, data);   // cpu: as TraceComplete's
         public bool Forward(EventKind kind, ulong addr, uint size, bool write, ulong data, out ulong value) =>
             k.Host.Access(kind, addr, size, write, data, out value);
         public bool ForwardWide(ulong addr, Span<byte> data, bool write, out ulong value) => k.Host.AccessWide(addr, data, write, out value);
@@ -49,7 +50,8 @@ public sealed partial class Kernel
         public void Kill(int v) => k.KillVcpu(v);
 
         public void TraceForward(int cpu, int v, ulong addr) => k.Trace.Add(k.Cpus[cpu], TraceKind.Forward, v, (long)addr);
-        public void TraceComplete(int cpu, int v, ExitKind kind) => k.Trace.AddOn(k.Cpus[cpu], TraceKind.Complete, v, (long)kind);
+        // cpu: the index a driver stepping Cpus[cpu] passed down (in range by construction; hot/Layout/Unchecked.cs).
+        public void TraceComplete(int cpu, int v, ExitKind kind) => k.Trace.AddOn(Unchecked.At(k.Cpus, cpu), TraceKind.Complete, v, (long)kind);
         public void TraceFault(int cpu, int v, byte vector) => k.Trace.Add(k.Cpus[cpu], TraceKind.Fault, v, vector);
         public void MarkReinject(int cpu, int v, ulong addr) => k.MarkOn(cpu, v, TraceKind.Reinject, (long)addr);
         public void MarkFault(int cpu, int v, byte vector) => k.MarkOn(cpu, v, TraceKind.Fault, vector);
