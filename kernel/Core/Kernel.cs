@@ -293,6 +293,34 @@ public sealed partial class Kernel : IDisposable
         finally { t_cpu = outer; }
     }
 
+    /// <summary>
+    /// This host thread steps CPU <paramref name="c"/> itself until the scope is disposed: <see cref="CurrentCpu"/> is that
+    /// CPU and the execution context does not flow (<see cref="NoContextFlow"/>), as in the drivers; the caller calls
+    /// <see cref="Cpu.Step"/>. For a harness that steps a one-CPU kernel exit by exit (kernel/Run/ExitRig.cs): the same
+    /// steps as <see cref="RunDeterministic"/>, without its round around each (the order's shuffle, the quiescence test,
+    /// the context's suppression), which would be most of what a forwarded exit's count measures.
+    /// </summary>
+    internal CpuScope Drive(int c) => new(Cpus[c]);
+
+    internal readonly struct CpuScope : IDisposable
+    {
+        readonly Cpu? _outer;
+        readonly NoContextFlow _flow;
+
+        public CpuScope(Cpu cpu)
+        {
+            _outer = t_cpu;
+            t_cpu = cpu;
+            _flow = new NoContextFlow();
+        }
+
+        public void Dispose()
+        {
+            _flow.Dispose();
+            t_cpu = _outer;
+        }
+    }
+
     bool AnyCpuHasWork()
     {
         foreach (var c in Cpus) if (c.HasWork) return true;
@@ -367,7 +395,7 @@ public readonly record struct DriverResult(long Steps, bool Quiescent);
 /// flow suppressed it captures nothing and calls MoveNext straight. Nothing in the kernel or the user programs uses
 /// AsyncLocal, so nothing observable changes. A caller that has already suppressed flow keeps it (SuppressFlow would throw).
 /// </summary>
-readonly struct NoContextFlow : IDisposable
+internal readonly struct NoContextFlow : IDisposable
 {
     readonly bool _suppressed;
     readonly AsyncFlowControl _control;

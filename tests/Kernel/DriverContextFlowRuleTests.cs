@@ -1,6 +1,8 @@
 using Copra.Abi;
 using Copra.Hot.Exit;
+using Copra.Kernel.Run;
 using Xunit;
+using KernelT = Copra.Kernel.Core.Kernel;
 
 namespace Copra.Tests.Kernel;
 
@@ -27,6 +29,20 @@ public sealed class DriverContextFlowRuleTests
         Assert.True(seen.Count >= 2, $"{seen.Count} run-page exits");
         Assert.All(seen, Assert.True);
         Assert.False(ExecutionContext.IsFlowSuppressed(), "the driver left the test's thread with flow suppressed");
+    }
+
+    [Theory]
+    [InlineData(ExitFlavor.Forwarded)]
+    [InlineData(ExitFlavor.MmioRead)]
+    public void The_exit_rig_steps_exactly_the_exits_asked_for_and_leaves_the_thread_as_it_found_it(ExitFlavor flavor)
+    {
+        using var rig = new ExitRig(flavor, warmExits: 64);
+        long before = rig.Done;
+        rig.StepExits(37);
+        Assert.Equal(before + 37, rig.Done);
+        Assert.Null(KernelT.CurrentCpu);
+        Assert.False(ExecutionContext.IsFlowSuppressed(), "the rig left the test's thread with flow suppressed");
+        rig.Check();
     }
 
     [Fact]
