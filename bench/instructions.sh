@@ -46,9 +46,16 @@ irefs() {   # irefs ARGS...: total instructions of one copra run
   if [ -z "$n" ] || [ "$n" -le 0 ]; then echo "instructions: copra $* gave no instruction count under valgrind" >&2; exit 1; fi
   echo "$n"
 }
+irefs_min() {   # irefs_min ARGS...: the smaller total of two runs. Why: the runtime's finalizer thread trims the shared
+  # array pools after a start-up GC and can hold the allocator's lock while valgrind (which runs one thread at a time)
+  # lets the main thread spin on it for a whole time slice: ~1.2 M instructions that land in a run at random (up to
+  # ~40 per exit in a 30,000-exit difference). The spin only ever adds, so the smaller of two runs is the run without it.
+  local a b; a=$(irefs "$@"); b=$(irefs "$@")
+  if [ "$a" -lt "$b" ]; then echo "$a"; else echo "$b"; fi
+}
 per_exit() {   # per_exit LOW HIGH ARGS... (ARGS get --exits N appended)
   local lo=$1 hi=$2; shift 2
-  local a b; a=$(irefs "$@" --exits "$lo"); b=$(irefs "$@" --exits "$hi")
+  local a b; a=$(irefs_min "$@" --exits "$lo"); b=$(irefs_min "$@" --exits "$hi")
   local n=$(( (b - a) / (hi - lo) ))
   if [ "$n" -le 0 ]; then echo "instructions: copra $* gave $n instructions per exit (totals $a and $b)" >&2; exit 1; fi
   echo "$n"
