@@ -32,16 +32,25 @@ public sealed class MmioRangeTable
     readonly VcpuColumn<int> _lastVersion;
     readonly object _writeLock = new();
 
+    // Per vCPU: the gap [_gapLo, _gapHi) between ranges its last miss fell in, valid in the snapshot named by _gapVersion.
+    // Why: an address nobody registered (forwarded to the host, or re-injected) missed the last-hit cache and searched
+    // on every exit; a driver polling one such register now answers from the gap as it does from a range.
+    readonly VcpuColumn<ulong> _gapLo, _gapHi;
+    readonly VcpuColumn<int> _gapVersion;
+
     public MmioRangeTable(int vcpus)
     {
         _lastHit = new(Math.Max(1, vcpus));
         _lastVersion = new(Math.Max(1, vcpus));
         _lastVersion.Fill(-1);
+        _gapLo = new(Math.Max(1, vcpus)); _gapHi = new(Math.Max(1, vcpus));
+        _gapVersion = new(Math.Max(1, vcpus));
+        _gapVersion.Fill(-1);
         _hits = new(Math.Max(1, vcpus)); _misses = new(Math.Max(1, vcpus));
     }
 
     readonly VcpuColumn<long> _hits, _misses;   // per vCPU: a VM's vCPUs may run on two CPUs
-    /// <summary>Lookups served by a vCPU's last range, and lookups that searched, summed over the vCPUs.</summary>
+    /// <summary>Lookups served by a vCPU's last range or last gap, and lookups that searched, summed over the vCPUs.</summary>
     public long Hits { get { long n = 0; for (int v = 0; v < _hits.Count; v++) n += _hits[v]; return n; } }
     public long Misses { get { long n = 0; for (int v = 0; v < _misses.Count; v++) n += _misses[v]; return n; } }
 
@@ -117,6 +126,13 @@ public sealed class MmioRangeTable
                 return r.Owner;
             }
         }
+        // In the gap the last miss found, and ending there too (an access running into the next range is a straddle).
+        if (_gapVersion[vcpu] == s.Version && gpa >= _gapLo[vcpu] && gpa < _gapHi[vcpu] && size <= _gapHi[vcpu] - gpa)
+        {
+            _hits[vcpu]++;
+            rangeStart = 0; straddles = false;
+            return 0;
+        }
         return LookupSlow(s, vcpu, gpa, size, out rangeStart, out straddles);
     }
 
@@ -132,6 +148,9 @@ public sealed class MmioRangeTable
         {
             // The access may start below a range and run into it: that is a straddle too.
             if (lo < s.Starts.Length && gpa + size > s.Starts[lo]) { straddles = true; rangeStart = s.Starts[lo]; return s.Owners[lo]; }
+            _gapLo[vcpu] = i < 0 ? 0 : s.Ends[i];
+            _gapHi[vcpu] = lo < s.Starts.Length ? s.Starts[lo] : ulong.MaxValue;
+            _gapVersion[vcpu] = s.Version;
             return 0;
         }
         _lastHit[vcpu] = i;
