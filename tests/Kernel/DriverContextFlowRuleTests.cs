@@ -29,6 +29,7 @@ public sealed class DriverContextFlowRuleTests
         Assert.True(seen.Count >= 2, $"{seen.Count} run-page exits");
         Assert.All(seen, Assert.True);
         Assert.False(ExecutionContext.IsFlowSuppressed(), "the driver left the test's thread with flow suppressed");
+        Assert.Null(KernelT.CurrentCpu);
     }
 
     [Theory]
