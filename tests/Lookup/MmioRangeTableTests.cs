@@ -109,6 +109,48 @@ public sealed class MmioRangeTableTests
     }
 
     [Fact]
+    public void Each_lookup_counts_once_as_a_hit_or_a_search_and_the_gaps_edges_are_hits()
+    {
+        var t = Two();
+        Assert.Equal((0L, 0L), (t.Hits, t.Misses));
+        Assert.Equal(7, Find(t, 0x1800, 4).Owner);         // the first lookup searches (the caches name no snapshot yet)
+        Assert.Equal((0L, 1L), (t.Hits, t.Misses));
+        Assert.Equal(7, Find(t, 0x1000, 4).Owner);
+        Assert.Equal((1L, 1L), (t.Hits, t.Misses));
+        Assert.Equal(0, Find(t, 0x3000, 4).Owner);         // a search: the gap [0x2000, 0x4000)
+        Assert.Equal((1L, 2L), (t.Hits, t.Misses));
+        Assert.Equal(0, Find(t, 0x2000, 4).Owner);         // the gap's first byte
+        Assert.Equal(0, Find(t, 0x3FFC, 4).Owner);         // ends on the next range's first byte, not in it
+        Assert.Equal((3L, 2L), (t.Hits, t.Misses));
+        Assert.Equal(9, Find(t, 0x4000, 4, vcpu: 1).Owner);   // another vCPU's lookups are counted too
+        Assert.Equal(9, Find(t, 0x4000, 4, vcpu: 1).Owner);
+        Assert.Equal((4L, 3L), (t.Hits, t.Misses));
+    }
+
+    [Fact]
+    public void A_table_whose_remove_found_nothing_keeps_its_caches()
+    {
+        var t = Two();
+        Find(t, 0x1800, 4);
+        Assert.Equal(0, t.RemoveOwner(99));
+        Assert.Equal(7, Find(t, 0x1800, 4).Owner);
+        Assert.Equal((1L, 1L), (t.Hits, t.Misses));
+    }
+
+    [Fact]
+    public void A_gap_cached_before_an_add_and_a_remove_is_not_taken_for_the_table_after_them()
+    {
+        // Every change names a new snapshot: a version that went back to an earlier one's would make that one's gap valid.
+        var t = new MmioRangeTable(1);
+        Assert.True(t.TryAdd(0x1000, 0x1000, 7));
+        Assert.Equal(0, Find(t, 0x3000, 4).Owner);          // the gap [0x2000, top)
+        Assert.True(t.TryAdd(0x3000, 0x10, 11));
+        Assert.Equal(1, t.RemoveOwner(7));
+        Assert.Equal((11, 0x3000UL, false), Find(t, 0x3000, 4));
+        Assert.Equal((11, 0x3000UL, false), Find(t, 0x3008, 4));
+    }
+
+    [Fact]
     public void Overlapping_empty_wrapping_and_ownerless_ranges_are_refused()
     {
         var t = Two();
