@@ -141,13 +141,26 @@ public sealed class MmioRangeTableTests
     public void A_gap_cached_before_an_add_and_a_remove_is_not_taken_for_the_table_after_them()
     {
         // Every change names a new snapshot: a version that went back to an earlier one's would make that one's gap valid.
+        // The last range hit stays the first one, which the address below is not in, so only the gap could answer.
         var t = new MmioRangeTable(1);
+        Assert.True(t.TryAdd(0x0100, 0x100, 5));
         Assert.True(t.TryAdd(0x1000, 0x1000, 7));
+        Assert.Equal(5, Find(t, 0x0100, 4).Owner);
         Assert.Equal(0, Find(t, 0x3000, 4).Owner);          // the gap [0x2000, top)
         Assert.True(t.TryAdd(0x3000, 0x10, 11));
         Assert.Equal(1, t.RemoveOwner(7));
         Assert.Equal((11, 0x3000UL, false), Find(t, 0x3000, 4));
         Assert.Equal((11, 0x3000UL, false), Find(t, 0x3008, 4));
+    }
+
+    [Fact]
+    public void The_first_lookup_after_the_first_range_searches()
+    {
+        // The caches start naming no snapshot at all (not the first one's version).
+        var t = new MmioRangeTable(1);
+        Assert.True(t.TryAdd(0x1000, 0x1000, 7));
+        Assert.Equal(7, Find(t, 0x1000, 4).Owner);
+        Assert.Equal((0L, 1L), (t.Hits, t.Misses));
     }
 
     [Fact]
