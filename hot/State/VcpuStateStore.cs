@@ -1,3 +1,4 @@
+// VcpuStateStore: every vCPU's architectural state, struct-of-arrays with the
 // vCPU index as identity, plus the accounting of what reading and writing that
 // state costs on the platform.
 //
