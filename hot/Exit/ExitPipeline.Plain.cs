@@ -78,8 +78,9 @@ public sealed partial class ExitPipeline<THost>
         ref var m = ref _f.Memo.At(v, slot);
         if (!m.Valid || rip != m.Rip || rec.Reason != m.Reason) return false;
         if (rec.Reason == ExitReason.Io && (rec.Port != m.Port || rec.Size != m.Size)) return false;
-        if (State.Cr3(v) != m.Cr3 || State.Cr0(v) != m.Cr0 || State.Cr4(v) != m.Cr4 || State.Efer(v) != m.Efer
-            || State.SegAttributes(v, StateField.Cs) != m.CsAttr || (State.Rflags(v) & MemoRflags) != m.RflagsKey)
+        // All five read (and, on TDX, charged) even when the first differs: the full front end reads them all next.
+        State.FrontKey(v, out ulong cr0, out ulong cr4, out ulong efer, out ulong cr3, out ushort csAttr);
+        if (cr3 != m.Cr3 || cr0 != m.Cr0 || cr4 != m.Cr4 || efer != m.Efer || csAttr != m.CsAttr || (State.Rflags(v) & MemoRflags) != m.RflagsKey)
             return false;
         if (!Fetcher.TryFetchWords(v, _memory, m.Mode, m.Cr3, rip, m.Fetch, out ulong lo, out ulong hi) || lo != m.CodeLo || hi != m.CodeHi)
             return false;

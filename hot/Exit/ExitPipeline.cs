@@ -230,12 +230,10 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         if (ReplayPlain(cpu, v)) return;
         _f.MemoHeld[v] = 0;   // the columns below are about to be derived afresh
         ref readonly var rec = ref _f.Exit[v];
-        ulong cr0 = State.Cr0(v), cr4 = State.Cr4(v), efer = State.Efer(v);
+        State.FrontKey(v, out ulong cr0, out ulong cr4, out ulong efer, out ulong cr3, out ushort csAttr);
         var pmode = PagingMode.From(cr0, cr4, efer);
-        ushort csAttr = State.SegAttributes(v, StateField.Cs);
         bool pe = (cr0 & 1) != 0;
         var cpuMode = SegmentAttributes.CodeBitness(csAttr, pmode.LongMode, pe) switch { 64 => CpuMode.Bits64, 32 => CpuMode.Bits32, _ => CpuMode.Bits16 };
-        ulong cr3 = State.Cr3(v);
         _f.Mode[v] = pmode;
         _f.Cr3[v] = cr3;
         ulong csBase = cpuMode == CpuMode.Bits64 ? 0 : State.SegBase(v, StateField.Cs);

@@ -387,6 +387,30 @@ public sealed partial class VcpuStateStore
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public ushort SegAttributes(int v, int seg) { ChargeRead(v, Bit.Seg(seg, StateField.Attributes)); return _segAttributes.At(v, seg); }
 
+    /// <summary>Accounting bits of the five fields the exit's front end keys on (<see cref="FrontKey"/>).</summary>
+    const ulong FrontBits = 1UL << Bit.Cr0 | 1UL << Bit.Cr4 | 1UL << Bit.Efer | 1UL << Bit.Cr3
+        | 1UL << (Bit.SegFirst + StateField.Cs * 4 + StateField.Attributes);
+
+    /// <summary>
+    /// CR0, CR4, EFER, CR3 and CS's attributes: what the exit's front end reads first on every exit (the paging mode, the
+    /// code bitness, the memo's key). Charged exactly as the five getters would charge them (a TDG.VP.RD for each not yet
+    /// read since the exit), with one test of the accounting row when all five are already known, as on SNP always.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public void FrontKey(int v, out ulong cr0, out ulong cr4, out ulong efer, out ulong cr3, out ushort csAttr)
+    {
+        if ((Unchecked.At(_acct, v).Valid & FrontBits) != FrontBits) ChargeFront(v);
+        cr0 = _cr0[v]; cr4 = _cr4[v]; efer = _efer[v]; cr3 = _cr3[v];
+        csAttr = _segAttributes.At(v, StateField.Cs);
+    }
+
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    void ChargeFront(int v)
+    {
+        ChargeRead(v, Bit.Cr0); ChargeRead(v, Bit.Cr4); ChargeRead(v, Bit.Efer); ChargeRead(v, Bit.Cr3);
+        ChargeRead(v, Bit.Seg(StateField.Cs, StateField.Attributes));
+    }
+
     public void SetSegSelector(int v, int seg, ushort value) { ChargeWrite(v, Bit.Seg(seg, StateField.Selector)); _segSelector.At(v, seg) = value; }
     public void SetSegBase(int v, int seg, ulong value) { ChargeWrite(v, Bit.Seg(seg, StateField.Base)); _segBase.At(v, seg) = value; }
     public void SetSegLimit(int v, int seg, uint value) { ChargeWrite(v, Bit.Seg(seg, StateField.Limit)); _segLimit.At(v, seg) = value; }
