@@ -35,9 +35,10 @@ public sealed unsafe class ExitStats
     public const int KindCount = (int)ExitKind.Other + 1;
     public const int SampleCapacity = 1 << 18;
     const int CounterCount = (int)Counter.SingleStepTraps + 1;
-    // A lane: 8 words of padding, the counters, the per-kind counts, the timing sampler's state, 8 words of padding (no
-    // two CPUs' words share a line).
-    const int Pad = 8, KindBase = Pad + CounterCount, SamplerWord = KindBase + KindCount, LaneWords = SamplerWord + 1 + Pad;
+    // A lane: 8 words of padding, the counters, the per-kind counts, the timing sampler's state (its xorshift and the
+    // exits left until the next timed one), 8 words of padding (no two CPUs' words share a line).
+    const int Pad = 8, KindBase = Pad + CounterCount, SamplerWord = KindBase + KindCount, CountdownWord = SamplerWord + 1,
+        LaneWords = CountdownWord + 1 + Pad;
 
     // The lanes, one after another in one pinned block (lane c at c × LaneWords; the shared lane last). Why a block and
     // not an array per lane: a counter add is then one compare and one add at a computed address (~3 instructions),
@@ -56,24 +57,33 @@ public sealed unsafe class ExitStats
 
     /// <summary>
     /// Whether the exit CPU <paramref name="cpu"/> takes now is timed: every exit with <see cref="TimeEvery"/> 1, else one in
-    /// <see cref="TimeEvery"/> picked by the CPU's own xorshift (deterministic, and not in step with a workload's loop, as a
-    /// fixed stride could be). Why sample: the four LFENCE+RDTSC reads that time an exit's two kernel segments cost
-    /// ~190 TSC cycles on an AMD EPYC host whose whole MMIO exit costs ~460 (docs/design.md, "Timing one exit in N").
+    /// <see cref="TimeEvery"/> on average, at intervals the CPU's own xorshift draws (deterministic, and not in step with a
+    /// workload's loop, as a fixed stride could be). Why sample: the four LFENCE+RDTSC reads that time an exit's two kernel
+    /// segments cost ~190 TSC cycles on an AMD EPYC host whose whole MMIO exit costs ~460 (docs/design.md, "Timing one exit
+    /// in N"). Why a countdown to a drawn interval rather than a draw per exit: an untimed exit then costs a decrement and a
+    /// branch, not the xorshift's six operations and their stores (~15 instructions per exit).
     /// </summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     public bool TimeThis(int cpu)
     {
         if ((uint)cpu >= (uint)_cpus) return true;
-        ref long s = ref _lanes[cpu * LaneWords + SamplerWord];   // TimeEvery 1: the mask is 0, so every exit is timed
-        ulong x = (ulong)s;
+        long* lane = _lanes + cpu * LaneWords;
+        if (--lane[CountdownWord] != 0) return false;
+        lane[CountdownWord] = NextInterval(ref lane[SamplerWord]);
+        return true;
+    }
+
+    /// <summary>Exits until the next timed one: uniform in 1 .. 2N − 1 (mean N = <see cref="TimeEvery"/>; always 1 for N = 1).</summary>
+    long NextInterval(ref long state)
+    {
+        ulong x = (ulong)state;
         x ^= x << 13; x ^= x >> 7; x ^= x << 17;
-        s = (long)x;
-        return (x & _timeMask) == 0;
+        state = (long)x;
+        return 1 + (long)(x % (ulong)(2 * TimeEvery - 1));
     }
 
     /// <summary>Exits timed: every one (1), or one in this many, chosen at random per CPU (a power of two).</summary>
     public int TimeEvery { get; }
-    readonly ulong _timeMask;
 
     long Sum(int word)
     {
@@ -169,11 +179,15 @@ public sealed unsafe class ExitStats
         if (!IsValidTimeEvery(timeEvery)) throw new ArgumentOutOfRangeException(nameof(timeEvery), timeEvery, $"a power of two from 1 to {MaxTimeEvery}");
         _cpus = cpus;
         TimeEvery = timeEvery;
-        _timeMask = (ulong)timeEvery - 1;
         _laneOwner = GC.AllocateArray<long>((cpus + 1) * LaneWords, pinned: true);
         // SAFETY: the array is on the pinned object heap, so its address never changes while _laneOwner holds it.
         _lanes = (long*)System.Runtime.CompilerServices.Unsafe.AsPointer(ref _laneOwner[0]);
-        for (int c = 0; c < cpus; c++) _lanes[c * LaneWords + SamplerWord] = unchecked((long)(0x9E3779B97F4A7C15UL + (ulong)c * 0xBF58476D1CE4E5B9UL));
+        for (int c = 0; c < cpus; c++)
+        {
+            long* lane = _lanes + c * LaneWords;
+            lane[SamplerWord] = unchecked((long)(0x9E3779B97F4A7C15UL + (ulong)c * 0xBF58476D1CE4E5B9UL));
+            lane[CountdownWord] = NextInterval(ref lane[SamplerWord]);
+        }
         Capacity = capacity;
         _stripe = capacity / cpus;
         _kept = new int[cpus][];
