@@ -15,19 +15,17 @@ namespace Copra.Hot.Lookup;
 /// </summary>
 public sealed class MmioRangeTable
 {
-    sealed class Snapshot(ulong[] starts, ulong[] ends, int[] owners, int version)
+    /// <summary>The ranges sorted by start, as rows (the cache hit reads one row: one bounds check, not one per field).</summary>
+    sealed class Snapshot(Range[] ranges, int version)
     {
-        public readonly ulong[] Starts = starts;   // inclusive
-        public readonly ulong[] Ends = ends;       // exclusive
-        public readonly int[] Owners = owners;
+        public readonly Range[] Ranges = ranges;
         public readonly int Version = version;
-        /// <summary>The same ranges as rows, for the cache hit: one bounds check for the row instead of one per array read.</summary>
-        public readonly Range[] Ranges = [.. starts.Select((start, i) => new Range(start, ends[i], owners[i]))];
     }
 
+    /// <summary>[Start, End) and its owner.</summary>
     readonly record struct Range(ulong Start, ulong End, int Owner);
 
-    Snapshot _snap = new([], [], [], 0);
+    Snapshot _snap = new([], 0);
     readonly VcpuColumn<int> _lastHit;       // per vCPU: index into the snapshot named by _lastVersion (own cache-line pair)
     readonly VcpuColumn<int> _lastVersion;
     readonly object _writeLock = new();
@@ -54,7 +52,7 @@ public sealed class MmioRangeTable
     public long Hits { get { long n = 0; for (int v = 0; v < _hits.Count; v++) n += _hits[v]; return n; } }
     public long Misses { get { long n = 0; for (int v = 0; v < _misses.Count; v++) n += _misses[v]; return n; } }
 
-    public int Count => Volatile.Read(ref _snap).Starts.Length;
+    public int Count => Volatile.Read(ref _snap).Ranges.Length;
 
     /// <summary>Adds [start, start+length). False if it wraps, is empty, or overlaps a registered range.</summary>
     public bool TryAdd(ulong start, ulong length, int owner)
@@ -63,11 +61,11 @@ public sealed class MmioRangeTable
         ulong end = start + length;
         lock (_writeLock)
         {
-            var s = _snap;
-            int i = LowerBound(s.Starts, start);
-            if (i > 0 && s.Ends[i - 1] > start) return false;
-            if (i < s.Starts.Length && s.Starts[i] < end) return false;
-            Publish(Insert(s.Starts, i, start), Insert(s.Ends, i, end), Insert(s.Owners, i, owner), s.Version + 1);
+            var r = _snap.Ranges;
+            int i = StartingAtOrBelow(r, start);   // a range starting at start too is i - 1, and overlaps
+            if (i > 0 && r[i - 1].End > start) return false;
+            if (i < r.Length && r[i].Start < end) return false;
+            Publish([.. r.AsSpan(..i), new Range(start, end, owner), .. r.AsSpan(i..)]);
             return true;
         }
     }
@@ -77,32 +75,22 @@ public sealed class MmioRangeTable
     {
         lock (_writeLock)
         {
-            var s = _snap;
-            var keep = Enumerable.Range(0, s.Starts.Length).Where(i => s.Owners[i] != owner).ToArray();
-            int removed = s.Starts.Length - keep.Length;
-            if (removed > 0)
-                Publish(keep.Select(i => s.Starts[i]).ToArray(), keep.Select(i => s.Ends[i]).ToArray(),
-                        keep.Select(i => s.Owners[i]).ToArray(), s.Version + 1);
+            var r = _snap.Ranges;
+            var keep = r.Where(x => x.Owner != owner).ToArray();
+            int removed = r.Length - keep.Length;
+            if (removed > 0) Publish(keep);
             return removed;
         }
     }
 
-    void Publish(ulong[] starts, ulong[] ends, int[] owners, int version) =>
-        Volatile.Write(ref _snap, new Snapshot(starts, ends, owners, version));
+    /// <summary>The next snapshot, under the write lock: a version no earlier snapshot had, so no cache entry names it.</summary>
+    void Publish(Range[] ranges) => Volatile.Write(ref _snap, new Snapshot(ranges, _snap.Version + 1));
 
-    static T[] Insert<T>(T[] a, int i, T v)
+    /// <summary>How many ranges start at or below <paramref name="address"/> (the index of the first that starts above it).</summary>
+    static int StartingAtOrBelow(Range[] r, ulong address)
     {
-        var r = new T[a.Length + 1];
-        Array.Copy(a, 0, r, 0, i);
-        r[i] = v;
-        Array.Copy(a, i, r, i + 1, a.Length - i);
-        return r;
-    }
-
-    static int LowerBound(ulong[] a, ulong key)
-    {
-        int lo = 0, hi = a.Length;
-        while (lo < hi) { int mid = (lo + hi) >>> 1; if (a[mid] < key) lo = mid + 1; else hi = mid; }
+        int lo = 0, hi = r.Length;
+        while (lo < hi) { int mid = (lo + hi) >>> 1; if (r[mid].Start <= address) lo = mid + 1; else hi = mid; }
         return lo;
     }
 
@@ -140,23 +128,21 @@ public sealed class MmioRangeTable
     {
         _misses[vcpu]++;
         rangeStart = 0; straddles = false;
-        // Last range whose start <= gpa.
-        int lo = 0, hi = s.Starts.Length;
-        while (lo < hi) { int mid = (lo + hi) >>> 1; if (s.Starts[mid] <= gpa) lo = mid + 1; else hi = mid; }
-        int i = lo - 1;
-        if (i < 0 || gpa >= s.Ends[i])
+        var r = s.Ranges;
+        int lo = StartingAtOrBelow(r, gpa), i = lo - 1;   // i: the last range starting at or below gpa
+        if (i < 0 || gpa >= r[i].End)
         {
             // The access may start below a range and run into it: that is a straddle too.
-            if (lo < s.Starts.Length && gpa + size > s.Starts[lo]) { straddles = true; rangeStart = s.Starts[lo]; return s.Owners[lo]; }
-            _gapLo[vcpu] = i < 0 ? 0 : s.Ends[i];
-            _gapHi[vcpu] = lo < s.Starts.Length ? s.Starts[lo] : ulong.MaxValue;
+            if (lo < r.Length && gpa + size > r[lo].Start) { straddles = true; rangeStart = r[lo].Start; return r[lo].Owner; }
+            _gapLo[vcpu] = i < 0 ? 0 : r[i].End;
+            _gapHi[vcpu] = lo < r.Length ? r[lo].Start : ulong.MaxValue;
             _gapVersion[vcpu] = s.Version;
             return 0;
         }
         _lastHit[vcpu] = i;
         _lastVersion[vcpu] = s.Version;
-        rangeStart = s.Starts[i];
-        straddles = gpa + size > s.Ends[i];
-        return s.Owners[i];
+        rangeStart = r[i].Start;
+        straddles = gpa + size > r[i].End;
+        return r[i].Owner;
     }
 }

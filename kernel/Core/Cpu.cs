@@ -171,7 +171,7 @@ sealed class LocalFifo<T>(int capacity)
     {
         if (_count == _items.Length) Grow();
         var items = _items;
-        System.Runtime.CompilerServices.Unsafe.Add(ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(items), (_head + _count) & (items.Length - 1)) = item;
+        Hot.Layout.Unchecked.At(items, (_head + _count) & (items.Length - 1)) = item;   // masked by the power-of-two length
         _count++;
     }
 
@@ -180,7 +180,7 @@ sealed class LocalFifo<T>(int capacity)
     {
         if (_count == 0) { item = default!; return false; }
         var items = _items;
-        ref T slot = ref System.Runtime.CompilerServices.Unsafe.Add(ref System.Runtime.InteropServices.MemoryMarshal.GetArrayDataReference(items), _head);
+        ref T slot = ref Hot.Layout.Unchecked.At(items, _head);   // _head < the length: it is always stored masked
         item = slot;
         if (System.Runtime.CompilerServices.RuntimeHelpers.IsReferenceOrContainsReferences<T>()) slot = default!;   // no stale reference kept alive
         _head = (_head + 1) & (items.Length - 1);
