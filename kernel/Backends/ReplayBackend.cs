@@ -22,12 +22,26 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
     // backend is made): a List's indexer is two bounds checks and a call's worth of loads on every Run, Retire and Advance.
     readonly Loaded[] _programs = [.. programs.Select(p => new Loaded(p, [.. p.Steps]))];
 
-    sealed record Loaded(ReplayProgram Program, Step[] Steps);
-    // Per vCPU, each vCPU's entry on its own cache-line pair (hot/Layout/VcpuColumn.cs): written on every exit.
-    readonly VcpuColumn<int> _step = new(Math.Max(1, programs.Count));
-    readonly VcpuColumn<long> _iteration = new(Math.Max(1, programs.Count));
-    readonly VcpuColumn<bool> _issued = new(Math.Max(1, programs.Count));
-    readonly VcpuColumn<bool> _resume = new(Math.Max(1, programs.Count));
+    sealed record Loaded(ReplayProgram Program, Step[] Steps)
+    {
+        // The loop's bounds copied out of the program: Run and Advance read them on every exit.
+        public readonly int LoopStart = Program.LoopStart, LoopEnd = Program.LoopEnd;
+        public readonly long Iterations = Program.Iterations;
+    }
+
+    /// <summary>Where a vCPU's program is: one entry per vCPU (its own cache-line pair, hot/Layout/VcpuColumn.cs), read and
+    /// written on every exit. Why one struct and not a column per field: Run and Retire touch all four, and each column
+    /// is a base load and a line of its own.</summary>
+    struct Cursor
+    {
+        public long Iteration;
+        public int Step;
+        /// <summary>The step was issued as an exit and is retired at the next run.</summary>
+        public bool Issued;
+        /// <summary>A REP the kernel stopped part-way: the step re-runs with the registers it left.</summary>
+        public bool Resume;
+    }
+    readonly VcpuColumn<Cursor> _at = new(Math.Max(1, programs.Count));
     public long RepResumes;
 
     public string Name => "replay";
@@ -42,34 +56,33 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
     public void Run(int v, ref ExitRecord exit)
     {
         var loaded = _programs[v];
-        var prog = loaded.Program;
         var steps = loaded.Steps;
-        if (_issued[v]) Retire(v, prog, steps);
-        int at = _step[v];
+        ref var c = ref _at[v];
+        if (c.Issued) Retire(v, ref c, loaded, steps);
+        int at = c.Step;
         if ((uint)at >= (uint)steps.Length) { exit.Reason = ExitReason.Shutdown; return; }
         var s = steps[at];
         ulong rip = state.Rip(v);
         if (rip != s.Rip) { DesyncAt(v, s, rip); exit.Reason = ExitReason.Shutdown; return; }
 
-        ulong offset = s.VaryReg >= 0 && at >= prog.LoopStart && at < prog.LoopEnd ? s.Offset(_iteration[v]) : 0;
+        ulong offset = s.VaryReg >= 0 && at >= loaded.LoopStart && at < loaded.LoopEnd ? s.Offset(c.Iteration) : 0;
         // A REP the kernel stopped part-way re-executes with the registers it left (the count resumes).
-        if (!_resume[v])
+        if (!c.Resume)
         {
             foreach (var (reg, value) in s.Presets) state.Gpr(v, reg) = value + (reg == s.VaryReg ? offset : 0);
             foreach (var (field, value) in s.PresetFields) Poke(v, field, value);
         }
-        _resume[v] = false;
+        c.Resume = false;
         foreach (var (field, value) in s.StatePresets) Poke(v, field, value);
         if (s.SetIf) state.Rflags(v) |= 1UL << 9;
         if (s.ClearIf) state.Rflags(v) &= ~(1UL << 9);
-        _issued[v] = true;
+        c.Issued = true;
         exit.Reason = s.Reason;
-        exit.Gpa = s.Gpa + offset;
+        exit.Gpa = s.Reason is ExitReason.Hlt or ExitReason.Cpuid ? 0 : s.Gpa + offset;
         exit.Port = s.Port;
         exit.Size = s.Size;
         exit.Flags = s.Flags;
         exit.InstructionLength = (byte)s.Length;
-        if (s.Reason is ExitReason.Hlt or ExitReason.Cpuid) { exit.Gpa = 0; }
     }
 
     // Out of line: the interpolated string would otherwise give Run a larger frame to zero on every call.
@@ -78,10 +91,10 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
 
     /// <summary>What happened to the issued step: move on, loop, or count a problem.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]   // its one caller is Run
-    void Retire(int v, ReplayProgram prog, Step[] steps)
+    void Retire(int v, ref Cursor c, Loaded prog, Step[] steps)
     {
-        _issued[v] = false;
-        var s = steps[_step[v]];
+        c.Issued = false;
+        var s = steps[c.Step];
         // The hardware's own view of the fields (no TDCALL charged): direct reads, not the by-id switch.
         ulong pe = state.PeekPendingEvent(v);
         if ((pe & (1UL << 31)) != 0)
@@ -96,13 +109,13 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
                 ExceptionsSeen++;
                 ExceptionsByVector[pe & 31]++;
                 lock (Exceptions) if (Exceptions.Count < 64) Exceptions.Add((s.Text, pe, Peek(v, StateField.Rip), state.Gpr(v, 1)));
-                Advance(v, prog, steps, s);
+                Advance(v, ref c, prog, steps, s);
                 return;
             }
             // An interrupt: the ISR runs and returns. It ends a HLT wait; otherwise the step retires as usual.
             InterruptsSeen++;
             lock (Interrupts) if (Interrupts.Count < 64) Interrupts.Add((s.Text, (byte)pe));
-            if (s.Kind == StepKind.WaitIrq) { Advance(v, prog, steps, s); return; }
+            if (s.Kind == StepKind.WaitIrq) { Advance(v, ref c, prog, steps, s); return; }
         }
         ulong rip = state.Rip(v);
         if (s.Kind == StepKind.WaitIrq)
@@ -113,7 +126,7 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
         if (rip == s.Rip && (s.Flags & ExitFlags.Rep) != 0 && (state.Gpr(v, 1) & 0xFFFF_FFFF) != 0)
         {
             RepResumes++;
-            _resume[v] = true;
+            c.Resume = true;
             return;   // the same step again: the guest re-executes the REP instruction
         }
         ulong wantRip = s.ExpectRip ?? s.Rip + (ulong)s.Length;
@@ -138,15 +151,15 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
             if (got == value) continue;
             Problem(v, s, ProblemKind.WrongField, got, value, field);
         }
-        Advance(v, prog, steps, s);
+        Advance(v, ref c, prog, steps, s);
     }
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]   // three lines, at the end of most exits
-    void Advance(int v, ReplayProgram prog, Step[] steps, Step s)
+    void Advance(int v, ref Cursor c, Loaded prog, Step[] steps, Step s)
     {
-        int next = _step[v] + 1;
-        if (next == prog.LoopEnd && prog.LoopEnd > prog.LoopStart && ++_iteration[v] < prog.Iterations) next = prog.LoopStart;
-        _step[v] = next;
+        int next = c.Step + 1;
+        if (next == prog.LoopEnd && prog.LoopEnd > prog.LoopStart && ++c.Iteration < prog.Iterations) next = prog.LoopStart;
+        c.Step = next;
         state.Rip(v) = (uint)next < (uint)steps.Length ? steps[next].Rip : s.Next;
     }
 

@@ -3,6 +3,7 @@ using Copra.Abi;
 using Copra.Hot.Exit;
 using Copra.Hot.Guest;
 using Copra.Hot.State;
+using Copra.Kernel.Backends;
 using Copra.Kernel.Exit;
 using Copra.Kernel.Machine;
 
@@ -20,9 +21,10 @@ public sealed partial class Kernel
     public IGuestBackend? Backend
     {
         get => _backend;
-        set { _backend = value; _timedBackend = value as IHardwareTimedBackend; }
+        set { _backend = value; _timedBackend = value as IHardwareTimedBackend; _replay = value as ReplayBackend; }
     }
     IGuestBackend? _backend;
+    ReplayBackend? _replay;   // the replay backend called directly (a sealed class): no interface dispatch per exit
     IHardwareTimedBackend? _timedBackend;   // asked once when the backend is set, not by a type test per exit
     public InstructionFetcher Fetcher => _pipe.Fetcher;
     /// <summary>The exit path's per-vCPU instruction state (read by tests and tools; the vCPU's CPU owns each row).</summary>
@@ -99,14 +101,14 @@ public sealed partial class Kernel
                 if (vc.Waiter is null) { vc.Run = VcpuRun.Idle; return; }
                 if (vc.Vm.Stopped) { ReportRunExitLocked(cpu, vc, RunExit.Stopped); return; }
             }
-        if (Backend is null) throw new InvalidOperationException("no guest backend");
+        var backend = _backend ?? throw new InvalidOperationException("no guest backend");
         InjectPendingIrq(vc);
         long entryTd = State.OnEntry(v);   // TDG.VP.WRs of the fields the exit dirtied (always 0 on SNP)
         if (entryTd != 0) Stats.Add(cpu.Index, Counter.TdWrites, entryTd);
         cpu.Clock += Cost.ExitCycles + entryTd * Cost.TdcallCycles;   // the entry's marks are made at the exit (FollowExit)
 
         ExitRecord rec = default;
-        Backend.Run(v, ref rec);
+        if (_replay is { } replay) replay.Run(v, ref rec); else backend.Run(v, ref rec);
         rec.Vcpu = v;
         // The record goes straight to the pipeline on this CPU: an exit is taken by the CPU that ran
         // the guest, so a ring between the two would be filled and emptied on consecutive lines and
