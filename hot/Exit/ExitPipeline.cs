@@ -141,15 +141,16 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
     public void HandleExit(int cpu, in ExitRecord rec, long entryTd)
     {
         _host.ExitTaken(rec.Vcpu);
+        bool tracing = _host.Tracing;   // read once: the exit's timing and its following decided on the same answer
         // Timed: one exit in Stats.TimeEvery, or every exit while a tracer or the display marks are on.
-        bool timed = _host.Tracing || Stats.TimeThis(cpu);
+        bool timed = tracing || Stats.TimeThis(cpu);
         long t0 = timed ? (long)Tsc.Read() : 0;
         int v = rec.Vcpu;
         State.OnExit(v);   // TDG.VP.RDs since the last charge (the entry's, e.g. the interrupt check) go to this exit
         Stats.Add(cpu, Counter.Taken);
         if (_firstExit == 0 && Interlocked.Exchange(ref _firstExit, 1) == 0) _host.FirstExit();
         // The tracers' one check per exit; the stages then test the vCPU's flag.
-        _f.Follow[v] = _host.Tracing ? _host.Follow(cpu, in rec, entryTd) : (byte)0;
+        _f.Follow[v] = tracing ? _host.Follow(cpu, in rec, entryTd) : (byte)0;
         _f.Measured[v] = 0;
         _f.Timed[v] = timed;
         _f.SegStart[v] = t0;

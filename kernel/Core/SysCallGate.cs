@@ -28,7 +28,7 @@ public sealed class SysCallGate(Kernel k)
         // the handler's delegate: the same call its row makes, with Run's checks and error mapping (docs/design.md, "IPC").
         if (r.Rax == SysNr.WaitForEvent && t.State != ThreadState.Dead)
         {
-            try { return k.WaitForEvent(t, (uint)r.Rdi); }
+            try { return k.WaitForEvent(t, (uint)r.Rdi, cpu); }
             catch (Exception e) when (e is not ThreadKilledException) { return new(ToAbi(e)); }
         }
         return Run(t, r, inBatch: false);

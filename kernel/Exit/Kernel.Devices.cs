@@ -115,9 +115,8 @@ public sealed partial class Kernel
     bool LockedAccess(int v) => _f.Acc[v].Lock && !_f.HardwareCompletes[v];
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]   // its one caller is WaitForEvent: one frame fewer per model call
-    ValueTask<long> WaitEvent(KThread t, EventObject e)
+    ValueTask<long> WaitEvent(KThread t, EventObject e, Cpu? here)
     {
-        var here = CurrentCpu;
         CompleteIfDone(e, here);
         // The IPC fast path: reply and receive in one call. The answer above made the vCPU runnable here; with
         // nothing else ready on this CPU, enter it now, from this call, so its next exit lands in this area

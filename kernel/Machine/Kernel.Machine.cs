@@ -195,7 +195,10 @@ public sealed partial class Kernel
     }
 
     /// <summary>WAIT_FOR_EVENT: on a vCPU, enter the guest on its CPU; on an event object, complete the last access and wait for the next.</summary>
-    internal ValueTask<long> WaitForEvent(KThread t, uint handle)
+    internal ValueTask<long> WaitForEvent(KThread t, uint handle) => WaitForEvent(t, handle, CurrentCpu);
+
+    /// <param name="here">The CPU this host thread steps (<see cref="CurrentCpu"/>; the gate has read it already), or null outside the drivers.</param>
+    internal ValueTask<long> WaitForEvent(KThread t, uint handle, Cpu? here)
     {
         var handles = t.Process.Handles;
         int removals = handles.Removals;
@@ -208,7 +211,7 @@ public sealed partial class Kernel
         }
         // The event object first, returned straight: a device model's one call per exit. (Through the switch below, its
         // ValueTask went through three stack copies and a frame that had to be zeroed for them.)
-        if (o is EventObject e) return WaitEvent(t, e);
+        if (o is EventObject e) return WaitEvent(t, e, here);
         return o switch
         {
             VcpuObject v => WaitVcpu(t, v),
