@@ -1,0 +1,126 @@
+using Copra.Hot.Exit;
+using Copra.Hot.State;
+using Copra.Kernel.Backends;
+using Xunit;
+
+namespace Copra.Tests.Kernel;
+
+/// <summary>
+/// The replay backend's own rules, driven directly (the kernel's part played here: RIP moved past each instruction):
+/// a program run past its last step shuts its vCPU down; a RIP the program did not leave is a desync, counted and
+/// noted, and shuts the vCPU down; the address pattern moves only inside the loop; a step that sets IF leaves it set;
+/// an exit that is not an access reports no GPA. The suites only ever see the backend's good path (they require no
+/// desyncs), so these are what would catch a broken oracle.
+/// </summary>
+public class ReplayBackendRuleTests
+{
+    const ulong Window = 0xFEB0_1000, Base = 0x10_0000;
+
+    static Step Access(ulong rip, int reg = 6, ulong stride = 0, ulong span = 0)
+    {
+        var s = new Step
+        {
+            Kind = StepKind.Access, Rip = rip, Length = 3, Text = $"mov ecx, [r{reg}] at 0x{rip:x}", Reason = ExitReason.Mmio,
+            Gpa = Window, Size = 4, Presets = [(reg, Window)], VaryReg = span == 0 ? -1 : reg, VaryStride = stride, VarySpan = span,
+        };
+        s.Next = rip + 3;
+        return s;
+    }
+
+    static (VcpuStateStore State, ReplayBackend Backend) Load(Step[] steps, int loopStart, int loopEnd, long iterations)
+    {
+        var state = new VcpuStateStore(1, StateAccessCost.Snp);
+        var p = new ReplayProgram { Iterations = iterations, LoopStart = loopStart, LoopEnd = loopEnd };
+        p.Steps.AddRange(steps);
+        state.Rip(0) = steps[0].Rip;
+        return (state, new ReplayBackend(state, [p]));
+    }
+
+    [Fact]
+    public void A_program_run_past_its_last_step_shuts_the_vcpu_down_and_leaves_rip_after_it()
+    {
+        var steps = new[] { Access(Base), Access(Base + 3) };
+        var (state, backend) = Load(steps, loopStart: 2, loopEnd: 2, iterations: 1);
+        var exit = new ExitRecord();
+        for (int i = 0; i < 2; i++)
+        {
+            backend.Run(0, ref exit);
+            Assert.Equal(ExitReason.Mmio, exit.Reason);
+            state.Rip(0) += 3;
+        }
+        // The record is reused, as the kernel reuses its: the shutdown must be written, not left from the last access.
+        backend.Run(0, ref exit);
+        Assert.Equal(ExitReason.Shutdown, exit.Reason);
+        Assert.Equal(steps[1].Next, state.Rip(0));
+        backend.Run(0, ref exit);   // again: still the end, no step past it
+        Assert.Equal(ExitReason.Shutdown, exit.Reason);
+        Assert.Equal(0, backend.Desyncs);
+        Assert.Equal(0, backend.DataMismatches);
+    }
+
+    [Fact]
+    public void A_rip_moved_before_the_first_step_is_a_desync_that_shuts_the_vcpu_down()
+    {
+        var (state, backend) = Load([Access(Base)], loopStart: 1, loopEnd: 1, iterations: 1);
+        state.Rip(0) = Base + 0x40;
+        var exit = new ExitRecord { Reason = ExitReason.Mmio };
+        backend.Run(0, ref exit);
+        Assert.Equal(ExitReason.Shutdown, exit.Reason);
+        Assert.Equal(1, backend.Desyncs);
+        Assert.Contains(backend.Problems, p => p.Contains("expected rip 0x100000, found 0x100040"));
+    }
+
+    [Fact]
+    public void A_step_completed_to_the_wrong_rip_is_counted_once_per_retire_and_the_vcpu_shuts_down()
+    {
+        var (state, backend) = Load([Access(Base), Access(Base + 3)], loopStart: 2, loopEnd: 2, iterations: 1);
+        var exit = new ExitRecord();
+        backend.Run(0, ref exit);
+        Assert.Equal(ExitReason.Mmio, exit.Reason);
+        state.Rip(0) += 1;   // the kernel left RIP inside the instruction
+        backend.Run(0, ref exit);
+        Assert.Equal(ExitReason.Shutdown, exit.Reason);
+        // The retire's wrong RIP and the step's own check at the next run: two, and the step is not retired again.
+        Assert.Equal(2, backend.Desyncs);
+        backend.Run(0, ref exit);
+        Assert.Equal(ExitReason.Shutdown, exit.Reason);
+        Assert.Equal(3, backend.Desyncs);
+        Assert.Contains(backend.Problems, p => p.Contains("left rip at 0x100001, expected 0x100003"));
+    }
+
+    [Fact]
+    public void The_address_pattern_moves_inside_the_loop_only()
+    {
+        // A loop of one step through RAX (register 0) three times, then a step after it with the same pattern declared.
+        var body = Access(Base, reg: 0, stride: 4, span: 0x100);
+        var after = Access(Base + 3, reg: 0, stride: 4, span: 0x100);
+        var (state, backend) = Load([body, after], loopStart: 0, loopEnd: 1, iterations: 3);
+        var exit = new ExitRecord();
+        for (ulong k = 0; k < 3; k++)
+        {
+            backend.Run(0, ref exit);
+            Assert.Equal(Window + 4 * k, exit.Gpa);
+            Assert.Equal(Window + 4 * k, state.Gpr(0, 0));
+            state.Rip(0) += 3;
+        }
+        backend.Run(0, ref exit);
+        Assert.Equal(Base + 3, state.Rip(0));
+        Assert.Equal(Window, exit.Gpa);   // past the loop: the preset as written, whatever the iteration count
+        Assert.Equal(Window, state.Gpr(0, 0));
+        Assert.Equal(0, backend.Desyncs);
+    }
+
+    [Fact]
+    public void A_step_that_sets_if_leaves_it_set_and_an_exit_that_is_no_access_reports_no_gpa()
+    {
+        var hlt = new Step { Kind = StepKind.WaitIrq, Rip = Base, Length = 1, Reason = ExitReason.Hlt, Gpa = Window, SetIf = true, Text = "sti; hlt" };
+        hlt.Next = Base + 1;
+        var (state, backend) = Load([hlt], loopStart: 1, loopEnd: 1, iterations: 1);
+        state.Rflags(0) |= ExitRules.RflagsIf;   // already set: setting it again must not clear it
+        var exit = new ExitRecord();
+        backend.Run(0, ref exit);
+        Assert.Equal(ExitReason.Hlt, exit.Reason);
+        Assert.NotEqual(0UL, state.Rflags(0) & ExitRules.RflagsIf);
+        Assert.Equal(0UL, exit.Gpa);
+    }
+}
