@@ -20,14 +20,10 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
 {
     // An array (no interface call per exit) of each program with its steps as an array (a program is complete before its
     // backend is made): a List's indexer is two bounds checks and a call's worth of loads on every Run, Retire and Advance.
-    readonly Loaded[] _programs = [.. programs.Select(p => new Loaded(p, [.. p.Steps]))];
+    readonly Loaded[] _programs = [.. programs.Select(p => new Loaded([.. p.Steps], p.LoopStart, p.LoopEnd, p.Iterations))];
 
-    sealed record Loaded(ReplayProgram Program, Step[] Steps)
-    {
-        // The loop's bounds copied out of the program: Run and Advance read them on every exit.
-        public readonly int LoopStart = Program.LoopStart, LoopEnd = Program.LoopEnd;
-        public readonly long Iterations = Program.Iterations;
-    }
+    /// <summary>A program as Run and Advance read it on every exit: its steps as an array, its loop's bounds as fields.</summary>
+    sealed record Loaded(Step[] Steps, int LoopStart, int LoopEnd, long Iterations);
 
     /// <summary>Where a vCPU's program is: one entry per vCPU (its own cache-line pair, hot/Layout/VcpuColumn.cs), read and
     /// written on every exit. Why one struct and not a column per field: Run and Retire touch all four, and each column
