@@ -212,6 +212,13 @@ public sealed partial class Kernel
         // The event object first, returned straight: a device model's one call per exit. (Through the switch below, its
         // ValueTask went through three stack copies and a frame that had to be zeroed for them.)
         if (o is EventObject e) return WaitEvent(t, e, here);
+        return WaitOther(t, o);
+    }
+
+    /// <summary>WAIT_FOR_EVENT on anything but an event object. Out of line, as <see cref="WaitEventClaimed"/> is.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    ValueTask<long> WaitOther(KThread t, object o)
+    {
         return o switch
         {
             VcpuObject v => WaitVcpu(t, v),
