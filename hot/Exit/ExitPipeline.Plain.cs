@@ -132,8 +132,9 @@ public sealed partial class ExitPipeline<THost>
         ulong linear = EffectiveAddress.Compute(d, State.Gprs(v), rip + d.Length, 0);   // SegBase is 0: 64-bit, not FS/GS
         if (CanonicalFaults(cpu, v, linear)) return true;
         ulong offset = linear & Page.Mask;
-        if ((linear & ~(ulong)Page.Mask) != m.LinearPage || (rec.Gpa & ~(ulong)Page.Mask) != m.GpaPage || offset + d.Size > Page.Size
-            || _host.IsRam(v, m.GpaPage | offset, d.Size))
+        // No RAM test: the page led to a device when the entry was made, and a VM's RAM is whole pages fixed for its life
+        // (VmObject's constructor), so no byte of it is RAM now.
+        if ((linear & ~(ulong)Page.Mask) != m.LinearPage || (rec.Gpa & ~(ulong)Page.Mask) != m.GpaPage || offset + d.Size > Page.Size)
         {
             // Another page: the general side, which records the new pages when it reaches a device.
             _f.MemoArmed[v] = slot + 1;

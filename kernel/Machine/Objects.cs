@@ -108,6 +108,10 @@ public sealed class VmObject : KObject
 {
     public VmObject(int index, int vcpuBase, int vcpuCount, IReadOnlyList<(ulong Base, ulong Length)> ranges, int maxVcpusTotal)
     {
+        // Whole pages, fixed for the VM's life: a page is all RAM or none of it, which the plain memo relies on
+        // (hot/Exit/ExitPipeline.Plain.cs: a page that once led to a device never holds RAM).
+        foreach (var (b, l) in ranges)
+            if (l == 0 || ((b | l) & Page.Mask) != 0) throw new ArgumentException($"VM {index} RAM range 0x{b:x}+0x{l:x} is not whole 4 KiB pages");
         Index = index; VcpuBase = vcpuBase; VcpuCount = vcpuCount; Ranges = ranges; _ranges = [.. ranges];
         Mmio = new MmioRangeTable(maxVcpusTotal);
         Vcpus = new VcpuObject[vcpuCount];
