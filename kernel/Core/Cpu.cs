@@ -81,10 +81,18 @@ public sealed class Cpu
     /// <summary>Polled rings this CPU drains.</summary>
     public int PollerCount => Volatile.Read(ref _pollers).Length;
 
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]   // the test only: every step makes it
     bool RunPollers()
     {
         var pollers = Volatile.Read(ref _pollers);
-        if (pollers.Length == 0) return false;
+        return pollers.Length != 0 && Poll(pollers);
+    }
+
+    /// <summary>Polls each ring registered on this CPU; drops the closed ones. Out of line: its loop and lock gave every
+    /// step's empty test a frame of its own (~20 instructions per step).</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    bool Poll(Batch.PolledRingObject[] pollers)
+    {
         bool worked = false, closed = false;
         foreach (var r in pollers)
         {
