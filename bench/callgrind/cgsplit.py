@@ -6,7 +6,7 @@ bench/instructions.sh prints it beside each whole-cycle figure; the parts are pa
 runtime, replay guest, harness), read from the raw files so the script needs no callgrind run."""
 import sys, os
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
-from partprof import part
+from partprof import split
 
 def per_function(path):
     """Instructions per function name in one cachegrind output file (fn= lines, then 'line count' pairs)."""
@@ -21,8 +21,8 @@ def per_function(path):
 
 def kernel_per_exit(lo, hi, nlo, nhi):
     a, b = per_function(lo), per_function(hi)
-    total = sum(v - a.get(k, 0) for k, v in b.items() if part(k) == 'kernel')
-    return total // (nhi - nlo)
+    rows = [(k, (v - a.get(k, 0)) / (nhi - nlo)) for k, v in b.items()]
+    return int(split(rows)['kernel'])
 
 if __name__ == '__main__':
     n = kernel_per_exit(sys.argv[1], sys.argv[2], int(sys.argv[3]), int(sys.argv[4]))
