@@ -20,10 +20,33 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
 {
     // An array (no interface call per exit) of each program with its steps as an array (a program is complete before its
     // backend is made): a List's indexer is two bounds checks and a call's worth of loads on every Run, Retire and Advance.
-    readonly Loaded[] _programs = [.. programs.Select(p => new Loaded([.. p.Steps], p.LoopStart, p.LoopEnd, p.Iterations))];
+    readonly Loaded[] _programs = [.. programs.Select(p => new Loaded([.. p.Steps], [.. p.Steps.Select((s, i) => ExtrasOf(s, i, p))], p.LoopStart, p.LoopEnd, p.Iterations))];
 
-    /// <summary>A program as Run and Advance read it on every exit: its steps as an array, its loop's bounds as fields.</summary>
-    sealed record Loaded(Step[] Steps, int LoopStart, int LoopEnd, long Iterations);
+    /// <summary>A program as Run and Advance read it on every exit: its steps as an array, what each needs beyond the
+    /// common exit (<see cref="Extra"/>), its loop's bounds as fields.</summary>
+    sealed record Loaded(Step[] Steps, Extra[] Extras, int LoopStart, int LoopEnd, long Iterations);
+
+    /// <summary>
+    /// What a step needs beyond presetting its registers and checking RIP, decided once when the backend is made (its
+    /// program is complete by then). Why: most steps are a plain access, and testing one byte skips five empty loops and
+    /// nullable checks that every exit paid for (~30 instructions of the ~210 the replay guest costs per exit; PERF.md).
+    /// </summary>
+    [Flags]
+    enum Extra : byte
+    {
+        None = 0,
+        /// <summary>In the loop body with an address pattern: the preset of <see cref="Step.VaryReg"/> and the GPA move.</summary>
+        Varies = 1,
+        /// <summary>State fields to set before the exit: <see cref="Step.PresetFields"/>, <see cref="Step.StatePresets"/>, IF.</summary>
+        SetsState = 2,
+        /// <summary>What to check after it beyond RIP: <see cref="Step.ExpectRax"/>, <see cref="Step.ExpectFields"/>, a poll's test, a branch's RIP.</summary>
+        Checks = 4,
+    }
+
+    static Extra ExtrasOf(Step s, int at, ReplayProgram p) =>
+        (s.VaryReg >= 0 && s.VarySpan != 0 && at >= p.LoopStart && at < p.LoopEnd ? Extra.Varies : 0)
+        | (s.PresetFields.Length != 0 || s.StatePresets.Length != 0 || s.SetIf || s.ClearIf ? Extra.SetsState : 0)
+        | (s.ExpectRax is not null || s.ExpectFields.Length != 0 || s.Kind == StepKind.Poll || s.ExpectRip is not null ? Extra.Checks : 0);
 
     /// <summary>Where a vCPU's program is: one entry per vCPU (its own cache-line pair, hot/Layout/VcpuColumn.cs), read and
     /// written on every exit. Why one struct and not a column per field: Run and Retire touch all four, and each column
@@ -61,17 +84,13 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
         ulong rip = state.Rip(v);
         if (rip != s.Rip) { DesyncAt(v, s, rip); exit.Reason = ExitReason.Shutdown; return; }
 
-        ulong offset = s.VaryReg >= 0 && at >= loaded.LoopStart && at < loaded.LoopEnd ? s.Offset(c.Iteration) : 0;
+        var extra = loaded.Extras[at];
+        ulong offset = (extra & Extra.Varies) != 0 ? s.Offset(c.Iteration) : 0;
         // A REP the kernel stopped part-way re-executes with the registers it left (the count resumes).
         if (!c.Resume)
-        {
             foreach (var (reg, value) in s.Presets) state.Gpr(v, reg) = value + (reg == s.VaryReg ? offset : 0);
-            foreach (var (field, value) in s.PresetFields) Poke(v, field, value);
-        }
+        if ((extra & Extra.SetsState) != 0) SetState(v, s, c.Resume);
         c.Resume = false;
-        foreach (var (field, value) in s.StatePresets) Poke(v, field, value);
-        if (s.SetIf) state.Rflags(v) |= 1UL << 9;
-        if (s.ClearIf) state.Rflags(v) &= ~(1UL << 9);
         c.Issued = true;
         exit.Reason = s.Reason;
         exit.Gpa = s.Reason is ExitReason.Hlt or ExitReason.Cpuid ? 0 : s.Gpa + offset;
@@ -79,6 +98,17 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
         exit.Size = s.Size;
         exit.Flags = s.Flags;
         exit.InstructionLength = (byte)s.Length;
+    }
+
+    /// <summary>The state a step's glue set before it beyond its registers (<see cref="Extra.SetsState"/>). Out of line: few steps have any.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    void SetState(int v, Step s, bool resume)
+    {
+        if (!resume)
+            foreach (var (field, value) in s.PresetFields) Poke(v, field, value);
+        foreach (var (field, value) in s.StatePresets) Poke(v, field, value);
+        if (s.SetIf) state.Rflags(v) |= 1UL << 9;
+        if (s.ClearIf) state.Rflags(v) &= ~(1UL << 9);
     }
 
     // Out of line: the interpolated string would otherwise give Run a larger frame to zero on every call.
@@ -125,17 +155,29 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
             c.Resume = true;
             return;   // the same step again: the guest re-executes the REP instruction
         }
+        if ((prog.Extras[c.Step] & Extra.Checks) != 0) { if (Checked(v, s, rip)) Advance(v, ref c, prog, steps, s); return; }
+        ulong end = s.Rip + (ulong)s.Length;
+        if (rip != end) { Problem(v, s, ProblemKind.WrongRip, rip, end); return; }
+        Advance(v, ref c, prog, steps, s);
+    }
+
+    /// <summary>A step's checks beyond RIP (<see cref="Extra.Checks"/>): a branch's RIP, a poll's test, RAX, state fields.
+    /// True when the step retires; false when it does not (a wrong RIP, or a poll that loops back to its read). Out of line:
+    /// few steps have any.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    bool Checked(int v, Step s, ulong rip)
+    {
         ulong wantRip = s.ExpectRip ?? s.Rip + (ulong)s.Length;
         if (rip != wantRip)
         {
             Problem(v, s, ProblemKind.WrongRip, rip, wantRip);
-            return;
+            return false;
         }
         ulong rax = state.Gpr(v, 0);
         if (s.Kind == StepKind.Poll && (rax & s.PollMask) != s.PollExpect)
         {
             state.Rip(v) = s.Rip;   // the guest's jz back to the read
-            return;
+            return false;
         }
         if (s.ExpectRax is { } want && (rax & s.ExpectMask) != want)
         {
@@ -147,7 +189,7 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
             if (got == value) continue;
             Problem(v, s, ProblemKind.WrongField, got, value, field);
         }
-        Advance(v, ref c, prog, steps, s);
+        return true;
     }
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]   // three lines, at the end of most exits
