@@ -147,7 +147,7 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         long t0 = timed ? (long)Tsc.Read() : 0;
         int v = rec.Vcpu;
         State.OnExit(v);   // TDG.VP.RDs since the last charge (the entry's, e.g. the interrupt check) go to this exit
-        Stats.Add(cpu, Counter.Taken);
+        Stats.AddTaken(cpu, CounterOf(rec.Reason));   // before the tracers' check, which numbers the exit by the count
         if (_firstExit == 0 && Interlocked.Exchange(ref _firstExit, 1) == 0) _host.FirstExit();
         // The tracers' one check per exit; the stages then test the vCPU's flag.
         _f.Follow[v] = tracing ? _host.Follow(cpu, in rec, entryTd) : (byte)0;
@@ -159,33 +159,43 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         _f.Exit[v] = rec;
         if (_f.Shadow[v]) EndShadow(v);
         _f.HardwareCompletes[v] = (rec.Flags & ExitFlags.HardwareCompletes) != 0;
-        switch (rec.Reason)
+        // MMIO and port I/O first, by two compares: nearly every exit is one, and a switch's jump table costs more.
+        if (rec.Reason is ExitReason.Mmio or ExitReason.Io)
+            BeginAccess(cpu, v);
+        else OtherExit(cpu, v, rec.Reason);
+        EndSegment(cpu, v);
+    }
+
+    /// <summary>The counter of an exit's reason (anything unknown ends the guest: Shutdown's).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static Counter CounterOf(ExitReason reason)
+    {
+        ReadOnlySpan<byte> counters = [(byte)Counter.Shutdown, (byte)Counter.Mmio, (byte)Counter.Io, (byte)Counter.Hlt,
+            (byte)Counter.Cpuid, (byte)Counter.Msr, (byte)Counter.Msr, (byte)Counter.Shutdown];
+        return (uint)reason < (uint)counters.Length ? (Counter)counters[(int)reason] : Counter.Shutdown;
+    }
+
+    /// <summary>An exit that is not MMIO or port I/O: the VMM's (HLT, CPUID, MSRs) or the guest's end.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    void OtherExit(int cpu, int v, ExitReason reason)
+    {
+        switch (reason)
         {
-            case ExitReason.Mmio:
-            case ExitReason.Io:
-                if (rec.Reason == ExitReason.Mmio) Stats.Add(cpu, Counter.Mmio); else Stats.Add(cpu, Counter.Io);
-                BeginAccess(cpu, v);
-                break;
             case ExitReason.Hlt:
-                Stats.Add(cpu, Counter.Hlt);
                 RunPageExit(cpu, v, RunExit.Hlt, ExitKind.Hlt);
                 break;
             case ExitReason.Cpuid:
-                Stats.Add(cpu, Counter.Cpuid);
                 RunPageExit(cpu, v, RunExit.Cpuid, ExitKind.Cpuid);
                 break;
             case ExitReason.MsrRead:
             case ExitReason.MsrWrite:
-                Stats.Add(cpu, Counter.Msr);
-                RunPageExit(cpu, v, rec.Reason == ExitReason.MsrRead ? RunExit.MsrRead : RunExit.MsrWrite, ExitKind.Msr);
+                RunPageExit(cpu, v, reason == ExitReason.MsrRead ? RunExit.MsrRead : RunExit.MsrWrite, ExitKind.Msr);
                 break;
             default:
-                Stats.Add(cpu, Counter.Shutdown);
                 _host.Kill(v);
                 RunPageExit(cpu, v, RunExit.Shutdown, ExitKind.Other);
                 break;
         }
-        EndSegment(cpu, v);
     }
 
     /// <summary>
