@@ -49,9 +49,21 @@ public sealed partial class Kernel
         public void RunPageExit(int cpu, int v, RunExit why) => k.RunPageExit(cpu, v, why);
         public void Kill(int v) => k.KillVcpu(v);
 
-        public void TraceForward(int cpu, int v, ulong addr) => k.Trace.Add(k.Cpus[cpu], TraceKind.Forward, v, (long)addr);
-        // cpu: the index a driver stepping Cpus[cpu] passed down (in range by construction; hot/Layout/Unchecked.cs).
-        public void TraceComplete(int cpu, int v, ExitKind kind) => k.Trace.AddOn(Unchecked.At(k.Cpus, cpu), TraceKind.Complete, v, (long)kind);
+        // cpu: the index a driver stepping Cpus[cpu] passed down (in range by construction; hot/Layout/Unchecked.cs), so the
+        // exit's two records go to its lane without the thread-local lookup; and a trace neither hashed nor kept (exitbench)
+        // is asked first, before the CPU is loaded.
+        public void TraceForward(int cpu, int v, ulong addr)
+        {
+            var trace = k.Trace;
+            if (trace.Hashed || trace.Keep) trace.AddOn(Unchecked.At(k.Cpus, cpu), TraceKind.Forward, v, (long)addr);
+        }
+
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        public void TraceComplete(int cpu, int v, ExitKind kind)
+        {
+            var trace = k.Trace;
+            if (trace.Hashed || trace.Keep) trace.AddOn(Unchecked.At(k.Cpus, cpu), TraceKind.Complete, v, (long)kind);
+        }
         public void TraceFault(int cpu, int v, byte vector) => k.Trace.Add(k.Cpus[cpu], TraceKind.Fault, v, vector);
         public void MarkReinject(int cpu, int v, ulong addr) => k.MarkOn(cpu, v, TraceKind.Reinject, (long)addr);
         public void MarkFault(int cpu, int v, byte vector) => k.MarkOn(cpu, v, TraceKind.Fault, vector);
