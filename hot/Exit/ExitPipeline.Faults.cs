@@ -36,12 +36,12 @@ public sealed partial class ExitPipeline<THost>
     bool ElementFaults(int cpu, int v)
     {
         ref readonly var d = ref _f.Acc[v];
-        var f = Faults.CheckElement(State, v, in d, in _f.Fault[v], State.Rip(v) + d.Length, _f.SegBase[v], _f.EsBase[v], out ulong misaligned, out bool write);
+        var f = Faults.CheckElement(State, v, in d, in _f.Fault[v], State.Rip(v) + d.Length, _f.Row[v].SegBase, _f.Row[v].EsBase, out ulong misaligned, out bool write);
         if (!f.Raised) return false;
         Followed(v)?.Step(v, $"fault check: {f}; nothing reaches a device");
         if (f.Cause == FaultCause.Alignment)
         {
-            var walk = PageWalker.Translate(_memory, _f.Mode[v], _f.Cr3[v], misaligned, DataAccess(v, write), out _);
+            var walk = PageWalker.Translate(_memory, _f.Mode[v], _f.Row[v].Cr3, misaligned, DataAccess(v, write), out _);
             if (!walk.IsOk) { InjectWalkFault(cpu, v, walk); return true; }
         }
         RaiseCheckFault(cpu, v, in f);

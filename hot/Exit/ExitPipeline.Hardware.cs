@@ -21,6 +21,7 @@ public sealed partial class ExitPipeline<THost>
     /// <summary>After the decode: the one side this exit is.</summary>
     void HardwareElement(int cpu, int v)
     {
+        ref var row = ref _f.Row[v];
         CheckHardware(v);
         ref readonly var rec = ref _f.Exit[v];
         // Why: the element is the fragment the hardware reports (KVM hands a wider access over in pieces of at most 8
@@ -30,8 +31,8 @@ public sealed partial class ExitPipeline<THost>
         var (read, writeSide) = SidesOf(in _f.Acc[v]);
         bool write = rec.IsWrite;
         var side = write ? writeSide : read;
-        _f.Phase[v] = write ? ElementPhase.Write : ElementPhase.Read;
-        _f.WriteValue[v] = write ? rec.Data : 0;
+        row.Phase = write ? ElementPhase.Write : ElementPhase.Read;
+        row.WriteValue = write ? rec.Data : 0;
         // The decode has no side in the direction the hardware reported (counted by CheckHardware): nothing to perform.
         if (side == Side.None) { HardwareDone(cpu, v, 0, write); return; }
         if (side == Side.Port) { PortSide(cpu, v, write, rec.Data); return; }
@@ -51,9 +52,10 @@ public sealed partial class ExitPipeline<THost>
     /// <summary>The side is done (at once, or when the device answered): the hardware gets the value and finishes the instruction.</summary>
     void HardwareDone(int cpu, int v, ulong value, bool write)
     {
-        _f.Phase[v] = ElementPhase.None;
-        _f.FirstElement[v] = false;
-        _f.Value[v] = value;
+        ref var row = ref _f.Row[v];
+        row.Phase = ElementPhase.None;
+        row.FirstElement = false;
+        row.Value = value;
         if (!write)
         {
             _f.HwRead[v] = value;
@@ -74,6 +76,7 @@ public sealed partial class ExitPipeline<THost>
     /// </summary>
     void CheckHardware(int v)
     {
+        ref var row = ref _f.Row[v];
         ref readonly var d = ref _f.Acc[v];
         ref readonly var rec = ref _f.Exit[v];
         Stats.Add(_host.Here, Counter.HardwareChecked);
@@ -105,14 +108,14 @@ public sealed partial class ExitPipeline<THost>
                 _ => false,
             };
             ulong linear = LinearOf(v, rec.IsWrite);
-            var walk = PageWalker.Translate(_memory, _f.Mode[v], _f.Cr3[v], linear, rec.IsWrite ? AccessType.Write : AccessType.Read, out ulong gpa);
+            var walk = PageWalker.Translate(_memory, _f.Mode[v], row.Cr3, linear, rec.IsWrite ? AccessType.Write : AccessType.Read, out ulong gpa);
             // Why: FXSAVE/FXRSTOR's fragments fall anywhere in the 512-byte image (d.Size is its first piece's).
             ulong span = IsFx(d.Kind) ? (ulong)X87.ImageSize : d.Size;
             addr = walk.IsOk && (d.Size > 8 ? rec.Gpa - gpa < span : gpa == rec.Gpa);
             // Why: CMPS reads two operands and the hardware exits for each that is not RAM (rSI's first): an exit may be ES:rDI's.
             if (!addr && d.Kind == AccessKind.Cmps)
             {
-                var es = PageWalker.Translate(_memory, _f.Mode[v], _f.Cr3[v], _f.EsBase[v] + Masked(gprs[7], d.AddressSize), AccessType.Read, out ulong esGpa);
+                var es = PageWalker.Translate(_memory, _f.Mode[v], row.Cr3, row.EsBase + Masked(gprs[7], d.AddressSize), AccessType.Read, out ulong esGpa);
                 addr = es.IsOk && esGpa == rec.Gpa;
             }
             if (rec.IsWrite && dir)
@@ -145,7 +148,7 @@ public sealed partial class ExitPipeline<THost>
                     }
                     case AccessKind.Movs:
                     {
-                        var src = PageWalker.Translate(_memory, _f.Mode[v], _f.Cr3[v], LinearOf(v, false), AccessType.Read, out ulong sg);
+                        var src = PageWalker.Translate(_memory, _f.Mode[v], row.Cr3, LinearOf(v, false), AccessType.Read, out ulong sg);
                         known = src.IsOk && _host.IsRam(v, sg, d.Size);
                         if (known) expect = _memory.ReadSized(sg, d.Size);
                         break;

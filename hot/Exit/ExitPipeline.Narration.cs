@@ -31,5 +31,5 @@ public sealed partial class ExitPipeline<THost>
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     void NarrateDone(IExitNarrator t, int v, ExitKind kind) =>
-        t.Step(v, $"done as {kind}: RIP=0x{State.Rip(v):x}; kernel software {_f.Measured[v]} TSC ticks (measured, and inflated here by the narration itself), platform {_f.Modelled[v]} cycles (modelled); vCPU back on cpu {_host.CpuOf(v)}");
+        t.Step(v, $"done as {kind}: RIP=0x{State.Rip(v):x}; kernel software {_f.Row[v].Measured} TSC ticks (measured, and inflated here by the narration itself), platform {_f.Row[v].Modelled} cycles (modelled); vCPU back on cpu {_host.CpuOf(v)}");
 }

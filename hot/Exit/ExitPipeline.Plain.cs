@@ -71,8 +71,9 @@ public sealed partial class ExitPipeline<THost>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]   // its one caller is BeginAccess, itself inlined into HandleExit
     bool ReplayPlain(int cpu, int v)
     {
+        ref var row = ref _f.Row[v];
         ref readonly var rec = ref _f.Exit[v];
-        if (_f.HardwareCompletes[v] || _f.Follow[v] != 0) return false;
+        if (row.HardwareCompletes || row.Follow != 0) return false;
         ulong rip = State.Rip(v);
         int slot = InFlight.MemoSlot(rip);
         ref var m = ref _f.Memo.At(v, slot);
@@ -85,37 +86,37 @@ public sealed partial class ExitPipeline<THost>
         if (!Fetcher.TryFetchWords(v, _memory, m.Mode, m.Cr3, rip, m.Fetch, out ulong lo, out ulong hi) || lo != m.CodeLo || hi != m.CodeHi)
             return false;
         // The entry's derivation into the columns, unless they hold it already (the same instruction as the last exit's).
-        if (_f.MemoHeld[v] != slot + 1)
+        if (row.MemoHeld != slot + 1)
         {
             _f.Acc[v] = m.Acc;
             _f.Mode[v] = m.Mode;
-            _f.Cr3[v] = m.Cr3;
+            row.Cr3 = m.Cr3;
             _f.Fault[v] = m.Fault;
-            _f.SegBase[v] = 0;   // 64-bit mode, not FS or GS
-            _f.EsBase[v] = 0;
-            _f.CheckElements[v] = false;
-            _f.MemoHeld[v] = slot + 1;
+            row.SegBase = 0;   // 64-bit mode, not FS or GS
+            row.EsBase = 0;
+            row.CheckElements = false;
+            row.MemoHeld = slot + 1;
         }
 
         // BeginAccess's per-instruction stores, then PlainElement's.
         ref readonly var d = ref _f.Acc[v];
-        _f.FirstElement[v] = true;
-        _f.RepElements[v] = 0;
-        _f.LockRetries[v] = 0;
+        row.FirstElement = true;
+        row.RepElements = 0;
+        row.LockRetries = 0;
         if (rec.Reason == ExitReason.Io)
         {
             // StartElement and AfterRead's OUT case: IN reads the port; OUT has no read side and stores its register.
             if (d.Kind == AccessKind.Out)
             {
-                _f.Value[v] = 0;
+                row.Value = 0;
                 ulong store = WriteBack.StoreValue(in d, State.Gprs(v));
-                _f.Phase[v] = ElementPhase.Write;
-                _f.WriteValue[v] = store;
+                row.Phase = ElementPhase.Write;
+                row.WriteValue = store;
                 PortSide(cpu, v, write: true, store);
             }
             else
             {
-                _f.Phase[v] = ElementPhase.Read;
+                row.Phase = ElementPhase.Read;
                 PortSide(cpu, v, write: false, 0);
             }
             return true;
@@ -124,11 +125,11 @@ public sealed partial class ExitPipeline<THost>
         ulong data = 0;
         if (write)
         {
-            _f.Value[v] = 0;
+            row.Value = 0;
             data = WriteBack.StoreValue(in d, State.Gprs(v));
-            _f.WriteValue[v] = data;
+            row.WriteValue = data;
         }
-        _f.Phase[v] = write ? ElementPhase.Write : ElementPhase.Read;
+        row.Phase = write ? ElementPhase.Write : ElementPhase.Read;
         ulong linear = EffectiveAddress.Compute(d, State.Gprs(v), rip + d.Length, 0);   // SegBase is 0: 64-bit, not FS/GS
         if (CanonicalFaults(cpu, v, linear)) return true;
         ulong offset = linear & Page.Mask;
@@ -137,7 +138,7 @@ public sealed partial class ExitPipeline<THost>
         if ((linear & ~(ulong)Page.Mask) != m.LinearPage || (rec.Gpa & ~(ulong)Page.Mask) != m.GpaPage || offset + d.Size > Page.Size)
         {
             // Another page: the general side, which records the new pages when it reaches a device.
-            _f.MemoArmed[v] = slot + 1;
+            row.MemoArmed = slot + 1;
             MemorySide(cpu, v, linear, write, data);
             return true;
         }
@@ -165,14 +166,14 @@ public sealed partial class ExitPipeline<THost>
         m.RflagsKey = _f.Fault[v].Rflags & MemoRflags;
         m.Fetch = fetch; m.CodeLo = lo; m.CodeHi = hi;
         m.Acc = d; m.Mode = _f.Mode[v]; m.Fault = _f.Fault[v];
-        _f.MemoArmed[v] = slot + 1;
+        _f.Row[v].MemoArmed = slot + 1;
     }
 
     /// <summary>The armed plain element reached a device (or nobody) at <paramref name="gpa"/> through <paramref name="linear"/>'s page: the entry is complete.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     void RecordPlainPages(int v, ulong linear, ulong gpa)
     {
-        int armed = _f.MemoArmed[v];
+        int armed = _f.Row[v].MemoArmed;
         ref var m = ref _f.Memo.At(v, armed - 1);
         m.LinearPage = linear & ~(ulong)Page.Mask;
         m.GpaPage = gpa & ~(ulong)Page.Mask;
@@ -183,7 +184,7 @@ public sealed partial class ExitPipeline<THost>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     void RecordPlainPort(int v)
     {
-        int armed = _f.MemoArmed[v];
+        int armed = _f.Row[v].MemoArmed;
         Complete(v, ref _f.Memo.At(v, armed - 1), armed);
     }
 
@@ -191,8 +192,9 @@ public sealed partial class ExitPipeline<THost>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     void Complete(int v, ref PlainMemo m, int armed)
     {
+        ref var row = ref _f.Row[v];
         m.Valid = true;
-        _f.MemoArmed[v] = 0;
-        _f.MemoHeld[v] = armed;
+        row.MemoArmed = 0;
+        row.MemoHeld = armed;
     }
 }

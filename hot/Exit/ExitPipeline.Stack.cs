@@ -47,7 +47,7 @@ public sealed partial class ExitPipeline<THost>
         State.Gprs(v).CopyTo(pend);
         pend[Gpr.Rsp] = StackOps.RspAfter(in d, pend[Gpr.Rsp], StackWidth(v));
         _f.PendFlags[v] = State.Rflags(v);
-        _f.Pend[v] = true;
+        _f.Row[v].Pend = true;
         return true;
     }
 
@@ -120,7 +120,7 @@ public sealed partial class ExitPipeline<THost>
         for (int part = 0; part < (first < size ? 2 : 1); part++)
         {
             ulong at = part == 0 ? linear : linear + (ulong)first;
-            var walk = PageWalker.Translate(_memory, _f.Mode[v], _f.Cr3[v], at, DataAccess(v, write), out ulong gpa);
+            var walk = PageWalker.Translate(_memory, _f.Mode[v], _f.Row[v].Cr3, at, DataAccess(v, write), out ulong gpa);
             if (!walk.IsOk) { InjectWalkFault(cpu, v, walk); return false; }
             if (!_host.IsRam(v, gpa, part == 0 ? (uint)first : size - (uint)first))
             {

@@ -234,7 +234,7 @@ public sealed partial class ExitPipeline<THost>
     {
         if (_f.Acc[v].SysReg != Seg.SS) return false;
         State.SetInterruptibility(v, StateField.BlockingByMovSs);
-        _f.Shadow[v] = true;
+        _f.Row[v].Shadow = true;
         Followed(v)?.Step(v, "SS loaded: interrupt shadow until the next instruction completes (interrupts and the #DB trap held)");
         return true;
     }
@@ -243,7 +243,7 @@ public sealed partial class ExitPipeline<THost>
     /// exit completes (or faults, whose delivery ends the shadow too), so the shadow the kernel set ends here.</summary>
     void EndShadow(int v)
     {
-        _f.Shadow[v] = false;
+        _f.Row[v].Shadow = false;
         State.SetInterruptibility(v, 0);
     }
 
@@ -309,7 +309,7 @@ public sealed partial class ExitPipeline<THost>
     bool DescriptorGpa(int cpu, int v, ulong linear, bool write, out ulong gpa)
     {
         var access = SupervisorProtection.Data(write, 0, _f.Fault[v].Cr4, _f.Fault[v].Rflags, implicitAccess: true);
-        var walk = PageWalker.Translate(_memory, _f.Mode[v], _f.Cr3[v], linear, access, out gpa);
+        var walk = PageWalker.Translate(_memory, _f.Mode[v], _f.Row[v].Cr3, linear, access, out gpa);
         if (!walk.IsOk) { InjectWalkFault(cpu, v, walk); return false; }
         if (_host.IsRam(v, gpa, 1)) return true;
         Followed(v)?.Step(v, $"descriptor at GPA 0x{gpa:x} is not RAM: #GP(0)");

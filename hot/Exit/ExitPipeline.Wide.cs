@@ -104,7 +104,7 @@ public sealed partial class ExitPipeline<THost>
         else res = Executor.Execute(in d, gprs, ref flags, value, out toWrite);
         if (res == ExecResult.DivideError) { InjectException(cpu, v, VectorDe, null); return false; }
         if (writeSide) write = res == ExecResult.Write;
-        if (rmw && write) { _f.PendFlags[v] = flags; _f.Pend[v] = true; return true; }
+        if (rmw && write) { _f.PendFlags[v] = flags; _f.Row[v].Pend = true; return true; }
         if (rmw) gprs.CopyTo(State.Gprs(v));
         State.Rflags(v) = flags;
         return true;
@@ -114,13 +114,13 @@ public sealed partial class ExitPipeline<THost>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     void CommitPending(int v)
     {
-        if (_f.Pend[v]) CommitPendingNow(v);
+        if (_f.Row[v].Pend) CommitPendingNow(v);
     }
 
     [MethodImpl(MethodImplOptions.NoInlining)]
     void CommitPendingNow(int v)
     {
-        _f.Pend[v] = false;
+        _f.Row[v].Pend = false;
         _f.PendGprs.Row(v).CopyTo(State.Gprs(v));
         State.Rflags(v) = _f.PendFlags[v];
     }
@@ -145,7 +145,7 @@ public sealed partial class ExitPipeline<THost>
                 if (!write) break;
                 ulong next = (old & ~(mask << shift)) | ((toWrite & mask) << shift);
                 if (_memory.CompareExchangeU64(word, next, old) == old) break;
-                _f.Pend[v] = false;   // another writer got there first: recompute from what it left
+                _f.Row[v].Pend = false;   // another writer got there first: recompute from what it left
                 Stats.Add(cpu, Counter.LockRetries);
             }
             AfterWrite(cpu, v);
@@ -175,7 +175,7 @@ public sealed partial class ExitPipeline<THost>
         int size = (int)ElementSize(v);
         if (size <= 8)
         {
-            if (write) { _memory.WriteSized(gpa, size, _f.WriteValue[v]); AfterWrite(cpu, v); }
+            if (write) { _memory.WriteSized(gpa, size, _f.Row[v].WriteValue); AfterWrite(cpu, v); }
             else AfterRead(cpu, v, _memory.ReadSized(gpa, size));
             return;
         }
@@ -186,11 +186,12 @@ public sealed partial class ExitPipeline<THost>
     /// <summary>A locked device write was answered Mismatch: recompute from the device's current value and write again, or give up.</summary>
     public void LockMismatch(int cpu, int v, ulong current)
     {
-        _f.Pend[v] = false;
+        ref var row = ref _f.Row[v];
+        row.Pend = false;
         Stats.Add(cpu, Counter.LockRetries);
-        if (++_f.LockRetries[v] <= MaxLockRetries)
+        if (++row.LockRetries <= MaxLockRetries)
         {
-            _f.Phase[v] = ElementPhase.Read;
+            row.Phase = ElementPhase.Read;
             AfterRead(cpu, v, current);
             return;
         }

@@ -59,16 +59,16 @@ public sealed partial class ExitPipeline<THost>
             {
                 d.Disp = disp + i * X87.PieceSize;
                 d.Size = (byte)X87.PieceBytes(mode64, i);
-                if (_f.CheckElements[v] && ElementFaults(cpu, v)) return true;
+                if (_f.Row[v].CheckElements && ElementFaults(cpu, v)) return true;
                 ulong linear = LinearOf(v, write);
                 if (CanonicalFaults(cpu, v, linear)) return true;
                 uint size = d.Size;
                 ulong first = linear, last = linear + size - 1;
-                var walk = PageWalker.Translate(_memory, _f.Mode[v], _f.Cr3[v], first, DataAccess(v, write), out ulong gpa);
+                var walk = PageWalker.Translate(_memory, _f.Mode[v], _f.Row[v].Cr3, first, DataAccess(v, write), out ulong gpa);
                 if (!walk.IsOk) { InjectWalkFault(cpu, v, walk); return true; }
                 if ((first & ~(ulong)Page.Mask) != (last & ~(ulong)Page.Mask))
                 {
-                    var walk2 = PageWalker.Translate(_memory, _f.Mode[v], _f.Cr3[v], last & ~(ulong)Page.Mask, DataAccess(v, write), out ulong gpa2);
+                    var walk2 = PageWalker.Translate(_memory, _f.Mode[v], _f.Row[v].Cr3, last & ~(ulong)Page.Mask, DataAccess(v, write), out ulong gpa2);
                     if (!walk2.IsOk) { InjectWalkFault(cpu, v, walk2); return true; }
                     uint head = Page.Size - (uint)(first & Page.Mask);
                     if (!_host.IsRam(v, gpa, head) || !_host.IsRam(v, gpa2, size - head)) { InjectException(cpu, v, VectorGp, 0); return true; }

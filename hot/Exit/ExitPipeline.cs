@@ -104,11 +104,11 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
 
     /// <summary>The narrating tracer when vCPU <paramref name="v"/>'s exit is followed, else null (a stage's one test).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    IExitNarrator? Followed(int v) => (_f.Follow[v] & ExitRules.FollowNarrate) != 0 ? _host.Narrator : null;
+    IExitNarrator? Followed(int v) => (_f.Row[v].Follow & ExitRules.FollowNarrate) != 0 ? _host.Narrator : null;
 
     /// <summary>The display marks record vCPU <paramref name="v"/>'s exit (a stage's one test).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    bool Marked(int v) => (_f.Follow[v] & ExitRules.FollowMark) != 0;
+    bool Marked(int v) => (_f.Row[v].Follow & ExitRules.FollowMark) != 0;
 
     /// <summary>The data side's TLB and the recent decodes, per vCPU (hot/Guest/DataTlb.cs, hot/Decode/DecodeCache.cs).</summary>
     readonly DataTlb _dataTlb;
@@ -117,10 +117,11 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
     /// <summary>Drops vCPU <paramref name="v"/>'s cached translations and decodes (its CR3, mode or state was written).</summary>
     public void InvalidateCaches(int v)
     {
+        ref var row = ref _f.Row[v];
         Fetcher.Invalidate(v);
         _f.Memo.Row(v).Clear();
-        _f.MemoArmed[v] = 0;
-        _f.MemoHeld[v] = 0;
+        row.MemoArmed = 0;
+        row.MemoHeld = 0;
         _dataTlb.Invalidate(v);
         _decodeCache.Invalidate(v);
     }
@@ -146,19 +147,20 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         bool timed = tracing || Stats.TimeThis(cpu);
         long t0 = timed ? (long)Tsc.Read() : 0;
         int v = rec.Vcpu;
+        ref var row = ref _f.Row[v];
         State.OnExit(v);   // TDG.VP.RDs since the last charge (the entry's, e.g. the interrupt check) go to this exit
         Stats.AddTaken(cpu, CounterOf(rec.Reason));   // before the tracers' check, which numbers the exit by the count
         if (_firstExit == 0 && Interlocked.Exchange(ref _firstExit, 1) == 0) _host.FirstExit();
         // The tracers' one check per exit; the stages then test the vCPU's flag.
-        _f.Follow[v] = tracing ? _host.Follow(cpu, in rec, entryTd) : (byte)0;
-        _f.Measured[v] = 0;
-        _f.Timed[v] = timed;
-        _f.SegStart[v] = t0;
-        _f.Modelled[v] = _exitCycles + entryTd * _tdcallCycles;
-        _f.Hardware[v] = _host.HardwareTicks(v);
+        row.Follow = tracing ? _host.Follow(cpu, in rec, entryTd) : (byte)0;
+        row.Measured = 0;
+        row.Timed = timed;
+        row.SegStart = t0;
+        row.Modelled = _exitCycles + entryTd * _tdcallCycles;
+        row.Hardware = _host.HardwareTicks(v);
         _f.Exit[v] = rec;
-        if (_f.Shadow[v]) EndShadow(v);
-        _f.HardwareCompletes[v] = (rec.Flags & ExitFlags.HardwareCompletes) != 0;
+        if (row.Shadow) EndShadow(v);
+        row.HardwareCompletes = (rec.Flags & ExitFlags.HardwareCompletes) != 0;
         // MMIO and port I/O first, by two compares: nearly every exit is one, and a switch's jump table costs more.
         if (rec.Reason is ExitReason.Mmio or ExitReason.Io)
             BeginAccess(cpu, v);
@@ -210,17 +212,18 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         if (reads == 0) return;
         _f.TdRead0[v] = now;
         Stats.Add(cpu, Counter.TdReads, reads);
-        _f.Modelled[v] += reads * _tdcallCycles;
+        _f.Row[v].Modelled += reads * _tdcallCycles;
     }
 
     /// <summary>A kernel segment of this exit ends: its TDG.VP.RDs are charged (TDX only) and, for a timed exit, its time added to the measured.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void EndSegment(int cpu, int v)
     {
+        ref var row = ref _f.Row[v];
         if (_tdx) ChargeTdReads(cpu, v);
-        ref long start = ref _f.SegStart[v];
+        ref long start = ref row.SegStart;
         if (start == 0) return;
-        _f.Measured[v] += (long)Tsc.Read() - start;
+        row.Measured += (long)Tsc.Read() - start;
         start = 0;
     }
 
@@ -236,22 +239,23 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
     [MethodImpl(MethodImplOptions.AggressiveInlining)]   // its one caller is HandleExit: one frame fewer per MMIO/IO exit
     void BeginAccess(int cpu, int v)
     {
+        ref var row = ref _f.Row[v];
         // The fused stage first: a plain MOV, IN or OUT memoised at this RIP, in the same context (ExitPipeline.Plain.cs).
-        _f.MemoArmed[v] = 0;
+        row.MemoArmed = 0;
         if (ReplayPlain(cpu, v)) return;
-        _f.MemoHeld[v] = 0;   // the columns below are about to be derived afresh
+        row.MemoHeld = 0;   // the columns below are about to be derived afresh
         ref readonly var rec = ref _f.Exit[v];
         State.FrontKey(v, out ulong cr0, out ulong cr4, out ulong efer, out ulong cr3, out ushort csAttr);
         var pmode = PagingMode.From(cr0, cr4, efer);
         bool pe = (cr0 & 1) != 0;
         var cpuMode = SegmentAttributes.CodeBitness(csAttr, pmode.LongMode, pe) switch { 64 => CpuMode.Bits64, 32 => CpuMode.Bits32, _ => CpuMode.Bits16 };
         _f.Mode[v] = pmode;
-        _f.Cr3[v] = cr3;
+        row.Cr3 = cr3;
         ulong csBase = cpuMode == CpuMode.Bits64 ? 0 : State.SegBase(v, StateField.Cs);
         ulong rip = State.Rip(v);
 
         // The fetch is checked at the guest's CPL (U/S at CPL 3, CR4.SMEP below it); the element checks use the same context.
-        bool hw = _f.HardwareCompletes[v];
+        bool hw = row.HardwareCompletes;
         if (!hw) _f.Fault[v] = FaultContextOf(v, cpuMode, cr0, cr4, csAttr, in rec);
         int fetchCpl = hw ? (csAttr & SegmentAttributes.DplMask) >> SegmentAttributes.DplShift : _f.Fault[v].Cpl;
         var access = SupervisorProtection.Fetch(fetchCpl, cr4);
@@ -261,7 +265,7 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         // instruction's 16 bytes are in that page, and the decode cache holds them (no buffer, no decode). Otherwise,
         // and for a followed exit (its narration shows the fetch), the fetch into a buffer and the cache's full path.
         ref var d = ref _f.Acc[v];
-        bool words = (_f.Follow[v] & ExitRules.FollowNarrate) == 0 && Fetcher.TryFetchWords(v, _memory, pmode, cr3, csBase + rip, access, out lo, out hi);
+        bool words = (row.Follow & ExitRules.FollowNarrate) == 0 && Fetcher.TryFetchWords(v, _memory, pmode, cr3, csBase + rip, access, out lo, out hi);
         bool cached = words && _decodeCache.TryHit(v, csBase + rip, lo, hi, cpuMode, out d);
         if (!cached && !FetchAndDecode(cpu, v, cr0, cr4, efer, csAttr, cpuMode, pmode, cr3, csBase + rip, access, words, lo, hi, ref d)) return;
         if (Followed(v) is { } td) NarrateDecode(td, v, in d);
@@ -272,18 +276,18 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
             InjectException(cpu, v, VectorGp, 0);
             return;
         }
-        _f.SegBase[v] = SegmentBaseFor(v, cpuMode, d.SrcSegment);   // MOVS/OUTS read through the (overridable) source segment
-        _f.EsBase[v] = cpuMode == CpuMode.Bits64 ? 0 : State.SegBase(v, StateField.Es);
-        _f.FirstElement[v] = true;
-        _f.RepElements[v] = 0;
-        _f.LockRetries[v] = 0;
+        row.SegBase = SegmentBaseFor(v, cpuMode, d.SrcSegment);   // MOVS/OUTS read through the (overridable) source segment
+        row.EsBase = cpuMode == CpuMode.Bits64 ? 0 : State.SegBase(v, StateField.Es);
+        row.FirstElement = true;
+        row.RepElements = 0;
+        row.LockRetries = 0;
         // x87/MMX forms: #UD/#NM/#MF from CR0 and FSW rank above the alignment #GP (ExitPipeline.X87.cs).
         if (!hw && IsX87Form(d.Kind) && X87Precheck(cpu, v, cr0)) return;
         // MOVAPS/APD/DQA, MOVNT*, CMPXCHG16B (operand) and MOVDIR64B (destination): #GP(0) when misaligned.
         if (d.Align != 0 && !Executor.Aligned(in d, LinearOf(v, write: d.Kind == AccessKind.Movdir64b))) { InjectException(cpu, v, VectorGp, 0); return; }
         // The hardware finishes this instruction (KVM): the second, short pipeline (ExitPipeline.Hardware.cs) takes it from here.
         if (hw) { HardwareElement(cpu, v); return; }
-        _f.CheckElements[v] = _f.Fault[v].ChecksNeeded(in d);
+        row.CheckElements = _f.Fault[v].ChecksNeeded(in d);
         if (IsFx(d.Kind) && FxBegin(cpu, v)) return;   // every piece checked before the first
 
         // REP with a zero count does nothing but advance RIP.
@@ -296,11 +300,11 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         // A plain MOV, IN or OUT from the decode cache in 64-bit mode, no element check due, nobody following: memoised
         // for its next exit (from its second at one RIP; its MMIO or port side completes the entry). The
         // exit's kind agrees with the form here (the check above refused a disagreement).
-        if ((plain || d.Kind is AccessKind.In or AccessKind.Out) && cached && cpuMode == CpuMode.Bits64 && !_f.CheckElements[v] && _f.Follow[v] == 0)
+        if ((plain || d.Kind is AccessKind.In or AccessKind.Out) && cached && cpuMode == CpuMode.Bits64 && !row.CheckElements && row.Follow == 0)
             ArmPlain(v, in rec, rip, cr0, cr4, efer, csAttr, cr3, access, lo, hi);
         // The plain MOV load or store with no element check due (64-bit mode, no #AC, no SS operand) and no narration:
         // its one element without the general start's tests (ExitPipeline.cs PlainElement). Everything else: StartElement.
-        if (plain && !_f.CheckElements[v] && (_f.Follow[v] & ExitRules.FollowNarrate) == 0)
+        if (plain && !row.CheckElements && (row.Follow & ExitRules.FollowNarrate) == 0)
         {
             PlainElement(cpu, v, write: d.Kind is AccessKind.Write or AccessKind.WriteImm);
             return;
@@ -387,44 +391,46 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
     /// <summary>Linear address of the memory side: string forms use rSI (source) / rDI (destination).</summary>
     ulong LinearOf(int v, bool write)
     {
+        ref var row = ref _f.Row[v];
         ref readonly var d = ref _f.Acc[v];
         switch (d.Kind)
         {
             case AccessKind.Movs:
-                return write ? _f.EsBase[v] + Masked(State.Gpr(v, 7), d.AddressSize) : _f.SegBase[v] + Masked(State.Gpr(v, 6), d.AddressSize);
+                return write ? row.EsBase + Masked(State.Gpr(v, 7), d.AddressSize) : row.SegBase + Masked(State.Gpr(v, 6), d.AddressSize);
             case AccessKind.Stos:
             case AccessKind.Ins:
             case AccessKind.Scas:
-                return _f.EsBase[v] + Masked(State.Gpr(v, 7), d.AddressSize);
+                return row.EsBase + Masked(State.Gpr(v, 7), d.AddressSize);
             case AccessKind.Outs:
             case AccessKind.Lods:
-                return _f.SegBase[v] + Masked(State.Gpr(v, 6), d.AddressSize);
+                return row.SegBase + Masked(State.Gpr(v, 6), d.AddressSize);
             case AccessKind.Cmps:   // the rSI element first, then (Read2) the ES:rDI one
-                return _f.Phase[v] == ElementPhase.Read2 ? _f.EsBase[v] + Masked(State.Gpr(v, 7), d.AddressSize) : _f.SegBase[v] + Masked(State.Gpr(v, 6), d.AddressSize);
+                return row.Phase == ElementPhase.Read2 ? row.EsBase + Masked(State.Gpr(v, 7), d.AddressSize) : row.SegBase + Masked(State.Gpr(v, 6), d.AddressSize);
             case AccessKind.Movdir64b when write:
-                return _f.EsBase[v] + Masked(State.Gpr(v, d.Reg), d.AddressSize);
+                return row.EsBase + Masked(State.Gpr(v, d.Reg), d.AddressSize);
             case AccessKind.Pop:
             {
                 // Why: the CPU computes a POP destination with rSP already incremented (StackOps.PopDestinationOffset).
                 ulong off = StackOps.PopDestinationOffset(in d, EffectiveAddress.Offset(in d, State.Gprs(v), State.Rip(v) + d.Length));
-                ulong linear = _f.SegBase[v] + off;
+                ulong linear = row.SegBase + off;
                 return d.Mode == CpuMode.Bits64 ? linear : linear & 0xFFFF_FFFFUL;
             }
             default:
             {
                 ulong next = State.Rip(v) + d.Length;
-                return EffectiveAddress.Compute(d, State.Gprs(v), next, _f.SegBase[v]);
+                return EffectiveAddress.Compute(d, State.Gprs(v), next, row.SegBase);
             }
         }
     }
 
     void StartElement(int cpu, int v)
     {
+        ref var row = ref _f.Row[v];
         var (read, _) = SidesOf(in _f.Acc[v]);
-        _f.Phase[v] = ElementPhase.Read;
+        row.Phase = ElementPhase.Read;
         // SGDT..LMSW, MOV Sreg, far JMP/CALL: privilege and mode first (ExitPipeline.System.cs).
         if (IcedForms.IsSystem(_f.Acc[v].Kind) && !SystemBegin(cpu, v)) return;
-        if (_f.CheckElements[v] && ElementFaults(cpu, v)) return;
+        if (row.CheckElements && ElementFaults(cpu, v)) return;
         // PUSH/POP/CALL/JMP m: the stack slot before the device side (ExitPipeline.Stack.cs); POP's value comes from it.
         if (StackOps.IsStackForm(_f.Acc[v].Kind) && !StackBegin(cpu, v)) return;
         // Far CALL: its two stack slots are translated before the device is asked for the pointer, as PUSH's is.
@@ -442,16 +448,17 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
     /// </summary>
     void PlainElement(int cpu, int v, bool write)
     {
+        ref var row = ref _f.Row[v];
         ref readonly var d = ref _f.Acc[v];
         ulong data = 0;
         if (write)
         {
-            _f.Value[v] = 0;
+            row.Value = 0;
             data = WriteBack.StoreValue(in d, State.Gprs(v));
-            _f.WriteValue[v] = data;
+            row.WriteValue = data;
         }
-        _f.Phase[v] = write ? ElementPhase.Write : ElementPhase.Read;
-        MemorySide(cpu, v, EffectiveAddress.Compute(d, State.Gprs(v), State.Rip(v) + d.Length, _f.SegBase[v]), write, data);
+        row.Phase = write ? ElementPhase.Write : ElementPhase.Read;
+        MemorySide(cpu, v, EffectiveAddress.Compute(d, State.Gprs(v), State.Rip(v) + d.Length, row.SegBase), write, data);
     }
 
     /// <summary>Performs one side of an element: RAM now, a device model later, or the host now.</summary>
@@ -464,6 +471,7 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
     /// <summary>A memory side at <paramref name="linear"/>: the canonical check, the walk, then RAM, a device or the host.</summary>
     void MemorySide(int cpu, int v, ulong linear, bool write, ulong data)
     {
+        ref var row = ref _f.Row[v];
         ref readonly var d = ref _f.Acc[v];
         ref readonly var rec = ref _f.Exit[v];
         uint size = d.Size;
@@ -471,9 +479,9 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         {
             if (CanonicalFaults(cpu, v, linear)) return;
             // The exit's first element carries the GPA the hardware faulted on: a cached translation must agree with it.
-            ulong witness = rec.Reason == ExitReason.Mmio && _f.FirstElement[v] ? rec.Gpa & ~(ulong)Page.Mask : DataTlb.NoWitness;
+            ulong witness = rec.Reason == ExitReason.Mmio && row.FirstElement ? rec.Gpa & ~(ulong)Page.Mask : DataTlb.NoWitness;
             // A read-modify-write's read is walked as a write, as the CPU does (its #PF, W set, comes before the device is read).
-            var walk = _dataTlb.Translate(v, _memory, _f.Mode[v], _f.Cr3[v], linear, DataAccess(v, write || IsRmw(in d)), out gpa, witness);
+            var walk = _dataTlb.Translate(v, _memory, _f.Mode[v], row.Cr3, linear, DataAccess(v, write || IsRmw(in d)), out gpa, witness);
             if (!walk.IsOk) { InjectWalkFault(cpu, v, walk); return; }
             if ((linear & Page.Mask) + size > Page.Size)
             {
@@ -493,7 +501,7 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
             else AfterRead(cpu, v, _memory.ReadSized(gpa, (int)size));
             return;
         }
-        if (_f.MemoArmed[v] != 0) RecordPlainPages(v, linear, gpa);
+        if (row.MemoArmed != 0) RecordPlainPages(v, linear, gpa);
         MmioSide(cpu, v, gpa, size, write, data);
     }
 
@@ -504,7 +512,7 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         ref readonly var d = ref _f.Acc[v];
         ushort port = d.PortIsDx ? (ushort)State.Gpr(v, 2) : d.Port;
         int owner = _host.Ports(v).Lookup(port);
-        if (_f.MemoArmed[v] != 0) RecordPlainPort(v);
+        if (_f.Row[v].MemoArmed != 0) RecordPlainPort(v);
         if (owner == 0) { Unowned(cpu, v, EventKind.Ioio, port, write, data); return; }
         _host.Request(cpu, v, owner, EventKind.Ioio, port, write, data);
     }
@@ -531,7 +539,7 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         Span<ulong> gpas = stackalloc ulong[(int)size];   // at most 64 (an FXSAVE piece, MOVDIR64B)
         for (uint i = 0; i < size; i++)
         {
-            var walk = PageWalker.Translate(_memory, _f.Mode[v], _f.Cr3[v], linear + i, DataAccess(v, write || IsRmw(in _f.Acc[v])), out gpas[(int)i]);
+            var walk = PageWalker.Translate(_memory, _f.Mode[v], _f.Row[v].Cr3, linear + i, DataAccess(v, write || IsRmw(in _f.Acc[v])), out gpas[(int)i]);
             if (!walk.IsOk) { InjectWalkFault(cpu, v, walk); return; }
             if (!_host.IsRam(v, gpas[(int)i], 1)) { InjectException(cpu, v, VectorGp, 0); return; }
         }
@@ -548,8 +556,9 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
     /// <summary>An access nobody registered: forward to the host (default) or re-inject #VC/#VE.</summary>
     public void Unowned(int cpu, int v, EventKind kind, ulong addr, bool write, ulong data)
     {
+        ref var row = ref _f.Row[v];
         // Re-injection hands the whole instruction to the guest, so only before anything of it was done.
-        if (_host.Reinjects(v) && _f.FirstElement[v])
+        if (_host.Reinjects(v) && row.FirstElement)
         {
             byte vector = _tdp ? VectorVe : VectorVc;
             Stats.Add(cpu, Counter.Reinjected);
@@ -558,14 +567,14 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
             EndExit(cpu, v, ExitKind.Reinjected, countCompleted: false);
             return;
         }
-        _f.Modelled[v] += _forwardCycles;
+        row.Modelled += _forwardCycles;
         Followed(v)?.Step(v, $"nobody registered {kind} 0x{addr:x}: forwarded to the host (+{_forwardCycles} modelled cycles)");
         _host.TraceForward(cpu, v, addr);
         bool ok = _f.Acc[v].Size > 8
             ? _host.ForwardWide(addr, write ? WideWrite(v)[.._f.Acc[v].Size] : WideRead(v)[.._f.Acc[v].Size], write, out ulong value)
             : _host.Forward(kind, addr, _f.Acc[v].Size, write, data, out value);
         if (!ok) Stats.Add(cpu, Counter.ForwardFailures);   // the guest sees all-ones for a read, a dropped write
-        _f.Forwarded[v] = true;
+        row.Forwarded = true;
         SideDone(cpu, v, write ? 0 : ok ? value : AllOnes(_f.Acc[v].Size), write);
     }
 
@@ -578,7 +587,7 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void SideDone(int cpu, int v, ulong value, bool write)
     {
-        if (_f.HardwareCompletes[v]) HardwareDone(cpu, v, value, write);
+        if (_f.Row[v].HardwareCompletes) HardwareDone(cpu, v, value, write);
         else if (write) AfterWrite(cpu, v);
         else AfterRead(cpu, v, value);
     }
@@ -593,8 +602,9 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     void AfterRead(int cpu, int v, ulong value)
     {
+        ref var row = ref _f.Row[v];
         ref readonly var d = ref _f.Acc[v];
-        _f.Value[v] = value;
+        row.Value = value;
         // The common read (MOV/MOVZX/MOVSX/IN into a register): the executor's load, without the general path's copies.
         if (d.Kind is AccessKind.Read or AccessKind.ReadZx or AccessKind.ReadSx or AccessKind.In)
         {
@@ -603,8 +613,8 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
             if (d.Lock) { AfterWrite(cpu, v); return; }
             // AfterWrite for a one-element form with nothing pending or held (no LOCK, no read-modify-write, not FX or a
             // string: EndExit released what an earlier instruction held): the element ends, the instruction finishes.
-            _f.Phase[v] = ElementPhase.None;
-            _f.FirstElement[v] = false;
+            row.Phase = ElementPhase.None;
+            row.FirstElement = false;
             FinishInstruction(cpu, v);
             return;
         }
@@ -614,18 +624,18 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         {
             ulong store = WriteBack.StoreValue(in d, State.Gprs(v));
             if (Followed(v) is { } ts) NarrateValue(ts, v, value, true, store);
-            _f.Phase[v] = ElementPhase.Write;
-            _f.WriteValue[v] = store;
+            row.Phase = ElementPhase.Write;
+            row.WriteValue = store;
             Access(cpu, v, d.Kind == AccessKind.Out ? Side.Port : Side.Memory, write: true, store);
             return;
         }
         var (_, writeSide) = SidesOf(in d);
         bool write = writeSide != Side.None;
         // CMPS reads twice per element: the rSI side first, then the ES:rDI side, then the flags.
-        if (d.Kind == AccessKind.Cmps && _f.Phase[v] == ElementPhase.Read)
+        if (d.Kind == AccessKind.Cmps && row.Phase == ElementPhase.Read)
         {
             _f.CmpsSource[v] = value;
-            _f.Phase[v] = ElementPhase.Read2;
+            row.Phase = ElementPhase.Read2;
             Access(cpu, v, Side.Memory, write: false, 0);
             return;
         }
@@ -635,17 +645,18 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         if (writeSide == Side.Memory) write = w;
         if (Followed(v) is { } tv) NarrateValue(tv, v, value, write, toWrite);
         if (!write) { AfterWrite(cpu, v); return; }
-        _f.Phase[v] = ElementPhase.Write;
-        _f.WriteValue[v] = toWrite;
+        row.Phase = ElementPhase.Write;
+        row.WriteValue = toWrite;
         Access(cpu, v, writeSide, write: true, toWrite);
     }
 
     /// <summary>The element is done: step string registers, repeat, or finish. Kernel-emulated exits only.</summary>
     void AfterWrite(int cpu, int v)
     {
+        ref var row = ref _f.Row[v];
         ref readonly var d = ref _f.Acc[v];
-        _f.Phase[v] = ElementPhase.None;
-        _f.FirstElement[v] = false;
+        row.Phase = ElementPhase.None;
+        row.FirstElement = false;
         CommitPending(v);
         ReleaseHeld(v);
         if (IsFx(d.Kind)) { FxNextPiece(cpu, v); return; }
@@ -655,7 +666,7 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
             if (_f.Fault[v].SingleStep) { SingleStepTrap(cpu, v); EndExit(cpu, v, KindOf(d, _f.Exit[v]), countCompleted: true); return; }
             // Why: a REP run longer than MaxRepPerExit ends this exit with RIP unchanged; the guest re-executes the
             // instruction, exits again and the count resumes where it stopped, so one exit never runs unbounded.
-            if (++_f.RepElements[v] < MaxRepPerExit) { StartElement(cpu, v); return; }
+            if (++row.RepElements < MaxRepPerExit) { StartElement(cpu, v); return; }
             Stats.Add(cpu, Counter.RepResumed);
             EndExit(cpu, v, KindOf(d, _f.Exit[v]), countCompleted: true);
             return;
@@ -676,8 +687,9 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     void EndInstruction(int cpu, int v)
     {
-        bool forwarded = _f.Forwarded[v];
-        _f.Forwarded[v] = false;
+        ref var row = ref _f.Row[v];
+        bool forwarded = row.Forwarded;
+        row.Forwarded = false;
         if (forwarded) Stats.Add(cpu, Counter.Forwarded);
         EndExit(cpu, v, forwarded ? ExitKind.Forwarded : KindOf(_f.Acc[v], _f.Exit[v]), countCompleted: !forwarded);
     }
@@ -699,19 +711,24 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
     [MethodImpl(MethodImplOptions.AggressiveInlining)]   // into AfterRead's completion and the other stages' ends (see AfterRead)
     void EndExit(int cpu, int v, ExitKind kind, bool countCompleted)
     {
-        _f.Pend[v] = false;   // a fault or a give-up after the read: nothing of the instruction is committed
+        ref var row = ref _f.Row[v];
+        row.Pend = false;   // a fault or a give-up after the read: nothing of the instruction is committed
         ReleaseHeld(v);
         if (countCompleted) Stats.Add(cpu, Counter.Completed);
         EndSegment(cpu, v);
-        Record(cpu, v, kind);
-        if (Followed(v) is { } t) NarrateDone(t, v, kind);
+        Stats.Record(cpu, kind, row.Timed, row.Measured, row.Modelled, row.Hardware);   // Record, from the row in hand
+        if ((row.Follow & ExitRules.FollowNarrate) != 0 && _host.Narrator is { } t) NarrateDone(t, v, kind);
         _host.TraceComplete(cpu, v, kind);
         _host.Reenter(v);
     }
 
     /// <summary>The exit is counted under its kind with its modelled (and hardware) sample; a timed one keeps its measured sample too.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    void Record(int cpu, int v, ExitKind kind) => Stats.Record(cpu, kind, _f.Timed[v], _f.Measured[v], _f.Modelled[v], _f.Hardware[v]);
+    void Record(int cpu, int v, ExitKind kind)
+    {
+        ref readonly var row = ref _f.Row[v];
+        Stats.Record(cpu, kind, row.Timed, row.Measured, row.Modelled, row.Hardware);
+    }
 
     void InjectWalkFault(int cpu, int v, in WalkResult fault)
     {
@@ -727,7 +744,7 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         if (Marked(v)) _host.MarkFault(cpu, v, vector);
         // EVENTINJ format (as SVM's): error code in bits 63:32, valid 31, has-error 11, type 10:8, vector 7:0.
         State.SetPendingEvent(v, (ulong)(errorCode ?? 0) << 32 | PendingEventValid | EventTypeException | (errorCode.HasValue ? EventHasErrorCode : 0) | vector);
-        _f.Forwarded[v] = false;
+        _f.Row[v].Forwarded = false;
         EndExit(cpu, v, ExitKind.Faulted, countCompleted: false);
     }
 }

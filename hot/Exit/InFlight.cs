@@ -26,61 +26,37 @@ public readonly struct InFlight
     {
         int n = Math.Max(1, vcpus);
         Count = n;
-        Acc = new(n); Exit = new(n); Phase = new(n);
-        Value = new(n); WriteValue = new(n); SegBase = new(n); EsBase = new(n);
-        Mode = new(n); Cr3 = new(n);
-        Measured = new(n); SegStart = new(n); Timed = new(n); Modelled = new(n); Hardware = new(n); HwRead = new(n); HwGprs = new(n, 16); HwFlags = new(n); HwReadEnd = new(n);
-        FirstElement = new(n); HardwareCompletes = new(n); Follow = new(n); RepElements = new(n); Forwarded = new(n); TdRead0 = new(n);
-        ReqKind = new(n); ReqAddr = new(n); ReqSize = new(n); ReqWrite = new(n); ReqData = new(n); ReqOwner = new(n);
+        Row = new(n); Acc = new(n); Exit = new(n); Mode = new(n); Fault = new(n);
+        HwRead = new(n); HwGprs = new(n, 16); HwFlags = new(n); HwReadEnd = new(n); TdRead0 = new(n);
         Answer = new(n); AnswerMismatch = new(n);
-        Fault = new(n); CheckElements = new(n);
-        Wide = new(n, 128); PendGprs = new(n, 16); PendFlags = new(n); Pend = new(n); CmpsSource = new(n); LockRetries = new(n);
+        Wide = new(n, 128); PendGprs = new(n, 16); PendFlags = new(n); CmpsSource = new(n);
         FxImage = new(n, X87.ImageSize); FxPiece = new(n);
-        Memo = new(n, MemoWays); MemoArmed = new(n); MemoHeld = new(n);
-        StackGpa = new(n, 2); StackSplit = new(n); StackValue = new(n); BranchTarget = new(n); Branch = new(n); Shadow = new(n);
+        Memo = new(n, MemoWays);
+        StackGpa = new(n, 2); StackSplit = new(n); StackValue = new(n); BranchTarget = new(n); Branch = new(n);
     }
 
     /// <summary>vCPUs (rows).</summary>
     public int Count { get; }
+
+    /// <summary>
+    /// The scalars of the instruction in flight that nearly every exit reads or writes, one <see cref="InFlightRow"/>
+    /// per vCPU. Why one column for them and not one each: an exit touched ~28 of these, each a base load from this
+    /// struct and a 128-byte line pair of its own; a stage now takes <c>ref _f.Row[v]</c> once and reaches each field at a
+    /// constant offset (one line pair per vCPU, still apart from every other vCPU's). The wider, rarer columns stay below.
+    /// </summary>
+    public readonly VcpuColumn<InFlightRow> Row;
 
     // ---- the instruction ------------------------------------------------------------------------
     /// <summary>The decoded instruction.</summary>
     public readonly VcpuColumn<DecodedAccess> Acc;
     /// <summary>The exit record the backend filled.</summary>
     public readonly VcpuColumn<ExitRecord> Exit;
-    /// <summary>The hardware finishes this exit's instruction (KVM: <c>ExitFlags.HardwareCompletes</c>): read once at the exit, it picks the pipeline.</summary>
-    public readonly VcpuColumn<bool> HardwareCompletes;
-    /// <summary>Which tracers follow this exit (bit flags the kernel defines), decided once when the exit is taken.</summary>
-    public readonly VcpuColumn<byte> Follow;
-    /// <summary>The element's side now running.</summary>
-    public readonly VcpuColumn<ElementPhase> Phase;
-    /// <summary>The value read in this element, and the value to write in it.</summary>
-    public readonly VcpuColumn<ulong> Value, WriteValue;
-    /// <summary>Base of the memory operand's segment (string sources), and ES's (string destinations).</summary>
-    public readonly VcpuColumn<ulong> SegBase, EsBase;
-    /// <summary>Paging mode and CR3 read at the start of the exit (the data side walks with them).</summary>
+    /// <summary>Paging mode read at the start of the exit (the data side walks with it and <see cref="InFlightRow.Cr3"/>).</summary>
     public readonly VcpuColumn<PagingMode> Mode;
-    public readonly VcpuColumn<ulong> Cr3;
-    /// <summary>True until the first element is done (re-injection is only allowed before anything happened).</summary>
-    public readonly VcpuColumn<bool> FirstElement;
-    /// <summary>REP elements run in this exit (bounded per exit).</summary>
-    public readonly VcpuColumn<int> RepElements;
-    /// <summary>Some side of this instruction went to the host.</summary>
-    public readonly VcpuColumn<bool> Forwarded;
     /// <summary>What the fault checks need, fixed at the start of the instruction (hot/Emulate/Faults.cs).</summary>
     public readonly VcpuColumn<FaultContext> Fault;
-    /// <summary><see cref="FaultContext.ChecksNeeded"/> for this instruction: the elements run the fault checks.</summary>
-    public readonly VcpuColumn<bool> CheckElements;
 
     // ---- accounting ------------------------------------------------------------------------------
-    /// <summary>TSC ticks of kernel code for this exit, and the start of the segment now running (0: none).</summary>
-    public readonly VcpuColumn<long> Measured, SegStart;
-    /// <summary>This exit is timed (<see cref="ExitStats.TimeThis"/>): its segments read the TSC and it keeps a sample.</summary>
-    public readonly VcpuColumn<bool> Timed;
-    /// <summary>Modelled platform cycles of this exit.</summary>
-    public readonly VcpuColumn<long> Modelled;
-    /// <summary>The hardware round trip (KVM: TSC around KVM_RUN), else 0.</summary>
-    public readonly VcpuColumn<long> Hardware;
     /// <summary>The value the last hardware-completed read returned (checks an ALU's write).</summary>
     public readonly VcpuColumn<ulong> HwRead;
     /// <summary>
@@ -94,12 +70,6 @@ public readonly struct InFlight
     public readonly VcpuColumn<long> TdRead0;
 
     // ---- the request to a device (kept so it can queue behind another vCPU's) ----------------------
-    public readonly VcpuColumn<EventKind> ReqKind;
-    public readonly VcpuColumn<ulong> ReqAddr;
-    public readonly VcpuColumn<byte> ReqSize;
-    public readonly VcpuColumn<bool> ReqWrite;
-    public readonly VcpuColumn<ulong> ReqData;
-    public readonly VcpuColumn<int> ReqOwner;
     /// <summary>A device's answer posted from another CPU, applied when the owning CPU takes the message.</summary>
     public readonly VcpuColumn<ulong> Answer;
     /// <summary>With <see cref="Answer"/>: the model answered a locked write with a mismatch (compare-and-write failed).</summary>
@@ -118,10 +88,6 @@ public readonly struct InFlight
     public readonly VcpuWays<PlainMemo> Memo;
     /// <summary>The memo entry of vCPU <paramref name="v"/>'s instruction at <paramref name="rip"/> (tests, tools).</summary>
     public ref PlainMemo MemoAt(int v, ulong rip) => ref Memo.At(v, MemoSlot(rip));
-    /// <summary>Slot + 1 of the entry this exit's front end stored a key in, for its MMIO or port side to complete; 0: none.</summary>
-    public readonly VcpuColumn<int> MemoArmed;
-    /// <summary>Slot + 1 of the entry whose derivation the columns above (Acc, Mode, Cr3, Fault, ...) hold; 0: none.</summary>
-    public readonly VcpuColumn<int> MemoHeld;
 
     // ---- PUSH/POP/CALL/JMP m: the stack slot and the branch (ExitPipeline.Stack.cs) -----------------------
     /// <summary>v*2: GPA of the stack slot's first byte, and of its first byte on the next page when it crosses.</summary>
@@ -133,8 +99,6 @@ public readonly struct InFlight
     /// <summary>CALL/JMP: the RIP the instruction loads, and whether it loads one.</summary>
     public readonly VcpuColumn<ulong> BranchTarget;
     public readonly VcpuColumn<bool> Branch;
-    /// <summary>MOV SS/LSS: the kernel set the interrupt shadow when it completed this vCPU's last instruction.</summary>
-    public readonly VcpuColumn<bool> Shadow;
 
     // ---- wide elements, pending state, LOCK (ExitPipeline.Wide.cs) --------------------------------------
     /// <summary>Bytes [0,64): the wide element's value read; [64,128): the value to write.</summary>
@@ -145,16 +109,70 @@ public readonly struct InFlight
     /// <summary>The registers a read-modify-write commits when its write is done, and its flags.</summary>
     public readonly VcpuWays<ulong> PendGprs;
     public readonly VcpuColumn<ulong> PendFlags;
-    /// <summary>A pending copy is waiting for the write.</summary>
-    public readonly VcpuColumn<bool> Pend;
     /// <summary>CMPS: the rSI element, read first.</summary>
     public readonly VcpuColumn<ulong> CmpsSource;
-    /// <summary>Compare-and-write attempts against a device in this exit.</summary>
-    public readonly VcpuColumn<int> LockRetries;
 
     // ---- FXSAVE/FXRSTOR as 64-byte pieces (ExitPipeline.X87.cs) ----------------------------------------------
     /// <summary>The FXSAVE image being written, or the FXRSTOR image being read.</summary>
     public readonly VcpuWays<byte> FxImage;
     /// <summary>The piece in flight.</summary>
     public readonly VcpuColumn<byte> FxPiece;
+}
+
+/// <summary>
+/// One vCPU's entry of <see cref="InFlight.Row"/>: the scalars of its instruction in flight that the common exit reads or
+/// writes, together in 123 bytes (one 128-byte line pair: tests/Layout/VcpuColumnLayoutTests.cs). Owned, as every InFlight column, by the vCPU's CPU.
+/// </summary>
+public struct InFlightRow
+{
+    // ---- the instruction ------------------------------------------------------------------------
+    /// <summary>The value read in this element, and the value to write in it.</summary>
+    public ulong Value, WriteValue;
+    /// <summary>Base of the memory operand's segment (string sources), and ES's (string destinations).</summary>
+    public ulong SegBase, EsBase;
+    /// <summary>CR3 read at the start of the exit (the data side walks with it and <see cref="InFlight.Mode"/>).</summary>
+    public ulong Cr3;
+
+    // ---- accounting ------------------------------------------------------------------------------
+    /// <summary>TSC ticks of kernel code for this exit, and the start of the segment now running (0: none).</summary>
+    public long Measured, SegStart;
+    /// <summary>Modelled platform cycles of this exit.</summary>
+    public long Modelled;
+    /// <summary>The hardware round trip (KVM: TSC around KVM_RUN), else 0.</summary>
+    public long Hardware;
+
+    // ---- the request to a device (kept so it can queue behind another vCPU's) ----------------------
+    public ulong ReqAddr, ReqData;
+    public int ReqOwner;
+    public EventKind ReqKind;
+
+    /// <summary>REP elements run in this exit (bounded per exit).</summary>
+    public int RepElements;
+    /// <summary>Slot + 1 of the memo entry this exit's front end stored a key in, for its MMIO or port side to complete; 0: none.</summary>
+    public int MemoArmed;
+    /// <summary>Slot + 1 of the memo entry whose derivation the columns (Acc, Mode, Cr3, Fault, ...) hold; 0: none.</summary>
+    public int MemoHeld;
+    /// <summary>Compare-and-write attempts against a device in this exit.</summary>
+    public int LockRetries;
+
+    /// <summary>The hardware finishes this exit's instruction (KVM: <c>ExitFlags.HardwareCompletes</c>): read once at the exit, it picks the pipeline.</summary>
+    public bool HardwareCompletes;
+    /// <summary>Which tracers follow this exit (bit flags the kernel defines), decided once when the exit is taken.</summary>
+    public byte Follow;
+    /// <summary>The element's side now running.</summary>
+    public ElementPhase Phase;
+    /// <summary>True until the first element is done (re-injection is only allowed before anything happened).</summary>
+    public bool FirstElement;
+    /// <summary>Some side of this instruction went to the host.</summary>
+    public bool Forwarded;
+    /// <summary><see cref="FaultContext.ChecksNeeded"/> for this instruction: the elements run the fault checks.</summary>
+    public bool CheckElements;
+    /// <summary>This exit is timed (<see cref="ExitStats.TimeThis"/>): its segments read the TSC and it keeps a sample.</summary>
+    public bool Timed;
+    /// <summary>A pending copy (<see cref="InFlight.PendGprs"/>) is waiting for the write.</summary>
+    public bool Pend;
+    /// <summary>MOV SS/LSS: the kernel set the interrupt shadow when it completed this vCPU's last instruction.</summary>
+    public bool Shadow;
+    public byte ReqSize;
+    public bool ReqWrite;
 }

@@ -22,18 +22,19 @@ public sealed partial class Kernel
 
     void Request(Cpu cpu, int v, int owner, EventKind kind, ulong addr, bool write, ulong data)
     {
+        ref var row = ref _f.Row[v];
         var vc = VcpuAt(v);
         var e = vc.Vm.OwnerOf(owner);
         if (e is null) { _pipe.Unowned(cpu.Index, v, kind, addr, write, data); return; }
         ref readonly var f = ref _f;
         byte size = (byte)_pipe.ElementSize(v);
-        f.ReqKind[v] = kind; f.ReqAddr[v] = addr; f.ReqSize[v] = size; f.ReqWrite[v] = write; f.ReqData[v] = data; f.ReqOwner[v] = owner;
+        row.ReqKind = kind; row.ReqAddr = addr; row.ReqSize = size; row.ReqWrite = write; row.ReqData = data; row.ReqOwner = owner;
         // Only this exit changes the state of a vCPU that is in an exit (Runnable here; Dead is set by
         // this CPU too): a store to the vCPU's own word instead of its lock (SetRun says why no CAS).
         SetRun(vc, VcpuRun.Runnable, VcpuRun.WaitingDevice);
         Stats.Add(cpu.Index, Counter.DeviceRoundTrips);
         // The model's answer costs it one syscall (its next WAIT_FOR_EVENT or EVENT_SIGNAL).
-        f.Modelled[v] += Cost.SyscallCycles;
+        row.Modelled += Cost.SyscallCycles;
         // The common transition: nothing in flight, nothing queued or held, the model alive. The claim is the check.
         int seen = Volatile.Read(ref e.Slot);
         if ((seen & (EventObject.SlotInflight | EventObject.SlotRare)) != 0 || !e.TryClaim(seen))
@@ -52,7 +53,7 @@ public sealed partial class Kernel
         if (Followed(v) is { } tracer) NarrateDelivery(tracer, v, e, addr, write, data, wake);
         if (wake is not null)
         {
-            if (wake.Cpu != VcpuAt(v).Cpu) { _f.Modelled[v] += Cost.CrossCpuWakeCycles; Stats.Add(cpu.Index, Counter.CrossCpuWakes); }
+            if (wake.Cpu != VcpuAt(v).Cpu) { row.Modelled += Cost.CrossCpuWakeCycles; Stats.Add(cpu.Index, Counter.CrossCpuWakes); }
             WakeThread(wake, 1, VcpuAt(v).Cpu);   // the model runs where the exit happened
         }
     }
@@ -60,7 +61,7 @@ public sealed partial class Kernel
     // Narration out of line: its interpolated strings would otherwise give the hot method a larger frame to zero on every call.
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
     void NarrateDelivery(IExitTracer tracer, int v, EventObject e, ulong addr, bool write, ulong data, KThread? wake) =>
-        tracer.Step(v, $"deliver: {e.Describe()} event area seq {e.Area.Sequence}: {(write ? "write" : "read")} 0x{addr:x} size {_f.ReqSize[v]}{(write ? $" data 0x{data:x}" : "")}; {(wake is null ? "no thread waiting yet (it will find it)" : $"waking thread {wake.Id} on cpu {_vcpus[v].Cpu}")}");
+        tracer.Step(v, $"deliver: {e.Describe()} event area seq {e.Area.Sequence}: {(write ? "write" : "read")} 0x{addr:x} size {_f.Row[v].ReqSize}{(write ? $" data 0x{data:x}" : "")}; {(wake is null ? "no thread waiting yet (it will find it)" : $"waking thread {wake.Id} on cpu {_vcpus[v].Cpu}")}");
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
     void NarrateAnswer(IExitTracer tracer, int v, ulong value, Cpu? here) =>
@@ -69,8 +70,9 @@ public sealed partial class Kernel
     /// <summary>Writes vCPU <paramref name="v"/>'s queued request (from its row) into the area. Caller holds the object's claim.</summary>
     void FillArea(EventObject e, int v)
     {
+        ref var row = ref _f.Row[v];
         ref readonly var f = ref _f;
-        FillArea(e, v, f.ReqKind[v], f.ReqAddr[v], f.ReqSize[v], f.ReqWrite[v], f.ReqData[v]);
+        FillArea(e, v, row.ReqKind, row.ReqAddr, row.ReqSize, row.ReqWrite, row.ReqData);
     }
 
     /// <summary>Writes vCPU <paramref name="v"/>'s request into the area. Caller holds the object's claim. Inlined into
@@ -101,7 +103,7 @@ public sealed partial class Kernel
         {
             // The write carries what the locked read returned: the model applies it only if the location still holds that.
             if (size > 8) { a.Expected = BitConverter.ToUInt64(WideRead(v)); a.ExpectedHigh = BitConverter.ToUInt64(WideRead(v)[8..]); }
-            else { a.Expected = f.Value[v]; a.ExpectedHigh = 0; }
+            else { a.Expected = f.Row[v].Value; a.ExpectedHigh = 0; }
         }
         a.Count = str && d.Rep ? (uint)ExitRules.Masked(State.Gpr(v, 1), d.AddressSize) : 1;
         a.PublishState(EventState.Pending);   // release: the fields above are visible first
@@ -112,7 +114,7 @@ public sealed partial class Kernel
     /// <summary>vCPU <paramref name="v"/>'s access in a device is a locked one the kernel emulates (a LOCK prefix, not
     /// completed by the hardware): its delivery is flagged Locked, and its write's answer may be Mismatch.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    bool LockedAccess(int v) => _f.Acc[v].Lock && !_f.HardwareCompletes[v];
+    bool LockedAccess(int v) => _f.Acc[v].Lock && !_f.Row[v].HardwareCompletes;
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]   // its one caller is WaitForEvent: one frame fewer per model call
     ValueTask<long> WaitEvent(KThread t, EventObject e, Cpu? here)
@@ -183,7 +185,7 @@ public sealed partial class Kernel
         int seen = Volatile.Read(ref e.Slot);
         if ((seen & EventObject.SlotInflight) == 0 || e.Area.ReadState() != EventState.Done) return;
         // The vCPU in the slot wrote its Timed column before its delivery published the area (read here for the clock only).
-        long t0 = _f.Timed[(seen & EventObject.SlotInflight) - 1] ? (long)Tsc.Read() : 0;
+        long t0 = _f.Row[(seen & EventObject.SlotInflight) - 1].Timed ? (long)Tsc.Read() : 0;
         // The common transition: the access in flight answered, nothing queued or held. The claim is the check.
         bool rare = (seen & EventObject.SlotRare) != 0 || !e.TryClaim(seen);
         if (rare)
@@ -192,12 +194,13 @@ public sealed partial class Kernel
             if (e.Inflight < 0 || e.Area.ReadState() != EventState.Done) { e.Publish(); return; }
         }
         int v = e.Inflight, wakeCpu = 0;
+        ref var row = ref _f.Row[v];
         // The model's answer is Data (or the payload) and, for a locked write, Result; what the access was (its size, its
         // direction, whether it is locked) is the kernel's own record, not the area's copy, which the model may rewrite.
         ulong value = e.Area.Data;
-        bool locked = LockedAccess(v), wrote = _f.ReqWrite[v];
+        bool locked = LockedAccess(v), wrote = row.ReqWrite;
         bool mismatch = locked && wrote && e.Area.Result == LockResult.Mismatch;
-        int size = _f.ReqSize[v];
+        int size = row.ReqSize;
         if (size > 8 && (!wrote || mismatch)) WideFromArea(v, size, in e.Area);
         e.Area.State = EventState.Idle;
         e.Inflight = -1;
@@ -221,7 +224,7 @@ public sealed partial class Kernel
         if (Followed(v) is { } tracer) NarrateAnswer(tracer, v, value, here);
         int owner = VcpuAt(v).Cpu;
         if (here is not null && here.Index != owner) { PostAnswer(here, v, value, mismatch); return; }
-        _f.SegStart[v] = t0;   // the completion is kernel work of this exit, from the claim on
+        row.SegStart = t0;   // the completion is kernel work of this exit, from the claim on
         ContinueAfterDevice(here ?? Cpus[owner], v, value, mismatch);
     }
 
@@ -234,7 +237,7 @@ public sealed partial class Kernel
         _f.Answer[v] = value;   // published by the inbox's release; read after the owner's acquire
         _f.AnswerMismatch[v] = lockMismatch;
         Stats.Add(from.Index, Counter.CrossCpuWakes);
-        _f.Modelled[v] += Cost.CrossCpuWakeCycles;
+        _f.Row[v].Modelled += Cost.CrossCpuWakeCycles;
         Cpus[_vcpus[v].Cpu].Post(new CpuMessage(CpuMessageKind.Answer, v));
     }
 
@@ -246,13 +249,14 @@ public sealed partial class Kernel
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]   // into the completion: one call fewer per exit
     void ContinueAfterDevice(Cpu cpu, int v, ulong value, bool lockMismatch = false)
     {
-        if (_f.Timed[v] && _f.SegStart[v] == 0) _f.SegStart[v] = (long)Tsc.Read();
+        ref var row = ref _f.Row[v];
+        if (row.Timed && row.SegStart == 0) row.SegStart = (long)Tsc.Read();
         // The completion took this access out of the event object under its claim, so VM_CONTROL Stop
         // can no longer abandon it: nothing else writes the state now but this store.
         SetRun(VcpuAt(v), VcpuRun.WaitingDevice, VcpuRun.Runnable);
         // Back into the pipeline (hot/Exit/ExitPipeline.cs) where the element left it.
-        if (_f.ReqWrite[v] && lockMismatch) _pipe.LockMismatch(cpu.Index, v, value & ExitRules.AllOnes(_f.ReqSize[v]));
-        else _pipe.SideDone(cpu.Index, v, _f.ReqWrite[v] ? 0 : value & ExitRules.AllOnes(_f.ReqSize[v]), _f.ReqWrite[v]);
+        if (row.ReqWrite && lockMismatch) _pipe.LockMismatch(cpu.Index, v, value & ExitRules.AllOnes(row.ReqSize));
+        else _pipe.SideDone(cpu.Index, v, row.ReqWrite ? 0 : value & ExitRules.AllOnes(row.ReqSize), row.ReqWrite);
         _pipe.EndSegment(cpu.Index, v);
     }
 
@@ -287,16 +291,17 @@ public sealed partial class Kernel
 
     void AnswerLost(Cpu cpu, int v, EventObject e)
     {
+        ref var row = ref _f.Row[v];
         Stats.Add(cpu.Index, Counter.DevicesLost);
         var vc = _vcpus[v];
         lock (vc)
         {
             ref var page = ref vc.Page;
-            page.LostAddress = _f.ReqAddr[v];
-            page.LostKind = _f.ReqKind[v];
+            page.LostAddress = row.ReqAddr;
+            page.LostKind = row.ReqKind;
             page.LostCount++;
         }
-        if (_f.ReqSize[v] > 8 && !_f.ReqWrite[v]) WideRead(v).Fill(0xFF);   // a wide read of nothing: all ones too
+        if (row.ReqSize > 8 && !row.ReqWrite) WideRead(v).Fill(0xFF);   // a wide read of nothing: all ones too
         var here = CurrentCpu;
         if (here is not null && here.Index != vc.Cpu) { PostAnswer(here, v, ulong.MaxValue); return; }
         ContinueAfterDevice(cpu, v, ulong.MaxValue);
@@ -387,7 +392,7 @@ public sealed partial class Kernel
             bool abandoned = false;
             if (vc.Run == VcpuRun.WaitingDevice)
             {
-                var e = vm.OwnerOf(_f.ReqOwner[v]);
+                var e = vm.OwnerOf(_f.Row[v].ReqOwner);
                 if (e is not null)
                 {
                     e.Seize();

@@ -45,13 +45,13 @@ public sealed partial class Kernel
     static int Here => CurrentCpu?.Index ?? -1;
     /// <summary>The narrating tracer when vCPU <paramref name="v"/>'s exit is followed, else null (a stage's one test).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    IExitTracer? Followed(int v) => (_f.Follow[v] & ExitRules.FollowNarrate) != 0 ? Tracer : null;
+    IExitTracer? Followed(int v) => (_f.Row[v].Follow & ExitRules.FollowNarrate) != 0 ? Tracer : null;
 
     /// <summary>A stage boundary of vCPU <paramref name="v"/>'s exit, for the display tracer if it follows the exit (a stage's one test).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     void Mark(Cpu cpu, int v, TraceKind kind, long a = 0)
     {
-        if ((_f.Follow[v] & ExitRules.FollowMark) != 0) _marks!.Mark(cpu, cpu.Clock, kind, v, a);
+        if ((_f.Row[v].Follow & ExitRules.FollowMark) != 0) _marks!.Mark(cpu, cpu.Clock, kind, v, a);
     }
 
     /// <summary>Called once, at the first exit (the run command snapshots the process tree there).</summary>

@@ -82,6 +82,11 @@ public class VcpuColumnLayoutTests
         Assert.True(columns >= 60, $"only {columns} columns found: the tables' fields moved out of sight of this test");
     }
 
+    /// <summary>The exit's scalars share one line pair per vCPU (InFlight.Row): a field that pushed the row past 128 bytes
+    /// would double what every exit touches.</summary>
+    [Fact]
+    public void The_in_flight_row_is_one_line_pair() => Assert.Equal(CacheLine.Separation, VcpuColumn<InFlightRow>.Stride);
+
     [Fact]
     public void The_state_stores_accounting_slots_keep_vcpus_128_bytes_apart()
     {
