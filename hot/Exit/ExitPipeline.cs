@@ -143,13 +143,13 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
     {
         _host.ExitTaken(rec.Vcpu);
         bool tracing = _host.Tracing;   // read once: the exit's timing and its following decided on the same answer
-        // Timed: one exit in Stats.TimeEvery, or every exit while a tracer or the display marks are on.
-        bool timed = tracing || Stats.TimeThis(cpu);
+        // Counted before the tracers' check, which numbers the exit by the count. Timed: one exit in Stats.TimeEvery, or
+        // every exit while a tracer or the display marks are on.
+        bool timed = Stats.TakeExit(cpu, CounterOf(rec.Reason), timeAll: tracing);
         long t0 = timed ? (long)Tsc.Read() : 0;
         int v = rec.Vcpu;
         ref var row = ref _f.Row[v];
         State.OnExit(v);   // TDG.VP.RDs since the last charge (the entry's, e.g. the interrupt check) go to this exit
-        Stats.AddTaken(cpu, CounterOf(rec.Reason));   // before the tracers' check, which numbers the exit by the count
         if (_firstExit == 0 && Interlocked.Exchange(ref _firstExit, 1) == 0) _host.FirstExit();
         // The tracers' one check per exit; the stages then test the vCPU's flag.
         row.Follow = tracing ? _host.Follow(cpu, in rec, entryTd) : (byte)0;

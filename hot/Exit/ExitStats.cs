@@ -55,20 +55,25 @@ public sealed unsafe class ExitStats
         else Interlocked.Add(ref _lanes[_cpus * LaneWords + Pad + (int)c], n);
     }
 
-    /// <summary>An exit taken: <see cref="Counter.Taken"/> and its reason's counter, with one lane computation (both are
-    /// added on every exit, so the pair costs one bounds test and one address, not two).</summary>
+    /// <summary>
+    /// An exit taken on CPU <paramref name="cpu"/>: counts <see cref="Counter.Taken"/> and its reason's counter, and says
+    /// whether it is timed: always when <paramref name="timeAll"/> (a tracer is on), else <see cref="TimeThis"/>'s draw.
+    /// One lane computation for the three (each is made on every exit). A caller outside both drivers is counted in the
+    /// shared lane, and timed.
+    /// </summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    public void AddTaken(int cpu, Counter reason)
+    public bool TakeExit(int cpu, Counter reason, bool timeAll)
     {
-        if ((uint)cpu < (uint)_cpus)
+        if ((uint)cpu >= (uint)_cpus)
         {
-            long* counters = _lanes + cpu * LaneWords + Pad;
-            counters[(int)Counter.Taken]++;
-            counters[(int)reason]++;
-            return;
+            Add(cpu, Counter.Taken);
+            Add(cpu, reason);
+            return true;
         }
-        Add(cpu, Counter.Taken);
-        Add(cpu, reason);
+        long* lane = _lanes + cpu * LaneWords;
+        lane[Pad + (int)Counter.Taken]++;
+        lane[Pad + (int)reason]++;
+        return timeAll || Draw(lane);
     }
 
     /// <summary>
@@ -83,7 +88,13 @@ public sealed unsafe class ExitStats
     public bool TimeThis(int cpu)
     {
         if ((uint)cpu >= (uint)_cpus) return true;
-        long* lane = _lanes + cpu * LaneWords;
+        return Draw(_lanes + cpu * LaneWords);
+    }
+
+    /// <summary>One exit of <paramref name="lane"/>'s countdown: true when it reaches the drawn exit (and draws the next).</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    bool Draw(long* lane)
+    {
         if (--lane[CountdownWord] != 0) return false;
         lane[CountdownWord] = NextInterval(ref lane[SamplerWord]);
         return true;

@@ -63,6 +63,30 @@ public sealed class TimedExitTests
         Assert.True(a.TimeThis(2));
     }
 
+    /// <summary>The exit path's one call per exit (ExitStats.TakeExit): the two counts and TimeThis's draw, in one lane.</summary>
+    [Fact]
+    public void Taking_an_exit_counts_it_and_its_reason_and_draws_as_time_this_does()
+    {
+        var taker = new ExitStats(capacity: 0, cpus: 2, timeEvery: 4);
+        var drawer = new ExitStats(capacity: 0, cpus: 2, timeEvery: 4);
+        for (int i = 0; i < 400; i++)
+            Assert.True(drawer.TimeThis(1) == taker.TakeExit(1, i % 3 == 0 ? Counter.Io : Counter.Mmio, timeAll: false), $"draw {i}");
+        Assert.Equal(400, taker.GetOn(1, Counter.Taken));
+        Assert.Equal(134, taker.GetOn(1, Counter.Io));
+        Assert.Equal(266, taker.GetOn(1, Counter.Mmio));
+        Assert.Equal(0, taker.GetOn(0, Counter.Taken));   // CPU 1's lane only
+
+        // A tracer on: every exit timed, and the countdown untouched (the draws after it are the ones TimeThis makes next).
+        for (int i = 0; i < 50; i++) Assert.True(taker.TakeExit(1, Counter.Hlt, timeAll: true));
+        Assert.Equal(50, taker.GetOn(1, Counter.Hlt));
+        for (int i = 0; i < 100; i++) Assert.True(drawer.TimeThis(1) == taker.TakeExit(1, Counter.Mmio, timeAll: false), $"draw {400 + i}");
+
+        // Outside the CPUs: the shared lane, and timed.
+        Assert.True(taker.TakeExit(-1, Counter.Cpuid, timeAll: false));
+        Assert.Equal(1, taker.GetOn(2, Counter.Cpuid));
+        Assert.Equal(551, taker.Taken);
+    }
+
     [Fact]
     public void An_untimed_exit_is_counted_with_its_modelled_sample_and_keeps_no_measured_one()
     {
