@@ -93,9 +93,18 @@ public sealed partial class Kernel
         a.Vcpu = (uint)vc.LocalIndex;
         a.Cpu = (uint)vc.Cpu;
         a.Rip = State.Rip(v);
-        bool str = d.Kind is Hot.Decode.AccessKind.Movs or Hot.Decode.AccessKind.Stos or Hot.Decode.AccessKind.Ins or Hot.Decode.AccessKind.Outs;
-        bool locked = LockedAccess(v);
-        a.Flags = (str ? EventFlags.String : 0) | (d.Rep ? EventFlags.Rep : 0) | (locked ? EventFlags.Locked : 0);
+        // A string, REP or LOCK form is the rare one: the common access is flagged nothing and counted once, by one test.
+        bool locked = false;
+        EventFlags flags = 0;
+        uint count = 1;
+        if (d.Rep || d.Lock || d.Kind is Hot.Decode.AccessKind.Movs or Hot.Decode.AccessKind.Stos or Hot.Decode.AccessKind.Ins or Hot.Decode.AccessKind.Outs)
+        {
+            bool str = d.Kind is Hot.Decode.AccessKind.Movs or Hot.Decode.AccessKind.Stos or Hot.Decode.AccessKind.Ins or Hot.Decode.AccessKind.Outs;
+            locked = LockedAccess(v);
+            flags = (str ? EventFlags.String : 0) | (d.Rep ? EventFlags.Rep : 0) | (locked ? EventFlags.Locked : 0);
+            if (str && d.Rep) count = (uint)ExitRules.Masked(State.Gpr(v, 1), d.AddressSize);
+        }
+        a.Flags = flags;
         a.Result = LockResult.Applied;
         // The size from the argument, not read back from the area: a model thread may write its own memory at any time.
         if (size > 8 && write) WideToArea(v, size, ref a);
@@ -105,7 +114,7 @@ public sealed partial class Kernel
             if (size > 8) { a.Expected = BitConverter.ToUInt64(WideRead(v)); a.ExpectedHigh = BitConverter.ToUInt64(WideRead(v)[8..]); }
             else { a.Expected = f.Row[v].Value; a.ExpectedHigh = 0; }
         }
-        a.Count = str && d.Rep ? (uint)ExitRules.Masked(State.Gpr(v, 1), d.AddressSize) : 1;
+        a.Count = count;
         a.PublishState(EventState.Pending);   // release: the fields above are visible first
         e.Inflight = v;
         e.Delivered++;
