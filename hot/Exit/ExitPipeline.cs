@@ -714,9 +714,8 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         ref var row = ref _f.Row[v];
         row.Pend = false;   // a fault or a give-up after the read: nothing of the instruction is committed
         ReleaseHeld(v);
-        if (countCompleted) Stats.Add(cpu, Counter.Completed);
         EndSegment(cpu, v);
-        Stats.Record(cpu, kind, row.Timed, row.Measured, row.Modelled, row.Hardware);   // Record, from the row in hand
+        Stats.Record(cpu, kind, row.Timed, row.Measured, row.Modelled, row.Hardware, completed: countCompleted);   // Record, from the row in hand
         if ((row.Follow & ExitRules.FollowNarrate) != 0 && _host.Narrator is { } t) NarrateDone(t, v, kind);
         _host.TraceComplete(cpu, v, kind);
         _host.Reenter(v);

@@ -237,14 +237,24 @@ public sealed unsafe class ExitStats
     /// Records one finished exit: the count in the CPU's lane, the modelled (and hardware) sample in the CPU's stripe,
     /// and for a <paramref name="timed"/> exit (<see cref="TimeThis"/>) the measured sample in the CPU's stripe of timed
     /// samples; all with plain stores (the CPU's host thread owns them). A sample past the stripe is counted but not kept.
-    /// A caller outside both drivers (no current CPU) is counted in the shared lane and keeps no sample.
+    /// A caller outside both drivers (no current CPU) is counted in the shared lane and keeps no sample. A
+    /// <paramref name="completed"/> access is also counted under <see cref="Counter.Completed"/>.
     /// </summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]   // into the exit's end (EndExit) and the run-page exit: one frame fewer per exit
-    public void Record(int cpu, ExitKind kind, bool timed, long measuredTicks, long modelledCycles, long hardwareTicks = 0)
+    public void Record(int cpu, ExitKind kind, bool timed, long measuredTicks, long modelledCycles, long hardwareTicks = 0, bool completed = false)
     {
         int k = (int)kind;
-        if ((uint)cpu >= (uint)_cpus) { Interlocked.Increment(ref _lanes[_cpus * LaneWords + KindBase + k]); return; }
-        _lanes[cpu * LaneWords + KindBase + k]++;
+        if ((uint)cpu >= (uint)_cpus)
+        {
+            long* shared = _lanes + _cpus * LaneWords;
+            Interlocked.Increment(ref shared[KindBase + k]);
+            if (completed) Interlocked.Increment(ref shared[Pad + (int)Counter.Completed]);
+            return;
+        }
+        long* lane = _lanes + cpu * LaneWords;
+        lane[KindBase + k]++;
+        // The exit path's Completed count, in the lane already in hand (an Add of its own would compute it again).
+        if (completed) lane[Pad + (int)Counter.Completed]++;
         // Unchecked below: cpu < _cpus (tested above), k < KindCount (an ExitKind), and a sample's index
         // cpu * _stripe + kept < _cpus * _stripe <= Capacity, each array's length (hot/Layout/Unchecked.cs).
         var row = Unchecked.At(_kept, cpu);
@@ -263,7 +273,7 @@ public sealed unsafe class ExitStats
         Volatile.Write(ref keptTimed, keptTimed + 1);
     }
 
-    /// <summary>A timed exit (<see cref="Record(int, ExitKind, bool, long, long, long)"/> with timed true).</summary>
+    /// <summary>A timed exit (<see cref="Record(int, ExitKind, bool, long, long, long, bool)"/> with timed true).</summary>
     public void Record(int cpu, ExitKind kind, long measuredTicks, long modelledCycles, long hardwareTicks = 0) =>
         Record(cpu, kind, timed: true, measuredTicks, modelledCycles, hardwareTicks);
 

@@ -99,6 +99,25 @@ public sealed class ExitStatsRuleTests
         Assert.Equal(0, st.Samples(ExitKind.Msr));
     }
 
+    /// <summary>The exit's end counts a completed access with its record (one lane computation): only when it completed,
+    /// in the recording CPU's lane, or the shared lane outside the CPUs.</summary>
+    [Fact]
+    public void A_completed_exit_is_counted_with_its_record_in_its_own_lane()
+    {
+        var st = new ExitStats(capacity: 4, cpus: 2);
+        st.Record(1, ExitKind.MmioRead, timed: false, 0, 10, completed: true);
+        st.Record(1, ExitKind.Faulted, timed: false, 0, 10);
+        st.Record(0, ExitKind.PortIn, timed: true, 3, 10, completed: true);
+        st.Record(-1, ExitKind.MmioWrite, timed: false, 0, 10, completed: true);
+        st.Record(-1, ExitKind.Forwarded, timed: false, 0, 10, completed: false);
+        Assert.Equal(1, st.GetOn(1, Counter.Completed));
+        Assert.Equal(1, st.GetOn(0, Counter.Completed));
+        Assert.Equal(1, st.GetOn(2, Counter.Completed));   // the shared lane
+        Assert.Equal(3, st.Completed);
+        Assert.Equal(1, st.Count[(int)ExitKind.MmioWrite]);
+        Assert.Equal(1, st.Count[(int)ExitKind.Faulted]);
+    }
+
     [Fact]
     public void Parts_are_each_cpus_kept_samples_without_a_copy()
     {
