@@ -141,8 +141,9 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
     /// </summary>
     public void HandleExit(int cpu, in ExitRecord rec, long entryTd)
     {
-        _host.ExitTaken(rec.Vcpu);
-        bool tracing = _host.Tracing;   // read once: the exit's timing and its following decided on the same answer
+        bool hooked = _host.Hooked;   // false on a normal run: no hook, no tracer, no timed backend
+        if (hooked) _host.ExitTaken(rec.Vcpu);
+        bool tracing = hooked && _host.Tracing;   // read once: the exit's timing and its following decided on the same answer
         // Counted before the tracers' check, which numbers the exit by the count. Timed: one exit in Stats.TimeEvery, or
         // every exit while a tracer or the display marks are on.
         bool timed = Stats.TakeExit(cpu, CounterOf(rec.Reason), timeAll: tracing);
@@ -157,7 +158,7 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         row.Timed = timed;
         row.SegStart = t0;
         row.Modelled = _exitCycles + entryTd * _tdcallCycles;
-        row.Hardware = _host.HardwareTicks(v);
+        row.Hardware = hooked ? _host.HardwareTicks(v) : 0;
         _f.Exit[v] = rec;
         if (row.Shadow) EndShadow(v);
         row.HardwareCompletes = (rec.Flags & ExitFlags.HardwareCompletes) != 0;

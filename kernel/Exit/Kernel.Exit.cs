@@ -21,7 +21,7 @@ public sealed partial class Kernel
     public IGuestBackend? Backend
     {
         get => _backend;
-        set { _backend = value; _timedBackend = value as IHardwareTimedBackend; _replay = value as ReplayBackend; }
+        set { _backend = value; _timedBackend = value as IHardwareTimedBackend; _replay = value as ReplayBackend; UpdateHooks(); }
     }
     IGuestBackend? _backend;
     ReplayBackend? _replay;   // the replay backend called directly (a sealed class): no interface dispatch per exit
@@ -38,9 +38,18 @@ public sealed partial class Kernel
     /// it (<see cref="IExitTracer.Follow"/>); the stages of a followed exit report to it, and their text is built only
     /// then. Null on every normal run.
     /// </summary>
-    public IExitTracer? Tracer { get; set; }
+    public IExitTracer? Tracer { get => _tracer; set { _tracer = value; UpdateHooks(); } }
+    IExitTracer? _tracer;
     /// <summary>The display records' tracer (<see cref="DisplayMarks"/>) when the run keeps its trace (--trace), else null.</summary>
     IExitTracer? _marks;
+
+    /// <summary>
+    /// Something beyond the exit itself asks to see each exit: an <see cref="OnExitTaken"/> hook, a tracer or the display
+    /// marks, or a backend that times its runs. Kept by their setters, so the exit's header tests this one field and,
+    /// when it is false (every normal run), skips the three questions it stands for (~20 instructions per exit).
+    /// </summary>
+    internal bool ExitHooked { get; private set; }
+    void UpdateHooks() => ExitHooked = _onExitTaken is not null || _tracer is not null || _marks is not null || _timedBackend is not null;
     /// <summary>The lane of the CPU this host thread steps (the statistics are per CPU), or -1 outside the drivers.</summary>
     static int Here => CurrentCpu?.Index ?? -1;
     /// <summary>The narrating tracer when vCPU <paramref name="v"/>'s exit is followed, else null (a stage's one test).</summary>
@@ -57,7 +66,8 @@ public sealed partial class Kernel
     /// <summary>Called once, at the first exit (the run command snapshots the process tree there).</summary>
     public Action? OnFirstExit { get; set; }
     /// <summary>Called at the start of every exit, before the kernel touches any state (<c>copra tune</c> takes its snapshots here).</summary>
-    public Action<int>? OnExitTaken { get; set; }
+    public Action<int>? OnExitTaken { get => _onExitTaken; set { _onExitTaken = value; UpdateHooks(); } }
+    Action<int>? _onExitTaken;
     /// <summary>TDCALL counters after boot (the platform's loading of initial state is not the kernel's cost).</summary>
     public (long Reads, long Writes) StateBaseline { get; set; }
 
@@ -79,6 +89,7 @@ public sealed partial class Kernel
             Cost.ExitCycles, Cost.TdcallCycles, Cost.ForwardCycles);
         _f = _pipe.InFlight;
         _marks = Trace.Keep ? new DisplayMarks(Trace) : null;
+        UpdateHooks();
         InitWide(n);
     }
 

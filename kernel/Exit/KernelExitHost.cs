@@ -15,6 +15,11 @@ public sealed partial class Kernel
     /// </summary>
     internal readonly struct KernelExitHost(Kernel k) : IExitHost
     {
+        public bool Hooked
+        {
+            [MethodImpl(MethodImplOptions.AggressiveInlining)]
+            get => k.ExitHooked;
+        }
         public void ExitTaken(int v) => k.OnExitTaken?.Invoke(v);
         public void FirstExit() => k.FirstExitTaken();
         public bool Tracing
