@@ -135,20 +135,27 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
     // ---- taking an exit ----------------------------------------------------------------------
 
     /// <summary>
-    /// Takes the exit the backend just reported for <c>rec.Vcpu</c> on CPU <paramref name="cpu"/> (the guest entry that
-    /// led to it charged <paramref name="entryTd"/> TDG.VP.WRs) and runs it as far as it goes now: to its end, or to a
-    /// device model's answer.
+    /// vCPU <paramref name="v"/>'s exit record, for the backend to fill in place before <see cref="HandleExit"/> (the
+    /// record is then in the vCPU's row without a copy). The vCPU's last exit is over when it enters the guest again, so
+    /// nothing reads the old record after that.
     /// </summary>
-    public void HandleExit(int cpu, in ExitRecord rec, long entryTd)
+    public ref ExitRecord ExitSlot(int v) => ref _f.Exit[v];
+
+    /// <summary>
+    /// Takes the exit the backend just reported in vCPU <paramref name="v"/>'s <see cref="ExitSlot"/> on CPU
+    /// <paramref name="cpu"/> (the guest entry that led to it charged <paramref name="entryTd"/> TDG.VP.WRs) and runs it
+    /// as far as it goes now: to its end, or to a device model's answer.
+    /// </summary>
+    public void HandleExit(int cpu, int v, long entryTd)
     {
+        ref readonly var rec = ref _f.Exit[v];
         bool hooked = _host.Hooked;   // false on a normal run: no hook, no tracer, no timed backend
-        if (hooked) _host.ExitTaken(rec.Vcpu);
+        if (hooked) _host.ExitTaken(v);
         bool tracing = hooked && _host.Tracing;   // read once: the exit's timing and its following decided on the same answer
         // Counted before the tracers' check, which numbers the exit by the count. Timed: one exit in Stats.TimeEvery, or
         // every exit while a tracer or the display marks are on.
         bool timed = Stats.TakeExit(cpu, CounterOf(rec.Reason), timeAll: tracing);
         long t0 = timed ? (long)Tsc.Read() : 0;
-        int v = rec.Vcpu;
         ref var row = ref _f.Row[v];
         State.OnExit(v);   // TDG.VP.RDs since the last charge (the entry's, e.g. the interrupt check) go to this exit
         if (_firstExit == 0 && Interlocked.Exchange(ref _firstExit, 1) == 0) _host.FirstExit();
@@ -159,7 +166,6 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         row.SegStart = t0;
         row.Modelled = _exitCycles + entryTd * _tdcallCycles;
         row.Hardware = hooked ? _host.HardwareTicks(v) : 0;
-        _f.Exit[v] = rec;
         if (row.Shadow) EndShadow(v);
         row.HardwareCompletes = (rec.Flags & ExitFlags.HardwareCompletes) != 0;
         // MMIO and port I/O first, by two compares: nearly every exit is one, and a switch's jump table costs more.

@@ -118,13 +118,14 @@ public sealed partial class Kernel
         if (entryTd != 0) Stats.Add(cpu.Index, Counter.TdWrites, entryTd);
         cpu.Clock += Cost.ExitCycles + entryTd * Cost.TdcallCycles;   // the entry's marks are made at the exit (FollowExit)
 
-        ExitRecord rec = default;
+        // The backend fills the record in the vCPU's row, and the pipeline takes it from there on this CPU: an exit is
+        // taken by the CPU that ran the guest, so a ring between the two would be filled and emptied on consecutive lines
+        // and never cross a thread (it was removed; docs/design.md).
+        ref var rec = ref _pipe.ExitSlot(v);
+        rec = default;
         if (_replay is { } replay) replay.Run(v, ref rec); else backend.Run(v, ref rec);
         rec.Vcpu = v;
-        // The record goes straight to the pipeline on this CPU: an exit is taken by the CPU that ran
-        // the guest, so a ring between the two would be filled and emptied on consecutive lines and
-        // never cross a thread (it was removed; docs/design.md).
-        _pipe.HandleExit(cpu.Index, rec, entryTd);
+        _pipe.HandleExit(cpu.Index, v, entryTd);
     }
 
     /// <summary>Makes the highest pending IRQ the vCPU's pending event if it may take one now. Inlined: at every entry
