@@ -31,6 +31,33 @@ public static class ExitRules
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static ulong AllOnes(uint size) => size >= 8 ? ulong.MaxValue : (1UL << (int)(size * 8)) - 1;
 
+    /// <summary>The kind an exit of this form is counted under (the per-kind tables, the trace's Complete record).</summary>
+    public static ExitKind KindOfForm(AccessKind kind) => kind switch
+    {
+        AccessKind.In => ExitKind.PortIn,
+        AccessKind.Out => ExitKind.PortOut,
+        AccessKind.Ins or AccessKind.Outs => ExitKind.PortString,
+        AccessKind.Movs or AccessKind.Stos or AccessKind.Lods or AccessKind.Scas or AccessKind.Cmps => ExitKind.MmioString,
+        AccessKind.Alu or AccessKind.Xchg or AccessKind.Bt => ExitKind.MmioAlu,
+        AccessKind.Write or AccessKind.WriteImm or AccessKind.Setcc or AccessKind.WriteVec or AccessKind.Movdir64b or AccessKind.Pop
+            or AccessKind.SysStore or AccessKind.Fnstcw or AccessKind.Fnstsw or AccessKind.MmxWrite or AccessKind.Fxsave => ExitKind.MmioWrite,
+        _ => ExitKind.MmioRead,
+    };
+
+    /// <summary><see cref="KindOfForm"/> for every byte an <see cref="AccessKind"/> can hold, made once. Why a table: the
+    /// switch compiled to a range test and a jump table at the end of every exit (~10 instructions); this is one load.</summary>
+    static readonly ExitKind[] s_kindOf = KindTable();
+    static ExitKind[] KindTable()
+    {
+        var t = new ExitKind[256];
+        for (int k = 0; k < t.Length; k++) t[k] = KindOfForm((AccessKind)k);
+        return t;
+    }
+
+    /// <summary><see cref="KindOfForm"/>, by the table.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static ExitKind KindOf(AccessKind kind) => Layout.Unchecked.At(s_kindOf, (byte)kind);   // 256 entries: any byte is in range
+
     /// <summary>A register at the address size (16, 32 or 64 bits).</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static ulong Masked(ulong value, byte size) => size switch { 2 => value & 0xFFFF, 4 => value & 0xFFFF_FFFF, _ => value };
@@ -701,18 +728,8 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         EndExit(cpu, v, forwarded ? ExitKind.Forwarded : KindOf(_f.Acc[v], _f.Exit[v]), countCompleted: !forwarded);
     }
 
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]   // once per exit, at its end: a call for a jump-table lookup
-    static ExitKind KindOf(in DecodedAccess d, in ExitRecord rec) => d.Kind switch
-    {
-        AccessKind.In => ExitKind.PortIn,
-        AccessKind.Out => ExitKind.PortOut,
-        AccessKind.Ins or AccessKind.Outs => ExitKind.PortString,
-        AccessKind.Movs or AccessKind.Stos or AccessKind.Lods or AccessKind.Scas or AccessKind.Cmps => ExitKind.MmioString,
-        AccessKind.Alu or AccessKind.Xchg or AccessKind.Bt => ExitKind.MmioAlu,
-        AccessKind.Write or AccessKind.WriteImm or AccessKind.Setcc or AccessKind.WriteVec or AccessKind.Movdir64b or AccessKind.Pop
-            or AccessKind.SysStore or AccessKind.Fnstcw or AccessKind.Fnstsw or AccessKind.MmxWrite or AccessKind.Fxsave => ExitKind.MmioWrite,
-        _ => ExitKind.MmioRead,
-    };
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]   // once per exit, at its end
+    static ExitKind KindOf(in DecodedAccess d, in ExitRecord rec) => ExitRules.KindOf(d.Kind);
 
     /// <summary>The exit is over: record it and put the vCPU back on its CPU.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]   // into AfterRead's completion and the other stages' ends (see AfterRead)
