@@ -692,10 +692,12 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         row.Phase = ElementPhase.None;
         row.FirstElement = false;
         CommitPending(v);
-        ReleaseHeld(v);
-        if (IsFx(d.Kind)) { FxNextPiece(cpu, v); return; }
+        // What an earlier element held is released before the next element; the instruction's end (EndExit) releases it
+        // itself, so the common path past these two tests pays for one release, not two.
+        if (IsFx(d.Kind)) { ReleaseHeld(v); FxNextPiece(cpu, v); return; }
         if (IsString(d.Kind) && !Executor.StringStep(in d, State.Gprs(v), State.Rflags(v)))
         {
+            ReleaseHeld(v);
             // Why: with TF the CPU traps after every REP iteration, RIP still at the instruction (the count resumes).
             if (_f.Fault[v].SingleStep) { SingleStepTrap(cpu, v); EndExit(cpu, v, KindOf(d, _f.Exit[v]), countCompleted: true); return; }
             // Why: a REP run longer than MaxRepPerExit ends this exit with RIP unchanged; the guest re-executes the
