@@ -37,8 +37,12 @@ public sealed unsafe class ExitStats
     const int CounterCount = (int)Counter.SingleStepTraps + 1;
     // A lane: 8 words of padding, the counters, the per-kind counts, the timing sampler's state (its xorshift and the
     // exits left until the next timed one), 8 words of padding (no two CPUs' words share a line).
+    // LaneWords is a power of two at least the words used with 8 of padding after them: a lane's address is then a shift
+    // of the CPU's index, not a multiply (a shift and an add), in each of the counts an exit makes. LaneFits does not
+    // compile if the lane outgrows it (a constant's overflow is a compile-time error).
     const int Pad = 8, KindBase = Pad + CounterCount, SamplerWord = KindBase + KindCount, CountdownWord = SamplerWord + 1,
-        LaneWords = CountdownWord + 1 + Pad;
+        LaneUsed = CountdownWord + 1 + Pad, LaneWords = 128;
+    const uint LaneFits = (uint)LaneWords - (uint)LaneUsed;
 
     // The lanes, one after another in one pinned block (lane c at c × LaneWords; the shared lane last). Why a block and
     // not an array per lane: a counter add is then one compare and one add at a computed address (~3 instructions),
