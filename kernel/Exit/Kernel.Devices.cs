@@ -26,7 +26,6 @@ public sealed partial class Kernel
         var vc = VcpuAt(v);
         var e = vc.Vm.OwnerOf(owner);
         if (e is null) { _pipe.Unowned(cpu.Index, v, kind, addr, write, data); return; }
-        ref readonly var f = ref _f;
         byte size = (byte)_pipe.ElementSize(v);
         row.ReqKind = kind; row.ReqAddr = addr; row.ReqSize = size; row.ReqWrite = write; row.ReqData = data; row.ReqOwner = owner;
         // Only this exit changes the state of a vCPU that is in an exit (Runnable here; Dead is set by
@@ -71,7 +70,6 @@ public sealed partial class Kernel
     void FillArea(EventObject e, int v)
     {
         ref var row = ref _f.Row[v];
-        ref readonly var f = ref _f;
         FillArea(e, v, row.ReqKind, row.ReqAddr, row.ReqSize, row.ReqWrite, row.ReqData);
     }
 
