@@ -43,7 +43,7 @@ public struct PlainMemo
 /// it reads and of the instruction's bytes; when all of those equal what the instruction's memo entry was derived from
 /// (<see cref="PlainMemo"/>), the entry's derivation is right for this exit, the columns (<see cref="InFlight.Acc"/>,
 /// <c>Mode</c>, <c>Cr3</c>, <c>Fault</c>, <c>CheckElements</c>, <c>SegBase</c>, <c>EsBase</c>) take it (or already hold
-/// it: <see cref="InFlight.MemoHeld"/>), and the exit goes from the compare straight to its operand; when the operand is
+/// it: <see cref="InFlightRow.MemoHeld"/>), and the exit goes from the compare straight to its operand; when the operand is
 /// on the page it was on then and the hardware's GPA names the page the walk gave then, the translation is known too,
 /// and the side goes straight to the owner lookup.
 ///

@@ -24,7 +24,7 @@ public static class ExitRules
     /// <summary>Compare-and-write attempts against a device per exit before the instruction is left to the guest to re-run.</summary>
     public const int MaxLockRetries = 8;
 
-    /// <summary><see cref="InFlight.Follow"/> bits: the narrating tracer follows this exit, the display marks record it.</summary>
+    /// <summary><see cref="InFlightRow.Follow"/> bits: the narrating tracer follows this exit, the display marks record it.</summary>
     public const byte FollowNarrate = 1, FollowMark = 2;
 
     /// <summary>All ones in the low <paramref name="size"/> bytes (what a read of nothing returns).</summary>
@@ -615,7 +615,7 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
     /// <summary>
     /// Where a side that left the stages comes back (a device model's answer, through the kernel's ContinueAfterDevice,
     /// and the host's): the one place after the decode where the two pipelines meet, so the one test of
-    /// <see cref="InFlight.HardwareCompletes"/> after it. A hardware-completed exit's side is its whole part of the
+    /// <see cref="InFlightRow.HardwareCompletes"/> after it. A hardware-completed exit's side is its whole part of the
     /// instruction (ExitPipeline.Hardware.cs); the kernel-emulated element goes on to its write side or its end.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -6,7 +6,7 @@ using Copra.Hot.Layout;
 
 namespace Copra.Hot.Exit;
 
-/// <summary>Which side of an element a vCPU's instruction is on (<see cref="InFlight.Phase"/>).</summary>
+/// <summary>Which side of an element a vCPU's instruction is on (<see cref="InFlightRow.Phase"/>).</summary>
 public enum ElementPhase : byte { None, Read, Write, Read2 }   // Read2: a second read in one element (CMPS's ES:rDI side)
 
 /// <summary>
