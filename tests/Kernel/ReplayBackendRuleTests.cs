@@ -1,3 +1,4 @@
+using Copra.Abi;
 using Copra.Hot.Exit;
 using Copra.Hot.State;
 using Copra.Kernel.Backends;
@@ -122,5 +123,77 @@ public class ReplayBackendRuleTests
         Assert.Equal(ExitReason.Hlt, exit.Reason);
         Assert.NotEqual(0UL, state.Rflags(0) & ExitRules.RflagsIf);
         Assert.Equal(0UL, exit.Gpa);
+    }
+
+    // ---- the checks beyond RIP (a step's Extra.Checks): each must count what it checks, and only steps that have one pay for it ----
+
+    /// <summary>Runs the step at <c>state.Rip</c> and completes it as the kernel would: RIP past the instruction and RAX.</summary>
+    static void Complete(VcpuStateStore state, ReplayBackend backend, ulong rax)
+    {
+        var exit = new ExitRecord();
+        backend.Run(0, ref exit);
+        Assert.Equal(ExitReason.Mmio, exit.Reason);
+        state.Gpr(0, 0) = rax;
+        state.Rip(0) += 3;
+    }
+
+    [Fact]
+    public void A_read_that_returns_the_wrong_value_is_a_data_mismatch_and_the_right_one_is_not()
+    {
+        var wrong = Access(Base); wrong.ExpectRax = 0x1234; wrong.ExpectMask = 0xFFFF;
+        var right = Access(Base + 3); right.ExpectRax = 0x55;
+        var (state, backend) = Load([wrong, right, Access(Base + 6)], loopStart: 3, loopEnd: 3, iterations: 1);
+        Complete(state, backend, 0xAB_9999);   // masked: 0x9999
+        Complete(state, backend, 0x55);
+        Complete(state, backend, 0);           // retires the second step
+        Assert.Equal(1, backend.DataMismatches);
+        Assert.Equal(0, backend.Desyncs);
+        Assert.Contains(backend.Problems, p => p.Contains("read 0x9999, expected 0x1234"));
+    }
+
+    [Fact]
+    public void A_state_field_left_wrong_is_a_data_mismatch()
+    {
+        var s = Access(Base); s.ExpectFields = [(StateField.Rflags, 0x1, 0x1)];   // CF set, the other bits not looked at
+        var (state, backend) = Load([s, Access(Base + 3)], loopStart: 2, loopEnd: 2, iterations: 1);
+        state.Rflags(0) = 0x2;
+        Complete(state, backend, 0);
+        Complete(state, backend, 0);
+        Assert.Equal(1, backend.DataMismatches);
+        Assert.Contains(backend.Problems, p => p.Contains($"left field {StateField.Rflags} = 0x0, expected 0x1"));
+    }
+
+    [Fact]
+    public void A_poll_reads_again_until_its_bit_is_set_then_moves_on()
+    {
+        var poll = Access(Base); poll.Kind = StepKind.Poll; poll.PollMask = 0x20; poll.PollExpect = 0x20;
+        var next = Access(Base + 3);
+        var (state, backend) = Load([poll, next], loopStart: 2, loopEnd: 2, iterations: 1);
+        var exit = new ExitRecord();
+        backend.Run(0, ref exit);
+        // Each run retires the read the kernel completed: bit clear, the guest's jz goes back to it (the poll is issued
+        // again, RIP at it); set, the poll is done and the next step is issued.
+        foreach (var (rax, issuedAt) in new[] { (0x01UL, Base), (0x00UL, Base), (0x21UL, next.Rip) })
+        {
+            state.Gpr(0, 0) = rax;
+            state.Rip(0) += 3;
+            backend.Run(0, ref exit);
+            Assert.Equal(ExitReason.Mmio, exit.Reason);
+            Assert.Equal(issuedAt, state.Rip(0));
+        }
+        Assert.Equal(0, backend.Desyncs);
+        Assert.Equal(0, backend.DataMismatches);
+    }
+
+    [Fact]
+    public void A_branch_left_at_the_end_of_its_instruction_is_a_desync()
+    {
+        var call = Access(Base); call.ExpectRip = Base + 0x40;   // CALL m: RIP must be the target, not the next instruction
+        var (state, backend) = Load([call, Access(Base + 3)], loopStart: 2, loopEnd: 2, iterations: 1);
+        Complete(state, backend, 0);   // the kernel (wrongly) moved RIP past the instruction
+        var exit = new ExitRecord();
+        backend.Run(0, ref exit);
+        Assert.True(backend.Desyncs >= 1);
+        Assert.Contains(backend.Problems, p => p.Contains("left rip at 0x100003, expected 0x100040"));
     }
 }
