@@ -109,12 +109,13 @@ public sealed class ExitStatsRuleTests
         st.Record(1, ExitKind.Faulted, timed: false, 0, 10);
         st.Record(0, ExitKind.PortIn, timed: true, 3, 10, completed: true);
         st.Record(-1, ExitKind.MmioWrite, timed: false, 0, 10, completed: true);
+        st.Record(2, ExitKind.MmioWrite, timed: false, 0, 10, completed: true);
         st.Record(-1, ExitKind.Forwarded, timed: false, 0, 10, completed: false);
         Assert.Equal(1, st.GetOn(1, Counter.Completed));
         Assert.Equal(1, st.GetOn(0, Counter.Completed));
-        Assert.Equal(1, st.GetOn(2, Counter.Completed));   // the shared lane
-        Assert.Equal(3, st.Completed);
-        Assert.Equal(1, st.Count[(int)ExitKind.MmioWrite]);
+        Assert.Equal(2, st.GetOn(2, Counter.Completed));   // the shared lane
+        Assert.Equal(4, st.Completed);
+        Assert.Equal(2, st.Count[(int)ExitKind.MmioWrite]);
         Assert.Equal(1, st.Count[(int)ExitKind.Faulted]);
     }
 

@@ -81,10 +81,11 @@ public sealed class TimedExitTests
         Assert.Equal(50, taker.GetOn(1, Counter.Hlt));
         for (int i = 0; i < 100; i++) Assert.True(drawer.TimeThis(1) == taker.TakeExit(1, Counter.Mmio, timeAll: false), $"draw {400 + i}");
 
-        // Outside the CPUs: the shared lane, and timed.
+        // Outside the CPUs (no CPU, or an index past the last): the shared lane, and timed.
         Assert.True(taker.TakeExit(-1, Counter.Cpuid, timeAll: false));
-        Assert.Equal(1, taker.GetOn(2, Counter.Cpuid));
-        Assert.Equal(551, taker.Taken);
+        Assert.True(taker.TakeExit(2, Counter.Cpuid, timeAll: false));
+        Assert.Equal(2, taker.GetOn(2, Counter.Cpuid));
+        Assert.Equal(552, taker.Taken);
     }
 
     [Fact]
@@ -147,6 +148,23 @@ public sealed class TimedExitTests
         Assert.True(r.Quiescent);
         Assert.Equal(0, sys.Kernel.InternalErrors);
         return (sys.Kernel.Trace.Hash, sys.Kernel.Stats.Count, sys.Kernel, sys);
+    }
+
+    /// <summary>An exit hook (copra tune's) is not a tracer: with one installed, exits are still timed one in N, not all
+    /// (the exit's header asks the hooks one question, then the tracers only when something is hooked).</summary>
+    [Fact]
+    public void An_exit_hook_alone_does_not_time_every_exit()
+    {
+        var sc = Scenario.Default() with { TimeEvery = 16, Workload = Scenario.Default().Workload with { Iterations = 300 } };
+        using var sys = new CopraSystem(sc);
+        long hooked = 0;
+        sys.Kernel.OnExitTaken = _ => hooked++;
+        Assert.True(sys.Run().Quiescent);
+        long exits = 0, timed = 0;
+        for (int k = 0; k < ExitStats.KindCount; k++) { exits += sys.Kernel.Stats.Count[k]; timed += sys.Kernel.Stats.TimedSamples((ExitKind)k); }
+        Assert.Equal(sys.Kernel.Stats.Taken, hooked);   // the hook saw every exit
+        Assert.True(exits > 1000, $"{exits} exits");
+        Assert.InRange(timed, 1, exits / 4);   // one in 16 on average, not every one
     }
 
     [Fact]
