@@ -76,4 +76,33 @@ public class ModelledCostTests
         Assert.All(spans, d => Assert.True(d >= c.ExitCycles && (d - c.ExitCycles) % c.TdcallCycles == 0, $"span {d}"));
         Assert.Contains(spans, d => d > c.ExitCycles);   // some entry wrote fields back
     }
+
+    /// <summary>
+    /// With the syscall, forward and wake costs set to 0, a TDX run's modelled cycles are exactly its exits' cost plus one
+    /// TDCALL per TDG.VP.RD and TDG.VP.WR: every write an entry made back lands in the exit after it, every read in the
+    /// exit that made it, and nothing else is charged. (An entry's writes added with the wrong sign, or dropped, breaks it.)
+    /// </summary>
+    [Fact]
+    public void On_TDX_the_modelled_cycles_are_the_exits_and_their_TDCALLs_when_the_other_costs_are_zero()
+    {
+        using var sys = new CopraSystem(Scenario.Default() with
+        {
+            Platform = "tdx",
+            Workload = new global::Copra.Kernel.Backends.WorkloadSpec { Iterations = 20 },
+            Costs = new Dictionary<string, long> { ["syscall"] = 0, ["forward"] = 0, ["wake"] = 0 },
+        });
+        Assert.True(sys.Run().Quiescent);
+        var k = sys.Kernel;
+        var st = k.Stats;
+        long exits = 0, modelled = 0;
+        for (int i = 0; i < ExitStats.KindCount; i++)
+        {
+            var kind = (ExitKind)i;
+            Assert.Equal(st.Count[i], st.Samples(kind));   // every exit kept its sample (the run is far below the capacity)
+            exits += st.Count[i];
+            foreach (long m in st.ModelledSamples(kind)) modelled += m;
+        }
+        Assert.True(st.TdWrites > 0 && st.TdReads > 0, $"reads {st.TdReads}, writes {st.TdWrites}");
+        Assert.Equal(exits * k.Cost.ExitCycles + (st.TdReads + st.TdWrites) * k.Cost.TdcallCycles, modelled);
+    }
 }
