@@ -699,12 +699,12 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         {
             ReleaseHeld(v);
             // Why: with TF the CPU traps after every REP iteration, RIP still at the instruction (the count resumes).
-            if (_f.Fault[v].SingleStep) { SingleStepTrap(cpu, v); EndExit(cpu, v, KindOf(d, _f.Exit[v]), countCompleted: true); return; }
+            if (_f.Fault[v].SingleStep) { SingleStepTrap(cpu, v); EndExit(cpu, v, ExitRules.KindOf(d.Kind), countCompleted: true); return; }
             // Why: a REP run longer than MaxRepPerExit ends this exit with RIP unchanged; the guest re-executes the
             // instruction, exits again and the count resumes where it stopped, so one exit never runs unbounded.
             if (++row.RepElements < MaxRepPerExit) { StartElement(cpu, v); return; }
             Stats.Add(cpu, Counter.RepResumed);
-            EndExit(cpu, v, KindOf(d, _f.Exit[v]), countCompleted: true);
+            EndExit(cpu, v, ExitRules.KindOf(d.Kind), countCompleted: true);
             return;
         }
         FinishInstruction(cpu, v);
@@ -727,11 +727,8 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         bool forwarded = row.Forwarded;
         row.Forwarded = false;
         if (forwarded) Stats.Add(cpu, Counter.Forwarded);
-        EndExit(cpu, v, forwarded ? ExitKind.Forwarded : KindOf(_f.Acc[v], _f.Exit[v]), countCompleted: !forwarded);
+        EndExit(cpu, v, forwarded ? ExitKind.Forwarded : ExitRules.KindOf(_f.Acc[v].Kind), countCompleted: !forwarded);
     }
-
-    [MethodImpl(MethodImplOptions.AggressiveInlining)]   // once per exit, at its end
-    static ExitKind KindOf(in DecodedAccess d, in ExitRecord rec) => ExitRules.KindOf(d.Kind);
 
     /// <summary>The exit is over: record it and put the vCPU back on its CPU.</summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]   // into AfterRead's completion and the other stages' ends (see AfterRead)

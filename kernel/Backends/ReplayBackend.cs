@@ -20,11 +20,18 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
 {
     // An array (no interface call per exit) of each program with its steps as an array (a program is complete before its
     // backend is made): a List's indexer is two bounds checks and a call's worth of loads on every Run, Retire and Advance.
-    readonly Loaded[] _programs = [.. programs.Select(p => new Loaded([.. p.Steps], [.. p.Steps.Select((s, i) => ExtrasOf(s, i, p))], p.LoopStart, p.LoopEnd, p.Iterations))];
+    readonly Loaded[] _programs = [.. programs.Select(p => new Loaded([.. p.Steps], [.. p.Steps.Select((s, i) => Decided.Of(s, i, p))], p.LoopStart, p.LoopEnd, p.Iterations))];
 
-    /// <summary>A program as Run and Advance read it on every exit: its steps as an array, what each needs beyond the
-    /// common exit (<see cref="Extra"/>), its loop's bounds as fields.</summary>
-    sealed record Loaded(Step[] Steps, Extra[] Extras, int LoopStart, int LoopEnd, long Iterations);
+    /// <summary>A program as Run and Advance read it on every exit: its steps as an array, what was decided of each
+    /// (<see cref="Decided"/>), its loop's bounds as fields.</summary>
+    sealed record Loaded(Step[] Steps, Decided[] Decided, int LoopStart, int LoopEnd, long Iterations);
+
+    /// <summary>What is decided of a step once, when the backend is made: what it needs beyond the common exit, and the
+    /// RIP the kernel must leave after it (a branch's target, or the end of the instruction).</summary>
+    readonly record struct Decided(Extra Needs, ulong End)
+    {
+        public static Decided Of(Step s, int at, ReplayProgram p) => new(ExtrasOf(s, at, p), s.ExpectRip ?? s.Rip + (ulong)s.Length);
+    }
 
     /// <summary>
     /// What a step needs beyond presetting its registers and checking RIP, decided once when the backend is made (its
@@ -39,14 +46,14 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
         Varies = 1,
         /// <summary>State fields to set before the exit: <see cref="Step.PresetFields"/>, <see cref="Step.StatePresets"/>, IF.</summary>
         SetsState = 2,
-        /// <summary>What to check after it beyond RIP: <see cref="Step.ExpectRax"/>, <see cref="Step.ExpectFields"/>, a poll's test, a branch's RIP.</summary>
+        /// <summary>What to check after it beyond RIP (<see cref="Decided.End"/>): <see cref="Step.ExpectRax"/>, <see cref="Step.ExpectFields"/>, a poll's test.</summary>
         Checks = 4,
     }
 
     static Extra ExtrasOf(Step s, int at, ReplayProgram p) =>
         (s.VaryReg >= 0 && s.VarySpan != 0 && at >= p.LoopStart && at < p.LoopEnd ? Extra.Varies : 0)
         | (s.PresetFields.Length != 0 || s.StatePresets.Length != 0 || s.SetIf || s.ClearIf ? Extra.SetsState : 0)
-        | (s.ExpectRax is not null || s.ExpectFields.Length != 0 || s.Kind == StepKind.Poll || s.ExpectRip is not null ? Extra.Checks : 0);
+        | (s.ExpectRax is not null || s.ExpectFields.Length != 0 || s.Kind == StepKind.Poll ? Extra.Checks : 0);
 
     /// <summary>Where a vCPU's program is: one entry per vCPU (its own cache-line pair, hot/Layout/VcpuColumn.cs), read and
     /// written on every exit. Why one struct and not a column per field: Run and Retire touch all four, and each column
@@ -84,7 +91,7 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
         ulong rip = state.Rip(v);
         if (rip != s.Rip) { DesyncAt(v, s, rip); exit.Reason = ExitReason.Shutdown; return; }
 
-        var extra = loaded.Extras[at];
+        var extra = loaded.Decided[at].Needs;
         ulong offset = (extra & Extra.Varies) != 0 ? s.Offset(c.Iteration) : 0;
         // A REP the kernel stopped part-way re-executes with the registers it left (the count resumes).
         if (!c.Resume)
@@ -155,24 +162,17 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
             c.Resume = true;
             return;   // the same step again: the guest re-executes the REP instruction
         }
-        if ((prog.Extras[c.Step] & Extra.Checks) != 0) { if (Checked(v, s, rip)) Advance(v, ref c, prog, steps, s); return; }
-        ulong end = s.Rip + (ulong)s.Length;
-        if (rip != end) { Problem(v, s, ProblemKind.WrongRip, rip, end); return; }
+        ref readonly var decided = ref prog.Decided[c.Step];
+        if (rip != decided.End) { Problem(v, s, ProblemKind.WrongRip, rip, decided.End); return; }
+        if ((decided.Needs & Extra.Checks) != 0 && !Checked(v, s)) return;
         Advance(v, ref c, prog, steps, s);
     }
 
-    /// <summary>A step's checks beyond RIP (<see cref="Extra.Checks"/>): a branch's RIP, a poll's test, RAX, state fields.
-    /// True when the step retires; false when it does not (a wrong RIP, or a poll that loops back to its read). Out of line:
-    /// few steps have any.</summary>
+    /// <summary>A step's checks beyond RIP (<see cref="Extra.Checks"/>): a poll's test, RAX, state fields. True when the
+    /// step retires; false when a poll loops back to its read. Out of line: few steps have any.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
-    bool Checked(int v, Step s, ulong rip)
+    bool Checked(int v, Step s)
     {
-        ulong wantRip = s.ExpectRip ?? s.Rip + (ulong)s.Length;
-        if (rip != wantRip)
-        {
-            Problem(v, s, ProblemKind.WrongRip, rip, wantRip);
-            return false;
-        }
         ulong rax = state.Gpr(v, 0);
         if (s.Kind == StepKind.Poll && (rax & s.PollMask) != s.PollExpect)
         {

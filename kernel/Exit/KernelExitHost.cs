@@ -57,17 +57,14 @@ public sealed partial class Kernel
         // cpu: the index a driver stepping Cpus[cpu] passed down (in range by construction; hot/Layout/Unchecked.cs), so the
         // exit's two records go to its lane without the thread-local lookup; and a trace neither hashed nor kept (exitbench)
         // is asked first, before the CPU is loaded.
-        public void TraceForward(int cpu, int v, ulong addr)
-        {
-            var trace = k.Trace;
-            if (trace.Hashed || trace.Keep) trace.AddOn(Unchecked.At(k.Cpus, cpu), TraceKind.Forward, v, (long)addr);
-        }
+        public void TraceForward(int cpu, int v, ulong addr) => TraceOn(cpu, TraceKind.Forward, v, (long)addr);
+        public void TraceComplete(int cpu, int v, ExitKind kind) => TraceOn(cpu, TraceKind.Complete, v, (long)kind);
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
-        public void TraceComplete(int cpu, int v, ExitKind kind)
+        void TraceOn(int cpu, TraceKind kind, long a, long b)
         {
             var trace = k.Trace;
-            if (trace.Hashed || trace.Keep) trace.AddOn(Unchecked.At(k.Cpus, cpu), TraceKind.Complete, v, (long)kind);
+            if (trace.Hashed || trace.Keep) trace.AddOn(Unchecked.At(k.Cpus, cpu), kind, a, b);
         }
         public void TraceFault(int cpu, int v, byte vector) => k.Trace.Add(k.Cpus[cpu], TraceKind.Fault, v, vector);
         public void MarkReinject(int cpu, int v, ulong addr) => k.MarkOn(cpu, v, TraceKind.Reinject, (long)addr);
