@@ -48,6 +48,7 @@ public sealed partial class ExitPipeline<THost>
         pend[Gpr.Rsp] = StackOps.RspAfter(in d, pend[Gpr.Rsp], StackWidth(v));
         _f.PendFlags[v] = State.Rflags(v);
         _f.Row[v].Pend = true;
+        _f.Row[v].PendRegs = true;
         return true;
     }
 

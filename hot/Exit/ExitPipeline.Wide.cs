@@ -42,7 +42,15 @@ public sealed partial class ExitPipeline<THost>
     Span<byte> WideRead(int v) => _f.WideRead(v);
     Span<byte> WideWrite(int v) => _f.WideWrite(v);
 
-    /// <summary>True for the forms whose element reads, then writes memory and may change registers: they compute into the pending copy.</summary>
+    /// <summary>
+    /// A read-modify-write form that writes a general register as well as memory: XCHG and XADD. The others write memory
+    /// and the flags alone; the CMPXCHGs load their accumulator only when they do not write memory, which commits at once.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static bool RmwWritesRegister(in DecodedAccess d) => d.Kind == AccessKind.Xchg || d.Op == AluOp.Xadd;
+
+    /// <summary>True for the forms whose element reads, then writes memory and may change registers: their state update waits for the write.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]   // a few compares, made on every RMW side
     static bool IsRmw(in DecodedAccess d) =>
         d.Kind == AccessKind.Xchg || (d.Kind == AccessKind.Alu && d.MemIsDest) || (d.Kind == AccessKind.Bt && d.Op != AluOp.None);
 
@@ -88,8 +96,12 @@ public sealed partial class ExitPipeline<THost>
                 return SystemCompute(cpu, v, value, out write, out toWrite);   // ExitPipeline.System.cs
         }
         bool rmw = IsRmw(in d);
+        // The registers wait for the write only when the form writes one with it (XCHG, XADD). The others (ALU, shift and
+        // bit-test forms into memory, a CMPXCHG whose compare holds) change memory and the flags alone, so they run on the
+        // vCPU's own registers and only the flags wait (two copies of sixteen registers fewer per such exit).
+        bool pendRegs = rmw && RmwWritesRegister(in d);
         Span<ulong> gprs = State.Gprs(v);
-        if (rmw)
+        if (pendRegs)
         {
             gprs.CopyTo(_f.PendGprs.Row(v));
             gprs = _f.PendGprs.Row(v);
@@ -104,8 +116,8 @@ public sealed partial class ExitPipeline<THost>
         else res = Executor.Execute(in d, gprs, ref flags, value, out toWrite);
         if (res == ExecResult.DivideError) { InjectException(cpu, v, VectorDe, null); return false; }
         if (writeSide) write = res == ExecResult.Write;
-        if (rmw && write) { _f.PendFlags[v] = flags; _f.Row[v].Pend = true; return true; }
-        if (rmw) gprs.CopyTo(State.Gprs(v));
+        if (rmw && write) { _f.PendFlags[v] = flags; _f.Row[v].Pend = true; _f.Row[v].PendRegs = pendRegs; return true; }
+        if (pendRegs) gprs.CopyTo(State.Gprs(v));
         State.Rflags(v) = flags;
         return true;
     }
@@ -120,8 +132,9 @@ public sealed partial class ExitPipeline<THost>
     [MethodImpl(MethodImplOptions.NoInlining)]
     void CommitPendingNow(int v)
     {
-        _f.Row[v].Pend = false;
-        _f.PendGprs.Row(v).CopyTo(State.Gprs(v));
+        ref var row = ref _f.Row[v];
+        row.Pend = false;
+        if (row.PendRegs) _f.PendGprs.Row(v).CopyTo(State.Gprs(v));
         State.Rflags(v) = _f.PendFlags[v];
     }
 

@@ -460,6 +460,7 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
     void StartElement(int cpu, int v)
     {
         ref var row = ref _f.Row[v];
+        _f.RmwGpa[v] = InFlight.NoGpa;   // no device side yet in this element
         var (read, _) = SidesOf(in _f.Acc[v]);
         row.Phase = ElementPhase.Read;
         // SGDT..LMSW, MOV Sreg, far JMP/CALL: privilege and mode first (ExitPipeline.System.cs).
@@ -536,6 +537,8 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
             return;
         }
         if (row.MemoArmed != 0) RecordPlainPages(v, linear, gpa);
+        // A read-modify-write's read: its write goes to the same GPA (AfterRead), unless narrated (the narration shows each side's walk).
+        if (!write && IsRmw(in d) && (row.Follow & ExitRules.FollowNarrate) == 0) _f.RmwGpa[v] = gpa;
         MmioSide(cpu, v, gpa, size, write, data);
     }
 
@@ -681,6 +684,15 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         if (!write) { AfterWrite(cpu, v); return; }
         row.Phase = ElementPhase.Write;
         row.WriteValue = toWrite;
+        // A read-modify-write whose read went to a device in this element (MemorySide kept its GPA; StartElement clears
+        // it) writes the same operand there: translated then as a write (an RMW's read is walked as one), so no second
+        // walk, canonical or RAM test; the owner is looked up again (it may have gone).
+        ulong rmwGpa = _f.RmwGpa[v];
+        if (rmwGpa != InFlight.NoGpa)
+        {
+            MmioSide(cpu, v, rmwGpa, d.Size, write: true, toWrite);
+            return;
+        }
         Access(cpu, v, writeSide, write: true, toWrite);
     }
 

@@ -29,7 +29,7 @@ public readonly struct InFlight
         Row = new(n); Acc = new(n); Exit = new(n); Mode = new(n); Fault = new(n);
         HwRead = new(n); HwGprs = new(n, 16); HwFlags = new(n); HwReadEnd = new(n); TdRead0 = new(n);
         Answer = new(n); AnswerMismatch = new(n);
-        Wide = new(n, 128); PendGprs = new(n, 16); PendFlags = new(n); CmpsSource = new(n);
+        Wide = new(n, 128); PendGprs = new(n, 16); PendFlags = new(n); CmpsSource = new(n); RmwGpa = new(n);
         FxImage = new(n, X87.ImageSize); FxPiece = new(n);
         Memo = new(n, MemoWays);
         StackGpa = new(n, 2); StackSplit = new(n); StackValue = new(n); BranchTarget = new(n); Branch = new(n);
@@ -111,6 +111,13 @@ public readonly struct InFlight
     public readonly VcpuColumn<ulong> PendFlags;
     /// <summary>CMPS: the rSI element, read first.</summary>
     public readonly VcpuColumn<ulong> CmpsSource;
+    /// <summary>
+    /// The GPA a read-modify-write element's read side took to a device (<see cref="NoGpa"/>: none in this element), where
+    /// its write side goes too (ExitPipeline.cs AfterRead). Its own column, not the row: only RMW exits touch it.
+    /// </summary>
+    public readonly VcpuColumn<ulong> RmwGpa;
+    /// <summary>No GPA: an address no guest can have (physical addresses are at most 52 bits).</summary>
+    public const ulong NoGpa = ulong.MaxValue;
 
     // ---- FXSAVE/FXRSTOR as 64-byte pieces (ExitPipeline.X87.cs) ----------------------------------------------
     /// <summary>The FXSAVE image being written, or the FXRSTOR image being read.</summary>
@@ -169,8 +176,10 @@ public struct InFlightRow
     public bool CheckElements;
     /// <summary>This exit is timed (<see cref="ExitStats.TimeThis"/>): its segments read the TSC and it keeps a sample.</summary>
     public bool Timed;
-    /// <summary>A pending copy (<see cref="InFlight.PendGprs"/>) is waiting for the write.</summary>
+    /// <summary>A read-modify-write's state update is waiting for its write: the flags (<see cref="InFlight.PendFlags"/>), and with <see cref="PendRegs"/> the registers.</summary>
     public bool Pend;
+    /// <summary>The pending copy includes the registers (<see cref="InFlight.PendGprs"/>); without it only the flags wait.</summary>
+    public bool PendRegs;
     /// <summary>MOV SS/LSS: the kernel set the interrupt shadow when it completed this vCPU's last instruction.</summary>
     public bool Shadow;
     public byte ReqSize;

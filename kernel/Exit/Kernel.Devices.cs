@@ -140,15 +140,15 @@ public sealed partial class Kernel
         int seen = Volatile.Read(ref e.Slot);
         if ((seen & (EventObject.SlotBusy | EventObject.SlotParked)) == 0 && (seen & EventObject.SlotInflight) != 0
             && e.Area.State == EventState.Pending && e.Area.Sequence != e.Handed)
-            return Hand(t, e, (seen & EventObject.SlotInflight) - 1);
-        return WaitEventClaimed(t, e);
+            return Hand(t, e, (seen & EventObject.SlotInflight) - 1, here);
+        return WaitEventClaimed(t, e, here);
     }
 
     /// <summary>The rest of <see cref="WaitEvent"/> under the object's claim: an access the fast check could not take
     /// without it, or the thread parks. Out of line: its ValueTasks would otherwise be stack slots the model's every call
     /// zeroes on entry.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
-    ValueTask<long> WaitEventClaimed(KThread t, EventObject e)
+    ValueTask<long> WaitEventClaimed(KThread t, EventObject e, Cpu? here)
     {
         e.Seize();
         if (e.Waiter is not null && e.Waiter != t) { e.Publish(); throw KernelError.Busy("another thread waits on this event object"); }
@@ -156,7 +156,7 @@ public sealed partial class Kernel
         {
             int v = e.Inflight;
             e.Publish();
-            return Hand(t, e, v);
+            return Hand(t, e, v, here);
         }
         e.Waiter = t;
         var parked = t.Block(e);   // before the publish: a deliverer may take the waiter as soon as it is visible
@@ -166,19 +166,19 @@ public sealed partial class Kernel
 
     /// <summary>Hands vCPU <paramref name="v"/>'s access in the area to the model's thread, on the exit's CPU.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    ValueTask<long> Hand(KThread t, EventObject e, int v)
+    ValueTask<long> Hand(KThread t, EventObject e, int v, Cpu? here)
     {
         e.Handed = e.Area.Sequence;
         int cpu = VcpuAt(v).Cpu;
-        return t.Cpu == cpu ? new ValueTask<long>(1) : Migrate(t, e, cpu);
+        return t.Cpu == cpu ? new ValueTask<long>(1) : Migrate(t, e, cpu, here);
     }
 
     /// <summary>The model's thread moves to the CPU of the exit whose access it takes.</summary>
-    ValueTask<long> Migrate(KThread t, EventObject e, int cpu)
+    ValueTask<long> Migrate(KThread t, EventObject e, int cpu, Cpu? here)
     {
         var block = t.Block(e);
         WakeThread(t, 1, cpu);
-        Trace.Add(CurrentCpu ?? Cpus[t.Cpu], TraceKind.Migrate, t.Id, cpu);
+        Trace.AddOn(here ?? Cpus[t.Cpu], TraceKind.Migrate, t.Id, cpu);   // here: the caller's CurrentCpu, read once
         return block;
     }
 

@@ -248,6 +248,20 @@ public sealed class DeviceWideLockRuleTests
         Assert.Equal((-1, -1, 0), (rig.DeviceObjects[0].HeldBy, rig.DeviceObjects[0].Inflight, rig.DeviceObjects[0].Queued));
     }
     [Fact]
+    public void An_xchg_whose_write_gives_up_leaves_its_register_as_it_was()
+    {
+        // XCHG with memory is locked: its register takes the device's value only when the write is applied. Every write
+        // answered Mismatch: past the retry bound the guest runs the instruction again with EAX as it was.
+        using var rig = new VmmRig();
+        rig.Device(EventKind.Mmio, VmmRig.Dev, 0x1000, MismatchEveryWrite);
+        ulong xchg = rig.Code(a => a.xchg(__dword_ptr[rbx], eax));
+        rig.Guest.Add(0, Mmio(xchg, 4, false, 3, (0, 0x23)), new GuestExit(ExitReason.Cpuid, Rip: 0x40_0000, Rflags: NoIf));
+        rig.Run();
+        Assert.Equal(KernelT.MaxLockRetries + 1, rig.K.Stats.LockRetries);
+        Assert.Equal((xchg, 0x23UL), (rig.Guest.Entries[1].Rip, rig.Guest.Entries[1].Rax));
+    }
+
+    [Fact]
     public void A_locked_write_that_gives_up_ends_its_exit_as_completed_and_leaves_none_in_flight()
     {
         using var rig = new VmmRig();
