@@ -121,6 +121,8 @@ public sealed partial class ExitPipeline<THost>
             }
             return true;
         }
+        // A store's one side is its write; a load's and an ALU read-modify-write's first is a read (the RMW's write comes
+        // after the model's answer, to the GPA its read went to: AfterRead, from RmwGpa).
         bool write = d.Kind is AccessKind.Write or AccessKind.WriteImm;
         ulong data = 0;
         if (write)
@@ -135,16 +137,29 @@ public sealed partial class ExitPipeline<THost>
         ulong offset = linear & Page.Mask;
         // No RAM test: the page led to a device when the entry was made, and a VM's RAM is whole pages fixed for its life
         // (VmObject's constructor), so no byte of it is RAM now.
+        bool rmw = d.Kind == AccessKind.Alu;   // the one RMW form memoised (MemoRmw); StartElement's clear of RmwGpa, for it
         if ((linear & ~(ulong)Page.Mask) != m.LinearPage || (rec.Gpa & ~(ulong)Page.Mask) != m.GpaPage || offset + d.Size > Page.Size)
         {
             // Another page: the general side, which records the new pages when it reaches a device.
             row.MemoArmed = slot + 1;
+            if (rmw) _f.RmwGpa[v] = InFlight.NoGpa;
             MemorySide(cpu, v, linear, write, data);
             return true;
         }
-        MmioSide(cpu, v, m.GpaPage | offset, d.Size, write, data);
+        ulong gpa = m.GpaPage | offset;
+        if (rmw) _f.RmwGpa[v] = gpa;
+        MmioSide(cpu, v, gpa, d.Size, write, data);
         return true;
     }
+
+    /// <summary>
+    /// The read-modify-write the memo takes beside the plain MOV: an ALU form into memory (ADD, OR, CMP, the shifts, XADD,
+    /// CMPXCHG, ..., locked or not: a device's LOCK is its request's, held by the event object, as on the general side).
+    /// Its read goes to the memoised page like a load's; its write, after the model's answer, to the same GPA (AfterRead).
+    /// Not CMPXCHG16B: its operand must be aligned (DecodedAccess.Align), a check the replay does not make.
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static bool MemoRmw(in DecodedAccess d) => d.Kind == AccessKind.Alu && d.MemIsDest && d.Align == 0;
 
     /// <summary>
     /// The full front end dispatches a plain MOV, IN or OUT decoded from the cache in 64-bit mode: stores the key it was

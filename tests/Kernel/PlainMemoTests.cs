@@ -422,6 +422,88 @@ public class PlainMemoTests
         Assert.Equal(Exits - 1, sys.Kernel.Stats.DeviceRoundTrips);   // the fourth read RAM, not the device
     }
 
+    [Fact]
+    public void A_replayed_add_to_the_scratch_register_adds_this_exits_register_and_writes_where_it_read()
+    {
+        // Four ADDs at one RIP (the fourth replayed), EAX = n as exit n is taken: the scratch register ends at 1+2+3+4.
+        Step? add = null;
+        var valid = new bool[Exits + 1];
+        using var sys = Loop(
+            r =>
+            {
+                add = r.Add("add [rbx], eax (the scratch register)", a => a.add(__dword_ptr[rbx], eax), ExitReason.Mmio, Scratch, 4, false, [(3, Scratch)], []);
+                r.Add("mov eax, [rbx] (after the loop: the sum)", a => a.mov(eax, __dword_ptr[rbx]), ExitReason.Mmio, Scratch, 4, false, [(3, Scratch)], [], expect: 10);
+            },
+            (k, n) =>
+            {
+                if (n > Exits) return;
+                valid[n] = k.ExitInFlight.MemoAt(0, add!.Rip).Valid;
+                k.State.Gpr(0, 0) = (ulong)n;
+            });
+        Assert.True(sys.Run().Quiescent);
+        FaultSemanticsTests.AssertClean(sys);
+        Assert.Equal([false, false, false, false, true], valid);   // replayed at the fourth
+        Assert.Equal(2 * Exits + 1, sys.Kernel.Stats.DeviceRoundTrips);   // a read and a write each, then the load
+        Assert.Equal(10UL, sys.Kernel.State.Gpr(0, 0));
+    }
+
+    [Fact]
+    public void Two_replayed_adds_alternating_each_write_their_own_register()
+    {
+        // A adds 1 to the scratch register, B adds 0x100 to the 64-bit scratch register (exits A1 B2 ... A7 B8, A7 and B8
+        // replayed): each write goes where its own read went, so the two sums stay apart.
+        using var sys = Loop(
+            r =>
+            {
+                r.Add("add [rbx], eax (scratch)", a => a.add(__dword_ptr[rbx], eax), ExitReason.Mmio, Scratch, 4, false, [(3, Scratch), (0, 1)], []);
+                r.Add("add [rsi], ecx (scratch64)", a => a.add(__dword_ptr[rsi], ecx), ExitReason.Mmio, Dev + TestDeviceRegs.Scratch64, 4, false, [(6, Dev + TestDeviceRegs.Scratch64), (1, 0x100)], []);
+                r.Add("mov eax, [rbx] (after the loop)", a => a.mov(eax, __dword_ptr[rbx]), ExitReason.Mmio, Scratch, 4, false, [(3, Scratch)], [], expect: Exits);
+                r.Add("mov eax, [rsi] (after the loop)", a => a.mov(eax, __dword_ptr[rsi]), ExitReason.Mmio, Dev + TestDeviceRegs.Scratch64, 4, false, [(6, Dev + TestDeviceRegs.Scratch64)], [], expect: 0x100 * Exits);
+            },
+            (k, n) => { }, loopSteps: 2);
+        Assert.True(sys.Run().Quiescent);
+        FaultSemanticsTests.AssertClean(sys);
+        Assert.Equal(4 * Exits + 2, sys.Kernel.Stats.DeviceRoundTrips);
+    }
+
+    [Fact]
+    public void A_cmpxchg16b_is_never_replayed_so_a_misaligned_operand_is_still_a_general_protection_fault()
+    {
+        const ulong window = Dev + TestDeviceRegs.Window;
+        using var sys = Loop(
+            r => r.Add("lock cmpxchg16b [rsi] (the window)", a => a.@lock.cmpxchg16b(__xmmword_ptr[rsi]), ExitReason.Mmio, window, 16, false, [(6, window)], []),
+            (k, n) => { if (n == Exits) k.State.Gpr(0, 6) = window + 8; });   // the same page, 8-byte aligned only
+        Assert.True(sys.Run().Quiescent);
+        Assert.Equal(13UL, OnlyException(sys).Event & 0xFF);   // #GP(0), before the device is asked
+    }
+
+    [Fact]
+    public void A_replayed_compare_reads_the_device_and_writes_nothing()
+    {
+        using var sys = Loop(
+            r => r.Add("cmp [rbx], eax (the ID register)", a => a.cmp(__dword_ptr[rbx], eax), ExitReason.Mmio, Dev, 4, false, [(3, Dev), (0, TestDeviceRegs.IdValue)], []),
+            (k, n) => { });
+        Assert.True(sys.Run().Quiescent);
+        FaultSemanticsTests.AssertClean(sys);
+        Assert.Equal(Exits, sys.Kernel.Stats.DeviceRoundTrips);
+        Assert.NotEqual(0UL, sys.Kernel.State.Rflags(0) & (1UL << 6));   // ZF: equal, at every exit and so at the last
+    }
+
+    [Fact]
+    public void A_replayed_add_whose_register_moved_to_ram_reads_and_writes_ram_not_the_device()
+    {
+        // After three ADDs to the scratch register, the fourth's RBX points at RAM (another page): its read and its write
+        // are RAM's; the device sees neither (no write to the page the third ADD wrote).
+        ulong ram = 0;
+        using var sys = Loop(
+            r => r.Add("add [rbx], eax", a => a.add(__dword_ptr[rbx], eax), ExitReason.Mmio, Scratch, 4, false, [(3, Scratch), (0, 5)], []),
+            (k, n) => { if (n == Exits) { k.State.Gpr(0, 3) = ram; k.Memory.WriteU32(ram, 0x100); } },
+            paging: (pt, mem, l) => ram = l.Data);   // guest RAM, identity-mapped
+        Assert.True(sys.Run().Quiescent);
+        Assert.Equal(2 * (Exits - 1), sys.Kernel.Stats.DeviceRoundTrips);
+        Assert.Equal(0x105u, sys.Kernel.Memory.ReadU32(ram));
+    }
+
     const ushort UartScratch = 0x3F8 + 7;   // the UART model's scratch register (reads back what was written)
 
     [Fact]
