@@ -137,17 +137,19 @@ public sealed partial class ExitPipeline<THost>
         ulong offset = linear & Page.Mask;
         // No RAM test: the page led to a device when the entry was made, and a VM's RAM is whole pages fixed for its life
         // (VmObject's constructor), so no byte of it is RAM now.
-        bool rmw = d.Kind == AccessKind.Alu;   // the one RMW form memoised (MemoRmw); StartElement's clear of RmwGpa, for it
+        // RmwGpa as StartElement and MemorySide leave it, for the memoised read-modify-write (MemoRmw): its write goes
+        // where its read goes. A load's or a store's is never read (AfterRead ends them before), so it is stored for any
+        // form: a store costs less than the test.
         if ((linear & ~(ulong)Page.Mask) != m.LinearPage || (rec.Gpa & ~(ulong)Page.Mask) != m.GpaPage || offset + d.Size > Page.Size)
         {
             // Another page: the general side, which records the new pages when it reaches a device.
             row.MemoArmed = slot + 1;
-            if (rmw) _f.RmwGpa[v] = InFlight.NoGpa;
+            _f.RmwGpa[v] = InFlight.NoGpa;
             MemorySide(cpu, v, linear, write, data);
             return true;
         }
         ulong gpa = m.GpaPage | offset;
-        if (rmw) _f.RmwGpa[v] = gpa;
+        _f.RmwGpa[v] = gpa;
         MmioSide(cpu, v, gpa, d.Size, write, data);
         return true;
     }
