@@ -30,6 +30,7 @@ public class ExitPathBench
 
     [GlobalSetup(Target = nameof(MmioReadExit))] public void SetupRead() => _rig = new ExitRig(ExitFlavor.MmioRead);
     [GlobalSetup(Target = nameof(MmioWriteExit))] public void SetupWrite() => _rig = new ExitRig(ExitFlavor.MmioWrite);
+    [GlobalSetup(Target = nameof(MmioAluExit))] public void SetupAlu() => _rig = new ExitRig(ExitFlavor.MmioAlu);
     [GlobalSetup(Target = nameof(PortExit))] public void SetupPort() => _rig = new ExitRig(ExitFlavor.PortOut);
     [GlobalSetup(Target = nameof(ForwardedExit))] public void SetupForward() => _rig = new ExitRig(ExitFlavor.Forwarded);
 
@@ -55,6 +56,9 @@ public class ExitPathBench
 
     [Benchmark(Description = "MMIO write exit, mov [rsi],eax -> test device", OperationsPerInvoke = ExitRig.Batch)]
     public long MmioWriteExit() => _rig!.StepExits(ExitRig.Batch);
+
+    [Benchmark(Description = "MMIO read-modify-write exit, or dword [rsi],1 -> test device (two round trips)", OperationsPerInvoke = ExitRig.Batch)]
+    public long MmioAluExit() => _rig!.StepExits(ExitRig.Batch);
 
     [Benchmark(Description = "port exit, out dx,al -> UART model", OperationsPerInvoke = ExitRig.Batch)]
     public long PortExit() => _rig!.StepExits(ExitRig.Batch);

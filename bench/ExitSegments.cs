@@ -22,13 +22,7 @@ public static class ExitSegments
         {
             using var rig = new ExitRig(flavor);
             var stats = rig.Kernel.Stats;
-            var kind = flavor switch
-            {
-                ExitFlavor.MmioRead => ExitKind.MmioRead,
-                ExitFlavor.MmioWrite => ExitKind.MmioWrite,
-                ExitFlavor.PortOut => ExitKind.PortOut,
-                _ => ExitKind.Forwarded,
-            };
+            var kind = rig.Kind;
             // Warm by time, not count: tiered JIT promotes hot methods only after a call-counting delay
             // (100 ms by default), and 20,000 exits take less than that. Measuring tier-0 code would
             // report several times the steady-state cost.

@@ -89,6 +89,9 @@ for rig in MmioRead MmioWrite PortOut Forwarded; do
   r=$(per_exit 2000 32000 exitbench --count --warm-ms 0 --rig "${rig,,}"); row "$rig" "exitbench $rig" "$r"; sum=$((sum + ${r%% *}))
 done
 got[RigAverage]=$((sum / 4)); echo "| exitbench average | ${got[RigAverage]} | |"
+# The read-modify-write rig (two device round trips per exit) is counted beside the four, not in their average (issue
+# 13's target is the four's).
+row MmioAlu "exitbench MmioAlu (not in the average)" "$(per_exit 2000 32000 exitbench --count --warm-ms 0 --rig mmioalu)"
 row RunQuiet "run --quiet (default mix)" "$(per_exit 20000 120000 run --quiet)"
 row RunJson "run --quiet --json FILE" "$(per_exit 20000 120000 run --quiet --json "$work/run.json")"
 row RunTables "run (tables printed)" "$(per_exit 20000 120000 run)"

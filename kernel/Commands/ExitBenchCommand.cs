@@ -8,8 +8,8 @@ using Copra.Hot.Exit;
 namespace Copra.Kernel;
 
 /// <summary>
-/// <c>copra exitbench [--exits N] [--warm-ms M] [--json FILE|-] [--rig NAME] [--count]</c>: the exit-path suite's four rigs (MMIO read, MMIO
-/// write, port, forwarded) timed inside the <c>copra</c> binary itself, so the same code can be
+/// <c>copra exitbench [--exits N] [--warm-ms M] [--json FILE|-] [--rig NAME] [--count]</c>: the exit-path suite's rigs (MMIO read, MMIO
+/// write, MMIO read-modify-write, port, forwarded) timed inside the <c>copra</c> binary itself, so the same code can be
 /// measured as shipped (NativeAOT) and under the JIT. Per exit: the whole cycle (TSC around a slice of
 /// <see cref="ExitRig.Batch"/> exits, divided by it: the model's WAIT enters the guest directly inside a slice) and the kernel-only segments (ExitStats). Measured only; nothing modelled.
 /// The command is a thin wrapper: <see cref="Measure"/> times, the rest prints.
@@ -21,7 +21,7 @@ public static class ExitBenchCommand
 
     public static Command Build(Cli.Io io)
     {
-        var cmd = new Command("exitbench", "Time the exit-path rigs (MMIO read, MMIO write, port, forwarded) inside copra itself: whole cycle and kernel-only medians. Measured only.");
+        var cmd = new Command("exitbench", "Time the exit-path rigs (MMIO read, MMIO write, MMIO read-modify-write, port, forwarded) inside copra itself: whole cycle and kernel-only medians. Measured only.");
         var exits = Cli.Int("--exits", "Timed exits per rig", 1, 10_000_000, 20_000);
         var warm = Cli.Int("--warm-ms", "Warm-up per rig, in milliseconds", 0, 600_000, 1500);
         var json = Cli.Output("--json", "Write the results as JSON (docs/json.md) to FILE, or stdout with '-'");
@@ -124,11 +124,7 @@ public static class ExitBenchCommand
                 whole[i] = (long)(Tsc.Read() - t0) / ExitRig.Batch;
             }
             rig.Check();
-            var kind = flavor switch
-            {
-                ExitFlavor.MmioRead => ExitKind.MmioRead, ExitFlavor.MmioWrite => ExitKind.MmioWrite,
-                ExitFlavor.PortOut => ExitKind.PortOut, _ => ExitKind.Forwarded,
-            };
+            var kind = rig.Kind;
             double wholeTicks = ExitStats.Median(whole);
             double kernelTicks = stats.MeasuredMedian(kind);
             // Cycles only of an invariant hardware TSC (its rate measured at start-up); never nanoseconds relabelled.

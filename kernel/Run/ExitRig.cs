@@ -5,8 +5,9 @@ using Copra.Hot.Exit;
 
 namespace Copra.Kernel.Run;
 
-/// <summary>The exit kinds the exit-path suite times, one per rig.</summary>
-public enum ExitFlavor { MmioRead, MmioWrite, PortOut, Forwarded }
+/// <summary>The exit kinds the exit-path suite times, one per rig. MmioAlu is <c>or dword [rsi], 1</c> on the test device: a
+/// read-modify-write, two device round trips per exit (its read, then its write).</summary>
+public enum ExitFlavor { MmioRead, MmioWrite, MmioAlu, PortOut, Forwarded }
 
 /// <summary>
 /// A whole Copra system (the real kernel, the replay backend, /init, the VMM, the device models) on
@@ -23,6 +24,16 @@ public sealed class ExitRig : IDisposable
     public Kernel.Core.Kernel Kernel => System.Kernel;
     public ExitFlavor Flavor { get; }
 
+    /// <summary>The kind the rig's exits are counted under (ExitStats).</summary>
+    public ExitKind Kind => Flavor switch
+    {
+        ExitFlavor.MmioRead => ExitKind.MmioRead,
+        ExitFlavor.MmioWrite => ExitKind.MmioWrite,
+        ExitFlavor.MmioAlu => ExitKind.MmioAlu,
+        ExitFlavor.PortOut => ExitKind.PortOut,
+        _ => ExitKind.Forwarded,
+    };
+
     public ExitRig(ExitFlavor flavor, int warmExits = 4096)
     {
         Flavor = flavor;
@@ -30,6 +41,7 @@ public sealed class ExitRig : IDisposable
         {
             ExitFlavor.MmioRead or ExitFlavor.Forwarded => "read",
             ExitFlavor.MmioWrite => "write",
+            ExitFlavor.MmioAlu => "alu",
             _ => "port_out",
         };
         // Forwarded: no test device, so the loop's MMIO window (device base 0 + 0x1000) belongs to nobody

@@ -97,7 +97,7 @@ public class JsonShapeTests
         var r = CopraCli.Run("exitbench", "--exits", "50", "--warm-ms", "0", "--json", "-");
         Assert.Equal(0, r.Code);
         var root = AssertShape(r.Out, "exitbench");
-        Assert.Equal(["mmio_read", "mmio_write", "port_out", "forwarded"], root.GetProperty("rigs").EnumerateArray().Select(x => x.GetProperty("rig").GetString()!));
+        Assert.Equal(["mmio_read", "mmio_write", "mmio_alu", "port_out", "forwarded"], root.GetProperty("rigs").EnumerateArray().Select(x => x.GetProperty("rig").GetString()!));
     }
 
     [Fact]

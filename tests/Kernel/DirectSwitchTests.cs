@@ -12,6 +12,7 @@ public sealed class DirectSwitchTests
     [Theory]
     [InlineData(ExitFlavor.MmioRead)]
     [InlineData(ExitFlavor.MmioWrite)]
+    [InlineData(ExitFlavor.MmioAlu)]
     [InlineData(ExitFlavor.PortOut)]
     public void A_slice_of_exits_takes_two_steps_not_two_per_exit(ExitFlavor flavor)
     {
