@@ -136,10 +136,9 @@ public sealed partial class ExitPipeline<THost>
         if (CanonicalFaults(cpu, v, linear)) return true;
         ulong offset = linear & Page.Mask;
         // No RAM test: the page led to a device when the entry was made, and a VM's RAM is whole pages fixed for its life
-        // (VmObject's constructor), so no byte of it is RAM now.
-        // RmwGpa as StartElement and MemorySide leave it, for the memoised read-modify-write (MemoRmw): its write goes
-        // where its read goes. A load's or a store's is never read (AfterRead ends them before), so it is stored for any
-        // form: a store costs less than the test.
+        // (VmObject's constructor), so no byte of it is RAM now. RmwGpa is left as StartElement and MemorySide leave it,
+        // for the memoised read-modify-write (MemoRmw), whose write goes where its read goes; a load's or a store's is
+        // never read (AfterRead ends them first), so it is stored for any form: a store costs less than the test.
         if ((linear & ~(ulong)Page.Mask) != m.LinearPage || (rec.Gpa & ~(ulong)Page.Mask) != m.GpaPage || offset + d.Size > Page.Size)
         {
             // Another page: the general side, which records the new pages when it reaches a device.
