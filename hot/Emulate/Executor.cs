@@ -277,6 +277,7 @@ public static class Executor
     }
 
     /// <summary>AND/OR/XOR/TEST: CF = OF = 0, AF cleared (undefined in the SDM; what Intel and AMD parts do).</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]   // three ALU cases: its frame cost as much as its body
     static ulong Logic(ulong rflags, ulong r, int size) => (rflags & ~StatusFlags) | ResultFlags(r, size);
 
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
