@@ -121,7 +121,7 @@ public sealed partial class ExitPipeline<THost>
             }
             return true;
         }
-        // A store's one side is its write; a load's and an ALU read-modify-write's first is a read (the RMW's write comes
+        // A store's one side is its write; a load's and an ALU form's first is a read (the RMW's write comes
         // after the model's answer, to the GPA its read went to: AfterRead, from RmwGpa).
         bool write = d.Kind is AccessKind.Write or AccessKind.WriteImm;
         ulong data = 0;
@@ -137,7 +137,7 @@ public sealed partial class ExitPipeline<THost>
         ulong offset = linear & Page.Mask;
         // No RAM test: the page led to a device when the entry was made, and a VM's RAM is whole pages fixed for its life
         // (VmObject's constructor), so no byte of it is RAM now. RmwGpa is left as StartElement and MemorySide leave it,
-        // for the memoised read-modify-write (MemoRmw), whose write goes where its read goes; a load's or a store's is
+        // for a memoised read-modify-write (MemoAlu), whose write goes where its read goes; a load's or a store's is
         // never read (AfterRead ends them first), so it is stored for any form: a store costs less than the test.
         if ((linear & ~(ulong)Page.Mask) != m.LinearPage || (rec.Gpa & ~(ulong)Page.Mask) != m.GpaPage || offset + d.Size > Page.Size)
         {
@@ -154,13 +154,14 @@ public sealed partial class ExitPipeline<THost>
     }
 
     /// <summary>
-    /// The read-modify-write the memo takes beside the plain MOV: an ALU form into memory (ADD, OR, CMP, the shifts, XADD,
-    /// CMPXCHG, ..., locked or not: a device's LOCK is its request's, held by the event object, as on the general side).
-    /// Its read goes to the memoised page like a load's; its write, after the model's answer, to the same GPA (AfterRead).
-    /// Not CMPXCHG16B: its operand must be aligned (DecodedAccess.Align), a check the replay does not make.
+    /// The ALU forms the memo takes beside the plain MOV: any with its memory operand at a device (ADD, OR, CMP, the shifts,
+    /// MUL, DIV, XADD, CMPXCHG, ..., locked or not: a device's LOCK is its request's, held by the event object, as on the
+    /// general side). Their first side is a read, to the memoised page like a load's; the general AfterRead computes, and a
+    /// read-modify-write's write goes to the GPA its read went to. Not CMPXCHG16B: its operand must be aligned
+    /// (DecodedAccess.Align), a check the replay does not make.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    static bool MemoRmw(in DecodedAccess d) => d.Kind == AccessKind.Alu && d.MemIsDest && d.Align == 0;
+    static bool MemoAlu(in DecodedAccess d) => d.Kind == AccessKind.Alu && d.Align == 0;
 
     /// <summary>
     /// The full front end dispatches a plain MOV, IN or OUT decoded from the cache in 64-bit mode: stores the key it was

@@ -99,7 +99,7 @@ public sealed partial class ExitPipeline<THost>
         // The registers wait for the write only when the form writes one with it (XCHG, XADD). The others (ALU, shift and
         // bit-test forms into memory, a CMPXCHG whose compare holds) change memory and the flags alone, so they run on the
         // vCPU's own registers and only the flags wait (two copies of sixteen registers fewer per such exit).
-        bool pendRegs = rmw && RmwWritesRegister(in d);
+        bool pendRegs = RmwWritesRegister(in d);   // both are read-modify-writes
         Span<ulong> gprs = State.Gprs(v);
         if (pendRegs)
         {

@@ -331,10 +331,10 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
             return;
         }
         bool plain = d.Kind is AccessKind.Read or AccessKind.ReadZx or AccessKind.ReadSx or AccessKind.Write or AccessKind.WriteImm;
-        // A plain MOV, IN or OUT, or an ALU read-modify-write into memory, from the decode cache in 64-bit mode,
-        // no element check due, nobody following: memoised for its next exit (from its second at one RIP; its MMIO or
-        // port side completes the entry). The exit's kind agrees with the form here (the check above refused a disagreement).
-        if ((plain || d.Kind is AccessKind.In or AccessKind.Out || MemoRmw(in d)) && cached && cpuMode == CpuMode.Bits64 && !row.CheckElements && row.Follow == 0)
+        // A plain MOV, IN or OUT, or an ALU form (MemoAlu), from the decode cache in 64-bit mode, no element check due,
+        // nobody following: memoised for its next exit (from its second at one RIP; its MMIO or port side completes the
+        // entry). The exit's kind agrees with the form here (the check above refused a disagreement).
+        if ((plain || d.Kind is AccessKind.In or AccessKind.Out || MemoAlu(in d)) && cached && cpuMode == CpuMode.Bits64 && !row.CheckElements && row.Follow == 0)
             ArmPlain(v, in rec, rip, cr0, cr4, efer, csAttr, cr3, access, lo, hi);
         // The plain MOV load or store with no element check due (64-bit mode, no #AC, no SS operand) and no narration:
         // its one element without the general start's tests (ExitPipeline.cs PlainElement). Everything else: StartElement.

@@ -222,6 +222,10 @@ public class PlainMemoTests
         Assert.True(sys.Run().Quiescent);
         Assert.Equal(0UL, sys.Kernel.State.Gpr(0, 0) & 0xFFFF_FFFF);   // the fourth read the remapped page, not the ID register
         Assert.Equal(Exits, sys.Kernel.Stats.DeviceRoundTrips);
+        // The walk's new page completed the instruction's own entry: it names the remapped page now.
+        var entry = sys.Kernel.ExitInFlight.MemoAt(0, load!.Rip);
+        Assert.True(entry.Valid);
+        Assert.Equal(Dev + 0x1000, entry.GpaPage);
     }
 
     [Fact]
@@ -475,6 +479,37 @@ public class PlainMemoTests
             (k, n) => { if (n == Exits) k.State.Gpr(0, 6) = window + 8; });   // the same page, 8-byte aligned only
         Assert.True(sys.Run().Quiescent);
         Assert.Equal(13UL, OnlyException(sys).Event & 0xFF);   // #GP(0), before the device is asked
+    }
+
+    [Fact]
+    public void A_replayed_add_into_a_register_loads_and_adds_and_writes_no_memory()
+    {
+        Step? add = null;
+        var valid = new bool[Exits + 1];
+        using var sys = Loop(
+            r => add = r.Add("add eax, [rbx] (the ID register)", a => a.add(eax, __dword_ptr[rbx]), ExitReason.Mmio, Dev, 4, false, [(3, Dev), (0, 5)], [],
+                expect: 5 + (ulong)TestDeviceRegs.IdValue),
+            (k, n) => { if (n <= Exits) valid[n] = k.ExitInFlight.MemoAt(0, add!.Rip).Valid; });
+        Assert.True(sys.Run().Quiescent);
+        FaultSemanticsTests.AssertClean(sys);   // each exit's EAX is 5 + the ID, the fourth's from the memo too
+        Assert.Equal([false, false, false, false, true], valid);
+        Assert.Equal(Exits, sys.Kernel.Stats.DeviceRoundTrips);
+    }
+
+    [Fact]
+    public void A_string_move_at_one_rip_is_never_memoised()
+    {
+        // MOVSB from the scratch register to RAM, four times at one RIP: a form the memo does not take (its operands are
+        // rSI and rDI, not a ModRM address), so every exit reads the device at rSI and stores at rDI.
+        ulong ram = 0;
+        Step? movs = null;
+        using var sys = Loop(
+            r => movs = r.Add("movsb (scratch -> RAM)", a => a.movsb(), ExitReason.Mmio, Scratch, 1, false, [(6, Scratch), (7, ram)], []),
+            (k, n) => { if (n <= Exits) { k.State.Gpr(0, 6) = Scratch; k.State.Gpr(0, 7) = ram + (ulong)n; } },
+            paging: (pt, mem, l) => ram = l.Data);
+        Assert.True(sys.Run().Quiescent);
+        Assert.False(sys.Kernel.ExitInFlight.MemoAt(0, movs!.Rip).Valid);
+        Assert.Equal(Exits, sys.Kernel.Stats.DeviceRoundTrips);
     }
 
     [Fact]

@@ -1,5 +1,6 @@
 using Copra.Abi;
 using Copra.Hot.Exit;
+using Copra.User;
 using Xunit;
 using static Iced.Intel.AssemblerRegisters;
 
@@ -27,6 +28,42 @@ public sealed class RmwWriteSideRuleTests
         Assert.Equal([(AccessDirection.Read, At), (AccessDirection.Write, At)], rig.Deliveries.Select(d => (d.Area.Direction, d.Area.Address)));
         Assert.Equal(0x15UL, rig.Deliveries[1].Area.Data);
         Assert.Equal((add + 3, 5UL), (rig.Guest.Entries[1].Rip, rig.Guest.Entries[1].Rax));
+    }
+
+    [Fact]
+    public void A_page_made_read_only_between_the_read_and_the_write_does_not_fault_the_write()
+    {
+        // The CPU translates a read-modify-write's operand once (for a write, at its read). The model's answer to the read
+        // makes the page read-only and drops the vCPU's cached translations: the write still goes where the read went.
+        using var rig = new VmmRig();
+        rig.Device(EventKind.Mmio, VmmRig.Dev, 0x1000, (IUserContext _, uint _, ref EventArea a) =>
+        {
+            if (a.Direction == AccessDirection.Read)
+            {
+                ulong pte = Pte(rig.K.Memory, rig.K.State.Cr3(0), At);
+                rig.K.Memory.WriteU64(pte, rig.K.Memory.ReadU64(pte) & ~2UL);
+                rig.K.InvalidateCaches(0);
+                a.Data = 0x10;
+            }
+            a.PublishState(EventState.Done);
+            return true;
+        });
+        ulong add = rig.Code(a => a.add(__dword_ptr[rbx], eax));
+        rig.Guest.Add(0, new GuestExit(ExitReason.Mmio, [(3, At), (0, 5)], Rip: add, Gpa: At, Size: 4, Rflags: NoIf),
+            new GuestExit(ExitReason.Cpuid, Rip: 0x40_0000, Rflags: NoIf));
+        rig.Run();
+        Assert.Equal([AccessDirection.Read, AccessDirection.Write], rig.Deliveries.Select(d => d.Area.Direction));
+        Assert.Equal(0x15UL, rig.Deliveries[1].Area.Data);
+        Assert.Equal((add + 2, 0UL), (rig.Guest.Entries[1].Rip, rig.Guest.Entries[1].PendingEvent));   // done, no #PF
+    }
+
+    /// <summary>The 4 KiB PTE that maps <paramref name="linear"/> under the four-level tables at <paramref name="root"/>.</summary>
+    static ulong Pte(Copra.Hot.Guest.GuestMemory mem, ulong root, ulong linear)
+    {
+        ulong table = root & 0x000F_FFFF_FFFF_F000UL;
+        for (int level = 4; level > 1; level--)
+            table = mem.ReadU64(table + ((linear >> (12 + 9 * (level - 1))) & 0x1FF) * 8) & 0x000F_FFFF_FFFF_F000UL;
+        return table + ((linear >> 12) & 0x1FF) * 8;
     }
 
     [Fact]
