@@ -583,7 +583,8 @@ public class PlainMemoTests
     }
 
     /// <summary>The leaf entry for <paramref name="linear"/> under the 4-level tables at <paramref name="root"/>.</summary>
-    static ulong Pte(GuestMemory mem, ulong root, ulong linear)
+    /// <summary>The 4 KiB PTE that maps <paramref name="linear"/> under the four-level tables at <paramref name="root"/>.</summary>
+    internal static ulong Pte(GuestMemory mem, ulong root, ulong linear)
     {
         ulong table = root;
         for (int level = 4; level > 1; level--)

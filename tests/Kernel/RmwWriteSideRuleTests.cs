@@ -40,7 +40,7 @@ public sealed class RmwWriteSideRuleTests
         {
             if (a.Direction == AccessDirection.Read)
             {
-                ulong pte = Pte(rig.K.Memory, rig.K.State.Cr3(0), At);
+                ulong pte = PlainMemoTests.Pte(rig.K.Memory, rig.K.State.Cr3(0), At);
                 rig.K.Memory.WriteU64(pte, rig.K.Memory.ReadU64(pte) & ~2UL);
                 rig.K.InvalidateCaches(0);
                 a.Data = 0x10;
@@ -55,15 +55,6 @@ public sealed class RmwWriteSideRuleTests
         Assert.Equal([AccessDirection.Read, AccessDirection.Write], rig.Deliveries.Select(d => d.Area.Direction));
         Assert.Equal(0x15UL, rig.Deliveries[1].Area.Data);
         Assert.Equal((add + 2, 0UL), (rig.Guest.Entries[1].Rip, rig.Guest.Entries[1].PendingEvent));   // done, no #PF
-    }
-
-    /// <summary>The 4 KiB PTE that maps <paramref name="linear"/> under the four-level tables at <paramref name="root"/>.</summary>
-    static ulong Pte(Copra.Hot.Guest.GuestMemory mem, ulong root, ulong linear)
-    {
-        ulong table = root & 0x000F_FFFF_FFFF_F000UL;
-        for (int level = 4; level > 1; level--)
-            table = mem.ReadU64(table + ((linear >> (12 + 9 * (level - 1))) & 0x1FF) * 8) & 0x000F_FFFF_FFFF_F000UL;
-        return table + ((linear >> 12) & 0x1FF) * 8;
     }
 
     [Fact]
