@@ -52,6 +52,24 @@ public class ScenarioDocTests
         Assert.Equal(two.Workload with { Mix = sc.Workload.Mix }, sc.Workload);   // every other workload key
     }
 
+    [Fact]
+    public void The_shipped_alu_scenario_runs_the_alu_form_alone_on_one_cpu()
+    {
+        // PERF.md counts bench/scenarios/alu.json as the ALU read-modify-write exit alone: one CPU, one vCPU, and every
+        // access exit an ALU one (the guest's HLT at the end is a run-page exit), answered by the device each time.
+        string dir = Path.Combine(Path.GetDirectoryName(Path.GetDirectoryName(DocPath()))!, "bench", "scenarios");
+        var sc = Scenario.Load(Path.Combine(dir, "alu.json"));
+        Assert.Equal((1, 1, 1), (sc.Cpus, sc.Vms.Count, sc.Vms[0].Vcpus));
+        Assert.Equal(["alu"], sc.Workload.Mix);
+        using var sys = new CopraSystem(sc with { Workload = sc.Workload with { Iterations = 200 } });
+        Assert.True(sys.Run().Quiescent);
+        var stats = sys.Kernel.Stats;
+        Assert.Equal(200, stats.Samples(Copra.Hot.Exit.ExitKind.MmioAlu));
+        Assert.Equal(200, stats.Completed);
+        Assert.Equal(400, stats.DeviceRoundTrips);   // a read and a write each
+        Assert.Equal(0, sys.Kernel.InternalErrors);
+    }
+
     static string DocPath()
     {
         for (var d = new DirectoryInfo(AppContext.BaseDirectory); d is not null; d = d.Parent)
