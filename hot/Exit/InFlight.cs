@@ -128,7 +128,7 @@ public readonly struct InFlight
 
 /// <summary>
 /// One vCPU's entry of <see cref="InFlight.Row"/>: the scalars of its instruction in flight that the common exit reads or
-/// writes, together in 123 bytes (one 128-byte line pair: tests/Layout/VcpuColumnLayoutTests.cs). Owned, as every InFlight column, by the vCPU's CPU.
+/// writes, together in 124 bytes (one 128-byte line pair: tests/Layout/VcpuColumnLayoutTests.cs). Owned, as every InFlight column, by the vCPU's CPU.
 /// </summary>
 public struct InFlightRow
 {
