@@ -116,8 +116,9 @@ public sealed partial class ExitPipeline<THost>
         else res = Executor.Execute(in d, gprs, ref flags, value, out toWrite);
         if (res == ExecResult.DivideError) { InjectException(cpu, v, VectorDe, null); return false; }
         if (writeSide) write = res == ExecResult.Write;
-        if (rmw && write) { _f.PendFlags[v] = flags; _f.Row[v].Pend = true; _f.Row[v].PendRegs = pendRegs; return true; }
-        if (pendRegs) gprs.CopyTo(State.Gprs(v));
+        // What waits is committed by AfterWrite (CommitPending), whether the element wrote or not; XCHG and XADD always
+        // write, so pending registers are never committed anywhere else.
+        if (rmw && write || pendRegs) { _f.PendFlags[v] = flags; _f.Row[v].Pend = true; _f.Row[v].PendRegs = pendRegs; return true; }
         State.Rflags(v) = flags;
         return true;
     }

@@ -456,11 +456,12 @@ public class PlainMemoTests
     {
         // A adds 1 to the scratch register, B adds 0x100 to the 64-bit scratch register (exits A1 B2 ... A7 B8, A7 and B8
         // replayed): each write goes where its own read went, so the two sums stay apart.
+        Step? addA = null, addB = null;
         using var sys = Loop(
             r =>
             {
-                r.Add("add [rbx], eax (scratch)", a => a.add(__dword_ptr[rbx], eax), ExitReason.Mmio, Scratch, 4, false, [(3, Scratch), (0, 1)], []);
-                r.Add("add [rsi], ecx (scratch64)", a => a.add(__dword_ptr[rsi], ecx), ExitReason.Mmio, Dev + TestDeviceRegs.Scratch64, 4, false, [(6, Dev + TestDeviceRegs.Scratch64), (1, 0x100)], []);
+                addA = r.Add("add [rbx], eax (scratch)", a => a.add(__dword_ptr[rbx], eax), ExitReason.Mmio, Scratch, 4, false, [(3, Scratch), (0, 1)], []);
+                addB = r.Add("add [rsi], ecx (scratch64)", a => a.add(__dword_ptr[rsi], ecx), ExitReason.Mmio, Dev + TestDeviceRegs.Scratch64, 4, false, [(6, Dev + TestDeviceRegs.Scratch64), (1, 0x100)], []);
                 r.Add("mov eax, [rbx] (after the loop)", a => a.mov(eax, __dword_ptr[rbx]), ExitReason.Mmio, Scratch, 4, false, [(3, Scratch)], [], expect: Exits);
                 r.Add("mov eax, [rsi] (after the loop)", a => a.mov(eax, __dword_ptr[rsi]), ExitReason.Mmio, Dev + TestDeviceRegs.Scratch64, 4, false, [(6, Dev + TestDeviceRegs.Scratch64)], [], expect: 0x100 * Exits);
             },
@@ -468,6 +469,9 @@ public class PlainMemoTests
         Assert.True(sys.Run().Quiescent);
         FaultSemanticsTests.AssertClean(sys);
         Assert.Equal(4 * Exits + 2, sys.Kernel.Stats.DeviceRoundTrips);
+        // Both were replayed (A7, B8): their entries are complete.
+        Assert.True(sys.Kernel.ExitInFlight.MemoAt(0, addA!.Rip).Valid);
+        Assert.True(sys.Kernel.ExitInFlight.MemoAt(0, addB!.Rip).Valid);
     }
 
     [Fact]
@@ -515,11 +519,14 @@ public class PlainMemoTests
     [Fact]
     public void A_replayed_compare_reads_the_device_and_writes_nothing()
     {
+        Step? cmp = null;
+        bool replayed = false;
         using var sys = Loop(
-            r => r.Add("cmp [rbx], eax (the ID register)", a => a.cmp(__dword_ptr[rbx], eax), ExitReason.Mmio, Dev, 4, false, [(3, Dev), (0, TestDeviceRegs.IdValue)], []),
-            (k, n) => { });
+            r => cmp = r.Add("cmp [rbx], eax (the ID register)", a => a.cmp(__dword_ptr[rbx], eax), ExitReason.Mmio, Dev, 4, false, [(3, Dev), (0, TestDeviceRegs.IdValue)], []),
+            (k, n) => { if (n == Exits) replayed = k.ExitInFlight.MemoAt(0, cmp!.Rip).Valid; });
         Assert.True(sys.Run().Quiescent);
         FaultSemanticsTests.AssertClean(sys);
+        Assert.True(replayed);   // the fourth exit took the memo
         Assert.Equal(Exits, sys.Kernel.Stats.DeviceRoundTrips);
         Assert.NotEqual(0UL, sys.Kernel.State.Rflags(0) & (1UL << 6));   // ZF: equal, at every exit and so at the last
     }
@@ -530,11 +537,20 @@ public class PlainMemoTests
         // After three ADDs to the scratch register, the fourth's RBX points at RAM (another page): its read and its write
         // are RAM's; the device sees neither (no write to the page the third ADD wrote).
         ulong ram = 0;
+        Step? add = null;
+        bool memoised = false;
         using var sys = Loop(
-            r => r.Add("add [rbx], eax", a => a.add(__dword_ptr[rbx], eax), ExitReason.Mmio, Scratch, 4, false, [(3, Scratch), (0, 5)], []),
-            (k, n) => { if (n == Exits) { k.State.Gpr(0, 3) = ram; k.Memory.WriteU32(ram, 0x100); } },
+            r => add = r.Add("add [rbx], eax", a => a.add(__dword_ptr[rbx], eax), ExitReason.Mmio, Scratch, 4, false, [(3, Scratch), (0, 5)], []),
+            (k, n) =>
+            {
+                if (n != Exits) return;
+                memoised = k.ExitInFlight.MemoAt(0, add!.Rip).Valid;   // the replay meets the other page
+                k.State.Gpr(0, 3) = ram;
+                k.Memory.WriteU32(ram, 0x100);
+            },
             paging: (pt, mem, l) => ram = l.Data);   // guest RAM, identity-mapped
         Assert.True(sys.Run().Quiescent);
+        Assert.True(memoised);
         Assert.Equal(2 * (Exits - 1), sys.Kernel.Stats.DeviceRoundTrips);
         Assert.Equal(0x105u, sys.Kernel.Memory.ReadU32(ram));
     }
