@@ -2,14 +2,14 @@ namespace Copra.Kernel.Core;
 
 /// <summary>
 /// What a trace record is. Hashed (the determinism check): one <see cref="Complete"/> per MMIO/IOIO exit, and the
-/// scheduling events off the exit path (thread start and exit, process exit, run-page exits, IRQs, migrations).
+/// scheduling events off the exit path (thread start and exit, process exit, run-page exits, IRQs).
 /// The per-exit steps (entry, exit, delivery, forward, re-injection, fault, slices, wakes) are display-only: kept for
 /// --trace, never hashed, so hashing costs one record per exit (issue 13; the hash changed once with it).
 /// </summary>
 public enum TraceKind : byte
 {
     ThreadStart, ThreadSlice, ThreadBlock, ThreadWake, ThreadExit, ProcessExit, SysCall,
-    GuestEnter, Exit, Deliver, Complete, Forward, Reinject, Fault, Irq, RunPageExit, Migrate,
+    GuestEnter, Exit, Deliver, Complete, Forward, Reinject, Fault, Irq, RunPageExit,
     /// <summary>End of a thread's slice (kept only for --trace; not hashed).</summary>
     ThreadSliceEnd,
     /// <summary>Inbox depth and run-queue length of a CPU (kept only for --trace; not hashed).</summary>

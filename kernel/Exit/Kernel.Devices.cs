@@ -131,7 +131,7 @@ public sealed partial class Kernel
         // nothing else ready on this CPU, enter it now, from this call, so its next exit lands in this area
         // before the check below and the model takes it without blocking (docs/design.md).
         if (here is not null && here.Current == t && here.TryTakeDirectVcpu(out int direct)) RunGuest(here, direct);
-        // An access the caller has not been handed yet: return it (on the exit's CPU). A model that
+        // An access the caller has not been handed yet: return it (here: see Hand). A model that
         // waits again without answering what it holds is not re-handed it: it sleeps, and the
         // vCPU waits (a silent device; VM_CONTROL Stop releases the vCPU).
         // Without a claim: Handed is the model's own (a deliverer writes it only for a parked waiter, and nothing is
@@ -140,7 +140,7 @@ public sealed partial class Kernel
         int seen = Volatile.Read(ref e.Slot);
         if ((seen & (EventObject.SlotBusy | EventObject.SlotParked)) == 0 && (seen & EventObject.SlotInflight) != 0
             && e.Area.State == EventState.Pending && e.Area.Sequence != e.Handed)
-            return Hand(t, e, (seen & EventObject.SlotInflight) - 1, here);
+            return Hand(e);
         return WaitEventClaimed(t, e, here);
     }
 
@@ -154,9 +154,8 @@ public sealed partial class Kernel
         if (e.Waiter is not null && e.Waiter != t) { e.Publish(); throw KernelError.Busy("another thread waits on this event object"); }
         if (e.Inflight >= 0 && e.Area.State == EventState.Pending && e.Area.Sequence != e.Handed)
         {
-            int v = e.Inflight;
             e.Publish();
-            return Hand(t, e, v, here);
+            return Hand(e);
         }
         e.Waiter = t;
         var parked = t.Block(e);   // before the publish: a deliverer may take the waiter as soon as it is visible
@@ -164,22 +163,20 @@ public sealed partial class Kernel
         return parked;
     }
 
-    /// <summary>Hands vCPU <paramref name="v"/>'s access in the area to the model's thread, on the exit's CPU.</summary>
+    /// <summary>
+    /// Hands the access in the area to the model's thread, on the CPU the thread runs on (not the exit's). Why not
+    /// move the thread to the exit's CPU, as a wake does (<see cref="Request"/>): a thread that finds an access already
+    /// pending was not woken, and a move would cost a cross-CPU wake of its own (the thread queued on the other CPU) and a
+    /// switch there; answering here costs one cross-CPU wake, the answer posted to the vCPU's CPU
+    /// (<see cref="PostAnswer"/>, charged to the exit), and no switch. In Copra a move was also the async suspension and
+    /// resumption of the model's thread and a scheduler round trip, ~610 instructions, 0.77 times per exit of the default
+    /// run (docs/design.md, "Where a device model runs").
+    /// </summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    ValueTask<long> Hand(KThread t, EventObject e, int v, Cpu? here)
+    static ValueTask<long> Hand(EventObject e)
     {
         e.Handed = e.Area.Sequence;
-        int cpu = VcpuAt(v).Cpu;
-        return t.Cpu == cpu ? new ValueTask<long>(1) : Migrate(t, e, cpu, here);
-    }
-
-    /// <summary>The model's thread moves to the CPU of the exit whose access it takes.</summary>
-    ValueTask<long> Migrate(KThread t, EventObject e, int cpu, Cpu? here)
-    {
-        var block = t.Block(e);
-        WakeThread(t, 1, cpu);
-        Trace.AddOn(here ?? Cpus[t.Cpu], TraceKind.Migrate, t.Id, cpu);   // here: the caller's CurrentCpu, read once
-        return block;
+        return new ValueTask<long>(1);
     }
 
     /// <summary>If the model marked its answer done, finish that access and deliver the next queued one.</summary>
