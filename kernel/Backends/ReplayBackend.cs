@@ -18,19 +18,54 @@ namespace Copra.Kernel.Backends;
 /// </summary>
 public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProgram> programs) : IGuestBackend
 {
-    // An array (no interface call per exit) of each program with its steps as an array (a program is complete before its
+    // An array (no interface call per exit) of each program with its steps as arrays (a program is complete before its
     // backend is made): a List's indexer is two bounds checks and a call's worth of loads on every Run, Retire and Advance.
-    readonly Loaded[] _programs = [.. programs.Select(p => new Loaded([.. p.Steps], [.. p.Steps.Select((s, i) => Decided.Of(s, i, p))], p.LoopStart, p.LoopEnd, p.Iterations))];
+    readonly Loaded[] _programs = [.. programs.Select(p => new Loaded([.. p.Steps], [.. p.Steps.Select((s, i) => Hot.Of(s, i, p.LoopStart, p.LoopEnd))], p.LoopStart, p.LoopEnd, p.Iterations))];
 
-    /// <summary>A program as Run and Advance read it on every exit: its steps as an array, what was decided of each
-    /// (<see cref="Decided"/>), its loop's bounds as fields.</summary>
-    sealed record Loaded(Step[] Steps, Decided[] Decided, int LoopStart, int LoopEnd, long Iterations);
+    /// <summary>A program as Run and Advance read it on every exit: its steps (the rare paths read these), what each
+    /// step's exit needs (<see cref="Hot"/>), its loop's bounds as fields.</summary>
+    sealed record Loaded(Step[] Steps, Hot[] Hot, int LoopStart, int LoopEnd, long Iterations);
 
-    /// <summary>What is decided of a step once, when the backend is made: what it needs beyond the common exit, and the
-    /// RIP the kernel must leave after it (a branch's target, or the end of the instruction).</summary>
-    readonly record struct Decided(Extra Needs, ulong End)
+    /// <summary>
+    /// What Run and Retire read of a step on every exit, decided once when the backend is made (its program is complete
+    /// by then): the exit record it reports, its RIP and the RIP the kernel must leave, its first two register presets,
+    /// and what it needs beyond these (<see cref="Extra"/>). Why a struct array beside the steps: a <see cref="Step"/> is
+    /// a class of ~25 fields with arrays and nullables, and the common exit read it through three references, two
+    /// arrays' bounds and a loop; here one bounds check and adjacent loads, and the record is one copy (PERF.md).
+    /// </summary>
+    struct Hot
     {
-        public static Decided Of(Step s, int at, ReplayProgram p) => new(ExtrasOf(s, at, p), s.ExpectRip ?? s.Rip + (ulong)s.Length);
+        /// <summary>The exit as the hardware reports it; its GPA moves with the address pattern (<see cref="GpaVaries"/>).</summary>
+        public ExitRecord Exit;
+        public ulong Rip;
+        /// <summary>The RIP the kernel must leave: a branch's target, or the end of the instruction.</summary>
+        public ulong End;
+        /// <summary>The first two register presets (<see cref="Reg0"/>, <see cref="Reg1"/>: −1 when absent), and for each an
+        /// all-ones mask when it is the register the address pattern moves.</summary>
+        public ulong Value0, Value1, Vary0, Vary1;
+        /// <summary>All ones when the exit's GPA moves with the pattern (an access; HLT and CPUID report none).</summary>
+        public ulong GpaVaries;
+        public sbyte Reg0, Reg1;
+        public StepKind Kind;
+        public Extra Needs;
+
+        public static Hot Of(Step s, int at, int loopStart, int loopEnd)
+        {
+            var h = new Hot
+            {
+                Exit = new ExitRecord
+                {
+                    Reason = s.Reason, Gpa = s.Reason is ExitReason.Hlt or ExitReason.Cpuid ? 0 : s.Gpa, Port = s.Port, Size = s.Size,
+                    Flags = s.Flags, InstructionLength = (byte)s.Length,
+                },
+                Rip = s.Rip, End = s.ExpectRip ?? s.Rip + (ulong)s.Length,
+                GpaVaries = s.Reason is ExitReason.Hlt or ExitReason.Cpuid ? 0 : ulong.MaxValue,
+                Reg0 = -1, Reg1 = -1, Kind = s.Kind, Needs = ExtrasOf(s, at, loopStart, loopEnd),
+            };
+            if (s.Presets.Length > 0) { h.Reg0 = (sbyte)s.Presets[0].Reg; h.Value0 = s.Presets[0].Value; h.Vary0 = s.Presets[0].Reg == s.VaryReg ? ulong.MaxValue : 0; }
+            if (s.Presets.Length > 1) { h.Reg1 = (sbyte)s.Presets[1].Reg; h.Value1 = s.Presets[1].Value; h.Vary1 = s.Presets[1].Reg == s.VaryReg ? ulong.MaxValue : 0; }
+            return h;
+        }
     }
 
     /// <summary>
@@ -46,14 +81,17 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
         Varies = 1,
         /// <summary>State fields to set before the exit: <see cref="Step.PresetFields"/>, <see cref="Step.StatePresets"/>, IF.</summary>
         SetsState = 2,
-        /// <summary>What to check after it beyond RIP (<see cref="Decided.End"/>): <see cref="Step.ExpectRax"/>, <see cref="Step.ExpectFields"/>, a poll's test.</summary>
+        /// <summary>What to check after it beyond RIP (<see cref="Hot.End"/>): <see cref="Step.ExpectRax"/>, <see cref="Step.ExpectFields"/>, a poll's test.</summary>
         Checks = 4,
+        /// <summary>More than two register presets: the rest from <see cref="Step.Presets"/>.</summary>
+        MorePresets = 8,
     }
 
-    static Extra ExtrasOf(Step s, int at, ReplayProgram p) =>
-        (s.VaryReg >= 0 && s.VarySpan != 0 && at >= p.LoopStart && at < p.LoopEnd ? Extra.Varies : 0)
+    static Extra ExtrasOf(Step s, int at, int loopStart, int loopEnd) =>
+        (s.VaryReg >= 0 && s.VarySpan != 0 && at >= loopStart && at < loopEnd ? Extra.Varies : 0)
         | (s.PresetFields.Length != 0 || s.StatePresets.Length != 0 || s.SetIf || s.ClearIf ? Extra.SetsState : 0)
-        | (s.ExpectRax is not null || s.ExpectFields.Length != 0 || s.Kind == StepKind.Poll ? Extra.Checks : 0);
+        | (s.ExpectRax is not null || s.ExpectFields.Length != 0 || s.Kind == StepKind.Poll ? Extra.Checks : 0)
+        | (s.Presets.Length > 2 ? Extra.MorePresets : 0);
 
     /// <summary>Where a vCPU's program is: one entry per vCPU (its own cache-line pair, hot/Layout/VcpuColumn.cs), read and
     /// written on every exit. Why one struct and not a column per field: Run and Retire touch all four, and each column
@@ -79,32 +117,58 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
     /// <summary>The first interrupts delivered: the step they arrived after, and the vector.</summary>
     public readonly List<(string Step, byte Vector)> Interrupts = [];
 
+    /// <summary>
+    /// A harness that edits a step after the backend is made (a test in which the hardware reports another page, port or
+    /// reason from some exit on) calls this after the edit: what Run reads of a step is decided when the backend is made
+    /// (<see cref="Hot"/>), so the edit reaches the step's next exit only through here.
+    /// </summary>
+    public void Changed(Step s)
+    {
+        foreach (var p in _programs)
+            for (int i = 0; i < p.Steps.Length; i++)
+                if (ReferenceEquals(p.Steps[i], s)) p.Hot[i] = Hot.Of(s, i, p.LoopStart, p.LoopEnd);
+    }
+
     public void Run(int v, ref ExitRecord exit)
     {
-        var loaded = _programs[v];
-        var steps = loaded.Steps;
+        var p = _programs[v];
+        var hot = p.Hot;
         ref var c = ref _at[v];
-        if (c.Issued) Retire(v, ref c, loaded, steps);
+        // A step retired and advanced left RIP at the next step's (Advance): only otherwise (the first run, a REP resumed,
+        // a poll looping, a HLT, a problem) is RIP checked against the step.
+        bool placed = c.Issued && Retire(v, ref c, p);
         int at = c.Step;
-        if ((uint)at >= (uint)steps.Length) { exit.Reason = ExitReason.Shutdown; return; }
-        var s = steps[at];
-        ulong rip = state.Rip(v);
-        if (rip != s.Rip) { DesyncAt(v, s, rip); exit.Reason = ExitReason.Shutdown; return; }
+        if ((uint)at >= (uint)hot.Length) { Stop(ref exit); return; }
+        ref readonly var h = ref hot[at];
+        if (!placed && state.Rip(v) is var rip && rip != h.Rip) { DesyncAt(v, p.Steps[at], rip); Stop(ref exit); return; }
 
-        var extra = loaded.Decided[at].Needs;
-        ulong offset = (extra & Extra.Varies) != 0 ? s.Offset(c.Iteration) : 0;
+        var extra = h.Needs;
+        ulong offset = (extra & Extra.Varies) != 0 ? p.Steps[at].Offset(c.Iteration) : 0;
         // A REP the kernel stopped part-way re-executes with the registers it left (the count resumes).
         if (!c.Resume)
-            foreach (var (reg, value) in s.Presets) state.Gpr(v, reg) = value + (reg == s.VaryReg ? offset : 0);
-        if ((extra & Extra.SetsState) != 0) SetState(v, s, c.Resume);
+        {
+            if (h.Reg0 >= 0) state.Gpr(v, h.Reg0) = h.Value0 + (offset & h.Vary0);
+            if (h.Reg1 >= 0) state.Gpr(v, h.Reg1) = h.Value1 + (offset & h.Vary1);
+            if ((extra & Extra.MorePresets) != 0) MorePresets(v, p.Steps[at], offset);
+        }
+        if ((extra & Extra.SetsState) != 0) SetState(v, p.Steps[at], c.Resume);
         c.Resume = false;
         c.Issued = true;
-        exit.Reason = s.Reason;
-        exit.Gpa = s.Reason is ExitReason.Hlt or ExitReason.Cpuid ? 0 : s.Gpa + offset;
-        exit.Port = s.Port;
-        exit.Size = s.Size;
-        exit.Flags = s.Flags;
-        exit.InstructionLength = (byte)s.Length;
+        exit = h.Exit;
+        exit.Gpa += offset & h.GpaVaries;
+    }
+
+    static void Stop(ref ExitRecord exit)
+    {
+        exit = default;
+        exit.Reason = ExitReason.Shutdown;
+    }
+
+    /// <summary>A step's presets past the first two (<see cref="Extra.MorePresets"/>). Out of line: few steps have any.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    void MorePresets(int v, Step s, ulong offset)
+    {
+        foreach (var (reg, value) in s.Presets.AsSpan(2)) state.Gpr(v, reg) = value + (reg == s.VaryReg ? offset : 0);
     }
 
     /// <summary>The state a step's glue set before it beyond its registers (<see cref="Extra.SetsState"/>). Out of line: few steps have any.</summary>
@@ -122,50 +186,60 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
     void DesyncAt(int v, Step s, ulong rip) => Desync(v, $"vcpu {v}: at step '{s.Text}' expected rip 0x{s.Rip:x}, found 0x{rip:x}");
 
-    /// <summary>What happened to the issued step: move on, loop, or count a problem.</summary>
+    /// <summary>What happened to the issued step: move on (true: RIP is at the next step's), loop, or count a problem.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]   // its one caller is Run
-    void Retire(int v, ref Cursor c, Loaded prog, Step[] steps)
+    bool Retire(int v, ref Cursor c, Loaded p)
     {
         c.Issued = false;
-        var s = steps[c.Step];
+        ref readonly var h = ref p.Hot[c.Step];
         // The hardware's own view of the fields (no TDCALL charged): direct reads, not the by-id switch.
         ulong pe = state.PeekPendingEvent(v);
-        if ((pe & (1UL << 31)) != 0)
-        {
-            Poke(v, StateField.PendingEvent, 0);
-            uint type = (uint)(pe >> 8) & 7;
-            if (type == 3)
-            {
-                // The kernel raised an exception instead of completing the instruction. The guest's
-                // handler deals with it (a #VC/#VE handler emulates it; for #PF/#GP/#UD the workload's
-                // handler skips it) and returns after it.
-                ExceptionsSeen++;
-                ExceptionsByVector[pe & 31]++;
-                lock (Exceptions) if (Exceptions.Count < 64) Exceptions.Add((s.Text, pe, Peek(v, StateField.Rip), state.Gpr(v, 1)));
-                Advance(v, ref c, prog, steps, s);
-                return;
-            }
-            // An interrupt: the ISR runs and returns. It ends a HLT wait; otherwise the step retires as usual.
-            InterruptsSeen++;
-            lock (Interrupts) if (Interrupts.Count < 64) Interrupts.Add((s.Text, (byte)pe));
-            if (s.Kind == StepKind.WaitIrq) { Advance(v, ref c, prog, steps, s); return; }
-        }
+        if ((pe & (1UL << 31)) != 0 && TookEvent(v, ref c, p, pe)) return true;
         ulong rip = state.Rip(v);
-        if (s.Kind == StepKind.WaitIrq)
+        if (h.Kind == StepKind.WaitIrq)
         {
-            if (rip != s.Rip + (ulong)s.Length) Problem(v, s, ProblemKind.HltResumed, rip, 0);
-            return;   // halted; the interrupt that ends the wait arrives as a pending event
+            if (rip != h.Rip + h.Exit.InstructionLength) Problem(v, p.Steps[c.Step], ProblemKind.HltResumed, rip, 0);
+            return false;   // halted; the interrupt that ends the wait arrives as a pending event
         }
-        if (rip == s.Rip && (s.Flags & ExitFlags.Rep) != 0 && (state.Gpr(v, 1) & 0xFFFF_FFFF) != 0)
+        if (rip == h.Rip && (h.Exit.Flags & ExitFlags.Rep) != 0 && (state.Gpr(v, 1) & 0xFFFF_FFFF) != 0)
         {
             RepResumes++;
             c.Resume = true;
-            return;   // the same step again: the guest re-executes the REP instruction
+            return false;   // the same step again: the guest re-executes the REP instruction
         }
-        ref readonly var decided = ref prog.Decided[c.Step];
-        if (rip != decided.End) { Problem(v, s, ProblemKind.WrongRip, rip, decided.End); return; }
-        if ((decided.Needs & Extra.Checks) != 0 && !Checked(v, s)) return;
-        Advance(v, ref c, prog, steps, s);
+        if (rip != h.End) { Problem(v, p.Steps[c.Step], ProblemKind.WrongRip, rip, h.End); return false; }
+        if ((h.Needs & Extra.Checks) != 0 && !Checked(v, p.Steps[c.Step])) return false;
+        Advance(v, ref c, p);
+        return true;
+    }
+
+    /// <summary>
+    /// The pending event the kernel left (valid bit set): an exception the guest's handler deals with (the step retires
+    /// after it), or an interrupt whose ISR runs and returns (it ends a HLT wait; otherwise the step retires as usual).
+    /// True when the step retired here. Out of line: few exits leave one.
+    /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    bool TookEvent(int v, ref Cursor c, Loaded p, ulong pe)
+    {
+        var s = p.Steps[c.Step];
+        Poke(v, StateField.PendingEvent, 0);
+        uint type = (uint)(pe >> 8) & 7;
+        if (type == 3)
+        {
+            // The kernel raised an exception instead of completing the instruction. The guest's
+            // handler deals with it (a #VC/#VE handler emulates it; for #PF/#GP/#UD the workload's
+            // handler skips it) and returns after it.
+            ExceptionsSeen++;
+            ExceptionsByVector[pe & 31]++;
+            lock (Exceptions) if (Exceptions.Count < 64) Exceptions.Add((s.Text, pe, Peek(v, StateField.Rip), state.Gpr(v, 1)));
+            Advance(v, ref c, p);
+            return true;
+        }
+        InterruptsSeen++;
+        lock (Interrupts) if (Interrupts.Count < 64) Interrupts.Add((s.Text, (byte)pe));
+        if (s.Kind != StepKind.WaitIrq) return false;
+        Advance(v, ref c, p);
+        return true;
     }
 
     /// <summary>A step's checks beyond RIP (<see cref="Extra.Checks"/>): a poll's test, RAX, state fields. True when the
@@ -193,12 +267,13 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
     }
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]   // three lines, at the end of most exits
-    void Advance(int v, ref Cursor c, Loaded prog, Step[] steps, Step s)
+    void Advance(int v, ref Cursor c, Loaded p)
     {
         int next = c.Step + 1;
-        if (next == prog.LoopEnd && prog.LoopEnd > prog.LoopStart && ++c.Iteration < prog.Iterations) next = prog.LoopStart;
+        if (next == p.LoopEnd && p.LoopEnd > p.LoopStart && ++c.Iteration < p.Iterations) next = p.LoopStart;
+        var hot = p.Hot;
+        state.Rip(v) = (uint)next < (uint)hot.Length ? hot[next].Rip : p.Steps[c.Step].Next;
         c.Step = next;
-        state.Rip(v) = (uint)next < (uint)steps.Length ? steps[next].Rip : s.Next;
     }
 
     void Desync(int v, string what) { Desyncs++; Note(what); }

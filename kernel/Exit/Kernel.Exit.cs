@@ -122,8 +122,8 @@ public sealed partial class Kernel
         // taken by the CPU that ran the guest, so a ring between the two would be filled and emptied on consecutive lines
         // and never cross a thread (it was removed; docs/design.md).
         ref var rec = ref _pipe.ExitSlot(v);
-        rec = default;
-        if (_replay is { } replay) replay.Run(v, ref rec); else backend.Run(v, ref rec);
+        if (_replay is { } replay) replay.Run(v, ref rec);   // writes the whole record
+        else { rec = default; backend.Run(v, ref rec); }
         rec.Vcpu = v;
         _pipe.HandleExit(cpu.Index, v, entryTd);
     }

@@ -80,7 +80,7 @@ public class PlainMemoRuleTests
             longMode: true, program: p => { p.LoopStart = 0; p.LoopEnd = 1; p.Iterations = Exits; });
         var k = sys.Kernel;
         int n = 0;
-        k.OnExitTaken = _ => { if (++n == Exits - 1) outb!.Port = 0x81; };   // the hardware's fourth exit names port 0x81
+        k.OnExitTaken = _ => { if (++n == Exits - 1) { outb!.Port = 0x81; sys.Replay!.Changed(outb!); } };   // the hardware's fourth exit names port 0x81
         Assert.True(sys.Run().Quiescent);
         var e = Assert.Single(sys.Replay!.Exceptions);
         Assert.Equal(VectorGp, (byte)e.Event);
@@ -105,7 +105,7 @@ public class PlainMemoRuleTests
         k.OnExitTaken = _ =>
         {
             valid[++n] = k.ExitInFlight.MemoAt(0, k.State.Rip(0)).Valid;
-            if (n == Exits - 1) load!.Gpa = VmLayout.HostScratch;   // the hardware's fourth exit names the scratch page
+            if (n == Exits - 1) { load!.Gpa = VmLayout.HostScratch; sys.Replay!.Changed(load!); }   // the hardware's fourth exit names the scratch page
             if (n == Exits) k.State.Gpr(0, 3) = VmLayout.HostScratch;
         };
         Assert.True(sys.Run().Quiescent);

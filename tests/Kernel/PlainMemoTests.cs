@@ -218,6 +218,7 @@ public class PlainMemoTests
                 ulong pte = Pte(k.Memory, k.State.Cr3(0), Dev);
                 k.Memory.WriteU64(pte, (k.Memory.ReadU64(pte) & ~0x000F_FFFF_FFFF_F000UL) | (Dev + 0x1000));
                 load!.Gpa = Dev + 0x1000;
+                ((Copra.Kernel.Backends.ReplayBackend)k.Backend!).Changed(load!);
             });
         Assert.True(sys.Run().Quiescent);
         Assert.Equal(0UL, sys.Kernel.State.Gpr(0, 0) & 0xFFFF_FFFF);   // the fourth read the remapped page, not the ID register
@@ -245,7 +246,7 @@ public class PlainMemoTests
         Step? load = null;
         using var sys = Loop(
             r => load = r.Add("mov eax, [rbx]", a => a.mov(eax, __dword_ptr[rbx]), ExitReason.Mmio, Dev, 4, false, [(3, Dev)], []),
-            (k, n) => { if (n == Exits - 1) load!.Reason = ExitReason.Io; });   // the fourth exit reports port I/O
+            (k, n) => { if (n == Exits - 1) { load!.Reason = ExitReason.Io; ((Copra.Kernel.Backends.ReplayBackend)k.Backend!).Changed(load!); } });   // the fourth exit reports port I/O
         Assert.True(sys.Run().Quiescent);
         Assert.Equal(13UL, OnlyException(sys).Event & 0xFF);   // #GP(0)
         Assert.Equal(1, sys.Kernel.Stats.DecodeMismatch);
