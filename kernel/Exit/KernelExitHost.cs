@@ -58,7 +58,11 @@ public sealed partial class Kernel
         // exit's two records go to its lane without the thread-local lookup; and a trace neither hashed nor kept (exitbench)
         // is asked first, before the CPU is loaded.
         public void TraceForward(int cpu, int v, ulong addr) => TraceOn(cpu, TraceKind.Forward, v, (long)addr);
-        public void TraceComplete(int cpu, int v, ExitKind kind) => TraceOn(cpu, TraceKind.Complete, v, (long)kind);
+        public void TraceComplete(int cpu, int v, ExitKind kind)
+        {
+            var trace = k.Trace;
+            if (trace.Hashed || trace.Keep) trace.AddSmallOn(Unchecked.At(k.Cpus, cpu), TraceKind.Complete, v, (byte)kind);
+        }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]
         void TraceOn(int cpu, TraceKind kind, long a, long b)

@@ -40,4 +40,36 @@ public sealed class TraceHashingTests
         var r = Assert.Single(t.RecordsOf(0).ToArray());
         Assert.Equal((TraceKind.Complete, 3L, 4L), (r.Kind, r.A, r.B));
     }
+
+    [Fact]
+    public void A_small_record_is_kept_as_given_and_its_hash_follows_each_of_its_fields()
+    {
+        using var sys = new CopraSystem(Scenario.Default());   // two CPUs
+        var cpus = sys.Kernel.Cpus;
+        ulong HashOf(int cpu, long clock, TraceKind kind, int a, byte b)
+        {
+            var t = new Trace(2) { Keep = true };
+            long was = cpus[cpu].Clock;
+            cpus[cpu].Clock = clock;
+            t.AddSmallOn(cpus[cpu], kind, a, b);
+            cpus[cpu].Clock = was;
+            Assert.Equal(1, t.Count);
+            var r = Assert.Single(t.RecordsOf(cpu).ToArray());
+            Assert.Equal((clock, cpu, kind, (long)a, (long)b, 0L), (r.Clock, r.Cpu, r.Kind, r.A, r.B, r.MeasuredTicks));
+            return t.Hash;
+        }
+        ulong h = HashOf(0, 100, TraceKind.Complete, 3, 4);
+        Assert.Equal(h, HashOf(0, 100, TraceKind.Complete, 3, 4));
+        var others = new[]
+        {
+            HashOf(0, 101, TraceKind.Complete, 3, 4), HashOf(0, 100, TraceKind.Forward, 3, 4),
+            HashOf(0, 100, TraceKind.Complete, 2, 4), HashOf(0, 100, TraceKind.Complete, 3, 5),
+            HashOf(0, 100, TraceKind.Complete, 3 + (1 << 20), 4),   // a vCPU index past the byte the others fit in
+            HashOf(0, 100, TraceKind.Complete, 4, 3),               // the two values swapped
+        };
+        Assert.All(others, o => Assert.NotEqual(h, o));
+        Assert.Equal(others.Length, others.Distinct().Count());
+        // The lane is the CPU's; a record on the other CPU's lane folds into the run's hash elsewhere.
+        Assert.NotEqual(h, HashOf(1, 100, TraceKind.Complete, 3, 4));
+    }
 }
