@@ -39,7 +39,7 @@ public class LogHistogramRecordAllTests
         return at;
     }
 
-    public static TheoryData<string> Cases => ["small", "edges", "wide", "negative", "above-highest", "huge", "empty-part", "runs", "runs-negative"];
+    public static TheoryData<string> Cases => ["small", "edges", "wide", "negative", "above-highest", "huge", "empty-part", "runs", "runs-negative", "alternating", "three-cycle"];
 
     static (long Highest, long[][] Parts) Make(string name)
     {
@@ -58,6 +58,9 @@ public class LogHistogramRecordAllTests
             // Runs of equal samples (a kind's modelled cycles): at the start, in the middle, at the end, across parts.
             "runs" => (H, [[2190, 2190, 2190, 2191, 7, 7, 90_000, 90_000], [90_000, 2190, 2190], [1L << 41, 1L << 41]]),
             "runs-negative" => (H, [[-1, -1, 4, 4, 4, -1], [4, 4]]),
+            // Two values alternating (an exit charged a cross-CPU wake and one not), a third breaking in, across parts.
+            "alternating" => (H, [[2191, 2341, 2191, 2191, 2341, 5, 2191, 2341, 2341, 5, 5], [2341, 2191, 1L << 41, 2191], [9]]),
+            "three-cycle" => (H, [[1, 2, 3, 1, 2, 3, 3, 2, 1, 1, 70_000, 2], [-3, 2, -3, 2]]),
             _ => throw new ArgumentException(name),
         };
     }
