@@ -119,39 +119,31 @@ public sealed class LogHistogram
     /// </summary>
     static void CountRuns(ref long counts, ReadOnlySpan<long> samples, long sign, out long min, out long max, out long total)
     {
-        // What only a flush reads stays in memory: the loop keeps the two pending values, their counts and its cursor in
-        // registers (with these beside them it spilled three of its own on every sample).
-        var into = new Pending { Lo = long.MaxValue, Hi = long.MinValue, Sign = sign };
+        long lo = long.MaxValue, hi = long.MinValue, t = 0;
         // b starts as a copy of a with no count: flushing it adds nothing, and its value is a sample's (min and max hold).
         long a = samples[0], na = 0, b = a, nb = 0;
         foreach (long v in samples)
         {
             if (v == a) { na++; continue; }
             if (v == b) { nb++; continue; }
-            into.Flush(ref counts, b, nb);
+            Flush(ref counts, sign, b, nb, ref lo, ref hi, ref t);
             b = a; nb = na;
             a = v; na = 1;
         }
-        into.Flush(ref counts, b, nb);
-        into.Flush(ref counts, a, na);
-        min = into.Lo;
-        max = into.Hi;
-        total = into.Total;
+        Flush(ref counts, sign, b, nb, ref lo, ref hi, ref t);
+        Flush(ref counts, sign, a, na, ref lo, ref hi, ref t);
+        min = lo;
+        max = hi;
+        total = t;
     }
 
-    /// <summary>What <see cref="CountRuns"/> folds a run into: its bucket (× the sign), the min, the max and the sum.</summary>
-    struct Pending
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    static void Flush(ref long counts, long sign, long value, long n, ref long lo, ref long hi, ref long t)
     {
-        public long Lo, Hi, Total, Sign;
-
-        [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]   // rare: a third value
-        public void Flush(ref long counts, long value, long n)
-        {
-            System.Runtime.CompilerServices.Unsafe.Add(ref counts, UncheckedIndex((ulong)value)) += Sign * n;
-            Lo = Math.Min(Lo, value);
-            Hi = Math.Max(Hi, value);
-            Total += value * n;
-        }
+        System.Runtime.CompilerServices.Unsafe.Add(ref counts, UncheckedIndex((ulong)value)) += sign * n;
+        lo = Math.Min(lo, value);
+        hi = Math.Max(hi, value);
+        t += value * n;
     }
 
     /// <summary>Adds every count of <paramref name="other"/> (same bucketing): histograms of disjoint samples sum to the histogram of their union.</summary>
