@@ -10,8 +10,10 @@ namespace Copra.Tests.Kernel;
 /// The replay backend's own rules, driven directly (the kernel's part played here: RIP moved past each instruction):
 /// a program run past its last step shuts its vCPU down; a RIP the program did not leave is a desync, counted and
 /// noted, and shuts the vCPU down; the address pattern moves only inside the loop; a step that sets IF leaves it set;
-/// an exit that is not an access reports no GPA. The suites only ever see the backend's good path (they require no
-/// desyncs), so these are what would catch a broken oracle.
+/// an exit that is not an access reports no GPA; every register preset is set wherever the pattern's register is in the
+/// list; a HLT left unfinished or a halted guest entered without an interrupt is a desync; an access left at its own RIP
+/// is a desync unless it is a REP with count left; exceptions and interrupts are all counted and the first 64 kept. The
+/// suites only ever see the backend's good path (they require no desyncs), so these are what would catch a broken oracle.
 /// </summary>
 public class ReplayBackendRuleTests
 {
@@ -195,5 +197,130 @@ public class ReplayBackendRuleTests
         backend.Run(0, ref exit);
         Assert.True(backend.Desyncs >= 1);
         Assert.Contains(backend.Problems, p => p.Contains("left rip at 0x100003, expected 0x100040"));
+    }
+
+    // ---- what Run reads from its step table (ReplayBackend.Hot): the presets, the pattern's register, the HLT wait ----
+
+    [Fact]
+    public void Every_preset_is_set_and_only_the_pattern_register_moves_wherever_it_is_in_the_list()
+    {
+        // Two loop steps: the pattern's register second of four presets, then fourth of four (past the two the table
+        // holds inline); the other presets must stay as written, each iteration.
+        var second = Access(Base, reg: 3, stride: 4, span: 0x100);
+        second.Presets = [(0, 0x11), (3, Window), (2, 0x22), (1, 0x33)];
+        var fourth = Access(Base + 3, reg: 6, stride: 8, span: 0x100);
+        fourth.Presets = [(0, 0x44), (2, 0x55), (1, 0x66), (6, Window)];
+        var (state, backend) = Load([second, fourth], loopStart: 0, loopEnd: 2, iterations: 3);
+        Assert.Equal("replay", backend.Name);
+        var exit = new ExitRecord();
+        for (ulong k = 0; k < 3; k++)
+        {
+            backend.Run(0, ref exit);
+            Assert.Equal(Window + 4 * k, exit.Gpa);
+            Assert.Equal((0x11UL, Window + 4 * k, 0x22UL, 0x33UL), (state.Gpr(0, 0), state.Gpr(0, 3), state.Gpr(0, 2), state.Gpr(0, 1)));
+            state.Rip(0) += 3;
+            backend.Run(0, ref exit);
+            Assert.Equal(Window + 8 * k, exit.Gpa);
+            Assert.Equal((0x44UL, 0x55UL, 0x66UL, Window + 8 * k), (state.Gpr(0, 0), state.Gpr(0, 2), state.Gpr(0, 1), state.Gpr(0, 6)));
+            state.Rip(0) += 3;
+        }
+        Assert.Equal(0, backend.Desyncs);
+    }
+
+    static Step Hlt(ulong rip)
+    {
+        var s = new Step { Kind = StepKind.WaitIrq, Rip = rip, Length = 1, Reason = ExitReason.Hlt, Text = $"sti; hlt at 0x{rip:x}" };
+        s.Next = rip + 1;
+        return s;
+    }
+
+    [Fact]
+    public void A_hlt_the_kernel_left_unfinished_is_a_desync_and_the_guest_halts_again()
+    {
+        var (state, backend) = Load([Hlt(Base), Access(Base + 1)], loopStart: 2, loopEnd: 2, iterations: 1);
+        var exit = new ExitRecord();
+        backend.Run(0, ref exit);
+        Assert.Equal(ExitReason.Hlt, exit.Reason);
+        backend.Run(0, ref exit);   // re-entered with RIP still at the HLT and no interrupt
+        Assert.Equal(1, backend.Desyncs);
+        Assert.Contains(backend.Problems, p => p.Contains("HLT at 0x100000 resumed at 0x100000"));
+        Assert.Equal(ExitReason.Hlt, exit.Reason);   // the guest executes its HLT again
+        Assert.Equal(Base, state.Rip(0));
+    }
+
+    [Fact]
+    public void A_halted_guest_entered_without_an_interrupt_is_a_desync_and_one_with_an_interrupt_goes_on()
+    {
+        var (state, backend) = Load([Hlt(Base), Access(Base + 1)], loopStart: 2, loopEnd: 2, iterations: 1);
+        var exit = new ExitRecord();
+        backend.Run(0, ref exit);
+        state.Rip(0) = Base + 1;   // the kernel finished the HLT
+        backend.Run(0, ref exit);  // and entered the guest with nothing pending: it would still be halted
+        Assert.Equal(1, backend.Desyncs);
+        Assert.Equal(ExitReason.Shutdown, exit.Reason);
+
+        (state, backend) = Load([Hlt(Base), Access(Base + 1)], loopStart: 2, loopEnd: 2, iterations: 1);
+        backend.Run(0, ref exit);
+        state.Rip(0) = Base + 1;
+        state.SetPendingEvent(0, 1UL << 31 | 0x40);   // an external interrupt, vector 0x40
+        backend.Run(0, ref exit);
+        Assert.Equal(0, backend.Desyncs);
+        Assert.Equal(1, backend.InterruptsSeen);
+        Assert.Equal(ExitReason.Mmio, exit.Reason);   // the ISR returned: the access after the HLT
+        Assert.Equal(Base + 1, state.Rip(0));
+    }
+
+    [Fact]
+    public void An_access_the_kernel_left_at_its_own_rip_is_a_desync_and_only_a_rep_with_count_left_resumes()
+    {
+        // A plain access: RIP not moved is the kernel's bug, not a REP to resume (whatever RCX holds).
+        var (state, backend) = Load([Access(Base), Access(Base + 3)], loopStart: 2, loopEnd: 2, iterations: 1);
+        var exit = new ExitRecord();
+        backend.Run(0, ref exit);
+        state.Gpr(0, 1) = 7;
+        backend.Run(0, ref exit);
+        Assert.True(backend.Desyncs >= 1);
+        Assert.Equal(0, backend.RepResumes);
+        Assert.Contains(backend.Problems, p => p.Contains("left rip at 0x100000, expected 0x100003"));
+
+        // A REP the kernel stopped with RCX left: the same step again, its registers as the kernel left them.
+        var rep = Access(Base); rep.Flags = ExitFlags.Rep | ExitFlags.String;
+        (state, backend) = Load([rep, Access(Base + 3)], loopStart: 2, loopEnd: 2, iterations: 1);
+        backend.Run(0, ref exit);
+        state.Gpr(0, 1) = 5;
+        state.Gpr(0, 6) = Window + 0x40;   // RSI advanced by the part done
+        backend.Run(0, ref exit);
+        Assert.Equal((0L, 1L), (backend.Desyncs, backend.RepResumes));
+        Assert.Equal(Base, state.Rip(0));
+        Assert.Equal(Window + 0x40, state.Gpr(0, 6));   // not preset again
+
+        // The same REP left at its RIP with RCX at zero: done, so RIP should have moved: a desync.
+        (state, backend) = Load([rep, Access(Base + 3)], loopStart: 2, loopEnd: 2, iterations: 1);
+        backend.Run(0, ref exit);
+        state.Gpr(0, 1) = 0;
+        backend.Run(0, ref exit);
+        Assert.Equal(0, backend.RepResumes);
+        Assert.True(backend.Desyncs >= 1);
+    }
+
+    [Fact]
+    public void Every_exception_and_interrupt_is_counted_and_the_first_64_of_each_are_kept()
+    {
+        var (state, backend) = Load([Access(Base)], loopStart: 0, loopEnd: 1, iterations: 141);
+        var exit = new ExitRecord();
+        backend.Run(0, ref exit);
+        for (int i = 0; i < 140; i++)
+        {
+            // Even rounds: the kernel raised #GP instead (RIP unchanged); odd: it completed and an interrupt is pending.
+            if (i % 2 == 0) state.SetPendingEvent(0, 1UL << 31 | 3UL << 8 | 13);
+            else { state.Rip(0) += 3; state.SetPendingEvent(0, 1UL << 31 | 0x40); }
+            backend.Run(0, ref exit);
+            Assert.Equal(ExitReason.Mmio, exit.Reason);
+            Assert.Equal(Base, state.Rip(0));
+        }
+        Assert.Equal((70L, 70L), (backend.ExceptionsSeen, backend.InterruptsSeen));
+        Assert.Equal(70, backend.ExceptionsByVector[13]);
+        Assert.Equal((64, 64), (backend.Exceptions.Count, backend.Interrupts.Count));
+        Assert.Equal(0, backend.Desyncs);
     }
 }

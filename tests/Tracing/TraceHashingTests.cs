@@ -72,4 +72,18 @@ public sealed class TraceHashingTests
         // The lane is the CPU's; a record on the other CPU's lane folds into the run's hash elsewhere.
         Assert.NotEqual(h, HashOf(1, 100, TraceKind.Complete, 3, 4));
     }
+
+    [Fact]
+    public void An_unhashed_trace_keeps_a_small_record_for_display_and_mixes_nothing()
+    {
+        using var sys = new CopraSystem(Scenario.Default() with { Cpus = 1 });
+        var t = new Trace(1) { Keep = true, Hashed = false };
+        t.AddSmallOn(sys.Kernel.Cpus[0], TraceKind.Complete, 3, 4);
+        Assert.Equal(0, t.Count);
+        var r = Assert.Single(t.RecordsOf(0).ToArray());
+        Assert.Equal((TraceKind.Complete, 3L, 4L), (r.Kind, r.A, r.B));
+        var quiet = new Trace(1) { Keep = false, Hashed = false };
+        quiet.AddSmallOn(sys.Kernel.Cpus[0], TraceKind.Complete, 3, 4);
+        Assert.Equal(0, quiet.KeptCount);
+    }
 }
