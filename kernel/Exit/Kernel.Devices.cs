@@ -141,14 +141,14 @@ public sealed partial class Kernel
         if ((seen & (EventObject.SlotBusy | EventObject.SlotParked)) == 0 && (seen & EventObject.SlotInflight) != 0
             && e.Area.State == EventState.Pending && e.Area.Sequence != e.Handed)
             return Hand(e);
-        return WaitEventClaimed(t, e, here);
+        return WaitEventClaimed(t, e);
     }
 
     /// <summary>The rest of <see cref="WaitEvent"/> under the object's claim: an access the fast check could not take
     /// without it, or the thread parks. Out of line: its ValueTasks would otherwise be stack slots the model's every call
     /// zeroes on entry.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
-    ValueTask<long> WaitEventClaimed(KThread t, EventObject e, Cpu? here)
+    static ValueTask<long> WaitEventClaimed(KThread t, EventObject e)
     {
         e.Seize();
         if (e.Waiter is not null && e.Waiter != t) { e.Publish(); throw KernelError.Busy("another thread waits on this event object"); }
