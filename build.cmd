@@ -46,7 +46,7 @@ shift
 :mutate_opt
 if "%~1"=="" goto mutate_run
 if /i "%~1"=="--project" (
-  if "%~2"=="" ( echo mutate: --project needs cold^|decode^|gate^|pipeline[-host^|-exit^|-devices]^|caches 1>&2 & exit /b 2 )
+  if "%~2"=="" ( echo mutate: --project needs cold^|decode^|gate^|pipeline[-host^|-exit^|-devices]^|caches^|report 1>&2 & exit /b 2 )
   set "AREA=%~2"
   shift & shift & goto mutate_opt
 )
@@ -64,8 +64,8 @@ echo mutate: unknown option %~1 (usage: build.cmd mutate [--project AREA] [--con
 exit /b 2
 :mutate_run
 set "KNOWN="
-for %%a in (cold decode gate pipeline pipeline-host pipeline-exit pipeline-devices caches) do if /i "%%a"=="%AREA%" set "KNOWN=1"
-if not defined KNOWN ( echo mutate: unknown project '%AREA%' ^(cold^|decode^|gate^|pipeline^|pipeline-host^|pipeline-exit^|pipeline-devices^|caches^) 1>&2 & exit /b 2 )
+for %%a in (cold decode gate pipeline pipeline-host pipeline-exit pipeline-devices caches report) do if /i "%%a"=="%AREA%" set "KNOWN=1"
+if not defined KNOWN ( echo mutate: unknown project '%AREA%' ^(cold^|decode^|gate^|pipeline^|pipeline-host^|pipeline-exit^|pipeline-devices^|caches^|report^) 1>&2 & exit /b 2 )
 dotnet tool restore >nul || exit /b 1
 if not exist artifacts\mutation\%AREA% mkdir artifacts\mutation\%AREA%
 rem Stryker runs in the area's test project folder (cold and decode have their own small test projects).

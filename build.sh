@@ -29,19 +29,19 @@ case "$verb" in
     area=cold; conc=(); spans=()
     while [ $# -gt 0 ]; do
       case "$1" in
-        --project) area="${2:-}"; shift 2 || { echo "mutate: --project needs cold|decode|gate|pipeline[-host|-exit|-devices]|caches" >&2; exit 2; } ;;
+        --project) area="${2:-}"; shift 2 || { echo "mutate: --project needs cold|decode|gate|pipeline[-host|-exit|-devices]|caches|report" >&2; exit 2; } ;;
         --concurrency)
           case "${2:-}" in [1-9]|[1-9][0-9]) conc=(--concurrency "$2"); shift 2 ;;
             *) echo "mutate: --concurrency needs a number of test hosts (1-99)" >&2; exit 2 ;; esac ;;
         --mutate) [ -n "${2:-}" ] || { echo "mutate: --mutate needs a file or span, e.g. 'Exit/ExitPipeline.cs{0..23185}' (characters)" >&2; exit 2; }
           spans+=(-m "$2"); shift 2 ;;
-        *) echo "mutate: unknown option $1 (usage: ./build.sh mutate [--project cold|decode|gate|pipeline[-host|-exit|-devices]|caches] [--concurrency N] [--mutate SPEC]...)" >&2; exit 2 ;;
+        *) echo "mutate: unknown option $1 (usage: ./build.sh mutate [--project cold|decode|gate|pipeline[-host|-exit|-devices]|caches|report] [--concurrency N] [--mutate SPEC]...)" >&2; exit 2 ;;
       esac
     done
     # Stryker runs in the test project's folder (from the root it would see Copra.slnx and switch to solution mode).
     # pipeline is the whole exit path (2-2.5 h here); pipeline-host, -exit and -devices split its files (docs/testing.md).
-    case "$area" in cold) dir=tests/Cold ;; decode) dir=tests/Decode ;; gate|pipeline|pipeline-host|pipeline-exit|pipeline-devices|caches) dir=tests ;;
-      *) echo "mutate: unknown project '$area' (cold|decode|gate|pipeline|pipeline-host|pipeline-exit|pipeline-devices|caches)" >&2; exit 2 ;; esac
+    case "$area" in cold) dir=tests/Cold ;; decode) dir=tests/Decode ;; gate|pipeline|pipeline-host|pipeline-exit|pipeline-devices|caches|report) dir=tests ;;
+      *) echo "mutate: unknown project '$area' (cold|decode|gate|pipeline|pipeline-host|pipeline-exit|pipeline-devices|caches|report)" >&2; exit 2 ;; esac
     dotnet tool restore >/dev/null
     # Stryker's progress bar cuts its line to the terminal's width: on a terminal of width 0 (script -qfc started from a
     # background job) it crashes after the last mutant, before any report is written. Give such a terminal a size.
