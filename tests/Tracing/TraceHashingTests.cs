@@ -31,14 +31,19 @@ public sealed class TraceHashingTests
     }
 
     [Fact]
-    public void An_unhashed_trace_still_keeps_records_for_display()
+    public void An_unhashed_trace_still_keeps_records_for_display_and_one_not_kept_keeps_none()
     {
         using var sys = new CopraSystem(Scenario.Default() with { Cpus = 1 });
+        var cpu = sys.Kernel.Cpus[0];
         var t = new Trace(1) { Keep = true, Hashed = false };
-        t.AddOn(sys.Kernel.Cpus[0], TraceKind.Complete, 3, 4);
+        t.AddOn(cpu, TraceKind.Complete, 3, 4);
+        t.AddSmallOn(cpu, TraceKind.Complete, 5, 6);   // the exit's own record
         Assert.Equal(0, t.Count);
-        var r = Assert.Single(t.RecordsOf(0).ToArray());
-        Assert.Equal((TraceKind.Complete, 3L, 4L), (r.Kind, r.A, r.B));
+        Assert.Equal([(TraceKind.Complete, 3L, 4L), (TraceKind.Complete, 5L, 6L)], t.RecordsOf(0).ToArray().Select(r => (r.Kind, r.A, r.B)));
+        var quiet = new Trace(1) { Keep = false, Hashed = false };
+        quiet.AddOn(cpu, TraceKind.Complete, 3, 4);
+        quiet.AddSmallOn(cpu, TraceKind.Complete, 5, 6);
+        Assert.Equal((0, 0L), (quiet.KeptCount, quiet.Count));
     }
 
     [Fact]
@@ -71,19 +76,5 @@ public sealed class TraceHashingTests
         Assert.Equal(others.Length, others.Distinct().Count());
         // The lane is the CPU's; a record on the other CPU's lane folds into the run's hash elsewhere.
         Assert.NotEqual(h, HashOf(1, 100, TraceKind.Complete, 3, 4));
-    }
-
-    [Fact]
-    public void An_unhashed_trace_keeps_a_small_record_for_display_and_mixes_nothing()
-    {
-        using var sys = new CopraSystem(Scenario.Default() with { Cpus = 1 });
-        var t = new Trace(1) { Keep = true, Hashed = false };
-        t.AddSmallOn(sys.Kernel.Cpus[0], TraceKind.Complete, 3, 4);
-        Assert.Equal(0, t.Count);
-        var r = Assert.Single(t.RecordsOf(0).ToArray());
-        Assert.Equal((TraceKind.Complete, 3L, 4L), (r.Kind, r.A, r.B));
-        var quiet = new Trace(1) { Keep = false, Hashed = false };
-        quiet.AddSmallOn(sys.Kernel.Cpus[0], TraceKind.Complete, 3, 4);
-        Assert.Equal(0, quiet.KeptCount);
     }
 }
