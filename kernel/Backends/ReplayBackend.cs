@@ -51,15 +51,16 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
 
         public static Hot Of(Step s, int at, int loopStart, int loopEnd)
         {
+            bool access = s.Reason is not (ExitReason.Hlt or ExitReason.Cpuid);   // HLT and CPUID report no GPA
             var h = new Hot
             {
                 Exit = new ExitRecord
                 {
-                    Reason = s.Reason, Gpa = s.Reason is ExitReason.Hlt or ExitReason.Cpuid ? 0 : s.Gpa, Port = s.Port, Size = s.Size,
+                    Reason = s.Reason, Gpa = access ? s.Gpa : 0, Port = s.Port, Size = s.Size,
                     Flags = s.Flags, InstructionLength = (byte)s.Length,
                 },
                 Rip = s.Rip, End = s.ExpectRip ?? s.Rip + (ulong)s.Length,
-                GpaVaries = s.Reason is ExitReason.Hlt or ExitReason.Cpuid ? 0 : ulong.MaxValue,
+                GpaVaries = access ? ulong.MaxValue : 0,
                 Reg0 = -1, Reg1 = -1, Kind = s.Kind, Needs = ExtrasOf(s, at, loopStart, loopEnd),
             };
             if (s.Presets.Length > 0) { h.Reg0 = (sbyte)s.Presets[0].Reg; h.Value0 = s.Presets[0].Value; h.Vary0 = s.Presets[0].Reg == s.VaryReg ? ulong.MaxValue : 0; }
