@@ -277,6 +277,15 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         // The fused stage first: a plain MOV, IN or OUT memoised at this RIP, in the same context (ExitPipeline.Plain.cs).
         row.MemoArmed = 0;
         if (ReplayPlain(cpu, v)) return;
+        FullFront(cpu, v);
+    }
+
+    /// <summary>The front end's full path: the mode, the fetch, the decode, the checks, then the first element. Out of
+    /// line: inlined, its locals gave every exit's frame (the memo's replay too) ~600 bytes and their spills.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    void FullFront(int cpu, int v)
+    {
+        ref var row = ref _f.Row[v];
         row.MemoHeld = 0;   // the columns below are about to be derived afresh
         ref readonly var rec = ref _f.Exit[v];
         State.FrontKey(v, out ulong cr0, out ulong cr4, out ulong efer, out ulong cr3, out ushort csAttr);
@@ -716,6 +725,34 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
             return;
         }
         Access(cpu, v, writeSide, write: true, toWrite);
+    }
+
+    /// <summary>
+    /// vCPU <paramref name="v"/>'s access in flight is a plain load's (MOV, MOVZX, MOVSX from a device, IN) that
+    /// <see cref="LoadDone"/> may end: kernel-emulated, not narrated, not timed. Its completion then has nothing to decide
+    /// but the value (a load is never locked, wide or written, and it is its instruction's one element).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool EndsAsLoad(int v)
+    {
+        ref readonly var row = ref _f.Row[v];
+        return (row.Follow | (row.Timed ? 1 : 0) | (row.HardwareCompletes ? 1 : 0)) == 0
+            && _f.Acc[v].Kind is AccessKind.Read or AccessKind.ReadZx or AccessKind.ReadSx or AccessKind.In;
+    }
+
+    /// <summary>
+    /// A device's answer to the load <see cref="EndsAsLoad"/> named: <see cref="AfterRead"/>'s load case, then the
+    /// instruction's end. Why a stage of its own: the kernel's common completion calls it in place of the general one
+    /// (<see cref="SideDone"/>), whose every other form inlined would give that small frame the general one's size.
+    /// </summary>
+    public void LoadDone(int cpu, int v, ulong value)
+    {
+        ref var row = ref _f.Row[v];
+        row.Value = value;
+        WriteBack.ApplyRead(in _f.Acc[v], State.Gprs(v), value);
+        row.Phase = ElementPhase.None;
+        row.FirstElement = false;
+        FinishInstruction(cpu, v);
     }
 
     /// <summary>The element is done: step string registers, repeat, or finish. Kernel-emulated exits only.</summary>

@@ -36,13 +36,8 @@ public sealed partial class Kernel
         row.Modelled += Cost.SyscallCycles;
         // The common transition: nothing in flight, nothing queued or held, the model alive. The claim is the check.
         int seen = Volatile.Read(ref e.Slot);
-        if ((seen & (EventObject.SlotInflight | EventObject.SlotRare)) != 0 || !e.TryClaim(seen))
-        {
-            e.Seize();
-            if (e.Dead) { e.Publish(); AnswerLost(cpu, v, e); return; }
-            // A locked read-modify-write of another vCPU holds the object from its read to its write: queue behind it.
-            if (e.Inflight >= 0 || (e.HeldBy >= 0 && e.HeldBy != v)) { e.Enqueue(v); e.Publish(); return; }
-        }
+        if (((seen & (EventObject.SlotInflight | EventObject.SlotRare)) != 0 || !e.TryClaim(seen)) && !ClaimToDeliver(cpu, v, e))
+            return;
         FillArea(e, v, kind, addr, size, write, data);
         var wake = e.Waiter;
         e.Waiter = null;
@@ -55,6 +50,20 @@ public sealed partial class Kernel
             if (wake.Cpu != VcpuAt(v).Cpu) { row.Modelled += Cost.CrossCpuWakeCycles; Stats.Add(cpu.Index, Counter.CrossCpuWakes); }
             WakeThread(wake, 1, VcpuAt(v).Cpu);   // the model runs where the exit happened
         }
+    }
+
+    /// <summary>
+    /// <see cref="Request"/>'s claim when the common transition's failed: true with the claim held when the access goes
+    /// into the area now; false when it was answered (the model is gone) or queued. Out of line, as the other rare paths.
+    /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    bool ClaimToDeliver(Cpu cpu, int v, EventObject e)
+    {
+        e.Seize();
+        if (e.Dead) { e.Publish(); AnswerLost(cpu, v, e); return false; }
+        // A locked read-modify-write of another vCPU holds the object from its read to its write: queue behind it.
+        if (e.Inflight >= 0 || (e.HeldBy >= 0 && e.HeldBy != v)) { e.Enqueue(v); e.Publish(); return false; }
+        return true;
     }
 
     // Narration out of line: its interpolated strings would otherwise give the hot method a larger frame to zero on every call.
@@ -91,31 +100,35 @@ public sealed partial class Kernel
         a.Vcpu = (uint)vc.LocalIndex;
         a.Cpu = (uint)vc.Cpu;
         a.Rip = State.Rip(v);
-        // A string, REP or LOCK form is the rare one: the common access is flagged nothing and counted once, by one test.
-        bool locked = false;
-        EventFlags flags = 0;
-        uint count = 1;
-        if (d.Rep || d.Lock || d.Kind is Hot.Decode.AccessKind.Movs or Hot.Decode.AccessKind.Stos or Hot.Decode.AccessKind.Ins or Hot.Decode.AccessKind.Outs)
-        {
-            bool str = d.Kind is Hot.Decode.AccessKind.Movs or Hot.Decode.AccessKind.Stos or Hot.Decode.AccessKind.Ins or Hot.Decode.AccessKind.Outs;
-            locked = LockedAccess(v);
-            flags = (str ? EventFlags.String : 0) | (d.Rep ? EventFlags.Rep : 0) | (locked ? EventFlags.Locked : 0);
-            if (str && d.Rep) count = (uint)ExitRules.Masked(State.Gpr(v, 1), d.AddressSize);
-        }
-        a.Flags = flags;
+        // A string, REP, LOCK or wide form is the rare one: the common access is flagged nothing and counted once, by one test.
+        a.Flags = 0;
         a.Result = LockResult.Applied;
+        a.Count = 1;
         // The size from the argument, not read back from the area: a model thread may write its own memory at any time.
+        if (size > 8 || d.Rep || d.Lock || d.Kind is Hot.Decode.AccessKind.Movs or Hot.Decode.AccessKind.Stos or Hot.Decode.AccessKind.Ins or Hot.Decode.AccessKind.Outs)
+            FillRare(v, size, write, ref a);
+        a.PublishState(EventState.Pending);   // release: the fields above are visible first
+        e.Inflight = v;
+        e.Delivered++;
+    }
+
+    /// <summary><see cref="FillArea"/> for a string, REP, LOCK or wide access: its flags, its count, the write's wide data
+    /// and the value a locked write expects. Out of line: the common access needs none of it.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    void FillRare(int v, byte size, bool write, ref EventArea a)
+    {
+        ref readonly var d = ref _f.Acc[v];
+        bool str = d.Kind is Hot.Decode.AccessKind.Movs or Hot.Decode.AccessKind.Stos or Hot.Decode.AccessKind.Ins or Hot.Decode.AccessKind.Outs;
+        bool locked = LockedAccess(v);
+        a.Flags = (str ? EventFlags.String : 0) | (d.Rep ? EventFlags.Rep : 0) | (locked ? EventFlags.Locked : 0);
+        if (str && d.Rep) a.Count = (uint)ExitRules.Masked(State.Gpr(v, 1), d.AddressSize);
         if (size > 8 && write) WideToArea(v, size, ref a);
         if (locked && write)
         {
             // The write carries what the locked read returned: the model applies it only if the location still holds that.
             if (size > 8) { a.Expected = BitConverter.ToUInt64(WideRead(v)); a.ExpectedHigh = BitConverter.ToUInt64(WideRead(v)[8..]); }
-            else { a.Expected = f.Row[v].Value; a.ExpectedHigh = 0; }
+            else { a.Expected = _f.Row[v].Value; a.ExpectedHigh = 0; }
         }
-        a.Count = count;
-        a.PublishState(EventState.Pending);   // release: the fields above are visible first
-        e.Inflight = v;
-        e.Delivered++;
     }
 
     /// <summary>vCPU <paramref name="v"/>'s access in a device is a locked one the kernel emulates (a LOCK prefix, not
@@ -188,6 +201,29 @@ public sealed partial class Kernel
         // Nothing answered: read without a claim (only the model writes Done; only a claim holder takes the access out).
         int seen = Volatile.Read(ref e.Slot);
         if ((seen & EventObject.SlotInflight) == 0 || e.Area.ReadState() != EventState.Done) return;
+        // The common answer: a plain load's (the pipeline's LoadDone says which), on the vCPU's own CPU, nothing queued or
+        // held. What the general completion tests (a lock, a wide or written access, a queue, a post to another CPU, the
+        // narration, the timing) is decided already, so the access comes out under the claim and the load ends.
+        int v = (seen & EventObject.SlotInflight) - 1;
+        if (here is not null && (seen & EventObject.SlotRare) == 0 && here.Index == VcpuAt(v).Cpu && _pipe.EndsAsLoad(v) && e.TryClaim(seen))
+        {
+            ulong value = e.Area.Data;
+            e.Area.State = EventState.Idle;
+            e.Inflight = -1;
+            e.Completed++;
+            e.Publish();
+            SetRun(VcpuAt(v), VcpuRun.WaitingDevice, VcpuRun.Runnable);   // as ContinueAfterDevice: the access is out of the object
+            _pipe.LoadDone(here.Index, v, value & ExitRules.AllOnes(_f.Row[v].ReqSize));
+            return;
+        }
+        CompleteGeneral(e, here, seen);
+    }
+
+    /// <summary>The completion of any other answer. Out of line: its rare paths would otherwise give the common one a
+    /// frame of ~380 bytes and its spills (counted: PERF.md, "The common completion").</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    void CompleteGeneral(EventObject e, Cpu? here, int seen)
+    {
         // The vCPU in the slot wrote its Timed column before its delivery published the area (read here for the clock only).
         long t0 = _f.Row[(seen & EventObject.SlotInflight) - 1].Timed ? (long)Tsc.Read() : 0;
         // The common transition: the access in flight answered, nothing queued or held. The claim is the check.
