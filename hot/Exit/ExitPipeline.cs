@@ -729,15 +729,15 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
 
     /// <summary>
     /// vCPU <paramref name="v"/>'s access in flight is a plain load's (MOV, MOVZX, MOVSX from a device, IN) that
-    /// <see cref="LoadDone"/> may end: kernel-emulated, not narrated, not timed. Its completion then has nothing to decide
-    /// but the value (a load is never locked, wide or written, and it is its instruction's one element).
+    /// <see cref="LoadDone"/> may end: kernel-emulated and not followed. Its completion then has nothing to decide but
+    /// the value (a load is never locked, wide or written, and it is its instruction's one element).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public bool EndsAsLoad(int v)
     {
         ref readonly var row = ref _f.Row[v];
-        return (row.Follow | (row.Timed ? 1 : 0) | (row.HardwareCompletes ? 1 : 0)) == 0
-            && _f.Acc[v].Kind is AccessKind.Read or AccessKind.ReadZx or AccessKind.ReadSx or AccessKind.In;
+        if (row.Follow != 0 || row.HardwareCompletes) return false;
+        return _f.Acc[v].Kind is AccessKind.Read or AccessKind.ReadZx or AccessKind.ReadSx or AccessKind.In;
     }
 
     /// <summary>

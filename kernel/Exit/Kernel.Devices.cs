@@ -203,17 +203,19 @@ public sealed partial class Kernel
         if ((seen & EventObject.SlotInflight) == 0 || e.Area.ReadState() != EventState.Done) return;
         // The common answer: a plain load's (the pipeline's LoadDone says which), on the vCPU's own CPU, nothing queued or
         // held. What the general completion tests (a lock, a wide or written access, a queue, a post to another CPU, the
-        // narration, the timing) is decided already, so the access comes out under the claim and the load ends.
+        // narration) is decided already, so the access comes out under the claim and the load ends.
         int v = (seen & EventObject.SlotInflight) - 1;
         if (here is not null && (seen & EventObject.SlotRare) == 0 && here.Index == VcpuAt(v).Cpu && _pipe.EndsAsLoad(v) && e.TryClaim(seen))
         {
+            ref var row = ref _f.Row[v];
+            if (row.Timed) row.SegStart = (long)Tsc.Read();   // the completion is kernel work of this exit, from the claim on
             ulong value = e.Area.Data;
             e.Area.State = EventState.Idle;
             e.Inflight = -1;
             e.Completed++;
-            e.Publish();
+            e.PublishCompleted(seen);
             SetRun(VcpuAt(v), VcpuRun.WaitingDevice, VcpuRun.Runnable);   // as ContinueAfterDevice: the access is out of the object
-            _pipe.LoadDone(here.Index, v, value & ExitRules.AllOnes(_f.Row[v].ReqSize));
+            _pipe.LoadDone(here.Index, v, value & ExitRules.AllOnes(row.ReqSize));
             return;
         }
         CompleteGeneral(e, here, seen);

@@ -272,6 +272,13 @@ public sealed class EventObject : PageObject
     public void Publish() =>
         Volatile.Write(ref Slot, (Inflight + 1) | (Waiter is not null ? SlotParked : 0) | (Dead || HeldBy >= 0 || _qCount > 0 ? SlotRare : 0));
 
+    /// <summary>
+    /// <see cref="Publish"/> after the common completion: the claim was taken from <paramref name="seen"/> with nothing rare,
+    /// and only the access in flight came out, so the word is what it was without it: the waiter's bit as it was.
+    /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    public void PublishCompleted(int seen) => Volatile.Write(ref Slot, seen & SlotParked);
+
     public KThread? Waiter;
     /// <summary>Global vCPU whose access is in the area, or -1.</summary>
     public int Inflight = -1;
