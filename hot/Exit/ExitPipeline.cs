@@ -728,30 +728,36 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
     }
 
     /// <summary>
-    /// vCPU <paramref name="v"/>'s access in flight is a plain load's (MOV, MOVZX, MOVSX from a device, IN) that
-    /// <see cref="LoadDone"/> may end: kernel-emulated and not followed. Its completion then has nothing to decide but
-    /// the value (a load is never locked, wide or written, and it is its instruction's one element).
+    /// vCPU <paramref name="v"/>'s access in flight is a plain MOV load or store, IN or OUT (the one element of its
+    /// instruction) that <see cref="PlainDone"/> may end: kernel-emulated and not followed. Its completion then has
+    /// nothing to decide but the value (such a form is never locked, wide or a string, and nothing of it is pending).
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
-    public bool EndsAsLoad(int v)
+    public bool EndsPlain(int v)
     {
         ref readonly var row = ref _f.Row[v];
         if (row.Follow != 0 || row.HardwareCompletes) return false;
-        return _f.Acc[v].Kind is AccessKind.Read or AccessKind.ReadZx or AccessKind.ReadSx or AccessKind.In;
+        return _f.Acc[v].Kind is AccessKind.Read or AccessKind.ReadZx or AccessKind.ReadSx or AccessKind.In
+            or AccessKind.Write or AccessKind.WriteImm or AccessKind.Out;
     }
 
     /// <summary>
-    /// A device's answer to the load <see cref="EndsAsLoad"/> named: <see cref="AfterRead"/>'s load case, then the
-    /// instruction's end. Why a stage of its own: the kernel's common completion calls it in place of the general one
-    /// (<see cref="SideDone"/>), whose every other form inlined would give that small frame the general one's size.
+    /// A device's answer to the access <see cref="EndsPlain"/> named: <see cref="AfterRead"/>'s load case or
+    /// <see cref="AfterWrite"/>'s plain end, then the instruction's end. Why a stage of its own: the kernel's common
+    /// completion calls it in place of the general one (<see cref="SideDone"/>), whose every other form inlined would give
+    /// that small frame the general one's size (counted: PERF.md, "The common completion").
     /// </summary>
-    public void LoadDone(int cpu, int v, ulong value)
+    public void PlainDone(int cpu, int v, ulong value, bool write)
     {
         ref var row = ref _f.Row[v];
-        row.Value = value;
-        WriteBack.ApplyRead(in _f.Acc[v], State.Gprs(v), value);
+        if (!write)
+        {
+            row.Value = value;
+            WriteBack.ApplyRead(in _f.Acc[v], State.Gprs(v), value);
+        }
         row.Phase = ElementPhase.None;
         row.FirstElement = false;
+        if (write) CommitPending(v);   // as AfterWrite (nothing is pending after a plain store: one test)
         FinishInstruction(cpu, v);
     }
 

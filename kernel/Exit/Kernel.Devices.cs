@@ -201,11 +201,11 @@ public sealed partial class Kernel
         // Nothing answered: read without a claim (only the model writes Done; only a claim holder takes the access out).
         int seen = Volatile.Read(ref e.Slot);
         if ((seen & EventObject.SlotInflight) == 0 || e.Area.ReadState() != EventState.Done) return;
-        // The common answer: a plain load's (the pipeline's LoadDone says which), on the vCPU's own CPU, nothing queued or
-        // held. What the general completion tests (a lock, a wide or written access, a queue, a post to another CPU, the
-        // narration) is decided already, so the access comes out under the claim and the load ends.
+        // The common answer: a plain MOV's, IN's or OUT's (the pipeline's EndsPlain says which), on the vCPU's own CPU,
+        // nothing queued or held. What the general completion tests (a lock, a wide access, a string, a queue, a post to
+        // another CPU, the narration) is decided already, so the access comes out under the claim and the instruction ends.
         int v = (seen & EventObject.SlotInflight) - 1;
-        if (here is not null && (seen & EventObject.SlotRare) == 0 && here.Index == VcpuAt(v).Cpu && _pipe.EndsAsLoad(v) && e.TryClaim(seen))
+        if (_pipe.EndsPlain(v) && here is not null && (seen & EventObject.SlotRare) == 0 && here.Index == VcpuAt(v).Cpu && e.TryClaim(seen))
         {
             ref var row = ref _f.Row[v];
             if (row.Timed) row.SegStart = (long)Tsc.Read();   // the completion is kernel work of this exit, from the claim on
@@ -215,7 +215,8 @@ public sealed partial class Kernel
             e.Completed++;
             e.PublishCompleted(seen);
             SetRun(VcpuAt(v), VcpuRun.WaitingDevice, VcpuRun.Runnable);   // as ContinueAfterDevice: the access is out of the object
-            _pipe.LoadDone(here.Index, v, value & ExitRules.AllOnes(row.ReqSize));
+            bool write = row.ReqWrite;
+            _pipe.PlainDone(here.Index, v, write ? 0 : value & ExitRules.AllOnes(row.ReqSize), write);
             return;
         }
         CompleteGeneral(e, here, seen);
