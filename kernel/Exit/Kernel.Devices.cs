@@ -204,6 +204,8 @@ public sealed partial class Kernel
         // The common answer: a plain MOV's, IN's or OUT's (the pipeline's EndsPlain says which), on the vCPU's own CPU,
         // nothing queued or held. What the general completion tests (a lock, a wide access, a string, a queue, a post to
         // another CPU, the narration) is decided already, so the access comes out under the claim and the instruction ends.
+        // EndsPlain reads v's row before the test that v is this CPU's: while its access is in flight nobody writes those
+        // fields (its CPU waits for this answer), so the read is of settled values, whichever CPU makes it.
         int v = (seen & EventObject.SlotInflight) - 1;
         if (_pipe.EndsPlain(v) && here is not null && (seen & EventObject.SlotRare) == 0 && here.Index == VcpuAt(v).Cpu && e.TryClaim(seen))
         {
