@@ -198,6 +198,7 @@ public sealed partial class Kernel
     internal ValueTask<long> WaitForEvent(KThread t, uint handle) => WaitForEvent(t, handle, CurrentCpu);
 
     /// <param name="here">The CPU this host thread steps (<see cref="CurrentCpu"/>; the gate has read it already), or null outside the drivers.</param>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]   // into the gate: one frame fewer per model call (−13)
     internal ValueTask<long> WaitForEvent(KThread t, uint handle, Cpu? here)
     {
         var handles = t.Process.Handles;
