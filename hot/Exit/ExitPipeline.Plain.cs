@@ -10,8 +10,8 @@ namespace Copra.Hot.Exit;
 /// One memo entry (<see cref="InFlight.Memo"/>: per vCPU, one per instruction address's low bits): a plain MOV, IN or OUT
 /// at <see cref="Rip"/>, the inputs its front end read (the control registers, CS's attributes, the RFLAGS bits such an
 /// instruction's checks read, the instruction's bytes, the exit's kind and reported port) with what it derived from them
-/// (the decode, the paging mode, the fault context), and the page its operand was on with the guest-physical page it
-/// mapped to. The RIP names the entry; nothing the front end derives depends on it beyond the bytes (a RIP-relative
+/// (the decode, the paging mode, the fault context), the page its operand was on with the guest-physical page it
+/// mapped to, and the device range that owned it with the range table's version. The RIP names the entry; nothing the front end derives depends on it beyond the bytes (a RIP-relative
 /// operand is computed from this exit's RIP).
 /// </summary>
 public struct PlainMemo
@@ -21,6 +21,10 @@ public struct PlainMemo
     public ulong CodeLo, CodeHi;
     /// <summary>The operand's linear page and the guest-physical page the walk gave (the hardware's GPA agreed).</summary>
     public ulong LinearPage, GpaPage;
+    /// <summary>The device that owned the operand (0: none recorded): its range's first GPA, the span from there in which
+    /// an access of this size stays inside the range, and the range table's version it was read from.</summary>
+    public ulong OwnerLo, OwnerSpan;
+    public int Owner, MmioVersion;
     public ushort CsAttr;
     /// <summary>The exit's kind, and for port I/O the port and width the hardware reported (the fault context holds them).</summary>
     public ExitReason Reason;
@@ -45,7 +49,9 @@ public struct PlainMemo
 /// <c>Mode</c>, <c>Cr3</c>, <c>Fault</c>, <c>CheckElements</c>, <c>SegBase</c>, <c>EsBase</c>) take it (or already hold
 /// it: <see cref="InFlightRow.MemoHeld"/>), and the exit goes from the compare straight to its operand; when the operand is
 /// on the page it was on then and the hardware's GPA names the page the walk gave then, the translation is known too,
-/// and the side goes straight to the owner lookup.
+/// and the side goes straight to the owner lookup; and when the VM's range table is still the version the entry read its
+/// owner from and the operand lies inside that owner's range, the side goes straight to the owner (the table's answer
+/// for any address of the range until a registration or removal publishes a new version).
 ///
 /// Why exact: the key holds every input the front end reads for such an instruction in 64-bit mode (CR0, CR4, EFER,
 /// CS's attributes, CR3, RFLAGS' TF, IOPL and AC, the exit's kind and for port I/O its reported port and width; SS's attributes are not read for a non-conforming CS, and a
@@ -57,7 +63,8 @@ public struct PlainMemo
 /// takes it. The RFLAGS copy in the fault context may then differ from RFLAGS in the status flags, which no check of a
 /// plain MOV reads. The data TLB's entry that gave the pages is not touched in between (the walker sets no
 /// accessed or dirty bits), so skipping its lookup changes nothing either. Every counter the full path moves, this
-/// path moves the same (the code-page hit; the TLB and decode cache count nothing).
+/// path moves the same (the code-page hit; the TLB and decode cache count nothing), except the range table's own
+/// per-vCPU hits, which count the lookups it is asked (a diagnostic of its cache that no report reads).
 /// </summary>
 public sealed partial class ExitPipeline<THost>
 {
@@ -149,7 +156,11 @@ public sealed partial class ExitPipeline<THost>
         }
         ulong gpa = m.GpaPage | offset;
         _f.RmwGpa[v] = gpa;
-        MmioSide(cpu, v, gpa, d.Size, write, data);
+        // The owner the entry recorded, while the VM's ranges are the snapshot it was read from and the access lies inside
+        // its range: the range table's answer, without its lookup. Otherwise the side asks the table.
+        if (m.Owner != 0 && gpa - m.OwnerLo <= m.OwnerSpan && _host.Mmio(v).Version == m.MmioVersion)
+            _host.Request(cpu, v, m.Owner, EventKind.Mmio, gpa, write, data);
+        else MmioSide(cpu, v, gpa, d.Size, write, data);
         return true;
     }
 
@@ -194,7 +205,22 @@ public sealed partial class ExitPipeline<THost>
         ref var m = ref _f.Memo.At(v, armed - 1);
         m.LinearPage = linear & ~(ulong)Page.Mask;
         m.GpaPage = gpa & ~(ulong)Page.Mask;
+        RecordPlainOwner(v, ref m, gpa);
         Complete(v, ref m, armed);
+    }
+
+    /// <summary>The device that owns <paramref name="gpa"/> now, for the entry's replays (none when nobody does, or when its
+    /// range is shorter than the access: the side then finds the straddle itself). Out of line: once per entry.</summary>
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    void RecordPlainOwner(int v, ref PlainMemo m, ulong gpa)
+    {
+        m.Owner = 0;
+        uint size = _f.Acc[v].Size;
+        if (!_host.Mmio(v).TryFind(gpa, out int version, out ulong start, out ulong end, out int owner) || end - start < size) return;
+        m.OwnerLo = start;
+        m.OwnerSpan = end - size - start;
+        m.MmioVersion = version;
+        m.Owner = owner;
     }
 
     /// <summary>The armed IN or OUT reached its port's owner (or nobody): the entry is complete.</summary>

@@ -762,7 +762,8 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         }
         row.Phase = ElementPhase.None;
         row.FirstElement = false;
-        if (write) CommitPending(v);   // as AfterWrite (nothing is pending after a plain store: one test)
+        // Not AfterWrite's CommitPending: only a read-modify-write's Compute leaves anything pending, and every exit's end
+        // (EndExit) clears it, so after a plain store nothing is (Stryker found the call removable without a trace).
         FinishInstruction(cpu, v);
     }
 

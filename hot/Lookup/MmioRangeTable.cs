@@ -54,6 +54,28 @@ public sealed class MmioRangeTable
 
     public int Count => Volatile.Read(ref _snap).Ranges.Length;
 
+    /// <summary>The current snapshot's version: every registration and removal publishes a new one, so an answer read from
+    /// a snapshot holds for as long as this is the version it had.</summary>
+    public int Version
+    {
+        [MethodImpl(MethodImplOptions.AggressiveInlining)]
+        get => Volatile.Read(ref _snap).Version;
+    }
+
+    /// <summary>
+    /// The range holding <paramref name="gpa"/> in the current snapshot, with the snapshot's version, read without the
+    /// per-vCPU caches and without counting (a memo entry records it once; ExitPipeline.Plain.cs). False in a gap.
+    /// </summary>
+    public bool TryFind(ulong gpa, out int version, out ulong start, out ulong end, out int owner)
+    {
+        var s = Volatile.Read(ref _snap);
+        version = s.Version;
+        int i = StartingAtOrBelow(s.Ranges, gpa) - 1;
+        if (i < 0 || gpa >= s.Ranges[i].End) { start = end = 0; owner = 0; return false; }
+        (start, end, owner) = (s.Ranges[i].Start, s.Ranges[i].End, s.Ranges[i].Owner);
+        return true;
+    }
+
     /// <summary>Adds [start, start+length). False if it wraps, is empty, or overlaps a registered range.</summary>
     public bool TryAdd(ulong start, ulong length, int owner)
     {

@@ -120,6 +120,71 @@ public class PlainMemoRuleTests
     }
 
     /// <summary>
+    /// The memo records the device that owned its operand with the VM's range table version, and a replay takes that owner
+    /// only while the table is that version: the test device's range is removed before the fourth exit (no other change,
+    /// the same page and address), so the replay asks the table, finds nobody and re-injects (#VC) where the recorded
+    /// owner would have answered the ID register.
+    /// </summary>
+    [Fact]
+    public void A_replayed_load_asks_the_range_table_again_once_its_ranges_changed()
+    {
+        Step? load = null;
+        var valid = new bool[Exits + 2];
+        var owner = new int[Exits + 2];
+        using var sys = Boot(r => load = r.Add("mov eax, [rbx]", a => a.mov(eax, __dword_ptr[rbx]), ExitReason.Mmio, Dev, 4, false, [(3, Dev)], []));
+        var k = sys.Kernel;
+        var table = k.Vms[0].Mmio;
+        int device = 0, n = 0;
+        k.OnExitTaken = exit =>
+        {
+            ref var m = ref k.ExitInFlight.MemoAt(0, k.State.Rip(0));
+            valid[++n] = m.Valid;
+            owner[n] = m.Owner;
+            if (n == Exits && table.TryFind(Dev, out _, out _, out _, out device)) table.RemoveOwner(device);   // registered by now
+        };
+        Assert.True(sys.Run().Quiescent);
+        Assert.True(valid[Exits]);   // the fourth exit found the memo (and took the replay)
+        Assert.Equal(device, owner[Exits]);   // with the device it recorded
+        var e = Assert.Single(sys.Replay!.Exceptions);
+        Assert.Equal(VectorVc, (byte)e.Event);
+        Assert.Equal(load!.Rip, e.Rip);
+        Assert.Equal(1, k.Stats.Reinjected);
+        Assert.Equal(Exits - 1, k.Stats.DeviceRoundTrips);
+    }
+
+    /// <summary>
+    /// A replay takes the recorded owner only for an operand inside its range at the instruction's size. Before the memo
+    /// records it, the test device's range is made to end mid-page (8 bytes short of its window's end, the same owner);
+    /// the fourth exit's operand is on the memoised page but its dword runs 2 bytes past that end, so the replay asks the
+    /// table, whose answer is a straddle (#GP(0)), where the recorded owner would have answered.
+    /// </summary>
+    [Fact]
+    public void A_replayed_load_past_its_recorded_range_is_the_tables_straddle()
+    {
+        const ulong Window = Dev + 0x1000, End = Dev + 0x1FF8;
+        var valid = new bool[Exits + 2];
+        using var sys = Boot(r => r.Add("mov eax, [rbx]", a => a.mov(eax, __dword_ptr[rbx]), ExitReason.Mmio, Window, 4, false, [(3, Window)], []));
+        var k = sys.Kernel;
+        var table = k.Vms[0].Mmio;
+        int n = 0;
+        k.OnExitTaken = exit =>
+        {
+            valid[++n] = k.ExitInFlight.MemoAt(0, k.State.Rip(0)).Valid;
+            if (n == 1 && table.TryFind(Dev, out _, out ulong start, out _, out int device))   // registered by now
+            {
+                Assert.Equal(1, table.RemoveOwner(device));
+                Assert.True(table.TryAdd(start, End - start, device));
+            }
+            if (n == Exits) k.State.Gpr(0, 3) = End - 2;   // bytes End-2 .. End+1: the memoised page, 2 past the range
+        };
+        Assert.True(sys.Run().Quiescent);
+        Assert.True(valid[Exits]);
+        var e = Assert.Single(sys.Replay!.Exceptions);
+        Assert.Equal(VectorGp, (byte)e.Event);
+        Assert.Equal(Exits - 1, k.Stats.DeviceRoundTrips);
+    }
+
+    /// <summary>
     /// A RIP-relative load replayed from the memo computes its operand from this exit's RIP plus the instruction's length,
     /// as the full path does: <c>mov eax, [rip+disp32]</c> (8B 05, 6 bytes) reads the test device's ID register through
     /// a page the guest maps near its code, four times at one RIP (the fourth replayed).
