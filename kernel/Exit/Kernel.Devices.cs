@@ -210,7 +210,8 @@ public sealed partial class Kernel
         // EndsPlain reads v's row before the test that v is this CPU's: while its access is in flight nobody writes those
         // fields (its CPU waits for this answer), so the read is of settled values, whichever CPU makes it.
         int v = (seen & EventObject.SlotInflight) - 1;
-        if (_pipe.EndsPlain(v) && here is not null && (seen & EventObject.SlotRare) == 0 && here.Index == VcpuAt(v).Cpu && e.TryClaim(seen))
+        var vc = VcpuAt(v);
+        if (_pipe.EndsPlain(v) && here is not null && (seen & EventObject.SlotRare) == 0 && here.Index == vc.Cpu && e.TryClaim(seen))
         {
             ref var row = ref _f.Row[v];
             ulong value = e.Area.Data;
@@ -218,7 +219,7 @@ public sealed partial class Kernel
             e.Inflight = -1;
             e.Completed++;
             e.PublishCompleted(seen);
-            SetRun(VcpuAt(v), VcpuRun.WaitingDevice, VcpuRun.Runnable);   // as ContinueAfterDevice: the access is out of the object
+            SetRun(vc, VcpuRun.WaitingDevice, VcpuRun.Runnable);   // as ContinueAfterDevice: the access is out of the object
             bool write = row.ReqWrite;
             _pipe.PlainDone(here.Index, v, write ? 0 : value & ExitRules.AllOnes(row.ReqSize), write);
             return;
