@@ -185,6 +185,36 @@ public class PlainMemoRuleTests
     }
 
     /// <summary>
+    /// A range shorter than the access records no owner: the test device's range is made 2 bytes long (the same owner)
+    /// before the first exit, so every dword load at it straddles, the replayed fourth as the three before it (#GP(0)
+    /// each, no device round trip), where an owner recorded for it would have answered the fourth.
+    /// </summary>
+    [Fact]
+    public void A_replayed_load_wider_than_its_devices_range_is_the_tables_straddle()
+    {
+        const ulong Window = Dev + 0x1000;
+        var valid = new bool[Exits + 2];
+        using var sys = Boot(r => r.Add("mov eax, [rbx]", a => a.mov(eax, __dword_ptr[rbx]), ExitReason.Mmio, Window, 4, false, [(3, Window)], []));
+        var k = sys.Kernel;
+        var table = k.Vms[0].Mmio;
+        int n = 0;
+        k.OnExitTaken = exit =>
+        {
+            valid[++n] = k.ExitInFlight.MemoAt(0, k.State.Rip(0)).Valid;
+            if (n == 1 && table.TryFind(Dev, out _, out _, out _, out int device))   // registered by now
+            {
+                Assert.Equal(1, table.RemoveOwner(device));
+                Assert.True(table.TryAdd(Window, 2, device));
+            }
+        };
+        Assert.True(sys.Run().Quiescent);
+        Assert.True(valid[Exits]);
+        Assert.Equal(Exits, sys.Replay!.Exceptions.Count);
+        Assert.All(sys.Replay.Exceptions, e => Assert.Equal(VectorGp, (byte)e.Event));
+        Assert.Equal(0, k.Stats.DeviceRoundTrips);
+    }
+
+    /// <summary>
     /// A RIP-relative load replayed from the memo computes its operand from this exit's RIP plus the instruction's length,
     /// as the full path does: <c>mov eax, [rip+disp32]</c> (8B 05, 6 bytes) reads the test device's ID register through
     /// a page the guest maps near its code, four times at one RIP (the fourth replayed).
