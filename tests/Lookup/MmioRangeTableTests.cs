@@ -24,6 +24,45 @@ public sealed class MmioRangeTableTests
         return t;
     }
 
+    /// <summary>
+    /// TryFind (the memo's one read of an owner, ExitPipeline.Plain.cs): the range holding an address with its bounds and
+    /// owner, nothing in a gap, below every range, at a range's exclusive end or above every range, the current version
+    /// either way, and no count and no cache touched.
+    /// </summary>
+    [Theory]
+    [InlineData(0x1000UL, true, 0x1000UL, 0x2000UL, 7)]   // a range's first byte
+    [InlineData(0x1FFFUL, true, 0x1000UL, 0x2000UL, 7)]   // its last
+    [InlineData(0x40FFUL, true, 0x4000UL, 0x4100UL, 9)]
+    [InlineData(0x2000UL, false, 0UL, 0UL, 0)]            // the end is exclusive
+    [InlineData(0x3FFFUL, false, 0UL, 0UL, 0)]            // a gap between ranges
+    [InlineData(0x0FFFUL, false, 0UL, 0UL, 0)]            // below every range
+    [InlineData(0x4100UL, false, 0UL, 0UL, 0)]            // above every range
+    public void TryFind_names_the_range_holding_an_address_and_the_tables_version(ulong gpa, bool found, ulong start, ulong end, int owner)
+    {
+        var t = Two();
+        Assert.Equal(found, t.TryFind(gpa, out int version, out ulong s, out ulong e, out int o));
+        Assert.Equal((start, end, owner), (s, e, o));
+        Assert.Equal(t.Version, version);
+        Assert.Equal((0L, 0L), (t.Hits, t.Misses));
+    }
+
+    [Fact]
+    public void Every_registration_and_removal_publishes_a_new_version_and_a_refused_one_does_not()
+    {
+        var t = new MmioRangeTable(1);
+        int v0 = t.Version;
+        Assert.True(t.TryAdd(0x1000, 0x1000, 7));
+        int v1 = t.Version;
+        Assert.NotEqual(v0, v1);
+        Assert.False(t.TryAdd(0x1800, 0x10, 8));   // overlaps: refused
+        Assert.Equal(v1, t.Version);
+        Assert.Equal(0, t.RemoveOwner(99));        // nothing of it
+        Assert.Equal(v1, t.Version);
+        Assert.Equal(1, t.RemoveOwner(7));
+        Assert.NotEqual(v1, t.Version);
+        Assert.NotEqual(v0, t.Version);
+    }
+
     [Theory]
     [InlineData(0x1000UL, 4U, 7, 0x1000UL, false)]
     [InlineData(0x1FFCUL, 4U, 7, 0x1000UL, false)]    // the last dword of the range
