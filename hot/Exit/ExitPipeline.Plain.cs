@@ -11,8 +11,8 @@ namespace Copra.Hot.Exit;
 /// at <see cref="Rip"/>, the inputs its front end read (the control registers, CS's attributes, the RFLAGS bits such an
 /// instruction's checks read, the instruction's bytes, the exit's kind and reported port) with what it derived from them
 /// (the decode, the paging mode, the fault context), the page its operand was on with the guest-physical page it
-/// mapped to, and the device range that owned it with the range table's version. The RIP names the entry; nothing the front end derives depends on it beyond the bytes (a RIP-relative
-/// operand is computed from this exit's RIP).
+/// mapped to, and the device range that owned it with the range table's version. The RIP names the entry; nothing the
+/// front end derives depends on it beyond the bytes (a RIP-relative operand is computed from this exit's RIP).
 /// </summary>
 public struct PlainMemo
 {
