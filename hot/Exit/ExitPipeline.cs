@@ -764,7 +764,13 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         row.FirstElement = false;
         // Not AfterWrite's CommitPending: only a read-modify-write's Compute leaves anything pending, and every exit's end
         // (EndExit) clears it, so after a plain store nothing is (Stryker found the call removable without a trace).
-        FinishInstruction(cpu, v);
+        // FinishInstruction and EndInstruction less what a plain form never has: an interrupt shadow (MOV SS, LSS) and a
+        // side forwarded to the host (its one side went to a device; a Forwarded flag a REP left set when it stopped
+        // part-way belongs to that REP, and stays for its end to count, where EndInstruction would have counted this
+        // load as forwarded and cleared it). Counted: −22 per MMIO read exit.
+        State.Rip(v) = NextRip(v);
+        if (_f.Fault[v].SingleStep) SingleStepTrap(cpu, v);
+        EndExit(cpu, v, ExitRules.KindOf(_f.Acc[v].Kind), countCompleted: true);
     }
 
     /// <summary>The element is done: step string registers, repeat, or finish. Kernel-emulated exits only.</summary>
