@@ -227,11 +227,16 @@ public sealed partial class Kernel
         CompleteGeneral(e, here, seen);
     }
 
+    /// <summary>A test's view of the split: called with the vCPU whose answer the general completion is about to take
+    /// (never on the common one's path, which has no test of it).</summary>
+    public Action<int>? OnGeneralCompletion;
+
     /// <summary>The completion of any other answer. Out of line: its rare paths would otherwise give the common one a
     /// frame of ~380 bytes and its spills (counted: PERF.md, "The common completion").</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
     void CompleteGeneral(EventObject e, Cpu? here, int seen)
     {
+        OnGeneralCompletion?.Invoke((seen & EventObject.SlotInflight) - 1);
         // The vCPU in the slot wrote its Timed column before its delivery published the area (read here for the clock only).
         long t0 = _f.Row[(seen & EventObject.SlotInflight) - 1].Timed ? (long)Tsc.Read() : 0;
         // The common transition: the access in flight answered, nothing queued or held. The claim is the check.
