@@ -45,6 +45,10 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
         public ulong Value0, Value1, Vary0, Vary1;
         /// <summary>All ones when the exit's GPA moves with the pattern (an access; HLT and CPUID report none).</summary>
         public ulong GpaVaries;
+        /// <summary>The address pattern (<see cref="Step.Offset"/>) when the step <see cref="Extra.Varies"/>: read here, not
+        /// through the step's class (a bounds check and four loads per exit).</summary>
+        public ulong VaryStride, VarySpan;
+        public bool VaryRandom;
         public sbyte Reg0, Reg1;
         public StepKind Kind;
         public Extra Needs;
@@ -62,6 +66,7 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
                 Rip = s.Rip, End = s.ExpectRip ?? s.Rip + (ulong)s.Length,
                 GpaVaries = access ? ulong.MaxValue : 0,
                 Reg0 = -1, Reg1 = -1, Kind = s.Kind, Needs = ExtrasOf(s, at, loopStart, loopEnd),
+                VaryStride = s.VaryStride, VarySpan = s.VarySpan, VaryRandom = s.VaryRandom,
             };
             if (s.Presets.Length > 0) { h.Reg0 = (sbyte)s.Presets[0].Reg; h.Value0 = s.Presets[0].Value; h.Vary0 = s.Presets[0].Reg == s.VaryReg ? ulong.MaxValue : 0; }
             if (s.Presets.Length > 1) { h.Reg1 = (sbyte)s.Presets[1].Reg; h.Value1 = s.Presets[1].Value; h.Vary1 = s.Presets[1].Reg == s.VaryReg ? ulong.MaxValue : 0; }
@@ -147,7 +152,8 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
         if (!placed && state.Rip(v) is var rip && rip != h.Rip) { DesyncAt(v, p.Steps[at], rip); Stop(ref exit); return; }
 
         var extra = h.Needs;
-        ulong offset = (extra & Extra.Varies) != 0 ? p.Steps[at].Offset(c.Iteration) : 0;
+        // Varies implies a register to move and a span that is not 0 (ExtrasOf): Step.Offset's formula without its tests.
+        ulong offset = (extra & Extra.Varies) != 0 ? Step.OffsetAt(c.Iteration, h.VaryStride, h.VarySpan, h.VaryRandom) : 0;
         // A REP the kernel stopped part-way re-executes with the registers it left (the count resumes).
         if (!c.Resume)
         {

@@ -54,11 +54,15 @@ public sealed class Step
     public string Text = "";
 
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    public ulong Offset(long iteration)
+    public ulong Offset(long iteration) => VaryReg < 0 || VarySpan == 0 ? 0 : OffsetAt(iteration, VaryStride, VarySpan, VaryRandom);
+
+    /// <summary>The address pattern's offset at an iteration (<paramref name="span"/> not 0): the one formula, for
+    /// <see cref="Offset"/> and for the replay's per-step copy of these three fields.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    public static ulong OffsetAt(long iteration, ulong stride, ulong span, bool random)
     {
-        if (VaryReg < 0 || VarySpan == 0) return 0;
-        ulong k = VaryRandom ? Mix((ulong)iteration) : (ulong)iteration;
-        return k * VaryStride % VarySpan;
+        ulong k = random ? Mix((ulong)iteration) : (ulong)iteration;
+        return k * stride % span;
     }
 
     static ulong Mix(ulong x) { x ^= x >> 33; x *= 0xff51afd7ed558ccdUL; x ^= x >> 33; return x; }

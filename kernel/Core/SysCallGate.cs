@@ -26,12 +26,25 @@ public sealed class SysCallGate(Kernel k)
         else { Interlocked.Increment(ref _transitions); Interlocked.Increment(ref _calls); }
         // WAIT_FOR_EVENT, a device model's one call per exit (its answer and its next access), skips the table's lookup and
         // the handler's delegate: the same call its row makes, with Run's checks and error mapping (docs/design.md, "IPC").
+        // Its part that completes in place answers a long, and the one ValueTask is built here, outside the protected
+        // region: a ValueTask returned through it was copied through stack slots the frame zeroed on entry (−30).
         if (r.Rax == SysNr.WaitForEvent && t.State != ThreadState.Dead)
         {
-            try { return k.WaitForEvent(t, (uint)r.Rdi, cpu); }
-            catch (Exception e) when (e is not ThreadKilledException) { return new(ToAbi(e)); }
+            long now;
+            try { now = k.WaitForEventNow(t, (uint)r.Rdi, cpu); }
+            catch (Exception e) when (e is not ThreadKilledException) { now = ToAbi(e); }
+            return now != Kernel.WaitNotNow ? new(now) : WaitLater(t);
         }
         return Run(t, r, inBatch: false);
+    }
+
+    /// <summary>WAIT_FOR_EVENT's rest when it did not complete in place (<see cref="Kernel.WaitForEventLater"/>), with
+    /// <see cref="Run"/>'s error mapping. Out of line: its ValueTask is no slot of the gate's frame.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    ValueTask<long> WaitLater(KThread t)
+    {
+        try { return k.WaitForEventLater(t); }
+        catch (Exception e) when (e is not ThreadKilledException) { return new(ToAbi(e)); }
     }
 
     /// <summary>One call from a BATCH entry or a polled ring's entry.</summary>

@@ -44,15 +44,19 @@ sealed unsafe class MappedView<T>(KThread thread, ulong va) : UserView<T> where 
     {
         get
         {
-            if (thread.State == ThreadState.Dead) throw new ThreadKilledException();
-            var space = thread.Process.Space;
-            if (_p != null && ReferenceEquals(_layout, space.Layout)) return ref Unsafe.AsRef<T>(_p);
-            return ref Resolve(space);
+            // The pointer while the layout it was resolved in holds and the thread lives; everything else out of line, so
+            // this read (a device model's every access) needs no frame.
+            byte* p = _p;
+            if (p != null && thread.State != ThreadState.Dead && ReferenceEquals(_layout, thread.Process.Space.Layout)) return ref Unsafe.AsRef<T>(p);
+            return ref Resolve();
         }
     }
 
-    ref T Resolve(AddressSpace space)
+    [MethodImpl(MethodImplOptions.NoInlining)]
+    ref T Resolve()
     {
+        if (thread.State == ThreadState.Dead) throw new ThreadKilledException();
+        var space = thread.Process.Space;
         var layout = space.Layout;   // before the lookup: a change after it re-resolves on the next access
         int size = Unsafe.SizeOf<T>();
         if (!space.TryResolve(va, (ulong)size, write: true, out var region, out ulong off)) { _p = null; throw new UserFaultException(va, size); }

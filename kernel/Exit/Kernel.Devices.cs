@@ -139,8 +139,10 @@ public sealed partial class Kernel
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     bool LockedAccess(int v) => _f.Acc[v].Lock && !_f.Row[v].HardwareCompletes;
 
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]   // its one caller is WaitForEvent: one frame fewer per model call
-    ValueTask<long> WaitEvent(KThread t, EventObject e, Cpu? here)
+    /// <summary>WAIT_FOR_EVENT on an event object, the part that completes in place (<see cref="WaitForEventNow"/>):
+    /// 1 with the next access handed over, or <see cref="WaitNotNow"/> for <see cref="WaitEventClaimed"/> to finish.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]   // its one caller is WaitForEventNow: one frame fewer per model call
+    long WaitEventNow(KThread t, EventObject e, Cpu? here)
     {
         CompleteIfDone(e, here);
         // The IPC fast path: reply and receive in one call. The answer above made the vCPU runnable here; with
@@ -157,10 +159,10 @@ public sealed partial class Kernel
         if ((seen & (EventObject.SlotBusy | EventObject.SlotParked)) == 0 && (seen & EventObject.SlotInflight) != 0
             && e.Area.State == EventState.Pending && e.Area.Sequence != e.Handed)
             return Hand(e);
-        return WaitEventClaimed(t, e);
+        return WaitNotNow;
     }
 
-    /// <summary>The rest of <see cref="WaitEvent"/> under the object's claim: an access the fast check could not take
+    /// <summary>The rest of <see cref="WaitEventNow"/> under the object's claim: an access the fast check could not take
     /// without it, or the thread parks. Out of line: its ValueTasks would otherwise be stack slots the model's every call
     /// zeroes on entry.</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
@@ -171,7 +173,7 @@ public sealed partial class Kernel
         if (e.Inflight >= 0 && e.Area.State == EventState.Pending && e.Area.Sequence != e.Handed)
         {
             e.Publish();
-            return Hand(e);
+            return new(Hand(e));
         }
         e.Waiter = t;
         var parked = t.Block(e);   // before the publish: a deliverer may take the waiter as soon as it is visible
@@ -189,10 +191,10 @@ public sealed partial class Kernel
     /// run (docs/design.md, "Where a device model runs").
     /// </summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    static ValueTask<long> Hand(EventObject e)
+    static long Hand(EventObject e)
     {
         e.Handed = e.Area.Sequence;
-        return new ValueTask<long>(1);
+        return 1;
     }
 
     /// <summary>If the model marked its answer done, finish that access and deliver the next queued one.</summary>
