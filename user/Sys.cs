@@ -29,6 +29,7 @@ public static class Sys
         return vt.Result;
     }
 
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static ValueTask<long> CallAsync(IUserContext ctx, ulong nr, ulong a0 = 0, ulong a1 = 0, ulong a2 = 0, ulong a3 = 0, ulong a4 = 0)
         => ctx.SysCall(SysCallRegs.Make(nr, a0, a1, a2, a3, a4));
 
@@ -94,6 +95,9 @@ public static class Sys
         return CallChecked(ctx, SysNr.Exec, CString(ctx, path), CString(ctx, "/"), ExecFlags.PassHandles, list, (ulong)handles.Length);
     }
 
+    // Inlined into the caller's loop (a device model's one call per access), as a C library's syscall stub would be: no
+    // frame of its own, and the registers' block is a slot of the caller's frame, zeroed once when its loop starts (−12).
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static ValueTask<long> WaitForEvent(IUserContext ctx, uint handle) => CallAsync(ctx, SysNr.WaitForEvent, handle);
     public static long Close(IUserContext ctx, uint handle) => Call(ctx, SysNr.Close, handle);
 

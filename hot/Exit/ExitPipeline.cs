@@ -749,7 +749,8 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
     /// <see cref="AfterWrite"/>'s plain end, then the instruction's end. Why a stage of its own: the kernel's common
     /// completion calls it in place of the general one (<see cref="SideDone"/>), whose every other form inlined would give
     /// that small frame the general one's size (counted: PERF.md, "The common completion"). Inlined there: one frame
-    /// fewer per exit (−21).
+    /// fewer per exit (−21). It closes the exit but does not put the vCPU back (<see cref="IExitHost.Reenter"/>): the caller
+    /// does, knowing the CPU it runs on, and may enter the vCPU at once instead of queueing it.
     /// </summary>
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public void PlainDone(int cpu, int v, ulong value, bool write)
@@ -770,7 +771,7 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         // load as forwarded and cleared it). Counted: −22 per MMIO read exit.
         State.Rip(v) = NextRip(v);
         if (_f.Fault[v].SingleStep) SingleStepTrap(cpu, v);
-        EndExit(cpu, v, ExitRules.KindOf(_f.Acc[v].Kind), countCompleted: true);
+        CloseExit(cpu, v, ExitRules.KindOf(_f.Acc[v].Kind), countCompleted: true);
     }
 
     /// <summary>The element is done: step string registers, repeat, or finish. Kernel-emulated exits only.</summary>
@@ -823,6 +824,14 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
     [MethodImpl(MethodImplOptions.AggressiveInlining)]   // into AfterRead's completion and the other stages' ends (see AfterRead)
     void EndExit(int cpu, int v, ExitKind kind, bool countCompleted)
     {
+        CloseExit(cpu, v, kind, countCompleted);
+        _host.Reenter(v);
+    }
+
+    /// <summary><see cref="EndExit"/> less putting the vCPU back: <see cref="PlainDone"/>'s caller does that itself.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    void CloseExit(int cpu, int v, ExitKind kind, bool countCompleted)
+    {
         ref var row = ref _f.Row[v];
         row.Pend = false;   // a fault or a give-up after the read: nothing of the instruction is committed
         ReleaseHeld(v);
@@ -830,7 +839,6 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         Stats.Record(cpu, kind, row.Timed, row.Measured, row.Modelled, row.Hardware, completed: countCompleted);   // Record, from the row in hand
         if ((row.Follow & ExitRules.FollowNarrate) != 0 && _host.Narrator is { } t) NarrateDone(t, v, kind);
         _host.TraceComplete(cpu, v, kind);
-        _host.Reenter(v);
     }
 
     /// <summary>The exit is counted under its kind with its modelled (and hardware) sample; a timed one keeps its measured sample too.</summary>

@@ -122,6 +122,20 @@ public sealed class Cpu
         return true;
     }
 
+    /// <summary>
+    /// Owner only: true when a vCPU that just became runnable here, not queued yet, may be entered now by the caller instead
+    /// of queued: what <see cref="TryTakeDirectVcpu"/> would take right after queueing it (no thread ready, nothing in the
+    /// inbox, no poller, no vCPU queued ahead of it, budget left), without the queue's round trip.
+    /// </summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]   // its one caller is WAIT_FOR_EVENT's fast path
+    internal bool TryEnterNow()
+    {
+        if (_directBudget <= 0 || _vcpus.Count != 0 || _runQueue.Count != 0 || Volatile.Read(ref _inboxDepth.Value) != 0 || Volatile.Read(ref _pollers).Length != 0) return false;
+        _directBudget--;
+        GuestRuns++;
+        return true;
+    }
+
     public bool HasWork => _runQueue.Count > 0 || _vcpus.Count > 0 || InboxDepth > 0;
 
     /// <summary>One scheduling step; false when the CPU had nothing to do.</summary>

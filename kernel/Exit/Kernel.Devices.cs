@@ -144,11 +144,21 @@ public sealed partial class Kernel
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]   // its one caller is WaitForEventNow: one frame fewer per model call
     long WaitEventNow(KThread t, EventObject e, Cpu? here)
     {
-        CompleteIfDone(e, here);
-        // The IPC fast path: reply and receive in one call. The answer above made the vCPU runnable here; with
-        // nothing else ready on this CPU, enter it now, from this call, so its next exit lands in this area
-        // before the check below and the model takes it without blocking (docs/design.md).
-        if (here is not null && here.Current == t && here.TryTakeDirectVcpu(out int direct)) RunGuest(here, direct);
+        // The IPC fast path: reply and receive in one call. The answer made the vCPU runnable here; with nothing else
+        // ready on this CPU, enter it now, from this call, so its next exit lands in this area before the check below and
+        // the model takes it without blocking (docs/design.md). A common answer's vCPU comes back unqueued (ended): it is
+        // entered straight when it would be the queue's next anyway, which spares the queue's round trip.
+        int ended = CompleteIfDone(e, here);
+        if (ended >= 0)
+        {
+            if (here!.Current == t && VcpuAt(ended).Run == VcpuRun.Runnable && here.TryEnterNow()) RunGuest(here, ended);
+            else
+            {
+                PutBack(here, ended);
+                if (here.Current == t && here.TryTakeDirectVcpu(out int next)) RunGuest(here, next);
+            }
+        }
+        else if (here is not null && here.Current == t && here.TryTakeDirectVcpu(out int direct)) RunGuest(here, direct);
         // An access the caller has not been handed yet: return it (here: see Hand). A model that
         // waits again without answering what it holds is not re-handed it: it sleeps, and the
         // vCPU waits (a silent device; VM_CONTROL Stop releases the vCPU).
@@ -198,14 +208,25 @@ public sealed partial class Kernel
     }
 
     /// <summary>If the model marked its answer done, finish that access and deliver the next queued one.</summary>
-    void CompleteIfDone(EventObject e) => CompleteIfDone(e, CurrentCpu);
+    void CompleteIfDone(EventObject e)
+    {
+        var here = CurrentCpu;
+        int ended = CompleteIfDone(e, here);
+        if (ended >= 0) PutBack(here!, ended);
+    }
 
+    /// <summary>
+    /// If the model marked its answer done, finish that access and deliver the next queued one. Returns the vCPU whose
+    /// exit the common completion ended on <paramref name="here"/>, its own CPU, without putting it back: the caller
+    /// must (<see cref="PutBack"/>, or enter it at once). -1 otherwise: nothing answered, or the general completion put
+    /// the vCPU back or posted the answer to its CPU.
+    /// </summary>
     /// <param name="here">The CPU this host thread steps (<see cref="CurrentCpu"/>, read once by the caller), or null outside the drivers.</param>
-    void CompleteIfDone(EventObject e, Cpu? here)
+    int CompleteIfDone(EventObject e, Cpu? here)
     {
         // Nothing answered: read without a claim (only the model writes Done; only a claim holder takes the access out).
         int seen = Volatile.Read(ref e.Slot);
-        if ((seen & EventObject.SlotInflight) == 0 || e.Area.ReadState() != EventState.Done) return;
+        if ((seen & EventObject.SlotInflight) == 0 || e.Area.ReadState() != EventState.Done) return -1;
         // The common answer: a plain MOV's, IN's or OUT's (the pipeline's EndsPlain says which), on the vCPU's own CPU,
         // nothing queued or held. What the general completion tests (a lock, a wide access, a string, a queue, a post to
         // another CPU, the narration) is decided already, so the access comes out under the claim and the instruction ends.
@@ -224,9 +245,19 @@ public sealed partial class Kernel
             SetRun(vc, VcpuRun.WaitingDevice, VcpuRun.Runnable);   // as ContinueAfterDevice: the access is out of the object
             bool write = row.ReqWrite;
             _pipe.PlainDone(here.Index, v, write ? 0 : value & ExitRules.AllOnes(row.ReqSize), write);
-            return;
+            return v;
         }
         CompleteGeneral(e, here, seen);
+        return -1;
+    }
+
+    /// <summary>The end of an exit's <see cref="Reenter"/> on <paramref name="here"/>, vCPU <paramref name="v"/>'s own CPU:
+    /// a runnable vCPU goes in this CPU's queue without asking which CPU this is.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    void PutBack(Cpu here, int v)
+    {
+        if (VcpuAt(v).Run == VcpuRun.Runnable) here.EnqueueVcpuLocal(v);
+        else Reenter(v);
     }
 
     /// <summary>A test's view of the split: called with the vCPU whose answer the general completion is about to take
