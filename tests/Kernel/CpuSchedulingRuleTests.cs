@@ -64,6 +64,27 @@ public sealed class CpuSchedulingRuleTests
         Assert.Equal(rig.Guest.Entries.Count, rig.K.Cpus.Sum(c => c.GuestRuns));
     }
     [Fact]
+    public void A_vcpu_a_models_answer_ended_does_not_enter_ahead_of_one_already_queued_on_its_cpu()
+    {
+        // One CPU: vCPU 0 reads a port the model answers (the common completion hands vCPU 0 back unqueued), vCPU 1 writes
+        // the POST port (forwarded: it is queued again after every exit). When the model's WAIT_FOR_EVENT ends vCPU 0's
+        // exit, vCPU 1 is already in the CPU's queue: it is entered first, as the queue's order says, and vCPU 0 after it.
+        // No exit timed: a timed answer takes the general completion, which queues its vCPU itself.
+        using var rig = new VmmRig(vcpus: 2, cpus: 1, timeEvery: ExitStats.MaxTimeEvery);
+        rig.Device(EventKind.Ioio, 0x510, 4, VmmRig.Answers(0x42));
+        ulong inp = rig.Code(a => a.@in(Iced.Intel.AssemblerRegisters.al, Iced.Intel.AssemblerRegisters.dx));
+        ulong outp = rig.Code(a => a.@out(0x80, Iced.Intel.AssemblerRegisters.al));
+        for (int i = 0; i < 4; i++)
+        {
+            rig.Guest.Add(0, new GuestExit(ExitReason.Io, [(2, 0x510)], Rip: inp, Port: 0x510, Size: 1, Rflags: 2));
+            rig.Guest.Add(1, new GuestExit(ExitReason.Io, [(0, (ulong)i)], Rip: outp, Port: 0x80, Size: 1, Write: true, Rflags: 2));
+        }
+        rig.Run();
+        Assert.Equal([0, 1, 0, 1, 0, 1, 0, 1, 0, 1], rig.Guest.Entries.Take(10).Select(e => e.Vcpu));
+        Assert.Equal(rig.Guest.Entries.Count, rig.K.Cpus.Sum(c => c.GuestRuns));
+    }
+
+    [Fact]
     public void A_vcpu_entered_directly_from_a_models_wait_is_a_guest_run_too()
     {
         // One CPU: the model answers from WAIT_FOR_EVENT with nothing else ready, so the vCPU is entered from that call

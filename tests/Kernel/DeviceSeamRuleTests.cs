@@ -216,6 +216,38 @@ public sealed class DeviceSeamRuleTests
     }
 
     [Fact]
+    public void An_untimed_answer_given_through_EVENT_SIGNAL_puts_its_vcpu_back_and_the_vcpu_runs_on()
+    {
+        // One CPU, no exit timed: vCPU 0 reads the silent model's port twice; vCPU 1's VMM thread answers what the area
+        // holds, through EVENT_SIGNAL. The answer is a plain IN's on its vCPU's own CPU, so the common completion ends the
+        // exit and hands the vCPU back to its caller, EVENT_SIGNAL, which must queue it: vCPU 0 then takes its second exit.
+        using var rig = new VmmRig(vcpus: 2, cpus: 1, timeEvery: ExitStats.MaxTimeEvery);
+        rig.Device(EventKind.Ioio, Port, 4, VmmRig.Silent);
+        ulong in0 = rig.Code(a => a.@in(al, dx));
+        rig.Guest.Add(0, In(in0, Port, 1, 0xAAAA_0000), In(in0, Port, 1, 0xBBBB_0000));
+        for (int i = 0; i < 20; i++) rig.Guest.Add(1, new GuestExit(ExitReason.Cpuid, Rip: 0x40_0000, Rflags: NoIf));
+        int answers = 0;
+        rig.Run((IUserContext ctx, RunExit why, ref RunPage p) =>
+        {
+            ref var a = ref Sys.Ref<EventArea>(ctx, rig.DeviceAreas[0]);
+            if (a.State == EventState.Pending)
+            {
+                a.Data = 0x40 + (ulong)answers++;
+                a.PublishState(EventState.Done);
+                Sys.EventSignal(ctx, rig.DeviceHandles[0]);
+            }
+            return VmmRig.Continue(ctx, why, ref p);
+        });
+        Assert.Equal(2, answers);
+        // Entered three times (the second IN, then the script's end): each IN's answer in AL and RIP past it at the next entry.
+        var entries = rig.Guest.Of(0).ToList();
+        Assert.Equal(3, entries.Count);
+        Assert.Equal((0xAAAA_0040UL, in0 + 1), (entries[1].Rax, entries[1].Rip));
+        Assert.Equal((0xBBBB_0041UL, in0 + 1), (entries[2].Rax, entries[2].Rip));
+        Assert.Equal(2, rig.K.Stats.DeviceRoundTrips);
+    }
+
+    [Fact]
     public void An_access_queued_behind_another_is_delivered_when_the_first_is_answered_and_an_answer_from_another_cpu_goes_through_its_inbox()
     {
         // vCPU 0 (CPU 0) and vCPU 1 (CPU 1) read the silent model's ports; vCPU 2's VMM thread (CPU 0) answers whatever

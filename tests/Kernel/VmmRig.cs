@@ -103,9 +103,11 @@ internal sealed class VmmRig : IDisposable
     /// <summary>The VMM's handles of the vCPUs, by index (any of its threads may wait on one).</summary>
     public readonly List<uint> VcpuHandles = [];
 
-    public VmmRig(int vcpus = 1, int cpus = 1, bool keepTrace = false)
+    /// <param name="timeEvery">One exit in this many timed (the kernel's default, 1, times every exit, and a timed answer
+    /// takes the general completion; a run's is 16).</param>
+    public VmmRig(int vcpus = 1, int cpus = 1, bool keepTrace = false, int timeEvery = 1)
     {
-        K = new KernelT(new KernelConfig { Cpus = cpus, Vms = [new VmSpec(vcpus, 8UL << 20, 8UL << 20)], MemoryBytes = 18UL << 20, KeepTrace = keepTrace });
+        K = new KernelT(new KernelConfig { Cpus = cpus, Vms = [new VmSpec(vcpus, 8UL << 20, 8UL << 20)], MemoryBytes = 18UL << 20, KeepTrace = keepTrace, TimeEvery = timeEvery });
         Layout = new VmLayout(8UL << 20, 8UL << 20, 0, Dev);
         var wb = new WorkloadBuilder(K.Memory, Layout);
         _gb = new GuestBuilder(K.Memory);
