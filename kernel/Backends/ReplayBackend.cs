@@ -45,7 +45,7 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
         public ulong Value0, Value1, Vary0, Vary1;
         /// <summary>All ones when the exit's GPA moves with the pattern (an access; HLT and CPUID report none).</summary>
         public ulong GpaVaries;
-        /// <summary>The address pattern (<see cref="Step.Offset"/>) when the step <see cref="Extra.Varies"/>: read here, not
+        /// <summary>The address pattern (<see cref="Step.OffsetAt"/>) when the step <see cref="Extra.Varies"/>: read here, not
         /// through the step's class (a bounds check and four loads per exit).</summary>
         public ulong VaryStride, VarySpan;
         public bool VaryRandom;
@@ -152,7 +152,7 @@ public sealed class ReplayBackend(VcpuStateStore state, IReadOnlyList<ReplayProg
         if (!placed && state.Rip(v) is var rip && rip != h.Rip) { DesyncAt(v, p.Steps[at], rip); Stop(ref exit); return; }
 
         var extra = h.Needs;
-        // Varies implies a register to move and a span that is not 0 (ExtrasOf): Step.Offset's formula without its tests.
+        // Varies implies a register to move and a span that is not 0 (ExtrasOf).
         ulong offset = (extra & Extra.Varies) != 0 ? Step.OffsetAt(c.Iteration, h.VaryStride, h.VarySpan, h.VaryRandom) : 0;
         // A REP the kernel stopped part-way re-executes with the registers it left (the count resumes).
         if (!c.Resume)

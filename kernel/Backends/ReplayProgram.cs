@@ -53,11 +53,8 @@ public sealed class Step
     public bool SetIf, ClearIf;
     public string Text = "";
 
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    public ulong Offset(long iteration) => VaryReg < 0 || VarySpan == 0 ? 0 : OffsetAt(iteration, VaryStride, VarySpan, VaryRandom);
-
-    /// <summary>The address pattern's offset at an iteration (<paramref name="span"/> not 0): the one formula, for
-    /// <see cref="Offset"/> and for the replay's per-step copy of these three fields.</summary>
+    /// <summary>The address pattern's offset at an iteration: <c>k * stride % span</c>, k the iteration or its hash
+    /// (<paramref name="random"/>); <paramref name="span"/> not 0 (a step with a span of 0 does not vary).</summary>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
     public static ulong OffsetAt(long iteration, ulong stride, ulong span, bool random)
     {

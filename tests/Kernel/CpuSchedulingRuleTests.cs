@@ -84,12 +84,14 @@ public sealed class CpuSchedulingRuleTests
         Assert.Equal(rig.Guest.Entries.Count, rig.K.Cpus.Sum(c => c.GuestRuns));
     }
 
-    [Fact]
-    public void A_vcpu_entered_directly_from_a_models_wait_is_a_guest_run_too()
+    [Theory]
+    [InlineData(1)]                        // every exit timed: the general completion queues the vCPU, the wait takes it
+    [InlineData(ExitStats.MaxTimeEvery)]   // none timed: the common completion hands it back and the wait enters it
+    public void A_vcpu_entered_directly_from_a_models_wait_is_a_guest_run_too(int timeEvery)
     {
         // One CPU: the model answers from WAIT_FOR_EVENT with nothing else ready, so the vCPU is entered from that call
         // (the IPC fast path), not by a scheduler step.
-        using var rig = new VmmRig();
+        using var rig = new VmmRig(timeEvery: timeEvery);
         rig.Device(EventKind.Ioio, 0x510, 4, VmmRig.Answers(0x42));
         for (int i = 0; i < 3; i++)
             rig.Guest.Add(0, new GuestExit(ExitReason.Io, [(2, 0x510)], Rip: rig.Code(a => a.@in(Iced.Intel.AssemblerRegisters.al, Iced.Intel.AssemblerRegisters.dx)), Port: 0x510, Size: 1, Rflags: 2));

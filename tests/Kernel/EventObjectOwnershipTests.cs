@@ -139,6 +139,40 @@ public sealed class EventObjectOwnershipTests
     }
 
     [Fact]
+    public void A_view_is_writable_so_a_view_of_a_read_only_mapping_faults_and_a_dead_threads_view_throws_it_out()
+    {
+        using var k = new KernelT(new KernelConfig
+        {
+            Cpus = 1,
+            Vms = [new VmSpec(1, 8UL << 20, 8UL << 20)],
+            MemoryBytes = 18UL << 20,
+        });
+        bool readOnlyFaulted = false, killed = false, readBefore = false;
+        k.Install("/t", () => new Prog(ctx =>
+        {
+            uint vm = Sys.VmOpen(ctx, 1);
+            uint ev = Sys.MmioEvent(ctx, vm, 0xFEB0_0000, 0x1000);
+            // A view hands out a writable reference: a read-only mapping of the area is no place for one.
+            var ro = ctx.View<EventArea>(Sys.Mmap(ctx, ev, 0, Page.Size, write: false));
+            try { _ = ro.Value.Sequence; } catch (UserFaultException) { readOnlyFaulted = true; }
+            // A view resolved while the thread lived (its pointer kept, the layout unchanged) is not read once the thread
+            // is dead, though its process lives on in another thread (parked on the object for good).
+            var view = ctx.View<EventArea>(Sys.Mmap(ctx, ev, 0, Page.Size));
+            _ = view.Value.Sequence;
+            readBefore = true;
+            Sys.ThreadCreate(ctx, async (c, _) => await Sys.WaitForEvent(c, ev), 0);
+            _ = Sys.ThreadExit(ctx);   // not awaited: this thread goes on running, dead
+            try { _ = view.Value.Sequence; } catch (ThreadKilledException) { killed = true; }
+            return Task.CompletedTask;
+        }));
+        k.Spawn("/t", null, 0);
+        Assert.True(k.RunDeterministic(1_000_000).Quiescent);
+        Assert.True(readOnlyFaulted, "a view of a read-only mapping did not fault");
+        Assert.True(readBefore);
+        Assert.True(killed, "a dead thread read through its kept view");
+    }
+
+    [Fact]
     public void WAIT_FOR_EVENT_does_not_reuse_its_last_lookup_once_that_handle_is_closed()
     {
         using var k = new KernelT(new KernelConfig
