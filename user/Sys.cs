@@ -96,7 +96,7 @@ public static class Sys
     }
 
     // Inlined into the caller's loop (a device model's one call per access), as a C library's syscall stub would be: no
-    // frame of its own, and the registers' block is a slot of the caller's frame, zeroed once when its loop starts (−11).
+    // frame and no call of its own; the registers' block is a slot of the caller's frame (−11).
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     public static ValueTask<long> WaitForEvent(IUserContext ctx, uint handle) => CallAsync(ctx, SysNr.WaitForEvent, handle);
     public static long Close(IUserContext ctx, uint handle) => Call(ctx, SysNr.Close, handle);

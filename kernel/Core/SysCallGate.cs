@@ -27,7 +27,7 @@ public sealed class SysCallGate(Kernel k)
         // WAIT_FOR_EVENT, a device model's one call per exit (its answer and its next access), skips the table's lookup and
         // the handler's delegate: the same call its row makes, with Run's checks and error mapping (docs/design.md, "IPC").
         // Its part that completes in place answers a long, and the one ValueTask is built here, outside the protected
-        // region: a ValueTask returned through it was copied through stack slots the frame zeroed on entry (−30).
+        // region: a ValueTask returned through it was copied through stack slots the frame zeroed on entry (−13).
         if (r.Rax == SysNr.WaitForEvent && t.State != ThreadState.Dead)
         {
             long now;

@@ -213,7 +213,7 @@ public sealed partial class Kernel
     /// entered again from here when nothing else is ready on this CPU, and the next access handed over when it is already
     /// in the area (1). Anything else is <see cref="WaitNotNow"/>, with the handle's object looked up (<see cref="KThread.WaitObject"/>).
     /// A long, not a ValueTask: the gate builds the one ValueTask it returns, where a ValueTask returned through these
-    /// inlined frames was copied through the stack at each (−25 per device model call).
+    /// inlined frames was copied through the stack at each (−13 per device model call, with the gate's part).
     /// </summary>
     /// <param name="here">The CPU this host thread steps (<see cref="CurrentCpu"/>; the gate has read it already), or null outside the drivers.</param>
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]   // into the gate: one frame fewer per model call (−13)
