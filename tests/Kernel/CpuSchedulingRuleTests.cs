@@ -85,6 +85,30 @@ public sealed class CpuSchedulingRuleTests
     }
 
     [Theory]
+    [InlineData(false)]
+    [InlineData(true)]
+    public void A_polled_ring_on_the_cpu_keeps_a_models_answer_from_entering_its_vcpu_directly(bool poller)
+    {
+        // One CPU, no exit timed: the model answers four port reads. Entered from the model's WAIT_FOR_EVENT, a vCPU's
+        // entries share the scheduler step of the model's slice; with a polled ring open on the CPU (its pass is owed
+        // every step) each entry is a step of its own.
+        using var rig = new VmmRig(timeEvery: ExitStats.MaxTimeEvery);
+        rig.Device(EventKind.Ioio, 0x510, 4, VmmRig.Answers(0x42));
+        ulong inp = rig.Code(a => a.@in(Iced.Intel.AssemblerRegisters.al, Iced.Intel.AssemblerRegisters.dx));
+        for (int i = 0; i < 4; i++) rig.Guest.Add(0, new GuestExit(ExitReason.Io, [(2, 0x510)], Rip: inp, Port: 0x510, Size: 1, Rflags: 2));
+        var steps = new List<long>();
+        rig.Guest.OnEntry = _ => steps.Add(rig.K.Cpus[0].Steps);
+        rig.Run(after: (ctx, _) =>
+        {
+            if (poller) PolledRing.Create(ctx, 4, cpu: 0);   // left open and idle
+            return Task.CompletedTask;
+        });
+        Assert.Equal(5, steps.Count);
+        if (poller) Assert.Equal(steps.Count, steps.Distinct().Count());
+        else Assert.True(steps.Distinct().Count() < steps.Count, "no entry was made from the model's wait");
+    }
+
+    [Theory]
     [InlineData(1)]                        // every exit timed: the general completion queues the vCPU, the wait takes it
     [InlineData(ExitStats.MaxTimeEvery)]   // none timed: the common completion hands it back and the wait enters it
     public void A_vcpu_entered_directly_from_a_models_wait_is_a_guest_run_too(int timeEvery)
