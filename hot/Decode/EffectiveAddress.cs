@@ -30,13 +30,30 @@ public static class EffectiveAddress
     [MethodImpl(MethodImplOptions.AggressiveInlining)]
     static ulong RawOffset(in DecodedAccess d, ReadOnlySpan<ulong> gprs, ulong nextRip)
     {
+        ulong ea = BaseIndexDisp(in d, gprs, nextRip);
+        if (d.Kind == AccessKind.Bt && d.Reg >= 0) ea += (ulong)WriteBack.BtByteOffset(in d, gprs);
+        return ea;
+    }
+
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    static ulong BaseIndexDisp(in DecodedAccess d, ReadOnlySpan<ulong> gprs, ulong nextRip)
+    {
         ulong ea = (ulong)d.Disp;
         if (d.Base == Gpr.Rip) ea += nextRip;
         else if (d.Base >= 0) ea += gprs[d.Base];
         if (d.Index >= 0) ea += gprs[d.Index] * d.Scale;
-        if (d.Kind == AccessKind.Bt && d.Reg >= 0) ea += (ulong)WriteBack.BtByteOffset(in d, gprs);
         return ea;
     }
+
+    /// <summary>
+    /// <see cref="Compute"/> for an operand the plain memo replays (hot/Exit/ExitPipeline.Plain.cs): 64-bit mode, a segment
+    /// whose base is 0 (not FS or GS) and not a BT form, so the linear address is the offset truncated to the address
+    /// size, whose mask (<paramref name="sizeMask"/>, the address size's) the memo keeps. Why apart: the general one's
+    /// tests of those three and the mask's computation are instructions of every replayed exit (−7 per MMIO exit).
+    /// </summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public static ulong Linear64(in DecodedAccess d, ReadOnlySpan<ulong> gprs, ulong nextRip, ulong sizeMask) =>
+        BaseIndexDisp(in d, gprs, nextRip) & sizeMask;
 
     /// <summary>Linear address of the DS:rSI source of MOVS; <paramref name="srcSegBase"/> is the base of <c>d.SrcSegment</c>.</summary>
     public static ulong ComputeMovsSource(in DecodedAccess d, ReadOnlySpan<ulong> gprs, ulong srcSegBase) =>

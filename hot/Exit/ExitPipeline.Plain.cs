@@ -24,14 +24,16 @@ public struct PlainMemo
     /// <summary>The device that owned the operand (0: none recorded): its range's first GPA, the span from there in which
     /// an access of this size stays inside the range, and the range table's version it was read from.</summary>
     public ulong OwnerLo, OwnerSpan;
+    /// <summary>The decode's address-size mask (<see cref="EffectiveAddress.Linear64"/>), kept with the derivation.</summary>
+    public ulong AddressMask;
     public int Owner, MmioVersion;
     public ushort CsAttr;
     /// <summary>The exit's kind, and for port I/O the port and width the hardware reported (the fault context holds them).</summary>
     public ExitReason Reason;
     public ushort Port;
     public byte Size;
-    /// <summary>The fetch's access type (CPL and CR4.SMEP), for the code-page entry's key.</summary>
-    public AccessType Fetch;
+    /// <summary>The code-page entry's key for the fetch (the paging mode's bits and the fetch's access type: CPL, CR4.SMEP).</summary>
+    public ushort FetchKey;
     /// <summary>Key, derivation and pages are complete.</summary>
     public bool Valid;
     /// <summary>What the front end derived: the columns <see cref="InFlight.Acc"/>, <c>Mode</c> and <c>Fault</c> take these on a replay.</summary>
@@ -90,7 +92,7 @@ public sealed partial class ExitPipeline<THost>
         State.FrontKey(v, out ulong cr0, out ulong cr4, out ulong efer, out ulong cr3, out ushort csAttr);
         if (cr3 != m.Cr3 || cr0 != m.Cr0 || cr4 != m.Cr4 || efer != m.Efer || csAttr != m.CsAttr || (State.Rflags(v) & MemoRflags) != m.RflagsKey)
             return false;
-        if (!Fetcher.TryFetchWords(v, _memory, m.Mode, m.Cr3, rip, m.Fetch, out ulong lo, out ulong hi) || lo != m.CodeLo || hi != m.CodeHi)
+        if (!Fetcher.TryFetchWords(v, _memory, m.Cr3, rip, m.FetchKey, out ulong lo, out ulong hi) || lo != m.CodeLo || hi != m.CodeHi)
             return false;
         // The entry's derivation into the columns, unless they hold it already (the same instruction as the last exit's).
         if (row.MemoHeld != slot + 1)
@@ -139,7 +141,7 @@ public sealed partial class ExitPipeline<THost>
             row.WriteValue = data;
         }
         row.Phase = write ? ElementPhase.Write : ElementPhase.Read;
-        ulong linear = EffectiveAddress.Compute(d, State.Gprs(v), rip + d.Length, 0);   // SegBase is 0: 64-bit, not FS/GS
+        ulong linear = EffectiveAddress.Linear64(d, State.Gprs(v), rip + d.Length, m.AddressMask);   // 64-bit, not FS/GS, not BT (the memo's forms)
         if (CanonicalFaults(cpu, v, linear)) return true;
         ulong offset = linear & Page.Mask;
         // No RAM test: the page led to a device when the entry was made, and a VM's RAM is whole pages fixed for its life
@@ -192,8 +194,8 @@ public sealed partial class ExitPipeline<THost>
         m.Reason = rec.Reason; m.Port = rec.Port; m.Size = rec.Size;
         m.Cr0 = cr0; m.Cr4 = cr4; m.Efer = efer; m.CsAttr = csAttr; m.Cr3 = cr3;
         m.RflagsKey = _f.Fault[v].Rflags & MemoRflags;
-        m.Fetch = fetch; m.CodeLo = lo; m.CodeHi = hi;
-        m.Acc = d; m.Mode = _f.Mode[v]; m.Fault = _f.Fault[v];
+        m.FetchKey = InstructionFetcher.FetchKey(_f.Mode[v], fetch); m.CodeLo = lo; m.CodeHi = hi;
+        m.Acc = d; m.Mode = _f.Mode[v]; m.Fault = _f.Fault[v]; m.AddressMask = X86Decoder.SizeMask(d.AddressSize);
         _f.Row[v].MemoArmed = slot + 1;
     }
 

@@ -164,7 +164,18 @@ public sealed unsafe class InstructionFetcher
     public bool TryFetchWords(int vcpu, GuestMemory mem, in PagingMode mode, ulong cr3, ulong rip, AccessType access, out ulong lo, out ulong hi)
     {
         if (!mode.LongMode) rip &= 0xFFFF_FFFFUL;
-        ushort key = (ushort)(mode.Bits | (int)(access | AccessType.Execute) << 8);
+        return TryFetchWords(vcpu, mem, cr3, rip, FetchKey(in mode, access), out lo, out hi);
+    }
+
+    /// <summary>The code-page entry's key for a fetch in <paramref name="mode"/> with <paramref name="access"/>.</summary>
+    public static ushort FetchKey(in PagingMode mode, AccessType access) => (ushort)(mode.Bits | (int)(access | AccessType.Execute) << 8);
+
+    /// <summary><see cref="TryFetchWords(int, GuestMemory, in PagingMode, ulong, ulong, AccessType, out ulong, out ulong)"/>
+    /// with its key made already (<see cref="FetchKey"/>) and <paramref name="rip"/> a long-mode one: the plain memo keeps
+    /// both with its entry.</summary>
+    [MethodImpl(MethodImplOptions.AggressiveInlining)]
+    public bool TryFetchWords(int vcpu, GuestMemory mem, ulong cr3, ulong rip, ushort key, out ulong lo, out ulong hi)
+    {
         ref TlbEntry e = ref _e[vcpu];
         ulong offset = rip & PageMask;
         if (offset > GuestMemory.PageSize - DecodeWords || !e.Hits(rip & ~PageMask, cr3, key) || !mem.Contains(e.GpaPage + offset, DecodeWords))
