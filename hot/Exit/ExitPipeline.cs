@@ -756,11 +756,9 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
     public void PlainDone(int cpu, int v, ulong value, bool write)
     {
         ref var row = ref _f.Row[v];
-        if (!write)
-        {
-            row.Value = value;
-            WriteBack.ApplyRead(in _f.Acc[v], State.Gprs(v), value);
-        }
+        // A load's value as the model answered it: ApplyRead masks it to the access's size. Not kept in the row's Value,
+        // which only a locked read's write side reads (its Expected).
+        if (!write) WriteBack.ApplyRead(in _f.Acc[v], State.Gprs(v), value);
         row.Phase = ElementPhase.None;
         row.FirstElement = false;
         // Not AfterWrite's CommitPending: only a read-modify-write's Compute leaves anything pending, and every exit's end

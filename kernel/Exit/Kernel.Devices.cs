@@ -46,8 +46,7 @@ public sealed partial class Kernel
         e.Waiter = null;
         if (wake is not null) e.Handed = e.Area.Sequence;
         e.Publish();
-        Mark(cpu, v, TraceKind.Deliver, e.OwnerId);
-        if (Followed(v) is { } tracer) NarrateDelivery(tracer, v, e, addr, write, data, wake);
+        if (row.Follow != 0) FollowDelivery(cpu, v, e, addr, write, data, wake);   // the tracers' one test
         if (wake is not null)
         {
             if (wake.Cpu != VcpuAt(v).Cpu) { row.Modelled += Cost.CrossCpuWakeCycles; Stats.Add(cpu.Index, Counter.CrossCpuWakes); }
@@ -67,6 +66,15 @@ public sealed partial class Kernel
         // A locked read-modify-write of another vCPU holds the object from its read to its write: queue behind it.
         if (e.Inflight >= 0 || (e.HeldBy >= 0 && e.HeldBy != v)) { e.Enqueue(v); e.Publish(); return false; }
         return true;
+    }
+
+    /// <summary>A followed exit's delivery: the display tracer's mark, the narrator's line. Out of line: one test of the
+    /// vCPU's follow flag in the delivery instead of one per tracer (and their arguments read only here).</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.NoInlining)]
+    void FollowDelivery(Cpu cpu, int v, EventObject e, ulong addr, bool write, ulong data, KThread? wake)
+    {
+        Mark(cpu, v, TraceKind.Deliver, e.OwnerId);
+        if (Followed(v) is { } tracer) NarrateDelivery(tracer, v, e, addr, write, data, wake);
     }
 
     // Narration out of line: its interpolated strings would otherwise give the hot method a larger frame to zero on every call.
@@ -244,7 +252,7 @@ public sealed partial class Kernel
             e.PublishCompleted(seen);
             SetRun(vc, VcpuRun.WaitingDevice, VcpuRun.Runnable);   // as ContinueAfterDevice: the access is out of the object
             bool write = row.ReqWrite;
-            _pipe.PlainDone(here.Index, v, write ? 0 : value & ExitRules.AllOnes(row.ReqSize), write);
+            _pipe.PlainDone(here.Index, v, value, write);   // unmasked (PlainDone's write-back masks it), and unread for a store
             return v;
         }
         CompleteGeneral(e, here, seen);
@@ -439,8 +447,7 @@ public sealed partial class Kernel
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]   // at every entry
     static bool IrqPending(VcpuObject vc)
     {
-        var irr = vc.Irr;
-        return irr.Length >= 4 && (irr[0] | irr[1] | irr[2] | irr[3]) != 0;   // the length test lets the compiler drop four bounds checks
+        return Volatile.Read(ref vc.IrrSet) != 0;
     }
 
     /// <summary>EVENT_SIGNAL on an IRQ object: the vector becomes pending on the VM's vCPU 0; a halted vCPU wakes.</summary>
@@ -451,7 +458,9 @@ public sealed partial class Kernel
         bool wake = false;
         lock (vc)
         {
-            vc.Irr[irq.Vector >> 6] |= 1UL << (irq.Vector & 63);
+            ref ulong word = ref vc.Irr[irq.Vector >> 6];
+            ulong bit = 1UL << (irq.Vector & 63);
+            if ((word & bit) == 0) { word |= bit; vc.IrrSet++; }
             if (vc.Run == VcpuRun.Halted && vc.Waiter is not null) { vc.Run = VcpuRun.Runnable; wake = true; }
         }
         var cpu = CurrentCpu ?? Cpus[vc.Cpu];

@@ -150,6 +150,7 @@ public sealed partial class Kernel
                 if (vc.Irr[w] == 0) continue;
                 int bit = 63 - System.Numerics.BitOperations.LeadingZeroCount(vc.Irr[w]);
                 vc.Irr[w] &= ~(1UL << bit);
+                vc.IrrSet--;
                 State.SetPendingEvent(v, PendingEventValid | (uint)(w * 64 + bit));
                 return;
             }
