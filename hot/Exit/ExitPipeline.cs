@@ -182,7 +182,7 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         bool tracing = hooked && _host.Tracing;   // read once: the exit's timing and its following decided on the same answer
         // Counted before the tracers' check, which numbers the exit by the count. Timed: one exit in Stats.TimeEvery, or
         // every exit while a tracer or the display marks are on.
-        bool timed = Stats.TakeExit(cpu, CounterOf(rec.Reason), timeAll: tracing);
+        bool timed = Stats.TakeExitOn(cpu, CounterOf(rec.Reason), timeAll: tracing);   // cpu: a CPU's own index (the kernel's Cpu.Index)
         long t0 = timed ? (long)Tsc.Read() : 0;
         ref var row = ref _f.Row[v];
         State.OnExit(v);   // TDG.VP.RDs since the last charge (the entry's, e.g. the interrupt check) go to this exit
@@ -832,9 +832,9 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
     {
         ref var row = ref _f.Row[v];
         row.Pend = false;   // a fault or a give-up after the read: nothing of the instruction is committed
-        ReleaseHeld(v);
+        if (row.Holds) ReleaseHeld(v);
         EndSegment(cpu, v);
-        Stats.Record(cpu, kind, row.Timed, row.Measured, row.Modelled, row.Hardware, completed: countCompleted);   // Record, from the row in hand
+        Stats.RecordOn(cpu, kind, row.Timed, row.Measured, row.Modelled, row.Hardware, completed: countCompleted);   // Record, from the row in hand
         if ((row.Follow & ExitRules.FollowNarrate) != 0 && _host.Narrator is { } t) NarrateDone(t, v, kind);
         _host.TraceComplete(cpu, v, kind);
     }

@@ -59,6 +59,15 @@ public sealed unsafe class ExitStats
         else Interlocked.Add(ref _lanes[_cpus * LaneWords + Pad + (int)c], n);
     }
 
+    /// <summary><see cref="Add"/> by one in the lane of <paramref name="cpu"/>, a CPU's own index (a <c>Cpu</c> object's,
+    /// never outside the drivers' range): no test of the range, for a count the exit makes on its own CPU.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    public void CountOn(int cpu, Counter c)
+    {
+        System.Diagnostics.Debug.Assert((uint)cpu < (uint)_cpus);
+        _lanes[cpu * LaneWords + Pad + (int)c]++;
+    }
+
     /// <summary>
     /// An exit taken on CPU <paramref name="cpu"/>: counts <see cref="Counter.Taken"/> and its reason's counter, and says
     /// whether it is timed: always when <paramref name="timeAll"/> (a tracer is on), else <see cref="TimeThis"/>'s draw.
@@ -74,6 +83,15 @@ public sealed unsafe class ExitStats
             Add(cpu, reason);
             return true;
         }
+        return TakeExitOn(cpu, reason, timeAll);
+    }
+
+    /// <summary><see cref="TakeExit"/> for the exit path, whose <paramref name="cpu"/> is always a CPU's own index (the
+    /// kernel passes a <c>Cpu</c> object's; hot/Layout/Unchecked.cs): without the range test.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    public bool TakeExitOn(int cpu, Counter reason, bool timeAll)
+    {
+        System.Diagnostics.Debug.Assert((uint)cpu < (uint)_cpus);
         long* lane = _lanes + cpu * LaneWords;
         lane[Pad + (int)Counter.Taken]++;
         lane[Pad + (int)reason]++;
@@ -247,19 +265,28 @@ public sealed unsafe class ExitStats
     [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]   // into the exit's end (EndExit) and the run-page exit: one frame fewer per exit
     public void Record(int cpu, ExitKind kind, bool timed, long measuredTicks, long modelledCycles, long hardwareTicks = 0, bool completed = false)
     {
-        int k = (int)kind;
         if ((uint)cpu >= (uint)_cpus)
         {
             long* shared = _lanes + _cpus * LaneWords;
-            Interlocked.Increment(ref shared[KindBase + k]);
+            Interlocked.Increment(ref shared[KindBase + (int)kind]);
             if (completed) Interlocked.Increment(ref shared[Pad + (int)Counter.Completed]);
             return;
         }
+        RecordOn(cpu, kind, timed, measuredTicks, modelledCycles, hardwareTicks, completed);
+    }
+
+    /// <summary><see cref="Record(int, ExitKind, bool, long, long, long, bool)"/> for the exit path, whose
+    /// <paramref name="cpu"/> is always a CPU's own index (<see cref="TakeExitOn"/>): without the range test.</summary>
+    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
+    public void RecordOn(int cpu, ExitKind kind, bool timed, long measuredTicks, long modelledCycles, long hardwareTicks, bool completed)
+    {
+        System.Diagnostics.Debug.Assert((uint)cpu < (uint)_cpus);
+        int k = (int)kind;
         long* lane = _lanes + cpu * LaneWords;
         lane[KindBase + k]++;
         // The exit path's Completed count, in the lane already in hand (an Add of its own would compute it again).
         if (completed) lane[Pad + (int)Counter.Completed]++;
-        // Unchecked below: cpu < _cpus (tested above), k < KindCount (an ExitKind), and a sample's index
+        // Unchecked below: cpu < _cpus (the caller's obligation, tested in Record), k < KindCount (an ExitKind), and a sample's index
         // cpu * _stripe + kept < _cpus * _stripe <= Capacity, each array's length (hot/Layout/Unchecked.cs).
         var row = Unchecked.At(_kept, cpu);
         ref int kept = ref Unchecked.At(row, k);

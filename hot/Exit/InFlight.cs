@@ -128,7 +128,7 @@ public readonly struct InFlight
 
 /// <summary>
 /// One vCPU's entry of <see cref="InFlight.Row"/>: the scalars of its instruction in flight that the common exit reads or
-/// writes, together in 124 bytes (one 128-byte line pair: tests/Layout/VcpuColumnLayoutTests.cs). Owned, as every InFlight column, by the vCPU's CPU.
+/// writes, together in 125 bytes (one 128-byte line pair: tests/Layout/VcpuColumnLayoutTests.cs). Owned, as every InFlight column, by the vCPU's CPU.
 /// </summary>
 public struct InFlightRow
 {
@@ -184,4 +184,7 @@ public struct InFlightRow
     public bool Shadow;
     public byte ReqSize;
     public bool ReqWrite;
+    /// <summary>A locked read of this vCPU holds its device's object (the kernel's held object, set and cleared with it):
+    /// the exit's end tests this byte of the row in hand before asking the kernel to give the object up.</summary>
+    public bool Holds;
 }

@@ -34,7 +34,7 @@ public sealed partial class Kernel
         // Only this exit changes the state of a vCPU that is in an exit (Runnable here; Dead is set by
         // this CPU too): a store to the vCPU's own word instead of its lock (SetRun says why no CAS).
         SetRun(vc, VcpuRun.Runnable, VcpuRun.WaitingDevice);
-        Stats.Add(cpu.Index, Counter.DeviceRoundTrips);
+        Stats.CountOn(cpu.Index, Counter.DeviceRoundTrips);
         // The model's answer costs it one syscall (its next WAIT_FOR_EVENT or EVENT_SIGNAL).
         row.Modelled += Cost.SyscallCycles;
         // The common transition: nothing in flight, nothing queued or held, the model alive. The claim is the check.
@@ -116,12 +116,16 @@ public sealed partial class Kernel
         a.Result = LockResult.Applied;
         a.Count = 1;
         // The size from the argument, not read back from the area: a model thread may write its own memory at any time.
-        if (size > 8 || d.Rep || d.Lock || d.Kind is Hot.Decode.AccessKind.Movs or Hot.Decode.AccessKind.Stos or Hot.Decode.AccessKind.Ins or Hot.Decode.AccessKind.Outs)
+        if (size > 8 | d.Rep | d.Lock | ((StringKinds >> (int)d.Kind) & 1) != 0)   // not short-circuited: one branch, not four
             FillRare(v, size, write, ref a);
         a.PublishState(EventState.Pending);   // release: the fields above are visible first
         e.Inflight = v;
         e.Delivered++;
     }
+
+    /// <summary>The string forms (MOVS, STOS, INS, OUTS) as bits of <see cref="Hot.Decode.AccessKind"/> (fewer than 64 kinds).</summary>
+    const ulong StringKinds = 1UL << (int)Hot.Decode.AccessKind.Movs | 1UL << (int)Hot.Decode.AccessKind.Stos
+        | 1UL << (int)Hot.Decode.AccessKind.Ins | 1UL << (int)Hot.Decode.AccessKind.Outs;
 
     /// <summary><see cref="FillArea"/> for a string, REP, LOCK or wide access: its flags, its count, the write's wide data
     /// and the value a locked write expects. Out of line: the common access needs none of it.</summary>
@@ -159,10 +163,10 @@ public sealed partial class Kernel
         int ended = CompleteIfDone(e, here);
         if (ended >= 0)
         {
-            if (here!.Current == t && VcpuAt(ended).Run == VcpuRun.Runnable && here.TryEnterNow()) RunGuest(here, ended);
+            if (here!.Current == t && here.TryEnterNow()) RunGuest(here, ended);
             else
             {
-                PutBack(here, ended);
+                here.EnqueueVcpuLocal(ended);
                 if (here.Current == t && here.TryTakeDirectVcpu(out int next)) RunGuest(here, next);
             }
         }
@@ -220,14 +224,15 @@ public sealed partial class Kernel
     {
         var here = CurrentCpu;
         int ended = CompleteIfDone(e, here);
-        if (ended >= 0) PutBack(here!, ended);
+        if (ended >= 0) here!.EnqueueVcpuLocal(ended);
     }
 
     /// <summary>
     /// If the model marked its answer done, finish that access and deliver the next queued one. Returns the vCPU whose
-    /// exit the common completion ended on <paramref name="here"/>, its own CPU, without putting it back: the caller
-    /// must (<see cref="PutBack"/>, or enter it at once). -1 otherwise: nothing answered, or the general completion put
-    /// the vCPU back or posted the answer to its CPU.
+    /// exit the common completion ended on <paramref name="here"/>, its own CPU, runnable and not put back: the caller
+    /// must queue it on <paramref name="here"/> (<see cref="Cpu.EnqueueVcpuLocal"/>) or enter it at once. -1 otherwise:
+    /// nothing answered, or the vCPU was put back as an exit's end puts it (<see cref="Reenter"/>: the general completion,
+    /// or a vCPU a Stop or a death left not runnable), or the answer was posted to its CPU.
     /// </summary>
     /// <param name="here">The CPU this host thread steps (<see cref="CurrentCpu"/>, read once by the caller), or null outside the drivers.</param>
     int CompleteIfDone(EventObject e, Cpu? here)
@@ -253,19 +258,14 @@ public sealed partial class Kernel
             SetRun(vc, VcpuRun.WaitingDevice, VcpuRun.Runnable);   // as ContinueAfterDevice: the access is out of the object
             bool write = row.ReqWrite;
             _pipe.PlainDone(here.Index, v, value, write);   // unmasked (PlainDone's write-back masks it), and unread for a store
-            return v;
+            // Reenter's test, with the vCPU in hand: a runnable one goes back to the caller; one a Stop or a death from
+            // another CPU left otherwise is Reenter's (which leaves it out).
+            if (vc.Run == VcpuRun.Runnable) return v;
+            Reenter(v);
+            return -1;
         }
         CompleteGeneral(e, here, seen);
         return -1;
-    }
-
-    /// <summary>The end of an exit's <see cref="Reenter"/> on <paramref name="here"/>, vCPU <paramref name="v"/>'s own CPU:
-    /// a runnable vCPU goes in this CPU's queue without asking which CPU this is.</summary>
-    [System.Runtime.CompilerServices.MethodImpl(System.Runtime.CompilerServices.MethodImplOptions.AggressiveInlining)]
-    void PutBack(Cpu here, int v)
-    {
-        if (VcpuAt(v).Run == VcpuRun.Runnable) here.EnqueueVcpuLocal(v);
-        else Reenter(v);
     }
 
     /// <summary>A test's view of the split: called with the vCPU whose answer the general completion is about to take
@@ -300,8 +300,8 @@ public sealed partial class Kernel
         e.Inflight = -1;
         e.Completed++;
         // A locked read keeps the object for its vCPU until its write is answered Applied (ReleaseHeld gives it up).
-        if (locked && (!wrote || mismatch)) { e.HeldBy = v; _held[v] = e; }
-        else if (e.HeldBy == v) { e.HeldBy = -1; _held[v] = null; }
+        if (locked && (!wrote || mismatch)) { e.HeldBy = v; _held[v] = e; row.Holds = true; }
+        else if (e.HeldBy == v) { e.HeldBy = -1; _held[v] = null; row.Holds = false; }
         // A claim taken without rare found the queue empty, and nothing enqueues while this claim is held.
         // The next queued access goes into the area, and a model thread parked on the object is handed it (as a
         // delivery's would be): the thread answering here (EVENT_SIGNAL) need not be the one that waits.

@@ -28,6 +28,7 @@ public sealed partial class Kernel
     void ReleaseHeld(int v, EventObject e)
     {
         _held[v] = null;
+        _f.Row[v].Holds = false;
         KThread? wake = null;
         int next = -1;
         e.Seize();   // the object's claim (Kernel.Devices.cs): off the common path
