@@ -107,10 +107,10 @@ public sealed partial class ExitPipeline<THost>
             row.MemoHeld = slot + 1;
         }
 
-        // BeginAccess's per-instruction stores, then PlainElement's.
+        // BeginAccess's per-instruction stores, then PlainElement's. Not RepElements: only a string form reads it, and the
+        // memo takes none (the full front end zeroes it for each instruction it begins).
         ref readonly var d = ref _f.Acc[v];
         row.FirstElement = true;
-        row.RepElements = 0;
         row.LockRetries = 0;
         if (rec.Reason == ExitReason.Io)
         {

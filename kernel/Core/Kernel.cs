@@ -59,6 +59,7 @@ public sealed partial class Kernel : IDisposable
         Cpus = new Cpu[config.Cpus];
         for (int i = 0; i < Cpus.Length; i++) Cpus[i] = new Cpu(this, i);
         Trace = new Trace(config.Cpus) { Keep = config.KeepTrace, Hashed = config.HashTrace };
+        TracesExits = Trace.Hashed || Trace.Keep;
         Gate = new SysCallGate(this);
         Phys = new PhysPages(config.MemoryBytes, config.KernelBase, config.KernelLength);
         InitMachine();
@@ -67,6 +68,8 @@ public sealed partial class Kernel : IDisposable
     public KernelConfig Config { get; }
     public Cpu[] Cpus { get; }
     public Trace Trace { get; }
+    /// <summary>The trace takes each exit's Complete record (it is hashed or kept): decided with the trace, read once per exit.</summary>
+    internal readonly bool TracesExits;
     public SysCallGate Gate { get; }
     public RamFs Fs { get; } = new();
     public PhysPages Phys { get; }

@@ -22,7 +22,7 @@ public sealed class SysCallGate(Kernel k)
     public ValueTask<long> Enter(KThread t, in SysCallRegs r)
     {
         var cpu = Kernel.CurrentCpu;
-        if (cpu is not null) { cpu.GateTransitions++; cpu.GateCalls++; cpu.Clock += k.Cost.SyscallCycles; }
+        if (cpu is not null) { cpu.GateTransitions++; cpu.GateCalls++; cpu.Clock += k.SyscallCyclesNow; }
         else { Interlocked.Increment(ref _transitions); Interlocked.Increment(ref _calls); }
         // WAIT_FOR_EVENT, a device model's one call per exit (its answer and its next access), skips the table's lookup and
         // the handler's delegate: the same call its row makes, with Run's checks and error mapping (docs/design.md, "IPC").

@@ -36,7 +36,7 @@ public sealed partial class Kernel
         SetRun(vc, VcpuRun.Runnable, VcpuRun.WaitingDevice);
         Stats.CountOn(cpu.Index, Counter.DeviceRoundTrips);
         // The model's answer costs it one syscall (its next WAIT_FOR_EVENT or EVENT_SIGNAL).
-        row.Modelled += Cost.SyscallCycles;
+        row.Modelled += SyscallCyclesNow;
         // The common transition: nothing in flight, nothing queued or held, the model alive. The claim is the check.
         int seen = Volatile.Read(ref e.Slot);
         if (((seen & (EventObject.SlotInflight | EventObject.SlotRare)) != 0 || !e.TryClaim(seen)) && !ClaimToDeliver(cpu, v, e))

@@ -49,7 +49,10 @@ public sealed partial class Kernel
     /// when it is false (every normal run), skips the three questions it stands for (~20 instructions per exit).
     /// </summary>
     internal bool ExitHooked { get; private set; }
-    void UpdateHooks() => ExitHooked = _onExitTaken is not null || _tracer is not null || _marks is not null || _timedBackend is not null;
+    void UpdateHooks() => ExitHooked = !_firstExitSeen || _onExitTaken is not null || _tracer is not null || _marks is not null || _timedBackend is not null;
+    /// <summary>The first exit has been taken (<see cref="OnFirstExit"/> called): until then every exit asks the hooked
+    /// path, which makes the first-exit test (its one place), so an exit after it tests nothing for it.</summary>
+    bool _firstExitSeen;
     /// <summary>The lane of the CPU this host thread steps (the statistics are per CPU), or -1 outside the drivers.</summary>
     static int Here => CurrentCpu?.Index ?? -1;
     /// <summary>The narrating tracer when vCPU <paramref name="v"/>'s exit is followed, else null (a stage's one test).</summary>
@@ -116,7 +119,7 @@ public sealed partial class Kernel
         InjectPendingIrq(vc);
         long entryTd = State.OnEntry(v);   // TDG.VP.WRs of the fields the exit dirtied (always 0 on SNP)
         if (entryTd != 0) Stats.Add(cpu.Index, Counter.TdWrites, entryTd);
-        cpu.Clock += Cost.ExitCycles + entryTd * Cost.TdcallCycles;   // the entry's marks are made at the exit (FollowExit)
+        cpu.Clock += ExitCyclesNow + entryTd * TdcallCyclesNow;   // the entry's marks are made at the exit (FollowExit)
 
         // The backend fills the record in the vCPU's row, and the pipeline takes it from there on this CPU: an exit is
         // taken by the CPU that ran the guest, so a ring between the two would be filled and emptied on consecutive lines
@@ -197,7 +200,12 @@ public sealed partial class Kernel
     /// <summary>The display marks' records of a followed exit's re-injection and faults.</summary>
     internal void MarkOn(int cpu, int v, TraceKind kind, long a) { var c = Cpus[cpu]; _marks!.Mark(c, c.Clock, kind, v, a); }
 
-    internal void FirstExitTaken() => OnFirstExit?.Invoke();
+    internal void FirstExitTaken()
+    {
+        _firstExitSeen = true;
+        UpdateHooks();
+        OnFirstExit?.Invoke();
+    }
 
     /// <summary>An exit the VMM handles: the run page, under the vCPU's lock.</summary>
     internal void RunPageExit(int cpu, int v, RunExit why)

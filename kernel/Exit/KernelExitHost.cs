@@ -60,8 +60,7 @@ public sealed partial class Kernel
         public void TraceForward(int cpu, int v, ulong addr) => TraceOn(cpu, TraceKind.Forward, v, (long)addr);
         public void TraceComplete(int cpu, int v, ExitKind kind)
         {
-            var trace = k.Trace;
-            if (trace.Hashed || trace.Keep) trace.AddSmallOn(Unchecked.At(k.Cpus, cpu), TraceKind.Complete, v, (byte)kind);
+            if (k.TracesExits) k.Trace.AddSmallOn(Unchecked.At(k.Cpus, cpu), TraceKind.Complete, v, (byte)kind);
         }
 
         [MethodImpl(MethodImplOptions.AggressiveInlining)]

@@ -24,6 +24,9 @@ public sealed partial class Kernel
     public GuestMemory Memory => _memory;
     public VcpuStateStore State { get; private set; } = null!;
     public CostModel Cost { get; private set; } = CostModel.Snp;
+    /// <summary><see cref="Cost"/>'s three per-exit constants as fields of the kernel (the model is immutable and set once):
+    /// the exit path and the gate read one field, not the model's reference and then its field.</summary>
+    internal long ExitCyclesNow, TdcallCyclesNow, SyscallCyclesNow;
     public IReadOnlyList<VmObject> Vms => _vms;
     public VcpuObject Vcpu(int global) => _vcpus[global];
 
@@ -39,6 +42,7 @@ public sealed partial class Kernel
     partial void InitMachine()
     {
         Cost = Config.Cost ?? CostModel.For(Config.Platform);
+        (ExitCyclesNow, TdcallCyclesNow, SyscallCyclesNow) = (Cost.ExitCycles, Cost.TdcallCycles, Cost.SyscallCycles);
         _memory = new GuestMemory(Config.MemoryBytes);
         int total = Config.Vms.Sum(v => v.Vcpus);
         _pages = new KernelPages(Math.Max(64, total + Config.MaxEventObjects));
