@@ -47,6 +47,9 @@ public sealed class KThread : IValueTaskSource<long>
     /// </summary>
     internal uint WaitHandle;
     internal KObject? WaitObject;
+    /// <summary><see cref="WaitObject"/> when it is an event object (a device model's every wait), else null: kept typed, so
+    /// the wait does not test the type again.</summary>
+    internal Machine.EventObject? WaitEvent;
     internal int WaitRemovals;
 
     Action<object?>? _cont;

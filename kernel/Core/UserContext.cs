@@ -39,6 +39,7 @@ sealed unsafe class MappedView<T>(KThread thread, ulong va) : UserView<T> where 
 {
     object? _layout;
     byte* _p;
+    readonly AddressSpace _space = thread.Process.Space;   // a thread's process and its space are fixed for its life
 
     public override ref T Value
     {
@@ -47,7 +48,7 @@ sealed unsafe class MappedView<T>(KThread thread, ulong va) : UserView<T> where 
             // The pointer while the layout it was resolved in holds and the thread lives; everything else out of line, so
             // this read (a device model's every access) needs no frame.
             byte* p = _p;
-            if (p != null && thread.State != ThreadState.Dead && ReferenceEquals(_layout, thread.Process.Space.Layout)) return ref Unsafe.AsRef<T>(p);
+            if (p != null && thread.State != ThreadState.Dead && ReferenceEquals(_layout, _space.Layout)) return ref Unsafe.AsRef<T>(p);
             return ref Resolve();
         }
     }
@@ -56,7 +57,7 @@ sealed unsafe class MappedView<T>(KThread thread, ulong va) : UserView<T> where 
     ref T Resolve()
     {
         if (thread.State == ThreadState.Dead) throw new ThreadKilledException();
-        var space = thread.Process.Space;
+        var space = _space;
         var layout = space.Layout;   // before the lookup: a change after it re-resolves on the next access
         int size = Unsafe.SizeOf<T>();
         if (!space.TryResolve(va, (ulong)size, write: true, out var region, out ulong off)) { _p = null; throw new UserFaultException(va, size); }

@@ -225,14 +225,15 @@ public sealed partial class Kernel
     {
         var handles = t.Process.Handles;
         int removals = handles.Removals;
-        var o = t.WaitObject;
-        if (o is null || t.WaitHandle != handle || t.WaitRemovals != removals)
+        var e = t.WaitEvent;
+        if (t.WaitObject is null || t.WaitHandle != handle || t.WaitRemovals != removals)
         {
             // Read the removal count before the lookup: a close after it makes the next wait look up again.
-            o = handles.Get(handle);
-            t.WaitHandle = handle; t.WaitObject = o; t.WaitRemovals = removals;
+            var o = handles.Get(handle);
+            e = o as EventObject;
+            t.WaitHandle = handle; t.WaitObject = o; t.WaitEvent = e; t.WaitRemovals = removals;
         }
-        return o is EventObject e ? WaitEventNow(t, e, here) : WaitNotNow;
+        return e is not null ? WaitEventNow(t, e, here) : WaitNotNow;
     }
 
     /// <summary>The rest of WAIT_FOR_EVENT after <see cref="WaitForEventNow"/> (on the object it looked up): the thread
