@@ -25,16 +25,21 @@ public sealed class DeviceAreaRuleTests
         rig.Device(EventKind.Mmio, VmmRig.Dev, 0x1000, VmmRig.Answers(0x77));
         rig.Device(EventKind.Ioio, Port, 4, VmmRig.Answers(0x66));
         ulong ram = rig.Layout.Data;
-        ulong movsTo = rig.Code(a => a.movsb()), movsFrom = rig.Code(a => a.movsb()), stos = rig.Code(a => a.rep.stosb()), ins = rig.Code(a => a.insb());
+        ulong movsTo = rig.Code(a => a.movsb()), movsFrom = rig.Code(a => a.movsb()), stos = rig.Code(a => a.rep.stosb()), ins = rig.Code(a => a.insb()),
+            outs = rig.Code(a => a.outsb());
         rig.Guest.Add(0,
             new GuestExit(ExitReason.Mmio, [(6, ram), (7, At)], Rip: movsTo, Gpa: At, Size: 1, Write: true, Rflags: NoIf),
             new GuestExit(ExitReason.Mmio, [(6, At), (7, ram + 8)], Rip: movsFrom, Gpa: At, Size: 1, Rflags: NoIf),
             new GuestExit(ExitReason.Mmio, [(7, At), (1, 1), (0, 0x12)], Rip: stos, Gpa: At, Size: 1, Write: true, Rflags: NoIf),
-            new GuestExit(ExitReason.Io, [(2, Port), (7, ram + 16)], Rip: ins, Port: Port, Size: 1, Rflags: NoIf));
+            new GuestExit(ExitReason.Io, [(2, Port), (7, ram + 16)], Rip: ins, Port: Port, Size: 1, Rflags: NoIf),
+            new GuestExit(ExitReason.Io, [(2, Port), (6, ram + 8)], Rip: outs, Port: Port, Size: 1, Write: true, Rflags: NoIf));
         rig.Run();
-        Assert.Equal(4, rig.Deliveries.Count);
-        Assert.Equal([AccessDirection.Write, AccessDirection.Read, AccessDirection.Write, AccessDirection.Read], rig.Deliveries.Select(d => d.Area.Direction));
-        Assert.Equal([EventFlags.String, EventFlags.String, EventFlags.String | EventFlags.Rep, EventFlags.String], rig.Deliveries.Select(d => d.Area.Flags));
+        Assert.Equal(5, rig.Deliveries.Count);
+        Assert.Equal([AccessDirection.Write, AccessDirection.Read, AccessDirection.Write, AccessDirection.Read, AccessDirection.Write], rig.Deliveries.Select(d => d.Area.Direction));
+        Assert.Equal([EventFlags.String, EventFlags.String, EventFlags.String | EventFlags.Rep, EventFlags.String, EventFlags.String], rig.Deliveries.Select(d => d.Area.Flags));
+        Assert.Equal(0x77UL, rig.Deliveries[4].Area.Data);   // OUTS wrote the byte MOVS had stored
+        // The delivery tests the four string kinds as bits of one word (Kernel.Devices.cs StringKinds): fewer than 64 kinds.
+        Assert.True((int)Enum.GetValues<Copra.Hot.Decode.AccessKind>().Max() < 64);
         Assert.Equal(0x77, rig.K.Memory.ReadU8(ram + 8));    // MOVS from the device stored its byte
         Assert.Equal(0x66, rig.K.Memory.ReadU8(ram + 16));   // INS stored the port's byte
     }
