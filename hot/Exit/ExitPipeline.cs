@@ -177,13 +177,8 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
     public void HandleExit(int cpu, int v, long entryTd)
     {
         ref readonly var rec = ref _f.Exit[v];
-        bool hooked = _host.Hooked;   // false on a normal run past its first exit: no hook, no tracer, no timed backend
-        if (hooked)
-        {
-            _host.ExitTaken(v);
-            // The host reports itself hooked until the first exit has been taken (IExitHost.Hooked).
-            if (_firstExit == 0 && Interlocked.Exchange(ref _firstExit, 1) == 0) _host.FirstExit();
-        }
+        bool hooked = _host.Hooked;   // false on a normal run: no hook, no tracer, no timed backend
+        if (hooked) _host.ExitTaken(v);
         bool tracing = hooked && _host.Tracing;   // read once: the exit's timing and its following decided on the same answer
         // Counted before the tracers' check, which numbers the exit by the count. Timed: one exit in Stats.TimeEvery, or
         // every exit while a tracer or the display marks are on.
@@ -191,6 +186,7 @@ public sealed partial class ExitPipeline<THost> where THost : struct, IExitHost
         long t0 = timed ? (long)Tsc.Read() : 0;
         ref var row = ref _f.Row[v];
         State.OnExit(v);   // TDG.VP.RDs since the last charge (the entry's, e.g. the interrupt check) go to this exit
+        if (_firstExit == 0 && Interlocked.Exchange(ref _firstExit, 1) == 0) _host.FirstExit();
         // The tracers' one check per exit; the stages then test the vCPU's flag.
         row.Follow = tracing ? _host.Follow(cpu, in rec, entryTd) : (byte)0;
         row.Measured = 0;

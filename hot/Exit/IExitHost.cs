@@ -17,10 +17,9 @@ public interface IExitHost
 {
     // ---- taking an exit --------------------------------------------------------------------------
     /// <summary>
-    /// Anything asks to see each exit (a hook, a tracer, a backend that times its runs), or no exit has been taken yet
-    /// (<see cref="FirstExit"/> is due). False promises that <see cref="ExitTaken"/> does nothing, <see cref="Tracing"/> is
-    /// false, <see cref="HardwareTicks"/> is 0 and the first exit is past, so the header asks none of them: one test per
-    /// exit instead of four.
+    /// Anything asks to see each exit (a hook, a tracer, a backend that times its runs). False promises that
+    /// <see cref="ExitTaken"/> does nothing, <see cref="Tracing"/> is false and <see cref="HardwareTicks"/> is 0, so the
+    /// header asks none of them: one test per exit instead of three.
     /// </summary>
     bool Hooked { get; }
     /// <summary>Before the kernel touches any state of the exit (<c>copra tune</c> snapshots here).</summary>

@@ -49,10 +49,7 @@ public sealed partial class Kernel
     /// when it is false (every normal run), skips the three questions it stands for (~20 instructions per exit).
     /// </summary>
     internal bool ExitHooked { get; private set; }
-    void UpdateHooks() => ExitHooked = !_firstExitSeen || _onExitTaken is not null || _tracer is not null || _marks is not null || _timedBackend is not null;
-    /// <summary>The first exit has been taken (<see cref="OnFirstExit"/> called): until then every exit asks the hooked
-    /// path, which makes the first-exit test (its one place), so an exit after it tests nothing for it.</summary>
-    bool _firstExitSeen;
+    void UpdateHooks() => ExitHooked = _onExitTaken is not null || _tracer is not null || _marks is not null || _timedBackend is not null;
     /// <summary>The lane of the CPU this host thread steps (the statistics are per CPU), or -1 outside the drivers.</summary>
     static int Here => CurrentCpu?.Index ?? -1;
     /// <summary>The narrating tracer when vCPU <paramref name="v"/>'s exit is followed, else null (a stage's one test).</summary>
@@ -200,12 +197,7 @@ public sealed partial class Kernel
     /// <summary>The display marks' records of a followed exit's re-injection and faults.</summary>
     internal void MarkOn(int cpu, int v, TraceKind kind, long a) { var c = Cpus[cpu]; _marks!.Mark(c, c.Clock, kind, v, a); }
 
-    internal void FirstExitTaken()
-    {
-        _firstExitSeen = true;
-        UpdateHooks();
-        OnFirstExit?.Invoke();
-    }
+    internal void FirstExitTaken() => OnFirstExit?.Invoke();
 
     /// <summary>An exit the VMM handles: the run page, under the vCPU's lock.</summary>
     internal void RunPageExit(int cpu, int v, RunExit why)

@@ -285,5 +285,7 @@ public sealed class DeviceSeamRuleTests
         var e = rig.DeviceObjects[0];
         Assert.Equal((2L, 2L, -1, 0), (e.Delivered, e.Completed, e.Inflight, e.Queued));
         Assert.Equal(2, rig.K.Stats.DeviceRoundTrips);
+        // Each exit's round trip in the lane of the CPU that took it.
+        Assert.Equal((1L, 1L), (rig.K.Stats.GetOn(0, Counter.DeviceRoundTrips), rig.K.Stats.GetOn(1, Counter.DeviceRoundTrips)));
     }
 }

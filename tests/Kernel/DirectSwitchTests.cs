@@ -24,6 +24,19 @@ public sealed class DirectSwitchTests
         rig.Check();   // every access answered with the value the replay guest expects, no desync
     }
 
+    [Theory]
+    [InlineData(ExitFlavor.MmioRead)]
+    [InlineData(ExitFlavor.PortOut)]
+    public void Every_exit_fetches_its_instruction_once_through_the_code_page_entry_and_counts_the_hit(ExitFlavor flavor)
+    {
+        // Warm: the memo replays every exit, and a replay counts its fetch's hit as the full front end does.
+        using var rig = new ExitRig(flavor, warmExits: 256);
+        long hits = rig.Kernel.Fetcher.Hits[0], done = rig.Done;
+        rig.StepExits(ExitRig.Batch);
+        Assert.Equal(rig.Done - done, rig.Kernel.Fetcher.Hits[0] - hits);
+        rig.Check();
+    }
+
     [Fact]
     public void With_no_budget_every_exit_goes_through_the_scheduler()
     {

@@ -30,6 +30,24 @@ public sealed class ExitHookRuleTests
     }
 
     [Fact]
+    public void With_nothing_else_hooked_the_first_exit_callback_still_runs_once_at_the_first_exit()
+    {
+        // The run command's case: the replay backend (not timed), no tracer, no exit callback; only the first-exit
+        // callback, which the header reaches through its hooked path until the first exit is taken.
+        var sc = Copra.Kernel.Run.Scenario.Default() with { Vms = [new Copra.Kernel.Run.VmScenario(Vcpus: 1)] };
+        using var sys = new Copra.Kernel.Run.CopraSystem(sc);
+        int first = 0;
+        long takenThen = -1;
+        var boot = sys.Kernel.OnFirstExit!;
+        sys.Kernel.OnFirstExit = () => { first++; takenThen = sys.Kernel.Stats.Taken; boot(); };
+        Assert.True(sys.Run().Quiescent);
+        Assert.Equal(1, first);
+        Assert.Equal(1, takenThen);   // at the first exit, not later
+        Assert.NotNull(sys.BootTree);
+        Assert.True(sys.Kernel.Stats.Taken > 100);
+    }
+
+    [Fact]
     public void A_timed_backends_figure_for_each_exit_is_that_exits_hardware_sample()
     {
         using var rig = new VmmRig();
