@@ -107,12 +107,7 @@ public sealed class EventObjectOwnershipTests
     [Fact]
     public void A_view_of_an_event_area_reads_the_mapping_directly_and_faults_once_it_is_unmapped()
     {
-        using var k = new KernelT(new KernelConfig
-        {
-            Cpus = 1,
-            Vms = [new VmSpec(1, 8UL << 20, 8UL << 20)],
-            MemoryBytes = 18UL << 20,
-        });
+        using var k = OneCpuOneVm();
         ulong seenThroughMemory = 0, sequenceAfterRemap = 1;
         bool faulted = false;
         k.Install("/t", () => new Prog(ctx =>
@@ -141,12 +136,7 @@ public sealed class EventObjectOwnershipTests
     [Fact]
     public void A_view_is_writable_so_a_view_of_a_read_only_mapping_faults_and_a_dead_threads_view_throws_it_out()
     {
-        using var k = new KernelT(new KernelConfig
-        {
-            Cpus = 1,
-            Vms = [new VmSpec(1, 8UL << 20, 8UL << 20)],
-            MemoryBytes = 18UL << 20,
-        });
+        using var k = OneCpuOneVm();
         bool readOnlyFaulted = false, killed = false, readBefore = false;
         k.Install("/t", () => new Prog(ctx =>
         {
@@ -175,12 +165,7 @@ public sealed class EventObjectOwnershipTests
     [Fact]
     public void WAIT_FOR_EVENT_does_not_reuse_its_last_lookup_once_that_handle_is_closed()
     {
-        using var k = new KernelT(new KernelConfig
-        {
-            Cpus = 1,
-            Vms = [new VmSpec(1, 8UL << 20, 8UL << 20)],
-            MemoryBytes = 18UL << 20,
-        });
+        using var k = OneCpuOneVm();
         long first = 0, afterClose = 0, other = 0;
         k.Install("/t", () => new Prog(ctx =>
         {
@@ -199,6 +184,14 @@ public sealed class EventObjectOwnershipTests
         Assert.Equal(Errno.ENOTFOUND, afterClose);
         Assert.Equal(Errno.ENOTFOUND, other);
     }
+
+    /// <summary>A kernel with one CPU and one VM of one vCPU, for a program that opens the VM and works its objects.</summary>
+    static KernelT OneCpuOneVm() => new(new KernelConfig
+    {
+        Cpus = 1,
+        Vms = [new VmSpec(1, 8UL << 20, 8UL << 20)],
+        MemoryBytes = 18UL << 20,
+    });
 
     sealed class Prog(Func<IUserContext, Task> body) : IUserProgram
     {
