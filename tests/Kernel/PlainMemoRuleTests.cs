@@ -22,6 +22,14 @@ public class PlainMemoRuleTests
     const ushort UartScratch = 0x3F8 + 7;   // the UART model's scratch register (reads back what was written)
     const ulong Cf = 1;
 
+    /// <summary>The run raised one exception: <paramref name="vector"/>, at the instruction at <paramref name="rip"/>.</summary>
+    static void OneException(CopraSystem sys, byte vector, ulong rip)
+    {
+        var e = Assert.Single(sys.Replay!.Exceptions);
+        Assert.Equal(vector, (byte)e.Event);
+        Assert.Equal(rip, e.Rip);
+    }
+
     /// <summary>
     /// The fourth exit of the same MOV in the same context is taken by the fused stage: it derives nothing afresh, so the
     /// fault context still holds the RFLAGS status bits of the exit the memo was completed at (CF clear), though CF was
@@ -82,9 +90,7 @@ public class PlainMemoRuleTests
         int n = 0;
         k.OnExitTaken = _ => { if (++n == Exits - 1) { outb!.Port = 0x81; sys.Replay!.Changed(outb!); } };   // the hardware's fourth exit names port 0x81
         Assert.True(sys.Run().Quiescent);
-        var e = Assert.Single(sys.Replay!.Exceptions);
-        Assert.Equal(VectorGp, (byte)e.Event);
-        Assert.Equal(outb!.Rip, e.Rip);
+        OneException(sys, VectorGp, outb!.Rip);
         Assert.Equal(1, k.Stats.DecodeMismatch);
         Assert.Equal(Exits - 1, k.Stats.Forwarded);
     }
@@ -110,9 +116,7 @@ public class PlainMemoRuleTests
         };
         Assert.True(sys.Run().Quiescent);
         Assert.True(valid[Exits]);   // the fourth exit found the memo (and took the replay)
-        var e = Assert.Single(sys.Replay!.Exceptions);
-        Assert.Equal(VectorVc, (byte)e.Event);
-        Assert.Equal(load!.Rip, e.Rip);
+        OneException(sys, VectorVc, load!.Rip);
         var st = k.Stats;
         Assert.Equal(1, st.Reinjected);
         Assert.Equal(0, st.Forwarded);
@@ -145,9 +149,7 @@ public class PlainMemoRuleTests
         Assert.True(sys.Run().Quiescent);
         Assert.True(valid[Exits]);   // the fourth exit found the memo (and took the replay)
         Assert.Equal(device, owner[Exits]);   // with the device it recorded
-        var e = Assert.Single(sys.Replay!.Exceptions);
-        Assert.Equal(VectorVc, (byte)e.Event);
-        Assert.Equal(load!.Rip, e.Rip);
+        OneException(sys, VectorVc, load!.Rip);
         Assert.Equal(1, k.Stats.Reinjected);
         Assert.Equal(Exits - 1, k.Stats.DeviceRoundTrips);
     }
